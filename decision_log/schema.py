@@ -1,0 +1,135 @@
+"""The decision log's tables (DuckDB).  All SQL of Klartext lives in this package.
+
+``decisions``
+    One row per decision: ``seq`` (append order, the hash chain's order), ``decision_id``
+    (time-sortable), ``ts``, ``customer`` (keyed HMAC pseudonym), ``channel``,
+    ``direction``, ``trigger``, ``inputs`` (JSON: the features, contacts and rejections
+    exactly as the engine saw them), ``strategy_version``, ``model_versions`` (JSON: action →
+    model version), ``chosen_action`` (first slot, NULL for "no action"),
+    ``chosen_actions`` (all selected, in slot order), ``selection_probability`` (probability
+    with which ``chosen_action`` was picked, < 1 only under exploration), ``explored``,
+    ``latency_us`` (engine time; in batch mode the batch time divided by its size) and
+    ``source`` (``klartext`` or the importer that loaded it).
+``candidates``
+    One row for every action of the catalog in every decision: where it stopped
+    (``stage``), the ``rule`` that removed it (NULL if it survived) and a plain-language
+    ``reason`` with the tested values; for actions that reached scoring the four priority
+    factors, ``priority``, ``rank`` (among those that passed every filter) and ``selected``;
+    ``model_version`` of the model that scored it.  ``ts`` and ``channel`` are copied from
+    the decision so funnels need no join.
+``outcomes``
+    What happened after a decision: ``outcome`` (accepted / rejected / ignored / none),
+    ``revenue``, realised ``margin`` and ``churned`` (per decision, the same on its rows).
+``strategies`` / ``models``
+    Every strategy text and model artifact a decision refers to, by version.
+``chain``
+    The hash chain: per decision the SHA-256 of its row and all its candidate rows, and the
+    chained hash over all earlier decisions.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+DDL = [
+    """
+    CREATE TABLE IF NOT EXISTS meta (
+        key VARCHAR PRIMARY KEY,
+        value VARCHAR
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS decisions (
+        seq BIGINT NOT NULL,
+        decision_id VARCHAR NOT NULL,
+        ts TIMESTAMPTZ NOT NULL,
+        customer VARCHAR NOT NULL,
+        channel VARCHAR NOT NULL,
+        direction VARCHAR NOT NULL,
+        "trigger" VARCHAR,
+        inputs JSON NOT NULL,
+        strategy_version VARCHAR,
+        model_versions JSON,
+        chosen_action VARCHAR,
+        chosen_actions VARCHAR[] NOT NULL,
+        selection_probability DOUBLE,
+        explored BOOLEAN NOT NULL,
+        latency_us BIGINT,
+        source VARCHAR NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS candidates (
+        decision_id VARCHAR NOT NULL,
+        ts TIMESTAMPTZ NOT NULL,
+        channel VARCHAR NOT NULL,
+        action_id VARCHAR NOT NULL,
+        issue VARCHAR,
+        "group" VARCHAR,
+        stage VARCHAR NOT NULL,
+        rule VARCHAR,
+        reason VARCHAR,
+        propensity DOUBLE,
+        value DOUBLE,
+        context_weight DOUBLE,
+        lever DOUBLE,
+        priority DOUBLE,
+        rank INTEGER,
+        selected BOOLEAN NOT NULL,
+        model_version VARCHAR
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS outcomes (
+        decision_id VARCHAR NOT NULL,
+        action_id VARCHAR,
+        outcome VARCHAR NOT NULL,
+        revenue DOUBLE,
+        margin DOUBLE,
+        churned BOOLEAN,
+        ts TIMESTAMPTZ NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS strategies (
+        version VARCHAR PRIMARY KEY,
+        name VARCHAR NOT NULL,
+        text VARCHAR NOT NULL,
+        first_used TIMESTAMPTZ NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS models (
+        version VARCHAR NOT NULL,
+        action_id VARCHAR NOT NULL,
+        algorithm VARCHAR NOT NULL,
+        features VARCHAR[] NOT NULL,
+        training_fingerprint VARCHAR NOT NULL,
+        metrics JSON NOT NULL,
+        artifact BLOB NOT NULL,
+        format VARCHAR NOT NULL,
+        created TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (version, action_id)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS chain (
+        seq BIGINT NOT NULL,
+        decision_id VARCHAR NOT NULL,
+        record_hash VARCHAR NOT NULL,
+        chain_hash VARCHAR NOT NULL
+    )
+    """,
+]
+
+#: Columns of ``decisions`` / ``candidates`` in the order the record hash reads them.
+DECISION_HASH_COLUMNS = [
+    "seq", "decision_id", "ts", "customer", "channel", "direction", "trigger", "inputs",
+    "strategy_version", "model_versions", "chosen_action", "chosen_actions",
+    "selection_probability", "explored", "latency_us", "source",
+]
+CANDIDATE_HASH_COLUMNS = [
+    "decision_id", "ts", "channel", "action_id", "issue", "group", "stage", "rule", "reason",
+    "propensity", "value", "context_weight", "lever", "priority", "rank", "selected",
+    "model_version",
+]

@@ -1,0 +1,440 @@
+"""Open, write and read the decision log (one DuckDB file).
+
+Writes are batched: a whole :class:`~decisioning.engine.DecisionBatch` goes in as Arrow
+tables in one transaction — its decisions, one candidate row per action of the catalog per
+decision, and the hash-chain entries — so a decision is either logged completely or not at
+all.  (``executemany`` manages about 330 decisions/s on this machine; Arrow batches tens of
+thousands.)
+
+Only one process may hold a DuckDB file read-write, and while it does no other process can
+open it at all; open read-only (``read_only=True``) to share a finished log between readers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from decision_log import integrity
+from decision_log.schema import DDL, SCHEMA_VERSION
+from decisioning.engine import DecisionBatch
+from decisioning.errors import LogError
+from decisioning.models import ModelSet, PropensityModel
+from decisioning.strategy import STAGES, Strategy, parse_strategy
+
+KEY_ENV = "KLARTEXT_PSEUDONYM_KEY"
+
+
+def _first(result: duckdb.DuckDBPyConnection) -> tuple | None:
+    """First row of a result (fetching everything, so the connection is free afterwards)."""
+    rows = result.fetchall()
+    return rows[0] if rows else None
+
+
+def _dict_array(codes: np.ndarray, dictionary: list[str] | np.ndarray, null_below_zero: bool = False) -> pa.Array:
+    codes = np.asarray(codes)
+    mask = codes < 0 if null_below_zero else None
+    idx = pa.array(np.where(codes < 0, 0, codes).astype(np.int32), mask=mask)
+    return pa.DictionaryArray.from_arrays(idx, pa.array(list(dictionary), pa.string()))
+
+
+def _float_array(x: np.ndarray) -> pa.Array:
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    nan = np.isnan(x)
+    return pa.array(x, mask=nan if nan.any() else None)
+
+
+class DecisionLog:
+    """A decision log in one DuckDB file.  Open it with :meth:`open`.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+        The connection (owned by this object).
+    path : str
+        The database path (``:memory:`` for a throw-away log).
+    key : bytes
+        The HMAC key for customer pseudonyms; never written to the database.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: str, key: bytes | None, read_only: bool) -> None:
+        self.con = con
+        self.path = path
+        self._key = key
+        self.read_only = read_only
+        self._model_cache: dict[tuple[str, str], PropensityModel] = {}
+        self._strategy_cache: dict[str, Strategy] = {}
+
+    # -- opening ----------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | Path, *, read_only: bool = False, create: bool = True) -> "DecisionLog":
+        """Open (and, unless ``read_only``, create) the log at ``path``.
+
+        Raises
+        ------
+        LogError
+            If the file is missing (read-only / ``create=False``), locked by another process,
+            or not a Klartext log.
+        """
+        path = str(path)
+        if path != ":memory:" and not Path(path).exists() and (read_only or not create):
+            raise LogError(f"No decision log at {path!r}.",
+                           "Create one with `klartext demo --db " + path + "`.")
+        try:
+            con = duckdb.connect(path, read_only=read_only)
+        except duckdb.IOException as exc:
+            msg = str(exc)
+            if "lock" in msg.lower():
+                raise LogError(f"The decision log {path!r} is in use by another process.",
+                               "DuckDB lets one process write a file; stop it (e.g. the demo or "
+                               "`klartext serve`) or open a copy.") from exc
+            raise LogError(f"Cannot open decision log {path!r}: {msg}",
+                           "Check that the path is a DuckDB file written by Klartext.") from exc
+        except duckdb.Error as exc:
+            raise LogError(f"Cannot open decision log {path!r}: {exc}",
+                           "Check that the path is a DuckDB file written by Klartext.") from exc
+        if not read_only:
+            for stmt in DDL:
+                con.execute(stmt)
+            con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+        else:
+            tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+            if "decisions" not in tables:
+                con.close()
+                raise LogError(f"{path!r} is not a Klartext decision log (it has no 'decisions' table).",
+                               "Create one with `klartext demo --db " + path + "`.")
+        key = cls._load_key(path, create=not read_only)
+        return cls(con, path, key, read_only)
+
+    @staticmethod
+    def _load_key(path: str, create: bool) -> bytes | None:
+        env = os.environ.get(KEY_ENV)
+        if env:
+            return env.encode()
+        if path == ":memory:":
+            return secrets.token_bytes(32)
+        key_path = Path(path + ".key")
+        if key_path.exists():
+            return bytes.fromhex(key_path.read_text().strip())
+        if not create:
+            return None
+        key = secrets.token_bytes(32)
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key.hex())
+        return key
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> "DecisionLog":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- pseudonyms -------------------------------------------------------------------------
+
+    def pseudonymise(self, customer_ids: np.ndarray | list[str]) -> np.ndarray:
+        """Keyed HMAC-SHA256 pseudonyms (32 hex digits) of raw customer ids."""
+        if self._key is None:
+            raise LogError(
+                f"The pseudonym key for {self.path!r} is not available, so raw customer ids cannot be matched.",
+                f"Set {KEY_ENV} or put the key file {self.path}.key next to the log.",
+            )
+        k = self._key
+        return np.array([hmac.new(k, str(c).encode(), hashlib.sha256).hexdigest()[:32] for c in customer_ids],
+                        dtype=object)
+
+    # -- registry ---------------------------------------------------------------------------
+
+    def register_strategy(self, strategy: Strategy) -> str:
+        self.con.execute(
+            "INSERT OR IGNORE INTO strategies VALUES (?, ?, ?, ?)",
+            [strategy.version, strategy.name, strategy.text, datetime.now(timezone.utc)],
+        )
+        return strategy.version
+
+    def register_models(self, models: ModelSet) -> dict[str, str]:
+        rows = []
+        known = {tuple(r) for r in self.con.execute("SELECT version, action_id FROM models").fetchall()}
+        now = datetime.now(timezone.utc)
+        for action_id, m in sorted(models.models.items()):
+            if (m.version, action_id) in known:
+                continue
+            rows.append({
+                "version": m.version, "action_id": action_id, "algorithm": m.algorithm,
+                "features": list(m.features), "training_fingerprint": m.training_fingerprint,
+                "metrics": json.dumps(m.metrics), "artifact": m.to_bytes(), "format": "skops",
+                "created": now,
+            })
+        if rows:
+            tbl = pa.Table.from_pylist(rows)  # noqa: F841 - read by DuckDB below
+            self.con.execute("INSERT INTO models SELECT version, action_id, algorithm, features, "
+                             "training_fingerprint, metrics::JSON, artifact, format, created FROM tbl")
+        return models.versions()
+
+    def load_strategy(self, version: str) -> Strategy:
+        if version not in self._strategy_cache:
+            row = _first(self.con.execute("SELECT text FROM strategies WHERE version = ?", [version]))
+            if row is None:
+                raise LogError(f"Strategy version {version!r} is not in the log {self.path!r}.",
+                               "The log only replays decisions whose strategy it holds.")
+            self._strategy_cache[version] = parse_strategy(row[0], source=f"strategy {version} (from the log)")
+        return self._strategy_cache[version]
+
+    def load_models(self, versions: dict[str, str]) -> ModelSet:
+        out = {}
+        for action_id, version in versions.items():
+            key = (version, action_id)
+            if key not in self._model_cache:
+                row = _first(self.con.execute(
+                    "SELECT artifact, features, training_fingerprint, metrics, algorithm FROM models "
+                    "WHERE version = ? AND action_id = ?", [version, action_id]))
+                if row is None:
+                    raise LogError(f"Model version {version!r} of action {action_id!r} is not in the log {self.path!r}.",
+                                   "Register the model before logging decisions made with it.")
+                self._model_cache[key] = PropensityModel.from_bytes(
+                    row[0], action_id, tuple(row[1]), row[2], json.loads(row[3]), row[4])
+            out[action_id] = self._model_cache[key]
+        return ModelSet(out)
+
+    def latest_strategy_version(self) -> str:
+        row = _first(self.con.execute("SELECT version FROM strategies ORDER BY first_used DESC LIMIT 1"))
+        if row is None:
+            raise LogError(f"The log {self.path!r} holds no strategy yet.", "Run `klartext demo` first.")
+        return row[0]
+
+    def latest_models_for(self, strategy: Strategy) -> ModelSet:
+        rows = self.con.execute(
+            "SELECT action_id, arg_max(version, created) FROM models WHERE action_id IN "
+            "(SELECT unnest(?::VARCHAR[])) GROUP BY action_id", [list(strategy.action_ids)]).fetchall()
+        versions = dict(rows)
+        missing = [a for a in strategy.action_ids if a not in versions]
+        if missing:
+            raise LogError(f"The log {self.path!r} holds no model for action {missing[0]!r}.",
+                           "Train and register models for this strategy (`klartext demo` does it for the demo).")
+        return self.load_models(versions)
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def _next_seq(self) -> tuple[int, str]:
+        row = _first(self.con.execute("SELECT seq, chain_hash FROM chain ORDER BY seq DESC LIMIT 1"))
+        return (0, integrity.GENESIS) if row is None else (int(row[0]), row[1])
+
+    def append(self, batch: DecisionBatch, strategy: Strategy, source: str = "klartext",
+               customers: np.ndarray | None = None) -> int:
+        """Log a batch of decisions with all their candidates, atomically.
+
+        ``customers`` may pass ready pseudonyms; otherwise the raw ids in the batch's
+        requests are pseudonymised here.  Returns the number of decisions written.
+        """
+        if self.read_only:
+            raise LogError(f"The log {self.path!r} is open read-only.", "Open it without read_only to write.")
+        n = len(batch)
+        if n == 0:
+            return 0
+        if batch.strategy_version != strategy.version:
+            raise LogError("The batch was decided with another strategy version than the one given.",
+                           "Pass the strategy the engine used.")
+        pseudo = customers if customers is not None else self.pseudonymise(batch.requests.customer_id)
+        dec, cand = _arrow_tables(batch, strategy, pseudo, source)
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            self.register_strategy(strategy)
+            last_seq, prev = self._next_seq()
+            seq = np.arange(last_seq + 1, last_seq + 1 + n, dtype=np.int64)
+            dec = dec.append_column("seq", pa.array(seq))
+            con.register("_k_dec", dec)
+            con.register("_k_cand", cand)
+            con.execute(_STAGE_DECISIONS)
+            con.execute(_STAGE_CANDIDATES)
+            typed = con.sql("SELECT * FROM _k_dec_typed").to_arrow_table()
+            con.register("_k_typed", typed)
+            A = len(cand) // n
+            starts = np.arange(n, dtype=np.int64) * A
+            hashes = integrity.record_hashes(typed, cand, starts, starts + A)
+            chain_tbl = pa.table({"seq": seq, "decision_id": pa.array(batch.decision_id, pa.string()),
+                                  "record_hash": hashes, "chain_hash": integrity.chain(prev, hashes)})
+            con.register("_k_chain", chain_tbl)
+            con.execute("INSERT INTO decisions SELECT * FROM _k_typed")
+            con.execute("INSERT INTO candidates SELECT * FROM _k_cand_typed")
+            con.execute("INSERT INTO chain SELECT seq, decision_id, record_hash, chain_hash FROM _k_chain")
+            con.execute("COMMIT")
+        except Exception as exc:
+            con.execute("ROLLBACK")
+            if isinstance(exc, duckdb.Error):
+                raise LogError(f"Writing {n} decisions to {self.path!r} failed: {exc}",
+                               "Nothing was written; check free disk space and that no other process holds the file.") from exc
+            raise
+        finally:
+            for name in ("_k_dec", "_k_cand", "_k_chain", "_k_typed"):
+                try:
+                    con.unregister(name)
+                except duckdb.Error:
+                    pass
+            for view in ("_k_dec_typed", "_k_cand_typed"):
+                con.execute(f"DROP VIEW IF EXISTS {view}")
+        return n
+
+    def append_outcomes(self, outcomes: pd.DataFrame) -> int:
+        """Log outcomes (columns: decision_id, action_id, outcome, revenue, margin, churned, ts_us)."""
+        tbl = pa.table({
+            "decision_id": pa.array(outcomes["decision_id"].astype(object), pa.string()),
+            "action_id": pa.array(outcomes["action_id"].astype(object), pa.string()),
+            "outcome": pa.array(outcomes["outcome"].astype(object), pa.string()),
+            "revenue": pa.array(outcomes["revenue"].to_numpy(dtype=np.float64)),
+            "margin": pa.array(outcomes["margin"].to_numpy(dtype=np.float64)),
+            "churned": pa.array(outcomes["churned"].to_numpy(dtype=bool)),
+            "ts": pa.array(outcomes["ts_us"].to_numpy(dtype=np.int64), pa.timestamp("us", tz="UTC")),
+        })
+        con = self.con
+        con.register("_k_out", tbl)
+        try:
+            unknown = _first(con.execute(
+                "SELECT o.decision_id FROM _k_out o ANTI JOIN decisions d USING (decision_id) LIMIT 1"))
+            if unknown:
+                raise LogError(f"Outcome for unknown decision {unknown[0]!r}.",
+                               "Log outcomes only for decisions in this log.")
+            con.execute("INSERT INTO outcomes SELECT * FROM _k_out")
+        finally:
+            con.unregister("_k_out")
+        return len(tbl)
+
+    def verify(self) -> integrity.VerifyResult:
+        return integrity.verify(self.con.cursor())
+
+
+_STAGE_DECISIONS = """
+CREATE OR REPLACE TEMP VIEW _k_dec_typed AS
+SELECT
+    CAST(seq AS BIGINT) AS seq,
+    CAST(decision_id AS VARCHAR) AS decision_id,
+    CAST(ts AS TIMESTAMPTZ) AS ts,
+    CAST(customer AS VARCHAR) AS customer,
+    CAST(channel AS VARCHAR) AS channel,
+    CAST(direction AS VARCHAR) AS direction,
+    CAST("trigger" AS VARCHAR) AS "trigger",
+    json_object('features', features, 'contacts', contacts, 'rejections', json(rejections)) AS inputs,
+    CAST(strategy_version AS VARCHAR) AS strategy_version,
+    CAST(model_versions AS JSON) AS model_versions,
+    CAST(chosen_action AS VARCHAR) AS chosen_action,
+    CAST(chosen_actions AS VARCHAR[]) AS chosen_actions,
+    CAST(selection_probability AS DOUBLE) AS selection_probability,
+    CAST(explored AS BOOLEAN) AS explored,
+    CAST(latency_us AS BIGINT) AS latency_us,
+    CAST(source AS VARCHAR) AS source
+FROM _k_dec
+"""
+
+_STAGE_CANDIDATES = """
+CREATE OR REPLACE TEMP VIEW _k_cand_typed AS
+SELECT
+    CAST(decision_id AS VARCHAR) AS decision_id,
+    CAST(ts AS TIMESTAMPTZ) AS ts,
+    CAST(channel AS VARCHAR) AS channel,
+    CAST(action_id AS VARCHAR) AS action_id,
+    CAST(issue AS VARCHAR) AS issue,
+    CAST("group" AS VARCHAR) AS "group",
+    CAST(stage AS VARCHAR) AS stage,
+    CAST(rule AS VARCHAR) AS rule,
+    CAST(reason AS VARCHAR) AS reason,
+    CAST(propensity AS DOUBLE) AS propensity,
+    CAST(value AS DOUBLE) AS value,
+    CAST(context_weight AS DOUBLE) AS context_weight,
+    CAST(lever AS DOUBLE) AS lever,
+    CAST(priority AS DOUBLE) AS priority,
+    CAST(rank AS INTEGER) AS rank,
+    CAST(selected AS BOOLEAN) AS selected,
+    CAST(model_version AS VARCHAR) AS model_version
+FROM _k_cand
+"""
+
+
+def _arrow_tables(batch: DecisionBatch, s: Strategy, pseudo: np.ndarray, source: str) -> tuple[pa.Table, pa.Table]:
+    n, A = batch.stage.shape
+    req = batch.requests
+    ch = req.channel
+    ts = pa.array(batch.ts_us, pa.timestamp("us", tz="UTC"))
+    directions = [c.direction for c in s.channels]
+    features = pa.StructArray.from_arrays(
+        [pa.array(req.features[f.name]) for f in s.features], [f.name for f in s.features])
+    contacts = pa.StructArray.from_arrays(
+        [pa.array(req.contacts[:, j]) for j in range(len(s.channels))], list(s.channel_ids))
+    rej_rows = np.flatnonzero(req.rejections.any(axis=1))
+    rejections = np.full(n, "{}", dtype=object)
+    aids = s.action_ids
+    for r in rej_rows.tolist():
+        js = np.flatnonzero(req.rejections[r])
+        rejections[r] = json.dumps({aids[j]: {"count": int(req.rejections[r, j]),
+                                              "days_since_last": float(req.days_since_rejection[r, j])} for j in js})
+    chosen = batch.chosen
+    lengths = np.fromiter((len(c) for c in chosen), dtype=np.int32, count=n)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    flat = np.fromiter((a for c in chosen for a in c), dtype=np.int32, count=int(lengths.sum()))
+    chosen_actions = pa.ListArray.from_arrays(pa.array(offsets), _dict_array(flat, aids).cast(pa.string()))
+    first = np.fromiter((c[0] if c else -1 for c in chosen), dtype=np.int32, count=n)
+    trigger = (pa.array(req.features["trigger"].astype(object), pa.string())
+               if "trigger" in req.features else pa.nulls(n, pa.string()))
+    dec = pa.table({
+        "decision_id": pa.array(batch.decision_id, pa.string()),
+        "ts": ts,
+        "customer": pa.array(pseudo, pa.string()),
+        "channel": _dict_array(ch, s.channel_ids),
+        "direction": _dict_array(ch, directions),
+        "trigger": trigger,
+        "features": features,
+        "contacts": contacts,
+        "rejections": pa.array(rejections, pa.string()),
+        "strategy_version": pa.array([batch.strategy_version] * n, pa.string()),
+        "model_versions": pa.array([json.dumps(batch.model_versions)] * n, pa.string()),
+        "chosen_action": _dict_array(first, aids, null_below_zero=True),
+        "chosen_actions": chosen_actions,
+        "selection_probability": pa.array(batch.selection_probability),
+        "explored": pa.array(batch.explored),
+        "latency_us": pa.array(batch.latency_us),
+        "source": pa.array([source] * n, pa.string()),
+    })
+    # within a decision, candidate rows are stored in action_id order (the order the hash reads)
+    perm = np.argsort(np.asarray(aids, dtype=object), kind="stable")
+    dec_idx = np.repeat(np.arange(n, dtype=np.int32), A)
+    act_idx = np.tile(perm.astype(np.int32), n)
+
+    def cells(x: np.ndarray) -> np.ndarray:
+        return x[:, perm].ravel()
+
+    scored = ~np.isnan(cells(batch.propensity))
+    versions = [batch.model_versions.get(a, "") for a in aids]
+    cand = pa.table({
+        "decision_id": pa.DictionaryArray.from_arrays(pa.array(dec_idx), pa.array(batch.decision_id, pa.string())),
+        "ts": pa.array(np.repeat(batch.ts_us, A), pa.timestamp("us", tz="UTC")),
+        "channel": _dict_array(np.repeat(ch, A), s.channel_ids),
+        "action_id": _dict_array(act_idx, aids),
+        "issue": _dict_array(act_idx, [a.issue for a in s.actions]),
+        "group": _dict_array(act_idx, [a.group for a in s.actions]),
+        "stage": _dict_array(cells(batch.stage).astype(np.int32), list(STAGES)),
+        "rule": _dict_array(cells(batch.rule), batch.rule_names or [""], null_below_zero=True),
+        "reason": _dict_array(cells(batch.reason), batch.reasons or [""], null_below_zero=True),
+        "propensity": _float_array(cells(batch.propensity)),
+        "value": _float_array(cells(batch.value)),
+        "context_weight": _float_array(cells(batch.context_weight)),
+        "lever": _float_array(cells(batch.lever)),
+        "priority": _float_array(cells(batch.priority)),
+        "rank": pa.array(cells(batch.rank), mask=cells(batch.rank) == 0),
+        "selected": pa.array(cells(batch.selected)),
+        "model_version": _dict_array(np.where(scored, act_idx, -1), versions, null_below_zero=True),
+    })
+    return dec, cand

@@ -1,0 +1,417 @@
+"""The Next-Best-Action engine: filter, score, choose incentives, arbitrate — vectorised.
+
+For a batch of requests the engine keeps, for every (decision, action) cell of the catalog,
+where the action stopped and why: the policy stage and rule that removed it with the values
+the rule tested, or its four priority factors, rank and whether it was selected.  Nothing
+about a decision is left implicit, so the decision log can hold one row per action of the
+catalog in every decision and a replay can compare every cell.
+
+Order of the stages (``decisioning.strategy.STAGES``):
+
+1. eligibility — the action is offered on the channel, then the strategy's rules;
+2. applicability — never offer a product the customer already holds, then the rules;
+3. suitability — the rules;
+4. contact — contact limits per channel and suppression after repeated rejections;
+5. scoring — ``priority = propensity × value × context_weight × lever`` with
+   ``value = margin_weight × (margin − incentive cost) + retention_weight × retention
+   effect × CLV``;
+6. incentive — among the incentive levels of one offer only the highest priority stays
+   (ties go to the cheaper incentive): a voucher is only given where it pays for itself;
+7. arbitration — priority below the channel's no-action threshold is removed;
+8. ranking — by priority (ties by catalog order), top-N per channel are selected; with
+   exploration (epsilon-greedy) the first slot is drawn at random with probability epsilon
+   and the probability of the chosen action is recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from decisioning.errors import NotFittedError
+from decisioning.ids import new_ids
+from decisioning.inputs import Requests
+from decisioning.models import CHANNEL_FEATURE, ModelSet, model_matrix
+from decisioning.strategy import STAGES, Strategy
+
+_S = {name: i for i, name in enumerate(STAGES)}
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}"
+
+
+@dataclass
+class DecisionBatch:
+    """Everything the engine decided for a batch, cell by cell (n decisions × A actions).
+
+    ``stage``/``rule``/``reason`` hold codes into :data:`STAGES`, :attr:`rule_names` and
+    :attr:`reasons`; ``rule`` and ``reason`` are -1 where the action survived.  Score arrays
+    are NaN where the action never reached scoring; ``rank`` is 0 where it was not ranked.
+    """
+
+    strategy_version: str
+    model_versions: dict[str, str]
+    decision_id: np.ndarray
+    ts_us: np.ndarray
+    requests: Requests
+    stage: np.ndarray
+    rule: np.ndarray
+    reason: np.ndarray
+    rule_names: list[str]
+    reasons: list[str]
+    propensity: np.ndarray
+    value: np.ndarray
+    context_weight: np.ndarray
+    lever: np.ndarray
+    priority: np.ndarray
+    rank: np.ndarray
+    selected: np.ndarray
+    chosen: list[list[int]]
+    selection_probability: np.ndarray
+    explored: np.ndarray
+    latency_us: np.ndarray
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.decision_id)
+
+
+class _ReasonPool:
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def extend(self, texts: list[str]) -> int:
+        start = len(self.items)
+        self.items.extend(texts)
+        return start
+
+
+class Engine:
+    """Decide next-best-actions for a strategy with its propensity models.
+
+    Parameters
+    ----------
+    strategy : Strategy
+        The validated strategy (see :func:`decisioning.strategy.load_strategy`).
+    models : ModelSet
+        One propensity model per action of the strategy.
+    """
+
+    def __init__(self, strategy: Strategy, models: ModelSet) -> None:
+        self.strategy = strategy
+        self.models = models
+
+    def _prepare(self) -> None:
+        if getattr(self, "_prepared_", False):
+            return
+        s = self.strategy
+        self.models.check_covers(s)
+        A, C = len(s.actions), len(s.channels)
+        self.avail_ = np.zeros((C, A), dtype=bool)
+        for a, action in enumerate(s.actions):
+            for c in action.channels:
+                self.avail_[s.channel_ids.index(c), a] = True
+        self.avail_reasons_ = {}
+        for c, ch in enumerate(s.channels):
+            for a, action in enumerate(s.actions):
+                if not self.avail_[c, a]:
+                    self.avail_reasons_[(c, a)] = (
+                        f"eligibility/available_on_channel: channel={ch.id!r} not in "
+                        f"[{', '.join(action.channels)}]"
+                    )
+        self.net_margin_ = np.array([a.margin - a.incentive_cost for a in s.actions])
+        self.retention_ = np.array([a.retention_effect for a in s.actions])
+        self.threshold_ = np.array([c.no_action_threshold for c in s.channels])
+        self.top_n_ = np.array([c.top_n for c in s.channels])
+        columns = s.model_features + (CHANNEL_FEATURE,)
+        self.columns_ = columns
+        self.feature_idx_ = {}
+        for action in s.actions:
+            m = self.models[action.id]
+            missing = [f for f in m.features if f not in columns]
+            if missing:
+                raise NotFittedError(
+                    f"The model for action {action.id!r} reads feature {missing[0]!r}, which the "
+                    f"strategy's model features do not include.",
+                    "Add it under models.features in the strategy file or retrain the model.",
+                )
+            self.feature_idx_[action.id] = np.array([columns.index(f) for f in m.features])
+        # offers with several incentive levels, cheapest incentive first (the tie-break)
+        families: dict[str, list[int]] = {}
+        for a, action in enumerate(s.actions):
+            families.setdefault(action.offer, []).append(a)
+        self.families_ = [
+            np.array(sorted(idx, key=lambda i: (s.actions[i].incentive_cost, i)))
+            for idx in families.values() if len(idx) > 1
+        ]
+        self._prepared_ = True
+
+    # ------------------------------------------------------------------------------------
+
+    def decide(
+        self,
+        requests: Requests,
+        *,
+        decision_ids: np.ndarray | None = None,
+        ts_us: np.ndarray | None = None,
+    ) -> DecisionBatch:
+        """Decide for every request of the batch.
+
+        Parameters
+        ----------
+        requests : Requests
+            Validated requests.
+        decision_ids : array of str, optional
+            Ids to use (replay passes the logged ones); new time-sortable ids otherwise.
+        ts_us : array of int, optional
+            Decision times in microseconds since the epoch; now otherwise.
+        """
+        t_start = time.perf_counter_ns()
+        self._prepare()
+        s = self.strategy
+        n, A = len(requests), len(s.actions)
+        if ts_us is None:
+            ts_us = np.full(n, time.time_ns() // 1000, dtype=np.int64)
+        ts_us = np.asarray(ts_us, dtype=np.int64)
+        if decision_ids is None:
+            decision_ids = new_ids(ts_us // 1000)
+        timings: dict[str, float] = {}
+
+        stage = np.full((n, A), _S["ranked"], dtype=np.int8)
+        stopped = np.zeros((n, A), dtype=bool)
+        rule = np.full((n, A), -1, dtype=np.int32)
+        reason = np.full((n, A), -1, dtype=np.int32)
+        rule_names: list[str] = []
+        pool = _ReasonPool()
+        ch = requests.channel
+        cols = dict(requests.features)
+        cols["channel"] = np.asarray(s.channel_ids, dtype=object)[ch]
+
+        def stop(rr: np.ndarray, aa: np.ndarray, stage_name: str, rule_name: str, codes: np.ndarray) -> None:
+            if rule_name not in rule_names:
+                rule_names.append(rule_name)
+            stopped[rr, aa] = True
+            stage[rr, aa] = _S[stage_name]
+            rule[rr, aa] = rule_names.index(rule_name)
+            reason[rr, aa] = codes
+
+        def apply_rule(mask: np.ndarray, scope: np.ndarray, stage_name: str, rule_name: str, render) -> None:
+            sub = mask[:, None] & ~stopped[:, scope]
+            if not sub.any():
+                return
+            rows = np.flatnonzero(sub.any(axis=1))
+            base = pool.extend([f"{stage_name}/{rule_name}: {t}" for t in render(rows)])
+            row_code = np.full(n, -1, dtype=np.int32)
+            row_code[rows] = base + np.arange(len(rows), dtype=np.int32)
+            rr, cc = np.nonzero(sub)
+            stop(rr, scope[cc], stage_name, rule_name, row_code[rr])
+
+        t = time.perf_counter_ns()
+        # 1. eligibility: offered on this channel?
+        avail = self.avail_[ch]
+        rr, aa = np.nonzero(~avail)
+        if len(rr):
+            keys = sorted(self.avail_reasons_)
+            base = pool.extend([self.avail_reasons_[k] for k in keys])
+            table = np.full(self.avail_.shape, -1, dtype=np.int32)
+            for i, (c, a) in enumerate(keys):
+                table[c, a] = base + i
+            stop(rr, aa, "eligibility", "available_on_channel", table[ch[rr], aa])
+        for stage_name in ("eligibility", "applicability", "suitability"):
+            if stage_name == "applicability" and s.never_offer_held_products:
+                for a, action in enumerate(s.actions):
+                    if action.holds_feature:
+                        hf = action.holds_feature
+                        apply_rule(cols[hf].astype(bool), np.array([a]), "applicability", "already_holds_product",
+                                   lambda rows, hf=hf: [f"{hf}=true"] * len(rows))
+            for r in s.rules:
+                if r.stage != stage_name:
+                    continue
+                mask = r.exclude_if.evaluate_bool(cols, n)
+                apply_rule(mask, np.asarray(r.actions), stage_name, r.name,
+                           lambda rows, r=r: r.exclude_if.render_columns(cols, rows))
+        # 4. contact policies
+        all_actions = np.arange(A)
+        for lim in s.contact_limits:
+            c = s.channel_ids.index(lim.channel)
+            mask = (ch == c) & (requests.contacts[:, c] >= lim.max_contacts)
+            apply_rule(mask, all_actions, "contact", f"max_contacts_{lim.channel}",
+                       lambda rows, c=c, lim=lim: [
+                           f"{k} contacts on {lim.channel} in the last {lim.period_days} days, limit {lim.max_contacts}"
+                           for k in requests.contacts[rows, c].tolist()])
+        if s.suppression is not None:
+            sup = s.suppression
+            hit = (~stopped) & (requests.rejections >= sup.after_rejections) & (
+                requests.days_since_rejection < sup.suppress_days)
+            rr, aa = np.nonzero(hit)
+            if len(rr):
+                texts = [
+                    f"contact/suppressed_after_rejections: rejected {k} times within {sup.within_days} days "
+                    f"(limit {sup.after_rejections}), last {_fmt(d)} days ago, suppressed for {sup.suppress_days} days"
+                    for k, d in zip(requests.rejections[rr, aa].tolist(), requests.days_since_rejection[rr, aa].tolist())
+                ]
+                base = pool.extend(texts)
+                stop(rr, aa, "contact", "suppressed_after_rejections", base + np.arange(len(rr), dtype=np.int32))
+        timings["policies_s"] = (time.perf_counter_ns() - t) / 1e9
+
+        # 5. scoring
+        t = time.perf_counter_ns()
+        propensity = np.full((n, A), np.nan)
+        X = model_matrix(s, requests, self.columns_)
+        timings["matrix_s"] = (time.perf_counter_ns() - t) / 1e9
+        t = time.perf_counter_ns()
+        for a, action in enumerate(s.actions):
+            rows = np.flatnonzero(~stopped[:, a])
+            if len(rows):
+                propensity[rows, a] = self.models[action.id].predict(X[np.ix_(rows, self.feature_idx_[action.id])])
+        timings["models_s"] = (time.perf_counter_ns() - t) / 1e9
+        t = time.perf_counter_ns()
+        scored = ~stopped
+        clv = cols[s.clv_feature].astype(np.float64)
+        value = s.margin_weight * self.net_margin_[None, :] + s.retention_weight * self.retention_[None, :] * clv[:, None]
+        cw = np.ones((n, A))
+        for w in s.context_weights:
+            mask = w.when.evaluate_bool(cols, n)
+            idx = np.asarray(w.actions)
+            cw[np.ix_(mask, idx)] *= w.weight
+        lever = np.broadcast_to(s.levers[None, :], (n, A)).copy()
+        value = np.where(scored, value, np.nan)
+        cw = np.where(scored, cw, np.nan)
+        lever = np.where(scored, lever, np.nan)
+        priority = propensity * value * cw * lever
+
+        # 6. incentive choice within each offer
+        for fam in self.families_:
+            key = np.where(stopped[:, fam], -np.inf, priority[:, fam])
+            alive_rows = np.flatnonzero((~stopped[:, fam]).sum(axis=1) > 1)
+            if not len(alive_rows):
+                continue
+            best = np.argmax(key[alive_rows], axis=1)  # first max = cheapest incentive on ties
+            lose = (~stopped[np.ix_(alive_rows, fam)]) & (np.arange(len(fam))[None, :] != best[:, None])
+            lr, lc = np.nonzero(lose)
+            rr = alive_rows[lr]
+            aa = fam[lc]
+            wa = fam[best[lr]]
+            texts = [
+                f"incentive/incentive_choice: {s.actions[w].id!r} ({_incentive_label(s, w)}) ranks higher: "
+                f"priority {_fmt(pw)} vs {_fmt(pl)} (propensity {_fmt(xw)} vs {_fmt(xl)}, value {_fmt(vw)} vs {_fmt(vl)})"
+                for w, pw, pl, xw, xl, vw, vl in zip(
+                    wa.tolist(), priority[rr, wa].tolist(), priority[rr, aa].tolist(),
+                    propensity[rr, wa].tolist(), propensity[rr, aa].tolist(),
+                    value[rr, wa].tolist(), value[rr, aa].tolist())
+            ]
+            base = pool.extend(texts)
+            stop(rr, aa, "incentive", "incentive_choice", base + np.arange(len(rr), dtype=np.int32))
+
+        # 7. no-action threshold
+        thr = self.threshold_[ch]
+        low = (~stopped) & ~(priority >= thr[:, None])
+        rr, aa = np.nonzero(low)
+        if len(rr):
+            texts = [
+                f"arbitration/no_action_threshold: priority {_fmt(p)} < threshold {_fmt(th)} for {s.channel_ids[c]}"
+                for p, th, c in zip(priority[rr, aa].tolist(), thr[rr].tolist(), ch[rr].tolist())
+            ]
+            base = pool.extend(texts)
+            stop(rr, aa, "arbitration", "no_action_threshold", base + np.arange(len(rr), dtype=np.int32))
+
+        # 8. ranking, top-N, exploration
+        alive = ~stopped
+        key = np.where(alive, priority, -np.inf)
+        order = np.argsort(-key, axis=1, kind="stable")  # ties keep catalog order
+        rank = np.zeros((n, A), dtype=np.int32)
+        np.put_along_axis(rank, order, np.arange(1, A + 1, dtype=np.int32)[None, :].repeat(n, 0), axis=1)
+        rank[~alive] = 0
+        k_alive = alive.sum(axis=1)
+        top_n = self.top_n_[ch]
+        selected = alive & (rank <= top_n[:, None])
+        first = np.where(k_alive > 0, order[:, 0], -1)
+        sel_prob = np.ones(n)
+        explored = np.zeros(n, dtype=bool)
+        if s.epsilon > 0:
+            u1, u2 = _uniforms(decision_ids, s.exploration_seed)
+            has = k_alive > 0
+            explore = has & (u1 < s.epsilon)
+            pick_pos = np.minimum((u2 * np.maximum(k_alive, 1)).astype(np.int64), np.maximum(k_alive - 1, 0))
+            # the pick_pos-th alive action in catalog order
+            cum = np.cumsum(alive, axis=1)
+            pick = np.argmax(cum > pick_pos[:, None], axis=1)
+            first = np.where(explore, pick, first)
+            explored = explore & (pick != order[:, 0])
+            greedy_first = order[:, 0]
+            sel_prob = np.where(
+                has,
+                (1 - s.epsilon) * (first == greedy_first) + s.epsilon / np.maximum(k_alive, 1),
+                1.0,
+            )
+            rows = np.flatnonzero(explored)
+            for r in rows.tolist():
+                # first slot = explored pick, remaining slots greedy without it
+                greedy = [a for a in order[r, : k_alive[r]].tolist() if a != first[r]][: top_n[r] - 1]
+                selected[r, :] = False
+                selected[r, [first[r], *greedy]] = True
+        stage[selected] = _S["selected"]
+        chosen = _chosen_lists(selected, order, first, explored, k_alive)
+        timings["arbitration_s"] = (time.perf_counter_ns() - t) / 1e9
+        total_us = (time.perf_counter_ns() - t_start) / 1000.0
+        latency = np.full(n, max(1, int(round(total_us / max(n, 1)))), dtype=np.int64)
+        return DecisionBatch(
+            strategy_version=s.version,
+            model_versions=self.models.versions(),
+            decision_id=np.asarray(decision_ids, dtype=object),
+            ts_us=ts_us,
+            requests=requests,
+            stage=stage,
+            rule=rule,
+            reason=reason,
+            rule_names=rule_names,
+            reasons=pool.items,
+            propensity=propensity,
+            value=value,
+            context_weight=cw,
+            lever=lever,
+            priority=priority,
+            rank=rank,
+            selected=selected,
+            chosen=chosen,
+            selection_probability=sel_prob,
+            explored=explored,
+            latency_us=latency,
+            timings=timings,
+        )
+
+
+def _incentive_label(s: Strategy, a: int) -> str:
+    inc = s.actions[a].incentive
+    return inc.describe() if inc else "no incentive"
+
+
+def _uniforms(decision_ids: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two reproducible uniforms per decision, derived from its id and the strategy's seed."""
+    n = len(decision_ids)
+    u1 = np.empty(n)
+    u2 = np.empty(n)
+    prefix = f"{seed}:".encode()
+    for i, d in enumerate(decision_ids.tolist()):
+        h = hashlib.blake2b(prefix + d.encode(), digest_size=16).digest()
+        u1[i] = int.from_bytes(h[:8], "big") / 2**64
+        u2[i] = int.from_bytes(h[8:], "big") / 2**64
+    return u1, u2
+
+
+def _chosen_lists(selected, order, first, explored, k_alive) -> list[list[int]]:
+    out: list[list[int]] = []
+    sel_in_order = np.take_along_axis(selected, order, axis=1)
+    for r in range(len(selected)):
+        if k_alive[r] == 0:
+            out.append([])
+            continue
+        ranked = order[r][sel_in_order[r]].tolist()
+        if explored[r]:
+            ranked = [int(first[r])] + [a for a in ranked if a != first[r]]
+        out.append(ranked)
+    return out

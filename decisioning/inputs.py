@@ -1,0 +1,271 @@
+"""Decision requests: what the engine sees, validated against the strategy's feature schema.
+
+One request = one customer interaction: the customer id, the channel, the customer's
+features (historical CRM data and real-time context), and the contact history the contact
+policies need (contacts per channel within each channel's period, and per action the
+number of rejections and the days since the last one).  A batch of requests is held
+column-wise (:class:`Requests`) so policies and models run vectorised; a single request is
+a batch of one, so a decision made alone and the same decision made in a batch are
+computed by the same code and agree exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from decisioning.errors import InputError
+from decisioning.strategy import Strategy
+
+_TOP_KEYS = ("customer_id", "channel", "features", "contacts", "rejections")
+
+
+@dataclass
+class Requests:
+    """A column-wise batch of decision requests (validated; build with the ``from_*`` methods).
+
+    Attributes
+    ----------
+    customer_id : ndarray of str, shape (n,)
+    channel : ndarray of int, shape (n,)
+        Index into ``strategy.channels``.
+    features : dict of str to ndarray
+        One column per strategy feature: float64 (number), int64 (integer), bool (boolean),
+        object of str (category).
+    contacts : ndarray of int64, shape (n, n_channels)
+        Contacts within each channel's contact-policy period.
+    rejections : ndarray of int64, shape (n, n_actions)
+        Rejections of each action within the suppression window.
+    days_since_rejection : ndarray of float64, shape (n, n_actions)
+        Days since the last rejection (``inf`` when none).
+    """
+
+    customer_id: np.ndarray
+    channel: np.ndarray
+    features: dict[str, np.ndarray]
+    contacts: np.ndarray
+    rejections: np.ndarray
+    days_since_rejection: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.customer_id)
+
+    # -- constructors ---------------------------------------------------------------------
+
+    @classmethod
+    def from_dicts(cls, strategy: Strategy, items: list[Mapping[str, Any]]) -> "Requests":
+        """Validate JSON-like requests (see ``docs/strategy.md`` for the format)."""
+        n, a, c = len(items), len(strategy.actions), len(strategy.channels)
+        cols: dict[str, list] = {f.name: [None] * n for f in strategy.features}
+        channel = np.zeros(n, dtype=np.int64)
+        contacts = np.zeros((n, c), dtype=np.int64)
+        rej = np.zeros((n, a), dtype=np.int64)
+        days = np.full((n, a), np.inf)
+        cust = np.empty(n, dtype=object)
+        cids = strategy.channel_ids
+        aids = strategy.action_ids
+        for r, item in enumerate(items):
+            where = f"request {r}" if n > 1 else "request"
+            if not isinstance(item, Mapping):
+                raise InputError(f"{where}: expected a JSON object, got {item!r}.",
+                                 "Send {\"customer_id\": ..., \"channel\": ..., \"features\": {...}}.")
+            for k in item:
+                if k not in _TOP_KEYS:
+                    raise InputError(f"{where}: unknown field {k!r}.", f"Allowed fields: {', '.join(_TOP_KEYS)}.")
+            for k in ("customer_id", "channel", "features"):
+                if k not in item:
+                    raise InputError(f"{where}: field {k!r} is missing.", f"Add {k!r}; required fields: customer_id, channel, features.")
+            cid = item["customer_id"]
+            if not isinstance(cid, (str, int)) or isinstance(cid, bool) or str(cid) == "":
+                raise InputError(f"{where}: customer_id must be a non-empty text or number, got {cid!r}.")
+            cust[r] = str(cid)
+            ch = item["channel"]
+            if ch not in cids:
+                raise InputError(f"{where}: channel {ch!r} is not a channel of strategy {strategy.name!r}.",
+                                 f"Use one of: {', '.join(cids)}.")
+            channel[r] = cids.index(ch)
+            feats = item["features"]
+            if not isinstance(feats, Mapping):
+                raise InputError(f"{where}: features must be a JSON object, got {feats!r}.")
+            for k in feats:
+                if k not in cols:
+                    raise InputError(f"{where}: unknown feature {k!r}.",
+                                     f"The strategy declares: {', '.join(cols)}.")
+            for f in strategy.features:
+                if f.name not in feats:
+                    raise InputError(f"{where}: feature {f.name!r} is missing.",
+                                     f"Add {f.name!r} ({f.type}, {f.label}) to features.")
+                cols[f.name][r] = _check_scalar(f, feats[f.name], where)
+            for k, v in (item.get("contacts") or {}).items():
+                if k not in cids:
+                    raise InputError(f"{where}: contacts names unknown channel {k!r}.", f"Use one of: {', '.join(cids)}.")
+                if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                    raise InputError(f"{where}: contacts.{k} must be a whole number >= 0, got {v!r}.")
+                contacts[r, cids.index(k)] = v
+            for k, v in (item.get("rejections") or {}).items():
+                if k not in aids:
+                    raise InputError(f"{where}: rejections names unknown action {k!r}.",
+                                     "Use action ids from the strategy file.")
+                if not isinstance(v, Mapping) or set(v) != {"count", "days_since_last"}:
+                    raise InputError(f"{where}: rejections.{k} must be {{\"count\": int, \"days_since_last\": number}}, got {v!r}.")
+                cnt, d = v["count"], v["days_since_last"]
+                if isinstance(cnt, bool) or not isinstance(cnt, int) or cnt < 0:
+                    raise InputError(f"{where}: rejections.{k}.count must be a whole number >= 0, got {cnt!r}.")
+                if isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d) or d < 0:
+                    raise InputError(f"{where}: rejections.{k}.days_since_last must be a finite number >= 0, got {d!r}.")
+                rej[r, aids.index(k)] = cnt
+                days[r, aids.index(k)] = float(d)
+        features = {f.name: _column(f, cols[f.name]) for f in strategy.features}
+        return cls(cust, channel, features, contacts, rej, days)
+
+    @classmethod
+    def from_frame(
+        cls,
+        strategy: Strategy,
+        frame: pd.DataFrame,
+        *,
+        customer_col: str = "customer_id",
+        channel_col: str = "channel",
+        contacts: np.ndarray | None = None,
+        rejections: np.ndarray | None = None,
+        days_since_rejection: np.ndarray | None = None,
+    ) -> "Requests":
+        """Validate a batch held as a DataFrame (one row per request), vectorised."""
+        n = len(frame)
+        missing = [c for c in (customer_col, channel_col) if c not in frame.columns]
+        missing += [f.name for f in strategy.features if f.name not in frame.columns]
+        if missing:
+            raise InputError(f"column {missing[0]!r} is missing from the customer table.",
+                             f"Required columns: {customer_col}, {channel_col}, "
+                             + ", ".join(f.name for f in strategy.features) + ".")
+        ch = frame[channel_col].astype(object).to_numpy()
+        cids = np.asarray(strategy.channel_ids, dtype=object)
+        codes = _codes(ch, cids)
+        if (codes < 0).any():
+            r = int(np.flatnonzero(codes < 0)[0])
+            raise InputError(f"row {r}: channel {ch[r]!r} is not a channel of strategy {strategy.name!r}.",
+                             f"Use one of: {', '.join(strategy.channel_ids)}.")
+        features = {}
+        for f in strategy.features:
+            features[f.name] = _frame_column(f, frame[f.name])
+        a, c = len(strategy.actions), len(strategy.channels)
+        return cls(
+            customer_id=frame[customer_col].astype(str).to_numpy(dtype=object),
+            channel=codes,
+            features=features,
+            contacts=np.zeros((n, c), dtype=np.int64) if contacts is None else np.asarray(contacts, dtype=np.int64),
+            rejections=np.zeros((n, a), dtype=np.int64) if rejections is None else np.asarray(rejections, dtype=np.int64),
+            days_since_rejection=np.full((n, a), np.inf) if days_since_rejection is None
+            else np.asarray(days_since_rejection, dtype=np.float64),
+        )
+
+    # -- views ----------------------------------------------------------------------------
+
+    def take(self, rows: np.ndarray) -> "Requests":
+        return Requests(
+            self.customer_id[rows], self.channel[rows],
+            {k: v[rows] for k, v in self.features.items()},
+            self.contacts[rows], self.rejections[rows], self.days_since_rejection[rows],
+        )
+
+    def to_dict(self, strategy: Strategy, row: int) -> dict[str, Any]:
+        """One request as JSON-ready dict (the inverse of :meth:`from_dicts`)."""
+        feats = {}
+        for f in strategy.features:
+            v = self.features[f.name][row]
+            feats[f.name] = v.item() if hasattr(v, "item") else v
+        contacts = {cid: int(self.contacts[row, j]) for j, cid in enumerate(strategy.channel_ids)
+                    if self.contacts[row, j]}
+        rej = {aid: {"count": int(self.rejections[row, j]), "days_since_last": float(self.days_since_rejection[row, j])}
+               for j, aid in enumerate(strategy.action_ids) if self.rejections[row, j]}
+        return {"customer_id": str(self.customer_id[row]), "channel": strategy.channel_ids[int(self.channel[row])],
+                "features": feats, "contacts": contacts, "rejections": rej}
+
+
+def _codes(values: np.ndarray, known: np.ndarray) -> np.ndarray:
+    lookup = {v: i for i, v in enumerate(known.tolist())}
+    return np.fromiter((lookup.get(v, -1) for v in values.tolist()), dtype=np.int64, count=len(values))
+
+
+def _check_scalar(f, v: Any, where: str) -> Any:
+    kind = {"number": "a number", "integer": "a whole number", "boolean": "true or false",
+            "category": "one of " + ", ".join(repr(x) for x in f.values)}[f.type]
+    bad = InputError(f"{where}: feature {f.name!r} must be {kind}, got {v!r}.",
+                     f"Send {f.name} as {kind}.")
+    if f.type == "boolean":
+        if not isinstance(v, bool):
+            raise bad
+        return v
+    if f.type == "category":
+        if not isinstance(v, str) or v not in f.values:
+            raise bad
+        return v
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise bad
+    if f.type == "integer" and not (isinstance(v, int) or (isinstance(v, float) and v.is_integer())):
+        raise bad
+    if not math.isfinite(v):
+        raise InputError(f"{where}: feature {f.name!r} must be finite, got {v!r}.", f"Send a finite value for {f.name}.")
+    _check_range(f, np.asarray([v], dtype=float), where)
+    return int(v) if f.type == "integer" else float(v)
+
+
+def _check_range(f, arr: np.ndarray, where: str, rows: bool = False) -> None:
+    for bound, bad_mask, word in ((f.min, arr < f.min if f.min is not None else None, "at least"),
+                                  (f.max, arr > f.max if f.max is not None else None, "at most")):
+        if bad_mask is not None and bad_mask.any():
+            r = int(np.flatnonzero(bad_mask)[0])
+            at = f"row {r}: " if rows else f"{where}: "
+            val = arr[r]
+            shown = int(val) if float(val).is_integer() else float(val)
+            raise InputError(f"{at}feature {f.name!r} must be {word} {bound:g}, got {shown!r}.",
+                             f"Check the value of {f.name} ({f.label}).")
+
+
+def _column(f, values: list) -> np.ndarray:
+    if f.type == "number":
+        return np.asarray(values, dtype=np.float64)
+    if f.type == "integer":
+        return np.asarray(values, dtype=np.int64)
+    if f.type == "boolean":
+        return np.asarray(values, dtype=bool)
+    return np.asarray(values, dtype=object)
+
+
+def _frame_column(f, s: pd.Series) -> np.ndarray:
+    if s.isna().any():
+        r = int(np.flatnonzero(s.isna().to_numpy())[0])
+        raise InputError(f"row {r}: feature {f.name!r} is empty.", f"Fill in {f.name} ({f.label}) for every row.")
+    if f.type == "category":
+        arr = s.astype(object).to_numpy()
+        known = set(f.values)
+        bad = np.fromiter((v not in known for v in arr.tolist()), dtype=bool, count=len(arr))
+        if bad.any():
+            r = int(np.flatnonzero(bad)[0])
+            raise InputError(f"row {r}: feature {f.name!r} must be one of {', '.join(map(repr, f.values))}, got {arr[r]!r}.",
+                             f"Use a declared value for {f.name} or add it to the strategy's features.")
+        return arr
+    if f.type == "boolean":
+        if s.dtype != bool:
+            raise InputError(f"feature {f.name!r} must be a boolean column, got dtype {str(s.dtype)!r}.",
+                             f"Store {f.name} as true/false.")
+        return s.to_numpy(dtype=bool)
+    if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+        raise InputError(f"feature {f.name!r} must be numeric, got dtype {str(s.dtype)!r}.",
+                         f"Store {f.name} as numbers.")
+    arr = s.to_numpy(dtype=np.float64)
+    if not np.isfinite(arr).all():
+        r = int(np.flatnonzero(~np.isfinite(arr))[0])
+        raise InputError(f"row {r}: feature {f.name!r} must be finite, got {arr[r]!r}.", f"Fix {f.name} in that row.")
+    if f.type == "integer":
+        if not (arr == np.round(arr)).all():
+            r = int(np.flatnonzero(arr != np.round(arr))[0])
+            raise InputError(f"row {r}: feature {f.name!r} must be a whole number, got {arr[r]!r}.", f"Fix {f.name} in that row.")
+        _check_range(f, arr, "", rows=True)
+        return arr.astype(np.int64)
+    _check_range(f, arr, "", rows=True)
+    return arr

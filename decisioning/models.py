@@ -1,0 +1,210 @@
+"""Propensity models: one scikit-learn classifier per action, versioned and safely stored.
+
+Each action's model predicts the probability that a customer accepts the action, from the
+strategy's model features plus the channel.  Models are persisted with `skops`_ (which
+refuses to load types it was not told to trust, unlike pickle) and versioned by the SHA-256
+of their fitted state, so the decision log can pin exactly which model scored a decision.
+
+.. _skops: https://skops.readthedocs.io/
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import skops.io as sio
+from sklearn.base import clone
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.metrics import brier_score_loss, roc_auc_score
+
+from decisioning.errors import KlartextError, NotFittedError
+from decisioning.inputs import Requests
+from decisioning.strategy import Strategy
+
+#: Types skops may load besides its own defaults; each is a plain scikit-learn class.
+TRUSTED_TYPES = [
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+]
+CHANNEL_FEATURE = "channel"
+
+
+def model_matrix(strategy: Strategy, requests: Requests, features: tuple[str, ...] | None = None) -> np.ndarray:
+    """The float64 matrix the models read: one column per model feature, then the channel.
+
+    Booleans become 0/1 and categories their position in the declared value list, so a
+    column means the same thing in training, scoring and explanation.
+    """
+    names = features if features is not None else strategy.model_features + (CHANNEL_FEATURE,)
+    out = np.empty((len(requests), len(names)), dtype=np.float64)
+    for j, name in enumerate(names):
+        if name == CHANNEL_FEATURE:
+            out[:, j] = requests.channel
+            continue
+        f = strategy.feature(name)
+        col = requests.features[name]
+        if f.type == "category":
+            lookup = {v: i for i, v in enumerate(f.values)}
+            out[:, j] = np.fromiter((lookup[v] for v in col.tolist()), dtype=np.float64, count=len(col))
+        else:
+            out[:, j] = col
+    return out
+
+
+def default_estimator(params: dict[str, Any] | None = None) -> HistGradientBoostingClassifier:
+    """HistGradientBoosting with fixed seed and no early stopping, so training is repeatable."""
+    kw: dict[str, Any] = {"random_state": 0, "early_stopping": False}
+    kw.update(params or {})
+    return HistGradientBoostingClassifier(**kw)
+
+
+@dataclass
+class PropensityModel:
+    """A fitted classifier for one action, with the facts the registry keeps about it."""
+
+    action_id: str
+    estimator: Any
+    features: tuple[str, ...]
+    training_fingerprint: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    algorithm: str = ""
+
+    @property
+    def version(self) -> str:
+        """SHA-256 (first 16 hex digits) of the fitted estimator's state and its feature list."""
+        h = hashlib.sha256(pickle.dumps((self.features, self.estimator), protocol=5))
+        return h.hexdigest()[:16]
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Probability of acceptance for each row of ``X`` (columns in :attr:`features` order)."""
+        if len(X) == 0:
+            return np.empty(0)
+        return self.estimator.predict_proba(X)[:, 1]
+
+    def to_bytes(self) -> bytes:
+        return sio.dumps(self.estimator)
+
+    @classmethod
+    def from_bytes(cls, blob: bytes, action_id: str, features: tuple[str, ...], fingerprint: str,
+                   metrics: dict[str, Any], algorithm: str) -> "PropensityModel":
+        untrusted = sio.get_untrusted_types(data=blob)
+        unknown = [t for t in untrusted if t not in TRUSTED_TYPES]
+        if unknown:
+            raise KlartextError(
+                f"The stored model for action {action_id!r} contains untrusted type {unknown[0]!r}; "
+                "it was not loaded.",
+                "Only scikit-learn estimators are loaded; re-register the model with `klartext demo` or the model API.",
+            )
+        est = sio.loads(blob, trusted=untrusted)
+        return cls(action_id, est, features, fingerprint, metrics, algorithm)
+
+
+class ModelSet:
+    """The propensity models of a strategy, one per action."""
+
+    def __init__(self, models: dict[str, PropensityModel]) -> None:
+        self.models = models
+
+    def __getitem__(self, action_id: str) -> PropensityModel:
+        try:
+            return self.models[action_id]
+        except KeyError:
+            raise NotFittedError(
+                f"No propensity model for action {action_id!r}.",
+                "Train models with `klartext demo` or register one for every action of the strategy.",
+            ) from None
+
+    def versions(self) -> dict[str, str]:
+        return {a: m.version for a, m in sorted(self.models.items())}
+
+    def check_covers(self, strategy: Strategy) -> None:
+        missing = [a for a in strategy.action_ids if a not in self.models]
+        if missing:
+            raise NotFittedError(
+                f"No propensity model for action {missing[0]!r} of strategy {strategy.name!r}.",
+                "Train models for this strategy (`klartext demo` does it for the demo scenario).",
+            )
+
+
+def fingerprint_frame(frame: pd.DataFrame) -> str:
+    """SHA-256 (16 hex digits) of a DataFrame's values and column names, order-sensitive."""
+    h = hashlib.sha256()
+    h.update("|".join(map(str, frame.columns)).encode())
+    h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
+    """Reliability table: per equal-width probability bin, mean prediction vs observed rate."""
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    out = []
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            out.append({"bin": b, "n": int(m.sum()), "mean_predicted": float(p[m].mean()),
+                        "observed_rate": float(y[m].mean())})
+    return out
+
+
+def evaluate(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
+    cal = calibration_table(y, p)
+    n = len(y)
+    ece = sum(c["n"] / n * abs(c["mean_predicted"] - c["observed_rate"]) for c in cal)
+    return {
+        "n_test": int(n),
+        "positive_rate": float(y.mean()),
+        "auc": float(roc_auc_score(y, p)) if 0 < y.sum() < n else None,
+        "brier": float(brier_score_loss(y, p)),
+        "ece": float(ece),
+        "calibration": cal,
+    }
+
+
+def train_models(
+    strategy: Strategy,
+    history: pd.DataFrame,
+    *,
+    test_share: float = 0.2,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> ModelSet:
+    """Train one classifier per action on simulated or real interaction history.
+
+    Parameters
+    ----------
+    history : DataFrame
+        One row per past offer: ``action_id``, ``channel``, every model feature, and
+        ``accepted`` (0/1).
+    test_share : float
+        Share held out (seeded) for the AUC and calibration recorded in the registry.
+    """
+    features = strategy.model_features + (CHANNEL_FEATURE,)
+    out: dict[str, PropensityModel] = {}
+    rng = np.random.default_rng(seed)
+    for action in strategy.actions:
+        rows = history[history["action_id"] == action.id]
+        if len(rows) < 50 or rows["accepted"].nunique() < 2:
+            raise KlartextError(
+                f"Not enough history to train a model for action {action.id!r}: {len(rows)} rows, "
+                f"{int(rows['accepted'].sum()) if len(rows) else 0} acceptances.",
+                "Provide at least 50 past offers of each action with both outcomes.",
+            )
+        req = Requests.from_frame(strategy, rows.reset_index(drop=True))
+        X = model_matrix(strategy, req, features)
+        y = rows["accepted"].to_numpy(dtype=np.int64)
+        test = rng.random(len(rows)) < test_share
+        est = clone(default_estimator(strategy.model_params)).fit(X[~test], y[~test])
+        metrics = evaluate(y[test], est.predict_proba(X[test])[:, 1])
+        metrics["n_train"] = int((~test).sum())
+        fp = fingerprint_frame(rows[["channel", *strategy.model_features, "accepted"]])
+        out[action.id] = PropensityModel(action.id, est, features, fp, metrics, type(est).__name__)
+        if progress:
+            progress(action.id)
+    return ModelSet(out)
+

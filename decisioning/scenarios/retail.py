@@ -1,0 +1,389 @@
+"""The demo scenario: Modehaus Lindner, a fashion & lifestyle online retailer.
+
+A synthetic customer population generated from a documented causal model, so every
+quantity the engine estimates has a known true value:
+
+* **Customers** (CRM history): a latent activity level ``z ~ N(0, 1)`` drives orders in the
+  last 12 months (``Poisson(exp(0.6 + 0.6 z))``), recency (exponential with mean
+  ``400 / (1 + orders)`` days, plus a year for customers without orders), club membership,
+  premium membership and app use; age, tenure, order value, return rate, consents,
+  arrears and complaints are drawn independently (see :func:`generate_customers`).
+* **Churn** (next 90 days, true): ``logit = -2.2 + 1.6·lapsed - 0.25·log(1 + orders) +
+  0.5·complaints_90d - 0.0002·tenure_days + 0.8·[return_rate > 0.4]`` with
+  ``lapsed = min(recency_days / 365, 1)``.  The CRM's ``clv`` feature is an estimate:
+  ``3 × spend_12m × (1 - churn) × LogNormal(0, 0.15)``.
+* **Interactions** (real-time context): channel, trigger, category viewed, cart value,
+  device, hour; contact counts per channel and past rejections
+  (:func:`generate_interactions`).
+* **Response** (true probability of accepting an action): ``sigmoid(logit)``, where the
+  logit of each action is a sum of the terms listed in :data:`TRUE_DRIVERS` plus a channel
+  offset (:data:`CHANNEL_OFFSET`) and, for incentive levels, an incentive boost that is
+  larger for lapsed customers (reactivation) or for customers with few orders (cart
+  recovery) — so a voucher pays off only where the customer would not buy anyway.
+* **Outcomes**: acceptance ``~ Bernoulli(true propensity)``; revenue = order value net of
+  the voucher; margin = margin − incentive cost − contact cost; churn ``~ Bernoulli(true
+  churn − Σ retention effect of accepted actions)``.
+
+Everything is vectorised numpy and seeded: one million customers take a few seconds.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from decisioning.strategy import Strategy, load_strategy
+
+CATEGORIES = ["womenswear", "menswear", "shoes", "accessories", "sports", "home"]
+TRIGGERS = ["session_start", "product_view", "cart_abandoned", "order_shipped", "inbound_call", "campaign"]
+CHANNEL_OFFSET = {"web": 0.3, "app": 0.5, "call_centre": 1.0, "email": -0.4, "push": -0.2, "sms": 0.0}
+
+#: The features that truly drive each action's response, strongest first (the generative
+#: model below; explanations are checked against it).
+TRUE_DRIVERS: dict[str, list[str]] = {
+    "xsell_shoes": ["viewing_category", "preferred_category", "orders_12m", "recency_days"],
+    "xsell_accessories": ["viewing_category", "preferred_category", "cart_value", "orders_12m"],
+    "xsell_sports": ["preferred_category", "viewing_category", "age"],
+    "xsell_home": ["preferred_category", "viewing_category", "age"],
+    "new_collection_womens": ["preferred_category", "viewing_category", "orders_12m", "recency_days"],
+    "new_collection_mens": ["preferred_category", "viewing_category", "orders_12m", "recency_days"],
+    "premium_membership": ["orders_12m", "avg_order_value"],
+    "app_download": ["mobile_device", "age"],
+    "newsletter_signup": ["trigger", "orders_12m"],
+    "winback_0": ["recency_days", "orders_12m"],
+    "winback_5": ["recency_days", "orders_12m"],
+    "winback_10": ["recency_days", "orders_12m"],
+    "winback_20": ["recency_days", "orders_12m"],
+    "cart_recovery_0": ["orders_12m", "cart_value"],
+    "cart_recovery_5": ["orders_12m", "cart_value"],
+    "cart_recovery_10": ["orders_12m", "cart_value"],
+    "churn_save_call": ["recency_days", "complaints_90d"],
+    "birthday_voucher": ["days_to_birthday", "orders_12m"],
+    "join_loyalty": ["orders_12m", "tenure_days"],
+    "double_points": ["orders_12m", "loyalty_points"],
+    "points_expiry_reminder": ["points_expiring", "orders_12m"],
+    "refer_a_friend": ["mobile_device", "age", "orders_12m"],
+    "order_tracking": ["trigger", "app_installed"],
+    "size_advice": ["return_rate", "viewing_category"],
+    "complaint_follow_up": ["complaints_90d"],
+    "return_label_reminder": ["mobile_device"],
+    "pay_later_30": ["cart_value", "trigger", "age"],
+    "instalments_3": ["cart_value", "trigger"],
+    "payment_reminder_friendly": ["arrears_days"],
+}
+
+
+def strategy_path() -> Path:
+    """Path of the shipped demo strategy file."""
+    return Path(str(resources.files("decisioning.scenarios") / "retail_strategy.yaml"))
+
+
+def load_demo_strategy() -> Strategy:
+    return load_strategy(strategy_path())
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+# ------------------------------------------------------------------------------------------
+# customers and interactions
+
+
+def generate_customers(n: int, seed: int = 0) -> pd.DataFrame:
+    """``n`` customers with CRM features (see the module docstring for the model)."""
+    rng = np.random.default_rng([seed, 1])
+    z = rng.normal(size=n)
+    age = np.clip(rng.normal(40, 13, n), 16, 90).astype(np.int64)
+    tenure = np.clip(rng.exponential(900, n), 0, 5000).astype(np.int64)
+    orders = np.clip(rng.poisson(np.exp(0.6 + 0.6 * z)), 0, 60).astype(np.int64)
+    recency = rng.exponential(400 / (1 + orders)) + np.where(orders == 0, 365, 0)
+    recency = np.clip(recency, 0, 1095).astype(np.int64)
+    aov = np.round(rng.lognormal(np.log(70), 0.4, n), 2)
+    spend = np.round(orders * aov * rng.lognormal(0, 0.1, n), 2)
+    return_rate = np.round(rng.beta(2, 6, n), 3)
+    loyalty = rng.random(n) < _sigmoid(-0.5 + 0.5 * z)
+    points = np.where(loyalty, (spend * rng.uniform(0.5, 1.5, n)).astype(np.int64) + rng.integers(0, 300, n), 0)
+    expiring = np.where(loyalty & (rng.random(n) < 0.4), rng.binomial(points, 0.3), 0).astype(np.int64)
+    premium = rng.random(n) < _sigmoid(-2.5 + 0.8 * z)
+    pay_later = rng.random(n) < 0.25
+    app = rng.random(n) < _sigmoid(0.5 - 0.04 * (age - 40) + 0.3 * z)
+    newsletter = rng.random(n) < 0.45
+    email_c = rng.random(n) < 0.7
+    sms_c = rng.random(n) < 0.3
+    push_c = app & (rng.random(n) < 0.6)
+    arrears = np.where(rng.random(n) < 0.07, rng.integers(1, 91, n), 0).astype(np.int64)
+    complaints = rng.poisson(0.12, n).astype(np.int64)
+    open_return = rng.random(n) < return_rate * 0.3
+    open_order = rng.random(n) < np.minimum(orders / 30, 0.5)
+    pref = np.asarray(CATEGORIES, dtype=object)[rng.choice(6, n, p=[0.3, 0.2, 0.18, 0.12, 0.12, 0.08])]
+    bday = rng.integers(0, 366, n).astype(np.int64)
+    frame = pd.DataFrame({
+        "customer_id": np.char.add("C", np.char.zfill(np.arange(1, n + 1).astype(str), 8)).astype(object),
+        "age": age, "tenure_days": tenure, "recency_days": recency, "orders_12m": orders,
+        "spend_12m": spend, "avg_order_value": aov, "return_rate": return_rate,
+        "loyalty_member": loyalty, "loyalty_points": points.astype(np.int64), "points_expiring": expiring,
+        "holds_premium": premium, "holds_pay_later": pay_later, "app_installed": app,
+        "newsletter_opt_in": newsletter, "email_consent": email_c, "sms_consent": sms_c,
+        "push_consent": push_c, "arrears_days": arrears, "complaints_90d": complaints,
+        "open_return": open_return, "open_order": open_order, "preferred_category": pref,
+        "days_to_birthday": bday,
+    })
+    churn = true_churn(frame)
+    frame["clv"] = np.round(3 * spend * (1 - churn) * rng.lognormal(0, 0.15, n), 2)
+    return frame
+
+
+_CHANNELS = ["web", "app", "call_centre", "email", "push", "sms"]
+
+
+def generate_interactions(
+    customers: pd.DataFrame,
+    strategy: Strategy,
+    seed: int = 0,
+    channel: str | np.ndarray | None = None,
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
+    """One interaction per customer: context features, channel and contact history.
+
+    Returns
+    -------
+    frame : DataFrame
+        ``customers`` plus ``channel`` and the context features.
+    contacts : ndarray (n, n_channels)
+    rejections : ndarray (n, n_actions)
+    days_since_rejection : ndarray (n, n_actions)
+    """
+    rng = np.random.default_rng([seed, 2])
+    n = len(customers)
+    app = customers["app_installed"].to_numpy()
+    if channel is None:
+        p = np.array([0.30, 0.20, 0.05, 0.25, 0.10, 0.10])
+        ch_idx = rng.choice(6, n, p=p)
+        no_app = ~app & np.isin(ch_idx, [1, 4])
+        ch_idx[no_app] = np.where(rng.random(no_app.sum()) < 0.5, 0, 3)
+        ch = np.asarray(_CHANNELS, dtype=object)[ch_idx]
+    else:
+        ch = np.broadcast_to(np.asarray(channel, dtype=object), (n,)).copy()
+    inbound_web = np.isin(ch, ["web", "app"])
+    outbound = np.isin(ch, ["email", "push", "sms"])
+    trig = np.empty(n, dtype=object)
+    u = rng.random(n)
+    trig[inbound_web] = np.asarray(TRIGGERS, dtype=object)[
+        np.searchsorted(np.cumsum([0.45, 0.35, 0.15, 0.05]), u[inbound_web] * 0.99999)]
+    trig[ch == "call_centre"] = "inbound_call"
+    trig[outbound] = np.asarray(["campaign", "cart_abandoned", "order_shipped"], dtype=object)[
+        np.searchsorted(np.cumsum([0.7, 0.15, 0.15]), u[outbound] * 0.99999)]
+    pref = customers["preferred_category"].to_numpy()
+    rand_cat = np.asarray(CATEGORIES, dtype=object)[rng.integers(0, 6, n)]
+    viewing = np.full(n, "none", dtype=object)
+    pv = trig == "product_view"
+    viewing[pv] = np.where(rng.random(pv.sum()) < 0.6, pref[pv], rand_cat[pv])
+    ss = (trig == "session_start") & (rng.random(n) < 0.3)
+    viewing[ss] = rand_cat[ss]
+    cart = np.where(trig == "cart_abandoned", rng.lognormal(np.log(90), 0.5, n),
+                    np.where(inbound_web & (rng.random(n) < 0.3), rng.lognormal(np.log(60), 0.6, n), 0.0))
+    mobile = np.where(np.isin(ch, ["app", "push", "sms"]), True,
+                      np.where(ch == "web", rng.random(n) < 0.6,
+                               np.where(ch == "email", rng.random(n) < 0.5, False)))
+    hour = np.clip(rng.normal(15, 4.5, n), 0, 23).astype(np.int64)
+    frame = customers.copy()
+    frame["channel"] = ch
+    frame["trigger"] = trig
+    frame["viewing_category"] = viewing
+    frame["cart_value"] = np.round(cart, 2)
+    frame["mobile_device"] = mobile.astype(bool)
+    frame["hour"] = hour
+    # contact history
+    cids = strategy.channel_ids
+    rate = {"email": 1.3, "sms": 0.5, "push": 1.6}
+    contacts = np.zeros((n, len(cids)), dtype=np.int64)
+    for j, c in enumerate(cids):
+        if c in rate:
+            contacts[:, j] = rng.poisson(rate[c], n)
+    A = len(strategy.actions)
+    rej = np.zeros((n, A), dtype=np.int64)
+    days = np.full((n, A), np.inf)
+    who = np.flatnonzero(rng.random(n) < 0.12)
+    acts = rng.integers(0, A, len(who))
+    rej[who, acts] = rng.integers(1, 5, len(who))
+    days[who, acts] = rng.integers(0, 30, len(who)).astype(np.float64)
+    return frame, contacts, rej, days
+
+
+# ------------------------------------------------------------------------------------------
+# ground truth
+
+
+def true_churn(frame: pd.DataFrame) -> np.ndarray:
+    """True probability of churning within 90 days without any action."""
+    lapsed = np.minimum(frame["recency_days"].to_numpy() / 365, 1.0)
+    logit = (-2.2 + 1.6 * lapsed - 0.25 * np.log1p(frame["orders_12m"].to_numpy())
+             + 0.5 * frame["complaints_90d"].to_numpy() - 0.0002 * frame["tenure_days"].to_numpy()
+             + 0.8 * (frame["return_rate"].to_numpy() > 0.4))
+    return _sigmoid(logit)
+
+
+def _logit_table() -> dict[str, Callable[[dict], np.ndarray]]:
+    def eq(f, col, val):
+        return (f[col] == val).astype(float)
+
+    def act(f):
+        return np.log1p(f["orders_12m"])
+
+    def lapsed(f):
+        return np.minimum(f["recency_days"] / 365, 2.0)
+
+    def winback(pct):
+        return lambda f: (-2.0 - 1.2 * lapsed(f) + 0.3 * act(f)
+                          + pct / 100 * (3 + 10 * np.minimum(f["recency_days"] / 365, 1.0)))
+
+    def cart(pct):
+        return lambda f: (-1.2 + 0.8 * act(f) + 0.3 * f["cart_value"] / 100
+                          + pct / 100 * 14 / (1 + f["orders_12m"]))
+
+    def xsell(cat, base):
+        return lambda f: (base + 2.0 * eq(f, "viewing_category", cat) + 1.0 * eq(f, "preferred_category", cat)
+                          + 0.5 * act(f) - 0.8 * lapsed(f))
+
+    return {
+        "xsell_shoes": xsell("shoes", -3.0),
+        "xsell_accessories": lambda f: (-2.6 + 1.8 * eq(f, "viewing_category", "accessories")
+                                        + 0.8 * eq(f, "preferred_category", "accessories")
+                                        + 0.4 * act(f) + 0.4 * f["cart_value"] / 100),
+        "xsell_sports": lambda f: (-3.0 + 1.5 * eq(f, "preferred_category", "sports")
+                                   + 1.2 * eq(f, "viewing_category", "sports") - 0.03 * (f["age"] - 35)),
+        "xsell_home": lambda f: (-3.2 + 1.5 * eq(f, "preferred_category", "home")
+                                 + 1.2 * eq(f, "viewing_category", "home") + 0.03 * (f["age"] - 35)),
+        "new_collection_womens": lambda f: (-2.8 + 1.8 * eq(f, "preferred_category", "womenswear")
+                                            + 1.0 * eq(f, "viewing_category", "womenswear")
+                                            + 0.4 * act(f) - 0.6 * lapsed(f)),
+        "new_collection_mens": lambda f: (-2.8 + 1.8 * eq(f, "preferred_category", "menswear")
+                                          + 1.0 * eq(f, "viewing_category", "menswear")
+                                          + 0.4 * act(f) - 0.6 * lapsed(f)),
+        "premium_membership": lambda f: (-4.0 + 0.2 * np.minimum(f["orders_12m"], 10)
+                                         + 0.8 * f["avg_order_value"] / 100),
+        "app_download": lambda f: -2.5 + 1.5 * f["mobile_device"] - 0.03 * (f["age"] - 35),
+        "newsletter_signup": lambda f: -2.5 + 1.2 * eq(f, "trigger", "product_view") + 0.3 * act(f),
+        "winback_0": winback(0),
+        "winback_5": winback(5),
+        "winback_10": winback(10),
+        "winback_20": winback(20),
+        "cart_recovery_0": cart(0),
+        "cart_recovery_5": cart(5),
+        "cart_recovery_10": cart(10),
+        "churn_save_call": lambda f: -1.5 + 0.8 * lapsed(f) + 0.5 * f["complaints_90d"],
+        "birthday_voucher": lambda f: -1.5 + 1.2 * (f["days_to_birthday"] <= 7) + 0.3 * act(f),
+        "join_loyalty": lambda f: -2.5 + 0.6 * act(f) + 0.0003 * f["tenure_days"],
+        "double_points": lambda f: -2.2 + 0.7 * act(f) + 0.0004 * f["loyalty_points"],
+        "points_expiry_reminder": lambda f: -1.8 + 0.003 * f["points_expiring"] + 0.3 * act(f),
+        "refer_a_friend": lambda f: (-3.5 + 0.9 * f["mobile_device"] - 0.03 * (f["age"] - 35)
+                                     + 0.3 * act(f)),
+        "order_tracking": lambda f: 0.0 + 1.8 * eq(f, "trigger", "order_shipped") + 0.8 * f["app_installed"],
+        "size_advice": lambda f: -2.5 + 4.0 * f["return_rate"] + 0.6 * (f["viewing_category"] != "none"),
+        "complaint_follow_up": lambda f: -0.8 + 0.7 * f["complaints_90d"],
+        "return_label_reminder": lambda f: 0.2 + 0.8 * f["mobile_device"],
+        "pay_later_30": lambda f: (-2.5 + 0.9 * f["cart_value"] / 100 + 0.8 * eq(f, "trigger", "cart_abandoned")
+                                   - 0.02 * (f["age"] - 35)),
+        "instalments_3": lambda f: -3.0 + 1.2 * f["cart_value"] / 100 + 0.6 * eq(f, "trigger", "cart_abandoned"),
+        "payment_reminder_friendly": lambda f: -0.5 - 0.02 * f["arrears_days"],
+    }
+
+
+_LOGITS = _logit_table()
+
+
+def true_propensity(frame: pd.DataFrame, action_id: str) -> np.ndarray:
+    """True probability that the customers in ``frame`` accept ``action_id`` on their channel."""
+    f = {c: frame[c].to_numpy() for c in frame.columns}
+    for c in ("mobile_device", "app_installed"):
+        f[c] = f[c].astype(float)
+    offset = np.vectorize(CHANNEL_OFFSET.__getitem__, otypes=[float])(f["channel"]) if len(frame) else np.empty(0)
+    return _sigmoid(_LOGITS[action_id](f) + offset)
+
+
+# ------------------------------------------------------------------------------------------
+# history and outcomes
+
+
+def simulate_history(strategy: Strategy, per_action: int = 8000, seed: int = 0) -> pd.DataFrame:
+    """Past offers of every action to random customers on random channels of the action.
+
+    One row per offer with the customer's features, the context, ``action_id`` and whether
+    it was ``accepted`` (drawn from the true propensity).
+    """
+    rng = np.random.default_rng([seed, 3])
+    parts = []
+    customers = generate_customers(per_action * 2, seed=seed + 1000)
+    for k, action in enumerate(strategy.actions):
+        idx = rng.choice(len(customers), per_action, replace=False)
+        chans = np.asarray(action.channels, dtype=object)[rng.integers(0, len(action.channels), per_action)]
+        frame, *_ = generate_interactions(customers.iloc[idx].reset_index(drop=True), strategy,
+                                          seed=seed * 1000 + k, channel=chans)
+        p = true_propensity(frame, action.id)
+        frame["action_id"] = action.id
+        frame["accepted"] = (rng.random(per_action) < p).astype(np.int64)
+        parts.append(frame)
+    return pd.concat(parts, ignore_index=True)
+
+
+def simulate_outcomes(
+    strategy: Strategy,
+    frame: pd.DataFrame,
+    decision_id: np.ndarray,
+    ts_us: np.ndarray,
+    chosen: list[list[int]],
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Outcomes of logged decisions drawn from the true model.
+
+    One row per selected action (``accepted`` / ``rejected`` / ``ignored``) and one row with
+    ``action_id`` NULL and outcome ``none`` for decisions without an action; ``churned`` is
+    the customer's churn within 90 days, the same on every row of a decision.
+    """
+    rng = np.random.default_rng([seed, 4])
+    n = len(frame)
+    churn = true_churn(frame)
+    rows_d, rows_a = [], []
+    for d, acts in enumerate(chosen):
+        if acts:
+            rows_d.extend([d] * len(acts))
+            rows_a.extend(acts)
+        else:
+            rows_d.append(d)
+            rows_a.append(-1)
+    rows_d = np.asarray(rows_d, dtype=np.int64)
+    rows_a = np.asarray(rows_a, dtype=np.int64)
+    accepted = np.zeros(len(rows_d), dtype=bool)
+    aids = strategy.action_ids
+    for a, action in enumerate(strategy.actions):
+        m = rows_a == a
+        if m.any():
+            sub = frame.iloc[rows_d[m]]
+            accepted[m] = rng.random(m.sum()) < true_propensity(sub, action.id)
+    order_value = np.array([x.order_value for x in strategy.actions] + [0.0])
+    pct = np.array([(x.incentive.amount if x.incentive and x.incentive.kind == "voucher" else 0.0)
+                    for x in strategy.actions] + [0.0])
+    net = np.array([x.margin - x.incentive_cost for x in strategy.actions] + [0.0])
+    cost = np.array([x.cost for x in strategy.actions] + [0.0])
+    ret = np.array([x.retention_effect for x in strategy.actions] + [0.0])
+    revenue = np.where(accepted, order_value[rows_a] * (1 - pct[rows_a] / 100), 0.0)
+    margin = np.where(accepted, net[rows_a], 0.0) - cost[rows_a]
+    relief = np.zeros(n)
+    np.add.at(relief, rows_d, np.where(accepted, ret[rows_a], 0.0))
+    churned_d = rng.random(n) < np.clip(churn - relief, 0, 1)
+    u = rng.random(len(rows_d))
+    outcome = np.where(rows_a < 0, "none", np.where(accepted, "accepted", np.where(u < 0.35, "rejected", "ignored")))
+    delay_us = (rng.exponential(36, len(rows_d)) * 3600e6).astype(np.int64)
+    return pd.DataFrame({
+        "decision_id": decision_id[rows_d],
+        "action_id": np.asarray(list(aids) + [None], dtype=object)[rows_a],
+        "outcome": outcome.astype(object),
+        "revenue": np.round(revenue, 2),
+        "margin": np.round(margin, 4),
+        "churned": churned_d[rows_d],
+        "ts_us": ts_us[rows_d] + delay_us,
+    })
