@@ -94,30 +94,35 @@ def _label_digests(arr: pa.Array) -> np.ndarray:
 
 def _parts(table: pa.Table, columns: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(fixed part per row, text offsets per row, text bytes) of ``table``."""
-    fixed, texts = [], []
+    blocks, texts = [], []
     for c in columns:
         arr = table.column(c)
-        fixed.append(np.asarray(pc.is_valid(arr), dtype=np.uint8).reshape(-1, 1))
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        blocks.append(np.asarray(pc.is_valid(arr), dtype=np.uint8).reshape(-1, 1))
         if c in LABEL_COLUMNS:
-            fixed.append(_label_digests(arr))
+            blocks.append(_label_digests(arr))
         elif _is_text(arr):
             txt = _as_text(arr)
             lengths = pc.binary_length(txt).fill_null(0).to_numpy(zero_copy_only=False)
-            fixed.append(np.ascontiguousarray(lengths, dtype="<i4").view(np.uint8).reshape(-1, 4))
+            blocks.append(np.ascontiguousarray(lengths, dtype="<i4").view(np.uint8).reshape(-1, 4))
             texts.append(txt.fill_null(""))
         else:
-            fixed.append(_fixed(arr))
-    fixed_arr = np.ascontiguousarray(np.concatenate(fixed, axis=1))
+            blocks.append(_fixed(arr))
     n = table.num_rows
+    fixed = np.empty((n, sum(b.shape[1] for b in blocks)), dtype=np.uint8)
+    pos = 0
+    for b in blocks:
+        fixed[:, pos: pos + b.shape[1]] = b
+        pos += b.shape[1]
     if texts:
         joined = pc.binary_join_element_wise(*texts, pa.scalar("", pa.large_string()))
-        joined = pa.concat_arrays([joined]) if isinstance(joined, pa.Array) else joined.combine_chunks()
         _, off_buf, data_buf = joined.buffers()
         offsets = np.frombuffer(off_buf, dtype=np.int64, count=n + 1 + joined.offset)[joined.offset:]
         data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.empty(0, np.uint8)
     else:
         offsets, data = np.zeros(n + 1, dtype=np.int64), np.empty(0, np.uint8)
-    return fixed_arr, offsets, data
+    return fixed, offsets, data
 
 
 def record_hashes(decisions: pa.Table, candidates: pa.Table, starts: np.ndarray, ends: np.ndarray) -> list[str]:

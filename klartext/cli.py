@@ -1,0 +1,237 @@
+"""The ``klartext`` command line.
+
+Every error a user can cause ends as ``Error: <what was wrong>`` plus a ``Hint:`` line with
+the next step, and a non-zero exit code (2 for bad input, 1 for a failed check).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+from tqdm import tqdm
+
+from decisioning.errors import KlartextError
+
+DEFAULT_DB = "klartext_demo.duckdb"
+
+
+def _fail(exc: KlartextError, code: int = 2) -> None:
+    click.echo(f"Error: {exc.message}", err=True)
+    if exc.hint:
+        click.echo(f"Hint: {exc.hint}", err=True)
+    sys.exit(code)
+
+
+class _Bars:
+    """tqdm bars keyed by label, created on first use."""
+
+    def __init__(self) -> None:
+        self.bars: dict[str, tqdm] = {}
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        bar = self.bars.get(label)
+        if bar is None:
+            bar = self.bars[label] = tqdm(total=total, desc=label, unit="", file=sys.stderr,
+                                          dynamic_ncols=True, leave=True)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+@click.group()
+@click.version_option(package_name="klartext")
+def main() -> None:
+    """Klartext — next-best-action decisions you can explain after the fact."""
+
+
+@main.command()
+@click.option("--customers", default=10_000, show_default=True, type=click.IntRange(1, 10_000_000),
+              help="Customers to simulate (one decision each).")
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log to write (DuckDB file).")
+@click.option("--seed", default=0, show_default=True, help="Random seed of the simulation.")
+@click.option("--no-app", is_flag=True, help="Do not start the dashboard afterwards.")
+@click.option("--port", default=8501, show_default=True, help="Port of the dashboard.")
+def demo(customers: int, db: str, seed: int, no_app: bool, port: int) -> None:
+    """Simulate the retailer, train models, decide for every customer, log it, open the dashboard."""
+    from klartext.pipeline import run_demo
+
+    if Path(db).exists():
+        _fail(KlartextError(f"The decision log {db!r} already exists.",
+                            f"Delete it or pass another path with --db (e.g. --db demo2.duckdb)."))
+    bars = _Bars()
+    try:
+        res = run_demo(db, customers, seed=seed, progress=bars)
+    except KlartextError as exc:
+        bars.close()
+        _fail(exc)
+    bars.close()
+    secs = res.seconds
+    click.echo(
+        f"Logged {res.decisions:,} decisions with {res.candidates:,} candidate rows and {res.outcomes:,} outcomes "
+        f"to {db} (strategy {res.strategy_version}).\n"
+        f"{res.no_action:,} decisions ended with no action. Decide + log took {secs['decide_and_log']:.1f} s "
+        f"({res.decisions / max(secs['decide_and_log'], 1e-9):,.0f} decisions/s)."
+    )
+    if no_app:
+        click.echo(f"Open the dashboard with: streamlit run app.py -- --db {db}")
+        return
+    _run_app(db, port)
+
+
+def _run_app(db: str, port: int) -> None:
+    app = Path(__file__).resolve().parent.parent / "app.py"
+    if not app.exists():
+        _fail(KlartextError(f"The dashboard (app.py) was not found next to the package at {app.parent}.",
+                            "Run Klartext from a clone of the repository: pip install -e . && streamlit run app.py"))
+    click.echo(f"Starting the dashboard on http://localhost:{port} (Ctrl+C to stop)")
+    env = dict(os.environ, KLARTEXT_DB=str(Path(db).resolve()))
+    subprocess.run([sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
+                    "--server.headless", "true", "--browser.gatherUsageStats", "false"], env=env, check=False)
+
+
+@main.command()
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
+@click.option("--port", default=8501, show_default=True)
+def app(db: str, port: int) -> None:
+    """Open the dashboard on a decision log."""
+    if not Path(db).exists():
+        _fail(KlartextError(f"No decision log at {db!r}.", f"Create one with `klartext demo --db {db}`."))
+    _run_app(db, port)
+
+
+@main.command()
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
+@click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False),
+              help="JSON file with one request: customer_id, channel, features (contacts, rejections optional).")
+@click.option("--strategy", "strategy_path", default=None, type=click.Path(dir_okay=False),
+              help="Strategy YAML to use (default: the newest strategy in the log).")
+def decide(db: str, input_path: str, strategy_path: str | None) -> None:
+    """Make one decision, log it, and print it as JSON."""
+    from decision_log.store import DecisionLog
+    from decisioning.strategy import load_strategy
+    from klartext.pipeline import batch_to_json, decide_one
+
+    try:
+        text = Path(input_path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        _fail(KlartextError(f"Input file {input_path!r} does not exist.",
+                            "Pass a JSON file with customer_id, channel and features."))
+    try:
+        item = json.loads(text)
+    except json.JSONDecodeError as exc:
+        _fail(KlartextError(f"{input_path}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
+                            "Fix the JSON syntax (a missing comma or quote is the usual cause)."))
+    try:
+        strategy = load_strategy(strategy_path) if strategy_path else None
+        if not Path(db).exists():
+            raise KlartextError(f"No decision log at {db!r}.", f"Create one with `klartext demo --db {db} --no-app`.")
+        with DecisionLog.open(db) as log:
+            batch, strategy = decide_one(log, item, strategy)
+            click.echo(json.dumps(batch_to_json(batch, strategy), indent=2))
+    except KlartextError as exc:
+        _fail(exc)
+
+
+@main.command()
+@click.argument("decision_id", required=False)
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
+@click.option("--sample", type=click.IntRange(1), default=None, help="Replay this many random decisions.")
+@click.option("--seed", default=0, show_default=True, help="Seed for --sample.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def replay(decision_id: str | None, db: str, sample: int | None, seed: int, as_json: bool) -> None:
+    """Re-run logged decisions with their pinned strategy and models and compare exactly."""
+    from decision_log.replay import replay as do_replay, sample_ids
+    from decision_log.store import DecisionLog
+
+    if (decision_id is None) == (sample is None):
+        _fail(KlartextError("Give either a DECISION_ID or --sample N.",
+                            "e.g. `klartext replay --sample 1000` or `klartext replay 01J...`."))
+    try:
+        with DecisionLog.open(db, read_only=True) as log:
+            ids = [decision_id] if decision_id else sample_ids(log, sample, seed)
+            results = []
+            for start in tqdm(range(0, len(ids), 2000), desc="Replaying", file=sys.stderr,
+                              disable=len(ids) <= 2000):
+                results.extend(do_replay(log, ids[start:start + 2000]))
+    except KlartextError as exc:
+        _fail(exc)
+    ok = sum(r.reproduced for r in results)
+    if as_json:
+        click.echo(json.dumps({
+            "replayed": len(results), "reproduced": ok,
+            "decisions": [{"decision_id": r.decision_id, "reproduced": r.reproduced, "chosen": r.chosen_logged,
+                           "replayed_chosen": r.chosen_replayed, "note": r.note,
+                           "differences": [d.__dict__ for d in r.differences]} for r in results],
+        }, indent=2, default=str))
+    elif decision_id:
+        r = results[0]
+        if r.reproduced:
+            click.echo(f"Reproduced {r.decision_id}: chosen {', '.join(r.chosen_logged) or 'no action'}; "
+                       f"every candidate's stage, rule, reason and scores match exactly.")
+        elif not r.replayable:
+            click.echo(f"Cannot replay {r.decision_id}: {r.note}.")
+        else:
+            click.echo(f"NOT reproduced {r.decision_id}: logged {r.chosen_logged}, replayed {r.chosen_replayed}")
+            for d in r.differences[:20]:
+                click.echo(f"  {d.action_id}.{d.field}: logged {d.logged!r}, replayed {d.replayed!r}")
+    else:
+        click.echo(f"Reproduced {ok} of {len(results)} decisions exactly.")
+        for r in [r for r in results if not r.reproduced][:10]:
+            first = r.differences[0] if r.differences else None
+            detail = f"{first.action_id}.{first.field}: logged {first.logged!r}, replayed {first.replayed!r}" if first else r.note
+            click.echo(f"  {r.decision_id}: {detail}")
+    if ok != len(results):
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
+def verify(db: str) -> None:
+    """Recompute the hash chain and name the first decision that was changed, deleted or reordered."""
+    from decision_log.store import DecisionLog
+
+    try:
+        with DecisionLog.open(db, read_only=True) as log:
+            res = log.verify()
+    except KlartextError as exc:
+        _fail(exc)
+    if res.ok:
+        click.echo(f"OK: {res.n_decisions:,} decisions verified; head hash {res.head_hash}")
+        return
+    click.echo(f"FAILED at decision {res.first_bad_decision} (position {res.first_bad_seq}): {res.problem}.")
+    click.echo(f"Head hash recorded in the chain: {res.head_hash}")
+    sys.exit(1)
+
+
+@main.command()
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
+def decisions(db: str, limit: int) -> None:
+    """List the newest decisions of a log."""
+    from decision_log import queries
+    from decision_log.store import DecisionLog
+
+    try:
+        with DecisionLog.open(db, read_only=True) as log:
+            df = queries.recent_decisions(log.con.cursor(), limit)
+    except KlartextError as exc:
+        _fail(exc)
+    if df.empty:
+        click.echo("The log holds no decisions yet.")
+        return
+    for r in df.itertuples():
+        chosen = r.chosen_action if isinstance(r.chosen_action, str) else "no action"
+        click.echo(f"{r.decision_id}  {r.ts:%Y-%m-%d %H:%M}  {r.channel:<11}  {chosen}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,225 @@
+"""End-to-end jobs: the demo (data → models → decisions → outcomes → log) and single decisions.
+
+Deciding and logging overlap: while a background thread writes chunk *k* to DuckDB (which
+releases the GIL), the engine decides chunk *k + 1*.  The writer thread is the only user of
+the log's connection while the job runs, and a failed write stops the job with the error —
+nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import numpy as np
+
+from decision_log import queries
+from decision_log.store import DecisionLog
+from decisioning.engine import DecisionBatch, Engine
+from decisioning.inputs import Requests
+from decisioning.models import ModelSet, train_models
+from decisioning.scenarios import retail
+from decisioning.strategy import Strategy
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class DemoResult:
+    decisions: int
+    candidates: int
+    outcomes: int
+    no_action: int
+    seconds: dict[str, float]
+    strategy_version: str
+
+
+class _Writer:
+    """Writes decision batches to the log on a background thread, in order."""
+
+    def __init__(self, log: DecisionLog, strategy: Strategy, maxsize: int = 2) -> None:
+        self.log = log
+        self.strategy = strategy
+        self.q: queue.Queue = queue.Queue(maxsize=maxsize)
+        self.error: BaseException | None = None
+        self.written = 0
+        self.thread = threading.Thread(target=self._run, name="klartext-log-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self.q.get()
+            if item is None:
+                return
+            if self.error is not None:
+                continue
+            batch, pseudo, done = item
+            try:
+                self.written += self.log.append(batch, self.strategy, customers=pseudo)
+                if done:
+                    done(len(batch))
+            except BaseException as exc:  # re-raised in the caller's thread by put()/close()
+                self.error = exc
+
+    def put(self, batch: DecisionBatch, pseudo: np.ndarray, done: Callable[[int], None] | None) -> None:
+        if self.error is not None:
+            raise self.error
+        self.q.put((batch, pseudo, done))
+
+    def close(self) -> None:
+        self.q.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+def decide_and_log(
+    log: DecisionLog,
+    engine: Engine,
+    requests: Requests,
+    ts_us: np.ndarray,
+    *,
+    chunk: int = 10_000,
+    on_logged: Callable[[int], None] | None = None,
+) -> list[DecisionBatch]:
+    """Decide ``requests`` in chunks and log every decision (pipelined); returns the batches."""
+    log.register_strategy(engine.strategy)
+    log.register_models(engine.models)
+    writer = _Writer(log, engine.strategy)
+    batches = []
+    try:
+        for start in range(0, len(requests), chunk):
+            rows = np.arange(start, min(len(requests), start + chunk))
+            req = requests.take(rows)
+            batch = engine.decide(req, ts_us=ts_us[rows])
+            pseudo = log.pseudonymise(req.customer_id)
+            writer.put(batch, pseudo, on_logged)
+            batches.append(batch)
+    finally:
+        writer.close()
+    return batches
+
+
+def run_demo(
+    db: str,
+    customers: int = 10_000,
+    *,
+    seed: int = 0,
+    history_per_action: int = 8000,
+    days: int = 28,
+    progress: Progress | None = None,
+) -> DemoResult:
+    """Generate the retail scenario, train models, decide for every customer, simulate outcomes."""
+    seconds: dict[str, float] = {}
+    strategy = retail.load_demo_strategy()
+    t = time.perf_counter()
+    history = retail.simulate_history(strategy, per_action=history_per_action, seed=seed)
+    seconds["history"] = time.perf_counter() - t
+    t = time.perf_counter()
+    done = [0]
+
+    def trained(_action: str) -> None:
+        done[0] += 1
+        if progress:
+            progress("Training propensity models", done[0], len(strategy.actions))
+
+    models = train_models(strategy, history, seed=seed, progress=trained)
+    seconds["train"] = time.perf_counter() - t
+    t = time.perf_counter()
+    people = retail.generate_customers(customers, seed=seed + 1)
+    frame, contacts, rej, days_since = retail.generate_interactions(people, strategy, seed=seed + 1)
+    req = Requests.from_frame(strategy, frame, contacts=contacts, rejections=rej, days_since_rejection=days_since)
+    seconds["customers"] = time.perf_counter() - t
+    now_us = int(datetime.now(timezone.utc).timestamp() * 1e6)
+    rng = np.random.default_rng([seed, 9])
+    ts_us = np.sort(now_us - (rng.random(customers) * days * 86400e6).astype(np.int64))
+    engine = Engine(strategy, models)
+    log = DecisionLog.open(db)
+    try:
+        t = time.perf_counter()
+        logged = [0]
+
+        def on_logged(k: int) -> None:
+            logged[0] += k
+            if progress:
+                progress("Deciding and logging", logged[0], customers)
+
+        batches = decide_and_log(log, engine, req, ts_us, on_logged=on_logged)
+        seconds["decide_and_log"] = time.perf_counter() - t
+        t = time.perf_counter()
+        ids = np.concatenate([b.decision_id for b in batches])
+        chosen = [c for b in batches for c in b.chosen]
+        outcomes = retail.simulate_outcomes(strategy, frame, ids, ts_us, chosen, seed=seed)
+        log.append_outcomes(outcomes)
+        log.con.execute("CHECKPOINT")
+        seconds["outcomes"] = time.perf_counter() - t
+        s = queries.summary(log.con.cursor())
+    finally:
+        log.close()
+    return DemoResult(s["decisions"], s["candidates"], s["outcomes"], s["no_action"], seconds, strategy.version)
+
+
+def decide_one(
+    log: DecisionLog, item: dict[str, Any], strategy: Strategy | None = None, models: ModelSet | None = None
+) -> tuple[DecisionBatch, Strategy]:
+    """Validate one JSON request, fill its contact history from the log, decide and log it.
+
+    Nothing is written when the request is invalid.
+    """
+    if strategy is None:
+        strategy = log.load_strategy(log.latest_strategy_version())
+    if models is None:
+        models = log.latest_models_for(strategy)
+    item = dict(item)
+    req = Requests.from_dicts(strategy, [item])  # validates before anything is looked up or written
+    if "contacts" not in item or "rejections" not in item:
+        pseudo = log.pseudonymise([req.customer_id[0]])[0]
+        contacts, rejections = queries.contact_history(log.con.cursor(), pseudo, strategy)
+        item.setdefault("contacts", contacts)
+        item.setdefault("rejections", rejections)
+        req = Requests.from_dicts(strategy, [item])
+    engine = Engine(strategy, models)
+    batch = engine.decide(req)
+    log.register_models(models)
+    log.append(batch, strategy)
+    return batch, strategy
+
+
+def batch_to_json(batch: DecisionBatch, strategy: Strategy, row: int = 0) -> dict[str, Any]:
+    """One decision of a batch as a JSON-ready dict (chosen actions first, then every candidate)."""
+    from decisioning.strategy import STAGES
+
+    def num(x: float) -> float | None:
+        return None if np.isnan(x) else float(x)
+
+    cands = []
+    for a, action in enumerate(strategy.actions):
+        cands.append({
+            "action_id": action.id,
+            "issue": action.issue,
+            "group": action.group,
+            "stage": STAGES[batch.stage[row, a]],
+            "rule": batch.rule_names[batch.rule[row, a]] if batch.rule[row, a] >= 0 else None,
+            "reason": batch.reasons[batch.reason[row, a]] if batch.reason[row, a] >= 0 else None,
+            "propensity": num(batch.propensity[row, a]),
+            "value": num(batch.value[row, a]),
+            "context_weight": num(batch.context_weight[row, a]),
+            "lever": num(batch.lever[row, a]),
+            "priority": num(batch.priority[row, a]),
+            "rank": int(batch.rank[row, a]) or None,
+            "selected": bool(batch.selected[row, a]),
+        })
+    cands.sort(key=lambda c: (not c["selected"], c["rank"] or 10**9, c["action_id"]))
+    return {
+        "decision_id": str(batch.decision_id[row]),
+        "channel": strategy.channel_ids[int(batch.requests.channel[row])],
+        "strategy_version": batch.strategy_version,
+        "chosen_actions": [strategy.actions[a].id for a in batch.chosen[row]],
+        "selection_probability": float(batch.selection_probability[row]),
+        "latency_us": int(batch.latency_us[row]),
+        "candidates": cands,
+    }
