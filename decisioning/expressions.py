@@ -246,19 +246,28 @@ def compile_expression(text: str, known_fields: Mapping[str, Any], where: str) -
 
 
 def _template(text: str) -> tuple[tuple[str, str | None], ...]:
-    """Split ``text`` into (literal text, field name after it) pieces for rendering."""
-    tree = ast.parse(text.strip(), mode="eval")
+    """Split ``text`` into (literal text, field name after it) pieces for rendering.
+
+    A field compared with something is rendered inline (``arrears_days=45 > 0``); a field
+    used on its own as a condition is bracketed (``not [email_consent=false]``) so the value
+    cannot be read as part of the logic.
+    """
     stripped = text.strip()
+    tree = ast.parse(stripped, mode="eval")
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
     spans = sorted(
-        (n.col_offset, n.end_col_offset, n.id)
+        (n.col_offset, n.end_col_offset, n.id, not isinstance(parents.get(n), (ast.Compare, ast.BinOp, ast.Call)))
         for n in ast.walk(tree)
-        if isinstance(n, ast.Name) and n.id not in _FUNCTIONS
-        and not _is_call_target(tree, n)
+        if isinstance(n, ast.Name) and n.id not in _FUNCTIONS and not _is_call_target(tree, n)
     )
     pieces: list[tuple[str, str | None]] = []
     pos = 0
-    for start, end, name in spans:
-        pieces.append((stripped[pos:end], name))
+    for start, end, name, bare in spans:
+        if bare:
+            pieces.append((stripped[pos:start] + "[" + name, name))
+            pieces.append(("]", None))
+        else:
+            pieces.append((stripped[pos:end], name))
         pos = end
     pieces.append((stripped[pos:], None))
     return tuple(pieces)

@@ -250,7 +250,7 @@ class _Parser:
         probe = path
         while probe and probe not in self.lines:
             probe = probe[:-1]
-        line = self.lines.get(probe)
+        line = self.lines.get(probe) if probe else None
         loc = f"{self.source}, line {line}" if line else self.source
         return f"{loc}, {_path_str(path)}"
 
@@ -264,12 +264,13 @@ class _Parser:
             return obj[key]
         if required:
             raise self.fail(path + (key,), "this field is required but missing.",
-                            f"Add '{key}:' to {_path_str(path)}.")
+                            f"Add '{key}:' " + (f"to {_path_str(path)}." if path else "at the top level of the file."))
         return default
 
     def mapping(self, value: Any, path: tuple, allowed: tuple[str, ...] | None = None) -> dict:
         if not isinstance(value, dict):
-            raise self.fail(path, f"expected a mapping (key: value), got {value!r}.")
+            raise self.fail(path, f"expected a mapping (key: value), got {value!r}.",
+                            "Write it as 'key: value' lines indented below the field, or {key: value}.")
         if allowed is not None:
             for k in value:
                 if k not in allowed:
@@ -279,13 +280,13 @@ class _Parser:
 
     def seq(self, value: Any, path: tuple) -> list:
         if not isinstance(value, list):
-            raise self.fail(path, f"expected a list, got {value!r}.")
+            raise self.fail(path, f"expected a list, got {value!r}.", "Write it as [a, b] or as '- item' lines.")
         return value
 
     def number(self, value: Any, path: tuple, lo: float | None = None, hi: float | None = None,
                lo_open: bool = False) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
-            raise self.fail(path, f"expected a finite number, got {value!r}.")
+            raise self.fail(path, f"expected a finite number, got {value!r}.", "Write a number such as 12.5.")
         if lo is not None and (value < lo or (lo_open and value == lo)):
             rng = f"{'(' if lo_open else '['}{_num(lo)}, {'inf' if hi is None else _num(hi)}]"
             raise self.fail(path, f"must be in the range {rng}, got {value!r}.")
@@ -295,14 +296,14 @@ class _Parser:
 
     def integer(self, value: Any, path: tuple, lo: int = 0) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(path, f"expected a whole number, got {value!r}.")
+            raise self.fail(path, f"expected a whole number, got {value!r}.", "Write a whole number such as 3.")
         if value < lo:
             raise self.fail(path, f"must be at least {lo}, got {value!r}.")
         return int(value)
 
     def string(self, value: Any, path: tuple) -> str:
         if not isinstance(value, str) or not value.strip():
-            raise self.fail(path, f"expected a non-empty text, got {value!r}.")
+            raise self.fail(path, f"expected a non-empty text, got {value!r}.", "Write a text value.")
         return value.strip()
 
     def ident(self, value: Any, path: tuple) -> str:

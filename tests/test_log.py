@@ -1,0 +1,124 @@
+"""The decision log: schema, completeness, exact factors, atomic and validated writes."""
+
+import json
+
+import duckdb
+import numpy as np
+import pytest
+
+from conftest import decide_one, request
+from decision_log.store import DecisionLog
+from decisioning.errors import InputError, LogError
+from klartext.pipeline import decide_one as decide_and_log_one
+
+
+def test_schema_has_the_documented_tables_and_columns(demo_log):
+    con = duckdb.connect(str(demo_log), read_only=True)
+    cols = {t: [r[0] for r in con.execute(f"DESCRIBE {t}").fetchall()]
+            for t in ("decisions", "candidates", "outcomes", "strategies", "models", "chain")}
+    con.close()
+    assert {"decision_id", "ts", "customer", "channel", "direction", "inputs", "strategy_version", "model_versions",
+            "chosen_action", "chosen_actions", "selection_probability", "latency_us"} <= set(cols["decisions"])
+    assert {"decision_id", "ts", "action_id", "issue", "group", "stage", "rule", "reason", "propensity", "value",
+            "context_weight", "lever", "priority", "rank", "selected"} <= set(cols["candidates"])
+    assert {"decision_id", "action_id", "outcome", "revenue", "ts"} <= set(cols["outcomes"])
+    assert {"version", "text", "first_used"} <= set(cols["strategies"])
+    assert {"version", "action_id", "features", "metrics", "artifact"} <= set(cols["models"])
+
+
+def test_every_decision_has_one_row_per_catalog_action(demo_log):
+    con = duckdb.connect(str(demo_log), read_only=True)
+    n_dec, n_cand, n_actions = con.execute(
+        "SELECT (SELECT count(*) FROM decisions), (SELECT count(*) FROM candidates), "
+        "(SELECT count(DISTINCT action_id) FROM candidates)").fetchall()[0]
+    per = con.execute("SELECT min(n), max(n) FROM (SELECT count(DISTINCT action_id) n FROM candidates GROUP BY decision_id)").fetchall()[0]
+    con.close()
+    assert n_dec == 2000 and n_actions == 29
+    assert n_cand == n_dec * n_actions
+    assert per == (29, 29)
+
+
+def test_scored_candidates_carry_an_exact_priority_and_filtered_ones_a_reason(demo_log):
+    con = duckdb.connect(str(demo_log), read_only=True)
+    scored = con.execute("SELECT propensity, value, context_weight, lever, priority FROM candidates "
+                         "WHERE propensity IS NOT NULL").fetchnumpy()
+    bad_filtered = con.execute(
+        "SELECT count(*) FROM candidates WHERE stage NOT IN ('ranked', 'selected') "
+        "AND (rule IS NULL OR reason IS NULL OR NOT starts_with(reason, stage || '/' || rule || ': '))").fetchall()[0][0]
+    survivors_with_rule = con.execute(
+        "SELECT count(*) FROM candidates WHERE stage IN ('ranked', 'selected') AND rule IS NOT NULL").fetchall()[0][0]
+    con.close()
+    product = scored["propensity"] * scored["value"] * scored["context_weight"] * scored["lever"]
+    rel = np.abs(scored["priority"] - product) / np.maximum(np.abs(product), 1e-300)
+    assert len(product) > 1000 and rel.max() <= 1e-12
+    assert bad_filtered == 0 and survivors_with_rule == 0
+
+
+def test_inputs_are_logged_exactly_and_customers_pseudonymised(demo_log):
+    con = duckdb.connect(str(demo_log), read_only=True)
+    row = con.execute("SELECT customer, inputs FROM decisions ORDER BY seq LIMIT 1").fetchall()[0]
+    con.close()
+    assert len(row[0]) == 32 and not row[0].startswith("C")
+    inputs = json.loads(row[1])
+    assert set(inputs) == {"features", "contacts", "rejections"}
+    assert isinstance(inputs["features"]["age"], int) and isinstance(inputs["features"]["cart_value"], float)
+
+
+def test_outcomes_are_simulated_for_every_decision(demo_log):
+    con = duckdb.connect(str(demo_log), read_only=True)
+    missing = con.execute("SELECT count(*) FROM decisions ANTI JOIN outcomes USING (decision_id)").fetchall()[0][0]
+    kinds = {r[0] for r in con.execute("SELECT DISTINCT outcome FROM outcomes").fetchall()}
+    con.close()
+    assert missing == 0
+    assert {"accepted", "rejected", "ignored", "none"} == kinds
+
+
+def test_single_decision_is_logged_with_contact_history(tmp_path, tiny_strategy, tiny_models):
+    with DecisionLog.open(tmp_path / "one.duckdb") as log:
+        batch, _ = decide_and_log_one(log, request(customer_id="K9"), tiny_strategy, tiny_models)
+        n = log.con.execute("SELECT count(*) FROM candidates WHERE decision_id = ?", [batch.decision_id[0]]).fetchall()[0][0]
+        assert n == len(tiny_strategy.actions)
+        assert log.verify().ok
+
+
+def test_bad_input_writes_nothing(tmp_path, tiny_strategy, tiny_models):
+    with DecisionLog.open(tmp_path / "bad.duckdb") as log:
+        with pytest.raises(InputError) as info:
+            decide_and_log_one(log, request(age="forty"), tiny_strategy, tiny_models)
+        assert info.value.message == "request: feature 'age' must be a whole number, got 'forty'."
+        assert log.con.execute("SELECT count(*) FROM decisions").fetchall()[0][0] == 0
+        assert log.con.execute("SELECT count(*) FROM candidates").fetchall()[0][0] == 0
+
+
+def test_a_failed_write_leaves_nothing_half_written(tmp_path, tiny_engine, tiny_strategy):
+    with DecisionLog.open(tmp_path / "atomic.duckdb") as log:
+        batch = decide_one(tiny_engine, request())
+        log.con.execute("CREATE TABLE blocker AS SELECT 1")
+        # sabotage the chain table so the last insert of the transaction fails
+        log.con.execute("ALTER TABLE chain ADD COLUMN must_not_be_null INTEGER NOT NULL DEFAULT 1")
+        log.con.execute("ALTER TABLE chain ALTER COLUMN must_not_be_null DROP DEFAULT")
+        with pytest.raises(LogError) as info:
+            log.append(batch, tiny_strategy)
+        assert info.value.message.startswith("Writing 1 decisions to ")
+        assert log.con.execute("SELECT count(*) FROM decisions").fetchall()[0][0] == 0
+        assert log.con.execute("SELECT count(*) FROM candidates").fetchall()[0][0] == 0
+
+
+def test_missing_log_is_a_clear_error(tmp_path):
+    with pytest.raises(LogError) as info:
+        DecisionLog.open(tmp_path / "nope.duckdb", read_only=True)
+    assert info.value.hint == f"Create one with `klartext demo --db {tmp_path / 'nope.duckdb'}`."
+
+
+def test_models_are_stored_with_version_features_fingerprint_and_metrics(demo_log):
+    con = duckdb.connect(str(demo_log), read_only=True)
+    rows = con.execute("SELECT action_id, version, features, training_fingerprint, metrics, format FROM models").fetchall()
+    con.close()
+    assert len(rows) == 29
+    for action_id, version, features, fp, metrics, fmt in rows:
+        m = json.loads(metrics)
+        assert len(version) == 16 and len(fp) == 16 and fmt == "skops"
+        assert features[-1] == "channel" and "recency_days" in features
+        assert m["n_train"] + m["n_test"] == 800 and 100 < m["n_test"] < 220  # 20% held out
+        assert 0.0 <= m["auc"] <= 1.0 and 0.0 <= m["ece"] <= 1.0
+        assert sum(b["n"] for b in m["calibration"]) == m["n_test"]
