@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-st.set_page_config(page_title="Klartext", page_icon="🔎", layout="wide")
+st.set_page_config(page_title="Klartext", page_icon=":material/search:", layout="wide")
 st.navigation([
-    st.Page("pages/overview.py", title="Overview", icon="📊", default=True),
-    st.Page("pages/recent.py", title="Recent decisions", icon="🧾"),
+    st.Page("pages/overview.py", title="Overview", icon=":material/monitoring:", default=True),
+    st.Page("pages/recent.py", title="Recent decisions", icon=":material/receipt_long:"),
 ]).run()

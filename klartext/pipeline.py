@@ -172,10 +172,10 @@ def decide_one(
     """
     if strategy is None:
         strategy = log.load_strategy(log.latest_strategy_version())
+    item = dict(item)
+    req = Requests.from_dicts(strategy, [item])  # validates before anything is loaded or written
     if models is None:
         models = log.latest_models_for(strategy)
-    item = dict(item)
-    req = Requests.from_dicts(strategy, [item])  # validates before anything is looked up or written
     if "contacts" not in item or "rejections" not in item:
         pseudo = log.pseudonymise([req.customer_id[0]])[0]
         contacts, rejections = queries.contact_history(log.con.cursor(), pseudo, strategy)

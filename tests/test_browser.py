@@ -1,0 +1,98 @@
+"""A real browser walks the dashboard like a person: every page opens, a decision is selected,
+no exception is shown.  Screenshots are kept in artifacts/screenshots/."""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parent.parent
+SHOTS = ROOT / "artifacts" / "screenshots"
+
+pytestmark = pytest.mark.browser
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(demo_log):
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is missing: install it with `apt-get install -y chromium` (the CI script does).")
+    port = _free_port()
+    env = dict(os.environ, KLARTEXT_DB=str(demo_log))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
+         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            if urllib.request.urlopen(url + "/_stcore/health", timeout=1).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not start: " + proc.stdout.read().decode(errors="replace")[-2000:])
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield b
+        b.close()
+
+
+def _open(browser, url, heading, ready):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url)
+    page.get_by_role("heading", name=heading).first.wait_for(timeout=60_000)
+    page.get_by_text(ready).first.wait_for(timeout=60_000)  # the page ran to its last element
+    page.wait_for_timeout(1000)  # let charts and tables paint
+    assert page.locator("[data-testid='stException']").count() == 0
+    return page
+
+
+def test_every_page_opens_without_an_exception(server, browser):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = _open(browser, server, "Overview", "Where candidate actions stop")
+    page.screenshot(path=str(SHOTS / "overview.png"), full_page=True)
+    text = page.locator("body").inner_text()
+    assert "Candidate rows" in text and "2,000" in text
+    page.close()
+    page = _open(browser, server + "/recent", "Recent decisions", "Every action of the catalog")
+    page.screenshot(path=str(SHOTS / "recent.png"), full_page=True)
+    page.close()
+
+
+def test_selecting_a_decision_shows_its_candidates(server, browser):
+    page = _open(browser, server + "/recent", "Recent decisions", "Every action of the catalog")
+    heading = page.get_by_role("heading", name=re.compile(r"^Decision ")).first
+    first_id = heading.inner_text().split()[-1]
+    # click the row selector of the third decision in the table
+    grid = page.locator("[data-testid='stDataFrame']").first
+    grid.click(position={"x": 15, "y": 36 + 2 * 35 + 17})
+    page.wait_for_timeout(2000)
+    new_id = page.get_by_role("heading", name=re.compile(r"^Decision ")).first.inner_text().split()[-1]
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.screenshot(path=str(SHOTS / "recent_selected.png"), full_page=True)
+    assert new_id != first_id
+    page.close()

@@ -1,0 +1,120 @@
+"""The CLI: exact messages users see, exit codes, and nothing written on bad input."""
+
+import json
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+from klartext.cli import main
+
+EXAMPLE = json.load(open("examples/customer.json"))
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def count(path):
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute("SELECT count(*) FROM decisions").fetchall()[0][0]
+    finally:
+        con.close()
+
+
+def write(tmp_path, obj, name="in.json"):
+    p = tmp_path / name
+    p.write_text(obj if isinstance(obj, str) else json.dumps(obj))
+    return str(p)
+
+
+def test_decide_logs_one_decision_and_prints_it(demo_copy, tmp_path):
+    before = count(demo_copy)
+    res = run("decide", "--db", str(demo_copy), "--input", write(tmp_path, EXAMPLE))
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["channel"] == "web" and len(out["candidates"]) == 29
+    pay_later = next(c for c in out["candidates"] if c["action_id"] == "pay_later_30")
+    assert pay_later["reason"] == "suitability/no_credit_in_arrears: arrears_days=45 > 0"
+    assert count(demo_copy) == before + 1
+    replay = run("replay", "--db", str(demo_copy), out["decision_id"])
+    assert replay.exit_code == 0
+    assert replay.output.startswith(f"Reproduced {out['decision_id']}: chosen ")
+
+
+def bad(**change):
+    item = json.loads(json.dumps(EXAMPLE))
+    for k, v in change.items():
+        if k == "drop":
+            del item["features"][v]
+        elif k in ("channel", "extra"):
+            item[k] = v
+        else:
+            item["features"][k] = v
+    return item
+
+
+@pytest.mark.parametrize("item,message,hint", [
+    (bad(shoe_size=42), "Error: request: unknown feature 'shoe_size'.", "Hint: The strategy declares: age, tenure_days,"),
+    (bad(age="old"), "Error: request: feature 'age' must be a whole number, got 'old'.", "Hint: Send age as a whole number."),
+    (bad(drop="clv"), "Error: request: feature 'clv' is missing.",
+     "Hint: Add 'clv' (number, Customer lifetime value) to features."),
+    (bad(channel="fax"), "Error: request: channel 'fax' is not a channel of strategy 'Modehaus Lindner NBA'.",
+     "Hint: Use one of: web, app, call_centre, email, push, sms."),
+    (bad(return_rate=1.5), "Error: request: feature 'return_rate' must be at most 1, got 1.5.",
+     "Hint: Check the value of return_rate (Share of items returned)."),
+    (bad(extra=1), "Error: request: unknown field 'extra'.",
+     "Hint: Allowed fields: customer_id, channel, features, contacts, rejections."),
+    ('{"customer_id": "C1", ', None, None),
+])
+def test_bad_input_is_named_and_nothing_is_written(demo_copy, tmp_path, item, message, hint):
+    before = count(demo_copy)
+    res = run("decide", "--db", str(demo_copy), "--input", write(tmp_path, item))
+    assert res.exit_code == 2
+    lines = res.output.splitlines()
+    if message is None:
+        assert lines[0].startswith("Error: ") and "not valid JSON: Expecting property name" in lines[0]
+    else:
+        assert lines[0] == message
+        assert lines[1].startswith(hint)
+    assert count(demo_copy) == before
+
+
+def test_malformed_strategy_is_named(demo_copy, tmp_path):
+    path = write(tmp_path, "name: x\nchannels: [web\n", "s.yaml")
+    res = run("decide", "--db", str(demo_copy), "--input", write(tmp_path, EXAMPLE), "--strategy", path)
+    assert res.exit_code == 2
+    assert res.output.splitlines()[0] == f"Error: {path}, line 3: not valid YAML: expected ',' or ']', but got '<stream end>'."
+
+
+def test_verify_ok_and_failure(demo_copy):
+    ok = run("verify", "--db", str(demo_copy))
+    assert ok.exit_code == 0 and ok.output.startswith("OK: 2,000 decisions verified; head hash ")
+    con = duckdb.connect(str(demo_copy))
+    did = con.execute("SELECT decision_id FROM decisions WHERE seq = 77").fetchall()[0][0]
+    con.execute("UPDATE decisions SET latency_us = latency_us + 1 WHERE seq = 77")
+    con.close()
+    res = run("verify", "--db", str(demo_copy))
+    assert res.exit_code == 1
+    assert res.output.splitlines()[0] == (f"FAILED at decision {did} (position 77): its decision row or one of its "
+                                          "candidate rows was changed since it was logged.")
+
+
+def test_replay_sample_summary(demo_log):
+    res = run("replay", "--db", str(demo_log), "--sample", "50")
+    assert res.exit_code == 0
+    assert res.output.strip().endswith("Reproduced 50 of 50 decisions exactly.")
+
+
+def test_replay_needs_an_id_or_a_sample(demo_log):
+    res = run("replay", "--db", str(demo_log))
+    assert res.exit_code == 2
+    assert res.output.splitlines() == ["Error: Give either a DECISION_ID or --sample N.",
+                                       "Hint: e.g. `klartext replay --sample 1000` or `klartext replay 01J...`."]
+
+
+def test_demo_refuses_to_overwrite(demo_log):
+    res = run("demo", "--db", str(demo_log), "--no-app")
+    assert res.exit_code == 2
+    assert res.output.splitlines()[0] == f"Error: The decision log {str(demo_log)!r} already exists."
