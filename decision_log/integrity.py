@@ -14,7 +14,7 @@ Canonical bytes (stable across DuckDB versions, computed vectorised with numpy /
   :data:`CANDIDATE_HASH_COLUMNS` order, a validity byte (0 for NULL) and then: DOUBLE → its
   8 IEEE-754 bytes, BIGINT / INTEGER / TIMESTAMP (µs) → 8 bytes little-endian, BOOLEAN →
   1 byte (all zeros for NULL); a label column (:data:`LABEL_COLUMNS`: few distinct values,
-  e.g. ``stage``) → the 16-byte BLAKE2b digest of its UTF-8 bytes; any other text (VARCHAR,
+  e.g. ``stage``) → the 8-byte BLAKE2b digest of its UTF-8 bytes; any other text (VARCHAR,
   JSON, lists joined with U+001F) → the length of its UTF-8 bytes as 4 bytes little-endian;
 * a row's *text part* is the UTF-8 bytes of its text columns, concatenated in order;
 * a decision's record hash reads its fixed part, its text part, then the fixed parts and
@@ -83,9 +83,9 @@ def _label_digests(arr: pa.Array) -> np.ndarray:
     if not pa.types.is_dictionary(arr.type):
         arr = pc.dictionary_encode(arr.cast(pa.string()))
     values = arr.dictionary.cast(pa.string()).to_pylist()
-    table = np.zeros((len(values) + 1, 16), dtype=np.uint8)
+    table = np.zeros((len(values) + 1, 8), dtype=np.uint8)
     for i, v in enumerate(values):
-        table[i + 1] = np.frombuffer(hashlib.blake2b(v.encode(), digest_size=16).digest(), dtype=np.uint8)
+        table[i + 1] = np.frombuffer(hashlib.blake2b(v.encode(), digest_size=8).digest(), dtype=np.uint8)
     idx = arr.indices.cast(pa.int64()).fill_null(-1).to_numpy(zero_copy_only=False) + 1
     if arr.null_count:
         idx[np.asarray(arr.is_null())] = 0

@@ -7,7 +7,7 @@ passed as parameters.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 import pandas as pd
@@ -81,7 +81,7 @@ def contact_history(
     channel's ``period_days``; rejections are ``rejected`` outcomes within the suppression
     window.  Returns the ``contacts`` and ``rejections`` parts of a decision request.
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     contacts: dict[str, int] = {}
     for lim in strategy.contact_limits:
         since = now - timedelta(days=lim.period_days)

@@ -17,7 +17,7 @@ import hmac
 import json
 import os
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -74,12 +74,16 @@ class DecisionLog:
         self._key = key
         self.read_only = read_only
         self._model_cache: dict[tuple[str, str], PropensityModel] = {}
+        # Only one process can hold the file read-write, so the chain head and the registered
+        # strategies can be cached here after the first read.
+        self._head: tuple[int, str] | None = None
+        self._registered: set[str] = set()
         self._strategy_cache: dict[str, Strategy] = {}
 
     # -- opening ----------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | Path, *, read_only: bool = False, create: bool = True) -> "DecisionLog":
+    def open(cls, path: str | Path, *, read_only: bool = False, create: bool = True) -> DecisionLog:
         """Open (and, unless ``read_only``, create) the log at ``path``.
 
         Raises
@@ -139,7 +143,7 @@ class DecisionLog:
     def close(self) -> None:
         self.con.close()
 
-    def __enter__(self) -> "DecisionLog":
+    def __enter__(self) -> DecisionLog:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -161,16 +165,19 @@ class DecisionLog:
     # -- registry ---------------------------------------------------------------------------
 
     def register_strategy(self, strategy: Strategy) -> str:
+        if strategy.version in self._registered:
+            return strategy.version
         self.con.execute(
             "INSERT OR IGNORE INTO strategies VALUES (?, ?, ?, ?)",
-            [strategy.version, strategy.name, strategy.text, datetime.now(timezone.utc)],
+            [strategy.version, strategy.name, strategy.text, datetime.now(UTC)],
         )
+        self._registered.add(strategy.version)
         return strategy.version
 
     def register_models(self, models: ModelSet) -> dict[str, str]:
         rows = []
         known = {tuple(r) for r in self.con.execute("SELECT version, action_id FROM models").fetchall()}
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         for action_id, m in sorted(models.models.items()):
             if (m.version, action_id) in known:
                 continue
@@ -231,8 +238,10 @@ class DecisionLog:
     # -- writing ----------------------------------------------------------------------------
 
     def _next_seq(self) -> tuple[int, str]:
-        row = _first(self.con.execute("SELECT seq, chain_hash FROM chain ORDER BY seq DESC LIMIT 1"))
-        return (0, integrity.GENESIS) if row is None else (int(row[0]), row[1])
+        if self._head is None:
+            row = _first(self.con.execute("SELECT seq, chain_hash FROM chain ORDER BY seq DESC LIMIT 1"))
+            self._head = (0, integrity.GENESIS) if row is None else (int(row[0]), row[1])
+        return self._head
 
     def append(self, batch: DecisionBatch, strategy: Strategy, source: str = "klartext",
                customers: np.ndarray | None = None) -> int:
@@ -260,9 +269,7 @@ class DecisionLog:
             dec = dec.append_column("seq", pa.array(seq))
             con.register("_k_dec", dec)
             con.register("_k_cand", cand)
-            con.execute(_STAGE_DECISIONS)
-            con.execute(_STAGE_CANDIDATES)
-            typed = con.sql("SELECT * FROM _k_dec_typed").to_arrow_table()
+            typed = con.sql(_TYPED_DECISIONS).to_arrow_table()
             con.register("_k_typed", typed)
             A = len(cand) // n
             starts = np.arange(n, dtype=np.int64) * A
@@ -271,11 +278,13 @@ class DecisionLog:
                                   "record_hash": hashes, "chain_hash": integrity.chain(prev, hashes)})
             con.register("_k_chain", chain_tbl)
             con.execute("INSERT INTO decisions SELECT * FROM _k_typed")
-            con.execute("INSERT INTO candidates SELECT * FROM _k_cand_typed")
+            con.execute(_INSERT_CANDIDATES)
             con.execute("INSERT INTO chain SELECT seq, decision_id, record_hash, chain_hash FROM _k_chain")
             con.execute("COMMIT")
+            self._head = (int(seq[-1]), chain_tbl.column("chain_hash")[-1].as_py())
         except Exception as exc:
             con.execute("ROLLBACK")
+            self._registered.discard(strategy.version)
             if isinstance(exc, duckdb.Error):
                 raise LogError(f"Writing {n} decisions to {self.path!r} failed: {exc}",
                                "Nothing was written; check free disk space and that no other process holds the file.") from exc
@@ -286,8 +295,6 @@ class DecisionLog:
                     con.unregister(name)
                 except duckdb.Error:
                     pass
-            for view in ("_k_dec_typed", "_k_cand_typed"):
-                con.execute(f"DROP VIEW IF EXISTS {view}")
         return n
 
     def append_outcomes(self, outcomes: pd.DataFrame) -> int:
@@ -318,8 +325,7 @@ class DecisionLog:
         return integrity.verify(self.con.cursor())
 
 
-_STAGE_DECISIONS = """
-CREATE OR REPLACE TEMP VIEW _k_dec_typed AS
+_TYPED_DECISIONS = """
 SELECT
     CAST(seq AS BIGINT) AS seq,
     CAST(decision_id AS VARCHAR) AS decision_id,
@@ -340,8 +346,8 @@ SELECT
 FROM _k_dec
 """
 
-_STAGE_CANDIDATES = """
-CREATE OR REPLACE TEMP VIEW _k_cand_typed AS
+_INSERT_CANDIDATES = """
+INSERT INTO candidates
 SELECT
     CAST(decision_id AS VARCHAR) AS decision_id,
     CAST(ts AS TIMESTAMPTZ) AS ts,

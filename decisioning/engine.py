@@ -40,10 +40,6 @@ from decisioning.strategy import STAGES, Strategy
 _S = {name: i for i, name in enumerate(STAGES)}
 
 
-def _fmt(x: float) -> str:
-    return f"{x:.4g}"
-
-
 @dataclass
 class DecisionBatch:
     """Everything the engine decided for a batch, cell by cell (n decisions × A actions).
@@ -148,6 +144,10 @@ class Engine:
             np.array(sorted(idx, key=lambda i: (s.actions[i].incentive_cost, i)))
             for idx in families.values() if len(idx) > 1
         ]
+        self.incentive_prefix_ = [
+            f"incentive/incentive_choice: {a.id!r} ({a.incentive.describe() if a.incentive else 'no incentive'}) "
+            "ranks higher: " for a in s.actions
+        ]
         self._prepared_ = True
 
     # ------------------------------------------------------------------------------------
@@ -251,7 +251,7 @@ class Engine:
             if len(rr):
                 texts = [
                     f"contact/suppressed_after_rejections: rejected {k} times within {sup.within_days} days "
-                    f"(limit {sup.after_rejections}), last {_fmt(d)} days ago, suppressed for {sup.suppress_days} days"
+                    f"(limit {sup.after_rejections}), last {d:.4g} days ago, suppressed for {sup.suppress_days} days"
                     for k, d in zip(requests.rejections[rr, aa].tolist(), requests.days_since_rejection[rr, aa].tolist())
                 ]
                 base = pool.extend(texts)
@@ -296,9 +296,9 @@ class Engine:
             rr = alive_rows[lr]
             aa = fam[lc]
             wa = fam[best[lr]]
+            prefix = self.incentive_prefix_
             texts = [
-                f"incentive/incentive_choice: {s.actions[w].id!r} ({_incentive_label(s, w)}) ranks higher: "
-                f"priority {_fmt(pw)} vs {_fmt(pl)} (propensity {_fmt(xw)} vs {_fmt(xl)}, value {_fmt(vw)} vs {_fmt(vl)})"
+                f"{prefix[w]}priority {pw:.4g} vs {pl:.4g} (propensity {xw:.4g} vs {xl:.4g}, value {vw:.4g} vs {vl:.4g})"
                 for w, pw, pl, xw, xl, vw, vl in zip(
                     wa.tolist(), priority[rr, wa].tolist(), priority[rr, aa].tolist(),
                     propensity[rr, wa].tolist(), propensity[rr, aa].tolist(),
@@ -312,8 +312,9 @@ class Engine:
         low = (~stopped) & ~(priority >= thr[:, None])
         rr, aa = np.nonzero(low)
         if len(rr):
+            cids = s.channel_ids
             texts = [
-                f"arbitration/no_action_threshold: priority {_fmt(p)} < threshold {_fmt(th)} for {s.channel_ids[c]}"
+                f"arbitration/no_action_threshold: priority {p:.4g} < threshold {th:.4g} for {cids[c]}"
                 for p, th, c in zip(priority[rr, aa].tolist(), thr[rr].tolist(), ch[rr].tolist())
             ]
             base = pool.extend(texts)
@@ -385,11 +386,6 @@ class Engine:
         )
 
 
-def _incentive_label(s: Strategy, a: int) -> str:
-    inc = s.actions[a].incentive
-    return inc.describe() if inc else "no incentive"
-
-
 def _uniforms(decision_ids: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Two reproducible uniforms per decision, derived from its id and the strategy's seed."""
     n = len(decision_ids)
@@ -404,14 +400,11 @@ def _uniforms(decision_ids: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarr
 
 
 def _chosen_lists(selected, order, first, explored, k_alive) -> list[list[int]]:
-    out: list[list[int]] = []
-    sel_in_order = np.take_along_axis(selected, order, axis=1)
-    for r in range(len(selected)):
-        if k_alive[r] == 0:
-            out.append([])
-            continue
-        ranked = order[r][sel_in_order[r]].tolist()
-        if explored[r]:
-            ranked = [int(first[r])] + [a for a in ranked if a != first[r]]
-        out.append(ranked)
+    """Selected actions per decision in slot order: by rank, the explored pick first."""
+    counts = selected.sum(axis=1).tolist()
+    out = [row[:m] for row, m in zip(order.tolist(), counts)]
+    for r in np.flatnonzero(explored).tolist():
+        picked = int(first[r])
+        ranked = [a for a in order[r, : k_alive[r]].tolist() if selected[r, a]]
+        out[r] = [picked] + [a for a in ranked if a != picked]
     return out

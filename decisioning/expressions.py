@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import ast
 import operator as op
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from simpleeval import InvalidExpression, SimpleEval
@@ -162,8 +163,7 @@ class Expression:
             pieces.append(text)
             if name is not None and name not in seen:
                 seen.add(name)
-                col = columns[name][rows]
-                pieces.append(["=" + format_value(v) for v in col.tolist()])
+                pieces.append(["=" + v for v in format_column(columns[name][rows])])
         out = [""] * len(rows)
         for piece in pieces:
             if isinstance(piece, str):
@@ -185,6 +185,20 @@ def format_value(value: Any) -> str:
             return str(int(v))
         return repr(v)
     return repr(str(value))
+
+
+def format_column(col: np.ndarray) -> list[str]:
+    """:func:`format_value` for a whole column (vectorised per dtype)."""
+    if col.dtype == bool:
+        return np.where(col, "true", "false").tolist()
+    if np.issubdtype(col.dtype, np.integer):
+        return list(map(str, col.tolist()))
+    if np.issubdtype(col.dtype, np.floating):
+        whole = (col == np.round(col)) & (np.abs(col) < 1e15)
+        ints = list(map(str, col.astype(np.int64, copy=False).tolist())) if whole.any() else None
+        reprs = list(map(repr, col.tolist()))
+        return [i if w else r for i, r, w in zip(ints or reprs, reprs, whole.tolist())]
+    return [format_value(v) for v in col.tolist()]
 
 
 def compile_expression(text: str, known_fields: Mapping[str, Any], where: str) -> Expression:

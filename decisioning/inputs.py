@@ -12,8 +12,9 @@ computed by the same code and agree exactly.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -57,7 +58,7 @@ class Requests:
     # -- constructors ---------------------------------------------------------------------
 
     @classmethod
-    def from_dicts(cls, strategy: Strategy, items: list[Mapping[str, Any]]) -> "Requests":
+    def from_dicts(cls, strategy: Strategy, items: list[Mapping[str, Any]]) -> Requests:
         """Validate JSON-like requests (see ``docs/strategy.md`` for the format)."""
         n, a, c = len(items), len(strategy.actions), len(strategy.channels)
         cols: dict[str, list] = {f.name: [None] * n for f in strategy.features}
@@ -133,7 +134,7 @@ class Requests:
         contacts: np.ndarray | None = None,
         rejections: np.ndarray | None = None,
         days_since_rejection: np.ndarray | None = None,
-    ) -> "Requests":
+    ) -> Requests:
         """Validate a batch held as a DataFrame (one row per request), vectorised."""
         n = len(frame)
         missing = [c for c in (customer_col, channel_col) if c not in frame.columns]
@@ -165,7 +166,7 @@ class Requests:
 
     # -- views ----------------------------------------------------------------------------
 
-    def take(self, rows: np.ndarray) -> "Requests":
+    def take(self, rows: np.ndarray) -> Requests:
         return Requests(
             self.customer_id[rows], self.channel[rows],
             {k: v[rows] for k, v in self.features.items()},

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -74,9 +76,13 @@ class PropensityModel:
     metrics: dict[str, Any] = field(default_factory=dict)
     algorithm: str = ""
 
-    @property
+    @cached_property
     def version(self) -> str:
-        """SHA-256 (first 16 hex digits) of the fitted estimator's state and its feature list."""
+        """SHA-256 (first 16 hex digits) of the fitted estimator's state and its feature list.
+
+        Computed once per object: a fitted model is never changed in place (refitting makes
+        a new :class:`PropensityModel`).
+        """
         h = hashlib.sha256(pickle.dumps((self.features, self.estimator), protocol=5))
         return h.hexdigest()[:16]
 
@@ -91,7 +97,7 @@ class PropensityModel:
 
     @classmethod
     def from_bytes(cls, blob: bytes, action_id: str, features: tuple[str, ...], fingerprint: str,
-                   metrics: dict[str, Any], algorithm: str) -> "PropensityModel":
+                   metrics: dict[str, Any], algorithm: str) -> PropensityModel:
         untrusted = sio.get_untrusted_types(data=blob)
         unknown = [t for t in untrusted if t not in TRUSTED_TYPES]
         if unknown:

@@ -66,7 +66,7 @@ def demo(customers: int, db: str, seed: int, no_app: bool, port: int) -> None:
 
     if Path(db).exists():
         _fail(KlartextError(f"The decision log {db!r} already exists.",
-                            f"Delete it or pass another path with --db (e.g. --db demo2.duckdb)."))
+                            "Delete it or pass another path with --db (e.g. --db demo2.duckdb)."))
     bars = _Bars()
     try:
         res = run_demo(db, customers, seed=seed, progress=bars)
@@ -149,7 +149,8 @@ def decide(db: str, input_path: str, strategy_path: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def replay(decision_id: str | None, db: str, sample: int | None, seed: int, as_json: bool) -> None:
     """Re-run logged decisions with their pinned strategy and models and compare exactly."""
-    from decision_log.replay import replay as do_replay, sample_ids
+    from decision_log.replay import replay as do_replay
+    from decision_log.replay import sample_ids
     from decision_log.store import DecisionLog
 
     if (decision_id is None) == (sample is None):

@@ -11,9 +11,10 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
@@ -134,7 +135,7 @@ def run_demo(
     frame, contacts, rej, days_since = retail.generate_interactions(people, strategy, seed=seed + 1)
     req = Requests.from_frame(strategy, frame, contacts=contacts, rejections=rej, days_since_rejection=days_since)
     seconds["customers"] = time.perf_counter() - t
-    now_us = int(datetime.now(timezone.utc).timestamp() * 1e6)
+    now_us = int(datetime.now(UTC).timestamp() * 1e6)
     rng = np.random.default_rng([seed, 9])
     ts_us = np.sort(now_us - (rng.random(customers) * days * 86400e6).astype(np.int64))
     engine = Engine(strategy, models)

@@ -115,7 +115,7 @@ def test_models_are_stored_with_version_features_fingerprint_and_metrics(demo_lo
     rows = con.execute("SELECT action_id, version, features, training_fingerprint, metrics, format FROM models").fetchall()
     con.close()
     assert len(rows) == 29
-    for action_id, version, features, fp, metrics, fmt in rows:
+    for _action_id, version, features, fp, metrics, fmt in rows:
         m = json.loads(metrics)
         assert len(version) == 16 and len(fp) == 16 and fmt == "skops"
         assert features[-1] == "channel" and "recency_days" in features

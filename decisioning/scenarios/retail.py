@@ -29,9 +29,9 @@ Everything is vectorised numpy and seeded: one million customers take a few seco
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd

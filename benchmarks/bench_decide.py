@@ -1,0 +1,128 @@
+"""Benchmark: deciding with full candidate logging vs. the propensity models alone.
+
+Prints one JSON object:
+
+* ``batch``: decisions/s of the pipelined engine + DuckDB logging (every candidate row, hash
+  chain) on the demo scenario, and the same split into engine-only and logging-only time;
+* ``baseline_models_only_s``: the time the propensity models alone take to score exactly the
+  (decision, action) rows that reached scoring in that run — the in-run baseline;
+* ``single``: p50 / p99 latency of one decision in-process, validated, decided and committed
+  to the log on its own (a transaction per decision);
+* ``targets``: batch >= 5,000 decisions/s; engine + logging <= 3x the bare model time.
+
+Usage: ``python benchmarks/bench_decide.py [--decisions 100000] [--single 500]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from decision_log.store import DecisionLog
+from decisioning.engine import Engine
+from decisioning.inputs import Requests
+from decisioning.models import model_matrix, train_models
+from decisioning.scenarios import retail
+from klartext.pipeline import decide_and_log
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--decisions", type=int, default=100_000)
+    ap.add_argument("--single", type=int, default=500)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    strategy = retail.load_demo_strategy()
+    models = train_models(strategy, retail.simulate_history(strategy, 8000, seed=args.seed), seed=args.seed)
+    people = retail.generate_customers(args.decisions, seed=args.seed + 1)
+    frame, contacts, rej, days = retail.generate_interactions(people, strategy, seed=args.seed + 1)
+    req = Requests.from_frame(strategy, frame, contacts=contacts, rejections=rej, days_since_rejection=days)
+    engine = Engine(strategy, models)
+    engine.decide(req.take(np.arange(100)))  # warm-up: prepare tables, load OpenMP pools
+    ts = np.full(len(req), time.time_ns() // 1000, dtype=np.int64)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        # 1. pipelined engine + logging (what `klartext demo` does)
+        log = DecisionLog.open(Path(tmp) / "bench.duckdb")
+        t = time.perf_counter()
+        batches = decide_and_log(log, engine, req, ts)
+        pipelined = time.perf_counter() - t
+        n_cand = log.con.execute("SELECT count(*) FROM candidates").fetchall()[0][0]
+        log.close()
+
+        # 2. the same work, not overlapped: engine alone, then logging alone
+        t = time.perf_counter()
+        for start in range(0, len(req), 10_000):
+            engine.decide(req.take(np.arange(start, min(len(req), start + 10_000))))
+        engine_only = time.perf_counter() - t
+        log2 = DecisionLog.open(Path(tmp) / "bench2.duckdb")
+        log2.register_models(models)
+        pseudo = [log2.pseudonymise(b.requests.customer_id) for b in batches]
+        t = time.perf_counter()
+        for b, p in zip(batches, pseudo):
+            log2.append(b, strategy, customers=p)
+        logging_only = time.perf_counter() - t
+        log2.close()
+
+        # 3. baseline: the models alone on exactly the rows that reached scoring
+        X = model_matrix(strategy, req, engine.columns_)
+        scored = np.concatenate([~np.isnan(b.propensity) for b in batches])
+        t = time.perf_counter()
+        for a, action in enumerate(strategy.actions):
+            rows = np.flatnonzero(scored[:, a])
+            if len(rows):
+                models[action.id].predict(X[np.ix_(rows, engine.feature_idx_[action.id])])
+        models_only = time.perf_counter() - t
+
+        # 4. single decisions, each validated, decided and committed on its own
+        log3 = DecisionLog.open(Path(tmp) / "single.duckdb")
+        log3.register_models(models)
+        items = [req.to_dict(strategy, i) for i in range(min(args.single, len(req)))]
+        lat = []
+        for item in items:
+            t = time.perf_counter()
+            one = Requests.from_dicts(strategy, [item])
+            b = engine.decide(one)
+            log3.append(b, strategy)
+            lat.append(time.perf_counter() - t)
+        log3.close()
+
+    n = len(req)
+    lat_ms = np.array(lat) * 1000
+    result = {
+        "benchmark": "bench_decide",
+        "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+        "decisions": n,
+        "catalog_actions": len(strategy.actions),
+        "candidate_rows": int(n_cand),
+        "scored_rows": int(scored.sum()),
+        "batch": {
+            "pipelined_s": round(pipelined, 3),
+            "decisions_per_s": round(n / pipelined),
+            "engine_only_s": round(engine_only, 3),
+            "logging_only_s": round(logging_only, 3),
+        },
+        "baseline_models_only_s": round(models_only, 3),
+        "ratio_engine_and_logging_to_models": round(pipelined / models_only, 2),
+        "single": {
+            "decisions": len(lat),
+            "p50_ms": round(float(np.percentile(lat_ms, 50)), 2),
+            "p99_ms": round(float(np.percentile(lat_ms, 99)), 2),
+        },
+        "targets": {
+            "batch_decisions_per_s>=5000": n / pipelined >= 5000,
+            "engine_and_logging<=3x_models": pipelined <= 3 * models_only,
+        },
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
