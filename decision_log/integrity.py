@@ -17,8 +17,10 @@ Canonical bytes (stable across DuckDB versions, computed vectorised with numpy /
   e.g. ``stage``) → the 8-byte BLAKE2b digest of its UTF-8 bytes; any other text (VARCHAR,
   JSON, lists joined with U+001F) → the length of its UTF-8 bytes as 4 bytes little-endian;
 * a row's *text part* is the UTF-8 bytes of its text columns, concatenated in order;
-* a decision's record hash reads its fixed part, its text part, then the fixed parts and
-  text parts of its candidate rows (in ``action_id`` order).
+* a decision's *row digest* is the SHA-256 of its fixed part and text part; its *candidate
+  digest* is the SHA-256 of the fixed parts of its candidate rows (in ``action_id`` order)
+  followed by their text parts; its record hash is the SHA-256 of the two digests.  (Two
+  digests let the writer hash the candidates while the decision is still being logged.)
 """
 
 from __future__ import annotations
@@ -125,24 +127,43 @@ def _parts(table: pa.Table, columns: list[str]) -> tuple[np.ndarray, np.ndarray,
     return fixed, offsets, data
 
 
+def candidate_digests(candidates: pa.Table, starts: np.ndarray, ends: np.ndarray) -> list[bytes]:
+    """Candidate digest of each decision, whose rows are ``candidates[starts[i]:ends[i]]``."""
+    fix, off, txt = _parts(candidates, CANDIDATE_HASH_COLUMNS)
+    width = fix.shape[1]
+    flat, mv, off_l = memoryview(fix.reshape(-1)), memoryview(txt), off.tolist()
+    out = []
+    sha = hashlib.sha256
+    for a, b in zip(starts.tolist(), ends.tolist()):
+        h = sha(flat[a * width: b * width])
+        h.update(mv[off_l[a]:off_l[b]])
+        out.append(h.digest())
+    return out
+
+
+def decision_digests(decisions: pa.Table) -> list[bytes]:
+    """Row digest of each decision."""
+    fix, off, txt = _parts(decisions, DECISION_HASH_COLUMNS)
+    mv, off_l = memoryview(txt), off.tolist()
+    sha = hashlib.sha256
+    out = []
+    for i in range(len(fix)):
+        h = sha(fix[i].tobytes())
+        h.update(mv[off_l[i]:off_l[i + 1]])
+        out.append(h.digest())
+    return out
+
+
+def combine(row_digests: list[bytes], candidate_digests: list[bytes]) -> list[str]:
+    """Record hashes from the two digests of each decision."""
+    sha = hashlib.sha256
+    return [sha(d + c).hexdigest() for d, c in zip(row_digests, candidate_digests)]
+
+
 def record_hashes(decisions: pa.Table, candidates: pa.Table, starts: np.ndarray, ends: np.ndarray) -> list[str]:
     """Record hash of each decision; its candidate rows (in action_id order) are
     ``candidates[starts[i]:ends[i]]``."""
-    dfix, doff, dtxt = _parts(decisions, DECISION_HASH_COLUMNS)
-    cfix, coff, ctxt = _parts(candidates, CANDIDATE_HASH_COLUMNS)
-    width = cfix.shape[1]
-    cflat = memoryview(cfix.reshape(-1))
-    dmv, cmv = memoryview(dtxt), memoryview(ctxt)
-    doff_l, coff_l = doff.tolist(), coff.tolist()
-    out = []
-    sha = hashlib.sha256
-    for i, (a, b) in enumerate(zip(starts.tolist(), ends.tolist())):
-        h = sha(dfix[i].tobytes())
-        h.update(dmv[doff_l[i]:doff_l[i + 1]])
-        h.update(cflat[a * width: b * width])
-        h.update(cmv[coff_l[a]:coff_l[b]])
-        out.append(h.hexdigest())
-    return out
+    return combine(decision_digests(decisions), candidate_digests(candidates, starts, ends))
 
 
 def chain(prev: str, record_hashes: list[str]) -> list[str]:

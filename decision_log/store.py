@@ -17,6 +17,7 @@ import hmac
 import json
 import os
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -250,16 +251,18 @@ class DecisionLog:
         ``customers`` may pass ready pseudonyms; otherwise the raw ids in the batch's
         requests are pseudonymised here.  Returns the number of decisions written.
         """
+        pseudo = customers if customers is not None else self.pseudonymise(batch.requests.customer_id)
+        return self.append_prepared(prepare(batch, strategy, pseudo, source))
+
+    def append_prepared(self, prepared: PreparedBatch) -> int:
+        """Log a batch made ready by :func:`prepare` (which needs no connection, so a
+        pipeline can prepare the next batch while this one is written)."""
         if self.read_only:
             raise LogError(f"The log {self.path!r} is open read-only.", "Open it without read_only to write.")
-        n = len(batch)
+        n, strategy = prepared.n, prepared.strategy
         if n == 0:
             return 0
-        if batch.strategy_version != strategy.version:
-            raise LogError("The batch was decided with another strategy version than the one given.",
-                           "Pass the strategy the engine used.")
-        pseudo = customers if customers is not None else self.pseudonymise(batch.requests.customer_id)
-        dec, cand = _arrow_tables(batch, strategy, pseudo, source)
+        dec, cand = prepared.decisions, prepared.candidates
         con = self.con
         con.execute("BEGIN TRANSACTION")
         try:
@@ -271,10 +274,8 @@ class DecisionLog:
             con.register("_k_cand", cand)
             typed = con.sql(_TYPED_DECISIONS).to_arrow_table()
             con.register("_k_typed", typed)
-            A = len(cand) // n
-            starts = np.arange(n, dtype=np.int64) * A
-            hashes = integrity.record_hashes(typed, cand, starts, starts + A)
-            chain_tbl = pa.table({"seq": seq, "decision_id": pa.array(batch.decision_id, pa.string()),
+            hashes = integrity.combine(integrity.decision_digests(typed), prepared.candidate_digests)
+            chain_tbl = pa.table({"seq": seq, "decision_id": typed.column("decision_id"),
                                   "record_hash": hashes, "chain_hash": integrity.chain(prev, hashes)})
             con.register("_k_chain", chain_tbl)
             con.execute("INSERT INTO decisions SELECT * FROM _k_typed")
@@ -368,6 +369,32 @@ SELECT
     CAST(model_version AS VARCHAR) AS model_version
 FROM _k_cand
 """
+
+
+@dataclass
+class PreparedBatch:
+    """A decision batch as Arrow tables plus its candidate digests, ready to be logged."""
+
+    n: int
+    strategy: Strategy
+    decisions: pa.Table
+    candidates: pa.Table
+    candidate_digests: list[bytes]
+
+
+def prepare(batch: DecisionBatch, strategy: Strategy, pseudonyms: np.ndarray, source: str = "klartext") -> PreparedBatch:
+    """Turn a batch into the Arrow tables the log stores and hash its candidate rows.
+
+    Pure (no database access), so it can run on another thread than the writer.
+    """
+    if batch.strategy_version != strategy.version:
+        raise LogError("The batch was decided with another strategy version than the one given.",
+                       "Pass the strategy the engine used.")
+    n = len(batch)
+    dec, cand = _arrow_tables(batch, strategy, pseudonyms, source)
+    A = len(strategy.actions)
+    starts = np.arange(n, dtype=np.int64) * A
+    return PreparedBatch(n, strategy, dec, cand, integrity.candidate_digests(cand, starts, starts + A))
 
 
 def _arrow_tables(batch: DecisionBatch, s: Strategy, pseudo: np.ndarray, source: str) -> tuple[pa.Table, pa.Table]:

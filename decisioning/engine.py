@@ -25,7 +25,6 @@ Order of the stages (``decisioning.strategy.STAGES``):
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field
 
@@ -349,14 +348,11 @@ class Engine:
                 (1 - s.epsilon) * (first == greedy_first) + s.epsilon / np.maximum(k_alive, 1),
                 1.0,
             )
-            rows = np.flatnonzero(explored)
-            for r in rows.tolist():
-                # first slot = explored pick, remaining slots greedy without it
-                greedy = [a for a in order[r, : k_alive[r]].tolist() if a != first[r]][: top_n[r] - 1]
-                selected[r, :] = False
-                selected[r, [first[r], *greedy]] = True
+        chosen = _chosen_lists(selected, order, first, explored, top_n, k_alive)
+        for r in np.flatnonzero(explored).tolist():
+            selected[r, :] = False
+            selected[r, chosen[r]] = True
         stage[selected] = _S["selected"]
-        chosen = _chosen_lists(selected, order, first, explored, k_alive)
         timings["arbitration_s"] = (time.perf_counter_ns() - t) / 1e9
         total_us = (time.perf_counter_ns() - t_start) / 1000.0
         latency = np.full(n, max(1, int(round(total_us / max(n, 1)))), dtype=np.int64)
@@ -386,25 +382,46 @@ class Engine:
         )
 
 
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser: a fast, well-mixed 64-bit hash of each element."""
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
 def _uniforms(decision_ids: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Two reproducible uniforms per decision, derived from its id and the strategy's seed."""
-    n = len(decision_ids)
-    u1 = np.empty(n)
-    u2 = np.empty(n)
-    prefix = f"{seed}:".encode()
-    for i, d in enumerate(decision_ids.tolist()):
-        h = hashlib.blake2b(prefix + d.encode(), digest_size=16).digest()
-        u1[i] = int.from_bytes(h[:8], "big") / 2**64
-        u2[i] = int.from_bytes(h[8:], "big") / 2**64
-    return u1, u2
+    """Two reproducible uniforms in [0, 1) per decision, derived from its id and the seed.
+
+    The id's UTF-8 bytes (zero-padded to a multiple of 8) are folded word by word through
+    splitmix64, vectorised; the same id and seed always give the same draws, so a replay
+    explores exactly as the original decision did.
+    """
+    raw = np.array([d.encode() for d in decision_ids.tolist()], dtype=object)
+    width = max(8, -(-max((len(b) for b in raw), default=8) // 8) * 8)
+    words = np.array(raw.tolist(), dtype=f"S{width}").view("<u8").reshape(len(raw), width // 8)
+    with np.errstate(over="ignore"):
+        h = np.full(len(raw), np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(1), dtype=np.uint64)
+        for k in range(words.shape[1]):
+            h = _mix64(h ^ words[:, k])
+        h1 = _mix64(h ^ np.uint64(0x5851F42D4C957F2D))
+        h2 = _mix64(h1 + np.uint64(0x9E3779B97F4A7C15))
+    scale = 1.0 / 2.0**53
+    return (h1 >> np.uint64(11)).astype(np.float64) * scale, (h2 >> np.uint64(11)).astype(np.float64) * scale
 
 
-def _chosen_lists(selected, order, first, explored, k_alive) -> list[list[int]]:
-    """Selected actions per decision in slot order: by rank, the explored pick first."""
-    counts = selected.sum(axis=1).tolist()
-    out = [row[:m] for row, m in zip(order.tolist(), counts)]
+def _chosen_lists(selected, order, first, explored, top_n, k_alive) -> list[list[int]]:
+    """Selected actions per decision in slot order.
+
+    Greedy: the top ``min(top_n, k_alive)`` by rank.  Explored: the explored pick first,
+    then the greedy order without it, up to ``top_n`` slots in all.
+    """
+    counts = selected.sum(axis=1)
+    width = int(max(counts.max(), top_n.max())) if len(counts) else 0
+    head = order[:, :width].tolist()
+    out = [row[:m] for row, m in zip(head, counts.tolist())]
     for r in np.flatnonzero(explored).tolist():
         picked = int(first[r])
-        ranked = [a for a in order[r, : k_alive[r]].tolist() if selected[r, a]]
-        out[r] = [picked] + [a for a in ranked if a != picked]
+        greedy = [a for a in head[r][: min(top_n[r], k_alive[r])] if a != picked]
+        out[r] = [picked] + greedy[: top_n[r] - 1]
     return out

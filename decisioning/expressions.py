@@ -156,7 +156,23 @@ class Expression:
         return "".join(parts)
 
     def render_columns(self, columns: Mapping[str, np.ndarray], rows: np.ndarray) -> list[str]:
-        """:meth:`render` for many rows at once (``rows`` indexes into ``columns``)."""
+        """:meth:`render` for many rows at once (``rows`` indexes into ``columns``).
+
+        Each distinct combination of the fields' values is rendered once: in a batch most
+        rows that trip a rule share their values (a consent flag, a channel, a day count).
+        """
+        if len(rows) == 0 or not self.fields:
+            return self._render_rows(columns, rows)
+        codes = np.zeros(len(rows), dtype=np.int64)
+        for name in self.fields:
+            _, inv = np.unique(columns[name][rows], return_inverse=True)
+            # re-number after each field so the combined code stays small (no overflow)
+            codes = np.unique(codes * (int(inv.max()) + 1) + inv.reshape(-1), return_inverse=True)[1].reshape(-1)
+        uniq, first, inv = np.unique(codes, return_index=True, return_inverse=True)
+        texts = self._render_rows(columns, rows[first])
+        return [texts[i] for i in inv.reshape(-1).tolist()]
+
+    def _render_rows(self, columns: Mapping[str, np.ndarray], rows: np.ndarray) -> list[str]:
         pieces: list[list[str] | str] = []
         seen: set[str] = set()
         for text, name in self._template:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from decision_log import queries
-from decision_log.store import DecisionLog
+from decision_log.store import DecisionLog, PreparedBatch, prepare
 from decisioning.engine import DecisionBatch, Engine
 from decisioning.inputs import Requests
 from decisioning.models import ModelSet, train_models
@@ -40,7 +40,7 @@ class DemoResult:
 
 
 class _Writer:
-    """Writes decision batches to the log on a background thread, in order."""
+    """Writes prepared decision batches to the log on a background thread, in order."""
 
     def __init__(self, log: DecisionLog, strategy: Strategy, maxsize: int = 2) -> None:
         self.log = log
@@ -58,18 +58,18 @@ class _Writer:
                 return
             if self.error is not None:
                 continue
-            batch, pseudo, done = item
+            prepared, done = item
             try:
-                self.written += self.log.append(batch, self.strategy, customers=pseudo)
+                self.written += self.log.append_prepared(prepared)
                 if done:
-                    done(len(batch))
+                    done(prepared.n)
             except BaseException as exc:  # re-raised in the caller's thread by put()/close()
                 self.error = exc
 
-    def put(self, batch: DecisionBatch, pseudo: np.ndarray, done: Callable[[int], None] | None) -> None:
+    def put(self, prepared: PreparedBatch, done: Callable[[int], None] | None) -> None:
         if self.error is not None:
             raise self.error
-        self.q.put((batch, pseudo, done))
+        self.q.put((prepared, done))
 
     def close(self) -> None:
         self.q.put(None)
@@ -97,8 +97,9 @@ def decide_and_log(
             rows = np.arange(start, min(len(requests), start + chunk))
             req = requests.take(rows)
             batch = engine.decide(req, ts_us=ts_us[rows])
-            pseudo = log.pseudonymise(req.customer_id)
-            writer.put(batch, pseudo, on_logged)
+            # the Arrow tables and candidate digests are made here, overlapping the write of
+            # the previous chunk on the writer thread
+            writer.put(prepare(batch, engine.strategy, log.pseudonymise(req.customer_id)), on_logged)
             batches.append(batch)
     finally:
         writer.close()

@@ -108,6 +108,13 @@ def test_exploration_records_the_selection_probability(tiny_strategy, tiny_model
     firsts = np.array([c[0] for c in np.array(b.chosen, dtype=object)[has]])
     assert len(set(firsts.tolist())) > 1
     assert b.explored.any() and not b.explored[~has].any()
+    top_n = np.array([c.top_n for c in explore.channels])[req.channel]
+    for r in range(len(b)):
+        assert sorted(b.chosen[r]) == np.flatnonzero(b.selected[r]).tolist()
+        assert len(b.chosen[r]) == min(top_n[r], k[r])
+        if b.explored[r]:  # the explored pick fills the first slot; the rest follow the ranking
+            rest = [a for a in np.argsort(-np.where(alive[r], b.priority[r], -np.inf), kind="stable") if a != b.chosen[r][0]]
+            assert b.chosen[r][1:] == rest[: len(b.chosen[r]) - 1]
 
 
 def test_without_exploration_the_chosen_action_has_probability_one(tiny_engine, tiny_strategy):
