@@ -25,16 +25,33 @@ Order of the stages (``decisioning.strategy.STAGES``):
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
+from decisioning.arbitration import arbitrate
 from decisioning.errors import NotFittedError
 from decisioning.ids import new_ids
 from decisioning.inputs import Requests
 from decisioning.models import CHANNEL_FEATURE, ModelSet, model_matrix
 from decisioning.strategy import STAGES, Strategy
+
+#: Requests of at most this many decisions are scored on one OpenMP thread.
+SINGLE_THREAD_ROWS = 32
+
+
+@functools.cache
+def _threadpools() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def _single_thread() -> contextlib.AbstractContextManager:
+    return _threadpools().limit(limits=1, user_api="openmp")
+
 
 _S = {name: i for i, name in enumerate(STAGES)}
 
@@ -263,10 +280,13 @@ class Engine:
         X = model_matrix(s, requests, self.columns_)
         timings["matrix_s"] = (time.perf_counter_ns() - t) / 1e9
         t = time.perf_counter_ns()
-        for a, action in enumerate(s.actions):
-            rows = np.flatnonzero(~stopped[:, a])
-            if len(rows):
-                propensity[rows, a] = self.models[action.id].predict(X[np.ix_(rows, self.feature_idx_[action.id])])
+        # A handful of rows is scored faster on one thread than by waking an OpenMP team for
+        # each of the catalogue's models (the result is the same: rows are independent).
+        with _single_thread() if n <= SINGLE_THREAD_ROWS else contextlib.nullcontext():
+            for a, action in enumerate(s.actions):
+                rows = np.flatnonzero(~stopped[:, a])
+                if len(rows):
+                    propensity[rows, a] = self.models[action.id].predict(X[np.ix_(rows, self.feature_idx_[action.id])])
         timings["models_s"] = (time.perf_counter_ns() - t) / 1e9
         t = time.perf_counter_ns()
         scored = ~stopped
@@ -283,18 +303,13 @@ class Engine:
         lever = np.where(scored, lever, np.nan)
         priority = propensity * value * cw * lever
 
-        # 6. incentive choice within each offer
-        for fam in self.families_:
-            key = np.where(stopped[:, fam], -np.inf, priority[:, fam])
-            alive_rows = np.flatnonzero((~stopped[:, fam]).sum(axis=1) > 1)
-            if not len(alive_rows):
-                continue
-            best = np.argmax(key[alive_rows], axis=1)  # first max = cheapest incentive on ties
-            lose = (~stopped[np.ix_(alive_rows, fam)]) & (np.arange(len(fam))[None, :] != best[:, None])
-            lr, lc = np.nonzero(lose)
-            rr = alive_rows[lr]
-            aa = fam[lc]
-            wa = fam[best[lr]]
+        # 6.-8. incentive choice, no-action threshold, ranking and top-N
+        thr = self.threshold_[ch]
+        top_n = self.top_n_[ch]
+        arb = arbitrate(priority, scored, self.families_, thr, top_n)
+        rr, aa = np.nonzero(arb.incentive_winner >= 0)
+        if len(rr):
+            wa = arb.incentive_winner[rr, aa]
             prefix = self.incentive_prefix_
             texts = [
                 f"{prefix[w]}priority {pw:.4g} vs {pl:.4g} (propensity {xw:.4g} vs {xl:.4g}, value {vw:.4g} vs {vl:.4g})"
@@ -305,11 +320,7 @@ class Engine:
             ]
             base = pool.extend(texts)
             stop(rr, aa, "incentive", "incentive_choice", base + np.arange(len(rr), dtype=np.int32))
-
-        # 7. no-action threshold
-        thr = self.threshold_[ch]
-        low = (~stopped) & ~(priority >= thr[:, None])
-        rr, aa = np.nonzero(low)
+        rr, aa = np.nonzero(arb.below_threshold)
         if len(rr):
             cids = s.channel_ids
             texts = [
@@ -319,16 +330,9 @@ class Engine:
             base = pool.extend(texts)
             stop(rr, aa, "arbitration", "no_action_threshold", base + np.arange(len(rr), dtype=np.int32))
 
-        # 8. ranking, top-N, exploration
-        alive = ~stopped
-        key = np.where(alive, priority, -np.inf)
-        order = np.argsort(-key, axis=1, kind="stable")  # ties keep catalog order
-        rank = np.zeros((n, A), dtype=np.int32)
-        np.put_along_axis(rank, order, np.arange(1, A + 1, dtype=np.int32)[None, :].repeat(n, 0), axis=1)
-        rank[~alive] = 0
-        k_alive = alive.sum(axis=1)
-        top_n = self.top_n_[ch]
-        selected = alive & (rank <= top_n[:, None])
+        # exploration on top of the greedy result
+        alive, order, rank, k_alive = arb.alive, arb.order, arb.rank, arb.k_alive
+        selected = arb.selected.copy()
         first = np.where(k_alive > 0, order[:, 0], -1)
         sel_prob = np.ones(n)
         explored = np.zeros(n, dtype=bool)

@@ -1,0 +1,79 @@
+"""Arbitration: from priorities to the selected actions, as a pure vectorised function.
+
+The engine and every what-if (a lever or KPI weight changed, a decision re-ranked from its
+logged factors) share this one function, so a counterfactual is decided by exactly the
+rules that made the real decision:
+
+1. **incentive choice** — among the scored variants of one offer (e.g. no voucher / 5% /
+   10% / 20%), only the one with the highest priority stays; ties go to the cheapest
+   incentive (families are passed cheapest first);
+2. **no-action threshold** — an action whose priority is below its channel's threshold
+   drops out (a NaN priority never clears it);
+3. **ranking** — by priority, descending; ties keep catalogue order; the channel's top N
+   are selected.
+
+Exploration (epsilon-greedy) is applied by the engine on top of this greedy result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Arbitration:
+    """The greedy outcome for a batch (n decisions × A actions)."""
+
+    incentive_winner: np.ndarray  #: int (n, A): the family winner for cells that lost the incentive choice, else -1
+    below_threshold: np.ndarray  #: bool (n, A): survived the incentive choice, but priority < threshold
+    alive: np.ndarray  #: bool (n, A): ranked (passed every filter)
+    order: np.ndarray  #: int (n, A): actions by rank (alive ones first)
+    rank: np.ndarray  #: int32 (n, A): 1 = best; 0 where not ranked
+    selected: np.ndarray  #: bool (n, A): within the channel's top N
+    k_alive: np.ndarray  #: int (n,): number of ranked actions
+
+
+def arbitrate(
+    priority: np.ndarray,
+    scored: np.ndarray,
+    families: list[np.ndarray],
+    threshold: np.ndarray,
+    top_n: np.ndarray,
+) -> Arbitration:
+    """Arbitrate a batch.
+
+    Parameters
+    ----------
+    priority : float array (n, A)
+        ``propensity × value × context_weight × lever`` (anything where not ``scored``).
+    scored : bool array (n, A)
+        The cells that passed every policy and were scored.
+    families : list of int arrays
+        The actions of each offer with several incentive levels, cheapest incentive first.
+    threshold, top_n : arrays (n,)
+        The no-action threshold and the number of slots of each decision's channel.
+    """
+    n, A = priority.shape
+    stopped = ~scored
+    winner = np.full((n, A), -1, dtype=np.int64)
+    for fam in families:
+        key = np.where(stopped[:, fam], -np.inf, priority[:, fam])
+        rows = np.flatnonzero((~stopped[:, fam]).sum(axis=1) > 1)
+        if not len(rows):
+            continue
+        best = np.argmax(key[rows], axis=1)  # first max = cheapest incentive on ties
+        lose = (~stopped[np.ix_(rows, fam)]) & (np.arange(len(fam))[None, :] != best[:, None])
+        lr, lc = np.nonzero(lose)
+        winner[rows[lr], fam[lc]] = fam[best[lr]]
+    stopped = stopped | (winner >= 0)
+    below = (~stopped) & ~(priority >= threshold[:, None])
+    alive = ~(stopped | below)
+    key = np.where(alive, priority, -np.inf)
+    order = np.argsort(-key, axis=1, kind="stable")  # ties keep catalogue order
+    rank = np.zeros((n, A), dtype=np.int32)
+    np.put_along_axis(rank, order, np.broadcast_to(np.arange(1, A + 1, dtype=np.int32), (n, A)), axis=1)
+    rank[~alive] = 0
+    selected = alive & (rank <= top_n[:, None])
+    return Arbitration(winner, below, alive, order, rank, selected, alive.sum(axis=1))
