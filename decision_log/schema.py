@@ -22,6 +22,12 @@
     ``revenue``, realised ``margin`` and ``churned`` (per decision, the same on its rows).
 ``strategies`` / ``models``
     Every strategy text and model artifact a decision refers to, by version.
+``explanations``
+    Cached attributions, keyed by (``decision_id``, ``action_id``, ``model_version``):
+    the algorithm, library versions and background fingerprint that produced them, the
+    model's logged and re-scored propensity, base value and per-feature attributions in
+    log-odds (lists in ``features`` order), and the additivity residual.  Derived data:
+    not part of the hash chain, and safe to delete (it is recomputed on demand).
 ``chain``
     The hash chain: per decision the SHA-256 of its row and all its candidate rows, and the
     chained hash over all earlier decisions.
@@ -110,6 +116,27 @@ DDL = [
         format VARCHAR NOT NULL,
         created TIMESTAMPTZ NOT NULL,
         PRIMARY KEY (version, action_id)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS explanations (
+        decision_id VARCHAR NOT NULL,
+        action_id VARCHAR NOT NULL,
+        model_version VARCHAR NOT NULL,
+        algorithm VARCHAR NOT NULL,
+        output VARCHAR NOT NULL,
+        library VARCHAR NOT NULL,
+        background VARCHAR,
+        features VARCHAR[] NOT NULL,
+        x DOUBLE[] NOT NULL,
+        attributions DOUBLE[] NOT NULL,
+        base_value DOUBLE NOT NULL,
+        raw_output DOUBLE NOT NULL,
+        residual DOUBLE NOT NULL,
+        propensity_logged DOUBLE,
+        propensity_rescored DOUBLE NOT NULL,
+        created TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (decision_id, action_id, model_version)
     )
     """,
     """

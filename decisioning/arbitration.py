@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from decisioning.strategy import Strategy
+
 
 @dataclass
 class Arbitration:
@@ -77,3 +79,43 @@ def arbitrate(
     rank[~alive] = 0
     selected = alive & (rank <= top_n[:, None])
     return Arbitration(winner, below, alive, order, rank, selected, alive.sum(axis=1))
+
+
+@dataclass(frozen=True)
+class Tables:
+    """What arbitration needs of a strategy, in catalogue / channel order."""
+
+    net_margin: np.ndarray  #: (A,) margin if accepted minus the incentive's cost
+    retention: np.ndarray  #: (A,) retention effect
+    threshold: np.ndarray  #: (C,) no-action threshold per channel
+    top_n: np.ndarray  #: (C,) slots per channel
+    families: list[np.ndarray]  #: offers with several incentive levels, cheapest first
+
+    def value(self, margin_weight: float | np.ndarray, retention_weight: float | np.ndarray,
+              clv: np.ndarray) -> np.ndarray:
+        """``margin_weight × net margin + retention_weight × retention × clv`` per (row, action).
+
+        Weights may be scalars or one per row; this is the engine's own arithmetic, so values
+        recomputed here are bit-identical to logged ones.
+        """
+        mw = np.asarray(margin_weight, dtype=np.float64).reshape(-1, 1)
+        rw = np.asarray(retention_weight, dtype=np.float64).reshape(-1, 1)
+        return mw * self.net_margin[None, :] + rw * self.retention[None, :] * clv[:, None]
+
+
+def tables(strategy: Strategy) -> Tables:
+    s = strategy
+    families: dict[str, list[int]] = {}
+    for a, action in enumerate(s.actions):
+        families.setdefault(action.offer, []).append(a)
+    fams = [
+        np.array(sorted(idx, key=lambda i: (s.actions[i].incentive_cost, i)))
+        for idx in families.values() if len(idx) > 1
+    ]
+    return Tables(
+        net_margin=np.array([a.margin - a.incentive_cost for a in s.actions]),
+        retention=np.array([a.retention_effect for a in s.actions]),
+        threshold=np.array([c.no_action_threshold for c in s.channels]),
+        top_n=np.array([c.top_n for c in s.channels]),
+        families=fams,
+    )

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from decisioning.arbitration import arbitrate
+from decisioning.arbitration import arbitrate, tables
 from decisioning.errors import NotFittedError
 from decisioning.ids import new_ids
 from decisioning.inputs import Requests
@@ -117,7 +117,8 @@ class Engine:
         self.strategy = strategy
         self.models = models
 
-    def _prepare(self) -> None:
+    def prepare(self) -> None:
+        """Build the lookup tables (channel availability, families, thresholds); idempotent."""
         if getattr(self, "_prepared_", False):
             return
         s = self.strategy
@@ -135,10 +136,12 @@ class Engine:
                         f"eligibility/available_on_channel: channel={ch.id!r} not in "
                         f"[{', '.join(action.channels)}]"
                     )
-        self.net_margin_ = np.array([a.margin - a.incentive_cost for a in s.actions])
-        self.retention_ = np.array([a.retention_effect for a in s.actions])
-        self.threshold_ = np.array([c.no_action_threshold for c in s.channels])
-        self.top_n_ = np.array([c.top_n for c in s.channels])
+        self.tables_ = tables(s)
+        self.net_margin_ = self.tables_.net_margin
+        self.retention_ = self.tables_.retention
+        self.threshold_ = self.tables_.threshold
+        self.top_n_ = self.tables_.top_n
+        self.families_ = self.tables_.families
         columns = s.model_features + (CHANNEL_FEATURE,)
         self.columns_ = columns
         self.feature_idx_ = {}
@@ -152,14 +155,6 @@ class Engine:
                     "Add it under models.features in the strategy file or retrain the model.",
                 )
             self.feature_idx_[action.id] = np.array([columns.index(f) for f in m.features])
-        # offers with several incentive levels, cheapest incentive first (the tie-break)
-        families: dict[str, list[int]] = {}
-        for a, action in enumerate(s.actions):
-            families.setdefault(action.offer, []).append(a)
-        self.families_ = [
-            np.array(sorted(idx, key=lambda i: (s.actions[i].incentive_cost, i)))
-            for idx in families.values() if len(idx) > 1
-        ]
         self.incentive_prefix_ = [
             f"incentive/incentive_choice: {a.id!r} ({a.incentive.describe() if a.incentive else 'no incentive'}) "
             "ranks higher: " for a in s.actions
@@ -187,7 +182,7 @@ class Engine:
             Decision times in microseconds since the epoch; now otherwise.
         """
         t_start = time.perf_counter_ns()
-        self._prepare()
+        self.prepare()
         s = self.strategy
         n, A = len(requests), len(s.actions)
         if ts_us is None:
@@ -291,7 +286,7 @@ class Engine:
         t = time.perf_counter_ns()
         scored = ~stopped
         clv = cols[s.clv_feature].astype(np.float64)
-        value = s.margin_weight * self.net_margin_[None, :] + s.retention_weight * self.retention_[None, :] * clv[:, None]
+        value = self.tables_.value(s.margin_weight, s.retention_weight, clv)
         cw = np.ones((n, A))
         for w in s.context_weights:
             mask = w.when.evaluate_bool(cols, n)

@@ -58,6 +58,12 @@ def model_matrix(strategy: Strategy, requests: Requests, features: tuple[str, ..
     return out
 
 
+def logit(p: np.ndarray) -> np.ndarray:
+    """log(p / (1 - p)), clipped to ±36.8 (the float64 limits of the logistic function)."""
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-16, 1 - 1e-16)
+    return np.log(p) - np.log1p(-p)
+
+
 def default_estimator(params: dict[str, Any] | None = None) -> HistGradientBoostingClassifier:
     """HistGradientBoosting with fixed seed and no early stopping, so training is repeatable."""
     kw: dict[str, Any] = {"random_state": 0, "early_stopping": False}
@@ -91,6 +97,25 @@ class PropensityModel:
         if len(X) == 0:
             return np.empty(0)
         return self.estimator.predict_proba(X)[:, 1]
+
+    @property
+    def log_odds_trees(self) -> bool:
+        """Whether the estimator is a gradient-boosted tree ensemble whose raw output is the
+        log-odds of acceptance (so TreeSHAP explains it exactly)."""
+        from sklearn.ensemble import GradientBoostingClassifier
+
+        return isinstance(self.estimator, (HistGradientBoostingClassifier, GradientBoostingClassifier)) \
+            and len(getattr(self.estimator, "classes_", ())) == 2
+
+    def raw_output(self, X: np.ndarray) -> np.ndarray:
+        """The model's output in log-odds: ``decision_function`` of boosted trees, otherwise
+        the logit of the predicted probability."""
+        if len(X) == 0:
+            return np.empty(0)
+        if self.log_odds_trees:
+            return np.asarray(self.estimator.decision_function(X), dtype=np.float64).ravel()
+        p = self.estimator.predict_proba(X)[:, 1]
+        return logit(p)
 
     def to_bytes(self) -> bytes:
         return sio.dumps(self.estimator)

@@ -1,0 +1,164 @@
+"""Storage and queries for cached explanations (the ``explanations`` table).
+
+Attributions are derived data: they are keyed by (decision, action, model version), written
+once and read back instead of being recomputed.  A log opened read-only (e.g. the dashboard
+sharing a finished log) cannot store them; :func:`writable` says whether this connection can.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+COLUMNS = [
+    "decision_id", "action_id", "model_version", "algorithm", "output", "library", "background",
+    "features", "x", "attributions", "base_value", "raw_output", "residual",
+    "propensity_logged", "propensity_rescored", "created",
+]
+
+
+def has_table(con: duckdb.DuckDBPyConnection) -> bool:
+    return bool(con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'explanations'").fetchall()[0][0])
+
+
+def writable(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether explanations can be stored through this connection."""
+    if not has_table(con):
+        return False
+    try:
+        return not con.execute("SELECT readonly FROM duckdb_databases() WHERE database_name = current_database()"
+                               ).fetchall()[0][0]
+    except duckdb.Error:
+        return False
+
+
+def fetch(con: duckdb.DuckDBPyConnection, keys: pd.DataFrame) -> pd.DataFrame:
+    """Stored explanations for ``keys`` (columns decision_id, action_id, model_version)."""
+    if not has_table(con) or keys.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    con.register("_k_keys", keys[["decision_id", "action_id", "model_version"]])
+    try:
+        return con.execute(
+            "SELECT e.* FROM explanations e SEMI JOIN _k_keys k "
+            "ON e.decision_id = k.decision_id AND e.action_id = k.action_id AND e.model_version = k.model_version"
+        ).df()
+    finally:
+        con.unregister("_k_keys")
+
+
+def store(con: duckdb.DuckDBPyConnection, table: pa.Table) -> int:
+    """Insert explanations (an Arrow table with :data:`COLUMNS`); rows already stored are kept."""
+    if table.num_rows == 0:
+        return 0
+    con.register("_k_expl", table)
+    try:
+        con.execute("INSERT OR IGNORE INTO explanations SELECT " + ", ".join(f'"{c}"' for c in COLUMNS)
+                    + " FROM _k_expl")
+    finally:
+        con.unregister("_k_expl")
+    return table.num_rows
+
+
+def scored_candidates(con: duckdb.DuckDBPyConnection, decision_ids: list[str]) -> pd.DataFrame:
+    """The candidates of these decisions that reached scoring, with their decision's inputs.
+
+    Columns: decision_id, action_id, model_version, propensity, channel, customer, inputs,
+    strategy_version, model_versions, source.
+    """
+    con.register("_k_ids", pd.DataFrame({"decision_id": list(decision_ids)}))
+    try:
+        return con.execute(
+            """
+            SELECT c.decision_id, c.action_id, c.model_version, c.propensity, d.channel, d.customer,
+                   d.inputs, d.strategy_version, d.model_versions, d.source
+            FROM candidates c JOIN decisions d USING (decision_id)
+            WHERE c.decision_id IN (SELECT decision_id FROM _k_ids) AND c.propensity IS NOT NULL
+            ORDER BY c.decision_id, c.action_id
+            """
+        ).df()
+    finally:
+        con.unregister("_k_ids")
+
+
+def missing_keys(con: duckdb.DuckDBPyConnection, decision_ids: list[str]) -> list[str]:
+    """Of ``decision_ids``, those with a scored candidate that has no stored explanation."""
+    if not has_table(con):
+        return list(decision_ids)
+    con.register("_k_ids", pd.DataFrame({"decision_id": list(decision_ids)}))
+    try:
+        rows = con.execute(
+            """
+            SELECT DISTINCT c.decision_id FROM candidates c
+            WHERE c.decision_id IN (SELECT decision_id FROM _k_ids) AND c.propensity IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM explanations e WHERE e.decision_id = c.decision_id
+                              AND e.action_id = c.action_id AND e.model_version = c.model_version)
+            """
+        ).fetchall()
+    finally:
+        con.unregister("_k_ids")
+    return [r[0] for r in rows]
+
+
+_SEGMENTS = {
+    None: "'all'",
+    "channel": "c.channel",
+    "issue": "c.issue",
+    "day": "strftime(date_trunc('day', c.ts), '%Y-%m-%d')",
+    "week": "strftime(date_trunc('week', c.ts), '%G-W%V')",
+    "month": "strftime(date_trunc('month', c.ts), '%Y-%m')",
+}
+
+
+def importance(con: duckdb.DuckDBPyConnection, action_id: str | None = None, by: str | None = None,
+               selected_only: bool = False) -> pd.DataFrame:
+    """Mean |attribution| (log-odds) per action model and feature over the stored explanations.
+
+    ``by`` splits it by segment: ``channel``, ``issue``, ``day``, ``week`` or ``month``.
+    Columns: action_id, segment, feature, mean_abs, mean, n (explained rows in the segment).
+    """
+    if by not in _SEGMENTS:
+        raise ValueError(f"Unknown segment {by!r}; use one of: channel, issue, day, week, month.")
+    if not has_table(con):
+        return pd.DataFrame(columns=["action_id", "segment", "feature", "mean_abs", "mean", "n"])
+    seg = _SEGMENTS[by]
+    return con.execute(
+        f"""
+        WITH e AS (
+            SELECT e.action_id, {seg} AS segment, unnest(e.features) AS feature,
+                   unnest(e.attributions) AS phi
+            FROM explanations e
+            JOIN candidates c ON c.decision_id = e.decision_id AND c.action_id = e.action_id
+            WHERE ($action IS NULL OR e.action_id = $action) AND (NOT $sel OR c.selected)
+        )
+        SELECT action_id, segment, feature, avg(abs(phi)) AS mean_abs, avg(phi) AS mean, count(*) AS n
+        FROM e GROUP BY ALL ORDER BY action_id, segment, mean_abs DESC
+        """,
+        {"action": action_id, "sel": bool(selected_only)},
+    ).df()
+
+
+def dependence(con: duckdb.DuckDBPyConnection, action_id: str, feature: str, limit: int = 5000) -> pd.DataFrame:
+    """Feature value vs attribution for one action model (columns: x, phi, channel, selected)."""
+    if not has_table(con):
+        return pd.DataFrame(columns=["x", "phi", "channel", "selected"])
+    return con.execute(
+        """
+        SELECT e.x[list_position(e.features, $f)] AS x,
+               e.attributions[list_position(e.features, $f)] AS phi, c.channel, c.selected
+        FROM explanations e
+        JOIN candidates c ON c.decision_id = e.decision_id AND c.action_id = e.action_id
+        WHERE e.action_id = $action AND list_contains(e.features, $f)
+        ORDER BY e.decision_id
+        LIMIT $limit
+        """,
+        {"action": action_id, "f": feature, "limit": int(limit)},
+    ).df()
+
+
+def explained_actions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Per action: how many candidates are explained (columns: action_id, n)."""
+    if not has_table(con):
+        return pd.DataFrame(columns=["action_id", "n"])
+    return con.execute("SELECT action_id, count(*) AS n FROM explanations GROUP BY 1 ORDER BY 1").df()

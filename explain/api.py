@@ -1,0 +1,539 @@
+"""The explanation API: why a logged decision came out as it did.
+
+>>> from decision_log.store import DecisionLog
+>>> from explain.api import Explainer
+>>> ex = Explainer(DecisionLog.open("klartext_demo.duckdb"))
+>>> e = ex.explain("01J...")           # attributions of every scored candidate, reason codes
+>>> c = ex.why_not("01J...", "winback_20")   # why the winner and not this action
+
+Every explanation is computed from the *logged* inputs with the *pinned* model version and
+checked before it is shown: the model must re-score the logged propensity (to
+:data:`~explain.attributions.RESCORE_TOL`) and ``base + Σ attributions`` must equal its
+log-odds output (to :data:`~explain.attributions.ADDITIVITY_TOL`).  A failed check is
+reported as a mismatch, and reason codes are then not derived from those attributions.
+Attributions are cached in the log's ``explanations`` table (when it is writable) and in
+memory, keyed by (decision, action, model version).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from decision_log import explanations as store
+from decision_log import queries
+from decision_log.replay import sample_ids
+from decision_log.store import DecisionLog
+from decisioning.arbitration import Tables, tables
+from decisioning.errors import LogError
+from decisioning.inputs import Requests
+from decisioning.models import CHANNEL_FEATURE, ModelSet, model_matrix
+from decisioning.strategy import Strategy
+from explain.attributions import ADDITIVITY_TOL, LIBRARY, RESCORE_TOL, ModelExplainer
+from explain.contrast import (
+    BUILTIN_RULES,
+    Contrast,
+    DecisionFactors,
+    Term,
+    decompose,
+    lever_needed,
+    propensity_breakdown,
+    weight_needed,
+)
+from explain.reasons import Reason, candidate_reasons, display_value, feature_phrase
+
+
+@dataclass
+class CandidateAttribution:
+    """The verified (or not) attributions of one candidate's propensity."""
+
+    action_id: str
+    model_version: str
+    algorithm: str
+    library: str
+    background: str | None
+    features: tuple[str, ...]
+    x: np.ndarray
+    phi: np.ndarray
+    base_value: float
+    raw_output: float
+    residual: float
+    propensity_logged: float | None
+    propensity_rescored: float
+
+    @property
+    def additive(self) -> bool:
+        return abs(self.residual) <= ADDITIVITY_TOL
+
+    @property
+    def rescore_error(self) -> float:
+        if self.propensity_logged is None:
+            return float("inf")
+        return abs(self.propensity_rescored - self.propensity_logged)
+
+    @property
+    def reproduces(self) -> bool:
+        return self.rescore_error <= RESCORE_TOL
+
+    @property
+    def verified(self) -> bool:
+        return self.additive and self.reproduces
+
+    @property
+    def problems(self) -> list[str]:
+        out = []
+        if not self.reproduces:
+            out.append(f"model {self.model_version} re-scores the logged inputs to {self.propensity_rescored!r}, "
+                       f"but the log says {self.propensity_logged!r}: this is not the model that decided")
+        if not self.additive:
+            out.append(f"attributions do not add up: base + Σ = raw output {self.residual:+.3g} (tolerance {ADDITIVITY_TOL:g})")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in asdict(self).items() if k not in ("x", "phi")}
+        d["features"] = list(self.features)
+        d["x"] = self.x.tolist()
+        d["attributions"] = self.phi.tolist()
+        d["verified"] = self.verified
+        d["problems"] = self.problems
+        return d
+
+
+@dataclass
+class DecisionExplanation:
+    """A logged decision with its candidates, attributions and reason codes."""
+
+    decision: dict[str, Any]
+    inputs: dict[str, Any]
+    candidates: pd.DataFrame
+    strategy: Strategy | None
+    attributions: dict[str, CandidateAttribution] = field(default_factory=dict)
+    reasons: dict[str, list[Reason]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def decision_id(self) -> str:
+        return self.decision["decision_id"]
+
+    @property
+    def chosen(self) -> list[str]:
+        return list(self.decision["chosen_actions"])
+
+    @property
+    def verified(self) -> bool:
+        """Every scored candidate's attributions passed both fidelity checks."""
+        scored = self.candidates["propensity"].notna().sum()
+        return len(self.attributions) == scored and all(a.verified for a in self.attributions.values())
+
+    def feature_labels(self) -> dict[str, str]:
+        if self.strategy is None:
+            return {}
+        out = {f.name: f.label for f in self.strategy.features}
+        out[CHANNEL_FEATURE] = "Channel"
+        return out
+
+    def display_inputs(self) -> pd.DataFrame:
+        """The logged features as a table: feature, label, value (as a person reads it), source."""
+        rows = []
+        feats = self.inputs.get("features", {})
+        for name, value in feats.items():
+            if self.strategy is not None:
+                try:
+                    f = self.strategy.feature(name)
+                    rows.append({"feature": name, "label": f.label,
+                                 "value": display_value(self.strategy, name, value), "source": f.source})
+                    continue
+                except KeyError:
+                    pass
+            rows.append({"feature": name, "label": name, "value": str(value), "source": ""})
+        return pd.DataFrame(rows, columns=["feature", "label", "value", "source"])
+
+    def to_dict(self) -> dict[str, Any]:
+        dec = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in self.decision.items()}
+        dec["chosen_actions"] = list(dec.get("chosen_actions") or [])
+        dec.pop("inputs", None)
+        cands = json.loads(self.candidates.to_json(orient="records"))
+        return {
+            "decision": dec,
+            "inputs": self.inputs,
+            "candidates": cands,
+            "attributions": {a: x.to_dict() for a, x in self.attributions.items()},
+            "reasons": {a: [r.to_dict() for r in rs] for a, rs in self.reasons.items()},
+            "verified": self.verified,
+            "notes": self.notes,
+        }
+
+
+class Explainer:
+    """Explains decisions of one log (see the module docstring).
+
+    Parameters
+    ----------
+    log : DecisionLog
+        The decision log; explanations are stored in it when it is writable.
+    background_size : int
+        Background rows for model-agnostic explanations (drawn from the log, seeded).
+    permutations : int
+        Permutations per row of the model-agnostic explainer.
+    seed : int
+        Seed for the background sample and the permutations.
+    """
+
+    def __init__(self, log: DecisionLog, *, background_size: int = 100, permutations: int = 10,
+                 seed: int = 0) -> None:
+        self.log = log
+        self.background_size = background_size
+        self.permutations = permutations
+        self.seed = seed
+        self._explainers: dict[tuple[str, str], ModelExplainer] = {}
+        self._memo: dict[tuple[str, str, str], CandidateAttribution] = {}
+        self._backgrounds: dict[str, np.ndarray] = {}
+        self._tables: dict[str, Tables] = {}
+        self._writable: bool | None = None
+        self._computed = 0
+
+    # -- loading --------------------------------------------------------------------------
+
+    def _con(self):
+        return self.log.con.cursor()
+
+    @property
+    def writable(self) -> bool:
+        if self._writable is None:
+            self._writable = not self.log.read_only and store.writable(self._con())
+        return self._writable
+
+    def _decision(self, decision_id: str) -> dict[str, Any]:
+        df = queries.decision(self._con(), decision_id)
+        if df.empty:
+            raise LogError(f"Decision {decision_id!r} is not in the log {self.log.path!r}.",
+                           "Look up ids with `klartext decisions --db PATH` or in the dashboard.")
+        return df.iloc[0].to_dict()
+
+    def _requests(self, strategy: Strategy, rows: pd.DataFrame) -> Requests:
+        items = []
+        for customer, channel, inputs in zip(rows["customer"], rows["channel"], rows["inputs"]):
+            inp = json.loads(inputs)
+            items.append({"customer_id": customer, "channel": channel, "features": inp["features"],
+                          "contacts": inp.get("contacts", {}), "rejections": inp.get("rejections", {})})
+        return Requests.from_dicts(strategy, items)
+
+    def _background(self, strategy: Strategy) -> np.ndarray:
+        """Model-matrix rows of ``background_size`` decisions drawn from the log (seeded)."""
+        if strategy.version not in self._backgrounds:
+            ids = sample_ids(self.log, self.background_size, seed=self.seed)
+            con = self._con()
+            con.register("_k_bg", pd.DataFrame({"decision_id": ids}))
+            rows = con.execute("SELECT customer, channel, inputs FROM decisions SEMI JOIN _k_bg USING (decision_id) "
+                               "WHERE strategy_version = ? ORDER BY seq", [strategy.version]).df()
+            con.unregister("_k_bg")
+            self._backgrounds[strategy.version] = model_matrix(strategy, self._requests(strategy, rows))
+        return self._backgrounds[strategy.version]
+
+    def _explainer(self, strategy: Strategy, models: ModelSet, action_id: str, version: str) -> ModelExplainer:
+        key = (action_id, version)
+        if key not in self._explainers:
+            m = models[action_id]
+            bg = None
+            if not m.log_odds_trees:
+                full = self._background(strategy)
+                cols = strategy.model_features + (CHANNEL_FEATURE,)
+                bg = full[:, [cols.index(f) for f in m.features]]
+            self._explainers[key] = ModelExplainer(m, bg, permutations=self.permutations, seed=self.seed)
+        return self._explainers[key]
+
+    def tables(self, strategy_version: str) -> Tables:
+        if strategy_version not in self._tables:
+            self._tables[strategy_version] = tables(self.log.load_strategy(strategy_version))
+        return self._tables[strategy_version]
+
+    # -- attributions ---------------------------------------------------------------------
+
+    def attributions(self, decision_ids: list[str], progress: Callable[[int], None] | None = None
+                     ) -> dict[tuple[str, str], CandidateAttribution]:
+        """Attributions of every scored candidate of these decisions: cached ones are read,
+        the rest computed in vectorised batches per model and stored."""
+        rows = store.scored_candidates(self._con(), decision_ids)
+        out: dict[tuple[str, str], CandidateAttribution] = {}
+        if rows.empty:
+            return out
+        keys = list(zip(rows["decision_id"], rows["action_id"], rows["model_version"]))
+        todo = []
+        for i, k in enumerate(keys):
+            if k in self._memo:
+                out[k[:2]] = self._memo[k]
+            else:
+                todo.append(i)
+        if todo:
+            cached = store.fetch(self._con(), rows.iloc[todo])
+            for r in cached.itertuples(index=False):
+                ca = _from_row(r._asdict())
+                k = (r.decision_id, r.action_id, r.model_version)
+                self._memo[k] = ca
+                out[k[:2]] = ca
+            todo = [i for i in todo if keys[i][:2] not in out]
+        if todo:
+            computed = self._compute(rows.iloc[todo].reset_index(drop=True), progress)
+            for ca_key, ca in computed.items():
+                out[ca_key[:2]] = ca
+        return out
+
+    def _compute(self, rows: pd.DataFrame, progress) -> dict[tuple[str, str, str], CandidateAttribution]:
+        out: dict[tuple[str, str, str], CandidateAttribution] = {}
+        tables = []
+        for (sv, mv), grp in rows.groupby(["strategy_version", "model_versions"], sort=False, dropna=False):
+            if grp["source"].iloc[0] != "klartext" or sv is None or pd.isna(sv):
+                continue  # imported decisions: there is no model artifact to re-score
+            strategy = self.log.load_strategy(sv)
+            needed = set(grp["action_id"])
+            models = self.log.load_models({a: v for a, v in json.loads(mv).items() if a in needed})
+            dec = grp.drop_duplicates("decision_id")
+            pos = {d: i for i, d in enumerate(dec["decision_id"])}
+            M = model_matrix(strategy, self._requests(strategy, dec))
+            cols = strategy.model_features + (CHANNEL_FEATURE,)
+            for (aid, version), g in grp.groupby(["action_id", "model_version"], sort=False):
+                ex = self._explainer(strategy, models, aid, version)
+                fidx = [cols.index(f) for f in ex.model.features]
+                X = M[np.ix_([pos[d] for d in g["decision_id"]], fidx)]
+                att = ex.explain(X)
+                resid = att.residual
+                logged = g["propensity"].to_numpy(dtype=np.float64)
+                for j, did in enumerate(g["decision_id"].tolist()):
+                    ca = CandidateAttribution(
+                        aid, version, att.algorithm, LIBRARY, att.background, att.features, att.x[j],
+                        att.phi[j], float(att.base_value[j]), float(att.raw_output[j]), float(resid[j]),
+                        float(logged[j]), float(att.propensity[j]))
+                    out[(did, aid, version)] = ca
+                    self._memo[(did, aid, version)] = ca
+                self._computed += len(g)
+                tables.append(_to_arrow(g["decision_id"].tolist(), aid, version, att, logged))
+                if progress:
+                    progress(len(g))
+        if tables and self.writable:
+            store.store(self.log.con.cursor(), pa.concat_tables(tables))
+        return out
+
+    # -- one decision ---------------------------------------------------------------------
+
+    def explain(self, decision_id: str) -> DecisionExplanation:
+        """Everything about one decision: record, candidates, attributions, reason codes."""
+        dec = self._decision(decision_id)
+        inputs = json.loads(dec["inputs"]) if dec.get("inputs") else {}
+        cands = queries.candidates_of(self._con(), decision_id)
+        strategy = None
+        notes = []
+        if dec.get("source") == "klartext" and dec.get("strategy_version"):
+            strategy = self.log.load_strategy(dec["strategy_version"])
+        else:
+            notes.append(f"Imported from {dec.get('source')!r}: there is no strategy or model to re-execute, "
+                         "so attributions cannot be computed; the logged stages and factors are shown as recorded.")
+        e = DecisionExplanation(dec, inputs, cands, strategy, notes=notes)
+        if strategy is None:
+            return e
+        atts = self.attributions([decision_id])
+        e.attributions = {a: ca for (_, a), ca in atts.items()}
+        feats = inputs.get("features", {})
+        for aid in e.chosen:
+            ca = e.attributions.get(aid)
+            row = cands[cands["action_id"] == aid].iloc[0]
+            usable = ca is not None and ca.verified
+            if ca is not None and not ca.verified:
+                e.notes.append(f"{aid}: attributions withheld — " + "; ".join(ca.problems))
+            e.reasons[aid] = candidate_reasons(
+                strategy, aid, feats, dec["channel"], ca.features if usable else None,
+                ca.phi if usable else None, float(row["lever"]))
+        return e
+
+    def why_not(self, decision_id: str, other: str, winner: str | None = None) -> Contrast:
+        """Why ``winner`` (default: the decision's first choice) and not ``other``."""
+        e = self.explain(decision_id)
+        cands = e.candidates.set_index("action_id")
+        if other not in cands.index:
+            raise LogError(f"Action {other!r} is not in decision {decision_id!r}.",
+                           f"Pick one of: {', '.join(sorted(cands.index))}.")
+        if winner is None:
+            if not e.chosen:
+                raise LogError(f"Decision {decision_id!r} chose no action, so there is no winner to compare with.",
+                               "Look at the stage and reason of each action instead (`klartext explain ID`).")
+            winner = e.chosen[0]
+        if winner not in cands.index:
+            raise LogError(f"Action {winner!r} is not in decision {decision_id!r}.",
+                           f"Pick one of: {', '.join(sorted(cands.index))}.")
+        A, B = cands.loc[winner], cands.loc[other]
+        explored = bool(e.decision.get("explored"))
+        c = Contrast(decision_id, winner, other, "", "", explored=explored)
+        if other == winner:
+            c.kind, c.summary = "winner", f"{other} is the action compared against."
+            return c
+        if B["propensity"] is None or pd.isna(B["propensity"]) or B["stage"] in ("incentive", "arbitration"):
+            self._filtered(e, B, c)
+        elif bool(B["selected"]):
+            c.kind = "also_selected"
+            c.summary = (f"{other} was selected too (rank {int(B['rank'])}); the channel shows up to "
+                         f"{e.strategy.channel(e.decision['channel']).top_n if e.strategy else '?'} actions.")
+        else:
+            c.kind = "ranked_lower"
+            c.summary = (f"{other} passed every policy but ranked {int(B['rank'])} "
+                         f"(priority {B['priority']:.4g} vs {A['priority']:.4g}).")
+        if B["propensity"] is not None and not pd.isna(B["propensity"]) and c.kind != "also_selected":
+            self._ranked(e, A, B, c)
+        if explored:
+            c.summary += (f" Note: this decision explored — {e.chosen[0]} was picked at random "
+                          f"(probability {e.decision['selection_probability']:.3g}), not by priority.")
+        return c
+
+    def _filtered(self, e: DecisionExplanation, B: pd.Series, c: Contrast) -> None:
+        c.kind = "filtered"
+        c.stage, c.rule, c.reason = B["stage"], B["rule"], B["reason"]
+        desc = BUILTIN_RULES.get(c.rule or "")
+        fields: tuple[str, ...] = ()
+        s = e.strategy
+        if s is not None:
+            for r in s.rules:
+                if r.name == c.rule:
+                    desc, fields = r.description, r.exclude_if.fields
+            a = s.actions[s.action_index(B.name)]
+            if c.rule == "already_holds_product" and a.holds_feature:
+                fields = (a.holds_feature,)
+            if c.rule and c.rule.startswith("max_contacts_"):
+                ch = c.rule.removeprefix("max_contacts_")
+                desc = f"At most the allowed number of {ch} contacts per period."
+                c.tested[f"contacts.{ch}"] = e.inputs.get("contacts", {}).get(ch)
+            if c.rule == "suppressed_after_rejections":
+                c.tested["rejections"] = e.inputs.get("rejections", {}).get(B.name)
+            if c.rule == "available_on_channel":
+                c.tested["channel"] = e.decision["channel"]
+                c.tested["action channels"] = list(a.channels)
+        feats = e.inputs.get("features", {})
+        for f in fields:
+            c.tested[f] = feats.get(f)
+        c.description = desc
+        c.summary = f"{B.name} was removed at the {c.stage} stage by {c.rule}: {desc or ''} ({c.reason})"
+
+    def _ranked(self, e: DecisionExplanation, A: pd.Series, B: pd.Series, c: Contrast) -> None:
+        fa = {k: float(A[k]) for k in ("propensity", "value", "context_weight", "lever", "priority")}
+        fb = {k: float(B[k]) for k in ("propensity", "value", "context_weight", "lever", "priority")}
+        c.priority_winner, c.priority_other = fa["priority"], fb["priority"]
+        dec = decompose(fa, fb)
+        if dec is None:
+            c.terms = [Term(k, fa[k], fb[k], float("nan")) for k in ("propensity", "value", "context_weight", "lever")]
+            c.summary += " A factor is not positive, so the log-ratio decomposition is not defined; the factors are shown as logged."
+        else:
+            c.log_ratio, c.terms, c.residual = dec
+            ca, cb = e.attributions.get(A.name), e.attributions.get(B.name)
+            if ca is not None and cb is not None and ca.verified and cb.verified and ca.features == cb.features:
+                c.propensity_terms = propensity_breakdown(
+                    ca.features, ca.phi, ca.base_value, ca.raw_output, ca.propensity_rescored,
+                    cb.phi, cb.base_value, cb.raw_output, cb.propensity_rescored, e.feature_labels())
+        # counterfactuals on the logged factors
+        factors = self.factors(e)
+        if factors is None:
+            return
+        rank, sel = factors.rearbitrate(factors.priority()[None, :])
+        logged_rank = factors.rank
+        c.rearbitration_reproduced = bool(np.array_equal(rank[0], logged_rank)) and not e.decision.get("explored")
+        if not c.rearbitration_reproduced and not e.decision.get("explored"):
+            c.summary += " (Re-arbitrating the logged factors did not reproduce the logged ranking; counterfactuals are withheld.)"
+            return
+        s = e.strategy
+        b = s.action_index(B.name)
+        c.counterfactuals = [
+            lever_needed(factors, b),
+            weight_needed(factors, b, "retention_weight", s.margin_weight, s.retention_weight),
+            weight_needed(factors, b, "margin_weight", s.margin_weight, s.retention_weight),
+        ]
+
+    def factors(self, e: DecisionExplanation) -> DecisionFactors | None:
+        """The logged factors of a decision in catalogue order, for re-arbitration."""
+        if e.strategy is None:
+            return None
+        tbl = self.tables(e.decision["strategy_version"])
+        s = e.strategy
+        cands = e.candidates.set_index("action_id").reindex(list(s.action_ids))
+
+        def col(name: str) -> np.ndarray:
+            return cands[name].to_numpy(dtype=np.float64, na_value=np.nan)
+
+        prop = col("propensity")
+        clv = float(e.inputs["features"][s.clv_feature])
+        return DecisionFactors(
+            tbl, s.channel_ids.index(e.decision["channel"]), ~np.isnan(prop), prop, col("value"),
+            col("context_weight"), col("lever"), clv,
+            cands["rank"].fillna(0).to_numpy(dtype=np.int64), cands["selected"].to_numpy(dtype=bool))
+
+    # -- many decisions -------------------------------------------------------------------
+
+    def explain_many(self, decision_ids: list[str], batch_size: int = 2000,
+                     progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+        """Explain every scored candidate of these decisions (batched) and check each one.
+
+        Returns a summary: decisions, candidates, how many were computed now vs cached,
+        the largest additivity residual and re-scoring error, and the failures.
+        """
+        self._computed = 0
+        total = 0
+        max_res = 0.0
+        max_err = 0.0
+        failures = []
+        for start in range(0, len(decision_ids), batch_size):
+            chunk = decision_ids[start:start + batch_size]
+            atts = self.attributions(chunk, progress=progress)
+            for (did, aid), ca in atts.items():
+                total += 1
+                max_res = max(max_res, abs(ca.residual))
+                max_err = max(max_err, ca.rescore_error)
+                if not ca.verified:
+                    failures.append({"decision_id": did, "action_id": aid, "problems": ca.problems})
+        return {
+            "decisions": len(decision_ids),
+            "candidates_explained": total,
+            "computed_now": self._computed,
+            "max_additivity_residual": max_res,
+            "max_rescore_error": max_err,
+            "failures": failures,
+            "stored": self.writable,
+        }
+
+
+def _from_row(r: dict[str, Any]) -> CandidateAttribution:
+    return CandidateAttribution(
+        r["action_id"], r["model_version"], r["algorithm"], r["library"],
+        None if r["background"] is None or (isinstance(r["background"], float) and np.isnan(r["background"])) else r["background"],
+        tuple(r["features"]), np.asarray(r["x"], dtype=np.float64), np.asarray(r["attributions"], dtype=np.float64),
+        float(r["base_value"]), float(r["raw_output"]), float(r["residual"]),
+        None if pd.isna(r["propensity_logged"]) else float(r["propensity_logged"]), float(r["propensity_rescored"]))
+
+
+def _to_arrow(decision_ids: list[str], action_id: str, version: str, att, logged: np.ndarray) -> pa.Table:
+    n = len(decision_ids)
+    F = len(att.features)
+    flat = pa.array(att.phi.ravel())
+    offsets = pa.array(np.arange(0, (n + 1) * F, F, dtype=np.int32))
+    return pa.table({
+        "decision_id": pa.array(decision_ids, pa.string()),
+        "action_id": pa.array([action_id] * n, pa.string()),
+        "model_version": pa.array([version] * n, pa.string()),
+        "algorithm": pa.array([att.algorithm] * n, pa.string()),
+        "output": pa.array(["log_odds"] * n, pa.string()),
+        "library": pa.array([LIBRARY] * n, pa.string()),
+        "background": pa.array([att.background] * n, pa.string()),
+        "features": pa.array([list(att.features)] * n, pa.list_(pa.string())),
+        "x": pa.ListArray.from_arrays(offsets, pa.array(att.x.ravel())),
+        "attributions": pa.ListArray.from_arrays(offsets, flat),
+        "base_value": pa.array(att.base_value),
+        "raw_output": pa.array(att.raw_output),
+        "residual": pa.array(att.residual),
+        "propensity_logged": pa.array(logged),
+        "propensity_rescored": pa.array(att.propensity),
+        "created": pa.array([datetime.now(UTC)] * n, pa.timestamp("us", tz="UTC")),
+    })
+
+
+__all__ = ["Explainer", "DecisionExplanation", "CandidateAttribution", "feature_phrase"]

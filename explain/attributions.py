@@ -1,0 +1,129 @@
+"""SHAP attributions of one propensity model on given rows, with their fidelity checks.
+
+Everything is in **log-odds**, the space in which boosted trees add up exactly:
+``base_value + sum(attributions) == raw_output`` (the model's log-odds of acceptance), and
+the probability is ``1 / (1 + exp(-raw_output))``.  SHAP's own ``model_output="probability"``
+is not exact, so it is never used; figures show the probability on a second axis.
+
+Algorithms
+----------
+``tree_path_dependent``
+    Gradient-boosted trees (HistGradientBoosting, GradientBoosting): SHAP's TreeExplainer
+    with the path-dependent algorithm — exact, no background data, ≈ 0.3–0.6 ms per row for
+    a 100-tree model on this machine.  (The interventional algorithm is *not* used: with shap
+    0.51 it mis-attributes rows whose feature value equals a split threshold, because shap
+    keeps thresholds as float32 while scikit-learn compares in float64.)
+``permutation``
+    Any other fitted classifier (a scikit-learn Pipeline, a linear model, ...): SHAP's
+    PermutationExplainer on the logit of ``predict_proba``, with an independent masker over
+    a background sample drawn from the log (seeded, its fingerprint recorded).  Exact in its
+    additivity (each permutation telescopes from the background mean to the row's output);
+    the values are a Monte-Carlo estimate of the Shapley values whose cost is
+    ``2 × features × permutations × background rows`` model evaluations per row — about
+    10–50 ms per row for a linear pipeline with 30 features and 100 background rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import shap
+import sklearn
+
+from decisioning.models import PropensityModel, logit
+
+#: |base + Σ attributions − raw output| above this is a fidelity failure.
+ADDITIVITY_TOL = 1e-6
+#: |re-scored − logged propensity| above this is a fidelity failure (a replay is bit-exact).
+RESCORE_TOL = 1e-12
+
+LIBRARY = f"shap {shap.__version__}; scikit-learn {sklearn.__version__}"
+
+
+@dataclass
+class Attributions:
+    """Attributions of one model for ``n`` rows (all arrays have ``n`` rows)."""
+
+    features: tuple[str, ...]
+    x: np.ndarray  #: (n, F) the model-matrix values explained
+    phi: np.ndarray  #: (n, F) attributions in log-odds
+    base_value: np.ndarray  #: (n,)
+    raw_output: np.ndarray  #: (n,) the model's log-odds for the row
+    propensity: np.ndarray  #: (n,) the model's probability for the row (re-scored now)
+    algorithm: str
+    background: str | None = None  #: fingerprint of the background sample, if one was used
+
+    @property
+    def residual(self) -> np.ndarray:
+        """``base + Σ attributions − raw output`` per row (should be ≈ 0)."""
+        return self.base_value + self.phi.sum(axis=1) - self.raw_output
+
+
+def background_fingerprint(background: np.ndarray) -> str:
+    """SHA-256 (16 hex digits) of the background matrix's shape and float64 bytes."""
+    b = np.ascontiguousarray(background, dtype=np.float64)
+    return hashlib.sha256(repr(b.shape).encode() + b.tobytes()).hexdigest()[:16]
+
+
+class ModelExplainer:
+    """Explains one fitted :class:`PropensityModel` (built once, reused for many rows).
+
+    Parameters
+    ----------
+    model : PropensityModel
+    background : array (m, F), optional
+        Required for models that are not boosted trees: rows of the model matrix to mask
+        with (draw them from the log, seeded).
+    permutations : int
+        Permutations per row for the model-agnostic explainer.
+    seed : int
+        Seed of the model-agnostic explainer's permutations.
+    """
+
+    def __init__(self, model: PropensityModel, background: np.ndarray | None = None,
+                 permutations: int = 10, seed: int = 0) -> None:
+        self.model = model
+        self.seed = seed
+        if model.log_odds_trees:
+            self.algorithm = "tree_path_dependent"
+            self.background = None
+            self._tree = shap.TreeExplainer(model.estimator, feature_perturbation="tree_path_dependent",
+                                            model_output="raw")
+        else:
+            if background is None or len(background) == 0:
+                raise ValueError(f"The model of action {model.action_id!r} is not a boosted-tree model; "
+                                 "a background sample is needed to explain it.")
+            self.algorithm = "permutation"
+            bg = np.ascontiguousarray(background, dtype=np.float64)
+            self.background = background_fingerprint(bg)
+            masker = shap.maskers.Independent(bg, max_samples=len(bg))
+            self._perm = shap.PermutationExplainer(self.model.raw_output, masker, seed=seed)
+            self._max_evals = 2 * len(model.features) * permutations + 1
+
+    def explain(self, X: np.ndarray) -> Attributions:
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        n, F = X.shape
+        raw = self.model.raw_output(X)
+        prop = self.model.predict(X)
+        if n == 0:
+            phi = np.empty((0, F))
+            base = np.empty(0)
+        elif self.algorithm == "tree_path_dependent":
+            phi = np.asarray(self._tree.shap_values(X, check_additivity=False), dtype=np.float64).reshape(n, F)
+            base = np.full(n, float(np.ravel(self._tree.expected_value)[0]))
+        else:
+            out = self._perm(X, max_evals=max(self._max_evals, 2 * F + 1), silent=True)
+            phi = np.asarray(out.values, dtype=np.float64).reshape(n, F)
+            base = np.asarray(out.base_values, dtype=np.float64).reshape(n)
+        return Attributions(tuple(self.model.features), X, phi, base, raw, prop, self.algorithm, self.background)
+
+
+def probability(raw: np.ndarray | float) -> np.ndarray:
+    """The logistic function (log-odds → probability)."""
+    return 1.0 / (1.0 + np.exp(-np.asarray(raw, dtype=np.float64)))
+
+
+__all__ = ["ADDITIVITY_TOL", "RESCORE_TOL", "LIBRARY", "Attributions", "ModelExplainer",
+           "background_fingerprint", "probability", "logit"]
