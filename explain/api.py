@@ -156,9 +156,10 @@ class DecisionExplanation:
         return pd.DataFrame(rows, columns=["feature", "label", "value", "source"])
 
     def to_dict(self) -> dict[str, Any]:
-        dec = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in self.decision.items()}
-        dec["chosen_actions"] = list(dec.get("chosen_actions") or [])
-        dec.pop("inputs", None)
+        dec = {k: _plain(v) for k, v in self.decision.items() if k != "inputs"}
+        for k in ("model_versions",):
+            if isinstance(dec.get(k), str):
+                dec[k] = json.loads(dec[k])
         cands = json.loads(self.candidates.to_json(orient="records"))
         return {
             "decision": dec,
@@ -500,6 +501,19 @@ class Explainer:
             "failures": failures,
             "stored": self.writable,
         }
+
+
+def _plain(v: Any) -> Any:
+    """A JSON-ready value: timestamps as ISO text, numpy scalars and arrays as Python ones."""
+    if hasattr(v, "isoformat"):
+        return v.isoformat()
+    if isinstance(v, np.ndarray):
+        return [_plain(x) for x in v.tolist()]
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, float) and np.isnan(v):
+        return None
+    return v
 
 
 def _from_row(r: dict[str, Any]) -> CandidateAttribution:

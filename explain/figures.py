@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -38,4 +41,150 @@ def stage_funnel(counts: pd.DataFrame) -> go.Figure:
     ))
     fig.update_layout(yaxis={"autorange": "reversed"}, xaxis_title="candidate actions", margin={"l": 10, "r": 10, "t": 10, "b": 10},
                       height=320)
+    return fig
+
+
+# -- explanations ----------------------------------------------------------------------------
+
+_UP, _DOWN, _TOTAL = "#2e7d32", "#c62828", "#37474f"
+
+
+def _logistic(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def attribution_waterfall(features: list[str], phi: list[float] | np.ndarray, base_value: float,
+                          raw_output: float, labels: list[str] | None = None, max_bars: int = 12,
+                          title: str | None = None) -> go.Figure:
+    """SHAP waterfall in log-odds, from the model's base value to its output for this row.
+
+    Bars are the largest attributions (by |value|); the rest are summed into one bar, so the
+    bars always add up exactly to the output.  The top axis shows the matching probability.
+
+    Parameters
+    ----------
+    features, phi : the attributions (log-odds) and their feature names.
+    base_value, raw_output : the explainer's base value and the model's log-odds output.
+    labels : what to print per feature (e.g. ``Last purchase 214 days ago``); default the names.
+    """
+    phi = np.asarray(phi, dtype=np.float64)
+    labels = list(labels) if labels is not None else list(features)
+    order = np.argsort(-np.abs(phi), kind="stable")
+    shown = order[:max_bars]
+    rest = order[max_bars:]
+    y = ["Base value (average customer)"] + [labels[i] for i in shown]
+    x = [base_value] + [float(phi[i]) for i in shown]
+    measure = ["absolute"] + ["relative"] * len(shown)
+    if len(rest):
+        y.append(f"{len(rest)} other features")
+        x.append(float(phi[rest].sum()))
+        measure.append("relative")
+    y.append("Model output")
+    x.append(raw_output)
+    measure.append("total")
+    fig = go.Figure(go.Waterfall(
+        orientation="h", y=y, x=x, measure=measure,
+        increasing={"marker": {"color": _UP}}, decreasing={"marker": {"color": _DOWN}},
+        totals={"marker": {"color": _TOTAL}},
+        text=[f"{v:+.3f}" if m == "relative" else f"{v:.3f} (p={_logistic(v):.3f})" for v, m in zip(x, measure)],
+        textposition="outside",
+        hovertemplate="%{y}: %{x:.4f} log-odds<extra></extra>",
+        connector={"line": {"color": "#b0bec5"}},
+    ))
+    lo = min(np.cumsum([base_value] + x[1:-1]).min(), base_value, raw_output)
+    hi = max(np.cumsum([base_value] + x[1:-1]).max(), base_value, raw_output)
+    pad = 0.25 * (hi - lo or 1.0)
+    ticks = [p for p in (0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999)
+             if lo - pad <= math.log(p / (1 - p)) <= hi + pad]
+    fig.update_layout(
+        title=title, height=max(320, 28 * len(y) + 110),
+        yaxis={"autorange": "reversed"}, margin={"l": 10, "r": 40, "t": 60 if title else 40, "b": 40},
+        xaxis={"title": "log-odds of accepting", "range": [lo - pad, hi + pad]},
+        xaxis2={"overlaying": "x", "side": "top", "range": [lo - pad, hi + pad], "title": "probability",
+                "tickvals": [math.log(p / (1 - p)) for p in ticks], "ticktext": [f"{p:g}" for p in ticks],
+                "showgrid": False},
+        showlegend=False,
+    )
+    fig.add_trace(go.Scatter(x=[lo - pad, hi + pad], y=[y[0], y[0]], xaxis="x2", mode="markers",
+                             marker={"opacity": 0}, hoverinfo="skip", showlegend=False))
+    return fig
+
+
+def contrast_bars(terms: list[tuple[str, float]], winner: str, other: str, title: str | None = None) -> go.Figure:
+    """Horizontal bars: each term's share of ``log(priority winner) − log(priority other)``.
+
+    Positive terms favour the winner, negative ones the other action; a last bar shows the total.
+    """
+    names = [t[0] for t in terms] + ["Total log(priority ratio)"]
+    vals = [float(t[1]) for t in terms]
+    vals.append(sum(vals))
+    colors = [_UP if v >= 0 else _DOWN for v in vals[:-1]] + [_TOTAL]
+    fig = go.Figure(go.Bar(
+        x=vals, y=names, orientation="h", marker_color=colors,
+        text=[f"{v:+.3f}" for v in vals], textposition="outside",
+        hovertemplate="%{y}: %{x:+.4f}<extra></extra>",
+    ))
+    fig.update_layout(
+        title=title, height=max(260, 30 * len(names) + 100), yaxis={"autorange": "reversed"},
+        xaxis_title=f"← favours {other}   ·   favours {winner} →",
+        margin={"l": 10, "r": 40, "t": 50 if title else 20, "b": 40},
+    )
+    return fig
+
+
+def global_importance(imp: pd.DataFrame, top: int = 15, title: str | None = None) -> go.Figure:
+    """Mean |SHAP| per feature (bars), one colour per segment when there are several.
+
+    Parameters
+    ----------
+    imp : DataFrame
+        Columns ``feature``, ``mean_abs`` and optionally ``segment`` and ``label``
+        (see ``decision_log.explanations.importance``).
+    """
+    if "segment" not in imp.columns:
+        imp = imp.assign(segment="all")
+    label_col = "label" if "label" in imp.columns else "feature"
+    overall = imp.groupby(label_col)["mean_abs"].mean().sort_values(ascending=False)
+    keep = list(overall.index[:top])
+    fig = go.Figure()
+    for seg, g in imp[imp[label_col].isin(keep)].groupby("segment", sort=True):
+        g = g.set_index(label_col).reindex(keep)
+        fig.add_trace(go.Bar(x=g["mean_abs"], y=keep, orientation="h", name=str(seg),
+                             hovertemplate="%{y}: %{x:.4f}<extra>" + str(seg) + "</extra>"))
+    fig.update_layout(
+        title=title, barmode="group", height=max(320, 26 * len(keep) * max(1, min(3, len(fig.data))) // 2 + 120),
+        yaxis={"autorange": "reversed"}, xaxis_title="mean |SHAP| (log-odds)",
+        margin={"l": 10, "r": 10, "t": 50 if title else 20, "b": 40},
+        showlegend=len(fig.data) > 1,
+    )
+    return fig
+
+
+def dependence(dep: pd.DataFrame, feature_label: str, categories: list[str] | None = None,
+               title: str | None = None) -> go.Figure:
+    """Feature value vs its attribution, one point per explained candidate.
+
+    Parameters
+    ----------
+    dep : DataFrame
+        Columns ``x`` (model-matrix value), ``phi`` and optionally ``channel``.
+    categories : for a category feature, its values (``x`` is the position in this list).
+    """
+    xs = dep["x"].to_numpy(dtype=np.float64)
+    fig = go.Figure()
+    groups = dep.groupby("channel") if "channel" in dep.columns else [("all", dep)]
+    for ch, g in groups:
+        gx = g["x"].to_numpy(dtype=np.float64)
+        fig.add_trace(go.Scattergl(
+            x=gx, y=g["phi"], mode="markers", name=str(ch), marker={"size": 5, "opacity": 0.55},
+            hovertemplate=feature_label + " %{x}: %{y:+.3f} log-odds<extra>" + str(ch) + "</extra>",
+        ))
+    xaxis: dict = {"title": feature_label}
+    if categories:
+        xaxis.update(tickvals=list(range(len(categories))), ticktext=categories)
+    elif len(xs) and set(np.unique(xs[~np.isnan(xs)])) <= {0.0, 1.0}:
+        xaxis.update(tickvals=[0, 1], ticktext=["no", "yes"])
+    fig.add_hline(y=0, line={"color": "#90a4ae", "width": 1})
+    fig.update_layout(title=title, height=380, xaxis=xaxis, yaxis_title="SHAP value (log-odds)",
+                      margin={"l": 10, "r": 10, "t": 50 if title else 20, "b": 40})
     return fig

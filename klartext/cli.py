@@ -214,6 +214,67 @@ def verify(db: str) -> None:
 
 
 @main.command()
+@click.argument("decision_id", required=False)
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
+@click.option("--vs", "other", default=None, help="Explain why the winner and not this action.")
+@click.option("--sample", type=click.IntRange(1), default=None,
+              help="Explain this many random decisions (all scored candidates), check and store them.")
+@click.option("--seed", default=0, show_default=True, help="Seed for --sample.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def explain(decision_id: str | None, db: str, other: str | None, sample: int | None, seed: int,
+            as_json: bool) -> None:
+    """Why a decision came out as it did: exact SHAP attributions, reasons, why-not-B.
+
+    Attributions are computed from the logged inputs with the pinned model, checked
+    (re-scored propensity and additivity) and stored in the log, so they are computed once.
+    """
+    from decision_log.replay import sample_ids
+    from decision_log.store import DecisionLog
+    from explain.api import Explainer
+    from explain.text import contrast_text, explanation_text
+
+    if (decision_id is None) == (sample is None):
+        _fail(KlartextError("Give either a DECISION_ID or --sample N.",
+                            "e.g. `klartext explain 01J... --vs winback_20` or `klartext explain --sample 1000`."))
+    try:
+        with DecisionLog.open(db, create=False) as log:
+            ex = Explainer(log, seed=seed)
+            if sample is not None:
+                ids = sample_ids(log, sample, seed)
+                with tqdm(desc="Explaining candidates", unit=" rows", file=sys.stderr) as bar:
+                    summary = ex.explain_many(ids, progress=bar.update)
+                if as_json:
+                    click.echo(json.dumps(summary, indent=2, default=str))
+                else:
+                    click.echo(f"Explained {summary['candidates_explained']:,} scored candidates of "
+                               f"{summary['decisions']:,} decisions ({summary['computed_now']:,} computed now, "
+                               f"the rest read from the log).")
+                    click.echo(f"Largest additivity residual {summary['max_additivity_residual']:.1e} "
+                               f"(limit 1e-06); largest re-scoring error {summary['max_rescore_error']:.1e} (limit 1e-12).")
+                    for f in summary["failures"][:10]:
+                        click.echo(f"  MISMATCH {f['decision_id']} {f['action_id']}: {'; '.join(f['problems'])}")
+                if summary["failures"]:
+                    sys.exit(1)
+                return
+            e = ex.explain(decision_id)
+            c = ex.why_not(decision_id, other) if other else None
+    except KlartextError as exc:
+        _fail(exc)
+    if as_json:
+        out = e.to_dict()
+        if c is not None:
+            out["why_not"] = c.to_dict()
+        click.echo(json.dumps(out, indent=2, default=str))
+    else:
+        click.echo(explanation_text(e))
+        if c is not None:
+            click.echo("")
+            click.echo(contrast_text(c))
+    if not e.verified and e.strategy is not None:
+        sys.exit(1)
+
+
+@main.command()
 @click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
 def decisions(db: str, limit: int) -> None:

@@ -1,0 +1,91 @@
+"""Explanations as plain text (the CLI) — the same facts the dashboard shows."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from explain.api import DecisionExplanation
+from explain.attributions import probability
+from explain.contrast import Contrast
+from explain.reasons import feature_phrase
+
+
+def _f(x, spec: str = ".4g") -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    return format(x, spec)
+
+
+def explanation_text(e: DecisionExplanation, top_features: int = 6) -> str:
+    d = e.decision
+    lines = [
+        f"Decision {e.decision_id}  ·  {pd.Timestamp(d['ts']):%Y-%m-%d %H:%M:%S %Z}  ·  channel {d['channel']} "
+        f"({d['direction']})  ·  customer {d['customer'][:12]}…",
+        f"Strategy {d['strategy_version']}  ·  source {d['source']}",
+    ]
+    if e.chosen:
+        sel = ", ".join(e.chosen)
+        prob = d.get("selection_probability")
+        lines.append(f"Chosen: {sel}" + (f"  (explored; picked with probability {prob:.3g})" if d.get("explored") else ""))
+    else:
+        lines.append("Chosen: no action (nothing cleared every policy and the no-action threshold)")
+    for note in e.notes:
+        lines.append(f"Note: {note}")
+    feats = e.inputs.get("features", {})
+    for aid in e.chosen:
+        row = e.candidates.set_index("action_id").loc[aid]
+        lines.append("")
+        lines.append(f"Why {aid}:  priority {_f(row['priority'])} = propensity {_f(row['propensity'])} × value "
+                     f"{_f(row['value'])} × context weight {_f(row['context_weight'])} × lever {_f(row['lever'])}")
+        for r in e.reasons.get(aid, []):
+            lines.append(f"  • {r.text}")
+        ca = e.attributions.get(aid)
+        if ca is not None:
+            status = "verified" if ca.verified else "MISMATCH — " + "; ".join(ca.problems)
+            lines.append(f"  Attributions ({ca.algorithm}, log-odds, model {ca.model_version}): {status}")
+            lines.append(f"    base value {ca.base_value:+.4f}  (p = {probability(ca.base_value):.3f})")
+            order = sorted(range(len(ca.features)), key=lambda i: -abs(ca.phi[i]))
+            for i in order[:top_features]:
+                f = ca.features[i]
+                value = d["channel"] if f == "channel" else feats.get(f)
+                label = feature_phrase(e.strategy, f, value) if e.strategy is not None else f
+                lines.append(f"    {ca.phi[i]:+.4f}  {label}")
+            rest = sum(ca.phi[i] for i in order[top_features:])
+            if len(order) > top_features:
+                lines.append(f"    {rest:+.4f}  {len(order) - top_features} other features")
+            lines.append(f"    = {ca.raw_output:+.4f} log-odds → p = {ca.propensity_rescored:.6f} "
+                         f"(logged {_f(ca.propensity_logged, '.6f')}; additivity residual {ca.residual:.1e})")
+    lines.append("")
+    lines.append("Every action and its fate:")
+    for r in e.candidates.itertuples(index=False):
+        if r.stage in ("selected", "ranked"):
+            lines.append(f"  {r.action_id:<28} {r.stage:<12} rank {int(r.rank):>2}  priority {_f(r.priority)}")
+        else:
+            lines.append(f"  {r.action_id:<28} {r.stage:<12} {r.reason}")
+    return "\n".join(lines)
+
+
+def contrast_text(c: Contrast) -> str:
+    lines = [f"Why {c.winner} and not {c.other}?  ({c.kind.replace('_', ' ')})", f"  {c.summary}"]
+    if c.tested:
+        lines.append("  Values the rule tested: " + ", ".join(f"{k}={v!r}" for k, v in c.tested.items()))
+    if c.terms:
+        lines.append(f"  log(priority {c.winner}) − log(priority {c.other}) = {_f(c.log_ratio, '+.4f')}, of which:")
+        for t in c.terms:
+            lines.append(f"    {t.name:<15} {_f(t.winner):>10} vs {_f(t.other):>10}   {_f(t.log_ratio, '+.4f')}")
+        if c.residual is not None:
+            lines.append(f"    (rounding residual {c.residual:.1e})")
+    if c.propensity_terms:
+        lines.append("  The propensity term, by the two models' attributions (log-odds):")
+        for t in c.propensity_terms[:8]:
+            lines.append(f"    {_f(t.log_ratio, '+.4f')}  {t.name}")
+        if len(c.propensity_terms) > 8:
+            rest = sum(t.log_ratio for t in c.propensity_terms[8:-1])
+            lines.append(f"    {rest:+.4f}  {len(c.propensity_terms) - 9} other features")
+            lines.append(f"    {c.propensity_terms[-1].log_ratio:+.4f}  {c.propensity_terms[-1].name}")
+    for cf in c.counterfactuals:
+        mark = "✓ verified by re-arbitration" if cf.verified else ""
+        lines.append(f"  What would have changed it ({cf.parameter}): {cf.note} {mark}".rstrip())
+    return "\n".join(lines)
