@@ -3,7 +3,19 @@
 import streamlit as st
 
 st.set_page_config(page_title="Klartext", page_icon=":material/search:", layout="wide")
-st.navigation([
-    st.Page("pages/overview.py", title="Overview", icon=":material/monitoring:", default=True),
-    st.Page("pages/recent.py", title="Recent decisions", icon=":material/receipt_long:"),
-]).run()
+st.navigation({
+    "Governance": [
+        st.Page("pages/overview.py", title="Overview", icon=":material/monitoring:", default=True),
+        st.Page("pages/tradeoffs.py", title="KPI trade-offs", icon=":material/balance:"),
+    ],
+    "Decisions": [
+        st.Page("pages/replay.py", title="Decision replay", icon=":material/replay:"),
+        st.Page("pages/customer.py", title="Customer history", icon=":material/person_search:"),
+        st.Page("pages/funnel.py", title="Funnel & policies", icon=":material/filter_alt:"),
+    ],
+    "Models": [
+        st.Page("pages/explanations.py", title="Explanations", icon=":material/insights:"),
+        st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
+        st.Page("pages/integrity.py", title="Integrity", icon=":material/verified_user:"),
+    ],
+}).run()

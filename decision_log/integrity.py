@@ -26,6 +26,7 @@ Canonical bytes (stable across DuckDB versions, computed vectorised with numpy /
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import duckdb
@@ -195,8 +196,11 @@ _DEC_SELECT = "SELECT " + ", ".join(f'"{c}"' for c in DECISION_HASH_COLUMNS) + "
 _CAND_SELECT = "SELECT " + ", ".join(f'"{c}"' for c in CANDIDATE_HASH_COLUMNS) + " FROM candidates"
 
 
-def verify(con: duckdb.DuckDBPyConnection) -> VerifyResult:
-    """Recompute every record hash and the chain over the whole log, in chunks of decisions."""
+def verify(con: duckdb.DuckDBPyConnection, progress: Callable[[int, int], None] | None = None) -> VerifyResult:
+    """Recompute every record hash and the chain over the whole log, in chunks of decisions.
+
+    ``progress(done, total)`` is called after each chunk.
+    """
     stored = con.execute("SELECT seq, decision_id, record_hash, chain_hash FROM chain ORDER BY seq").fetchnumpy()
     all_seq = con.execute("SELECT seq, decision_id FROM decisions ORDER BY seq").fetchnumpy()
     n_st, n_rec = len(stored["seq"]), len(all_seq["seq"])
@@ -238,6 +242,8 @@ def verify(con: duckdb.DuckDBPyConnection) -> VerifyResult:
                 return VerifyResult(False, n_rec, head, int(stored["seq"][i]), str(stored["decision_id"][i]),
                                     "its chain link does not follow from the previous decision (the chain was altered)")
             prev = expect
+        if progress:
+            progress(stop, n)
     if n_rec > n_st:
         return VerifyResult(False, n_rec, head, int(all_seq["seq"][n]), str(all_seq["decision_id"][n]),
                             "this decision has no entry in the hash chain (it was added outside Klartext)")

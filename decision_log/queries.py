@@ -7,7 +7,9 @@ passed as parameters.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -105,3 +107,247 @@ def contact_history(
                 days = max(0.0, (now - last).total_seconds() / 86400)
                 rejections[action_id] = {"count": int(n), "days_since_last": round(days, 3)}
     return contacts, rejections
+
+
+# -- dashboard queries ---------------------------------------------------------------------------
+#
+# Every query below takes a :class:`Filters` (period, channels, issues) and passes user values
+# as parameters.  Period bounds are dates (UTC); ``end`` is inclusive.
+
+
+@dataclass(frozen=True)
+class Filters:
+    start: date | None = None
+    end: date | None = None
+    channels: tuple[str, ...] = ()
+    issues: tuple[str, ...] = ()
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "start": datetime.combine(self.start, time.min, UTC) if self.start else None,
+            "stop": datetime.combine(self.end + timedelta(days=1), time.min, UTC) if self.end else None,
+            "channels": list(self.channels) or None,
+            "issues": list(self.issues) or None,
+        }
+
+
+_D_WHERE = """($start IS NULL OR d.ts >= $start) AND ($stop IS NULL OR d.ts < $stop)
+    AND ($channels IS NULL OR list_contains($channels, d.channel))"""
+_C_WHERE = """($start IS NULL OR c.ts >= $start) AND ($stop IS NULL OR c.ts < $stop)
+    AND ($channels IS NULL OR list_contains($channels, c.channel))
+    AND ($issues IS NULL OR list_contains($issues, c.issue))"""
+
+
+def choices(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """What the filters can offer: channels, issues, actions, first and last day."""
+    ch = [r[0] for r in con.execute("SELECT DISTINCT channel FROM decisions ORDER BY 1").fetchall()]
+    first, last = con.execute("SELECT min(ts)::DATE, max(ts)::DATE FROM decisions").fetchall()[0]
+    acts = con.execute("SELECT DISTINCT action_id, issue FROM candidates WHERE decision_id = "
+                       "(SELECT decision_id FROM decisions ORDER BY seq DESC LIMIT 1) ORDER BY 1").fetchall()
+    issues = sorted({r[1] for r in acts if r[1] is not None})
+    return {"channels": ch, "issues": issues, "actions": [r[0] for r in acts], "first": first, "last": last}
+
+
+def kpis(con: duckdb.DuckDBPyConnection, f: Filters) -> dict[str, Any]:
+    """Headline figures for the period: decisions, share with an action, contacts, acceptance
+    rate, revenue and margin of accepted actions, churn of customers reached vs. not reached.
+
+    With an issue filter, contacts/acceptance/revenue/margin count only actions of those issues.
+    """
+    p = f.params()
+    d = con.execute(f"""
+        SELECT count(*) AS decisions, count(chosen_action) AS with_action
+        FROM decisions d WHERE {_D_WHERE}""", {k: p[k] for k in ("start", "stop", "channels")}).fetchall()[0]
+    sel = con.execute(f"""
+        SELECT count(*) AS contacts,
+               count(*) FILTER (WHERE o.outcome = 'accepted') AS accepted,
+               coalesce(sum(o.revenue), 0) AS revenue, coalesce(sum(o.margin), 0) AS margin
+        FROM candidates c LEFT JOIN outcomes o ON o.decision_id = c.decision_id AND o.action_id = c.action_id
+        WHERE c.selected AND {_C_WHERE}""", p).fetchall()[0]
+    churn = con.execute(f"""
+        SELECT reached, avg(churned::DOUBLE) AS churn, count(*) AS n FROM (
+            SELECT d.decision_id, d.chosen_action IS NOT NULL AS reached, any_value(o.churned) AS churned
+            FROM decisions d JOIN outcomes o USING (decision_id) WHERE {_D_WHERE} GROUP BY ALL)
+        GROUP BY reached""", {k: p[k] for k in ("start", "stop", "channels")}).fetchall()
+    ch = {bool(r[0]): (r[1], r[2]) for r in churn}
+    return {
+        "decisions": d[0], "with_action": d[1], "contacts": sel[0], "accepted": sel[1],
+        "acceptance_rate": sel[1] / sel[0] if sel[0] else None, "revenue": sel[2], "margin": sel[3],
+        "churn_reached": ch.get(True, (None, 0))[0], "churn_not_reached": ch.get(False, (None, 0))[0],
+        "n_reached": ch.get(True, (None, 0))[1], "n_not_reached": ch.get(False, (None, 0))[1],
+    }
+
+
+def daily(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """Per day: contacts (selected actions), accepted, margin — by issue.
+
+    Columns: day, issue, contacts, accepted, margin.
+    """
+    return con.execute(f"""
+        SELECT c.ts::DATE AS day, c.issue, count(*) AS contacts,
+               count(*) FILTER (WHERE o.outcome = 'accepted') AS accepted, coalesce(sum(o.margin), 0) AS margin
+        FROM candidates c LEFT JOIN outcomes o ON o.decision_id = c.decision_id AND o.action_id = c.action_id
+        WHERE c.selected AND {_C_WHERE}
+        GROUP BY ALL ORDER BY day, c.issue""", f.params()).df()
+
+
+def decisions_per_day(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """Columns: day, channel, decisions, with_action."""
+    p = f.params()
+    return con.execute(f"""
+        SELECT d.ts::DATE AS day, d.channel, count(*) AS decisions, count(d.chosen_action) AS with_action
+        FROM decisions d WHERE {_D_WHERE} GROUP BY ALL ORDER BY day, d.channel""",
+        {k: p[k] for k in ("start", "stop", "channels")}).df()
+
+
+def action_mix(con: duckdb.DuckDBPyConnection, f: Filters, by: str = "issue") -> pd.DataFrame:
+    """Selected actions by ``issue``, ``group``, ``channel`` or ``action_id``, with outcomes.
+
+    Columns: key, contacts, accepted, acceptance_rate, revenue, margin.
+    """
+    col = {"issue": "c.issue", "group": 'c."group"', "channel": "c.channel", "action_id": "c.action_id"}[by]
+    return con.execute(f"""
+        SELECT {col} AS key, count(*) AS contacts, count(*) FILTER (WHERE o.outcome = 'accepted') AS accepted,
+               count(*) FILTER (WHERE o.outcome = 'accepted') / count(*) AS acceptance_rate,
+               coalesce(sum(o.revenue), 0) AS revenue, coalesce(sum(o.margin), 0) AS margin
+        FROM candidates c LEFT JOIN outcomes o ON o.decision_id = c.decision_id AND o.action_id = c.action_id
+        WHERE c.selected AND {_C_WHERE}
+        GROUP BY ALL ORDER BY contacts DESC""", f.params()).df()
+
+
+def strategy_changes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Columns: version, name, first_used (UTC), decisions."""
+    return con.execute("""
+        SELECT s.version, s.name, s.first_used,
+               (SELECT count(*) FROM decisions d WHERE d.strategy_version = s.version) AS decisions
+        FROM strategies s ORDER BY first_used""").df()
+
+
+def stage_funnel(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """How many candidates stopped at each stage (columns: stage, candidates)."""
+    return con.execute(f"""
+        SELECT c.stage, count(*) AS candidates FROM candidates c WHERE {_C_WHERE}
+        GROUP BY ALL ORDER BY candidates DESC""", f.params()).df()
+
+
+def rule_counts(con: duckdb.DuckDBPyConnection, f: Filters, limit: int = 30) -> pd.DataFrame:
+    """The rules that removed the most candidates (columns: stage, rule, candidates, share of
+    all candidate rows in the filter)."""
+    return con.execute(f"""
+        SELECT c.stage, c.rule, count(*) AS candidates,
+               count(*) / (SELECT count(*) FROM candidates c WHERE {_C_WHERE}) AS share
+        FROM candidates c WHERE c.rule IS NOT NULL AND {_C_WHERE}
+        GROUP BY ALL ORDER BY candidates DESC LIMIT $limit""", {**f.params(), "limit": int(limit)}).df()
+
+
+def rule_examples(con: duckdb.DuckDBPyConnection, rule: str, f: Filters, limit: int = 50) -> pd.DataFrame:
+    """Example candidates removed by ``rule`` (columns: decision_id, ts, channel, action_id, reason)."""
+    return con.execute(f"""
+        SELECT c.decision_id, c.ts, c.channel, c.action_id, c.reason FROM candidates c
+        WHERE c.rule = $rule AND {_C_WHERE} ORDER BY c.ts DESC LIMIT $limit""",
+        {**f.params(), "rule": rule, "limit": int(limit)}).df()
+
+
+def value_finder(con: duckdb.DuckDBPyConnection, f: Filters, low: float = 0.05) -> pd.DataFrame:
+    """Per channel: decisions with no action, and with only low-propensity actions (< ``low``).
+
+    Columns: channel, decisions, no_action, only_low, no_action_share, only_low_share.
+    """
+    p = f.params()
+    return con.execute("""
+        WITH best AS (
+            SELECT c.decision_id, c.channel, max(c.propensity) FILTER (WHERE c.selected) AS best_selected
+            FROM candidates c
+            WHERE ($start IS NULL OR c.ts >= $start) AND ($stop IS NULL OR c.ts < $stop)
+              AND ($channels IS NULL OR list_contains($channels, c.channel))
+            GROUP BY ALL)
+        SELECT channel, count(*) AS decisions, count(*) FILTER (WHERE best_selected IS NULL) AS no_action,
+               count(*) FILTER (WHERE best_selected < $low) AS only_low,
+               count(*) FILTER (WHERE best_selected IS NULL) / count(*) AS no_action_share,
+               count(*) FILTER (WHERE best_selected < $low) / count(*) AS only_low_share
+        FROM best GROUP BY ALL ORDER BY channel""",
+        {k: p[k] for k in ("start", "stop", "channels")} | {"low": float(low)}).df()
+
+
+def find_decisions(con: duckdb.DuckDBPyConnection, *, decision_id: str | None = None, customer: str | None = None,
+                   action: str | None = None, f: Filters = Filters(), limit: int = 200) -> pd.DataFrame:
+    """Decisions matching an id prefix, a customer pseudonym, a chosen action and filters, newest first.
+
+    Columns: decision_id, ts, channel, customer, chosen_actions, selection_probability, explored.
+    """
+    p = f.params()
+    return con.execute(f"""
+        SELECT d.decision_id, d.ts, d.channel, d.customer, d.chosen_actions, d.selection_probability, d.explored
+        FROM decisions d
+        WHERE {_D_WHERE}
+          AND ($id IS NULL OR starts_with(d.decision_id, $id))
+          AND ($customer IS NULL OR d.customer = $customer)
+          AND ($action IS NULL OR list_contains(d.chosen_actions, $action))
+        ORDER BY d.seq DESC LIMIT $limit""",
+        {k: p[k] for k in ("start", "stop", "channels")} |
+        {"id": decision_id or None, "customer": customer or None, "action": action or None, "limit": int(limit)}).df()
+
+
+def customer_history(con: duckdb.DuckDBPyConnection, customer: str) -> pd.DataFrame:
+    """Every decision about one customer and its outcomes, oldest first.
+
+    Columns: decision_id, ts, channel, direction, trigger, chosen_actions, strategy_version,
+    outcome, outcome_action, revenue, outcome_ts.
+    """
+    return con.execute("""
+        SELECT d.decision_id, d.ts, d.channel, d.direction, d."trigger", d.chosen_actions, d.strategy_version,
+               o.outcome, o.action_id AS outcome_action, o.revenue, o.ts AS outcome_ts
+        FROM decisions d LEFT JOIN outcomes o USING (decision_id)
+        WHERE d.customer = ? ORDER BY d.seq, o.ts""", [customer]).df()
+
+
+def kpi_tradeoff(con: duckdb.DuckDBPyConnection, f: Filters, by: str = "issue",
+                 actions: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Margin vs retention of the logged decisions, by ``issue`` or ``channel``.
+
+    ``actions`` (columns action_id, net_margin, retention_effect — from the strategy) adds the
+    expected margin and expected retention effect of the selected actions (Σ propensity × ...).
+    Columns: key, contacts, accepted, margin, margin_per_contact, churn_reached, expected_margin,
+    expected_retention.
+    """
+    col = {"issue": "c.issue", "channel": "c.channel"}[by]
+    acts = actions if actions is not None else pd.DataFrame(
+        {"action_id": pd.Series(dtype=str), "net_margin": pd.Series(dtype=float),
+         "retention_effect": pd.Series(dtype=float)})
+    con.register("_k_acts", acts)
+    try:
+        return con.execute(f"""
+            SELECT {col} AS key, count(*) AS contacts,
+                   count(*) FILTER (WHERE o.outcome = 'accepted') AS accepted,
+                   coalesce(sum(o.margin), 0) AS margin,
+                   coalesce(sum(o.margin), 0) / count(*) AS margin_per_contact,
+                   avg(o.churned::DOUBLE) AS churn_reached,
+                   sum(c.propensity * a.net_margin) AS expected_margin,
+                   sum(c.propensity * a.retention_effect) AS expected_retention
+            FROM candidates c
+            LEFT JOIN outcomes o ON o.decision_id = c.decision_id AND o.action_id = c.action_id
+            LEFT JOIN _k_acts a ON a.action_id = c.action_id
+            WHERE c.selected AND {_C_WHERE}
+            GROUP BY ALL ORDER BY contacts DESC""", f.params()).df()
+    finally:
+        con.unregister("_k_acts")
+
+
+def models_registry(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """The model registry. Columns: action_id, version, algorithm, n_features, features,
+    training_fingerprint, auc, brier, ece, n_train, n_test, created, metrics (JSON text)."""
+    return con.execute("""
+        SELECT action_id, version, algorithm, len(features) AS n_features, features, training_fingerprint,
+               (metrics->>'auc')::DOUBLE AS auc, (metrics->>'brier')::DOUBLE AS brier,
+               (metrics->>'ece')::DOUBLE AS ece, (metrics->>'n_train')::BIGINT AS n_train,
+               (metrics->>'n_test')::BIGINT AS n_test, created, metrics::VARCHAR AS metrics
+        FROM models ORDER BY action_id, created""").df()
+
+
+def model_usage(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """How many candidates each model version scored, and when. Columns: action_id,
+    model_version, scored, first, last."""
+    return con.execute("""
+        SELECT action_id, model_version, count(*) AS scored, min(ts) AS first, max(ts) AS last
+        FROM candidates WHERE model_version IS NOT NULL AND propensity IS NOT NULL
+        GROUP BY ALL ORDER BY action_id, first""").df()

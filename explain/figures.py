@@ -188,3 +188,143 @@ def dependence(dep: pd.DataFrame, feature_label: str, categories: list[str] | No
     fig.update_layout(title=title, height=380, xaxis=xaxis, yaxis_title="SHAP value (log-odds)",
                       margin={"l": 10, "r": 10, "t": 50 if title else 20, "b": 40})
     return fig
+
+
+# -- dashboard views -------------------------------------------------------------------------------
+
+_ISSUE_COLORS = ["#1565c0", "#2e7d32", "#ef6c00", "#6a1b9a", "#00838f", "#ad1457", "#5d4037", "#455a64"]
+
+
+def timeline(daily: pd.DataFrame, changes: pd.DataFrame | None = None, value: str = "contacts",
+             title: str | None = None) -> go.Figure:
+    """Stacked daily bars by issue, with strategy-version changes marked as vertical lines.
+
+    Parameters
+    ----------
+    daily : DataFrame with columns ``day``, ``issue`` and ``value``.
+    changes : DataFrame with columns ``version`` and ``first_used``.
+    """
+    fig = go.Figure()
+    for i, (issue, g) in enumerate(daily.groupby("issue", sort=True)):
+        fig.add_trace(go.Bar(x=g["day"], y=g[value], name=str(issue),
+                             marker_color=_ISSUE_COLORS[i % len(_ISSUE_COLORS)],
+                             hovertemplate="%{x|%Y-%m-%d}: %{y:,.0f}<extra>" + str(issue) + "</extra>"))
+    if changes is not None:
+        for r in changes.itertuples(index=False):
+            x = pd.Timestamp(r.first_used).to_pydatetime()
+            fig.add_shape(type="line", x0=x, x1=x, y0=0, y1=1, yref="paper",
+                          line={"color": "#37474f", "dash": "dot", "width": 1})
+            fig.add_annotation(x=x, y=1, yref="paper", text=f"strategy {r.version[:8]}", showarrow=False,
+                               xanchor="left", yanchor="bottom", font={"size": 10})
+    fig.update_layout(barmode="stack", title=title, height=340, yaxis_title=value.replace("_", " "),
+                      margin={"l": 10, "r": 10, "t": 50 if title else 30, "b": 30}, legend_title_text="issue")
+    return fig
+
+
+def bars(df: pd.DataFrame, x: str, y: str, title: str | None = None, fmt: str = ",.0f",
+         color: str = "#1565c0", height: int | None = None) -> go.Figure:
+    """Horizontal bars of ``x`` per ``y`` in the frame's order (largest first, as sorted by the query)."""
+    fig = go.Figure(go.Bar(x=df[x], y=df[y].astype(str), orientation="h", marker_color=color,
+                           hovertemplate="%{y}: %{x:" + fmt + "}<extra></extra>"))
+    fig.update_layout(title=title, yaxis={"autorange": "reversed"}, xaxis_title=x.replace("_", " "),
+                      height=height or max(260, 24 * len(df) + 90),
+                      margin={"l": 10, "r": 10, "t": 50 if title else 20, "b": 40})
+    return fig
+
+
+_STAGE_COLORS = {"selected": "#2e7d32", "ranked": "#90caf9", "arbitration": "#ffcc80", "incentive": "#ffe082",
+                 "contact": "#ce93d8", "suitability": "#ef9a9a", "applicability": "#e57373", "eligibility": "#c62828"}
+
+
+def decision_grid(cands: pd.DataFrame) -> go.Figure:
+    """The action × stage grid of one decision: how far each action got, and why it stopped.
+
+    Parameters
+    ----------
+    cands : DataFrame with columns ``action_id``, ``stage`` and ``reason`` (one row per action).
+    """
+    order = ["eligibility", "applicability", "suitability", "contact", "incentive", "arbitration", "ranked", "selected"]
+    depth = {s: i for i, s in enumerate(order)}
+    actions = list(cands["action_id"])
+    z, text = [], []
+    for r in cands.itertuples(index=False):
+        stop = depth.get(r.stage, 0)
+        survived = r.stage in ("ranked", "selected")
+        row, hover = [], []
+        for i in range(len(order) - 2):
+            if i < stop or survived:
+                row.append(1.0)
+                hover.append("passed")
+            elif i == stop:
+                row.append(0.0)
+                hover.append(str(r.reason))
+            else:
+                row.append(None)
+                hover.append("not reached")
+        row.append(2.0 if r.stage == "selected" else 1.0 if survived else None)
+        hover.append("selected" if r.stage == "selected" else "ranked, not shown" if survived else "not reached")
+        z.append(row)
+        text.append(hover)
+    fig = go.Figure(go.Heatmap(
+        z=z, x=[s.capitalize() for s in order[:-2]] + ["Result"], y=actions, text=text,
+        hovertemplate="%{y} · %{x}: %{text}<extra></extra>", showscale=False, xgap=2, ygap=2,
+        colorscale=[[0, "#c62828"], [0.5, "#a5d6a7"], [1, "#1b5e20"]], zmin=0, zmax=2,
+    ))
+    fig.update_layout(height=max(300, 22 * len(actions) + 80), yaxis={"autorange": "reversed"},
+                      margin={"l": 10, "r": 10, "t": 20, "b": 30})
+    return fig
+
+
+def priority_factors(cands: pd.DataFrame) -> go.Figure:
+    """The four priority factors of the scored candidates (log scale), one group per action."""
+    scored = cands[cands["propensity"].notna()]
+    fig = go.Figure()
+    for name, color in (("propensity", "#1565c0"), ("value", "#2e7d32"), ("context_weight", "#ef6c00"),
+                        ("lever", "#6a1b9a"), ("priority", "#37474f")):
+        fig.add_trace(go.Bar(y=scored["action_id"], x=scored[name], name=name.replace("_", " "), orientation="h",
+                             marker_color=color, hovertemplate="%{y} " + name + ": %{x:.4g}<extra></extra>"))
+    fig.update_layout(barmode="group", xaxis={"type": "log", "title": "factor (log scale)"},
+                      yaxis={"autorange": "reversed"}, height=max(320, 60 * len(scored) + 80),
+                      margin={"l": 10, "r": 10, "t": 20, "b": 40})
+    return fig
+
+
+def tradeoff_scatter(df: pd.DataFrame, baseline_churn: float | None, key_label: str = "issue",
+                     title: str | None = None) -> go.Figure:
+    """Margin per contact vs. churn of the customers reached, one bubble per issue or channel.
+
+    Bubbles are sized by contacts; the dashed line is the churn of customers who got no action.
+    """
+    size = df["contacts"].to_numpy(dtype=np.float64)
+    fig = go.Figure(go.Scatter(
+        x=df["margin_per_contact"], y=df["churn_reached"], mode="markers+text", text=df["key"],
+        textposition="top center",
+        marker={"size": 12 + 40 * np.sqrt(size / max(size.max(), 1)), "color": "#1565c0", "opacity": 0.7},
+        customdata=np.stack([df["contacts"], df["margin"]], axis=1),
+        hovertemplate="%{text}: margin/contact %{x:.2f}, churn %{y:.1%}<br>contacts %{customdata[0]:,}, "
+                      "margin %{customdata[1]:,.0f}<extra></extra>",
+    ))
+    if baseline_churn is not None:
+        fig.add_hline(y=baseline_churn, line={"dash": "dash", "color": "#c62828"},
+                      annotation_text=f"churn without action {baseline_churn:.1%}")
+    fig.update_layout(title=title, height=420, xaxis_title="realised margin per contact",
+                      yaxis={"title": "churn of customers reached", "tickformat": ".0%"},
+                      margin={"l": 10, "r": 10, "t": 50 if title else 20, "b": 40})
+    return fig
+
+
+def calibration(cal: list[dict], title: str | None = None) -> go.Figure:
+    """Reliability diagram: mean predicted probability vs. observed rate per bin (size = rows)."""
+    df = pd.DataFrame(cal)
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#90a4ae"},
+                             name="perfectly calibrated", hoverinfo="skip"))
+    if not df.empty:
+        fig.add_trace(go.Scatter(
+            x=df["mean_predicted"], y=df["observed_rate"], mode="lines+markers", name="model",
+            marker={"size": 6 + 20 * np.sqrt(df["n"] / df["n"].max()), "color": "#1565c0"},
+            customdata=df["n"], hovertemplate="predicted %{x:.3f}, observed %{y:.3f} (%{customdata:,} rows)<extra></extra>"))
+    fig.update_layout(title=title, height=360, xaxis={"title": "mean predicted", "range": [0, 1]},
+                      yaxis={"title": "observed acceptance", "range": [0, 1]},
+                      margin={"l": 10, "r": 10, "t": 50 if title else 20, "b": 40})
+    return fig

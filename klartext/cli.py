@@ -58,18 +58,24 @@ def main() -> None:
               help="Customers to simulate (one decision each).")
 @click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log to write (DuckDB file).")
 @click.option("--seed", default=0, show_default=True, help="Random seed of the simulation.")
+@click.option("--replace", is_flag=True, help="Delete an existing log at --db first.")
+@click.option("--explain", "explain_sample", default=2000, show_default=True, type=click.IntRange(0),
+              help="Explain (and check) this many random decisions for the dashboard's global views.")
 @click.option("--no-app", is_flag=True, help="Do not start the dashboard afterwards.")
 @click.option("--port", default=8501, show_default=True, help="Port of the dashboard.")
-def demo(customers: int, db: str, seed: int, no_app: bool, port: int) -> None:
+def demo(customers: int, db: str, seed: int, replace: bool, explain_sample: int, no_app: bool, port: int) -> None:
     """Simulate the retailer, train models, decide for every customer, log it, open the dashboard."""
     from klartext.pipeline import run_demo
 
     if Path(db).exists():
-        _fail(KlartextError(f"The decision log {db!r} already exists.",
-                            "Delete it or pass another path with --db (e.g. --db demo2.duckdb)."))
+        if not replace:
+            _fail(KlartextError(f"The decision log {db!r} already exists.",
+                                "Pass --replace to overwrite it, or another path with --db (e.g. --db demo2.duckdb)."))
+        for p in (Path(db), Path(db + ".wal")):
+            p.unlink(missing_ok=True)
     bars = _Bars()
     try:
-        res = run_demo(db, customers, seed=seed, progress=bars)
+        res = run_demo(db, customers, seed=seed, progress=bars, explain_sample=explain_sample)
     except KlartextError as exc:
         bars.close()
         _fail(exc)
@@ -81,6 +87,9 @@ def demo(customers: int, db: str, seed: int, no_app: bool, port: int) -> None:
         f"{res.no_action:,} decisions ended with no action. Decide + log took {secs['decide_and_log']:.1f} s "
         f"({res.decisions / max(secs['decide_and_log'], 1e-9):,.0f} decisions/s)."
     )
+    if res.explained:
+        click.echo(f"Explained {res.explained:,} scored candidates of {min(explain_sample, res.decisions):,} decisions "
+                   f"(every one checked: re-scored and additive) in {secs['explain']:.1f} s.")
     if no_app:
         click.echo(f"Open the dashboard with: streamlit run app.py -- --db {db}")
         return

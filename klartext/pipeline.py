@@ -19,12 +19,15 @@ from typing import Any
 import numpy as np
 
 from decision_log import queries
+from decision_log.replay import sample_ids
 from decision_log.store import DecisionLog, PreparedBatch, prepare
 from decisioning.engine import DecisionBatch, Engine
+from decisioning.errors import KlartextError
 from decisioning.inputs import Requests
 from decisioning.models import ModelSet, train_models
 from decisioning.scenarios import retail
 from decisioning.strategy import Strategy
+from explain.api import Explainer
 
 Progress = Callable[[str, int, int], None]
 
@@ -37,6 +40,7 @@ class DemoResult:
     no_action: int
     seconds: dict[str, float]
     strategy_version: str
+    explained: int = 0  #: scored candidates explained and checked for the dashboard
 
 
 class _Writer:
@@ -113,9 +117,11 @@ def run_demo(
     seed: int = 0,
     history_per_action: int = 8000,
     days: int = 28,
+    explain_sample: int = 0,
     progress: Progress | None = None,
 ) -> DemoResult:
-    """Generate the retail scenario, train models, decide for every customer, simulate outcomes."""
+    """Generate the retail scenario, train models, decide for every customer, simulate outcomes,
+    and explain (and check) ``explain_sample`` random decisions for the dashboard's global views."""
     seconds: dict[str, float] = {}
     strategy = retail.load_demo_strategy()
     t = time.perf_counter()
@@ -157,12 +163,34 @@ def run_demo(
         chosen = [c for b in batches for c in b.chosen]
         outcomes = retail.simulate_outcomes(strategy, frame, ids, ts_us, chosen, seed=seed)
         log.append_outcomes(outcomes)
-        log.con.execute("CHECKPOINT")
         seconds["outcomes"] = time.perf_counter() - t
+        explained = 0
+        if explain_sample:
+            t = time.perf_counter()
+            sample = sample_ids(log, explain_sample, seed=seed)
+            total = int(sum(np.isfinite(b.propensity).sum() for b in batches) * len(sample) / max(customers, 1))
+            done_x = [0]
+
+            def explained_rows(k: int) -> None:
+                done_x[0] += k
+                if progress:
+                    progress("Explaining a sample", done_x[0], max(total, done_x[0]))
+
+            summary = Explainer(log, seed=seed).explain_many(sample, progress=explained_rows)
+            if summary["failures"]:
+                f = summary["failures"][0]
+                raise KlartextError(f"Explanation check failed for {f['decision_id']} / {f['action_id']}: "
+                                    + "; ".join(f["problems"]), "Report this: a logged decision must re-score exactly.")
+            explained = summary["candidates_explained"]
+            if progress:
+                progress("Explaining a sample", done_x[0], done_x[0])
+            seconds["explain"] = time.perf_counter() - t
+        log.con.execute("CHECKPOINT")
         s = queries.summary(log.con.cursor())
     finally:
         log.close()
-    return DemoResult(s["decisions"], s["candidates"], s["outcomes"], s["no_action"], seconds, strategy.version)
+    return DemoResult(s["decisions"], s["candidates"], s["outcomes"], s["no_action"], seconds, strategy.version,
+                      explained)
 
 
 def decide_one(

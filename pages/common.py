@@ -1,16 +1,22 @@
-"""What every page shares: finding and opening the decision log once per process."""
+"""What every page shares: finding and opening the decision log once per process, the
+sidebar filters, the explainer, and one way to show errors."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from datetime import date
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import streamlit as st
 
+from decision_log import queries
+from decision_log.store import DecisionLog
 from decisioning.errors import KlartextError
+from explain.api import Explainer
 
 DEFAULT_DB = "klartext_demo.duckdb"
 
@@ -24,32 +30,83 @@ def _cli_db() -> str | None:
 
 def db_path() -> str:
     """The log path: sidebar entry, else `-- --db PATH`, else $KLARTEXT_DB, else the demo default."""
-    default = _cli_db() or os.environ.get("KLARTEXT_DB") or DEFAULT_DB
-    return st.sidebar.text_input("Decision log (DuckDB file)", value=default, key="db_path")
+    if "db_path" not in st.session_state:
+        st.session_state["db_path"] = _cli_db() or os.environ.get("KLARTEXT_DB") or DEFAULT_DB
+    return st.sidebar.text_input("Decision log (DuckDB file)", key="db_path")
 
 
-@st.cache_resource(show_spinner=False)
-def _open(path: str, mtime: float) -> duckdb.DuckDBPyConnection:
-    # One read-only connection per file version; pages take a cursor per query.
-    from decision_log.store import DecisionLog
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _open(path: str, mtime: float) -> DecisionLog:
+    # One read-only log per file version (a new or rewritten file gets a new one); pages take
+    # a cursor per query, so sessions on their own threads never share a cursor.
+    return DecisionLog.open(path, read_only=True)
 
-    return DecisionLog.open(path, read_only=True).con
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _explainer(path: str, mtime: float) -> Explainer:
+    return Explainer(_open(path, mtime))
 
 
-def connection() -> duckdb.DuckDBPyConnection | None:
-    """A cursor on the log, or None after showing how to create one."""
+def _key() -> tuple[str, float] | None:
     path = db_path()
     p = Path(path)
     if not p.exists():
-        st.info(f"No decision log at `{path}` yet. Create one with:\n\n"
-                f"```\nklartext demo --db {path}\n```")
+        st.info(f"No decision log at `{path}` yet. Create one with:\n\n```\nklartext demo --db {path}\n```")
+        return None
+    return str(p.resolve()), p.stat().st_mtime
+
+
+def log() -> DecisionLog | None:
+    """The open log, or None after showing how to create one."""
+    key = _key()
+    if key is None:
         return None
     try:
-        return _open(str(p.resolve()), p.stat().st_mtime).cursor()
+        lg = _open(*key)
     except KlartextError as exc:
         show_error(exc)
         return None
+    if lg.con.cursor().execute("SELECT count(*) FROM decisions").fetchall()[0][0] == 0:
+        st.info(f"The log `{key[0]}` holds no decisions yet. Fill it with:\n\n"
+                f"```\nklartext demo --db {key[0]} --replace\n```")
+        return None
+    return lg
+
+
+def connection() -> duckdb.DuckDBPyConnection | None:
+    """A fresh cursor on the log, or None after showing why there is none."""
+    lg = log()
+    return None if lg is None else lg.con.cursor()
+
+
+def explainer(lg: DecisionLog) -> Explainer:
+    """The process-wide explainer of this log (its in-memory cache survives reruns)."""
+    p = Path(lg.path)
+    return _explainer(str(p.resolve()), p.stat().st_mtime)
+
+
+def filters(con: duckdb.DuckDBPyConnection, issues: bool = True) -> queries.Filters:
+    """Sidebar filters for period, channels and issues (shared by the pages)."""
+    ch = queries.choices(con)
+    st.sidebar.markdown("**Filters**")
+    first, last = ch["first"], ch["last"]
+    period = st.sidebar.date_input("Period", value=(first, last), min_value=first, max_value=last, key="f_period")
+    start, end = (period if isinstance(period, (tuple, list)) and len(period) == 2
+                  else (period[0], period[0]) if isinstance(period, (tuple, list)) and period else (first, last))
+    if isinstance(start, date) and isinstance(end, date) and start > end:
+        st.sidebar.error("The period's start is after its end.")
+        start, end = end, start
+    channels = st.sidebar.multiselect("Channels", ch["channels"], key="f_channels")
+    chosen_issues = st.sidebar.multiselect("Issues", ch["issues"], key="f_issues") if issues else []
+    return queries.Filters(start, end, tuple(channels), tuple(chosen_issues))
 
 
 def show_error(exc: KlartextError) -> None:
     st.error(exc.message + (f"\n\n**Next step:** {exc.hint}" if exc.hint else ""))
+
+
+def table(df: pd.DataFrame, name: str, **kw) -> None:
+    """A sortable table with a CSV download button."""
+    st.dataframe(df, hide_index=True, width="stretch", **kw)
+    st.download_button(f"Download {name} (CSV)", df.to_csv(index=False).encode(), f"{name}.csv", "text/csv",
+                       key=f"dl_{name}")

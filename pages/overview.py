@@ -1,22 +1,44 @@
 import streamlit as st
 
 from decision_log import queries
-from explain.figures import stage_funnel
-from pages.common import connection
+from explain import figures
+from pages.common import connection, filters, table
 
 st.title("Overview")
+st.caption("How decisions, acceptance, margin and retention develop — for the governance board.")
 con = connection()
-if con is not None:
-    s = queries.summary(con)
-    if not s["decisions"]:
-        st.info("The log holds no decisions yet. Run `klartext demo` to fill it.")
-        st.stop()
-    cols = st.columns(4)
-    cols[0].metric("Decisions", f"{s['decisions']:,}")
-    cols[1].metric("Candidate rows", f"{s['candidates']:,}")
-    cols[2].metric("Outcomes", f"{s['outcomes']:,}")
-    cols[3].metric("No action", f"{s['no_action'] / s['decisions']:.1%}")
-    st.caption(f"From {s['first']:%Y-%m-%d %H:%M} to {s['last']:%Y-%m-%d %H:%M} · "
-               f"{s['strategies']} strategy version(s) · {s['models']} model version(s)")
-    st.subheader("Where candidate actions stop")
-    st.plotly_chart(stage_funnel(queries.stage_counts(con)), use_container_width=True)
+if con is None:
+    st.stop()
+f = filters(con)
+k = queries.kpis(con, f)
+if not k["decisions"]:
+    st.warning("No decisions in this period and channel selection. Widen the filters.")
+    st.stop()
+m = st.columns(6)
+m[0].metric("Decisions", f"{k['decisions']:,}")
+m[1].metric("With an action", f"{k['with_action'] / k['decisions']:.1%}")
+m[2].metric("Acceptance rate", "—" if k["acceptance_rate"] is None else f"{k['acceptance_rate']:.1%}",
+            help="Accepted outcomes per action shown.")
+m[3].metric("Margin of accepted actions", f"{k['margin']:,.0f}", help="Realised margin, net of incentives and contact cost.")
+if k["churn_reached"] is not None and k["churn_not_reached"] is not None:
+    m[4].metric("Churn, reached", f"{k['churn_reached']:.1%}",
+                f"{(k['churn_reached'] - k['churn_not_reached']) * 100:+.1f} pp vs. not reached", delta_color="inverse")
+    m[5].metric("Churn, not reached", f"{k['churn_not_reached']:.1%}", help=f"{k['n_not_reached']:,} decisions without an action")
+
+changes = queries.strategy_changes(con)
+st.subheader("Actions shown per day")
+st.plotly_chart(figures.timeline(queries.daily(con, f), changes), width="stretch", key="timeline")
+st.subheader("Margin of accepted actions per day")
+st.plotly_chart(figures.timeline(queries.daily(con, f), changes, value="margin"), width="stretch", key="timeline_m")
+
+st.subheader("Action mix")
+by = st.radio("By", ["issue", "group", "channel", "action_id"], horizontal=True, key="mix_by")
+mix = queries.action_mix(con, f, by)
+c1, c2 = st.columns(2)
+c1.plotly_chart(figures.bars(mix, "contacts", "key", title="actions shown"), width="stretch", key="mix_contacts")
+c2.plotly_chart(figures.bars(mix.sort_values("margin", ascending=False), "margin", "key", title="margin of accepted",
+                             color="#2e7d32"), width="stretch", key="mix_margin")
+table(mix, f"action_mix_by_{by}")
+if len(changes) > 1:
+    st.subheader("Strategy versions")
+    table(changes, "strategy_versions")

@@ -170,7 +170,7 @@ def demo_log(tmp_path_factory) -> Path:
     from klartext.pipeline import run_demo
 
     path = tmp_path_factory.mktemp("demo") / "demo.duckdb"
-    run_demo(str(path), 2000, history_per_action=800)
+    run_demo(str(path), 2000, history_per_action=800, explain_sample=300)
     return path
 
 

@@ -1,12 +1,14 @@
-"""Dashboard: each page runs and shows its heading; figures are tested on their data."""
+"""Dashboard: each page runs and shows its heading, interactions work, figures are tested on their data."""
 
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from explain.figures import stage_funnel
+from decision_log.store import DecisionLog
+from explain import figures
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,31 +23,127 @@ def clear_caches():
 
 def page(path, db, monkeypatch):
     monkeypatch.setenv("KLARTEXT_DB", str(db))
-    at = AppTest.from_file(str(ROOT / path), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / path), default_timeout=90)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
 
-def test_overview_page(demo_log, monkeypatch):
+def ok(at):
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+# -- every page runs ------------------------------------------------------------------------------
+
+
+def test_overview_page_and_channel_filter(demo_log, monkeypatch):
     at = page("pages/overview.py", demo_log, monkeypatch)
     assert at.title[0].value == "Overview"
     assert at.metric[0].value == "2,000"
+    with DecisionLog.open(demo_log, read_only=True) as log:
+        n_email = log.con.execute("SELECT count(*) FROM decisions WHERE channel = 'email'").fetchall()[0][0]
+    ok(at.multiselect(key="f_channels").set_value(["email"]).run())
+    assert at.metric[0].value == f"{n_email:,}"
+    ok(at.radio(key="mix_by").set_value("channel").run())
+    assert list(at.dataframe[0].value["key"]) == ["email"]
 
 
-def test_recent_decisions_page(demo_log, monkeypatch):
-    at = page("pages/recent.py", demo_log, monkeypatch)
-    assert at.title[0].value == "Recent decisions"
-    assert len(at.dataframe[0].value) == 100
-    cands = at.dataframe[1].value
-    assert len(cands) == 29 and set(cands.columns) >= {"stage", "rule", "reason", "priority"}
-    at.selectbox[0].set_value("email").run()
-    assert set(at.dataframe[0].value["channel"]) == {"email"}
+def test_replay_page_verifies_and_explains_the_newest_decision(demo_log, monkeypatch):
+    at = page("pages/replay.py", demo_log, monkeypatch)
+    assert at.title[0].value == "Decision replay"
+    with DecisionLog.open(demo_log, read_only=True) as log:
+        newest = log.con.execute("SELECT decision_id FROM decisions ORDER BY seq DESC LIMIT 1").fetchall()[0][0]
+    assert at.header[0].value == f"Decision {newest}"
+    assert at.success[0].value.startswith("Replay verified")
+
+
+def test_replay_page_why_not_switches_and_finds_by_id(demo_log, monkeypatch):
+    with DecisionLog.open(demo_log, read_only=True) as log:
+        did, other = log.con.execute(
+            "SELECT decision_id, action_id FROM candidates WHERE stage = 'suitability' "
+            "AND decision_id IN (SELECT decision_id FROM decisions WHERE chosen_action IS NOT NULL) LIMIT 1"
+        ).fetchall()[0]
+        rule, reason = log.con.execute("SELECT rule, reason FROM candidates WHERE decision_id = ? AND action_id = ?",
+                                       [did, other]).fetchall()[0]
+    at = page("pages/replay.py", demo_log, monkeypatch)
+    ok(at.text_input(key="q_id").set_value(did[:20]).run())
+    assert at.header[0].value == f"Decision {did}"
+    ok(at.selectbox(key="whynot").set_value(other).run())
+    summary = [m.value for m in at.markdown if m.value.startswith("**")][0]
+    assert f"{other} was removed at the suitability stage by {rule}" in summary and reason in summary
+
+
+def test_replay_page_unknown_id_gives_a_clear_message(demo_log, monkeypatch):
+    at = page("pages/replay.py", demo_log, monkeypatch)
+    ok(at.text_input(key="q_id").set_value("ZZZNOPE").run())
+    assert at.warning[0].value.startswith("No decision matches id 'ZZZNOPE'")
+
+
+def test_customer_history_hashes_a_raw_id(demo_log, monkeypatch):
+    at = page("pages/customer.py", demo_log, monkeypatch)
+    assert at.title[0].value == "Customer history"
+    ok(at.text_input(key="cust").set_value("C00000042").run())
+    with DecisionLog.open(demo_log, read_only=True) as log:
+        pseudo = log.pseudonymise(["C00000042"])[0]
+        n = log.con.execute("SELECT count(*) FROM decisions WHERE customer = ?", [pseudo]).fetchall()[0][0]
+    assert n >= 1
+    assert at.metric[0].value == str(n)
+    ok(at.text_input(key="cust").set_value("nobody").run())
+    assert at.warning[0].value.startswith("No decision about 'nobody' in this log")
+
+
+def test_funnel_page_drills_down_from_a_rule(demo_log, monkeypatch):
+    at = page("pages/funnel.py", demo_log, monkeypatch)
+    assert at.title[0].value == "Funnel & policies"
+    ok(at.selectbox(key="rule_pick").set_value("no_credit_in_arrears").run())
+    examples = at.dataframe[1].value
+    assert len(examples) >= 1
+    assert all(r.startswith("suitability/no_credit_in_arrears: arrears_days=") for r in examples["reason"])
+
+
+def test_explanations_page_shows_stored_importance(demo_log, monkeypatch):
+    at = page("pages/explanations.py", demo_log, monkeypatch)
+    assert at.title[0].value == "Explanations"
+    ok(at.selectbox(key="ex_seg").set_value("channel").run())
+    imp = at.dataframe[0].value
+    assert set(imp.columns) >= {"action_id", "segment", "feature", "mean_abs"}
+    assert (imp["mean_abs"] >= 0).all() and imp["segment"].nunique() >= 1
+
+
+def test_tradeoffs_models_and_integrity_pages(demo_log, monkeypatch):
+    at = page("pages/tradeoffs.py", demo_log, monkeypatch)
+    assert at.title[0].value == "KPI trade-offs"
+    assert set(at.dataframe[0].value["key"]) <= {"growth", "retention", "loyalty", "service", "payment"}
+    at = page("pages/models.py", demo_log, monkeypatch)
+    assert at.title[0].value == "Models" and at.metric[0].value == "29"
+    at = page("pages/integrity.py", demo_log, monkeypatch)
+    ok(at.button(key="verify").click().run())
+    assert at.success[0].value == "Verified: all 2,000 decisions and their candidates are unchanged."
+
+
+def test_integrity_page_names_a_changed_decision(demo_copy, monkeypatch):
+    con = duckdb.connect(str(demo_copy))
+    did = con.execute("SELECT decision_id FROM decisions WHERE seq = 77").fetchall()[0][0]
+    con.execute("UPDATE candidates SET reason = 'edited' WHERE decision_id = ? AND rule IS NOT NULL "
+                "AND action_id = (SELECT min(action_id) FROM candidates WHERE decision_id = ? AND rule IS NOT NULL)",
+                [did, did])
+    con.close()
+    at = page("pages/integrity.py", demo_copy, monkeypatch)
+    ok(at.button(key="verify").click().run())
+    assert at.error[0].value.startswith(f"Verification FAILED at decision `{did}` (position 77)")
 
 
 def test_missing_log_shows_the_command_that_creates_one(tmp_path, monkeypatch):
-    at = page("pages/overview.py", tmp_path / "none.duckdb", monkeypatch)
-    assert f"klartext demo --db {tmp_path / 'none.duckdb'}" in at.info[0].value
+    for p in ("pages/overview.py", "pages/replay.py", "pages/explanations.py"):
+        at = page(p, tmp_path / "none.duckdb", monkeypatch)
+        assert f"klartext demo --db {tmp_path / 'none.duckdb'}" in at.info[0].value
+
+
+def test_empty_log_says_how_to_fill_it(tmp_path, monkeypatch):
+    DecisionLog.open(tmp_path / "empty.duckdb").close()
+    at = page("pages/funnel.py", tmp_path / "empty.duckdb", monkeypatch)
+    assert "holds no decisions yet" in at.info[0].value
 
 
 def test_app_routes_to_the_overview(demo_log, monkeypatch):
@@ -53,9 +151,39 @@ def test_app_routes_to_the_overview(demo_log, monkeypatch):
     assert at.title[0].value == "Overview"
 
 
+# -- figure builders ------------------------------------------------------------------------------
+
+
 def test_stage_funnel_orders_stages_and_colours_selected():
-    fig = stage_funnel(pd.DataFrame({"stage": ["selected", "eligibility", "ranked"], "candidates": [5, 50, 7]}))
+    fig = figures.stage_funnel(pd.DataFrame({"stage": ["selected", "eligibility", "ranked"], "candidates": [5, 50, 7]}))
     bar = fig.data[0]
     assert list(bar.y) == ["Eligibility", "Ranked, not shown", "Selected"]
     assert list(bar.x) == [50, 7, 5]
-    assert bar.marker.color[-1] == "#2e7d32"
+
+
+def test_decision_grid_marks_where_each_action_stopped():
+    cands = pd.DataFrame({"action_id": ["a", "b", "c"], "stage": ["selected", "suitability", "ranked"],
+                          "reason": [None, "suitability/x: y=1 > 0", None]})
+    hm = figures.decision_grid(cands).data[0]
+    assert list(hm.z[0]) == [1.0] * 6 + [2.0]
+    assert list(hm.z[1])[:4] == [1.0, 1.0, 0.0, None] and hm.text[1][2] == "suitability/x: y=1 > 0"
+    assert hm.z[2][-1] == 1.0 and hm.text[2][-1] == "ranked, not shown"
+
+
+def test_timeline_stacks_issues_and_marks_strategy_changes():
+    daily = pd.DataFrame({"day": pd.to_datetime(["2026-01-01", "2026-01-01", "2026-01-02"]),
+                          "issue": ["growth", "service", "growth"], "contacts": [3, 4, 5]})
+    changes = pd.DataFrame({"version": ["abcdef1234567890"], "first_used": pd.to_datetime(["2026-01-02"], utc=True)})
+    fig = figures.timeline(daily, changes)
+    assert [t.name for t in fig.data] == ["growth", "service"] and list(fig.data[0].y) == [3, 5]
+    assert fig.layout.annotations[0].text == "strategy abcdef12"
+
+
+def test_tradeoff_scatter_and_calibration():
+    df = pd.DataFrame({"key": ["growth", "retention"], "contacts": [100, 25], "margin": [500.0, 50.0],
+                       "margin_per_contact": [5.0, 2.0], "churn_reached": [0.15, 0.08]})
+    fig = figures.tradeoff_scatter(df, 0.18)
+    assert list(fig.data[0].text) == ["growth", "retention"]
+    assert fig.layout.shapes[0].y0 == 0.18
+    cal = figures.calibration([{"bin": 0, "n": 10, "mean_predicted": 0.05, "observed_rate": 0.04}])
+    assert list(cal.data[1].x) == [0.05] and list(cal.data[1].y) == [0.04]

@@ -71,28 +71,52 @@ def _open(browser, url, heading, ready):
     return page
 
 
+PAGES = [  # url path, heading, text shown once the page ran to its end
+    ("", "Overview", "Action mix"),
+    ("tradeoffs", "KPI trade-offs", "Realised figures come from the logged outcomes"),
+    ("replay", "Decision replay", "Export report (HTML)"),
+    ("customer", "Customer history", "Enter a customer"),
+    ("funnel", "Funnel & policies", "Customers with no action, or only weak ones"),
+    ("explanations", "Explanations", "attributions are in log-odds"),
+    ("models", "Models", "Features:"),
+    ("integrity", "Integrity", "Verify the hash chain"),
+]
+
+
 def test_every_page_opens_without_an_exception(server, browser):
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page = _open(browser, server, "Overview", "Where candidate actions stop")
-    page.screenshot(path=str(SHOTS / "overview.png"), full_page=True)
-    text = page.locator("body").inner_text()
-    assert "Candidate rows" in text and "2,000" in text
-    page.close()
-    page = _open(browser, server + "/recent", "Recent decisions", "Every action of the catalog")
-    page.screenshot(path=str(SHOTS / "recent.png"), full_page=True)
-    page.close()
+    for path, heading, ready in PAGES:
+        page = _open(browser, f"{server}/{path}", heading, ready)
+        page.screenshot(path=str(SHOTS / f"{path or 'overview'}.png"), full_page=True)
+        text = page.locator("body").inner_text()
+        assert "Traceback" not in text and "Error" not in text.replace("Errors", ""), (path, text[:500])
+        page.close()
 
 
-def test_selecting_a_decision_shows_its_candidates(server, browser):
-    page = _open(browser, server + "/recent", "Recent decisions", "Every action of the catalog")
-    heading = page.get_by_role("heading", name=re.compile(r"^Decision ")).first
-    first_id = heading.inner_text().split()[-1]
+def test_selecting_a_decision_replays_and_explains_it(server, browser):
+    page = _open(browser, server + "/replay", "Decision replay", "Export report (HTML)")
+    assert page.get_by_text("Replay verified").count() >= 1
+    first_id = page.get_by_role("heading", name=re.compile(r"^Decision [0-9A-Z]{26}$")).first.inner_text().split()[-1]
     # click the row selector of the third decision in the table
     grid = page.locator("[data-testid='stDataFrame']").first
     grid.click(position={"x": 15, "y": 36 + 2 * 35 + 17})
-    page.wait_for_timeout(2000)
-    new_id = page.get_by_role("heading", name=re.compile(r"^Decision ")).first.inner_text().split()[-1]
+    page.wait_for_timeout(3000)
+    page.get_by_text("Export report (HTML)").first.wait_for(timeout=60_000)
+    new_id = page.get_by_role("heading", name=re.compile(r"^Decision [0-9A-Z]{26}$")).first.inner_text().split()[-1]
     assert page.locator("[data-testid='stException']").count() == 0
-    page.screenshot(path=str(SHOTS / "recent_selected.png"), full_page=True)
     assert new_id != first_id
+    assert page.get_by_text("Replay verified").count() >= 1
+    page.screenshot(path=str(SHOTS / "replay_selected.png"), full_page=True)
+    page.get_by_role("tab", name="Why not …?").click()
+    page.wait_for_timeout(1500)
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.screenshot(path=str(SHOTS / "replay_why_not.png"), full_page=True)
+    page.close()
+
+
+def test_integrity_check_runs_in_the_browser(server, browser):
+    page = _open(browser, server + "/integrity", "Integrity", "Verify the hash chain")
+    page.get_by_role("button", name="Verify the hash chain").click()
+    page.get_by_text("Verified: all 2,000 decisions").first.wait_for(timeout=60_000)
+    page.screenshot(path=str(SHOTS / "integrity.png"), full_page=True)
     page.close()

@@ -1,0 +1,35 @@
+import streamlit as st
+
+from decision_log import queries
+from pages.common import log, table
+
+st.title("Customer history")
+st.caption("Every decision about one customer and what happened, in time order — the compliance inquiry.")
+lg = log()
+if lg is None:
+    st.stop()
+con = lg.con.cursor()
+q = st.text_input("Customer: raw id (hashed here with the log's key) or pseudonym", key="cust").strip()
+if not q:
+    example = con.execute("SELECT customer FROM decisions ORDER BY seq DESC LIMIT 1").fetchall()[0][0]
+    st.info(f"Enter a customer. Raw ids are never stored: they are turned into the keyed pseudonym here. "
+            f"Example pseudonym from the log: `{example}`")
+    st.stop()
+hist = queries.customer_history(con, q)
+pseudonym = q
+if hist.empty:
+    pseudonym = lg.pseudonymise([q])[0]
+    hist = queries.customer_history(con, pseudonym)
+if hist.empty:
+    st.warning(f"No decision about {q!r} in this log (pseudonym `{pseudonym}`). Check the id, or that this log "
+               "uses the same pseudonym key (`<log>.key` or $KLARTEXT_PSEUDONYM_KEY).")
+    st.stop()
+n = hist["decision_id"].nunique()
+c = st.columns(3)
+c[0].metric("Decisions", n)
+c[1].metric("Actions accepted", int((hist["outcome"] == "accepted").sum()))
+c[2].metric("Revenue", f"{hist['revenue'].fillna(0).sum():,.2f}")
+st.caption(f"Pseudonym `{pseudonym}` · from {hist['ts'].min():%Y-%m-%d} to {hist['ts'].max():%Y-%m-%d}")
+hist["chosen_actions"] = hist["chosen_actions"].map(lambda a: ", ".join(a) if len(a) else "— no action —")
+table(hist, f"customer_{pseudonym[:12]}")
+st.caption("Open any decision in **Decision replay** (paste its id) for its inputs, rules and explanation.")
