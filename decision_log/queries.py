@@ -351,3 +351,53 @@ def model_usage(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         SELECT action_id, model_version, count(*) AS scored, min(ts) AS first, max(ts) AS last
         FROM candidates WHERE model_version IS NOT NULL AND propensity IS NOT NULL
         GROUP BY ALL ORDER BY action_id, first""").df()
+
+
+def decision_factors(con: duckdb.DuckDBPyConnection, strategy_version: str, clv_feature: str,
+                     action_ids: list[str], channel_ids: list[str]) -> tuple[dict, dict]:
+    """The factors of every decision of one strategy version, for re-arbitration.
+
+    Returns two dicts of numpy arrays: per decision (in log order) ``decision_id``,
+    ``channel`` (index into ``channel_ids``), ``clv``, ``first`` (index of the first chosen
+    action, -1 for none) and ``explored``; per scored candidate ``row`` (the decision's
+    position), ``col`` (index into ``action_ids``), ``propensity``, ``context_weight``, ``lever``.
+    """
+    params = {"sv": strategy_version, "clv": "$.features." + clv_feature, "actions": action_ids,
+              "channels": channel_ids}
+    dec = con.execute("""
+        SELECT decision_id, list_position($channels, channel) - 1 AS channel,
+               json_extract_string(inputs, $clv)::DOUBLE AS clv,
+               coalesce(list_position($actions, chosen_action) - 1, -1) AS "first", explored
+        FROM decisions WHERE strategy_version = $sv AND source = 'klartext' ORDER BY seq""", params).fetchnumpy()
+    cand = con.execute("""
+        WITH r AS (SELECT decision_id, row_number() OVER (ORDER BY seq) - 1 AS "row"
+                   FROM decisions WHERE strategy_version = $sv AND source = 'klartext')
+        SELECT r."row", list_position($actions, c.action_id) - 1 AS col, c.propensity, c.context_weight, c.lever
+        FROM candidates c JOIN r USING (decision_id) WHERE c.propensity IS NOT NULL""",
+        {"sv": strategy_version, "actions": action_ids}).fetchnumpy()
+    return dec, cand
+
+
+def first_action_outcomes(con: duckdb.DuckDBPyConnection, strategy_version: str) -> dict:
+    """Per decision of a strategy version (log order): ``selection_probability`` of the first
+    chosen action, whether that action was ``accepted``, the realised ``margin`` of its
+    outcome (0 without an action) and ``churned`` (False where no outcome was logged)."""
+    return con.execute("""
+        WITH o AS (SELECT decision_id, action_id, any_value(outcome) AS outcome, sum(margin) AS margin,
+                          bool_or(churned) AS churned
+                   FROM outcomes GROUP BY ALL),
+             ch AS (SELECT decision_id, bool_or(churned) AS churned FROM outcomes GROUP BY ALL)
+        SELECT d.selection_probability, coalesce(o.outcome = 'accepted', false) AS accepted,
+               coalesce(o.margin, 0.0) AS margin, coalesce(ch.churned, false) AS churned,
+               ch.decision_id IS NOT NULL AS has_outcome
+        FROM decisions d
+        LEFT JOIN o ON o.decision_id = d.decision_id AND o.action_id = d.chosen_action
+        LEFT JOIN ch ON ch.decision_id = d.decision_id
+        WHERE d.strategy_version = ? AND d.source = 'klartext' ORDER BY d.seq""", [strategy_version]).fetchnumpy()
+
+
+def decision_inputs(con: duckdb.DuckDBPyConnection, strategy_version: str) -> pd.DataFrame:
+    """Per decision of a strategy version (log order): decision_id, ts_us, customer, channel, inputs (JSON text)."""
+    return con.execute("""
+        SELECT decision_id, epoch_us(ts) AS ts_us, customer, channel, inputs::VARCHAR AS inputs FROM decisions
+        WHERE strategy_version = ? AND source = 'klartext' ORDER BY seq""", [strategy_version]).df()

@@ -215,7 +215,7 @@ class DecisionLog:
                     raise LogError(f"Model version {version!r} of action {action_id!r} is not in the log {self.path!r}.",
                                    "Register the model before logging decisions made with it.")
                 self._model_cache[key] = PropensityModel.from_bytes(
-                    row[0], action_id, tuple(row[1]), row[2], json.loads(row[3]), row[4])
+                    row[0], action_id, tuple(row[1]), row[2], json.loads(row[3]), row[4], version=version)
             out[action_id] = self._model_cache[key]
         return ModelSet(out)
 

@@ -122,17 +122,54 @@ class PropensityModel:
 
     @classmethod
     def from_bytes(cls, blob: bytes, action_id: str, features: tuple[str, ...], fingerprint: str,
-                   metrics: dict[str, Any], algorithm: str) -> PropensityModel:
-        untrusted = sio.get_untrusted_types(data=blob)
-        unknown = [t for t in untrusted if t not in TRUSTED_TYPES]
-        if unknown:
-            raise KlartextError(
-                f"The stored model for action {action_id!r} contains untrusted type {unknown[0]!r}; "
-                "it was not loaded.",
-                "Only scikit-learn estimators are loaded; re-register the model with `klartext demo` or the model API.",
-            )
-        est = sio.loads(blob, trusted=untrusted)
-        return cls(action_id, est, features, fingerprint, metrics, algorithm)
+                   metrics: dict[str, Any], algorithm: str, version: str | None = None) -> PropensityModel:
+        """A model from its skops artifact.  With ``version`` (the registry's), the artifact
+        is only deserialised when the model is first used: a replay of one decision then
+        loads just the models it scores."""
+        if version is not None:
+            return StoredModel(blob, action_id, features, fingerprint, metrics, algorithm, version)
+        return cls(action_id, _load(blob, action_id), features, fingerprint, metrics, algorithm)
+
+
+def _load(blob: bytes, action_id: str) -> Any:
+    untrusted = sio.get_untrusted_types(data=blob)
+    unknown = [t for t in untrusted if t not in TRUSTED_TYPES]
+    if unknown:
+        raise KlartextError(
+            f"The stored model for action {action_id!r} contains untrusted type {unknown[0]!r}; "
+            "it was not loaded.",
+            "Only scikit-learn estimators are loaded; re-register the model with `klartext demo` or the model API.",
+        )
+    return sio.loads(blob, trusted=untrusted)
+
+
+class StoredModel(PropensityModel):
+    """A registered model whose artifact is deserialised on first use (see ``from_bytes``)."""
+
+    def __init__(self, blob: bytes, action_id: str, features: tuple[str, ...], fingerprint: str,
+                 metrics: dict[str, Any], algorithm: str, version: str) -> None:
+        self._blob = blob
+        self._est = None
+        self._version = version
+        super().__init__(action_id, None, features, fingerprint, metrics, algorithm)
+
+    @property
+    def estimator(self) -> Any:  # type: ignore[override]
+        if self._est is None:
+            self._est = _load(self._blob, self.action_id)
+        return self._est
+
+    @estimator.setter
+    def estimator(self, value: Any) -> None:
+        if value is not None:
+            self._est = value
+
+    @property
+    def version(self) -> str:  # type: ignore[override]
+        return self._version
+
+    def to_bytes(self) -> bytes:
+        return self._blob
 
 
 class ModelSet:

@@ -1,0 +1,518 @@
+"""Margin vs retention: re-arbitration of logged decisions under other weights, levers,
+thresholds and slots — no model calls, because every candidate row holds its factors.
+
+The logged factors of one strategy version are loaded once into dense ``n × A`` matrices
+(:class:`Factors`); :meth:`Factors.arbitrate` then re-runs the strategy's arbitration
+(incentive choice, no-action threshold, top-N, ties in catalogue order) for any
+:class:`Setting`, vectorised over all decisions.  Under the strategy's own setting it
+reproduces the logged greedy selection exactly, which :meth:`Factors.check` verifies.
+
+Expected KPIs of a selection (sums over selected actions of the logged propensity ``p``):
+
+* ``margin`` — Σ p × (margin − incentive cost)
+* ``retention`` — Σ p × retention effect × CLV (customer value kept)
+* ``churn_reduction`` — Σ p × retention effect (customers kept)
+* ``incentive_spend`` — Σ p × incentive cost
+* ``contacts`` — number of actions shown
+
+The margin/retention balance is swept with ``λ ∈ [0, 1]``: ``margin_weight = 2(1 − λ) ×
+m₀``, ``retention_weight = 2λ × r₀``, so ``λ = 0.5`` is the strategy as logged, ``λ = 0``
+pure margin and ``λ = 1`` pure retention.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from decision_log import queries
+from decision_log.store import DecisionLog
+from decisioning.arbitration import Tables, tables
+from decisioning.errors import LogError
+from decisioning.strategy import Strategy
+
+KPIS = ("contacts", "accepts", "margin", "retention", "churn_reduction", "incentive_spend")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What a what-if changes; ``None`` keeps the strategy's value."""
+
+    margin_weight: float | None = None
+    retention_weight: float | None = None
+    levers: dict[str, float] = field(default_factory=dict)  #: action id or issue → lever (replaces)
+    thresholds: dict[str, float] = field(default_factory=dict)  #: channel → no-action threshold
+    top_n: dict[str, int] = field(default_factory=dict)  #: channel → slots
+    drop: tuple[str, ...] = ()  #: factors set to 1: propensity, value, context_weight, lever
+
+
+@dataclass
+class Factors:
+    """The logged factors of the decisions of one strategy version (n × A, catalogue order)."""
+
+    strategy: Strategy
+    tables: Tables
+    decision_id: np.ndarray
+    channel: np.ndarray  #: (n,) channel index
+    clv: np.ndarray  #: (n,)
+    scored: np.ndarray  #: (n, A) reached scoring
+    propensity: np.ndarray
+    context_weight: np.ndarray
+    lever: np.ndarray
+    logged_first: np.ndarray  #: (n,) first chosen action as logged (-1 = none)
+    explored: np.ndarray  #: (n,) the logged choice came from exploration
+    issue_index: np.ndarray  #: (A,) issue of each action (index into ``issues``)
+    issues: list[str]
+
+    def __len__(self) -> int:
+        return len(self.decision_id)
+
+    def subset(self, rows: np.ndarray) -> Factors:
+        return replace(self, decision_id=self.decision_id[rows], channel=self.channel[rows], clv=self.clv[rows],
+                       scored=self.scored[rows], propensity=self.propensity[rows],
+                       context_weight=self.context_weight[rows], lever=self.lever[rows],
+                       logged_first=self.logged_first[rows], explored=self.explored[rows])
+
+    # -- arbitration ------------------------------------------------------------------------
+
+    def weights(self, setting: Setting) -> tuple[float, float]:
+        s = self.strategy
+        return (s.margin_weight if setting.margin_weight is None else setting.margin_weight,
+                s.retention_weight if setting.retention_weight is None else setting.retention_weight)
+
+    def priority(self, setting: Setting) -> np.ndarray:
+        """Priorities under ``setting`` (NaN where not scored), with the engine's arithmetic."""
+        mw, rw = self.weights(setting)
+        value = self.tables.value(mw, rw, self.clv)
+        lever = self.lever
+        if setting.levers:
+            lever = lever.copy()
+            ids = self.strategy.action_ids
+            for key, v in setting.levers.items():
+                if key in ids:
+                    cols = [ids.index(key)]
+                elif key in self.issues:
+                    cols = list(np.flatnonzero(self.issue_index == self.issues.index(key)))
+                else:
+                    raise ValueError(f"Unknown action or issue {key!r} in levers; use one of: "
+                                     f"{', '.join(self.issues + list(ids))}.")
+                lever[:, cols] = np.where(self.scored[:, cols], v, np.nan)
+        p = np.where(self.scored, 1.0, np.nan) if "propensity" in setting.drop else self.propensity
+        v = np.where(self.scored, 1.0, np.nan) if "value" in setting.drop else value
+        c = np.where(self.scored, 1.0, np.nan) if "context_weight" in setting.drop else self.context_weight
+        lv = np.where(self.scored, 1.0, np.nan) if "lever" in setting.drop else lever
+        return p * v * c * lv
+
+    def alive(self, setting: Setting = Setting()) -> tuple[np.ndarray, np.ndarray]:
+        """The ranked actions (bool n × A: scored, won the incentive choice, cleared the
+        threshold) and the priorities under ``setting``."""
+        s, t = self.strategy, self.tables
+        pr = self.priority(setting)
+        thr = t.threshold.copy()
+        for ch, v in setting.thresholds.items():
+            thr[s.channel_ids.index(ch)] = v
+        alive = self.scored.copy()
+        for fam in t.families:  # incentive choice: best level of each offer, cheapest on ties
+            sub = alive[:, fam]
+            rows = np.flatnonzero(sub.sum(axis=1) > 1)
+            if len(rows):
+                key = np.where(sub[rows], pr[np.ix_(rows, fam)], -np.inf)
+                best = np.argmax(key, axis=1)
+                keep = np.zeros((len(rows), len(fam)), dtype=bool)
+                keep[np.arange(len(rows)), best] = True
+                alive[np.ix_(rows, fam)] = sub[rows] & keep
+        alive &= pr >= thr[self.channel][:, None]
+        return alive, pr
+
+    def arbitrate(self, setting: Setting = Setting()) -> np.ndarray:
+        """The greedy selection (bool n × A) under ``setting``; same rules as the engine."""
+        s = self.strategy
+        alive, pr = self.alive(setting)
+        top = self.tables.top_n.copy()
+        for ch, v in setting.top_n.items():
+            top[s.channel_ids.index(ch)] = v
+        key = np.where(alive, pr, -np.inf)
+        sel = np.zeros_like(alive)
+        n_slots = top[self.channel]
+        r = np.arange(len(self))
+        for k in range(int(n_slots.max(initial=0))):  # top N by repeated argmax: ties keep catalogue order
+            j = np.argmax(key, axis=1)
+            ok = np.isfinite(key[r, j]) & (k < n_slots)
+            sel[r[ok], j[ok]] = True
+            key[r, j] = -np.inf
+        return sel
+
+    def first(self, selected: np.ndarray, setting: Setting = Setting()) -> np.ndarray:
+        """The first-slot action of each decision (-1 = none) for a selection."""
+        pr = np.where(selected, self.priority(setting), -np.inf)
+        j = np.argmax(pr, axis=1)
+        return np.where(selected.any(axis=1), j, -1)
+
+    def kpis(self, selected: np.ndarray) -> dict[str, float]:
+        t = self.tables
+        p = np.where(selected, self.propensity, 0.0)
+        inc = np.array([a.incentive_cost for a in self.strategy.actions])
+        return {
+            "contacts": float(selected.sum()),
+            "accepts": float(p.sum()),
+            "margin": float((p * t.net_margin[None, :]).sum()),
+            "retention": float((p * t.retention[None, :] * self.clv[:, None]).sum()),
+            "churn_reduction": float((p * t.retention[None, :]).sum()),
+            "incentive_spend": float((p * inc[None, :]).sum()),
+        }
+
+    def check(self) -> int:
+        """Decisions (not explored) whose logged first choice re-arbitration does not reproduce."""
+        first = self.first(self.arbitrate())
+        ok = self.explored | (first == self.logged_first)
+        return int((~ok).sum())
+
+
+def from_batch(strategy: Strategy, batch) -> Factors:
+    """Factors straight from an engine batch (simulations and tests; no log needed)."""
+    scored = ~np.isnan(batch.propensity)
+    issues = sorted({a.issue for a in strategy.actions})
+    first = np.array([c[0] if c else -1 for c in batch.chosen], dtype=np.int64)
+    clv = np.asarray(batch.requests.features[strategy.clv_feature], dtype=np.float64)
+    return Factors(strategy, tables(strategy), np.asarray(batch.decision_id), np.asarray(batch.requests.channel,
+                   dtype=np.int64), clv, scored, batch.propensity, batch.context_weight, batch.lever, first,
+                   np.asarray(batch.explored, dtype=bool), np.array([issues.index(a.issue) for a in strategy.actions]),
+                   issues)
+
+
+def load_factors(log: DecisionLog, strategy_version: str | None = None,
+                 progress: Callable[[str], None] | None = None) -> Factors:
+    """Load the factors of every decision of one strategy version (default: the newest)."""
+    con = log.con.cursor()
+    sv = strategy_version or log.latest_strategy_version()
+    s = log.load_strategy(sv)
+    dec, cand = queries.decision_factors(con, sv, s.clv_feature, list(s.action_ids), list(s.channel_ids))
+    n, A = len(dec["decision_id"]), len(s.actions)
+    if n == 0:
+        raise LogError(f"The log {log.path!r} holds no decisions of strategy {sv!r}.",
+                       "Pick a strategy version listed by the Overview page, or run `klartext demo`.")
+    row = cand["row"]
+    col = cand["col"]
+    scored = np.zeros((n, A), dtype=bool)
+    scored[row, col] = True
+    mats = {}
+    for name in ("propensity", "context_weight", "lever"):
+        m = np.full((n, A), np.nan)
+        m[row, col] = cand[name]
+        mats[name] = m
+    issues = sorted({a.issue for a in s.actions})
+    return Factors(
+        s, tables(s), dec["decision_id"], dec["channel"].astype(np.int64), dec["clv"].astype(np.float64), scored,
+        mats["propensity"], mats["context_weight"], mats["lever"], dec["first"].astype(np.int64),
+        dec["explored"].astype(bool), np.array([issues.index(a.issue) for a in s.actions]), issues)
+
+
+# -- analyses ---------------------------------------------------------------------------------
+
+
+def _slots(f: Factors, P: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Incentive choice, threshold and top-N on a priority matrix (changed in place), as
+    (rows, action) pairs per slot — the same rules as :meth:`Factors.arbitrate`."""
+    t = f.tables
+    for fam in t.families:
+        sub = P[:, fam]
+        best = np.argmax(np.where(np.isnan(sub), -np.inf, sub), axis=1)
+        P[:, fam] = np.where(np.arange(len(fam))[None, :] == best[:, None], sub, np.nan)
+    thr = t.threshold[f.channel]
+    np.copyto(P, -np.inf, where=~(P >= thr[:, None]))
+    n_slots = t.top_n[f.channel]
+    r = np.arange(len(f))
+    out = []
+    for k in range(int(n_slots.max(initial=0))):
+        j = np.argmax(P, axis=1)
+        ok = np.isfinite(P[r, j]) & (k < n_slots)
+        out.append((r[ok], j[ok]))
+        P[r, j] = -np.inf
+    return out
+
+
+def _slot_kpis(f: Factors, slots: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    t = f.tables
+    inc = np.array([a.incentive_cost for a in f.strategy.actions])
+    k = dict.fromkeys(KPIS, 0.0)
+    for r, j in slots:
+        p = f.propensity[r, j]
+        k["contacts"] += len(r)
+        k["accepts"] += float(p.sum())
+        k["margin"] += float((p * t.net_margin[j]).sum())
+        k["retention"] += float((p * t.retention[j] * f.clv[r]).sum())
+        k["churn_reduction"] += float((p * t.retention[j]).sum())
+        k["incentive_spend"] += float((p * inc[j]).sum())
+    return k
+
+
+def sweep(f: Factors, steps: int = 21) -> pd.DataFrame:
+    """Expected KPIs along the margin/retention balance (``steps`` values of λ in [0, 1]).
+
+    Priority is linear in the two weights, ``P = m·A + r·B`` with ``A = p·c·L·net margin``
+    and ``B = p·c·L·retention·CLV`` computed once, so each setting costs a few passes over
+    the factor matrices.  Columns: lambda, margin_weight, retention_weight, the KPIs,
+    changed (share of decisions whose first action differs from the strategy's own),
+    current (λ = 0.5), efficient (on the margin/retention Pareto frontier).
+    """
+    s, t = f.strategy, f.tables
+    base = f.propensity * f.context_weight * f.lever
+    A_ = base * t.net_margin[None, :]
+    B_ = base * t.retention[None, :] * f.clv[:, None]
+    del base
+    P = np.empty_like(A_)
+    tmp = np.empty_like(A_)
+    results = []
+    firsts = []
+    for lam in np.linspace(0.0, 1.0, steps):
+        mw, rw = 2 * (1 - lam) * s.margin_weight, 2 * lam * s.retention_weight
+        np.multiply(A_, mw, out=P)
+        np.multiply(B_, rw, out=tmp)
+        P += tmp
+        slots = _slots(f, P)
+        first = np.full(len(f), -1)
+        if slots:
+            first[slots[0][0]] = slots[0][1]
+        firsts.append(first)
+        results.append({"lambda": float(lam), "margin_weight": mw, "retention_weight": rw, **_slot_kpis(f, slots),
+                        "current": bool(np.isclose(lam, 0.5))})
+    df = pd.DataFrame(results)
+    cur = firsts[int(np.argmax(df["current"]))] if df["current"].any() else f.first(f.arbitrate())
+    df["changed"] = [float((x != cur).mean()) for x in firsts]
+    m, r = df["margin"].to_numpy(), df["retention"].to_numpy()
+    df["efficient"] = [not ((m >= m[i]) & (r >= r[i]) & ((m > m[i]) | (r > r[i]))).any() for i in range(len(df))]
+    return df
+
+
+def what_if(f: Factors, setting: Setting) -> dict[str, Any]:
+    """KPIs of the strategy and of ``setting``, the share of decisions whose first action
+    changes, and the deltas by issue and channel (DataFrames)."""
+    base = f.arbitrate()
+    alt = f.arbitrate(setting)
+    b_first, a_first = f.first(base), f.first(alt, setting)
+    return {
+        "base": f.kpis(base), "what_if": f.kpis(alt),
+        "changed": float((b_first != a_first).mean()), "decisions": len(f),
+        "by_issue": _by(f, base, alt, "issue"), "by_channel": _by(f, base, alt, "channel"),
+    }
+
+
+def _by(f: Factors, base: np.ndarray, alt: np.ndarray, by: str) -> pd.DataFrame:
+    out = []
+    p = f.propensity
+    t = f.tables
+    if by == "issue":
+        groups = [(name, np.ones(len(f), dtype=bool), f.issue_index == i) for i, name in enumerate(f.issues)]
+    else:
+        groups = [(c, f.channel == i, np.ones(len(f.strategy.actions), dtype=bool))
+                  for i, c in enumerate(f.strategy.channel_ids)]
+    for name, rmask, amask in groups:
+        m = rmask[:, None] & amask[None, :]
+        row = {"key": name}
+        for label, sel in (("base", base), ("what_if", alt)):
+            s = sel & m
+            pp = np.where(s, p, 0.0)
+            row[f"contacts_{label}"] = int(s.sum())
+            row[f"margin_{label}"] = float((pp * t.net_margin[None, :]).sum())
+            row[f"retention_{label}"] = float((pp * t.retention[None, :] * f.clv[:, None]).sum())
+        row["contacts_delta"] = row["contacts_what_if"] - row["contacts_base"]
+        row["margin_delta"] = row["margin_what_if"] - row["margin_base"]
+        row["retention_delta"] = row["retention_what_if"] - row["retention_base"]
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def sensitivity(f: Factors, lever_step: float = 1.1) -> pd.DataFrame:
+    """Global sensitivity: the share of decisions whose first action changes when one factor
+    is dropped (set to 1), or one issue's lever is multiplied by ``lever_step``.
+
+    Columns: change, changed (share of decisions), contacts_delta, margin_delta, retention_delta.
+    """
+    base_sel = f.arbitrate()
+    base_first = f.first(base_sel)
+    base_k = f.kpis(base_sel)
+    rows = []
+    cases: list[tuple[str, Setting]] = [(f"drop {x}", Setting(drop=(x,)))
+                                        for x in ("propensity", "value", "context_weight", "lever")]
+    for i, issue in enumerate(f.issues):
+        cols = np.flatnonzero(f.issue_index == i)
+        current = f.strategy.levers[cols]
+        if np.allclose(current, current[0]):
+            cases.append((f"lever {issue} ×{lever_step:g}", Setting(levers={issue: float(current[0] * lever_step)})))
+    for name, st in cases:
+        sel = f.arbitrate(st)
+        k = f.kpis(sel)
+        rows.append({"change": name, "changed": float((f.first(sel, st) != base_first).mean()),
+                     "contacts_delta": k["contacts"] - base_k["contacts"], "margin_delta": k["margin"] - base_k["margin"],
+                     "retention_delta": k["retention"] - base_k["retention"]})
+    return pd.DataFrame(rows).sort_values("changed", ascending=False, ignore_index=True)
+
+
+def lever_for_share(f: Factors, action_id: str, target: float, hi: float = 1e4, iters: int = 60) -> dict[str, Any]:
+    """The lever of ``action_id`` under which it is selected in ``target`` share of all
+    decisions (bisection; the share only grows with the lever).  Only decisions where the
+    action was scored can change, so the search runs on those."""
+    a = f.strategy.action_index(action_id)
+    rows = np.flatnonzero(f.scored[:, a])
+    sub = f.subset(rows)
+    n = len(f)
+
+    def share(lv: float) -> float:
+        return float(sub.arbitrate(Setting(levers={action_id: lv}))[:, a].sum()) / n
+
+    current = float(f.strategy.levers[a])
+    now = share(current)
+    reach = share(hi)
+    if target > reach:
+        return {"action_id": action_id, "target": target, "lever": None, "share": reach, "current_lever": current,
+                "current_share": now, "note": f"Even a lever of {hi:g} reaches only {reach:.2%}: the action is "
+                                              f"scored in {len(rows) / n:.2%} of decisions."}
+    lo_v, hi_v = 0.0, hi
+    for _ in range(iters):
+        mid = (lo_v + hi_v) / 2
+        if share(mid) >= target:
+            hi_v = mid
+        else:
+            lo_v = mid
+    got = share(hi_v)
+    return {"action_id": action_id, "target": target, "lever": hi_v, "share": got, "current_lever": current,
+            "current_share": now, "note": f"A lever of {hi_v:.4g} (now {current:g}) gives {action_id} "
+                                          f"{got:.2%} of decisions (now {now:.2%})."}
+
+
+def to_json(obj: Any) -> str:
+    def conv(o):
+        if isinstance(o, pd.DataFrame):
+            return o.to_dict(orient="records")
+        if isinstance(o, (np.floating, np.integer)):
+            return o.item()
+        raise TypeError(type(o))
+    return json.dumps(obj, indent=2, default=conv)
+
+
+# -- champion / challenger and off-policy evaluation -------------------------------------------
+
+
+def rerun(log: DecisionLog, challenger: Strategy, f: Factors, batch_size: int = 20_000,
+          progress: Callable[[int], None] | None = None) -> Factors:
+    """Re-execute the logged inputs of ``f``'s decisions under another strategy (all its
+    policies, weights and models) with the same decision ids and times; the challenger's
+    models are the newest registered in the log for its action ids."""
+    from decisioning.engine import Engine
+    from decisioning.inputs import Requests
+
+    models = log.latest_models_for(challenger)
+    engine = Engine(challenger, models)
+    rows = queries.decision_inputs(log.con.cursor(), f.strategy.version)
+    parts = []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows.iloc[start:start + batch_size]
+        items = []
+        for customer, channel, inputs in zip(chunk["customer"], chunk["channel"], chunk["inputs"]):
+            inp = json.loads(inputs)
+            items.append({"customer_id": customer, "channel": channel, "features": inp["features"],
+                          "contacts": inp.get("contacts", {}), "rejections": inp.get("rejections", {})})
+        req = Requests.from_dicts(challenger, items)
+        b = engine.decide(req, decision_ids=chunk["decision_id"].to_numpy(dtype=object),
+                          ts_us=chunk["ts_us"].to_numpy(dtype=np.int64))
+        parts.append(from_batch(challenger, b))
+        if progress:
+            progress(len(chunk))
+    first = parts[0]
+    return replace(first, **{k: np.concatenate([getattr(p, k) for p in parts]) for k in (
+        "decision_id", "channel", "clv", "scored", "propensity", "context_weight", "lever", "logged_first", "explored")})
+
+
+def compare(champion: Factors, challenger: Factors) -> dict[str, Any]:
+    """Which decisions change, and the expected KPIs of both (greedy selections; exploration
+    is left out so the strategies, not the random draws, are compared)."""
+    a_sel, b_sel = champion.arbitrate(), challenger.arbitrate()
+    a_first, b_first = champion.first(a_sel), challenger.first(b_sel)
+    a_ids = np.array(champion.strategy.action_ids + ("(none)",), dtype=object)
+    b_ids = np.array(challenger.strategy.action_ids + ("(none)",), dtype=object)
+    a_names, b_names = a_ids[a_first], b_ids[b_first]
+    changed = a_names != b_names
+    moves = pd.DataFrame({"champion": a_names[changed], "challenger": b_names[changed]}).value_counts().rename(
+        "decisions").reset_index().head(20)
+    by = []
+    for label, fx, sel in (("champion", champion, a_sel), ("challenger", challenger, b_sel)):
+        for grp in ("issue", "channel"):
+            d = _by(fx, sel, sel, grp)[["key", "contacts_base", "margin_base", "retention_base"]]
+            d.columns = ["key", "contacts", "margin", "retention"]
+            d.insert(0, "by", grp)
+            d.insert(0, "strategy", label)
+            by.append(d)
+    table = pd.concat(by, ignore_index=True)
+    wide = table.pivot_table(index=["by", "key"], columns="strategy", values=["contacts", "margin", "retention"],
+                             fill_value=0.0)
+    wide.columns = [f"{m}_{s}" for m, s in wide.columns]
+    wide = wide.reset_index()
+    for m in ("contacts", "margin", "retention"):
+        wide[f"{m}_delta"] = wide.get(f"{m}_challenger", 0.0) - wide.get(f"{m}_champion", 0.0)
+    return {"decisions": len(champion), "changed": float(changed.mean()), "changed_decisions": int(changed.sum()),
+            "champion": champion.kpis(a_sel), "challenger": challenger.kpis(b_sel), "moves": moves,
+            "by_segment": wide}
+
+
+REWARDS = ("conversion", "margin", "retention")
+
+
+def off_policy(log: DecisionLog, f: Factors, target_first: np.ndarray, target: Factors | None = None,
+               reward: str = "conversion", n_boot: int = 300, seed: int = 0) -> dict[str, Any]:
+    """IPS, SNIPS and DR estimates of a deterministic target policy's value per decision,
+    from the logged first choices, their selection probabilities and outcomes.
+
+    ``target_first`` is the target's first action per decision (index into ``f``'s catalogue,
+    -1 = none).  Rewards: ``conversion`` (the first action was accepted), ``margin`` (its
+    realised margin), ``retention`` (the customer did not churn).  The DR reward model is the
+    logged propensity (× net margin − contact cost for margin).
+    """
+    from decisioning.ope import difference, evaluate
+
+    if reward not in REWARDS:
+        raise ValueError(f"Unknown reward {reward!r}; use one of: {', '.join(REWARDS)}.")
+    o = queries.first_action_outcomes(log.con.cursor(), f.strategy.version)
+    n = len(f)
+    r_all = {"conversion": o["accepted"].astype(float), "margin": o["margin"].astype(float),
+             "retention": 1.0 - o["churned"].astype(float)}[reward]
+    has = o["has_outcome"].astype(bool)
+    prob = o["selection_probability"].astype(float)
+    t = f.tables
+    cost = np.array([a.cost for a in f.strategy.actions])
+    p = np.nan_to_num((target or f).propensity)
+    p_log = np.nan_to_num(f.propensity)
+
+    def q(pm: np.ndarray, acts: np.ndarray) -> np.ndarray:
+        j = np.maximum(acts, 0)
+        pa = pm[np.arange(n), j]
+        if reward == "conversion":
+            v = pa
+        elif reward == "margin":
+            v = pa * t.net_margin[j] - cost[j]
+        else:  # no model of churn: the mean retention, plus the action's effect if accepted
+            base = float(r_all[has].mean())
+            return np.where(acts >= 0, base + pa * t.retention[j], base)
+        return np.where(acts >= 0, v, 0.0)
+
+    rows = has
+    # exploration picks among the ranked actions, so only those had a positive probability
+    alive_logged, _ = f.alive()
+    supported = (target_first < 0) | alive_logged[np.arange(n), np.maximum(target_first, 0)]
+    est = evaluate(f.logged_first[rows], prob[rows], r_all[rows], target_first[rows],
+                   q(p, target_first)[rows], q(p_log, f.logged_first)[rows], n_boot=n_boot, seed=seed)
+    logging_value = float(r_all[rows].mean())
+    out = {"reward": reward, "decisions": int(rows.sum()), "logging_policy_value": logging_value,
+           "estimates": {k: e.to_dict() for k, e in est.items()},
+           "target_differs": float((target_first != f.logged_first)[rows].mean()),
+           "supported": float(supported[rows].mean()),
+           "explored_share": float(f.explored[rows].mean())}
+    ctrl = f.explored[rows]
+    if ctrl.any() and (~ctrl).any():
+        lift = difference(r_all[rows][~ctrl], r_all[rows][ctrl], n_boot=min(n_boot, 500), seed=seed)
+        out["greedy_vs_explored_lift"] = lift.to_dict()
+    return out
