@@ -215,74 +215,82 @@ def load_factors(log: DecisionLog, strategy_version: str | None = None,
 # -- analyses ---------------------------------------------------------------------------------
 
 
-def _slots(f: Factors, P: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Incentive choice, threshold and top-N on a priority matrix (changed in place), as
-    (rows, action) pairs per slot — the same rules as :meth:`Factors.arbitrate`."""
+def _sweep_chunk(f: Factors, rows: np.ndarray, cols: np.ndarray, weights: list[tuple[float, float]],
+                 firsts: np.ndarray) -> np.ndarray:
+    """All settings for one block of decisions of one channel, restricted to the actions
+    scored there: the block's factor matrices stay in cache across the settings."""
     t = f.tables
-    for fam in t.families:
-        sub = P[:, fam]
-        best = np.argmax(np.where(np.isnan(sub), -np.inf, sub), axis=1)
-        P[:, fam] = np.where(np.arange(len(fam))[None, :] == best[:, None], sub, np.nan)
-    thr = t.threshold[f.channel]
-    np.copyto(P, -np.inf, where=~(P >= thr[:, None]))
-    n_slots = t.top_n[f.channel]
-    r = np.arange(len(f))
-    out = []
-    for k in range(int(n_slots.max(initial=0))):
-        j = np.argmax(P, axis=1)
-        ok = np.isfinite(P[r, j]) & (k < n_slots)
-        out.append((r[ok], j[ok]))
-        P[r, j] = -np.inf
+    ch = int(f.channel[rows[0]])
+    thr, slots = float(t.threshold[ch]), int(t.top_n[ch])
+    p = f.propensity[np.ix_(rows, cols)]
+    base = p * f.context_weight[np.ix_(rows, cols)] * f.lever[np.ix_(rows, cols)]
+    A_ = base * t.net_margin[cols][None, :]
+    B_ = base * t.retention[cols][None, :] * f.clv[rows][:, None]
+    pos = {c: i for i, c in enumerate(cols.tolist())}
+    fams = [np.array([pos[c] for c in fam if c in pos]) for fam in t.families]
+    fams = [fa for fa in fams if len(fa) > 1]
+    inc = np.array([a.incentive_cost for a in f.strategy.actions])[cols]
+    nm, ret = t.net_margin[cols], t.retention[cols]
+    clv = f.clv[rows]
+    r = np.arange(len(rows))
+    out = np.zeros((len(weights), len(KPIS)))
+    P = np.empty_like(A_)
+    for s_i, (mw, rw) in enumerate(weights):
+        np.multiply(A_, mw, out=P)
+        P += B_ * rw
+        for fa in fams:
+            sub = P[:, fa]
+            best = np.argmax(np.where(np.isnan(sub), -np.inf, sub), axis=1)
+            P[:, fa] = np.where(np.arange(len(fa))[None, :] == best[:, None], sub, np.nan)
+        np.copyto(P, -np.inf, where=~(P >= thr))
+        for k in range(slots):
+            j = np.argmax(P, axis=1)
+            ok = np.isfinite(P[r, j])
+            rr, jj = r[ok], j[ok]
+            if k == 0:
+                firsts[s_i, rows[rr]] = cols[jj]
+            pp = p[rr, jj]
+            out[s_i] += (len(rr), pp.sum(), (pp * nm[jj]).sum(), (pp * ret[jj] * clv[rr]).sum(),
+                         (pp * ret[jj]).sum(), (pp * inc[jj]).sum())
+            P[r, j] = -np.inf
     return out
 
 
-def _slot_kpis(f: Factors, slots: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
-    t = f.tables
-    inc = np.array([a.incentive_cost for a in f.strategy.actions])
-    k = dict.fromkeys(KPIS, 0.0)
-    for r, j in slots:
-        p = f.propensity[r, j]
-        k["contacts"] += len(r)
-        k["accepts"] += float(p.sum())
-        k["margin"] += float((p * t.net_margin[j]).sum())
-        k["retention"] += float((p * t.retention[j] * f.clv[r]).sum())
-        k["churn_reduction"] += float((p * t.retention[j]).sum())
-        k["incentive_spend"] += float((p * inc[j]).sum())
-    return k
-
-
-def sweep(f: Factors, steps: int = 21) -> pd.DataFrame:
+def sweep(f: Factors, steps: int = 21, block: int = 65_536) -> pd.DataFrame:
     """Expected KPIs along the margin/retention balance (``steps`` values of λ in [0, 1]).
 
     Priority is linear in the two weights, ``P = m·A + r·B`` with ``A = p·c·L·net margin``
-    and ``B = p·c·L·retention·CLV`` computed once, so each setting costs a few passes over
-    the factor matrices.  Columns: lambda, margin_weight, retention_weight, the KPIs,
-    changed (share of decisions whose first action differs from the strategy's own),
+    and ``B = p·c·L·retention·CLV``; decisions are processed in blocks per channel (only the
+    actions scored there), every setting per block while it is in cache, blocks in two
+    threads (numpy releases the GIL).  Columns: lambda, margin_weight, retention_weight, the
+    KPIs, changed (share of decisions whose first action differs from the strategy's own),
     current (λ = 0.5), efficient (on the margin/retention Pareto frontier).
     """
-    s, t = f.strategy, f.tables
-    base = f.propensity * f.context_weight * f.lever
-    A_ = base * t.net_margin[None, :]
-    B_ = base * t.retention[None, :] * f.clv[:, None]
-    del base
-    P = np.empty_like(A_)
-    tmp = np.empty_like(A_)
-    results = []
-    firsts = []
-    for lam in np.linspace(0.0, 1.0, steps):
-        mw, rw = 2 * (1 - lam) * s.margin_weight, 2 * lam * s.retention_weight
-        np.multiply(A_, mw, out=P)
-        np.multiply(B_, rw, out=tmp)
-        P += tmp
-        slots = _slots(f, P)
-        first = np.full(len(f), -1)
-        if slots:
-            first[slots[0][0]] = slots[0][1]
-        firsts.append(first)
-        results.append({"lambda": float(lam), "margin_weight": mw, "retention_weight": rw, **_slot_kpis(f, slots),
-                        "current": bool(np.isclose(lam, 0.5))})
-    df = pd.DataFrame(results)
-    cur = firsts[int(np.argmax(df["current"]))] if df["current"].any() else f.first(f.arbitrate())
+    from concurrent.futures import ThreadPoolExecutor
+
+    s = f.strategy
+    lams = np.linspace(0.0, 1.0, steps)
+    weights = [(2 * (1 - lam) * s.margin_weight, 2 * lam * s.retention_weight) for lam in lams]
+    firsts = np.full((steps, len(f)), -1, dtype=np.int16)
+    tasks = []
+    for c in range(len(s.channels)):
+        rows_c = np.flatnonzero(f.channel == c)
+        if not len(rows_c):
+            continue
+        cols = np.flatnonzero(f.scored[rows_c].any(axis=0))
+        if not len(cols):
+            continue
+        for start in range(0, len(rows_c), block):
+            tasks.append((rows_c[start:start + block], cols))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        parts = list(pool.map(lambda t: _sweep_chunk(f, t[0], t[1], weights, firsts), tasks))
+    total = np.sum(parts, axis=0) if parts else np.zeros((steps, len(KPIS)))
+    df = pd.DataFrame(total, columns=list(KPIS))
+    df.insert(0, "retention_weight", [w[1] for w in weights])
+    df.insert(0, "margin_weight", [w[0] for w in weights])
+    df.insert(0, "lambda", lams)
+    df["current"] = np.isclose(lams, 0.5)
+    cur = firsts[int(np.argmax(df["current"]))] if df["current"].any() else f.first(f.arbitrate()).astype(np.int16)
     df["changed"] = [float((x != cur).mean()) for x in firsts]
     m, r = df["margin"].to_numpy(), df["retention"].to_numpy()
     df["efficient"] = [not ((m >= m[i]) & (r >= r[i]) & ((m > m[i]) | (r > r[i]))).any() for i in range(len(df))]

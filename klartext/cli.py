@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import click
+import numpy as np
 from tqdm import tqdm
 
 from decisioning.errors import KlartextError
@@ -281,6 +282,210 @@ def explain(decision_id: str | None, db: str, other: str | None, sample: int | N
             click.echo(contrast_text(c))
     if not e.verified and e.strategy is not None:
         sys.exit(1)
+
+
+def _pairs(values: tuple[str, ...], option: str, cast=float) -> dict:
+    out = {}
+    for v in values:
+        key, sep, val = v.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[key.strip()] = cast(val)
+        except ValueError:
+            _fail(KlartextError(f"{option} {v!r} is not KEY=VALUE with a number.",
+                                f"e.g. {option} service=1.5"))
+    return out
+
+
+def _setting(margin_weight, retention_weight, lever, threshold, top_n):
+    from explain.tradeoff import Setting
+
+    return Setting(margin_weight, retention_weight, _pairs(lever, "--lever"), _pairs(threshold, "--threshold"),
+                   _pairs(top_n, "--top-n", int))
+
+
+_WHAT_IF = [
+    click.option("--margin-weight", type=float, default=None, help="KPI weight of margin (default: the strategy's)."),
+    click.option("--retention-weight", type=float, default=None, help="KPI weight of retention."),
+    click.option("--lever", multiple=True, metavar="ACTION_OR_ISSUE=V", help="Replace a lever (repeatable)."),
+    click.option("--threshold", multiple=True, metavar="CHANNEL=V", help="Replace a no-action threshold."),
+    click.option("--top-n", multiple=True, metavar="CHANNEL=N", help="Replace a channel's number of slots."),
+]
+
+
+def _what_if_options(f):
+    for opt in reversed(_WHAT_IF):
+        f = opt(f)
+    return f
+
+
+def _echo_frame(df, floatfmt: str = "{:,.4g}") -> None:
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", floatfmt.format):
+        click.echo(df.to_string(index=False))
+
+
+@main.command()
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
+@click.option("--strategy-version", default=None, help="Decisions of this strategy version (default: newest).")
+@_what_if_options
+@click.option("--steps", default=21, show_default=True, type=click.IntRange(2, 1001),
+              help="Points on the margin/retention sweep.")
+@click.option("--sensitivity", is_flag=True, help="Also: share of winners that change per dropped factor / lever.")
+@click.option("--lever-for", "lever_for", default=None, metavar="ACTION=SHARE",
+              help="Find the lever that gives ACTION this share of decisions (e.g. join_loyalty=0.05).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def simulate(db, strategy_version, margin_weight, retention_weight, lever, threshold, top_n, steps, sensitivity,
+             lever_for, as_json) -> None:
+    """Re-arbitrate logged decisions under other KPI weights, levers, thresholds or slots —
+    no model calls: the margin/retention frontier, what-ifs, sensitivity, a lever finder."""
+    from decision_log.store import DecisionLog
+    from explain import tradeoff as T
+
+    setting = _setting(margin_weight, retention_weight, lever, threshold, top_n)
+    target = _pairs((lever_for,), "--lever-for") if lever_for else None
+    try:
+        with DecisionLog.open(db, read_only=True) as log:
+            f = T.load_factors(log, strategy_version)
+    except KlartextError as exc:
+        _fail(exc)
+    greedy = int((~f.explored).sum())
+    out: dict = {"strategy_version": f.strategy.version, "decisions": len(f), "greedy_decisions": greedy,
+                 "reproduced_by_rearbitration": greedy - f.check()}
+    try:
+        if setting != T.Setting():
+            out["what_if"] = T.what_if(f, setting)
+        out["frontier"] = T.sweep(f, steps)
+        if sensitivity:
+            out["sensitivity"] = T.sensitivity(f)
+        if target:
+            (action, share), = target.items()
+            if action not in f.strategy.action_ids:
+                raise KlartextError(f"Unknown action {action!r} in --lever-for.",
+                                    f"Use one of: {', '.join(f.strategy.action_ids)}.")
+            out["lever_for"] = T.lever_for_share(f, action, share)
+    except ValueError as exc:
+        _fail(KlartextError(str(exc), "Check the names against the strategy (klartext explain shows them)."))
+    except KlartextError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(T.to_json(out))
+        return
+    click.echo(f"{out['decisions']:,} decisions of strategy {out['strategy_version']}; re-arbitrating the logged "
+               f"factors reproduces the first action of {out['reproduced_by_rearbitration']:,} of the {greedy:,} "
+               f"greedy ones ({out['decisions'] - greedy:,} were explored at random).")
+    if "what_if" in out:
+        w = out["what_if"]
+        click.echo(f"\nWhat-if: {w['changed']:.2%} of decisions get another first action.")
+        for k in T.KPIS:
+            click.echo(f"  {k:<16} {w['base'][k]:>14,.1f} → {w['what_if'][k]:>14,.1f}")
+        _echo_frame(w["by_issue"][["key", "contacts_delta", "margin_delta", "retention_delta"]])
+    click.echo("\nMargin/retention sweep (λ = 0.5 is the strategy; * = on the frontier):")
+    fr = out["frontier"].copy()
+    fr["frontier"] = fr["efficient"].map({True: "*", False: ""})
+    _echo_frame(fr[["lambda", "margin_weight", "retention_weight", "contacts", "margin", "retention",
+                    "incentive_spend", "changed", "frontier"]], "{:,.2f}")
+    if "sensitivity" in out:
+        click.echo("\nSensitivity (share of decisions whose first action changes):")
+        _echo_frame(out["sensitivity"])
+    if "lever_for" in out:
+        click.echo("\n" + out["lever_for"]["note"])
+
+
+@main.command()
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
+@click.option("--challenger", required=True, type=click.Path(dir_okay=False), help="Strategy file to compare.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def compare(db, challenger, as_json) -> None:
+    """Re-execute the logged inputs under a challenger strategy: which decisions change, and
+    the expected KPI deltas by issue and channel."""
+    from decision_log.store import DecisionLog
+    from decisioning.strategy import load_strategy
+    from explain import tradeoff as T
+
+    try:
+        ch = load_strategy(challenger)
+        with DecisionLog.open(db, read_only=True) as log:
+            f = T.load_factors(log)
+            with tqdm(total=len(f), desc="Re-deciding", unit=" decisions", file=sys.stderr) as bar:
+                g = T.rerun(log, ch, f, progress=bar.update)
+    except KlartextError as exc:
+        _fail(exc)
+    res = T.compare(f, g)
+    if as_json:
+        click.echo(T.to_json(res))
+        return
+    click.echo(f"{res['changed_decisions']:,} of {res['decisions']:,} decisions ({res['changed']:.2%}) get another "
+               f"first action under {ch.name} ({ch.version}).")
+    for k in T.KPIS:
+        click.echo(f"  {k:<16} {res['champion'][k]:>14,.1f} → {res['challenger'][k]:>14,.1f}")
+    click.echo("\nMost frequent changes:")
+    _echo_frame(res["moves"])
+    click.echo("\nExpected KPIs by issue and channel:")
+    _echo_frame(res["by_segment"])
+
+
+@main.command()
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
+@click.option("--target", "target_path", default=None, type=click.Path(dir_okay=False),
+              help="Target strategy file (else the what-if options below define the target).")
+@_what_if_options
+@click.option("--reward", type=click.Choice(["conversion", "margin", "retention"]), default="conversion",
+              show_default=True)
+@click.option("--boot", default=300, show_default=True, type=click.IntRange(0, 10_000), help="Bootstrap resamples.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def ope(db, target_path, margin_weight, retention_weight, lever, threshold, top_n, reward, boot, seed, as_json) -> None:
+    """Off-policy evaluation: estimate a target strategy's value from logged, explored
+    decisions (IPS, self-normalised IPS, doubly robust; bootstrap intervals)."""
+    from decision_log.store import DecisionLog
+    from decisioning.strategy import load_strategy
+    from explain import tradeoff as T
+
+    setting = _setting(margin_weight, retention_weight, lever, threshold, top_n)
+    try:
+        with DecisionLog.open(db, read_only=True) as log:
+            f = T.load_factors(log)
+            if target_path:
+                ch = load_strategy(target_path)
+                with tqdm(total=len(f), desc="Re-deciding", unit=" decisions", file=sys.stderr) as bar:
+                    g = T.rerun(log, ch, f, progress=bar.update)
+                names = np.array(ch.action_ids)
+                idx = {a: i for i, a in enumerate(f.strategy.action_ids)}
+                gf = g.first(g.arbitrate())
+                missing = sorted({names[j] for j in gf if j >= 0 and names[j] not in idx})
+                if missing:
+                    raise KlartextError(f"The target chooses action {missing[0]!r}, which the logged strategy never "
+                                        "offered, so no logged decision can tell its value.",
+                                        "Evaluate targets that choose among the logged actions.")
+                target = np.array([idx[names[j]] if j >= 0 else -1 for j in gf], dtype=np.int64)
+                label = f"{ch.name} ({ch.version})"
+            else:
+                target = f.first(f.arbitrate(setting), setting)
+                label = "the what-if setting" if setting != T.Setting() else "the logged strategy (greedy)"
+            res = T.off_policy(log, f, target, reward=reward, n_boot=boot, seed=seed)
+    except KlartextError as exc:
+        _fail(exc)
+    except ValueError as exc:
+        _fail(KlartextError(str(exc), "Log decisions with exploration (strategy: exploration.epsilon > 0)."))
+    res["target"] = label
+    if as_json:
+        click.echo(T.to_json(res))
+        return
+    click.echo(f"Target: {label}; reward: {reward} per decision; {res['decisions']:,} decisions with outcomes, "
+               f"{res['explored_share']:.1%} of them explored.")
+    click.echo(f"Logged policy's observed value: {res['logging_policy_value']:.4f}; the target differs on "
+               f"{res['target_differs']:.1%} of decisions; {res['supported']:.1%} of its choices had a positive "
+               "logging probability.")
+    for k, e in res["estimates"].items():
+        click.echo(f"  {k.upper():<6} {e['value']:.4f}   95% CI [{e['ci_low']:.4f}, {e['ci_high']:.4f}]   "
+                   f"matched {e['matched']:,}, effective sample size {e['ess']:,.0f}")
+    if "greedy_vs_explored_lift" in res:
+        d = res["greedy_vs_explored_lift"]
+        click.echo(f"Measured lift of greedy over randomly explored decisions: {d['value']:+.4f} "
+                   f"[{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]")
 
 
 @main.command()

@@ -1,0 +1,134 @@
+"""Re-arbitration from the log: it reproduces the engine, and what-ifs agree with re-running it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from decision_log.store import DecisionLog
+from decisioning.strategy import parse_strategy
+from explain import tradeoff as T
+from klartext.cli import main
+
+
+@pytest.fixture(scope="module")
+def factors(demo_log):
+    with DecisionLog.open(demo_log, read_only=True) as log:
+        return T.load_factors(log)
+
+
+def test_rearbitration_reproduces_every_greedy_decision(factors):
+    assert len(factors) == 2000
+    assert factors.check() == 0
+    sel = factors.arbitrate()
+    first = factors.first(sel)
+    greedy = ~factors.explored
+    np.testing.assert_array_equal(first[greedy], factors.logged_first[greedy])
+
+
+def test_sweep_passes_through_the_strategy_and_is_a_frontier(factors):
+    sw = T.sweep(factors, 21)
+    assert len(sw) == 21 and sw["lambda"].iloc[0] == 0.0 and sw["lambda"].iloc[-1] == 1.0
+    cur = sw[sw["current"]].iloc[0]
+    exact = factors.kpis(factors.arbitrate())
+    for k in T.KPIS:
+        assert cur[k] == pytest.approx(exact[k], rel=1e-12)
+    assert cur["changed"] == 0.0
+    assert cur["margin_weight"] == factors.strategy.margin_weight
+    # more weight on retention never buys margin, and never loses retention, along the sweep
+    assert sw["margin"].iloc[0] >= cur["margin"] >= sw["margin"].iloc[-1]
+    assert sw["retention"].iloc[0] <= cur["retention"] <= sw["retention"].iloc[-1]
+    eff = sw[sw["efficient"]]
+    for _, row in eff.iterrows():
+        assert not ((sw["margin"] > row["margin"]) & (sw["retention"] > row["retention"])).any()
+
+
+def test_what_if_agrees_with_rerunning_the_engine(demo_log, factors):
+    """A lever change evaluated on the logged factors selects exactly what the engine selects
+    when the strategy file itself is changed and the logged inputs are decided again."""
+    s = factors.strategy
+    text = s.text.replace("service: 1.2", "service: 2.5")
+    assert text != s.text
+    challenger = parse_strategy(text)
+    with DecisionLog.open(demo_log, read_only=True) as log:
+        g = T.rerun(log, challenger, factors)
+    setting = T.Setting(levers={"service": 2.5})
+    via_factors = factors.arbitrate(setting)
+    via_engine = g.arbitrate()
+    np.testing.assert_array_equal(via_factors, via_engine)
+    res = T.compare(factors, g)
+    w = T.what_if(factors, setting)
+    assert res["changed"] == pytest.approx(w["changed"])
+    assert res["challenger"]["margin"] == pytest.approx(w["what_if"]["margin"], rel=1e-12)
+    service = res["by_segment"].query("by == 'issue' and key == 'service'").iloc[0]
+    assert service["contacts_delta"] > 0
+
+
+def test_same_strategy_changes_nothing(demo_log, factors):
+    with DecisionLog.open(demo_log, read_only=True) as log:
+        g = T.rerun(log, factors.strategy, factors)
+    res = T.compare(factors, g)
+    assert res["changed_decisions"] == 0
+    np.testing.assert_array_equal(g.propensity, factors.propensity)
+
+
+def test_sensitivity_and_lever_finder(factors):
+    sens = T.sensitivity(factors).set_index("change")
+    assert sens.loc["drop propensity", "changed"] > sens.loc["drop context_weight", "changed"] > 0
+    a = factors.strategy.action_index("join_loyalty")
+    now = factors.arbitrate()[:, a].mean()
+    r = T.lever_for_share(factors, "join_loyalty", now / 2)
+    assert r["share"] >= now / 2 and r["share"] - now / 2 <= 2 / len(factors)
+    assert r["lever"] < r["current_lever"]
+    sel = factors.arbitrate(T.Setting(levers={"join_loyalty": r["lever"]}))
+    assert sel[:, a].mean() == r["share"]
+
+
+def test_unknown_lever_names_the_value(factors):
+    with pytest.raises(ValueError) as err:
+        factors.arbitrate(T.Setting(levers={"nope": 2.0}))
+    assert str(err.value).startswith("Unknown action or issue 'nope' in levers; use one of: growth, loyalty")
+
+
+def test_off_policy_of_the_greedy_strategy_is_supported(demo_log, factors):
+    with DecisionLog.open(demo_log, read_only=True) as log:
+        res = T.off_policy(log, factors, factors.first(factors.arbitrate()), n_boot=50)
+    assert res["supported"] == 1.0
+    assert res["decisions"] == 2000
+    snips = res["estimates"]["snips"]
+    assert snips["ci_low"] <= snips["value"] <= snips["ci_high"]
+    assert snips["matched"] == int((~factors.explored).sum() + (factors.explored & (
+        factors.first(factors.arbitrate()) == factors.logged_first)).sum())
+
+
+def test_cli_simulate_compare_ope(demo_log, tmp_path):
+    runner = CliRunner()
+    out = runner.invoke(main, ["simulate", "--db", str(demo_log), "--lever", "service=2", "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert len(data["frontier"]) == 21 and data["reproduced_by_rearbitration"] == data["greedy_decisions"]
+    assert data["what_if"]["changed"] > 0
+    bad = runner.invoke(main, ["simulate", "--db", str(demo_log), "--lever", "service"])
+    assert bad.exit_code == 2
+    assert bad.output.splitlines()[0] == "Error: --lever 'service' is not KEY=VALUE with a number."
+    with DecisionLog.open(demo_log, read_only=True) as log:
+        text = log.load_strategy(log.latest_strategy_version()).text
+    ch = tmp_path / "challenger.yaml"
+    ch.write_text(text.replace("retention_weight: 0.5", "retention_weight: 1.5"))
+    cmp_ = runner.invoke(main, ["compare", "--db", str(demo_log), "--challenger", str(ch)])
+    assert cmp_.exit_code == 0, cmp_.output
+    assert "decisions (" in cmp_.output and "get another first action" in cmp_.output
+    o = runner.invoke(main, ["ope", "--db", str(demo_log), "--target", str(ch), "--boot", "30", "--json"])
+    assert o.exit_code == 0, o.output
+    res = json.loads(o.output[o.output.index("{"):])
+    assert set(res["estimates"]) == {"ips", "snips", "dr"} and res["target"].endswith(")")
+
+
+def test_dataclass_replace_keeps_factors_consistent(factors):
+    sub = factors.subset(np.arange(10))
+    assert len(sub) == 10 and sub.scored.shape == (10, len(factors.strategy.actions))
+    assert dataclasses.replace(sub).check() == 0
