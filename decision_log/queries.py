@@ -380,15 +380,17 @@ def decision_factors(con: duckdb.DuckDBPyConnection, strategy_version: str, clv_
 
 def first_action_outcomes(con: duckdb.DuckDBPyConnection, strategy_version: str) -> dict:
     """Per decision of a strategy version (log order): ``selection_probability`` of the first
-    chosen action, whether that action was ``accepted``, the realised ``margin`` of its
-    outcome (0 without an action) and ``churned`` (False where no outcome was logged)."""
+    chosen action, whether that action was ``accepted`` (or ``visited``: accepted or a visit
+    without purchase), the ``revenue`` and realised ``margin`` of its outcome (0 without an
+    action) and ``churned`` (False where no outcome was logged)."""
     return con.execute("""
         WITH o AS (SELECT decision_id, action_id, any_value(outcome) AS outcome, sum(margin) AS margin,
-                          bool_or(churned) AS churned
+                          sum(revenue) AS revenue, bool_or(churned) AS churned
                    FROM outcomes GROUP BY ALL),
              ch AS (SELECT decision_id, bool_or(churned) AS churned FROM outcomes GROUP BY ALL)
         SELECT d.selection_probability, coalesce(o.outcome = 'accepted', false) AS accepted,
-               coalesce(o.margin, 0.0) AS margin, coalesce(ch.churned, false) AS churned,
+               coalesce(o.outcome IN ('accepted', 'visited'), false) AS visited,
+               coalesce(o.revenue, 0.0) AS revenue, coalesce(o.margin, 0.0) AS margin, coalesce(ch.churned, false) AS churned,
                ch.decision_id IS NOT NULL AS has_outcome
         FROM decisions d
         LEFT JOIN o ON o.decision_id = d.decision_id AND o.action_id = d.chosen_action
@@ -401,3 +403,17 @@ def decision_inputs(con: duckdb.DuckDBPyConnection, strategy_version: str) -> pd
     return con.execute("""
         SELECT decision_id, epoch_us(ts) AS ts_us, customer, channel, inputs::VARCHAR AS inputs FROM decisions
         WHERE strategy_version = ? AND source = 'klartext' ORDER BY seq""", [strategy_version]).df()
+
+
+def arm_means(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Observed outcomes per logged first action (the arms of an experiment): decisions and
+    mean visit, conversion, revenue and margin — the numbers an IPS estimate of "everyone
+    gets this action" must agree with.  Columns: action_id, decisions, visit, conversion,
+    revenue, margin."""
+    return con.execute("""
+        SELECT d.chosen_action AS action_id, count(*) AS decisions,
+               avg((o.outcome IN ('accepted', 'visited'))::DOUBLE) AS visit,
+               avg((o.outcome = 'accepted')::DOUBLE) AS conversion,
+               avg(coalesce(o.revenue, 0)) AS revenue, avg(coalesce(o.margin, 0)) AS margin
+        FROM decisions d LEFT JOIN outcomes o ON o.decision_id = d.decision_id AND o.action_id = d.chosen_action
+        GROUP BY ALL ORDER BY action_id""").df()

@@ -91,7 +91,8 @@ def replay(log: DecisionLog, decision_ids: list[str]) -> list[ReplayResult]:
             inputs = json.loads(row["inputs"])
             items.append({"customer_id": row["customer"], "channel": row["channel"],
                           "features": inputs["features"], "contacts": inputs.get("contacts", {}),
-                          "rejections": inputs.get("rejections", {})})
+                          "rejections": inputs.get("rejections", {}),
+                          **({"assignment": inputs["assignment"]} if inputs.get("assignment") else {})})
         req = Requests.from_dicts(strategy, items)
         batch = engine.decide(req, decision_ids=np.asarray(ids, dtype=object),
                               ts_us=group["ts_us"].to_numpy(dtype=np.int64))

@@ -306,7 +306,7 @@ class DecisionLog:
             "outcome": pa.array(outcomes["outcome"].astype(object), pa.string()),
             "revenue": pa.array(outcomes["revenue"].to_numpy(dtype=np.float64)),
             "margin": pa.array(outcomes["margin"].to_numpy(dtype=np.float64)),
-            "churned": pa.array(outcomes["churned"].to_numpy(dtype=bool)),
+            "churned": pa.array(outcomes["churned"].astype(object).where(outcomes["churned"].notna(), None), pa.bool_()),
             "ts": pa.array(outcomes["ts_us"].to_numpy(dtype=np.int64), pa.timestamp("us", tz="UTC")),
         })
         con = self.con
@@ -335,7 +335,10 @@ SELECT
     CAST(channel AS VARCHAR) AS channel,
     CAST(direction AS VARCHAR) AS direction,
     CAST("trigger" AS VARCHAR) AS "trigger",
-    json_object('features', features, 'contacts', contacts, 'rejections', json(rejections)) AS inputs,
+    CASE WHEN assignment IS NULL
+         THEN json_object('features', features, 'contacts', contacts, 'rejections', json(rejections))
+         ELSE json_object('features', features, 'contacts', contacts, 'rejections', json(rejections),
+                          'assignment', json(assignment)) END AS inputs,
     CAST(strategy_version AS VARCHAR) AS strategy_version,
     CAST(model_versions AS JSON) AS model_versions,
     CAST(chosen_action AS VARCHAR) AS chosen_action,
@@ -414,6 +417,10 @@ def _arrow_tables(batch: DecisionBatch, s: Strategy, pseudo: np.ndarray, source:
         js = np.flatnonzero(req.rejections[r])
         rejections[r] = json.dumps({aids[j]: {"count": int(req.rejections[r, j]),
                                               "days_since_last": float(req.days_since_rejection[r, j])} for j in js})
+    assignment = pa.nulls(n, pa.string())
+    if req.assigned is not None and (req.assigned >= 0).any():
+        assignment = pa.array([json.dumps({"action": aids[a], "probability": float(p)}) if a >= 0 else None
+                               for a, p in zip(req.assigned.tolist(), req.assigned_probability.tolist())], pa.string())
     chosen = batch.chosen
     lengths = np.fromiter((len(c) for c in chosen), dtype=np.int32, count=n)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
@@ -432,6 +439,7 @@ def _arrow_tables(batch: DecisionBatch, s: Strategy, pseudo: np.ndarray, source:
         "features": features,
         "contacts": contacts,
         "rejections": pa.array(rejections, pa.string()),
+        "assignment": assignment,
         "strategy_version": pa.array([batch.strategy_version] * n, pa.string()),
         "model_versions": pa.array([json.dumps(batch.model_versions)] * n, pa.string()),
         "chosen_action": _dict_array(first, aids, null_below_zero=True),

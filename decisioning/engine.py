@@ -34,7 +34,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from decisioning.arbitration import arbitrate, tables
-from decisioning.errors import NotFittedError
+from decisioning.errors import InputError, NotFittedError
 from decisioning.ids import new_ids
 from decisioning.inputs import Requests
 from decisioning.models import CHANNEL_FEATURE, ModelSet, model_matrix
@@ -348,6 +348,19 @@ class Engine:
                 1.0,
             )
         chosen = _chosen_lists(selected, order, first, explored, top_n, k_alive)
+        if requests.assigned is not None:  # served as assigned from outside (e.g. an experiment's arm)
+            for r in np.flatnonzero(requests.assigned >= 0).tolist():
+                a = int(requests.assigned[r])
+                if not alive[r, a]:
+                    raise InputError(
+                        f"request {r}: the assigned action {s.action_ids[a]!r} did not pass the strategy "
+                        f"(it stopped at the {STAGES[stage[r, a]]} stage); an assigned action must be eligible.",
+                        "Assign only actions the strategy allows for this customer and channel.")
+                chosen[r] = [a]
+                selected[r, :] = False
+                selected[r, a] = True
+                sel_prob[r] = requests.assigned_probability[r]
+                explored[r] = True
         for r in np.flatnonzero(explored).tolist():
             selected[r, :] = False
             selected[r, chosen[r]] = True

@@ -22,7 +22,7 @@ import pandas as pd
 from decisioning.errors import InputError
 from decisioning.strategy import Strategy
 
-_TOP_KEYS = ("customer_id", "channel", "features", "contacts", "rejections")
+_TOP_KEYS = ("customer_id", "channel", "features", "contacts", "rejections", "assignment")
 
 
 @dataclass
@@ -43,6 +43,10 @@ class Requests:
         Rejections of each action within the suppression window.
     days_since_rejection : ndarray of float64, shape (n, n_actions)
         Days since the last rejection (``inf`` when none).
+    assigned, assigned_probability : ndarray (n,), optional
+        An action assigned from outside — e.g. the arm of a randomised experiment — that the
+        engine serves instead of its own choice (-1 = none), and the probability with which
+        it was assigned.  Everything else (policies, scores, ranks) is still decided.
     """
 
     customer_id: np.ndarray
@@ -51,6 +55,8 @@ class Requests:
     contacts: np.ndarray
     rejections: np.ndarray
     days_since_rejection: np.ndarray
+    assigned: np.ndarray | None = None
+    assigned_probability: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.customer_id)
@@ -67,6 +73,8 @@ class Requests:
         rej = np.zeros((n, a), dtype=np.int64)
         days = np.full((n, a), np.inf)
         cust = np.empty(n, dtype=object)
+        assigned = np.full(n, -1, dtype=np.int64)
+        assigned_p = np.ones(n)
         cids = strategy.channel_ids
         aids = strategy.action_ids
         for r, item in enumerate(items):
@@ -120,7 +128,22 @@ class Requests:
                     raise InputError(f"{where}: rejections.{k}.days_since_last must be a finite number >= 0, got {d!r}.")
                 rej[r, aids.index(k)] = cnt
                 days[r, aids.index(k)] = float(d)
+            asg = item.get("assignment")
+            if asg is not None:
+                if not isinstance(asg, Mapping) or set(asg) != {"action", "probability"}:
+                    raise InputError(f"{where}: assignment must be {{\"action\": id, \"probability\": number}}, "
+                                     f"got {asg!r}.")
+                if asg["action"] not in aids:
+                    raise InputError(f"{where}: assignment names unknown action {asg['action']!r}.",
+                                     "Use action ids from the strategy file.")
+                pr = asg["probability"]
+                if isinstance(pr, bool) or not isinstance(pr, (int, float)) or not 0 < pr <= 1:
+                    raise InputError(f"{where}: assignment.probability must be a number in (0, 1], got {pr!r}.")
+                assigned[r] = aids.index(asg["action"])
+                assigned_p[r] = float(pr)
         features = {f.name: _column(f, cols[f.name]) for f in strategy.features}
+        if (assigned >= 0).any():
+            return cls(cust, channel, features, contacts, rej, days, assigned, assigned_p)
         return cls(cust, channel, features, contacts, rej, days)
 
     @classmethod
@@ -134,6 +157,8 @@ class Requests:
         contacts: np.ndarray | None = None,
         rejections: np.ndarray | None = None,
         days_since_rejection: np.ndarray | None = None,
+        assigned: np.ndarray | None = None,
+        assigned_probability: np.ndarray | None = None,
     ) -> Requests:
         """Validate a batch held as a DataFrame (one row per request), vectorised."""
         n = len(frame)
@@ -162,6 +187,9 @@ class Requests:
             rejections=np.zeros((n, a), dtype=np.int64) if rejections is None else np.asarray(rejections, dtype=np.int64),
             days_since_rejection=np.full((n, a), np.inf) if days_since_rejection is None
             else np.asarray(days_since_rejection, dtype=np.float64),
+            assigned=None if assigned is None else np.asarray(assigned, dtype=np.int64),
+            assigned_probability=None if assigned is None else np.broadcast_to(
+                np.asarray(1.0 if assigned_probability is None else assigned_probability, dtype=np.float64), (n,)).copy(),
         )
 
     # -- views ----------------------------------------------------------------------------
@@ -171,6 +199,8 @@ class Requests:
             self.customer_id[rows], self.channel[rows],
             {k: v[rows] for k, v in self.features.items()},
             self.contacts[rows], self.rejections[rows], self.days_since_rejection[rows],
+            None if self.assigned is None else self.assigned[rows],
+            None if self.assigned_probability is None else self.assigned_probability[rows],
         )
 
     def to_dict(self, strategy: Strategy, row: int) -> dict[str, Any]:
@@ -183,8 +213,12 @@ class Requests:
                     if self.contacts[row, j]}
         rej = {aid: {"count": int(self.rejections[row, j]), "days_since_last": float(self.days_since_rejection[row, j])}
                for j, aid in enumerate(strategy.action_ids) if self.rejections[row, j]}
-        return {"customer_id": str(self.customer_id[row]), "channel": strategy.channel_ids[int(self.channel[row])],
-                "features": feats, "contacts": contacts, "rejections": rej}
+        out = {"customer_id": str(self.customer_id[row]), "channel": strategy.channel_ids[int(self.channel[row])],
+               "features": feats, "contacts": contacts, "rejections": rej}
+        if self.assigned is not None and self.assigned[row] >= 0:
+            out["assignment"] = {"action": strategy.action_ids[int(self.assigned[row])],
+                                 "probability": float(self.assigned_probability[row])}
+        return out
 
 
 def _codes(values: np.ndarray, known: np.ndarray) -> np.ndarray:

@@ -467,7 +467,7 @@ def compare(champion: Factors, challenger: Factors) -> dict[str, Any]:
             "by_segment": wide}
 
 
-REWARDS = ("conversion", "margin", "retention")
+REWARDS = ("conversion", "visit", "revenue", "margin", "retention")
 
 
 def off_policy(log: DecisionLog, f: Factors, target_first: np.ndarray, target: Factors | None = None,
@@ -476,9 +476,10 @@ def off_policy(log: DecisionLog, f: Factors, target_first: np.ndarray, target: F
     from the logged first choices, their selection probabilities and outcomes.
 
     ``target_first`` is the target's first action per decision (index into ``f``'s catalogue,
-    -1 = none).  Rewards: ``conversion`` (the first action was accepted), ``margin`` (its
-    realised margin), ``retention`` (the customer did not churn).  The DR reward model is the
-    logged propensity (× net margin − contact cost for margin).
+    -1 = none).  Rewards: ``conversion`` (the first action was accepted), ``visit`` (accepted,
+    or a visit without purchase), ``revenue``, ``margin`` (realised), ``retention`` (the
+    customer did not churn).  The DR reward model is the logged propensity (× net margin −
+    contact cost for margin); for visit and revenue there is none, and DR equals IPS.
     """
     from decisioning.ope import difference, evaluate
 
@@ -486,7 +487,8 @@ def off_policy(log: DecisionLog, f: Factors, target_first: np.ndarray, target: F
         raise ValueError(f"Unknown reward {reward!r}; use one of: {', '.join(REWARDS)}.")
     o = queries.first_action_outcomes(log.con.cursor(), f.strategy.version)
     n = len(f)
-    r_all = {"conversion": o["accepted"].astype(float), "margin": o["margin"].astype(float),
+    r_all = {"conversion": o["accepted"].astype(float), "visit": o["visited"].astype(float),
+             "revenue": o["revenue"].astype(float), "margin": o["margin"].astype(float),
              "retention": 1.0 - o["churned"].astype(float)}[reward]
     has = o["has_outcome"].astype(bool)
     prob = o["selection_probability"].astype(float)
@@ -500,6 +502,8 @@ def off_policy(log: DecisionLog, f: Factors, target_first: np.ndarray, target: F
         pa = pm[np.arange(n), j]
         if reward == "conversion":
             v = pa
+        elif reward in ("visit", "revenue"):  # no reward model for these: DR falls back to IPS form
+            return np.zeros(n)
         elif reward == "margin":
             v = pa * t.net_margin[j] - cost[j]
         else:  # no model of churn: the mean retention, plus the action's effect if accepted
@@ -524,3 +528,40 @@ def off_policy(log: DecisionLog, f: Factors, target_first: np.ndarray, target: F
         lift = difference(r_all[rows][~ctrl], r_all[rows][ctrl], n_boot=min(n_boot, 500), seed=seed)
         out["greedy_vs_explored_lift"] = lift.to_dict()
     return out
+
+
+def policy_report(log: DecisionLog, f: Factors, rewards: tuple[str, ...] = ("visit", "conversion", "revenue", "margin"),
+                  n_boot: int = 300, seed: int = 0) -> pd.DataFrame:
+    """Off-policy estimates for the strategy's own greedy targeting and for "everyone gets
+    action X" (each action), per reward: value, 95% interval, and the learned targeting's
+    lift over each fixed policy with its own interval (paired bootstrap of the difference).
+
+    Columns: target, reward, ips, ips_low, ips_high, snips, snips_low, snips_high, matched.
+    """
+    targets = {"learned targeting (the strategy)": f.first(f.arbitrate())}
+    for j, a in enumerate(f.strategy.action_ids):
+        targets[f"everyone: {a}"] = np.full(len(f), j)
+    rows = []
+    for name, tf in targets.items():
+        for rw in rewards:
+            res = off_policy(log, f, tf, reward=rw, n_boot=n_boot, seed=seed)
+            e_i, e_s = res["estimates"]["ips"], res["estimates"]["snips"]
+            rows.append({"target": name, "reward": rw, "ips": e_i["value"], "ips_low": e_i["ci_low"],
+                         "ips_high": e_i["ci_high"], "snips": e_s["value"], "snips_low": e_s["ci_low"],
+                         "snips_high": e_s["ci_high"], "matched": e_i["matched"]})
+    return pd.DataFrame(rows)
+
+
+def lift(log: DecisionLog, f: Factors, target: np.ndarray, baseline: np.ndarray, reward: str,
+         n_boot: int = 300, seed: int = 0) -> dict[str, float]:
+    """IPS estimate of ``target − baseline`` with a paired bootstrap interval (same resamples)."""
+    o = queries.first_action_outcomes(log.con.cursor(), f.strategy.version)
+    r = {"conversion": o["accepted"], "visit": o["visited"], "revenue": o["revenue"], "margin": o["margin"],
+         "retention": 1.0 - o["churned"].astype(float)}[reward].astype(float)
+    p = o["selection_probability"].astype(float)
+    d = ((f.logged_first == target).astype(float) - (f.logged_first == baseline).astype(float)) / p * r
+    rng = np.random.default_rng(seed)
+    n = len(d)
+    boots = np.array([d[rng.integers(0, n, n)].mean() for _ in range(n_boot)])
+    lo, hi = np.quantile(boots, [0.025, 0.975])
+    return {"reward": reward, "lift": float(d.mean()), "ci_low": float(lo), "ci_high": float(hi)}

@@ -59,14 +59,18 @@ def main() -> None:
               help="Customers to simulate (one decision each).")
 @click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log to write (DuckDB file).")
 @click.option("--seed", default=0, show_default=True, help="Random seed of the simulation.")
+@click.option("--scenario", type=click.Choice(["retail", "hillstrom"]), default="retail", show_default=True,
+              help="retail: the simulated fashion retailer; hillstrom: the real MineThatData e-mail experiment.")
 @click.option("--replace", is_flag=True, help="Delete an existing log at --db first.")
 @click.option("--explain", "explain_sample", default=2000, show_default=True, type=click.IntRange(0),
               help="Explain (and check) this many random decisions for the dashboard's global views.")
 @click.option("--no-app", is_flag=True, help="Do not start the dashboard afterwards.")
 @click.option("--port", default=8501, show_default=True, help="Port of the dashboard.")
-def demo(customers: int, db: str, seed: int, replace: bool, explain_sample: int, no_app: bool, port: int) -> None:
-    """Simulate the retailer, train models, decide for every customer, log it, open the dashboard."""
-    from klartext.pipeline import run_demo
+def demo(customers: int, db: str, seed: int, scenario: str, replace: bool, explain_sample: int, no_app: bool,
+         port: int) -> None:
+    """Simulate the retailer (or load the Hillstrom experiment), train models, decide for every
+    customer, log it, explain a sample, open the dashboard."""
+    from klartext.pipeline import run_demo, run_hillstrom
 
     if Path(db).exists():
         if not replace:
@@ -76,7 +80,10 @@ def demo(customers: int, db: str, seed: int, replace: bool, explain_sample: int,
             p.unlink(missing_ok=True)
     bars = _Bars()
     try:
-        res = run_demo(db, customers, seed=seed, progress=bars, explain_sample=explain_sample)
+        if scenario == "hillstrom":
+            res = run_hillstrom(db, seed=seed, progress=bars, explain_sample=explain_sample)
+        else:
+            res = run_demo(db, customers, seed=seed, progress=bars, explain_sample=explain_sample)
     except KlartextError as exc:
         bars.close()
         _fail(exc)
@@ -427,17 +434,44 @@ def compare(db, challenger, as_json) -> None:
     _echo_frame(res["by_segment"])
 
 
+def _ope_report(log, f, boot: int, seed: int, as_json: bool) -> None:
+    from decision_log import queries
+    from explain import tradeoff as T
+
+    rep = T.policy_report(log, f, n_boot=boot, seed=seed)
+    arms = queries.arm_means(log.con.cursor())
+    learned = f.first(f.arbitrate())
+    lifts = [{"versus": f"everyone: {a}", **T.lift(log, f, learned, np.full(len(f), j), rw, boot, seed)}
+             for j, a in enumerate(f.strategy.action_ids) for rw in ("visit", "conversion", "revenue", "margin")]
+    if as_json:
+        click.echo(T.to_json({"estimates": rep, "observed_by_logged_action": arms, "learned_lift": lifts}))
+        return
+    click.echo(f"Off-policy report over {len(f):,} logged decisions ({f.strategy.name}); 95% bootstrap intervals.")
+    click.echo("\nObserved means per logged action (what IPS of 'everyone gets X' must agree with):")
+    _echo_frame(arms)
+    click.echo("\nEstimated value per decision:")
+    _echo_frame(rep)
+    click.echo("\nLift of the strategy's targeting over each fixed policy (IPS, paired bootstrap):")
+    import pandas as pd
+
+    _echo_frame(pd.DataFrame(lifts))
+
+
 @main.command()
 @click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
 @click.option("--target", "target_path", default=None, type=click.Path(dir_okay=False),
               help="Target strategy file (else the what-if options below define the target).")
 @_what_if_options
-@click.option("--reward", type=click.Choice(["conversion", "margin", "retention"]), default="conversion",
-              show_default=True)
+@click.option("--always", default=None, metavar="ACTION", help="Target: everyone gets ACTION.")
+@click.option("--report", is_flag=True,
+              help="Estimate the strategy's targeting and every 'everyone gets X' policy for all rewards, with lifts.")
+@click.option("--reward", type=click.Choice(["conversion", "visit", "revenue", "margin", "retention"]),
+              default="conversion", show_default=True)
 @click.option("--boot", default=300, show_default=True, type=click.IntRange(0, 10_000), help="Bootstrap resamples.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def ope(db, target_path, margin_weight, retention_weight, lever, threshold, top_n, reward, boot, seed, as_json) -> None:
+def ope(db, target_path, margin_weight, retention_weight, lever, threshold, top_n, always, report, reward, boot, seed,
+        as_json) -> None:
     """Off-policy evaluation: estimate a target strategy's value from logged, explored
     decisions (IPS, self-normalised IPS, doubly robust; bootstrap intervals)."""
     from decision_log.store import DecisionLog
@@ -448,7 +482,16 @@ def ope(db, target_path, margin_weight, retention_weight, lever, threshold, top_
     try:
         with DecisionLog.open(db, read_only=True) as log:
             f = T.load_factors(log)
-            if target_path:
+            if report:
+                _ope_report(log, f, boot, seed, as_json)
+                return
+            if always:
+                if always not in f.strategy.action_ids:
+                    raise KlartextError(f"Unknown action {always!r} in --always.",
+                                        f"Use one of: {', '.join(f.strategy.action_ids)}.")
+                target = np.full(len(f), f.strategy.action_index(always))
+                label = f"everyone gets {always}"
+            elif target_path:
                 ch = load_strategy(target_path)
                 with tqdm(total=len(f), desc="Re-deciding", unit=" decisions", file=sys.stderr) as bar:
                     g = T.rerun(log, ch, f, progress=bar.update)

@@ -253,3 +253,54 @@ def batch_to_json(batch: DecisionBatch, strategy: Strategy, row: int = 0) -> dic
         "latency_us": int(batch.latency_us[row]),
         "candidates": cands,
     }
+
+
+def run_hillstrom(db: str, *, seed: int = 0, explain_sample: int = 0, progress: Progress | None = None) -> DemoResult:
+    """The real Hillstrom experiment: train on one half, log the held-out half as decisions
+    that serve the experiment's randomly assigned arm (probability 1/3) with real outcomes."""
+    from decisioning.scenarios import hillstrom
+
+    seconds: dict[str, float] = {}
+    t = time.perf_counter()
+    strategy = hillstrom.load_strategy_file()
+    frame = hillstrom.load_frame()
+    train, test = hillstrom.split(frame, seed=seed)
+    done = [0]
+
+    def trained(_action: str) -> None:
+        done[0] += 1
+        if progress:
+            progress("Training response models", done[0], len(strategy.actions))
+
+    models = train_models(strategy, hillstrom.history(train), seed=seed, progress=trained)
+    seconds["train"] = time.perf_counter() - t
+    assigned, prob = hillstrom.assignment(strategy, test)
+    req = Requests.from_frame(strategy, test, assigned=assigned, assigned_probability=prob)
+    ts_us = hillstrom.SEND_TIME_US + np.arange(len(test), dtype=np.int64) * 1000
+    engine = Engine(strategy, models)
+    log = DecisionLog.open(db)
+    try:
+        t = time.perf_counter()
+        logged = [0]
+
+        def on_logged(k: int) -> None:
+            logged[0] += k
+            if progress:
+                progress("Logging the held-out half", logged[0], len(test))
+
+        batches = decide_and_log(log, engine, req, ts_us, on_logged=on_logged)
+        seconds["decide_and_log"] = time.perf_counter() - t
+        ids = np.concatenate([b.decision_id for b in batches])
+        log.append_outcomes(hillstrom.outcomes(strategy, test, ids, ts_us))
+        explained = 0
+        if explain_sample:
+            t = time.perf_counter()
+            summary = Explainer(log, seed=seed).explain_many(sample_ids(log, explain_sample, seed=seed))
+            explained = summary["candidates_explained"]
+            seconds["explain"] = time.perf_counter() - t
+        log.con.execute("CHECKPOINT")
+        s = queries.summary(log.con.cursor())
+    finally:
+        log.close()
+    return DemoResult(s["decisions"], s["candidates"], s["outcomes"], s["no_action"], seconds, strategy.version,
+                      explained)
