@@ -328,3 +328,43 @@ def calibration(cal: list[dict], title: str | None = None) -> go.Figure:
                       yaxis={"title": "observed acceptance", "range": [0, 1]},
                       margin={"l": 10, "r": 10, "t": 50 if title else 20, "b": 40})
     return fig
+
+
+def frontier(sweep: pd.DataFrame, title: str | None = None) -> go.Figure:
+    """Expected margin vs expected retention along the weight sweep; the strategy's own point
+    and the Pareto-efficient points are marked (see ``explain.tradeoff.sweep``)."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(
+        x=sweep["retention"], y=sweep["margin"], mode="lines+markers", name="weight settings",
+        marker={"size": 7, "color": np.where(sweep["efficient"], "#1565c0", "#b0bec5")},
+        customdata=np.stack([sweep["lambda"], sweep["margin_weight"], sweep["retention_weight"],
+                             sweep["incentive_spend"], sweep["changed"]], axis=1),
+        hovertemplate="λ=%{customdata[0]:.2f} (margin w. %{customdata[1]:.2f}, retention w. %{customdata[2]:.2f})"
+                      "<br>margin %{y:,.0f} · retention %{x:,.0f}<br>incentives %{customdata[3]:,.0f} · "
+                      "%{customdata[4]:.1%} of winners change<extra></extra>",
+    ))
+    cur = sweep[sweep["current"]]
+    if len(cur):
+        fig.add_trace(go.Scatter(x=cur["retention"], y=cur["margin"], mode="markers+text", name="current strategy",
+                                 text=["current strategy"], textposition="top left",
+                                 marker={"size": 14, "color": "#c62828", "symbol": "star"}))
+    fig.update_layout(title=title, height=420, xaxis_title="expected retention (Σ p × retention effect × CLV)",
+                      yaxis_title="expected margin (Σ p × net margin)",
+                      margin={"l": 10, "r": 10, "t": 50 if title else 20, "b": 40})
+    return fig
+
+
+def intervals(df: pd.DataFrame, value: str, low: str, high: str, label: str, reference: float | None = None,
+              title: str | None = None) -> go.Figure:
+    """Point estimates with their confidence intervals, one row per ``label`` (OPE results, lifts)."""
+    fig = go.Figure(go.Scatter(
+        x=df[value], y=df[label], mode="markers", marker={"size": 10, "color": "#1565c0"},
+        error_x={"type": "data", "symmetric": False, "array": df[high] - df[value], "arrayminus": df[value] - df[low],
+                 "color": "#1565c0", "thickness": 2},
+        hovertemplate="%{y}: %{x:.4g}<extra></extra>",
+    ))
+    if reference is not None:
+        fig.add_vline(x=reference, line={"dash": "dash", "color": "#c62828"})
+    fig.update_layout(title=title, height=max(240, 40 * len(df) + 100), yaxis={"autorange": "reversed"},
+                      margin={"l": 10, "r": 10, "t": 50 if title else 20, "b": 40})
+    return fig

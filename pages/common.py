@@ -110,3 +110,28 @@ def table(df: pd.DataFrame, name: str, **kw) -> None:
     st.dataframe(df, hide_index=True, width="stretch", **kw)
     st.download_button(f"Download {name} (CSV)", df.to_csv(index=False).encode(), f"{name}.csv", "text/csv",
                        key=f"dl_{name}")
+
+
+@st.cache_resource(show_spinner="Loading the logged factors …", max_entries=2)
+def _factors(path: str, mtime: float):
+    from explain.tradeoff import load_factors
+
+    return load_factors(_open(path, mtime))
+
+
+def factors(lg: DecisionLog):
+    """The logged factors of the newest strategy version, loaded once per log file."""
+    p = Path(lg.path)
+    return _factors(str(p.resolve()), p.stat().st_mtime)
+
+
+@st.cache_data(show_spinner="Sweeping the margin/retention balance …", max_entries=4)
+def sweep(path: str, mtime: float, steps: int) -> pd.DataFrame:
+    from explain.tradeoff import sweep as do_sweep
+
+    return do_sweep(_factors(path, mtime), steps)
+
+
+def log_key(lg: DecisionLog) -> tuple[str, float]:
+    p = Path(lg.path)
+    return str(p.resolve()), p.stat().st_mtime

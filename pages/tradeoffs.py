@@ -2,41 +2,101 @@ import pandas as pd
 import streamlit as st
 
 from decision_log import queries
+from decisioning.errors import KlartextError
 from explain import figures
-from pages.common import filters, log, table
+from explain import tradeoff as T
+from pages.common import factors, filters, log, log_key, show_error, sweep, table
 
 st.title("KPI trade-offs")
-st.caption("Margin against retention in the logged decisions: what each issue and channel earns, and how the "
-           "churn of the customers it reached compares with those who got no action.")
+st.caption("Margin against retention: what the logged decisions earned, what another balance of the KPI weights "
+           "would have chosen, and what a change would be worth — estimated from the log.")
 lg = log()
 if lg is None:
     st.stop()
 con = lg.con.cursor()
 f = filters(con)
-by = st.radio("By", ["issue", "channel"], horizontal=True, key="to_by")
-sv = con.execute("SELECT strategy_version FROM decisions WHERE strategy_version IS NOT NULL "
-                 "ORDER BY seq DESC LIMIT 1").fetchall()
-actions = None
-if sv:
-    s = lg.load_strategy(sv[0][0])
-    actions = pd.DataFrame({"action_id": [a.id for a in s.actions],
-                            "net_margin": [a.margin - a.incentive_cost for a in s.actions],
-                            "retention_effect": [a.retention_effect for a in s.actions]})
-    st.caption(f"Strategy `{s.version}`: margin weight {s.margin_weight:g}, retention weight {s.retention_weight:g}.")
-df = queries.kpi_tradeoff(con, f, by, actions)
-if df.empty:
-    st.warning("No action was shown in this selection. Widen the filters.")
+tab_measured, tab_frontier, tab_whatif, tab_ope = st.tabs(
+    ["Measured", "Frontier", "What-if", "Off-policy estimate"])
+
+with tab_measured:
+    by = st.radio("By", ["issue", "channel"], horizontal=True, key="to_by")
+    sv = con.execute("SELECT strategy_version FROM decisions WHERE strategy_version IS NOT NULL "
+                     "ORDER BY seq DESC LIMIT 1").fetchall()
+    actions = None
+    if sv:
+        s = lg.load_strategy(sv[0][0])
+        actions = pd.DataFrame({"action_id": [a.id for a in s.actions],
+                                "net_margin": [a.margin - a.incentive_cost for a in s.actions],
+                                "retention_effect": [a.retention_effect for a in s.actions]})
+    df = queries.kpi_tradeoff(con, f, by, actions)
+    if df.empty:
+        st.warning("No action was shown in this selection. Widen the filters.")
+    else:
+        k = queries.kpis(con, f)
+        st.plotly_chart(figures.tradeoff_scatter(df, k["churn_not_reached"], by), width="stretch", key="scatter")
+        table(df, f"tradeoff_by_{by}")
+        st.caption("Realised figures come from the logged outcomes; expected ones from the logged propensities and "
+                   "the strategy's margins and retention effects.")
+
+try:
+    fx = factors(lg)
+except KlartextError as exc:
+    with tab_frontier:
+        show_error(exc)
     st.stop()
-k = queries.kpis(con, f)
-st.plotly_chart(figures.tradeoff_scatter(df, k["churn_not_reached"], by), width="stretch", key="scatter")
-c1, c2 = st.columns(2)
-c1.plotly_chart(figures.bars(df.sort_values("expected_margin", ascending=False), "expected_margin", "key",
-                             title="expected margin (Σ propensity × net margin)", color="#2e7d32"),
-                width="stretch", key="exp_margin")
-c2.plotly_chart(figures.bars(df.sort_values("expected_retention", ascending=False), "expected_retention", "key",
-                             title="expected churn reduction (Σ propensity × retention effect)", fmt=",.1f",
-                             color="#6a1b9a"), width="stretch", key="exp_ret")
-table(df, f"tradeoff_by_{by}")
-st.caption("Realised figures come from the logged outcomes; expected ones from the logged propensities and the "
-           "strategy's margins and retention effects. Sweeping the margin/retention weights (the frontier) and "
-           "what-if levers need re-arbitration and are not on this page yet.")
+s = fx.strategy
+
+with tab_frontier:
+    st.markdown(f"Re-arbitrating the **{len(fx):,}** logged decisions of strategy `{s.version}` with margin weight "
+                f"`2(1−λ)·{s.margin_weight:g}` and retention weight `2λ·{s.retention_weight:g}` — no model calls: "
+                "every candidate row holds its factors. λ = 0.5 is the strategy as logged.")
+    steps = st.select_slider("Weight settings", [11, 21, 41, 81], value=21, key="steps")
+    sw = sweep(*log_key(lg), steps)
+    st.plotly_chart(figures.frontier(sw), width="stretch", key="frontier")
+    table(sw, "frontier")
+
+with tab_whatif:
+    c1, c2 = st.columns(2)
+    mw = c1.number_input("Margin weight", 0.0, 100.0, float(s.margin_weight), 0.1, key="wi_mw")
+    rw = c2.number_input("Retention weight", 0.0, 100.0, float(s.retention_weight), 0.1, key="wi_rw")
+    st.markdown("**Levers by issue** (replace the strategy's)")
+    cols = st.columns(len(fx.issues))
+    levers = {}
+    for col, issue in zip(cols, fx.issues):
+        current = float(s.levers[[a.issue == issue for a in s.actions]].max())
+        v = col.number_input(issue, 0.0, 100.0, current, 0.1, key=f"wi_lever_{issue}")
+        if v != current:
+            levers[issue] = v
+    setting = T.Setting(margin_weight=mw, retention_weight=rw, levers=levers)
+    res = T.what_if(fx, setting)
+    st.metric("Decisions whose first action changes", f"{res['changed']:.2%}")
+    m = st.columns(len(T.KPIS))
+    for col, k in zip(m, T.KPIS):
+        b, w = res["base"][k], res["what_if"][k]
+        col.metric(k.replace("_", " "), f"{w:,.0f}", f"{w - b:+,.0f}")
+    table(res["by_issue"], "what_if_by_issue")
+    table(res["by_channel"], "what_if_by_channel")
+    with st.expander("Global sensitivity: which factor decides most?"):
+        sens = T.sensitivity(fx)
+        st.plotly_chart(figures.bars(sens, "changed", "change", fmt=".1%", color="#6a1b9a"), width="stretch",
+                        key="sens")
+        table(sens, "sensitivity")
+
+with tab_ope:
+    st.markdown("What the **what-if setting** (previous tab) would have earned, estimated from the decisions that "
+                "were served at random (exploration or an experiment's arms) with their logged probabilities.")
+    reward = st.selectbox("Reward per decision", list(T.REWARDS), key="ope_reward")
+    target = fx.first(fx.arbitrate(setting), setting)
+    try:
+        o = T.off_policy(lg, fx, target, reward=reward, n_boot=200)
+    except ValueError as exc:
+        st.warning(f"{exc} Log decisions with exploration (strategy: exploration.epsilon > 0).")
+        st.stop()
+    est = pd.DataFrame(o["estimates"].values())
+    st.plotly_chart(figures.intervals(est, "value", "ci_low", "ci_high", "estimator",
+                                      reference=o["logging_policy_value"],
+                                      title=f"Estimated {reward} per decision (dashed: the logged policy's observed value)"),
+                    width="stretch", key="ope")
+    st.caption(f"{o['decisions']:,} decisions with outcomes, {o['explored_share']:.1%} explored; the target differs "
+               f"on {o['target_differs']:.1%}; {o['supported']:.1%} of its choices had a positive logging probability.")
+    table(est, f"ope_{reward}")

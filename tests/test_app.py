@@ -187,3 +187,25 @@ def test_tradeoff_scatter_and_calibration():
     assert fig.layout.shapes[0].y0 == 0.18
     cal = figures.calibration([{"bin": 0, "n": 10, "mean_predicted": 0.05, "observed_rate": 0.04}])
     assert list(cal.data[1].x) == [0.05] and list(cal.data[1].y) == [0.04]
+
+
+def test_tradeoffs_what_if_changes_the_winners(demo_log, monkeypatch):
+    at = page("pages/tradeoffs.py", demo_log, monkeypatch)
+    changed = [m for m in at.metric if m.label == "Decisions whose first action changes"][0]
+    assert changed.value == "0.00%"
+    ok(at.number_input(key="wi_rw").set_value(3.0).run())
+    changed = [m for m in at.metric if m.label == "Decisions whose first action changes"][0]
+    assert float(changed.value.rstrip("%")) > 0
+
+
+def test_frontier_and_interval_figures():
+    sw = pd.DataFrame({"lambda": [0.0, 0.5, 1.0], "margin_weight": [2.0, 1.0, 0.0], "retention_weight": [0.0, 0.5, 1.0],
+                       "margin": [10.0, 8.0, 3.0], "retention": [1.0, 5.0, 6.0], "incentive_spend": [1.0, 2.0, 3.0],
+                       "changed": [0.2, 0.0, 0.4], "current": [False, True, False], "efficient": [True, True, True]})
+    fig = figures.frontier(sw)
+    assert list(fig.data[0].x) == [1.0, 5.0, 6.0] and list(fig.data[1].y) == [8.0]
+    est = pd.DataFrame({"estimator": ["ips", "snips"], "value": [0.2, 0.21], "ci_low": [0.15, 0.18],
+                        "ci_high": [0.26, 0.25]})
+    fig = figures.intervals(est, "value", "ci_low", "ci_high", "estimator", reference=0.19)
+    assert list(fig.data[0].error_x.array) == pytest.approx([0.06, 0.04])
+    assert list(fig.data[0].error_x.arrayminus) == pytest.approx([0.05, 0.03])
