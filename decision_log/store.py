@@ -266,15 +266,24 @@ class DecisionLog:
         con = self.con
         con.execute("BEGIN TRANSACTION")
         try:
-            self.register_strategy(strategy)
+            if strategy is not None:
+                self.register_strategy(strategy)
             last_seq, prev = self._next_seq()
             seq = np.arange(last_seq + 1, last_seq + 1 + n, dtype=np.int64)
             dec = dec.append_column("seq", pa.array(seq))
             con.register("_k_dec", dec)
             con.register("_k_cand", cand)
-            typed = con.sql(_TYPED_DECISIONS).to_arrow_table()
+            typed = con.sql(_TYPED_DECISIONS if "inputs" not in dec.column_names else _TYPED_IMPORTED).to_arrow_table()
             con.register("_k_typed", typed)
-            hashes = integrity.combine(integrity.decision_digests(typed), prepared.candidate_digests)
+            digests = prepared.candidate_digests
+            if digests is None:  # imported: hash the candidate rows exactly as DuckDB will store them
+                typed_cand = con.sql(_INSERT_CANDIDATES.split("\n", 2)[2]).to_arrow_table()
+                ids = np.asarray(typed_cand.column("decision_id").to_pylist(), dtype=object)
+                dec_ids = np.asarray(typed.column("decision_id").to_pylist(), dtype=object)
+                starts = np.searchsorted(ids, dec_ids, side="left")
+                ends = np.searchsorted(ids, dec_ids, side="right")
+                digests = integrity.candidate_digests(typed_cand, starts, ends)
+            hashes = integrity.combine(integrity.decision_digests(typed), digests)
             chain_tbl = pa.table({"seq": seq, "decision_id": typed.column("decision_id"),
                                   "record_hash": hashes, "chain_hash": integrity.chain(prev, hashes)})
             con.register("_k_chain", chain_tbl)
@@ -285,7 +294,8 @@ class DecisionLog:
             self._head = (int(seq[-1]), chain_tbl.column("chain_hash")[-1].as_py())
         except Exception as exc:
             con.execute("ROLLBACK")
-            self._registered.discard(strategy.version)
+            if strategy is not None:
+                self._registered.discard(strategy.version)
             if isinstance(exc, duckdb.Error):
                 raise LogError(f"Writing {n} decisions to {self.path!r} failed: {exc}",
                                "Nothing was written; check free disk space and that no other process holds the file.") from exc
@@ -350,6 +360,13 @@ SELECT
 FROM _k_dec
 """
 
+_TYPED_IMPORTED = _TYPED_DECISIONS.replace(
+    """    CASE WHEN assignment IS NULL
+         THEN json_object('features', features, 'contacts', contacts, 'rejections', json(rejections))
+         ELSE json_object('features', features, 'contacts', contacts, 'rejections', json(rejections),
+                          'assignment', json(assignment)) END AS inputs,""",
+    "    CAST(inputs AS JSON) AS inputs,")
+
 _INSERT_CANDIDATES = """
 INSERT INTO candidates
 SELECT
@@ -379,7 +396,7 @@ class PreparedBatch:
     """A decision batch as Arrow tables plus its candidate digests, ready to be logged."""
 
     n: int
-    strategy: Strategy
+    strategy: Strategy | None  #: None for decisions imported from another system
     decisions: pa.Table
     candidates: pa.Table
     candidate_digests: list[bytes]

@@ -17,6 +17,7 @@ memory, keyed by (decision, action, model version).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -266,10 +267,12 @@ class Explainer:
         if rows.empty:
             return out
         keys = list(zip(rows["decision_id"], rows["action_id"], rows["model_version"]))
+        # the propensity in the log *now*: a cached explanation is checked against it every time
+        logged_now = dict(zip(keys, rows["propensity"].to_numpy(dtype=np.float64).tolist()))
         todo = []
         for i, k in enumerate(keys):
             if k in self._memo:
-                out[k[:2]] = self._memo[k]
+                out[k[:2]] = dataclasses.replace(self._memo[k], propensity_logged=logged_now[k])
             else:
                 todo.append(i)
         if todo:
@@ -278,7 +281,7 @@ class Explainer:
                 ca = _from_row(r._asdict())
                 k = (r.decision_id, r.action_id, r.model_version)
                 self._memo[k] = ca
-                out[k[:2]] = ca
+                out[k[:2]] = dataclasses.replace(ca, propensity_logged=logged_now[k])
             todo = [i for i in todo if keys[i][:2] not in out]
         if todo:
             computed = self._compute(rows.iloc[todo].reset_index(drop=True), progress)

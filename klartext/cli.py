@@ -531,6 +531,53 @@ def ope(db, target_path, margin_weight, retention_weight, lever, threshold, top_
                    f"[{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]")
 
 
+@main.command(name="import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log to import into (created if missing).")
+@click.option("--format", "fmt", type=click.Choice(["generic", "pega-v1", "pega-v2"]), required=True,
+              help="generic (docs/import.md), pega-v1 (explainability extract), pega-v2 (full-funnel export).")
+@click.option("--map", "maps", multiple=True, metavar="COLUMN=SOURCE",
+              help="generic format: read COLUMN from the file's SOURCE column (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
+def import_(files, db, fmt, maps, as_json) -> None:
+    """Import decisions made by another system: funnel, grid, factors and KPI views work on
+    them; they cannot be replayed (there is no strategy to re-execute)."""
+    from dataclasses import asdict
+
+    from decision_log.importers import import_file
+    from decision_log.store import DecisionLog
+
+    mapping = _pairs(maps, "--map", str)
+    reports = []
+    try:
+        with DecisionLog.open(db) as log:
+            for path in files:
+                with tqdm(total=1, desc=f"Importing {Path(path).name}", unit=" interactions", file=sys.stderr) as bar:
+                    def step(done: int, total: int, _bar=bar) -> None:
+                        _bar.total = total
+                        _bar.update(done - _bar.n)
+                    reports.append(import_file(log, fmt, path, mapping, progress=step))
+    except KlartextError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps([asdict(r) for r in reports], indent=2, default=str))
+        return
+    for r in reports:
+        click.echo(f"{r.file}: {r.rows:,} rows → {r.decisions_added:,} decisions with {r.candidates_added:,} candidate "
+                   f"rows added ({r.decisions_already_logged:,} already in the log) in {r.seconds:.1f} s.")
+        if r.bad_rows:
+            click.echo(f"  {r.bad_rows:,} bad rows: their {r.decisions_left_out:,} interactions were left out whole, e.g.:")
+            for b in r.bad_examples[:10]:
+                click.echo(f"    {b.file} row {b.row}, column {b.column}: {b.value!r} is {b.problem}")
+        if r.format == "pega-v1":
+            if r.inconsistent_rows:
+                click.echo(f"  {r.inconsistent_rows:,} rows where Priority or pxRank disagree with the factors, e.g.:")
+                for x in r.inconsistent_examples[:10]:
+                    click.echo(f"    row {x['row']} ({x['interaction']}, {x['action']}): {x['problem']}")
+            else:
+                click.echo("  Priority = FinalPropensity × Value × ContextWeight × Weight and pxRank agree on every row.")
+
+
 @main.command()
 @click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))

@@ -65,7 +65,7 @@ def bad(**change):
     (bad(return_rate=1.5), "Error: request: feature 'return_rate' must be at most 1, got 1.5.",
      "Hint: Check the value of return_rate (Share of items returned)."),
     (bad(extra=1), "Error: request: unknown field 'extra'.",
-     "Hint: Allowed fields: customer_id, channel, features, contacts, rejections."),
+     "Hint: Allowed fields: customer_id, channel, features, contacts, rejections, assignment."),
     ('{"customer_id": "C1", ', None, None),
 ])
 def test_bad_input_is_named_and_nothing_is_written(demo_copy, tmp_path, item, message, hint):

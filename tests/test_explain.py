@@ -55,6 +55,7 @@ def tiny_log(tmp_path, tiny_strategy, tiny_engine, tiny_models):
 
 def test_every_explained_candidate_adds_up_and_rescores_exactly(demo_copy):
     with DecisionLog.open(demo_copy) as log:
+        log.con.execute("DELETE FROM explanations")  # the demo stored a sample; start from none
         ids = sample_ids(log, 1000, seed=5)
         first = Explainer(log).explain_many(ids)
         n_scored = log.con.execute(
@@ -69,6 +70,16 @@ def test_every_explained_candidate_adds_up_and_rescores_exactly(demo_copy):
     assert first["max_rescore_error"] == 0.0
     assert again["computed_now"] == 0 and again["candidates_explained"] == n_scored  # read from the cache
     assert stored[0] == n_scored and stored[1] <= 1e-6 and stored[2] == 0.0
+
+
+def test_a_cached_explanation_is_checked_against_the_log_again(demo_copy):
+    with DecisionLog.open(demo_copy) as log:
+        did, aid = log.con.execute("SELECT decision_id, action_id FROM candidates WHERE selected LIMIT 1").fetchall()[0]
+        assert Explainer(log).explain(did).attributions[aid].verified  # computed and stored
+        log.con.execute("UPDATE candidates SET propensity = propensity + 1e-9 WHERE decision_id = ? AND action_id = ?",
+                        [did, aid])
+        ca = Explainer(log).explain(did).attributions[aid]  # read from the cache
+    assert not ca.verified and ca.rescore_error == pytest.approx(1e-9, rel=1e-3)
 
 
 def test_stored_explanation_records_how_it_was_made(demo_copy):
