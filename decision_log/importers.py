@@ -152,8 +152,8 @@ _REQUIRED = {"pega-v1": ("interaction", "ts", "customer", "action_id", "channel"
 
 
 def import_file(log: DecisionLog, fmt: str, path: str, mapping: dict[str, str] | None = None,
-                chunk: int = 50_000, progress: Callable[[int, int], None] | None = None,
-                max_examples: int = 20) -> ImportReport:
+                chunk: int = 20_000, progress: Callable[[int, int], None] | None = None,
+                max_examples: int = 20, memory_limit: str = "1GB") -> ImportReport:
     """Import one file (see the module docstring).  Returns what was added and what was not."""
     t0 = time.perf_counter()
     if log.read_only:
@@ -175,6 +175,9 @@ def import_file(log: DecisionLog, fmt: str, path: str, mapping: dict[str, str] |
             typed = f"TRY_CAST(lower({raw}) IN ('true', '1', 'yes', 't') AS BOOLEAN)"
         select += [f"{raw} AS {k}_raw", f"{typed} AS {k}"]
     con.execute("SET TimeZone = 'UTC'")  # times without a zone are read as UTC
+    # bounded memory: DuckDB spills the staging table and sorts to disk beyond this
+    old_limit = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    con.execute(f"SET memory_limit = '{memory_limit}'")
     con.execute("DROP TABLE IF EXISTS _k_import")
     con.execute(f"CREATE TABLE _k_import AS SELECT {', '.join(select)} FROM {reader} s", {"file": path})
     try:
@@ -270,6 +273,7 @@ def import_file(log: DecisionLog, fmt: str, path: str, mapping: dict[str, str] |
     finally:
         con.execute("DROP TABLE IF EXISTS _k_import")
         con.execute("DROP TABLE IF EXISTS _k_import_ids")
+        con.execute(f"SET memory_limit = '{old_limit}'")
     rep.seconds = time.perf_counter() - t0
     return rep
 

@@ -38,7 +38,9 @@ def html_report(e: DecisionExplanation, contrasts: list[Contrast] | None = None,
         f"<p>{html.escape(str(d['ts']))} · channel <b>{html.escape(d['channel'])}</b> ({html.escape(d['direction'])}) · "
         f"customer pseudonym <code>{html.escape(d['customer'])}</code><br>strategy <code>{html.escape(str(d['strategy_version']))}</code>"
         f" · source {html.escape(d['source'])} · chosen: <b>{html.escape(', '.join(e.chosen) or 'no action')}</b>"
-        f" (selection probability {d['selection_probability']:.4g}{', explored' if d.get('explored') else ''})</p>",
+        + (f" (selection probability {d['selection_probability']:.4g}{', explored' if d.get('explored') else ''})"
+           if d.get("selection_probability") is not None and d["selection_probability"] == d["selection_probability"]
+           else "") + "</p>",
     ]
     if replay_note:
         parts.append(f"<p class='{'ok' if replay_note.startswith('Replay verified') else 'bad'}'>{html.escape(replay_note)}</p>")

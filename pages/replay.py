@@ -59,10 +59,12 @@ else:
 m = st.columns(4)
 m[0].metric("Channel", d["channel"], d["direction"], delta_color="off")
 m[1].metric("Chosen", ", ".join(e.chosen) or "no action")
-m[2].metric("Selection probability", f"{d['selection_probability']:.3g}", "explored" if d["explored"] else None,
-            delta_color="off")
-m[3].metric("Engine latency", f"{d['latency_us']:,} µs")
-st.caption(f"{d['ts']:%Y-%m-%d %H:%M:%S %Z} · customer `{d['customer']}` · strategy `{d['strategy_version']}`")
+sp, lat = d["selection_probability"], d["latency_us"]
+m[2].metric("Selection probability", "—" if sp is None or sp != sp else f"{sp:.3g}",
+            "explored" if d["explored"] else None, delta_color="off")
+m[3].metric("Engine latency", "—" if lat is None or lat != lat else f"{int(lat):,} µs")
+st.caption(f"{d['ts']:%Y-%m-%d %H:%M:%S %Z} · customer `{d['customer']}` · strategy `{d['strategy_version']}` "
+           f"· source `{d['source']}`")
 for n in e.notes:
     st.warning(n)
 

@@ -349,3 +349,18 @@ def test_contrast_and_importance_figures():
     dep = pd.DataFrame({"x": [0.0, 1.0, 2.0], "phi": [0.1, -0.1, 0.2], "channel": ["web"] * 3})
     fig = figures.dependence(dep, "Segment", categories=["new", "regular", "vip"])
     assert list(fig.layout.xaxis.ticktext) == ["new", "regular", "vip"]
+
+
+def test_html_report_is_self_contained(tiny_log):
+    from explain.report import html_report
+
+    path, ids = tiny_log
+    with DecisionLog.open(path) as log:
+        ex = Explainer(log)
+        e = ex.explain(ids[1])
+        c = ex.why_not(ids[1], "pay_later") if e.chosen else None
+    html = html_report(e, [c] if c else [], "Replay verified: re-executed now.")
+    assert html.startswith("<!doctype html>") and "Replay verified" in html
+    if e.chosen:
+        assert "plotly" in html.lower() and "<script" in html  # plotly.js inlined with the first figure
+        assert "suitability/no_credit_in_arrears: arrears_days=45 &gt; 0" in html
