@@ -376,7 +376,10 @@ class Explainer:
         if other == winner:
             c.kind, c.summary = "winner", f"{other} is the action compared against."
             return c
-        if B["propensity"] is None or pd.isna(B["propensity"]) or B["stage"] in ("incentive", "arbitration"):
+        factors = ("propensity", "value", "context_weight", "lever", "priority")
+        has_factors = all(B[k] is not None and not pd.isna(B[k]) for k in factors) and \
+            all(A[k] is not None and not pd.isna(A[k]) for k in factors)
+        if B["stage"] not in ("ranked", "selected"):
             self._filtered(e, B, c)
         elif bool(B["selected"]):
             c.kind = "also_selected"
@@ -384,9 +387,10 @@ class Explainer:
                          f"{e.strategy.channel(e.decision['channel']).top_n if e.strategy else '?'} actions.")
         else:
             c.kind = "ranked_lower"
-            c.summary = (f"{other} passed every policy but ranked {int(B['rank'])} "
+            rank = "lower" if B["rank"] is None or pd.isna(B["rank"]) else int(B["rank"])
+            c.summary = (f"{other} passed every policy but ranked {rank} "
                          f"(priority {B['priority']:.4g} vs {A['priority']:.4g}).")
-        if B["propensity"] is not None and not pd.isna(B["propensity"]) and c.kind != "also_selected":
+        if has_factors and c.kind != "also_selected":
             self._ranked(e, A, B, c)
         if explored:
             c.summary += (f" Note: this decision explored — {e.chosen[0]} was picked at random "
