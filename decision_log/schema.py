@@ -118,6 +118,8 @@ DDL = [
         PRIMARY KEY (version, action_id)
     )
     """,
+    # how a model reads its input (NULL: the float model matrix); added after schema 1's first release
+    "ALTER TABLE models ADD COLUMN IF NOT EXISTS input JSON",
     """
     CREATE TABLE IF NOT EXISTS explanations (
         decision_id VARCHAR NOT NULL,

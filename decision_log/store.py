@@ -186,12 +186,14 @@ class DecisionLog:
                 "version": m.version, "action_id": action_id, "algorithm": m.algorithm,
                 "features": list(m.features), "training_fingerprint": m.training_fingerprint,
                 "metrics": json.dumps(m.metrics), "artifact": m.to_bytes(), "format": "skops",
-                "created": now,
+                "created": now, "input": json.dumps(m.input) if m.input else None,
             })
         if rows:
             tbl = pa.Table.from_pylist(rows)  # noqa: F841 - read by DuckDB below
-            self.con.execute("INSERT INTO models SELECT version, action_id, algorithm, features, "
-                             "training_fingerprint, metrics::JSON, artifact, format, created FROM tbl")
+            self.con.execute("INSERT INTO models (version, action_id, algorithm, features, training_fingerprint, "
+                             "metrics, artifact, format, created, input) SELECT version, action_id, algorithm, "
+                             "features, training_fingerprint, metrics::JSON, artifact, format, created, "
+                             "input::JSON FROM tbl")
         return models.versions()
 
     def load_strategy(self, version: str) -> Strategy:
@@ -203,19 +205,25 @@ class DecisionLog:
             self._strategy_cache[version] = parse_strategy(row[0], source=f"strategy {version} (from the log)")
         return self._strategy_cache[version]
 
+    def _has_input_column(self) -> bool:
+        return bool(self.con.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = 'models' "
+                                     "AND column_name = 'input'").fetchall()[0][0])
+
     def load_models(self, versions: dict[str, str]) -> ModelSet:
         out = {}
         for action_id, version in versions.items():
             key = (version, action_id)
             if key not in self._model_cache:
                 row = _first(self.con.execute(
-                    "SELECT artifact, features, training_fingerprint, metrics, algorithm FROM models "
-                    "WHERE version = ? AND action_id = ?", [version, action_id]))
+                    "SELECT artifact, features, training_fingerprint, metrics, algorithm, "
+                    + ("input" if self._has_input_column() else "NULL") +
+                    " FROM models WHERE version = ? AND action_id = ?", [version, action_id]))
                 if row is None:
                     raise LogError(f"Model version {version!r} of action {action_id!r} is not in the log {self.path!r}.",
                                    "Register the model before logging decisions made with it.")
                 self._model_cache[key] = PropensityModel.from_bytes(
-                    row[0], action_id, tuple(row[1]), row[2], json.loads(row[3]), row[4], version=version)
+                    row[0], action_id, tuple(row[1]), row[2], json.loads(row[3]), row[4], version=version,
+                    input=json.loads(row[5]) if row[5] else None)
             out[action_id] = self._model_cache[key]
         return ModelSet(out)
 

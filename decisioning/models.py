@@ -81,22 +81,48 @@ class PropensityModel:
     training_fingerprint: str
     metrics: dict[str, Any] = field(default_factory=dict)
     algorithm: str = ""
+    #: How the estimator reads its input: None = the float model matrix; ``{"kind": "frame",
+    #: "categories": {feature: [values]}, "booleans": [features]}`` = a DataFrame with the
+    #: original values (category strings, booleans), e.g. a Pipeline with a OneHotEncoder.
+    input: dict[str, Any] | None = None
 
     @cached_property
     def version(self) -> str:
-        """SHA-256 (first 16 hex digits) of the fitted estimator's state and its feature list.
+        """SHA-256 (first 16 hex digits) of the fitted estimator's state, its feature list and
+        its input spec.
 
         Computed once per object: a fitted model is never changed in place (refitting makes
         a new :class:`PropensityModel`).
         """
-        h = hashlib.sha256(pickle.dumps((self.features, self.estimator), protocol=5))
+        state = (self.features, self.estimator) if self.input is None else (self.features, self.estimator, self.input)
+        h = hashlib.sha256(pickle.dumps(state, protocol=5))
         return h.hexdigest()[:16]
+
+    def frame(self, X: np.ndarray) -> pd.DataFrame:
+        """The model matrix as the DataFrame a frame-input estimator reads (original values)."""
+        spec = self.input or {}
+        cats = spec.get("categories", {})
+        bools = set(spec.get("booleans", []))
+        cols = {}
+        for j, f in enumerate(self.features):
+            col = X[:, j]
+            if f in cats:
+                values = np.asarray(cats[f], dtype=object)
+                cols[f] = values[col.astype(np.int64)]
+            elif f in bools:
+                cols[f] = col.astype(bool)
+            else:
+                cols[f] = col
+        return pd.DataFrame(cols)
+
+    def _input(self, X: np.ndarray):
+        return X if self.input is None else self.frame(X)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Probability of acceptance for each row of ``X`` (columns in :attr:`features` order)."""
         if len(X) == 0:
             return np.empty(0)
-        return self.estimator.predict_proba(X)[:, 1]
+        return self.estimator.predict_proba(self._input(X))[:, 1]
 
     @property
     def log_odds_trees(self) -> bool:
@@ -112,28 +138,88 @@ class PropensityModel:
         the logit of the predicted probability."""
         if len(X) == 0:
             return np.empty(0)
-        if self.log_odds_trees:
-            return np.asarray(self.estimator.decision_function(X), dtype=np.float64).ravel()
-        p = self.estimator.predict_proba(X)[:, 1]
+        if self.log_odds_trees or self.pipeline_trees:
+            return np.asarray(self.estimator.decision_function(self._input(X)), dtype=np.float64).ravel()
+        p = self.estimator.predict_proba(self._input(X))[:, 1]
         return logit(p)
+
+    @property
+    def pipeline_trees(self) -> bool:
+        """A scikit-learn Pipeline ending in boosted trees (explained exactly on its encoded
+        columns, summed back to the original features)."""
+        from sklearn.ensemble import GradientBoostingClassifier
+        from sklearn.pipeline import Pipeline
+
+        est = self.estimator
+        return isinstance(est, Pipeline) and isinstance(
+            est[-1], (HistGradientBoostingClassifier, GradientBoostingClassifier)) and len(est[-1].classes_) == 2
 
     def to_bytes(self) -> bytes:
         return sio.dumps(self.estimator)
 
     @classmethod
+    def external(cls, strategy: Strategy, action_id: str, estimator: Any, features: tuple[str, ...] | None = None,
+                 *, frame: bool | None = None, training_fingerprint: str = "external",
+                 metrics: dict[str, Any] | None = None) -> PropensityModel:
+        """Wrap a user's fitted scikit-learn classifier (or Pipeline) as ``action_id``'s model.
+
+        ``features`` defaults to the estimator's ``feature_names_in_`` (a Pipeline fitted on a
+        DataFrame) or the strategy's model features plus the channel.  ``frame`` (default: when
+        the estimator knows feature names) feeds it a DataFrame with the original values.
+        The model must score a row built from the strategy, or a clear error says why not.
+        """
+        if action_id not in strategy.action_ids:
+            raise KlartextError(f"Unknown action {action_id!r}.", f"Use one of: {', '.join(strategy.action_ids)}.")
+        if not hasattr(estimator, "predict_proba") or len(getattr(estimator, "classes_", ())) != 2:
+            raise KlartextError(f"The model for {action_id!r} is not a fitted binary classifier "
+                                f"({type(estimator).__name__}).",
+                                "Register a fitted scikit-learn classifier with predict_proba and two classes.")
+        names = getattr(estimator, "feature_names_in_", None)
+        feats = tuple(features) if features else tuple(names) if names is not None else \
+            strategy.model_features + (CHANNEL_FEATURE,)
+        known = {f.name for f in strategy.features} | {CHANNEL_FEATURE}
+        unknown = [f for f in feats if f not in known]
+        if unknown:
+            raise KlartextError(f"The model for {action_id!r} reads {unknown[0]!r}, which strategy "
+                                f"{strategy.name!r} does not declare.",
+                                "Declare it under 'features' in the strategy or fit the model on declared features.")
+        use_frame = (names is not None) if frame is None else frame
+        spec = None
+        if use_frame:
+            cats = {f.name: list(f.values) for f in strategy.features if f.type == "category" and f.name in feats}
+            if CHANNEL_FEATURE in feats:
+                cats[CHANNEL_FEATURE] = list(strategy.channel_ids)
+            spec = {"kind": "frame", "categories": cats,
+                    "booleans": [f.name for f in strategy.features if f.type == "boolean" and f.name in feats]}
+        m = cls(action_id, estimator, feats, training_fingerprint, metrics or {}, type(estimator).__name__, spec)
+        probe = np.zeros((1, len(feats)))
+        try:
+            p = m.predict(probe)
+        except Exception as exc:  # any failure here is the user's model not fitting the strategy
+            raise KlartextError(f"The model for {action_id!r} cannot score a row of strategy {strategy.name!r}: "
+                                f"{type(exc).__name__}: {exc}",
+                                "Fit it on the strategy's features (names and types as declared).") from exc
+        if not (0 <= p[0] <= 1):
+            raise KlartextError(f"The model for {action_id!r} returned {p[0]!r}, not a probability.",
+                                "Register a classifier whose predict_proba returns probabilities.")
+        return m
+
+    @classmethod
     def from_bytes(cls, blob: bytes, action_id: str, features: tuple[str, ...], fingerprint: str,
-                   metrics: dict[str, Any], algorithm: str, version: str | None = None) -> PropensityModel:
+                   metrics: dict[str, Any], algorithm: str, version: str | None = None,
+                   input: dict[str, Any] | None = None) -> PropensityModel:
         """A model from its skops artifact.  With ``version`` (the registry's), the artifact
         is only deserialised when the model is first used: a replay of one decision then
         loads just the models it scores."""
         if version is not None:
-            return StoredModel(blob, action_id, features, fingerprint, metrics, algorithm, version)
-        return cls(action_id, _load(blob, action_id), features, fingerprint, metrics, algorithm)
+            return StoredModel(blob, action_id, features, fingerprint, metrics, algorithm, version, input)
+        return cls(action_id, _load(blob, action_id), features, fingerprint, metrics, algorithm, input)
 
 
 def _load(blob: bytes, action_id: str) -> Any:
     untrusted = sio.get_untrusted_types(data=blob)
-    unknown = [t for t in untrusted if t not in TRUSTED_TYPES]
+    # plain scikit-learn and numpy types only: never arbitrary code
+    unknown = [t for t in untrusted if t not in TRUSTED_TYPES and not t.startswith(("sklearn.", "numpy."))]
     if unknown:
         raise KlartextError(
             f"The stored model for action {action_id!r} contains untrusted type {unknown[0]!r}; "
@@ -147,11 +233,11 @@ class StoredModel(PropensityModel):
     """A registered model whose artifact is deserialised on first use (see ``from_bytes``)."""
 
     def __init__(self, blob: bytes, action_id: str, features: tuple[str, ...], fingerprint: str,
-                 metrics: dict[str, Any], algorithm: str, version: str) -> None:
+                 metrics: dict[str, Any], algorithm: str, version: str, input: dict[str, Any] | None = None) -> None:
         self._blob = blob
         self._est = None
         self._version = version
-        super().__init__(action_id, None, features, fingerprint, metrics, algorithm)
+        super().__init__(action_id, None, features, fingerprint, metrics, algorithm, input)
 
     @property
     def estimator(self) -> Any:  # type: ignore[override]

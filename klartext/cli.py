@@ -578,6 +578,92 @@ def import_(files, db, fmt, maps, as_json) -> None:
                 click.echo("  Priority = FinalPropensity × Value × ContextWeight × Weight and pxRank agree on every row.")
 
 
+@main.group()
+def model() -> None:
+    """Bring your own propensity models."""
+
+
+@model.command("register")
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
+@click.option("--strategy", "strategy_path", default=None, type=click.Path(dir_okay=False),
+              help="Strategy the model serves (default: the newest in the log).")
+@click.option("--action", "action_id", required=True, help="Action whose propensity the model predicts.")
+@click.option("--model", "model_path", required=True, type=click.Path(dir_okay=False, exists=True),
+              help="A fitted scikit-learn classifier or Pipeline saved with skops (skops.io.dump).")
+@click.option("--features", default=None, help="Comma-separated input features (default: the model's own names).")
+def model_register(db, strategy_path, action_id, model_path, features) -> None:
+    """Register a fitted scikit-learn classifier or Pipeline as an action's propensity model.
+
+    Decisions made afterwards (`klartext run`, `klartext decide`) use it, and explanations
+    work under the original feature names: exact TreeSHAP for boosted trees (also at the end
+    of a Pipeline), model-agnostic otherwise.
+    """
+    from decision_log.store import DecisionLog
+    from decisioning.models import ModelSet, PropensityModel, _load
+    from decisioning.strategy import load_strategy
+
+    try:
+        blob = Path(model_path).read_bytes()
+        est = _load(blob, action_id)
+        with DecisionLog.open(db) as log:
+            strategy = load_strategy(strategy_path) if strategy_path else log.load_strategy(
+                log.latest_strategy_version())
+            log.register_strategy(strategy)
+            feats = tuple(x.strip() for x in features.split(",")) if features else None
+            m = PropensityModel.external(strategy, action_id, est, feats,
+                                         training_fingerprint="sha256:" + __import__("hashlib").sha256(blob).hexdigest()[:16])
+            log.register_models(ModelSet({action_id: m}))
+    except KlartextError as exc:
+        _fail(exc)
+    except Exception as exc:  # skops refuses files it cannot read: say so plainly
+        _fail(KlartextError(f"{model_path} could not be read as a skops model: {type(exc).__name__}: {exc}",
+                            "Save the fitted estimator with skops.io.dump(model, 'model.skops')."))
+    kind = "exact TreeSHAP" if (m.log_odds_trees or m.pipeline_trees) else "model-agnostic SHAP"
+    click.echo(f"Registered {type(est).__name__} as the model of {action_id} (version {m.version}); "
+               f"features: {', '.join(m.features)}; explanations: {kind}.")
+
+
+@main.command()
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log to write (DuckDB file).")
+@click.option("--strategy", "strategy_path", required=True, type=click.Path(dir_okay=False, exists=True),
+              help="Your strategy file (YAML).")
+@click.option("--customers", "customers_path", required=True, type=click.Path(dir_okay=False, exists=True),
+              help="Customer table (CSV or Parquet): customer_id, channel and every strategy feature.")
+@click.option("--channel", default=None, help="Channel for every row when the table has no channel column.")
+def run(db, strategy_path, customers_path, channel) -> None:
+    """Decide for every customer of a table with your strategy and the registered models, and log it."""
+    import pandas as pd
+
+    from decision_log.store import DecisionLog
+    from decisioning.engine import Engine
+    from decisioning.errors import InputError
+    from decisioning.inputs import Requests
+    from decisioning.strategy import load_strategy
+    from klartext.pipeline import decide_and_log
+
+    try:
+        strategy = load_strategy(strategy_path)
+        suffix = Path(customers_path).suffix.lower()
+        if suffix not in (".csv", ".parquet"):
+            raise InputError(f"{customers_path}: unknown file type {suffix!r}.", "Use a .csv or .parquet file.")
+        frame = pd.read_parquet(customers_path) if suffix == ".parquet" else pd.read_csv(customers_path)
+        if channel:
+            frame["channel"] = channel
+        req = Requests.from_frame(strategy, frame)
+        with DecisionLog.open(db) as log:
+            engine = Engine(strategy, log.latest_models_for(strategy))
+            ts = np.full(len(req), int(__import__("time").time() * 1e6), dtype=np.int64)
+            with tqdm(total=len(req), desc="Deciding and logging", unit=" decisions", file=sys.stderr) as bar:
+                batches = decide_and_log(log, engine, req, ts, on_logged=bar.update)
+    except KlartextError as exc:
+        _fail(exc)
+    chosen = [strategy.action_ids[c[0]] if c else "(no action)" for b in batches for c in b.chosen]
+    top = pd.Series(chosen).value_counts().head(8)
+    click.echo(f"Logged {len(chosen):,} decisions of {strategy.name} ({strategy.version}) to {db}. Most chosen:")
+    for a, k in top.items():
+        click.echo(f"  {a:<30} {k:>8,}  ({k / len(chosen):.1%})")
+
+
 @main.command()
 @click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))

@@ -1,0 +1,97 @@
+"""Bring your own model and customers: a user's Pipeline decides, replays and is explained."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import skops.io as sio
+from click.testing import CliRunner
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from decision_log.replay import replay
+from decision_log.store import DecisionLog
+from decisioning.errors import KlartextError
+from decisioning.models import PropensityModel
+from explain.api import Explainer
+from klartext.cli import main
+from tests.conftest import TINY_YAML, tiny_customers, tiny_truth
+
+COLS = ["age", "recency_days", "segment", "channel", "clv"]
+
+
+def _history(seed=5, n=3000):
+    f = tiny_customers(n, seed=seed)
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < tiny_truth("reactivate_20", f)).astype(int)
+    return f[COLS], y
+
+
+@pytest.fixture
+def setup(tmp_path, tiny_models):
+    strategy_file = tmp_path / "tiny.yaml"
+    strategy_file.write_text(TINY_YAML)
+    db = tmp_path / "byo.duckdb"
+    from decisioning.strategy import load_strategy
+
+    with DecisionLog.open(db) as log:
+        log.register_strategy(load_strategy(strategy_file))
+        log.register_models(tiny_models)
+    customers = tmp_path / "customers.csv"
+    tiny_customers(400, seed=9).to_csv(customers, index=False)
+    return strategy_file, db, customers
+
+
+@pytest.mark.parametrize("kind", ["trees", "linear"])
+def test_a_users_pipeline_decides_replays_and_is_explained(setup, tmp_path, kind):
+    strategy_file, db, customers = setup
+    X, y = _history()
+    ct = ColumnTransformer([("oh", OneHotEncoder(handle_unknown="ignore"), ["segment", "channel"])],
+                           remainder=StandardScaler() if kind == "linear" else "passthrough")
+    last = HistGradientBoostingClassifier(max_iter=40, random_state=0) if kind == "trees" else LogisticRegression()
+    pipe = make_pipeline(ct, last).fit(X, y)
+    path = tmp_path / "model.skops"
+    sio.dump(pipe, path)
+    runner = CliRunner()
+    out = runner.invoke(main, ["model", "register", "--db", str(db), "--strategy", str(strategy_file),
+                               "--action", "reactivate_20", "--model", str(path)])
+    assert out.exit_code == 0, out.output
+    assert "features: age, recency_days, segment, channel, clv" in out.output
+    assert ("exact TreeSHAP" if kind == "trees" else "model-agnostic SHAP") in out.output
+    out = runner.invoke(main, ["run", "--db", str(db), "--strategy", str(strategy_file), "--customers", str(customers)])
+    assert out.exit_code == 0, out.output
+    assert "Logged 400 decisions of Tiny shop" in out.output
+    with DecisionLog.open(db) as log:
+        ids = [r[0] for r in log.con.execute(
+            "SELECT decision_id FROM candidates WHERE action_id = 'reactivate_20' AND propensity IS NOT NULL "
+            "LIMIT 20").fetchall()]
+        assert all(r.reproduced for r in replay(log, ids))
+        # the logged propensity is the user's pipeline on the customer's original values
+        did = ids[0]
+        p_logged = log.con.execute("SELECT propensity FROM candidates WHERE decision_id = ? AND "
+                                   "action_id = 'reactivate_20'", [did]).fetchall()[0][0]
+        e = Explainer(log).explain(did)
+    feats = e.inputs["features"]
+    row = pd.DataFrame([{c: (e.decision["channel"] if c == "channel" else feats[c]) for c in COLS}])
+    assert p_logged == pipe.predict_proba(row)[0, 1]
+    ca = e.attributions["reactivate_20"]
+    assert ca.verified and ca.features == tuple(COLS)
+    assert ca.algorithm == ("tree_path_dependent" if kind == "trees" else "permutation")
+    assert abs(ca.residual) <= 1e-9
+
+
+def test_models_that_do_not_fit_are_refused_with_the_reason(tiny_strategy):
+    X, y = _history(n=500)
+    reg = make_pipeline(ColumnTransformer([("oh", OneHotEncoder(), ["segment", "channel"])], remainder="passthrough"),
+                        HistGradientBoostingRegressor(max_iter=5)).fit(X, y)
+    with pytest.raises(KlartextError) as err:
+        PropensityModel.external(tiny_strategy, "reactivate_20", reg)
+    assert err.value.message == "The model for 'reactivate_20' is not a fitted binary classifier (Pipeline)."
+    odd = LogisticRegression().fit(X.assign(shoe_size=1)[["age", "shoe_size"]], y)
+    with pytest.raises(KlartextError) as err:
+        PropensityModel.external(tiny_strategy, "reactivate_20", odd)
+    assert err.value.message == "The model for 'reactivate_20' reads 'shoe_size', which strategy 'Tiny shop' does not declare."
