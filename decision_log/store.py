@@ -198,7 +198,7 @@ class DecisionLog:
 
     def load_strategy(self, version: str) -> Strategy:
         if version not in self._strategy_cache:
-            row = _first(self.con.execute("SELECT text FROM strategies WHERE version = ?", [version]))
+            row = _first(self.con.cursor().execute("SELECT text FROM strategies WHERE version = ?", [version]))
             if row is None:
                 raise LogError(f"Strategy version {version!r} is not in the log {self.path!r}.",
                                "The log only replays decisions whose strategy it holds.")
@@ -206,7 +206,7 @@ class DecisionLog:
         return self._strategy_cache[version]
 
     def _has_input_column(self) -> bool:
-        return bool(self.con.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = 'models' "
+        return bool(self.con.cursor().execute("SELECT count(*) FROM information_schema.columns WHERE table_name = 'models' "
                                      "AND column_name = 'input'").fetchall()[0][0])
 
     def load_models(self, versions: dict[str, str]) -> ModelSet:
@@ -214,7 +214,7 @@ class DecisionLog:
         for action_id, version in versions.items():
             key = (version, action_id)
             if key not in self._model_cache:
-                row = _first(self.con.execute(
+                row = _first(self.con.cursor().execute(
                     "SELECT artifact, features, training_fingerprint, metrics, algorithm, "
                     + ("input" if self._has_input_column() else "NULL") +
                     " FROM models WHERE version = ? AND action_id = ?", [version, action_id]))

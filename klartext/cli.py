@@ -666,6 +666,31 @@ def run(db, strategy_path, customers_path, channel) -> None:
 
 @main.command()
 @click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
+@click.option("--strategy", "strategy_path", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="Strategy to serve (default: the newest in the log; its models must be registered).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--max-queue", default=2000, show_default=True, type=click.IntRange(1),
+              help="Requests waiting to be decided before new ones get 503.")
+def serve(db, strategy_path, host, port, max_queue) -> None:
+    """The real-time decision API: POST /decide, POST /outcome, GET /decisions/{id}, GET /health
+    (OpenAPI at /docs). A response is sent only after its decision is durable in the log."""
+    import uvicorn
+
+    from klartext.serve import create_app
+
+    if not Path(db).exists():
+        _fail(KlartextError(f"No decision log at {db!r}.",
+                            f"Create one with `klartext demo --db {db}` (it trains and registers the models)."))
+    try:
+        app = create_app(db, strategy_path, max_queue=max_queue)
+    except KlartextError as exc:
+        _fail(exc)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@main.command()
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
 def decisions(db: str, limit: int) -> None:
     """List the newest decisions of a log."""
