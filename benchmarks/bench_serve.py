@@ -1,0 +1,154 @@
+"""Benchmark: the HTTP decision service under concurrent load, every decision logged.
+
+Builds a demo log (``--customers``, 20,000 by default), starts ``klartext serve`` on it in a
+child process, and drives it over loopback with 1, 8 and 32 concurrent keep-alive clients,
+each sending ``--requests`` decision requests (real customers of the demo scenario, with
+their contact history in the request).  Reports throughput and p50/p95/p99 latency as the
+client sees it — including the group commit that makes each decision durable before the
+answer — and checks afterwards that every acknowledged decision is in the log with all its
+candidates.  The in-run baseline is the same engine called in-process, one decision
+validated, decided and committed at a time.  Prints one JSON object.
+
+Targets on a 2-core machine: p99 ≤ 50 ms at 8 concurrent clients, ≥ 500 decisions/s, zero
+acknowledged decisions lost.
+
+Usage: ``python benchmarks/bench_serve.py [--customers 20000] [--requests 300]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from decision_log.store import DecisionLog
+from decisioning.engine import Engine
+from decisioning.inputs import Requests
+from decisioning.scenarios import retail
+from klartext.pipeline import run_demo
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _load(port: int, clients: int, per_client: int, items: list[dict]) -> dict:
+    lat: list[float] = []
+    ids: list[str] = []
+    errors = [0]
+    lock = threading.Lock()
+
+    def run(k: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        mine, my_ids = [], []
+        for i in range(per_client):
+            body = json.dumps(items[(k * per_client + i) % len(items)])
+            t = time.perf_counter()
+            conn.request("POST", "/decide", body, {"content-type": "application/json"})
+            r = conn.getresponse()
+            data = r.read()
+            mine.append(time.perf_counter() - t)
+            if r.status == 200:
+                my_ids.append(json.loads(data)["decision_id"])
+            else:
+                with lock:
+                    errors[0] += 1
+        conn.close()
+        with lock:
+            lat.extend(mine)
+            ids.extend(my_ids)
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    ms = np.array(lat) * 1000
+    return {"clients": clients, "requests": len(lat), "errors": errors[0], "decisions_per_s": round(len(ids) / wall),
+            "p50_ms": round(float(np.percentile(ms, 50)), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2),
+            "p99_ms": round(float(np.percentile(ms, 99)), 2), "ids": ids}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--customers", type=int, default=20_000)
+    ap.add_argument("--requests", type=int, default=300, help="Requests per client.")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        db = str(Path(tmp) / "serve.duckdb")
+        run_demo(db, args.customers)
+        strategy = retail.load_demo_strategy()
+        people = retail.generate_customers(2000, seed=99)
+        frame, contacts, rej, days = retail.generate_interactions(people, strategy, seed=99)
+        req = Requests.from_frame(strategy, frame, contacts=contacts, rejections=rej, days_since_rejection=days)
+        items = [req.to_dict(strategy, i) for i in range(len(req))]
+
+        # baseline: the same engine in-process, one decision validated, decided and committed at a time
+        with DecisionLog.open(db) as log:
+            engine = Engine(strategy, log.latest_models_for(strategy))
+            engine.decide(Requests.from_dicts(strategy, items[:50]))
+            lat = []
+            for item in items[:300]:
+                t = time.perf_counter()
+                b = engine.decide(Requests.from_dicts(strategy, [item]))
+                log.append(b, strategy)
+                lat.append(time.perf_counter() - t)
+        base_ms = np.array(lat) * 1000
+
+        port = _port()
+        proc = subprocess.Popen([sys.executable, "-m", "klartext.cli", "serve", "--db", db, "--port", str(port)],
+                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            for _ in range(300):
+                try:
+                    c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+                    c.request("GET", "/health")
+                    if c.getresponse().status == 200:
+                        break
+                except OSError:
+                    time.sleep(0.2)
+            _load(port, 4, 25, items)  # warm-up
+            runs = [_load(port, k, args.requests, items) for k in (1, 8, 32)]
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        acked = [i for r in runs for i in r.pop("ids")]
+        with DecisionLog.open(db, read_only=True) as log:
+            import pandas as pd
+
+            log.con.register("acked", pd.DataFrame({"decision_id": acked}))
+            found, cands = log.con.execute(
+                "SELECT count(*), (SELECT count(*) FROM candidates SEMI JOIN acked USING (decision_id)) "
+                "FROM decisions SEMI JOIN acked USING (decision_id)").fetchall()[0]
+    at8 = runs[1]
+    print(json.dumps({
+        "benchmark": "bench_serve",
+        "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+        "runs": runs,
+        "baseline_in_process_single": {"p50_ms": round(float(np.percentile(base_ms, 50)), 2),
+                                       "p99_ms": round(float(np.percentile(base_ms, 99)), 2),
+                                       "decisions_per_s": round(1000 / float(base_ms.mean()))},
+        "acknowledged": len(acked), "acknowledged_in_log": int(found), "candidate_rows": int(cands),
+        "targets": {"p99<=50ms_at_8": at8["p99_ms"] <= 50, ">=500_decisions_per_s": max(
+            r["decisions_per_s"] for r in runs) >= 500, "zero_acknowledged_lost": found == len(acked)},
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
