@@ -224,7 +224,7 @@ def import_file(log: DecisionLog, fmt: str, path: str, mapping: dict[str, str] |
         stage_sql, rule_sql, reason_sql, rank_sql, sel_sql = _funnel_sql(fmt)
         for start in range(0, total, chunk):
             lo, hi = start + 1, start + chunk
-            cand = con.execute(f"""
+            cand = con.sql(f"""
                 WITH r AS (
                     SELECT i.decision_id, c.*
                     FROM _k_import c JOIN _k_import_ids i USING (interaction)
@@ -235,8 +235,8 @@ def import_file(log: DecisionLog, fmt: str, path: str, mapping: dict[str, str] |
                        propensity, value, context_weight, lever, priority, {rank_sql} AS rank,
                        {sel_sql} AS selected, NULL::VARCHAR AS model_version,
                        customer, direction
-                FROM r ORDER BY decision_id, action_id""", {"lo": lo, "hi": hi}).to_arrow_table()
-            dec = con.execute("""
+                FROM r ORDER BY decision_id, action_id""", params={"lo": lo, "hi": hi}).to_arrow_table()
+            dec = con.sql("""
                 SELECT decision_id, min(ts) AS ts, any_value(customer) AS customer,
                        any_value(channel) AS channel, coalesce(any_value(lower(direction)), 'unknown') AS direction,
                        list(action_id ORDER BY rank) FILTER (WHERE selected) AS chosen_actions

@@ -51,7 +51,7 @@ class DecideIn(BaseModel):
     channel: str = Field(min_length=1, max_length=100)
     features: dict[str, bool | int | float | str]
     contacts: dict[str, int] | None = None
-    rejections: dict[str, dict[str, float]] | None = None
+    rejections: dict[str, dict[str, int | float]] | None = None
 
 
 class OutcomeIn(BaseModel):
@@ -83,10 +83,14 @@ class Service:
         self.log.register_strategy(self.strategy)
         self.engine = Engine(self.strategy, self.log.latest_models_for(self.strategy))
         self.engine.prepare()
+        for m in self.engine.models.models.values():  # deserialise every model now, not on a request
+            _ = m.estimator
         self.log.register_models(self.engine.models)
         self.queue: queue.Queue[_Job] = queue.Queue(maxsize=max_queue)
         self.max_batch, self.max_wait = max_batch, max_wait_ms / 1000
         self.logged = 0
+        self.groups = 0
+        self.seconds = {"decide": 0.0, "log": 0.0}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="klartext-writer", daemon=True)
         self._thread.start()
@@ -138,10 +142,15 @@ class Service:
                     item["contacts"] = contacts if item["contacts"] is None else item["contacts"]
                     item["rejections"] = rejections if item.get("rejections") is None else item["rejections"]
                 items.append(item)
+            t = time.perf_counter()
             req = Requests.from_dicts(s, items)
             batch = self.engine.decide(req)
+            t2 = time.perf_counter()
             self.log.append(batch, s)  # one transaction: the group is durable when this returns
+            self.seconds["decide"] += t2 - t
+            self.seconds["log"] += time.perf_counter() - t2
             self.logged += len(jobs)
+            self.groups += 1
         except Exception as exc:  # nothing of this group was written: every client is told
             err = LogError(f"The decision was not logged: {exc}", "Retry the request.") \
                 if not isinstance(exc, KlartextError) else exc
@@ -279,6 +288,8 @@ def create_app(db: str, strategy_path: str | None = None, **kw) -> FastAPI:
     def health() -> dict:
         svc = state["svc"]
         return {"status": "ok", "strategy_version": svc.strategy.version, "logged_since_start": svc.logged,
-                "queue": svc.queue.qsize()}
+                "queue": svc.queue.qsize(), "groups_committed": svc.groups,
+                "mean_group_size": round(svc.logged / svc.groups, 2) if svc.groups else None,
+                "writer_seconds": {k: round(v, 3) for k, v in svc.seconds.items()}}
 
     return app

@@ -1,0 +1,41 @@
+"""The flattened forest scores exactly like scikit-learn, so small and large batches agree."""
+
+import numpy as np
+
+from decisioning.engine import FOREST_ROWS, Engine
+from decisioning.forest import Forest, supported
+from decisioning.inputs import Requests
+from decisioning.models import model_matrix
+from decisioning.strategy import STAGES
+
+
+def test_forest_is_bit_identical_to_scikit_learn(tiny_strategy, tiny_models, tiny_engine):
+    from tests.conftest import tiny_customers
+
+    f = tiny_customers(3000, seed=21)
+    req = Requests.from_frame(tiny_strategy, f)
+    tiny_engine.prepare()
+    X = model_matrix(tiny_strategy, req, tiny_engine.columns_)
+    X[::17, 0] = np.nan  # missing values follow each split's learned direction
+    models = {a: tiny_models[x.id] for a, x in enumerate(tiny_strategy.actions)}
+    assert all(supported(m) for m in models.values())
+    fx = {a: tiny_engine.feature_idx_[x.id] for a, x in enumerate(tiny_strategy.actions)}
+    forest = Forest(models, fx)
+    rows = np.arange(len(X))
+    for a, p in zip(models, forest.predict(X, [(a, rows) for a in models])):
+        ref = models[a].estimator.predict_proba(X[:, fx[a]])[:, 1]
+        assert np.array_equal(p, ref)
+
+
+def test_one_by_one_equals_one_batch(tiny_strategy, tiny_models):
+    from tests.conftest import tiny_customers
+
+    req = Requests.from_frame(tiny_strategy, tiny_customers(FOREST_ROWS + 44, seed=8))
+    ids = np.array([f"D{i}" for i in range(len(req))], dtype=object)
+    big = Engine(tiny_strategy, tiny_models).decide(req, decision_ids=ids)  # scikit-learn path
+    eng = Engine(tiny_strategy, tiny_models)
+    for i in range(0, len(req), 37):
+        one = eng.decide(req.take(np.array([i])), decision_ids=ids[[i]])  # forest path
+        np.testing.assert_array_equal(one.propensity[0], big.propensity[i])
+        np.testing.assert_array_equal(one.priority[0], big.priority[i])
+        assert [STAGES[x] for x in one.stage[0]] == [STAGES[x] for x in big.stage[i]]
