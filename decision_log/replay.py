@@ -85,7 +85,11 @@ def replay(log: DecisionLog, decision_ids: list[str]) -> list[ReplayResult]:
             continue
         strategy = log.load_strategy(sv)
         models = log.load_models(json.loads(mv))
-        engine = Engine(strategy, models)
+        key = (sv, mv)
+        cache = log.__dict__.setdefault("_replay_engines", {})
+        engine = cache.get(key)
+        if engine is None:  # reused across replays: its flattened forest grows as models are needed
+            engine = cache[key] = Engine(strategy, models)
         items = []
         for _, row in group.iterrows():
             inputs = json.loads(row["inputs"])

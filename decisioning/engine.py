@@ -166,12 +166,20 @@ class Engine:
         ]
         self._prepared_ = True
 
-    def _forest(self) -> Forest | None:
+    def _forest(self, actions: list[int]) -> Forest:
+        """The flattened forest, extended by the supported models of ``actions`` not in it yet."""
         if getattr(self, "forest_", None) is None:
-            s = self.strategy
-            models = {a: self.models[x.id] for a, x in enumerate(s.actions)}
-            ok = {a: m for a, m in models.items() if forest_supported(m)}
-            self.forest_ = Forest(ok, {a: self.feature_idx_[s.actions[a].id] for a in ok})
+            self.forest_ = Forest()
+            self.forest_skip_: set[int] = set()
+        s = self.strategy
+        for a in actions:
+            if a in self.forest_ or a in self.forest_skip_:
+                continue
+            m = self.models[s.actions[a].id]
+            if forest_supported(m):
+                self.forest_.add(a, m, self.feature_idx_[s.actions[a].id])
+            else:
+                self.forest_skip_.add(a)
         return self.forest_
 
     # ------------------------------------------------------------------------------------
@@ -290,7 +298,7 @@ class Engine:
         t = time.perf_counter_ns()
         todo = [(a, np.flatnonzero(~stopped[:, a])) for a in range(A)]
         todo = [(a, rows) for a, rows in todo if len(rows)]
-        forest = self._forest() if n <= FOREST_ROWS else None
+        forest = self._forest([a for a, _ in todo]) if n <= FOREST_ROWS else None
         if forest is not None:  # small batch: every model's trees walked at once (bit-identical)
             fast = [(a, rows) for a, rows in todo if a in forest]
             for (a, rows), p in zip(fast, forest.predict(X, fast)):

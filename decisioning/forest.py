@@ -39,31 +39,45 @@ class Forest:
         the engine's model matrix.
     """
 
-    def __init__(self, models: dict, feature_idx: dict) -> None:
-        feats, thr, mleft, left, right, leaf, value = [], [], [], [], [], [], []
+    def __init__(self, models: dict | None = None, feature_idx: dict | None = None) -> None:
         self.roots: dict[int, np.ndarray] = {}
         self.baseline: dict[int, float] = {}
-        offset = 0
-        for a, m in models.items():
-            est = m.estimator
-            roots = []
-            for (pred,) in est._predictors:
-                nodes = pred.nodes
-                roots.append(offset)
-                feats.append(np.asarray(feature_idx[a])[nodes["feature_idx"]])
-                thr.append(nodes["num_threshold"].astype(np.float64))
-                mleft.append(nodes["missing_go_to_left"].astype(bool))
-                left.append(nodes["left"].astype(np.int64) + offset)
-                right.append(nodes["right"].astype(np.int64) + offset)
-                leaf.append(nodes["is_leaf"].astype(bool))
-                value.append(nodes["value"].astype(np.float64))
-                offset += len(nodes)
-            self.roots[a] = np.asarray(roots, dtype=np.int64)
-            self.baseline[a] = float(np.asarray(est._baseline_prediction).ravel()[0])
-        cat = (lambda xs, dt: np.concatenate(xs).astype(dt)) if feats else (lambda xs, dt: np.empty(0, dt))
-        self.feat, self.thr, self.mleft = cat(feats, np.int64), cat(thr, np.float64), cat(mleft, bool)
-        self.left, self.right, self.leaf, self.value = (cat(left, np.int64), cat(right, np.int64),
-                                                        cat(leaf, bool), cat(value, np.float64))
+        self.feat = np.empty(0, np.int64)
+        self.thr = np.empty(0, np.float64)
+        self.mleft = np.empty(0, bool)
+        self.left = np.empty(0, np.int64)
+        self.right = np.empty(0, np.int64)
+        self.leaf = np.empty(0, bool)
+        self.value = np.empty(0, np.float64)
+        for a, m in (models or {}).items():
+            self.add(a, m, feature_idx[a])
+
+    def add(self, a: int, model, feature_idx: np.ndarray) -> None:
+        """Flatten one model's trees into the shared arrays (models are added as needed, so
+        a replay of one decision deserialises only the models it scores)."""
+        est = model.estimator
+        offset = len(self.feat)
+        feats, thr, mleft, left, right, leaf, value, roots = [], [], [], [], [], [], [], []
+        for (pred,) in est._predictors:
+            nodes = pred.nodes
+            roots.append(offset)
+            feats.append(np.asarray(feature_idx)[nodes["feature_idx"]])
+            thr.append(nodes["num_threshold"].astype(np.float64))
+            mleft.append(nodes["missing_go_to_left"].astype(bool))
+            left.append(nodes["left"].astype(np.int64) + offset)
+            right.append(nodes["right"].astype(np.int64) + offset)
+            leaf.append(nodes["is_leaf"].astype(bool))
+            value.append(nodes["value"].astype(np.float64))
+            offset += len(nodes)
+        self.feat = np.concatenate([self.feat, *feats]).astype(np.int64)
+        self.thr = np.concatenate([self.thr, *thr])
+        self.mleft = np.concatenate([self.mleft, *mleft])
+        self.left = np.concatenate([self.left, *left])
+        self.right = np.concatenate([self.right, *right])
+        self.leaf = np.concatenate([self.leaf, *leaf])
+        self.value = np.concatenate([self.value, *value])
+        self.roots[a] = np.asarray(roots, dtype=np.int64)
+        self.baseline[a] = float(np.asarray(est._baseline_prediction).ravel()[0])
 
     def __contains__(self, a: int) -> bool:
         return a in self.roots
