@@ -417,3 +417,19 @@ def arm_means(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
                avg(coalesce(o.revenue, 0)) AS revenue, avg(coalesce(o.margin, 0)) AS margin
         FROM decisions d LEFT JOIN outcomes o ON o.decision_id = d.decision_id AND o.action_id = d.chosen_action
         GROUP BY ALL ORDER BY action_id""").df()
+
+
+def newest_strategy_version(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The strategy version of the newest decision made by Klartext (None for import-only logs)."""
+    row = con.execute("SELECT strategy_version FROM decisions WHERE strategy_version IS NOT NULL "
+                      "ORDER BY seq DESC LIMIT 1").fetchall()
+    return row[0][0] if row else None
+
+
+def newest_customer(con: duckdb.DuckDBPyConnection) -> str | None:
+    row = con.execute("SELECT customer FROM decisions ORDER BY seq DESC LIMIT 1").fetchall()
+    return row[0][0] if row else None
+
+
+def decision_count(con: duckdb.DuckDBPyConnection) -> int:
+    return int(con.execute("SELECT count(*) FROM decisions").fetchall()[0][0])

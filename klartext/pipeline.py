@@ -110,6 +110,35 @@ def decide_and_log(
     return batches
 
 
+def _explain_sample(log: DecisionLog, batches: list[DecisionBatch], n: int, seed: int, seconds: dict[str, float],
+                    progress: Progress | None) -> int:
+    """Explain and check ``n`` random logged decisions (for the dashboard's global views);
+    returns the number of candidates explained.  A failed check stops the job: a freshly
+    logged decision must re-score exactly."""
+    if not n:
+        return 0
+    t = time.perf_counter()
+    sample = sample_ids(log, n, seed=seed)
+    decided = sum(len(b) for b in batches)
+    total = int(sum(np.isfinite(b.propensity).sum() for b in batches) * len(sample) / max(decided, 1))
+    done = [0]
+
+    def explained_rows(k: int) -> None:
+        done[0] += k
+        if progress:
+            progress("Explaining a sample", done[0], max(total, done[0]))
+
+    summary = Explainer(log, seed=seed).explain_many(sample, progress=explained_rows)
+    if summary["failures"]:
+        f = summary["failures"][0]
+        raise KlartextError(f"Explanation check failed for {f['decision_id']} / {f['action_id']}: "
+                            + "; ".join(f["problems"]), "Report this: a logged decision must re-score exactly.")
+    if progress:
+        progress("Explaining a sample", done[0], done[0])
+    seconds["explain"] = time.perf_counter() - t
+    return summary["candidates_explained"]
+
+
 def run_demo(
     db: str,
     customers: int = 10_000,
@@ -164,27 +193,7 @@ def run_demo(
         outcomes = retail.simulate_outcomes(strategy, frame, ids, ts_us, chosen, seed=seed)
         log.append_outcomes(outcomes)
         seconds["outcomes"] = time.perf_counter() - t
-        explained = 0
-        if explain_sample:
-            t = time.perf_counter()
-            sample = sample_ids(log, explain_sample, seed=seed)
-            total = int(sum(np.isfinite(b.propensity).sum() for b in batches) * len(sample) / max(customers, 1))
-            done_x = [0]
-
-            def explained_rows(k: int) -> None:
-                done_x[0] += k
-                if progress:
-                    progress("Explaining a sample", done_x[0], max(total, done_x[0]))
-
-            summary = Explainer(log, seed=seed).explain_many(sample, progress=explained_rows)
-            if summary["failures"]:
-                f = summary["failures"][0]
-                raise KlartextError(f"Explanation check failed for {f['decision_id']} / {f['action_id']}: "
-                                    + "; ".join(f["problems"]), "Report this: a logged decision must re-score exactly.")
-            explained = summary["candidates_explained"]
-            if progress:
-                progress("Explaining a sample", done_x[0], done_x[0])
-            seconds["explain"] = time.perf_counter() - t
+        explained = _explain_sample(log, batches, explain_sample, seed, seconds, progress)
         log.con.execute("CHECKPOINT")
         s = queries.summary(log.con.cursor())
     finally:
@@ -292,12 +301,7 @@ def run_hillstrom(db: str, *, seed: int = 0, explain_sample: int = 0, progress: 
         seconds["decide_and_log"] = time.perf_counter() - t
         ids = np.concatenate([b.decision_id for b in batches])
         log.append_outcomes(hillstrom.outcomes(strategy, test, ids, ts_us))
-        explained = 0
-        if explain_sample:
-            t = time.perf_counter()
-            summary = Explainer(log, seed=seed).explain_many(sample_ids(log, explain_sample, seed=seed))
-            explained = summary["candidates_explained"]
-            seconds["explain"] = time.perf_counter() - t
+        explained = _explain_sample(log, batches, explain_sample, seed, seconds, progress)
         log.con.execute("CHECKPOINT")
         s = queries.summary(log.con.cursor())
     finally:

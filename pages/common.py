@@ -66,7 +66,7 @@ def log() -> DecisionLog | None:
     except KlartextError as exc:
         show_error(exc)
         return None
-    if lg.con.cursor().execute("SELECT count(*) FROM decisions").fetchall()[0][0] == 0:
+    if queries.decision_count(lg.con.cursor()) == 0:
         st.info(f"The log `{key[0]}` holds no decisions yet. Fill it with:\n\n"
                 f"```\nklartext demo --db {key[0]} --replace\n```")
         return None

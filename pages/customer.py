@@ -11,7 +11,7 @@ if lg is None:
 con = lg.con.cursor()
 q = st.text_input("Customer: raw id (hashed here with the log's key) or pseudonym", key="cust").strip()
 if not q:
-    example = con.execute("SELECT customer FROM decisions ORDER BY seq DESC LIMIT 1").fetchall()[0][0]
+    example = queries.newest_customer(con)
     st.info(f"Enter a customer. Raw ids are never stored: they are turned into the keyed pseudonym here. "
             f"Example pseudonym from the log: `{example}`")
     st.stop()

@@ -19,10 +19,9 @@ if done.empty:
     st.stop()
 labels: dict[str, str] = {}
 cats: dict[str, list[str]] = {}
-sv = con.execute("SELECT strategy_version FROM decisions WHERE strategy_version IS NOT NULL "
-                 "ORDER BY seq DESC LIMIT 1").fetchall()
+sv = queries.newest_strategy_version(con)
 if sv:  # feature labels and category values from the newest strategy
-    s = lg.load_strategy(sv[0][0])
+    s = lg.load_strategy(sv)
     labels = {f.name: f.label for f in s.features} | {"channel": "Channel"}
     cats = {f.name: list(f.values) for f in s.features if f.type == "category"} | {"channel": list(s.channel_ids)}
 c1, c2 = st.columns([2, 1])

@@ -20,11 +20,10 @@ tab_measured, tab_frontier, tab_whatif, tab_ope = st.tabs(
 
 with tab_measured:
     by = st.radio("By", ["issue", "channel"], horizontal=True, key="to_by")
-    sv = con.execute("SELECT strategy_version FROM decisions WHERE strategy_version IS NOT NULL "
-                     "ORDER BY seq DESC LIMIT 1").fetchall()
+    sv = queries.newest_strategy_version(con)
     actions = None
     if sv:
-        s = lg.load_strategy(sv[0][0])
+        s = lg.load_strategy(sv)
         actions = pd.DataFrame({"action_id": [a.id for a in s.actions],
                                 "net_margin": [a.margin - a.incentive_cost for a in s.actions],
                                 "retention_effect": [a.retention_effect for a in s.actions]})
