@@ -38,6 +38,11 @@ def fetch(con: duckdb.DuckDBPyConnection, keys: pd.DataFrame) -> pd.DataFrame:
     """Stored explanations for ``keys`` (columns decision_id, action_id, model_version)."""
     if not has_table(con) or keys.empty:
         return pd.DataFrame(columns=COLUMNS)
+    ids = keys["decision_id"].unique()
+    if len(ids) == 1:  # one decision (a page view): a plain filter, no join
+        df = con.execute("SELECT * FROM explanations WHERE decision_id = ?", [str(ids[0])]).df()
+        wanted = set(zip(keys["action_id"], keys["model_version"]))
+        return df[[(a, v) in wanted for a, v in zip(df["action_id"], df["model_version"])]]
     con.register("_k_keys", keys[["decision_id", "action_id", "model_version"]])
     try:
         return con.execute(

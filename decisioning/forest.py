@@ -84,6 +84,10 @@ class Forest:
 
     def predict(self, X: np.ndarray, pairs: list[tuple[int, np.ndarray]]) -> list[np.ndarray]:
         """Probabilities for each (action, rows) pair, rows indexing ``X`` (the model matrix)."""
+        return [expit(r) for r in self.raw(X, pairs)]
+
+    def raw(self, X: np.ndarray, pairs: list[tuple[int, np.ndarray]]) -> list[np.ndarray]:
+        """Log-odds (``decision_function``) for each (action, rows) pair."""
         if not pairs:
             return []
         t_max = max(len(self.roots[a]) for a, _ in pairs)
@@ -117,9 +121,8 @@ class Forest:
         raw = base.copy()
         for t in range(t_max):  # tree by tree, as scikit-learn adds them (adding 0.0 for padding is exact)
             raw += vals[:, t]
-        p = expit(raw)
         out, start = [], 0
         for k in sizes:
-            out.append(p[start:start + k])
+            out.append(raw[start:start + k])
             start += k
         return out

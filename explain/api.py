@@ -258,11 +258,13 @@ class Explainer:
 
     # -- attributions ---------------------------------------------------------------------
 
-    def attributions(self, decision_ids: list[str], progress: Callable[[int], None] | None = None
-                     ) -> dict[tuple[str, str], CandidateAttribution]:
+    def attributions(self, decision_ids: list[str], progress: Callable[[int], None] | None = None,
+                     rows: pd.DataFrame | None = None) -> dict[tuple[str, str], CandidateAttribution]:
         """Attributions of every scored candidate of these decisions: cached ones are read,
-        the rest computed in vectorised batches per model and stored."""
-        rows = store.scored_candidates(self._con(), decision_ids)
+        the rest computed in vectorised batches per model and stored.  ``rows`` may pass the
+        scored candidates already read (the columns of ``scored_candidates``)."""
+        if rows is None:
+            rows = store.scored_candidates(self._con(), decision_ids)
         out: dict[tuple[str, str], CandidateAttribution] = {}
         if rows.empty:
             return out
@@ -341,7 +343,11 @@ class Explainer:
         e = DecisionExplanation(dec, inputs, cands, strategy, notes=notes)
         if strategy is None:
             return e
-        atts = self.attributions([decision_id])
+        scored = cands[cands["propensity"].notna()][["action_id", "model_version", "propensity"]].copy()
+        for k in ("channel", "customer", "inputs", "strategy_version", "model_versions", "source"):
+            scored[k] = dec[k]
+        scored.insert(0, "decision_id", decision_id)
+        atts = self.attributions([decision_id], rows=scored.sort_values("action_id").reset_index(drop=True))
         e.attributions = {a: ca for (_, a), ca in atts.items()}
         feats = inputs.get("features", {})
         for aid in e.chosen:

@@ -36,7 +36,11 @@ from dataclasses import dataclass
 import numpy as np
 import shap
 import sklearn
+from scipy.special import expit
 
+from decisioning.engine import FOREST_ROWS
+from decisioning.forest import Forest
+from decisioning.forest import supported as forest_supported
 from decisioning.models import PropensityModel, logit
 
 #: |base + Σ attributions − raw output| above this is a fidelity failure.
@@ -92,6 +96,7 @@ class ModelExplainer:
         self.model = model
         self.seed = seed
         self._groups = None
+        self._forest = Forest({0: model}, {0: np.arange(len(model.features))}) if forest_supported(model) else None
         if model.log_odds_trees:
             self.algorithm = "tree_path_dependent"
             self.background = None
@@ -118,8 +123,12 @@ class ModelExplainer:
     def explain(self, X: np.ndarray) -> Attributions:
         X = np.ascontiguousarray(X, dtype=np.float64)
         n, F = X.shape
-        raw = self.model.raw_output(X)
-        prop = self.model.predict(X)
+        if self._forest is not None and n <= FOREST_ROWS:  # bit-identical to scikit-learn, much faster
+            (raw,) = self._forest.raw(X, [(0, np.arange(n))])
+            prop = expit(raw)
+        else:
+            raw = self.model.raw_output(X)
+            prop = self.model.predict(X)
         if n == 0:
             phi = np.empty((0, F))
             base = np.empty(0)
