@@ -101,6 +101,11 @@ def interactions(log: DecisionLog, ex: Explainer) -> dict:
         df = queries.kpi_tradeoff(con, f, "issue", actions)
         figures.tradeoff_scatter(df, queries.kpis(con, f)["churn_not_reached"])
 
+    from explain import tradeoff as T
+
+    fx = T.load_factors(log)
+    spec = T.Setting(margin_weight=1.0, retention_weight=1.0)
+
     def models():
         reg = queries.models_registry(con)
         queries.model_usage(con)
@@ -118,6 +123,11 @@ def interactions(log: DecisionLog, ex: Explainer) -> dict:
         "explanations": explanations_page,
         "models": models,
         "integrity: chain link check only": lambda: integrity.links(con),
+        "kpi_tradeoffs: what-if (retention weight changed)": lambda: T.what_if(fx, spec),
+        "kpi_tradeoffs: frontier, 21 settings (cached after the first view)": lambda: T.sweep(fx, 21),
+        "kpi_tradeoffs: sensitivity (on demand, cached)": lambda: T.sensitivity(fx),
+        "kpi_tradeoffs: off-policy estimate (on demand, cached)": lambda: T.off_policy(
+            log, fx, fx.first(fx.arbitrate(spec), spec), n_boot=200),
     }
 
 

@@ -135,3 +135,34 @@ def sweep(path: str, mtime: float, steps: int) -> pd.DataFrame:
 def log_key(lg: DecisionLog) -> tuple[str, float]:
     p = Path(lg.path)
     return str(p.resolve()), p.stat().st_mtime
+
+
+def _setting(spec: str):
+    from explain.tradeoff import Setting
+
+    d = __import__("json").loads(spec)
+    return Setting(d["margin_weight"], d["retention_weight"], d["levers"])
+
+
+@st.cache_data(show_spinner="Re-arbitrating the logged decisions …", max_entries=16)
+def what_if(path: str, mtime: float, spec: str) -> dict:
+    """What-if results, cached per log file and setting (``spec``: JSON of weights and levers)."""
+    from explain.tradeoff import what_if as do
+
+    return do(_factors(path, mtime), _setting(spec))
+
+
+@st.cache_data(show_spinner="Dropping each factor and raising each lever in turn …", max_entries=4)
+def sensitivity(path: str, mtime: float) -> pd.DataFrame:
+    from explain.tradeoff import sensitivity as do
+
+    return do(_factors(path, mtime))
+
+
+@st.cache_data(show_spinner="Estimating off-policy with bootstrap intervals …", max_entries=16)
+def off_policy(path: str, mtime: float, spec: str, reward: str) -> dict:
+    from explain.tradeoff import off_policy as do
+
+    f = _factors(path, mtime)
+    st_ = _setting(spec)
+    return do(_open(path, mtime), f, f.first(f.arbitrate(st_), st_), reward=reward, n_boot=200)

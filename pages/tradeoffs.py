@@ -1,3 +1,5 @@
+import json
+
 import pandas as pd
 import streamlit as st
 
@@ -5,7 +7,7 @@ from decision_log import queries
 from decisioning.errors import KlartextError
 from explain import figures
 from explain import tradeoff as T
-from pages.common import factors, filters, log, log_key, show_error, sweep, table
+from pages.common import factors, filters, log, log_key, off_policy, sensitivity, show_error, sweep, table, what_if
 
 st.title("KPI trade-offs")
 st.caption("Margin against retention: what the logged decisions earned, what another balance of the KPI weights "
@@ -66,8 +68,8 @@ with tab_whatif:
         v = col.number_input(issue, 0.0, 100.0, current, 0.1, key=f"wi_lever_{issue}")
         if v != current:
             levers[issue] = v
-    setting = T.Setting(margin_weight=mw, retention_weight=rw, levers=levers)
-    res = T.what_if(fx, setting)
+    spec = json.dumps({"margin_weight": mw, "retention_weight": rw, "levers": levers}, sort_keys=True)
+    res = what_if(*log_key(lg), spec)
     st.metric("Decisions whose first action changes", f"{res['changed']:.2%}")
     m = st.columns(len(T.KPIS))
     for col, k in zip(m, T.KPIS):
@@ -75,8 +77,9 @@ with tab_whatif:
         col.metric(k.replace("_", " "), f"{w:,.0f}", f"{w - b:+,.0f}")
     table(res["by_issue"], "what_if_by_issue")
     table(res["by_channel"], "what_if_by_channel")
-    with st.expander("Global sensitivity: which factor decides most?"):
-        sens = T.sensitivity(fx)
+    st.markdown("**Global sensitivity:** which factor decides most?")
+    if st.toggle("Compute sensitivity (re-arbitrates every decision once per factor and lever)", key="sens_on"):
+        sens = sensitivity(*log_key(lg))
         st.plotly_chart(figures.bars(sens, "changed", "change", fmt=".1%", color="#6a1b9a"), width="stretch",
                         key="sens")
         table(sens, "sensitivity")
@@ -85,9 +88,10 @@ with tab_ope:
     st.markdown("What the **what-if setting** (previous tab) would have earned, estimated from the decisions that "
                 "were served at random (exploration or an experiment's arms) with their logged probabilities.")
     reward = st.selectbox("Reward per decision", list(T.REWARDS), key="ope_reward")
-    target = fx.first(fx.arbitrate(setting), setting)
+    if not st.toggle("Estimate (bootstrap intervals over every decision)", key="ope_on"):
+        st.stop()
     try:
-        o = T.off_policy(lg, fx, target, reward=reward, n_boot=200)
+        o = off_policy(*log_key(lg), spec, reward)
     except ValueError as exc:
         st.warning(f"{exc} Log decisions with exploration (strategy: exploration.epsilon > 0).")
         st.stop()

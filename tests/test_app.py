@@ -196,6 +196,11 @@ def test_tradeoffs_what_if_changes_the_winners(demo_log, monkeypatch):
     ok(at.number_input(key="wi_rw").set_value(3.0).run())
     changed = [m for m in at.metric if m.label == "Decisions whose first action changes"][0]
     assert float(changed.value.rstrip("%")) > 0
+    ok(at.toggle(key="sens_on").set_value(True).run())
+    ok(at.toggle(key="ope_on").set_value(True).run())
+    est = at.dataframe[-1].value
+    assert list(est["estimator"]) == ["ips", "snips", "dr"]
+    assert (est["ci_low"] <= est["value"]).all() and (est["value"] <= est["ci_high"]).all()
 
 
 def test_frontier_and_interval_figures():
