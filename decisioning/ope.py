@@ -41,12 +41,7 @@ class Estimate:
         return asdict(self)
 
 
-def _point(kind: str, w: np.ndarray, r: np.ndarray, q_target: np.ndarray | None, q_logged: np.ndarray | None,
-           idx: np.ndarray | None = None) -> float:
-    if idx is not None:
-        w, r = w[idx], r[idx]
-        q_target = None if q_target is None else q_target[idx]
-        q_logged = None if q_logged is None else q_logged[idx]
+def _point(kind: str, w: np.ndarray, r: np.ndarray, q_target: np.ndarray | None, q_logged: np.ndarray | None) -> float:
     if kind == "ips":
         return float(np.mean(w * r))
     if kind == "snips":
@@ -97,11 +92,19 @@ def evaluate(
     alpha = (1 - level) / 2
     out = {}
     kinds = [k for k in estimators if k != "dr" or q_target is not None]
+    wr = w * r
+    dr_terms = None if q_target is None else np.asarray(q_target) + w * (r - np.asarray(q_logged))
     boots = {k: np.empty(n_boot) for k in kinds}
-    for b in range(n_boot):
-        idx = rng.integers(0, n, n)
+    for b in range(n_boot):  # resampling decisions = weighting each by how often it was drawn
+        c = np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
         for k in kinds:
-            boots[k][b] = _point(k, w, r, q_target, q_logged, idx)
+            if k == "ips":
+                boots[k][b] = c @ wr / n
+            elif k == "snips":
+                sw = c @ w
+                boots[k][b] = (c @ wr) / sw if sw > 0 else np.nan
+            else:
+                boots[k][b] = c @ dr_terms / n
     for k in kinds:
         v = _point(k, w, r, q_target, q_logged)
         lo, hi = np.nanquantile(boots[k], [alpha, 1 - alpha]) if n_boot else (np.nan, np.nan)

@@ -130,7 +130,16 @@ class Factors:
         return alive, pr
 
     def arbitrate(self, setting: Setting = Setting()) -> np.ndarray:
-        """The greedy selection (bool n × A) under ``setting``; same rules as the engine."""
+        """The greedy selection (bool n × A) under ``setting``; same rules as the engine.
+        The strategy's own selection is computed once and reused (do not modify it)."""
+        if setting == Setting():
+            cached = self.__dict__.get("_base_selection")
+            if cached is None:
+                cached = self.__dict__["_base_selection"] = self._arbitrate(setting)
+            return cached
+        return self._arbitrate(setting)
+
+    def _arbitrate(self, setting: Setting) -> np.ndarray:
         s = self.strategy
         alive, pr = self.alive(setting)
         top = self.tables.top_n.copy()
@@ -303,36 +312,40 @@ def what_if(f: Factors, setting: Setting) -> dict[str, Any]:
     base = f.arbitrate()
     alt = f.arbitrate(setting)
     b_first, a_first = f.first(base), f.first(alt, setting)
+    cells = (_cells(f, base), _cells(f, alt))
     return {
         "base": f.kpis(base), "what_if": f.kpis(alt),
         "changed": float((b_first != a_first).mean()), "decisions": len(f),
-        "by_issue": _by(f, base, alt, "issue"), "by_channel": _by(f, base, alt, "channel"),
+        "by_issue": _by(f, base, alt, "issue", cells), "by_channel": _by(f, base, alt, "channel", cells),
     }
 
 
-def _by(f: Factors, base: np.ndarray, alt: np.ndarray, by: str) -> pd.DataFrame:
-    out = []
-    p = f.propensity
+def _cells(f: Factors, sel: np.ndarray) -> dict[str, np.ndarray]:
+    """Per action (A,) and per decision (n,) sums of contacts, expected margin and retention."""
     t = f.tables
+    p = np.where(sel, f.propensity, 0.0)
+    margin = p * t.net_margin[None, :]
+    retention = p * t.retention[None, :] * f.clv[:, None]
+    return {"contacts_a": sel.sum(axis=0), "margin_a": margin.sum(axis=0), "retention_a": retention.sum(axis=0),
+            "contacts_n": sel.sum(axis=1), "margin_n": margin.sum(axis=1), "retention_n": retention.sum(axis=1)}
+
+
+def _by(f: Factors, base: np.ndarray, alt: np.ndarray, by: str, cells: tuple | None = None) -> pd.DataFrame:
+    """Contacts, expected margin and retention of two selections by ``issue`` or ``channel``."""
+    cb, ca = cells if cells is not None else (_cells(f, base), _cells(f, alt))
     if by == "issue":
-        groups = [(name, np.ones(len(f), dtype=bool), f.issue_index == i) for i, name in enumerate(f.issues)]
+        keys, idx, suffix = f.issues, f.issue_index, "_a"
     else:
-        groups = [(c, f.channel == i, np.ones(len(f.strategy.actions), dtype=bool))
-                  for i, c in enumerate(f.strategy.channel_ids)]
-    for name, rmask, amask in groups:
-        m = rmask[:, None] & amask[None, :]
-        row = {"key": name}
-        for label, sel in (("base", base), ("what_if", alt)):
-            s = sel & m
-            pp = np.where(s, p, 0.0)
-            row[f"contacts_{label}"] = int(s.sum())
-            row[f"margin_{label}"] = float((pp * t.net_margin[None, :]).sum())
-            row[f"retention_{label}"] = float((pp * t.retention[None, :] * f.clv[:, None]).sum())
-        row["contacts_delta"] = row["contacts_what_if"] - row["contacts_base"]
-        row["margin_delta"] = row["margin_what_if"] - row["margin_base"]
-        row["retention_delta"] = row["retention_what_if"] - row["retention_base"]
-        out.append(row)
-    return pd.DataFrame(out)
+        keys, idx, suffix = list(f.strategy.channel_ids), f.channel, "_n"
+    out = {"key": keys}
+    for label, c in (("base", cb), ("what_if", ca)):
+        for m in ("contacts", "margin", "retention"):
+            v = np.bincount(idx, weights=c[m + suffix].astype(np.float64), minlength=len(keys))
+            out[f"{m}_{label}"] = v.astype(np.int64) if m == "contacts" else v
+    df = pd.DataFrame(out)
+    for m in ("contacts", "margin", "retention"):
+        df[f"{m}_delta"] = df[f"{m}_what_if"] - df[f"{m}_base"]
+    return df
 
 
 def sensitivity(f: Factors, lever_step: float = 1.1) -> pd.DataFrame:
