@@ -66,7 +66,11 @@ def _open(browser, url, heading, ready):
     page.goto(url)
     page.get_by_role("heading", name=heading).first.wait_for(timeout=60_000)
     page.get_by_text(ready).first.wait_for(timeout=60_000)  # the page ran to its last element
-    page.wait_for_timeout(1000)  # let charts and tables paint
+    for _ in range(120):  # and every chart and table has painted (no loading skeletons left)
+        if page.locator("[data-testid='stSkeleton']").count() == 0:
+            break
+        page.wait_for_timeout(500)
+    page.wait_for_timeout(1000)
     assert page.locator("[data-testid='stException']").count() == 0
     return page
 
