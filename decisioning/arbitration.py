@@ -31,8 +31,8 @@ class Arbitration:
     incentive_winner: np.ndarray  #: int (n, A): the family winner for cells that lost the incentive choice, else -1
     below_threshold: np.ndarray  #: bool (n, A): survived the incentive choice, but priority < threshold
     alive: np.ndarray  #: bool (n, A): ranked (passed every filter)
-    order: np.ndarray  #: int (n, A): actions by rank (alive ones first)
-    rank: np.ndarray  #: int32 (n, A): 1 = best; 0 where not ranked
+    order: np.ndarray | None  #: int (n, A): actions by rank (alive ones first); None without ranks
+    rank: np.ndarray | None  #: int32 (n, A): 1 = best; 0 where not ranked; None without ranks
     selected: np.ndarray  #: bool (n, A): within the channel's top N
     k_alive: np.ndarray  #: int (n,): number of ranked actions
 
@@ -43,6 +43,8 @@ def arbitrate(
     families: list[np.ndarray],
     threshold: np.ndarray,
     top_n: np.ndarray,
+    *,
+    ranks: bool = True,
 ) -> Arbitration:
     """Arbitrate a batch.
 
@@ -56,6 +58,10 @@ def arbitrate(
         The actions of each offer with several incentive levels, cheapest incentive first.
     threshold, top_n : arrays (n,)
         The no-action threshold and the number of slots of each decision's channel.
+    ranks : bool
+        Rank every ranked action (the engine logs ranks).  Without, only the top N are
+        picked, by repeated argmax — the same selection, much cheaper for what-ifs over
+        millions of decisions; ``order`` and ``rank`` are then None.
     """
     n, A = priority.shape
     stopped = ~scored
@@ -73,6 +79,15 @@ def arbitrate(
     below = (~stopped) & ~(priority >= threshold[:, None])
     alive = ~(stopped | below)
     key = np.where(alive, priority, -np.inf)
+    if not ranks:
+        selected = np.zeros_like(alive)
+        r = np.arange(n)
+        for k in range(int(top_n.max(initial=0))):  # first max = catalogue order on ties, as the sort
+            j = np.argmax(key, axis=1)
+            ok = np.isfinite(key[r, j]) & (k < top_n)
+            selected[r[ok], j[ok]] = True
+            key[r, j] = -np.inf
+        return Arbitration(winner, below, alive, None, None, selected, alive.sum(axis=1))
     order = np.argsort(-key, axis=1, kind="stable")  # ties keep catalogue order
     rank = np.zeros((n, A), dtype=np.int32)
     np.put_along_axis(rank, order, np.broadcast_to(np.arange(1, A + 1, dtype=np.int32), (n, A)), axis=1)

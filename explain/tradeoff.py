@@ -32,7 +32,7 @@ import pandas as pd
 
 from decision_log import queries
 from decision_log.store import DecisionLog
-from decisioning.arbitration import Tables, tables
+from decisioning.arbitration import Tables, arbitrate, tables
 from decisioning.errors import LogError
 from decisioning.strategy import Strategy
 
@@ -108,26 +108,24 @@ class Factors:
         lv = np.where(self.scored, 1.0, np.nan) if "lever" in setting.drop else lever
         return p * v * c * lv
 
+    def _run(self, setting: Setting):
+        """The strategy's own arbitration (:func:`decisioning.arbitration.arbitrate`) under
+        ``setting``, without ranking every action; returns it and the priorities."""
+        s, t = self.strategy, self.tables
+        pr = self.priority(setting)
+        thr, top = t.threshold.copy(), t.top_n.copy()
+        for ch, v in setting.thresholds.items():
+            thr[s.channel_ids.index(ch)] = v
+        for ch, v in setting.top_n.items():
+            top[s.channel_ids.index(ch)] = v
+        arb = arbitrate(pr, self.scored, t.families, thr[self.channel], top[self.channel], ranks=False)
+        return arb, pr
+
     def alive(self, setting: Setting = Setting()) -> tuple[np.ndarray, np.ndarray]:
         """The ranked actions (bool n × A: scored, won the incentive choice, cleared the
         threshold) and the priorities under ``setting``."""
-        s, t = self.strategy, self.tables
-        pr = self.priority(setting)
-        thr = t.threshold.copy()
-        for ch, v in setting.thresholds.items():
-            thr[s.channel_ids.index(ch)] = v
-        alive = self.scored.copy()
-        for fam in t.families:  # incentive choice: best level of each offer, cheapest on ties
-            sub = alive[:, fam]
-            rows = np.flatnonzero(sub.sum(axis=1) > 1)
-            if len(rows):
-                key = np.where(sub[rows], pr[np.ix_(rows, fam)], -np.inf)
-                best = np.argmax(key, axis=1)
-                keep = np.zeros((len(rows), len(fam)), dtype=bool)
-                keep[np.arange(len(rows)), best] = True
-                alive[np.ix_(rows, fam)] = sub[rows] & keep
-        alive &= pr >= thr[self.channel][:, None]
-        return alive, pr
+        arb, pr = self._run(setting)
+        return arb.alive, pr
 
     def arbitrate(self, setting: Setting = Setting()) -> np.ndarray:
         """The greedy selection (bool n × A) under ``setting``; same rules as the engine.
@@ -135,26 +133,9 @@ class Factors:
         if setting == Setting():
             cached = self.__dict__.get("_base_selection")
             if cached is None:
-                cached = self.__dict__["_base_selection"] = self._arbitrate(setting)
+                cached = self.__dict__["_base_selection"] = self._run(setting)[0].selected
             return cached
-        return self._arbitrate(setting)
-
-    def _arbitrate(self, setting: Setting) -> np.ndarray:
-        s = self.strategy
-        alive, pr = self.alive(setting)
-        top = self.tables.top_n.copy()
-        for ch, v in setting.top_n.items():
-            top[s.channel_ids.index(ch)] = v
-        key = np.where(alive, pr, -np.inf)
-        sel = np.zeros_like(alive)
-        n_slots = top[self.channel]
-        r = np.arange(len(self))
-        for k in range(int(n_slots.max(initial=0))):  # top N by repeated argmax: ties keep catalogue order
-            j = np.argmax(key, axis=1)
-            ok = np.isfinite(key[r, j]) & (k < n_slots)
-            sel[r[ok], j[ok]] = True
-            key[r, j] = -np.inf
-        return sel
+        return self._run(setting)[0].selected
 
     def first(self, selected: np.ndarray, setting: Setting = Setting()) -> np.ndarray:
         """The first-slot action of each decision (-1 = none) for a selection."""
