@@ -110,6 +110,18 @@ def decide_and_log(
     return batches
 
 
+def _counter(progress: Progress | None, label: str, total: int) -> Callable[[int], None]:
+    """A callback that adds ``k`` to a running count and reports it as ``label`` of ``total``."""
+    done = [0]
+
+    def step(k: int = 1) -> None:
+        done[0] += k
+        if progress:
+            progress(label, done[0], total)
+
+    return step
+
+
 def _explain_sample(log: DecisionLog, batches: list[DecisionBatch], n: int, seed: int, seconds: dict[str, float],
                     progress: Progress | None) -> int:
     """Explain and check ``n`` random logged decisions (for the dashboard's global views);
@@ -157,12 +169,10 @@ def run_demo(
     history = retail.simulate_history(strategy, per_action=history_per_action, seed=seed)
     seconds["history"] = time.perf_counter() - t
     t = time.perf_counter()
-    done = [0]
+    count = _counter(progress, "Training propensity models", len(strategy.actions))
 
     def trained(_action: str) -> None:
-        done[0] += 1
-        if progress:
-            progress("Training propensity models", done[0], len(strategy.actions))
+        count()
 
     models = train_models(strategy, history, seed=seed, progress=trained)
     seconds["train"] = time.perf_counter() - t
@@ -178,12 +188,7 @@ def run_demo(
     log = DecisionLog.open(db)
     try:
         t = time.perf_counter()
-        logged = [0]
-
-        def on_logged(k: int) -> None:
-            logged[0] += k
-            if progress:
-                progress("Deciding and logging", logged[0], customers)
+        on_logged = _counter(progress, "Deciding and logging", customers)
 
         batches = decide_and_log(log, engine, req, ts_us, on_logged=on_logged)
         seconds["decide_and_log"] = time.perf_counter() - t
@@ -274,12 +279,10 @@ def run_hillstrom(db: str, *, seed: int = 0, explain_sample: int = 0, progress: 
     strategy = hillstrom.load_strategy_file()
     frame = hillstrom.load_frame()
     train, test = hillstrom.split(frame, seed=seed)
-    done = [0]
+    count = _counter(progress, "Training response models", len(strategy.actions))
 
     def trained(_action: str) -> None:
-        done[0] += 1
-        if progress:
-            progress("Training response models", done[0], len(strategy.actions))
+        count()
 
     models = train_models(strategy, hillstrom.history(train), seed=seed, progress=trained)
     seconds["train"] = time.perf_counter() - t
@@ -290,12 +293,7 @@ def run_hillstrom(db: str, *, seed: int = 0, explain_sample: int = 0, progress: 
     log = DecisionLog.open(db)
     try:
         t = time.perf_counter()
-        logged = [0]
-
-        def on_logged(k: int) -> None:
-            logged[0] += k
-            if progress:
-                progress("Logging the held-out half", logged[0], len(test))
+        on_logged = _counter(progress, "Logging the held-out half", len(test))
 
         batches = decide_and_log(log, engine, req, ts_us, on_logged=on_logged)
         seconds["decide_and_log"] = time.perf_counter() - t
