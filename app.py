@@ -2,8 +2,10 @@
 
 import streamlit as st
 
+from pages.common import live_run
+
 st.set_page_config(page_title="Klartext", page_icon=":material/search:", layout="wide")
-st.navigation({
+nav = st.navigation({
     "Governance": [
         st.Page("pages/overview.py", title="Overview", icon=":material/monitoring:", default=True),
         st.Page("pages/tradeoffs.py", title="KPI trade-offs", icon=":material/balance:"),
@@ -18,4 +20,6 @@ st.navigation({
         st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
         st.Page("pages/integrity.py", title="Integrity", icon=":material/verified_user:"),
     ],
-}).run()
+})
+with live_run():  # while `klartext serve` holds the log, each run reads its freshest replica
+    nav.run()

@@ -69,15 +69,31 @@ def _fixed(arr: pa.Array) -> np.ndarray:
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     t = arr.type
+    nulls = arr.null_count > 0  # the fill / cast steps are skipped where they change nothing (small batches)
     if pa.types.is_boolean(t):
-        return arr.fill_null(False).to_numpy(zero_copy_only=False).astype(np.uint8).reshape(-1, 1)
+        arr = arr.fill_null(False) if nulls else arr
+        return arr.to_numpy(zero_copy_only=False).astype(np.uint8).reshape(-1, 1)
     if pa.types.is_floating(t):
-        v = arr.cast(pa.float64()).fill_null(0.0).to_numpy(zero_copy_only=False)
+        arr = arr if t == pa.float64() else arr.cast(pa.float64())
+        v = (arr.fill_null(0.0) if nulls else arr).to_numpy(zero_copy_only=False)
         return np.ascontiguousarray(v, dtype="<f8").view(np.uint8).reshape(-1, 8)
     if pa.types.is_timestamp(t):
         arr = arr.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
-    v = arr.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+    arr = arr if arr.type == pa.int64() else arr.cast(pa.int64())
+    v = (arr.fill_null(0) if nulls else arr).to_numpy(zero_copy_only=False)
     return np.ascontiguousarray(v, dtype="<i8").view(np.uint8).reshape(-1, 8)
+
+
+_LABEL_CACHE: dict[str, bytes] = {}
+
+
+def _label_digest(v: str) -> bytes:
+    d = _LABEL_CACHE.get(v)
+    if d is None:
+        if len(_LABEL_CACHE) > 100_000:
+            _LABEL_CACHE.clear()
+        d = _LABEL_CACHE[v] = hashlib.blake2b(v.encode(), digest_size=8).digest()
+    return d
 
 
 def _label_digests(arr: pa.Array) -> np.ndarray:
@@ -86,9 +102,7 @@ def _label_digests(arr: pa.Array) -> np.ndarray:
     if not pa.types.is_dictionary(arr.type):
         arr = pc.dictionary_encode(arr.cast(pa.string()))
     values = arr.dictionary.cast(pa.string()).to_pylist()
-    table = np.zeros((len(values) + 1, 8), dtype=np.uint8)
-    for i, v in enumerate(values):
-        table[i + 1] = np.frombuffer(hashlib.blake2b(v.encode(), digest_size=8).digest(), dtype=np.uint8)
+    table = np.frombuffer(bytes(8) + b"".join(map(_label_digest, values)), dtype=np.uint8).reshape(-1, 8)
     idx = arr.indices.cast(pa.int64()).fill_null(-1).to_numpy(zero_copy_only=False) + 1
     if arr.null_count:
         idx[np.asarray(arr.is_null())] = 0
@@ -102,7 +116,8 @@ def _parts(table: pa.Table, columns: list[str]) -> tuple[np.ndarray, np.ndarray,
         arr = table.column(c)
         if isinstance(arr, pa.ChunkedArray):
             arr = arr.combine_chunks()
-        blocks.append(np.asarray(pc.is_valid(arr), dtype=np.uint8).reshape(-1, 1))
+        blocks.append(np.asarray(pc.is_valid(arr), dtype=np.uint8).reshape(-1, 1) if arr.null_count
+                      else np.ones((len(arr), 1), dtype=np.uint8))
         if c in LABEL_COLUMNS:
             blocks.append(_label_digests(arr))
         elif _is_text(arr):

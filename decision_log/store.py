@@ -17,6 +17,7 @@ import hmac
 import json
 import os
 import secrets
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +28,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from decision_log import integrity
+from decision_log import integrity, live
 from decision_log.schema import DDL, SCHEMA_VERSION
 from decisioning.engine import DecisionBatch
 from decisioning.errors import LogError
@@ -41,6 +42,14 @@ def _first(result: duckdb.DuckDBPyConnection) -> tuple | None:
     """First row of a result (fetching everything, so the connection is free afterwards)."""
     rows = result.fetchall()
     return rows[0] if rows else None
+
+
+def _arrow(result: duckdb.DuckDBPyConnection) -> pa.Table:
+    """An executed query's result as Arrow.  ``execute`` binds a query once where ``con.sql``
+    binds it twice (~2 ms on a small batch); the extra copy DuckDB warns about is cheaper."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Arrow output on a DB-API result")
+        return result.to_arrow_table()
 
 
 def _dict_array(codes: np.ndarray, dictionary: list[str] | np.ndarray, null_below_zero: bool = False) -> pa.Array:
@@ -80,6 +89,8 @@ class DecisionLog:
         self._head: tuple[int, str] | None = None
         self._registered: set[str] = set()
         self._strategy_cache: dict[str, Strategy] = {}
+        #: Set when this is a live replica of a log a service holds (see :mod:`decision_log.live`).
+        self.replica: live.ReplicaInfo | None = None
 
     # -- opening ----------------------------------------------------------------------------
 
@@ -101,10 +112,15 @@ class DecisionLog:
             con = duckdb.connect(path, read_only=read_only)
         except duckdb.IOException as exc:
             msg = str(exc)
+            if "lock" in msg.lower() and read_only:  # a service holds it: read its freshest replica
+                replica = cls.open_live(path)
+                if replica is not None:
+                    return replica
             if "lock" in msg.lower():
                 raise LogError(f"The decision log {path!r} is in use by another process.",
-                               "DuckDB lets one process write a file; stop it (e.g. the demo or "
-                               "`klartext serve`) or open a copy.") from exc
+                               "DuckDB lets one process write a file; wait for it (e.g. the demo) or stop "
+                               "it. A running `klartext serve` keeps a live replica for readers: it "
+                               "appears a few seconds after the service starts.") from exc
             raise LogError(f"Cannot open decision log {path!r}: {msg}",
                            "Check that the path is a DuckDB file written by Klartext.") from exc
         except duckdb.Error as exc:
@@ -122,6 +138,17 @@ class DecisionLog:
                                "Create one with `klartext demo --db " + path + "`.")
         key = cls._load_key(path, create=not read_only)
         return cls(con, path, key, read_only)
+
+    @classmethod
+    def open_live(cls, path: str | Path, newer_than: int = -1) -> DecisionLog | None:
+        """The freshest live replica of a log that ``klartext serve`` holds, read-only (see
+        :mod:`decision_log.live`); None when no service keeps one newer than ``newer_than``."""
+        found = live.open_replica(path, newer_than)
+        if found is None:
+            return None
+        log = cls(found[0], str(path), cls._load_key(str(path), create=False), read_only=True)
+        log.replica = found[1]
+        return log
 
     @staticmethod
     def _load_key(path: str, create: bool) -> bytes | None:
@@ -270,7 +297,10 @@ class DecisionLog:
         n, strategy = prepared.n, prepared.strategy
         if n == 0:
             return 0
-        dec, cand = prepared.decisions, prepared.candidates
+        # The Arrow tables below are read by DuckDB's replacement scan of this frame's locals
+        # (cheaper per statement than register/unregister, which matters for a live service's
+        # small groups); statements go through execute(), which binds a query once.
+        _k_cand = prepared.candidates
         con = self.con
         con.execute("BEGIN TRANSACTION")
         try:
@@ -278,28 +308,25 @@ class DecisionLog:
                 self.register_strategy(strategy)
             last_seq, prev = self._next_seq()
             seq = np.arange(last_seq + 1, last_seq + 1 + n, dtype=np.int64)
-            dec = dec.append_column("seq", pa.array(seq))
-            con.register("_k_dec", dec)
-            con.register("_k_cand", cand)
-            typed = con.sql(_TYPED_DECISIONS if "inputs" not in dec.column_names else _TYPED_IMPORTED).to_arrow_table()
-            con.register("_k_typed", typed)
+            _k_dec = prepared.decisions.append_column("seq", pa.array(seq))
+            _k_typed = _arrow(con.execute(_TYPED_DECISIONS if "inputs" not in _k_dec.column_names
+                                           else _TYPED_IMPORTED))
             digests = prepared.candidate_digests
             if digests is None:  # imported: hash the candidate rows exactly as DuckDB will store them
-                typed_cand = con.sql(_INSERT_CANDIDATES.split("\n", 2)[2]).to_arrow_table()
+                typed_cand = _arrow(con.execute(_INSERT_CANDIDATES.split("\n", 2)[2]))
                 ids = np.asarray(typed_cand.column("decision_id").to_pylist(), dtype=object)
-                dec_ids = np.asarray(typed.column("decision_id").to_pylist(), dtype=object)
+                dec_ids = np.asarray(_k_typed.column("decision_id").to_pylist(), dtype=object)
                 starts = np.searchsorted(ids, dec_ids, side="left")
                 ends = np.searchsorted(ids, dec_ids, side="right")
                 digests = integrity.candidate_digests(typed_cand, starts, ends)
-            hashes = integrity.combine(integrity.decision_digests(typed), digests)
-            chain_tbl = pa.table({"seq": seq, "decision_id": typed.column("decision_id"),
-                                  "record_hash": hashes, "chain_hash": integrity.chain(prev, hashes)})
-            con.register("_k_chain", chain_tbl)
+            hashes = integrity.combine(integrity.decision_digests(_k_typed), digests)
+            _k_chain = pa.table({"seq": seq, "decision_id": _k_typed.column("decision_id"),
+                                 "record_hash": hashes, "chain_hash": integrity.chain(prev, hashes)})
             con.execute("INSERT INTO decisions SELECT * FROM _k_typed")
             con.execute(_INSERT_CANDIDATES)
             con.execute("INSERT INTO chain SELECT seq, decision_id, record_hash, chain_hash FROM _k_chain")
             con.execute("COMMIT")
-            self._head = (int(seq[-1]), chain_tbl.column("chain_hash")[-1].as_py())
+            self._head = (int(seq[-1]), _k_chain.column("chain_hash")[-1].as_py())
         except Exception as exc:
             con.execute("ROLLBACK")
             if strategy is not None:
@@ -308,12 +335,6 @@ class DecisionLog:
                 raise LogError(f"Writing {n} decisions to {self.path!r} failed: {exc}",
                                "Nothing was written; check free disk space and that no other process holds the file.") from exc
             raise
-        finally:
-            for name in ("_k_dec", "_k_cand", "_k_chain", "_k_typed"):
-                try:
-                    con.unregister(name)
-                except duckdb.Error:
-                    pass
         return n
 
     def append_outcomes(self, outcomes: pd.DataFrame) -> int:

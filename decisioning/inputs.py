@@ -203,6 +203,24 @@ class Requests:
             None if self.assigned_probability is None else self.assigned_probability[rows],
         )
 
+    @classmethod
+    def concat(cls, parts: list[Requests]) -> Requests:
+        """One batch of several validated batches, in order (a service validates each request
+        as it arrives, then decides the group at once)."""
+        if len(parts) == 1:
+            return parts[0]
+        any_assigned = any(p.assigned is not None for p in parts)
+        return cls(
+            np.concatenate([p.customer_id for p in parts]), np.concatenate([p.channel for p in parts]),
+            {k: np.concatenate([p.features[k] for p in parts]) for k in parts[0].features},
+            np.concatenate([p.contacts for p in parts]), np.concatenate([p.rejections for p in parts]),
+            np.concatenate([p.days_since_rejection for p in parts]),
+            np.concatenate([p.assigned if p.assigned is not None else np.full(len(p), -1, np.int64) for p in parts])
+            if any_assigned else None,
+            np.concatenate([p.assigned_probability if p.assigned is not None else np.ones(len(p)) for p in parts])
+            if any_assigned else None,
+        )
+
     def to_dict(self, strategy: Strategy, row: int) -> dict[str, Any]:
         """One request as JSON-ready dict (the inverse of :meth:`from_dicts`)."""
         feats = {}
@@ -227,25 +245,27 @@ def _codes(values: np.ndarray, known: np.ndarray) -> np.ndarray:
 
 
 def _check_scalar(f, v: Any, where: str) -> Any:
-    kind = {"number": "a number", "integer": "a whole number", "boolean": "true or false",
-            "category": "one of " + ", ".join(repr(x) for x in f.values)}[f.type]
-    bad = InputError(f"{where}: feature {f.name!r} must be {kind}, got {v!r}.",
-                     f"Send {f.name} as {kind}.")
+    def bad() -> InputError:  # built only for a bad value: this check runs for every value of a request
+        kind = {"number": "a number", "integer": "a whole number", "boolean": "true or false",
+                "category": "one of " + ", ".join(repr(x) for x in f.values)}[f.type]
+        return InputError(f"{where}: feature {f.name!r} must be {kind}, got {v!r}.", f"Send {f.name} as {kind}.")
+
     if f.type == "boolean":
         if not isinstance(v, bool):
-            raise bad
+            raise bad()
         return v
     if f.type == "category":
         if not isinstance(v, str) or v not in f.values:
-            raise bad
+            raise bad()
         return v
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise bad
+        raise bad()
     if f.type == "integer" and not (isinstance(v, int) or (isinstance(v, float) and v.is_integer())):
-        raise bad
+        raise bad()
     if not math.isfinite(v):
         raise InputError(f"{where}: feature {f.name!r} must be finite, got {v!r}.", f"Send a finite value for {f.name}.")
-    _check_range(f, np.asarray([v], dtype=float), where)
+    if (f.min is not None and v < f.min) or (f.max is not None and v > f.max):
+        _check_range(f, np.asarray([v], dtype=float), where)  # raises, with the message of the vectorised check
     return int(v) if f.type == "integer" else float(v)
 
 

@@ -4,15 +4,20 @@ The audit guarantee — a response is sent only after its decision record, with 
 candidate row and its chain link, is committed:
 
 * each request is validated on arrival (a bad one gets a 4xx naming the field and nothing
-  is logged), then queued with a future;
-* one writer thread owns the log: it takes what is queued (up to ``max_batch`` requests, or
-  what arrives within ``max_wait_ms``), decides them in one vectorised engine call, appends
-  them in **one transaction** (group commit), and only then resolves their futures;
+  is logged) into a one-row :class:`~decisioning.inputs.Requests`, then queued with a future;
+* a **decide thread** takes what is queued (up to ``max_batch`` requests, or what arrives
+  within ``max_wait_ms``), decides the group in one vectorised engine call and turns it into
+  the Arrow tables of the log (:func:`~decision_log.store.prepare`, hashes included);
+* a **log thread** appends each prepared group in **one transaction** (group commit) and
+  only then resolves its futures.  The two threads form a pipeline: the next group is being
+  decided while the previous one is committed (DuckDB releases the GIL while it writes);
 * the queue is bounded: when it is full the request is refused at once with **503** and
   ``Retry-After`` — nothing is ever dropped silently; a request whose group could not be
   written gets a 503 that says it was not logged;
 * after ``kill -9`` every acknowledged decision is in the log (DuckDB replays its WAL on the
-  next open), and nothing half-written is: a group is one transaction.
+  next open), and nothing half-written is: a group is one transaction;
+* a **replicator** (:mod:`decision_log.live`) copies what is new to one of two replica files
+  about once a second, so the dashboard can read the log while the service holds it.
 """
 
 from __future__ import annotations
@@ -33,8 +38,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from decision_log import queries
-from decision_log.store import DecisionLog
-from decisioning.engine import Engine
+from decision_log.live import Replicator
+from decision_log.store import DecisionLog, PreparedBatch, prepare
+from decisioning.engine import DecisionBatch, Engine
 from decisioning.errors import InputError, KlartextError, LogError
 from decisioning.inputs import Requests
 from decisioning.strategy import STAGES, Strategy, load_strategy
@@ -67,17 +73,25 @@ class OutcomeIn(BaseModel):
 @dataclass
 class _Job:
     kind: str  # decide | outcome
-    payload: Any
+    payload: Any  # decide: (request dict, its validated one-row Requests); outcome: dict
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
     t0: float = field(default_factory=time.perf_counter)
 
 
+@dataclass
+class _Group:
+    jobs: list[_Job]
+    batch: DecisionBatch | None = None
+    prepared: PreparedBatch | None = None
+    error: BaseException | None = None
+
+
 class Service:
-    """Owns the log, the engine and the writer thread."""
+    """Owns the log, the engine, the decide and log threads and the replicator."""
 
     def __init__(self, db: str, strategy: Strategy | None = None, *, max_queue: int = 2000, max_batch: int = 256,
-                 max_wait_ms: float = 2.0) -> None:
+                 max_wait_ms: float = 2.0, replicate: bool = True, replica_interval_s: float = 1.0) -> None:
         self.log = DecisionLog.open(db)
         self.strategy = strategy or self.log.load_strategy(self.log.latest_strategy_version())
         self.log.register_strategy(self.strategy)
@@ -87,36 +101,102 @@ class Service:
             _ = m.estimator
         self.log.register_models(self.engine.models)
         self.queue: queue.Queue[_Job] = queue.Queue(maxsize=max_queue)
+        self._decided: queue.Queue[_Group | None] = queue.Queue(maxsize=2)  # decide → log hand-over
         self.max_batch, self.max_wait = max_batch, max_wait_ms / 1000
         self.logged = 0
         self.groups = 0
         self.seconds = {"decide": 0.0, "log": 0.0}
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="klartext-writer", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._decide_loop, name="klartext-decide", daemon=True),
+                         threading.Thread(target=self._log_loop, name="klartext-log", daemon=True)]
+        for t in self._threads:
+            t.start()
+        self.replicator = Replicator(self.log, interval_s=replica_interval_s) if replicate and db != ":memory:" else None
 
-    # -- the writer thread ---------------------------------------------------------------------
+    # -- the decide thread -----------------------------------------------------------------
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
+    def _take(self) -> list[_Job] | None:
+        try:
+            first = self.queue.get(timeout=0.1)
+        except queue.Empty:
+            return None
+        jobs = [first]
+        deadline = time.perf_counter() + self.max_wait
+        while len(jobs) < self.max_batch:
+            left = deadline - time.perf_counter()
             try:
-                first = self.queue.get(timeout=0.1)
+                jobs.append(self.queue.get(timeout=left) if left > 0 else self.queue.get_nowait())
             except queue.Empty:
+                break
+        return jobs
+
+    def _decide_loop(self) -> None:
+        reader = self.log.con.cursor()  # contact history reads, beside the log thread's writes
+        while not self._stop.is_set():
+            jobs = self._take()
+            if jobs is None:
                 continue
-            jobs = [first]
-            deadline = time.perf_counter() + self.max_wait
-            while len(jobs) < self.max_batch:
-                left = deadline - time.perf_counter()
+            run: list[_Job] = []
+            for j in jobs:  # keep arrival order: outcomes between decisions go in their place
+                if j.kind == "decide":
+                    run.append(j)
+                    continue
+                if run:
+                    self._decided.put(self._decide(run, reader))
+                    run = []
+                self._decided.put(_Group([j]))
+            if run:
+                self._decided.put(self._decide(run, reader))
+        self._decided.put(None)
+
+    def _decide(self, jobs: list[_Job], reader) -> _Group:
+        s = self.strategy
+        group = _Group(jobs)
+        try:
+            t = time.perf_counter()
+            parts = []
+            for j in jobs:
+                item, req = j.payload
+                if item.get("contacts") is None or item.get("rejections") is None:  # fill from the log
+                    contacts, rejections = queries.contact_history(reader, self.log.pseudonymise([item["customer_id"]])[0], s)
+                    item = {**item, "contacts": contacts if item.get("contacts") is None else item["contacts"],
+                            "rejections": rejections if item.get("rejections") is None else item["rejections"]}
+                    req = Requests.from_dicts(s, [{k: v for k, v in item.items() if v is not None}])
+                parts.append(req)
+            group.batch = self.engine.decide(Requests.concat(parts))
+            group.prepared = prepare(group.batch, s, self.log.pseudonymise(group.batch.requests.customer_id))
+            self.seconds["decide"] += time.perf_counter() - t
+        except Exception as exc:  # noqa: BLE001 - every client of the group is told
+            group.error = exc
+        return group
+
+    # -- the log thread --------------------------------------------------------------------
+
+    def _log_loop(self) -> None:
+        while True:
+            group = self._decided.get()
+            if group is None:
+                return
+            if group.jobs[0].kind == "outcome":
+                self._outcome(group.jobs[0])
+                continue
+            if group.error is None:
+                t = time.perf_counter()
                 try:
-                    jobs.append(self.queue.get(timeout=max(left, 0)) if left > 0 else self.queue.get_nowait())
-                except queue.Empty:
-                    break
-            decides = [j for j in jobs if j.kind == "decide"]
-            outcomes = [j for j in jobs if j.kind == "outcome"]
-            if decides:
-                self._decide(decides)
-            for j in outcomes:
-                self._outcome(j)
+                    self.log.append_prepared(group.prepared)  # one transaction: durable when this returns
+                except Exception as exc:  # noqa: BLE001
+                    group.error = exc
+                self.seconds["log"] += time.perf_counter() - t
+            if group.error is not None:  # nothing of this group was written: every client is told
+                exc = group.error
+                err = exc if isinstance(exc, KlartextError) else LogError(
+                    f"The decision was not logged: {exc}", "Retry the request.")
+                for j in group.jobs:
+                    self._resolve(j, error=err)
+                continue
+            self.logged += len(group.jobs)
+            self.groups += 1
+            self._answer(group)
 
     @staticmethod
     def _resolve(job: _Job, value: Any = None, error: BaseException | None = None) -> None:
@@ -129,49 +209,26 @@ class Service:
                 job.future.set_result(value)
         job.loop.call_soon_threadsafe(done)
 
-    def _decide(self, jobs: list[_Job]) -> None:
-        s = self.strategy
-        try:
-            items = []
-            for j in jobs:
-                item = dict(j.payload)
-                if item.get("contacts") is None or item.get("rejections") is None:
-                    contacts, rejections = queries.contact_history(
-                        self.log.con, self.log.pseudonymise([item["customer_id"]])[0], s)
-                    item.setdefault("contacts", None)
-                    item["contacts"] = contacts if item["contacts"] is None else item["contacts"]
-                    item["rejections"] = rejections if item.get("rejections") is None else item["rejections"]
-                items.append(item)
-            t = time.perf_counter()
-            req = Requests.from_dicts(s, items)
-            batch = self.engine.decide(req)
-            t2 = time.perf_counter()
-            self.log.append(batch, s)  # one transaction: the group is durable when this returns
-            self.seconds["decide"] += t2 - t
-            self.seconds["log"] += time.perf_counter() - t2
-            self.logged += len(jobs)
-            self.groups += 1
-        except Exception as exc:  # nothing of this group was written: every client is told
-            err = LogError(f"The decision was not logged: {exc}", "Retry the request.") \
-                if not isinstance(exc, KlartextError) else exc
-            for j in jobs:
-                self._resolve(j, error=err)
-            return
+    def _answer(self, group: _Group) -> None:
+        batch, s = group.batch, self.strategy
         aids = s.action_ids
-        for r, j in enumerate(jobs):
+        order = np.argsort(np.where(batch.rank > 0, batch.rank, 10**9), axis=1, kind="stable")
+        n_ranked = (batch.rank > 0).sum(axis=1)
+        n_filtered = (~np.isin(batch.stage, [STAGES.index("ranked"), STAGES.index("selected")])).sum(axis=1)
+        for r, j in enumerate(group.jobs):
             ranked = [
                 {"action_id": aids[a], "rank": int(batch.rank[r, a]), "priority": float(batch.priority[r, a]),
                  "propensity": float(batch.propensity[r, a]), "selected": bool(batch.selected[r, a])}
-                for a in np.argsort(np.where(batch.rank[r] > 0, batch.rank[r], 10**9))[: int((batch.rank[r] > 0).sum())]
+                for a in order[r, : int(n_ranked[r])].tolist()
             ]
             self._resolve(j, {
                 "decision_id": str(batch.decision_id[r]),
-                "channel": j.payload["channel"],
+                "channel": j.payload[0]["channel"],
                 "chosen_actions": [aids[a] for a in batch.chosen[r]],
                 "selection_probability": float(batch.selection_probability[r]),
                 "explored": bool(batch.explored[r]),
                 "ranked": ranked,
-                "filtered": int(sum(1 for a in range(len(aids)) if STAGES[batch.stage[r, a]] not in ("ranked", "selected"))),
+                "filtered": int(n_filtered[r]),
                 "strategy_version": batch.strategy_version,
                 "logged": True,
                 "latency_ms": round((time.perf_counter() - j.t0) * 1000, 3),
@@ -187,12 +244,15 @@ class Service:
                 "revenue": o.get("revenue", 0.0), "margin": o.get("margin", 0.0), "churned": o.get("churned"),
                 "ts_us": int(time.time() * 1e6)}]))
             self._resolve(job, {"logged": n})
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001
             self._resolve(job, error=exc)
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        for t in self._threads:
+            t.join(timeout=5)
+        if self.replicator is not None:
+            self.replicator.close()
         self.log.close()
 
 
@@ -261,8 +321,8 @@ def create_app(db: str, strategy_path: str | None = None, **kw) -> FastAPI:
         for k, v in item["features"].items():
             if isinstance(v, float) and not math.isfinite(v):
                 raise InputError(f"features.{k} must be finite, got {v!r}.", f"Send a finite value for {k}.")
-        Requests.from_dicts(state["svc"].strategy, [{k: v for k, v in item.items() if v is not None}])
-        return await submit("decide", item)
+        req = Requests.from_dicts(state["svc"].strategy, [{k: v for k, v in item.items() if v is not None}])
+        return await submit("decide", (item, req))
 
     @app.post("/outcome")
     async def outcome(body: OutcomeIn) -> dict:
@@ -290,6 +350,7 @@ def create_app(db: str, strategy_path: str | None = None, **kw) -> FastAPI:
         return {"status": "ok", "strategy_version": svc.strategy.version, "logged_since_start": svc.logged,
                 "queue": svc.queue.qsize(), "groups_committed": svc.groups,
                 "mean_group_size": round(svc.logged / svc.groups, 2) if svc.groups else None,
-                "writer_seconds": {k: round(v, 3) for k, v in svc.seconds.items()}}
+                "writer_seconds": {k: round(v, 3) for k, v in svc.seconds.items()},
+                "live_replicas": svc.replicator.status() if svc.replicator is not None else None}
 
     return app

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import duckdb
 import pandas as pd
 import streamlit as st
 
-from decision_log import queries
+from decision_log import live, queries
 from decision_log.store import DecisionLog
 from decisioning.errors import KlartextError
 from explain.api import Explainer
@@ -35,25 +37,111 @@ def db_path() -> str:
     return st.sidebar.text_input("Decision log (DuckDB file)", key="db_path")
 
 
+class _Follower:
+    """The live replicas of one log that a service holds (see ``decision_log.live``).
+
+    Each page run leases the freshest replica it can open; a replica superseded by a newer
+    one is closed as soon as no run uses it, so the service can refresh it.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.logs: dict[int, DecisionLog] = {}  # generation → open replica
+        self.users: dict[int, int] = {}
+        self.newest = -1
+        self.lock = threading.Lock()
+
+    def acquire(self) -> int | None:
+        with self.lock:
+            found = DecisionLog.open_live(self.path, newer_than=self.newest)
+            if found is not None:
+                gen = found.replica.generation
+                self.logs[gen], self.newest = found, gen
+                self.users.setdefault(gen, 0)
+                self._close_unused()
+            if self.newest < 0:
+                return None
+            self.users[self.newest] = self.users.get(self.newest, 0) + 1
+            return self.newest
+
+    def release(self, gen: int) -> None:
+        with self.lock:
+            self.users[gen] = max(0, self.users.get(gen, 0) - 1)
+            self._close_unused()
+
+    def _close_unused(self) -> None:
+        for gen in [g for g in self.logs if g != self.newest and not self.users.get(g)]:
+            self.logs.pop(gen).close()
+            self.users.pop(gen, None)
+
+    def get(self, gen: int) -> DecisionLog:
+        with self.lock:
+            if gen in self.logs:
+                return self.logs[gen]
+        raise KlartextError("The live view has moved on to newer decisions since this page started.",
+                            "Reload the page.")
+
+
+_FOLLOWERS: dict[str, _Follower] = {}
+_FOLLOWERS_LOCK = threading.Lock()
+
+
+def _follower(path: str) -> _Follower:
+    with _FOLLOWERS_LOCK:
+        return _FOLLOWERS.setdefault(path, _Follower(path))
+
+
+@contextmanager
+def live_run():
+    """Wraps one run of the app: leases the freshest live replica when a service holds the
+    log, and gives it back at the end of the run."""
+    path = st.session_state.get("db_path") or _cli_db() or os.environ.get("KLARTEXT_DB") or DEFAULT_DB
+    resolved = str(Path(path).resolve())
+    gen = _follower(resolved).acquire() if live.replicas(resolved) else None
+    st.session_state["_live"] = (resolved, gen) if gen is not None else None
+    try:
+        yield
+    finally:
+        if gen is not None:
+            _follower(resolved).release(gen)
+
+
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _open(path: str, mtime: float) -> DecisionLog:
+def _open_file(path: str, mtime: float) -> DecisionLog:
     # One read-only log per file version (a new or rewritten file gets a new one); pages take
     # a cursor per query, so sessions on their own threads never share a cursor.
     return DecisionLog.open(path, read_only=True)
 
 
+def _open(path: str, version: float | str) -> DecisionLog:
+    """The log for a key of :func:`log_key`: a file version, or a live replica generation."""
+    if isinstance(version, str) and version.startswith("live:"):
+        return _follower(path).get(int(version[5:]))
+    return _open_file(path, version)
+
+
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _explainer(path: str, mtime: float) -> Explainer:
-    return Explainer(_open(path, mtime))
+def _explainer(path: str, version: float | str) -> Explainer:
+    return Explainer(_open(path, version))
 
 
-def _key() -> tuple[str, float] | None:
+def _key() -> tuple[str, float | str] | None:
     path = db_path()
     p = Path(path)
     if not p.exists():
         st.info(f"No decision log at `{path}` yet. Create one with:\n\n```\nklartext demo --db {path}\n```")
         return None
-    return str(p.resolve()), p.stat().st_mtime
+    resolved = str(p.resolve())
+    leased = st.session_state.get("_live")
+    if leased is not None and leased[0] == resolved:
+        return resolved, f"live:{leased[1]}"
+    if live.replicas(resolved):  # a page run outside app.py (tests): the newest replica, unleased
+        f = _follower(resolved)
+        gen = f.acquire()
+        if gen is not None:
+            f.release(gen)
+            return resolved, f"live:{gen}"
+    return resolved, p.stat().st_mtime
 
 
 def log() -> DecisionLog | None:
@@ -66,6 +154,10 @@ def log() -> DecisionLog | None:
     except KlartextError as exc:
         show_error(exc)
         return None
+    if lg.replica is not None:
+        r = lg.replica
+        st.sidebar.caption(f":green[●] **Live** — `klartext serve` (pid {r.service_pid}) holds this log; showing "
+                           f"its replica of {r.age_s:.0f} s ago ({r.decisions:,} decisions). Reload for newer ones.")
     if queries.decision_count(lg.con.cursor()) == 0:
         st.info(f"The log `{key[0]}` holds no decisions yet. Fill it with:\n\n"
                 f"```\nklartext demo --db {key[0]} --replace\n```")
@@ -81,8 +173,7 @@ def connection() -> duckdb.DuckDBPyConnection | None:
 
 def explainer(lg: DecisionLog) -> Explainer:
     """The process-wide explainer of this log (its in-memory cache survives reruns)."""
-    p = Path(lg.path)
-    return _explainer(str(p.resolve()), p.stat().st_mtime)
+    return _explainer(*log_key(lg))
 
 
 def filters(con: duckdb.DuckDBPyConnection, issues: bool = True) -> queries.Filters:
@@ -113,7 +204,7 @@ def table(df: pd.DataFrame, name: str, **kw) -> None:
 
 
 @st.cache_resource(show_spinner="Loading the logged factors …", max_entries=2)
-def _factors(path: str, mtime: float):
+def _factors(path: str, mtime: float | str):
     from explain.tradeoff import load_factors
 
     return load_factors(_open(path, mtime))
@@ -121,8 +212,7 @@ def _factors(path: str, mtime: float):
 
 def factors(lg: DecisionLog):
     """The logged factors of the newest strategy version, loaded once per log file."""
-    p = Path(lg.path)
-    return _factors(str(p.resolve()), p.stat().st_mtime)
+    return _factors(*log_key(lg))
 
 
 @st.cache_data(show_spinner="Sweeping the margin/retention balance …", max_entries=4)
@@ -132,8 +222,12 @@ def sweep(path: str, mtime: float, steps: int) -> pd.DataFrame:
     return do_sweep(_factors(path, mtime), steps)
 
 
-def log_key(lg: DecisionLog) -> tuple[str, float]:
+def log_key(lg: DecisionLog) -> tuple[str, float | str]:
+    """(path, version) keying every cache: the file's mtime, or ``live:<generation>`` for a
+    live replica, so new decisions show up."""
     p = Path(lg.path)
+    if lg.replica is not None:
+        return str(p.resolve()), f"live:{lg.replica.generation}"
     return str(p.resolve()), p.stat().st_mtime
 
 

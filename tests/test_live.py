@@ -1,0 +1,160 @@
+"""Reading a log that `klartext serve` holds: rotating replicas, the dashboard beside the service."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+from streamlit.testing.v1 import AppTest
+from test_serve import CUSTOMER, _free_port, _start
+
+from decision_log import live
+from decision_log.store import DecisionLog
+from decisioning.engine import Engine
+from decisioning.inputs import Requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _decide(log: DecisionLog, n: int, seed: int) -> list[str]:
+    s = log.load_strategy(log.latest_strategy_version())
+    engine = Engine(s, log.latest_models_for(s))
+    items = [{**CUSTOMER, "customer_id": f"live-{seed}-{i}"} for i in range(n)]
+    batch = engine.decide(Requests.from_dicts(s, items))
+    log.append(batch, s)
+    return [str(d) for d in batch.decision_id]
+
+
+def _rows(con, table: str) -> int:
+    return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+
+
+def test_replicas_follow_the_log_and_skip_the_one_a_reader_holds(demo_copy):
+    log = DecisionLog.open(demo_copy)
+    rep = live.Replicator(log, interval_s=3600)  # first update at start; the rest by hand
+    try:
+        first = live.wait_for_replica(demo_copy, 60)
+        held = DecisionLog.open_live(demo_copy)
+        assert held.replica.generation == first.generation
+        for t in live.TABLES:  # a copy row for row, so everything that reads a log works on it
+            assert _rows(held.con, t) == _rows(log.con, t), t
+        assert held.verify().head_hash == log.verify().head_hash
+
+        ids = _decide(log, 5, seed=1)
+        other = rep.refresh()  # the held replica is locked: the other one is brought up to date
+        assert other is not None and other != first.name
+        fresh = DecisionLog.open_live(demo_copy, newer_than=held.replica.generation)
+        assert fresh is not None and fresh.replica.decisions == first.decisions + 5
+        assert fresh.con.execute("SELECT count(*) FROM decisions WHERE decision_id IN (SELECT unnest(?::VARCHAR[]))",
+                                 [ids]).fetchall()[0][0] == 5
+        assert fresh.verify().ok and fresh.verify().head_hash == log.verify().head_hash
+
+        _decide(log, 3, seed=2)
+        skipped = rep.skipped
+        assert rep.refresh() is None and rep.skipped == skipped + 1  # both held: skipped, not waited for
+        held.close()
+        assert rep.refresh() == first.name  # released: refreshed with only what is new
+        fresh.close()
+        assert rep.refresh() == other  # the other one catches up too
+        assert rep.refresh() is None  # nothing new: nothing written
+        newest = DecisionLog.open_live(demo_copy)
+        assert newest.replica.decisions == first.decisions + 8 and newest.verify().ok
+        newest.close()
+    finally:
+        rep.close()
+        log.close()
+    assert live.replicas(demo_copy) == []  # the manifest goes with the service
+
+
+def test_a_replica_of_another_log_is_rebuilt(demo_copy, tmp_path):
+    log = DecisionLog.open(demo_copy)
+    rep = live.Replicator(log, interval_s=3600)
+    live.wait_for_replica(demo_copy, 60)
+    rep.close()
+    log.close()
+    other = tmp_path / "other.duckdb"  # a different log at another path, given the first log's replicas
+    shutil.copy(demo_copy, other)
+    shutil.copy(str(demo_copy) + ".key", str(other) + ".key")
+    with DecisionLog.open(other) as lg:
+        lg.con.execute("UPDATE chain SET chain_hash = 'x' || chain_hash WHERE seq = (SELECT max(seq) FROM chain)")
+    shutil.copytree(live.live_dir(demo_copy), live.live_dir(other))
+    with DecisionLog.open(other) as lg:
+        rep = live.Replicator(lg, interval_s=3600)
+        info = live.wait_for_replica(other, 60)
+        r = DecisionLog.open_live(other)
+        assert r.con.execute("SELECT max(chain_hash) FILTER (WHERE seq = (SELECT max(seq) FROM chain)) FROM chain"
+                             ).fetchall()[0][0].startswith("x"), "the replica must be rebuilt from this log"
+        assert info.decisions == _rows(lg.con, "decisions")
+        r.close()
+        rep.close()
+
+
+def test_dashboard_and_service_run_together(demo_copy, tmp_path):
+    db = tmp_path / "served.duckdb"
+    shutil.copy(demo_copy, db)
+    shutil.copy(str(demo_copy) + ".key", str(db) + ".key")
+    port = _free_port()
+    proc = _start(db, port)
+    live.wait_for_replica(db, 60)  # the first full copy, made as the service starts
+    latencies: list[float] = []
+    acked: list[tuple[float, str]] = []
+    stop = threading.Event()
+
+    def client(k: int) -> None:
+        i = 0
+        while not stop.is_set():
+            body = json.dumps({**CUSTOMER, "customer_id": f"c{k}-{i}"}).encode()
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/decide", data=body,
+                                         headers={"content-type": "application/json"})
+            t = time.perf_counter()
+            with urllib.request.urlopen(req, timeout=10) as r:
+                did = json.loads(r.read())["decision_id"]
+            latencies.append(time.perf_counter() - t)
+            acked.append((time.monotonic(), did))
+            i += 1
+            time.sleep(0.02)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        # the dashboard, in its own runs, while decisions stream in
+        os.environ["KLARTEXT_DB"] = str(db)
+        for _ in range(2):
+            at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+            assert not at.exception, [e.value for e in at.exception]
+            assert any("Live" in c.value and "klartext serve" in c.value for c in at.sidebar.caption)
+        # a reader sees an acknowledged decision within a few seconds
+        time.sleep(1)
+        t_ack, did = acked[-1]
+        seen = None
+        while time.monotonic() - t_ack < 15:
+            with DecisionLog.open(db, read_only=True) as lg:
+                assert lg.replica is not None
+                if lg.con.execute("SELECT count(*) FROM decisions WHERE decision_id = ?", [did]).fetchall()[0][0]:
+                    seen = time.monotonic() - t_ack
+                    break
+            time.sleep(0.2)
+        assert seen is not None and seen < 5, seen
+        health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/health").read())
+        assert health["live_replicas"]["error"] is None and health["live_replicas"]["updates"] >= 2
+    finally:
+        os.environ.pop("KLARTEXT_DB", None)
+        stop.set()
+        for t in threads:
+            t.join()
+        proc.terminate()
+        proc.wait(timeout=30)
+    # the service was never blocked by the readers
+    assert len(latencies) > 50 and float(np.percentile(latencies, 99)) < 1.0, max(latencies)
+    with DecisionLog.open(db, read_only=True) as lg:
+        assert lg.replica is None and lg.verify().ok
+        ids = [d for _, d in acked]
+        assert lg.con.execute("SELECT count(*) FROM decisions WHERE decision_id IN (SELECT unnest(?::VARCHAR[]))",
+                              [ids]).fetchall()[0][0] == len(ids)
