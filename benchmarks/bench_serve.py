@@ -85,6 +85,12 @@ def _load(port: int, clients: int, per_client: int, items: list[dict]) -> dict:
             "p99_ms": round(float(np.percentile(ms, 99)), 2), "ids": ids}
 
 
+def _health(port: int) -> dict:
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", "/health")
+    return json.loads(c.getresponse().read())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--customers", type=int, default=20_000)
@@ -124,7 +130,17 @@ def main() -> None:
                 except OSError:
                     time.sleep(0.2)
             _load(port, 4, 25, items)  # warm-up
-            runs = [_load(port, k, args.requests, items) for k in (1, 8, 32)]
+            runs = []
+            for k in (1, 8, 32):
+                before = _health(port)
+                runs.append(_load(port, k, args.requests, items))
+                after = _health(port)
+                groups = after["groups_committed"] - before["groups_committed"]
+                runs[-1]["mean_group_size"] = round((after["logged_since_start"] - before["logged_since_start"])
+                                                    / max(groups, 1), 2)
+                runs[-1]["writer_ms_per_group"] = {
+                    k2: round((after["writer_seconds"][k2] - before["writer_seconds"][k2]) * 1000 / max(groups, 1), 2)
+                    for k2 in ("decide", "log")}
         finally:
             proc.terminate()
             proc.wait(timeout=30)

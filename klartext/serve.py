@@ -101,7 +101,8 @@ class Service:
             _ = m.estimator
         self.log.register_models(self.engine.models)
         self.queue: queue.Queue[_Job] = queue.Queue(maxsize=max_queue)
-        self._decided: queue.Queue[_Group | None] = queue.Queue(maxsize=2)  # decide → log hand-over
+        self._decided: queue.Queue[_Group | None] = queue.Queue()  # decide → log hand-over
+        self._handoff = threading.Condition()
         self.max_batch, self.max_wait = max_batch, max_wait_ms / 1000
         self.logged = 0
         self.groups = 0
@@ -133,6 +134,10 @@ class Service:
     def _decide_loop(self) -> None:
         reader = self.log.con.cursor()  # contact history reads, beside the log thread's writes
         while not self._stop.is_set():
+            # Form the next group only once the log thread has taken the previous one: what
+            # arrives while a group is committed goes into one group, not into many small ones.
+            with self._handoff:
+                self._handoff.wait_for(lambda: self._decided.empty() or self._stop.is_set(), timeout=0.1)
             jobs = self._take()
             if jobs is None:
                 continue
@@ -175,6 +180,8 @@ class Service:
     def _log_loop(self) -> None:
         while True:
             group = self._decided.get()
+            with self._handoff:
+                self._handoff.notify()
             if group is None:
                 return
             if group.jobs[0].kind == "outcome":
