@@ -95,10 +95,8 @@ def test_a_replica_of_another_log_is_rebuilt(demo_copy, tmp_path):
         rep.close()
 
 
-def test_dashboard_and_service_run_together(demo_copy, tmp_path):
-    db = tmp_path / "served.duckdb"
-    shutil.copy(demo_copy, db)
-    shutil.copy(str(demo_copy) + ".key", str(db) + ".key")
+def test_dashboard_and_service_run_together(demo_copy):
+    db = demo_copy  # a private copy: the service may hold and change it
     port = _free_port()
     proc = _start(db, port)
     live.wait_for_replica(db, 60)  # the first full copy, made as the service starts
