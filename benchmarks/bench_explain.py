@@ -5,8 +5,12 @@ full path (read the logged inputs, rebuild the model matrix, load the pinned mod
 fidelity checks, store in DuckDB).  Prints one JSON object:
 
 * ``single``: one decision at a time (all its scored candidates): the median *cold* time
-  (attributions computed now; models already loaded) and *warm* time (read back from the
-  log's ``explanations`` table), plus the very first call, which loads the models it needs;
+  (attributions computed now; models already loaded); with the log reopened read-only, as
+  the dashboard and ``klartext explain`` open it, the *warm from log* time (record and
+  attributions read back from the log's tables, fidelity re-checked) and the *warm* time
+  (the same decision again: an explainer on a read-only log keeps what it explained, since
+  no process can change the file while it is open read-only); plus the very first call,
+  which loads the models it needs;
 * ``batch``: ``--batch`` decisions explained in one call, candidates per second;
 * ``baseline_bare_treeexplainer``: the in-run baseline — ``TreeExplainer.shap_values`` alone
   on exactly the batch's rows, models loaded and explainers built;
@@ -80,13 +84,6 @@ def main() -> None:
                 t = time.perf_counter()
                 ex.explain(did)
                 cold.append(time.perf_counter() - t)
-            ex2 = Explainer(log)  # a new process-like explainer: attributions come from the log
-            for did in single_ids:
-                ex2.explain(did)
-            for did in single_ids:
-                t = time.perf_counter()
-                ex2.explain(did)
-                warm.append(time.perf_counter() - t)
             t = time.perf_counter()
             summary = ex.explain_many(batch_ids)
             batch_s = time.perf_counter() - t
@@ -95,6 +92,20 @@ def main() -> None:
             for tree, X in prepared:
                 tree.shap_values(X, check_additivity=False)
             bare = time.perf_counter() - t
+        # warm, as the dashboard and `klartext explain` see it: the log opened read-only, the
+        # attributions read back from its explanations table (first pass), then again
+        with DecisionLog.open(db, read_only=True) as log:
+            ex2 = Explainer(log)
+            ex2.explain(first_id)  # load the strategy and models once
+            from_log = []
+            for did in single_ids:
+                t = time.perf_counter()
+                ex2.explain(did)
+                from_log.append(time.perf_counter() - t)
+            for did in single_ids:
+                t = time.perf_counter()
+                ex2.explain(did)
+                warm.append(time.perf_counter() - t)
     n = summary["candidates_explained"]
     print(json.dumps({
         "benchmark": "bench_explain",
@@ -103,6 +114,7 @@ def main() -> None:
         "log_decisions": args.customers,
         "single": {"decisions": len(single_ids), "first_call_ms": round(first_call * 1000, 1),
                    "cold_median_ms": round(float(np.median(cold)) * 1000, 2),
+                   "warm_from_log_median_ms": round(float(np.median(from_log)) * 1000, 2),
                    "warm_median_ms": round(float(np.median(warm)) * 1000, 2)},
         "batch": {"decisions": len(batch_ids), "candidates": n, "seconds": round(batch_s, 3),
                   "candidates_per_s": round(n / batch_s)},

@@ -49,7 +49,7 @@ def recent_decisions(con: duckdb.DuckDBPyConnection, limit: int = 100, channel: 
 
 def candidates_of(con: duckdb.DuckDBPyConnection, decision_id: str) -> pd.DataFrame:
     """Every candidate of one decision, selected first, then by rank, then filtered in stage order."""
-    return con.execute(
+    result = con.execute(
         """
         SELECT action_id, issue, "group", stage, rule, reason, propensity, value, context_weight,
                lever, priority, rank, selected, model_version
@@ -60,12 +60,16 @@ def candidates_of(con: duckdb.DuckDBPyConnection, decision_id: str) -> pd.DataFr
                                 'eligibility'], stage), action_id
         """,
         [decision_id],
-    ).df()
+    )
+    # built from rows: for ~30 rows this is a few ms cheaper than DuckDB's .df()
+    return pd.DataFrame.from_records(result.fetchall(), columns=[c[0] for c in result.description])
 
 
-def decision(con: duckdb.DuckDBPyConnection, decision_id: str) -> pd.DataFrame:
-    """The ``decisions`` row of one decision (empty if unknown)."""
-    return con.execute("SELECT * FROM decisions WHERE decision_id = ?", [decision_id]).df()
+def decision_record(con: duckdb.DuckDBPyConnection, decision_id: str) -> dict | None:
+    """The ``decisions`` row of one decision as a dict (None if unknown)."""
+    result = con.execute("SELECT * FROM decisions WHERE decision_id = ?", [decision_id])
+    row = result.fetchone()
+    return None if row is None else dict(zip([c[0] for c in result.description], row))
 
 
 def stage_counts(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:

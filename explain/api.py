@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -49,6 +50,9 @@ from explain.contrast import (
     weight_needed,
 )
 from explain.reasons import Reason, candidate_reasons, display_value, feature_phrase
+
+#: How many explained decisions an explainer on a read-only log keeps in memory.
+EXPLANATION_MEMO = 4096
 
 
 @dataclass
@@ -196,6 +200,7 @@ class Explainer:
         self.seed = seed
         self._explainers: dict[tuple[str, str], ModelExplainer] = {}
         self._memo: dict[tuple[str, str, str], CandidateAttribution] = {}
+        self._explained: OrderedDict[str, DecisionExplanation] = OrderedDict()  # read-only logs only
         self._backgrounds: dict[str, np.ndarray] = {}
         self._tables: dict[str, Tables] = {}
         self._writable: bool | None = None
@@ -213,11 +218,11 @@ class Explainer:
         return self._writable
 
     def _decision(self, decision_id: str) -> dict[str, Any]:
-        df = queries.decision(self._con(), decision_id)
-        if df.empty:
+        rec = queries.decision_record(self._con(), decision_id)
+        if rec is None:
             raise LogError(f"Decision {decision_id!r} is not in the log {self.log.path!r}.",
                            "Look up ids with `klartext decisions --db PATH` or in the dashboard.")
-        return df.iloc[0].to_dict()
+        return rec
 
     def _requests(self, strategy: Strategy, rows: pd.DataFrame) -> Requests:
         items = []
@@ -329,7 +334,24 @@ class Explainer:
     # -- one decision ---------------------------------------------------------------------
 
     def explain(self, decision_id: str) -> DecisionExplanation:
-        """Everything about one decision: record, candidates, attributions, reason codes."""
+        """Everything about one decision: record, candidates, attributions, reason codes.
+
+        On a log opened read-only the result is kept (up to ``EXPLANATION_MEMO`` decisions):
+        while a DuckDB file is open read-only no process can write it, so the record the
+        fidelity checks ran on cannot have changed.  On a writable log every call re-reads
+        the record and re-checks the attributions against it.
+        """
+        if self.log.read_only and decision_id in self._explained:
+            self._explained.move_to_end(decision_id)
+            return self._explained[decision_id]
+        e = self._explain(decision_id)
+        if self.log.read_only:
+            self._explained[decision_id] = e
+            if len(self._explained) > EXPLANATION_MEMO:
+                self._explained.popitem(last=False)
+        return e
+
+    def _explain(self, decision_id: str) -> DecisionExplanation:
         dec = self._decision(decision_id)
         inputs = json.loads(dec["inputs"]) if dec.get("inputs") else {}
         cands = queries.candidates_of(self._con(), decision_id)

@@ -82,6 +82,21 @@ def test_a_cached_explanation_is_checked_against_the_log_again(demo_copy):
     assert not ca.verified and ca.rescore_error == pytest.approx(1e-9, rel=1e-3)
 
 
+def test_only_an_explainer_on_a_read_only_log_keeps_its_explanations(demo_copy):
+    with DecisionLog.open(demo_copy) as log:  # writable: every call re-reads and re-checks
+        did, aid = log.con.execute("SELECT decision_id, action_id FROM candidates WHERE selected LIMIT 1").fetchall()[0]
+        ex = Explainer(log)
+        first = ex.explain(did)
+        log.con.execute("UPDATE candidates SET propensity = propensity + 1e-9 WHERE decision_id = ? AND action_id = ?",
+                        [did, aid])
+        again = ex.explain(did)
+        assert again is not first and first.attributions[aid].verified and not again.attributions[aid].verified
+    with DecisionLog.open(demo_copy, read_only=True) as log:  # nobody can change the file while it is open
+        ex = Explainer(log)
+        e = ex.explain(did)
+        assert ex.explain(did) is e and not e.attributions[aid].verified
+
+
 def test_stored_explanation_records_how_it_was_made(demo_copy):
     with DecisionLog.open(demo_copy) as log:
         did = sample_ids(log, 1, seed=2)[0]
