@@ -34,15 +34,19 @@ def writable(con: duckdb.DuckDBPyConnection) -> bool:
         return False
 
 
-def fetch(con: duckdb.DuckDBPyConnection, keys: pd.DataFrame) -> pd.DataFrame:
-    """Stored explanations for ``keys`` (columns decision_id, action_id, model_version)."""
-    if not has_table(con) or keys.empty:
+def fetch(con: duckdb.DuckDBPyConnection, keys: pd.DataFrame, table_known: bool = False) -> pd.DataFrame:
+    """Stored explanations for ``keys`` (columns decision_id, action_id, model_version);
+    ``table_known``: the caller has checked that the log has an explanations table."""
+    if keys.empty or not (table_known or has_table(con)):
         return pd.DataFrame(columns=COLUMNS)
     ids = keys["decision_id"].unique()
-    if len(ids) == 1:  # one decision (a page view): a plain filter, no join
-        df = con.execute("SELECT * FROM explanations WHERE decision_id = ?", [str(ids[0])]).df()
+    if len(ids) == 1:  # one decision (a page view): a plain filter, no join, rows without .df()
+        result = con.execute("SELECT * FROM explanations WHERE decision_id = ?", [str(ids[0])])
         wanted = set(zip(keys["action_id"], keys["model_version"]))
-        return df[[(a, v) in wanted for a, v in zip(df["action_id"], df["model_version"])]]
+        cols = [c[0] for c in result.description]
+        a, v = cols.index("action_id"), cols.index("model_version")
+        rows = [r for r in result.fetchall() if (r[a], r[v]) in wanted]
+        return pd.DataFrame.from_records(rows, columns=cols)
     con.register("_k_keys", keys[["decision_id", "action_id", "model_version"]])
     try:
         return con.execute(
@@ -57,12 +61,9 @@ def store(con: duckdb.DuckDBPyConnection, table: pa.Table) -> int:
     """Insert explanations (an Arrow table with :data:`COLUMNS`); rows already stored are kept."""
     if table.num_rows == 0:
         return 0
-    con.register("_k_expl", table)
-    try:
-        con.execute("INSERT OR IGNORE INTO explanations SELECT " + ", ".join(f'"{c}"' for c in COLUMNS)
-                    + " FROM _k_expl")
-    finally:
-        con.unregister("_k_expl")
+    _k_expl = table  # noqa: F841 - read by DuckDB's replacement scan
+    con.execute("INSERT OR IGNORE INTO explanations SELECT " + ", ".join(f'"{c}"' for c in COLUMNS)
+                + " FROM _k_expl")
     return table.num_rows
 
 

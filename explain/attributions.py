@@ -120,10 +120,15 @@ class ModelExplainer:
             self._perm = shap.PermutationExplainer(self.model.raw_output, masker, seed=seed)
             self._max_evals = 2 * len(model.features) * permutations + 1
 
-    def explain(self, X: np.ndarray) -> Attributions:
+    def explain(self, X: np.ndarray, raw: np.ndarray | None = None) -> Attributions:
+        """Attributions of the rows of ``X`` (the model's features).  ``raw``: the model's
+        log-odds for these rows when the caller has re-scored them already (with the same
+        bit-identical flat forest, :meth:`decisioning.forest.Forest.raw`)."""
         X = np.ascontiguousarray(X, dtype=np.float64)
         n, F = X.shape
-        if self._forest is not None and n <= FOREST_ROWS:  # bit-identical to scikit-learn, much faster
+        if raw is not None:
+            prop = expit(raw)
+        elif self._forest is not None and n <= FOREST_ROWS:  # bit-identical to scikit-learn, much faster
             (raw,) = self._forest.raw(X, [(0, np.arange(n))])
             prop = expit(raw)
         else:
