@@ -66,10 +66,6 @@ class ReplicaInfo:
     source: str
     service_pid: int
 
-    @property
-    def age_s(self) -> float:
-        return max(0.0, (datetime.now(UTC) - datetime.fromisoformat(self.updated)).total_seconds())
-
 
 def manifest(path: str | Path) -> dict | None:
     """The manifest of the replicas of the log at ``path``, or None when there is none."""

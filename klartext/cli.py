@@ -28,6 +28,25 @@ def _fail(exc: KlartextError, code: int = 2) -> None:
     sys.exit(code)
 
 
+def _read(db: str, writable_if_free: bool = False):
+    """Open a log to read.  While `klartext serve` holds it, this is the service's live
+    replica (said on stderr).  ``writable_if_free``: open read-write when nobody holds the
+    file (so computed explanations are stored)."""
+    from decision_log.store import DecisionLog
+
+    if writable_if_free:
+        try:
+            return DecisionLog.open(db, create=False)
+        except KlartextError as exc:
+            if "in use by another process" not in exc.message:
+                raise
+    log = DecisionLog.open(db, read_only=True)
+    if log.replica is not None:
+        click.echo(f"Note: `klartext serve` (pid {log.replica.service_pid}) holds {db}; reading its live replica "
+                   f"as of {log.replica.updated[11:19]} UTC ({log.replica.decisions:,} decisions).", err=True)
+    return log
+
+
 class _Bars:
     """tqdm bars keyed by label, created on first use."""
 
@@ -168,13 +187,12 @@ def replay(decision_id: str | None, db: str, sample: int | None, seed: int, as_j
     """Re-run logged decisions with their pinned strategy and models and compare exactly."""
     from decision_log.replay import replay as do_replay
     from decision_log.replay import sample_ids
-    from decision_log.store import DecisionLog
 
     if (decision_id is None) == (sample is None):
         _fail(KlartextError("Give either a DECISION_ID or --sample N.",
                             "e.g. `klartext replay --sample 1000` or `klartext replay 01J...`."))
     try:
-        with DecisionLog.open(db, read_only=True) as log:
+        with _read(db) as log:
             ids = [decision_id] if decision_id else sample_ids(log, sample, seed)
             results = []
             for start in tqdm(range(0, len(ids), 2000), desc="Replaying", file=sys.stderr,
@@ -215,10 +233,9 @@ def replay(decision_id: str | None, db: str, sample: int | None, seed: int, as_j
 @click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
 def verify(db: str) -> None:
     """Recompute the hash chain and name the first decision that was changed, deleted or reordered."""
-    from decision_log.store import DecisionLog
 
     try:
-        with DecisionLog.open(db, read_only=True) as log:
+        with _read(db) as log:
             res = log.verify()
     except KlartextError as exc:
         _fail(exc)
@@ -246,7 +263,6 @@ def explain(decision_id: str | None, db: str, other: str | None, sample: int | N
     (re-scored propensity and additivity) and stored in the log, so they are computed once.
     """
     from decision_log.replay import sample_ids
-    from decision_log.store import DecisionLog
     from explain.api import Explainer
     from explain.text import contrast_text, explanation_text
 
@@ -254,7 +270,7 @@ def explain(decision_id: str | None, db: str, other: str | None, sample: int | N
         _fail(KlartextError("Give either a DECISION_ID or --sample N.",
                             "e.g. `klartext explain 01J... --vs winback_20` or `klartext explain --sample 1000`."))
     try:
-        with DecisionLog.open(db, create=False) as log:
+        with _read(db, writable_if_free=True) as log:
             ex = Explainer(log, seed=seed)
             if sample is not None:
                 ids = sample_ids(log, sample, seed)
@@ -348,13 +364,12 @@ def simulate(db, strategy_version, margin_weight, retention_weight, lever, thres
              lever_for, as_json) -> None:
     """Re-arbitrate logged decisions under other KPI weights, levers, thresholds or slots —
     no model calls: the margin/retention frontier, what-ifs, sensitivity, a lever finder."""
-    from decision_log.store import DecisionLog
     from explain import tradeoff as T
 
     setting = _setting(margin_weight, retention_weight, lever, threshold, top_n)
     target = _pairs((lever_for,), "--lever-for") if lever_for else None
     try:
-        with DecisionLog.open(db, read_only=True) as log:
+        with _read(db) as log:
             f = T.load_factors(log, strategy_version)
     except KlartextError as exc:
         _fail(exc)
@@ -408,13 +423,12 @@ def simulate(db, strategy_version, margin_weight, retention_weight, lever, thres
 def compare(db, challenger, as_json) -> None:
     """Re-execute the logged inputs under a challenger strategy: which decisions change, and
     the expected KPI deltas by issue and channel."""
-    from decision_log.store import DecisionLog
     from decisioning.strategy import load_strategy
     from explain import tradeoff as T
 
     try:
         ch = load_strategy(challenger)
-        with DecisionLog.open(db, read_only=True) as log:
+        with _read(db) as log:
             f = T.load_factors(log)
             with tqdm(total=len(f), desc="Re-deciding", unit=" decisions", file=sys.stderr) as bar:
                 g = T.rerun(log, ch, f, progress=bar.update)
@@ -474,13 +488,12 @@ def ope(db, target_path, margin_weight, retention_weight, lever, threshold, top_
         as_json) -> None:
     """Off-policy evaluation: estimate a target strategy's value from logged, explored
     decisions (IPS, self-normalised IPS, doubly robust; bootstrap intervals)."""
-    from decision_log.store import DecisionLog
     from decisioning.strategy import load_strategy
     from explain import tradeoff as T
 
     setting = _setting(margin_weight, retention_weight, lever, threshold, top_n)
     try:
-        with DecisionLog.open(db, read_only=True) as log:
+        with _read(db) as log:
             f = T.load_factors(log)
             if report:
                 _ope_report(log, f, boot, seed, as_json)
@@ -695,10 +708,9 @@ def serve(db, strategy_path, host, port, max_queue) -> None:
 def decisions(db: str, limit: int) -> None:
     """List the newest decisions of a log."""
     from decision_log import queries
-    from decision_log.store import DecisionLog
 
     try:
-        with DecisionLog.open(db, read_only=True) as log:
+        with _read(db) as log:
             df = queries.recent_decisions(log.con.cursor(), limit)
     except KlartextError as exc:
         _fail(exc)

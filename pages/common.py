@@ -157,7 +157,8 @@ def log() -> DecisionLog | None:
     if lg.replica is not None:
         r = lg.replica
         st.sidebar.caption(f":green[●] **Live** — `klartext serve` (pid {r.service_pid}) holds this log; showing "
-                           f"its replica of {r.age_s:.0f} s ago ({r.decisions:,} decisions). Reload for newer ones.")
+                           f"its replica as of {r.updated[11:19]} UTC ({r.decisions:,} decisions). "
+                           "Reload for newer ones.")
     if queries.decision_count(lg.con.cursor()) == 0:
         st.info(f"The log `{key[0]}` holds no decisions yet. Fill it with:\n\n"
                 f"```\nklartext demo --db {key[0]} --replace\n```")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -140,6 +142,12 @@ def test_dashboard_and_service_run_together(demo_copy):
                     break
             time.sleep(0.2)
         assert seen is not None and seen < 5, seen
+        # the CLI reads the replica too, and says so
+        for args in (["verify"], ["explain", did]):
+            r = subprocess.run([sys.executable, "-m", "klartext.cli", *args, "--db", str(db)], cwd=ROOT,
+                               capture_output=True, text=True, timeout=300)
+            assert r.returncode == 0, r.stderr
+            assert f"Note: `klartext serve` (pid {proc.pid}) holds {db}; reading its live replica" in r.stderr
         health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/health").read())
         assert health["live_replicas"]["error"] is None and health["live_replicas"]["updates"] >= 2
     finally:
