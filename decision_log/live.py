@@ -29,10 +29,12 @@ replay, ``verify`` — works on it unchanged.  The pseudonym key stays the sourc
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -131,6 +133,7 @@ class Replicator:
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="klartext-replicator", daemon=True)
         self._thread.start()
+        _RUNNING.add(self)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -236,10 +239,22 @@ class Replicator:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
+        _RUNNING.discard(self)
         try:
             (self.dir / "manifest.json").unlink()  # no service holds the log any more
         except OSError:
             pass
+
+
+#: Replicators not closed yet: stopped at exit, so their thread is not inside DuckDB while
+#: the interpreter shuts down (a daemon thread stopped there aborts the process).
+_RUNNING: weakref.WeakSet[Replicator] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_running() -> None:
+    for r in list(_RUNNING):
+        r.close()
 
 
 def wait_for_replica(path: str | Path, timeout_s: float = 30.0) -> ReplicaInfo:

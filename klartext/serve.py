@@ -23,11 +23,13 @@ candidate row and its chain link, is committed:
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import math
 import queue
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,6 +115,7 @@ class Service:
         for t in self._threads:
             t.start()
         self.replicator = Replicator(self.log, interval_s=replica_interval_s) if replicate and db != ":memory:" else None
+        _OPEN.add(self)
 
     # -- the decide thread -----------------------------------------------------------------
 
@@ -255,12 +258,26 @@ class Service:
             self._resolve(job, error=exc)
 
     def close(self) -> None:
+        if self._stop.is_set():
+            return
         self._stop.set()
         for t in self._threads:
             t.join(timeout=5)
         if self.replicator is not None:
             self.replicator.close()
         self.log.close()
+        _OPEN.discard(self)
+
+
+#: Services not closed yet: closed at exit, so that no thread of theirs is inside DuckDB
+#: while the interpreter shuts down (a daemon thread stopped there aborts the process).
+_OPEN: weakref.WeakSet[Service] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_services() -> None:
+    for svc in list(_OPEN):
+        svc.close()
 
 
 def _error(status: int, message: str, hint: str | None = None, headers: dict | None = None) -> JSONResponse:
@@ -276,9 +293,17 @@ def create_app(db: str, strategy_path: str | None = None, **kw) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
-        state["svc"] = Service(db, strategy, **kw)
-        yield
-        state["svc"].close()
+        # one service per app, however many times the lifespan is entered (test clients and
+        # fuzzers may enter it again while it runs); closed when the last one leaves
+        if "svc" not in state:
+            state["svc"], state["users"] = Service(db, strategy, **kw), 0
+        state["users"] += 1
+        try:
+            yield
+        finally:
+            state["users"] -= 1
+            if state["users"] == 0:
+                state.pop("svc").close()
 
     app = FastAPI(title="Klartext decision service", version="1",
                   description="Next-best-action decisions, each durable in the decision log before it is returned.",
