@@ -3,12 +3,19 @@
 import duckdb
 import pytest
 
+from decision_log.integrity import links
 from decision_log.store import DecisionLog
 
 
 def verify(path):
     with DecisionLog.open(path, read_only=True) as log:
         return log.verify()
+
+
+def quick(path):
+    """The dashboard's quick check (chain links only, inside DuckDB)."""
+    with DecisionLog.open(path, read_only=True) as log:
+        return links(log.con.cursor())
 
 
 def pick(path, sql):
@@ -28,6 +35,8 @@ def tamper(path, sql, params=()):
 def test_an_untouched_log_verifies(demo_log):
     res = verify(demo_log)
     assert res.ok and res.n_decisions == 2000 and len(res.head_hash) == 64
+    q = quick(demo_log)
+    assert q.ok and q.n_decisions == 2000 and q.head_hash == res.head_hash
 
 
 @pytest.mark.parametrize("table,column,expr", [
@@ -69,6 +78,9 @@ def test_a_deleted_decision_is_named(demo_copy):
     res = verify(demo_copy)
     assert not res.ok and res.first_bad_decision == did
     assert "deleted, inserted or reordered" in res.problem
+    q = quick(demo_copy)
+    assert (q.ok, q.first_bad_decision, q.first_bad_seq) == (False, did, 1234)
+    assert q.problem == "the chain lists this decision but the log no longer holds it (it was deleted)"
 
 
 def test_reordered_decisions_are_named(demo_copy):
@@ -76,6 +88,9 @@ def test_reordered_decisions_are_named(demo_copy):
     tamper(demo_copy, "UPDATE decisions SET seq = CASE seq WHEN 100 THEN 101 ELSE 100 END WHERE seq IN (100, 101)")
     res = verify(demo_copy)
     assert not res.ok and res.first_bad_decision == a and res.first_bad_seq == 100
+    q = quick(demo_copy)
+    assert (q.ok, q.first_bad_decision, q.first_bad_seq) == (False, a, 100)
+    assert q.problem.startswith("the decision at seq 100 of the log is ") and "reordered" in q.problem
 
 
 def test_a_rewritten_chain_link_is_named(demo_copy):
@@ -84,3 +99,5 @@ def test_a_rewritten_chain_link_is_named(demo_copy):
     res = verify(demo_copy)
     assert (res.ok, res.first_bad_decision) == (False, did)
     assert res.problem == "its chain link does not follow from the previous decision (the chain was altered)"
+    q = quick(demo_copy)
+    assert (q.ok, q.first_bad_decision, q.problem) == (False, did, res.problem)
