@@ -122,7 +122,11 @@ def _open(path: str, version: float | str) -> DecisionLog:
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _explainer(path: str, version: float | str) -> Explainer:
-    return Explainer(_open(path, version))
+    lg = _open(path, version)
+    ex = Explainer(lg)
+    if lg.replica is None:  # (a live replica is replaced within seconds: not worth loading every model for)
+        ex.warm_up()  # the models load in the background while the user looks around
+    return ex
 
 
 def _key() -> tuple[str, float | str] | None:
@@ -163,6 +167,7 @@ def log() -> DecisionLog | None:
         st.info(f"The log `{key[0]}` holds no decisions yet. Fill it with:\n\n"
                 f"```\nklartext demo --db {key[0]} --replace\n```")
         return None
+    explainer(lg)  # created (and its models warming up) on the first page anyone opens
     return lg
 
 
