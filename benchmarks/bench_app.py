@@ -157,7 +157,6 @@ def main() -> None:
                 con.execute(f"SELECT count(*) FROM {table}").fetchall()
             base.append(time.perf_counter() - t)
         ex = Explainer(log)
-        ex.warm_up()  # as the dashboard does when it opens a log (models load in the background)
         pages = {}
         for name, fn in interactions(log, ex).items():
             times = []

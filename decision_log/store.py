@@ -248,9 +248,9 @@ class DecisionLog:
                 if row is None:
                     raise LogError(f"Model version {version!r} of action {action_id!r} is not in the log {self.path!r}.",
                                    "Register the model before logging decisions made with it.")
-                self._model_cache[key] = PropensityModel.from_bytes(
+                self._model_cache.setdefault(key, PropensityModel.from_bytes(
                     row[0], action_id, tuple(row[1]), row[2], json.loads(row[3]), row[4], version=version,
-                    input=json.loads(row[5]) if row[5] else None)
+                    input=json.loads(row[5]) if row[5] else None))  # (one object if two threads load it)
             out[action_id] = self._model_cache[key]
         return ModelSet(out)
 

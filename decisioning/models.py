@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -23,6 +24,7 @@ import skops.io as sio
 from sklearn.base import clone
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import brier_score_loss, roc_auc_score
+from skops.io.exceptions import UntrustedTypesFoundException
 
 from decisioning.errors import KlartextError, NotFittedError
 from decisioning.inputs import Requests
@@ -216,7 +218,32 @@ class PropensityModel:
         return cls(action_id, _load(blob, action_id), features, fingerprint, metrics, algorithm, input)
 
 
+_LOAD_LOCK = threading.Lock()
+_VETTED: set[str] = set()  #: type names of loaded artifacts that passed the policy below
+
+
 def _load(blob: bytes, action_id: str) -> Any:
+    """Deserialise a skops artifact, refusing any type that is not scikit-learn or numpy.
+
+    One load at a time: numpy reads every array header with ``ast.literal_eval``, and
+    CPython 3.11 builds AST objects with a per-interpreter recursion counter, so two threads
+    parsing at once can fail with "AST constructor recursion depth mismatch" (gh-106905)."""
+    with _LOAD_LOCK:
+        for attempt in range(3):
+            try:
+                return _load_unlocked(blob, action_id)
+            except SystemError as exc:  # that spurious error, raced by a thread we do not own
+                if "recursion depth mismatch" not in str(exc) or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+
+def _load_unlocked(blob: bytes, action_id: str) -> Any:
+    if _VETTED:  # skops audits the tree before it constructs anything: one parse, not two
+        try:
+            return sio.loads(blob, trusted=sorted(_VETTED))
+        except UntrustedTypesFoundException:
+            pass  # a type not seen in this process yet: vet it below
     untrusted = sio.get_untrusted_types(data=blob)
     # plain scikit-learn and numpy types only: never arbitrary code
     unknown = [t for t in untrusted if t not in TRUSTED_TYPES and not t.startswith(("sklearn.", "numpy."))]
@@ -226,6 +253,7 @@ def _load(blob: bytes, action_id: str) -> Any:
             "it was not loaded.",
             "Only scikit-learn estimators are loaded; re-register the model with `klartext demo` or the model API.",
         )
+    _VETTED.update(untrusted)
     return sio.loads(blob, trusted=untrusted)
 
 
@@ -236,13 +264,16 @@ class StoredModel(PropensityModel):
                  metrics: dict[str, Any], algorithm: str, version: str, input: dict[str, Any] | None = None) -> None:
         self._blob = blob
         self._est = None
+        self._lock = threading.Lock()
         self._version = version
         super().__init__(action_id, None, features, fingerprint, metrics, algorithm, input)
 
     @property
     def estimator(self) -> Any:  # type: ignore[override]
         if self._est is None:
-            self._est = _load(self._blob, self.action_id)
+            with self._lock:  # loaded once, even when two threads ask at the same time
+                if self._est is None:
+                    self._est = _load(self._blob, self.action_id)
         return self._est
 
     @estimator.setter

@@ -203,6 +203,7 @@ class Explainer:
         self.permutations = permutations
         self.seed = seed
         self._explainers: dict[tuple[str, str], ModelExplainer] = {}
+        self._build_lock = threading.RLock()
         self._memo: dict[tuple[str, str, str], CandidateAttribution] = {}
         self._explained: OrderedDict[str, DecisionExplanation] = OrderedDict()  # read-only logs only
         self._backgrounds: dict[str, np.ndarray] = {}
@@ -253,7 +254,11 @@ class Explainer:
 
     def _explainer(self, strategy: Strategy, models: ModelSet, action_id: str, version: str) -> ModelExplainer:
         key = (action_id, version)
-        if key not in self._explainers:
+        if key in self._explainers:
+            return self._explainers[key]
+        with self._build_lock:  # the warm-up thread and a page may ask for the same explainer
+            if key in self._explainers:
+                return self._explainers[key]
             m = models[action_id]
             bg = None
             if not m.log_odds_trees:
@@ -262,32 +267,6 @@ class Explainer:
                 bg = full[:, [cols.index(f) for f in m.features]]
             self._explainers[key] = ModelExplainer(m, bg, permutations=self.permutations, seed=self.seed)
         return self._explainers[key]
-
-    def warm_up(self) -> threading.Thread | None:
-        """Load the newest strategy's models and build their explainers in a background
-        thread, so the first decision someone opens does not wait for them (a model takes
-        ~0.2 s to load safely with skops).  Returns the thread (None for a log without
-        Klartext decisions); whatever fails here fails again, visibly, when it is used."""
-        con = self._con()
-        sv = queries.newest_strategy_version(con)
-        if sv is None:
-            return None
-
-        def run() -> None:
-            try:
-                row = con.execute("SELECT model_versions FROM decisions WHERE strategy_version = ? "
-                                  "ORDER BY seq DESC LIMIT 1", [sv]).fetchall()
-                versions = json.loads(row[0][0])
-                strategy = self.log.load_strategy(sv)
-                models = self.log.load_models(versions)
-                for aid, version in versions.items():
-                    self._explainer(strategy, models, aid, version)
-            except Exception:  # noqa: BLE001, S110 - only a head start
-                pass
-
-        t = threading.Thread(target=run, name="klartext-warm-up")
-        t.start()
-        return t
 
     def tables(self, strategy_version: str) -> Tables:
         if strategy_version not in self._tables:

@@ -122,11 +122,7 @@ def _open(path: str, version: float | str) -> DecisionLog:
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _explainer(path: str, version: float | str) -> Explainer:
-    lg = _open(path, version)
-    ex = Explainer(lg)
-    if lg.replica is None:  # (a live replica is replaced within seconds: not worth loading every model for)
-        ex.warm_up()  # the models load in the background while the user looks around
-    return ex
+    return Explainer(_open(path, version))
 
 
 def _key() -> tuple[str, float | str] | None:

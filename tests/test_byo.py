@@ -95,3 +95,23 @@ def test_models_that_do_not_fit_are_refused_with_the_reason(tiny_strategy):
     with pytest.raises(KlartextError) as err:
         PropensityModel.external(tiny_strategy, "reactivate_20", odd)
     assert err.value.message == "The model for 'reactivate_20' reads 'shoe_size', which strategy 'Tiny shop' does not declare."
+
+
+def test_a_stored_model_with_foreign_code_is_refused_even_after_vetted_loads(tiny_strategy):
+    from sklearn.preprocessing import FunctionTransformer
+
+    from decisioning import models as M
+
+    X, y = _history(n=300)
+    X = X[["age"]]
+    good = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
+    M._load(sio.dumps(good), "reactivate_20")  # vets sklearn's and numpy's types in this process
+    assert M._VETTED
+    evil = make_pipeline(FunctionTransformer(np.log1p), LogisticRegression()).fit(X, y)
+    evil.steps[0][1].func = _history  # code that is not scikit-learn's or numpy's
+    with pytest.raises(KlartextError) as err:
+        M._load(sio.dumps(evil), "reactivate_20")
+    foreign = f"{_history.__module__}._history"
+    assert err.value.message == (f"The stored model for action 'reactivate_20' contains untrusted type "
+                                 f"{foreign!r}; it was not loaded.")
+    assert foreign not in M._VETTED
