@@ -205,6 +205,140 @@ def load_factors(log: DecisionLog, strategy_version: str | None = None,
 # -- analyses ---------------------------------------------------------------------------------
 
 
+@dataclass
+class Evaluation:
+    """The greedy selections of several :class:`Setting` s, summed (see :func:`evaluate`)."""
+
+    kpis: np.ndarray  #: (S, len(KPIS)) totals
+    by_action: np.ndarray  #: (S, 3, A) contacts, expected margin, expected retention per action
+    by_channel: np.ndarray  #: (S, 3, C) the same per channel
+    firsts: np.ndarray  #: (S, n) int16 first-slot action of each decision, -1 = none
+
+    def kpi_dict(self, i: int) -> dict[str, float]:
+        return {k: float(v) for k, v in zip(KPIS, self.kpis[i])}
+
+
+def _lever_columns(f: Factors, setting: Setting) -> dict[int, float]:
+    """Catalogue column → replacement lever of a setting (unknown names raise)."""
+    ids, out = f.strategy.action_ids, {}
+    for key, v in setting.levers.items():
+        if key in ids:
+            out[ids.index(key)] = float(v)
+        elif key in f.issues:
+            out.update({int(c): float(v) for c in np.flatnonzero(f.issue_index == f.issues.index(key))})
+        else:
+            raise ValueError(f"Unknown action or issue {key!r} in levers; use one of: "
+                             f"{', '.join(f.issues + list(ids))}.")
+    return out
+
+
+def _evaluate_block(f: Factors, rows: np.ndarray, cols: np.ndarray, settings: list[Setting],
+                    levers: list[dict[int, float]], firsts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every setting's greedy selection for one block of decisions of one channel, restricted
+    to the actions scored there, with the engine's arithmetic (``p × value × c × lever`` in
+    that order, family winner, threshold, top N by repeated argmax, ties in catalogue order)."""
+    s, t = f.strategy, f.tables
+    ch = int(f.channel[rows[0]])
+    sub = np.ix_(rows, cols)
+    p, c, lv0, unscored = f.propensity[sub], f.context_weight[sub], f.lever[sub], ~f.scored[sub]
+    clv = f.clv[rows]
+    pos = {col: i for i, col in enumerate(cols.tolist())}
+    fams = [np.array([pos[x] for x in fam if x in pos]) for fam in t.families]
+    fams = [fa for fa in fams if len(fa) > 1]
+    inc = np.array([a.incentive_cost for a in s.actions])[cols]
+    nm, ret = t.net_margin[cols], t.retention[cols]
+    r = np.arange(len(rows))
+    kpis = np.zeros((len(settings), len(KPIS)))
+    by_a = np.zeros((len(settings), 3, len(cols)))
+    P = np.empty_like(p)
+    V = np.empty_like(p)
+    for i, (st, lev) in enumerate(zip(settings, levers)):
+        mw, rw = f.weights(st)
+        thr = float(st.thresholds.get(s.channel_ids[ch], t.threshold[ch]))
+        slots = int(st.top_n.get(s.channel_ids[ch], t.top_n[ch]))
+        if "value" in st.drop:
+            V.fill(1.0)
+        else:  # the engine's value: mw × net margin + (rw × retention) × clv
+            np.multiply((rw * t.retention[cols])[None, :], clv[:, None], out=V)
+            V += (mw * t.net_margin[cols])[None, :]
+        if "propensity" in st.drop:
+            P[...] = V
+        else:
+            np.multiply(p, V, out=P)
+        if "context_weight" not in st.drop:
+            P *= c
+        if "lever" not in st.drop:
+            mine = {pos[k]: v for k, v in lev.items() if k in pos}
+            if mine:
+                lv = lv0.copy()
+                for k, v in mine.items():
+                    lv[:, k] = v
+                P *= lv
+            else:
+                P *= lv0
+        np.copyto(P, -np.inf, where=unscored)
+        for fa in fams:  # one incentive level per offer: the best, the cheapest on ties
+            sub_p = P[:, fa]
+            best = np.argmax(sub_p, axis=1)
+            P[:, fa] = np.where(np.arange(len(fa))[None, :] == best[:, None], sub_p, -np.inf)
+        np.copyto(P, -np.inf, where=~(P >= thr))
+        for k in range(slots):
+            j = np.argmax(P, axis=1)
+            ok = np.isfinite(P[r, j])
+            rr, jj = r[ok], j[ok]
+            if k == 0:
+                firsts[i, rows[rr]] = cols[jj]
+            pp = p[rr, jj]
+            m_, ret_ = pp * nm[jj], pp * ret[jj] * clv[rr]
+            kpis[i] += (len(rr), pp.sum(), m_.sum(), ret_.sum(), (pp * ret[jj]).sum(), (pp * inc[jj]).sum())
+            by_a[i, 0] += np.bincount(jj, minlength=len(cols))
+            by_a[i, 1] += np.bincount(jj, weights=m_, minlength=len(cols))
+            by_a[i, 2] += np.bincount(jj, weights=ret_, minlength=len(cols))
+            P[r, j] = -np.inf
+    return kpis, by_a
+
+
+def evaluate(f: Factors, settings: list[Setting], block: int = 65_536) -> Evaluation:
+    """The greedy selection of every decision under each of ``settings``, reduced to KPIs,
+    per-action and per-channel sums and first actions — exactly the selections of
+    :meth:`Factors.arbitrate`, without its dense ``n × A`` work: decisions go in blocks per
+    channel over only the actions scored there, every setting per block while it is in
+    cache, blocks in two threads (numpy releases the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    s = f.strategy
+    levers = [_lever_columns(f, st) for st in settings]
+    for st in settings:
+        for ch in list(st.thresholds) + list(st.top_n):
+            if ch not in s.channel_ids:
+                raise ValueError(f"Unknown channel {ch!r}; use one of: {', '.join(s.channel_ids)}.")
+    S, A, C = len(settings), len(s.actions), len(s.channels)
+    firsts = np.full((S, len(f)), -1, dtype=np.int16)
+    tasks = []
+    for c in range(C):
+        rows_c = np.flatnonzero(f.channel == c)
+        cols = np.flatnonzero(f.scored[rows_c].any(axis=0)) if len(rows_c) else rows_c
+        if len(cols):
+            tasks += [(c, rows_c[i:i + block], cols) for i in range(0, len(rows_c), block)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        parts = list(pool.map(lambda tk: _evaluate_block(f, tk[1], tk[2], settings, levers, firsts), tasks))
+    kpis = np.zeros((S, len(KPIS)))
+    by_a, by_c = np.zeros((S, 3, A)), np.zeros((S, 3, C))
+    for (c, _, cols), (k, ba) in zip(tasks, parts):
+        kpis += k
+        by_a[:, :, cols] += ba
+        by_c[:, :, c] += ba.sum(axis=2)
+    return Evaluation(kpis, by_a, by_c, firsts)
+
+
+def _base(f: Factors) -> Evaluation:
+    """The strategy's own setting, evaluated once per :class:`Factors`."""
+    cached = f.__dict__.get("_base_evaluation")
+    if cached is None:
+        cached = f.__dict__["_base_evaluation"] = evaluate(f, [Setting()])
+    return cached
+
+
 def _sweep_chunk(f: Factors, rows: np.ndarray, cols: np.ndarray, weights: list[tuple[float, float]],
                  firsts: np.ndarray) -> np.ndarray:
     """All settings for one block of decisions of one channel, restricted to the actions
@@ -290,15 +424,29 @@ def sweep(f: Factors, steps: int = 21, block: int = 65_536) -> pd.DataFrame:
 def what_if(f: Factors, setting: Setting) -> dict[str, Any]:
     """KPIs of the strategy and of ``setting``, the share of decisions whose first action
     changes, and the deltas by issue and channel (DataFrames)."""
-    base = f.arbitrate()
-    alt = f.arbitrate(setting)
-    b_first, a_first = f.first(base), f.first(alt, setting)
-    cells = (_cells(f, base), _cells(f, alt))
+    base, alt = _base(f), evaluate(f, [setting])
     return {
-        "base": f.kpis(base), "what_if": f.kpis(alt),
-        "changed": float((b_first != a_first).mean()), "decisions": len(f),
-        "by_issue": _by(f, base, alt, "issue", cells), "by_channel": _by(f, base, alt, "channel", cells),
+        "base": base.kpi_dict(0), "what_if": alt.kpi_dict(0),
+        "changed": float((base.firsts[0] != alt.firsts[0]).mean()), "decisions": len(f),
+        "by_issue": _by_eval(f, base, alt, "issue"), "by_channel": _by_eval(f, base, alt, "channel"),
     }
+
+
+def _by_eval(f: Factors, base: Evaluation, alt: Evaluation, by: str) -> pd.DataFrame:
+    """Contacts, expected margin and retention of two evaluations by ``issue`` or ``channel``."""
+    out: dict[str, Any] = {"key": f.issues if by == "issue" else list(f.strategy.channel_ids)}
+    for label, ev in (("base", base), ("what_if", alt)):
+        if by == "issue":
+            sums = np.stack([np.bincount(f.issue_index, weights=ev.by_action[0, m], minlength=len(f.issues))
+                             for m in range(3)])
+        else:
+            sums = ev.by_channel[0]
+        for m, name in enumerate(("contacts", "margin", "retention")):
+            out[f"{name}_{label}"] = sums[m].round().astype(np.int64) if name == "contacts" else sums[m]
+    df = pd.DataFrame(out)
+    for m in ("contacts", "margin", "retention"):
+        df[f"{m}_delta"] = df[f"{m}_what_if"] - df[f"{m}_base"]
+    return df
 
 
 def _cells(f: Factors, sel: np.ndarray) -> dict[str, np.ndarray]:
@@ -335,10 +483,7 @@ def sensitivity(f: Factors, lever_step: float = 1.1) -> pd.DataFrame:
 
     Columns: change, changed (share of decisions), contacts_delta, margin_delta, retention_delta.
     """
-    base_sel = f.arbitrate()
-    base_first = f.first(base_sel)
-    base_k = f.kpis(base_sel)
-    rows = []
+    base = _base(f)
     cases: list[tuple[str, Setting]] = [(f"drop {x}", Setting(drop=(x,)))
                                         for x in ("propensity", "value", "context_weight", "lever")]
     for i, issue in enumerate(f.issues):
@@ -346,12 +491,11 @@ def sensitivity(f: Factors, lever_step: float = 1.1) -> pd.DataFrame:
         current = f.strategy.levers[cols]
         if np.allclose(current, current[0]):
             cases.append((f"lever {issue} ×{lever_step:g}", Setting(levers={issue: float(current[0] * lever_step)})))
-    for name, st in cases:
-        sel = f.arbitrate(st)
-        k = f.kpis(sel)
-        rows.append({"change": name, "changed": float((f.first(sel, st) != base_first).mean()),
-                     "contacts_delta": k["contacts"] - base_k["contacts"], "margin_delta": k["margin"] - base_k["margin"],
-                     "retention_delta": k["retention"] - base_k["retention"]})
+    ev = evaluate(f, [st for _, st in cases])
+    k0 = base.kpis[0]
+    rows = [{"change": name, "changed": float((ev.firsts[i] != base.firsts[0]).mean()),
+             "contacts_delta": ev.kpis[i, 0] - k0[0], "margin_delta": ev.kpis[i, 2] - k0[2],
+             "retention_delta": ev.kpis[i, 3] - k0[3]} for i, (name, _) in enumerate(cases)]
     return pd.DataFrame(rows).sort_values("changed", ascending=False, ignore_index=True)
 
 

@@ -132,3 +132,28 @@ def test_dataclass_replace_keeps_factors_consistent(factors):
     sub = factors.subset(np.arange(10))
     assert len(sub) == 10 and sub.scored.shape == (10, len(factors.strategy.actions))
     assert dataclasses.replace(sub).check() == 0
+
+
+@pytest.mark.parametrize("setting", [
+    T.Setting(),
+    T.Setting(retention_weight=3.0),
+    T.Setting(margin_weight=0.2, levers={"service": 2.5, "join_loyalty": 0.1}),
+    T.Setting(thresholds={"email": 5.0, "web": 0.0}, top_n={"web": 3, "sms": 0}),
+    T.Setting(drop=("propensity",)), T.Setting(drop=("value",)), T.Setting(drop=("context_weight", "lever")),
+])
+def test_blocked_evaluation_selects_exactly_what_dense_arbitration_selects(factors, setting):
+    ev = T.evaluate(factors, [setting], block=300)  # small blocks: several per channel
+    sel = factors.arbitrate(setting)
+    np.testing.assert_array_equal(ev.firsts[0], factors.first(sel, setting))
+    np.testing.assert_array_equal(ev.by_action[0, 0], sel.sum(axis=0))
+    np.testing.assert_array_equal(ev.by_channel[0, 0], np.bincount(factors.channel, weights=sel.sum(axis=1),
+                                                                    minlength=len(factors.strategy.channels)))
+    dense = factors.kpis(sel)
+    for i, k in enumerate(T.KPIS):
+        assert ev.kpis[0, i] == pytest.approx(dense[k], rel=1e-12, abs=1e-9)
+
+
+def test_evaluation_names_an_unknown_channel(factors):
+    with pytest.raises(ValueError) as err:
+        T.evaluate(factors, [T.Setting(thresholds={"fax": 1.0})])
+    assert str(err.value) == "Unknown channel 'fax'; use one of: web, app, call_centre, email, push, sms."
