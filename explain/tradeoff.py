@@ -36,6 +36,7 @@ from decisioning.arbitration import Tables, arbitrate, tables
 from decisioning.errors import LogError
 from decisioning.strategy import Strategy
 
+DROPPABLE = ("propensity", "value", "context_weight", "lever")  #: in explain.kernels' order
 KPIS = ("contacts", "accepts", "margin", "retention", "churn_reduction", "incentive_spend")
 
 
@@ -232,103 +233,49 @@ def _lever_columns(f: Factors, setting: Setting) -> dict[int, float]:
     return out
 
 
-def _evaluate_block(f: Factors, rows: np.ndarray, cols: np.ndarray, settings: list[Setting],
-                    levers: list[dict[int, float]], firsts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every setting's greedy selection for one block of decisions of one channel, restricted
-    to the actions scored there, with the engine's arithmetic (``p × value × c × lever`` in
-    that order, family winner, threshold, top N by repeated argmax, ties in catalogue order)."""
-    s, t = f.strategy, f.tables
-    ch = int(f.channel[rows[0]])
-    sub = np.ix_(rows, cols)
-    p, c, lv0, unscored = f.propensity[sub], f.context_weight[sub], f.lever[sub], ~f.scored[sub]
-    clv = f.clv[rows]
-    pos = {col: i for i, col in enumerate(cols.tolist())}
-    fams = [np.array([pos[x] for x in fam if x in pos]) for fam in t.families]
-    fams = [fa for fa in fams if len(fa) > 1]
-    inc = np.array([a.incentive_cost for a in s.actions])[cols]
-    nm, ret = t.net_margin[cols], t.retention[cols]
-    r = np.arange(len(rows))
-    kpis = np.zeros((len(settings), len(KPIS)))
-    by_a = np.zeros((len(settings), 3, len(cols)))
-    P = np.empty_like(p)
-    V = np.empty_like(p)
-    for i, (st, lev) in enumerate(zip(settings, levers)):
-        mw, rw = f.weights(st)
-        thr = float(st.thresholds.get(s.channel_ids[ch], t.threshold[ch]))
-        slots = int(st.top_n.get(s.channel_ids[ch], t.top_n[ch]))
-        if "value" in st.drop:
-            V.fill(1.0)
-        else:  # the engine's value: mw × net margin + (rw × retention) × clv
-            np.multiply((rw * t.retention[cols])[None, :], clv[:, None], out=V)
-            V += (mw * t.net_margin[cols])[None, :]
-        if "propensity" in st.drop:
-            P[...] = V
-        else:
-            np.multiply(p, V, out=P)
-        if "context_weight" not in st.drop:
-            P *= c
-        if "lever" not in st.drop:
-            mine = {pos[k]: v for k, v in lev.items() if k in pos}
-            if mine:
-                lv = lv0.copy()
-                for k, v in mine.items():
-                    lv[:, k] = v
-                P *= lv
-            else:
-                P *= lv0
-        np.copyto(P, -np.inf, where=unscored)
-        for fa in fams:  # one incentive level per offer: the best, the cheapest on ties
-            sub_p = P[:, fa]
-            best = np.argmax(sub_p, axis=1)
-            P[:, fa] = np.where(np.arange(len(fa))[None, :] == best[:, None], sub_p, -np.inf)
-        np.copyto(P, -np.inf, where=~(P >= thr))
-        for k in range(slots):
-            j = np.argmax(P, axis=1)
-            ok = np.isfinite(P[r, j])
-            rr, jj = r[ok], j[ok]
-            if k == 0:
-                firsts[i, rows[rr]] = cols[jj]
-            pp = p[rr, jj]
-            m_, ret_ = pp * nm[jj], pp * ret[jj] * clv[rr]
-            kpis[i] += (len(rr), pp.sum(), m_.sum(), ret_.sum(), (pp * ret[jj]).sum(), (pp * inc[jj]).sum())
-            by_a[i, 0] += np.bincount(jj, minlength=len(cols))
-            by_a[i, 1] += np.bincount(jj, weights=m_, minlength=len(cols))
-            by_a[i, 2] += np.bincount(jj, weights=ret_, minlength=len(cols))
-            P[r, j] = -np.inf
-    return kpis, by_a
-
-
-def evaluate(f: Factors, settings: list[Setting], block: int = 65_536) -> Evaluation:
+def evaluate(f: Factors, settings: list[Setting], chunk: int = 4096) -> Evaluation:
     """The greedy selection of every decision under each of ``settings``, reduced to KPIs,
     per-action and per-channel sums and first actions — exactly the selections of
-    :meth:`Factors.arbitrate`, without its dense ``n × A`` work: decisions go in blocks per
-    channel over only the actions scored there, every setting per block while it is in
-    cache, blocks in two threads (numpy releases the GIL)."""
-    from concurrent.futures import ThreadPoolExecutor
+    :meth:`Factors.arbitrate`, in one compiled pass over the decisions
+    (:func:`explain.kernels.rearbitrate`) instead of dense ``n × A`` work per setting."""
+    from explain.kernels import rearbitrate
 
-    s = f.strategy
-    levers = [_lever_columns(f, st) for st in settings]
-    for st in settings:
+    s, t = f.strategy, f.tables
+    S, A, C = len(settings), len(s.actions), len(s.channels)
+    lever = np.full((S, A), np.nan)
+    drop = np.zeros((S, 4), dtype=bool)
+    thr = np.tile(np.asarray(t.threshold, dtype=np.float64), (S, 1))
+    slots = np.tile(np.asarray(t.top_n, dtype=np.int64), (S, 1))
+    weights = np.array([f.weights(st) for st in settings], dtype=np.float64).reshape(S, 2)
+    for i, st in enumerate(settings):
+        for col, v in _lever_columns(f, st).items():
+            lever[i, col] = v
+        for x in st.drop:
+            if x not in DROPPABLE:
+                raise ValueError(f"Unknown factor {x!r} to drop; use one of: {', '.join(DROPPABLE)}.")
+            drop[i, DROPPABLE.index(x)] = True
         for ch in list(st.thresholds) + list(st.top_n):
             if ch not in s.channel_ids:
                 raise ValueError(f"Unknown channel {ch!r}; use one of: {', '.join(s.channel_ids)}.")
-    S, A, C = len(settings), len(s.actions), len(s.channels)
-    firsts = np.full((S, len(f)), -1, dtype=np.int16)
-    tasks = []
-    for c in range(C):
-        rows_c = np.flatnonzero(f.channel == c)
-        cols = np.flatnonzero(f.scored[rows_c].any(axis=0)) if len(rows_c) else rows_c
-        if len(cols):
-            tasks += [(c, rows_c[i:i + block], cols) for i in range(0, len(rows_c), block)]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        parts = list(pool.map(lambda tk: _evaluate_block(f, tk[1], tk[2], settings, levers, firsts), tasks))
-    kpis = np.zeros((S, len(KPIS)))
-    by_a, by_c = np.zeros((S, 3, A)), np.zeros((S, 3, C))
-    for (c, _, cols), (k, ba) in zip(tasks, parts):
-        kpis += k
-        by_a[:, :, cols] += ba
-        by_c[:, :, c] += ba.sum(axis=2)
-    return Evaluation(kpis, by_a, by_c, firsts)
+        for ch, v in st.thresholds.items():
+            thr[i, s.channel_ids.index(ch)] = v
+        for ch, v in st.top_n.items():
+            slots[i, s.channel_ids.index(ch)] = v
+    fam = np.full(A, -1, dtype=np.int64)
+    fam_order = np.zeros(A, dtype=np.int64)
+    for k, members in enumerate(t.families):
+        fam[members] = k
+        fam_order[members] = np.arange(len(members))
+    n = len(f)
+    B = max(1, -(-n // chunk))
+    firsts = np.full((S, n), -1, dtype=np.int16)
+    kpis, by_a, by_c = np.zeros((B, S, len(KPIS))), np.zeros((B, S, 3, A)), np.zeros((B, S, 3, C))
+    inc = np.array([a.incentive_cost for a in s.actions], dtype=np.float64)
+    rearbitrate(f.propensity, f.context_weight, f.lever, f.scored, f.clv, f.channel,
+                np.ascontiguousarray(weights[:, 0]), np.ascontiguousarray(weights[:, 1]), lever, drop, thr, slots,
+                fam, fam_order, np.asarray(t.net_margin, dtype=np.float64), np.asarray(t.retention, dtype=np.float64),
+                inc, len(t.families), chunk, firsts, kpis, by_a, by_c)
+    return Evaluation(kpis.sum(axis=0), by_a.sum(axis=0), by_c.sum(axis=0), firsts)
 
 
 def _base(f: Factors) -> Evaluation:
@@ -339,83 +286,25 @@ def _base(f: Factors) -> Evaluation:
     return cached
 
 
-def _sweep_chunk(f: Factors, rows: np.ndarray, cols: np.ndarray, weights: list[tuple[float, float]],
-                 firsts: np.ndarray) -> np.ndarray:
-    """All settings for one block of decisions of one channel, restricted to the actions
-    scored there: the block's factor matrices stay in cache across the settings."""
-    t = f.tables
-    ch = int(f.channel[rows[0]])
-    thr, slots = float(t.threshold[ch]), int(t.top_n[ch])
-    p = f.propensity[np.ix_(rows, cols)]
-    base = p * f.context_weight[np.ix_(rows, cols)] * f.lever[np.ix_(rows, cols)]
-    A_ = base * t.net_margin[cols][None, :]
-    B_ = base * t.retention[cols][None, :] * f.clv[rows][:, None]
-    pos = {c: i for i, c in enumerate(cols.tolist())}
-    fams = [np.array([pos[c] for c in fam if c in pos]) for fam in t.families]
-    fams = [fa for fa in fams if len(fa) > 1]
-    inc = np.array([a.incentive_cost for a in f.strategy.actions])[cols]
-    nm, ret = t.net_margin[cols], t.retention[cols]
-    clv = f.clv[rows]
-    r = np.arange(len(rows))
-    out = np.zeros((len(weights), len(KPIS)))
-    P = np.empty_like(A_)
-    for s_i, (mw, rw) in enumerate(weights):
-        np.multiply(A_, mw, out=P)
-        P += B_ * rw
-        for fa in fams:
-            sub = P[:, fa]
-            best = np.argmax(np.where(np.isnan(sub), -np.inf, sub), axis=1)
-            P[:, fa] = np.where(np.arange(len(fa))[None, :] == best[:, None], sub, np.nan)
-        np.copyto(P, -np.inf, where=~(P >= thr))
-        for k in range(slots):
-            j = np.argmax(P, axis=1)
-            ok = np.isfinite(P[r, j])
-            rr, jj = r[ok], j[ok]
-            if k == 0:
-                firsts[s_i, rows[rr]] = cols[jj]
-            pp = p[rr, jj]
-            out[s_i] += (len(rr), pp.sum(), (pp * nm[jj]).sum(), (pp * ret[jj] * clv[rr]).sum(),
-                         (pp * ret[jj]).sum(), (pp * inc[jj]).sum())
-            P[r, j] = -np.inf
-    return out
+def sweep(f: Factors, steps: int = 21) -> pd.DataFrame:
+    """Expected KPIs along the margin/retention balance (``steps`` values of λ in [0, 1]),
+    every setting re-arbitrated exactly (:func:`evaluate`).
 
-
-def sweep(f: Factors, steps: int = 21, block: int = 65_536) -> pd.DataFrame:
-    """Expected KPIs along the margin/retention balance (``steps`` values of λ in [0, 1]).
-
-    Priority is linear in the two weights, ``P = m·A + r·B`` with ``A = p·c·L·net margin``
-    and ``B = p·c·L·retention·CLV``; decisions are processed in blocks per channel (only the
-    actions scored there), every setting per block while it is in cache, blocks in two
-    threads (numpy releases the GIL).  Columns: lambda, margin_weight, retention_weight, the
-    KPIs, changed (share of decisions whose first action differs from the strategy's own),
-    current (λ = 0.5), efficient (on the margin/retention Pareto frontier).
+    Columns: lambda, margin_weight, retention_weight, the KPIs, changed (share of decisions
+    whose first action differs from the strategy's own), current (λ = 0.5), efficient (on
+    the margin/retention Pareto frontier).
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     s = f.strategy
     lams = np.linspace(0.0, 1.0, steps)
     weights = [(2 * (1 - lam) * s.margin_weight, 2 * lam * s.retention_weight) for lam in lams]
-    firsts = np.full((steps, len(f)), -1, dtype=np.int16)
-    tasks = []
-    for c in range(len(s.channels)):
-        rows_c = np.flatnonzero(f.channel == c)
-        if not len(rows_c):
-            continue
-        cols = np.flatnonzero(f.scored[rows_c].any(axis=0))
-        if not len(cols):
-            continue
-        for start in range(0, len(rows_c), block):
-            tasks.append((rows_c[start:start + block], cols))
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        parts = list(pool.map(lambda t: _sweep_chunk(f, t[0], t[1], weights, firsts), tasks))
-    total = np.sum(parts, axis=0) if parts else np.zeros((steps, len(KPIS)))
-    df = pd.DataFrame(total, columns=list(KPIS))
+    ev = evaluate(f, [Setting(margin_weight=m, retention_weight=r) for m, r in weights])
+    df = pd.DataFrame(ev.kpis, columns=list(KPIS))
     df.insert(0, "retention_weight", [w[1] for w in weights])
     df.insert(0, "margin_weight", [w[0] for w in weights])
     df.insert(0, "lambda", lams)
     df["current"] = np.isclose(lams, 0.5)
-    cur = firsts[int(np.argmax(df["current"]))] if df["current"].any() else f.first(f.arbitrate()).astype(np.int16)
-    df["changed"] = [float((x != cur).mean()) for x in firsts]
+    base = _base(f).firsts[0]
+    df["changed"] = [float((x != base).mean()) for x in ev.firsts]
     m, r = df["margin"].to_numpy(), df["retention"].to_numpy()
     df["efficient"] = [not ((m >= m[i]) & (r >= r[i]) & ((m > m[i]) | (r > r[i]))).any() for i in range(len(df))]
     return df

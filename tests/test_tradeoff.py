@@ -142,7 +142,7 @@ def test_dataclass_replace_keeps_factors_consistent(factors):
     T.Setting(drop=("propensity",)), T.Setting(drop=("value",)), T.Setting(drop=("context_weight", "lever")),
 ])
 def test_blocked_evaluation_selects_exactly_what_dense_arbitration_selects(factors, setting):
-    ev = T.evaluate(factors, [setting], block=300)  # small blocks: several per channel
+    ev = T.evaluate(factors, [setting], chunk=300)  # small chunks: several run in parallel
     sel = factors.arbitrate(setting)
     np.testing.assert_array_equal(ev.firsts[0], factors.first(sel, setting))
     np.testing.assert_array_equal(ev.by_action[0, 0], sel.sum(axis=0))
@@ -157,3 +157,9 @@ def test_evaluation_names_an_unknown_channel(factors):
     with pytest.raises(ValueError) as err:
         T.evaluate(factors, [T.Setting(thresholds={"fax": 1.0})])
     assert str(err.value) == "Unknown channel 'fax'; use one of: web, app, call_centre, email, push, sms."
+
+
+def test_evaluation_names_an_unknown_factor(factors):
+    with pytest.raises(ValueError) as err:
+        T.evaluate(factors, [T.Setting(drop=("luck",))])
+    assert str(err.value) == "Unknown factor 'luck' to drop; use one of: propensity, value, context_weight, lever."

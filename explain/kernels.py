@@ -1,0 +1,99 @@
+"""Compiled re-arbitration: the engine's arbitration for many settings over millions of logged
+decisions in one pass (numba, already installed with shap).
+
+Each decision's scored candidates are gathered once, then every setting is arbitrated while
+they sit in registers: priority ``((p × value) × c) × lever`` in the engine's order of
+operations (no fast-math, so results are bit-identical to numpy's), one incentive level per
+offer (the best, the cheapest on ties), the no-action threshold, and the top N by priority
+with ties in catalogue order.  Rows are split into chunks that run in parallel, each chunk
+summing into its own slice of the accumulators.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+DROP_PROPENSITY, DROP_VALUE, DROP_CONTEXT, DROP_LEVER = range(4)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def rearbitrate(p, c, lv, scored, clv, channel, mw, rw, lever, drop, thr, slots, fam, fam_order,
+                nm, ret, inc, n_fam, chunk, firsts, kpis, by_a, by_c):  # pragma: no cover - compiled
+    """Arbitrate every decision under every setting.
+
+    p, c, lv : (n, A) logged propensity, context weight, lever;  scored : (n, A) bool
+    clv, channel : (n,);  mw, rw : (S,) weights;  lever : (S, A) replacement lever, NaN = logged
+    drop : (S, 4) bool factors set to 1;  thr, slots : (S, C) per channel
+    fam, fam_order : (A,) offer family (-1 = none) and rank in it (cheapest first)
+    nm, ret, inc : (A,) net margin, retention effect, incentive cost
+    firsts : (S, n) int16 out, first-slot action (-1 = none), preset to -1
+    kpis : (B, S, 6), by_a : (B, S, 3, A), by_c : (B, S, 3, C) out, zeroed; B = ceil(n / chunk)
+    """
+    n, A = p.shape
+    S = mw.shape[0]
+    B = (n + chunk - 1) // chunk
+    for b in prange(B):
+        js = np.empty(A, np.int64)
+        pr = np.empty(A, np.float64)
+        alive = np.empty(A, np.bool_)
+        best = np.empty(max(n_fam, 1), np.int64)
+        for i in range(b * chunk, min(n, (b + 1) * chunk)):
+            k = 0
+            for j in range(A):
+                if scored[i, j]:
+                    js[k] = j
+                    k += 1
+            if k == 0:
+                continue
+            ch = channel[i]
+            x = clv[i]
+            for s in range(S):
+                for q in range(k):
+                    j = js[q]
+                    v = 1.0 if drop[s, DROP_VALUE] else mw[s] * nm[j] + (rw[s] * ret[j]) * x
+                    P = v if drop[s, DROP_PROPENSITY] else p[i, j] * v
+                    if not drop[s, DROP_CONTEXT]:
+                        P = P * c[i, j]
+                    if not drop[s, DROP_LEVER]:
+                        L = lever[s, j]
+                        P = P * (lv[i, j] if np.isnan(L) else L)
+                    pr[q] = P
+                for f in range(n_fam):
+                    best[f] = -1
+                for q in range(k):
+                    f = fam[js[q]]
+                    if f >= 0:
+                        o = best[f]
+                        if o < 0 or pr[q] > pr[o] or (pr[q] == pr[o] and fam_order[js[q]] < fam_order[js[o]]):
+                            best[f] = q
+                t = thr[s, ch]
+                for q in range(k):
+                    f = fam[js[q]]
+                    alive[q] = (f < 0 or best[f] == q) and pr[q] >= t and np.isfinite(pr[q])
+                for slot in range(slots[s, ch]):
+                    w = -1
+                    for q in range(k):
+                        if alive[q] and (w < 0 or pr[q] > pr[w]):
+                            w = q
+                    if w < 0:
+                        break
+                    alive[w] = False
+                    j = js[w]
+                    if slot == 0:
+                        firsts[s, i] = j
+                    pp = p[i, j]
+                    m_ = pp * nm[j]
+                    r_ = pp * ret[j] * x
+                    kpis[b, s, 0] += 1.0
+                    kpis[b, s, 1] += pp
+                    kpis[b, s, 2] += m_
+                    kpis[b, s, 3] += r_
+                    kpis[b, s, 4] += pp * ret[j]
+                    kpis[b, s, 5] += pp * inc[j]
+                    by_a[b, s, 0, j] += 1.0
+                    by_a[b, s, 1, j] += m_
+                    by_a[b, s, 2, j] += r_
+                    by_c[b, s, 0, ch] += 1.0
+                    by_c[b, s, 1, ch] += m_
+                    by_c[b, s, 2, ch] += r_
