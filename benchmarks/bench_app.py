@@ -127,7 +127,7 @@ def interactions(log: DecisionLog, ex: Explainer) -> dict:
         "kpi_tradeoffs: frontier, 21 settings (cached after the first view)": lambda: T.sweep(fx, 21),
         "kpi_tradeoffs: sensitivity (on demand, cached)": lambda: T.sensitivity(fx),
         "kpi_tradeoffs: off-policy estimate (on demand, cached)": lambda: T.off_policy(
-            log, fx, fx.first(fx.arbitrate(spec), spec), n_boot=200),
+            log, fx, T.first_actions(fx, spec), n_boot=200),
     }
 
 

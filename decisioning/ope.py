@@ -13,8 +13,12 @@ deterministic target policy picks ``π(x_i)``; the importance weight is
   ``q̂`` is good.  Klartext's reward model is the logged propensity (× the action's margin for
   margin rewards), so DR needs no extra model.
 
-Intervals are percentile bootstraps over decisions (seeded); the effective sample size is
-``(Σ w)² / Σ w²``.  :func:`difference` gives measured lift between two groups (e.g. greedy
+Intervals are percentile bootstraps over decisions (seeded), drawn as a *Poisson bootstrap*:
+each replicate weights decision ``i`` by an independent ``Poisson(1)`` count and takes the
+weighted mean — the standard large-sample form of resampling n of n with replacement (the
+counts are then multinomial, which is Poisson(1) each conditioned on the total).  It streams
+through the data once per replicate in a compiled loop, so 300 replicates over a million
+decisions take well under a second.  The effective sample size is ``(Σ w)² / Σ w²``.  :func:`difference` gives measured lift between two groups (e.g. greedy
 vs. randomly served control decisions) with a bootstrap interval.
 """
 
@@ -23,6 +27,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from numba import njit, prange
 
 ESTIMATORS = ("ips", "snips", "dr")
 
@@ -39,6 +44,48 @@ class Estimate:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _poisson1_table(bits: int = 16) -> np.ndarray:
+    """Poisson(1) counts by inverse CDF for every ``bits``-bit uniform: a draw is one lookup
+    (each probability is kept to within 2⁻¹⁶)."""
+    cdf = np.cumsum([np.exp(-1.0) / float(np.prod(np.arange(1, k + 1))) for k in range(20)])
+    u = (np.arange(2 ** bits) + 0.5) / 2 ** bits
+    return np.searchsorted(cdf, u, side="right").astype(np.uint8)
+
+
+_POISSON1 = _poisson1_table()
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _poisson_boot(x, n_boot, seed, table):  # pragma: no cover - compiled
+    """Per replicate ``b``: ``Σ c_i x[r, i]`` for every row ``r`` of ``x`` and ``Σ c_i`` (last
+    column), with ``c_i ~ Poisson(1)`` from a splitmix64 stream keyed by (seed, b) — four
+    16-bit draws per 64-bit number — so a replicate does not depend on which thread runs it."""
+    k, n = x.shape
+    out = np.zeros((n_boot, k + 1))
+    for b in prange(n_boot):
+        state = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(b + 1) * np.uint64(0xBF58476D1CE4E5B9)
+        z = np.uint64(0)
+        for i in range(n):
+            if i % 4 == 0:
+                state += np.uint64(0x9E3779B97F4A7C15)
+                z = state
+                z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+                z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+                z = z ^ (z >> np.uint64(31))
+            c = float(table[z & np.uint64(0xFFFF)])
+            z = z >> np.uint64(16)
+            for r in range(k):
+                out[b, r] += c * x[r, i]
+            out[b, k] += c
+    return out
+
+
+def bootstrap_sums(x: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """Poisson-bootstrap replicate sums of each row of ``x`` (k × n); last column: Σ counts."""
+    return _poisson_boot(np.ascontiguousarray(np.atleast_2d(x), dtype=np.float64), int(n_boot), int(seed) & (2**63 - 1),
+                         _POISSON1)
 
 
 def _point(kind: str, w: np.ndarray, r: np.ndarray, q_target: np.ndarray | None, q_logged: np.ndarray | None) -> float:
@@ -88,23 +135,16 @@ def evaluate(
     r = np.asarray(reward, dtype=np.float64)
     n = len(r)
     ess = float(w.sum() ** 2 / (w ** 2).sum()) if (w > 0).any() else 0.0
-    rng = np.random.default_rng(seed)
     alpha = (1 - level) / 2
     out = {}
     kinds = [k for k in estimators if k != "dr" or q_target is not None]
     wr = w * r
-    dr_terms = None if q_target is None else np.asarray(q_target) + w * (r - np.asarray(q_logged))
-    boots = {k: np.empty(n_boot) for k in kinds}
-    for b in range(n_boot):  # resampling decisions = weighting each by how often it was drawn
-        c = np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
-        for k in kinds:
-            if k == "ips":
-                boots[k][b] = c @ wr / n
-            elif k == "snips":
-                sw = c @ w
-                boots[k][b] = (c @ wr) / sw if sw > 0 else np.nan
-            else:
-                boots[k][b] = c @ dr_terms / n
+    rows = [wr, w] + ([np.asarray(q_target) + w * (r - np.asarray(q_logged))] if "dr" in kinds else [])
+    sums = bootstrap_sums(np.vstack(rows), n_boot, seed)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boots = {"ips": sums[:, 0] / sums[:, -1], "snips": np.where(sums[:, 1] > 0, sums[:, 0] / sums[:, 1], np.nan)}
+        if "dr" in kinds:
+            boots["dr"] = sums[:, 2] / sums[:, -1]
     for k in kinds:
         v = _point(k, w, r, q_target, q_logged)
         lo, hi = np.nanquantile(boots[k], [alpha, 1 - alpha]) if n_boot else (np.nan, np.nan)
@@ -117,9 +157,8 @@ def difference(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, level: float = 
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if len(a) == 0 or len(b) == 0:
         raise ValueError("Both groups need at least one decision to measure a lift.")
-    rng = np.random.default_rng(seed)
-    boots = np.array([a[rng.integers(0, len(a), len(a))].mean() - b[rng.integers(0, len(b), len(b))].mean()
-                      for _ in range(n_boot)])
+    sa, sb = bootstrap_sums(a, n_boot, seed), bootstrap_sums(b, n_boot, seed + 1)
+    boots = sa[:, 0] / sa[:, 1] - sb[:, 0] / sb[:, 1]
     alpha = (1 - level) / 2
-    lo, hi = np.quantile(boots, [alpha, 1 - alpha])
+    lo, hi = np.nanquantile(boots, [alpha, 1 - alpha])  # (a replicate may draw nobody from a tiny group)
     return Estimate("difference", float(a.mean() - b.mean()), float(lo), float(hi), len(a) + len(b), len(b), float("nan"))

@@ -128,6 +128,27 @@ class Factors:
         arb, pr = self._run(setting)
         return arb.alive, pr
 
+    def ranked_at(self, cols: np.ndarray) -> np.ndarray:
+        """Whether action ``cols[i]`` was ranked in decision ``i`` under the strategy's own
+        setting (scored, won its offer's incentive choice, cleared the threshold) — the
+        cells of :meth:`alive` without its dense ``n × A`` work.  ``-1`` gives False."""
+        t, s = self.tables, self.strategy
+        r = np.arange(len(self))
+
+        def prio(rows: np.ndarray, j: np.ndarray) -> np.ndarray:  # the engine's arithmetic, one cell per row
+            v = s.margin_weight * t.net_margin[j] + (s.retention_weight * t.retention[j]) * self.clv[rows]
+            pr = self.propensity[rows, j] * v * self.context_weight[rows, j] * self.lever[rows, j]
+            return np.where(self.scored[rows, j], pr, -np.inf)
+
+        j = np.maximum(cols, 0)
+        ok = (cols >= 0) & self.scored[r, j] & (prio(r, j) >= t.threshold[self.channel])
+        for fam in t.families:
+            rows = np.flatnonzero(ok & np.isin(j, fam))
+            if len(rows):
+                stack = np.stack([prio(rows, np.full(len(rows), m)) for m in fam], axis=1)
+                ok[rows] = fam[np.argmax(stack, axis=1)] == j[rows]  # first max: the cheapest on ties
+        return ok
+
     def arbitrate(self, setting: Setting = Setting()) -> np.ndarray:
         """The greedy selection (bool n × A) under ``setting``; same rules as the engine.
         The strategy's own selection is computed once and reused (do not modify it)."""
@@ -276,6 +297,13 @@ def evaluate(f: Factors, settings: list[Setting], chunk: int = 4096) -> Evaluati
                 fam, fam_order, np.asarray(t.net_margin, dtype=np.float64), np.asarray(t.retention, dtype=np.float64),
                 inc, len(t.families), chunk, firsts, kpis, by_a, by_c)
     return Evaluation(kpis.sum(axis=0), by_a.sum(axis=0), by_c.sum(axis=0), firsts)
+
+
+def first_actions(f: Factors, setting: Setting = Setting()) -> np.ndarray:
+    """The first-slot action of every decision under ``setting`` (-1 = none), as
+    :meth:`Factors.first` of :meth:`Factors.arbitrate` gives it, in one compiled pass."""
+    ev = _base(f) if setting == Setting() else evaluate(f, [setting])
+    return ev.firsts[0].astype(np.int64)
 
 
 def _base(f: Factors) -> Evaluation:
@@ -512,7 +540,9 @@ def off_policy(log: DecisionLog, f: Factors, target_first: np.ndarray, target: F
 
     if reward not in REWARDS:
         raise ValueError(f"Unknown reward {reward!r}; use one of: {', '.join(REWARDS)}.")
-    o = queries.first_action_outcomes(log.con.cursor(), f.strategy.version)
+    o = f.__dict__.get("_first_outcomes")
+    if o is None:  # (the factors belong to one version of one log: so do its outcomes)
+        o = f.__dict__["_first_outcomes"] = queries.first_action_outcomes(log.con.cursor(), f.strategy.version)
     n = len(f)
     r_all = {"conversion": o["accepted"].astype(float), "visit": o["visited"].astype(float),
              "revenue": o["revenue"].astype(float), "margin": o["margin"].astype(float),
@@ -521,12 +551,12 @@ def off_policy(log: DecisionLog, f: Factors, target_first: np.ndarray, target: F
     prob = o["selection_probability"].astype(float)
     t = f.tables
     cost = np.array([a.cost for a in f.strategy.actions])
-    p = np.nan_to_num((target or f).propensity)
-    p_log = np.nan_to_num(f.propensity)
+    p = (target or f).propensity
+    p_log = f.propensity
 
     def q(pm: np.ndarray, acts: np.ndarray) -> np.ndarray:
         j = np.maximum(acts, 0)
-        pa = pm[np.arange(n), j]
+        pa = np.nan_to_num(pm[np.arange(n), j])
         if reward == "conversion":
             v = pa
         elif reward in ("visit", "revenue"):  # no reward model for these: DR falls back to IPS form
@@ -540,8 +570,7 @@ def off_policy(log: DecisionLog, f: Factors, target_first: np.ndarray, target: F
 
     rows = has
     # exploration picks among the ranked actions, so only those had a positive probability
-    alive_logged, _ = f.alive()
-    supported = (target_first < 0) | alive_logged[np.arange(n), np.maximum(target_first, 0)]
+    supported = (target_first < 0) | f.ranked_at(target_first)
     est = evaluate(f.logged_first[rows], prob[rows], r_all[rows], target_first[rows],
                    q(p, target_first)[rows], q(p_log, f.logged_first)[rows], n_boot=n_boot, seed=seed)
     logging_value = float(r_all[rows].mean())
@@ -565,7 +594,7 @@ def policy_report(log: DecisionLog, f: Factors, rewards: tuple[str, ...] = ("vis
 
     Columns: target, reward, ips, ips_low, ips_high, snips, snips_low, snips_high, matched.
     """
-    targets = {"learned targeting (the strategy)": f.first(f.arbitrate())}
+    targets = {"learned targeting (the strategy)": first_actions(f)}
     for j, a in enumerate(f.strategy.action_ids):
         targets[f"everyone: {a}"] = np.full(len(f), j)
     rows = []

@@ -454,7 +454,7 @@ def _ope_report(log, f, boot: int, seed: int, as_json: bool) -> None:
 
     rep = T.policy_report(log, f, n_boot=boot, seed=seed)
     arms = queries.arm_means(log.con.cursor())
-    learned = f.first(f.arbitrate())
+    learned = T.first_actions(f)
     lifts = [{"versus": f"everyone: {a}", **T.lift(log, f, learned, np.full(len(f), j), rw, boot, seed)}
              for j, a in enumerate(f.strategy.action_ids) for rw in ("visit", "conversion", "revenue", "margin")]
     if as_json:
@@ -510,7 +510,7 @@ def ope(db, target_path, margin_weight, retention_weight, lever, threshold, top_
                     g = T.rerun(log, ch, f, progress=bar.update)
                 names = np.array(ch.action_ids)
                 idx = {a: i for i, a in enumerate(f.strategy.action_ids)}
-                gf = g.first(g.arbitrate())
+                gf = T.first_actions(g)
                 missing = sorted({names[j] for j in gf if j >= 0 and names[j] not in idx})
                 if missing:
                     raise KlartextError(f"The target chooses action {missing[0]!r}, which the logged strategy never "
@@ -519,7 +519,7 @@ def ope(db, target_path, margin_weight, retention_weight, lever, threshold, top_
                 target = np.array([idx[names[j]] if j >= 0 else -1 for j in gf], dtype=np.int64)
                 label = f"{ch.name} ({ch.version})"
             else:
-                target = f.first(f.arbitrate(setting), setting)
+                target = T.first_actions(f, setting)
                 label = "the what-if setting" if setting != T.Setting() else "the logged strategy (greedy)"
             res = T.off_policy(log, f, target, reward=reward, n_boot=boot, seed=seed)
     except KlartextError as exc:

@@ -257,8 +257,8 @@ def sensitivity(path: str, mtime: float) -> pd.DataFrame:
 
 @st.cache_data(show_spinner="Estimating off-policy with bootstrap intervals …", max_entries=16)
 def off_policy(path: str, mtime: float, spec: str, reward: str) -> dict:
+    from explain.tradeoff import first_actions
     from explain.tradeoff import off_policy as do
 
     f = _factors(path, mtime)
-    st_ = _setting(spec)
-    return do(_open(path, mtime), f, f.first(f.arbitrate(st_), st_), reward=reward, n_boot=200)
+    return do(_open(path, mtime), f, first_actions(f, _setting(spec)), reward=reward, n_boot=200)

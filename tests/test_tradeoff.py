@@ -163,3 +163,13 @@ def test_evaluation_names_an_unknown_factor(factors):
     with pytest.raises(ValueError) as err:
         T.evaluate(factors, [T.Setting(drop=("luck",))])
     assert str(err.value) == "Unknown factor 'luck' to drop; use one of: propensity, value, context_weight, lever."
+
+
+def test_ranked_at_reads_the_cells_of_the_dense_arbitration(factors):
+    alive, _ = factors.alive()
+    rng = np.random.default_rng(3)
+    n, A = alive.shape
+    for cols in (rng.integers(-1, A, n), factors.logged_first, np.full(n, factors.strategy.action_index("winback_10"))):
+        want = (cols >= 0) & alive[np.arange(n), np.maximum(cols, 0)]
+        np.testing.assert_array_equal(factors.ranked_at(cols), want)
+    assert alive.sum() > 0
