@@ -123,6 +123,7 @@ def interactions(log: DecisionLog, ex: Explainer) -> dict:
         "explanations": explanations_page,
         "models": models,
         "integrity: chain link check only": lambda: integrity.links(con),
+        "kpi_tradeoffs: load the logged factors (once per log version, cached)": lambda: T.load_factors(log),
         "kpi_tradeoffs: what-if (retention weight changed)": lambda: T.what_if(fx, spec),
         "kpi_tradeoffs: frontier, 21 settings (cached after the first view)": lambda: T.sweep(fx, 21),
         "kpi_tradeoffs: sensitivity (on demand, cached)": lambda: T.sensitivity(fx),

@@ -97,3 +97,18 @@ def rearbitrate(p, c, lv, scored, clv, channel, mw, rw, lever, drop, thr, slots,
                     by_c[b, s, 0, ch] += 1.0
                     by_c[b, s, 1, ch] += m_
                     by_c[b, s, 2, ch] += r_
+
+
+def compile_all() -> None:
+    """Compile (or load from numba's on-disk cache) the trade-off and bootstrap kernels, so the
+    dashboard's first trade-off view does not wait for the compiler (~10 s once per install)."""
+    from decisioning.ope import bootstrap_sums
+
+    n, A, S, C = 2, 2, 1, 1
+    z = np.zeros((n, A))
+    rearbitrate(z, z, z, np.ones((n, A), dtype=np.bool_), np.zeros(n), np.zeros(n, dtype=np.int64), np.ones(S),
+                np.ones(S), np.full((S, A), np.nan), np.zeros((S, 4), dtype=np.bool_), np.zeros((S, C)),
+                np.ones((S, C), dtype=np.int64), np.full(A, -1, dtype=np.int64), np.zeros(A, dtype=np.int64),
+                np.zeros(A), np.zeros(A), np.zeros(A), 0, 1, np.full((S, n), -1, dtype=np.int16),
+                np.zeros((n, S, 6)), np.zeros((n, S, 3, A)), np.zeros((n, S, 3, C)))
+    bootstrap_sums(np.zeros((1, n)), 2, 0)

@@ -128,6 +128,10 @@ def _run_app(db: str, port: int) -> None:
     if not app.exists():
         _fail(KlartextError(f"The dashboard (app.py) was not found next to the package at {app.parent}.",
                             "Run Klartext from a clone of the repository: pip install -e . && streamlit run app.py"))
+    from explain.kernels import compile_all
+
+    click.echo("Preparing the trade-off analyses (compiled once per installation) …")
+    compile_all()
     click.echo(f"Starting the dashboard on http://localhost:{port} (Ctrl+C to stop)")
     env = dict(os.environ, KLARTEXT_DB=str(Path(db).resolve()))
     subprocess.run([sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
