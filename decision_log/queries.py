@@ -393,18 +393,19 @@ def first_action_outcomes(con: duckdb.DuckDBPyConnection, strategy_version: str)
     without purchase), the ``revenue`` and realised ``margin`` of its outcome (0 without an
     action) and ``churned`` (False where no outcome was logged)."""
     return con.execute("""
-        WITH o AS (SELECT decision_id, action_id, any_value(outcome) AS outcome, sum(margin) AS margin,
-                          sum(revenue) AS revenue, bool_or(churned) AS churned
-                   FROM outcomes GROUP BY ALL),
-             ch AS (SELECT decision_id, bool_or(churned) AS churned FROM outcomes GROUP BY ALL)
-        SELECT d.selection_probability, coalesce(o.outcome = 'accepted', false) AS accepted,
-               coalesce(o.outcome IN ('accepted', 'visited'), false) AS visited,
-               coalesce(o.revenue, 0.0) AS revenue, coalesce(o.margin, 0.0) AS margin, coalesce(ch.churned, false) AS churned,
-               ch.decision_id IS NOT NULL AS has_outcome
-        FROM decisions d
-        LEFT JOIN o ON o.decision_id = d.decision_id AND o.action_id = d.chosen_action
-        LEFT JOIN ch ON ch.decision_id = d.decision_id
-        WHERE d.strategy_version = ? AND d.source = 'klartext' ORDER BY d.seq""", [strategy_version]).fetchnumpy()
+        WITH j AS (
+            SELECT d.seq, d.selection_probability, d.chosen_action, o.decision_id AS o_id, o.action_id, o.outcome,
+                   o.margin, o.revenue, o.churned
+            FROM decisions d LEFT JOIN outcomes o ON o.decision_id = d.decision_id
+            WHERE d.strategy_version = ? AND d.source = 'klartext')
+        SELECT any_value(selection_probability) AS selection_probability,
+               coalesce(any_value(outcome) FILTER (WHERE action_id = chosen_action) = 'accepted', false) AS accepted,
+               coalesce(any_value(outcome) FILTER (WHERE action_id = chosen_action) IN ('accepted', 'visited'), false)
+                   AS visited,
+               coalesce(sum(revenue) FILTER (WHERE action_id = chosen_action), 0.0) AS revenue,
+               coalesce(sum(margin) FILTER (WHERE action_id = chosen_action), 0.0) AS margin,
+               coalesce(bool_or(churned), false) AS churned, count(o_id) > 0 AS has_outcome
+        FROM j GROUP BY seq ORDER BY seq""", [strategy_version]).fetchnumpy()
 
 
 def decision_inputs(con: duckdb.DuckDBPyConnection, strategy_version: str) -> pd.DataFrame:
