@@ -366,34 +366,6 @@ def _by_eval(f: Factors, base: Evaluation, alt: Evaluation, by: str) -> pd.DataF
     return df
 
 
-def _cells(f: Factors, sel: np.ndarray) -> dict[str, np.ndarray]:
-    """Per action (A,) and per decision (n,) sums of contacts, expected margin and retention."""
-    t = f.tables
-    p = np.where(sel, f.propensity, 0.0)
-    margin = p * t.net_margin[None, :]
-    retention = p * t.retention[None, :] * f.clv[:, None]
-    return {"contacts_a": sel.sum(axis=0), "margin_a": margin.sum(axis=0), "retention_a": retention.sum(axis=0),
-            "contacts_n": sel.sum(axis=1), "margin_n": margin.sum(axis=1), "retention_n": retention.sum(axis=1)}
-
-
-def _by(f: Factors, base: np.ndarray, alt: np.ndarray, by: str, cells: tuple | None = None) -> pd.DataFrame:
-    """Contacts, expected margin and retention of two selections by ``issue`` or ``channel``."""
-    cb, ca = cells if cells is not None else (_cells(f, base), _cells(f, alt))
-    if by == "issue":
-        keys, idx, suffix = f.issues, f.issue_index, "_a"
-    else:
-        keys, idx, suffix = list(f.strategy.channel_ids), f.channel, "_n"
-    out = {"key": keys}
-    for label, c in (("base", cb), ("what_if", ca)):
-        for m in ("contacts", "margin", "retention"):
-            v = np.bincount(idx, weights=c[m + suffix].astype(np.float64), minlength=len(keys))
-            out[f"{m}_{label}"] = v.astype(np.int64) if m == "contacts" else v
-    df = pd.DataFrame(out)
-    for m in ("contacts", "margin", "retention"):
-        df[f"{m}_delta"] = df[f"{m}_what_if"] - df[f"{m}_base"]
-    return df
-
-
 def sensitivity(f: Factors, lever_step: float = 1.1) -> pd.DataFrame:
     """Global sensitivity: the share of decisions whose first action changes when one factor
     is dropped (set to 1), or one issue's lever is multiplied by ``lever_step``.
@@ -494,8 +466,8 @@ def rerun(log: DecisionLog, challenger: Strategy, f: Factors, batch_size: int = 
 def compare(champion: Factors, challenger: Factors) -> dict[str, Any]:
     """Which decisions change, and the expected KPIs of both (greedy selections; exploration
     is left out so the strategies, not the random draws, are compared)."""
-    a_sel, b_sel = champion.arbitrate(), challenger.arbitrate()
-    a_first, b_first = champion.first(a_sel), challenger.first(b_sel)
+    a_ev, b_ev = _base(champion), _base(challenger)
+    a_first, b_first = a_ev.firsts[0].astype(np.int64), b_ev.firsts[0].astype(np.int64)
     a_ids = np.array(champion.strategy.action_ids + ("(none)",), dtype=object)
     b_ids = np.array(challenger.strategy.action_ids + ("(none)",), dtype=object)
     a_names, b_names = a_ids[a_first], b_ids[b_first]
@@ -503,9 +475,9 @@ def compare(champion: Factors, challenger: Factors) -> dict[str, Any]:
     moves = pd.DataFrame({"champion": a_names[changed], "challenger": b_names[changed]}).value_counts().rename(
         "decisions").reset_index().head(20)
     by = []
-    for label, fx, sel in (("champion", champion, a_sel), ("challenger", challenger, b_sel)):
+    for label, fx, ev in (("champion", champion, a_ev), ("challenger", challenger, b_ev)):
         for grp in ("issue", "channel"):
-            d = _by(fx, sel, sel, grp)[["key", "contacts_base", "margin_base", "retention_base"]]
+            d = _by_eval(fx, ev, ev, grp)[["key", "contacts_base", "margin_base", "retention_base"]]
             d.columns = ["key", "contacts", "margin", "retention"]
             d.insert(0, "by", grp)
             d.insert(0, "strategy", label)
@@ -518,7 +490,7 @@ def compare(champion: Factors, challenger: Factors) -> dict[str, Any]:
     for m in ("contacts", "margin", "retention"):
         wide[f"{m}_delta"] = wide.get(f"{m}_challenger", 0.0) - wide.get(f"{m}_champion", 0.0)
     return {"decisions": len(champion), "changed": float(changed.mean()), "changed_decisions": int(changed.sum()),
-            "champion": champion.kpis(a_sel), "challenger": challenger.kpis(b_sel), "moves": moves,
+            "champion": a_ev.kpi_dict(0), "challenger": b_ev.kpi_dict(0), "moves": moves,
             "by_segment": wide}
 
 
