@@ -93,16 +93,8 @@ class Factors:
         lever = self.lever
         if setting.levers:
             lever = lever.copy()
-            ids = self.strategy.action_ids
-            for key, v in setting.levers.items():
-                if key in ids:
-                    cols = [ids.index(key)]
-                elif key in self.issues:
-                    cols = list(np.flatnonzero(self.issue_index == self.issues.index(key)))
-                else:
-                    raise ValueError(f"Unknown action or issue {key!r} in levers; use one of: "
-                                     f"{', '.join(self.issues + list(ids))}.")
-                lever[:, cols] = np.where(self.scored[:, cols], v, np.nan)
+            for col, v in _lever_columns(self, setting).items():
+                lever[:, col] = np.where(self.scored[:, col], v, np.nan)
         p = np.where(self.scored, 1.0, np.nan) if "propensity" in setting.drop else self.propensity
         v = np.where(self.scored, 1.0, np.nan) if "value" in setting.drop else value
         c = np.where(self.scored, 1.0, np.nan) if "context_weight" in setting.drop else self.context_weight
