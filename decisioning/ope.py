@@ -18,7 +18,8 @@ each replicate weights decision ``i`` by an independent ``Poisson(1)`` count and
 weighted mean — the standard large-sample form of resampling n of n with replacement (the
 counts are then multinomial, which is Poisson(1) each conditioned on the total).  It streams
 through the data once per replicate in a compiled loop, so 300 replicates over a million
-decisions take well under a second.  The effective sample size is ``(Σ w)² / Σ w²``.  :func:`difference` gives measured lift between two groups (e.g. greedy
+decisions take well under a second.  The effective sample size is ``(Σ w)² / Σ w²``.
+:func:`difference` gives measured lift between two groups (e.g. greedy
 vs. randomly served control decisions) with a bootstrap interval.
 """
 
