@@ -1,11 +1,12 @@
 """Margin vs retention: re-arbitration of logged decisions under other weights, levers,
 thresholds and slots — no model calls, because every candidate row holds its factors.
 
-The logged factors of one strategy version are loaded once into dense ``n × A`` matrices
-(:class:`Factors`); :meth:`Factors.arbitrate` then re-runs the strategy's arbitration
-(incentive choice, no-action threshold, top-N, ties in catalogue order) for any
-:class:`Setting`, vectorised over all decisions.  Under the strategy's own setting it
-reproduces the logged greedy selection exactly, which :meth:`Factors.check` verifies.
+The logged factors of one strategy version are loaded once (:class:`Factors`, one sparse
+cell per scored candidate).  :func:`evaluate` re-runs the strategy's arbitration (incentive
+choice, no-action threshold, top-N, ties in catalogue order) for many :class:`Setting` s in
+one compiled pass; :meth:`Factors.arbitrate` is the dense numpy reference it is tested
+against.  Under the strategy's own setting both reproduce the logged greedy selection
+exactly, which :meth:`Factors.check` verifies.
 
 Expected KPIs of a selection (sums over selected actions of the logged propensity ``p``):
 
@@ -54,29 +55,89 @@ class Setting:
 
 @dataclass
 class Factors:
-    """The logged factors of the decisions of one strategy version (n × A, catalogue order)."""
+    """The logged factors of the decisions of one strategy version.
+
+    Held sparse, one cell per scored candidate (CSR: the cells of decision ``i`` are
+    ``cell_ptr[i]:cell_ptr[i + 1]``, in no particular order) — on a typical log a quarter of the
+    ``n × A`` grid, which is what keeps loading a million decisions fast.  The dense ``n × A``
+    views (:attr:`scored`, :attr:`propensity`, :attr:`context_weight`, :attr:`lever`, NaN where
+    not scored) are built on first use, for the dense reference arbitration.
+    """
 
     strategy: Strategy
     tables: Tables
-    decision_id: np.ndarray
+    seq: np.ndarray  #: (n,) the decisions' sequence numbers in the log (from an engine batch: 0 … n − 1)
     channel: np.ndarray  #: (n,) channel index
     clv: np.ndarray  #: (n,)
-    scored: np.ndarray  #: (n, A) reached scoring
-    propensity: np.ndarray
-    context_weight: np.ndarray
-    lever: np.ndarray
+    cell_ptr: np.ndarray  #: (n + 1,) int64
+    cell_col: np.ndarray  #: (m,) int32 catalogue index (any order within a decision)
+    cell_propensity: np.ndarray  #: (m,)
+    cell_context_weight: np.ndarray  #: (m,)
+    cell_lever: np.ndarray  #: (m,)
     logged_first: np.ndarray  #: (n,) first chosen action as logged (-1 = none)
     explored: np.ndarray  #: (n,) the logged choice came from exploration
     issue_index: np.ndarray  #: (A,) issue of each action (index into ``issues``)
     issues: list[str]
 
     def __len__(self) -> int:
-        return len(self.decision_id)
+        return len(self.seq)
+
+    # -- dense views (built once, on first use) ---------------------------------------------
+
+    def _dense(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        d = self.__dict__.get("_dense_views")
+        if d is None:
+            n, A = len(self), len(self.strategy.actions)
+            rows = np.repeat(np.arange(n), np.diff(self.cell_ptr))
+            scored = np.zeros((n, A), dtype=bool)
+            scored[rows, self.cell_col] = True
+            mats = []
+            for x in (self.cell_propensity, self.cell_context_weight, self.cell_lever):
+                m = np.full((n, A), np.nan)
+                m[rows, self.cell_col] = x
+                mats.append(m)
+            d = self.__dict__["_dense_views"] = (scored, *mats)
+        return d
+
+    @property
+    def scored(self) -> np.ndarray:
+        """(n, A) bool: the action reached scoring."""
+        return self._dense()[0]
+
+    @property
+    def propensity(self) -> np.ndarray:
+        return self._dense()[1]
+
+    @property
+    def context_weight(self) -> np.ndarray:
+        return self._dense()[2]
+
+    @property
+    def lever(self) -> np.ndarray:
+        return self._dense()[3]
+
+    def cells(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Index of each cell ``(rows[k], cols[k])`` in the sparse arrays, -1 where that action
+        was not scored in that decision (or ``cols[k]`` is -1)."""
+        from explain.kernels import find_cells
+
+        return find_cells(self.cell_ptr, self.cell_col, np.asarray(rows, dtype=np.int64),
+                          np.asarray(cols, dtype=np.int64))
+
+    def propensity_at(self, cols: np.ndarray) -> np.ndarray:
+        """Logged propensity of action ``cols[i]`` in decision ``i`` (NaN where not scored)."""
+        e = self.cells(np.arange(len(self)), cols)
+        return np.where(e >= 0, self.cell_propensity[np.maximum(e, 0)], np.nan)
 
     def subset(self, rows: np.ndarray) -> Factors:
-        return replace(self, decision_id=self.decision_id[rows], channel=self.channel[rows], clv=self.clv[rows],
-                       scored=self.scored[rows], propensity=self.propensity[rows],
-                       context_weight=self.context_weight[rows], lever=self.lever[rows],
+        rows = np.asarray(rows, dtype=np.int64)
+        start, length = self.cell_ptr[rows], np.diff(self.cell_ptr)[rows]
+        ptr = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(length, out=ptr[1:])
+        take = np.repeat(start - ptr[:-1], length) + np.arange(ptr[-1])
+        return replace(self, seq=self.seq[rows], channel=self.channel[rows], clv=self.clv[rows],
+                       cell_ptr=ptr, cell_col=self.cell_col[take], cell_propensity=self.cell_propensity[take],
+                       cell_context_weight=self.cell_context_weight[take], cell_lever=self.cell_lever[take],
                        logged_first=self.logged_first[rows], explored=self.explored[rows])
 
     # -- arbitration ------------------------------------------------------------------------
@@ -128,12 +189,14 @@ class Factors:
         r = np.arange(len(self))
 
         def prio(rows: np.ndarray, j: np.ndarray) -> np.ndarray:  # the engine's arithmetic, one cell per row
+            e = self.cells(rows, j)
+            k = np.maximum(e, 0)
             v = s.margin_weight * t.net_margin[j] + (s.retention_weight * t.retention[j]) * self.clv[rows]
-            pr = self.propensity[rows, j] * v * self.context_weight[rows, j] * self.lever[rows, j]
-            return np.where(self.scored[rows, j], pr, -np.inf)
+            pr = self.cell_propensity[k] * v * self.cell_context_weight[k] * self.cell_lever[k]
+            return np.where(e >= 0, pr, -np.inf)
 
         j = np.maximum(cols, 0)
-        ok = (cols >= 0) & self.scored[r, j] & (prio(r, j) >= t.threshold[self.channel])
+        ok = (cols >= 0) & (prio(r, j) >= t.threshold[self.channel])
         for fam in t.families:
             rows = np.flatnonzero(ok & np.isin(j, fam))
             if len(rows):
@@ -177,16 +240,24 @@ class Factors:
         return int((~ok).sum())
 
 
+def _sparse(propensity: np.ndarray, context_weight: np.ndarray, lever: np.ndarray) -> dict[str, np.ndarray]:
+    """The CSR cells of dense ``n × A`` factor matrices (NaN propensity = not scored)."""
+    rows, cols = np.nonzero(~np.isnan(propensity))  # row-major: by decision, then catalogue order
+    ptr = np.zeros(len(propensity) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=len(propensity)), out=ptr[1:])
+    return {"cell_ptr": ptr, "cell_col": cols.astype(np.int32), "cell_propensity": propensity[rows, cols],
+            "cell_context_weight": context_weight[rows, cols], "cell_lever": lever[rows, cols]}
+
+
 def from_batch(strategy: Strategy, batch) -> Factors:
     """Factors straight from an engine batch (simulations and tests; no log needed)."""
-    scored = ~np.isnan(batch.propensity)
     issues = sorted({a.issue for a in strategy.actions})
     first = np.array([c[0] if c else -1 for c in batch.chosen], dtype=np.int64)
     clv = np.asarray(batch.requests.features[strategy.clv_feature], dtype=np.float64)
-    return Factors(strategy, tables(strategy), np.asarray(batch.decision_id), np.asarray(batch.requests.channel,
-                   dtype=np.int64), clv, scored, batch.propensity, batch.context_weight, batch.lever, first,
-                   np.asarray(batch.explored, dtype=bool), np.array([issues.index(a.issue) for a in strategy.actions]),
-                   issues)
+    return Factors(strategy, tables(strategy), np.arange(len(batch.chosen)), np.asarray(batch.requests.channel,
+                   dtype=np.int64), clv, **_sparse(batch.propensity, batch.context_weight, batch.lever),
+                   logged_first=first, explored=np.asarray(batch.explored, dtype=bool),
+                   issue_index=np.array([issues.index(a.issue) for a in strategy.actions]), issues=issues)
 
 
 def load_factors(log: DecisionLog, strategy_version: str | None = None,
@@ -196,24 +267,37 @@ def load_factors(log: DecisionLog, strategy_version: str | None = None,
     sv = strategy_version or log.latest_strategy_version()
     s = log.load_strategy(sv)
     dec, cand = queries.decision_factors(con, sv, s.clv_feature, list(s.action_ids), list(s.channel_ids))
-    n, A = len(dec["decision_id"]), len(s.actions)
+    n, A = len(dec["seq"]), len(s.actions)
     if n == 0:
         raise LogError(f"The log {log.path!r} holds no decisions of strategy {sv!r}.",
                        "Pick a strategy version listed by the Overview page, or run `klartext demo`.")
-    row = cand["row"]
-    col = cand["col"]
-    scored = np.zeros((n, A), dtype=bool)
-    scored[row, col] = True
-    mats = {}
-    for name in ("propensity", "context_weight", "lever"):
-        m = np.full((n, A), np.nan)
-        m[row, col] = cand[name]
-        mats[name] = m
+    seq, cseq = dec["seq"].astype(np.int64), cand["seq"].astype(np.int64)
+    if seq[-1] - seq[0] == n - 1:  # the version's decisions are contiguous in the log (the usual case)
+        row = cseq - seq[0]
+    else:
+        row = np.searchsorted(seq, cseq)
+    if np.ma.is_masked(cand["col"]):
+        raise LogError(f"The log {log.path!r} scores actions that strategy {sv!r} does not declare.",
+                       "Run `klartext verify` on the log: its candidates do not match its strategy.")
+    for k in ("context_weight", "lever"):
+        if np.ma.is_masked(cand[k]):
+            raise LogError(f"The log {log.path!r} has scored candidates without a {k} (strategy {sv!r}).",
+                           "Run `klartext verify` on the log: its candidate rows are incomplete.")
+    from explain.kernels import group_cells, repeated_cell
+
+    ptr, col, p, cw, lv = group_cells(row, np.asarray(cand["col"], dtype=np.int32),
+                                      *(np.asarray(cand[k], dtype=np.float64) for k in ("propensity", "context_weight",
+                                                                                        "lever")), n, A)
+    twice = repeated_cell(ptr, col, A)
+    if twice >= 0:
+        raise LogError(f"The log {log.path!r} lists an action twice in decision seq {int(seq[twice])}.",
+                       "Run `klartext verify` on the log: its candidate rows were changed.")
     issues = sorted({a.issue for a in s.actions})
     return Factors(
-        s, tables(s), dec["decision_id"], dec["channel"].astype(np.int64), dec["clv"].astype(np.float64), scored,
-        mats["propensity"], mats["context_weight"], mats["lever"], dec["first"].astype(np.int64),
-        dec["explored"].astype(bool), np.array([issues.index(a.issue) for a in s.actions]), issues)
+        s, tables(s), seq, dec["channel"].astype(np.int64), dec["clv"].astype(np.float64),
+        cell_ptr=ptr, cell_col=col, cell_propensity=p, cell_context_weight=cw, cell_lever=lv,
+        logged_first=dec["first"].astype(np.int64), explored=dec["explored"].astype(bool),
+        issue_index=np.array([issues.index(a.issue) for a in s.actions]), issues=issues)
 
 
 # -- analyses ---------------------------------------------------------------------------------
@@ -284,7 +368,7 @@ def evaluate(f: Factors, settings: list[Setting], chunk: int = 4096) -> Evaluati
     firsts = np.full((S, n), -1, dtype=np.int16)
     kpis, by_a, by_c = np.zeros((B, S, len(KPIS))), np.zeros((B, S, 3, A)), np.zeros((B, S, 3, C))
     inc = np.array([a.incentive_cost for a in s.actions], dtype=np.float64)
-    rearbitrate(f.propensity, f.context_weight, f.lever, f.scored, f.clv, f.channel,
+    rearbitrate(f.cell_ptr, f.cell_col, f.cell_propensity, f.cell_context_weight, f.cell_lever, f.clv, f.channel,
                 np.ascontiguousarray(weights[:, 0]), np.ascontiguousarray(weights[:, 1]), lever, drop, thr, slots,
                 fam, fam_order, np.asarray(t.net_margin, dtype=np.float64), np.asarray(t.retention, dtype=np.float64),
                 inc, len(t.families), chunk, firsts, kpis, by_a, by_c)
@@ -385,12 +469,12 @@ def lever_for_share(f: Factors, action_id: str, target: float, hi: float = 1e4, 
     decisions (bisection; the share only grows with the lever).  Only decisions where the
     action was scored can change, so the search runs on those."""
     a = f.strategy.action_index(action_id)
-    rows = np.flatnonzero(f.scored[:, a])
+    rows = np.repeat(np.arange(len(f)), np.diff(f.cell_ptr))[f.cell_col == a]  # (one cell per action and decision)
     sub = f.subset(rows)
     n = len(f)
 
     def share(lv: float) -> float:
-        return float(sub.arbitrate(Setting(levers={action_id: lv}))[:, a].sum()) / n
+        return float(evaluate(sub, [Setting(levers={action_id: lv})]).by_action[0, 0, a]) / n
 
     current = float(f.strategy.levers[a])
     now = share(current)
@@ -450,9 +534,18 @@ def rerun(log: DecisionLog, challenger: Strategy, f: Factors, batch_size: int = 
         parts.append(from_batch(challenger, b))
         if progress:
             progress(len(chunk))
-    first = parts[0]
-    return replace(first, **{k: np.concatenate([getattr(p, k) for p in parts]) for k in (
-        "decision_id", "channel", "clv", "scored", "propensity", "context_weight", "lever", "logged_first", "explored")})
+    return replace(_concat(parts), seq=f.seq)
+
+
+def _concat(parts: list[Factors]) -> Factors:
+    """Factors of the same strategy, one after the other."""
+    ptr = [parts[0].cell_ptr]
+    for p in parts[1:]:
+        ptr.append(p.cell_ptr[1:] + ptr[-1][-1])
+    per_decision = ("seq", "channel", "clv", "logged_first", "explored")
+    cells = ("cell_col", "cell_propensity", "cell_context_weight", "cell_lever")
+    return replace(parts[0], cell_ptr=np.concatenate(ptr),
+                   **{k: np.concatenate([getattr(p, k) for p in parts]) for k in per_decision + cells})
 
 
 def compare(champion: Factors, challenger: Factors) -> dict[str, Any]:
@@ -515,12 +608,10 @@ def off_policy(log: DecisionLog, f: Factors, target_first: np.ndarray, target: F
     prob = o["selection_probability"].astype(float)
     t = f.tables
     cost = np.array([a.cost for a in f.strategy.actions])
-    p = (target or f).propensity
-    p_log = f.propensity
 
-    def q(pm: np.ndarray, acts: np.ndarray) -> np.ndarray:
+    def q(fx: Factors, acts: np.ndarray) -> np.ndarray:
         j = np.maximum(acts, 0)
-        pa = np.nan_to_num(pm[np.arange(n), j])
+        pa = np.nan_to_num(fx.propensity_at(acts))
         if reward == "conversion":
             v = pa
         elif reward in ("visit", "revenue"):  # no reward model for these: DR falls back to IPS form
@@ -536,7 +627,7 @@ def off_policy(log: DecisionLog, f: Factors, target_first: np.ndarray, target: F
     # exploration picks among the ranked actions, so only those had a positive probability
     supported = (target_first < 0) | f.ranked_at(target_first)
     est = evaluate(f.logged_first[rows], prob[rows], r_all[rows], target_first[rows],
-                   q(p, target_first)[rows], q(p_log, f.logged_first)[rows], n_boot=n_boot, seed=seed)
+                   q(target or f, target_first)[rows], q(f, f.logged_first)[rows], n_boot=n_boot, seed=seed)
     logging_value = float(r_all[rows].mean())
     out = {"reward": reward, "decisions": int(rows.sum()), "logging_policy_value": logging_value,
            "estimates": {k: e.to_dict() for k, e in est.items()},
