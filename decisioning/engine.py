@@ -44,8 +44,8 @@ from decisioning.strategy import STAGES, Strategy
 
 #: Requests of at most this many decisions are scored on one OpenMP thread.
 SINGLE_THREAD_ROWS = 32
-#: Batches of at most this many decisions are scored by the flattened forest
-#: (:mod:`decisioning.forest`); larger ones by scikit-learn's compiled loop.
+#: Explanations re-score groups of at most this many decisions with the flattened forest
+#: (:mod:`decisioning.forest`); the engine scores every batch with it.
 FOREST_ROWS = 256
 
 
@@ -298,8 +298,8 @@ class Engine:
         t = time.perf_counter_ns()
         todo = [(a, np.flatnonzero(~stopped[:, a])) for a in range(A)]
         todo = [(a, rows) for a, rows in todo if len(rows)]
-        forest = self._forest([a for a, _ in todo]) if n <= FOREST_ROWS else None
-        if forest is not None:  # small batch: every model's trees walked at once (bit-identical)
+        forest = self._forest([a for a, _ in todo])
+        if forest is not None:  # every supported model's trees in one compiled walk (bit-identical)
             fast = [(a, rows) for a, rows in todo if a in forest]
             for (a, rows), p in zip(fast, forest.predict(X, fast)):
                 propensity[rows, a] = p

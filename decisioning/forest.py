@@ -1,21 +1,25 @@
-"""All boosted-tree models of a strategy as one flat forest, for fast small-batch scoring.
+"""All boosted-tree models of a strategy as one flat forest, for fast scoring.
 
 scikit-learn's HistGradientBoosting predicts tree by tree from Python: about 8 µs per tree,
 so a 100-tree model costs ~1 ms however few rows it scores — 29 models make a single
 decision cost ~30 ms.  This module flattens every tree of every model into shared node
-arrays and walks all (row, model, tree) paths at once with numpy, then adds the leaf values
-**in tree order** to the model's baseline and applies the same logistic function, so the
+arrays and walks them in one compiled loop (numba, no fast-math), adding the leaf values
+**in tree order** to the model's baseline and applying the same logistic function, so the
 result is bit-for-bit scikit-learn's ``predict_proba`` (checked in the tests on every model).
 
-Used by the engine for small batches (a live request, a replay, a group commit); large
-batches go to scikit-learn, whose compiled, multi-threaded loop is faster there.
-Models with categorical splits, or that are not HistGradientBoosting binary classifiers on
-the model matrix, are left to scikit-learn.
+One decision's 29 models take ~0.5 ms instead of ~30 ms; a large batch ~20% less than
+scikit-learn's multi-threaded loop (rows are split over the cores; the walk releases the
+GIL).  Models with categorical splits, or that are not HistGradientBoosting binary
+classifiers on the model matrix, are left to scikit-learn.
 """
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
+from numba import njit
 from scipy.special import expit
 from sklearn.ensemble import HistGradientBoostingClassifier
 
@@ -41,6 +45,8 @@ class Forest:
 
     def __init__(self, models: dict | None = None, feature_idx: dict | None = None) -> None:
         self.roots: dict[int, np.ndarray] = {}
+        self.roots_flat = np.empty(0, np.int64)  #: every model's tree roots, model after model
+        self.span: dict[int, tuple[int, int]] = {}  #: model → its roots in ``roots_flat``
         self.baseline: dict[int, float] = {}
         self.feat = np.empty(0, np.int64)
         self.thr = np.empty(0, np.float64)
@@ -77,6 +83,8 @@ class Forest:
         self.leaf = np.concatenate([self.leaf, *leaf])
         self.value = np.concatenate([self.value, *value])
         self.roots[a] = np.asarray(roots, dtype=np.int64)
+        self.span[a] = (len(self.roots_flat), len(self.roots_flat) + len(roots))
+        self.roots_flat = np.concatenate([self.roots_flat, self.roots[a]])
         self.baseline[a] = float(np.asarray(est._baseline_prediction).ravel()[0])
 
     def __contains__(self, a: int) -> bool:
@@ -86,43 +94,75 @@ class Forest:
         """Probabilities for each (action, rows) pair, rows indexing ``X`` (the model matrix)."""
         return [expit(r) for r in self.raw(X, pairs)]
 
+    def _packed(self) -> tuple[np.ndarray, np.ndarray]:
+        """Nodes packed for the compiled walk: ``meta`` (N, 4) int32 = feature (-1 for a
+        leaf), left, right, missing-goes-left; ``thr`` (N,) = threshold, or a leaf's value."""
+        if self.__dict__.get("_packed_n") != len(self.feat):
+            meta = np.empty((len(self.feat), 4), dtype=np.int32)
+            meta[:, 0] = np.where(self.leaf, -1, self.feat)
+            meta[:, 1], meta[:, 2], meta[:, 3] = self.left, self.right, self.mleft
+            self.__dict__["_packed_arrays"] = (meta, np.where(self.leaf, self.value, self.thr))
+            self.__dict__["_packed_n"] = len(self.feat)
+        return self.__dict__["_packed_arrays"]
+
     def raw(self, X: np.ndarray, pairs: list[tuple[int, np.ndarray]]) -> list[np.ndarray]:
         """Log-odds (``decision_function``) for each (action, rows) pair."""
         if not pairs:
             return []
-        t_max = max(len(self.roots[a]) for a, _ in pairs)
-        sizes = [len(r) for _, r in pairs]
-        n = sum(sizes)
-        row = np.concatenate([r for _, r in pairs]).astype(np.int64)
-        node = np.zeros((n, t_max), dtype=np.int64)
-        valid = np.zeros((n, t_max), dtype=bool)
-        base = np.empty(n)
-        start = 0
-        for (a, _rows), k in zip(pairs, sizes):
-            roots = self.roots[a]
-            node[start:start + k, :len(roots)] = roots[None, :]
-            valid[start:start + k, :len(roots)] = True
-            base[start:start + k] = self.baseline[a]
-            start += k
-        rows = np.broadcast_to(row[:, None], node.shape)
-        cur = node[valid]
-        rr = rows[valid]
-        active = ~self.leaf[cur]
-        while active.any():
-            idx = np.flatnonzero(active)
-            nd = cur[idx]
-            x = X[rr[idx], self.feat[nd]]
-            nan = np.isnan(x)
-            go_left = np.where(nan, self.mleft[nd], x <= self.thr[nd])
-            cur[idx] = np.where(go_left, self.left[nd], self.right[nd])
-            active[idx] = ~self.leaf[cur[idx]]
-        vals = np.zeros((n, t_max))
-        vals[valid] = self.value[cur]
-        raw = base.copy()
-        for t in range(t_max):  # tree by tree, as scikit-learn adds them (adding 0.0 for padding is exact)
-            raw += vals[:, t]
-        out, start = [], 0
-        for k in sizes:
-            out.append(raw[start:start + k])
-            start += k
-        return out
+        meta, thr = self._packed()
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        rows = [np.ascontiguousarray(r, dtype=np.int64) for _, r in pairs]
+        outs = [np.empty(len(r)) for r in rows]
+        # work items (pair, first row, last row): a pair's rows are split so the cores share them
+        total = sum(len(r) for r in rows)
+        k = min(os.cpu_count() or 1, 8) if total >= PARALLEL_PATHS else 1
+        step = max(1, -(-total // (4 * k)))
+        items = [(i, s, min(len(r), s + step)) for i, r in enumerate(rows) for s in range(0, len(r), step)]
+
+        def run(part: list[tuple[int, int, int]]) -> None:
+            for i, s, e in part:
+                a = pairs[i][0]
+                lo, hi = self.span[a]
+                _walk(X, rows[i][s:e], self.roots_flat, lo, hi, self.baseline[a], meta, thr, outs[i][s:e])
+
+        if k == 1:
+            run(items)
+        else:  # the compiled walk releases the GIL
+            with ThreadPoolExecutor(k) as pool:
+                list(pool.map(run, [items[j::k] for j in range(k)]))
+        return outs
+
+
+#: Below this many (row, model) paths one thread walks them all.
+PARALLEL_PATHS = 20_000
+_BLOCK = 64  #: rows walked together, tree by tree
+
+
+@njit(cache=True, nogil=True)
+def _walk(X, rows, roots, lo, hi, base, meta, thr, out):  # pragma: no cover - compiled
+    """Raw scores of one model (trees ``roots[lo:hi]``) for ``rows`` of ``X`` into ``out``:
+    the baseline plus each tree's leaf value, added in tree order — scikit-learn's arithmetic
+    (``x <= threshold`` goes left; a missing value follows the split's learned direction), so
+    the result is bit for bit its ``decision_function``.  Blocks of rows, tree by tree: the
+    block's feature rows and the nodes near each root stay in cache."""
+    n = rows.shape[0]
+    for b0 in range(0, n, _BLOCK):
+        b1 = min(n, b0 + _BLOCK)
+        for i in range(b0, b1):
+            out[i] = base
+        for t in range(lo, hi):
+            root = roots[t]
+            for i in range(b0, b1):
+                r = rows[i]
+                node = root
+                f = meta[node, 0]
+                while f >= 0:
+                    x = X[r, f]
+                    if np.isnan(x):
+                        node = meta[node, 1] if meta[node, 3] else meta[node, 2]
+                    elif x <= thr[node]:
+                        node = meta[node, 1]
+                    else:
+                        node = meta[node, 2]
+                    f = meta[node, 0]
+                out[i] += thr[node]

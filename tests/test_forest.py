@@ -1,6 +1,7 @@
-"""The flattened forest scores exactly like scikit-learn, so small and large batches agree."""
+"""The flattened forest scores exactly like scikit-learn, in small and large batches alike."""
 
 import numpy as np
+import pytest
 
 from decisioning.engine import FOREST_ROWS, Engine
 from decisioning.forest import Forest, supported
@@ -9,7 +10,12 @@ from decisioning.models import model_matrix
 from decisioning.strategy import STAGES
 
 
-def test_forest_is_bit_identical_to_scikit_learn(tiny_strategy, tiny_models, tiny_engine):
+@pytest.mark.parametrize("parallel_from", [1, 10**9])  # rows split over threads, or one thread
+def test_forest_is_bit_identical_to_scikit_learn(tiny_strategy, tiny_models, tiny_engine, monkeypatch,
+                                                 parallel_from):
+    import decisioning.forest
+
+    monkeypatch.setattr(decisioning.forest, "PARALLEL_PATHS", parallel_from)
     from tests.conftest import tiny_customers
 
     f = tiny_customers(3000, seed=21)
@@ -32,10 +38,16 @@ def test_one_by_one_equals_one_batch(tiny_strategy, tiny_models):
 
     req = Requests.from_frame(tiny_strategy, tiny_customers(FOREST_ROWS + 44, seed=8))
     ids = np.array([f"D{i}" for i in range(len(req))], dtype=object)
-    big = Engine(tiny_strategy, tiny_models).decide(req, decision_ids=ids)  # scikit-learn path
+    big = Engine(tiny_strategy, tiny_models).decide(req, decision_ids=ids)
     eng = Engine(tiny_strategy, tiny_models)
+    eng.prepare()
+    X = model_matrix(tiny_strategy, req, eng.columns_)
+    for a, action in enumerate(tiny_strategy.actions):  # every scored cell is scikit-learn's probability
+        rows = np.flatnonzero(~np.isnan(big.propensity[:, a]))
+        ref = tiny_models[action.id].estimator.predict_proba(X[np.ix_(rows, eng.feature_idx_[action.id])])[:, 1]
+        np.testing.assert_array_equal(big.propensity[rows, a], ref)
     for i in range(0, len(req), 37):
-        one = eng.decide(req.take(np.array([i])), decision_ids=ids[[i]])  # forest path
+        one = eng.decide(req.take(np.array([i])), decision_ids=ids[[i]])
         np.testing.assert_array_equal(one.propensity[0], big.propensity[i])
         np.testing.assert_array_equal(one.priority[0], big.priority[i])
         assert [STAGES[x] for x in one.stage[0]] == [STAGES[x] for x in big.stage[i]]
