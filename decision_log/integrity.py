@@ -170,6 +170,22 @@ def decision_digests(decisions: pa.Table) -> list[bytes]:
     return out
 
 
+def decision_tails(decisions: pa.Table) -> list[bytes]:
+    """Each decision row's canonical bytes after its ``seq`` block (``decisions`` without the
+    ``seq`` column): the row digest is ``SHA-256(seq_block(seq) + tail)``, so the bytes can
+    be made before the writer assigns the sequence numbers (see :func:`digests_with_seq`)."""
+    fix, off, txt = _parts(decisions, [c for c in DECISION_HASH_COLUMNS if c != "seq"])
+    mv, off_l = memoryview(txt), off.tolist()
+    return [fix[i].tobytes() + mv[off_l[i]:off_l[i + 1]].tobytes() for i in range(len(fix))]
+
+
+def digests_with_seq(seq: np.ndarray, tails: list[bytes]) -> list[bytes]:
+    """Row digests from the sequence numbers and :func:`decision_tails` (``seq`` is the
+    first column of :data:`DECISION_HASH_COLUMNS`: a validity byte and 8 bytes little-endian)."""
+    sha = hashlib.sha256
+    return [sha(b"\x01" + int(q).to_bytes(8, "little", signed=True) + t).digest() for q, t in zip(seq.tolist(), tails)]
+
+
 def combine(row_digests: list[bytes], candidate_digests: list[bytes]) -> list[str]:
     """Record hashes from the two digests of each decision."""
     sha = hashlib.sha256

@@ -308,9 +308,14 @@ class DecisionLog:
                 self.register_strategy(strategy)
             last_seq, prev = self._next_seq()
             seq = np.arange(last_seq + 1, last_seq + 1 + n, dtype=np.int64)
-            _k_dec = prepared.decisions.append_column("seq", pa.array(seq))
-            _k_typed = _arrow(con.execute(_TYPED_DECISIONS if "inputs" not in _k_dec.column_names
-                                           else _TYPED_IMPORTED))
+            if prepared.typed is not None:  # typed and hashed by prepare(): only the sequence numbers are new
+                _k_typed = prepared.typed.add_column(0, "seq", pa.array(seq))
+                row_digests = integrity.digests_with_seq(seq, prepared.tails)
+            else:
+                _k_dec = prepared.decisions.append_column("seq", pa.array(seq))
+                _k_typed = _arrow(con.execute(_TYPED_DECISIONS if "inputs" not in _k_dec.column_names
+                                               else _TYPED_IMPORTED))
+                row_digests = integrity.decision_digests(_k_typed)
             digests = prepared.candidate_digests
             if digests is None:  # imported: hash the candidate rows exactly as DuckDB will store them
                 typed_cand = _arrow(con.execute(_INSERT_CANDIDATES.split("\n", 2)[2]))
@@ -319,7 +324,7 @@ class DecisionLog:
                 starts = np.searchsorted(ids, dec_ids, side="left")
                 ends = np.searchsorted(ids, dec_ids, side="right")
                 digests = integrity.candidate_digests(typed_cand, starts, ends)
-            hashes = integrity.combine(integrity.decision_digests(_k_typed), digests)
+            hashes = integrity.combine(row_digests, digests)
             _k_chain = pa.table({"seq": seq, "decision_id": _k_typed.column("decision_id"),
                                  "record_hash": hashes, "chain_hash": integrity.chain(prev, hashes)})
             con.execute("INSERT INTO decisions SELECT * FROM _k_typed")
@@ -389,6 +394,9 @@ SELECT
 FROM _k_dec
 """
 
+_TYPED_DECISIONS_NO_SEQ = _TYPED_DECISIONS.replace("    CAST(seq AS BIGINT) AS seq,\n", "", 1)
+assert _TYPED_DECISIONS_NO_SEQ != _TYPED_DECISIONS
+
 _TYPED_IMPORTED = _TYPED_DECISIONS.replace(
     """    CASE WHEN assignment IS NULL
          THEN json_object('features', features, 'contacts', contacts, 'rejections', json(rejections))
@@ -429,12 +437,18 @@ class PreparedBatch:
     decisions: pa.Table
     candidates: pa.Table
     candidate_digests: list[bytes]
+    typed: pa.Table | None = None  #: the decisions as stored, less ``seq`` (when prepared with a cursor)
+    tails: list[bytes] | None = None  #: their canonical bytes after ``seq`` (:func:`integrity.decision_tails`)
 
 
-def prepare(batch: DecisionBatch, strategy: Strategy, pseudonyms: np.ndarray, source: str = "klartext") -> PreparedBatch:
+def prepare(batch: DecisionBatch, strategy: Strategy, pseudonyms: np.ndarray, source: str = "klartext",
+            con: duckdb.DuckDBPyConnection | None = None) -> PreparedBatch:
     """Turn a batch into the Arrow tables the log stores and hash its candidate rows.
 
-    Pure (no database access), so it can run on another thread than the writer.
+    Touches no table, so it can run on another thread than the writer.  With ``con`` (a
+    cursor of any DuckDB connection, used only by this thread) it also types the decision
+    rows as the log stores them (DuckDB writes the inputs' JSON) and hashes them, up to
+    their sequence numbers: the writer then only numbers, chains and inserts.
     """
     if batch.strategy_version != strategy.version:
         raise LogError("The batch was decided with another strategy version than the one given.",
@@ -443,7 +457,53 @@ def prepare(batch: DecisionBatch, strategy: Strategy, pseudonyms: np.ndarray, so
     dec, cand = _arrow_tables(batch, strategy, pseudonyms, source)
     A = len(strategy.actions)
     starts = np.arange(n, dtype=np.int64) * A
-    return PreparedBatch(n, strategy, dec, cand, integrity.candidate_digests(cand, starts, starts + A))
+    digests = integrity.candidate_digests(cand, starts, starts + A)
+    if con is None:
+        return PreparedBatch(n, strategy, dec, cand, digests)
+    typed = _typed_small(dec) if n <= SMALL_BATCH else None
+    if typed is None:
+        _k_dec = dec  # read by the query below (DuckDB's replacement scan of this frame's locals)
+        typed = _arrow(con.execute(_TYPED_DECISIONS_NO_SEQ))
+    return PreparedBatch(n, strategy, dec, cand, digests, typed, integrity.decision_tails(typed))
+
+
+#: Up to this many decisions, prepare() writes the inputs' JSON itself (a live group: a
+#: DuckDB query costs milliseconds however few rows it has); beyond, DuckDB writes it faster.
+SMALL_BATCH = 64
+
+
+def _typed_small(dec: pa.Table) -> pa.Table | None:
+    """The decision rows as :data:`_TYPED_DECISIONS_NO_SEQ` types them, built in Python: the
+    same columns and values, and ``inputs`` as compact JSON of the same document (DuckDB
+    keeps a JSON text as it is given, so the hash covers exactly what is stored).  None
+    when a value has no JSON form (a non-finite number): DuckDB's path then decides."""
+    cols = {k: dec.column(k) for k in dec.column_names}
+    feats, conts = cols["features"].to_pylist(), cols["contacts"].to_pylist()
+    rej, asg = cols["rejections"].to_pylist(), cols["assignment"].to_pylist()
+    try:
+        inputs = []
+        for f, c, r, a in zip(feats, conts, rej, asg):
+            doc = {"features": f, "contacts": c, "rejections": json.loads(r)}
+            if a is not None:
+                doc["assignment"] = json.loads(a)
+            inputs.append(json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False))
+    except ValueError:
+        return None
+
+    def text(name: str) -> pa.Array:
+        arr = cols[name].combine_chunks()
+        return arr.cast(arr.type.value_type) if pa.types.is_dictionary(arr.type) else arr.cast(pa.string())
+
+    return pa.table({
+        "decision_id": text("decision_id"), "ts": cols["ts"].combine_chunks(), "customer": text("customer"),
+        "channel": text("channel"), "direction": text("direction"), "trigger": text("trigger"),
+        "inputs": pa.array(inputs, pa.string()), "strategy_version": text("strategy_version"),
+        "model_versions": text("model_versions"), "chosen_action": text("chosen_action"),
+        "chosen_actions": cols["chosen_actions"].combine_chunks(),
+        "selection_probability": cols["selection_probability"].combine_chunks().cast(pa.float64()),
+        "explored": cols["explored"].combine_chunks(), "latency_us": cols["latency_us"].combine_chunks().cast(pa.int64()),
+        "source": text("source"),
+    })
 
 
 def _arrow_tables(batch: DecisionBatch, s: Strategy, pseudo: np.ndarray, source: str) -> tuple[pa.Table, pa.Table]:

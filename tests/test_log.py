@@ -122,3 +122,51 @@ def test_models_are_stored_with_version_features_fingerprint_and_metrics(demo_lo
         assert m["n_train"] + m["n_test"] == 800 and 100 < m["n_test"] < 220  # 20% held out
         assert 0.0 <= m["auc"] <= 1.0 and 0.0 <= m["ece"] <= 1.0
         assert sum(b["n"] for b in m["calibration"]) == m["n_test"]
+
+
+@pytest.mark.parametrize("small", [0, 64])  # DuckDB writes the inputs' JSON, or prepare() does
+def test_rows_typed_and_hashed_before_the_writer_are_logged_identically(tmp_path, tiny_engine, tiny_strategy,
+                                                                        monkeypatch, small):
+    """prepare() with a cursor types and hashes the decision rows on the caller's thread, up
+    to the sequence numbers; the log it leaves holds the rows the writer makes (the inputs'
+    JSON text may be formatted differently, never with other values) and verifies."""
+    import decision_log.store
+
+    monkeypatch.setattr(decision_log.store, "SMALL_BATCH", small)
+    from decision_log.store import prepare
+    from decisioning.inputs import Requests
+    from tests.conftest import tiny_customers
+
+    req = Requests.from_frame(tiny_strategy, tiny_customers(60, seed=4))
+    batches = [tiny_engine.decide(req.take(np.arange(i, i + 20))) for i in range(0, 60, 20)]
+    rows = {}
+    for mode in ("writer", "prepared"):
+        with DecisionLog.open(tmp_path / f"{mode}.duckdb") as log:
+            cur = log.con.cursor()
+            for b in batches:  # (the same pseudonyms in both logs)
+                p = prepare(b, tiny_strategy, np.asarray(b.requests.customer_id, dtype=object),
+                            con=cur if mode == "prepared" else None)
+                assert (p.typed is not None) == (mode == "prepared")
+                log.append_prepared(p)
+            assert log.verify().ok
+            rows[mode] = [log.con.execute("SELECT * EXCLUDE (inputs) FROM decisions ORDER BY seq").fetchall(),
+                          [json.loads(x) for (x,) in log.con.execute("SELECT inputs FROM decisions ORDER BY seq").fetchall()],
+                          log.con.execute("SELECT * FROM candidates ORDER BY ALL").fetchall()]
+    assert rows["writer"] == rows["prepared"]
+
+
+def test_a_value_without_json_form_leaves_the_inputs_to_duckdb(tiny_engine, tiny_strategy):
+    import pyarrow as pa
+
+    from decision_log.store import _typed_small, prepare
+
+    b = decide_one(tiny_engine, request())
+    dec = prepare(b, tiny_strategy, np.array(["c"], dtype=object)).decisions
+    assert _typed_small(dec) is not None
+    feats = dec.column("features").combine_chunks()
+    fields = [feats.field(i) for i in range(feats.type.num_fields)]
+    k = next(i for i, f in enumerate(fields) if pa.types.is_floating(f.type))
+    fields[k] = pa.array([float("nan")])
+    bad = dec.set_column(dec.column_names.index("features"), "features",
+                         pa.StructArray.from_arrays(fields, [f.name for f in feats.type]))
+    assert _typed_small(bad) is None
