@@ -7,7 +7,10 @@ their contact history in the request).  Reports throughput and p50/p95/p99 laten
 client sees it — including the group commit that makes each decision durable before the
 answer — and checks afterwards that every acknowledged decision is in the log with all its
 candidates.  The in-run baseline is the same engine called in-process, one decision
-validated, decided and committed at a time.  Prints one JSON object.
+validated, decided and committed at a time.  A fourth run repeats 8 clients while a reader
+(what the live dashboard does) opens the freshest replica every second; it reports how old
+the newest decision it saw was.  Load starts once the service has made its two replicas.
+Prints one JSON object.
 
 Targets on a 2-core machine: p99 ≤ 50 ms at 8 concurrent clients, ≥ 500 decisions/s, zero
 acknowledged decisions lost.
@@ -85,6 +88,24 @@ def _load(port: int, clients: int, per_client: int, items: list[dict]) -> dict:
             "p99_ms": round(float(np.percentile(ms, 99)), 2), "ids": ids}
 
 
+def _live_reader(db: str, stop: threading.Event, ages: list[float]) -> None:
+    """What the dashboard does beside a service: once a second, open the freshest replica
+    read-only, count the last minute's decisions, and note how old its newest decision is."""
+    from decision_log import live
+
+    while not stop.wait(1.0):
+        got = live.open_replica(db)
+        if got is None:
+            continue
+        con, _info = got
+        try:
+            newest = con.execute("SELECT epoch(max(ts)) FROM decisions").fetchall()[0][0]
+            con.execute("SELECT count(*) FROM decisions WHERE ts > now() - INTERVAL 1 MINUTE").fetchall()
+        finally:
+            con.close()
+        ages.append(time.time() - float(newest))
+
+
 def _health(port: int) -> dict:
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     c.request("GET", "/health")
@@ -129,11 +150,23 @@ def main() -> None:
                         break
                 except OSError:
                     time.sleep(0.2)
+            for _ in range(600):  # steady state: the service has made its two live replicas
+                if (_health(port).get("live_replicas") or {}).get("replicas", 0) >= 2:
+                    break
+                time.sleep(0.1)
             _load(port, 4, 25, items)  # warm-up
             runs = []
-            for k in (1, 8, 32):
+            for k, reader in ((1, False), (8, False), (32, False), (8, True)):
                 before = _health(port)
+                stop, seen = threading.Event(), []
+                if reader:  # a dashboard beside the service: it reads the freshest replica every second
+                    t_reader = threading.Thread(target=_live_reader, args=(db, stop, seen))
+                    t_reader.start()
                 runs.append(_load(port, k, args.requests, items))
+                if reader:
+                    stop.set()
+                    t_reader.join()
+                    runs[-1]["live_reader"] = {"reads": len(seen), "max_data_age_s": round(max(seen, default=0), 2)}
                 after = _health(port)
                 groups = after["groups_committed"] - before["groups_committed"]
                 runs[-1]["mean_group_size"] = round((after["logged_since_start"] - before["logged_since_start"])
@@ -152,7 +185,7 @@ def main() -> None:
             found, cands = log.con.execute(
                 "SELECT count(*), (SELECT count(*) FROM candidates SEMI JOIN acked USING (decision_id)) "
                 "FROM decisions SEMI JOIN acked USING (decision_id)").fetchall()[0]
-    at8 = runs[1]
+    at8 = runs[1]  # the target: the service on its own (run 4 repeats it with a live dashboard reading)
     print(json.dumps({
         "benchmark": "bench_serve",
         "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 TABLES = ("meta", "strategies", "models", "decisions", "candidates", "chain", "outcomes", "explanations")
 NAMES = ("a", "b")
 REPLICA_ROW_GROUP = 16_384
+READERS = "readers"  #: touched by every reader that asks for the replicas
 
 
 def live_dir(path: str | Path) -> Path:
@@ -91,14 +92,29 @@ def _pid_alive(pid: int) -> bool:
 
 def replicas(path: str | Path) -> list[ReplicaInfo]:
     """The replicas of a log held by a running service, freshest first (empty when no
-    service holds it)."""
+    service holds it).  Asking counts as reading: it keeps the replicator refreshing."""
     m = manifest(path)
     if not m or not _pid_alive(int(m.get("service_pid", -1))):
         return []
+    _note_reader(path)
     out = [ReplicaInfo(name, r["path"], int(r["generation"]), int(r["decisions"]), r["updated"], m["source"],
                        int(m["service_pid"]))
            for name, r in m.get("replicas", {}).items()]
     return sorted(out, key=lambda r: -r.generation)
+
+
+def _note_reader(path: str | Path) -> None:
+    """Touch the live folder's ``readers`` file: a reader is here (see :class:`Replicator`)."""
+    f = live_dir(path) / READERS
+    try:
+        os.utime(f)
+    except FileNotFoundError:
+        try:
+            f.touch()
+        except OSError:
+            pass
+    except OSError:  # a read-only folder: the replicator keeps its idle timeout
+        pass
 
 
 def open_replica(path: str | Path, newer_than: int = -1) -> tuple[duckdb.DuckDBPyConnection, ReplicaInfo] | None:
@@ -125,14 +141,22 @@ def _lower_priority() -> None:
 
 class Replicator:
     """Keeps the two replicas of a log fresh; runs in the service's process (see the module
-    docstring).  ``interval_s``: how often it looks for new rows."""
+    docstring).  ``interval_s``: how often it looks for new rows.
 
-    def __init__(self, log: DecisionLog, interval_s: float = 1.0) -> None:
+    It copies only while someone reads: both replicas are made when the service starts, and
+    after that a replica is refreshed only if a reader asked for the replicas (every reader
+    does, through :func:`replicas`) within the last ``idle_after_s``.  A service nobody
+    watches spends no CPU on copies; a dashboard that comes back sees a fresh replica about
+    ``interval_s`` after its first page run, which shows how old its data are."""
+
+    def __init__(self, log: DecisionLog, interval_s: float = 1.0, idle_after_s: float = 60.0) -> None:
         self.source = str(Path(log.path).resolve())
         self.dir = live_dir(self.source)
         self.dir.mkdir(exist_ok=True)
         self.con = log.con.cursor()  # its own cursor: reads a snapshot beside the writers
         self.interval = interval_s
+        self.idle_after = idle_after_s
+        self.idle_ticks = 0  # ticks skipped because no reader asked lately
         self.generation = 0
         self.updates = 0
         self.skipped = 0  # ticks where both replicas were held by readers
@@ -149,11 +173,23 @@ class Replicator:
         _lower_priority()
         while not self._stop.is_set():
             try:
-                self.refresh()
+                if self.wanted():
+                    self.refresh()
+                else:
+                    self.idle_ticks += 1
                 self.error = None
             except Exception as exc:  # noqa: BLE001 - the service goes on; /health shows it
                 self.error = f"{type(exc).__name__}: {exc}"
             self._stop.wait(self.interval)
+
+    def wanted(self) -> bool:
+        """Whether to refresh now: a replica is still missing, or a reader asked lately."""
+        if len(self.state) < len(NAMES):
+            return True
+        try:
+            return time.time() - os.stat(self.dir / READERS).st_mtime < self.idle_after
+        except OSError:
+            return False
 
     def _source_rows(self) -> dict[str, int]:
         return {t: int(self.con.execute(f"SELECT coalesce(max(rowid) + 1, 0) FROM {t}").fetchall()[0][0])
@@ -249,7 +285,8 @@ class Replicator:
     def status(self) -> dict:
         fresh = max(self.state.values(), key=lambda r: r["generation"], default=None)
         return {"replicas": len(self.state), "generation": self.generation, "updates": self.updates,
-                "skipped_both_held": self.skipped, "newest": fresh, "error": self.error}
+                "skipped_both_held": self.skipped, "idle_ticks": self.idle_ticks, "readers": self.wanted(),
+                "newest": fresh, "error": self.error}
 
     def close(self) -> None:
         self._stop.set()

@@ -291,6 +291,47 @@ def _error(status: int, message: str, hint: str | None = None, headers: dict | N
     return JSONResponse({"error": message, "hint": hint}, status_code=status, headers=headers)
 
 
+class _BodyLimit:
+    """Refuses a body over ``MAX_BODY`` bytes with a 413 before anything parses it.  A plain
+    ASGI middleware: Starlette's ``BaseHTTPMiddleware`` costs a task group per request."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        size = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if size is not None and size.isdigit() and int(size) > MAX_BODY:
+            return await self._refuse(f"Request body of {int(size):,} bytes", scope, receive, send)
+        if size is None and scope["method"] in ("POST", "PUT", "PATCH"):  # chunked: read up to the limit
+            chunks, total, more = [], 0, True
+            while more:
+                msg = await receive()
+                if msg["type"] != "http.request":
+                    return await self.app(scope, receive, send)
+                chunks.append(msg.get("body", b""))
+                total += len(chunks[-1])
+                more = msg.get("more_body", False)
+                if total > MAX_BODY:
+                    return await self._refuse("A chunked request body", scope, receive, send)
+            body, sent = b"".join(chunks), [False]
+
+            async def replay():
+                if sent[0]:
+                    return await receive()
+                sent[0] = True
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            return await self.app(scope, replay, send)
+        return await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _refuse(what: str, scope, receive, send) -> None:
+        await _error(413, f"{what} is larger than {MAX_BODY:,} bytes.",
+                     "Send one decision request per call.")(scope, receive, send)
+
+
 def create_app(db: str, strategy_path: str | None = None, **kw) -> FastAPI:
     """The HTTP API over one decision log (see the module docstring)."""
     strategy = load_strategy(strategy_path) if strategy_path else None
@@ -316,13 +357,7 @@ def create_app(db: str, strategy_path: str | None = None, **kw) -> FastAPI:
                   description="Next-best-action decisions, each durable in the decision log before it is returned.",
                   lifespan=lifespan)
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        size = request.headers.get("content-length")
-        if size is not None and size.isdigit() and int(size) > MAX_BODY:
-            return _error(413, f"Request body of {int(size):,} bytes is larger than {MAX_BODY:,} bytes.",
-                          "Send one decision request per call.")
-        return await call_next(request)
+    app.add_middleware(_BodyLimit)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError):

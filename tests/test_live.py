@@ -164,3 +164,28 @@ def test_dashboard_and_service_run_together(demo_copy):
         ids = [d for _, d in acked]
         assert lg.con.execute("SELECT count(*) FROM decisions WHERE decision_id IN (SELECT unnest(?::VARCHAR[]))",
                               [ids]).fetchall()[0][0] == len(ids)
+
+
+def test_replicas_are_refreshed_only_while_someone_reads(demo_copy):
+    log = DecisionLog.open(demo_copy)
+    rep = live.Replicator(log, interval_s=0.1, idle_after_s=1.0)
+    try:
+        deadline = time.monotonic() + 60
+        while len(rep.state) < 2 and time.monotonic() < deadline:  # both made at start, reader or not
+            time.sleep(0.05)
+        assert len(rep.state) == 2
+        (live.live_dir(demo_copy) / live.READERS).touch()
+        os.utime(live.live_dir(demo_copy) / live.READERS, (0, 0))  # the last reader left long ago
+        gen = rep.generation
+        _decide(log, 2, seed=7)
+        time.sleep(1.0)
+        assert rep.generation == gen and rep.idle_ticks > 0 and not rep.status()["readers"]
+        assert live.replicas(demo_copy)  # a reader asks: copying resumes
+        deadline = time.monotonic() + 30
+        while rep.generation == gen and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert rep.generation > gen
+        assert max(r.decisions for r in live.replicas(demo_copy)) == _rows(log.con, "decisions")
+    finally:
+        rep.close()
+        log.close()

@@ -79,7 +79,12 @@ def test_malformed_json_nan_and_oversized_bodies(client):
     assert r.status_code == 422 and "finite" in r.json()["error"]
     big = b'{"customer_id": "' + b"x" * (70 * 1024) + b'"}'
     r = c.post("/decide", content=big, headers={"content-type": "application/json"})
-    assert r.status_code == 413
+    assert r.status_code == 413 and r.json()["error"] == f"Request body of {len(big):,} bytes is larger than 65,536 bytes."
+    r = c.post("/decide", content=iter([big[:40_000], big[40_000:]]), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"] == "A chunked request body is larger than 65,536 bytes."
+    small = json.dumps(CUSTOMER).encode()  # a chunked body under the limit is read and decided
+    r = c.post("/decide", content=iter([small[:50], small[50:]]), headers={"content-type": "application/json"})
+    assert r.status_code == 200 and r.json()["logged"]
     assert c.post("/outcome", json={"decision_id": "nope", "outcome": "accepted"}).status_code == 404
 
 
