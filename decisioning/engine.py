@@ -298,12 +298,11 @@ class Engine:
         t = time.perf_counter_ns()
         todo = [(a, np.flatnonzero(~stopped[:, a])) for a in range(A)]
         todo = [(a, rows) for a, rows in todo if len(rows)]
-        forest = self._forest([a for a, _ in todo])
-        if forest is not None:  # every supported model's trees in one compiled walk (bit-identical)
-            fast = [(a, rows) for a, rows in todo if a in forest]
-            for (a, rows), p in zip(fast, forest.predict(X, fast)):
-                propensity[rows, a] = p
-            todo = [(a, rows) for a, rows in todo if a not in forest]
+        forest = self._forest([a for a, _ in todo])  # every supported model: one compiled walk (bit-identical)
+        fast = [(a, rows) for a, rows in todo if a in forest]
+        for (a, rows), p in zip(fast, forest.predict(X, fast)):
+            propensity[rows, a] = p
+        todo = [(a, rows) for a, rows in todo if a not in forest]  # the rest: scikit-learn
         with _single_thread() if n <= SINGLE_THREAD_ROWS else contextlib.nullcontext():
             for a, rows in todo:
                 action = s.actions[a]

@@ -166,3 +166,10 @@ def _walk(X, rows, roots, lo, hi, base, meta, thr, out):  # pragma: no cover - c
                         node = meta[node, 2]
                     f = meta[node, 0]
                 out[i] += thr[node]
+
+
+def compile_walk() -> None:
+    """Compile (or load from numba's on-disk cache) the walk, so the first decision of a
+    process does not wait for the compiler (a few seconds once per installation)."""
+    meta = np.array([[-1, 0, 0, 0]], dtype=np.int32)
+    _walk(np.zeros((1, 1)), np.zeros(1, np.int64), np.zeros(1, np.int64), 0, 1, 0.0, meta, np.zeros(1), np.empty(1))

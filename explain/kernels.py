@@ -156,7 +156,10 @@ def find_cells(ptr, col, rows, cols):  # pragma: no cover - compiled
 def compile_all() -> None:
     """Compile (or load from numba's on-disk cache) the trade-off and bootstrap kernels, so the
     dashboard's first trade-off view does not wait for the compiler (~10 s once per install)."""
+    from decisioning.forest import compile_walk
     from decisioning.ope import bootstrap_sums
+
+    compile_walk()
 
     n, A, S, C = 2, 2, 1, 1
     row, col = np.array([0, 1, 0], dtype=np.int64), np.array([1, 0, 0], dtype=np.int32)

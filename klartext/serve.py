@@ -45,6 +45,7 @@ from decision_log.live import Replicator
 from decision_log.store import DecisionLog, PreparedBatch, prepare
 from decisioning.engine import DecisionBatch, Engine
 from decisioning.errors import InputError, KlartextError, LogError
+from decisioning.forest import compile_walk
 from decisioning.inputs import Requests
 from decisioning.strategy import STAGES, Strategy, load_strategy
 from explain.api import Explainer
@@ -100,6 +101,7 @@ class Service:
         self.log.register_strategy(self.strategy)
         self.engine = Engine(self.strategy, self.log.latest_models_for(self.strategy))
         self.engine.prepare()
+        compile_walk()  # the models' compiled walk is ready before the first request
         for m in self.engine.models.models.values():  # deserialise every model now, not on a request
             _ = m.estimator
         self.log.register_models(self.engine.models)
