@@ -157,26 +157,24 @@ def candidate_digests(candidates: pa.Table, starts: np.ndarray, ends: np.ndarray
     return out
 
 
+def _row_bytes(table: pa.Table, columns: list[str]) -> list[bytes]:
+    """Each row's canonical bytes: its fixed part, then its text part."""
+    fix, off, txt = _parts(table, columns)
+    mv, off_l = memoryview(txt), off.tolist()
+    return [fix[i].tobytes() + mv[off_l[i]:off_l[i + 1]] for i in range(len(fix))]
+
+
 def decision_digests(decisions: pa.Table) -> list[bytes]:
     """Row digest of each decision."""
-    fix, off, txt = _parts(decisions, DECISION_HASH_COLUMNS)
-    mv, off_l = memoryview(txt), off.tolist()
     sha = hashlib.sha256
-    out = []
-    for i in range(len(fix)):
-        h = sha(fix[i].tobytes())
-        h.update(mv[off_l[i]:off_l[i + 1]])
-        out.append(h.digest())
-    return out
+    return [sha(b).digest() for b in _row_bytes(decisions, DECISION_HASH_COLUMNS)]
 
 
 def decision_tails(decisions: pa.Table) -> list[bytes]:
     """Each decision row's canonical bytes after its ``seq`` block (``decisions`` without the
     ``seq`` column): the row digest is ``SHA-256(seq_block(seq) + tail)``, so the bytes can
     be made before the writer assigns the sequence numbers (see :func:`digests_with_seq`)."""
-    fix, off, txt = _parts(decisions, [c for c in DECISION_HASH_COLUMNS if c != "seq"])
-    mv, off_l = memoryview(txt), off.tolist()
-    return [fix[i].tobytes() + mv[off_l[i]:off_l[i + 1]].tobytes() for i in range(len(fix))]
+    return _row_bytes(decisions, [c for c in DECISION_HASH_COLUMNS if c != "seq"])
 
 
 def digests_with_seq(seq: np.ndarray, tails: list[bytes]) -> list[bytes]:

@@ -105,7 +105,7 @@ def group_cells(row, col, p, c, lv, n, A):  # pragma: no cover - compiled
     """The sparse layout of scattered cells ``(row, col)`` with values ``p, c, lv``: ``ptr``
     (n + 1,) and ``col, p, c, lv`` grouped by row (a counting sort; within a row the cells
     keep their order, which the kernels do not depend on).  Raises on a cell outside
-    ``n × A``; a repeated cell is caught by :func:`check_cells`."""
+    ``n × A``; a repeated cell is caught by :func:`repeated_cell`."""
     m = row.shape[0]
     ptr = np.zeros(n + 1, np.int64)
     for e in range(m):
