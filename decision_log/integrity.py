@@ -33,6 +33,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from numba import njit
 
 from decision_log.schema import CANDIDATE_HASH_COLUMNS, DECISION_HASH_COLUMNS
 
@@ -44,16 +45,12 @@ LABEL_COLUMNS = frozenset({"channel", "direction", "action_id", "issue", "group"
 _CHUNK = 50_000
 
 
-def _as_text(arr: pa.Array) -> pa.Array:
+def _plain(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One contiguous array; an extension type (DuckDB's JSON) as its storage."""
     if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    t = arr.type
-    if pa.types.is_list(t) or pa.types.is_large_list(t):
-        arr = pc.binary_join(arr, "\x1f")
-    elif pa.types.is_dictionary(t):
-        arr = arr.cast(t.value_type)
-    if not pa.types.is_large_string(arr.type):
-        arr = arr.cast(pa.string()).cast(pa.large_string())
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    if isinstance(arr.type, pa.ExtensionType):
+        arr = arr.storage
     return arr
 
 
@@ -63,25 +60,6 @@ def _is_text(arr: pa.Array) -> bool:
         t = t.value_type
     return not (pa.types.is_boolean(t) or pa.types.is_floating(t) or pa.types.is_integer(t)
                 or pa.types.is_timestamp(t))
-
-
-def _fixed(arr: pa.Array) -> np.ndarray:
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    t = arr.type
-    nulls = arr.null_count > 0  # the fill / cast steps are skipped where they change nothing (small batches)
-    if pa.types.is_boolean(t):
-        arr = arr.fill_null(False) if nulls else arr
-        return arr.to_numpy(zero_copy_only=False).astype(np.uint8).reshape(-1, 1)
-    if pa.types.is_floating(t):
-        arr = arr if t == pa.float64() else arr.cast(pa.float64())
-        v = (arr.fill_null(0.0) if nulls else arr).to_numpy(zero_copy_only=False)
-        return np.ascontiguousarray(v, dtype="<f8").view(np.uint8).reshape(-1, 8)
-    if pa.types.is_timestamp(t):
-        arr = arr.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
-    arr = arr if arr.type == pa.int64() else arr.cast(pa.int64())
-    v = (arr.fill_null(0) if nulls else arr).to_numpy(zero_copy_only=False)
-    return np.ascontiguousarray(v, dtype="<i8").view(np.uint8).reshape(-1, 8)
 
 
 _LABEL_CACHE: dict[str, bytes] = {}
@@ -96,51 +74,162 @@ def _label_digest(v: str) -> bytes:
     return d
 
 
-def _label_digests(arr: pa.Array) -> np.ndarray:
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    if not pa.types.is_dictionary(arr.type):
-        arr = pc.dictionary_encode(arr.cast(pa.string()))
-    values = arr.dictionary.cast(pa.string()).to_pylist()
-    table = np.frombuffer(bytes(8) + b"".join(map(_label_digest, values)), dtype=np.uint8).reshape(-1, 8)
-    idx = arr.indices.cast(pa.int64()).fill_null(-1).to_numpy(zero_copy_only=False) + 1
-    if arr.null_count:
-        idx[np.asarray(arr.is_null())] = 0
-    return table[idx]
+_NO_CODES = np.empty(0, np.int32)
+_NO_OFFSETS = np.zeros(1, np.int64)
+_NO_BYTES = np.empty(0, np.uint8)
+_NO_TABLE = np.empty((0, 0), np.uint8)
+for _a in (_NO_CODES, _NO_OFFSETS, _NO_BYTES, _NO_TABLE):
+    _a.flags.writeable = False
+_FIXED, _LABEL, _TEXT, _SKIP = 0, 1, 2, 3
+
+
+def _ro(a: np.ndarray) -> np.ndarray:
+    """A read-only view: every array handed to :func:`_assemble` has the same numba type."""
+    a = a.view()
+    a.flags.writeable = False
+    return a
+
+
+def _valid(arr: pa.Array) -> np.ndarray:
+    if not arr.null_count:
+        return np.ones(len(arr), np.uint8)
+    return np.asarray(pc.is_valid(arr), dtype=np.uint8)
+
+
+def _codes(arr: pa.DictionaryArray) -> np.ndarray:
+    idx = arr.indices
+    idx = idx.fill_null(-1) if idx.null_count else idx
+    return np.ascontiguousarray(idx.to_numpy(zero_copy_only=False), dtype=np.int32)
+
+
+def _strings(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets as int64, data bytes) of a string array (no copy of the bytes)."""
+    if pa.types.is_dictionary(arr.type) or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        arr = arr.cast(pa.large_string())
+    n = len(arr)
+    _, off_buf, data_buf = arr.buffers()
+    wide = pa.types.is_large_string(arr.type)
+    offsets = np.frombuffer(off_buf, dtype=np.int64 if wide else np.int32, count=n + 1 + arr.offset)[arr.offset:]
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None and len(data_buf) else _NO_BYTES
+    return offsets.astype(np.int64), data
+
+
+def _column(name: str, arr: pa.Array) -> tuple:
+    """How the compiled assembly reads one column: (kind, width, validity, payload, codes,
+    text offsets, text bytes).  A label's payload is its table of value digests (row k for
+    dictionary code k), a fixed column's the little-endian bytes of each row."""
+    arr = _plain(arr)
+    n = len(arr)
+    valid = _valid(arr)
+    if name in LABEL_COLUMNS:
+        if not pa.types.is_dictionary(arr.type):
+            arr = pc.dictionary_encode(arr.cast(pa.string()))
+        values = arr.dictionary.cast(pa.string()).to_pylist()
+        table = np.frombuffer(b"".join(_label_digest(v) if v is not None else bytes(8) for v in values) or bytes(8),
+                              dtype=np.uint8).reshape(-1, 8)
+        return (_LABEL, 8, _ro(valid), _ro(table), _ro(_codes(arr)), _NO_OFFSETS, _NO_BYTES)
+    if _is_text(arr):
+        t = arr.type
+        if pa.types.is_list(t) or pa.types.is_large_list(t):
+            arr = pc.binary_join(arr, "\x1f")
+        if pa.types.is_dictionary(arr.type) and not arr.dictionary.null_count:
+            codes = _codes(arr)
+            offsets, data = _strings(arr.dictionary)
+        else:
+            if pa.types.is_dictionary(arr.type):
+                arr = arr.cast(arr.type.value_type)
+            codes = np.arange(n, dtype=np.int32)
+            offsets, data = _strings(arr)
+        return (_TEXT, 4, _ro(valid), _NO_TABLE, _ro(codes), _ro(offsets), _ro(data))
+    t = arr.type
+    if pa.types.is_boolean(t):
+        v = (arr.fill_null(False) if arr.null_count else arr).to_numpy(zero_copy_only=False)
+        return (_FIXED, 1, _ro(valid), _ro(v.view(np.uint8).reshape(-1, 1)), _NO_CODES, _NO_OFFSETS, _NO_BYTES)
+    if pa.types.is_floating(t):
+        v = (arr if t == pa.float64() else arr.cast(pa.float64())).to_numpy(zero_copy_only=False)  # NaN where null
+        v = np.ascontiguousarray(v, dtype="<f8")
+    else:
+        if pa.types.is_timestamp(t):
+            arr = arr.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+        arr = arr if arr.type == pa.int64() else arr.cast(pa.int64())
+        v = np.ascontiguousarray((arr.fill_null(0) if arr.null_count else arr).to_numpy(zero_copy_only=False),
+                                 dtype="<i8")
+    return (_FIXED, 8, _ro(valid), _ro(v.view(np.uint8).reshape(-1, 8)), _NO_CODES, _NO_OFFSETS, _NO_BYTES)
+
+
+@njit(cache=True, nogil=True)
+def _assemble(cols, n, width):  # pragma: no cover - compiled; checked against the reference bytes in the tests
+    """The fixed parts and the text parts of ``n`` rows, in blocks of rows so that a block's
+    output stays in cache while every column writes into it."""
+    fixed = np.zeros((n, width), np.uint8)
+    lengths = np.zeros(n, np.int64)
+    block = 256
+    for b0 in range(0, n, block):
+        b1 = min(n, b0 + block)
+        pos = 0
+        for c in cols:
+            kind, w, valid, payload, codes, offs, data = c
+            if kind == _SKIP:
+                continue
+            for i in range(b0, b1):
+                if valid[i] == 0:
+                    continue  # validity byte 0 and a zero payload
+                fixed[i, pos] = 1
+                if kind == _FIXED:
+                    for k in range(w):
+                        fixed[i, pos + 1 + k] = payload[i, k]
+                elif kind == _LABEL:
+                    code = codes[i]
+                    for k in range(8):
+                        fixed[i, pos + 1 + k] = payload[code, k]
+                else:
+                    code = codes[i]
+                    ln = offs[code + 1] - offs[code]
+                    lengths[i] += ln
+                    for k in range(4):
+                        fixed[i, pos + 1 + k] = (ln >> (8 * k)) & 0xFF
+            pos += 1 + w
+    offsets = np.zeros(n + 1, np.int64)
+    for i in range(n):
+        offsets[i + 1] = offsets[i] + lengths[i]
+    text = np.empty(offsets[n], np.uint8)
+    for b0 in range(0, n, block):
+        b1 = min(n, b0 + block)
+        at = offsets[b0:b1].copy()
+        for c in cols:
+            kind, w, valid, payload, codes, offs, data = c
+            if kind != _TEXT:
+                continue
+            for i in range(b0, b1):
+                if valid[i] == 0:
+                    continue
+                code = codes[i]
+                j = at[i - b0]
+                for k in range(offs[code], offs[code + 1]):
+                    text[j] = data[k]
+                    j += 1
+                at[i - b0] = j
+    return fixed, offsets, text
 
 
 def _parts(table: pa.Table, columns: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(fixed part per row, text offsets per row, text bytes) of ``table``."""
-    blocks, texts = [], []
-    for c in columns:
-        arr = table.column(c)
-        if isinstance(arr, pa.ChunkedArray):
-            arr = arr.combine_chunks()
-        blocks.append(np.asarray(pc.is_valid(arr), dtype=np.uint8).reshape(-1, 1) if arr.null_count
-                      else np.ones((len(arr), 1), dtype=np.uint8))
-        if c in LABEL_COLUMNS:
-            blocks.append(_label_digests(arr))
-        elif _is_text(arr):
-            txt = _as_text(arr)
-            lengths = pc.binary_length(txt).fill_null(0).to_numpy(zero_copy_only=False)
-            blocks.append(np.ascontiguousarray(lengths, dtype="<i4").view(np.uint8).reshape(-1, 4))
-            texts.append(txt.fill_null(""))
-        else:
-            blocks.append(_fixed(arr))
-    n = table.num_rows
-    fixed = np.empty((n, sum(b.shape[1] for b in blocks)), dtype=np.uint8)
-    pos = 0
-    for b in blocks:
-        fixed[:, pos: pos + b.shape[1]] = b
-        pos += b.shape[1]
-    if texts:
-        joined = pc.binary_join_element_wise(*texts, pa.scalar("", pa.large_string()))
-        _, off_buf, data_buf = joined.buffers()
-        offsets = np.frombuffer(off_buf, dtype=np.int64, count=n + 1 + joined.offset)[joined.offset:]
-        data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.empty(0, np.uint8)
-    else:
-        offsets, data = np.zeros(n + 1, dtype=np.int64), np.empty(0, np.uint8)
-    return fixed, offsets, data
+    cols = [_column(c, table.column(c)) for c in columns]
+    width = sum(1 + c[1] for c in cols)
+    # padded to a fixed count of columns, so that every table uses one compiled specialisation
+    slots = max(_SLOTS, -(-len(cols) // 8) * 8)
+    cols += [(_SKIP, 0, _NO_VALID, _NO_TABLE, _NO_CODES, _NO_OFFSETS, _NO_BYTES)] * (slots - len(cols))
+    return _assemble(tuple(cols), table.num_rows, width)
+
+
+_SLOTS = 24
+_NO_VALID = _ro(np.empty(0, np.uint8))
+
+
+def compile_assembly() -> None:
+    """Compile (or load from numba's on-disk cache) the assembly of canonical bytes, so the
+    first logged decision of a process does not wait for it."""
+    _parts(pa.table({"seq": pa.array([1], pa.int64())}), ["seq"])
 
 
 def candidate_digests(candidates: pa.Table, starts: np.ndarray, ends: np.ndarray) -> list[bytes]:

@@ -18,6 +18,8 @@ import json
 import os
 import secrets
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -127,6 +129,10 @@ class DecisionLog:
             raise LogError(f"Cannot open decision log {path!r}: {exc}",
                            "Check that the path is a DuckDB file written by Klartext.") from exc
         if not read_only:
+            # The log only appends.  A checkpoint's vacuum would merge the partly filled row
+            # groups that every bulk transaction leaves, re-compressing them: half of all
+            # DuckDB work when logging a large batch, for a slightly smaller file.
+            con.execute("SET max_vacuum_tasks = 0")
             for stmt in DDL:
                 con.execute(stmt)
             con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
@@ -365,6 +371,18 @@ class DecisionLog:
         finally:
             con.unregister("_k_out")
         return len(tbl)
+
+    @contextmanager
+    def bulk(self) -> Iterator[None]:
+        """Settings for a long run of large appends (``klartext demo``): DuckDB on one thread.
+        A parallel insert splits each table's rows into partly filled row groups that a
+        checkpoint merges again (about twice the work), and the engine needs the other core."""
+        threads = self.con.execute("SELECT current_setting('threads')").fetchall()[0][0]
+        self.con.execute("SET threads = 1")
+        try:
+            yield
+        finally:
+            self.con.execute(f"SET threads = {int(threads)}")
 
     def verify(self) -> integrity.VerifyResult:
         return integrity.verify(self.con.cursor())

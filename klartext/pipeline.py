@@ -94,20 +94,21 @@ def decide_and_log(
     """Decide ``requests`` in chunks and log every decision (pipelined); returns the batches."""
     log.register_strategy(engine.strategy)
     log.register_models(engine.models)
-    writer = _Writer(log, engine.strategy)
-    cursor = log.con.cursor()  # this thread's: prepare() types and hashes the decision rows with it
     batches = []
-    try:
-        for start in range(0, len(requests), chunk):
-            rows = np.arange(start, min(len(requests), start + chunk))
-            req = requests.take(rows)
-            batch = engine.decide(req, ts_us=ts_us[rows])
-            # the Arrow tables, the typed decision rows and all digests are made here,
-            # overlapping the write of the previous chunk on the writer thread
-            writer.put(prepare(batch, engine.strategy, log.pseudonymise(req.customer_id), con=cursor), on_logged)
-            batches.append(batch)
-    finally:
-        writer.close()
+    with log.bulk():
+        writer = _Writer(log, engine.strategy)
+        cursor = log.con.cursor()  # this thread's: prepare() types and hashes the decision rows with it
+        try:
+            for start in range(0, len(requests), chunk):
+                rows = np.arange(start, min(len(requests), start + chunk))
+                req = requests.take(rows)
+                batch = engine.decide(req, ts_us=ts_us[rows])
+                # the Arrow tables, the typed decision rows and all digests are made here,
+                # overlapping the write of the previous chunk on the writer thread
+                writer.put(prepare(batch, engine.strategy, log.pseudonymise(req.customer_id), con=cursor), on_logged)
+                batches.append(batch)
+        finally:
+            writer.close()
     return batches
 
 

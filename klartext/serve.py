@@ -41,6 +41,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from decision_log import queries
+from decision_log.integrity import compile_assembly
 from decision_log.live import Replicator
 from decision_log.store import DecisionLog, PreparedBatch, prepare
 from decisioning.engine import DecisionBatch, Engine
@@ -101,7 +102,8 @@ class Service:
         self.log.register_strategy(self.strategy)
         self.engine = Engine(self.strategy, self.log.latest_models_for(self.strategy))
         self.engine.prepare()
-        compile_walk()  # the models' compiled walk is ready before the first request
+        compile_walk()  # the models' compiled walk and the hash chain's byte assembly are ready
+        compile_assembly()  # before the first request
         for m in self.engine.models.models.values():  # deserialise every model now, not on a request
             _ = m.estimator
         self.log.register_models(self.engine.models)

@@ -101,3 +101,74 @@ def test_a_rewritten_chain_link_is_named(demo_copy):
     assert res.problem == "its chain link does not follow from the previous decision (the chain was altered)"
     q = quick(demo_copy)
     assert (q.ok, q.first_bad_decision, q.problem) == (False, did, res.problem)
+
+
+def _reference_row_bytes(rows: list[dict], columns: list[str]) -> list[bytes]:
+    """The canonical bytes of each row, written out rule by rule from the module's docstring."""
+    import hashlib
+    import struct
+    from datetime import datetime
+
+    from decision_log.integrity import LABEL_COLUMNS
+
+    out = []
+    for row in rows:
+        fixed, text = b"", b""
+        for c in columns:
+            v = row[c]
+            fixed += b"\x00" if v is None else b"\x01"
+            if c in LABEL_COLUMNS:
+                fixed += bytes(8) if v is None else hashlib.blake2b(v.encode(), digest_size=8).digest()
+            elif isinstance(v, bool) or c == "selected":
+                fixed += bytes([bool(v)])
+            elif isinstance(v, float) or c == "propensity":
+                fixed += struct.pack("<d", 0.0 if v is None else v)
+            elif isinstance(v, datetime) or c == "ts":
+                fixed += struct.pack("<q", 0 if v is None else round(v.timestamp() * 1e6))
+            elif isinstance(v, int) or c == "rank":
+                fixed += struct.pack("<q", 0 if v is None else v)
+            else:
+                s = "" if v is None else ("\x1f".join(v) if isinstance(v, list) else v)
+                fixed += struct.pack("<i", len(s.encode()))
+                text += s.encode()
+        out.append(fixed + text)
+    return out
+
+
+def test_canonical_bytes_follow_the_documented_layout():
+    """The compiled assembly of a row's bytes against the rules written out one by one: every
+    kind of column, NULLs in each, dictionary and plain text, a list, non-ASCII text, a
+    sliced and a chunked table (the layout is what existing logs were hashed with)."""
+    from datetime import UTC, datetime
+
+    import numpy as np
+    import pyarrow as pa
+
+    from decision_log.integrity import _parts
+
+    rng = np.random.default_rng(3)
+    n = 300
+    ts = [datetime(2026, 1, 1, tzinfo=UTC).timestamp() + float(k) for k in rng.integers(0, 10**6, n)]
+    rows = [{
+        "decision_id": f"D{i:05d}",
+        "ts": datetime.fromtimestamp(ts[i], UTC),
+        "channel": [None, "web", "app", "e-mail ü"][i % 4],
+        "stage": ["eligibility", "ranked", None][i % 3],
+        "reason": None if i % 5 == 0 else f"suitability/x: arrears_days={i} > 0 – é",
+        "propensity": None if i % 7 == 0 else float(rng.random()) * 10.0 ** float(rng.integers(-300, 300)),
+        "rank": None if i % 2 else int(rng.integers(-5, 2**40)),
+        "selected": None if i % 11 == 0 else bool(i % 3),
+        "chosen_actions": [] if i % 4 == 0 else [f"a{k}" for k in range(i % 4)],
+        "inputs": '{"features":{"x":' + str(i) + '}}',
+    } for i in range(n)]
+    columns = list(rows[0])
+    plain = pa.Table.from_pylist(rows)
+    dictionary = plain.set_column(plain.column_names.index("stage"), "stage", plain.column("stage").dictionary_encode())
+    dictionary = dictionary.set_column(dictionary.column_names.index("reason"), "reason",
+                                       dictionary.column("reason").dictionary_encode())
+    chunked = pa.concat_tables([dictionary.slice(0, 100), dictionary.slice(100)])
+    for table, expect in ((plain, rows), (dictionary, rows), (dictionary.slice(37, 150), rows[37:187]),
+                          (chunked, rows), (plain.slice(0, 0), [])):
+        fixed, offsets, text = _parts(table, columns)
+        got = [fixed[i].tobytes() + text[offsets[i]:offsets[i + 1]].tobytes() for i in range(table.num_rows)]
+        assert got == _reference_row_bytes(expect, columns)
