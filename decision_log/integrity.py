@@ -158,11 +158,11 @@ def _column(name: str, arr: pa.Array) -> tuple:
 
 
 @njit(cache=True, nogil=True)
-def _assemble(cols, n, width):  # pragma: no cover - compiled; checked against the reference bytes in the tests
-    """The fixed parts and the text parts of ``n`` rows, in blocks of rows so that a block's
-    output stays in cache while every column writes into it."""
-    fixed = np.zeros((n, width), np.uint8)
-    lengths = np.zeros(n, np.int64)
+def _fill_fixed(fixed, lengths, cols):  # pragma: no cover - compiled; checked against the rules in the tests
+    """Each row's fixed part into ``fixed`` and the length of its text part into ``lengths``,
+    in blocks of rows, so that a block's output stays in cache while every column writes
+    into it.  (The outputs are allocated by numpy, which asks the kernel for huge pages.)"""
+    n = fixed.shape[0]
     block = 256
     for b0 in range(0, n, block):
         b1 = min(n, b0 + block)
@@ -189,13 +189,18 @@ def _assemble(cols, n, width):  # pragma: no cover - compiled; checked against t
                     for k in range(4):
                         fixed[i, pos + 1 + k] = (ln >> (8 * k)) & 0xFF
             pos += 1 + w
-    offsets = np.zeros(n + 1, np.int64)
-    for i in range(n):
-        offsets[i + 1] = offsets[i] + lengths[i]
-    text = np.empty(offsets[n], np.uint8)
+
+
+@njit(cache=True, nogil=True)
+def _fill_text(text, offsets, cols):  # pragma: no cover - compiled; checked against the rules in the tests
+    """Each row's text part into ``text`` from ``offsets[row]`` on."""
+    n = offsets.shape[0] - 1
+    block = 256
+    at = np.empty(block, np.int64)
     for b0 in range(0, n, block):
         b1 = min(n, b0 + block)
-        at = offsets[b0:b1].copy()
+        for i in range(b0, b1):
+            at[i - b0] = offsets[i]
         for c in cols:
             kind, w, valid, payload, codes, offs, data = c
             if kind != _TEXT:
@@ -209,7 +214,6 @@ def _assemble(cols, n, width):  # pragma: no cover - compiled; checked against t
                     text[j] = data[k]
                     j += 1
                 at[i - b0] = j
-    return fixed, offsets, text
 
 
 def _parts(table: pa.Table, columns: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -219,7 +223,14 @@ def _parts(table: pa.Table, columns: list[str]) -> tuple[np.ndarray, np.ndarray,
     # padded to a fixed count of columns, so that every table uses one compiled specialisation
     slots = max(_SLOTS, -(-len(cols) // 8) * 8)
     cols += [(_SKIP, 0, _NO_VALID, _NO_TABLE, _NO_CODES, _NO_OFFSETS, _NO_BYTES)] * (slots - len(cols))
-    return _assemble(tuple(cols), table.num_rows, width)
+    n = table.num_rows
+    fixed, lengths = np.zeros((n, width), np.uint8), np.zeros(n, np.int64)
+    _fill_fixed(fixed, lengths, tuple(cols))
+    offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    text = np.empty(int(offsets[-1]), np.uint8)
+    _fill_text(text, offsets, tuple(cols))
+    return fixed, offsets, text
 
 
 _SLOTS = 24

@@ -1,9 +1,10 @@
 """End-to-end jobs: the demo (data → models → decisions → outcomes → log) and single decisions.
 
-Deciding and logging overlap: while a background thread writes chunk *k* to DuckDB (which
-releases the GIL), the engine decides chunk *k + 1*.  The writer thread is the only user of
-the log's connection while the job runs, and a failed write stops the job with the error —
-nothing is silently dropped.
+Deciding and logging overlap in three stages (see :func:`decide_and_log`): the engine, the
+preparation of a chunk's Arrow tables and digests, and the DuckDB write each run on their
+own thread, one chunk apart.  The writer thread is the only user of the log's connection
+while the job runs, and a failed stage stops the job with its error — nothing is silently
+dropped.
 """
 
 from __future__ import annotations
@@ -43,16 +44,18 @@ class DemoResult:
     explained: int = 0  #: scored candidates explained and checked for the dashboard
 
 
-class _Writer:
-    """Writes prepared decision batches to the log on a background thread, in order."""
+class _Stage:
+    """Runs ``work(item)`` on a background thread for each item put, in order.
 
-    def __init__(self, log: DecisionLog, strategy: Strategy, maxsize: int = 2) -> None:
-        self.log = log
-        self.strategy = strategy
+    An error stops the stage: later items are dropped and the error is raised in the
+    caller's thread by the next :meth:`put` or by :meth:`close` — nothing is silently lost.
+    """
+
+    def __init__(self, name: str, work: Callable[[Any], None], maxsize: int = 2) -> None:
+        self.work = work
         self.q: queue.Queue = queue.Queue(maxsize=maxsize)
         self.error: BaseException | None = None
-        self.written = 0
-        self.thread = threading.Thread(target=self._run, name="klartext-log-writer", daemon=True)
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
@@ -62,18 +65,15 @@ class _Writer:
                 return
             if self.error is not None:
                 continue
-            prepared, done = item
             try:
-                self.written += self.log.append_prepared(prepared)
-                if done:
-                    done(prepared.n)
+                self.work(item)
             except BaseException as exc:  # re-raised in the caller's thread by put()/close()
                 self.error = exc
 
-    def put(self, prepared: PreparedBatch, done: Callable[[int], None] | None) -> None:
+    def put(self, item: Any) -> None:
         if self.error is not None:
             raise self.error
-        self.q.put((prepared, done))
+        self.q.put(item)
 
     def close(self) -> None:
         self.q.put(None)
@@ -91,24 +91,40 @@ def decide_and_log(
     chunk: int = 10_000,
     on_logged: Callable[[int], None] | None = None,
 ) -> list[DecisionBatch]:
-    """Decide ``requests`` in chunks and log every decision (pipelined); returns the batches."""
+    """Decide ``requests`` in chunks and log every decision; returns the batches.
+
+    Three stages overlap: this thread decides chunk *k + 2* while a second thread turns
+    chunk *k + 1* into the log's Arrow tables, typed rows and digests (pyarrow, DuckDB and
+    compiled code, mostly outside the GIL) and a third writes chunk *k* to DuckDB.
+    """
     log.register_strategy(engine.strategy)
     log.register_models(engine.models)
     batches = []
     with log.bulk():
-        writer = _Writer(log, engine.strategy)
-        cursor = log.con.cursor()  # this thread's: prepare() types and hashes the decision rows with it
+        def write(prepared: PreparedBatch) -> None:
+            log.append_prepared(prepared)
+            if on_logged:
+                on_logged(prepared.n)
+
+        writer = _Stage("klartext-log-writer", write)
+        cursor = log.con.cursor()  # the preparing thread's: prepare() types the decision rows with it
+
+        def prep(batch: DecisionBatch) -> None:
+            pseudo = log.pseudonymise(batch.requests.customer_id)
+            writer.put(prepare(batch, engine.strategy, pseudo, con=cursor))
+
+        preparer = _Stage("klartext-log-prepare", prep)
         try:
             for start in range(0, len(requests), chunk):
                 rows = np.arange(start, min(len(requests), start + chunk))
-                req = requests.take(rows)
-                batch = engine.decide(req, ts_us=ts_us[rows])
-                # the Arrow tables, the typed decision rows and all digests are made here,
-                # overlapping the write of the previous chunk on the writer thread
-                writer.put(prepare(batch, engine.strategy, log.pseudonymise(req.customer_id), con=cursor), on_logged)
+                batch = engine.decide(requests.take(rows), ts_us=ts_us[rows])
+                preparer.put(batch)
                 batches.append(batch)
         finally:
-            writer.close()
+            try:
+                preparer.close()
+            finally:
+                writer.close()
     return batches
 
 

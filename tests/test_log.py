@@ -170,3 +170,51 @@ def test_a_value_without_json_form_leaves_the_inputs_to_duckdb(tiny_engine, tiny
     bad = dec.set_column(dec.column_names.index("features"), "features",
                          pa.StructArray.from_arrays(fields, [f.name for f in feats.type]))
     assert _typed_small(bad) is None
+
+
+def test_pseudonyms_are_the_keyed_hmac_of_the_customer_id(tmp_path):
+    """The documented pseudonym (first 32 hex digits of HMAC-SHA256 under the log's key), so a
+    customer's id finds their decisions in logs written by any Klartext version."""
+    import hashlib
+    import hmac
+
+    with DecisionLog.open(tmp_path / "p.duckdb") as log:
+        key = bytes.fromhex((tmp_path / "p.duckdb.key").read_text().strip())
+        got = log.pseudonymise(["C00000042", 17, "Kundin Ä"])
+    assert list(got) == [hmac.new(key, c.encode(), hashlib.sha256).hexdigest()[:32] for c in ("C00000042", "17", "Kundin Ä")]
+
+
+@pytest.mark.parametrize("failing", ["prepare", "write"])
+def test_a_failing_pipeline_stage_stops_the_job_and_keeps_only_whole_chunks(tmp_path, tiny_engine, tiny_strategy,
+                                                                           monkeypatch, failing):
+    """The batch job's stages run on their own threads; the third chunk's failure (while
+    preparing or while writing it) is raised to the caller, the log holds exactly the
+    chunks written before it, and it verifies."""
+    import klartext.pipeline
+    from decisioning.inputs import Requests
+    from tests.conftest import tiny_customers
+
+    req = Requests.from_frame(tiny_strategy, tiny_customers(100, seed=6))
+    ts = np.arange(100, dtype=np.int64) + 1_700_000_000_000_000
+    calls = []
+
+    def boom(original):
+        def wrapped(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 3:
+                raise OSError("disk full (simulated)")
+            return original(*args, **kwargs)
+        return wrapped
+
+    if failing == "prepare":
+        monkeypatch.setattr(klartext.pipeline, "prepare", boom(klartext.pipeline.prepare))
+    else:
+        monkeypatch.setattr(DecisionLog, "append_prepared", boom(DecisionLog.append_prepared))
+    with DecisionLog.open(tmp_path / "p.duckdb") as log:
+        threads = log.con.execute("SELECT current_setting('threads')").fetchall()[0][0]
+        with pytest.raises(OSError, match="disk full"):
+            klartext.pipeline.decide_and_log(log, tiny_engine, req, ts, chunk=20)
+        assert log.con.execute("SELECT count(*) FROM decisions").fetchall()[0][0] == 40
+        assert log.con.execute("SELECT count(*) FROM candidates").fetchall()[0][0] == 40 * len(tiny_strategy.actions)
+        assert log.verify().ok
+        assert log.con.execute("SELECT current_setting('threads')").fetchall()[0][0] == threads  # bulk settings undone
