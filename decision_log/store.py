@@ -331,10 +331,12 @@ class DecisionLog:
             hashes = integrity.combine(row_digests, digests)
             _k_chain = pa.table({"seq": seq, "decision_id": _k_typed.column("decision_id"),
                                  "record_hash": hashes, "chain_hash": integrity.chain(prev, hashes)})
-            con.execute("INSERT INTO decisions SELECT * FROM _k_typed")
-            con.execute(_INSERT_CANDIDATES)
-            con.execute("INSERT INTO chain SELECT seq, decision_id, record_hash, chain_hash FROM _k_chain")
-            con.execute("COMMIT")
+            # one call, and the candidates by name: their Arrow types are the table's (casts
+            # cost more to plan than a live service's small group takes to insert)
+            con.execute("INSERT INTO decisions SELECT * FROM _k_typed; "
+                        + ("INSERT INTO candidates BY NAME SELECT * FROM _k_cand; " if prepared.strategy is not None
+                           else _INSERT_CANDIDATES + "; ")
+                        + "INSERT INTO chain BY NAME SELECT * FROM _k_chain; COMMIT")
             self._head = (int(seq[-1]), _k_chain.column("chain_hash")[-1].as_py())
         except Exception as exc:
             con.execute("ROLLBACK")
