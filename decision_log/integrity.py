@@ -218,19 +218,72 @@ def _fill_text(text, offsets, cols):  # pragma: no cover - compiled; checked aga
 
 def _parts(table: pa.Table, columns: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(fixed part per row, text offsets per row, text bytes) of ``table``."""
-    cols = [_column(c, table.column(c)) for c in columns]
+    return assemble([_column(c, table.column(c)) for c in columns], table.num_rows)
+
+
+def assemble(cols: list[tuple], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fixed part per row, text offsets per row, text bytes) of ``n`` rows whose columns,
+    in hash order, are described by :func:`label_column`, :func:`text_column` and
+    :func:`fixed_column` (or read from an Arrow table by :func:`_parts`)."""
     width = sum(1 + c[1] for c in cols)
     # padded to a fixed count of columns, so that every table uses one compiled specialisation
     slots = max(_SLOTS, -(-len(cols) // 8) * 8)
-    cols += [(_SKIP, 0, _NO_VALID, _NO_TABLE, _NO_CODES, _NO_OFFSETS, _NO_BYTES)] * (slots - len(cols))
-    n = table.num_rows
+    cols = tuple(cols) + ((_SKIP, 0, _NO_VALID, _NO_TABLE, _NO_CODES, _NO_OFFSETS, _NO_BYTES),) * (slots - len(cols))
     fixed, lengths = np.zeros((n, width), np.uint8), np.zeros(n, np.int64)
-    _fill_fixed(fixed, lengths, tuple(cols))
+    _fill_fixed(fixed, lengths, cols)
     offsets = np.zeros(n + 1, np.int64)
     np.cumsum(lengths, out=offsets[1:])
     text = np.empty(int(offsets[-1]), np.uint8)
-    _fill_text(text, offsets, tuple(cols))
+    _fill_text(text, offsets, cols)
     return fixed, offsets, text
+
+
+def label_column(codes: np.ndarray, values: list[str] | tuple[str, ...]) -> tuple:
+    """A label column given as codes into ``values`` (-1: NULL)."""
+    codes = np.ascontiguousarray(codes, dtype=np.int32)
+    table = np.frombuffer(b"".join(map(_label_digest, values)) or bytes(8), dtype=np.uint8).reshape(-1, 8)
+    return (_LABEL, 8, _ro((codes >= 0).view(np.uint8)), _ro(table), _ro(codes), _NO_OFFSETS, _NO_BYTES)
+
+
+def text_column(codes: np.ndarray, values: list[str] | np.ndarray) -> tuple:
+    """A text column given as codes into ``values`` (-1: NULL)."""
+    codes = np.ascontiguousarray(codes, dtype=np.int32)
+    encoded = [v.encode() for v in values]
+    offsets = np.zeros(len(encoded) + 1, np.int64)
+    np.cumsum(np.fromiter(map(len, encoded), np.int64, len(encoded)), out=offsets[1:])
+    data = np.frombuffer(b"".join(encoded), dtype=np.uint8) if offsets[-1] else _NO_BYTES
+    return (_TEXT, 4, _ro((codes >= 0).view(np.uint8)), _NO_TABLE, _ro(codes), _ro(offsets), _ro(data))
+
+
+def fixed_column(values: np.ndarray, valid: np.ndarray | None = None) -> tuple:
+    """A DOUBLE (float64), BIGINT / INTEGER / TIMESTAMP (int64 µs) or BOOLEAN column."""
+    values = np.asarray(values)
+    n = len(values)
+    v = values.astype(np.uint8) if values.dtype == bool else np.ascontiguousarray(
+        values, dtype="<f8" if values.dtype.kind == "f" else "<i8")
+    ok = np.ones(n, np.uint8) if valid is None else np.ascontiguousarray(valid, dtype=bool).view(np.uint8)
+    return (_FIXED, v.itemsize, _ro(ok), _ro(v.view(np.uint8).reshape(n, v.itemsize)), _NO_CODES, _NO_OFFSETS,
+            _NO_BYTES)
+
+
+def digests(parts: tuple[np.ndarray, np.ndarray, np.ndarray], starts: np.ndarray, ends: np.ndarray) -> list[bytes]:
+    """SHA-256 of rows ``starts[i]:ends[i]`` of :func:`assemble`'s parts: their fixed parts, then
+    their text parts."""
+    fix, off, txt = parts
+    width = fix.shape[1]
+    flat, mv, off_l = memoryview(fix.reshape(-1)), memoryview(txt), off.tolist()
+    out = []
+    sha = hashlib.sha256
+    for a, b in zip(starts.tolist(), ends.tolist()):
+        h = sha(flat[a * width: b * width])
+        h.update(mv[off_l[a]:off_l[b]])
+        out.append(h.digest())
+    return out
+
+
+def candidate_digests(candidates: pa.Table, starts: np.ndarray, ends: np.ndarray) -> list[bytes]:
+    """Candidate digest of each decision, whose rows are ``candidates[starts[i]:ends[i]]``."""
+    return digests(_parts(candidates, CANDIDATE_HASH_COLUMNS), starts, ends)
 
 
 _SLOTS = 24
@@ -241,20 +294,6 @@ def compile_assembly() -> None:
     """Compile (or load from numba's on-disk cache) the assembly of canonical bytes, so the
     first logged decision of a process does not wait for it."""
     _parts(pa.table({"seq": pa.array([1], pa.int64())}), ["seq"])
-
-
-def candidate_digests(candidates: pa.Table, starts: np.ndarray, ends: np.ndarray) -> list[bytes]:
-    """Candidate digest of each decision, whose rows are ``candidates[starts[i]:ends[i]]``."""
-    fix, off, txt = _parts(candidates, CANDIDATE_HASH_COLUMNS)
-    width = fix.shape[1]
-    flat, mv, off_l = memoryview(fix.reshape(-1)), memoryview(txt), off.tolist()
-    out = []
-    sha = hashlib.sha256
-    for a, b in zip(starts.tolist(), ends.tolist()):
-        h = sha(flat[a * width: b * width])
-        h.update(mv[off_l[a]:off_l[b]])
-        out.append(h.digest())
-    return out
 
 
 def _row_bytes(table: pa.Table, columns: list[str]) -> list[bytes]:

@@ -306,10 +306,9 @@ class DecisionLog:
         # small groups); statements go through execute(), which binds a query once.
         _k_cand = prepared.candidates
         con = self.con
-        con.execute("BEGIN TRANSACTION")
+        register = strategy is not None and strategy.version not in self._registered
+        begun = False
         try:
-            if strategy is not None:
-                self.register_strategy(strategy)
             last_seq, prev = self._next_seq()
             seq = np.arange(last_seq + 1, last_seq + 1 + n, dtype=np.int64)
             if prepared.typed is not None:  # typed and hashed by prepare(): only the sequence numbers are new
@@ -331,16 +330,27 @@ class DecisionLog:
             hashes = integrity.combine(row_digests, digests)
             _k_chain = pa.table({"seq": seq, "decision_id": _k_typed.column("decision_id"),
                                  "record_hash": hashes, "chain_hash": integrity.chain(prev, hashes)})
-            # one call, and the candidates by name: their Arrow types are the table's (casts
-            # cost more to plan than a live service's small group takes to insert)
-            con.execute("INSERT INTO decisions SELECT * FROM _k_typed; "
-                        + ("INSERT INTO candidates BY NAME SELECT * FROM _k_cand; " if prepared.strategy is not None
-                           else _INSERT_CANDIDATES + "; ")
-                        + "INSERT INTO chain BY NAME SELECT * FROM _k_chain; COMMIT")
+            # The transaction in one call (a live group's statements cost more to plan and to
+            # hand over than to run), the candidates by name: their Arrow types are the table's.
+            inserts = ("INSERT INTO decisions SELECT * FROM _k_typed; "
+                       + ("INSERT INTO candidates BY NAME SELECT * FROM _k_cand; " if strategy is not None
+                          else _INSERT_CANDIDATES + "; ")
+                       + "INSERT INTO chain BY NAME SELECT * FROM _k_chain; COMMIT")
+            begun = True
+            if register:  # the first batch of a strategy registers it in the same transaction
+                con.execute("BEGIN TRANSACTION")
+                self.register_strategy(strategy)
+                con.execute(inserts)
+            else:
+                con.execute("BEGIN TRANSACTION; " + inserts)
             self._head = (int(seq[-1]), _k_chain.column("chain_hash")[-1].as_py())
         except Exception as exc:
-            con.execute("ROLLBACK")
-            if strategy is not None:
+            if begun:
+                try:
+                    con.execute("ROLLBACK")
+                except duckdb.Error:  # the statement that failed ended it already
+                    pass
+            if register:
                 self._registered.discard(strategy.version)
             if isinstance(exc, duckdb.Error):
                 raise LogError(f"Writing {n} decisions to {self.path!r} failed: {exc}",
@@ -475,7 +485,7 @@ def prepare(batch: DecisionBatch, strategy: Strategy, pseudonyms: np.ndarray, so
     dec, cand = _arrow_tables(batch, strategy, pseudonyms, source)
     A = len(strategy.actions)
     starts = np.arange(n, dtype=np.int64) * A
-    digests = integrity.candidate_digests(cand, starts, starts + A)
+    digests = integrity.digests(integrity.assemble(_candidate_columns(batch, strategy), n * A), starts, starts + A)
     if con is None:
         return PreparedBatch(n, strategy, dec, cand, digests)
     typed = _typed_small(dec) if n <= SMALL_BATCH else None
@@ -522,6 +532,48 @@ def _typed_small(dec: pa.Table) -> pa.Table | None:
         "explored": cols["explored"].combine_chunks(), "latency_us": cols["latency_us"].combine_chunks().cast(pa.int64()),
         "source": text("source"),
     })
+
+
+def _candidate_columns(batch: DecisionBatch, s: Strategy) -> list[tuple]:
+    """The candidate rows that :func:`_arrow_tables` makes, described for the hash straight
+    from the batch's arrays (no Arrow calls: for a live service's small groups they cost more
+    than the hashing).  The tests check that both hash to the same digests."""
+    n, A = batch.stage.shape
+    aids = s.action_ids
+    perm = _action_order(aids)
+    act_idx = np.tile(perm.astype(np.int32), n)
+
+    def cells(x: np.ndarray) -> np.ndarray:
+        return x[:, perm].ravel()
+
+    def floats(x: np.ndarray) -> tuple:
+        v = cells(x)
+        return integrity.fixed_column(v, ~np.isnan(v))
+
+    scored = ~np.isnan(cells(batch.propensity))
+    rank = cells(batch.rank)
+    label, text, fixed = integrity.label_column, integrity.text_column, integrity.fixed_column
+    return [
+        text(np.repeat(np.arange(n, dtype=np.int32), A), batch.decision_id.tolist()),
+        fixed(np.repeat(batch.ts_us, A)),
+        label(np.repeat(batch.requests.channel, A), s.channel_ids),
+        label(act_idx, aids),
+        label(act_idx, [a.issue for a in s.actions]),
+        label(act_idx, [a.group for a in s.actions]),
+        label(cells(batch.stage), STAGES),
+        label(cells(batch.rule), batch.rule_names),
+        text(cells(batch.reason), batch.reasons),
+        floats(batch.propensity), floats(batch.value), floats(batch.context_weight), floats(batch.lever),
+        floats(batch.priority),
+        fixed(rank, rank != 0),
+        fixed(cells(batch.selected)),
+        label(np.where(scored, act_idx, -1), [batch.model_versions.get(a, "") for a in aids]),
+    ]
+
+
+def _action_order(aids: tuple[str, ...]) -> np.ndarray:
+    """Catalogue positions in ``action_id`` order: the order of a decision's candidate rows."""
+    return np.argsort(np.asarray(aids, dtype=object), kind="stable")
 
 
 def _arrow_tables(batch: DecisionBatch, s: Strategy, pseudo: np.ndarray, source: str) -> tuple[pa.Table, pa.Table]:
@@ -574,7 +626,7 @@ def _arrow_tables(batch: DecisionBatch, s: Strategy, pseudo: np.ndarray, source:
         "source": pa.array([source] * n, pa.string()),
     })
     # within a decision, candidate rows are stored in action_id order (the order the hash reads)
-    perm = np.argsort(np.asarray(aids, dtype=object), kind="stable")
+    perm = _action_order(aids)
     dec_idx = np.repeat(np.arange(n, dtype=np.int32), A)
     act_idx = np.tile(perm.astype(np.int32), n)
 

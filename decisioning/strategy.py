@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +162,7 @@ class Strategy:
     model_features: tuple[str, ...]
     model_params: dict[str, Any] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def version(self) -> str:
         """Content hash of the strategy text (first 16 hex digits of its SHA-256)."""
         return strategy_version(self.text)

@@ -172,3 +172,23 @@ def test_canonical_bytes_follow_the_documented_layout():
         fixed, offsets, text = _parts(table, columns)
         got = [fixed[i].tobytes() + text[offsets[i]:offsets[i + 1]].tobytes() for i in range(table.num_rows)]
         assert got == _reference_row_bytes(expect, columns)
+
+
+def test_candidate_digests_from_the_batch_equal_those_of_its_arrow_rows(tiny_engine, tiny_strategy):
+    """prepare() hashes a batch's candidate rows straight from the engine's arrays; the digests
+    are those of the Arrow rows it logs (filtered, scored, unscored and selected cells alike)."""
+    import numpy as np
+
+    from decision_log import integrity
+    from decision_log.store import _arrow_tables, _candidate_columns
+    from decisioning.inputs import Requests
+    from tests.conftest import tiny_customers
+
+    for n, seed in ((1, 1), (7, 2), (300, 3)):
+        b = tiny_engine.decide(Requests.from_frame(tiny_strategy, tiny_customers(n, seed=seed)))
+        A = len(tiny_strategy.actions)
+        assert np.isnan(b.propensity).any() and (b.rule >= 0).any() or n == 1
+        starts = np.arange(n, dtype=np.int64) * A
+        _, cand = _arrow_tables(b, tiny_strategy, np.asarray(b.requests.customer_id, dtype=object), "klartext")
+        fast = integrity.digests(integrity.assemble(_candidate_columns(b, tiny_strategy), n * A), starts, starts + A)
+        assert fast == integrity.candidate_digests(cand, starts, starts + A)
