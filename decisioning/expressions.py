@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import operator as op
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,6 +67,11 @@ _FUNCTIONS = {"abs": np.abs, "min": np.minimum, "max": np.maximum}
 
 def _isin(left: Any, right: Any) -> Any:
     return np.isin(left, np.asarray(list(right), dtype=object))
+
+
+_EVALUATORS = threading.local()
+#: Up to this many rows, each is rendered on its own (finding the distinct values costs more).
+_RENDER_EACH = 16
 
 
 class _VectorEval(SimpleEval):
@@ -130,8 +136,14 @@ class Expression:
 
     def evaluate(self, columns: Mapping[str, np.ndarray], n: int) -> np.ndarray:
         """Evaluate over columns of length ``n``; returns a boolean (or numeric) array."""
-        names = {name: columns[name] for name in self.fields}
-        result = _VectorEval(names).eval(self.text, previously_parsed=self._tree)
+        ev = getattr(_EVALUATORS, "ev", None)
+        if ev is None:  # one evaluator per thread: building one costs more than a small batch's rule
+            ev = _EVALUATORS.ev = _VectorEval({})
+        ev.names = {name: columns[name] for name in self.fields}
+        try:
+            result = ev.eval(self.text, previously_parsed=self._tree)
+        finally:
+            ev.names = {}
         result = np.asarray(result)
         if result.shape == ():
             result = np.full(n, result.item())
@@ -161,7 +173,7 @@ class Expression:
         Each distinct combination of the fields' values is rendered once: in a batch most
         rows that trip a rule share their values (a consent flag, a channel, a day count).
         """
-        if len(rows) == 0 or not self.fields:
+        if len(rows) <= _RENDER_EACH or not self.fields:
             return self._render_rows(columns, rows)
         codes = np.zeros(len(rows), dtype=np.int64)
         for name in self.fields:

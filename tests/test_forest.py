@@ -51,3 +51,6 @@ def test_one_by_one_equals_one_batch(tiny_strategy, tiny_models):
         np.testing.assert_array_equal(one.propensity[0], big.propensity[i])
         np.testing.assert_array_equal(one.priority[0], big.priority[i])
         assert [STAGES[x] for x in one.stage[0]] == [STAGES[x] for x in big.stage[i]]
+        # reasons rendered row by row (a small batch) read as those of the big batch
+        assert [one.reasons[k] if k >= 0 else None for k in one.reason[0]] == \
+            [big.reasons[k] if k >= 0 else None for k in big.reason[i]]
