@@ -392,15 +392,16 @@ def create_app(db: str, strategy_path: str | None = None, **kw) -> FastAPI:
         status = 422 if isinstance(exc, InputError) else 503 if isinstance(exc, LogError) else 400
         return _error(status, exc.message, exc.hint)
 
-    @app.post("/decide")
-    async def decide(body: DecideIn) -> dict:
+    @app.post("/decide", response_model=dict)
+    async def decide(body: DecideIn) -> JSONResponse:
         """Decide for one customer interaction; returns after the decision is logged."""
         item = body.model_dump()
         for k, v in item["features"].items():
             if isinstance(v, float) and not math.isfinite(v):
                 raise InputError(f"features.{k} must be finite, got {v!r}.", f"Send a finite value for {k}.")
         req = Requests.from_dicts(state["svc"].strategy, [{k: v for k, v in item.items() if v is not None}])
-        return await submit("decide", (item, req))
+        # the answer is plain JSON types already: sent as it is (FastAPI's encoder would walk it)
+        return JSONResponse(await submit("decide", (item, req)))
 
     @app.post("/outcome")
     async def outcome(body: OutcomeIn) -> dict:
