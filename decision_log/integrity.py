@@ -84,7 +84,7 @@ _FIXED, _LABEL, _TEXT, _SKIP = 0, 1, 2, 3
 
 
 def _ro(a: np.ndarray) -> np.ndarray:
-    """A read-only view: every array handed to :func:`_assemble` has the same numba type."""
+    """A read-only view: every array handed to the compiled assembly has the same numba type."""
     a = a.view()
     a.flags.writeable = False
     return a
@@ -119,15 +119,12 @@ def _column(name: str, arr: pa.Array) -> tuple:
     text offsets, text bytes).  A label's payload is its table of value digests (row k for
     dictionary code k), a fixed column's the little-endian bytes of each row."""
     arr = _plain(arr)
-    n = len(arr)
-    valid = _valid(arr)
     if name in LABEL_COLUMNS:
         if not pa.types.is_dictionary(arr.type):
             arr = pc.dictionary_encode(arr.cast(pa.string()))
-        values = arr.dictionary.cast(pa.string()).to_pylist()
-        table = np.frombuffer(b"".join(_label_digest(v) if v is not None else bytes(8) for v in values) or bytes(8),
-                              dtype=np.uint8).reshape(-1, 8)
-        return (_LABEL, 8, _ro(valid), _ro(table), _ro(_codes(arr)), _NO_OFFSETS, _NO_BYTES)
+        return label_column(_codes(arr), arr.dictionary.cast(pa.string()).to_pylist())
+    n = len(arr)
+    valid = _valid(arr)
     if _is_text(arr):
         t = arr.type
         if pa.types.is_list(t) or pa.types.is_large_list(t):
