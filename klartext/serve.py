@@ -89,6 +89,7 @@ class _Group:
     jobs: list[_Job]
     batch: DecisionBatch | None = None
     prepared: PreparedBatch | None = None
+    answers: list[dict] | None = None  #: made beside the decision; sent once the group is logged
     error: BaseException | None = None
 
 
@@ -184,6 +185,7 @@ class Service:
             group.batch = self.engine.decide(Requests.concat(parts))
             group.prepared = prepare(group.batch, s, self.log.pseudonymise(group.batch.requests.customer_id),
                                      con=reader)
+            group.answers = self._answers(group)  # here: the log thread only commits and sends
             self.seconds["decide"] += time.perf_counter() - t
         except Exception as exc:  # noqa: BLE001 - every client of the group is told
             group.error = exc
@@ -230,19 +232,21 @@ class Service:
                 job.future.set_result(value)
         job.loop.call_soon_threadsafe(done)
 
-    def _answer(self, group: _Group) -> None:
+    def _answers(self, group: _Group) -> list[dict]:
+        """The answer to each request of a decided group (sent once the group is logged)."""
         batch, s = group.batch, self.strategy
         aids = s.action_ids
         order = np.argsort(np.where(batch.rank > 0, batch.rank, 10**9), axis=1, kind="stable")
         n_ranked = (batch.rank > 0).sum(axis=1)
         n_filtered = (~np.isin(batch.stage, [STAGES.index("ranked"), STAGES.index("selected")])).sum(axis=1)
+        out = []
         for r, j in enumerate(group.jobs):
             ranked = [
                 {"action_id": aids[a], "rank": int(batch.rank[r, a]), "priority": float(batch.priority[r, a]),
                  "propensity": float(batch.propensity[r, a]), "selected": bool(batch.selected[r, a])}
                 for a in order[r, : int(n_ranked[r])].tolist()
             ]
-            self._resolve(j, {
+            out.append({
                 "decision_id": str(batch.decision_id[r]),
                 "channel": j.payload[0]["channel"],
                 "chosen_actions": [aids[a] for a in batch.chosen[r]],
@@ -252,8 +256,13 @@ class Service:
                 "filtered": int(n_filtered[r]),
                 "strategy_version": batch.strategy_version,
                 "logged": True,
-                "latency_ms": round((time.perf_counter() - j.t0) * 1000, 3),
             })
+        return out
+
+    def _answer(self, group: _Group) -> None:
+        for j, answer in zip(group.jobs, group.answers):
+            answer["latency_ms"] = round((time.perf_counter() - j.t0) * 1000, 3)
+            self._resolve(j, answer)
 
     def _outcome(self, job: _Job) -> None:
         import pandas as pd
