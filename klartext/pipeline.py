@@ -141,8 +141,11 @@ def _chunks(n: int, size: int) -> list[tuple[int, int]]:
 
 
 def _counter(progress: Progress | None, label: str, total: int) -> Callable[[int], None]:
-    """A callback that adds ``k`` to a running count and reports it as ``label`` of ``total``."""
+    """A callback that adds ``k`` to a running count and reports it as ``label`` of ``total``
+    (the bar appears at once, at zero, so its rate counts from the start)."""
     done = [0]
+    if progress:
+        progress(label, 0, total)
 
     def step(k: int = 1) -> None:
         done[0] += k
@@ -220,7 +223,9 @@ def run_demo(
         t = time.perf_counter()
         on_logged = _counter(progress, "Deciding and logging", customers)
 
-        batches = decide_and_log(log, engine, req, ts_us, on_logged=on_logged)
+        # chunks of about a twentieth of the run (1,000 to 10,000): the bar moves in a small demo
+        batches = decide_and_log(log, engine, req, ts_us, on_logged=on_logged,
+                                 chunk=min(10_000, max(1_000, customers // 20)))
         seconds["decide_and_log"] = time.perf_counter() - t
         t = time.perf_counter()
         ids = np.concatenate([b.decision_id for b in batches])
