@@ -141,17 +141,14 @@ def _column(name: str, arr: pa.Array) -> tuple:
     t = arr.type
     if pa.types.is_boolean(t):
         v = (arr.fill_null(False) if arr.null_count else arr).to_numpy(zero_copy_only=False)
-        return (_FIXED, 1, _ro(valid), _ro(v.view(np.uint8).reshape(-1, 1)), _NO_CODES, _NO_OFFSETS, _NO_BYTES)
-    if pa.types.is_floating(t):
+    elif pa.types.is_floating(t):
         v = (arr if t == pa.float64() else arr.cast(pa.float64())).to_numpy(zero_copy_only=False)  # NaN where null
-        v = np.ascontiguousarray(v, dtype="<f8")
     else:
         if pa.types.is_timestamp(t):
             arr = arr.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
         arr = arr if arr.type == pa.int64() else arr.cast(pa.int64())
-        v = np.ascontiguousarray((arr.fill_null(0) if arr.null_count else arr).to_numpy(zero_copy_only=False),
-                                 dtype="<i8")
-    return (_FIXED, 8, _ro(valid), _ro(v.view(np.uint8).reshape(-1, 8)), _NO_CODES, _NO_OFFSETS, _NO_BYTES)
+        v = (arr.fill_null(0) if arr.null_count else arr).to_numpy(zero_copy_only=False)
+    return fixed_column(v, valid)
 
 
 @njit(cache=True, nogil=True)

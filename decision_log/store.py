@@ -17,7 +17,7 @@ import json
 import os
 import secrets
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -540,11 +540,7 @@ def _candidate_columns(batch: DecisionBatch, s: Strategy) -> list[tuple]:
     than the hashing).  The tests check that both hash to the same digests."""
     n, A = batch.stage.shape
     aids = s.action_ids
-    perm = _action_order(aids)
-    act_idx = np.tile(perm.astype(np.int32), n)
-
-    def cells(x: np.ndarray) -> np.ndarray:
-        return x[:, perm].ravel()
+    act_idx, cells = _candidate_order(n, aids)
 
     def floats(x: np.ndarray) -> tuple:
         v = cells(x)
@@ -571,9 +567,16 @@ def _candidate_columns(batch: DecisionBatch, s: Strategy) -> list[tuple]:
     ]
 
 
-def _action_order(aids: tuple[str, ...]) -> np.ndarray:
-    """Catalogue positions in ``action_id`` order: the order of a decision's candidate rows."""
-    return np.argsort(np.asarray(aids, dtype=object), kind="stable")
+def _candidate_order(n: int, aids: tuple[str, ...]) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """Within a decision, candidate rows are stored in ``action_id`` order (the order the hash
+    reads): each row's catalogue position, and a function that lays an (n, A) array of the
+    engine out in that row order."""
+    perm = np.argsort(np.asarray(aids, dtype=object), kind="stable")
+
+    def cells(x: np.ndarray) -> np.ndarray:
+        return x[:, perm].ravel()
+
+    return np.tile(perm.astype(np.int32), n), cells
 
 
 def _arrow_tables(batch: DecisionBatch, s: Strategy, pseudo: np.ndarray, source: str) -> tuple[pa.Table, pa.Table]:
@@ -625,13 +628,8 @@ def _arrow_tables(batch: DecisionBatch, s: Strategy, pseudo: np.ndarray, source:
         "latency_us": pa.array(batch.latency_us),
         "source": pa.array([source] * n, pa.string()),
     })
-    # within a decision, candidate rows are stored in action_id order (the order the hash reads)
-    perm = _action_order(aids)
+    act_idx, cells = _candidate_order(n, aids)
     dec_idx = np.repeat(np.arange(n, dtype=np.int32), A)
-    act_idx = np.tile(perm.astype(np.int32), n)
-
-    def cells(x: np.ndarray) -> np.ndarray:
-        return x[:, perm].ravel()
 
     scored = ~np.isnan(cells(batch.propensity))
     versions = [batch.model_versions.get(a, "") for a in aids]
