@@ -600,12 +600,11 @@ def _arrow_tables(batch: DecisionBatch, s: Strategy, pseudo: np.ndarray, source:
     if req.assigned is not None and (req.assigned >= 0).any():
         assignment = pa.array([json.dumps({"action": aids[a], "probability": float(p)}) if a >= 0 else None
                                for a, p in zip(req.assigned.tolist(), req.assigned_probability.tolist())], pa.string())
-    chosen = batch.chosen
-    lengths = np.fromiter((len(c) for c in chosen), dtype=np.int32, count=n)
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
-    flat = np.fromiter((a for c in chosen for a in c), dtype=np.int32, count=int(lengths.sum()))
-    chosen_actions = pa.ListArray.from_arrays(pa.array(offsets), _dict_array(flat, aids).cast(pa.string()))
-    first = np.fromiter((c[0] if c else -1 for c in chosen), dtype=np.int32, count=n)
+    slots = batch.slots
+    taken = slots >= 0  # a row's slots are filled from the first, in slot order
+    offsets = np.concatenate([[0], np.cumsum(taken.sum(axis=1))]).astype(np.int32)
+    chosen_actions = pa.ListArray.from_arrays(pa.array(offsets), _dict_array(slots[taken], aids).cast(pa.string()))
+    first = slots[:, 0] if slots.shape[1] else np.full(n, -1, np.int32)
     trigger = (pa.array(req.features["trigger"].astype(object), pa.string())
                if "trigger" in req.features else pa.nulls(n, pa.string()))
     dec = pa.table({

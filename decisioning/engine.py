@@ -29,6 +29,7 @@ import contextlib
 import functools
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -68,6 +69,8 @@ class DecisionBatch:
     ``stage``/``rule``/``reason`` hold codes into :data:`STAGES`, :attr:`rule_names` and
     :attr:`reasons`; ``rule`` and ``reason`` are -1 where the action survived.  Score arrays
     are NaN where the action never reached scoring; ``rank`` is 0 where it was not ranked.
+    ``slots`` (n × slots) holds the selected actions of each decision in slot order, -1
+    after the last; :attr:`chosen` gives them as lists.
     """
 
     strategy_version: str
@@ -87,7 +90,7 @@ class DecisionBatch:
     priority: np.ndarray
     rank: np.ndarray
     selected: np.ndarray
-    chosen: list[list[int]]
+    slots: np.ndarray
     selection_probability: np.ndarray
     explored: np.ndarray
     latency_us: np.ndarray
@@ -95,6 +98,12 @@ class DecisionBatch:
 
     def __len__(self) -> int:
         return len(self.decision_id)
+
+    @cached_property
+    def chosen(self) -> list[list[int]]:
+        """The selected actions of each decision in slot order (empty for "no action")."""
+        counts = (self.slots >= 0).sum(axis=1).tolist()
+        return [row[:k] for row, k in zip(self.slots.tolist(), counts)]
 
 
 class _ReasonPool:
@@ -372,7 +381,7 @@ class Engine:
                 (1 - s.epsilon) * (first == greedy_first) + s.epsilon / np.maximum(k_alive, 1),
                 1.0,
             )
-        chosen = _chosen_lists(selected, order, first, explored, top_n, k_alive)
+        slots = _chosen_slots(selected, order, first, explored, top_n, k_alive)
         if requests.assigned is not None:  # served as assigned from outside (e.g. an experiment's arm)
             for r in np.flatnonzero(requests.assigned >= 0).tolist():
                 a = int(requests.assigned[r])
@@ -381,14 +390,15 @@ class Engine:
                         f"request {r}: the assigned action {s.action_ids[a]!r} did not pass the strategy "
                         f"(it stopped at the {STAGES[stage[r, a]]} stage); an assigned action must be eligible.",
                         "Assign only actions the strategy allows for this customer and channel.")
-                chosen[r] = [a]
+                slots[r, :] = -1
+                slots[r, 0] = a
                 selected[r, :] = False
                 selected[r, a] = True
                 sel_prob[r] = requests.assigned_probability[r]
                 explored[r] = True
         for r in np.flatnonzero(explored).tolist():
             selected[r, :] = False
-            selected[r, chosen[r]] = True
+            selected[r, slots[r][slots[r] >= 0]] = True
         stage[selected] = _S["selected"]
         timings["arbitration_s"] = (time.perf_counter_ns() - t) / 1e9
         total_us = (time.perf_counter_ns() - t_start) / 1000.0
@@ -411,7 +421,7 @@ class Engine:
             priority=priority,
             rank=rank,
             selected=selected,
-            chosen=chosen,
+            slots=slots,
             selection_probability=sel_prob,
             explored=explored,
             latency_us=latency,
@@ -447,18 +457,21 @@ def _uniforms(decision_ids: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarr
     return (h1 >> np.uint64(11)).astype(np.float64) * scale, (h2 >> np.uint64(11)).astype(np.float64) * scale
 
 
-def _chosen_lists(selected, order, first, explored, top_n, k_alive) -> list[list[int]]:
-    """Selected actions per decision in slot order.
+def _chosen_slots(selected, order, first, explored, top_n, k_alive) -> np.ndarray:
+    """Selected actions per decision in slot order, -1 after the last (an int32 matrix).
 
     Greedy: the top ``min(top_n, k_alive)`` by rank.  Explored: the explored pick first,
     then the greedy order without it, up to ``top_n`` slots in all.
     """
+    n = len(selected)
     counts = selected.sum(axis=1)
-    width = int(max(counts.max(), top_n.max())) if len(counts) else 0
-    head = order[:, :width].tolist()
-    out = [row[:m] for row, m in zip(head, counts.tolist())]
+    width = int(max(counts.max(), top_n.max())) if n else 0
+    slots = np.array(order[:, :width], dtype=np.int32)
+    slots[np.arange(width)[None, :] >= counts[:, None]] = -1
     for r in np.flatnonzero(explored).tolist():
         picked = int(first[r])
-        greedy = [a for a in head[r][: min(top_n[r], k_alive[r])] if a != picked]
-        out[r] = [picked] + greedy[: top_n[r] - 1]
-    return out
+        greedy = [a for a in order[r, : min(top_n[r], k_alive[r])].tolist() if a != picked]
+        row = [picked] + greedy[: top_n[r] - 1]
+        slots[r, :] = -1
+        slots[r, : len(row)] = row
+    return slots

@@ -252,9 +252,9 @@ def _sparse(propensity: np.ndarray, context_weight: np.ndarray, lever: np.ndarra
 def from_batch(strategy: Strategy, batch) -> Factors:
     """Factors straight from an engine batch (simulations and tests; no log needed)."""
     issues = sorted({a.issue for a in strategy.actions})
-    first = np.array([c[0] if c else -1 for c in batch.chosen], dtype=np.int64)
+    first = batch.slots[:, 0].astype(np.int64) if batch.slots.shape[1] else np.full(len(batch), -1, np.int64)
     clv = np.asarray(batch.requests.features[strategy.clv_feature], dtype=np.float64)
-    return Factors(strategy, tables(strategy), np.arange(len(batch.chosen)), np.asarray(batch.requests.channel,
+    return Factors(strategy, tables(strategy), np.arange(len(batch)), np.asarray(batch.requests.channel,
                    dtype=np.int64), clv, **_sparse(batch.propensity, batch.context_weight, batch.lever),
                    logged_first=first, explored=np.asarray(batch.explored, dtype=bool),
                    issue_index=np.array([issues.index(a.issue) for a in strategy.actions]), issues=issues)
