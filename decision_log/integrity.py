@@ -33,7 +33,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from numba import njit
+from numba import njit, types
 
 from decision_log.schema import CANDIDATE_HASH_COLUMNS, DECISION_HASH_COLUMNS
 
@@ -81,6 +81,7 @@ _NO_TABLE = np.empty((0, 0), np.uint8)
 for _a in (_NO_CODES, _NO_OFFSETS, _NO_BYTES, _NO_TABLE):
     _a.flags.writeable = False
 _FIXED, _LABEL, _TEXT, _SKIP = 0, 1, 2, 3
+_SLOTS = 24  #: column specs are padded to a multiple of this many (one compiled specialisation)
 
 
 def _ro(a: np.ndarray) -> np.ndarray:
@@ -88,6 +89,9 @@ def _ro(a: np.ndarray) -> np.ndarray:
     a = a.view()
     a.flags.writeable = False
     return a
+
+
+_NO_VALID = _ro(np.empty(0, np.uint8))
 
 
 def _valid(arr: pa.Array) -> np.ndarray:
@@ -220,9 +224,7 @@ def assemble(cols: list[tuple], n: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     in hash order, are described by :func:`label_column`, :func:`text_column` and
     :func:`fixed_column` (or read from an Arrow table by :func:`_parts`)."""
     width = sum(1 + c[1] for c in cols)
-    # padded to a fixed count of columns, so that every table uses one compiled specialisation
-    slots = max(_SLOTS, -(-len(cols) // 8) * 8)
-    cols = tuple(cols) + ((_SKIP, 0, _NO_VALID, _NO_TABLE, _NO_CODES, _NO_OFFSETS, _NO_BYTES),) * (slots - len(cols))
+    cols = _padded(cols)  # a fixed count of columns: every table uses one compiled specialisation
     fixed, lengths = np.zeros((n, width), np.uint8), np.zeros(n, np.int64)
     _fill_fixed(fixed, lengths, cols)
     offsets = np.zeros(n + 1, np.int64)
@@ -275,52 +277,261 @@ def digests(parts: tuple[np.ndarray, np.ndarray, np.ndarray], starts: np.ndarray
     return out
 
 
-def candidate_digests(candidates: pa.Table, starts: np.ndarray, ends: np.ndarray) -> list[bytes]:
+# --- hashing in compiled code -----------------------------------------------------------
+#
+# assemble() + digests() are the reference: readable, and the way the tests pin the layout.
+# For speed the writer hashes with OpenSSL's one-shot SHA256 — the library behind hashlib —
+# called from compiled code: each decision's bytes are assembled into a small buffer that
+# stays in cache and hashed at once, with no Python call per decision and no buffer of the
+# whole batch.  Where OpenSSL cannot be found this way the same digests come from hashlib.
+
+_SHA256 = types.ExternalFunction("SHA256", types.uintp(types.uintp, types.intp, types.uintp))
+
+
+def _load_openssl() -> bool:
+    """Make OpenSSL's ``SHA256`` callable from compiled code (False where it is not found)."""
+    try:
+        import _hashlib  # noqa: F401  (maps OpenSSL's libcrypto into this process)
+        import ctypes
+
+        import llvmlite.binding as llvm
+
+        with open("/proc/self/maps") as f:
+            paths = sorted({ln.split()[-1] for ln in f if "/libcrypto" in ln})
+        for path in paths:
+            if hasattr(ctypes.CDLL(path), "SHA256"):
+                llvm.load_library_permanently(path)
+                return True
+    except (ImportError, OSError, AttributeError):
+        pass
+    return False
+
+
+@njit(cache=True, nogil=True)
+def _hash_groups(cols, starts, ends, width, out):  # pragma: no cover - compiled; checked against digests()
+    """``out[g]`` = SHA-256 of rows ``starts[g]:ends[g]``: their fixed parts, then their text
+    parts, as :func:`assemble` lays them out.  Adjoining groups are assembled a block of
+    about 512 rows at a time, column by column as in :func:`_fill_fixed`, into one
+    reused buffer, and each group hashed from it."""
+    G = starts.shape[0]
+    cap = 1 << 20
+    buf = np.empty(cap, np.uint8)
+    rows_cap = 1024
+    fpos = np.empty(rows_cap, np.int64)  # where each row of the block puts its fixed part
+    tpos = np.empty(rows_cap, np.int64)  # ... and its text part
+    base = np.empty(G + 1, np.int64)
+    dst = out.ctypes.data
+    g0 = 0
+    while g0 < G:
+        g1 = g0 + 1
+        while g1 < G and starts[g1] == ends[g1 - 1] and ends[g1] - starts[g0] <= 512:  # adjoining groups
+            g1 += 1
+        r0, r1 = starts[g0], ends[g1 - 1]
+        nr = r1 - r0
+        if nr > rows_cap:
+            rows_cap = nr
+            fpos, tpos = np.empty(rows_cap, np.int64), np.empty(rows_cap, np.int64)
+        for i in range(nr):
+            tpos[i] = 0
+        for c in cols:  # text length of each row
+            kind, w, valid, payload, codes, offs, data = c
+            if kind == _TEXT:
+                for i in range(r0, r1):
+                    if valid[i] != 0:
+                        tpos[i - r0] += offs[codes[i] + 1] - offs[codes[i]]
+        at = 0
+        for g in range(g0, g1):  # layout: each group's fixed parts, then its text parts
+            base[g] = at
+            a, b = starts[g], ends[g]
+            t = at + (b - a) * width
+            for i in range(a, b):
+                fpos[i - r0] = at + (i - a) * width
+                ln = tpos[i - r0]
+                tpos[i - r0] = t
+                t += ln
+            at = t
+        base[g1] = at
+        if at > cap:
+            while cap < at:
+                cap *= 2
+            buf = np.empty(cap, np.uint8)
+        for g in range(g0, g1):
+            buf[base[g]:base[g] + (ends[g] - starts[g]) * width] = 0
+        pos = 0
+        for c in cols:
+            kind, w, valid, payload, codes, offs, data = c
+            if kind == _SKIP:
+                continue
+            for i in range(r0, r1):
+                if valid[i] == 0:
+                    continue  # validity byte 0 and a zero payload
+                q = fpos[i - r0] + pos
+                buf[q] = 1
+                if kind == _FIXED:
+                    for k in range(w):
+                        buf[q + 1 + k] = payload[i, k]
+                elif kind == _LABEL:
+                    code = codes[i]
+                    for k in range(8):
+                        buf[q + 1 + k] = payload[code, k]
+                else:
+                    code = codes[i]
+                    ln = offs[code + 1] - offs[code]
+                    for k in range(4):
+                        buf[q + 1 + k] = (ln >> (8 * k)) & 0xFF
+            pos += 1 + w
+        for c in cols:
+            kind, w, valid, payload, codes, offs, data = c
+            if kind != _TEXT:
+                continue
+            for i in range(r0, r1):
+                if valid[i] == 0:
+                    continue
+                code = codes[i]
+                j = tpos[i - r0]
+                for k in range(offs[code], offs[code + 1]):
+                    buf[j] = data[k]
+                    j += 1
+                tpos[i - r0] = j
+        src = buf.ctypes.data
+        for g in range(g0, g1):
+            _SHA256(src + base[g], base[g + 1] - base[g], dst + 32 * g)
+        g0 = g1
+
+
+_HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
+
+
+@njit(cache=True, nogil=True)
+def _link(record_in, prev, records, chain_out, hexdigits):  # pragma: no cover - compiled; checked against chain()
+    """Record hashes (hex of SHA-256 of each row of ``record_in``: row digest || candidate
+    digest) into ``records`` and the chain from ``prev`` (64 hex bytes) into ``chain_out``:
+    ``chain[k] = hex(SHA-256(chain[k-1] || record[k]))``, all as ASCII hex."""
+    link = np.empty(128, np.uint8)
+    digest = np.empty(32, np.uint8)
+    link[:64] = prev
+    for i in range(record_in.shape[0]):
+        _SHA256(record_in[i].ctypes.data, 64, digest.ctypes.data)
+        for k in range(32):
+            records[i, 2 * k] = hexdigits[digest[k] >> 4]
+            records[i, 2 * k + 1] = hexdigits[digest[k] & 15]
+        link[64:] = records[i]
+        _SHA256(link.ctypes.data, 128, digest.ctypes.data)
+        for k in range(32):
+            chain_out[i, 2 * k] = hexdigits[digest[k] >> 4]
+            chain_out[i, 2 * k + 1] = hexdigits[digest[k] & 15]
+        link[:64] = chain_out[i]
+
+
+_COMPILED: bool | None = None  #: whether the compiled hashing works here (decided on first use)
+
+
+def _compiled() -> bool:
+    global _COMPILED
+    if _COMPILED is None:
+        ok = _load_openssl()
+        if ok:
+            try:  # a known answer through the compiled path, or hashlib it is
+                cols = [fixed_column(np.array([7], np.int64)), text_column(np.zeros(1, np.int32), ["abc"])]
+                got = _group_digests_compiled(cols, 1, np.zeros(1, np.int64), np.ones(1, np.int64))
+                fix, off, txt = assemble(cols, 1)
+                ok = got[0].tobytes() == hashlib.sha256(fix.tobytes() + txt.tobytes()).digest()
+            except Exception:  # noqa: BLE001 - any failure to link or run means: use hashlib
+                ok = False
+        _COMPILED = ok
+    return _COMPILED
+
+
+def _padded(cols: list[tuple]) -> tuple:
+    slots = max(_SLOTS, -(-len(cols) // 8) * 8)
+    return tuple(cols) + ((_SKIP, 0, _NO_VALID, _NO_TABLE, _NO_CODES, _NO_OFFSETS, _NO_BYTES),) * (slots - len(cols))
+
+
+def _group_digests_compiled(cols: list[tuple], n: int, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    out = np.empty((len(starts), 32), np.uint8)
+    width = sum(1 + c[1] for c in cols)
+    _hash_groups(_padded(cols), np.ascontiguousarray(starts, np.int64), np.ascontiguousarray(ends, np.int64),
+                 width, out)
+    return out
+
+
+def group_digests(cols: list[tuple], n: int, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """SHA-256 (a ``(groups, 32)`` uint8 array) of each group of rows ``starts[g]:ends[g]`` of
+    the ``n`` rows whose columns, in hash order, ``cols`` describes (see :func:`assemble`):
+    the same digests as :func:`digests` of :func:`assemble`'s parts."""
+    if len(starts) and _compiled():
+        return _group_digests_compiled(cols, n, starts, ends)
+    got = digests(assemble(cols, n), np.asarray(starts), np.asarray(ends))
+    return np.frombuffer(b"".join(got), np.uint8).reshape(len(got), 32)
+
+
+def record_and_chain(row_digests: np.ndarray, candidate_digests: np.ndarray, prev: str) -> tuple[np.ndarray, np.ndarray]:
+    """Record hashes and chain hashes (each an ``(n, 64)`` array of ASCII hex digits) of
+    decisions with these digests, the chain following ``prev``."""
+    n = len(row_digests)
+    records, links_ = np.empty((n, 64), np.uint8), np.empty((n, 64), np.uint8)
+    if n and _compiled():
+        both = np.ascontiguousarray(np.hstack([row_digests, candidate_digests]))
+        _link(both, np.frombuffer(prev.encode(), np.uint8), records, links_, _HEX)
+        return records, links_
+    sha = hashlib.sha256
+    for i in range(n):
+        rec = sha(row_digests[i].tobytes() + candidate_digests[i].tobytes()).hexdigest()
+        prev = sha((prev + rec).encode()).hexdigest()
+        records[i], links_[i] = np.frombuffer(rec.encode(), np.uint8), np.frombuffer(prev.encode(), np.uint8)
+    return records, links_
+
+
+def hex_strings(hexes: np.ndarray) -> pa.Array:
+    """An ``(n, 64)`` array of ASCII hex digits as an Arrow string array (no per-row objects)."""
+    n = len(hexes)
+    offsets = pa.py_buffer((np.arange(n + 1, dtype=np.int32) * 64).tobytes())
+    return pa.Array.from_buffers(pa.string(), n, [None, offsets, pa.py_buffer(np.ascontiguousarray(hexes).tobytes())])
+
+
+def candidate_digests(candidates: pa.Table, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """Candidate digest of each decision, whose rows are ``candidates[starts[i]:ends[i]]``."""
-    return digests(_parts(candidates, CANDIDATE_HASH_COLUMNS), starts, ends)
-
-
-_SLOTS = 24
-_NO_VALID = _ro(np.empty(0, np.uint8))
+    return group_digests([_column(c, candidates.column(c)) for c in CANDIDATE_HASH_COLUMNS], candidates.num_rows,
+                         starts, ends)
 
 
 def compile_assembly() -> None:
-    """Compile (or load from numba's on-disk cache) the assembly of canonical bytes, so the
-    first logged decision of a process does not wait for it."""
+    """Compile (or load from numba's on-disk cache) the assembly and hashing of canonical
+    bytes, so the first logged decision of a process does not wait for it."""
     _parts(pa.table({"seq": pa.array([1], pa.int64())}), ["seq"])
+    if _compiled():
+        record_and_chain(np.zeros((1, 32), np.uint8), np.zeros((1, 32), np.uint8), GENESIS)
 
 
-def _row_bytes(table: pa.Table, columns: list[str]) -> list[bytes]:
-    """Each row's canonical bytes: its fixed part, then its text part."""
-    fix, off, txt = _parts(table, columns)
-    mv, off_l = memoryview(txt), off.tolist()
-    return [fix[i].tobytes() + mv[off_l[i]:off_l[i + 1]] for i in range(len(fix))]
+def _rows(n: int) -> tuple[np.ndarray, np.ndarray]:
+    starts = np.arange(n, dtype=np.int64)
+    return starts, starts + 1
 
 
-def decision_digests(decisions: pa.Table) -> list[bytes]:
+def decision_digests(decisions: pa.Table) -> np.ndarray:
     """Row digest of each decision."""
-    sha = hashlib.sha256
-    return [sha(b).digest() for b in _row_bytes(decisions, DECISION_HASH_COLUMNS)]
+    cols = [_column(c, decisions.column(c)) for c in DECISION_HASH_COLUMNS]
+    return group_digests(cols, decisions.num_rows, *_rows(decisions.num_rows))
 
 
-def decision_tails(decisions: pa.Table) -> list[bytes]:
-    """Each decision row's canonical bytes after its ``seq`` block (``decisions`` without the
-    ``seq`` column): the row digest is ``SHA-256(seq_block(seq) + tail)``, so the bytes can
-    be made before the writer assigns the sequence numbers (see :func:`digests_with_seq`)."""
-    return _row_bytes(decisions, [c for c in DECISION_HASH_COLUMNS if c != "seq"])
+def decision_tails(decisions: pa.Table) -> list[tuple]:
+    """The columns of each decision row after its ``seq`` block (``decisions`` without the
+    ``seq`` column), described for the hash: the row digest is that of ``seq`` and these
+    (see :func:`digests_with_seq`), so they can be read before the writer assigns the
+    sequence numbers."""
+    return [_column(c, decisions.column(c)) for c in DECISION_HASH_COLUMNS if c != "seq"]
 
 
-def digests_with_seq(seq: np.ndarray, tails: list[bytes]) -> list[bytes]:
+def digests_with_seq(seq: np.ndarray, tails: list[tuple]) -> np.ndarray:
     """Row digests from the sequence numbers and :func:`decision_tails` (``seq`` is the
-    first column of :data:`DECISION_HASH_COLUMNS`: a validity byte and 8 bytes little-endian)."""
-    sha = hashlib.sha256
-    return [sha(b"\x01" + int(q).to_bytes(8, "little", signed=True) + t).digest() for q, t in zip(seq.tolist(), tails)]
+    first column of :data:`DECISION_HASH_COLUMNS`)."""
+    return group_digests([fixed_column(np.asarray(seq, np.int64)), *tails], len(seq), *_rows(len(seq)))
 
 
-def combine(row_digests: list[bytes], candidate_digests: list[bytes]) -> list[str]:
+def combine(row_digests: np.ndarray, candidate_digests: np.ndarray) -> list[str]:
     """Record hashes from the two digests of each decision."""
     sha = hashlib.sha256
-    return [sha(d + c).hexdigest() for d, c in zip(row_digests, candidate_digests)]
+    return [sha(d.tobytes() + c.tobytes()).hexdigest() for d, c in zip(row_digests, candidate_digests)]
 
 
 def record_hashes(decisions: pa.Table, candidates: pa.Table, starts: np.ndarray, ends: np.ndarray) -> list[str]:

@@ -312,7 +312,7 @@ class DecisionLog:
             last_seq, prev = self._next_seq()
             seq = np.arange(last_seq + 1, last_seq + 1 + n, dtype=np.int64)
             if prepared.typed is not None:  # typed and hashed by prepare(): only the sequence numbers are new
-                _k_typed = prepared.typed.add_column(0, "seq", pa.array(seq))
+                _k_typed = _json_columns(prepared.typed.add_column(0, "seq", pa.array(seq)))
                 row_digests = integrity.digests_with_seq(seq, prepared.tails)
             else:
                 _k_dec = prepared.decisions.append_column("seq", pa.array(seq))
@@ -327,9 +327,10 @@ class DecisionLog:
                 starts = np.searchsorted(ids, dec_ids, side="left")
                 ends = np.searchsorted(ids, dec_ids, side="right")
                 digests = integrity.candidate_digests(typed_cand, starts, ends)
-            hashes = integrity.combine(row_digests, digests)
+            records, chained = integrity.record_and_chain(row_digests, digests, prev)
             _k_chain = pa.table({"seq": seq, "decision_id": _k_typed.column("decision_id"),
-                                 "record_hash": hashes, "chain_hash": integrity.chain(prev, hashes)})
+                                 "record_hash": integrity.hex_strings(records),
+                                 "chain_hash": integrity.hex_strings(chained)})
             # The transaction in one call (a live group's statements cost more to plan and to
             # hand over than to run), the candidates by name: their Arrow types are the table's.
             inserts = ("INSERT INTO decisions SELECT * FROM _k_typed; "
@@ -343,7 +344,7 @@ class DecisionLog:
                 con.execute(inserts)
             else:
                 con.execute("BEGIN TRANSACTION; " + inserts)
-            self._head = (int(seq[-1]), _k_chain.column("chain_hash")[-1].as_py())
+            self._head = (int(seq[-1]), chained[-1].tobytes().decode())
         except Exception as exc:
             if begun:
                 try:
@@ -422,8 +423,27 @@ SELECT
 FROM _k_dec
 """
 
-_TYPED_DECISIONS_NO_SEQ = _TYPED_DECISIONS.replace("    CAST(seq AS BIGINT) AS seq,\n", "", 1)
-assert _TYPED_DECISIONS_NO_SEQ != _TYPED_DECISIONS
+#: The engine's decisions, typed up to their sequence numbers.  ``model_versions`` stays text
+#: here: prepare() writes it with json.dumps, and the writer hands both JSON columns to
+#: DuckDB as Arrow JSON (see :func:`_json_columns`), so they are not parsed again.
+_TYPED_DECISIONS_NO_SEQ = _TYPED_DECISIONS.replace("    CAST(seq AS BIGINT) AS seq,\n", "", 1).replace(
+    "CAST(model_versions AS JSON)", "CAST(model_versions AS VARCHAR)", 1)
+assert _TYPED_DECISIONS_NO_SEQ.count("AS VARCHAR) AS model_versions") == 1 and "seq" not in _TYPED_DECISIONS_NO_SEQ
+
+_JSON = pa.json_(pa.string())
+
+
+def _json_columns(table: pa.Table, names: tuple[str, ...] = ("inputs", "model_versions")) -> pa.Table:
+    """``table`` with these text columns typed as Arrow JSON (no copy): DuckDB stores such a
+    column's text as given instead of parsing it to check it.  Only for text that is JSON by
+    construction (written by json.dumps or by DuckDB's own JSON functions)."""
+    for name in names:
+        i = table.column_names.index(name)
+        col = table.column(i)
+        chunks = [c.cast(pa.string()) if c.type != pa.string() else c for c in col.chunks]
+        table = table.set_column(i, pa.field(name, _JSON), pa.chunked_array(
+            [pa.ExtensionArray.from_storage(_JSON, c) for c in chunks], type=_JSON))
+    return table
 
 _TYPED_IMPORTED = _TYPED_DECISIONS.replace(
     """    CASE WHEN assignment IS NULL
@@ -464,9 +484,9 @@ class PreparedBatch:
     strategy: Strategy | None  #: None for decisions imported from another system
     decisions: pa.Table
     candidates: pa.Table
-    candidate_digests: list[bytes]
+    candidate_digests: np.ndarray  #: (n, 32) SHA-256 digests
     typed: pa.Table | None = None  #: the decisions as stored, less ``seq`` (when prepared with a cursor)
-    tails: list[bytes] | None = None  #: their canonical bytes after ``seq`` (:func:`integrity.decision_tails`)
+    tails: list[tuple] | None = None  #: their columns after ``seq``, for the hash (:func:`integrity.decision_tails`)
 
 
 def prepare(batch: DecisionBatch, strategy: Strategy, pseudonyms: np.ndarray, source: str = "klartext",
@@ -485,7 +505,7 @@ def prepare(batch: DecisionBatch, strategy: Strategy, pseudonyms: np.ndarray, so
     dec, cand = _arrow_tables(batch, strategy, pseudonyms, source)
     A = len(strategy.actions)
     starts = np.arange(n, dtype=np.int64) * A
-    digests = integrity.digests(integrity.assemble(_candidate_columns(batch, strategy), n * A), starts, starts + A)
+    digests = integrity.group_digests(_candidate_columns(batch, strategy), n * A, starts, starts + A)
     if con is None:
         return PreparedBatch(n, strategy, dec, cand, digests)
     typed = _typed_small(dec) if n <= SMALL_BATCH else None

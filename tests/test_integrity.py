@@ -190,5 +190,54 @@ def test_candidate_digests_from_the_batch_equal_those_of_its_arrow_rows(tiny_eng
         assert np.isnan(b.propensity).any() and (b.rule >= 0).any() or n == 1
         starts = np.arange(n, dtype=np.int64) * A
         _, cand = _arrow_tables(b, tiny_strategy, np.asarray(b.requests.customer_id, dtype=object), "klartext")
-        fast = integrity.digests(integrity.assemble(_candidate_columns(b, tiny_strategy), n * A), starts, starts + A)
-        assert fast == integrity.candidate_digests(cand, starts, starts + A)
+        reference = integrity.digests(integrity.assemble(_candidate_columns(b, tiny_strategy), n * A), starts,
+                                      starts + A)
+        from_batch = integrity.group_digests(_candidate_columns(b, tiny_strategy), n * A, starts, starts + A)
+        assert [d.tobytes() for d in from_batch] == reference
+        assert [d.tobytes() for d in integrity.candidate_digests(cand, starts, starts + A)] == reference
+
+
+def test_compiled_hashing_gives_the_reference_digests_and_chain(monkeypatch):
+    """The writer hashes with OpenSSL from compiled code; the digests, record hashes and chain
+    are those of the reference assembly and hashlib, for groups of any size (empty ones
+    too), and the same when the compiled path is unavailable."""
+    import hashlib
+    import sys
+
+    import numpy as np
+
+    from decision_log import integrity
+
+    if sys.platform.startswith("linux"):
+        assert integrity._compiled()  # OpenSSL found: the fast path is the one in use
+    rng = np.random.default_rng(5)
+    n = 500
+    texts = ["", "a", "é – ü", "x" * 5000] + [f"reason {i}" for i in range(40)]
+    cols = [
+        integrity.fixed_column(rng.integers(-2**62, 2**62, n)),
+        integrity.text_column(rng.integers(-1, len(texts), n).astype(np.int32), texts),
+        integrity.label_column(rng.integers(-1, 3, n).astype(np.int32), ["web", "app", "e-mail"]),
+        integrity.fixed_column(rng.random(n), rng.random(n) < 0.8),
+        integrity.fixed_column(rng.random(n) < 0.5),
+        integrity.text_column(np.arange(n, dtype=np.int32), [f"D{i:06d}" for i in range(n)]),
+    ]
+    cuts = np.sort(rng.integers(0, n, 60))
+    starts, ends = np.concatenate([[0], cuts]), np.concatenate([cuts, [n]])  # some groups empty
+    reference = integrity.digests(integrity.assemble(cols, n), starts, ends)
+    fast = integrity.group_digests(cols, n, starts, ends)
+    assert [d.tobytes() for d in fast] == reference
+    shuffled = rng.permutation(len(starts))  # groups in any order, not adjoining (as verify() reads them)
+    assert [d.tobytes() for d in integrity.group_digests(cols, n, starts[shuffled], ends[shuffled])] == \
+        [reference[k] for k in shuffled]
+    row, cand = fast[:40], fast[20:60]
+    records, chained = integrity.record_and_chain(row, cand, integrity.GENESIS)
+    expect = integrity.combine(row, cand)
+    assert [r.tobytes().decode() for r in records] == expect
+    assert [c.tobytes().decode() for c in chained] == integrity.chain(integrity.GENESIS, expect)
+    assert integrity.hex_strings(chained).to_pylist() == integrity.chain(integrity.GENESIS, expect)
+    assert expect[0] == hashlib.sha256(row[0].tobytes() + cand[0].tobytes()).hexdigest()
+
+    monkeypatch.setattr(integrity, "_COMPILED", False)  # hashlib: the same answers
+    assert [d.tobytes() for d in integrity.group_digests(cols, n, starts, ends)] == reference
+    slow_records, slow_chained = integrity.record_and_chain(row, cand, integrity.GENESIS)
+    assert np.array_equal(slow_records, records) and np.array_equal(slow_chained, chained)
