@@ -1,6 +1,7 @@
 """The decision log: schema, completeness, exact factors, atomic and validated writes."""
 
 import json
+import sys
 
 import duckdb
 import numpy as np
@@ -184,11 +185,11 @@ def test_pseudonyms_are_the_keyed_hmac_of_the_customer_id(tmp_path):
     assert list(got) == [hmac.new(key, c.encode(), hashlib.sha256).hexdigest()[:32] for c in ("C00000042", "17", "Kundin Ä")]
 
 
-@pytest.mark.parametrize("failing", ["prepare", "write"])
+@pytest.mark.parametrize("failing", ["decide", "prepare", "write"])
 def test_a_failing_pipeline_stage_stops_the_job_and_keeps_only_whole_chunks(tmp_path, tiny_engine, tiny_strategy,
                                                                            monkeypatch, failing):
     """The batch job's stages run on their own threads; the third chunk's failure (while
-    preparing or while writing it) is raised to the caller, the log holds exactly the
+    deciding, preparing or writing it) is raised to the caller, the log holds exactly the
     chunks written before it, and it verifies."""
     import klartext.pipeline
     from decisioning.inputs import Requests
@@ -206,7 +207,9 @@ def test_a_failing_pipeline_stage_stops_the_job_and_keeps_only_whole_chunks(tmp_
             return original(*args, **kwargs)
         return wrapped
 
-    if failing == "prepare":
+    if failing == "decide":
+        monkeypatch.setattr(tiny_engine, "decide", boom(tiny_engine.decide))
+    elif failing == "prepare":
         monkeypatch.setattr(klartext.pipeline, "prepare", boom(klartext.pipeline.prepare))
     else:
         monkeypatch.setattr(DecisionLog, "append_prepared", boom(DecisionLog.append_prepared))
@@ -220,3 +223,41 @@ def test_a_failing_pipeline_stage_stops_the_job_and_keeps_only_whole_chunks(tmp_
         assert log.con.execute("SELECT count(*) FROM candidates").fetchall()[0][0] == written * len(tiny_strategy.actions)
         assert log.verify().ok
         assert log.con.execute("SELECT current_setting('threads')").fetchall()[0][0] == threads  # bulk settings undone
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="threads are reniced on Linux only")
+def test_the_batch_job_runs_the_writer_ahead_of_the_other_stages(tmp_path, tiny_engine, tiny_strategy, monkeypatch):
+    """The DuckDB write is the longest stage: the deciding and preparing threads run at a
+    lower OS priority than the writer, and the caller's thread keeps its own."""
+    import os
+    import threading
+
+    import klartext.pipeline
+    from decisioning.inputs import Requests
+    from tests.conftest import tiny_customers
+
+    def nice() -> tuple[str, int]:
+        return threading.current_thread().name, os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    seen = {}
+
+    def spy(name, original):
+        def wrapped(*args, **kwargs):
+            seen[name] = nice()
+            return original(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(tiny_engine, "decide", spy("decide", tiny_engine.decide))
+    monkeypatch.setattr(klartext.pipeline, "prepare", spy("prepare", klartext.pipeline.prepare))
+    monkeypatch.setattr(DecisionLog, "append_prepared", spy("write", DecisionLog.append_prepared))
+    before = nice()
+    req = Requests.from_frame(tiny_strategy, tiny_customers(60, seed=7))
+    with DecisionLog.open(tmp_path / "n.duckdb") as log:
+        klartext.pipeline.decide_and_log(log, tiny_engine, req, np.arange(60, dtype=np.int64) + 1_700_000_000_000_000,
+                                         chunk=20)
+        assert log.verify().ok
+    base = before[1]
+    assert seen["decide"] == ("klartext-decide", min(19, base + klartext.pipeline._UPSTREAM_NICE))
+    assert seen["prepare"] == ("klartext-log-prepare", min(19, base + klartext.pipeline._UPSTREAM_NICE))
+    assert seen["write"] == ("klartext-log-writer", base)
+    assert nice() == before
