@@ -17,9 +17,10 @@ leaf the walk reaches, so the sum is the same, added in the same order.  The loo
 splits in order and has one unpredictable branch per feature instead of one per level, and
 takes ~35% less time than the walk on the demo's models.
 
-One decision's 29 models take ~0.5 ms instead of ~30 ms; a large batch about half the CPU
-time of scikit-learn's multi-threaded loop (rows are split over the cores; the compiled
-loops release the GIL).  Models with categorical splits, or that are not
+One decision's 29 models take ~0.5 ms instead of ~30 ms.  On the demo's 818,000 scored
+(row, model) pairs of 100,000 decisions QuickScorer takes 2.0–2.5 CPU-s on one thread,
+where scikit-learn's loop takes 2.0–2.7 s on both cores (rows are split over the cores
+here too; the compiled loops release the GIL).  Models with categorical splits, or that are not
 HistGradientBoosting binary classifiers on the model matrix, are left to scikit-learn.
 """
 
