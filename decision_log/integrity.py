@@ -156,62 +156,89 @@ def _column(name: str, arr: pa.Array) -> tuple:
 
 
 @njit(cache=True, nogil=True)
-def _fill_fixed(fixed, lengths, cols):  # pragma: no cover - compiled; checked against the rules in the tests
-    """Each row's fixed part into ``fixed`` and the length of its text part into ``lengths``,
-    in blocks of rows, so that a block's output stays in cache while every column writes
-    into it.  (The outputs are allocated by numpy, which asks the kernel for huge pages.)"""
-    n = fixed.shape[0]
-    block = 256
-    for b0 in range(0, n, block):
-        b1 = min(n, b0 + block)
-        pos = 0
-        for c in cols:
-            kind, w, valid, payload, codes, offs, data = c
-            if kind == _SKIP:
+def _text_lengths(lengths, r0, r1, cols):  # pragma: no cover - compiled; checked against the rules in the tests
+    """Add the length of the text part of each row ``r0:r1`` to ``lengths[row - r0]``."""
+    for c in cols:
+        kind, w, valid, payload, codes, offs, data = c
+        if kind == _TEXT:
+            for i in range(r0, r1):
+                if valid[i] != 0:
+                    lengths[i - r0] += offs[codes[i] + 1] - offs[codes[i]]
+
+
+@njit(cache=True, nogil=True)
+def _put_fixed(buf, where, r0, r1, cols):  # pragma: no cover - compiled; checked against the rules in the tests
+    """The fixed part of each row ``r0:r1`` into ``buf`` from ``where[row - r0]`` on (the bytes
+    there are zero), column by column, so a block's output stays in cache."""
+    pos = 0
+    for c in cols:
+        kind, w, valid, payload, codes, offs, data = c
+        if kind == _SKIP:
+            continue
+        for i in range(r0, r1):
+            if valid[i] == 0:
+                continue  # validity byte 0 and a zero payload
+            q = where[i - r0] + pos
+            buf[q] = 1
+            if kind == _FIXED:
+                for k in range(w):
+                    buf[q + 1 + k] = payload[i, k]
+            elif kind == _LABEL:
+                code = codes[i]
+                for k in range(8):
+                    buf[q + 1 + k] = payload[code, k]
+            else:
+                code = codes[i]
+                ln = offs[code + 1] - offs[code]
+                for k in range(4):
+                    buf[q + 1 + k] = (ln >> (8 * k)) & 0xFF
+        pos += 1 + w
+
+
+@njit(cache=True, nogil=True)
+def _put_text(buf, at, r0, r1, cols):  # pragma: no cover - compiled; checked against the rules in the tests
+    """The text part of each row ``r0:r1`` into ``buf`` from ``at[row - r0]`` on (``at`` is
+    advanced past it)."""
+    for c in cols:
+        kind, w, valid, payload, codes, offs, data = c
+        if kind != _TEXT:
+            continue
+        for i in range(r0, r1):
+            if valid[i] == 0:
                 continue
-            for i in range(b0, b1):
-                if valid[i] == 0:
-                    continue  # validity byte 0 and a zero payload
-                fixed[i, pos] = 1
-                if kind == _FIXED:
-                    for k in range(w):
-                        fixed[i, pos + 1 + k] = payload[i, k]
-                elif kind == _LABEL:
-                    code = codes[i]
-                    for k in range(8):
-                        fixed[i, pos + 1 + k] = payload[code, k]
-                else:
-                    code = codes[i]
-                    ln = offs[code + 1] - offs[code]
-                    lengths[i] += ln
-                    for k in range(4):
-                        fixed[i, pos + 1 + k] = (ln >> (8 * k)) & 0xFF
-            pos += 1 + w
+            code = codes[i]
+            j = at[i - r0]
+            for k in range(offs[code], offs[code + 1]):
+                buf[j] = data[k]
+                j += 1
+            at[i - r0] = j
+
+
+_BLOCK = 256  #: rows assembled together
+
+
+@njit(cache=True, nogil=True)
+def _fill(fixed, lengths, cols):  # pragma: no cover - compiled; checked against the rules in the tests
+    """Each row's fixed part into ``fixed`` (zeros) and the length of its text part into
+    ``lengths``, a block of rows at a time."""
+    n, width = fixed.shape
+    flat = fixed.reshape(-1)
+    where = np.empty(_BLOCK, np.int64)
+    for b0 in range(0, n, _BLOCK):
+        b1 = min(n, b0 + _BLOCK)
+        for i in range(b0, b1):
+            where[i - b0] = i * width
+        _put_fixed(flat, where, b0, b1, cols)
+        _text_lengths(lengths[b0:b1], b0, b1, cols)
 
 
 @njit(cache=True, nogil=True)
 def _fill_text(text, offsets, cols):  # pragma: no cover - compiled; checked against the rules in the tests
     """Each row's text part into ``text`` from ``offsets[row]`` on."""
     n = offsets.shape[0] - 1
-    block = 256
-    at = np.empty(block, np.int64)
-    for b0 in range(0, n, block):
-        b1 = min(n, b0 + block)
-        for i in range(b0, b1):
-            at[i - b0] = offsets[i]
-        for c in cols:
-            kind, w, valid, payload, codes, offs, data = c
-            if kind != _TEXT:
-                continue
-            for i in range(b0, b1):
-                if valid[i] == 0:
-                    continue
-                code = codes[i]
-                j = at[i - b0]
-                for k in range(offs[code], offs[code + 1]):
-                    text[j] = data[k]
-                    j += 1
-                at[i - b0] = j
+    for b0 in range(0, n, _BLOCK):
+        b1 = min(n, b0 + _BLOCK)
+        _put_text(text, offsets[b0:b1].copy(), b0, b1, cols)
 
 
 def _parts(table: pa.Table, columns: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -226,7 +253,7 @@ def assemble(cols: list[tuple], n: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     width = sum(1 + c[1] for c in cols)
     cols = _padded(cols)  # a fixed count of columns: every table uses one compiled specialisation
     fixed, lengths = np.zeros((n, width), np.uint8), np.zeros(n, np.int64)
-    _fill_fixed(fixed, lengths, cols)
+    _fill(fixed, lengths, cols)
     offsets = np.zeros(n + 1, np.int64)
     np.cumsum(lengths, out=offsets[1:])
     text = np.empty(int(offsets[-1]), np.uint8)
@@ -311,8 +338,7 @@ def _load_openssl() -> bool:
 def _hash_groups(cols, starts, ends, width, out):  # pragma: no cover - compiled; checked against digests()
     """``out[g]`` = SHA-256 of rows ``starts[g]:ends[g]``: their fixed parts, then their text
     parts, as :func:`assemble` lays them out.  Adjoining groups are assembled a block of
-    about 512 rows at a time, column by column as in :func:`_fill_fixed`, into one
-    reused buffer, and each group hashed from it."""
+    about 512 rows at a time into one reused buffer, and each group hashed from it."""
     G = starts.shape[0]
     cap = 1 << 20
     buf = np.empty(cap, np.uint8)
@@ -324,21 +350,15 @@ def _hash_groups(cols, starts, ends, width, out):  # pragma: no cover - compiled
     g0 = 0
     while g0 < G:
         g1 = g0 + 1
-        while g1 < G and starts[g1] == ends[g1 - 1] and ends[g1] - starts[g0] <= 512:  # adjoining groups
+        while g1 < G and starts[g1] == ends[g1 - 1] and ends[g1] - starts[g0] <= 2 * _BLOCK:  # adjoining groups
             g1 += 1
         r0, r1 = starts[g0], ends[g1 - 1]
         nr = r1 - r0
         if nr > rows_cap:
             rows_cap = nr
             fpos, tpos = np.empty(rows_cap, np.int64), np.empty(rows_cap, np.int64)
-        for i in range(nr):
-            tpos[i] = 0
-        for c in cols:  # text length of each row
-            kind, w, valid, payload, codes, offs, data = c
-            if kind == _TEXT:
-                for i in range(r0, r1):
-                    if valid[i] != 0:
-                        tpos[i - r0] += offs[codes[i] + 1] - offs[codes[i]]
+        tpos[:nr] = 0
+        _text_lengths(tpos, r0, r1, cols)
         at = 0
         for g in range(g0, g1):  # layout: each group's fixed parts, then its text parts
             base[g] = at
@@ -357,42 +377,8 @@ def _hash_groups(cols, starts, ends, width, out):  # pragma: no cover - compiled
             buf = np.empty(cap, np.uint8)
         for g in range(g0, g1):
             buf[base[g]:base[g] + (ends[g] - starts[g]) * width] = 0
-        pos = 0
-        for c in cols:
-            kind, w, valid, payload, codes, offs, data = c
-            if kind == _SKIP:
-                continue
-            for i in range(r0, r1):
-                if valid[i] == 0:
-                    continue  # validity byte 0 and a zero payload
-                q = fpos[i - r0] + pos
-                buf[q] = 1
-                if kind == _FIXED:
-                    for k in range(w):
-                        buf[q + 1 + k] = payload[i, k]
-                elif kind == _LABEL:
-                    code = codes[i]
-                    for k in range(8):
-                        buf[q + 1 + k] = payload[code, k]
-                else:
-                    code = codes[i]
-                    ln = offs[code + 1] - offs[code]
-                    for k in range(4):
-                        buf[q + 1 + k] = (ln >> (8 * k)) & 0xFF
-            pos += 1 + w
-        for c in cols:
-            kind, w, valid, payload, codes, offs, data = c
-            if kind != _TEXT:
-                continue
-            for i in range(r0, r1):
-                if valid[i] == 0:
-                    continue
-                code = codes[i]
-                j = tpos[i - r0]
-                for k in range(offs[code], offs[code + 1]):
-                    buf[j] = data[k]
-                    j += 1
-                tpos[i - r0] = j
+        _put_fixed(buf, fpos, r0, r1, cols)
+        _put_text(buf, tpos, r0, r1, cols)
         src = buf.ctypes.data
         for g in range(g0, g1):
             _SHA256(src + base[g], base[g + 1] - base[g], dst + 32 * g)
