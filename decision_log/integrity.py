@@ -468,6 +468,11 @@ def record_and_chain(row_digests: np.ndarray, candidate_digests: np.ndarray, pre
     return records, links_
 
 
+def _hex_list(hexes: np.ndarray) -> list[str]:
+    """An ``(n, 64)`` array of ASCII hex digits as a list of str."""
+    return np.ascontiguousarray(hexes).view("S64").ravel().astype(str).tolist()
+
+
 def hex_strings(hexes: np.ndarray) -> pa.Array:
     """An ``(n, 64)`` array of ASCII hex digits as an Arrow string array (no per-row objects)."""
     n = len(hexes)
@@ -591,17 +596,20 @@ def verify(con: duckdb.DuckDBPyConnection, progress: Callable[[int, int], None] 
         # candidates are sorted by decision_id: each decision's rows are one contiguous range
         starts = np.searchsorted(cand_ids, dec_ids, side="left")
         ends = np.searchsorted(cand_ids, dec_ids, side="right")
-        hashes = record_hashes(dec, cand, starts, ends)
-        for k in range(stop - start):
+        # recomputed record hashes, and the chain over them from the last verified link: up to
+        # the first mismatch this is the stored chain, as a link-by-link check would see it
+        records, chained = record_and_chain(decision_digests(dec), candidate_digests(cand, starts, ends), prev)
+        records, chained = _hex_list(records), _hex_list(chained)
+        bad_record = np.asarray(records, dtype=object) != stored["record_hash"][start:stop]
+        bad_link = np.asarray(chained, dtype=object) != stored["chain_hash"][start:stop]
+        bad = np.flatnonzero(bad_record | bad_link)
+        if len(bad):
+            k = int(bad[0])
             i = start + k
-            if hashes[k] != stored["record_hash"][i]:
-                return VerifyResult(False, n_rec, head, int(stored["seq"][i]), str(stored["decision_id"][i]),
-                                    "its decision row or one of its candidate rows was changed since it was logged")
-            expect = hashlib.sha256((prev + hashes[k]).encode()).hexdigest()
-            if expect != stored["chain_hash"][i]:
-                return VerifyResult(False, n_rec, head, int(stored["seq"][i]), str(stored["decision_id"][i]),
-                                    "its chain link does not follow from the previous decision (the chain was altered)")
-            prev = expect
+            problem = ("its decision row or one of its candidate rows was changed since it was logged" if bad_record[k]
+                       else "its chain link does not follow from the previous decision (the chain was altered)")
+            return VerifyResult(False, n_rec, head, int(stored["seq"][i]), str(stored["decision_id"][i]), problem)
+        prev = chained[-1]
         if progress:
             progress(stop, n)
     if n_rec > n_st:

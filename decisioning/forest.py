@@ -20,8 +20,8 @@ takes ~35% less time than the walk on the demo's models.
 One decision's 29 models take ~0.5 ms instead of ~30 ms.  On the demo's 818,000 scored
 (row, model) pairs of 100,000 decisions QuickScorer takes 2.0–2.5 CPU-s on one thread,
 where scikit-learn's loop takes 2.0–2.7 s on both cores (rows are split over the cores
-here too; the compiled loops release the GIL).  Models with categorical splits, or that are not
-HistGradientBoosting binary classifiers on the model matrix, are left to scikit-learn.
+here too; the compiled loops release the GIL).  Models with categorical splits, or that are
+not HistGradientBoosting binary classifiers on the model matrix, are left to scikit-learn.
 """
 
 from __future__ import annotations
@@ -124,7 +124,8 @@ class Forest:
         """Log-odds (``decision_function``) for each (action, rows) pair."""
         if not pairs:
             return []
-        meta, thr = self._packed()
+        # the packed nodes only for models QuickScorer does not take
+        meta, thr = self._packed() if any(a not in self.qs for a, _ in pairs) else (None, None)
         X = np.ascontiguousarray(X, dtype=np.float64)
         rows = [np.ascontiguousarray(r, dtype=np.int64) for _, r in pairs]
         outs = [np.empty(len(r)) for r in rows]
@@ -219,10 +220,8 @@ def _quickscorer_tables(forest: Forest, roots: np.ndarray, end: int) -> tuple | 
     leaf_value = np.empty(int(leaf_start[-1]))
     leaf_value[leaf_start[tree_of[leaves]] + leaf_pos[leaves]] = forest.value[nodes[leaves]]
     split = ~leaves
-    width = (left_hi - left_lo)[split].astype(np.uint64)
-    low = left_lo[split].astype(np.uint64)
-    ones = np.where(width >= 64, ~np.uint64(0), (np.uint64(1) << np.minimum(width, 63)) - np.uint64(1))
-    mask = ~(ones << low)
+    width = (left_hi - left_lo)[split].astype(np.uint64)  # a left subtree has at most 63 of the 64 leaves
+    mask = ~(((np.uint64(1) << width) - np.uint64(1)) << left_lo[split].astype(np.uint64))
     feat, thr, tree = forest.feat[nodes[split]], forest.thr[nodes[split]], tree_of[split]
     order = np.lexsort((tree, thr, feat))  # by column, then threshold
     feat, thr, tree, mask = feat[order], thr[order], tree[order], mask[order]
@@ -243,9 +242,8 @@ def _number_leaves(left, right, leaf, root, end, first, leaf_pos, left_lo, left_
     size = end - root
     order = np.empty(size, np.int64)  # pre-order, left child first: leaves come left to right
     stack = np.empty(size, np.int64)
-    top, n, k = 0, 0, 0
     stack[0] = root
-    top = 1
+    top, n, k = 1, 0, 0
     while top > 0:
         top -= 1
         node = stack[top]

@@ -54,3 +54,28 @@ def test_one_by_one_equals_one_batch(tiny_strategy, tiny_models):
         # reasons rendered row by row (a small batch) read as those of the big batch
         assert [one.reasons[k] if k >= 0 else None for k in one.reason[0]] == \
             [big.reasons[k] if k >= 0 else None for k in big.reason[i]]
+
+
+def test_trees_too_big_for_quickscorer_are_walked_bit_identically():
+    """Trees of more than 64 leaves do not fit QuickScorer's 64-bit words: such a model is
+    walked from each root instead, beside QuickScorer models in the same forest, and both
+    score exactly like scikit-learn (missing values included)."""
+    from types import SimpleNamespace
+
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(6000, 5))
+    y = (X[:, 0] + np.sin(3 * X[:, 1]) + 0.5 * rng.normal(size=6000) > 0).astype(int)
+    X[rng.random(X.shape) < 0.05] = np.nan
+    big = HistGradientBoostingClassifier(max_iter=5, max_leaf_nodes=200, min_samples_leaf=5, early_stopping=False,
+                                         random_state=0).fit(X, y)
+    small = HistGradientBoostingClassifier(max_iter=20, early_stopping=False, random_state=0).fit(X, y)
+    assert max(p[0].nodes["is_leaf"].sum() for p in big._predictors) > 64
+    idx = np.arange(5)
+    forest = Forest({0: SimpleNamespace(estimator=big), 1: SimpleNamespace(estimator=small)}, {0: idx, 1: idx})
+    assert 0 not in forest.qs and 1 in forest.qs
+    rows = np.arange(len(X))
+    for a, est in ((0, big), (1, small)):
+        (p,) = forest.predict(X, [(a, rows)])
+        assert np.array_equal(p, est.predict_proba(X)[:, 1])
