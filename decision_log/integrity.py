@@ -26,6 +26,7 @@ Canonical bytes (stable across DuckDB versions, computed vectorised with numpy /
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -180,13 +181,20 @@ def _put_fixed(buf, where, r0, r1, cols):  # pragma: no cover - compiled; checke
                 continue  # validity byte 0 and a zero payload
             q = where[i - r0] + pos
             buf[q] = 1
-            if kind == _FIXED:
-                for k in range(w):
-                    buf[q + 1 + k] = payload[i, k]
-            elif kind == _LABEL:
-                code = codes[i]
-                for k in range(8):
-                    buf[q + 1 + k] = payload[code, k]
+            if kind == _FIXED or kind == _LABEL:
+                j = i if kind == _FIXED else codes[i]
+                if w == 8:  # unrolled: most columns are 8 bytes wide
+                    buf[q + 1] = payload[j, 0]
+                    buf[q + 2] = payload[j, 1]
+                    buf[q + 3] = payload[j, 2]
+                    buf[q + 4] = payload[j, 3]
+                    buf[q + 5] = payload[j, 4]
+                    buf[q + 6] = payload[j, 5]
+                    buf[q + 7] = payload[j, 6]
+                    buf[q + 8] = payload[j, 7]
+                else:
+                    for k in range(w):
+                        buf[q + 1 + k] = payload[j, k]
             else:
                 code = codes[i]
                 ln = offs[code + 1] - offs[code]
@@ -407,6 +415,47 @@ def _link(record_in, prev, records, chain_out, hexdigits):  # pragma: no cover -
             chain_out[i, 2 * k] = hexdigits[digest[k] >> 4]
             chain_out[i, 2 * k + 1] = hexdigits[digest[k] & 15]
         link[:64] = chain_out[i]
+
+
+@njit(cache=True, nogil=True)
+def _hmac_hex(inner_pad, outer_pad, data, offs, width, out, hexdigits):  # pragma: no cover - compiled; checked against hmac
+    """``out[i]`` = the first ``width`` hex digits of HMAC-SHA256 of message ``i``
+    (``data[offs[i]:offs[i + 1]]``), the key given as its two 64-byte pads (RFC 2104)."""
+    longest = 0
+    for i in range(offs.shape[0] - 1):
+        longest = max(longest, offs[i + 1] - offs[i])
+    inner = np.empty(64 + longest, np.uint8)
+    inner[:64] = inner_pad
+    outer = np.empty(96, np.uint8)
+    outer[:64] = outer_pad
+    digest = np.empty(32, np.uint8)
+    for i in range(offs.shape[0] - 1):
+        a, b = offs[i], offs[i + 1]
+        for k in range(b - a):
+            inner[64 + k] = data[a + k]
+        _SHA256(inner.ctypes.data, 64 + b - a, outer[64:].ctypes.data)
+        _SHA256(outer.ctypes.data, 96, digest.ctypes.data)
+        for k in range(width // 2):
+            out[i, 2 * k] = hexdigits[digest[k] >> 4]
+            out[i, 2 * k + 1] = hexdigits[digest[k] & 15]
+
+
+def hmac_hex(key: bytes, messages: list[str], width: int = 64) -> list[str]:
+    """The first ``width`` (even, ≤ 64) hex digits of HMAC-SHA256 of each UTF-8 message under
+    ``key``: ``hmac.digest(key, m, "sha256").hex()[:width]``, in compiled code for a batch."""
+    if len(messages) < 64 or not _compiled():
+        mac = hmac.digest
+        return [mac(key, m.encode(), "sha256").hex()[:width] for m in messages]
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    k = np.zeros(64, np.uint8)
+    k[:len(key)] = np.frombuffer(key, np.uint8)
+    arr = pa.array(messages, pa.large_string())
+    offs = np.frombuffer(arr.buffers()[1], np.int64, len(arr) + 1, arr.offset * 8)
+    data = np.frombuffer(arr.buffers()[2], np.uint8) if arr.buffers()[2] is not None else _NO_BYTES
+    out = np.empty((len(messages), width), np.uint8)
+    _hmac_hex(k ^ 0x36, k ^ 0x5C, data, offs, width, out, _HEX)
+    return out.view(f"S{width}").ravel().astype(str).tolist()
 
 
 _COMPILED: bool | None = None  #: whether the compiled hashing works here (decided on first use)

@@ -12,7 +12,6 @@ open it at all; open read-only (``read_only=True``) to share a finished log betw
 
 from __future__ import annotations
 
-import hmac
 import json
 import os
 import secrets
@@ -191,8 +190,7 @@ class DecisionLog:
                 f"The pseudonym key for {self.path!r} is not available, so raw customer ids cannot be matched.",
                 f"Set {KEY_ENV} or put the key file {self.path}.key next to the log.",
             )
-        k, mac = self._key, hmac.digest  # (OpenSSL's one-shot HMAC: the same value as hmac.new)
-        return np.array([mac(k, str(c).encode(), "sha256").hex()[:32] for c in customer_ids], dtype=object)
+        return np.array(integrity.hmac_hex(self._key, [str(c) for c in customer_ids], 32), dtype=object)
 
     # -- registry ---------------------------------------------------------------------------
 
@@ -502,10 +500,11 @@ def prepare(batch: DecisionBatch, strategy: Strategy, pseudonyms: np.ndarray, so
         raise LogError("The batch was decided with another strategy version than the one given.",
                        "Pass the strategy the engine used.")
     n = len(batch)
-    dec, cand = _arrow_tables(batch, strategy, pseudonyms, source)
+    rows = _CandidateRows.of(batch, strategy)
+    dec, cand = _arrow_tables(batch, strategy, pseudonyms, source, rows)
     A = len(strategy.actions)
     starts = np.arange(n, dtype=np.int64) * A
-    digests = integrity.group_digests(_candidate_columns(batch, strategy), n * A, starts, starts + A)
+    digests = integrity.group_digests(_candidate_columns(batch, strategy, rows), n * A, starts, starts + A)
     if con is None:
         return PreparedBatch(n, strategy, dec, cand, digests)
     typed = _typed_small(dec) if n <= SMALL_BATCH else None
@@ -554,37 +553,68 @@ def _typed_small(dec: pa.Table) -> pa.Table | None:
     })
 
 
-def _candidate_columns(batch: DecisionBatch, s: Strategy) -> list[tuple]:
+def _candidate_columns(batch: DecisionBatch, s: Strategy, rows: _CandidateRows | None = None) -> list[tuple]:
     """The candidate rows that :func:`_arrow_tables` makes, described for the hash straight
     from the batch's arrays (no Arrow calls: for a live service's small groups they cost more
     than the hashing).  The tests check that both hash to the same digests."""
-    n, A = batch.stage.shape
+    r = rows if rows is not None else _CandidateRows.of(batch, s)
     aids = s.action_ids
-    act_idx, cells = _candidate_order(n, aids)
-
-    def floats(x: np.ndarray) -> tuple:
-        v = cells(x)
-        return integrity.fixed_column(v, ~np.isnan(v))
-
-    scored = ~np.isnan(cells(batch.propensity))
-    rank = cells(batch.rank)
     label, text, fixed = integrity.label_column, integrity.text_column, integrity.fixed_column
+
+    def floats(v: np.ndarray) -> tuple:
+        return fixed(v, ~np.isnan(v))
+
     return [
-        text(np.repeat(np.arange(n, dtype=np.int32), A), batch.decision_id.tolist()),
-        fixed(np.repeat(batch.ts_us, A)),
-        label(np.repeat(batch.requests.channel, A), s.channel_ids),
-        label(act_idx, aids),
-        label(act_idx, [a.issue for a in s.actions]),
-        label(act_idx, [a.group for a in s.actions]),
-        label(cells(batch.stage), STAGES),
-        label(cells(batch.rule), batch.rule_names),
-        text(cells(batch.reason), batch.reasons),
-        floats(batch.propensity), floats(batch.value), floats(batch.context_weight), floats(batch.lever),
-        floats(batch.priority),
-        fixed(rank, rank != 0),
-        fixed(cells(batch.selected)),
-        label(np.where(scored, act_idx, -1), [batch.model_versions.get(a, "") for a in aids]),
+        text(r.decision, batch.decision_id.tolist()),
+        fixed(r.ts_us),
+        label(r.channel, s.channel_ids),
+        label(r.action, aids),
+        label(r.action, [a.issue for a in s.actions]),
+        label(r.action, [a.group for a in s.actions]),
+        label(r.stage, STAGES),
+        label(r.rule, batch.rule_names),
+        text(r.reason, batch.reasons),
+        floats(r.propensity), floats(r.value), floats(r.context_weight), floats(r.lever), floats(r.priority),
+        fixed(r.rank, r.rank != 0),
+        fixed(r.selected),
+        label(r.model, [batch.model_versions.get(a, "") for a in aids]),
     ]
+
+
+@dataclass(frozen=True)
+class _CandidateRows:
+    """A batch's (n, A) arrays laid out as the log's candidate rows: one per action of the
+    catalog per decision, within a decision in ``action_id`` order (the order the hash reads).
+    Made once per batch for both the Arrow table and the hash."""
+
+    decision: np.ndarray  #: the row's decision (index into the batch)
+    action: np.ndarray  #: its action (catalogue position)
+    ts_us: np.ndarray
+    channel: np.ndarray
+    stage: np.ndarray
+    rule: np.ndarray
+    reason: np.ndarray
+    propensity: np.ndarray
+    value: np.ndarray
+    context_weight: np.ndarray
+    lever: np.ndarray
+    priority: np.ndarray
+    rank: np.ndarray
+    selected: np.ndarray
+    model: np.ndarray  #: the action again where a model scored it, else -1
+
+    @classmethod
+    def of(cls, batch: DecisionBatch, s: Strategy) -> _CandidateRows:
+        n, A = batch.stage.shape
+        action, cells = _candidate_order(n, s.action_ids)
+        propensity = cells(batch.propensity)
+        return cls(
+            decision=np.repeat(np.arange(n, dtype=np.int32), A), action=action,
+            ts_us=np.repeat(batch.ts_us, A), channel=np.repeat(batch.requests.channel, A),
+            stage=cells(batch.stage).astype(np.int32), rule=cells(batch.rule), reason=cells(batch.reason),
+            propensity=propensity, value=cells(batch.value), context_weight=cells(batch.context_weight),
+            lever=cells(batch.lever), priority=cells(batch.priority), rank=cells(batch.rank),
+            selected=cells(batch.selected), model=np.where(np.isnan(propensity), -1, action).astype(np.int32))
 
 
 def _candidate_order(n: int, aids: tuple[str, ...]) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
@@ -599,7 +629,8 @@ def _candidate_order(n: int, aids: tuple[str, ...]) -> tuple[np.ndarray, Callabl
     return np.tile(perm.astype(np.int32), n), cells
 
 
-def _arrow_tables(batch: DecisionBatch, s: Strategy, pseudo: np.ndarray, source: str) -> tuple[pa.Table, pa.Table]:
+def _arrow_tables(batch: DecisionBatch, s: Strategy, pseudo: np.ndarray, source: str,
+                  rows: _CandidateRows | None = None) -> tuple[pa.Table, pa.Table]:
     n, A = batch.stage.shape
     req = batch.requests
     ch = req.channel
@@ -647,28 +678,25 @@ def _arrow_tables(batch: DecisionBatch, s: Strategy, pseudo: np.ndarray, source:
         "latency_us": pa.array(batch.latency_us),
         "source": pa.array([source] * n, pa.string()),
     })
-    act_idx, cells = _candidate_order(n, aids)
-    dec_idx = np.repeat(np.arange(n, dtype=np.int32), A)
-
-    scored = ~np.isnan(cells(batch.propensity))
+    cr = rows if rows is not None else _CandidateRows.of(batch, s)
     versions = [batch.model_versions.get(a, "") for a in aids]
     cand = pa.table({
-        "decision_id": pa.DictionaryArray.from_arrays(pa.array(dec_idx), pa.array(batch.decision_id, pa.string())),
-        "ts": pa.array(np.repeat(batch.ts_us, A), pa.timestamp("us", tz="UTC")),
-        "channel": _dict_array(np.repeat(ch, A), s.channel_ids),
-        "action_id": _dict_array(act_idx, aids),
-        "issue": _dict_array(act_idx, [a.issue for a in s.actions]),
-        "group": _dict_array(act_idx, [a.group for a in s.actions]),
-        "stage": _dict_array(cells(batch.stage).astype(np.int32), list(STAGES)),
-        "rule": _dict_array(cells(batch.rule), batch.rule_names or [""], null_below_zero=True),
-        "reason": _dict_array(cells(batch.reason), batch.reasons or [""], null_below_zero=True),
-        "propensity": _float_array(cells(batch.propensity)),
-        "value": _float_array(cells(batch.value)),
-        "context_weight": _float_array(cells(batch.context_weight)),
-        "lever": _float_array(cells(batch.lever)),
-        "priority": _float_array(cells(batch.priority)),
-        "rank": pa.array(cells(batch.rank), mask=cells(batch.rank) == 0),
-        "selected": pa.array(cells(batch.selected)),
-        "model_version": _dict_array(np.where(scored, act_idx, -1), versions, null_below_zero=True),
+        "decision_id": pa.DictionaryArray.from_arrays(pa.array(cr.decision), pa.array(batch.decision_id, pa.string())),
+        "ts": pa.array(cr.ts_us, pa.timestamp("us", tz="UTC")),
+        "channel": _dict_array(cr.channel, s.channel_ids),
+        "action_id": _dict_array(cr.action, aids),
+        "issue": _dict_array(cr.action, [a.issue for a in s.actions]),
+        "group": _dict_array(cr.action, [a.group for a in s.actions]),
+        "stage": _dict_array(cr.stage, list(STAGES)),
+        "rule": _dict_array(cr.rule, batch.rule_names or [""], null_below_zero=True),
+        "reason": _dict_array(cr.reason, batch.reasons or [""], null_below_zero=True),
+        "propensity": _float_array(cr.propensity),
+        "value": _float_array(cr.value),
+        "context_weight": _float_array(cr.context_weight),
+        "lever": _float_array(cr.lever),
+        "priority": _float_array(cr.priority),
+        "rank": pa.array(cr.rank, mask=cr.rank == 0),
+        "selected": pa.array(cr.selected),
+        "model_version": _dict_array(cr.model, versions, null_below_zero=True),
     })
     return dec, cand

@@ -182,7 +182,26 @@ def test_pseudonyms_are_the_keyed_hmac_of_the_customer_id(tmp_path):
     with DecisionLog.open(tmp_path / "p.duckdb") as log:
         key = bytes.fromhex((tmp_path / "p.duckdb.key").read_text().strip())
         got = log.pseudonymise(["C00000042", 17, "Kundin Ä"])
+        many = [f"C{i:08d}" for i in range(300)] + ["", "Kundin Ä", 42, "x" * 500]  # a batch: compiled HMAC
+        got_many = log.pseudonymise(many)
     assert list(got) == [hmac.new(key, c.encode(), hashlib.sha256).hexdigest()[:32] for c in ("C00000042", "17", "Kundin Ä")]
+    assert list(got_many) == [hmac.new(key, str(c).encode(), hashlib.sha256).hexdigest()[:32] for c in many]
+
+
+@pytest.mark.parametrize("key_length", [0, 1, 32, 64, 65, 200])
+def test_batched_hmac_is_rfc_2104_for_any_key_length(key_length):
+    """Keys up to a block are padded, longer ones hashed first (RFC 2104), on the compiled path
+    and on hashlib's alike."""
+    import hmac
+
+    from decision_log import integrity
+
+    key = bytes(range(256))[:key_length] if key_length <= 256 else b""
+    msgs = [f"C{i:08d}" for i in range(100)] + ["", "é – ü", "y" * 1000]
+    want = [hmac.new(key, m.encode(), "sha256").hexdigest() for m in msgs]
+    assert integrity.hmac_hex(key, msgs) == want
+    assert integrity.hmac_hex(key, msgs, 32) == [w[:32] for w in want]
+    assert integrity.hmac_hex(key, msgs[:3]) == want[:3]  # small batches: hashlib
 
 
 @pytest.mark.parametrize("failing", ["decide", "prepare", "write"])
