@@ -281,6 +281,10 @@ class DecisionLog:
             self._head = (0, integrity.GENESIS) if row is None else (int(row[0]), row[1])
         return self._head
 
+    def next_seq(self) -> int:
+        """The sequence number the next logged decision gets (this object writes alone)."""
+        return self._next_seq()[0] + 1
+
     def append(self, batch: DecisionBatch, strategy: Strategy, source: str = "klartext",
                customers: np.ndarray | None = None) -> int:
         """Log a batch of decisions with all their candidates, atomically.
@@ -311,7 +315,9 @@ class DecisionLog:
             seq = np.arange(last_seq + 1, last_seq + 1 + n, dtype=np.int64)
             if prepared.typed is not None:  # typed and hashed by prepare(): only the sequence numbers are new
                 _k_typed = _json_columns(prepared.typed.add_column(0, "seq", pa.array(seq)))
-                row_digests = integrity.digests_with_seq(seq, prepared.tails)
+                row_digests = (prepared.row_digests if prepared.row_digests is not None
+                               and prepared.first_seq == last_seq + 1
+                               else integrity.digests_with_seq(seq, prepared.tails))
             else:
                 _k_dec = prepared.decisions.append_column("seq", pa.array(seq))
                 _k_typed = _arrow(con.execute(_TYPED_DECISIONS if "inputs" not in _k_dec.column_names
@@ -485,16 +491,20 @@ class PreparedBatch:
     candidate_digests: np.ndarray  #: (n, 32) SHA-256 digests
     typed: pa.Table | None = None  #: the decisions as stored, less ``seq`` (when prepared with a cursor)
     tails: list[tuple] | None = None  #: their columns after ``seq``, for the hash (:func:`integrity.decision_tails`)
+    first_seq: int | None = None  #: the sequence number the decisions were hashed with (if expected)
+    row_digests: np.ndarray | None = None  #: (n, 32) their row digests with ``seq`` from ``first_seq`` on
 
 
 def prepare(batch: DecisionBatch, strategy: Strategy, pseudonyms: np.ndarray, source: str = "klartext",
-            con: duckdb.DuckDBPyConnection | None = None) -> PreparedBatch:
+            con: duckdb.DuckDBPyConnection | None = None, first_seq: int | None = None) -> PreparedBatch:
     """Turn a batch into the Arrow tables the log stores and hash its candidate rows.
 
     Touches no table, so it can run on another thread than the writer.  With ``con`` (a
     cursor of any DuckDB connection, used only by this thread) it also types the decision
     rows as the log stores them (DuckDB writes the inputs' JSON) and hashes them, up to
-    their sequence numbers: the writer then only numbers, chains and inserts.
+    their sequence numbers: the writer then only numbers, chains and inserts.  A job that
+    knows which sequence numbers its batches will get passes ``first_seq``: the rows are
+    then hashed with them here, and the writer uses those digests if the numbers are right.
     """
     if batch.strategy_version != strategy.version:
         raise LogError("The batch was decided with another strategy version than the one given.",
@@ -511,7 +521,10 @@ def prepare(batch: DecisionBatch, strategy: Strategy, pseudonyms: np.ndarray, so
     if typed is None:
         _k_dec = dec  # read by the query below (DuckDB's replacement scan of this frame's locals)
         typed = _arrow(con.execute(_TYPED_DECISIONS_NO_SEQ))
-    return PreparedBatch(n, strategy, dec, cand, digests, typed, integrity.decision_tails(typed))
+    tails = integrity.decision_tails(typed)
+    row_digests = None if first_seq is None else integrity.digests_with_seq(
+        np.arange(first_seq, first_seq + n, dtype=np.int64), tails)
+    return PreparedBatch(n, strategy, dec, cand, digests, typed, tails, first_seq, row_digests)
 
 
 #: Up to this many decisions, prepare() writes the inputs' JSON itself (a live group: a

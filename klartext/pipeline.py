@@ -118,10 +118,15 @@ def decide_and_log(
 
         writer = _Stage("klartext-log-writer", write)
         cursor = log.con.cursor()  # the preparing thread's: prepare() types the decision rows with it
+        # the chunks are written in order, so each one's sequence numbers are known here: its
+        # rows are hashed with them off the writer's thread (the writer checks them)
+        next_seq = log.next_seq()
 
         def prep(batch: DecisionBatch) -> None:
+            nonlocal next_seq
             pseudo = log.pseudonymise(batch.requests.customer_id)
-            writer.put(prepare(batch, engine.strategy, pseudo, con=cursor))
+            writer.put(prepare(batch, engine.strategy, pseudo, con=cursor, first_seq=next_seq))
+            next_seq += len(batch)
 
         preparer = _Stage("klartext-log-prepare", prep, nice=_UPSTREAM_NICE)
 

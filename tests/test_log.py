@@ -129,8 +129,10 @@ def test_models_are_stored_with_version_features_fingerprint_and_metrics(demo_lo
 def test_rows_typed_and_hashed_before_the_writer_are_logged_identically(tmp_path, tiny_engine, tiny_strategy,
                                                                         monkeypatch, small):
     """prepare() with a cursor types and hashes the decision rows on the caller's thread, up
-    to the sequence numbers; the log it leaves holds the rows the writer makes (the inputs'
-    JSON text may be formatted differently, never with other values) and verifies."""
+    to the sequence numbers, or with them when it is told which they will be; the log it
+    leaves holds the rows the writer makes (the inputs' JSON text may be formatted
+    differently, never with other values) and verifies.  Rows hashed with the wrong numbers
+    (another writer came first) are hashed again by the writer."""
     import decision_log.store
 
     monkeypatch.setattr(decision_log.store, "SMALL_BATCH", small)
@@ -141,19 +143,21 @@ def test_rows_typed_and_hashed_before_the_writer_are_logged_identically(tmp_path
     req = Requests.from_frame(tiny_strategy, tiny_customers(60, seed=4))
     batches = [tiny_engine.decide(req.take(np.arange(i, i + 20))) for i in range(0, 60, 20)]
     rows = {}
-    for mode in ("writer", "prepared"):
+    for mode in ("writer", "prepared", "numbered", "misnumbered"):
         with DecisionLog.open(tmp_path / f"{mode}.duckdb") as log:
             cur = log.con.cursor()
-            for b in batches:  # (the same pseudonyms in both logs)
+            for b in batches:  # (the same pseudonyms in all logs)
+                first = {"numbered": log.next_seq(), "misnumbered": log.next_seq() + 1}.get(mode)
                 p = prepare(b, tiny_strategy, np.asarray(b.requests.customer_id, dtype=object),
-                            con=cur if mode == "prepared" else None)
-                assert (p.typed is not None) == (mode == "prepared")
+                            con=None if mode == "writer" else cur, first_seq=first)
+                assert (p.typed is not None) == (mode != "writer")
+                assert (p.row_digests is not None) == (first is not None)
                 log.append_prepared(p)
             assert log.verify().ok
             rows[mode] = [log.con.execute("SELECT * EXCLUDE (inputs) FROM decisions ORDER BY seq").fetchall(),
                           [json.loads(x) for (x,) in log.con.execute("SELECT inputs FROM decisions ORDER BY seq").fetchall()],
                           log.con.execute("SELECT * FROM candidates ORDER BY ALL").fetchall()]
-    assert rows["writer"] == rows["prepared"]
+    assert rows["writer"] == rows["prepared"] == rows["numbered"] == rows["misnumbered"]
 
 
 def test_a_value_without_json_form_leaves_the_inputs_to_duckdb(tiny_engine, tiny_strategy):
