@@ -156,6 +156,20 @@ def _column(name: str, arr: pa.Array) -> tuple:
     return fixed_column(v, valid)
 
 
+def _memmove() -> types.ExternalFunction:
+    """The C library's ``memmove`` (ctypes knows where it is on every platform), callable from
+    compiled code under a name of its own."""
+    import ctypes
+
+    import llvmlite.binding as llvm
+
+    llvm.add_symbol("klartext_memmove", ctypes.cast(ctypes.memmove, ctypes.c_void_p).value)
+    return types.ExternalFunction("klartext_memmove", types.uintp(types.uintp, types.uintp, types.uintp))
+
+
+_MEMMOVE = _memmove()
+
+
 @njit(cache=True, nogil=True)
 def _text_lengths(lengths, r0, r1, cols):  # pragma: no cover - compiled; checked against the rules in the tests
     """Add the length of the text part of each row ``r0:r1`` to ``lengths[row - r0]``."""
@@ -216,10 +230,9 @@ def _put_text(buf, at, r0, r1, cols):  # pragma: no cover - compiled; checked ag
                 continue
             code = codes[i]
             j = at[i - r0]
-            for k in range(offs[code], offs[code + 1]):
-                buf[j] = data[k]
-                j += 1
-            at[i - r0] = j
+            a, b = offs[code], offs[code + 1]
+            _MEMMOVE(buf.ctypes.data + j, data.ctypes.data + a, b - a)
+            at[i - r0] = j + b - a
 
 
 _BLOCK = 256  #: rows assembled together
