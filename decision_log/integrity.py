@@ -289,9 +289,13 @@ def label_column(codes: np.ndarray, values: list[str] | tuple[str, ...]) -> tupl
     return (_LABEL, 8, _ro((codes >= 0).view(np.uint8)), _ro(table), _ro(codes), _NO_OFFSETS, _NO_BYTES)
 
 
-def text_column(codes: np.ndarray, values: list[str] | np.ndarray) -> tuple:
-    """A text column given as codes into ``values`` (-1: NULL)."""
+def text_column(codes: np.ndarray, values: list[str] | np.ndarray | pa.Array) -> tuple:
+    """A text column given as codes into ``values`` (-1: NULL; an Arrow string array without
+    nulls is read from its buffers)."""
     codes = np.ascontiguousarray(codes, dtype=np.int32)
+    if isinstance(values, pa.Array):
+        offsets, data = _strings(values)
+        return (_TEXT, 4, _ro((codes >= 0).view(np.uint8)), _NO_TABLE, _ro(codes), _ro(offsets), _ro(data))
     encoded = [v.encode() for v in values]
     offsets = np.zeros(len(encoded) + 1, np.int64)
     np.cumsum(np.fromiter(map(len, encoded), np.int64, len(encoded)), out=offsets[1:])

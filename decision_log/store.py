@@ -52,11 +52,45 @@ def _arrow(result: duckdb.DuckDBPyConnection) -> pa.Table:
         return result.to_arrow_table()
 
 
-def _dict_array(codes: np.ndarray, dictionary: list[str] | np.ndarray, null_below_zero: bool = False) -> pa.Array:
+def _dict_array(codes: np.ndarray, dictionary: list[str] | np.ndarray | pa.Array,
+                null_below_zero: bool = False) -> pa.Array:
     codes = np.asarray(codes)
     mask = codes < 0 if null_below_zero else None
     idx = pa.array(np.where(codes < 0, 0, codes).astype(np.int32), mask=mask)
-    return pa.DictionaryArray.from_arrays(idx, pa.array(list(dictionary), pa.string()))
+    values = dictionary if isinstance(dictionary, pa.Array) else pa.array(list(dictionary), pa.string())
+    return pa.DictionaryArray.from_arrays(idx, values)
+
+
+def _repeated(text: str, n: int) -> pa.Array:
+    """A string array of ``n`` copies of ``text``, built from its buffers."""
+    raw = text.encode()
+    offsets = np.arange(n + 1, dtype=np.int64) * len(raw)
+    return pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(raw * n)]).cast(
+        pa.string())
+
+
+def _rejections_json(count: np.ndarray, days: np.ndarray, aids: tuple[str, ...]) -> np.ndarray:
+    """Each row's rejection history as the JSON object ``json.dumps`` writes for
+    ``{action: {"count": k, "days_since_last": d}}`` (the actions rejected, in catalogue
+    order; ``"{}"`` where none), formatted in one pass over the rejected cells."""
+    out = np.full(len(count), "{}", dtype=object)
+    rr, jj = np.nonzero(count)
+    if not len(rr):
+        return out
+    d = days[rr, jj]
+    if not np.isfinite(d).all():  # json.dumps writes NaN / Infinity its own way
+        for r in np.unique(rr).tolist():
+            js = np.flatnonzero(count[r])
+            out[r] = json.dumps({aids[j]: {"count": int(count[r, j]), "days_since_last": float(days[r, j])} for j in js})
+        return out
+    keys = [json.dumps(a) for a in aids]
+    parts = [f'{keys[j]}: {{"count": {k}, "days_since_last": {x!r}}}'
+             for j, k, x in zip(jj.tolist(), count[rr, jj].astype(np.int64).tolist(), d.astype(np.float64).tolist())]
+    rows, starts = np.unique(rr, return_index=True)
+    ends = np.append(starts[1:], len(rr))
+    for r, a, b in zip(rows.tolist(), starts.tolist(), ends.tolist()):
+        out[r] = "{" + ", ".join(parts[a:b]) + "}"
+    return out
 
 
 def _float_array(x: np.ndarray) -> pa.Array:
@@ -586,7 +620,7 @@ def _candidate_columns(batch: DecisionBatch, s: Strategy, rows: _CandidateRows |
         label(r.action, [a.group for a in s.actions]),
         label(r.stage, STAGES),
         label(r.rule, batch.rule_names),
-        text(r.reason, batch.reasons),
+        text(r.reason, r.reason_texts),
         floats(r.propensity), floats(r.value), floats(r.context_weight), floats(r.lever), floats(r.priority),
         fixed(r.rank, r.rank != 0),
         fixed(r.selected),
@@ -615,6 +649,7 @@ class _CandidateRows:
     rank: np.ndarray
     selected: np.ndarray
     model: np.ndarray  #: the action again where a model scored it, else -1
+    reason_texts: pa.Array  #: the batch's reasons (``reason`` indexes them), as Arrow strings
 
     @classmethod
     def of(cls, batch: DecisionBatch, s: Strategy) -> _CandidateRows:
@@ -627,7 +662,8 @@ class _CandidateRows:
             stage=cells(batch.stage).astype(np.int32), rule=cells(batch.rule), reason=cells(batch.reason),
             propensity=propensity, value=cells(batch.value), context_weight=cells(batch.context_weight),
             lever=cells(batch.lever), priority=cells(batch.priority), rank=cells(batch.rank),
-            selected=cells(batch.selected), model=np.where(np.isnan(propensity), -1, action).astype(np.int32))
+            selected=cells(batch.selected), model=np.where(np.isnan(propensity), -1, action).astype(np.int32),
+            reason_texts=pa.array(batch.reasons or [""], pa.string()))
 
 
 def _candidate_order(n: int, aids: tuple[str, ...]) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
@@ -653,13 +689,8 @@ def _arrow_tables(batch: DecisionBatch, s: Strategy, pseudo: np.ndarray, source:
         [pa.array(req.features[f.name]) for f in s.features], [f.name for f in s.features])
     contacts = pa.StructArray.from_arrays(
         [pa.array(req.contacts[:, j]) for j in range(len(s.channels))], list(s.channel_ids))
-    rej_rows = np.flatnonzero(req.rejections.any(axis=1))
-    rejections = np.full(n, "{}", dtype=object)
     aids = s.action_ids
-    for r in rej_rows.tolist():
-        js = np.flatnonzero(req.rejections[r])
-        rejections[r] = json.dumps({aids[j]: {"count": int(req.rejections[r, j]),
-                                              "days_since_last": float(req.days_since_rejection[r, j])} for j in js})
+    rejections = _rejections_json(req.rejections, req.days_since_rejection, aids)
     assignment = pa.nulls(n, pa.string())
     if req.assigned is not None and (req.assigned >= 0).any():
         assignment = pa.array([json.dumps({"action": aids[a], "probability": float(p)}) if a >= 0 else None
@@ -682,14 +713,14 @@ def _arrow_tables(batch: DecisionBatch, s: Strategy, pseudo: np.ndarray, source:
         "contacts": contacts,
         "rejections": pa.array(rejections, pa.string()),
         "assignment": assignment,
-        "strategy_version": pa.array([batch.strategy_version] * n, pa.string()),
-        "model_versions": pa.array([json.dumps(batch.model_versions)] * n, pa.string()),
+        "strategy_version": _repeated(batch.strategy_version, n),
+        "model_versions": _repeated(json.dumps(batch.model_versions), n),
         "chosen_action": _dict_array(first, aids, null_below_zero=True),
         "chosen_actions": chosen_actions,
         "selection_probability": pa.array(batch.selection_probability),
         "explored": pa.array(batch.explored),
         "latency_us": pa.array(batch.latency_us),
-        "source": pa.array([source] * n, pa.string()),
+        "source": _repeated(source, n),
     })
     cr = rows if rows is not None else _CandidateRows.of(batch, s)
     versions = [batch.model_versions.get(a, "") for a in aids]
@@ -702,7 +733,7 @@ def _arrow_tables(batch: DecisionBatch, s: Strategy, pseudo: np.ndarray, source:
         "group": _dict_array(cr.action, [a.group for a in s.actions]),
         "stage": _dict_array(cr.stage, list(STAGES)),
         "rule": _dict_array(cr.rule, batch.rule_names or [""], null_below_zero=True),
-        "reason": _dict_array(cr.reason, batch.reasons or [""], null_below_zero=True),
+        "reason": _dict_array(cr.reason, cr.reason_texts, null_below_zero=True),
         "propensity": _float_array(cr.propensity),
         "value": _float_array(cr.value),
         "context_weight": _float_array(cr.context_weight),

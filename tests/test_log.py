@@ -284,3 +284,20 @@ def test_the_batch_job_runs_the_writer_ahead_of_the_other_stages(tmp_path, tiny_
     assert seen["prepare"] == ("klartext-log-prepare", min(19, base + klartext.pipeline._UPSTREAM_NICE))
     assert seen["write"] == ("klartext-log-writer", base)
     assert nice() == before
+
+
+def test_rejection_histories_are_written_as_json_dumps_writes_them():
+    """The decision rows' rejection histories are formatted in one pass; the text is exactly
+    json.dumps of the history (keys that need escaping, tiny, huge and whole numbers, and the
+    NaN that json.dumps spells its own way)."""
+    from decision_log.store import _rejections_json
+
+    rng = np.random.default_rng(1)
+    aids = tuple(f"a{i}" for i in range(7)) + ('we"ird', "ü")
+    count = (rng.random((300, 9)) < 0.15) * rng.integers(1, 5, (300, 9))
+    days = rng.random((300, 9)) * 100
+    days[3], days[4], days[5] = 1e-7, 12345678912.5, 3.0
+    for d in (days, np.where(count > 0, np.nan, days)):
+        want = [json.dumps({aids[j]: {"count": int(count[r, j]), "days_since_last": float(d[r, j])}
+                            for j in np.flatnonzero(count[r])}) for r in range(300)]
+        assert list(_rejections_json(count, d, aids)) == want
