@@ -461,12 +461,10 @@ SELECT
 FROM _k_dec
 """
 
-#: The engine's decisions, typed up to their sequence numbers.  ``model_versions`` stays text
-#: here: prepare() writes it with json.dumps, and the writer hands both JSON columns to
-#: DuckDB as Arrow JSON (see :func:`_json_columns`), so they are not parsed again.
-_TYPED_DECISIONS_NO_SEQ = _TYPED_DECISIONS.replace("    CAST(seq AS BIGINT) AS seq,\n", "", 1).replace(
-    "CAST(model_versions AS JSON)", "CAST(model_versions AS VARCHAR)", 1)
-assert _TYPED_DECISIONS_NO_SEQ.count("AS VARCHAR) AS model_versions") == 1 and "seq" not in _TYPED_DECISIONS_NO_SEQ
+#: The inputs' JSON of the engine's decisions, as the log stores it (DuckDB's JSON functions
+#: write it; the other columns of the typed rows are the engine's Arrow columns as they are).
+_INPUTS_JSON = "SELECT " + _TYPED_DECISIONS[_TYPED_DECISIONS.index("CASE WHEN"):_TYPED_DECISIONS.index(" AS inputs,")] \
+    + " AS inputs FROM _k_dec"
 
 _JSON = pa.json_(pa.string())
 
@@ -554,7 +552,7 @@ def prepare(batch: DecisionBatch, strategy: Strategy, pseudonyms: np.ndarray, so
     typed = _typed_small(dec) if n <= SMALL_BATCH else None
     if typed is None:
         _k_dec = dec  # read by the query below (DuckDB's replacement scan of this frame's locals)
-        typed = _arrow(con.execute(_TYPED_DECISIONS_NO_SEQ))
+        typed = _typed_rows(dec, _arrow(con.execute(_INPUTS_JSON)).column("inputs"))
     tails = integrity.decision_tails(typed)
     row_digests = None if first_seq is None else integrity.digests_with_seq(
         np.arange(first_seq, first_seq + n, dtype=np.int64), tails)
@@ -567,13 +565,12 @@ SMALL_BATCH = 64
 
 
 def _typed_small(dec: pa.Table) -> pa.Table | None:
-    """The decision rows as :data:`_TYPED_DECISIONS_NO_SEQ` types them, built in Python: the
-    same columns and values, and ``inputs`` as compact JSON of the same document (DuckDB
-    keeps a JSON text as it is given, so the hash covers exactly what is stored).  None
-    when a value has no JSON form (a non-finite number): DuckDB's path then decides."""
-    cols = {k: dec.column(k) for k in dec.column_names}
-    feats, conts = cols["features"].to_pylist(), cols["contacts"].to_pylist()
-    rej, asg = cols["rejections"].to_pylist(), cols["assignment"].to_pylist()
+    """The decision rows typed (:func:`_typed_rows`) with ``inputs`` written in Python: compact
+    JSON of the document :data:`_INPUTS_JSON` writes (DuckDB keeps a JSON text as it is
+    given, so the hash covers exactly what is stored).  None when a value has no JSON form
+    (a non-finite number): DuckDB's path then decides."""
+    feats, conts = dec.column("features").to_pylist(), dec.column("contacts").to_pylist()
+    rej, asg = dec.column("rejections").to_pylist(), dec.column("assignment").to_pylist()
     try:
         inputs = []
         for f, c, r, a in zip(feats, conts, rej, asg):
@@ -583,6 +580,13 @@ def _typed_small(dec: pa.Table) -> pa.Table | None:
             inputs.append(json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False))
     except ValueError:
         return None
+    return _typed_rows(dec, pa.array(inputs, pa.string()))
+
+
+def _typed_rows(dec: pa.Table, inputs: pa.Array | pa.ChunkedArray) -> pa.Table:
+    """The engine's decision rows as the log stores them, less ``seq``: its Arrow columns with
+    the log's types (dictionaries decoded, text as ``string``) and the inputs' JSON."""
+    cols = {k: dec.column(k) for k in dec.column_names}
 
     def text(name: str) -> pa.Array:
         arr = cols[name].combine_chunks()
@@ -591,7 +595,7 @@ def _typed_small(dec: pa.Table) -> pa.Table | None:
     return pa.table({
         "decision_id": text("decision_id"), "ts": cols["ts"].combine_chunks(), "customer": text("customer"),
         "channel": text("channel"), "direction": text("direction"), "trigger": text("trigger"),
-        "inputs": pa.array(inputs, pa.string()), "strategy_version": text("strategy_version"),
+        "inputs": inputs, "strategy_version": text("strategy_version"),
         "model_versions": text("model_versions"), "chosen_action": text("chosen_action"),
         "chosen_actions": cols["chosen_actions"].combine_chunks(),
         "selection_probability": cols["selection_probability"].combine_chunks().cast(pa.float64()),
