@@ -424,8 +424,8 @@ class DecisionLog:
     @contextmanager
     def bulk(self) -> Iterator[None]:
         """Settings for a long run of large appends (``klartext demo``): DuckDB on one thread.
-        A parallel insert splits each table's rows into partly filled row groups that a
-        checkpoint merges again (about twice the work), and the engine needs the other core."""
+        The deciding and preparing threads need the other core; with DuckDB on two threads
+        the pipelined demo job took as long (2026-11-23, DuckDB 2.0)."""
         threads = self.con.execute("SELECT current_setting('threads')").fetchall()[0][0]
         self.con.execute("SET threads = 1")
         try:
