@@ -304,6 +304,8 @@ class Explainer:
                 self._memo[k] = ca
                 out[k[:2]] = dataclasses.replace(ca, propensity_logged=logged_now[k])
             todo = [i for i in todo if keys[i][:2] not in out]
+        if progress and out:  # read, not computed: done too
+            progress(len(out))
         if todo:
             computed = self._compute(rows.iloc[todo].reset_index(drop=True), progress)
             for ca_key, ca in computed.items():

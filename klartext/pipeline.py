@@ -208,8 +208,10 @@ def _explain_sample(log: DecisionLog, batches: list[DecisionBatch], n: int, seed
         return 0
     t = time.perf_counter()
     sample = sample_ids(log, n, seed=seed)
-    decided = sum(len(b) for b in batches)
-    total = int(sum(np.isfinite(b.propensity).sum() for b in batches) * len(sample) / max(decided, 1))
+    scored: dict[str, int] = {}  # scored candidates per decision: the bar's total
+    for b in batches:
+        scored.update(zip(b.decision_id.tolist(), np.isfinite(b.propensity).sum(axis=1).tolist()))
+    total = sum(scored.get(d, 0) for d in sample)
     done = [0]
 
     def explained_rows(k: int) -> None:

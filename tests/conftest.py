@@ -165,13 +165,22 @@ def cell(batch, strategy, action_id, row=0):
 
 
 @pytest.fixture(scope="session")
-def demo_log(tmp_path_factory) -> Path:
-    """A small demo log (2,000 customers of the retail scenario), written once per session."""
+def demo_run(tmp_path_factory) -> tuple:
+    """A small demo (2,000 customers of the retail scenario), run once per session: its log's
+    path, its result and the progress it reported, as (label, done, total) tuples."""
     from klartext.pipeline import run_demo
 
     path = tmp_path_factory.mktemp("demo") / "demo.duckdb"
-    run_demo(str(path), 2000, history_per_action=800, explain_sample=300)
-    return path
+    events: list[tuple[str, int, int]] = []
+    result = run_demo(str(path), 2000, history_per_action=800, explain_sample=300,
+                      progress=lambda label, done, total: events.append((label, done, total)))
+    return path, result, events
+
+
+@pytest.fixture(scope="session")
+def demo_log(demo_run) -> Path:
+    """The small demo's log, written once per session."""
+    return demo_run[0]
 
 
 @pytest.fixture

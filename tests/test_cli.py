@@ -114,6 +114,20 @@ def test_replay_needs_an_id_or_a_sample(demo_log):
                                        "Hint: e.g. `klartext replay --sample 1000` or `klartext replay 01J...`."]
 
 
+def test_demo_progress_bars_count_what_was_done(demo_run):
+    """Each bar of the demo ends at its total, and the explanation bar's total is the number
+    of scored candidates the demo reports explaining."""
+    _, result, events = demo_run
+    last = {label: (done, total) for label, done, total in events}
+    assert {"Deciding and logging", "Explaining a sample"} <= set(last)
+    for label, (done, total) in last.items():
+        assert done == total, label
+    explaining = [(d, t) for label, d, t in events if label == "Explaining a sample"]
+    assert explaining[-1][0] == result.explained > 0
+    assert {t for _, t in explaining} == {result.explained}  # known from the start, never stretched
+    assert last["Deciding and logging"][0] == result.decisions
+
+
 def test_demo_refuses_to_overwrite(demo_log):
     res = run("demo", "--db", str(demo_log), "--no-app")
     assert res.exit_code == 2
