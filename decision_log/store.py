@@ -609,6 +609,7 @@ def _candidate_columns(batch: DecisionBatch, s: Strategy, rows: _CandidateRows |
     from the batch's arrays (no Arrow calls: for a live service's small groups they cost more
     than the hashing).  The tests check that both hash to the same digests."""
     r = rows if rows is not None else _CandidateRows.of(batch, s)
+    c = r.cells
     aids = s.action_ids
     label, text, fixed = integrity.label_column, integrity.text_column, integrity.fixed_column
 
@@ -622,14 +623,18 @@ def _candidate_columns(batch: DecisionBatch, s: Strategy, rows: _CandidateRows |
         label(r.action, aids),
         label(r.action, [a.issue for a in s.actions]),
         label(r.action, [a.group for a in s.actions]),
-        label(r.stage, STAGES),
-        label(r.rule, batch.rule_names),
-        text(r.reason, r.reason_texts),
-        floats(r.propensity), floats(r.value), floats(r.context_weight), floats(r.lever), floats(r.priority),
-        fixed(r.rank, r.rank != 0),
-        fixed(r.selected),
+        label(c["stage"], STAGES),
+        label(c["rule"], batch.rule_names),
+        text(c["reason"], r.reason_texts),
+        floats(c["propensity"]), floats(c["value"]), floats(c["context_weight"]), floats(c["lever"]), floats(c["priority"]),
+        fixed(c["rank"], c["rank"] != 0),
+        fixed(c["selected"]),
         label(r.model, [batch.model_versions.get(a, "") for a in aids]),
     ]
+
+
+#: The engine's (n, A) arrays that become candidate columns as they are.
+_CELLS = ("stage", "rule", "reason", "propensity", "value", "context_weight", "lever", "priority", "rank", "selected")
 
 
 @dataclass(frozen=True)
@@ -642,31 +647,19 @@ class _CandidateRows:
     action: np.ndarray  #: its action (catalogue position)
     ts_us: np.ndarray
     channel: np.ndarray
-    stage: np.ndarray
-    rule: np.ndarray
-    reason: np.ndarray
-    propensity: np.ndarray
-    value: np.ndarray
-    context_weight: np.ndarray
-    lever: np.ndarray
-    priority: np.ndarray
-    rank: np.ndarray
-    selected: np.ndarray
+    cells: dict[str, np.ndarray]  #: the batch's arrays named in :data:`_CELLS`, in row order
     model: np.ndarray  #: the action again where a model scored it, else -1
     reason_texts: pa.Array  #: the batch's reasons (``reason`` indexes them), as Arrow strings
 
     @classmethod
     def of(cls, batch: DecisionBatch, s: Strategy) -> _CandidateRows:
         n, A = batch.stage.shape
-        action, cells = _candidate_order(n, s.action_ids)
-        propensity = cells(batch.propensity)
+        action, lay_out = _candidate_order(n, s.action_ids)
+        cells = {name: lay_out(getattr(batch, name)) for name in _CELLS}
         return cls(
             decision=np.repeat(np.arange(n, dtype=np.int32), A), action=action,
-            ts_us=np.repeat(batch.ts_us, A), channel=np.repeat(batch.requests.channel, A),
-            stage=cells(batch.stage).astype(np.int32), rule=cells(batch.rule), reason=cells(batch.reason),
-            propensity=propensity, value=cells(batch.value), context_weight=cells(batch.context_weight),
-            lever=cells(batch.lever), priority=cells(batch.priority), rank=cells(batch.rank),
-            selected=cells(batch.selected), model=np.where(np.isnan(propensity), -1, action).astype(np.int32),
+            ts_us=np.repeat(batch.ts_us, A), channel=np.repeat(batch.requests.channel, A), cells=cells,
+            model=np.where(np.isnan(cells["propensity"]), -1, action).astype(np.int32),
             reason_texts=pa.array(batch.reasons or [""], pa.string()))
 
 
@@ -727,6 +720,7 @@ def _arrow_tables(batch: DecisionBatch, s: Strategy, pseudo: np.ndarray, source:
         "source": _repeated(source, n),
     })
     cr = rows if rows is not None else _CandidateRows.of(batch, s)
+    c = cr.cells
     versions = [batch.model_versions.get(a, "") for a in aids]
     cand = pa.table({
         "decision_id": pa.DictionaryArray.from_arrays(pa.array(cr.decision), pa.array(batch.decision_id, pa.string())),
@@ -735,16 +729,16 @@ def _arrow_tables(batch: DecisionBatch, s: Strategy, pseudo: np.ndarray, source:
         "action_id": _dict_array(cr.action, aids),
         "issue": _dict_array(cr.action, [a.issue for a in s.actions]),
         "group": _dict_array(cr.action, [a.group for a in s.actions]),
-        "stage": _dict_array(cr.stage, list(STAGES)),
-        "rule": _dict_array(cr.rule, batch.rule_names or [""], null_below_zero=True),
-        "reason": _dict_array(cr.reason, cr.reason_texts, null_below_zero=True),
-        "propensity": _float_array(cr.propensity),
-        "value": _float_array(cr.value),
-        "context_weight": _float_array(cr.context_weight),
-        "lever": _float_array(cr.lever),
-        "priority": _float_array(cr.priority),
-        "rank": pa.array(cr.rank, mask=cr.rank == 0),
-        "selected": pa.array(cr.selected),
+        "stage": _dict_array(c["stage"], list(STAGES)),
+        "rule": _dict_array(c["rule"], batch.rule_names or [""], null_below_zero=True),
+        "reason": _dict_array(c["reason"], cr.reason_texts, null_below_zero=True),
+        "propensity": _float_array(c["propensity"]),
+        "value": _float_array(c["value"]),
+        "context_weight": _float_array(c["context_weight"]),
+        "lever": _float_array(c["lever"]),
+        "priority": _float_array(c["priority"]),
+        "rank": pa.array(c["rank"], mask=c["rank"] == 0),
+        "selected": pa.array(c["selected"]),
         "model_version": _dict_array(cr.model, versions, null_below_zero=True),
     })
     return dec, cand
