@@ -448,8 +448,7 @@ def _hmac_hex(inner_pad, outer_pad, data, offs, width, out, hexdigits):  # pragm
     digest = np.empty(32, np.uint8)
     for i in range(offs.shape[0] - 1):
         a, b = offs[i], offs[i + 1]
-        for k in range(b - a):
-            inner[64 + k] = data[a + k]
+        _MEMMOVE(inner.ctypes.data + 64, data.ctypes.data + a, b - a)
         _SHA256(inner.ctypes.data, 64 + b - a, outer[64:].ctypes.data)
         _SHA256(outer.ctypes.data, 96, digest.ctypes.data)
         for k in range(width // 2):
@@ -467,9 +466,7 @@ def hmac_hex(key: bytes, messages: list[str], width: int = 64) -> list[str]:
         key = hashlib.sha256(key).digest()
     k = np.zeros(64, np.uint8)
     k[:len(key)] = np.frombuffer(key, np.uint8)
-    arr = pa.array(messages, pa.large_string())
-    offs = np.frombuffer(arr.buffers()[1], np.int64, len(arr) + 1, arr.offset * 8)
-    data = np.frombuffer(arr.buffers()[2], np.uint8) if arr.buffers()[2] is not None else _NO_BYTES
+    offs, data = _strings(pa.array(messages, pa.string()))
     out = np.empty((len(messages), width), np.uint8)
     _hmac_hex(k ^ 0x36, k ^ 0x5C, data, offs, width, out, _HEX)
     return out.view(f"S{width}").ravel().astype(str).tolist()
