@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from decision_log.integrity import compile_assembly
 from decision_log.store import DecisionLog
 from decisioning.engine import Engine
 from decisioning.inputs import Requests
@@ -54,7 +55,8 @@ def main() -> None:
     frame, contacts, rej, days = retail.generate_interactions(people, strategy, seed=args.seed + 1)
     req = Requests.from_frame(strategy, frame, contacts=contacts, rejections=rej, days_since_rejection=days)
     engine = Engine(strategy, models)
-    engine.decide(req.take(np.arange(100)))  # warm-up: prepare tables, load OpenMP pools
+    engine.decide(req.take(np.arange(100)))  # warm-up: prepare tables, load OpenMP pools, compile scoring
+    compile_assembly()  # ... and the hashing (numba's cache: a first run after installing compiles)
     ts = np.full(len(req), time.time_ns() // 1000, dtype=np.int64)
 
     with tempfile.TemporaryDirectory() as tmp:
