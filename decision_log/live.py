@@ -117,16 +117,30 @@ def _note_reader(path: str | Path) -> None:
         pass
 
 
-def open_replica(path: str | Path, newer_than: int = -1) -> tuple[duckdb.DuckDBPyConnection, ReplicaInfo] | None:
-    """Open the freshest replica of ``path`` that can be opened now (one being refreshed is
-    locked: the other is taken), read-only; None when no service keeps replicas of it."""
-    for info in replicas(path):
+def open_replica(path: str | Path, newer_than: int = -1,
+                 wait_s: float = 2.0) -> tuple[duckdb.DuckDBPyConnection, ReplicaInfo] | None:
+    """Open the freshest replica of ``path``, read-only; None when no service keeps one newer
+    than ``newer_than``.  While the service refreshes the freshest (it is locked for a
+    fraction of a second) the reader waits for it, up to ``wait_s``, and only then takes
+    the other one: that may be much older when a reader has held it for long."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        found = replicas(path)
+        if not found or found[0].generation <= newer_than:
+            return None
+        try:
+            return duckdb.connect(found[0].path, read_only=True), found[0]
+        except duckdb.Error:  # being refreshed right now
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.02)
+    for info in found[1:]:
         if info.generation <= newer_than:
             return None
         try:
             return duckdb.connect(info.path, read_only=True), info
         except duckdb.Error:
-            continue  # being refreshed right now
+            continue
     return None
 
 

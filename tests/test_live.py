@@ -97,6 +97,42 @@ def test_a_replica_of_another_log_is_rebuilt(demo_copy, tmp_path):
         rep.close()
 
 
+def test_a_reader_waits_for_the_freshest_replica_while_it_is_refreshed(demo_copy):
+    """A reader that arrives while the service refreshes the freshest replica (locked for a
+    moment) gets it once it is free, not the other replica, which a long-lived reader (a
+    dashboard) may have kept at an old state; after the wait it takes the other one."""
+    import duckdb
+
+    log = DecisionLog.open(demo_copy)
+    rep = live.Replicator(log, interval_s=3600)  # both replicas made at start; the rest by hand
+    try:
+        deadline = time.monotonic() + 60
+        while len(rep.state) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ids = _decide(log, 4, seed=3)
+        assert rep.refresh() is not None
+        freshest, older = live.replicas(demo_copy)
+        assert freshest.decisions == older.decisions + 4
+        lock = duckdb.connect(freshest.path)  # what a refresh does to it: held read-write
+        threading.Timer(0.4, lock.close).start()
+        got = DecisionLog.open_live(demo_copy)
+        assert got.replica.name == freshest.name
+        assert got.con.execute("SELECT count(*) FROM decisions WHERE decision_id IN (SELECT unnest(?::VARCHAR[]))",
+                               [ids]).fetchall()[0][0] == 4
+        got.close()
+        lock = duckdb.connect(freshest.path)  # held for longer than a reader waits: the other one
+        try:
+            t = time.monotonic()
+            found = live.open_replica(demo_copy, wait_s=0.3)
+            assert found is not None and found[1].name == older.name and time.monotonic() - t >= 0.3
+            found[0].close()
+        finally:
+            lock.close()
+    finally:
+        rep.close()
+        log.close()
+
+
 def test_dashboard_and_service_run_together(demo_copy):
     db = demo_copy  # a private copy: the service may hold and change it
     port = _free_port()
