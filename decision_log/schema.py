@@ -120,6 +120,8 @@ DDL = [
     """,
     # how a model reads its input (NULL: the float model matrix); added after schema 1's first release
     "ALTER TABLE models ADD COLUMN IF NOT EXISTS input JSON",
+    # SHA-256 (hex) of the artifact's bytes, checked before the artifact is deserialised
+    "ALTER TABLE models ADD COLUMN IF NOT EXISTS artifact_sha256 VARCHAR",
     """
     CREATE TABLE IF NOT EXISTS explanations (
         decision_id VARCHAR NOT NULL,

@@ -12,6 +12,7 @@ open it at all; open read-only (``read_only=True``) to share a finished log betw
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -245,18 +246,20 @@ class DecisionLog:
         for action_id, m in sorted(models.models.items()):
             if (m.version, action_id) in known:
                 continue
+            blob = m.to_bytes()
             rows.append({
                 "version": m.version, "action_id": action_id, "algorithm": m.algorithm,
                 "features": list(m.features), "training_fingerprint": m.training_fingerprint,
-                "metrics": json.dumps(m.metrics), "artifact": m.to_bytes(), "format": "skops",
+                "metrics": json.dumps(m.metrics), "artifact": blob, "format": "skops",
                 "created": now, "input": json.dumps(m.input) if m.input else None,
+                "artifact_sha256": hashlib.sha256(blob).hexdigest(),
             })
         if rows:
             tbl = pa.Table.from_pylist(rows)  # noqa: F841 - read by DuckDB below
             self.con.execute("INSERT INTO models (version, action_id, algorithm, features, training_fingerprint, "
-                             "metrics, artifact, format, created, input) SELECT version, action_id, algorithm, "
-                             "features, training_fingerprint, metrics::JSON, artifact, format, created, "
-                             "input::JSON FROM tbl")
+                             "metrics, artifact, format, created, input, artifact_sha256) SELECT version, action_id, "
+                             "algorithm, features, training_fingerprint, metrics::JSON, artifact, format, created, "
+                             "input::JSON, artifact_sha256 FROM tbl")
         return models.versions()
 
     def load_strategy(self, version: str) -> Strategy:
@@ -268,9 +271,12 @@ class DecisionLog:
             self._strategy_cache[version] = parse_strategy(row[0], source=f"strategy {version} (from the log)")
         return self._strategy_cache[version]
 
-    def _has_input_column(self) -> bool:
-        return bool(self.con.cursor().execute("SELECT count(*) FROM information_schema.columns WHERE table_name = 'models' "
-                                     "AND column_name = 'input'").fetchall()[0][0])
+    def _model_column(self, name: str) -> str:
+        """``name`` if the models table has that column (a read-only log of an older release
+        may lack it), else ``NULL``."""
+        found = self.con.cursor().execute("SELECT count(*) FROM information_schema.columns WHERE table_name = "
+                                          "'models' AND column_name = ?", [name]).fetchall()[0][0]
+        return name if found else "NULL"
 
     def load_models(self, versions: dict[str, str]) -> ModelSet:
         out = {}
@@ -278,12 +284,17 @@ class DecisionLog:
             key = (version, action_id)
             if key not in self._model_cache:
                 row = _first(self.con.cursor().execute(
-                    "SELECT artifact, features, training_fingerprint, metrics, algorithm, "
-                    + ("input" if self._has_input_column() else "NULL") +
-                    " FROM models WHERE version = ? AND action_id = ?", [version, action_id]))
+                    f"SELECT artifact, features, training_fingerprint, metrics, algorithm, "
+                    f"{self._model_column('input')}, {self._model_column('artifact_sha256')} "
+                    "FROM models WHERE version = ? AND action_id = ?", [version, action_id]))
                 if row is None:
                     raise LogError(f"Model version {version!r} of action {action_id!r} is not in the log {self.path!r}.",
                                    "Register the model before logging decisions made with it.")
+                if row[6] is not None and hashlib.sha256(row[0]).hexdigest() != row[6]:
+                    raise LogError(f"The stored artifact of model {version!r} (action {action_id!r}) does not match "
+                                   f"its registered SHA-256 {row[6][:16]}…; it was not loaded.",
+                                   "The models table was changed after registration: run `klartext verify` and "
+                                   "restore the log from a trusted copy.")
                 self._model_cache.setdefault(key, PropensityModel.from_bytes(
                     row[0], action_id, tuple(row[1]), row[2], json.loads(row[3]), row[4], version=version,
                     input=json.loads(row[5]) if row[5] else None))  # (one object if two threads load it)

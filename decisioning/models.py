@@ -10,9 +10,15 @@ of their fitted state, so the decision log can pin exactly which model scored a 
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib
+import io
+import json
+import os
 import pickle
 import threading
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -24,17 +30,81 @@ import skops.io as sio
 from sklearn.base import clone
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import brier_score_loss, roc_auc_score
-from skops.io.exceptions import UntrustedTypesFoundException
 
 from decisioning.errors import KlartextError, NotFittedError
 from decisioning.inputs import Requests
 from decisioning.strategy import Strategy
 
-#: Types skops may load besides its own defaults; each is a plain scikit-learn class.
-TRUSTED_TYPES = [
+#: Every type a model artifact may contain, by exact name (no prefixes): the scikit-learn
+#: estimators, transformers and tree internals Klartext supports, the numpy and builtin types
+#: they are stored with (functions: :data:`ALLOWED_MODEL_FUNCTIONS`).  A name
+#: outside this list is refused before anything is constructed.  Extend it for your own
+#: estimator classes with ``$KLARTEXT_MODEL_TYPES`` (comma-separated names of scikit-learn
+#: estimator classes, see :func:`allowed_model_types`).
+ALLOWED_MODEL_TYPES = frozenset({
+    # containers and scalars skops stores estimators' attributes with
+    "builtins.dict", "builtins.list", "builtins.tuple", "builtins.str", "builtins.int", "builtins.float",
+    "builtins.bool", "builtins.slice", "builtins.NoneType",
+    # numpy arrays, dtypes and random generators
+    "numpy.ndarray", "numpy.dtype", "numpy.random._generator.Generator", "numpy.random.mtrand.RandomState",
+    "numpy.random._pcg64.PCG64", "numpy.random._mt19937.MT19937",
+    "numpy.bool", "numpy.bool_", "numpy.int8", "numpy.int16", "numpy.int32", "numpy.int64", "numpy.uint8",
+    "numpy.uint16", "numpy.uint32", "numpy.uint64", "numpy.float16", "numpy.float32", "numpy.float64",
+    "numpy.str_", "numpy.object_", "numpy.intp", "numpy.uintp",
+    # classifiers
+    "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
+    "sklearn.ensemble._gb.GradientBoostingClassifier",
+    "sklearn.ensemble._forest.RandomForestClassifier",
+    "sklearn.ensemble._forest.ExtraTreesClassifier",
+    "sklearn.tree._classes.DecisionTreeClassifier",
+    "sklearn.tree._classes.ExtraTreeClassifier",
+    "sklearn.linear_model._logistic.LogisticRegression",
+    "sklearn.calibration.CalibratedClassifierCV",
+    "sklearn.dummy.DummyClassifier",
+    # pipelines and transformers
+    "sklearn.pipeline.Pipeline",
+    "sklearn.compose._column_transformer.ColumnTransformer",
+    "sklearn.preprocessing._encoders.OneHotEncoder",
+    "sklearn.preprocessing._encoders.OrdinalEncoder",
+    "sklearn.preprocessing._data.StandardScaler",
+    "sklearn.preprocessing._data.MinMaxScaler",
+    "sklearn.preprocessing._data.MaxAbsScaler",
+    "sklearn.preprocessing._data.RobustScaler",
+    "sklearn.preprocessing._function_transformer.FunctionTransformer",
+    "sklearn.preprocessing._label.LabelEncoder",
+    "sklearn.impute._base.SimpleImputer",
+    # internals of the above (trees, binning, losses, calibration)
+    "sklearn.tree._tree.Tree",
+    "sklearn.tree._classes.DecisionTreeRegressor",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
-]
+    "sklearn._loss._loss.CyHalfBinomialLoss",
+    "sklearn._loss.loss.HalfBinomialLoss",
+    "sklearn._loss.link.LogitLink",
+    "sklearn._loss.link.Interval",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.isotonic.IsotonicRegression",
+})
+
+#: Functions (skops' FunctionNode / PartialNode) a model may hold: pure numeric ones only.
+ALLOWED_MODEL_FUNCTIONS = frozenset({
+    "numpy.log1p", "numpy.log", "numpy.log2", "numpy.log10", "numpy.exp", "numpy.expm1", "numpy.sqrt",
+    "numpy.square", "numpy.absolute", "numpy.tanh", "numpy.arcsinh", "sklearn.utils.validation.check_array",
+    "functools.partial",
+})
+#: skops node kinds a model may use.  Bound methods, ``operator`` getters, reduce-constructors
+#: and raw bytes are never needed by a supported estimator, so they are refused outright.
+_ALLOWED_LOADERS = frozenset({
+    "DictNode", "ListNode", "TupleNode", "SliceNode", "JsonNode", "TypeNode", "FunctionNode", "PartialNode",
+    "ObjectNode", "NdArrayNode", "DTypeNode", "RandomStateNode", "RandomGeneratorNode", "LossNode", "TreeNode",
+})
+#: Bounds on an artifact before anything in it is read: compressed size, unpacked size (all
+#: members together, so a zip bomb is refused unread), members, and schema size.
+MAX_ARTIFACT_BYTES = 256 * 1024 * 1024
+MAX_ARTIFACT_UNPACKED = 1024 * 1024 * 1024
+MAX_ARTIFACT_MEMBERS = 200_000
+MAX_SCHEMA_BYTES = 64 * 1024 * 1024
 CHANNEL_FEATURE = "channel"
 
 
@@ -219,42 +289,184 @@ class PropensityModel:
 
 
 _LOAD_LOCK = threading.Lock()
-_VETTED: set[str] = set()  #: type names of loaded artifacts that passed the policy below
+
+
+def allowed_model_types() -> frozenset[str]:
+    """:data:`ALLOWED_MODEL_TYPES` plus the classes named in ``$KLARTEXT_MODEL_TYPES``.
+
+    The variable is the operator's decision, never a model file's: each name must be an
+    importable scikit-learn estimator class (a subclass of ``sklearn.base.BaseEstimator``),
+    e.g. ``KLARTEXT_MODEL_TYPES=sklearn.naive_bayes.GaussianNB``; anything else is refused with
+    its name.
+    """
+    raw = os.environ.get("KLARTEXT_MODEL_TYPES", "").strip()
+    if not raw:
+        return ALLOWED_MODEL_TYPES
+    return ALLOWED_MODEL_TYPES | _extra_types(raw)
+
+
+@functools.lru_cache(maxsize=8)
+def _extra_types(raw: str) -> frozenset[str]:
+    from sklearn.base import BaseEstimator
+
+    out = set()
+    for name in (x.strip() for x in raw.split(",")):
+        if not name:
+            continue
+        module, _, cls = name.rpartition(".")
+        try:
+            obj = getattr(importlib.import_module(module), cls) if module else None
+        except (ImportError, AttributeError, ValueError):
+            obj = None
+        if not (isinstance(obj, type) and issubclass(obj, BaseEstimator)):
+            raise KlartextError(f"KLARTEXT_MODEL_TYPES names {name!r}, which is not a scikit-learn estimator class.",
+                                "Name estimator classes by module and class, e.g. sklearn.naive_bayes.GaussianNB "
+                                "(the name `skops.io.get_untrusted_types` prints).")
+        out.add(name)
+    return frozenset(out)
+
+
+def artifact_types(blob: bytes, action_id: str) -> list[str]:
+    """The type and function names a skops artifact would construct, checked against the
+    allow-lists without constructing anything.
+
+    Raises :class:`KlartextError` naming the first refused name (or the bound that was
+    exceeded); returns the names, for skops' own ``trusted`` argument.
+    """
+    def refuse(what: str) -> KlartextError:
+        return KlartextError(f"The stored model for action {action_id!r} {what}; it was not loaded.",
+                             "Klartext loads only the scikit-learn types it supports (ALLOWED_MODEL_TYPES); "
+                             "save a supported estimator with skops.io.dump, or allow your own estimator class "
+                             "with $KLARTEXT_MODEL_TYPES.")
+
+    if len(blob) > MAX_ARTIFACT_BYTES:
+        raise refuse(f"is {len(blob):,} bytes, more than the {MAX_ARTIFACT_BYTES:,} allowed")
+    try:
+        z = zipfile.ZipFile(io.BytesIO(blob))
+        members = z.infolist()
+        if len(members) > MAX_ARTIFACT_MEMBERS:
+            raise refuse(f"has {len(members):,} members, more than the {MAX_ARTIFACT_MEMBERS:,} allowed")
+        unpacked = sum(m.file_size for m in members)
+        if unpacked > MAX_ARTIFACT_UNPACKED:
+            raise refuse(f"unpacks to {unpacked:,} bytes, more than the {MAX_ARTIFACT_UNPACKED:,} allowed")
+        info = z.getinfo("schema.json")
+        if info.file_size > MAX_SCHEMA_BYTES:
+            raise refuse(f"has a schema of {info.file_size:,} bytes, more than the {MAX_SCHEMA_BYTES:,} allowed")
+        schema = json.loads(z.read(info))
+    except KlartextError:
+        raise
+    except (zipfile.BadZipFile, KeyError, ValueError, RecursionError, EOFError, OSError) as exc:
+        raise refuse(f"is not a readable skops file ({type(exc).__name__})") from None
+    allowed = allowed_model_types()
+    names: set[str] = set()
+    stack: list[Any] = [schema]
+    while stack:  # iterative: a deeply nested file cannot exhaust the stack
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        if "__loader__" in node:
+            loader, module, cls = node.get("__loader__"), node.get("__module__"), node.get("__class__")
+            if not all(isinstance(x, str) for x in (loader, module, cls)) or "." in cls:
+                raise refuse("has a malformed entry")
+            name = f"{module}.{cls}"
+            if loader not in _ALLOWED_LOADERS:
+                raise refuse(f"contains {name!r} stored as {loader}, which is never loaded")
+            ok = name in ALLOWED_MODEL_FUNCTIONS if loader in ("FunctionNode", "PartialNode") else name in allowed
+            if not ok:
+                raise refuse(f"contains untrusted type {name!r}")
+            names.add(name)
+        stack.extend(v for v in node.values() if isinstance(v, (dict, list)))
+    return sorted(names)
 
 
 def _load(blob: bytes, action_id: str) -> Any:
-    """Deserialise a skops artifact, refusing any type that is not scikit-learn or numpy.
+    """Deserialise a skops artifact whose every type is on the allow-list, then check that
+    its trees are well-formed (see :func:`check_structure`).
 
     One load at a time: numpy reads every array header with ``ast.literal_eval``, and
     CPython 3.11 builds AST objects with a per-interpreter recursion counter, so two threads
     parsing at once can fail with "AST constructor recursion depth mismatch" (gh-106905)."""
+    names = artifact_types(blob, action_id)
     with _LOAD_LOCK:
         for attempt in range(3):
             try:
-                return _load_unlocked(blob, action_id)
+                est = sio.loads(blob, trusted=names)
+                break
             except SystemError as exc:  # that spurious error, raced by a thread we do not own
                 if "recursion depth mismatch" not in str(exc) or attempt == 2:
                     raise
-        raise AssertionError("unreachable")
+    check_structure(est, action_id)
+    return est
 
 
-def _load_unlocked(blob: bytes, action_id: str) -> Any:
-    if _VETTED:  # skops audits the tree before it constructs anything: one parse, not two
-        try:
-            return sio.loads(blob, trusted=sorted(_VETTED))
-        except UntrustedTypesFoundException:
-            pass  # a type not seen in this process yet: vet it below
-    untrusted = sio.get_untrusted_types(data=blob)
-    # plain scikit-learn and numpy types only: never arbitrary code
-    unknown = [t for t in untrusted if t not in TRUSTED_TYPES and not t.startswith(("sklearn.", "numpy."))]
-    if unknown:
-        raise KlartextError(
-            f"The stored model for action {action_id!r} contains untrusted type {unknown[0]!r}; "
-            "it was not loaded.",
-            "Only scikit-learn estimators are loaded; re-register the model with `klartext demo` or the model API.",
-        )
-    _VETTED.update(untrusted)
-    return sio.loads(blob, trusted=untrusted)
+def check_structure(estimator: Any, action_id: str) -> None:
+    """Refuse trees whose node arrays point outside themselves.
+
+    skops checks an object's type, not its content: scikit-learn's tree code follows child
+    and feature indices without bounds checks, so a crafted file could read outside an array
+    or loop forever the first time it scores.  Every child must come after its parent (which
+    rules out cycles) and inside the tree, every split feature must exist.
+    """
+    from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
+    from sklearn.tree._tree import Tree
+
+    def bad(what: str) -> KlartextError:
+        return KlartextError(f"The stored model for action {action_id!r} has a malformed tree ({what}); "
+                             "it was not loaded.", "Re-export the fitted model with skops.io.dump.")
+
+    def check(left: np.ndarray, right: np.ndarray, leaf: np.ndarray, feature: np.ndarray, n_features: int) -> None:
+        n = len(left)
+        idx = np.arange(n)
+        inner = ~leaf
+        for child, side in ((left, "left"), (right, "right")):
+            c = child[inner].astype(np.int64)
+            if len(c) and (c.min() <= -1 or c.max() >= n or (c <= idx[inner]).any()):
+                raise bad(f"a {side} child outside the tree")
+        f = feature[inner].astype(np.int64)
+        if len(f) and (f.min() < 0 or f.max() >= n_features):
+            raise bad(f"a split on feature {int(f.max() if f.max() >= n_features else f.min())} of {n_features}")
+
+    seen: set[int] = set()
+    stack: list[tuple[Any, int]] = [(estimator, -1)]
+    while stack:
+        obj, n_features = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        nf = getattr(obj, "n_features_in_", n_features)
+        nf = nf if isinstance(nf, (int, np.integer)) else n_features
+        if isinstance(obj, TreePredictor):
+            nodes = obj.nodes
+            if nodes.ndim != 1 or len(nodes) == 0:
+                raise bad("no nodes")
+            if nf < 0:
+                raise bad("a tree without its ensemble")
+            check(nodes["left"], nodes["right"], nodes["is_leaf"].astype(bool), nodes["feature_idx"], int(nf))
+            cat = nodes["is_categorical"].astype(bool) & ~nodes["is_leaf"].astype(bool)
+            bits = nodes["bitset_idx"][cat].astype(np.int64)
+            if len(bits) and (bits.min() < 0 or bits.max() >= min(len(obj.raw_left_cat_bitsets),
+                                                                   len(obj.binned_left_cat_bitsets))):
+                raise bad("a category set outside the tree")
+        elif isinstance(obj, Tree):
+            n = obj.node_count
+            left, right = obj.children_left, obj.children_right
+            if n < 1 or len(left) != n or len(right) != n or obj.value.shape[0] != n:
+                raise bad("inconsistent node counts")
+            check(left, right, left == -1, obj.feature, int(obj.n_features))
+            if ((left == -1) != (right == -1)).any():
+                raise bad("a node with one child")
+        elif isinstance(obj, dict):
+            stack.extend((v, nf) for v in obj.values())
+        elif isinstance(obj, (list, tuple)):
+            stack.extend((v, nf) for v in obj)
+        elif isinstance(obj, np.ndarray):
+            if obj.dtype == object:
+                stack.extend((v, nf) for v in obj.ravel().tolist())
+        elif hasattr(obj, "__dict__"):
+            stack.extend((v, nf) for v in vars(obj).values())
 
 
 class StoredModel(PropensityModel):
