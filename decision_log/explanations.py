@@ -3,19 +3,85 @@
 Attributions are derived data: they are keyed by (decision, action, model version), written
 once and read back instead of being recomputed.  A log opened read-only (e.g. the dashboard
 sharing a finished log) cannot store them; :func:`writable` says whether this connection can.
+
+Every row carries a ``seal``: the SHA-256 of its content (:func:`seal`), checked by
+``klartext verify`` and whenever a stored row is read.  A row edited without recomputing it
+is caught there; one whose seal was recomputed too is caught when it is shown, because a
+decision's explanation is always recomputed from the pinned model on display and compared
+with the stored row (see :mod:`explain.api`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
+from collections.abc import Iterable, Sequence
+
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 COLUMNS = [
     "decision_id", "action_id", "model_version", "algorithm", "output", "library", "background",
     "features", "x", "attributions", "base_value", "raw_output", "residual",
-    "propensity_logged", "propensity_rescored", "created",
+    "propensity_logged", "propensity_rescored", "created", "seal",
 ]
+#: The columns a seal covers (``created`` is when, not what).
+SEALED = COLUMNS[:15]
+
+
+def seal(decision_id: str, action_id: str, model_version: str, algorithm: str, output: str, library: str,
+         background: str | None, features: Sequence[str], x: Iterable[float], attributions: Iterable[float],
+         base_value: float, raw_output: float, residual: float, propensity_logged: float | None,
+         propensity_rescored: float) -> str:
+    """SHA-256 (hex) of one explanation row: each text length-prefixed, the numbers as
+    little-endian float64 (a missing logged propensity as NaN)."""
+    h = hashlib.sha256()
+    texts = (decision_id, action_id, model_version, algorithm, output, library,
+             "" if background is None else "\x01" + background, *features)
+    h.update(len(texts).to_bytes(4, "little"))
+    for t in texts:
+        b = str(t).encode()
+        h.update(len(b).to_bytes(8, "little"))
+        h.update(b)
+    h.update(np.asarray(list(x), dtype="<f8").tobytes())
+    h.update(np.asarray(list(attributions), dtype="<f8").tobytes())
+    p = math.nan if propensity_logged is None else propensity_logged
+    h.update(np.asarray([base_value, raw_output, residual, p, propensity_rescored], dtype="<f8").tobytes())
+    return h.hexdigest()
+
+
+def _none(v):
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+
+
+def row_seal(r: dict) -> str:
+    """:func:`seal` of a row read back (a dict with :data:`SEALED` keys)."""
+    return seal(*(_none(r[c]) if c in ("background", "propensity_logged") else r[c] for c in SEALED))
+
+
+def first_unsealed(con: duckdb.DuckDBPyConnection, chunk: int = 50_000) -> tuple[str, str, str] | None:
+    """The first stored explanation (decision, action, problem) whose seal does not match its
+    content, or None when every row is intact."""
+    if not has_table(con):
+        return None
+    cols = ", ".join(f'"{c}"' for c in SEALED)
+    offset = 0
+    while True:
+        rows = con.execute(f"SELECT {cols}, seal FROM explanations ORDER BY decision_id, action_id, model_version "
+                           f"LIMIT {chunk} OFFSET {offset}").fetchall()
+        for r in rows:
+            d = dict(zip(SEALED + ["seal"], r))
+            if d["seal"] is None:
+                return d["decision_id"], d["action_id"], ("it has no seal (written outside Klartext, or by a "
+                                                          "release before seals: opening the log writable "
+                                                          "drops such rows, which are recomputed on demand)")
+            if row_seal(d) != d["seal"]:
+                return d["decision_id"], d["action_id"], "its content was changed since it was computed"
+        if len(rows) < chunk:
+            return None
+        offset += chunk
 
 
 def has_table(con: duckdb.DuckDBPyConnection) -> bool:

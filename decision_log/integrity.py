@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numba import njit, types
 
+from decision_log import explanations
 from decision_log.schema import CANDIDATE_HASH_COLUMNS, DECISION_HASH_COLUMNS
 
 GENESIS = "0" * 64
@@ -681,6 +682,12 @@ def verify(con: duckdb.DuckDBPyConnection, progress: Callable[[int, int], None] 
     if n_st > n_rec:
         return VerifyResult(False, n_rec, head, int(stored["seq"][n]), str(stored["decision_id"][n]),
                             "the chain lists this decision but the log no longer holds it (it was deleted)")
+    bad_expl = explanations.first_unsealed(con)
+    if bad_expl is not None:
+        did, action, problem = bad_expl
+        seq = con.execute("SELECT seq FROM decisions WHERE decision_id = ?", [did]).fetchall()
+        return VerifyResult(False, n_rec, head, int(seq[0][0]) if seq else None, did,
+                            f"its stored explanation of action {action!r}: {problem}")
     return VerifyResult(True, n_rec, head)
 
 

@@ -26,8 +26,9 @@
     Cached attributions, keyed by (``decision_id``, ``action_id``, ``model_version``):
     the algorithm, library versions and background fingerprint that produced them, the
     model's logged and re-scored propensity, base value and per-feature attributions in
-    log-odds (lists in ``features`` order), and the additivity residual.  Derived data:
-    not part of the hash chain, and safe to delete (it is recomputed on demand).
+    log-odds (lists in ``features`` order), the additivity residual, and a ``seal`` (SHA-256 of
+    the row, checked by ``verify``).  Derived data: not part of the hash chain, safe to delete
+    (it is recomputed on demand), and always recomputed and compared when a decision is shown.
 ``chain``
     The hash chain: per decision the SHA-256 of its row and all its candidate rows, and the
     chained hash over all earlier decisions.
@@ -143,6 +144,10 @@ DDL = [
         PRIMARY KEY (decision_id, action_id, model_version)
     )
     """,
+    # SHA-256 of the row's content (decision_log.explanations.seal); added after schema 1's first release
+    "ALTER TABLE explanations ADD COLUMN IF NOT EXISTS seal VARCHAR",
+    # rows of an older release have no seal: derived data, recomputed (and sealed) on demand
+    "DELETE FROM explanations WHERE seal IS NULL",
     """
     CREATE TABLE IF NOT EXISTS chain (
         seq BIGINT NOT NULL,

@@ -76,6 +76,9 @@ class CandidateAttribution:
     residual: float
     propensity_logged: float | None
     propensity_rescored: float
+    #: Set when the stored copy of this explanation is not what the pinned model computes
+    #: (or its seal does not match): the explanations table was changed.
+    stored_problem: str | None = None
 
     @property
     def additive(self) -> bool:
@@ -93,11 +96,11 @@ class CandidateAttribution:
 
     @property
     def verified(self) -> bool:
-        return self.additive and self.reproduces
+        return self.additive and self.reproduces and self.stored_problem is None
 
     @property
     def problems(self) -> list[str]:
-        out = []
+        out = [] if self.stored_problem is None else [self.stored_problem]
         if not self.reproduces:
             out.append(f"model {self.model_version} re-scores the logged inputs to {self.propensity_rescored!r}, "
                        f"but the log says {self.propensity_logged!r}: this is not the model that decided")
@@ -276,33 +279,41 @@ class Explainer:
     # -- attributions ---------------------------------------------------------------------
 
     def attributions(self, decision_ids: list[str], progress: Callable[[int], None] | None = None,
-                     rows: pd.DataFrame | None = None) -> dict[tuple[str, str], CandidateAttribution]:
-        """Attributions of every scored candidate of these decisions: cached ones are read,
-        the rest computed in vectorised batches per model and stored.  ``rows`` may pass the
-        scored candidates already read (the columns of ``scored_candidates``)."""
+                     rows: pd.DataFrame | None = None, recheck: bool = False,
+                     ) -> dict[tuple[str, str], CandidateAttribution]:
+        """Attributions of every scored candidate of these decisions.
+
+        Stored ones are read (and their seals checked), the rest computed in vectorised
+        batches per model and stored.  With ``recheck`` (a decision shown to a person) every
+        attribution is computed from the pinned model, and a stored copy that differs from it
+        marks the attribution as a mismatch: a stored explanation is evidence only while it
+        is what the model says.  ``rows`` may pass the scored candidates already read (the
+        columns of ``scored_candidates``).
+        """
         if rows is None:
             rows = store.scored_candidates(self._con(), decision_ids)
         out: dict[tuple[str, str], CandidateAttribution] = {}
         if rows.empty:
             return out
         keys = list(zip(rows["decision_id"], rows["action_id"], rows["model_version"]))
-        # the propensity in the log *now*: a cached explanation is checked against it every time
+        # the propensity in the log *now*: an explanation is checked against it every time
         logged_now = dict(zip(keys, rows["propensity"].to_numpy(dtype=np.float64).tolist()))
         todo = []
-        for i, k in enumerate(keys):
+        for i, k in enumerate(keys):  # computed by this process: the model's own word
             if k in self._memo:
                 out[k[:2]] = dataclasses.replace(self._memo[k], propensity_logged=logged_now[k])
             else:
                 todo.append(i)
-        if todo:
-            if self._has_table is None:
-                self._has_table = store.has_table(self._con())
-            cached = store.fetch(self._con(), rows.iloc[todo], table_known=True) if self._has_table else None
-            for r in (() if cached is None else cached.itertuples(index=False)):
-                ca = _from_row(r._asdict())
-                k = (r.decision_id, r.action_id, r.model_version)
-                self._memo[k] = ca
-                out[k[:2]] = dataclasses.replace(ca, propensity_logged=logged_now[k])
+        if self._has_table is None:
+            self._has_table = store.has_table(self._con())
+        if todo and not recheck and self._has_table:
+            cached = store.fetch(self._con(), rows.iloc[todo], table_known=True)
+            for r in cached.to_dict("records"):
+                ca = _from_row(r)
+                if r.get("seal") != store.row_seal(r):
+                    ca.stored_problem = _TAMPERED + " (its seal does not match its content)"
+                out[(r["decision_id"], r["action_id"])] = dataclasses.replace(
+                    ca, propensity_logged=logged_now[(r["decision_id"], r["action_id"], r["model_version"])])
             todo = [i for i in todo if keys[i][:2] not in out]
         if progress and out:  # read, not computed: done too
             progress(len(out))
@@ -310,6 +321,13 @@ class Explainer:
             computed = self._compute(rows.iloc[todo].reset_index(drop=True), progress)
             for ca_key, ca in computed.items():
                 out[ca_key[:2]] = ca
+        if recheck and self._has_table:
+            for r in store.fetch(self._con(), rows, table_known=True).to_dict("records"):
+                k = (r["decision_id"], r["action_id"])
+                if k in out:
+                    problem = _differs(_from_row(r), out[k], r)
+                    if problem:
+                        out[k] = dataclasses.replace(out[k], stored_problem=f"{_TAMPERED}: {problem}")
         return out
 
     def _compute(self, rows: pd.DataFrame, progress) -> dict[tuple[str, str, str], CandidateAttribution]:
@@ -407,7 +425,7 @@ class Explainer:
             "model_version": sc["model_version"].tolist(), "propensity": sc["propensity"].to_numpy(dtype=np.float64),
             **{k: [dec[k]] * n for k in ("channel", "customer", "inputs", "strategy_version", "model_versions", "source")},
         })
-        atts = self.attributions([decision_id], rows=scored)
+        atts = self.attributions([decision_id], rows=scored, recheck=True)
         e.attributions = {a: ca for (_, a), ca in atts.items()}
         feats = inputs.get("features", {})
         for aid in e.chosen:
@@ -589,6 +607,31 @@ def _plain(v: Any) -> Any:
     return v
 
 
+_TAMPERED = "the stored explanation is not what the pinned model computes; the explanations table was changed"
+
+
+def _differs(stored: CandidateAttribution, fresh: CandidateAttribution, row: dict[str, Any]) -> str | None:
+    """How a stored explanation differs from the one just computed (None: it does not).
+
+    Numbers are compared to 1e-9 (the same computation gives the same bits; the tolerance
+    only absorbs a library upgrade's last-digit changes)."""
+    if row.get("seal") != store.row_seal(row):
+        return "its seal does not match its content"
+    if stored.features != fresh.features or stored.algorithm != fresh.algorithm:
+        return f"it explains features {', '.join(stored.features)} by {stored.algorithm}"
+    for name, a, b in (("input", stored.x, fresh.x), ("attribution", stored.phi, fresh.phi)):
+        bad = np.flatnonzero(~np.isclose(a, b, rtol=0, atol=1e-9, equal_nan=True))
+        if len(bad):
+            j = int(bad[0])
+            return f"{name} of {stored.features[j]!r} stored as {a[j]:+.6g}, computed {b[j]:+.6g}"
+    for name, a, b in (("base value", stored.base_value, fresh.base_value),
+                       ("model output", stored.raw_output, fresh.raw_output),
+                       ("re-scored propensity", stored.propensity_rescored, fresh.propensity_rescored)):
+        if not np.isclose(a, b, rtol=0, atol=1e-9):
+            return f"{name} stored as {a:+.6g}, computed {b:+.6g}"
+    return None
+
+
 def _from_row(r: dict[str, Any]) -> CandidateAttribution:
     return CandidateAttribution(
         r["action_id"], r["model_version"], r["algorithm"], r["library"],
@@ -614,6 +657,13 @@ def _to_arrow(groups: list[tuple[list[str], str, str, Any, np.ndarray]]) -> pa.T
     offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
     cat = np.concatenate
     n = len(ids)
+    xs = [row for g in groups for row in g[3].x]
+    phis = [row for g in groups for row in g[3].phi]
+    base, raw, resid = (cat([getattr(g[3], f) for g in groups]) for f in ("base_value", "raw_output", "residual"))
+    logged, rescored = cat([g[4] for g in groups]), cat([g[3].propensity for g in groups])
+    seals = [store.seal(ids[i], aids[i], versions[i], algos[i], "log_odds", LIBRARY, backgrounds[i], features[i],
+                        xs[i], phis[i], base[i], raw[i], resid[i], None if np.isnan(logged[i]) else logged[i],
+                        rescored[i]) for i in range(n)]
     return pa.table({
         "decision_id": pa.array(ids, pa.string()),
         "action_id": pa.array(aids, pa.string()),
@@ -631,6 +681,7 @@ def _to_arrow(groups: list[tuple[list[str], str, str, Any, np.ndarray]]) -> pa.T
         "propensity_logged": pa.array(cat([g[4] for g in groups])),
         "propensity_rescored": pa.array(cat([g[3].propensity for g in groups])),
         "created": pa.array([datetime.now(UTC)] * n, pa.timestamp("us", tz="UTC")),
+        "seal": pa.array(seals, pa.string()),
     })
 
 
