@@ -43,6 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -170,6 +171,8 @@ def import_file(log: DecisionLog, fmt: str, path: str, mapping: dict[str, str] |
     select = [f"{row_no} AS row_no"]
     for k, expr in spec.items():
         raw = f"CAST({expr} AS VARCHAR)"
+        if k == "customer":  # pseudonymised as it is read: the raw id never reaches a table
+            raw = f"{_PSEUDONYM_UDF}({raw})"
         typed = f"TRY_CAST({expr} AS {_TYPES[k]})" if k in _TYPES else raw
         if k == "selected":
             typed = f"TRY_CAST(lower({raw}) IN ('true', '1', 'yes', 't') AS BOOLEAN)"
@@ -178,9 +181,14 @@ def import_file(log: DecisionLog, fmt: str, path: str, mapping: dict[str, str] |
     # bounded memory: DuckDB spills the staging table and sorts to disk beyond this
     old_limit = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
     con.execute(f"SET memory_limit = '{memory_limit}'")
-    con.execute("DROP TABLE IF EXISTS _k_import")
-    con.execute(f"CREATE TABLE _k_import AS SELECT {', '.join(select)} FROM {reader} s", {"file": path})
+    log.pseudonymise([])  # a log without its key refuses here, before anything is read
+    con.create_function(_PSEUDONYM_UDF, lambda ids: _pseudonyms(log, ids), [duckdb.sqltype("VARCHAR")],
+                        duckdb.sqltype("VARCHAR"), type="arrow", side_effects=False)
     try:
+        # staging in the temporary catalog (memory, spilled outside the log file): nothing of
+        # it is written into the log, and a killed import leaves no table behind
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _k_import AS SELECT {', '.join(select)} FROM {reader} s",
+                    {"file": path})
         rep.rows = con.execute("SELECT count(*) FROM _k_import").fetchall()[0][0]
         # 1. bad rows: a required value missing, or a value that does not parse
         checks = []
@@ -205,8 +213,7 @@ def import_file(log: DecisionLog, fmt: str, path: str, mapping: dict[str, str] |
                     rep.bad_examples.append(BadRow(name, int(r), src_col, v, problem))
             rep.bad_examples.sort(key=lambda b: b.row)
         # 2. interactions, oldest first; skip those already logged (same source, same id)
-        con.execute("DROP TABLE IF EXISTS _k_import_ids")
-        con.execute("""CREATE TABLE _k_import_ids AS
+        con.execute("""CREATE OR REPLACE TEMP TABLE _k_import_ids AS
             SELECT row_number() OVER (ORDER BY min(ts), interaction) AS k, interaction,
                    $prefix || interaction AS decision_id
             FROM _k_import GROUP BY interaction
@@ -216,7 +223,7 @@ def import_file(log: DecisionLog, fmt: str, path: str, mapping: dict[str, str] |
         rep.decisions_already_logged = con.execute(
             "SELECT count(*) FROM _k_import_ids i SEMI JOIN decisions d USING (decision_id)").fetchall()[0][0]
         con.execute("DELETE FROM _k_import_ids WHERE decision_id IN (SELECT decision_id FROM decisions)")
-        con.execute("""CREATE OR REPLACE TABLE _k_import_ids AS
+        con.execute("""CREATE OR REPLACE TEMP TABLE _k_import_ids AS
             SELECT row_number() OVER (ORDER BY k) AS k, interaction, decision_id FROM _k_import_ids""")
         total = con.execute("SELECT count(*) FROM _k_import_ids").fetchall()[0][0]
         if fmt == "pega-v1":
@@ -242,7 +249,6 @@ def import_file(log: DecisionLog, fmt: str, path: str, mapping: dict[str, str] |
                        list(action_id ORDER BY rank) FILTER (WHERE selected) AS chosen_actions
                 FROM cand GROUP BY decision_id ORDER BY decision_id""").to_arrow_table()
             n = dec.num_rows
-            pseudo = log.pseudonymise(np.asarray(dec.column("customer").to_pylist(), dtype=object))
             chosen = [x or [] for x in dec.column("chosen_actions").to_pylist()]
             inputs = [json.dumps({"imported": {"format": fmt, "file": name,
                                                "interaction": did.split(":", 1)[1]}})
@@ -250,7 +256,7 @@ def import_file(log: DecisionLog, fmt: str, path: str, mapping: dict[str, str] |
             dtab = pa.table({
                 "decision_id": dec.column("decision_id"),
                 "ts": dec.column("ts"),
-                "customer": pa.array(pseudo, pa.string()),
+                "customer": dec.column("customer"),  # pseudonymised when it was read
                 "channel": dec.column("channel"),
                 "direction": dec.column("direction"),
                 "trigger": pa.nulls(n, pa.string()),
@@ -271,11 +277,27 @@ def import_file(log: DecisionLog, fmt: str, path: str, mapping: dict[str, str] |
             if progress:
                 progress(min(hi, total), total)
     finally:
-        con.execute("DROP TABLE IF EXISTS _k_import")
-        con.execute("DROP TABLE IF EXISTS _k_import_ids")
+        con.execute("DROP TABLE IF EXISTS temp._k_import")
+        con.execute("DROP TABLE IF EXISTS temp._k_import_ids")
+        con.remove_function(_PSEUDONYM_UDF)
         con.execute(f"SET memory_limit = '{old_limit}'")
     rep.seconds = time.perf_counter() - t0
     return rep
+
+
+_PSEUDONYM_UDF = "klartext_pseudonym"
+
+
+def _pseudonyms(log, ids: pa.Array) -> pa.Array:
+    """The log's pseudonyms of a batch of raw ids (NULL stays NULL): DuckDB calls this as it
+    reads the file, so only pseudonyms are ever stored."""
+    ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+    valid = ids.is_valid().to_numpy(zero_copy_only=False)
+    out = np.full(len(ids), None, dtype=object)
+    raw = ids.to_numpy(zero_copy_only=False)[valid]
+    if len(raw):
+        out[valid] = log.pseudonymise(raw)
+    return pa.array(out, pa.string())
 
 
 def _funnel_sql(fmt: str) -> tuple[str, str, str, str, str]:
