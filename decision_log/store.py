@@ -13,6 +13,7 @@ open it at all; open read-only (``read_only=True``) to share a finished log betw
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -37,6 +38,25 @@ from decisioning.models import ModelSet, PropensityModel
 from decisioning.strategy import STAGES, Strategy, parse_strategy
 
 KEY_ENV = "KLARTEXT_PSEUDONYM_KEY"
+
+
+def parse_key(text: str, where: str) -> bytes:
+    """A pseudonym key from its hex text (the ``.key`` file's format, also for the variable)."""
+    try:
+        key = bytes.fromhex(text.strip())
+    except ValueError:
+        key = b""
+    if len(key) < 16:
+        raise LogError(f"{where} is not a pseudonym key: expected at least 32 hex digits, got {len(text.strip())} "
+                       "characters.",
+                       "Use the hex content of the log's .key file; for a new log, "
+                       "`python -c 'import secrets; print(secrets.token_hex(32))'` makes one.")
+    return key
+
+
+def key_id(key: bytes) -> str:
+    """A public fingerprint of a pseudonym key (recorded in ``meta``; reveals nothing of it)."""
+    return hmac.new(key, b"klartext pseudonym key id", "sha256").hexdigest()[:16]
 
 
 def _first(result: duckdb.DuckDBPyConnection) -> tuple | None:
@@ -175,8 +195,39 @@ class DecisionLog:
                 con.close()
                 raise LogError(f"{path!r} is not a Klartext decision log (it has no 'decisions' table).",
                                "Create one with `klartext demo --db " + path + "`.")
-        key = cls._load_key(path, create=not read_only)
+        try:
+            key = cls._checked_key(con, path, read_only)
+        except LogError:
+            con.close()
+            raise
         return cls(con, path, key, read_only)
+
+    @classmethod
+    def _checked_key(cls, con: duckdb.DuckDBPyConnection, path: str, read_only: bool) -> bytes | None:
+        """The log's pseudonym key, checked against the key id the log recorded with its first
+        key.  A new key is made only for a log that holds no decision yet: a replaced key
+        would give every customer a new pseudonym (and reset their contact caps)."""
+        stored = _first(con.execute("SELECT value FROM meta WHERE key = 'key_id'"))
+        stored = stored[0] if stored else None
+        fresh = stored is None and not con.execute("SELECT count(*) FROM (SELECT 1 FROM decisions LIMIT 1)"
+                                                   ).fetchall()[0][0]
+        key = cls._load_key(path, create=not read_only and fresh)
+        if key is None:
+            if read_only:
+                return None  # views work; raw-id lookups say the key is missing
+            raise LogError(f"The pseudonym key of the log {path!r} is missing (no {path}.key, no ${KEY_ENV}).",
+                           f"Restore {path}.key from your backup (or set ${KEY_ENV} to its hex content). Klartext "
+                           "does not make a new key for a log that holds decisions: every customer would get a "
+                           "new pseudonym and their contact caps would start again.")
+        kid = key_id(key)
+        if stored is None:
+            if not read_only and path != ":memory:":
+                con.execute("INSERT OR IGNORE INTO meta VALUES ('key_id', ?)", [kid])
+        elif stored != kid:
+            raise LogError(f"The pseudonym key given for {path!r} (key id {kid}) is not the key this log was "
+                           f"written with (key id {stored}).",
+                           f"Use the log's own {path}.key (or its hex content in ${KEY_ENV}).")
+        return key
 
     @classmethod
     def open_live(cls, path: str | Path, newer_than: int = -1) -> DecisionLog | None:
@@ -191,14 +242,16 @@ class DecisionLog:
 
     @staticmethod
     def _load_key(path: str, create: bool) -> bytes | None:
+        """The key from ``$KLARTEXT_PSEUDONYM_KEY`` or ``<log>.key``: one format for both, hex
+        of at least 16 bytes; a new random one only when ``create``."""
         env = os.environ.get(KEY_ENV)
         if env:
-            return env.encode()
+            return parse_key(env, f"${KEY_ENV}")
         if path == ":memory:":
             return secrets.token_bytes(32)
         key_path = Path(path + ".key")
         if key_path.exists():
-            return bytes.fromhex(key_path.read_text().strip())
+            return parse_key(key_path.read_text(), str(key_path))
         if not create:
             return None
         key = secrets.token_bytes(32)
