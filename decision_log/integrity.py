@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import duckdb
 import numpy as np
@@ -36,8 +36,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numba import njit, types
 
-from decision_log import explanations
+from decision_log import explanations, seals
 from decision_log.schema import CANDIDATE_HASH_COLUMNS, DECISION_HASH_COLUMNS
+from decisioning.strategy import strategy_version
 
 GENESIS = "0" * 64
 #: Text columns with few distinct values, hashed through a per-value digest (cheap for both
@@ -619,6 +620,12 @@ class VerifyResult:
     first_bad_seq: int | None = None
     first_bad_decision: str | None = None
     problem: str | None = None
+    #: The sealed table a problem was found in (None: the decision chain).
+    table: str | None = None
+    #: What was not checked, and why.
+    notes: list[str] = field(default_factory=list)
+    #: (seq, chain hash) of the newest seal entry, when the log has seals.
+    seal_head: tuple[int, str] | None = None
 
 
 _DEC_SELECT = "SELECT " + ", ".join(f'"{c}"' for c in DECISION_HASH_COLUMNS) + " FROM decisions"
@@ -670,8 +677,16 @@ def verify(con: duckdb.DuckDBPyConnection, progress: Callable[[int, int], None] 
         if len(bad):
             k = int(bad[0])
             i = start + k
-            problem = ("its decision row or one of its candidate rows was changed since it was logged" if bad_record[k]
-                       else "its chain link does not follow from the previous decision (the chain was altered)")
+            link_prev = prev if k == 0 else chained[k - 1]
+            stored_record = str(stored["record_hash"][i])
+            if bad_record[k] and hashlib.sha256((link_prev + stored_record).encode()).hexdigest() \
+                    != stored["chain_hash"][i] and not bad_link[k]:
+                problem = ("its record hash in the chain table was changed (the decision's rows still match "
+                           "the chain)")
+            elif bad_record[k]:
+                problem = "its decision row or one of its candidate rows was changed since it was logged"
+            else:
+                problem = "its chain link does not follow from the previous decision (the chain was altered)"
             return VerifyResult(False, n_rec, head, int(stored["seq"][i]), str(stored["decision_id"][i]), problem)
         prev = chained[-1]
         if progress:
@@ -682,13 +697,50 @@ def verify(con: duckdb.DuckDBPyConnection, progress: Callable[[int, int], None] 
     if n_st > n_rec:
         return VerifyResult(False, n_rec, head, int(stored["seq"][n]), str(stored["decision_id"][n]),
                             "the chain lists this decision but the log no longer holds it (it was deleted)")
+    orphan = con.execute("SELECT decision_id, action_id FROM candidates ANTI JOIN decisions USING (decision_id) "
+                         "LIMIT 1").fetchall()
+    if orphan:
+        return VerifyResult(False, n_rec, head, None, orphan[0][0], table="candidates",
+                            problem=f"the candidate row of action {orphan[0][1]!r} for decision {orphan[0][0]!r} "
+                                    "belongs to no decision in the log (it was added outside Klartext, or its "
+                                    "decision was deleted)")
     bad_expl = explanations.first_unsealed(con)
     if bad_expl is not None:
         did, action, problem = bad_expl
         seq = con.execute("SELECT seq FROM decisions WHERE decision_id = ?", [did]).fetchall()
         return VerifyResult(False, n_rec, head, int(seq[0][0]) if seq else None, did,
                             f"its stored explanation of action {action!r}: {problem}")
-    return VerifyResult(True, n_rec, head)
+    for version, text in con.execute("SELECT version, text FROM strategies ORDER BY version").fetchall():
+        if strategy_version(text) != version:
+            return VerifyResult(False, n_rec, head, table="strategies",
+                                problem=f"the text of strategy {version} was changed: its SHA-256 is now "
+                                        f"{strategy_version(text)} (the version is the hash of the text)")
+    sha = "artifact_sha256" if _has_column(con, "models", "artifact_sha256") else "NULL"
+    for version, action, blob, want in con.execute(f"SELECT version, action_id, artifact, {sha} FROM models "
+                                                   "ORDER BY version, action_id").fetchall():
+        if want is not None and hashlib.sha256(blob).hexdigest() != want:
+            return VerifyResult(False, n_rec, head, table="models",
+                                problem=f"the artifact of model {version} (action {action!r}) was changed: it does "
+                                        "not match its registered SHA-256")
+    notes = []
+    if _has_table(con, "seals"):
+        bad = seals.verify(con)
+        if bad is not None:
+            return VerifyResult(False, n_rec, head, table=bad.table, problem=bad.problem)
+    else:
+        notes.append("outcomes, strategies, models and meta of this log are not sealed (it was written by a release "
+                     "before seals): open it writable once, e.g. `klartext decisions --db PATH`, to seal them")
+    return VerifyResult(True, n_rec, head, notes=notes, seal_head=seals.head(con) if not notes else None)
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
+                            ).fetchall()[0][0])
+
+
+def _has_column(con: duckdb.DuckDBPyConnection, table: str, column: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = ? AND "
+                            "column_name = ?", [table, column]).fetchall()[0][0])
 
 
 def links(con: duckdb.DuckDBPyConnection) -> VerifyResult:

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from decision_log import integrity, live
+from decision_log import integrity, live, seals
 from decision_log.schema import DDL, SCHEMA_VERSION
 from decisioning.engine import DecisionBatch
 from decisioning.errors import LogError
@@ -186,9 +186,13 @@ class DecisionLog:
             # groups that every bulk transaction leaves, re-compressing them: half of all
             # DuckDB work when logging a large batch, for a slightly smaller file.
             con.execute("SET max_vacuum_tasks = 0")
-            for stmt in DDL:
+            had_seals = bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'seals'"
+                                         ).fetchall()[0][0])
+            for stmt in DDL + seals.DDL:
                 con.execute(stmt)
-            con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+            if not had_seals:  # a log of an earlier release: seal what it holds, once
+                seals.seal_unstamped(con)
+            _put_meta(con, "schema_version", str(SCHEMA_VERSION))
         else:
             tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
             if "decisions" not in tables:
@@ -222,7 +226,7 @@ class DecisionLog:
         kid = key_id(key)
         if stored is None:
             if not read_only and path != ":memory:":
-                con.execute("INSERT OR IGNORE INTO meta VALUES ('key_id', ?)", [kid])
+                _put_meta(con, "key_id", kid)
         elif stored != kid:
             raise LogError(f"The pseudonym key given for {path!r} (key id {kid}) is not the key this log was "
                            f"written with (key id {stored}).",
@@ -282,13 +286,14 @@ class DecisionLog:
 
     # -- registry ---------------------------------------------------------------------------
 
-    def register_strategy(self, strategy: Strategy) -> str:
+    def register_strategy(self, strategy: Strategy, in_transaction: bool = False) -> str:
         if strategy.version in self._registered:
             return strategy.version
-        self.con.execute(
-            "INSERT OR IGNORE INTO strategies VALUES (?, ?, ?, ?)",
-            [strategy.version, strategy.name, strategy.text, datetime.now(UTC)],
-        )
+        with _sealed_write(self.con, "strategies", in_transaction) as seq:
+            self.con.execute(
+                "INSERT OR IGNORE INTO strategies (version, name, text, first_used, seal_seq) VALUES (?, ?, ?, ?, ?)",
+                [strategy.version, strategy.name, strategy.text, datetime.now(UTC), seq],
+            )
         self._registered.add(strategy.version)
         return strategy.version
 
@@ -309,10 +314,11 @@ class DecisionLog:
             })
         if rows:
             tbl = pa.Table.from_pylist(rows)  # noqa: F841 - read by DuckDB below
-            self.con.execute("INSERT INTO models (version, action_id, algorithm, features, training_fingerprint, "
-                             "metrics, artifact, format, created, input, artifact_sha256) SELECT version, action_id, "
-                             "algorithm, features, training_fingerprint, metrics::JSON, artifact, format, created, "
-                             "input::JSON, artifact_sha256 FROM tbl")
+            with _sealed_write(self.con, "models") as seq:
+                self.con.execute("INSERT INTO models (version, action_id, algorithm, features, training_fingerprint, "
+                                 "metrics, artifact, format, created, input, artifact_sha256, seal_seq) SELECT "
+                                 "version, action_id, algorithm, features, training_fingerprint, metrics::JSON, "
+                                 "artifact, format, created, input::JSON, artifact_sha256, ? FROM tbl", [seq])
         return models.versions()
 
     def load_strategy(self, version: str) -> Strategy:
@@ -442,7 +448,7 @@ class DecisionLog:
             begun = True
             if register:  # the first batch of a strategy registers it in the same transaction
                 con.execute("BEGIN TRANSACTION")
-                self.register_strategy(strategy)
+                self.register_strategy(strategy, in_transaction=True)
                 con.execute(inserts)
             else:
                 con.execute("BEGIN TRANSACTION; " + inserts)
@@ -480,7 +486,8 @@ class DecisionLog:
             if unknown:
                 raise LogError(f"Outcome for unknown decision {unknown[0]!r}.",
                                "Log outcomes only for decisions in this log.")
-            con.execute("INSERT INTO outcomes SELECT * FROM _k_out")
+            with _sealed_write(con, "outcomes") as seq:
+                con.execute("INSERT INTO outcomes BY NAME SELECT *, ?::BIGINT AS seal_seq FROM _k_out", [seq])
         finally:
             con.unregister("_k_out")
         return len(tbl)
@@ -806,3 +813,31 @@ def _arrow_tables(batch: DecisionBatch, s: Strategy, pseudo: np.ndarray, source:
         "model_version": _dict_array(cr.model, versions, null_below_zero=True),
     })
     return dec, cand
+
+
+@contextmanager
+def _sealed_write(con: duckdb.DuckDBPyConnection, tbl: str, in_transaction: bool = False) -> Iterator[int]:
+    """One sealed write to ``tbl``: yields the seal number to stamp the new rows with, then
+    appends its seal entry, all in one transaction (the caller's, with ``in_transaction``)."""
+    if not in_transaction:
+        con.execute("BEGIN TRANSACTION")
+    try:
+        seq = seals.head(con)[0] + 1
+        yield seq
+        seals.seal(con, tbl, seq)
+        if not in_transaction:
+            con.execute("COMMIT")
+    except BaseException:
+        if not in_transaction:
+            try:
+                con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass
+        raise
+
+
+def _put_meta(con: duckdb.DuckDBPyConnection, key: str, value: str) -> None:
+    """A meta entry, written once and sealed."""
+    if not con.execute("SELECT count(*) FROM meta WHERE key = ?", [key]).fetchall()[0][0]:
+        with _sealed_write(con, "meta") as seq:
+            con.execute("INSERT INTO meta (key, value, seal_seq) VALUES (?, ?, ?)", [key, value, seq])

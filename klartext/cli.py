@@ -235,20 +235,132 @@ def replay(decision_id: str | None, db: str, sample: int | None, seed: int, as_j
 
 @main.command()
 @click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
-def verify(db: str) -> None:
-    """Recompute the hash chain and name the first decision that was changed, deleted or reordered."""
+@click.option("--checkpoint", "checkpoint_path", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="A signed checkpoint (`klartext checkpoint`): also check that the log still extends it.")
+@click.option("--public-key", "public_key", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="The public key the checkpoint was signed with (the .pub of `klartext keygen`).")
+def verify(db: str, checkpoint_path: str | None, public_key: str | None) -> None:
+    """Recompute the hash chain and every seal; name the first decision or table that was changed.
 
+    With --checkpoint and --public-key, also catch what a chain alone cannot: deleted newest
+    decisions and a chain rebuilt after an edit.
+    """
+    from decision_log import checkpoints
+
+    if (checkpoint_path is None) != (public_key is None):
+        _fail(KlartextError("--checkpoint and --public-key go together.",
+                            "e.g. `klartext verify --db log.duckdb --checkpoint ckpt.json --public-key signing.key.pub`."))
     try:
         with _read(db) as log:
+            if log.replica is not None:
+                click.echo(f"Checking the live replica of {db} as of {log.replica.updated[11:19]} UTC "
+                           f"({log.replica.decisions:,} decisions); decisions logged since are not covered.")
             res = log.verify()
+            broken = None
+            if res.ok and checkpoint_path:
+                ckpt = checkpoints.read_checkpoint(checkpoint_path)
+                broken = checkpoints.check(log.con.cursor(), ckpt, checkpoints.load_public(public_key))
     except KlartextError as exc:
         _fail(exc)
+    if res.ok and broken:
+        click.echo(f"FAILED against the checkpoint: {broken}.")
+        sys.exit(1)
+    if res.ok and checkpoint_path:
+        click.echo(f"OK: the log extends the checkpoint of {ckpt['created']} ({ckpt['decisions']:,} decisions, "
+                   f"head {ckpt['head_hash'][:16]}…), signed by key {ckpt['public_key'][:16]}…")
     if res.ok:
         click.echo(f"OK: {res.n_decisions:,} decisions verified; head hash {res.head_hash}")
+        if res.seal_head is not None:
+            click.echo(f"OK: outcomes, strategies, models, meta and explanations verified; seal head "
+                       f"{res.seal_head[1]} (write {res.seal_head[0]})")
+        for note in res.notes:
+            click.echo(f"Note: {note}.")
         return
-    click.echo(f"FAILED at decision {res.first_bad_decision} (position {res.first_bad_seq}): {res.problem}.")
+    if res.table is not None:
+        click.echo(f"FAILED in table {res.table}: {res.problem}.")
+    else:
+        click.echo(f"FAILED at decision {res.first_bad_decision} (position {res.first_bad_seq}): {res.problem}.")
     click.echo(f"Head hash recorded in the chain: {res.head_hash}")
     sys.exit(1)
+
+
+@main.command()
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the signing key (its public key goes to OUT.pub).")
+def keygen(out: str) -> None:
+    """Make an Ed25519 key pair for signing checkpoints. Keep the signing key away from the log."""
+    from decision_log import checkpoints
+
+    try:
+        key, pub = checkpoints.keygen(out)
+    except KlartextError as exc:
+        _fail(exc)
+    click.echo(f"Wrote the signing key {key} (only you may read it) and the public key {pub}. Keep the signing key "
+               "outside the log's folder; give the public key to whoever checks the log.")
+
+
+@main.command()
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
+@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False, exists=True),
+              help="The signing key from `klartext keygen`.")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Where to write the checkpoint (JSON).")
+def checkpoint(db: str, key_path: str, out: str) -> None:
+    """Verify the log, then sign its heads: a checkpoint catches later truncation and re-chaining."""
+    from decision_log import checkpoints
+
+    try:
+        key = checkpoints.load_private(key_path)
+        with _read(db) as log:
+            ckpt = checkpoints.make(log.con.cursor(), key, Path(db).name)
+    except KlartextError as exc:
+        _fail(exc)
+    Path(out).write_text(json.dumps(ckpt, indent=2) + "\n")
+    click.echo(f"Signed checkpoint of {ckpt['decisions']:,} decisions (head {ckpt['head_hash'][:16]}…) "
+               f"written to {out}.")
+
+
+@main.command()
+@click.argument("decision_id")
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
+@click.option("--checkpoint", "checkpoint_path", required=True, type=click.Path(dir_okay=False, exists=True),
+              help="The signed checkpoint to prove the decision against.")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Where to write the proof (JSON).")
+def prove(decision_id: str, db: str, checkpoint_path: str, out: str) -> None:
+    """A proof that one decision is in the signed log, checkable without the log (`klartext check-proof`)."""
+    from decision_log import checkpoints
+
+    try:
+        ckpt = checkpoints.read_checkpoint(checkpoint_path)
+        with _read(db) as log:
+            proof = checkpoints.prove(log.con.cursor(), decision_id, ckpt)
+    except KlartextError as exc:
+        _fail(exc)
+    Path(out).write_text(json.dumps(proof) + "\n")
+    click.echo(f"Proof of decision {decision_id} (position {proof['seq']}, "
+               f"{len(proof['later_record_hashes']):,} later records to the signed head) written to {out}.")
+
+
+@main.command("check-proof")
+@click.argument("proof_path", type=click.Path(dir_okay=False, exists=True))
+@click.option("--public-key", "public_key", required=True, type=click.Path(dir_okay=False, exists=True),
+              help="The public key the checkpoint in the proof was signed with.")
+def check_proof(proof_path: str, public_key: str) -> None:
+    """Check a proof from `klartext prove` without the log."""
+    from decision_log import checkpoints
+
+    try:
+        try:
+            proof = json.loads(Path(proof_path).read_text())
+        except ValueError:
+            raise KlartextError(f"{proof_path} is not JSON.", "Use the file `klartext prove` wrote.") from None
+        row = checkpoints.check_proof(proof, checkpoints.load_public(public_key))
+    except KlartextError as exc:
+        _fail(exc)
+    ck = row["checkpoint"]
+    click.echo(f"OK: decision {row['decision_id']} ({row['ts']:%Y-%m-%d %H:%M:%S} UTC, channel {row['channel']}, "
+               f"chosen {', '.join(row['chosen_actions']) or 'no action'}, {row['candidates']} candidate rows) is "
+               f"position {row['seq']} of the log {ck['log']!r} signed on {ck['created']} "
+               f"({ck['decisions']:,} decisions, head {ck['head_hash'][:16]}…).")
 
 
 @main.command()
