@@ -128,8 +128,13 @@ def store(con: duckdb.DuckDBPyConnection, table: pa.Table) -> int:
     if table.num_rows == 0:
         return 0
     _k_expl = table  # noqa: F841 - read by DuckDB's replacement scan
-    con.execute("INSERT OR IGNORE INTO explanations SELECT " + ", ".join(f'"{c}"' for c in COLUMNS)
-                + " FROM _k_expl")
+    try:
+        con.execute("INSERT OR IGNORE INTO explanations SELECT " + ", ".join(f'"{c}"' for c in COLUMNS)
+                    + " FROM _k_expl")
+    except (duckdb.ConstraintException, duckdb.TransactionException):
+        # another thread stored the same rows at the same moment (two views of one decision):
+        # derived data, identical by construction, so theirs stands
+        return 0
     return table.num_rows
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import os
 import secrets
 import warnings
@@ -33,11 +34,13 @@ import pyarrow as pa
 from decision_log import integrity, live, seals
 from decision_log.schema import DDL, SCHEMA_VERSION
 from decisioning.engine import DecisionBatch
-from decisioning.errors import LogError
+from decisioning.errors import ConflictError, InputError, LogError
 from decisioning.models import ModelSet, PropensityModel
 from decisioning.strategy import STAGES, Strategy, parse_strategy
 
 KEY_ENV = "KLARTEXT_PSEUDONYM_KEY"
+#: Largest revenue or margin of one outcome (in the strategy's currency).
+MAX_AMOUNT = 1e9
 
 
 def parse_key(text: str, where: str) -> bytes:
@@ -467,8 +470,19 @@ class DecisionLog:
             raise
         return n
 
-    def append_outcomes(self, outcomes: pd.DataFrame) -> int:
-        """Log outcomes (columns: decision_id, action_id, outcome, revenue, margin, churned, ts_us)."""
+    def append_outcomes(self, outcomes: pd.DataFrame, *, checked: bool = False) -> int:
+        """Log outcomes (columns: decision_id, action_id, outcome, revenue, margin, churned, ts_us).
+
+        With ``checked`` (outcomes reported from outside, e.g. ``POST /outcome``) each row must
+        name a logged decision and, if any, one of its actions; revenue and margin must be
+        finite; there is one outcome per decision and action: the same one again is not logged
+        a second time (returns 0), a different one is a :class:`ConflictError`, and so is a
+        churn flag that contradicts one logged for the decision.
+        """
+        if checked:
+            outcomes = self._checked_outcomes(outcomes)
+            if outcomes.empty:
+                return 0
         tbl = pa.table({
             "decision_id": pa.array(outcomes["decision_id"].astype(object), pa.string()),
             "action_id": pa.array(outcomes["action_id"].astype(object), pa.string()),
@@ -491,6 +505,43 @@ class DecisionLog:
         finally:
             con.unregister("_k_out")
         return len(tbl)
+
+    def _checked_outcomes(self, outcomes: pd.DataFrame) -> pd.DataFrame:
+        keep = []
+        con = self.con.cursor()
+        for r in outcomes.itertuples(index=False):
+            did, aid = r.decision_id, (None if pd.isna(r.action_id) else r.action_id)
+            for name in ("revenue", "margin"):
+                v = getattr(r, name)
+                if not (isinstance(v, (int, float)) and math.isfinite(v) and abs(v) <= MAX_AMOUNT):
+                    raise InputError(f"{name} must be a finite amount of at most {MAX_AMOUNT:,.0f}, got {v!r}.",
+                                     f"Send the {name} in the strategy's currency.")
+            if not con.execute("SELECT count(*) FROM decisions WHERE decision_id = ?", [did]).fetchall()[0][0]:
+                raise LookupError(did)
+            if aid is not None and not con.execute("SELECT count(*) FROM candidates WHERE decision_id = ? AND "
+                                                   "action_id = ?", [did, aid]).fetchall()[0][0]:
+                raise InputError(f"Action {aid!r} is not an action of decision {did!r}.",
+                                 "Name an action of the decision's catalog (see GET /decisions/{id}), or none.")
+            same = con.execute("SELECT outcome, revenue, margin, churned FROM outcomes WHERE decision_id = ? "
+                               "AND action_id IS NOT DISTINCT FROM ?", [did, aid]).fetchall()
+            new = (r.outcome, float(r.revenue), float(r.margin), None if pd.isna(r.churned) else bool(r.churned))
+            if same:
+                if tuple(same[0]) == new:
+                    continue  # the same report again (a retry): logged once
+                raise ConflictError(f"An outcome for decision {did!r}" + (f" and action {aid!r}" if aid else "")
+                                    + f" is logged already ({same[0][0]}, revenue {same[0][1]:g}, margin "
+                                      f"{same[0][2]:g}); it is not changed.",
+                                    "Outcomes are facts: report each once. Correct a mistaken one in your source "
+                                    "system and keep the log as the record of what was reported.")
+            if new[3] is not None:
+                other = con.execute("SELECT churned FROM outcomes WHERE decision_id = ? AND churned IS NOT NULL "
+                                    "AND churned <> ? LIMIT 1", [did, new[3]]).fetchall()
+                if other:
+                    raise ConflictError(f"Decision {did!r} is logged with churned={str(other[0][0]).lower()}; "
+                                        f"churned={str(new[3]).lower()} contradicts it.",
+                                        "Churn is per customer and decision: send the same value for every action.")
+            keep.append(r)
+        return pd.DataFrame(keep, columns=outcomes.columns)
 
     @contextmanager
     def bulk(self) -> Iterator[None]:

@@ -43,3 +43,7 @@ class LogError(KlartextError):
 
 class NotFittedError(KlartextError):
     """A model or engine was used before it was fitted or loaded."""
+
+
+class ConflictError(KlartextError):
+    """A write contradicts what the log already holds (e.g. a second, different outcome)."""

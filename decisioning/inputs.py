@@ -22,6 +22,11 @@ import pandas as pd
 from decisioning.errors import InputError
 from decisioning.strategy import Strategy
 
+#: Largest contact or rejection count a request may state.
+MAX_COUNT = 1_000_000_000
+#: Largest magnitude of an integer feature: every integer up to it is exact in float64.
+MAX_INTEGER = 2**53
+
 _TOP_KEYS = ("customer_id", "channel", "features", "contacts", "rejections", "assignment")
 
 
@@ -112,8 +117,9 @@ class Requests:
             for k, v in (item.get("contacts") or {}).items():
                 if k not in cids:
                     raise InputError(f"{where}: contacts names unknown channel {k!r}.", f"Use one of: {', '.join(cids)}.")
-                if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                    raise InputError(f"{where}: contacts.{k} must be a whole number >= 0, got {v!r}.")
+                if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_COUNT:
+                    raise InputError(f"{where}: contacts.{k} must be a whole number from 0 to {MAX_COUNT:,}, got {v!r}.",
+                                     f"Send the number of contacts on {k} within its period.")
                 contacts[r, cids.index(k)] = v
             for k, v in (item.get("rejections") or {}).items():
                 if k not in aids:
@@ -122,10 +128,11 @@ class Requests:
                 if not isinstance(v, Mapping) or set(v) != {"count", "days_since_last"}:
                     raise InputError(f"{where}: rejections.{k} must be {{\"count\": int, \"days_since_last\": number}}, got {v!r}.")
                 cnt, d = v["count"], v["days_since_last"]
-                if isinstance(cnt, bool) or not isinstance(cnt, int) or cnt < 0:
-                    raise InputError(f"{where}: rejections.{k}.count must be a whole number >= 0, got {cnt!r}.")
-                if isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d) or d < 0:
-                    raise InputError(f"{where}: rejections.{k}.days_since_last must be a finite number >= 0, got {d!r}.")
+                if isinstance(cnt, bool) or not isinstance(cnt, int) or not 0 <= cnt <= MAX_COUNT:
+                    raise InputError(f"{where}: rejections.{k}.count must be a whole number from 0 to {MAX_COUNT:,}, "
+                                     f"got {cnt!r}.", f"Send how often {k} was rejected.")
+                if isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d) or not 0 <= d <= 1e9:
+                    raise InputError(f"{where}: rejections.{k}.days_since_last must be a finite number from 0 to 1,000,000,000, got {d!r}.")
                 rej[r, aids.index(k)] = cnt
                 days[r, aids.index(k)] = float(d)
             asg = item.get("assignment")
@@ -264,6 +271,9 @@ def _check_scalar(f, v: Any, where: str) -> Any:
         raise bad()
     if not math.isfinite(v):
         raise InputError(f"{where}: feature {f.name!r} must be finite, got {v!r}.", f"Send a finite value for {f.name}.")
+    if f.type == "integer" and abs(v) > MAX_INTEGER:
+        raise InputError(f"{where}: feature {f.name!r} must be a whole number from -{MAX_INTEGER:,} to {MAX_INTEGER:,} "
+                         f"(exact in the models' float64), got {v!r}.", f"Check the value of {f.name} ({f.label}).")
     if (f.min is not None and v < f.min) or (f.max is not None and v > f.max):
         _check_range(f, np.asarray([v], dtype=float), where)  # raises, with the message of the vectorised check
     return int(v) if f.type == "integer" else float(v)

@@ -39,13 +39,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from decision_log import queries
 from decision_log.integrity import compile_assembly
 from decision_log.live import Replicator
 from decision_log.store import DecisionLog, PreparedBatch, prepare
 from decisioning.engine import DecisionBatch, Engine
-from decisioning.errors import InputError, KlartextError, LogError
+from decisioning.errors import ConflictError, InputError, KlartextError, LogError
 from decisioning.forest import compile_walk
 from decisioning.inputs import Requests
 from decisioning.strategy import STAGES, Strategy, load_strategy
@@ -272,8 +273,8 @@ class Service:
             n = self.log.append_outcomes(pd.DataFrame([{
                 "decision_id": o["decision_id"], "action_id": o.get("action_id"), "outcome": o["outcome"],
                 "revenue": o.get("revenue", 0.0), "margin": o.get("margin", 0.0), "churned": o.get("churned"),
-                "ts_us": int(time.time() * 1e6)}]))
-            self._resolve(job, {"logged": n})
+                "ts_us": int(time.time() * 1e6)}]), checked=True)
+            self._resolve(job, {"logged": n, "duplicate": n == 0})
         except Exception as exc:  # noqa: BLE001
             self._resolve(job, error=exc)
 
@@ -371,6 +372,7 @@ def create_app(db: str, strategy_path: str | None = None, **kw) -> FastAPI:
                   lifespan=lifespan)
 
     app.add_middleware(_BodyLimit)
+    app.state.service = lambda: state.get("svc")  # the running Service (for tests and embedding)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError):
@@ -398,8 +400,20 @@ def create_app(db: str, strategy_path: str | None = None, **kw) -> FastAPI:
 
     @app.exception_handler(KlartextError)
     async def klartext_error(_request: Request, exc: KlartextError):
-        status = 422 if isinstance(exc, InputError) else 503 if isinstance(exc, LogError) else 400
+        status = (422 if isinstance(exc, InputError) else 409 if isinstance(exc, ConflictError)
+                  else 503 if isinstance(exc, LogError) else 400)
         return _error(status, exc.message, exc.hint)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException):
+        # FastAPI's own refusals (unparsable body, unknown path, wrong method) in the documented shape
+        hint = {400: "Send a JSON object encoded as UTF-8, nested at most a few levels.",
+                404: "See the API at /docs.", 405: "See the API at /docs."}.get(exc.status_code)
+        return _error(exc.status_code, str(exc.detail), hint, getattr(exc, "headers", None))
+
+    @app.exception_handler(LookupError)
+    async def unknown_decision(_request: Request, exc: LookupError):
+        return _error(404, f"Decision {exc.args[0]!r} is not in the log.", "Send outcomes for logged decisions.")
 
     @app.post("/decide", response_model=dict)
     async def decide(body: DecideIn) -> JSONResponse:
