@@ -63,6 +63,17 @@ _ALLOWED_NODES = (
 )
 
 _FUNCTIONS = {"abs": np.abs, "min": np.minimum, "max": np.maximum}
+_ARITY = {"abs": 1, "min": 2, "max": 2}
+
+#: Bounds on one expression, checked before it is parsed or evaluated: its length, the number
+#: of syntax nodes and their nesting.  Real rules are far below them (the demo's longest has
+#: 14 nodes); a bound keeps a crafted strategy file from costing memory or time.
+MAX_EXPRESSION_CHARS = 2000
+MAX_EXPRESSION_NODES = 400
+MAX_EXPRESSION_DEPTH = 40
+_HINT = ("Use comparisons (==, !=, <, <=, >, >=, in), and/or/not, arithmetic and abs/min/max over feature "
+         "names.")
+_KINDS = {"number": "number", "integer": "number", "boolean": "boolean", "category": "text"}
 
 
 def _isin(left: Any, right: Any) -> Any:
@@ -252,14 +263,15 @@ def compile_expression(text: str, known_fields: Mapping[str, Any], where: str) -
             f"{where}: expected an expression such as 'arrears_days > 0', got {text!r}.",
             "Write the condition as a string over customer features.",
         )
+    if len(text) > MAX_EXPRESSION_CHARS:
+        raise StrategyError(f"{where}: the expression is {len(text):,} characters long, more than the "
+                            f"{MAX_EXPRESSION_CHARS:,} allowed.", "Split the condition into several rules.")
     try:
         tree = SimpleEval.parse(text)
-    except (SyntaxError, InvalidExpression) as exc:
-        raise StrategyError(
-            f"{where}: cannot parse expression {text!r}: {exc.msg if hasattr(exc, 'msg') else exc}.",
-            "Use comparisons (==, !=, <, <=, >, >=, in), and/or/not, arithmetic and "
-            "abs/min/max over feature names.",
-        ) from exc
+    except (SyntaxError, InvalidExpression, RecursionError, MemoryError, ValueError) as exc:
+        msg = getattr(exc, "msg", None) or (str(exc) if not isinstance(exc, RecursionError) else "nested too deeply")
+        raise StrategyError(f"{where}: cannot parse expression {_short(text)}: {msg}.", _HINT) from None
+    _check_size(tree, text, where)
     for node in ast.walk(tree):
         if not isinstance(node, _ALLOWED_NODES):
             raise StrategyError(
@@ -284,7 +296,117 @@ def compile_expression(text: str, known_fields: Mapping[str, Any], where: str) -
             f"{where}: expression {text!r} reads unknown field {unknown[0]!r}.",
             f"Declare it under 'features' or use one of: {', '.join(sorted(known_fields))}.",
         )
+    kinds = {n: _kind_of(v) for n, v in known_fields.items()}
+    root = tree
+    while isinstance(root, (ast.Expression, ast.Expr, ast.Module)):
+        root = root.body if isinstance(root, ast.Expression) else root.value if isinstance(root, ast.Expr) \
+            else root.body[0]
+    _kind(root, kinds, text, where)
     return Expression(text=text, fields=tuple(names), _tree=tree, _template=_template(text))
+
+
+def _short(text: str) -> str:
+    return repr(text) if len(text) <= 80 else repr(text[:60] + "…")
+
+
+def _check_size(tree: ast.AST, text: str, where: str) -> None:
+    """Refuse an expression with too many syntax nodes or nested too deeply (iteratively: a
+    deep tree cannot exhaust the stack here)."""
+    count, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > MAX_EXPRESSION_NODES:
+            raise StrategyError(f"{where}: expression {_short(text)} has more than {MAX_EXPRESSION_NODES} parts.",
+                                "Split the condition into several rules.")
+        if depth > MAX_EXPRESSION_DEPTH:
+            raise StrategyError(f"{where}: expression {_short(text)} is nested more than {MAX_EXPRESSION_DEPTH} "
+                                "levels deep.", "Write the condition with fewer nested operators.")
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+
+
+def _kind_of(declared: Any) -> str:
+    """What a field holds: ``number``, ``boolean``, ``text`` or ``any`` (not declared)."""
+    t = getattr(declared, "type", declared)
+    return _KINDS.get(t, "any") if isinstance(t, str) else "any"
+
+
+def _kind(node: ast.AST, kinds: Mapping[str, str], text: str, where: str) -> str:
+    """The kind of value ``node`` gives, checked at load time: arithmetic on numbers only (so
+    text and lists never grow), orderings of numbers, ``in`` against a list or tuple, and
+    abs/min/max with their number of numeric arguments."""
+    def bad(what: str) -> StrategyError:
+        return StrategyError(f"{where}: {what} in expression {_short(text)}.", _HINT)
+
+    def numeric(k: str, what: str) -> None:
+        if k not in ("number", "boolean", "any"):
+            raise bad(f"{what} needs numbers, not {k}")
+
+    if isinstance(node, ast.Constant):
+        v = node.value
+        if isinstance(v, bool):
+            return "boolean"
+        if isinstance(v, (int, float)):
+            if isinstance(v, int) and abs(v) > 2**53:
+                raise bad(f"the number {v} is larger than 2**53")
+            return "number"
+        if isinstance(v, str):
+            return "text"
+        raise bad(f"the constant {v!r} is not a number, text or true/false")
+    if isinstance(node, ast.Name):
+        return kinds.get(node.id, "any")
+    if isinstance(node, (ast.List, ast.Tuple)):
+        for e in node.elts:
+            if _kind(e, kinds, text, where) == "list":
+                raise bad("a list inside a list")
+        return "list"
+    if isinstance(node, ast.BinOp):
+        for side in (node.left, node.right):
+            numeric(_kind(side, kinds, text, where), "arithmetic")
+        return "number"
+    if isinstance(node, ast.UnaryOp):
+        k = _kind(node.operand, kinds, text, where)
+        if isinstance(node.op, ast.Not):
+            if k == "list":
+                raise bad("'not' of a list")
+            return "boolean"
+        numeric(k, "a sign")
+        return "number"
+    if isinstance(node, ast.BoolOp):
+        for v in node.values:
+            if _kind(v, kinds, text, where) == "list":
+                raise bad("'and'/'or' of a list")
+        return "boolean"
+    if isinstance(node, ast.Compare):
+        left = _kind(node.left, kinds, text, where)
+        for operation, comp in zip(node.ops, node.comparators):
+            right = _kind(comp, kinds, text, where)
+            if isinstance(operation, (ast.In, ast.NotIn)):
+                if right != "list" or left == "list":
+                    raise bad("'in' needs a value on the left and a list such as ['a', 'b'] on the right")
+            elif "list" in (left, right):
+                raise bad("a list can only stand after 'in'")
+            elif isinstance(operation, (ast.Lt, ast.LtE, ast.Gt, ast.GtE)):
+                numeric(left, "an ordering (<, <=, >, >=)")
+                numeric(right, "an ordering (<, <=, >, >=)")
+            elif "any" not in (left, right) and {left, right} - {"number", "boolean"} and left != right:
+                raise bad(f"comparing {left} with {right}")
+            left = right
+        return "boolean"
+    if isinstance(node, ast.IfExp):
+        _kind(node.test, kinds, text, where)
+        body, other = _kind(node.body, kinds, text, where), _kind(node.orelse, kinds, text, where)
+        if "list" in (body, other):
+            raise bad("a list as the result of 'if'")
+        return body if body == other else "any"
+    if isinstance(node, ast.Call):
+        name = node.func.id  # checked to be abs/min/max before
+        if node.keywords or len(node.args) != _ARITY[name]:
+            raise bad(f"{name}() takes {_ARITY[name]} argument{'s' if _ARITY[name] > 1 else ''}")
+        for a in node.args:
+            numeric(_kind(a, kinds, text, where), f"{name}()")
+        return "number"
+    raise bad(f"{type(node).__name__} is not allowed")
 
 
 def _template(text: str) -> tuple[tuple[str, str | None], ...]:
@@ -297,10 +419,11 @@ def _template(text: str) -> tuple[tuple[str, str | None], ...]:
     stripped = text.strip()
     tree = ast.parse(stripped, mode="eval")
     parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    targets = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}  # one pass: linear in the rule
     spans = sorted(
         (n.col_offset, n.end_col_offset, n.id, not isinstance(parents.get(n), (ast.Compare, ast.BinOp, ast.Call)))
         for n in ast.walk(tree)
-        if isinstance(n, ast.Name) and n.id not in _FUNCTIONS and not _is_call_target(tree, n)
+        if isinstance(n, ast.Name) and n.id not in _FUNCTIONS and id(n) not in targets
     )
     pieces: list[tuple[str, str | None]] = []
     pos = 0
@@ -313,7 +436,3 @@ def _template(text: str) -> tuple[tuple[str, str | None], ...]:
         pos = end
     pieces.append((stripped[pos:], None))
     return tuple(pieces)
-
-
-def _is_call_target(tree: ast.AST, name: ast.Name) -> bool:
-    return any(isinstance(n, ast.Call) and n.func is name for n in ast.walk(tree))

@@ -544,7 +544,7 @@ class _Parser:
                 names.add((stage, name))
                 desc = self.string(self.get(spec, "description", path), path + ("description",))
                 expr = compile_expression(" ".join(str(self.get(spec, "exclude_if", path)).split()),
-                                          {**fmap, "channel": None}, self.where(path + ("exclude_if",)))
+                                          {**fmap, "channel": "category"}, self.where(path + ("exclude_if",)))
                 out.append(Rule(stage, name, desc, expr, self._scope(spec, path, actions)))
         return tuple(out)
 
@@ -582,7 +582,7 @@ class _Parser:
             name = self.ident(self.get(spec, "name", path), path + ("name",))
             desc = self.string(self.get(spec, "description", path), path + ("description",))
             expr = compile_expression(" ".join(str(self.get(spec, "when", path)).split()),
-                                      {**fmap, "channel": None}, self.where(path + ("when",)))
+                                      {**fmap, "channel": "category"}, self.where(path + ("when",)))
             weight = self.number(self.get(spec, "weight", path), path + ("weight",), 0, lo_open=True)
             out.append(ContextWeight(name, desc, expr, self._scope(spec, path, actions), weight))
         return tuple(out)

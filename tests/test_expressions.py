@@ -43,3 +43,54 @@ def test_render_writes_values_next_to_fields():
 
 def test_format_value():
     assert [format_value(v) for v in (45, 45.0, 0.1, True, "vip")] == ["45", "45", "0.1", "true", "'vip'"]
+
+
+# -- bounded cost: refused at load time, with Error/Hint (security issue, item 9) --------
+
+import time  # noqa: E402
+
+import pytest  # noqa: E402
+
+from decisioning.errors import StrategyError  # noqa: E402
+
+TYPED = {"age": "integer", "segment": "category", "vip": "boolean", "cart": "number", "channel": "category"}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("'a' * 1000000000 == 'b'", "test: arithmetic needs numbers, not text in expression \"'a' * 1000000000 == 'b'\"."),
+    ("[0] * 20000000 == [0]", "test: arithmetic needs numbers, not list in expression '[0] * 20000000 == [0]'."),
+    ("segment * 1000000000 == 'x'",
+     "test: arithmetic needs numbers, not text in expression \"segment * 1000000000 == 'x'\"."),
+    ("age > 'ten'", "test: an ordering (<, <=, >, >=) needs numbers, not text in expression \"age > 'ten'\"."),
+    ("segment == 3", "test: comparing text with number in expression 'segment == 3'."),
+    ("age in 5", "test: 'in' needs a value on the left and a list such as ['a', 'b'] on the right in expression "
+                 "'age in 5'."),
+    ("min(age, cart, vip) > 1", "test: min() takes 2 arguments in expression 'min(age, cart, vip) > 1'."),
+    ("not " * 400 + "vip", "is nested more than 40 levels deep."),
+    ("-" * 100_000 + "age > 1", "test: the expression is 100,007 characters long, more than the 2,000 allowed."),
+    (" or ".join(f"age == {i}" for i in range(100)), "has more than 400 parts."),
+])
+def test_costly_or_ill_typed_rules_are_refused_when_loaded(text, message):
+    with pytest.raises(StrategyError) as err:
+        compile_expression(text, TYPED, "test")
+    assert err.value.message.endswith(message) if message.startswith("is") or message.startswith("has") \
+        else err.value.message == message
+    assert err.value.hint
+
+
+def test_compile_time_is_linear_in_the_rule():
+    def took(n):
+        text = " or ".join(f"age == {i}" for i in range(n))
+        t = time.perf_counter()
+        for _ in range(5):
+            compile_expression(text, TYPED, "test")
+        return time.perf_counter() - t
+
+    small, large = took(7), took(70)  # just under the node bound
+    assert large < small * 10 * 3  # linear (quadratic would be ~100x)
+
+
+def test_typed_rules_still_accept_everything_the_demo_uses():
+    for text in ["channel == 'email' and not vip", "segment in ['vip', 'regular']", "cart * 0.1 >= 1 if vip else age > 30",
+                 "abs(cart - 100) < 5", "vip == True", "age + vip > 3"]:
+        compile_expression(text, TYPED, "test")
