@@ -103,7 +103,18 @@ def _reader(path: str) -> str:
 
 
 def _columns(con, path: str) -> list[str]:
-    return [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {_reader(path)}", {"file": path}).fetchall()]
+    try:
+        return [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {_reader(path)}", {"file": path}).fetchall()]
+    except duckdb.Error as exc:
+        raise _unreadable(path, exc) from None
+
+
+def _unreadable(path: str, exc: Exception) -> InputError:
+    kind = "Parquet" if Path(path).suffix.lower() == ".parquet" else "CSV"
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return InputError(f"{path} cannot be read as {kind}: {first}",
+                      f"Check that it is a complete {kind} export (e.g. re-export it, or open it with another "
+                      "tool); nothing was imported.")
 
 
 def _q(name: str) -> str:
@@ -174,8 +185,12 @@ def import_file(log: DecisionLog, fmt: str, path: str, mapping: dict[str, str] |
         if k == "customer":  # pseudonymised as it is read: the raw id never reaches a table
             raw = f"{_PSEUDONYM_UDF}({raw})"
         typed = f"TRY_CAST({expr} AS {_TYPES[k]})" if k in _TYPES else raw
-        if k == "selected":
-            typed = f"TRY_CAST(lower({raw}) IN ('true', '1', 'yes', 't') AS BOOLEAN)"
+        if _TYPES.get(k) == "INTEGER":  # a whole number or nothing: never 1.5 rounded to 2
+            typed = (f"CASE WHEN TRY_CAST({raw} AS DOUBLE) = round(TRY_CAST({raw} AS DOUBLE)) "
+                     f"THEN TRY_CAST(TRY_CAST({raw} AS DOUBLE) AS INTEGER) END")
+        if k == "selected":  # a stated truth value or nothing: never 'maybe' read as false
+            typed = (f"CASE WHEN lower(trim({raw})) IN ('true', '1', 'yes', 't', 'y') THEN true "
+                     f"WHEN lower(trim({raw})) IN ('false', '0', 'no', 'f', 'n') THEN false END")
         select += [f"{raw} AS {k}_raw", f"{typed} AS {k}"]
     con.execute("SET TimeZone = 'UTC'")  # times without a zone are read as UTC
     # bounded memory: DuckDB spills the staging table and sorts to disk beyond this
@@ -187,8 +202,11 @@ def import_file(log: DecisionLog, fmt: str, path: str, mapping: dict[str, str] |
     try:
         # staging in the temporary catalog (memory, spilled outside the log file): nothing of
         # it is written into the log, and a killed import leaves no table behind
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _k_import AS SELECT {', '.join(select)} FROM {reader} s",
-                    {"file": path})
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _k_import AS SELECT {', '.join(select)} FROM {reader} s",
+                        {"file": path})
+        except (duckdb.IOException, duckdb.InvalidInputException, duckdb.ConversionException) as exc:
+            raise _unreadable(path, exc) from None
         rep.rows = con.execute("SELECT count(*) FROM _k_import").fetchall()[0][0]
         # 1. bad rows: a required value missing, or a value that does not parse
         checks = []

@@ -775,7 +775,13 @@ def run(db, strategy_path, customers_path, channel) -> None:
         suffix = Path(customers_path).suffix.lower()
         if suffix not in (".csv", ".parquet"):
             raise InputError(f"{customers_path}: unknown file type {suffix!r}.", "Use a .csv or .parquet file.")
-        frame = pd.read_parquet(customers_path) if suffix == ".parquet" else pd.read_csv(customers_path)
+        try:
+            frame = pd.read_parquet(customers_path) if suffix == ".parquet" else pd.read_csv(customers_path)
+        except Exception as exc:  # pyarrow and pandas raise many kinds for a damaged file: all mean the same
+            kind = "Parquet" if suffix == ".parquet" else "CSV"
+            raise InputError(f"{customers_path} cannot be read as {kind}: {type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''}",
+                             f"Check that it is a complete {kind} file (re-export it); nothing was decided.") from None
         if channel:
             frame["channel"] = channel
         req = Requests.from_frame(strategy, frame)
