@@ -123,7 +123,28 @@ def demo(customers: int, db: str, seed: int, scenario: str, replace: bool, expla
     _run_app(db, port)
 
 
-def _run_app(db: str, port: int) -> None:
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: the dashboard gets SIGTERM when `klartext app` dies, however it dies (kill -9
+    included), so no Streamlit server outlives the command that started it."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _run_app(db: str, port: int, host: str = "127.0.0.1", users: str | None = None,
+             auth_header: str | None = None) -> None:
+    from klartext.access import load_users, require_auth_beyond_loopback
+
+    try:
+        require_auth_beyond_loopback(host, users, auth_header, "The dashboard")
+        if users:
+            load_users(users)  # a broken users file is named here, not in the browser
+    except KlartextError as exc:
+        _fail(exc)
     app = Path(__file__).resolve().parent.parent / "app.py"
     if not app.exists():
         _fail(KlartextError(f"The dashboard (app.py) was not found next to the package at {app.parent}.",
@@ -132,20 +153,44 @@ def _run_app(db: str, port: int) -> None:
 
     click.echo("Preparing the trade-off analyses (compiled once per installation) …")
     compile_all()
-    click.echo(f"Starting the dashboard on http://localhost:{port} (Ctrl+C to stop)")
+    click.echo(f"Starting the dashboard on http://{'localhost' if host in ('127.0.0.1', 'localhost') else host}:{port}"
+               + (" (sign-in required)" if users else "") + " (Ctrl+C to stop)")
     env = dict(os.environ, KLARTEXT_DB=str(Path(db).resolve()))
-    subprocess.run([sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
-                    "--server.headless", "true", "--browser.gatherUsageStats", "false"], env=env, check=False)
+    env.pop("KLARTEXT_USERS", None)
+    env.pop("KLARTEXT_AUTH_HEADER", None)
+    if users:
+        env["KLARTEXT_USERS"] = str(Path(users).resolve())
+    if auth_header:
+        env["KLARTEXT_AUTH_HEADER"] = auth_header
+    child = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
+                              "--server.address", host, "--server.headless", "true",
+                              "--browser.gatherUsageStats", "false"], env=env,
+                             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+    try:
+        child.wait()
+    finally:  # Ctrl+C or any other end of this command ends the dashboard too
+        if child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
 
 
 @main.command()
 @click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
 @click.option("--port", default=8501, show_default=True)
-def app(db: str, port: int) -> None:
-    """Open the dashboard on a decision log."""
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; anything but loopback needs --users.")
+@click.option("--users", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="Users file (`klartext user add`): everyone signs in; pages follow the role.")
+@click.option("--auth-header", default=None, metavar="NAME",
+              help="A header your reverse proxy sets to the signed-in user's name (trusted).")
+def app(db: str, port: int, host: str, users: str | None, auth_header: str | None) -> None:
+    """Open the dashboard on a decision log (fixed at start: the browser cannot open another file)."""
     if not Path(db).exists():
         _fail(KlartextError(f"No decision log at {db!r}.", f"Create one with `klartext demo --db {db}`."))
-    _run_app(db, port)
+    _run_app(db, port, host, users, auth_header)
 
 
 @main.command()
@@ -807,21 +852,57 @@ def run(db, strategy_path, customers_path, channel) -> None:
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--max-queue", default=2000, show_default=True, type=click.IntRange(1),
               help="Requests waiting to be decided before new ones get 503.")
-def serve(db, strategy_path, host, port, max_queue) -> None:
+@click.option("--users", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="Users file (`klartext user add`): every request must sign in (HTTP Basic). Required "
+                   "unless --host is a loopback address.")
+@click.option("--auth-header", default=None, metavar="NAME",
+              help="A header your reverse proxy sets to the signed-in user's name (trusted: the proxy must "
+                   "strip it from clients' requests).")
+def serve(db, strategy_path, host, port, max_queue, users, auth_header) -> None:
     """The real-time decision API: POST /decide, POST /outcome, GET /decisions/{id}, GET /health
     (OpenAPI at /docs). A response is sent only after its decision is durable in the log."""
     import uvicorn
 
+    from klartext.access import require_auth_beyond_loopback
     from klartext.serve import create_app
 
     if not Path(db).exists():
         _fail(KlartextError(f"No decision log at {db!r}.",
                             f"Create one with `klartext demo --db {db}` (it trains and registers the models)."))
     try:
-        app = create_app(db, strategy_path, max_queue=max_queue)
+        require_auth_beyond_loopback(host, users, auth_header, "The service")
+        app = create_app(db, strategy_path, max_queue=max_queue, users=users, auth_header=auth_header)
     except KlartextError as exc:
         _fail(exc)
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@main.group()
+def user() -> None:
+    """Users of the dashboard and the service (a users file with hashed passwords)."""
+
+
+@user.command("add")
+@click.option("--file", "path", required=True, type=click.Path(dir_okay=False), help="The users file (created if missing).")
+@click.option("--name", required=True, help="User name (letters, digits, . _ @ -).")
+@click.option("--role", required=True, type=click.Choice(["viewer", "reviewer", "decider", "admin"]),
+              help="viewer: aggregates; reviewer: + single decisions and customers; decider: the service's "
+                   "/decide and /outcome; admin: everything.")
+@click.option("--proxy-only", is_flag=True, help="No password: the user signs in only through --auth-header.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input (for scripts).")
+def user_add(path: str, name: str, role: str, proxy_only: bool, password_stdin: bool) -> None:
+    """Add (or replace) a user; the password is stored as a scrypt hash, never in clear."""
+    from klartext.access import add_user
+
+    password = None
+    if not proxy_only:
+        password = sys.stdin.readline().rstrip("\n") if password_stdin else \
+            click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        add_user(path, name, role, password)
+    except KlartextError as exc:
+        _fail(exc)
+    click.echo(f"{name} ({role}) is in {path}.")
 
 
 @main.command()

@@ -24,18 +24,21 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import base64
 import gc
+import hashlib
 import json
 import math
 import queue
 import threading
 import time
 import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -51,6 +54,7 @@ from decisioning.forest import compile_walk
 from decisioning.inputs import Requests
 from decisioning.strategy import STAGES, Strategy, load_strategy
 from explain.api import Explainer
+from klartext import access
 
 MAX_BODY = 64 * 1024
 
@@ -346,10 +350,64 @@ class _BodyLimit:
                      "Send one decision request per call.")(scope, receive, send)
 
 
-def create_app(db: str, strategy_path: str | None = None, **kw) -> FastAPI:
-    """The HTTP API over one decision log (see the module docstring)."""
+def _auth(users: dict[str, access.User] | None, header: str | None):
+    """A FastAPI dependency factory: ``need(grant)`` checks who asks and what they may do.
+
+    Without users (a service on loopback only) everyone may do everything.  Otherwise the
+    trusted proxy's header names the user (when ``header`` is set and present), or HTTP
+    Basic gives name and password; a password's scrypt check runs once per credential (the
+    result is kept, keyed by a hash of the credential)."""
+    checked: dict[bytes, str] = {}
+    challenge = {"WWW-Authenticate": 'Basic realm="Klartext", charset="UTF-8"'}
+
+    def who(request: Request) -> access.User | None:
+        if users is None:
+            return None
+        if header is not None and request.headers.get(header):
+            user = users.get(request.headers[header])
+            if user is None:
+                raise StarletteHTTPException(403, f"User {request.headers[header]!r} (from {header}) is not in the "
+                                                  "users file.")
+            return user
+        auth = request.headers.get("authorization", "")
+        if not auth.lower().startswith("basic "):
+            raise StarletteHTTPException(401, "Sign-in required.", headers=challenge)
+        try:
+            name, _, password = base64.b64decode(auth[6:].strip(), validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            raise StarletteHTTPException(401, "The Authorization header is not valid HTTP Basic.",
+                                         headers=challenge) from None
+        user = users.get(name)
+        digest = hashlib.sha256(auth.encode()).digest()
+        if user is not None and checked.get(digest) != user.password_hash:
+            if user.password_hash == "-" or not access.check_password(user.password_hash, password):
+                user = None
+            else:
+                checked[digest] = user.password_hash
+        if user is None:
+            raise StarletteHTTPException(401, "Unknown user or wrong password.", headers=challenge)
+        return user
+
+    def need(grant: str):
+        def check(request: Request) -> access.User | None:
+            user = who(request)
+            if user is not None and not user.may(grant):
+                raise StarletteHTTPException(403, f"User {user.name!r} ({user.role}) may not do this.")
+            return user
+        return check
+
+    return need
+
+
+def create_app(db: str, strategy_path: str | None = None, *, users: str | None = None,
+               auth_header: str | None = None, **kw) -> FastAPI:
+    """The HTTP API over one decision log (see the module docstring).  ``users``: a users file
+    (:mod:`klartext.access`), required for every request when given; ``auth_header``: a header
+    a trusted reverse proxy sets to the signed-in user's name."""
     strategy = load_strategy(strategy_path) if strategy_path else None
+    need = _auth(access.load_users(users) if users else None, auth_header)
     state: dict[str, Service] = {}
+    idempotent: OrderedDict[tuple[str, str], tuple[str, asyncio.Future]] = OrderedDict()
 
     from contextlib import asynccontextmanager
 
@@ -416,18 +474,46 @@ def create_app(db: str, strategy_path: str | None = None, **kw) -> FastAPI:
         return _error(404, f"Decision {exc.args[0]!r} is not in the log.", "Send outcomes for logged decisions.")
 
     @app.post("/decide", response_model=dict)
-    async def decide(body: DecideIn) -> JSONResponse:
-        """Decide for one customer interaction; returns after the decision is logged."""
+    async def decide(body: DecideIn, user: access.User | None = Depends(need("decide")),  # noqa: B008
+                     idempotency_key: str | None = Header(default=None, max_length=200)) -> JSONResponse:  # noqa: B008
+        """Decide for one customer interaction; returns after the decision is logged.
+
+        With an ``Idempotency-Key`` header, a retry of the same request (same key, same body)
+        gets the first answer and logs nothing new, also while the first is still in flight;
+        the same key with another body is refused (422).  Keys are kept for the service's
+        lifetime (the newest 100,000)."""
         item = body.model_dump()
         for k, v in item["features"].items():
             if isinstance(v, float) and not math.isfinite(v):
                 raise InputError(f"features.{k} must be finite, got {v!r}.", f"Send a finite value for {k}.")
         req = Requests.from_dicts(state["svc"].strategy, [{k: v for k, v in item.items() if v is not None}])
-        # the answer is plain JSON types already: sent as it is (FastAPI's encoder would walk it)
-        return JSONResponse(await submit("decide", (item, req)))
+        if idempotency_key is None:
+            # the answer is plain JSON types already: sent as it is (FastAPI's encoder would walk it)
+            return JSONResponse(await submit("decide", (item, req)))
+        key = (user.name if user else "", idempotency_key)
+        fingerprint = hashlib.sha256(json.dumps(item, sort_keys=True).encode()).hexdigest()
+        if key in idempotent:
+            seen, fut = idempotent[key]
+            if seen != fingerprint:
+                raise InputError(f"Idempotency-Key {idempotency_key!r} was used for another request.",
+                                 "Use a new key for each new request; repeat a key only to retry the same request.")
+            return JSONResponse(await asyncio.shield(fut))
+        fut = asyncio.get_running_loop().create_future()
+        idempotent[key] = (fingerprint, fut)
+        while len(idempotent) > 100_000:
+            idempotent.popitem(last=False)
+        try:
+            answer = await submit("decide", (item, req))
+        except BaseException as exc:
+            idempotent.pop(key, None)  # not decided: a retry may try again
+            fut.set_exception(exc)
+            fut.exception()  # retrieved: no "never retrieved" warning when nobody else waited
+            raise
+        fut.set_result(answer)
+        return JSONResponse(answer)
 
     @app.post("/outcome")
-    async def outcome(body: OutcomeIn) -> dict:
+    async def outcome(body: OutcomeIn, _user: access.User | None = Depends(need("decide"))) -> dict:  # noqa: B008
         """Record what happened after a decision."""
         svc = state["svc"]
         known = svc.log.con.cursor().execute("SELECT count(*) FROM decisions WHERE decision_id = ?",
@@ -437,7 +523,7 @@ def create_app(db: str, strategy_path: str | None = None, **kw) -> FastAPI:
         return await submit("outcome", body.model_dump())
 
     @app.get("/decisions/{decision_id}")
-    def get_decision(decision_id: str) -> dict:
+    def get_decision(decision_id: str, _user: access.User | None = Depends(need("decisions"))) -> dict:  # noqa: B008
         """The logged record of a decision with its explanation."""
         svc = state["svc"]
         try:
@@ -447,7 +533,7 @@ def create_app(db: str, strategy_path: str | None = None, **kw) -> FastAPI:
         return json.loads(json.dumps(e.to_dict(), default=str))
 
     @app.get("/health")
-    def health() -> dict:
+    def health(_user: access.User | None = Depends(need("aggregates"))) -> dict:  # noqa: B008
         svc = state["svc"]
         return {"status": "ok", "strategy_version": svc.strategy.version, "logged_since_start": svc.logged,
                 "queue": svc.queue.qsize(), "groups_committed": svc.groups,

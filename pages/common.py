@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import threading
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from decision_log import live, queries
 from decision_log.store import DecisionLog
 from decisioning.errors import KlartextError
 from explain.api import Explainer
+from klartext import access
 
 DEFAULT_DB = "klartext_demo.duckdb"
 
@@ -31,10 +33,78 @@ def _cli_db() -> str | None:
 
 
 def db_path() -> str:
-    """The log path: sidebar entry, else `-- --db PATH`, else $KLARTEXT_DB, else the demo default."""
-    if "db_path" not in st.session_state:
-        st.session_state["db_path"] = _cli_db() or os.environ.get("KLARTEXT_DB") or DEFAULT_DB
-    return st.sidebar.text_input("Decision log (DuckDB file)", key="db_path")
+    """The log path, fixed when the dashboard starts (`-- --db PATH`, else $KLARTEXT_DB, else
+    the demo default): nobody can point the browser at another file on the host."""
+    path = _cli_db() or os.environ.get("KLARTEXT_DB") or DEFAULT_DB
+    st.sidebar.caption(f"Decision log: {md(Path(path).name)}")
+    return path
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def md(text: object) -> str:
+    """Text from the log or a strategy, escaped for Markdown: a label or reason is shown as
+    written, never as a link or an image the browser would fetch."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text))
+
+
+# -- signing in -------------------------------------------------------------------------------
+
+def current_user() -> access.User | None:
+    """The signed-in user, or None when the dashboard runs without a users file (loopback
+    only: `klartext app` refuses anything else).  Shows the sign-in form and stops the page
+    run until someone has signed in."""
+    users_file = os.environ.get("KLARTEXT_USERS")
+    if not users_file:
+        return None
+    users = _users(users_file)
+    header = os.environ.get("KLARTEXT_AUTH_HEADER")
+    if header:
+        name = st.context.headers.get(header)
+        if name:
+            if name not in users:
+                st.error(f"{md(name)} (from your sign-in) is not a Klartext user. Ask an admin to add you.")
+                st.stop()
+            return users[name]
+    name = st.session_state.get("_user")
+    if name in users:
+        return users[name]
+    st.title("Klartext")
+    with st.form("sign_in"):
+        st.write("Sign in to see this decision log.")
+        who = st.text_input("User")
+        password = st.text_input("Password", type="password")
+        if st.form_submit_button("Sign in"):
+            user = users.get(who)
+            if user is not None and user.password_hash != "-" and access.check_password(user.password_hash, password):
+                st.session_state["_user"] = who
+                st.rerun()
+            st.error("Unknown user or wrong password.")
+    st.stop()
+
+
+@st.cache_resource
+def _users(path: str) -> dict[str, access.User]:
+    return access.load_users(path)
+
+
+def require(grant: str) -> None:
+    """Stop a page the signed-in user's role does not grant (the navigation hides it too)."""
+    user = current_user()
+    if user is not None and not user.may(grant):
+        st.error(f"{md(user.name)} ({user.role}) may not open this page: it shows single decisions and customers.")
+        st.stop()
+
+
+def sign_out_button(user: access.User | None) -> None:
+    if user is None or os.environ.get("KLARTEXT_AUTH_HEADER") and st.context.headers.get(
+            os.environ["KLARTEXT_AUTH_HEADER"]):
+        return
+    st.sidebar.caption(f"Signed in as {md(user.name)} ({user.role})")
+    if st.sidebar.button("Sign out"):
+        st.session_state.pop("_user", None)
+        st.rerun()
 
 
 class _Follower:
@@ -195,7 +265,7 @@ def filters(con: duckdb.DuckDBPyConnection, issues: bool = True) -> queries.Filt
 
 
 def show_error(exc: KlartextError) -> None:
-    st.error(exc.message + (f"\n\n**Next step:** {exc.hint}" if exc.hint else ""))
+    st.error(md(exc.message) + (f"\n\n**Next step:** {md(exc.hint)}" if exc.hint else ""))
 
 
 def table(df: pd.DataFrame, name: str, **kw) -> None:

@@ -1,7 +1,9 @@
 import streamlit as st
 
 from decision_log import queries
-from pages.common import log, table
+from pages.common import log, md, require, table
+
+require("decisions")
 
 st.title("Customer history")
 st.caption("Every decision about one customer and what happened, in time order — the compliance inquiry.")
@@ -21,7 +23,7 @@ if hist.empty:
     pseudonym = lg.pseudonymise([q])[0]
     hist = queries.customer_history(con, pseudonym)
 if hist.empty:
-    st.warning(f"No decision about {q!r} in this log (pseudonym `{pseudonym}`). Check the id, or that this log "
+    st.warning(f"No decision about {md(repr(q))} in this log (pseudonym `{pseudonym}`). Check the id, or that this log "
                "uses the same pseudonym key (`<log>.key` or $KLARTEXT_PSEUDONYM_KEY).")
     st.stop()
 n = hist["decision_id"].nunique()

@@ -3,7 +3,9 @@ import streamlit as st
 from decision_log import explanations as store
 from decision_log import queries
 from explain import figures
-from pages.common import log, table
+from pages.common import log, require, table
+
+require("decisions")
 
 st.title("Explanations")
 st.caption("What drives each action's model: mean |SHAP| over explained decisions, by segment and period, "

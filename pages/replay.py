@@ -8,7 +8,9 @@ from decisioning.errors import KlartextError
 from explain import figures
 from explain.reasons import feature_phrase
 from explain.report import html_report
-from pages.common import explainer, filters, log, show_error, table
+from pages.common import explainer, filters, log, md, require, show_error, table
+
+require("decisions")
 
 st.title("Decision replay")
 st.caption("Find a decision, see everything that shaped it, and why not another action.")
@@ -80,7 +82,7 @@ with tab_why:
         st.markdown(f"priority **{row['priority']:.4g}** = propensity {row['propensity']:.4g} × value "
                     f"{row['value']:.4g} × context weight {row['context_weight']:.4g} × lever {row['lever']:.4g}")
         for r in e.reasons.get(aid, []):
-            st.markdown(f"- {r.text}")
+            st.markdown(f"- {md(r.text)}")
         ca = e.attributions.get(aid)
         if ca is None:
             continue
@@ -92,7 +94,7 @@ with tab_why:
             st.plotly_chart(figures.attribution_waterfall(list(ca.features), ca.phi, ca.base_value, ca.raw_output,
                                                           labels), width="stretch", key=f"wf_{aid}")
         else:
-            st.error("Attributions withheld — " + "; ".join(ca.problems))
+            st.error("Attributions withheld — " + md("; ".join(ca.problems)))
 with tab_grid:
     st.plotly_chart(figures.decision_grid(e.candidates), width="stretch", key="grid")
     if e.candidates["propensity"].notna().any():
@@ -110,9 +112,9 @@ with tab_whynot:
         other = st.selectbox(f"Why {e.chosen[0]} and not …", others, key="whynot")
         c = ex.why_not(did, other)
         contrasts.append(c)
-        st.markdown(f"**{c.summary}**")
+        st.markdown(f"**{md(c.summary)}**")
         if c.tested:
-            st.markdown("Values the rule tested: " + ", ".join(f"`{k}` = **{v}**" for k, v in c.tested.items()))
+            st.markdown("Values the rule tested: " + ", ".join(f"{md(k)} = **{md(v)}**" for k, v in c.tested.items()))
         if c.log_ratio is not None:
             st.plotly_chart(figures.contrast_bars([(t.name.replace("_", " "), t.log_ratio) for t in c.terms],
                                                   c.winner, c.other), width="stretch", key="contrast")

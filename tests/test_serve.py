@@ -48,7 +48,7 @@ def test_decide_is_logged_with_every_candidate_before_the_answer(demo_copy):
         assert rec.status_code == 200 and len(rec.json()["candidates"]) == 29
         out = c.post("/outcome", json={"decision_id": body["decision_id"], "action_id": body["chosen_actions"][0],
                                        "outcome": "accepted", "revenue": 49.9})
-        assert out.status_code == 200 and out.json() == {"logged": 1}
+        assert out.status_code == 200 and out.json() == {"logged": 1, "duplicate": False}
         assert c.get("/health").json()["status"] == "ok"
     assert _count(demo_copy, body["decision_id"]) == (1, 29)
 

@@ -1,0 +1,130 @@
+"""The dashboard's access rules: sign-in with a users file, pages by role, the log path fixed
+at start, data shown as text, and no Streamlit left behind (security issue, item 7)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from klartext.access import add_user
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(autouse=True)
+def clear_caches():
+    import streamlit as st
+
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+@pytest.fixture
+def signed_env(demo_log, tmp_path, monkeypatch):
+    users = tmp_path / "users.txt"
+    add_user(users, "vera", "viewer", PASSWORD)
+    add_user(users, "rita", "reviewer", PASSWORD)
+    monkeypatch.setenv("KLARTEXT_DB", str(demo_log))
+    monkeypatch.setenv("KLARTEXT_USERS", str(users))
+    return users
+
+
+def test_the_dashboard_asks_for_a_sign_in_and_refuses_a_wrong_password(signed_env):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
+    at.run()
+    assert not at.exception
+    assert [t.label for t in at.text_input] == ["User", "Password"]
+    assert not at.metric  # nothing of the log is shown before signing in
+    at.text_input[0].input("vera")
+    at.text_input[1].input("not the password")
+    at.button[0].click().run()
+    assert at.error[0].value == "Unknown user or wrong password."
+    assert "_user" not in at.session_state
+
+
+def test_a_viewer_signs_in_and_sees_aggregates_but_no_single_decision(signed_env):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
+    at.run()
+    at.text_input[0].input("vera")
+    at.text_input[1].input(PASSWORD)
+    at.button[0].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state["_user"] == "vera"
+    assert at.title[0].value == "Overview"
+    for page in ("pages/replay.py", "pages/customer.py", "pages/explanations.py"):
+        p = AppTest.from_file(str(ROOT / page), default_timeout=90)
+        p.session_state["_user"] = "vera"
+        p.run()
+        assert p.error[0].value.startswith("vera (viewer) may not open this page"), page
+    p = AppTest.from_file(str(ROOT / "pages/customer.py"), default_timeout=90)
+    p.session_state["_user"] = "rita"
+    p.run()
+    assert not p.error and p.title[0].value == "Customer history"
+
+
+def test_the_log_path_cannot_be_changed_from_the_browser(demo_log, monkeypatch):
+    monkeypatch.setenv("KLARTEXT_DB", str(demo_log))
+    at = AppTest.from_file(str(ROOT / "pages/overview.py"), default_timeout=90)
+    at.run()
+    assert not at.exception
+    assert not at.sidebar.text_input  # no path field: the log is fixed when the dashboard starts
+    assert any("Decision log: demo\\.duckdb" in c.value for c in at.sidebar.caption)
+
+
+def test_data_is_shown_as_text_never_as_markdown():
+    from pages.common import md
+
+    shown = md("![x](https://evil.example/p.png) [click](https://evil.example) <img src=x>")
+    import re
+
+    unescaped = re.sub(r"\\.", "", shown)  # what is left once every escaped character is dropped
+    assert not set("![]()<>") & set(unescaped), shown
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux's")
+def test_killing_klartext_app_ends_the_dashboard(demo_log):
+    parent = subprocess.Popen([sys.executable, "-m", "klartext.cli", "app", "--db", str(demo_log),
+                               "--port", str(_free_port())], cwd=ROOT, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    kids: list[int] = []
+    while time.monotonic() < deadline and not kids:
+        time.sleep(0.5)
+        kids = _children(parent.pid)
+    assert kids, "the dashboard did not start"
+    time.sleep(2)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(_alive(k) for k in kids):
+        time.sleep(0.2)
+    assert not any(_alive(k) for k in kids)
