@@ -62,26 +62,27 @@ def keygen(path: str | Path) -> tuple[Path, Path]:
     return path, pub
 
 
-def load_private(path: str | Path) -> Ed25519PrivateKey:
+def _load_pem(path: str | Path, private: bool):
+    what, hint = (("an Ed25519 signing key", "Make one with `klartext keygen --out FILE` and keep it outside the "
+                                             "log's folder.") if private else
+                  ("an Ed25519 public key", "Use the .pub file that `klartext keygen` wrote beside the signing key."))
     try:
-        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+        data = Path(path).read_bytes()
+        key = serialization.load_pem_private_key(data, password=None) if private \
+            else serialization.load_pem_public_key(data)
     except (OSError, ValueError, TypeError) as exc:
-        raise LogError(f"{path} is not an Ed25519 signing key ({type(exc).__name__}).",
-                       "Make one with `klartext keygen --out FILE` and keep it outside the log's folder.") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise LogError(f"{path} is not an Ed25519 signing key.", "Make one with `klartext keygen --out FILE`.")
+        raise LogError(f"{path} is not {what} ({type(exc).__name__}).", hint) from None
+    if not isinstance(key, Ed25519PrivateKey if private else Ed25519PublicKey):
+        raise LogError(f"{path} is not {what}.", hint)
     return key
+
+
+def load_private(path: str | Path) -> Ed25519PrivateKey:
+    return _load_pem(path, private=True)
 
 
 def load_public(path: str | Path) -> Ed25519PublicKey:
-    try:
-        key = serialization.load_pem_public_key(Path(path).read_bytes())
-    except (OSError, ValueError, TypeError) as exc:
-        raise LogError(f"{path} is not an Ed25519 public key ({type(exc).__name__}).",
-                       "Use the .pub file that `klartext keygen` wrote beside the signing key.") from None
-    if not isinstance(key, Ed25519PublicKey):
-        raise LogError(f"{path} is not an Ed25519 public key.", "Use the .pub file that `klartext keygen` wrote.")
-    return key
+    return _load_pem(path, private=False)
 
 
 def make(con: duckdb.DuckDBPyConnection, key: Ed25519PrivateKey, log_name: str) -> dict[str, Any]:
