@@ -34,7 +34,10 @@ def _cli_db() -> str | None:
 
 def db_path() -> str:
     """The log path, fixed when the dashboard starts (`-- --db PATH`, else $KLARTEXT_DB, else
-    the demo default): nobody can point the browser at another file on the host."""
+    the demo default): nobody can point the browser at another file on the host.  Every page
+    reads the log through here, so every page — also one opened by its own URL — asks for a
+    sign-in first when the dashboard has users."""
+    current_user()
     path = _cli_db() or os.environ.get("KLARTEXT_DB") or DEFAULT_DB
     st.sidebar.caption(f"Decision log: {md(Path(path).name)}")
     return path

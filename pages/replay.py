@@ -46,7 +46,7 @@ except KlartextError as exc:
     show_error(exc)
     st.stop()
 d = e.decision
-st.header(f"Decision {did}")
+st.header(f"Decision {md(did)}")
 rep = replay(lg, [did])[0]
 if rep.reproduced:
     replay_note = "Replay verified: re-executed now with the pinned strategy and models, every candidate matches exactly."

@@ -51,6 +51,16 @@ def test_the_dashboard_asks_for_a_sign_in_and_refuses_a_wrong_password(signed_en
     assert "_user" not in at.session_state
 
 
+@pytest.mark.parametrize("page", ["pages/overview.py", "pages/funnel.py", "pages/models.py", "pages/integrity.py",
+                                  "pages/tradeoffs.py", "pages/replay.py"])
+def test_every_page_opened_by_its_own_url_asks_for_a_sign_in(signed_env, page):
+    at = AppTest.from_file(str(ROOT / page), default_timeout=90)
+    at.run()
+    assert not at.exception
+    assert [t.label for t in at.text_input] == ["User", "Password"]
+    assert not at.metric and not at.dataframe
+
+
 def test_a_viewer_signs_in_and_sees_aggregates_but_no_single_decision(signed_env):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
     at.run()
