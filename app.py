@@ -10,7 +10,7 @@ import streamlit as st
 from pages.common import current_user, live_run, sign_out_button
 
 st.set_page_config(page_title="Klartext", page_icon=":material/search:", layout="wide")
-user = current_user()  # stops at the sign-in form until someone has signed in
+user = current_user(entrypoint=True)  # stops at the sign-in form until someone has signed in
 may_read_decisions = user is None or user.may("decisions")
 pages = {
     "Governance": [

@@ -54,7 +54,7 @@ def md(text: object) -> str:
 
 # -- signing in -------------------------------------------------------------------------------
 
-def current_user() -> access.User | None:
+def current_user(entrypoint: bool = False) -> access.User | None:
     """The signed-in user, or None when the dashboard runs without a users file (loopback
     only: `klartext app` refuses anything else).  Shows the sign-in form and stops the page
     run until someone has signed in."""
@@ -73,6 +73,8 @@ def current_user() -> access.User | None:
     name = st.session_state.get("_user")
     if name in users:
         return users[name]
+    if entrypoint:  # app.py: no page list before signing in
+        st.navigation([st.Page(_signing_in, title="Sign in")], position="hidden")
     st.title("Klartext")
     with st.form("sign_in"):
         st.write("Sign in to see this decision log.")
@@ -85,6 +87,10 @@ def current_user() -> access.User | None:
                 st.rerun()
             st.error("Unknown user or wrong password.")
     st.stop()
+
+
+def _signing_in() -> None:
+    """The only page before signing in (the form itself is drawn by :func:`current_user`)."""
 
 
 @st.cache_resource
