@@ -79,12 +79,14 @@ def test_costly_or_ill_typed_rules_are_refused_when_loaded(text, message):
 
 
 def test_compile_time_is_linear_in_the_rule():
-    def took(n):
+    def took(n):  # the best of 15: a busy machine only ever adds time
         text = " or ".join(f"age == {i}" for i in range(n))
-        t = time.perf_counter()
-        for _ in range(5):
+        best = float("inf")
+        for _ in range(15):
+            t = time.perf_counter()
             compile_expression(text, TYPED, "test")
-        return time.perf_counter() - t
+            best = min(best, time.perf_counter() - t)
+        return best
 
     small, large = took(7), took(70)  # just under the node bound
     assert large < small * 10 * 3  # linear (quadratic would be ~100x)
