@@ -138,3 +138,44 @@ def test_killing_klartext_app_ends_the_dashboard(demo_log):
     while time.monotonic() < deadline and any(_alive(k) for k in kids):
         time.sleep(0.2)
     assert not any(_alive(k) for k in kids)
+
+
+@pytest.mark.browser
+def test_a_trusted_proxy_header_signs_a_user_into_the_dashboard_in_chromium(demo_log, tmp_path):
+    """Behind a reverse proxy: the header names the user, the users file gives the role; a
+    request without the header still meets the sign-in form."""
+    import urllib.request
+
+    from playwright.sync_api import sync_playwright
+
+    users = tmp_path / "users.txt"
+    add_user(users, "proxy-rita", "reviewer", None)
+    port = _free_port()
+    env = dict(os.environ, KLARTEXT_DB=str(demo_log), KLARTEXT_USERS=str(users),
+               KLARTEXT_AUTH_HEADER="X-Forwarded-User")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
+                             str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                if urllib.request.urlopen(url + "/_stcore/health", timeout=1).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.5)
+        with sync_playwright() as p:
+            b = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                  args=["--no-sandbox", "--disable-gpu"])
+            signed = b.new_page(extra_http_headers={"X-Forwarded-User": "proxy-rita"})
+            signed.goto(url)
+            signed.get_by_role("heading", name="Overview").wait_for(timeout=60_000)
+            assert signed.get_by_role("link", name="Decision replay").count() == 1  # a reviewer's page
+            anonymous = b.new_page()
+            anonymous.goto(url)
+            anonymous.get_by_role("button", name="Sign in").wait_for(timeout=60_000)
+            assert anonymous.get_by_role("heading", name="Overview").count() == 0
+            b.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
