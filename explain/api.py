@@ -620,6 +620,8 @@ def _differs(stored: CandidateAttribution, fresh: CandidateAttribution, row: dic
     if stored.features != fresh.features or stored.algorithm != fresh.algorithm:
         return f"it explains features {', '.join(stored.features)} by {stored.algorithm}"
     for name, a, b in (("input", stored.x, fresh.x), ("attribution", stored.phi, fresh.phi)):
+        if a.shape != b.shape:
+            return f"it holds {a.size} {name}s for {b.size} features"
         bad = np.flatnonzero(~np.isclose(a, b, rtol=0, atol=1e-9, equal_nan=True))
         if len(bad):
             j = int(bad[0])
@@ -675,11 +677,11 @@ def _to_arrow(groups: list[tuple[list[str], str, str, Any, np.ndarray]]) -> pa.T
         "features": pa.array(features, pa.list_(pa.string())),
         "x": pa.ListArray.from_arrays(offsets, pa.array(cat([g[3].x.ravel() for g in groups]))),
         "attributions": pa.ListArray.from_arrays(offsets, pa.array(cat([g[3].phi.ravel() for g in groups]))),
-        "base_value": pa.array(cat([g[3].base_value for g in groups])),
-        "raw_output": pa.array(cat([g[3].raw_output for g in groups])),
-        "residual": pa.array(cat([g[3].residual for g in groups])),
-        "propensity_logged": pa.array(cat([g[4] for g in groups])),
-        "propensity_rescored": pa.array(cat([g[3].propensity for g in groups])),
+        "base_value": pa.array(base),
+        "raw_output": pa.array(raw),
+        "residual": pa.array(resid),
+        "propensity_logged": pa.array(logged),
+        "propensity_rescored": pa.array(rescored),
         "created": pa.array([datetime.now(UTC)] * n, pa.timestamp("us", tz="UTC")),
         "seal": pa.array(seals, pa.string()),
     })

@@ -40,7 +40,8 @@ def _tamper(db, did, aid, expr: str, reseal: bool) -> None:
                             [store.row_seal(dict(zip(store.SEALED, row))), did, aid])
 
 
-@pytest.mark.parametrize("expr", ["list_reverse(attributions)", "list_transform(attributions, lambda v: v * 10)"])
+@pytest.mark.parametrize("expr", ["list_reverse(attributions)", "list_transform(attributions, lambda v: v * 10)",
+                                  "list_append(attributions, 0.0)"])
 def test_a_resealed_edit_is_a_mismatch_in_the_api_the_cli_and_the_service(demo_copy, expr):
     did, aid, feats = _stored_choice(demo_copy)
     with DecisionLog.open(demo_copy, read_only=True) as log:
@@ -51,13 +52,13 @@ def test_a_resealed_edit_is_a_mismatch_in_the_api_the_cli_and_the_service(demo_c
     with DecisionLog.open(demo_copy, read_only=True) as log:
         ca = Explainer(log).explain(did).attributions[aid]
     assert not ca.verified
-    assert ca.problems[0].startswith(TAMPERED + ": attribution of ")
+    assert ca.problems[0].startswith(TAMPERED + (": it holds " if "append" in expr else ": attribution of "))
     # what is shown is the model's own attribution, not the edited one
     assert list(ca.phi) == list(before.attributions[aid].phi)
 
     out = CliRunner().invoke(main, ["explain", did, "--db", str(demo_copy)])
     assert out.exit_code == 1, out.output  # a mismatch is a failed check
-    assert f"MISMATCH — {TAMPERED}: attribution of " in out.output
+    assert f"MISMATCH — {TAMPERED}: " in out.output
     assert "attributions withheld" in out.output
 
     with TestClient(create_app(str(demo_copy))) as c:
