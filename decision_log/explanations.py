@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from decision_log import schema
+
 COLUMNS = [
     "decision_id", "action_id", "model_version", "algorithm", "output", "library", "background",
     "features", "x", "attributions", "base_value", "raw_output", "residual",
@@ -85,8 +87,7 @@ def first_unsealed(con: duckdb.DuckDBPyConnection, chunk: int = 50_000) -> tuple
 
 
 def has_table(con: duckdb.DuckDBPyConnection) -> bool:
-    return bool(con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'explanations'").fetchall()[0][0])
+    return schema.has_table(con, "explanations")
 
 
 def writable(con: duckdb.DuckDBPyConnection) -> bool:

@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 from numba import njit, types
 
 from decision_log import explanations, seals
-from decision_log.schema import CANDIDATE_HASH_COLUMNS, DECISION_HASH_COLUMNS
+from decision_log.schema import CANDIDATE_HASH_COLUMNS, DECISION_HASH_COLUMNS, has_column, has_table
 from decisioning.strategy import strategy_version
 
 GENESIS = "0" * 64
@@ -715,7 +715,7 @@ def verify(con: duckdb.DuckDBPyConnection, progress: Callable[[int, int], None] 
             return VerifyResult(False, n_rec, head, table="strategies",
                                 problem=f"the text of strategy {version} was changed: its SHA-256 is now "
                                         f"{strategy_version(text)} (the version is the hash of the text)")
-    sha = "artifact_sha256" if _has_column(con, "models", "artifact_sha256") else "NULL"
+    sha = "artifact_sha256" if has_column(con, "models", "artifact_sha256") else "NULL"
     for version, action, blob, want in con.execute(f"SELECT version, action_id, artifact, {sha} FROM models "
                                                    "ORDER BY version, action_id").fetchall():
         if want is not None and hashlib.sha256(blob).hexdigest() != want:
@@ -723,7 +723,7 @@ def verify(con: duckdb.DuckDBPyConnection, progress: Callable[[int, int], None] 
                                 problem=f"the artifact of model {version} (action {action!r}) was changed: it does "
                                         "not match its registered SHA-256")
     notes = []
-    if _has_table(con, "seals"):
+    if has_table(con, "seals"):
         bad = seals.verify(con)
         if bad is not None:
             return VerifyResult(False, n_rec, head, table=bad.table, problem=bad.problem)
@@ -731,16 +731,6 @@ def verify(con: duckdb.DuckDBPyConnection, progress: Callable[[int, int], None] 
         notes.append("outcomes, strategies, models and meta of this log are not sealed (it was written by a release "
                      "before seals): open it writable once, e.g. `klartext decisions --db PATH`, to seal them")
     return VerifyResult(True, n_rec, head, notes=notes, seal_head=seals.head(con) if not notes else None)
-
-
-def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
-                            ).fetchall()[0][0])
-
-
-def _has_column(con: duckdb.DuckDBPyConnection, table: str, column: str) -> bool:
-    return bool(con.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = ? AND "
-                            "column_name = ?", [table, column]).fetchall()[0][0])
 
 
 def links(con: duckdb.DuckDBPyConnection) -> VerifyResult:

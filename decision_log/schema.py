@@ -36,6 +36,8 @@
 
 from __future__ import annotations
 
+import duckdb
+
 SCHEMA_VERSION = 1
 
 DDL = [
@@ -169,3 +171,15 @@ CANDIDATE_HASH_COLUMNS = [
     "propensity", "value", "context_weight", "lever", "priority", "rank", "selected",
     "model_version",
 ]
+
+
+def has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    """Whether the log has ``table`` (a log of an earlier release may lack newer ones)."""
+    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
+                            ).fetchall()[0][0])
+
+
+def has_column(con: duckdb.DuckDBPyConnection, table: str, column: str) -> bool:
+    """Whether ``table`` has ``column`` (a read-only log of an earlier release may lack it)."""
+    return bool(con.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = ? AND "
+                            "column_name = ?", [table, column]).fetchall()[0][0])

@@ -32,7 +32,7 @@ import pandas as pd
 import pyarrow as pa
 
 from decision_log import integrity, live, seals
-from decision_log.schema import DDL, SCHEMA_VERSION
+from decision_log.schema import DDL, SCHEMA_VERSION, has_column, has_table
 from decisioning.engine import DecisionBatch
 from decisioning.errors import ConflictError, InputError, LogError
 from decisioning.models import ModelSet, PropensityModel
@@ -189,8 +189,7 @@ class DecisionLog:
             # groups that every bulk transaction leaves, re-compressing them: half of all
             # DuckDB work when logging a large batch, for a slightly smaller file.
             con.execute("SET max_vacuum_tasks = 0")
-            had_seals = bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'seals'"
-                                         ).fetchall()[0][0])
+            had_seals = has_table(con, "seals")
             for stmt in DDL + seals.DDL:
                 con.execute(stmt)
             if not had_seals:  # a log of an earlier release: seal what it holds, once
@@ -336,9 +335,7 @@ class DecisionLog:
     def _model_column(self, name: str) -> str:
         """``name`` if the models table has that column (a read-only log of an older release
         may lack it), else ``NULL``."""
-        found = self.con.cursor().execute("SELECT count(*) FROM information_schema.columns WHERE table_name = "
-                                          "'models' AND column_name = ?", [name]).fetchall()[0][0]
-        return name if found else "NULL"
+        return name if has_column(self.con.cursor(), "models", name) else "NULL"
 
     def load_models(self, versions: dict[str, str]) -> ModelSet:
         out = {}

@@ -515,11 +515,7 @@ def create_app(db: str, strategy_path: str | None = None, *, users: str | None =
     @app.post("/outcome")
     async def outcome(body: OutcomeIn, _user: access.User | None = Depends(need("decide"))) -> dict:  # noqa: B008
         """Record what happened after a decision."""
-        svc = state["svc"]
-        known = svc.log.con.cursor().execute("SELECT count(*) FROM decisions WHERE decision_id = ?",
-                                             [body.decision_id]).fetchall()[0][0]
-        if not known:
-            return _error(404, f"Decision {body.decision_id!r} is not in the log.", "Send outcomes for logged decisions.")
+        # an unknown decision is refused on the log thread (404, see unknown_decision)
         return await submit("outcome", body.model_dump())
 
     @app.get("/decisions/{decision_id}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from klartext.access import add_user
+from tests.conftest import free_port, start_dashboard
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
@@ -100,12 +100,6 @@ def test_data_is_shown_as_text_never_as_markdown():
     assert not set("![]()<>") & set(unescaped), shown
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _children(pid: int) -> list[int]:
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
     return [int(x) for x in out.split()]
@@ -123,7 +117,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux's")
 def test_killing_klartext_app_ends_the_dashboard(demo_log):
     parent = subprocess.Popen([sys.executable, "-m", "klartext.cli", "app", "--db", str(demo_log),
-                               "--port", str(_free_port())], cwd=ROOT, stdout=subprocess.DEVNULL,
+                               "--port", str(free_port())], cwd=ROOT, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     kids: list[int] = []
@@ -144,26 +138,14 @@ def test_killing_klartext_app_ends_the_dashboard(demo_log):
 def test_a_trusted_proxy_header_signs_a_user_into_the_dashboard_in_chromium(demo_log, tmp_path):
     """Behind a reverse proxy: the header names the user, the users file gives the role; a
     request without the header still meets the sign-in form."""
-    import urllib.request
-
     from playwright.sync_api import sync_playwright
 
     users = tmp_path / "users.txt"
     add_user(users, "proxy-rita", "reviewer", None)
-    port = _free_port()
     env = dict(os.environ, KLARTEXT_DB=str(demo_log), KLARTEXT_USERS=str(users),
                KLARTEXT_AUTH_HEADER="X-Forwarded-User")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
-                             str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    proc, url = start_dashboard(env)
     try:
-        for _ in range(120):
-            try:
-                if urllib.request.urlopen(url + "/_stcore/health", timeout=1).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.5)
         with sync_playwright() as p:
             b = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
                                   args=["--no-sandbox", "--disable-gpu"])

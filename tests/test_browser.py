@@ -3,14 +3,11 @@ no exception is shown.  Screenshots are kept in artifacts/screenshots/."""
 
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import start_dashboard
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,32 +16,11 @@ SHOTS = ROOT / "artifacts" / "screenshots"
 pytestmark = pytest.mark.browser
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(demo_log):
     if not Path(CHROMIUM).exists():
         pytest.fail("Chromium is missing: install it with `apt-get install -y chromium` (the CI script does).")
-    port = _free_port()
-    env = dict(os.environ, KLARTEXT_DB=str(demo_log))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
-         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=1).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not start: " + proc.stdout.read().decode(errors="replace")[-2000:])
+    proc, url = start_dashboard(dict(os.environ, KLARTEXT_DB=str(demo_log)))
     yield url
     proc.terminate()
     proc.wait(timeout=10)
