@@ -84,7 +84,7 @@ def interactions(log: DecisionLog, ex: Explainer) -> dict:
         queries.customer_history(con, cust)
 
     def funnel():
-        figures.stage_funnel(queries.stage_funnel(con, f))
+        figures.stage_funnel(queries.funnel(con, f))
         rules = queries.rule_counts(con, f)
         figures.bars(rules, "candidates", "rule")
         queries.rule_examples(con, rules["rule"].iloc[0], f)

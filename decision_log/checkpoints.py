@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from decision_log import integrity
+from decision_log.schema import candidate_order
 from decisioning.errors import LogError
 
 FORMAT = "klartext-checkpoint/1"
@@ -165,7 +166,7 @@ def prove(con: duckdb.DuckDBPyConnection, decision_id: str, checkpoint: dict[str
                        f"(which ends at position {checkpoint.get('head_seq')}).",
                        "Take a new checkpoint with `klartext checkpoint`, then prove it against that one.")
     dec = con.sql(integrity._DEC_SELECT + " WHERE seq = ?", params=[seq]).to_arrow_table()
-    cand = con.sql(integrity._CAND_SELECT + " WHERE decision_id = ? ORDER BY decision_id, action_id",
+    cand = con.sql(integrity._CAND_SELECT + f" WHERE decision_id = ? ORDER BY {candidate_order(con)}",
                    params=[decision_id]).to_arrow_table()
     prev = con.execute("SELECT chain_hash FROM chain WHERE seq = ?", [seq - 1]).fetchall()
     after = [r[0] for r in con.execute("SELECT record_hash FROM chain WHERE seq > ? AND seq <= ? ORDER BY seq",

@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 from numba import njit, types
 
 from decision_log import explanations, seals
-from decision_log.schema import CANDIDATE_HASH_COLUMNS, DECISION_HASH_COLUMNS, has_column, has_table
+from decision_log.schema import CANDIDATE_HASH_COLUMNS, DECISION_HASH_COLUMNS, candidate_order, has_column, has_table
 from decisioning.strategy import strategy_version
 
 GENESIS = "0" * 64
@@ -650,6 +650,14 @@ def verify(con: duckdb.DuckDBPyConnection, progress: Callable[[int, int], None] 
                 False, n_rec, head, int(stored["seq"][i]), str(stored["decision_id"][i]),
                 f"the decision at position {i + 1} of the log is {all_seq['decision_id'][i]!r} but the chain "
                 f"expects {stored['decision_id'][i]!r} (a decision was deleted, inserted or reordered)")
+    order = candidate_order(con)
+    if order.endswith("ordinal"):
+        bad_order = _first_misnumbered(con)
+        if bad_order is not None:
+            seq = con.execute("SELECT seq FROM decisions WHERE decision_id = ?", [bad_order]).fetchall()
+            return VerifyResult(False, n_rec, head, int(seq[0][0]) if seq else None, bad_order,
+                                "the order of its candidate rows was changed (their ordinals are no longer 0, 1, "
+                                "2, … as logged)", table="candidates")
     for start in range(0, n, _CHUNK):
         stop = min(n, start + _CHUNK)
         lo, hi = int(stored["seq"][start]), int(stored["seq"][stop - 1])
@@ -658,7 +666,7 @@ def verify(con: duckdb.DuckDBPyConnection, progress: Callable[[int, int], None] 
         con.register("_k_ids", pa.table({"decision_id": ids}))
         try:
             cand = con.sql(
-                _CAND_SELECT + " WHERE decision_id IN (SELECT decision_id FROM _k_ids) ORDER BY decision_id, action_id"
+                _CAND_SELECT + f" WHERE decision_id IN (SELECT decision_id FROM _k_ids) ORDER BY {order}"
             ).to_arrow_table()
         finally:
             con.unregister("_k_ids")
@@ -731,6 +739,20 @@ def verify(con: duckdb.DuckDBPyConnection, progress: Callable[[int, int], None] 
         notes.append("outcomes, strategies, models and meta of this log are not sealed (it was written by a release "
                      "before seals): open it writable once, e.g. `klartext decisions --db PATH`, to seal them")
     return VerifyResult(True, n_rec, head, notes=notes, seal_head=seals.head(con) if not notes else None)
+
+
+def _first_misnumbered(con: duckdb.DuckDBPyConnection) -> str | None:
+    """A decision whose candidate ordinals are not exactly 0, 1, …, k-1 (None: all are).
+
+    The record hash reads a decision's candidate rows in ``ordinal`` order, so a swapped pair
+    of ordinals changes what it reads; with this check an ordinal can be neither duplicated,
+    skipped nor renumbered unseen either — the ordinals are covered by the seal."""
+    row = con.execute("""
+        SELECT decision_id FROM candidates GROUP BY decision_id
+        HAVING count(ordinal) <> count(*) OR min(ordinal) <> 0 OR max(ordinal) <> count(*) - 1
+            OR count(DISTINCT ordinal) <> count(*)
+        LIMIT 1""").fetchall()
+    return row[0][0] if row else None
 
 
 def links(con: duckdb.DuckDBPyConnection) -> VerifyResult:

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from decision_log.store import DecisionLog
 
 #: The tables a replica copies (all of the log's tables are append-only).
-TABLES = ("meta", "strategies", "models", "decisions", "candidates", "chain", "outcomes", "explanations", "seals")
+TABLES = ("meta", "strategies", "models", "decisions", "candidates", "chain", "outcomes", "explanations", "seals", "stages")
 NAMES = ("a", "b")
 REPLICA_ROW_GROUP = 16_384
 READERS = "readers"  #: touched by every reader that asks for the replicas

@@ -15,6 +15,8 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from decision_log import stages
+from decision_log.schema import has_column
 from decisioning.strategy import Strategy
 
 
@@ -49,16 +51,30 @@ def recent_decisions(con: duckdb.DuckDBPyConnection, limit: int = 100, channel: 
 
 
 def candidates_of(con: duckdb.DuckDBPyConnection, decision_id: str) -> pd.DataFrame:
-    """Every candidate of one decision, selected first, then by rank, then filtered in stage order."""
+    """One row per action of one decision: selected first, then by rank, then by how far it
+    got (in the flow's stage order).
+
+    An imported decision may hold several rows per action (a Pega v2 action passes several
+    strategy components); the row shown is the one that got furthest — selected at its best
+    rank, else the latest stage, else the first logged — and ``rows`` says how many there
+    are (:func:`candidate_rows` lists them all).  Extra columns: ``stage_label``,
+    ``stage_order``.
+    """
+    values = stages.order_values(stages.known(con))
     result = con.execute(
-        """
-        SELECT action_id, issue, "group", stage, rule, reason, propensity, value, context_weight,
-               lever, priority, rank, selected, model_version
-        FROM candidates
-        WHERE decision_id = ?
-        ORDER BY selected DESC, rank NULLS LAST,
-                 list_position(['arbitration', 'incentive', 'contact', 'suitability', 'applicability',
-                                'eligibility'], stage), action_id
+        f"""
+        WITH o(stage, stage_group, stage_order, label) AS (VALUES {values}),
+        r AS (
+            SELECT c.action_id, c.issue, c."group", c.stage, c.rule, c.reason, c.propensity, c.value,
+                   c.context_weight, c.lever, c.priority, c.rank, c.selected, c.model_version,
+                   coalesce(o.label, c.stage) AS stage_label, o.stage_order,
+                   count(*) OVER (PARTITION BY c.action_id) AS rows,
+                   row_number() OVER (PARTITION BY c.action_id ORDER BY c.selected DESC, c.rank NULLS LAST,
+                                      o.stage_order DESC NULLS LAST, {_ordinal(con)}) AS pick
+            FROM candidates c LEFT JOIN o USING (stage)
+            WHERE c.decision_id = ?)
+        SELECT * EXCLUDE (pick) FROM r WHERE pick = 1
+        ORDER BY selected DESC, rank NULLS LAST, stage_order DESC NULLS LAST, action_id
         """,
         [decision_id],
     )
@@ -66,17 +82,33 @@ def candidates_of(con: duckdb.DuckDBPyConnection, decision_id: str) -> pd.DataFr
     return pd.DataFrame.from_records(result.fetchall(), columns=[c[0] for c in result.description])
 
 
+def candidate_rows(con: duckdb.DuckDBPyConnection, decision_id: str) -> pd.DataFrame:
+    """Every candidate row of one decision in its logged order (``ordinal``), with the
+    stage's group and order: for an imported decision, the component-level rows."""
+    values = stages.order_values(stages.known(con))
+    result = con.execute(
+        f"""
+        WITH o(stage, stage_group, stage_order, label) AS (VALUES {values})
+        SELECT {_ordinal(con)} AS ordinal, c.action_id, c.stage, o.stage_group, o.stage_order, c.rule, c.reason,
+               c.propensity, c.value, c.context_weight, c.lever, c.priority, c.rank, c.selected
+        FROM candidates c LEFT JOIN o USING (stage)
+        WHERE c.decision_id = ? ORDER BY 1, c.action_id""",
+        [decision_id],
+    )
+    return pd.DataFrame.from_records(result.fetchall(), columns=[c[0] for c in result.description])
+
+
+def _ordinal(con: duckdb.DuckDBPyConnection) -> str:
+    """A candidate row's place in its decision (a log of an earlier release opened read-only
+    has no ``ordinal`` yet: one row per action there, in ``action_id`` order)."""
+    return "c.ordinal" if has_column(con, "candidates", "ordinal") else "NULL::INTEGER"
+
+
 def decision_record(con: duckdb.DuckDBPyConnection, decision_id: str) -> dict | None:
     """The ``decisions`` row of one decision as a dict (None if unknown)."""
     result = con.execute("SELECT * FROM decisions WHERE decision_id = ?", [decision_id])
     row = result.fetchone()
     return None if row is None else dict(zip([c[0] for c in result.description], row))
-
-
-def stage_counts(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """How many candidates stopped at each stage (columns: stage, candidates)."""
-    return con.execute(
-        "SELECT stage, count(*) AS candidates FROM candidates GROUP BY stage ORDER BY candidates DESC").df()
 
 
 def contact_history(
@@ -155,7 +187,8 @@ def choices(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
 
 def kpis(con: duckdb.DuckDBPyConnection, f: Filters) -> dict[str, Any]:
     """Headline figures for the period: decisions, share with an action, contacts, acceptance
-    rate, revenue and margin of accepted actions, churn of customers reached vs. not reached.
+    rate (of the contacts with an outcome), revenue and margin of accepted actions (None when no
+    outcome is logged), churn of customers reached vs. not reached.
 
     With an issue filter, contacts/acceptance/revenue/margin count only actions of those issues.
     """
@@ -163,12 +196,14 @@ def kpis(con: duckdb.DuckDBPyConnection, f: Filters) -> dict[str, Any]:
     d = con.execute(f"""
         SELECT count(*) AS decisions, count(chosen_action) AS with_action
         FROM decisions d WHERE {_D_WHERE}""", {k: p[k] for k in ("start", "stop", "channels")}).fetchall()[0]
+    # an action presented through several components (an imported Pega v2 log) counts once
     sel = con.execute(f"""
-        SELECT count(*) AS contacts,
+        WITH s AS (SELECT DISTINCT c.decision_id, c.action_id FROM candidates c WHERE c.selected AND {_C_WHERE})
+        SELECT count(*) AS contacts, count(o.outcome) AS with_outcome,
                count(*) FILTER (WHERE o.outcome = 'accepted') AS accepted,
-               coalesce(sum(o.revenue), 0) AS revenue, coalesce(sum(o.margin), 0) AS margin
-        FROM candidates c LEFT JOIN outcomes o ON o.decision_id = c.decision_id AND o.action_id = c.action_id
-        WHERE c.selected AND {_C_WHERE}""", p).fetchall()[0]
+               sum(o.revenue) AS revenue, sum(o.margin) AS margin
+        FROM s LEFT JOIN outcomes o ON o.decision_id = s.decision_id AND o.action_id = s.action_id""",
+                      p).fetchall()[0]
     churn = con.execute(f"""
         SELECT reached, avg(churned::DOUBLE) AS churn, count(*) AS n FROM (
             SELECT d.decision_id, d.chosen_action IS NOT NULL AS reached, any_value(o.churned) AS churned
@@ -176,8 +211,9 @@ def kpis(con: duckdb.DuckDBPyConnection, f: Filters) -> dict[str, Any]:
         GROUP BY reached""", {k: p[k] for k in ("start", "stop", "channels")}).fetchall()
     ch = {bool(r[0]): (r[1], r[2]) for r in churn}
     return {
-        "decisions": d[0], "with_action": d[1], "contacts": sel[0], "accepted": sel[1],
-        "acceptance_rate": sel[1] / sel[0] if sel[0] else None, "revenue": sel[2], "margin": sel[3],
+        "decisions": d[0], "with_action": d[1], "contacts": sel[0], "with_outcome": sel[1], "accepted": sel[2],
+        # no outcome logged is not "nobody accepted": then there is no rate, revenue or margin
+        "acceptance_rate": sel[2] / sel[1] if sel[1] else None, "revenue": sel[3], "margin": sel[4],
         "churn_reached": ch.get(True, (None, 0))[0], "churn_not_reached": ch.get(False, (None, 0))[0],
         "n_reached": ch.get(True, (None, 0))[1], "n_not_reached": ch.get(False, (None, 0))[1],
     }
@@ -228,11 +264,49 @@ def strategy_changes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         FROM strategies s ORDER BY first_used""").df()
 
 
-def stage_funnel(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
-    """How many candidates stopped at each stage (columns: stage, candidates)."""
-    return con.execute(f"""
-        SELECT c.stage, count(*) AS candidates FROM candidates c WHERE {_C_WHERE}
-        GROUP BY ALL ORDER BY candidates DESC""", f.params()).df()
+def funnel(con: duckdb.DuckDBPyConnection, f: Filters | None = None, by: str = "stage") -> pd.DataFrame:
+    """The decision funnel, one row per stage (``by="group"``: per stage group) in the flow's
+    order — Klartext's own stages, or an imported source's (e.g. Pega's ``Stage_pyOrder``).
+
+    Columns: ``stage`` (the stage or group), ``label``, ``stage_group``, ``stage_order``,
+    ``rows`` (candidate rows that stopped there), ``interactions_stopping`` (decisions with at
+    least one row stopping there), ``interactions_reaching`` (decisions with at least one row
+    that stopped there or later: an action got at least this far) and ``reaching_share`` (of
+    all decisions in the selection).  A stage whose order the log does not know comes last,
+    without a reach.
+    """
+    if by not in ("stage", "group"):
+        raise ValueError(f"by must be 'stage' or 'group', not {by!r}")
+    f = f or Filters()
+    values = stages.order_values(stages.known(con))
+    key = "coalesce(o.stage_group, c.stage)" if by == "group" else "c.stage"
+    label = "coalesce(o.stage_group, c.stage)" if by == "group" else "coalesce(o.label, c.stage)"
+    res = con.execute(f"""
+        WITH o(stage, stage_group, stage_order, label) AS (VALUES {values}),
+        c AS (SELECT c.decision_id, {key} AS k, {label} AS label, o.stage_group, o.stage_order
+              FROM candidates c LEFT JOIN o USING (stage) WHERE {_C_WHERE}),
+        per AS (SELECT k, any_value(label) AS label, any_value(stage_group) AS stage_group,
+                       min(stage_order) AS stage_order, count(*) AS n_rows, count(DISTINCT decision_id) AS n_int
+                FROM c GROUP BY k),
+        deep AS (SELECT max(stage_order) AS d FROM c GROUP BY decision_id)
+        SELECT 'stage' AS kind, k, stage_group, stage_order, label, n_rows, n_int FROM per
+        UNION ALL
+        SELECT 'depth', NULL, NULL, d, NULL, count(*), NULL FROM deep GROUP BY d""", f.params()).fetchall()
+    depth = {r[3]: int(r[5]) for r in res if r[0] == "depth"}
+    total = sum(depth.values())
+    rows = []
+    for kind, k, group, order, lab, n_rows, n_int in res:
+        if kind != "stage":
+            continue
+        reach = sum(n for d, n in depth.items() if d is not None and d >= order) if order is not None else None
+        rows.append({"stage": k, "label": lab or k, "stage_group": group or k, "stage_order": order,
+                     "rows": int(n_rows), "interactions_stopping": int(n_int), "interactions_reaching": reach,
+                     "reaching_share": (reach / total) if (reach is not None and total) else None})
+    out = pd.DataFrame(rows, columns=["stage", "label", "stage_group", "stage_order", "rows", "interactions_stopping",
+                                      "interactions_reaching", "reaching_share"])
+    out["stage_order"] = out["stage_order"].astype("Int64")
+    out["interactions_reaching"] = out["interactions_reaching"].astype("Int64")
+    return out.sort_values(["stage_order", "stage"], na_position="last", kind="stable").reset_index(drop=True)
 
 
 def rule_counts(con: duckdb.DuckDBPyConnection, f: Filters, limit: int = 30) -> pd.DataFrame:
@@ -412,6 +486,27 @@ def first_action_outcomes(con: duckdb.DuckDBPyConnection, strategy_version: str)
                coalesce(sum(margin) FILTER (WHERE action_id = chosen_action), 0.0) AS margin,
                coalesce(bool_or(churned), false) AS churned, count(o_id) > 0 AS has_outcome
         FROM j GROUP BY seq ORDER BY seq""", [strategy_version]).fetchnumpy()
+
+
+def served_outcomes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Per decision with a chosen action (log order, every source): ``decision_id``,
+    ``source``, ``action`` (the first chosen), ``probability`` (its logged selection
+    probability; NULL where the source logged none), ``has_outcome``, ``accepted``, ``visited``,
+    ``revenue``, ``margin`` (0 where none is logged) and ``churned`` — what off-policy
+    evaluation with a stochastic target reads."""
+    return con.execute("""
+        SELECT d.decision_id, any_value(d.source) AS source, any_value(d.chosen_action) AS action,
+               any_value(d.selection_probability) AS probability, count(o.decision_id) > 0 AS has_outcome,
+               coalesce(any_value(o.outcome) FILTER (WHERE o.action_id = d.chosen_action) = 'accepted', false)
+                   AS accepted,
+               coalesce(any_value(o.outcome) FILTER (WHERE o.action_id = d.chosen_action) IN ('accepted', 'visited'),
+                        false) AS visited,
+               coalesce(sum(o.revenue) FILTER (WHERE o.action_id = d.chosen_action), 0.0) AS revenue,
+               coalesce(sum(o.margin) FILTER (WHERE o.action_id = d.chosen_action), 0.0) AS margin,
+               coalesce(bool_or(o.churned), false) AS churned
+        FROM decisions d LEFT JOIN outcomes o USING (decision_id)
+        WHERE d.chosen_action IS NOT NULL
+        GROUP BY d.seq, d.decision_id ORDER BY d.seq""").df()
 
 
 def decision_inputs(con: duckdb.DuckDBPyConnection, strategy_version: str) -> pd.DataFrame:

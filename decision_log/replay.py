@@ -148,14 +148,26 @@ def replay(log: DecisionLog, decision_ids: list[str]) -> list[ReplayResult]:
     return [results[d] for d in decision_ids]
 
 
-def sample_ids(log: DecisionLog, n: int, seed: int = 0) -> list[str]:
-    """``n`` random decision ids (repeatable for a given seed)."""
+def sample_ids(log: DecisionLog, n: int, seed: int = 0, source: str | None = None) -> list[str]:
+    """``n`` random decision ids (repeatable for a given seed); with ``source``, only
+    decisions from that source (e.g. ``klartext``: those made here, which can be replayed
+    and explained)."""
     con = log.con.cursor()
     total = con.execute("SELECT count(*) FROM decisions").fetchall()[0][0]
     if total == 0:
         raise LogError(f"The log {log.path!r} holds no decisions.", "Run `klartext demo` first.")
     rng = np.random.default_rng(seed)
-    picks = np.sort(rng.choice(total, size=min(n, total), replace=False)) + 1
+    if source is None:
+        picks = np.sort(rng.choice(total, size=min(n, total), replace=False)) + 1
+    else:
+        seqs = con.execute("SELECT seq FROM decisions WHERE source = ? ORDER BY seq", [source]).fetchnumpy()["seq"]
+        if not len(seqs):
+            others = [r[0] for r in con.execute("SELECT DISTINCT source FROM decisions ORDER BY 1").fetchall()]
+            raise LogError(f"The log {log.path!r} holds no decisions from {source!r} (only from "
+                           f"{', '.join(others)}).",
+                           "Imported decisions have no model to re-execute or explain; `klartext explain ID` shows "
+                           "their logged stages and factors.")
+        picks = np.sort(rng.choice(seqs, size=min(n, len(seqs)), replace=False))
     con.register("_k_seq", pd.DataFrame({"seq": picks}))
     ids = con.execute("SELECT decision_id FROM decisions SEMI JOIN _k_seq USING (seq) ORDER BY seq").fetchall()
     con.unregister("_k_seq")

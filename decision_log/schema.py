@@ -16,7 +16,11 @@
     ``reason`` with the tested values; for actions that reached scoring the four priority
     factors, ``priority``, ``rank`` (among those that passed every filter) and ``selected``;
     ``model_version`` of the model that scored it.  ``ts`` and ``channel`` are copied from
-    the decision so funnels need no join.
+    the decision so funnels need no join.  ``ordinal`` (0, 1, … within a decision) is the
+    row's place: the order the record hash reads the rows and every view shows them.  A
+    decision made by Klartext has one row per action, in ``action_id`` order; an imported one
+    keeps its source rows in file order, several per action where the source has them (a
+    Pega v2 action passes several strategy components).
 ``outcomes``
     What happened after a decision: ``outcome`` (accepted / rejected / ignored / none),
     ``revenue``, realised ``margin`` and ``churned`` (per decision, the same on its rows).
@@ -29,6 +33,9 @@
     log-odds (lists in ``features`` order), the additivity residual, and a ``seal`` (SHA-256 of
     the row, checked by ``verify``).  Derived data: not part of the hash chain, safe to delete
     (it is recomputed on demand), and always recomputed and compared when a decision is shown.
+``stages``
+    The stages imported logs brought (name, stage group, order in the source's flow), one
+    row per stage name; Klartext's own stages are fixed in code (:mod:`decision_log.stages`).
 ``chain``
     The hash chain: per decision the SHA-256 of its row and all its candidate rows, and the
     chained hash over all earlier decisions.
@@ -123,6 +130,9 @@ DDL = [
     """,
     # how a model reads its input (NULL: the float model matrix); added after schema 1's first release
     "ALTER TABLE models ADD COLUMN IF NOT EXISTS input JSON",
+    # a candidate row's place within its decision (0, 1, ...): the order every reader and the
+    # record hash use; a decision may hold several rows of one action (Pega v2 components)
+    "ALTER TABLE candidates ADD COLUMN IF NOT EXISTS ordinal INTEGER",
     # SHA-256 (hex) of the artifact's bytes, checked before the artifact is deserialised
     "ALTER TABLE models ADD COLUMN IF NOT EXISTS artifact_sha256 VARCHAR",
     """
@@ -150,6 +160,15 @@ DDL = [
     "ALTER TABLE explanations ADD COLUMN IF NOT EXISTS seal VARCHAR",
     # rows of an older release have no seal: derived data, recomputed (and sealed) on demand
     "DELETE FROM explanations WHERE seal IS NULL",
+    # the stages of imported logs (decision_log.stages): name, group and place in the flow
+    """
+    CREATE TABLE IF NOT EXISTS stages (
+        source VARCHAR NOT NULL,
+        stage VARCHAR PRIMARY KEY,
+        stage_group VARCHAR,
+        stage_order INTEGER
+    )
+    """,
     """
     CREATE TABLE IF NOT EXISTS chain (
         seq BIGINT NOT NULL,
@@ -171,6 +190,13 @@ CANDIDATE_HASH_COLUMNS = [
     "propensity", "value", "context_weight", "lever", "priority", "rank", "selected",
     "model_version",
 ]
+
+
+def candidate_order(con: duckdb.DuckDBPyConnection) -> str:
+    """``ORDER BY`` terms that read a decision's candidate rows in their logged order (a
+    read-only log of an earlier release has no ``ordinal``: its rows are in ``action_id``
+    order, one per action)."""
+    return "decision_id, ordinal" if has_column(con, "candidates", "ordinal") else "decision_id, action_id"
 
 
 def has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:

@@ -32,6 +32,7 @@ TABLES: dict[str, list[str]] = {
     "models": ["version", "action_id", "algorithm", "features", "training_fingerprint", "metrics::VARCHAR",
                "artifact", "format", "epoch_us(created)", "input::VARCHAR", "artifact_sha256"],
     "outcomes": ["decision_id", "action_id", "outcome", "revenue", "margin", "churned", "epoch_us(ts)"],
+    "stages": ["source", "stage", "stage_group", "stage_order"],
 }
 
 DDL = [

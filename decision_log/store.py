@@ -194,6 +194,7 @@ class DecisionLog:
                 con.execute(stmt)
             if not had_seals:  # a log of an earlier release: seal what it holds, once
                 seals.seal_unstamped(con)
+            _number_candidates(con)
             _put_meta(con, "schema_version", str(SCHEMA_VERSION))
         else:
             tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
@@ -363,7 +364,18 @@ class DecisionLog:
     def latest_strategy_version(self) -> str:
         row = _first(self.con.execute("SELECT version FROM strategies ORDER BY first_used DESC LIMIT 1"))
         if row is None:
-            raise LogError(f"The log {self.path!r} holds no strategy yet.", "Run `klartext demo` first.")
+            imported = self.con.execute("SELECT list(DISTINCT source ORDER BY source), count(*) FROM decisions "
+                                        "WHERE source <> 'klartext'").fetchall()[0]
+            if imported[1]:
+                raise LogError(
+                    f"The log {self.path!r} holds only imported decisions ({imported[1]:,}, from "
+                    f"{', '.join(imported[0])}) and no Klartext strategy: this view re-decides with a strategy's "
+                    "weights, levers and models, which an imported log does not have.",
+                    "Views that need no strategy work on it: `klartext funnel`, `klartext explain ID` (the logged "
+                    "stages and factors, why A and not B), `klartext decisions`, `klartext verify`, and the "
+                    "dashboard's Overview, Funnel and Decision replay pages.")
+            raise LogError(f"The log {self.path!r} holds no strategy yet.",
+                           "Make decisions first: `klartext demo`, or `klartext run` with your strategy.")
         return row[0]
 
     def latest_models_for(self, strategy: Strategy) -> ModelSet:
@@ -429,7 +441,9 @@ class DecisionLog:
                 row_digests = integrity.decision_digests(_k_typed)
             digests = prepared.candidate_digests
             if digests is None:  # imported: hash the candidate rows exactly as DuckDB will store them
-                typed_cand = _arrow(con.execute(_INSERT_CANDIDATES.split("\n", 2)[2]))
+                typed_cand = (_k_cand if _k_cand.schema.equals(_CANDIDATE_SCHEMA)
+                              else _arrow(con.execute(_INSERT_CANDIDATES.split("\n", 2)[2])))
+                _k_cand = typed_cand
                 ids = np.asarray(typed_cand.column("decision_id").to_pylist(), dtype=object)
                 dec_ids = np.asarray(_k_typed.column("decision_id").to_pylist(), dtype=object)
                 starts = np.searchsorted(ids, dec_ids, side="left")
@@ -442,8 +456,7 @@ class DecisionLog:
             # The transaction in one call (a live group's statements cost more to plan and to
             # hand over than to run), the candidates by name: their Arrow types are the table's.
             inserts = ("INSERT INTO decisions SELECT * FROM _k_typed; "
-                       + ("INSERT INTO candidates BY NAME SELECT * FROM _k_cand; " if strategy is not None
-                          else _INSERT_CANDIDATES + "; ")
+                       + "INSERT INTO candidates BY NAME SELECT * FROM _k_cand; "
                        + "INSERT INTO chain BY NAME SELECT * FROM _k_chain; COMMIT")
             begun = True
             if register:  # the first batch of a strategy registers it in the same transaction
@@ -489,6 +502,12 @@ class DecisionLog:
             "churned": pa.array(outcomes["churned"].astype(object).where(outcomes["churned"].notna(), None), pa.bool_()),
             "ts": pa.array(outcomes["ts_us"].to_numpy(dtype=np.int64), pa.timestamp("us", tz="UTC")),
         })
+        return self.append_outcome_table(tbl)
+
+    def append_outcome_table(self, tbl: pa.Table) -> int:
+        """Log outcomes given as an Arrow table with the ``outcomes`` columns (less
+        ``seal_seq``; a missing revenue or margin stays NULL: not known, not 0), in one sealed
+        write.  Every row must name a logged decision."""
         con = self.con
         con.register("_k_out", tbl)
         try:
@@ -626,9 +645,20 @@ SELECT
     CAST(priority AS DOUBLE) AS priority,
     CAST(rank AS INTEGER) AS rank,
     CAST(selected AS BOOLEAN) AS selected,
-    CAST(model_version AS VARCHAR) AS model_version
+    CAST(model_version AS VARCHAR) AS model_version,
+    CAST(ordinal AS INTEGER) AS ordinal
 FROM _k_cand
 """
+
+
+#: The Arrow schema of ``candidates`` rows as DuckDB returns them (an importer that builds its
+#: rows with it is hashed and inserted as it is).
+_CANDIDATE_SCHEMA = pa.schema([
+    ("decision_id", pa.string()), ("ts", pa.timestamp("us", tz="UTC")), ("channel", pa.string()),
+    ("action_id", pa.string()), ("issue", pa.string()), ("group", pa.string()), ("stage", pa.string()),
+    ("rule", pa.string()), ("reason", pa.string()), ("propensity", pa.float64()), ("value", pa.float64()),
+    ("context_weight", pa.float64()), ("lever", pa.float64()), ("priority", pa.float64()), ("rank", pa.int32()),
+    ("selected", pa.bool_()), ("model_version", pa.string()), ("ordinal", pa.int32())])
 
 
 @dataclass
@@ -859,6 +889,7 @@ def _arrow_tables(batch: DecisionBatch, s: Strategy, pseudo: np.ndarray, source:
         "rank": pa.array(c["rank"], mask=c["rank"] == 0),
         "selected": pa.array(c["selected"]),
         "model_version": _dict_array(cr.model, versions, null_below_zero=True),
+        "ordinal": pa.array(np.tile(np.arange(A, dtype=np.int32), n)),
     })
     return dec, cand
 
@@ -882,6 +913,18 @@ def _sealed_write(con: duckdb.DuckDBPyConnection, tbl: str, in_transaction: bool
             except duckdb.Error:
                 pass
         raise
+
+
+def _number_candidates(con: duckdb.DuckDBPyConnection) -> None:
+    """Give the candidate rows of a log of an earlier release their ``ordinal``, once: the
+    ``action_id`` order its record hashes read them in."""
+    if not con.execute("SELECT count(*) FROM (SELECT 1 FROM candidates WHERE ordinal IS NULL LIMIT 1)").fetchall()[0][0]:
+        return
+    con.execute("""
+        UPDATE candidates SET ordinal = n.o FROM (
+            SELECT rowid AS r, CAST(row_number() OVER (PARTITION BY decision_id ORDER BY action_id) - 1 AS INTEGER) AS o
+            FROM candidates) n
+        WHERE candidates.rowid = n.r AND candidates.ordinal IS NULL""")
 
 
 def _put_meta(con: duckdb.DuckDBPyConnection, key: str, value: str) -> None:

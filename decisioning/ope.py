@@ -132,7 +132,46 @@ def evaluate(
         raise ValueError(f"Logged selection probability {float(logged_probability[bad])!r} at decision {bad} is not "
                          "positive; off-policy evaluation needs the probabilities the logging policy used.")
     match = np.asarray(logged_action) == np.asarray(target_action)
-    w = match / logged_probability
+    return evaluate_weights(match / logged_probability, reward, q_target, q_logged, estimators=estimators,
+                            n_boot=n_boot, level=level, seed=seed)
+
+
+def evaluate_stochastic(
+    logged_probability: np.ndarray,
+    target_probability: np.ndarray,
+    reward: np.ndarray,
+    q_target: np.ndarray | None = None,
+    q_logged: np.ndarray | None = None,
+    *,
+    estimators: tuple[str, ...] = ESTIMATORS,
+    n_boot: int = 300,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Estimate]:
+    """Estimate a *stochastic* target policy's mean reward per decision: ``target_probability``
+    is ``π(a_i | x_i)``, the probability the target gives the logged action, so the weight is
+    ``π(a_i | x_i) / π₀(a_i | x_i)``; ``q_target`` is the reward model's expectation under the
+    target, ``Σ_a π(a | x_i) q̂(x_i, a)`` (for DR).  A deterministic target is the special case
+    of probabilities 0 and 1."""
+    logged_probability = np.asarray(logged_probability, dtype=np.float64)
+    target_probability = np.asarray(target_probability, dtype=np.float64)
+    if (logged_probability <= 0).any() or np.isnan(logged_probability).any():
+        bad = int(np.flatnonzero((logged_probability <= 0) | np.isnan(logged_probability))[0])
+        raise ValueError(f"Logged selection probability {float(logged_probability[bad])!r} at decision {bad} is not "
+                         "positive; off-policy evaluation needs the probabilities the logging policy used.")
+    if ((target_probability < 0) | (target_probability > 1) | np.isnan(target_probability)).any():
+        bad = int(np.flatnonzero((target_probability < 0) | (target_probability > 1) | np.isnan(target_probability))[0])
+        raise ValueError(f"Target probability {float(target_probability[bad])!r} at decision {bad} is not in [0, 1].")
+    return evaluate_weights(target_probability / logged_probability, reward, q_target, q_logged,
+                            estimators=estimators, n_boot=n_boot, level=level, seed=seed)
+
+
+def evaluate_weights(w: np.ndarray, reward: np.ndarray, q_target: np.ndarray | None = None,
+                     q_logged: np.ndarray | None = None, *, estimators: tuple[str, ...] = ESTIMATORS,
+                     n_boot: int = 300, level: float = 0.95, seed: int = 0) -> dict[str, Estimate]:
+    """IPS, SNIPS and DR from importance weights ``w`` (``matched``: decisions with ``w > 0``)."""
+    w = np.asarray(w, dtype=np.float64)
+    match = w > 0
     r = np.asarray(reward, dtype=np.float64)
     n = len(r)
     ess = float(w.sum() ** 2 / (w ** 2).sum()) if (w > 0).any() else 0.0

@@ -31,7 +31,7 @@ import pandas as pd
 import pyarrow as pa
 
 from decision_log import explanations as store
-from decision_log import queries
+from decision_log import queries, stages
 from decision_log.replay import sample_ids
 from decision_log.store import DecisionLog
 from decisioning.arbitration import Tables, tables
@@ -129,6 +129,16 @@ class DecisionExplanation:
     attributions: dict[str, CandidateAttribution] = field(default_factory=dict)
     reasons: dict[str, list[Reason]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: Every candidate row in logged order (an imported decision may hold several per action,
+    #: e.g. one per Pega strategy component); ``candidates`` shows one per action.
+    rows: pd.DataFrame | None = None
+    #: The flow's stages this decision can stop at, in order: (name, label).
+    stages: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def component_level(self) -> bool:
+        """Whether some action has more than one row (component-level rows, e.g. Pega v2)."""
+        return self.rows is not None and len(self.rows) > len(self.candidates)
 
     @property
     def decision_id(self) -> str:
@@ -173,15 +183,27 @@ class DecisionExplanation:
             if isinstance(dec.get(k), str):
                 dec[k] = json.loads(dec[k])
         cands = json.loads(self.candidates.to_json(orient="records"))
+        out_rows = json.loads(self.rows.to_json(orient="records")) if self.component_level else None
         return {
             "decision": dec,
             "inputs": self.inputs,
             "candidates": cands,
+            **({"candidate_rows": out_rows} if out_rows is not None else {}),
             "attributions": {a: x.to_dict() for a, x in self.attributions.items()},
             "reasons": {a: [r.to_dict() for r in rs] for a, rs in self.reasons.items()},
             "verified": self.verified,
             "notes": self.notes,
         }
+
+
+def flow_stages(con, source: str | None) -> list[tuple[str, str]]:
+    """The stages a decision of ``source`` can stop at, in the flow's order, as (name, label):
+    Klartext's own filtering stages, or those an import recorded for its source."""
+    known = stages.known(con)
+    if source in (None, "klartext") or not any(s.source == source for s in known):
+        return [(s.name, s.label) for s in stages.NATIVE if s.name not in ("ranked", "selected")]
+    return [(s.name, s.label) for s in known
+            if s.source == source and s.group.lower() != "output" and s.name not in ("ranked", "selected")]
 
 
 class Explainer:
@@ -407,7 +429,8 @@ class Explainer:
     def _explain(self, decision_id: str) -> DecisionExplanation:
         dec = self._decision(decision_id)
         inputs = json.loads(dec["inputs"]) if dec.get("inputs") else {}
-        cands = queries.candidates_of(self._con(), decision_id)
+        con = self._con()
+        cands = queries.candidates_of(con, decision_id)
         strategy = None
         notes = []
         if dec.get("source") == "klartext" and dec.get("strategy_version"):
@@ -415,7 +438,13 @@ class Explainer:
         else:
             notes.append(f"Imported from {dec.get('source')!r}: there is no strategy or model to re-execute, "
                          "so attributions cannot be computed; the logged stages and factors are shown as recorded.")
-        e = DecisionExplanation(dec, inputs, cands, strategy, notes=notes)
+        e = DecisionExplanation(dec, inputs, cands, strategy, notes=notes, stages=flow_stages(con, dec.get("source")))
+        if strategy is None:
+            e.rows = queries.candidate_rows(con, decision_id)
+            if e.component_level:
+                e.notes.append(f"{len(e.rows):,} candidate rows for {len(cands):,} actions: the source logged an "
+                               "action once per strategy component it passed. Each action is shown where it got "
+                               "furthest; every row is listed under “Component rows”.")
         if strategy is None:
             return e
         sc = cands[cands["propensity"].notna()].sort_values("action_id")

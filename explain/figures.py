@@ -8,39 +8,37 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from decisioning.strategy import STAGES
 
-_LABELS = {
-    "eligibility": "Eligibility",
-    "applicability": "Applicability",
-    "suitability": "Suitability",
-    "contact": "Contact policy",
-    "incentive": "Other incentive level won",
-    "arbitration": "Below no-action threshold",
-    "ranked": "Ranked, not shown",
-    "selected": "Selected",
-}
-
-
-def stage_funnel(counts: pd.DataFrame) -> go.Figure:
-    """Horizontal bars: candidates stopping at each stage, in stage order.
+def stage_funnel(funnel: pd.DataFrame) -> go.Figure:
+    """The funnel in the flow's order: interactions still reaching each stage (left) and the
+    candidate rows that stopped there (right).
 
     Parameters
     ----------
-    counts : DataFrame
-        Columns ``stage`` and ``candidates`` (see ``decision_log.queries.stage_counts``).
+    funnel : DataFrame
+        :func:`decision_log.queries.funnel`'s columns.
     """
-    by_stage = dict(zip(counts["stage"], counts["candidates"]))
-    stages = [s for s in STAGES if s in by_stage] + [s for s in by_stage if s not in STAGES]
-    fig = go.Figure(go.Bar(
-        x=[by_stage[s] for s in stages],
-        y=[_LABELS.get(s, s) for s in stages],
-        orientation="h",
-        marker_color=["#2e7d32" if s == "selected" else "#90a4ae" if s == "ranked" else "#c62828" for s in stages],
-        hovertemplate="%{y}: %{x:,} candidates<extra></extra>",
-    ))
-    fig.update_layout(yaxis={"autorange": "reversed"}, xaxis_title="candidate actions", margin={"l": 10, "r": 10, "t": 10, "b": 10},
-                      height=320)
+    from plotly.subplots import make_subplots
+
+    df = funnel.reset_index(drop=True)
+    labels = [str(x) for x in df["label"]]
+    last = len(df) - 1
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
+                        subplot_titles=("Interactions reaching the stage", "Candidate rows ending there"))
+    reach = df["interactions_reaching"].astype("float64")
+    share = df["reaching_share"].astype("float64")
+    fig.add_trace(go.Bar(
+        x=reach, y=labels, orientation="h", marker_color="#1565c0",
+        text=[f"{s:.1%}" if s == s else "" for s in share], textposition="auto",
+        hovertemplate="%{y}: %{x:,} interactions reach it<extra></extra>"), row=1, col=1)
+    fig.add_trace(go.Bar(
+        x=df["rows"], y=labels, orientation="h",
+        marker_color=["#2e7d32" if i == last else "#c62828" for i in range(len(df))],
+        hovertemplate="%{y}: %{x:,} candidate rows end here<extra></extra>"), row=1, col=2)
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(title_text="interactions", row=1, col=1)
+    fig.update_xaxes(title_text="candidate rows", row=1, col=2)
+    fig.update_layout(showlegend=False, margin={"l": 10, "r": 10, "t": 30, "b": 10}, height=max(260, 48 * len(df)))
     return fig
 
 
@@ -236,22 +234,29 @@ _STAGE_COLORS = {"selected": "#2e7d32", "ranked": "#90caf9", "arbitration": "#ff
                  "contact": "#ce93d8", "suitability": "#ef9a9a", "applicability": "#e57373", "eligibility": "#c62828"}
 
 
-def decision_grid(cands: pd.DataFrame) -> go.Figure:
+def decision_grid(cands: pd.DataFrame, stages: list[tuple[str, str]] | None = None) -> go.Figure:
     """The action × stage grid of one decision: how far each action got, and why it stopped.
 
     Parameters
     ----------
-    cands : DataFrame with columns ``action_id``, ``stage`` and ``reason`` (one row per action).
+    cands : DataFrame with columns ``action_id``, ``stage``, ``reason`` and (optionally)
+        ``selected``, one row per action (for a component-level import: where it got furthest).
+    stages : the flow's filtering stages in order, as (name, label); default Klartext's.  A
+        stage not listed (``ranked``, ``selected``, Pega's ``Output``) is a result, not a filter.
     """
-    order = ["eligibility", "applicability", "suitability", "contact", "incentive", "arbitration", "ranked", "selected"]
-    depth = {s: i for i, s in enumerate(order)}
+    if stages is None:
+        stages = [("eligibility", "Eligibility"), ("applicability", "Applicability"), ("suitability", "Suitability"),
+                  ("contact", "Contact"), ("incentive", "Incentive"), ("arbitration", "Arbitration")]
+    depth = {name: i for i, (name, _) in enumerate(stages)}
     actions = list(cands["action_id"])
+    selected = cands["selected"].fillna(False).astype(bool).tolist() if "selected" in cands else \
+        [s == "selected" for s in cands["stage"]]
     z, text = [], []
-    for r in cands.itertuples(index=False):
-        stop = depth.get(r.stage, 0)
-        survived = r.stage in ("ranked", "selected")
+    for r, sel in zip(cands.itertuples(index=False), selected):
+        survived = sel or r.stage not in depth
+        stop = depth.get(r.stage, len(stages))
         row, hover = [], []
-        for i in range(len(order) - 2):
+        for i in range(len(stages)):
             if i < stop or survived:
                 row.append(1.0)
                 hover.append("passed")
@@ -261,12 +266,12 @@ def decision_grid(cands: pd.DataFrame) -> go.Figure:
             else:
                 row.append(None)
                 hover.append("not reached")
-        row.append(2.0 if r.stage == "selected" else 1.0 if survived else None)
-        hover.append("selected" if r.stage == "selected" else "ranked, not shown" if survived else "not reached")
+        row.append(2.0 if sel else 1.0 if survived else None)
+        hover.append("selected" if sel else (f"{r.stage}, not shown" if survived else "not reached"))
         z.append(row)
         text.append(hover)
     fig = go.Figure(go.Heatmap(
-        z=z, x=[s.capitalize() for s in order[:-2]] + ["Result"], y=actions, text=text,
+        z=z, x=[label for _, label in stages] + ["Result"], y=actions, text=text,
         hovertemplate="%{y} · %{x}: %{text}<extra></extra>", showscale=False, xgap=2, ygap=2,
         colorscale=[[0, "#c62828"], [0.5, "#a5d6a7"], [1, "#1b5e20"]], zmin=0, zmax=2,
     ))

@@ -23,7 +23,8 @@ def explanation_text(e: DecisionExplanation, top_features: int = 6) -> str:
     lines = [
         f"Decision {e.decision_id}  ·  {pd.Timestamp(d['ts']):%Y-%m-%d %H:%M:%S %Z}  ·  channel {d['channel']} "
         f"({d['direction']})  ·  customer {d['customer'][:12]}…",
-        f"Strategy {d['strategy_version']}  ·  source {d['source']}",
+        (f"Strategy {d['strategy_version']}  ·  source {d['source']}" if d.get("strategy_version")
+         else f"Imported from {d['source']} (no strategy in the log)"),
     ]
     if e.chosen:
         sel = ", ".join(e.chosen)
@@ -34,8 +35,9 @@ def explanation_text(e: DecisionExplanation, top_features: int = 6) -> str:
     for note in e.notes:
         lines.append(f"Note: {note}")
     feats = e.inputs.get("features", {})
+    by_action = e.candidates.set_index("action_id")
     for aid in e.chosen:
-        row = e.candidates.set_index("action_id").loc[aid]
+        row = by_action.loc[aid]
         lines.append("")
         lines.append(f"Why {aid}:  priority {_f(row['priority'])} = propensity {_f(row['propensity'])} × value "
                      f"{_f(row['value'])} × context weight {_f(row['context_weight'])} × lever {_f(row['lever'])}")
@@ -58,12 +60,20 @@ def explanation_text(e: DecisionExplanation, top_features: int = 6) -> str:
             lines.append(f"    = {ca.raw_output:+.4f} log-odds → p = {ca.propensity_rescored:.6f} "
                          f"(logged {_f(ca.propensity_logged, '.6f')}; additivity residual {ca.residual:.1e})")
     lines.append("")
-    lines.append("Every action and its fate:")
+    lines.append("Every action and its fate" + (" (where it got furthest)" if e.component_level else "") + ":")
     for r in e.candidates.itertuples(index=False):
-        if r.stage in ("selected", "ranked"):
-            lines.append(f"  {r.action_id:<28} {r.stage:<12} rank {int(r.rank):>2}  priority {_f(r.priority)}")
+        stage = str(r.stage)
+        more = f"  [{r.rows} rows]" if e.component_level and r.rows > 1 else ""
+        if (bool(r.selected) or stage == "ranked") and not pd.isna(r.rank):
+            lines.append(f"  {r.action_id:<28} {stage:<12} rank {int(r.rank):>2}  priority {_f(r.priority)}{more}")
         else:
-            lines.append(f"  {r.action_id:<28} {r.stage:<12} {r.reason}")
+            lines.append(f"  {r.action_id:<28} {stage:<12} {r.reason if r.reason is not None else ''}{more}")
+    if e.component_level:
+        lines.append("")
+        lines.append(f"Component rows ({len(e.rows):,}, in logged order):")
+        for r in e.rows.itertuples(index=False):
+            lines.append(f"  {int(r.ordinal):>4}  {r.action_id:<28} {str(r.stage):<16} "
+                         f"{'presented' if r.selected else (r.rule or '')}  {r.reason or ''}")
     return "\n".join(lines)
 
 

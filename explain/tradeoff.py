@@ -34,7 +34,7 @@ import pandas as pd
 from decision_log import queries
 from decision_log.store import DecisionLog
 from decisioning.arbitration import Tables, arbitrate, tables
-from decisioning.errors import LogError
+from decisioning.errors import InputError, LogError
 from decisioning.strategy import Strategy
 
 DROPPABLE = ("propensity", "value", "context_weight", "lever")  #: in explain.kernels' order
@@ -580,6 +580,12 @@ def compare(champion: Factors, challenger: Factors) -> dict[str, Any]:
 
 
 REWARDS = ("conversion", "visit", "revenue", "margin", "retention")
+#: Below this share of supported decisions an estimate is flagged as unreliable.
+SUPPORT_WARN = 0.95
+
+
+class UnsupportedTarget(InputError):
+    """The log gives the target policy's choices no positive probability anywhere."""
 
 
 def off_policy(log: DecisionLog, f: Factors, target_first: np.ndarray, target: Factors | None = None,
@@ -623,21 +629,175 @@ def off_policy(log: DecisionLog, f: Factors, target_first: np.ndarray, target: F
             return np.where(acts >= 0, base + pa * t.retention[j], base)
         return np.where(acts >= 0, v, 0.0)
 
-    rows = has
-    # exploration picks among the ranked actions, so only those had a positive probability
-    supported = (target_first < 0) | f.ranked_at(target_first)
+    # positivity: the target's choice had a positive logging probability where it is the action
+    # that was served, or where the logger randomised (selection probability < 1: exploration
+    # or an experiment picks among the ranked actions) and the target's choice was ranked; a
+    # deterministic logger (probability 1) gave every other action probability 0
+    supported = (target_first == f.logged_first) | ((prob < 1) & f.ranked_at(target_first))
+    n_out = int(has.sum())
+    support = float(supported[has].mean()) if n_out else 0.0
+    if n_out and support == 0:
+        raise UnsupportedTarget(
+            f"The target policy cannot be evaluated on this log: in none of its {n_out:,} decisions with outcomes "
+            "did the logging policy give the target's choice a positive probability (it served other actions, "
+            f"{'always with probability 1: there was no exploration and no experiment' if (prob[has] >= 1).all() else 'and randomised only among actions the target does not choose'}).",
+            "Log decisions with exploration (a strategy with exploration.epsilon > 0) or run an experiment whose "
+            "assignment probabilities are logged (imports: a logging-probability column), then estimate again.")
+    rows = has & supported
     est = evaluate(f.logged_first[rows], prob[rows], r_all[rows], target_first[rows],
                    q(target or f, target_first)[rows], q(f, f.logged_first)[rows], n_boot=n_boot, seed=seed)
     logging_value = float(r_all[rows].mean())
-    out = {"reward": reward, "decisions": int(rows.sum()), "logging_policy_value": logging_value,
+    out = {"reward": reward, "decisions": int(rows.sum()), "decisions_with_outcomes": n_out,
+           "logging_policy_value": logging_value,
            "estimates": {k: e.to_dict() for k, e in est.items()},
-           "target_differs": float((target_first != f.logged_first)[rows].mean()),
-           "supported": float(supported[rows].mean()),
-           "explored_share": float(f.explored[rows].mean())}
+           "target_differs": float((target_first != f.logged_first)[has].mean()),
+           "supported": support, "scope": "all" if support == 1 else "supported",
+           "explored_share": float(f.explored[has].mean())}
+    if support < 1:
+        out["warning"] = (
+            f"Positivity is violated: in {1 - support:.1%} of the decisions ({n_out - int(rows.sum()):,}) the logging "
+            "policy gave the target's choice probability 0, so nothing in the log says what it would have earned "
+            f"there. The estimates below cover only the {support:.1%} of decisions where it was possible (and the "
+            "logged value beside them is measured on the same decisions); they are not the target's value on the "
+            "whole population." + (" Too little of the log supports the target for a reliable estimate."
+                                   if support < SUPPORT_WARN else ""))
     ctrl = f.explored[rows]
     if ctrl.any() and (~ctrl).any():
         lift = difference(r_all[rows][~ctrl], r_all[rows][ctrl], n_boot=min(n_boot, 500), seed=seed)
         out["greedy_vs_explored_lift"] = lift.to_dict()
+    return out
+
+
+def read_target_probabilities(path: str) -> pd.DataFrame:
+    """A stochastic target policy from a CSV or Parquet file: ``action_id, probability`` (one
+    distribution for every decision) or ``decision_id, action_id, probability`` (one per
+    decision).  Each distribution must sum to 1."""
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"No target file at {path!r}.", "Pass a CSV or Parquet file of action_id, probability "
+                         "(or decision_id, action_id, probability).")
+    try:
+        t = pd.read_parquet(p) if p.suffix.lower() == ".parquet" else pd.read_csv(p, dtype={"decision_id": str,
+                                                                                            "action_id": str})
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same answer
+        raise InputError(f"{path} cannot be read: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                         "Write it as CSV with a header row, or as Parquet.") from None
+    missing = [c for c in ("action_id", "probability") if c not in t.columns]
+    if missing:
+        raise InputError(f"{path}: column {missing[0]!r} is missing.",
+                         f"The file has: {', '.join(map(str, t.columns))}. Give action_id, probability (and "
+                         "decision_id for one distribution per decision).")
+    prob = pd.to_numeric(t["probability"], errors="coerce")
+    bad = ~prob.between(0, 1) | prob.isna()
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise InputError(f"{path} row {i + 1}: probability {str(t['probability'].iloc[i])!r} is not a number in [0, 1].",
+                         "Give each action's probability under the target policy.")
+    t = t.assign(probability=prob.astype(float), action_id=t["action_id"].astype(str))
+    keys = ["decision_id"] if "decision_id" in t.columns else []
+    if keys:
+        t["decision_id"] = t["decision_id"].astype(str)
+    dup = t.duplicated(keys + ["action_id"])
+    if dup.any():
+        i = int(np.flatnonzero(dup.to_numpy())[0])
+        raise InputError(f"{path} row {i + 1}: action {t['action_id'].iloc[i]!r} is listed twice"
+                         + (f" for decision {t['decision_id'].iloc[i]!r}." if keys else "."),
+                         "Give each action once per distribution.")
+    sums = t.groupby(keys)["probability"].sum() if keys else pd.Series([t["probability"].sum()], index=["all"])
+    off = sums[(sums - 1).abs() > 1e-6]
+    if len(off):
+        where = f"for decision {off.index[0]!r} " if keys else ""
+        raise InputError(f"{path}: the probabilities {where}sum to {off.iloc[0]:.6g}, not 1.",
+                         "A target policy gives each decision a distribution over actions that sums to 1.")
+    return t
+
+
+def off_policy_probabilities(log: DecisionLog, target: pd.DataFrame, reward: str = "conversion", n_boot: int = 300,
+                             seed: int = 0) -> dict[str, Any]:
+    """IPS, SNIPS and DR estimates of a *stochastic* target policy (:func:`read_target_probabilities`)
+    on any log — made here or imported — from each decision's served action, its logged
+    selection probability and its outcome.
+
+    The DR reward model is the direct method fitted on the log: each action's mean reward
+    where it was served.  Positivity: the target's probability mass is *supported* where the
+    logger randomised (probability < 1; its randomisation is assumed to cover the actions it
+    served somewhere in the log) and, where it served deterministically, only on the served
+    action.  No support at all is refused; partial support is flagged (the estimates are then
+    biased towards the supported part).
+    """
+    from decisioning.ope import evaluate_stochastic
+
+    if reward not in REWARDS:
+        raise ValueError(f"Unknown reward {reward!r}; use one of: {', '.join(REWARDS)}.")
+    o = queries.served_outcomes(log.con.cursor())
+    o = o[o["has_outcome"]].reset_index(drop=True)
+    if o.empty:
+        raise InputError(f"The log {log.path!r} holds no decision with a chosen action and a logged outcome.",
+                         "Add outcomes (`klartext import-outcomes`, or an outcome column when importing) first.")
+    if o["probability"].isna().any():
+        n_missing = int(o["probability"].isna().sum())
+        src = sorted(o.loc[o["probability"].isna(), "source"].unique())
+        raise InputError(f"{n_missing:,} decisions with outcomes have no logged selection probability (source: "
+                         f"{', '.join(src)}), so nothing says how likely the served action was.",
+                         "Import the logging probability of the served action (generic format: a `probability` "
+                         "column on the selected rows), or evaluate decisions Klartext made with exploration.")
+    r = {"conversion": o["accepted"], "visit": o["visited"], "revenue": o["revenue"], "margin": o["margin"],
+         "retention": 1.0 - o["churned"].astype(float)}[reward].to_numpy(dtype=np.float64)
+    served = o["action"].to_numpy(dtype=object)
+    dm = pd.Series(r).groupby(served).mean()  # the direct method: mean reward per served action
+    base = float(r.mean())
+    if "decision_id" in target.columns:
+        ids = o["decision_id"].astype(str)
+        local = ids.str.split(":", n=1).str[-1].where(o["source"] != "klartext", ids)
+        t = target.copy()
+        known = set(ids)
+        t["decision_id"] = np.where(t["decision_id"].isin(known), t["decision_id"],
+                                    t["decision_id"].map(dict(zip(local, ids))))
+        have = set(t["decision_id"].dropna())
+        lacking = ids[~ids.isin(have)]
+        if len(lacking):
+            raise InputError(f"The target gives no distribution for decision {lacking.iloc[0]!r} "
+                             f"({len(lacking):,} of the {len(ids):,} decisions with outcomes lack one).",
+                             "Give a distribution for every decision, or one for all (action_id, probability).")
+        t = t.dropna(subset=["decision_id"])
+        pi_logged = (pd.DataFrame({"decision_id": ids, "action_id": served})
+                     .merge(t, on=["decision_id", "action_id"], how="left")["probability"].fillna(0.0).to_numpy())
+        t["q"] = t["action_id"].map(dm).fillna(base) * t["probability"]
+        q_target = t.groupby("decision_id")["q"].sum().reindex(ids).fillna(0.0).to_numpy()
+        never = t.loc[~t["action_id"].isin(set(served)), ["decision_id", "probability"]]
+        mass_never = never.groupby("decision_id")["probability"].sum().reindex(ids).fillna(0.0).to_numpy()
+    else:
+        dist = dict(zip(target["action_id"], target["probability"]))
+        pi_logged = np.array([dist.get(a, 0.0) for a in served], dtype=np.float64)
+        q_target = np.full(len(o), sum(p * float(dm.get(a, base)) for a, p in dist.items()))
+        mass_never = np.full(len(o), sum(p for a, p in dist.items() if a not in set(served)))
+    p0 = o["probability"].to_numpy(dtype=np.float64)
+    unsupported = np.where(p0 >= 1, 1.0 - pi_logged, mass_never)
+    support = float(1.0 - unsupported.mean())
+    if support <= 0:
+        raise UnsupportedTarget(
+            f"The target policy cannot be evaluated on this log: none of its probability mass falls on actions "
+            f"the logging policy could have served in the {len(o):,} decisions with outcomes"
+            + (" (every logged selection probability is 1: there was no exploration and no experiment)."
+               if (p0 >= 1).all() else "."),
+            "Log decisions with exploration (a strategy with exploration.epsilon > 0) or run an experiment whose "
+            "assignment probabilities are logged, then estimate again.")
+    q_logged = np.array([float(dm.get(a, base)) for a in served])
+    est = evaluate_stochastic(p0, pi_logged, r, q_target, q_logged, n_boot=n_boot, seed=seed)
+    out = {"reward": reward, "decisions": len(o), "decisions_with_outcomes": len(o),
+           "logging_policy_value": base, "estimates": {k: e.to_dict() for k, e in est.items()},
+           "target_differs": float((pi_logged < 1).mean()), "supported": support,
+           "scope": "all" if support >= 1 - 1e-12 else "biased", "explored_share": float((p0 < 1).mean()),
+           "dr_reward_model": "mean reward of each action where it was served (direct method)"}
+    if out["scope"] != "all":
+        out["warning"] = (
+            f"Positivity is violated: {1 - support:.1%} of the target's probability mass falls on actions the "
+            "logging policy could not have served there (probability 0), so nothing in the log says what they would "
+            "have earned. IPS counts that mass as earning nothing and SNIPS as earning what the supported part "
+            "earns: both are biased, and their intervals do not cover that." +
+            (" Too little of the log supports the target for a reliable estimate." if support < SUPPORT_WARN else ""))
     return out
 
 

@@ -316,7 +316,7 @@ def verify(db: str, checkpoint_path: str | None, public_key: str | None) -> None
     if res.ok:
         click.echo(f"OK: {res.n_decisions:,} decisions verified; head hash {res.head_hash}")
         if res.seal_head is not None:
-            click.echo(f"OK: outcomes, strategies, models, meta and explanations verified; seal head "
+            click.echo(f"OK: outcomes, strategies, models, stages, meta and explanations verified; seal head "
                        f"{res.seal_head[1]} (write {res.seal_head[0]})")
         for note in res.notes:
             click.echo(f"Note: {note}.")
@@ -434,9 +434,13 @@ def explain(decision_id: str | None, db: str, other: str | None, sample: int | N
         with _read(db, writable_if_free=True) as log:
             ex = Explainer(log, seed=seed)
             if sample is not None:
-                ids = sample_ids(log, sample, seed)
+                ids = sample_ids(log, sample, seed, source="klartext")
                 with tqdm(desc="Explaining candidates", unit=" rows", file=sys.stderr) as bar:
                     summary = ex.explain_many(ids, progress=bar.update)
+                if summary["candidates_explained"] == 0:
+                    raise KlartextError(f"None of the {summary['decisions']:,} sampled decisions had a scored "
+                                        "candidate: nothing was explained or checked.",
+                                        "Explanations need decisions whose candidates a model scored.")
                 if as_json:
                     click.echo(json.dumps(summary, indent=2, default=str))
                 else:
@@ -638,6 +642,9 @@ def _ope_report(log, f, boot: int, seed: int, as_json: bool) -> None:
               help="Target strategy file (else the what-if options below define the target).")
 @_what_if_options
 @click.option("--always", default=None, metavar="ACTION", help="Target: everyone gets ACTION.")
+@click.option("--target-probabilities", "target_probs", default=None, type=click.Path(dir_okay=False),
+              help="Target: a stochastic policy, a CSV/Parquet of action_id, probability (or decision_id, action_id, "
+                   "probability). Works on any log, imported ones too.")
 @click.option("--report", is_flag=True,
               help="Estimate the strategy's targeting and every 'everyone gets X' policy for all rewards, with lifts.")
 @click.option("--reward", type=click.Choice(["conversion", "visit", "revenue", "margin", "retention"]),
@@ -645,14 +652,24 @@ def _ope_report(log, f, boot: int, seed: int, as_json: bool) -> None:
 @click.option("--boot", default=300, show_default=True, type=click.IntRange(0, 10_000), help="Bootstrap resamples.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def ope(db, target_path, margin_weight, retention_weight, lever, threshold, top_n, always, report, reward, boot, seed,
-        as_json) -> None:
+def ope(db, target_path, margin_weight, retention_weight, lever, threshold, top_n, always, target_probs, report, reward,
+        boot, seed, as_json) -> None:
     """Off-policy evaluation: estimate a target strategy's value from logged, explored
     decisions (IPS, self-normalised IPS, doubly robust; bootstrap intervals)."""
     from decisioning.strategy import load_strategy
     from explain import tradeoff as T
 
     setting = _setting(margin_weight, retention_weight, lever, threshold, top_n)
+    if target_probs:
+        try:
+            target = T.read_target_probabilities(target_probs)
+            with _read(db) as log:
+                res = T.off_policy_probabilities(log, target, reward=reward, n_boot=boot, seed=seed)
+        except KlartextError as exc:
+            _fail(exc)
+        res["target"] = f"the stochastic policy in {target_probs}"
+        _echo_ope(res, reward, as_json)
+        return
     try:
         with _read(db) as log:
             f = T.load_factors(log)
@@ -688,14 +705,25 @@ def ope(db, target_path, margin_weight, retention_weight, lever, threshold, top_
     except ValueError as exc:
         _fail(KlartextError(str(exc), "Log decisions with exploration (strategy: exploration.epsilon > 0)."))
     res["target"] = label
+    _echo_ope(res, reward, as_json)
+
+
+def _echo_ope(res: dict, reward: str, as_json: bool) -> None:
+    from explain import tradeoff as T
+
     if as_json:
         click.echo(T.to_json(res))
         return
-    click.echo(f"Target: {label}; reward: {reward} per decision; {res['decisions']:,} decisions with outcomes, "
-               f"{res['explored_share']:.1%} of them explored.")
-    click.echo(f"Logged policy's observed value: {res['logging_policy_value']:.4f}; the target differs on "
-               f"{res['target_differs']:.1%} of decisions; {res['supported']:.1%} of its choices had a positive "
-               "logging probability.")
+    label = res["target"]
+    click.echo(f"Target: {label}; reward: {reward} per decision; {res['decisions_with_outcomes']:,} decisions with "
+               f"outcomes, {res['explored_share']:.1%} of them explored.")
+    click.echo(f"The target differs from what was served on {res['target_differs']:.1%} of them; "
+               f"{res['supported']:.1%} of its choices had a positive logging probability.")
+    if "warning" in res:
+        click.echo(f"WARNING: {res['warning']}", err=True)
+        click.echo(f"Estimates over the {res['decisions']:,} supported decisions only:" if res["scope"] == "supported"
+                   else "Estimates (biased where the target lacks support, see the warning):")
+    click.echo(f"Logged policy's observed value: {res['logging_policy_value']:.4f}")
     for k, e in res["estimates"].items():
         click.echo(f"  {k.upper():<6} {e['value']:.4f}   95% CI [{e['ci_low']:.4f}, {e['ci_high']:.4f}]   "
                    f"matched {e['matched']:,}, effective sample size {e['ess']:,.0f}")
@@ -703,6 +731,39 @@ def ope(db, target_path, margin_weight, retention_weight, lever, threshold, top_
         d = res["greedy_vs_explored_lift"]
         click.echo(f"Measured lift of greedy over randomly explored decisions: {d['value']:+.4f} "
                    f"[{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]")
+
+
+@main.command()
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
+@click.option("--by", type=click.Choice(["stage", "group"]), default="stage", show_default=True,
+              help="One row per stage, or per stage group (e.g. Pega's Stage_pyStageGroup).")
+@click.option("--json", "as_json", is_flag=True, help="Print the funnel as JSON.")
+def funnel(db: str, by: str, as_json: bool) -> None:
+    """Where candidate actions stop, and how many interactions reach each stage — in the
+    flow's order (Klartext's stages, or an imported source's own, e.g. Pega's)."""
+    import pandas as pd
+
+    from decision_log import queries
+
+    try:
+        with _read(db) as log:
+            df = queries.funnel(log.con.cursor(), by=by)
+    except KlartextError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(df.to_json(orient="records", indent=2))
+        return
+    if df.empty:
+        click.echo("The log holds no decisions yet.")
+        return
+    total = int(df["interactions_reaching"].max()) if df["interactions_reaching"].notna().any() else 0
+    click.echo(f"{total:,} interactions. Rows stopping at each {by}, and interactions still reaching it:")
+    width = max(len(str(x)) for x in df["label"])
+    for r in df.itertuples():
+        reach = ("" if pd.isna(r.interactions_reaching)
+                 else f"{int(r.interactions_reaching):>12,} reach it ({r.reaching_share:6.1%})")
+        order = "" if pd.isna(r.stage_order) else f"[{int(r.stage_order)}]"
+        click.echo(f"  {str(r.label):<{width}} {order:>8} {r.rows:>12,} rows end here   {reach}")
 
 
 @main.command(name="import")
@@ -738,7 +799,10 @@ def import_(files, db, fmt, maps, as_json) -> None:
         return
     for r in reports:
         click.echo(f"{r.file}: {r.rows:,} rows → {r.decisions_added:,} decisions with {r.candidates_added:,} candidate "
-                   f"rows added ({r.decisions_already_logged:,} already in the log) in {r.seconds:.1f} s.")
+                   f"rows added ({r.decisions_already_logged:,} already in the log) in {r.seconds:.1f} s."
+                   + (f" {r.outcomes_added:,} outcomes added." if r.outcomes_added else ""))
+        for note in r.notes:
+            click.echo(f"  Note: {note}")
         if r.bad_rows:
             click.echo(f"  {r.bad_rows:,} bad rows: their {r.decisions_left_out:,} interactions were left out whole, e.g.:")
             for b in r.bad_examples[:10]:
@@ -750,6 +814,41 @@ def import_(files, db, fmt, maps, as_json) -> None:
                     click.echo(f"    row {x['row']} ({x['interaction']}, {x['action']}): {x['problem']}")
             else:
                 click.echo("  Priority = FinalPropensity × Value × ContextWeight × Weight and pxRank agree on every row.")
+
+
+@main.command(name="import-outcomes")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log to add the outcomes to.")
+@click.option("--map", "maps", multiple=True, metavar="COLUMN=SOURCE",
+              help="Read COLUMN (decision_id, action_id, outcome, revenue, margin, churned, ts) from SOURCE.")
+@click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
+def import_outcomes_(files, db, maps, as_json) -> None:
+    """Add what happened after decisions (accepted / rejected / ignored, or a click's 1 / 0;
+    revenue, margin, churn) to any log — decisions made here or imported.  Outcomes are
+    sealed; the same file twice adds nothing."""
+    from dataclasses import asdict
+
+    from decision_log.importers import import_outcomes
+    from decision_log.store import DecisionLog
+
+    mapping = _pairs(maps, "--map", str)
+    reports = []
+    try:
+        with DecisionLog.open(db, create=False) as log:
+            for path in files:
+                reports.append(import_outcomes(log, path, mapping))
+    except KlartextError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps([asdict(r) for r in reports], indent=2, default=str))
+        return
+    for r in reports:
+        click.echo(f"{r.file}: {r.rows:,} rows → {r.outcomes_added:,} outcomes added ({r.already_logged:,} logged "
+                   f"already) in {r.seconds:.1f} s.")
+        if r.bad_rows:
+            click.echo(f"  {r.bad_rows:,} rows left out, e.g.:")
+            for b in r.bad_examples[:10]:
+                click.echo(f"    {b.file} row {b.row}, column {b.column}: {b.value!r} is {b.problem}")
 
 
 @main.group()

@@ -10,8 +10,18 @@ con = connection()
 if con is None:
     st.stop()
 f = filters(con)
-st.subheader("Where candidate actions stop")
-st.plotly_chart(figures.stage_funnel(queries.stage_funnel(con, f)), width="stretch", key="funnel")
+st.subheader("How far interactions get, and where candidate actions stop")
+by = st.radio("One bar per", ["stage", "group"], horizontal=True, key="funnel_by",
+              format_func=lambda b: {"stage": "stage", "group": "stage group"}[b])
+fun = queries.funnel(con, f, by=by)
+if fun.empty:
+    st.info("No decision in this selection.")
+else:
+    st.plotly_chart(figures.stage_funnel(fun), width="stretch", key="funnel")
+    st.caption("An interaction *reaches* a stage when at least one of its candidate rows stopped there or later. "
+               "Stages are in the flow's order (an imported log keeps its source's order, e.g. Pega's "
+               "Stage_pyOrder).")
+    table(fun, "funnel")
 
 st.subheader("Rules that remove the most actions")
 rules = queries.rule_counts(con, f)

@@ -17,9 +17,16 @@ if not k["decisions"]:
 m = st.columns(6)
 m[0].metric("Decisions", f"{k['decisions']:,}")
 m[1].metric("With an action", f"{k['with_action'] / k['decisions']:.1%}")
-m[2].metric("Acceptance rate", "—" if k["acceptance_rate"] is None else f"{k['acceptance_rate']:.1%}",
-            help="Accepted outcomes per action shown.")
-m[3].metric("Margin of accepted actions", f"{k['margin']:,.0f}", help="Realised margin, net of incentives and contact cost.")
+if k["with_outcome"]:
+    m[2].metric("Acceptance rate", f"{k['acceptance_rate']:.1%}",
+                help=f"Accepted outcomes per action shown, over the {k['with_outcome']:,} with a logged outcome.")
+    m[3].metric("Margin of accepted actions", f"{k['margin']:,.0f}",
+                help="Realised margin, net of incentives and contact cost.")
+else:
+    m[2].metric("Acceptance rate", "no outcomes",
+                help="No outcome is logged for the actions shown, so there is no acceptance rate (not 0%). "
+                     "Add outcomes: `klartext import-outcomes`, or POST /outcome to a running service.")
+    m[3].metric("Margin of accepted actions", "no outcomes")
 if k["churn_reached"] is not None and k["churn_not_reached"] is not None:
     m[4].metric("Churn, reached", f"{k['churn_reached']:.1%}",
                 f"{(k['churn_reached'] - k['churn_not_reached']) * 100:+.1f} pp vs. not reached", delta_color="inverse")

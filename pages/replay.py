@@ -79,8 +79,12 @@ with tab_why:
     for aid in e.chosen:
         row = e.candidates.set_index("action_id").loc[aid]
         st.subheader(aid)
-        st.markdown(f"priority **{row['priority']:.4g}** = propensity {row['propensity']:.4g} × value "
-                    f"{row['value']:.4g} × context weight {row['context_weight']:.4g} × lever {row['lever']:.4g}")
+        if all(row[k] is not None and row[k] == row[k] for k in ("priority", "propensity", "value", "context_weight",
+                                                                    "lever")):
+            st.markdown(f"priority **{row['priority']:.4g}** = propensity {row['propensity']:.4g} × value "
+                        f"{row['value']:.4g} × context weight {row['context_weight']:.4g} × lever {row['lever']:.4g}")
+        else:
+            st.caption("The source logged no complete set of priority factors for this action.")
         for r in e.reasons.get(aid, []):
             st.markdown(f"- {md(r.text)}")
         ca = e.attributions.get(aid)
@@ -96,10 +100,16 @@ with tab_why:
         else:
             st.error("Attributions withheld — " + md("; ".join(ca.problems)))
 with tab_grid:
-    st.plotly_chart(figures.decision_grid(e.candidates), width="stretch", key="grid")
+    st.plotly_chart(figures.decision_grid(e.candidates, None if e.strategy is not None else e.stages),
+                    width="stretch", key="grid")
     if e.candidates["propensity"].notna().any():
         st.plotly_chart(figures.priority_factors(e.candidates), width="stretch", key="factors")
     table(e.candidates, f"candidates_{did}")
+    if e.component_level:
+        st.subheader(f"Component rows ({len(e.rows):,})")
+        st.caption("The source logged each action once per strategy component it passed, in this order; the grid "
+                   "above shows each action where it got furthest.")
+        table(e.rows, f"rows_{did}")
 with tab_inputs:
     table(e.display_inputs(), f"inputs_{did}")
     st.json({k: v for k, v in e.inputs.items() if k != "features"}, expanded=False)

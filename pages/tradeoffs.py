@@ -92,14 +92,21 @@ with tab_ope:
         st.stop()
     try:
         o = off_policy(*log_key(lg), spec, reward)
+    except T.UnsupportedTarget as exc:
+        st.error(f"{exc.message} {exc.hint}", icon=":material/block:")
+        st.stop()
     except ValueError as exc:
         st.warning(f"{exc} Log decisions with exploration (strategy: exploration.epsilon > 0).")
         st.stop()
+    if "warning" in o:
+        st.error(o["warning"], icon=":material/warning:")
     est = pd.DataFrame(o["estimates"].values())
     st.plotly_chart(figures.intervals(est, "value", "ci_low", "ci_high", "estimator",
                                       reference=o["logging_policy_value"],
                                       title=f"Estimated {reward} per decision (dashed: the logged policy's observed value)"),
                     width="stretch", key="ope")
-    st.caption(f"{o['decisions']:,} decisions with outcomes, {o['explored_share']:.1%} explored; the target differs "
-               f"on {o['target_differs']:.1%}; {o['supported']:.1%} of its choices had a positive logging probability.")
+    st.caption(f"{o['decisions_with_outcomes']:,} decisions with outcomes, {o['explored_share']:.1%} explored; the "
+               f"target differs on {o['target_differs']:.1%}; {o['supported']:.1%} of its choices had a positive "
+               "logging probability" + (f" (estimates over those {o['decisions']:,} only)." if o["scope"] != "all"
+                                        else "."))
     table(est, f"ope_{reward}")

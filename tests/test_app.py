@@ -99,7 +99,7 @@ def test_funnel_page_drills_down_from_a_rule(demo_log, monkeypatch):
     at = page("pages/funnel.py", demo_log, monkeypatch)
     assert at.title[0].value == "Funnel & policies"
     ok(at.selectbox(key="rule_pick").set_value("no_credit_in_arrears").run())
-    examples = at.dataframe[1].value
+    examples = at.dataframe[2].value
     assert len(examples) >= 1
     assert all(r.startswith("suitability/no_credit_in_arrears: arrears_days=") for r in examples["reason"])
 
@@ -156,11 +156,17 @@ def test_app_routes_to_the_overview(demo_log, monkeypatch):
 # -- figure builders ------------------------------------------------------------------------------
 
 
-def test_stage_funnel_orders_stages_and_colours_selected():
-    fig = figures.stage_funnel(pd.DataFrame({"stage": ["selected", "eligibility", "ranked"], "candidates": [5, 50, 7]}))
-    bar = fig.data[0]
-    assert list(bar.y) == ["Eligibility", "Ranked, not shown", "Selected"]
-    assert list(bar.x) == [50, 7, 5]
+def test_stage_funnel_draws_reach_and_rows_in_the_flows_order():
+    fun = pd.DataFrame({"stage": ["eligibility", "ranked", "selected"],
+                        "label": ["Eligibility", "Ranked, not shown", "Selected"],
+                        "stage_group": ["Policies", "Arbitration", "Output"], "stage_order": [100, 700, 800],
+                        "rows": [50, 7, 5], "interactions_stopping": [9, 5, 5],
+                        "interactions_reaching": [10, 6, 5], "reaching_share": [1.0, 0.6, 0.5]})
+    fig = figures.stage_funnel(fun)
+    reach, rows = fig.data
+    assert list(reach.y) == ["Eligibility", "Ranked, not shown", "Selected"]
+    assert list(reach.x) == [10, 6, 5] and list(reach.text) == ["100.0%", "60.0%", "50.0%"]
+    assert list(rows.x) == [50, 7, 5] and rows.marker.color[-1] == "#2e7d32"
 
 
 def test_decision_grid_marks_where_each_action_stopped():

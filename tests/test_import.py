@@ -16,7 +16,7 @@ from decisioning.errors import InputError
 from explain.api import Explainer
 from klartext.cli import main
 
-PEGA = Path(__file__).resolve().parents[2] / "shared" / "data" / "pega"
+PEGA = Path(__file__).resolve().parent / "data" / "pega"
 V1 = PEGA / "sample_explainability_extract.parquet"
 V2 = PEGA / "sample_eev2_minimal.csv"
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,16 +56,25 @@ def test_v2_sample_yields_exactly_the_funnel_its_rows_state(tmp_path):
     src = pd.read_csv(V2)
     with DecisionLog.open(tmp_path / "v2.duckdb") as log:
         rep = import_file(log, "pega-v2", str(V2))
-        got = log.con.execute("SELECT decision_id, action_id, stage, rule, selected FROM candidates "
-                              "ORDER BY decision_id, action_id").df()
+        got = log.con.execute("SELECT decision_id, action_id, stage, rule, selected, ordinal FROM candidates "
+                              "ORDER BY decision_id, ordinal").df()
+        recorded = log.con.execute("SELECT stage, stage_group, stage_order FROM stages ORDER BY stage_order").fetchall()
+        assert log.verify().ok
     assert (rep.decisions_added, rep.candidates_added) == (3, 12)
-    stage_of = {"Eligibility": "eligibility", "FinalActionsProcessing": "contact", "Output": "selected"}
+    # Pega's own stage names, groups and orders are kept (never mapped onto Klartext's)
+    assert recorded == [("Eligibility", "Eligibility", 1500), ("ContactPoliciesActionLimits", "FinalActionsProcessing",
+                                                              3900), ("Output", "Output", 4000)]
     for r in src.itertuples():
         row = got[(got.decision_id == f"pega-v2:{r.pxInteractionID}") & (got.action_id == r.pyName)].iloc[0]
-        assert row.stage == stage_of[r.Stage_pyStageGroup]
+        assert row.stage == r.Stage_pyName
         assert bool(row.selected) == (r.pxRecordType == "OUTPUT")
         assert (row.rule if isinstance(row.rule, str) else None) == (
             None if r.pxRecordType == "OUTPUT" else r.pxComponentName)
+    # rows keep the file's order within each interaction
+    for did, g in got.groupby("decision_id"):
+        file_order = src[src.pxInteractionID == did.split(":", 1)[1]]["pyName"].tolist()
+        assert g.sort_values("ordinal")["action_id"].tolist() == file_order
+        assert g["ordinal"].tolist() == list(range(len(g)))
 
 
 GENERIC = """decision_id,ts,cust,channel,action_id,stage,rule,reason,propensity,value,context_weight,lever,priority,rank

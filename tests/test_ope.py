@@ -109,3 +109,67 @@ def test_difference_is_the_mean_lift_with_a_normal_width_interval():
     se = np.sqrt(a.var() / len(a) + b.var() / len(b))
     assert (d.ci_high - d.ci_low) == pytest.approx(2 * 1.96 * se, rel=0.15)
     assert d.ci_low < d.value < d.ci_high
+
+
+# -- positivity: an estimate the log cannot support is refused or scoped, never printed as if whole
+
+
+@pytest.fixture(scope="module")
+def greedy_log(tmp_path_factory):
+    """A demo log whose strategy never explores: every selection probability is 1."""
+    from decisioning.strategy import parse_strategy
+    from klartext import pipeline
+
+    text = retail.load_demo_strategy().text.replace("epsilon: 0.05", "epsilon: 0.0")
+    assert "epsilon: 0.0" in text
+    path = tmp_path_factory.mktemp("greedy") / "greedy.duckdb"
+    mp = pytest.MonkeyPatch()
+    mp.setattr(pipeline.retail, "load_demo_strategy", lambda: parse_strategy(text))
+    try:
+        pipeline.run_demo(str(path), 1500, history_per_action=600)
+    finally:
+        mp.undo()
+    return path
+
+
+def test_a_log_without_exploration_supports_only_what_was_served(greedy_log):
+    from decision_log.store import DecisionLog
+    from explain import tradeoff as T
+
+    with DecisionLog.open(greedy_log, read_only=True) as log:
+        f = T.load_factors(log)
+        assert (log.con.execute("SELECT min(selection_probability), bool_or(explored) FROM decisions").fetchall()[0]
+                == (1.0, False))
+        served = f.logged_first
+        j = int(np.bincount(served[served >= 0]).argmax())  # the most served action
+        res = T.off_policy(log, f, np.full(len(f), j), reward="retention", n_boot=50)
+        greedy = T.off_policy(log, f, T.first_actions(f), reward="retention", n_boot=50)
+        never = np.where(served >= 0, -1, j)  # differs from what was served in every decision
+        with pytest.raises(T.UnsupportedTarget) as err:
+            T.off_policy(log, f, never, reward="retention", n_boot=50)
+    share = float((served == j).mean())
+    # supported only where j was served (the old code said 100% because j was *ranked* there)
+    assert res["supported"] == pytest.approx(share) and 0 < share < T.SUPPORT_WARN
+    assert res["scope"] == "supported" and res["decisions"] == int((served == j).sum())
+    assert "Positivity is violated" in res["warning"] and "not the target's value on the whole" in res["warning"]
+    assert "Too little of the log supports the target" in res["warning"]
+    # on the supported part the logging policy *is* the target: IPS = the observed mean there
+    assert res["estimates"]["ips"]["value"] == pytest.approx(res["logging_policy_value"], rel=1e-12)
+    assert greedy["supported"] == 1.0 and greedy["scope"] == "all" and "warning" not in greedy
+    assert "no exploration and no experiment" in err.value.message
+    assert "exploration.epsilon > 0" in err.value.hint
+
+
+def test_cli_ope_warns_loudly_and_refuses_without_support(greedy_log):
+    from click.testing import CliRunner
+
+    from klartext.cli import main
+
+    run = CliRunner().invoke
+    with __import__("decision_log.store", fromlist=["DecisionLog"]).DecisionLog.open(greedy_log, read_only=True) as log:
+        top = log.con.execute("SELECT chosen_action FROM decisions WHERE chosen_action IS NOT NULL "
+                              "GROUP BY 1 ORDER BY count(*) DESC LIMIT 1").fetchall()[0][0]
+    out = run(main, ["ope", "--db", str(greedy_log), "--always", top, "--reward", "retention", "--boot", "50"])
+    assert out.exit_code == 0, out.output
+    assert "WARNING: Positivity is violated" in out.output
+    assert "Estimates over the " in out.output and "supported decisions only" in out.output

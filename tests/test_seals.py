@@ -42,8 +42,14 @@ def _sql(db, *statements) -> None:
     ("UPDATE seals SET n_rows = n_rows + 1 WHERE seq = 2",
      "FAILED in table seals: entry 2 "),
     ("INSERT INTO candidates SELECT 'ghost', ts, channel, action_id, issue, \"group\", stage, rule, reason, propensity, "
-     "value, context_weight, lever, priority, rank, selected, model_version FROM candidates LIMIT 1",
+     "value, context_weight, lever, priority, rank, selected, model_version, ordinal FROM candidates LIMIT 1",
      "FAILED in table candidates: the candidate row of action "),
+    # the order of a decision's candidate rows is sealed too: renumbered, or two rows swapped
+    ("UPDATE candidates SET ordinal = ordinal + 1 WHERE decision_id = (SELECT min(decision_id) FROM candidates)",
+     "the order of its candidate rows was changed"),
+    ("UPDATE candidates SET ordinal = 1 - ordinal WHERE ordinal < 2 AND decision_id = "
+     "(SELECT min(decision_id) FROM candidates)",
+     "its decision row or one of its candidate rows was changed"),
 ])
 def test_every_table_is_under_the_seal(demo_copy, edit, message):
     assert _verify(demo_copy)[0] == 0
@@ -147,4 +153,4 @@ def test_a_proof_for_one_decision_checks_without_the_log(signed, tmp_path):
 def test_an_untouched_log_verifies_every_table(demo_log):
     code, out = _verify(demo_log)
     assert code == 0
-    assert "OK: outcomes, strategies, models, meta and explanations verified; seal head " in out
+    assert "OK: outcomes, strategies, models, stages, meta and explanations verified; seal head " in out
