@@ -12,6 +12,7 @@ computed by the same code and agree exactly.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -169,22 +170,26 @@ class Requests:
     ) -> Requests:
         """Validate a batch held as a DataFrame (one row per request), vectorised."""
         n = len(frame)
+        columns = _feature_columns(strategy, frame)
         missing = [c for c in (customer_col, channel_col) if c not in frame.columns]
-        missing += [f.name for f in strategy.features if f.name not in frame.columns]
+        missing += [f.name for f in strategy.features if columns.get(f.name) is None]
         if missing:
+            more = ("" if missing[0] != customer_col or customer_col != "customer_id"
+                    else " Name your id column with --id-column.")
             raise InputError(f"column {missing[0]!r} is missing from the customer table.",
                              f"Required columns: {customer_col}, {channel_col}, "
-                             + ", ".join(f.name for f in strategy.features) + ".")
+                             + ", ".join(f.name for f in strategy.features) + ". The table has: "
+                             + ", ".join(map(str, frame.columns[:30])) + "." + more)
         ch = frame[channel_col].astype(object).to_numpy()
         cids = np.asarray(strategy.channel_ids, dtype=object)
         codes = _codes(ch, cids)
         if (codes < 0).any():
             r = int(np.flatnonzero(codes < 0)[0])
-            raise InputError(f"row {r}: channel {ch[r]!r} is not a channel of strategy {strategy.name!r}.",
+            raise InputError(f"row {r + 1}: channel {ch[r]!r} is not a channel of strategy {strategy.name!r}.",
                              f"Use one of: {', '.join(strategy.channel_ids)}.")
         features = {}
         for f in strategy.features:
-            features[f.name] = _frame_column(f, frame[f.name])
+            features[f.name] = _frame_column(f, frame[columns[f.name]])
         a, c = len(strategy.actions), len(strategy.channels)
         return cls(
             customer_id=frame[customer_col].astype(str).to_numpy(dtype=object),
@@ -279,12 +284,38 @@ def _check_scalar(f, v: Any, where: str) -> Any:
     return int(v) if f.type == "integer" else float(v)
 
 
+def safe_name(column: str) -> str:
+    """The identifier a strategy uses for a table column with any name: lower case, runs of
+    anything but letters and digits as one ``_`` (``Customer Age (years)`` → ``customer_age_years``)."""
+    out = re.sub(r"[^a-z0-9]+", "_", str(column).strip().lower()).strip("_")
+    return out if out and out[0].isalpha() else f"c_{out}"
+
+
+def _feature_columns(strategy: Strategy, frame: pd.DataFrame) -> dict[str, str | None]:
+    """Which table column each feature reads: its own name, else the one column whose
+    :func:`safe_name` it is (so ``Customer_Age`` feeds the feature ``customer_age``)."""
+    by_safe: dict[str, list[str]] = {}
+    for c in frame.columns:
+        by_safe.setdefault(safe_name(c), []).append(c)
+    out: dict[str, str | None] = {}
+    for f in strategy.features:
+        if f.name in frame.columns:
+            out[f.name] = f.name
+        else:
+            found = by_safe.get(f.name, [])
+            if len(found) > 1:
+                raise InputError(f"feature {f.name!r} matches more than one column: {', '.join(map(repr, found))}.",
+                                 "Rename one of them, or name the feature exactly like its column.")
+            out[f.name] = found[0] if found else None
+    return out
+
+
 def _check_range(f, arr: np.ndarray, where: str, rows: bool = False) -> None:
     for bound, bad_mask, word in ((f.min, arr < f.min if f.min is not None else None, "at least"),
                                   (f.max, arr > f.max if f.max is not None else None, "at most")):
         if bad_mask is not None and bad_mask.any():
             r = int(np.flatnonzero(bad_mask)[0])
-            at = f"row {r}: " if rows else f"{where}: "
+            at = f"row {r + 1}: " if rows else f"{where}: "
             val = arr[r]
             shown = int(val) if float(val).is_integer() else float(val)
             raise InputError(f"{at}feature {f.name!r} must be {word} {bound:g}, got {shown!r}.",
@@ -304,32 +335,43 @@ def _column(f, values: list) -> np.ndarray:
 def _frame_column(f, s: pd.Series) -> np.ndarray:
     if s.isna().any():
         r = int(np.flatnonzero(s.isna().to_numpy())[0])
-        raise InputError(f"row {r}: feature {f.name!r} is empty.", f"Fill in {f.name} ({f.label}) for every row.")
+        raise InputError(f"row {r + 1}: feature {f.name!r} is empty.", f"Fill in {f.name} ({f.label}) for every row.")
     if f.type == "category":
         arr = s.astype(object).to_numpy()
         known = set(f.values)
         bad = np.fromiter((v not in known for v in arr.tolist()), dtype=bool, count=len(arr))
         if bad.any():
             r = int(np.flatnonzero(bad)[0])
-            raise InputError(f"row {r}: feature {f.name!r} must be one of {', '.join(map(repr, f.values))}, got {arr[r]!r}.",
+            raise InputError(f"row {r + 1}: feature {f.name!r} must be one of {', '.join(map(repr, f.values))}, "
+                             f"got {arr[r]!r}.",
                              f"Use a declared value for {f.name} or add it to the strategy's features.")
         return arr
     if f.type == "boolean":
         if s.dtype != bool:
-            raise InputError(f"feature {f.name!r} must be a boolean column, got dtype {str(s.dtype)!r}.",
-                             f"Store {f.name} as true/false.")
+            words = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+            text = s.astype(str).str.strip().str.lower()
+            bad = ~text.isin(list(words))
+            if bad.any():
+                r = int(np.flatnonzero(bad.to_numpy())[0])
+                raise InputError(f"row {r + 1}: feature {f.name!r} must be true or false, got {s.iloc[r]!r}.",
+                                 f"Store {f.name} as true/false.")
+            return text.map(words).to_numpy(dtype=bool)
         return s.to_numpy(dtype=bool)
     if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
-        raise InputError(f"feature {f.name!r} must be numeric, got dtype {str(s.dtype)!r}.",
-                         f"Store {f.name} as numbers.")
+        bad = (pd.to_numeric(s, errors="coerce").isna() if not pd.api.types.is_bool_dtype(s)
+               else pd.Series(True, index=s.index))
+        r = int(np.flatnonzero(bad.to_numpy())[0]) if bad.any() else 0
+        raise InputError(f"row {r + 1}: feature {f.name!r} must be a number, got {s.iloc[r]!r}.",
+                         f"Store {f.name} as numbers (the column holds {str(s.dtype)!r} values).")
     arr = s.to_numpy(dtype=np.float64)
     if not np.isfinite(arr).all():
         r = int(np.flatnonzero(~np.isfinite(arr))[0])
-        raise InputError(f"row {r}: feature {f.name!r} must be finite, got {arr[r]!r}.", f"Fix {f.name} in that row.")
+        raise InputError(f"row {r + 1}: feature {f.name!r} must be finite, got {arr[r]!r}.", f"Fix {f.name} in that row.")
     if f.type == "integer":
         if not (arr == np.round(arr)).all():
             r = int(np.flatnonzero(arr != np.round(arr))[0])
-            raise InputError(f"row {r}: feature {f.name!r} must be a whole number, got {arr[r]!r}.", f"Fix {f.name} in that row.")
+            raise InputError(f"row {r + 1}: feature {f.name!r} must be a whole number, got {arr[r]!r}.",
+                             f"Fix {f.name} in that row.")
         _check_range(f, arr, "", rows=True)
         return arr.astype(np.int64)
     _check_range(f, arr, "", rows=True)

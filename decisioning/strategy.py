@@ -40,6 +40,19 @@ STAGES = (
     "selected",
 )
 _IDENT = re.compile(r"^[a-z][a-z0-9_]*$")
+#: What a propensity model may predict, and how a person reads a change of it ("… raised
+#: the chance of accepting “Voucher”"): the strategy says which, per strategy
+#: (``models.predicts``) or per action (``predicts``).
+PREDICTS = {
+    "acceptance": "the chance of accepting {action}",
+    "conversion": "the chance of buying after {action}",
+    "click": "the chance of clicking {action}",
+    "response": "the chance of responding to {action}",
+    "churn_risk": "the predicted risk of churning, which {action} addresses",
+}
+#: The same in two words, for chart axes ("log-odds of accepting").
+PREDICTS_SHORT = {"acceptance": "accepting", "conversion": "buying", "click": "clicking", "response": "responding",
+                  "churn_risk": "churning"}
 
 
 @dataclass(frozen=True)
@@ -96,6 +109,8 @@ class Action:
     incentive: Incentive | None
     holds_feature: str | None
     description: str = ""
+    #: What this action's model predicts (:data:`PREDICTS`): the words every reason uses.
+    predicts: str = "acceptance"
 
     @property
     def incentive_cost(self) -> float:
@@ -388,7 +403,7 @@ class _Parser:
         eps = self.number(exp.get("epsilon", 0.0), ("exploration", "epsilon"), 0, 1)
         seed = self.integer(exp.get("seed", 0), ("exploration", "seed"))
 
-        models = self.mapping(top.get("models", {}) or {}, ("models",), ("features", "params"))
+        models = self.mapping(top.get("models", {}) or {}, ("models",), ("features", "params", "predicts"))
         mfeat_raw = models.get("features", [f.name for f in features])
         mfeat = []
         for i, fname in enumerate(self.seq(mfeat_raw, ("models", "features"))):
@@ -454,10 +469,12 @@ class _Parser:
 
     def _actions(self, top: dict, fmap: dict, channel_ids: set[str]) -> tuple[Action, ...]:
         raw = self.seq(self.get(top, "actions", ()), ("actions",))
+        models = top.get("models") if isinstance(top.get("models"), dict) else {}
+        default_predicts = self.choice(models.get("predicts", "acceptance"), ("models", "predicts"), tuple(PREDICTS))
         out: list[Action] = []
         seen: set[str] = set()
         allowed = ("id", "name", "issue", "group", "offer", "channels", "margin", "order_value",
-                   "cost", "retention_effect", "incentive", "holds_feature", "description")
+                   "cost", "retention_effect", "incentive", "holds_feature", "description", "predicts")
         for i, spec in enumerate(raw):
             path = ("actions", i)
             spec = self.mapping(spec, path, allowed)
@@ -493,6 +510,7 @@ class _Parser:
                 channels=tuple(chans), margin=margin, order_value=order_value, cost=cost,
                 retention_effect=ret, incentive=incentive, holds_feature=holds,
                 description=str(spec.get("description", "") or "").strip(),
+                predicts=self.choice(spec.get("predicts", default_predicts), path + ("predicts",), tuple(PREDICTS)),
             ))
         if not out:
             raise self.fail(("actions",), "at least one action must be declared.")

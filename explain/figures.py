@@ -53,7 +53,7 @@ def _logistic(z: float) -> float:
 
 def attribution_waterfall(features: list[str], phi: list[float] | np.ndarray, base_value: float,
                           raw_output: float, labels: list[str] | None = None, max_bars: int = 12,
-                          title: str | None = None) -> go.Figure:
+                          title: str | None = None, outcome: str = "accepting") -> go.Figure:
     """SHAP waterfall in log-odds, from the model's base value to its output for this row.
 
     Bars are the largest attributions (by |value|); the rest are summed into one bar, so the
@@ -97,7 +97,7 @@ def attribution_waterfall(features: list[str], phi: list[float] | np.ndarray, ba
     fig.update_layout(
         title=title, height=max(320, 28 * len(y) + 110),
         yaxis={"autorange": "reversed"}, margin={"l": 10, "r": 40, "t": 60 if title else 40, "b": 40},
-        xaxis={"title": "log-odds of accepting", "range": [lo - pad, hi + pad]},
+        xaxis={"title": f"log-odds of {outcome}", "range": [lo - pad, hi + pad]},
         xaxis2={"overlaying": "x", "side": "top", "range": [lo - pad, hi + pad], "title": "probability",
                 "tickvals": [math.log(p / (1 - p)) for p in ticks], "ticktext": [f"{p:g}" for p in ticks],
                 "showgrid": False},

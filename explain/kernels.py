@@ -21,14 +21,14 @@ DROP_PROPENSITY, DROP_VALUE, DROP_CONTEXT, DROP_LEVER = range(4)
 
 @njit(parallel=True, cache=True, nogil=True)
 def rearbitrate(ptr, col, p, c, lv, clv, channel, mw, rw, lever, drop, thr, slots, fam, fam_order,
-                nm, ret, inc, n_fam, chunk, firsts, kpis, by_a, by_c):  # pragma: no cover - compiled
+                nm, ret, inc, cost, n_fam, chunk, firsts, kpis, by_a, by_c):  # pragma: no cover - compiled
     """Arbitrate every decision under every setting.
 
     ptr : (n + 1,) cells of decision i are ptr[i]:ptr[i + 1];  col : (m,) their actions;  p, c, lv : (m,) logged propensity, context weight, lever
     clv, channel : (n,);  mw, rw : (S,) weights;  lever : (S, A) replacement lever, NaN = logged
     drop : (S, 4) bool factors set to 1;  thr, slots : (S, C) per channel
     fam, fam_order : (A,) offer family (-1 = none) and rank in it (cheapest first)
-    nm, ret, inc : (A,) net margin, retention effect, incentive cost
+    nm, ret, inc, cost : (A,) net margin, retention effect, incentive cost, cost per contact
     firsts : (S, n) int16 out, first-slot action (-1 = none), preset to -1
     kpis : (B, S, 6), by_a : (B, S, 3, A), by_c : (B, S, 3, C) out, zeroed; B = ceil(n / chunk)
     """
@@ -84,7 +84,7 @@ def rearbitrate(ptr, col, p, c, lv, clv, channel, mw, rw, lever, drop, thr, slot
                     if slot == 0:
                         firsts[s, i] = j
                     pp = p[e0 + w]
-                    m_ = pp * nm[j]
+                    m_ = pp * nm[j] - cost[j]  # the contact is paid for whether or not it is accepted
                     r_ = pp * ret[j] * x
                     kpis[b, s, 0] += 1.0
                     kpis[b, s, 1] += pp
@@ -170,6 +170,6 @@ def compile_all() -> None:
     rearbitrate(ptr, col, p, c, lv, np.zeros(n), np.zeros(n, dtype=np.int64), np.ones(S),
                 np.ones(S), np.full((S, A), np.nan), np.zeros((S, 4), dtype=np.bool_), np.zeros((S, C)),
                 np.ones((S, C), dtype=np.int64), np.full(A, -1, dtype=np.int64), np.zeros(A, dtype=np.int64),
-                np.zeros(A), np.zeros(A), np.zeros(A), 0, 1, np.full((S, n), -1, dtype=np.int16),
+                np.zeros(A), np.zeros(A), np.zeros(A), np.zeros(A), 0, 1, np.full((S, n), -1, dtype=np.int16),
                 np.zeros((n, S, 6)), np.zeros((n, S, 3, A)), np.zeros((n, S, 3, C)))
     bootstrap_sums(np.zeros((1, n)), 2, 0)

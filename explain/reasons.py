@@ -22,7 +22,7 @@ import numpy as np
 
 from decisioning.expressions import format_value
 from decisioning.models import CHANNEL_FEATURE
-from decisioning.strategy import Action, Strategy
+from decisioning.strategy import PREDICTS, Action, Strategy
 
 
 @dataclass
@@ -109,8 +109,8 @@ def candidate_reasons(
         for f, v in zip(attribution_features, np.asarray(phi).tolist()):
             value = channel if f == CHANNEL_FEATURE else features.get(f)
             verb = "raised" if v > 0 else "lowered"
-            text = (f"{feature_phrase(strategy, f, value)} {verb} the chance of accepting "
-                    f"{action_phrase(action)} ({v:+.2f} log-odds)")
+            text = (f"{feature_phrase(strategy, f, value)} {verb} "
+                    f"{PREDICTS[action.predicts].format(action=action_phrase(action))} ({v:+.2f} log-odds)")
             out.append(Reason("feature", f, value, float(v), text))
     for name, description, weight in fired_context_weights(strategy, features, a):
         text = f"{description.rstrip('.')} — context weight ×{weight:g} ({name})"

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import plotly.io as pio
 
+from decisioning.strategy import PREDICTS_SHORT
 from explain import figures
 from explain.api import DecisionExplanation
 from explain.contrast import Contrast
@@ -61,7 +62,9 @@ def html_report(e: DecisionExplanation, contrasts: list[Contrast] | None = None,
                 feats = e.inputs.get("features", {})
                 labels = [feature_phrase(e.strategy, f, d["channel"] if f == "channel" else feats.get(f))
                           for f in ca.features]
-                fig = figures.attribution_waterfall(list(ca.features), ca.phi, ca.base_value, ca.raw_output, labels)
+                predicts = e.strategy.actions[e.strategy.action_index(aid)].predicts
+                fig = figures.attribution_waterfall(list(ca.features), ca.phi, ca.base_value, ca.raw_output, labels,
+                                                    outcome=PREDICTS_SHORT[predicts])
                 parts.append(pio.to_html(fig, full_html=False, include_plotlyjs=first))
                 first = False
     for c in contrasts or []:

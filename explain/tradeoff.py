@@ -10,7 +10,8 @@ exactly, which :meth:`Factors.check` verifies.
 
 Expected KPIs of a selection (sums over selected actions of the logged propensity ``p``):
 
-* ``margin`` — Σ p × (margin − incentive cost)
+* ``margin`` — Σ p × (margin − incentive cost) − Σ cost per contact (paid for every action
+  shown, accepted or not)
 * ``retention`` — Σ p × retention effect × CLV (customer value kept)
 * ``churn_reduction`` — Σ p × retention effect (customers kept)
 * ``incentive_spend`` — Σ p × incentive cost
@@ -224,10 +225,11 @@ class Factors:
         t = self.tables
         p = np.where(selected, self.propensity, 0.0)
         inc = np.array([a.incentive_cost for a in self.strategy.actions])
+        cost = np.array([a.cost for a in self.strategy.actions])
         return {
             "contacts": float(selected.sum()),
             "accepts": float(p.sum()),
-            "margin": float((p * t.net_margin[None, :]).sum()),
+            "margin": float((p * t.net_margin[None, :]).sum() - (selected * cost[None, :]).sum()),
             "retention": float((p * t.retention[None, :] * self.clv[:, None]).sum()),
             "churn_reduction": float((p * t.retention[None, :]).sum()),
             "incentive_spend": float((p * inc[None, :]).sum()),
@@ -371,7 +373,8 @@ def evaluate(f: Factors, settings: list[Setting], chunk: int = 4096) -> Evaluati
     rearbitrate(f.cell_ptr, f.cell_col, f.cell_propensity, f.cell_context_weight, f.cell_lever, f.clv, f.channel,
                 np.ascontiguousarray(weights[:, 0]), np.ascontiguousarray(weights[:, 1]), lever, drop, thr, slots,
                 fam, fam_order, np.asarray(t.net_margin, dtype=np.float64), np.asarray(t.retention, dtype=np.float64),
-                inc, len(t.families), chunk, firsts, kpis, by_a, by_c)
+                inc, np.array([a.cost for a in s.actions], dtype=np.float64), len(t.families), chunk, firsts, kpis,
+                by_a, by_c)
     return Evaluation(kpis.sum(axis=0), by_a.sum(axis=0), by_c.sum(axis=0), firsts)
 
 

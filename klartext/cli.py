@@ -864,7 +864,12 @@ def model() -> None:
 @click.option("--model", "model_path", required=True, type=click.Path(dir_okay=False, exists=True),
               help="A fitted scikit-learn classifier or Pipeline saved with skops (skops.io.dump).")
 @click.option("--features", default=None, help="Comma-separated input features (default: the model's own names).")
-def model_register(db, strategy_path, action_id, model_path, features) -> None:
+@click.option("--holdout", "holdout_path", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="Held-out rows (CSV/Parquet: channel, the features, --label) to measure AUC, Brier score and "
+                   "calibration on; stored with the model and shown on the Models page.")
+@click.option("--label", default=None, help="The holdout's outcome column (1 / true = the predicted event).")
+@click.option("--n-train", "n_train", default=None, type=click.IntRange(1), help="How many rows the model was fitted on.")
+def model_register(db, strategy_path, action_id, model_path, features, holdout_path, label, n_train) -> None:
     """Register a fitted scikit-learn classifier or Pipeline as an action's propensity model.
 
     Decisions made afterwards (`klartext run`, `klartext decide`) use it, and explanations
@@ -885,6 +890,10 @@ def model_register(db, strategy_path, action_id, model_path, features) -> None:
             feats = tuple(x.strip() for x in features.split(",")) if features else None
             m = PropensityModel.external(strategy, action_id, est, feats,
                                          training_fingerprint="sha256:" + __import__("hashlib").sha256(blob).hexdigest()[:16])
+            if holdout_path:
+                m.metrics.update(_holdout_metrics(strategy, m, holdout_path, label))
+            if n_train:
+                m.metrics["n_train"] = n_train
             log.register_models(ModelSet({action_id: m}))
     except KlartextError as exc:
         _fail(exc)
@@ -894,6 +903,39 @@ def model_register(db, strategy_path, action_id, model_path, features) -> None:
     kind = "exact TreeSHAP" if (m.log_odds_trees or m.pipeline_trees) else "model-agnostic SHAP"
     click.echo(f"Registered {type(est).__name__} as the model of {action_id} (version {m.version}); "
                f"features: {', '.join(m.features)}; explanations: {kind}.")
+    if holdout_path:
+        auc = m.metrics.get("auc")
+        click.echo(f"On {m.metrics['n_test']:,} held-out rows: AUC {'—' if auc is None else f'{auc:.3f}'}, Brier score "
+                   f"{m.metrics['brier']:.4f}, calibration error {m.metrics['ece']:.4f}"
+                   + (f"; fitted on {n_train:,} rows." if n_train else "."))
+
+
+def _holdout_metrics(strategy, model, path: str, label: str | None) -> dict:
+    """AUC, Brier score and calibration of ``model`` on a held-out table."""
+    import pandas as pd
+
+    from decisioning.errors import InputError
+    from decisioning.inputs import Requests
+    from decisioning.models import evaluate, model_matrix
+
+    if not label:
+        raise InputError("--holdout needs --label: the column that says whether the predicted event happened.",
+                         "e.g. --label accepted")
+    frame = pd.read_parquet(path) if path.lower().endswith(".parquet") else pd.read_csv(path)
+    if label not in frame.columns:
+        raise InputError(f"{path}: the label column {label!r} is missing.", f"The table has: {', '.join(frame.columns)}.")
+    y = frame[label]
+    words = {"1": 1, "0": 0, "true": 1, "false": 0, "1.0": 1, "0.0": 0}
+    yv = y.astype(str).str.strip().str.lower().map(words)
+    if yv.isna().any():
+        r = int(yv.isna().to_numpy().argmax())
+        raise InputError(f"{path} row {r + 1}: label {y.iloc[r]!r} is not 1 / 0 or true / false.",
+                         "Give the outcome of every held-out row as 1 or 0.")
+    if "customer_id" not in frame.columns:
+        frame = frame.assign(customer_id=[f"holdout-{i}" for i in range(len(frame))])
+    req = Requests.from_frame(strategy, frame)
+    p = model.predict(model_matrix(strategy, req, model.features))
+    return evaluate(yv.to_numpy(dtype=np.int64), p)
 
 
 @main.command()
@@ -903,7 +945,9 @@ def model_register(db, strategy_path, action_id, model_path, features) -> None:
 @click.option("--customers", "customers_path", required=True, type=click.Path(dir_okay=False, exists=True),
               help="Customer table (CSV or Parquet): customer_id, channel and every strategy feature.")
 @click.option("--channel", default=None, help="Channel for every row when the table has no channel column.")
-def run(db, strategy_path, customers_path, channel) -> None:
+@click.option("--id-column", default="customer_id", show_default=True, help="The table's customer id column.")
+@click.option("--channel-column", default="channel", show_default=True, help="The table's channel column.")
+def run(db, strategy_path, customers_path, channel, id_column, channel_column) -> None:
     """Decide for every customer of a table with your strategy and the registered models, and log it."""
     import pandas as pd
 
@@ -927,8 +971,8 @@ def run(db, strategy_path, customers_path, channel) -> None:
                              f"{str(exc).splitlines()[0] if str(exc) else ''}",
                              f"Check that it is a complete {kind} file (re-export it); nothing was decided.") from None
         if channel:
-            frame["channel"] = channel
-        req = Requests.from_frame(strategy, frame)
+            frame[channel_column] = channel
+        req = Requests.from_frame(strategy, frame, customer_col=id_column, channel_col=channel_column)
         with DecisionLog.open(db) as log:
             engine = Engine(strategy, log.latest_models_for(strategy))
             ts = np.full(len(req), int(__import__("time").time() * 1e6), dtype=np.int64)

@@ -5,6 +5,7 @@ import streamlit as st
 from decision_log import queries
 from decision_log.replay import replay
 from decisioning.errors import KlartextError
+from decisioning.strategy import PREDICTS_SHORT
 from explain import figures
 from explain.reasons import feature_phrase
 from explain.report import html_report
@@ -95,8 +96,10 @@ with tab_why:
                        f"{ca.propensity_rescored:.6g} (logged {ca.propensity_logged:.6g}); base + Σ = output "
                        f"(residual {ca.residual:.1e}). {ca.algorithm}, {ca.library}.")
             labels = [feature_phrase(e.strategy, x, d["channel"] if x == "channel" else feats.get(x)) for x in ca.features]
+            predicts = e.strategy.actions[e.strategy.action_index(aid)].predicts
             st.plotly_chart(figures.attribution_waterfall(list(ca.features), ca.phi, ca.base_value, ca.raw_output,
-                                                          labels), width="stretch", key=f"wf_{aid}")
+                                                          labels, outcome=PREDICTS_SHORT[predicts]),
+                            width="stretch", key=f"wf_{aid}")
         else:
             st.error("Attributions withheld — " + md("; ".join(ca.problems)))
 with tab_grid:

@@ -113,3 +113,60 @@ def test_a_stored_model_with_foreign_code_is_refused_even_after_good_loads(tiny_
     foreign = f"{_history.__module__}._history"
     assert err.value.message == (f"The stored model for action 'reactivate_20' contains untrusted type "
                                  f"{foreign!r}; it was not loaded.")
+
+
+def test_real_column_names_an_id_column_and_row_numbers_that_name_the_value(setup, tmp_path):
+    strategy_file, db, customers = setup
+    run = CliRunner().invoke
+    table = pd.read_csv(customers)
+    # columns as a CRM exports them: any name; the customer id under its own name
+    real = table.rename(columns={"customer_id": "Kundennummer", "age": "Age", "recency_days": "Recency Days",
+                                 "clv": "CLV", "segment": "Segment", "holds_card": "Holds-Card"})
+    real_path = tmp_path / "crm.csv"
+    real.to_csv(real_path, index=False)
+    out = run(main, ["run", "--db", str(db), "--strategy", str(strategy_file), "--customers", str(real_path)])
+    assert out.exit_code == 2 and "column 'customer_id' is missing" in out.output
+    assert "Kundennummer" in out.output and "--id-column" in out.output
+    out = run(main, ["run", "--db", str(db), "--strategy", str(strategy_file), "--customers", str(real_path),
+                     "--id-column", "Kundennummer"])
+    assert out.exit_code == 0, out.output
+    with DecisionLog.open(db, read_only=True) as log:
+        n = log.con.execute("SELECT count(*) FROM decisions").fetchall()[0][0]
+        assert log.verify().ok
+    assert n == len(table)
+    # a value that is not a number: its row (1-based, header not counted, as `import` counts) and value
+    bad = table.astype({"age": object})
+    bad.loc[6, "age"] = "sixty"
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    out = run(main, ["run", "--db", str(db), "--strategy", str(strategy_file), "--customers", str(tmp_path / "bad.csv")])
+    assert out.exit_code == 2
+    assert "row 7: feature 'age' must be a number, got 'sixty'" in out.output
+
+
+def test_registered_models_carry_auc_and_training_size_from_held_out_data(setup, tmp_path):
+    from sklearn.metrics import roc_auc_score
+
+    from decision_log import queries
+
+    strategy_file, db, _ = setup
+    X, y = _history(n=2000)
+    ct = ColumnTransformer([("oh", OneHotEncoder(handle_unknown="ignore"), ["segment", "channel"])],
+                           remainder="passthrough")
+    pipe = make_pipeline(ct, HistGradientBoostingClassifier(max_iter=30, random_state=0)).fit(X, y)
+    sio.dump(pipe, tmp_path / "m.skops")
+    hold = tiny_customers(800, seed=21)
+    rng = np.random.default_rng(21)
+    hold["accepted"] = (rng.random(len(hold)) < tiny_truth("reactivate_20", hold)).astype(int)
+    hold.to_csv(tmp_path / "holdout.csv", index=False)
+    out = CliRunner().invoke(main, ["model", "register", "--db", str(db), "--strategy", str(strategy_file),
+                                    "--action", "reactivate_20", "--model", str(tmp_path / "m.skops"),
+                                    "--holdout", str(tmp_path / "holdout.csv"), "--label", "accepted",
+                                    "--n-train", "2000"])
+    assert out.exit_code == 0, out.output
+    expect = roc_auc_score(hold["accepted"], pipe.predict_proba(hold[COLS])[:, 1])
+    assert f"On 800 held-out rows: AUC {expect:.3f}" in out.output and "fitted on 2,000 rows" in out.output
+    with DecisionLog.open(db, read_only=True) as log:
+        reg = queries.models_registry(log.con.cursor())
+    row = reg[reg["action_id"] == "reactivate_20"].sort_values("created").iloc[-1]
+    assert row["auc"] == pytest.approx(expect, abs=1e-12)
+    assert (row["n_train"], row["n_test"]) == (2000, 800)

@@ -1,9 +1,11 @@
 """Strategy files: the demo file is valid; every mistake is reported with file, line, field and fix."""
 
+import numpy as np
 import pytest
 
 from conftest import TINY_YAML
 from decisioning.errors import StrategyError
+from decisioning.scenarios import retail
 from decisioning.scenarios.retail import load_demo_strategy, strategy_path
 from decisioning.strategy import load_strategy, parse_strategy
 
@@ -87,3 +89,25 @@ def test_missing_file():
 
 def test_shipped_strategy_file_is_readable_yaml():
     assert strategy_path().read_text().startswith("# Modehaus Lindner")
+
+
+def test_a_strategy_says_what_its_models_predict_and_reasons_follow():
+    from explain.reasons import candidate_reasons
+
+    base = retail.load_demo_strategy()
+    text = base.text.replace("models:\n", "models:\n  predicts: churn_risk\n", 1)
+    s = parse_strategy(text)
+    assert {a.predicts for a in s.actions} == {"churn_risk"} and {a.predicts for a in base.actions} == {"acceptance"}
+    a = s.actions[0]
+    feats = {f.name: (f.values[0] if f.type == "category" else False if f.type == "boolean" else 1)
+             for f in s.features}
+    names = list(s.model_features)
+    phi = np.linspace(0.5, -0.5, len(names))
+    churn = candidate_reasons(s, a.id, feats, s.channel_ids[0], tuple(names), phi, 1.0)
+    accept = candidate_reasons(base, a.id, feats, s.channel_ids[0], tuple(names), phi, 1.0)
+    assert any("raised the predicted risk of churning" in r.text for r in churn)
+    assert not any("chance of accepting" in r.text for r in churn)
+    assert any("raised the chance of accepting" in r.text for r in accept)
+    with pytest.raises(StrategyError) as err:
+        parse_strategy(base.text.replace("models:\n", "models:\n  predicts: happiness\n", 1))
+    assert "'happiness' is not allowed" in str(err.value) and "churn_risk" in str(err.value)

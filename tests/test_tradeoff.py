@@ -208,3 +208,16 @@ def test_ranked_at_reads_the_cells_of_the_dense_arbitration(factors):
         want = (cols >= 0) & alive[np.arange(n), np.maximum(cols, 0)]
         np.testing.assert_array_equal(factors.ranked_at(cols), want)
     assert alive.sum() > 0
+
+
+def test_margin_kpi_pays_for_every_contact(factors):
+    # an action shown costs its contact cost whether or not it is accepted (the old KPI left it out)
+    sel = factors.arbitrate()
+    cost = np.array([a.cost for a in factors.strategy.actions])
+    assert cost.sum() > 0 and sel.sum() > 0
+    p = np.where(sel, factors.propensity, 0.0)
+    expected = float((p * factors.tables.net_margin[None, :]).sum() - (sel * cost[None, :]).sum())
+    assert factors.kpis(sel)["margin"] == pytest.approx(expected, rel=1e-12)
+    assert T.evaluate(factors, [T.Setting()]).kpi_dict(0)["margin"] == pytest.approx(expected, rel=1e-9)
+    swept = T.sweep(factors, steps=3)
+    assert swept.loc[swept["current"], "margin"].iloc[0] == pytest.approx(expected, rel=1e-9)
