@@ -509,6 +509,25 @@ def served_outcomes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         GROUP BY d.seq, d.decision_id ORDER BY d.seq""").df()
 
 
+def imported_factor_rows(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """The candidate rows of imported decisions that carry all four priority factors, in log
+    order (decision by decision, rows in their logged order): source, decision_id, action_id,
+    issue, group, propensity, value, context_weight, lever, and ``logged_first`` (the row of the
+    decision's first chosen action; its first such row when the action has several)."""
+    return con.execute(f"""
+        WITH r AS (
+            SELECT d.seq, d.source, c.decision_id, c.action_id, c.issue, c."group", c.propensity, c.value,
+                   c.context_weight, c.lever, {_ordinal(con)} AS ordinal,
+                   c.selected AND c.action_id = d.chosen_action AS is_chosen
+            FROM candidates c JOIN decisions d USING (decision_id)
+            WHERE d.source <> 'klartext' AND c.propensity IS NOT NULL AND c.value IS NOT NULL
+              AND c.context_weight IS NOT NULL AND c.lever IS NOT NULL)
+        SELECT source, decision_id, action_id, issue, "group", propensity, value, context_weight, lever,
+               coalesce(is_chosen AND ordinal IS NOT DISTINCT FROM
+                        min(ordinal) FILTER (WHERE is_chosen) OVER (PARTITION BY decision_id), false) AS logged_first
+        FROM r ORDER BY seq, ordinal, action_id""").df()
+
+
 def decision_inputs(con: duckdb.DuckDBPyConnection, strategy_version: str) -> pd.DataFrame:
     """Per decision of a strategy version (log order): decision_id, ts_us, customer, channel, inputs (JSON text)."""
     return con.execute("""

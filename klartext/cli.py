@@ -535,6 +535,10 @@ def simulate(db, strategy_version, margin_weight, retention_weight, lever, thres
     target = _pairs((lever_for,), "--lever-for") if lever_for else None
     try:
         with _read(db) as log:
+            if strategy_version is None and _only_imported(log):
+                _simulate_imported(log, lever, sensitivity, as_json, other=(margin_weight, retention_weight,
+                                                                            threshold, top_n, lever_for))
+                return
             f = T.load_factors(log, strategy_version)
     except KlartextError as exc:
         _fail(exc)
@@ -579,6 +583,49 @@ def simulate(db, strategy_version, margin_weight, retention_weight, lever, thres
         _echo_frame(out["sensitivity"])
     if "lever_for" in out:
         click.echo("\n" + out["lever_for"]["note"])
+
+
+def _only_imported(log) -> bool:
+    """Whether the log holds decisions but none made by Klartext (no strategy to re-run)."""
+    row = log.con.execute("SELECT count(*), count(*) FILTER (WHERE source = 'klartext') FROM decisions").fetchall()[0]
+    return row[0] > 0 and row[1] == 0
+
+
+def _simulate_imported(log, lever, sensitivity: bool, as_json: bool, other: tuple) -> None:
+    """`simulate` on an imported log: re-arbitrate the logged four factors (what-if levers,
+    dropped factors, sensitivity); there is no margin/retention split to sweep."""
+    from explain import imported as I
+    from explain import tradeoff as T
+
+    if any(o not in (None, ()) for o in other):
+        raise KlartextError("On imported decisions only --lever and --sensitivity apply: the source's value does "
+                            "not split into margin and retention, and its thresholds and slots are not in the log.",
+                            "Use --lever ISSUE_OR_GROUP_OR_ACTION=FACTOR and --sensitivity.")
+    lf = I.load(log.con.cursor())
+    has = int((lf.logged_first >= 0).sum())
+    out: dict = {"source": lf.source, "decisions": len(lf), "with_a_chosen_action": has, "reproduced": lf.reproduced,
+                 "frontier": None, "frontier_note": "not available: the source's value does not split into margin "
+                                                    "and retention"}
+    levers = _pairs(lever, "--lever") if lever else {}
+    if levers:
+        out["what_if"] = I.what_if(lf, levers)
+    if sensitivity:
+        out["sensitivity"] = I.sensitivity(lf)
+    if as_json:
+        click.echo(T.to_json(out))
+        return
+    click.echo(f"{len(lf):,} imported decisions ({lf.source}) with their four priority factors; re-arbitrating them "
+               f"(priority = propensity × value × context weight × lever) reproduces the first action of "
+               f"{lf.reproduced:,} of the {has:,} that chose one.")
+    click.echo("No margin/retention sweep: the source's value does not split into margin and retention.")
+    if "what_if" in out:
+        w = out["what_if"]
+        click.echo(f"\nWhat-if {', '.join(f'lever {k} = {v:g}' for k, v in levers.items())}: {w['changed']:.2%} of decisions "
+                   "get another first action.")
+        _echo_frame(w["by_action"][w["by_action"]["delta"] != 0].head(20))
+    if "sensitivity" in out:
+        click.echo("\nSensitivity (share of decisions whose first action changes):")
+        _echo_frame(out["sensitivity"])
 
 
 @main.command()

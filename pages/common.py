@@ -4,6 +4,7 @@ sidebar filters, the explainer, and one way to show errors."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -294,6 +295,39 @@ def _factors(path: str, mtime: float | str):
 def factors(lg: DecisionLog):
     """The logged factors of the newest strategy version, loaded once per log file."""
     return _factors(*log_key(lg))
+
+
+@st.cache_resource(show_spinner="Reading the imported decisions' factors …", max_entries=2)
+def _imported(path: str, mtime: float | str):
+    from explain.imported import load
+
+    return load(_open(path, mtime).con.cursor())
+
+
+def only_imported(lg: DecisionLog) -> bool:
+    """Whether the log holds decisions but none made by Klartext (no strategy to re-run)."""
+    n, own = lg.con.cursor().execute("SELECT count(*), count(*) FILTER (WHERE source = 'klartext') "
+                                     "FROM decisions").fetchall()[0]
+    return n > 0 and own == 0
+
+
+def imported_factors(lg: DecisionLog):
+    """The imported decisions' logged factors (:mod:`explain.imported`), loaded once per log file."""
+    return _imported(*log_key(lg))
+
+
+@st.cache_data(show_spinner="Re-arbitrating the imported decisions …", max_entries=16)
+def imported_what_if(path: str, mtime: float, spec: str) -> dict:
+    from explain.imported import what_if as do
+
+    return do(_imported(path, mtime), json.loads(spec))
+
+
+@st.cache_data(show_spinner="Dropping each factor and raising each lever in turn …", max_entries=4)
+def imported_sensitivity(path: str, mtime: float) -> pd.DataFrame:
+    from explain.imported import sensitivity as do
+
+    return do(_imported(path, mtime))
 
 
 @st.cache_data(show_spinner="Sweeping the margin/retention balance …", max_entries=4)

@@ -7,7 +7,22 @@ from decision_log import queries
 from decisioning.errors import KlartextError
 from explain import figures
 from explain import tradeoff as T
-from pages.common import factors, filters, log, log_key, off_policy, sensitivity, show_error, sweep, table, what_if
+from pages.common import (
+    factors,
+    filters,
+    imported_factors,
+    imported_sensitivity,
+    imported_what_if,
+    log,
+    log_key,
+    off_policy,
+    only_imported,
+    sensitivity,
+    show_error,
+    sweep,
+    table,
+    what_if,
+)
 
 st.title("KPI trade-offs")
 st.caption("Margin against retention: what the logged decisions earned, what another balance of the KPI weights "
@@ -38,6 +53,44 @@ with tab_measured:
         table(df, f"tradeoff_by_{by}")
         st.caption("Realised figures come from the logged outcomes; expected ones from the logged propensities and "
                    "the strategy's margins and retention effects.")
+
+if only_imported(lg):  # no strategy to re-run: re-arbitrate the four factors the source logged
+    try:
+        lf = imported_factors(lg)
+    except KlartextError as exc:
+        with tab_whatif:
+            show_error(exc)
+        st.stop()
+    with tab_frontier:
+        st.info(f"These decisions were imported ({lf.source}): the source's value does not split into margin and "
+                "retention, so there is no margin/retention frontier. The **What-if** tab re-arbitrates their "
+                "logged factors.")
+    with tab_ope:
+        st.info("Off-policy estimates of imported decisions need the served action's logging probability and "
+                "outcomes: import them (generic format: `probability`, `outcome`; or `klartext import-outcomes`), "
+                "then run `klartext ope --target-probabilities FILE`.")
+    with tab_whatif:
+        has = int((lf.logged_first >= 0).sum())
+        st.markdown(f"Re-arbitrating the **{len(lf):,}** imported decisions ({lf.source}) with their logged "
+                    "priority = propensity × value × context weight × lever reproduces the first action of "
+                    f"**{lf.reproduced:,}** of the {has:,} that chose one.")
+        st.markdown("**Levers by issue** (replace the logged levers of that issue's actions)")
+        issues = sorted(set(lf.issue) - {""})
+        cols = st.columns(max(1, len(issues)))
+        levers = {}
+        for col, issue in zip(cols, issues):
+            v = col.number_input(issue, 0.0, 100.0, None, 0.1, key=f"im_lever_{issue}", placeholder="as logged")
+            if v is not None:
+                levers[issue] = v
+        res = imported_what_if(*log_key(lg), json.dumps(levers, sort_keys=True))
+        st.metric("Decisions whose first action changes", f"{res['changed']:.2%}")
+        table(res["by_action"], "imported_what_if")
+        st.markdown("**Global sensitivity:** which factor decides most?")
+        sens = imported_sensitivity(*log_key(lg))
+        st.plotly_chart(figures.bars(sens, "changed", "change", fmt=".1%", color="#6a1b9a"), width="stretch",
+                        key="im_sens")
+        table(sens, "imported_sensitivity")
+    st.stop()
 
 try:
     fx = factors(lg)
