@@ -46,8 +46,8 @@ with DecisionLog.open(sys.argv[1]) as log:
     t1 = time.perf_counter()
     fun = queries.funnel(log.con.cursor())
     t2 = time.perf_counter()
+    hwm = [ln for ln in open("/proc/self/status") if ln.startswith("VmHWM")][0]  # import + funnel only
     ok = log.verify().ok if len(sys.argv) > 3 else None
-hwm = [ln for ln in open("/proc/self/status") if ln.startswith("VmHWM")][0]
 print(json.dumps({"import_s": t1 - t0, "funnel_s": t2 - t1, "total_s": t2 - t0, "phases": rep.phases,
                   "decisions": rep.decisions_added, "rows": rep.candidates_added, "bad_rows": rep.bad_rows,
                   "verified": ok, "stages": len(fun), "peak_rss_mb": int(hwm.split()[1]) / 1024}))
