@@ -96,6 +96,10 @@ def arbitrate(
     return Arbitration(winner, below, alive, order, rank, selected, alive.sum(axis=1))
 
 
+#: The propensity a contact's cost is divided by is at least this (a model may say 0).
+MIN_PROPENSITY = 1e-300
+
+
 @dataclass(frozen=True)
 class Tables:
     """What arbitration needs of a strategy, in catalogue / channel order."""
@@ -105,17 +109,31 @@ class Tables:
     threshold: np.ndarray  #: (C,) no-action threshold per channel
     top_n: np.ndarray  #: (C,) slots per channel
     families: list[np.ndarray]  #: offers with several incentive levels, cheapest first
+    #: (A,) cost per contact where it enters the value (``kpi.contact_cost_in_value``), else 0
+    contact_cost: np.ndarray | None = None
 
     def value(self, margin_weight: float | np.ndarray, retention_weight: float | np.ndarray,
-              clv: np.ndarray) -> np.ndarray:
-        """``margin_weight × net margin + retention_weight × retention × clv`` per (row, action).
+              clv: np.ndarray, propensity: np.ndarray | None = None) -> np.ndarray:
+        """``margin_weight × net margin + retention_weight × retention × clv`` per (row, action),
+        less ``margin_weight × contact cost / propensity`` where the strategy counts the
+        contact's cost (so that propensity × value = expected value − the contact's cost).
 
         Weights may be scalars or one per row; this is the engine's own arithmetic, so values
         recomputed here are bit-identical to logged ones.
         """
         mw = np.asarray(margin_weight, dtype=np.float64).reshape(-1, 1)
         rw = np.asarray(retention_weight, dtype=np.float64).reshape(-1, 1)
-        return mw * self.net_margin[None, :] + rw * self.retention[None, :] * clv[:, None]
+        v = mw * self.net_margin[None, :] + rw * self.retention[None, :] * clv[:, None]
+        if self.costs_contacts:
+            if propensity is None:
+                raise ValueError("this strategy's value depends on the propensity (contact_cost_in_value)")
+            with np.errstate(invalid="ignore"):
+                v = v - (mw * self.contact_cost[None, :]) / np.maximum(propensity, MIN_PROPENSITY)
+        return v
+
+    @property
+    def costs_contacts(self) -> bool:
+        return self.contact_cost is not None and bool(self.contact_cost.any())
 
 
 def tables(strategy: Strategy) -> Tables:
@@ -133,4 +151,5 @@ def tables(strategy: Strategy) -> Tables:
         threshold=np.array([c.no_action_threshold for c in s.channels]),
         top_n=np.array([c.top_n for c in s.channels]),
         families=fams,
+        contact_cost=np.array([a.cost if s.contact_cost_in_value else 0.0 for a in s.actions]),
     )

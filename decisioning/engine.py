@@ -14,7 +14,9 @@ Order of the stages (``decisioning.strategy.STAGES``):
 4. contact — contact limits per channel and suppression after repeated rejections;
 5. scoring — ``priority = propensity × value × context_weight × lever`` with
    ``value = margin_weight × (margin − incentive cost) + retention_weight × retention
-   effect × CLV``;
+   effect × CLV`` (less ``margin_weight × contact cost / propensity`` with
+   ``kpi.contact_cost_in_value``: then propensity × value is the expected value of the
+   contact net of what it costs);
 6. incentive — among the incentive levels of one offer only the highest priority stays
    (ties go to the cheaper incentive): a voucher is only given where it pays for itself;
 7. arbitration — priority below the channel's no-action threshold is removed;
@@ -320,7 +322,7 @@ class Engine:
         t = time.perf_counter_ns()
         scored = ~stopped
         clv = cols[s.clv_feature].astype(np.float64)
-        value = self.tables_.value(s.margin_weight, s.retention_weight, clv)
+        value = self.tables_.value(s.margin_weight, s.retention_weight, clv, propensity)
         cw = np.ones((n, A))
         for w in s.context_weights:
             mask = w.when.evaluate_bool(cols, n)

@@ -176,6 +176,9 @@ class Strategy:
     exploration_seed: int
     model_features: tuple[str, ...]
     model_params: dict[str, Any] = field(default_factory=dict)
+    #: ``kpi.contact_cost_in_value``: an action's cost per contact enters its value (priority =
+    #: propensity × value − margin weight × cost, times context weight and lever)
+    contact_cost_in_value: bool = False
 
     @cached_property
     def version(self) -> str:
@@ -387,7 +390,11 @@ class _Parser:
         cws = self._context_weights(top, fmap, actions)
         levers = self._levers(top, actions)
         kpi = self.mapping(self.get(top, "kpi", ()), ("kpi",),
-                           ("margin_weight", "retention_weight", "clv_feature"))
+                           ("margin_weight", "retention_weight", "clv_feature", "contact_cost_in_value"))
+        cost_in_value = kpi.get("contact_cost_in_value", False)
+        if not isinstance(cost_in_value, bool):
+            raise self.fail(("kpi", "contact_cost_in_value"), f"{cost_in_value!r} is not true or false.",
+                            "Write contact_cost_in_value: true to let each contact's cost lower its action's value.")
         mw = self.number(self.get(kpi, "margin_weight", ("kpi",)), ("kpi", "margin_weight"), 0)
         rw = self.number(self.get(kpi, "retention_weight", ("kpi",)), ("kpi", "retention_weight"), 0)
         if mw == 0 and rw == 0:
@@ -419,7 +426,7 @@ class _Parser:
             rules=rules, context_weights=cws, levers=levers, contact_limits=contact_limits,
             suppression=suppression, never_offer_held_products=never_held, margin_weight=mw,
             retention_weight=rw, clv_feature=clv, epsilon=eps, exploration_seed=seed,
-            model_features=tuple(mfeat), model_params=dict(params),
+            model_features=tuple(mfeat), model_params=dict(params), contact_cost_in_value=cost_in_value,
         )
 
     def _features(self, top: dict) -> tuple[Feature, ...]:

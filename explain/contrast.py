@@ -110,7 +110,8 @@ class DecisionFactors:
 
     def values_for(self, margin_weight: np.ndarray, retention_weight: np.ndarray) -> np.ndarray:
         """Values under other KPI weights, computed as the engine computes them (k, A)."""
-        return self.tables.value(margin_weight, retention_weight, np.full(len(margin_weight), self.clv))
+        return self.tables.value(margin_weight, retention_weight, np.full(len(margin_weight), self.clv),
+                                 self.propensity[None, :])
 
     def priority(self, propensity=None, value=None, cw=None, lever=None) -> np.ndarray:
         p = self.propensity if propensity is None else propensity

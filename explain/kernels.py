@@ -16,12 +16,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from decisioning.arbitration import MIN_PROPENSITY
+
 DROP_PROPENSITY, DROP_VALUE, DROP_CONTEXT, DROP_LEVER = range(4)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def rearbitrate(ptr, col, p, c, lv, clv, channel, mw, rw, lever, drop, thr, slots, fam, fam_order,
-                nm, ret, inc, cost, n_fam, chunk, firsts, kpis, by_a, by_c):  # pragma: no cover - compiled
+                nm, ret, inc, cost, cost_in_value, n_fam, chunk, firsts, kpis, by_a, by_c):  # pragma: no cover - compiled
     """Arbitrate every decision under every setting.
 
     ptr : (n + 1,) cells of decision i are ptr[i]:ptr[i + 1];  col : (m,) their actions;  p, c, lv : (m,) logged propensity, context weight, lever
@@ -29,6 +31,7 @@ def rearbitrate(ptr, col, p, c, lv, clv, channel, mw, rw, lever, drop, thr, slot
     drop : (S, 4) bool factors set to 1;  thr, slots : (S, C) per channel
     fam, fam_order : (A,) offer family (-1 = none) and rank in it (cheapest first)
     nm, ret, inc, cost : (A,) net margin, retention effect, incentive cost, cost per contact
+    cost_in_value : (A,) the contact cost that enters the value (0 unless the strategy says so)
     firsts : (S, n) int16 out, first-slot action (-1 = none), preset to -1
     kpis : (B, S, 6), by_a : (B, S, 3, A), by_c : (B, S, 3, C) out, zeroed; B = ceil(n / chunk)
     """
@@ -52,7 +55,12 @@ def rearbitrate(ptr, col, p, c, lv, clv, channel, mw, rw, lever, drop, thr, slot
             for s in range(S):
                 for q in range(k):
                     j = js[q]
-                    v = 1.0 if drop[s, DROP_VALUE] else mw[s] * nm[j] + (rw[s] * ret[j]) * x
+                    if drop[s, DROP_VALUE]:
+                        v = 1.0
+                    else:
+                        v = mw[s] * nm[j] + (rw[s] * ret[j]) * x
+                        if cost_in_value[j] != 0.0:  # the engine's arithmetic (decisioning.arbitration)
+                            v = v - (mw[s] * cost_in_value[j]) / max(p[e0 + q], MIN_PROPENSITY)
                     P = v if drop[s, DROP_PROPENSITY] else p[e0 + q] * v
                     if not drop[s, DROP_CONTEXT]:
                         P = P * c[e0 + q]
@@ -170,6 +178,6 @@ def compile_all() -> None:
     rearbitrate(ptr, col, p, c, lv, np.zeros(n), np.zeros(n, dtype=np.int64), np.ones(S),
                 np.ones(S), np.full((S, A), np.nan), np.zeros((S, 4), dtype=np.bool_), np.zeros((S, C)),
                 np.ones((S, C), dtype=np.int64), np.full(A, -1, dtype=np.int64), np.zeros(A, dtype=np.int64),
-                np.zeros(A), np.zeros(A), np.zeros(A), np.zeros(A), 0, 1, np.full((S, n), -1, dtype=np.int16),
+                np.zeros(A), np.zeros(A), np.zeros(A), np.zeros(A), np.zeros(A), 0, 1, np.full((S, n), -1, dtype=np.int16),
                 np.zeros((n, S, 6)), np.zeros((n, S, 3, A)), np.zeros((n, S, 3, C)))
     bootstrap_sums(np.zeros((1, n)), 2, 0)

@@ -34,7 +34,7 @@ import pandas as pd
 
 from decision_log import queries
 from decision_log.store import DecisionLog
-from decisioning.arbitration import Tables, arbitrate, tables
+from decisioning.arbitration import MIN_PROPENSITY, Tables, arbitrate, tables
 from decisioning.errors import InputError, LogError
 from decisioning.strategy import Strategy
 
@@ -151,7 +151,7 @@ class Factors:
     def priority(self, setting: Setting) -> np.ndarray:
         """Priorities under ``setting`` (NaN where not scored), with the engine's arithmetic."""
         mw, rw = self.weights(setting)
-        value = self.tables.value(mw, rw, self.clv)
+        value = self.tables.value(mw, rw, self.clv, self.propensity)
         lever = self.lever
         if setting.levers:
             lever = lever.copy()
@@ -193,6 +193,8 @@ class Factors:
             e = self.cells(rows, j)
             k = np.maximum(e, 0)
             v = s.margin_weight * t.net_margin[j] + (s.retention_weight * t.retention[j]) * self.clv[rows]
+            if t.costs_contacts:
+                v = v - (s.margin_weight * t.contact_cost[j]) / np.maximum(self.cell_propensity[k], MIN_PROPENSITY)
             pr = self.cell_propensity[k] * v * self.cell_context_weight[k] * self.cell_lever[k]
             return np.where(e >= 0, pr, -np.inf)
 
@@ -373,8 +375,8 @@ def evaluate(f: Factors, settings: list[Setting], chunk: int = 4096) -> Evaluati
     rearbitrate(f.cell_ptr, f.cell_col, f.cell_propensity, f.cell_context_weight, f.cell_lever, f.clv, f.channel,
                 np.ascontiguousarray(weights[:, 0]), np.ascontiguousarray(weights[:, 1]), lever, drop, thr, slots,
                 fam, fam_order, np.asarray(t.net_margin, dtype=np.float64), np.asarray(t.retention, dtype=np.float64),
-                inc, np.array([a.cost for a in s.actions], dtype=np.float64), len(t.families), chunk, firsts, kpis,
-                by_a, by_c)
+                inc, np.array([a.cost for a in s.actions], dtype=np.float64),
+                np.asarray(t.contact_cost, dtype=np.float64), len(t.families), chunk, firsts, kpis, by_a, by_c)
     return Evaluation(kpis.sum(axis=0), by_a.sum(axis=0), by_c.sum(axis=0), firsts)
 
 
