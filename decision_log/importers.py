@@ -176,10 +176,7 @@ def import_file(log: DecisionLog, fmt: str, path: str, mapping: dict[str, str] |
                 max_examples: int = 20, memory_limit: str = "400MB") -> ImportReport:
     """Import one file (see the module docstring).  Returns what was added and what was not."""
     t0 = time.perf_counter()
-    if log.read_only:
-        raise InputError(f"The log {log.path!r} is open read-only.", "Open it for writing to import.")
-    if not Path(path).exists():
-        raise InputError(f"No file at {path!r}.", "Check the path.")
+    _importable(log, path)
     con = log.con
     types = _column_types(con, path)
     spec = _spec(fmt, list(types), mapping or {}, path)
@@ -363,6 +360,14 @@ def import_file(log: DecisionLog, fmt: str, path: str, mapping: dict[str, str] |
     return rep
 
 
+def _importable(log: DecisionLog, path: str) -> None:
+    """Refuse a read-only log or a missing file before anything is read."""
+    if log.read_only:
+        raise InputError(f"The log {log.path!r} is open read-only.", "Open it for writing to import.")
+    if not Path(path).exists():
+        raise InputError(f"No file at {path!r}.", "Check the path.")
+
+
 def _native(src_type: str | None, want: str) -> bool:
     """Whether a file column of type ``src_type`` holds ``want`` values without parsing."""
     if src_type is None:
@@ -516,10 +521,7 @@ def import_outcomes(log: DecisionLog, path: str, mapping: dict[str, str] | None 
     the same one again is skipped).  The rest is written in one sealed transaction.
     """
     t0 = time.perf_counter()
-    if log.read_only:
-        raise InputError(f"The log {log.path!r} is open read-only.", "Open it for writing to import outcomes.")
-    if not Path(path).exists():
-        raise InputError(f"No file at {path!r}.", "Check the path.")
+    _importable(log, path)
     con = log.con
     mapping = mapping or {}
     cols = _column_types(con, path)

@@ -100,6 +100,16 @@ def _point(kind: str, w: np.ndarray, r: np.ndarray, q_target: np.ndarray | None,
     raise ValueError(f"Unknown estimator {kind!r}; use one of {', '.join(ESTIMATORS)}.")
 
 
+def _positive(logged_probability: np.ndarray) -> np.ndarray:
+    """The logged selection probabilities as floats, each > 0 (else the first bad one is named)."""
+    logged_probability = np.asarray(logged_probability, dtype=np.float64)
+    if (logged_probability <= 0).any() or np.isnan(logged_probability).any():
+        bad = int(np.flatnonzero((logged_probability <= 0) | np.isnan(logged_probability))[0])
+        raise ValueError(f"Logged selection probability {float(logged_probability[bad])!r} at decision {bad} is not "
+                         "positive; off-policy evaluation needs the probabilities the logging policy used.")
+    return logged_probability
+
+
 def evaluate(
     logged_action: np.ndarray,
     logged_probability: np.ndarray,
@@ -126,11 +136,7 @@ def evaluate(
     q_target, q_logged : float arrays (n,), optional
         Reward-model predictions for the target's and the logged action (needed for DR).
     """
-    logged_probability = np.asarray(logged_probability, dtype=np.float64)
-    if (logged_probability <= 0).any() or np.isnan(logged_probability).any():
-        bad = int(np.flatnonzero((logged_probability <= 0) | np.isnan(logged_probability))[0])
-        raise ValueError(f"Logged selection probability {float(logged_probability[bad])!r} at decision {bad} is not "
-                         "positive; off-policy evaluation needs the probabilities the logging policy used.")
+    logged_probability = _positive(logged_probability)
     match = np.asarray(logged_action) == np.asarray(target_action)
     return evaluate_weights(match / logged_probability, reward, q_target, q_logged, estimators=estimators,
                             n_boot=n_boot, level=level, seed=seed)

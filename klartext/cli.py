@@ -851,9 +851,7 @@ def import_(files, db, fmt, maps, as_json) -> None:
         for note in r.notes:
             click.echo(f"  Note: {note}")
         if r.bad_rows:
-            click.echo(f"  {r.bad_rows:,} bad rows: their {r.decisions_left_out:,} interactions were left out whole, e.g.:")
-            for b in r.bad_examples[:10]:
-                click.echo(f"    {b.file} row {b.row}, column {b.column}: {b.value!r} is {b.problem}")
+            _echo_bad(r, f"{r.bad_rows:,} bad rows: their {r.decisions_left_out:,} interactions were left out whole")
         if r.format == "pega-v1":
             if r.inconsistent_rows:
                 click.echo(f"  {r.inconsistent_rows:,} rows where Priority or pxRank disagree with the factors, e.g.:")
@@ -861,6 +859,13 @@ def import_(files, db, fmt, maps, as_json) -> None:
                     click.echo(f"    row {x['row']} ({x['interaction']}, {x['action']}): {x['problem']}")
             else:
                 click.echo("  Priority = FinalPropensity × Value × ContextWeight × Weight and pxRank agree on every row.")
+
+
+def _echo_bad(report, headline: str) -> None:
+    """An import's bad rows: file, row, column, value and what is wrong, the first ten."""
+    click.echo(f"  {headline}, e.g.:")
+    for b in report.bad_examples[:10]:
+        click.echo(f"    {b.file} row {b.row}, column {b.column}: {b.value!r} is {b.problem}")
 
 
 @main.command(name="import-outcomes")
@@ -893,9 +898,7 @@ def import_outcomes_(files, db, maps, as_json) -> None:
         click.echo(f"{r.file}: {r.rows:,} rows → {r.outcomes_added:,} outcomes added ({r.already_logged:,} logged "
                    f"already) in {r.seconds:.1f} s.")
         if r.bad_rows:
-            click.echo(f"  {r.bad_rows:,} rows left out, e.g.:")
-            for b in r.bad_examples[:10]:
-                click.echo(f"    {b.file} row {b.row}, column {b.column}: {b.value!r} is {b.problem}")
+            _echo_bad(r, f"{r.bad_rows:,} rows left out")
 
 
 @main.group()
