@@ -18,7 +18,7 @@ How a file is read — streaming, with bounded memory:
    interaction), each chunk one transaction (decisions, all their candidate rows in file
    order, their chain links and any outcomes), with a progress callback.
 
-Formats (the column meanings of Pega's exports are in ``../shared/data/README.md``):
+Formats (the column meanings of Pega's exports are in ``docs/import.md``):
 
 ``pega-v1``
     The explainability extract: the arbitration stage only.  Every row reached

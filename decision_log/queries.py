@@ -509,6 +509,12 @@ def served_outcomes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         GROUP BY d.seq, d.decision_id ORDER BY d.seq""").df()
 
 
+def only_imported(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the log holds decisions but none made by Klartext (no strategy to re-run)."""
+    n, own = con.execute("SELECT count(*), count(*) FILTER (WHERE source = 'klartext') FROM decisions").fetchall()[0]
+    return n > 0 and own == 0
+
+
 def imported_factor_rows(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """The candidate rows of imported decisions that carry all four priority factors, in log
     order (decision by decision, rows in their logged order): source, decision_id, action_id,

@@ -529,13 +529,14 @@ def simulate(db, strategy_version, margin_weight, retention_weight, lever, thres
              lever_for, as_json) -> None:
     """Re-arbitrate logged decisions under other KPI weights, levers, thresholds or slots —
     no model calls: the margin/retention frontier, what-ifs, sensitivity, a lever finder."""
+    from decision_log import queries
     from explain import tradeoff as T
 
     setting = _setting(margin_weight, retention_weight, lever, threshold, top_n)
     target = _pairs((lever_for,), "--lever-for") if lever_for else None
     try:
         with _read(db) as log:
-            if strategy_version is None and _only_imported(log):
+            if strategy_version is None and queries.only_imported(log.con.cursor()):
                 _simulate_imported(log, lever, sensitivity, as_json, other=(margin_weight, retention_weight,
                                                                             threshold, top_n, lever_for))
                 return
@@ -583,12 +584,6 @@ def simulate(db, strategy_version, margin_weight, retention_weight, lever, thres
         _echo_frame(out["sensitivity"])
     if "lever_for" in out:
         click.echo("\n" + out["lever_for"]["note"])
-
-
-def _only_imported(log) -> bool:
-    """Whether the log holds decisions but none made by Klartext (no strategy to re-run)."""
-    row = log.con.execute("SELECT count(*), count(*) FILTER (WHERE source = 'klartext') FROM decisions").fetchall()[0]
-    return row[0] > 0 and row[1] == 0
 
 
 def _simulate_imported(log, lever, sensitivity: bool, as_json: bool, other: tuple) -> None:

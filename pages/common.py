@@ -306,9 +306,9 @@ def _imported(path: str, mtime: float | str):
 
 def only_imported(lg: DecisionLog) -> bool:
     """Whether the log holds decisions but none made by Klartext (no strategy to re-run)."""
-    n, own = lg.con.cursor().execute("SELECT count(*), count(*) FILTER (WHERE source = 'klartext') "
-                                     "FROM decisions").fetchall()[0]
-    return n > 0 and own == 0
+    from decision_log.queries import only_imported as do
+
+    return do(lg.con.cursor())
 
 
 def imported_factors(lg: DecisionLog):
