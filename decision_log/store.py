@@ -832,7 +832,8 @@ def _arrow_tables(batch: DecisionBatch, s: Strategy, pseudo: np.ndarray, source:
     ts = pa.array(batch.ts_us, pa.timestamp("us", tz="UTC"))
     directions = [c.direction for c in s.channels]
     features = pa.StructArray.from_arrays(
-        [pa.array(req.features[f.name]) for f in s.features], [f.name for f in s.features])
+        [pa.array(req.features[f.name], from_pandas=f.missing) for f in s.features],  # NaN → null: missing
+        [f.name for f in s.features])
     contacts = pa.StructArray.from_arrays(
         [pa.array(req.contacts[:, j]) for j in range(len(s.channels))], list(s.channel_ids))
     aids = s.action_ids

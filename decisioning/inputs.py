@@ -112,6 +112,9 @@ class Requests:
                                      f"The strategy declares: {', '.join(cols)}.")
             for f in strategy.features:
                 if f.name not in feats:
+                    if f.missing:
+                        cols[f.name][r] = math.nan
+                        continue
                     raise InputError(f"{where}: feature {f.name!r} is missing.",
                                      f"Add {f.name!r} ({f.type}, {f.label}) to features.")
                 cols[f.name][r] = _check_scalar(f, feats[f.name], where)
@@ -238,7 +241,8 @@ class Requests:
         feats = {}
         for f in strategy.features:
             v = self.features[f.name][row]
-            feats[f.name] = v.item() if hasattr(v, "item") else v
+            v = v.item() if hasattr(v, "item") else v
+            feats[f.name] = None if f.missing and v != v else v  # NaN: missing, JSON null
         contacts = {cid: int(self.contacts[row, j]) for j, cid in enumerate(strategy.channel_ids)
                     if self.contacts[row, j]}
         rej = {aid: {"count": int(self.rejections[row, j]), "days_since_last": float(self.days_since_rejection[row, j])}
@@ -270,6 +274,12 @@ def _check_scalar(f, v: Any, where: str) -> Any:
         if not isinstance(v, str) or v not in f.values:
             raise bad()
         return v
+    if f.missing and (v is None or (isinstance(v, float) and math.isnan(v))):
+        return math.nan
+    if v is None:
+        raise InputError(f"{where}: feature {f.name!r} is empty.",
+                         f"Send a value for {f.name} ({f.label}), or declare it with missing: allowed in the "
+                         "strategy if its models accept missing values.")
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise bad()
     if f.type == "integer" and not (isinstance(v, int) or (isinstance(v, float) and v.is_integer())):
@@ -323,7 +333,7 @@ def _check_range(f, arr: np.ndarray, where: str, rows: bool = False) -> None:
 
 
 def _column(f, values: list) -> np.ndarray:
-    if f.type == "number":
+    if f.type == "number" or f.missing:  # an integer that may be missing is held as float64 with NaN
         return np.asarray(values, dtype=np.float64)
     if f.type == "integer":
         return np.asarray(values, dtype=np.int64)
@@ -333,9 +343,11 @@ def _column(f, values: list) -> np.ndarray:
 
 
 def _frame_column(f, s: pd.Series) -> np.ndarray:
-    if s.isna().any():
+    if s.isna().any() and not f.missing:
         r = int(np.flatnonzero(s.isna().to_numpy())[0])
-        raise InputError(f"row {r + 1}: feature {f.name!r} is empty.", f"Fill in {f.name} ({f.label}) for every row.")
+        raise InputError(f"row {r + 1}: feature {f.name!r} is empty.",
+                         f"Fill in {f.name} ({f.label}) for every row, or declare it with missing: allowed in the "
+                         "strategy if its models accept missing values.")
     if f.type == "category":
         arr = s.astype(object).to_numpy()
         known = set(f.values)
@@ -357,22 +369,28 @@ def _frame_column(f, s: pd.Series) -> np.ndarray:
                                  f"Store {f.name} as true/false.")
             return text.map(words).to_numpy(dtype=bool)
         return s.to_numpy(dtype=bool)
+    if f.missing and not pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        s = s.astype(object).where(~s.astype(str).str.strip().eq(""), None)  # a blank cell is a missing value
+        if not (pd.to_numeric(s, errors="coerce").isna() & s.notna()).any():
+            s = pd.to_numeric(s, errors="coerce")  # numbers and empty cells only (e.g. a column of None)
     if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
-        bad = (pd.to_numeric(s, errors="coerce").isna() if not pd.api.types.is_bool_dtype(s)
-               else pd.Series(True, index=s.index))
+        bad = (pd.to_numeric(s, errors="coerce").isna() & (s.notna() if f.missing else True)
+               if not pd.api.types.is_bool_dtype(s) else pd.Series(True, index=s.index))
         r = int(np.flatnonzero(bad.to_numpy())[0]) if bad.any() else 0
         raise InputError(f"row {r + 1}: feature {f.name!r} must be a number, got {s.iloc[r]!r}.",
                          f"Store {f.name} as numbers (the column holds {str(s.dtype)!r} values).")
-    arr = s.to_numpy(dtype=np.float64)
-    if not np.isfinite(arr).all():
-        r = int(np.flatnonzero(~np.isfinite(arr))[0])
-        raise InputError(f"row {r + 1}: feature {f.name!r} must be finite, got {arr[r]!r}.", f"Fix {f.name} in that row.")
+    arr = s.to_numpy(dtype=np.float64, na_value=np.nan)
+    given = ~np.isnan(arr) if f.missing else np.ones(len(arr), dtype=bool)
+    if not np.isfinite(arr[given]).all():
+        r = int(np.flatnonzero(given & ~np.isfinite(arr))[0])
+        raise InputError(f"row {r + 1}: feature {f.name!r} must be finite, got {float(arr[r])!r}.", f"Fix {f.name} in that row.")
     if f.type == "integer":
-        if not (arr == np.round(arr)).all():
-            r = int(np.flatnonzero(arr != np.round(arr))[0])
-            raise InputError(f"row {r + 1}: feature {f.name!r} must be a whole number, got {arr[r]!r}.",
+        whole = np.where(given, arr == np.round(arr), True)
+        if not whole.all():
+            r = int(np.flatnonzero(~whole)[0])
+            raise InputError(f"row {r + 1}: feature {f.name!r} must be a whole number, got {float(arr[r])!r}.",
                              f"Fix {f.name} in that row.")
         _check_range(f, arr, "", rows=True)
-        return arr.astype(np.int64)
+        return arr if f.missing else arr.astype(np.int64)
     _check_range(f, arr, "", rows=True)
     return arr

@@ -191,10 +191,32 @@ class PropensityModel:
         return X if self.input is None else self.frame(X)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """Probability of acceptance for each row of ``X`` (columns in :attr:`features` order)."""
+        """Probability of acceptance for each row of ``X`` (columns in :attr:`features` order).
+
+        A missing value (NaN, a feature declared ``missing: allowed``) reaches the estimator
+        as it is; an estimator that cannot take it is named with the feature, never guessed
+        around (no silent imputation), and an estimator that returns NaN is refused too.
+        """
         if len(X) == 0:
             return np.empty(0)
-        return self.estimator.predict_proba(self._input(X))[:, 1]
+        gaps = np.isnan(X).any(axis=0)
+        if not gaps.any():
+            return self.estimator.predict_proba(self._input(X))[:, 1]
+        name = self.features[int(np.flatnonzero(gaps)[0])]
+        try:
+            p = self.estimator.predict_proba(self._input(X))[:, 1]
+        except ValueError as exc:
+            raise self._no_missing(name, exc) from None
+        if np.isnan(p).any():
+            raise self._no_missing(name, "it returned NaN")
+        return p
+
+    def _no_missing(self, feature: str, why: Any) -> KlartextError:
+        return KlartextError(
+            f"The model for action {self.action_id!r} ({self.algorithm or type(self.estimator).__name__}) cannot "
+            f"score a missing value of {feature!r}: {why}",
+            "Register a model that accepts missing values (HistGradientBoosting, a decision tree or random "
+            f"forest, or a Pipeline that imputes them), or write missing: refused for {feature!r} and fill it in.")
 
     @property
     def log_odds_trees(self) -> bool:
@@ -274,6 +296,11 @@ class PropensityModel:
         if not (0 <= p[0] <= 1):
             raise KlartextError(f"The model for {action_id!r} returned {p[0]!r}, not a probability.",
                                 "Register a classifier whose predict_proba returns probabilities.")
+        for j, f in enumerate(feats):  # each feature that may be missing, left out alone
+            if f != CHANNEL_FEATURE and strategy.feature(f).missing:
+                gap = probe.copy()
+                gap[0, j] = np.nan
+                m.predict(gap)  # raises, naming the feature, if the estimator cannot take it
         return m
 
     @classmethod

@@ -67,6 +67,10 @@ class Feature:
     min: float | None = None
     max: float | None = None
     values: tuple[str, ...] = ()
+    #: ``missing: allowed``: a request may leave this (numeric) feature out or empty; the
+    #: models read it as NaN, which only models that accept missing values may do (checked
+    #: when a model is registered or scores).  No rule or weight may read such a feature.
+    missing: bool = False
 
 
 @dataclass(frozen=True)
@@ -404,6 +408,10 @@ class _Parser:
         if clv not in fmap or fmap[clv].type not in ("number", "integer"):
             raise self.fail(("kpi", "clv_feature"), f"{clv!r} is not a numeric feature.",
                             "Name the numeric feature that holds the customer lifetime value.")
+        if fmap[clv].missing:
+            raise self.fail(("kpi", "clv_feature"), f"{clv!r} may be missing (missing: allowed), so the "
+                            "retention value of some customers would be unknown.",
+                            "Name a customer lifetime value that is always given, or write missing: refused.")
 
         channels = self._thresholds(top, channels)
         exp = self.mapping(top.get("exploration", {}) or {}, ("exploration",), ("epsilon", "seed"))
@@ -438,7 +446,7 @@ class _Parser:
             if name in ("channel", "direction", "customer_id"):
                 raise self.fail(path, f"{name!r} is reserved; the engine sets it itself.",
                                 "Rename the feature.")
-            spec = self.mapping(spec, path, ("type", "source", "label", "unit", "min", "max", "values"))
+            spec = self.mapping(spec, path, ("type", "source", "label", "unit", "min", "max", "values", "missing"))
             ftype = self.choice(self.get(spec, "type", path), path + ("type",), FEATURE_TYPES)
             source = self.choice(self.get(spec, "source", path), path + ("source",), FEATURE_SOURCES)
             label = self.string(spec.get("label", name.replace("_", " ")), path + ("label",))
@@ -454,7 +462,12 @@ class _Parser:
                 if not vals:
                     raise self.fail(path + ("values",), "a category needs at least one value.")
                 values = tuple(self.string(v, path + ("values", i)) for i, v in enumerate(vals))
-            out.append(Feature(name, ftype, source, label, str(spec.get("unit", "") or ""), lo, hi, values))
+            missing = self.choice(spec.get("missing", "refused"), path + ("missing",), ("allowed", "refused")) == "allowed"
+            if missing and ftype not in ("number", "integer"):
+                raise self.fail(path + ("missing",), f"only a number or integer feature may be missing; {name!r} is "
+                                f"a {ftype}.", "Add an explicit value such as 'unknown' to the category instead, "
+                                "or write missing: refused.")
+            out.append(Feature(name, ftype, source, label, str(spec.get("unit", "") or ""), lo, hi, values, missing))
         if not out:
             raise self.fail(("features",), "at least one feature must be declared.")
         return tuple(out)
@@ -570,8 +583,18 @@ class _Parser:
                 desc = self.string(self.get(spec, "description", path), path + ("description",))
                 expr = compile_expression(" ".join(str(self.get(spec, "exclude_if", path)).split()),
                                           {**fmap, "channel": "category"}, self.where(path + ("exclude_if",)))
+                self._no_missing(expr, fmap, path + ("exclude_if",))
                 out.append(Rule(stage, name, desc, expr, self._scope(spec, path, actions)))
         return tuple(out)
+
+    def _no_missing(self, expr: Expression, fmap: dict, path: tuple) -> None:
+        """A rule or weight must not read a feature that may be missing: a comparison with a
+        missing value is neither true nor false, and the engine would have to guess."""
+        for name in expr.fields:
+            if name in fmap and fmap[name].missing:
+                raise self.fail(path, f"{name!r} may be missing (missing: allowed), and a rule cannot decide "
+                                "on a missing value.", f"Let only the models read {name!r}, or write missing: "
+                                "refused for it and fill it in for every customer.")
 
     def _contact(self, top: dict, channels: tuple[Channel, ...]):
         raw = self.mapping(top.get("contact_policies", {}) or {}, ("contact_policies",),
@@ -608,6 +631,7 @@ class _Parser:
             desc = self.string(self.get(spec, "description", path), path + ("description",))
             expr = compile_expression(" ".join(str(self.get(spec, "when", path)).split()),
                                       {**fmap, "channel": "category"}, self.where(path + ("when",)))
+            self._no_missing(expr, fmap, path + ("when",))
             weight = self.number(self.get(spec, "weight", path), path + ("weight",), 0, lo_open=True)
             out.append(ContextWeight(name, desc, expr, self._scope(spec, path, actions), weight))
         return tuple(out)

@@ -48,6 +48,8 @@ def display_value(strategy: Strategy, feature: str, value: Any) -> str:
         f = strategy.feature(feature)
     except KeyError:
         return format_value(value)
+    if _missing(value):
+        return "missing"
     if f.type == "boolean":
         return "yes" if bool(value) else "no"
     if f.type == "category":
@@ -55,8 +57,13 @@ def display_value(strategy: Strategy, feature: str, value: Any) -> str:
     if isinstance(value, float) and not value.is_integer():
         text = f"{value:,.2f}" if abs(value) >= 1 else f"{value:.3g}"
     else:
-        text = f"{int(value):,}" if value is not None and not (isinstance(value, float) and math.isnan(value)) else "missing"
+        text = f"{int(value):,}"
     return f"{text} {f.unit}".strip()
+
+
+def _missing(value: Any) -> bool:
+    """A missing value as the log holds it: JSON null, or NaN in a model matrix."""
+    return value is None or (isinstance(value, (float, np.floating)) and math.isnan(value))
 
 
 def feature_phrase(strategy: Strategy, feature: str, value: Any) -> str:
@@ -68,7 +75,7 @@ def feature_phrase(strategy: Strategy, feature: str, value: Any) -> str:
     except KeyError:
         return f"{feature} = {format_value(value)}"
     shown = display_value(strategy, feature, value)
-    if f.unit.endswith("ago"):
+    if f.unit.endswith("ago") and not _missing(value):
         return f"{f.label} {shown}"
     return f"{f.label}: {shown}"
 
