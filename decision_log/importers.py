@@ -260,97 +260,12 @@ def import_file(log: DecisionLog, fmt: str, path: str, mapping: dict[str, str] |
             SELECT interaction, decision_id, first_ts,
                    (sum(n_rows) OVER (ORDER BY first_ts, interaction) - n_rows) // $rows AS part
             FROM _k_import_ids ANTI JOIN decisions USING (decision_id)""", {"rows": int(chunk_rows)})
-        total, parts = con.execute("SELECT count(*), coalesce(max(part) + 1, 0) FROM _k_import_ids").fetchall()[0]
+        total = con.execute("SELECT count(*) FROM _k_import_ids").fetchall()[0][0]
+        rep.phases["check"] = time.perf_counter() - t0 - rep.phases["read"]
         if fmt == "pega-v1":
             _check_v1(con, rep, name, max_examples)
-        _register_stages(log, fmt, rep)
-        stage_sql, rule_sql, reason_sql, rank_sql, sel_sql = _funnel_sql(fmt)
-        # 3. the candidate rows as the log stores them, in log order; rows keep their file order
-        # within an interaction (``ordinal``), however many rows an action has
-        # a generic file may carry what a bandit log has: the served action's logging probability
-        # and the outcome that followed
-        extra = (", probability, outcome, revenue AS o_revenue, margin AS o_margin, churned" if fmt == "generic"
-                 else ", NULL::DOUBLE AS probability, NULL::VARCHAR AS outcome, NULL::DOUBLE AS o_revenue, "
-                      "NULL::DOUBLE AS o_margin, NULL::BOOLEAN AS churned")
-        bounds = dict(((p, (lo, hi)) for p, lo, hi in con.execute(
-            "SELECT part, min(first_ts), max(first_ts) FROM _k_import_ids GROUP BY part").fetchall()))
-        done = 0
-        rep.phases["build"] = rep.phases["write"] = 0.0
-        t_build = time.perf_counter()
-        rep.phases["check"] = t_build - t0 - rep.phases["read"]
-        for part in range(parts):
-            lo, hi = bounds[part]
-            rows = store._arrow(con.execute(f"""
-                WITH r AS (
-                    SELECT i.decision_id, c.* EXCLUDE (interaction, bad)
-                    FROM _k_import c JOIN _k_import_ids i USING (interaction)
-                    WHERE i.part = $part AND c.first_ts BETWEEN $lo AND $hi),
-                ranked AS ({rank_sql})
-                SELECT CAST(decision_id AS VARCHAR) AS decision_id, CAST(first_ts AS TIMESTAMPTZ) AS ts,
-                       CAST(coalesce(channel, 'unknown') AS VARCHAR) AS channel, CAST(action_id AS VARCHAR) AS action_id,
-                       CAST(issue AS VARCHAR) AS issue, CAST("group" AS VARCHAR) AS "group",
-                       CAST({stage_sql} AS VARCHAR) AS stage, CAST({rule_sql} AS VARCHAR) AS rule,
-                       CAST({reason_sql} AS VARCHAR) AS reason,
-                       propensity, value, context_weight, lever, priority, CAST(ranked.rank AS INTEGER) AS rank,
-                       CAST({sel_sql} AS BOOLEAN) AS selected, NULL::VARCHAR AS model_version,
-                       customer, direction{extra}
-                FROM r LEFT JOIN ranked USING (decision_id, row_no) ORDER BY decision_id, row_no""",
-                {"part": part, "lo": lo, "hi": hi}))
-            # each row's place within its decision: the file's order
-            ids = rows.column("decision_id").combine_chunks()
-            starts = np.flatnonzero(np.append(True, pc.not_equal(ids[1:], ids[:-1]).to_numpy(zero_copy_only=False)))
-            ordinal = np.arange(rows.num_rows, dtype=np.int32) - np.repeat(
-                starts.astype(np.int32), np.diff(np.append(starts, rows.num_rows)))
-            _k_part = rows.append_column("ordinal", pa.array(ordinal, pa.int32()))
-            dec = store._arrow(con.execute("""
-                SELECT decision_id, min(ts) AS ts, any_value(customer) AS customer,
-                       any_value(channel) AS channel, coalesce(any_value(lower(direction)), 'unknown') AS direction,
-                       list(action_id ORDER BY rank, ordinal) FILTER (WHERE selected) AS chosen_rows,
-                       (list(probability ORDER BY rank, ordinal) FILTER (WHERE selected))[1] AS selection_probability
-                FROM _k_part GROUP BY decision_id ORDER BY decision_id"""))
-            outcomes = store._arrow(con.execute("""
-                SELECT decision_id, action_id, any_value(outcome ORDER BY ordinal) AS outcome,
-                       any_value(o_revenue ORDER BY ordinal) AS revenue, any_value(o_margin ORDER BY ordinal) AS margin,
-                       any_value(churned ORDER BY ordinal) AS churned, min(ts) AS ts
-                FROM _k_part WHERE outcome IS NOT NULL GROUP BY decision_id, action_id ORDER BY decision_id"""))
-            cand = _k_part.drop_columns(["customer", "direction", "probability", "outcome", "o_revenue", "o_margin",
-                                         "churned"])
-            del rows, _k_part
-            n = dec.num_rows
-            # an action presented through several components counts once, at its best rank
-            chosen = [list(dict.fromkeys(x or [])) for x in dec.column("chosen_rows").to_pylist()]
-            inputs = [json.dumps({"imported": {"format": fmt, "file": name,
-                                               "interaction": did.split(":", 1)[1]}})
-                      for did in dec.column("decision_id").to_pylist()]
-            dtab = pa.table({
-                "decision_id": dec.column("decision_id"),
-                "ts": dec.column("ts"),
-                "customer": dec.column("customer"),  # pseudonymised when it was read
-                "channel": dec.column("channel"),
-                "direction": dec.column("direction"),
-                "trigger": pa.nulls(n, pa.string()),
-                "inputs": pa.array(inputs, pa.string()),
-                "strategy_version": pa.nulls(n, pa.string()),
-                "model_versions": pa.nulls(n, pa.string()),
-                "chosen_action": pa.array([c[0] if c else None for c in chosen], pa.string()),
-                "chosen_actions": pa.array(chosen, pa.list_(pa.string())),
-                "selection_probability": dec.column("selection_probability").cast(pa.float64()),
-                "explored": pa.array([False] * n),
-                "latency_us": pa.nulls(n, pa.int64()),
-                "source": pa.array([fmt] * n, pa.string()),
-            })
-            t_write = time.perf_counter()
-            rep.phases["build"] += t_write - t_build
-            log.append_prepared(PreparedBatch(n, None, dtab, cand, None))
-            if outcomes.num_rows:  # sealed with the decisions they follow (a failed import re-runs cleanly)
-                rep.outcomes_added += log.append_outcome_table(outcomes)
-            t_build = time.perf_counter()
-            rep.phases["write"] += t_build - t_write
-            rep.decisions_added += n
-            rep.candidates_added += cand.num_rows
-            done += n
-            if progress:
-                progress(done, total)
+        with log.atomic():  # every decision of the file, its stages and outcomes, or none
+            _write(log, fmt, name, rep, total, progress)
     finally:
         for t in ("_k_import", "_k_import_ids", "_k_rows"):
             con.execute(f"DROP TABLE IF EXISTS temp.{t}")
@@ -358,6 +273,101 @@ def import_file(log: DecisionLog, fmt: str, path: str, mapping: dict[str, str] |
         con.execute(f"SET memory_limit = '{old_limit}'")
     rep.seconds = time.perf_counter() - t0
     return rep
+
+
+def _write(log: DecisionLog, fmt: str, name: str, rep: ImportReport, total: int,
+           progress: Callable[[int, int], None] | None) -> None:
+    """Log the staged interactions part by part (see :func:`import_file`)."""
+    con = log.con
+    t0 = time.perf_counter()
+    _register_stages(log, fmt, rep)
+    stage_sql, rule_sql, reason_sql, rank_sql, sel_sql = _funnel_sql(fmt)
+    # 3. the candidate rows as the log stores them, in log order; rows keep their file order
+    # within an interaction (``ordinal``), however many rows an action has
+    # a generic file may carry what a bandit log has: the served action's logging probability
+    # and the outcome that followed
+    extra = (", probability, outcome, revenue AS o_revenue, margin AS o_margin, churned" if fmt == "generic"
+             else ", NULL::DOUBLE AS probability, NULL::VARCHAR AS outcome, NULL::DOUBLE AS o_revenue, "
+                  "NULL::DOUBLE AS o_margin, NULL::BOOLEAN AS churned")
+    bounds = dict(((p, (lo, hi)) for p, lo, hi in con.execute(
+        "SELECT part, min(first_ts), max(first_ts) FROM _k_import_ids GROUP BY part").fetchall()))
+    done = 0
+    rep.phases["build"] = rep.phases["write"] = 0.0
+    t_build = time.perf_counter()
+    rep.phases["check"] += t_build - t0
+    for part in sorted(bounds):  # numbers may skip: an interaction larger than a part is a part of its own
+        lo, hi = bounds[part]
+        rows = store._arrow(con.execute(f"""
+            WITH r AS (
+                SELECT i.decision_id, c.* EXCLUDE (interaction, bad)
+                FROM _k_import c JOIN _k_import_ids i USING (interaction)
+                WHERE i.part = $part AND c.first_ts BETWEEN $lo AND $hi),
+            ranked AS ({rank_sql})
+            SELECT CAST(decision_id AS VARCHAR) AS decision_id, CAST(first_ts AS TIMESTAMPTZ) AS ts,
+                   CAST(coalesce(channel, 'unknown') AS VARCHAR) AS channel, CAST(action_id AS VARCHAR) AS action_id,
+                   CAST(issue AS VARCHAR) AS issue, CAST("group" AS VARCHAR) AS "group",
+                   CAST({stage_sql} AS VARCHAR) AS stage, CAST({rule_sql} AS VARCHAR) AS rule,
+                   CAST({reason_sql} AS VARCHAR) AS reason,
+                   propensity, value, context_weight, lever, priority, CAST(ranked.rank AS INTEGER) AS rank,
+                   CAST({sel_sql} AS BOOLEAN) AS selected, NULL::VARCHAR AS model_version,
+                   customer, direction{extra}
+            FROM r LEFT JOIN ranked USING (decision_id, row_no) ORDER BY decision_id, row_no""",
+            {"part": part, "lo": lo, "hi": hi}))
+        # each row's place within its decision: the file's order
+        ids = rows.column("decision_id").combine_chunks()
+        starts = np.flatnonzero(np.append(True, pc.not_equal(ids[1:], ids[:-1]).to_numpy(zero_copy_only=False)))
+        ordinal = np.arange(rows.num_rows, dtype=np.int32) - np.repeat(
+            starts.astype(np.int32), np.diff(np.append(starts, rows.num_rows)))
+        _k_part = rows.append_column("ordinal", pa.array(ordinal, pa.int32()))
+        dec = store._arrow(con.execute("""
+            SELECT decision_id, min(ts) AS ts, any_value(customer) AS customer,
+                   any_value(channel) AS channel, coalesce(any_value(lower(direction)), 'unknown') AS direction,
+                   list(action_id ORDER BY rank, ordinal) FILTER (WHERE selected) AS chosen_rows,
+                   (list(probability ORDER BY rank, ordinal) FILTER (WHERE selected))[1] AS selection_probability
+            FROM _k_part GROUP BY decision_id ORDER BY decision_id"""))
+        outcomes = store._arrow(con.execute("""
+            SELECT decision_id, action_id, any_value(outcome ORDER BY ordinal) AS outcome,
+                   any_value(o_revenue ORDER BY ordinal) AS revenue, any_value(o_margin ORDER BY ordinal) AS margin,
+                   any_value(churned ORDER BY ordinal) AS churned, min(ts) AS ts
+            FROM _k_part WHERE outcome IS NOT NULL GROUP BY decision_id, action_id ORDER BY decision_id"""))
+        cand = _k_part.drop_columns(["customer", "direction", "probability", "outcome", "o_revenue", "o_margin",
+                                     "churned"])
+        del rows, _k_part
+        n = dec.num_rows
+        # an action presented through several components counts once, at its best rank
+        chosen = [list(dict.fromkeys(x or [])) for x in dec.column("chosen_rows").to_pylist()]
+        inputs = [json.dumps({"imported": {"format": fmt, "file": name,
+                                           "interaction": did.split(":", 1)[1]}})
+                  for did in dec.column("decision_id").to_pylist()]
+        dtab = pa.table({
+            "decision_id": dec.column("decision_id"),
+            "ts": dec.column("ts"),
+            "customer": dec.column("customer"),  # pseudonymised when it was read
+            "channel": dec.column("channel"),
+            "direction": dec.column("direction"),
+            "trigger": pa.nulls(n, pa.string()),
+            "inputs": pa.array(inputs, pa.string()),
+            "strategy_version": pa.nulls(n, pa.string()),
+            "model_versions": pa.nulls(n, pa.string()),
+            "chosen_action": pa.array([c[0] if c else None for c in chosen], pa.string()),
+            "chosen_actions": pa.array(chosen, pa.list_(pa.string())),
+            "selection_probability": dec.column("selection_probability").cast(pa.float64()),
+            "explored": pa.array([False] * n),
+            "latency_us": pa.nulls(n, pa.int64()),
+            "source": pa.array([fmt] * n, pa.string()),
+        })
+        t_write = time.perf_counter()
+        rep.phases["build"] += t_write - t_build
+        log.append_prepared(PreparedBatch(n, None, dtab, cand, None))
+        if outcomes.num_rows:  # sealed with the decisions they follow (a failed import re-runs cleanly)
+            rep.outcomes_added += log.append_outcome_table(outcomes)
+        t_build = time.perf_counter()
+        rep.phases["write"] += t_build - t_write
+        rep.decisions_added += n
+        rep.candidates_added += cand.num_rows
+        done += n
+        if progress:
+            progress(done, total)
 
 
 def _importable(log: DecisionLog, path: str) -> None:
@@ -466,7 +476,7 @@ def _register_stages(log: DecisionLog, fmt: str, rep: ImportReport) -> None:
         if stage not in known:
             new.append((fmt, stage, group, order))
     if new:
-        with store._sealed_write(con, "stages") as seq:
+        with store._sealed_write(con, "stages", in_transaction=log._atomic) as seq:
             con.executemany("INSERT INTO stages (source, stage, stage_group, stage_order, seal_seq) "
                             "VALUES (?, ?, ?, ?, ?)", [(*r, seq) for r in new])
 

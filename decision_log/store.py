@@ -146,6 +146,7 @@ class DecisionLog:
         # strategies can be cached here after the first read.
         self._head: tuple[int, str] | None = None
         self._registered: set[str] = set()
+        self._atomic = False  #: inside :meth:`atomic`: appends join its transaction
         self._strategy_cache: dict[str, Strategy] = {}
         #: Set when this is a live replica of a log a service holds (see :mod:`decision_log.live`).
         self.replica: live.ReplicaInfo | None = None
@@ -292,7 +293,7 @@ class DecisionLog:
     def register_strategy(self, strategy: Strategy, in_transaction: bool = False) -> str:
         if strategy.version in self._registered:
             return strategy.version
-        with _sealed_write(self.con, "strategies", in_transaction) as seq:
+        with _sealed_write(self.con, "strategies", in_transaction or self._atomic) as seq:
             self.con.execute(
                 "INSERT OR IGNORE INTO strategies (version, name, text, first_used, seal_seq) VALUES (?, ?, ?, ?, ?)",
                 [strategy.version, strategy.name, strategy.text, datetime.now(UTC), seq],
@@ -458,8 +459,12 @@ class DecisionLog:
             inserts = ("INSERT INTO decisions SELECT * FROM _k_typed; "
                        + "INSERT INTO candidates BY NAME SELECT * FROM _k_cand; "
                        + "INSERT INTO chain BY NAME SELECT * FROM _k_chain; COMMIT")
-            begun = True
-            if register:  # the first batch of a strategy registers it in the same transaction
+            begun = not self._atomic
+            if self._atomic:  # part of the caller's transaction (see atomic())
+                if register:
+                    self.register_strategy(strategy, in_transaction=True)
+                con.execute(inserts.removesuffix("; COMMIT"))
+            elif register:  # the first batch of a strategy registers it in the same transaction
                 con.execute("BEGIN TRANSACTION")
                 self.register_strategy(strategy, in_transaction=True)
                 con.execute(inserts)
@@ -516,7 +521,7 @@ class DecisionLog:
             if unknown:
                 raise LogError(f"Outcome for unknown decision {unknown[0]!r}.",
                                "Log outcomes only for decisions in this log.")
-            with _sealed_write(con, "outcomes") as seq:
+            with _sealed_write(con, "outcomes", in_transaction=self._atomic) as seq:
                 con.execute("INSERT INTO outcomes BY NAME SELECT *, ?::BIGINT AS seal_seq FROM _k_out", [seq])
         finally:
             con.unregister("_k_out")
@@ -558,6 +563,31 @@ class DecisionLog:
                                         "Churn is per customer and decision: send the same value for every action.")
             keep.append(r)
         return pd.DataFrame(keep, columns=outcomes.columns)
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """One transaction around several appends (an import): all of them are logged, or —
+        on any error, or a killed process — none.  Also faster for large writes: DuckDB
+        commits once, and writes full row groups straight to the file instead of through
+        its write-ahead log (1.3M imported rows: 27 commits took 3 s, one takes 1 s)."""
+        if self._atomic:
+            yield
+            return
+        self.con.execute("BEGIN TRANSACTION")
+        self._atomic = True
+        try:
+            yield
+            self.con.execute("COMMIT")
+        except BaseException:
+            try:
+                self.con.execute("ROLLBACK")
+            except duckdb.Error:  # the statement that failed ended it already
+                pass
+            self._head = None  # the chain's head is re-read from the log
+            self._registered.clear()
+            raise
+        finally:
+            self._atomic = False
 
     @contextmanager
     def bulk(self) -> Iterator[None]:

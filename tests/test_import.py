@@ -143,3 +143,34 @@ def test_html_report_of_an_imported_decision(tmp_path):
     html = html_report(e, [c])
     assert "<h1>Decision pega-v2:INT-001</h1>" in html
     assert "ContactPolicyRule" in html and "Why ACTION4 and not ACTION2" in html
+
+
+def test_an_import_that_fails_part_way_leaves_nothing_behind(tmp_path, monkeypatch):
+    # the file is written in parts (one interaction each here); the second part fails: none of the
+    # file's decisions, stages or seals may stay, the log verifies, and the import re-runs cleanly
+    from decision_log import store
+
+    real = store.DecisionLog.append_prepared
+    calls = {"n": 0}
+
+    def failing(self, prepared):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise store.LogError("disk full (simulated)", "Free some space.")
+        return real(self, prepared)
+
+    with DecisionLog.open(tmp_path / "v2.duckdb") as log:
+        before = log.con.execute("SELECT (SELECT count(*) FROM stages), (SELECT count(*) FROM seals)").fetchall()[0]
+        monkeypatch.setattr(store.DecisionLog, "append_prepared", failing)
+        with pytest.raises(store.LogError, match="disk full"):
+            import_file(log, "pega-v2", str(V2), chunk_rows=1)
+        assert calls["n"] == 2
+        left = log.con.execute("SELECT (SELECT count(*) FROM decisions), (SELECT count(*) FROM candidates), "
+                               "(SELECT count(*) FROM chain), (SELECT count(*) FROM stages), "
+                               "(SELECT count(*) FROM seals)").fetchall()[0]
+        assert left == (0, 0, 0, *before)
+        assert log.verify().ok
+        monkeypatch.setattr(store.DecisionLog, "append_prepared", real)
+        rep = import_file(log, "pega-v2", str(V2), chunk_rows=1)
+        assert rep.decisions_added == log.con.execute("SELECT count(*) FROM decisions").fetchall()[0][0] > 2
+        assert log.verify().ok
