@@ -36,15 +36,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numba import njit, types
 
-from decision_log import explanations, seals
+from decision_log import explanations, record, seals
 from decision_log.schema import CANDIDATE_HASH_COLUMNS, DECISION_HASH_COLUMNS, candidate_order, has_column, has_table
 from decisioning.strategy import strategy_version
 
 GENESIS = "0" * 64
 #: Text columns with few distinct values, hashed through a per-value digest (cheap for both
 #: the writer, which holds them dictionary-encoded, and the verifier).
-LABEL_COLUMNS = frozenset({"channel", "direction", "action_id", "issue", "group", "stage", "rule",
-                           "model_version", "strategy_version", "model_versions", "source"})
+LABEL_COLUMNS = record.LABEL_COLUMNS
 _CHUNK = 50_000
 
 

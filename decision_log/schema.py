@@ -1,26 +1,10 @@
 """The decision log's tables (DuckDB).  All SQL of Klartext lives in this package.
 
-``decisions``
-    One row per decision: ``seq`` (append order, the hash chain's order), ``decision_id``
-    (time-sortable), ``ts``, ``customer`` (keyed HMAC pseudonym), ``channel``,
-    ``direction``, ``trigger``, ``inputs`` (JSON: the features, contacts and rejections
-    exactly as the engine saw them), ``strategy_version``, ``model_versions`` (JSON: action →
-    model version), ``chosen_action`` (first slot, NULL for "no action"),
-    ``chosen_actions`` (all selected, in slot order), ``selection_probability`` (probability
-    with which ``chosen_action`` was picked, < 1 only under exploration), ``explored``,
-    ``latency_us`` (engine time; in batch mode the batch time divided by its size) and
-    ``source`` (``klartext`` or the importer that loaded it).
-``candidates``
-    One row for every action of the catalog in every decision: where it stopped
-    (``stage``), the ``rule`` that removed it (NULL if it survived) and a plain-language
-    ``reason`` with the tested values; for actions that reached scoring the four priority
-    factors, ``priority``, ``rank`` (among those that passed every filter) and ``selected``;
-    ``model_version`` of the model that scored it.  ``ts`` and ``channel`` are copied from
-    the decision so funnels need no join.  ``ordinal`` (0, 1, … within a decision) is the
-    row's place: the order the record hash reads the rows and every view shows them.  A
-    decision made by Klartext has one row per action, in ``action_id`` order; an imported one
-    keeps its source rows in file order, several per action where the source has them (a
-    Pega v2 action passes several strategy components).
+``decisions`` / ``candidates``
+    One row per decision, and one row for every action of the catalog in every decision
+    (several per action where an imported source has them).  Their columns are defined in
+    :mod:`decision_log.record`, which generates their DDL here; the meanings are in
+    ``docs/decision-record.md``.
 ``outcomes``
     What happened after a decision: ``outcome`` (accepted / rejected / ignored / none),
     ``revenue``, realised ``margin`` and ``churned`` (per decision, the same on its rows).
@@ -45,6 +29,8 @@ from __future__ import annotations
 
 import duckdb
 
+from decision_log import record
+
 SCHEMA_VERSION = 1
 
 DDL = [
@@ -54,47 +40,8 @@ DDL = [
         value VARCHAR
     )
     """,
-    """
-    CREATE TABLE IF NOT EXISTS decisions (
-        seq BIGINT NOT NULL,
-        decision_id VARCHAR NOT NULL,
-        ts TIMESTAMPTZ NOT NULL,
-        customer VARCHAR NOT NULL,
-        channel VARCHAR NOT NULL,
-        direction VARCHAR NOT NULL,
-        "trigger" VARCHAR,
-        inputs JSON NOT NULL,
-        strategy_version VARCHAR,
-        model_versions JSON,
-        chosen_action VARCHAR,
-        chosen_actions VARCHAR[] NOT NULL,
-        selection_probability DOUBLE,
-        explored BOOLEAN NOT NULL,
-        latency_us BIGINT,
-        source VARCHAR NOT NULL
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS candidates (
-        decision_id VARCHAR NOT NULL,
-        ts TIMESTAMPTZ NOT NULL,
-        channel VARCHAR NOT NULL,
-        action_id VARCHAR NOT NULL,
-        issue VARCHAR,
-        "group" VARCHAR,
-        stage VARCHAR NOT NULL,
-        rule VARCHAR,
-        reason VARCHAR,
-        propensity DOUBLE,
-        value DOUBLE,
-        context_weight DOUBLE,
-        lever DOUBLE,
-        priority DOUBLE,
-        rank INTEGER,
-        selected BOOLEAN NOT NULL,
-        model_version VARCHAR
-    )
-    """,
+    *record.create_table("decisions"),
+    *record.create_table("candidates"),
     """
     CREATE TABLE IF NOT EXISTS outcomes (
         decision_id VARCHAR NOT NULL,
@@ -130,9 +77,6 @@ DDL = [
     """,
     # how a model reads its input (NULL: the float model matrix); added after schema 1's first release
     "ALTER TABLE models ADD COLUMN IF NOT EXISTS input JSON",
-    # a candidate row's place within its decision (0, 1, ...): the order every reader and the
-    # record hash use; a decision may hold several rows of one action (Pega v2 components)
-    "ALTER TABLE candidates ADD COLUMN IF NOT EXISTS ordinal INTEGER",
     # SHA-256 (hex) of the artifact's bytes, checked before the artifact is deserialised
     "ALTER TABLE models ADD COLUMN IF NOT EXISTS artifact_sha256 VARCHAR",
     """
@@ -180,16 +124,8 @@ DDL = [
 ]
 
 #: Columns of ``decisions`` / ``candidates`` in the order the record hash reads them.
-DECISION_HASH_COLUMNS = [
-    "seq", "decision_id", "ts", "customer", "channel", "direction", "trigger", "inputs",
-    "strategy_version", "model_versions", "chosen_action", "chosen_actions",
-    "selection_probability", "explored", "latency_us", "source",
-]
-CANDIDATE_HASH_COLUMNS = [
-    "decision_id", "ts", "channel", "action_id", "issue", "group", "stage", "rule", "reason",
-    "propensity", "value", "context_weight", "lever", "priority", "rank", "selected",
-    "model_version",
-]
+DECISION_HASH_COLUMNS = record.hash_columns("decisions")
+CANDIDATE_HASH_COLUMNS = record.hash_columns("candidates")
 
 
 def candidate_order(con: duckdb.DuckDBPyConnection) -> str:

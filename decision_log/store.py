@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from decision_log import integrity, live, seals
+from decision_log import integrity, live, record, seals
 from decision_log.schema import DDL, SCHEMA_VERSION, has_column, has_table
 from decisioning.engine import DecisionBatch
 from decisioning.errors import ConflictError, InputError, LogError
@@ -443,7 +443,7 @@ class DecisionLog:
             digests = prepared.candidate_digests
             if digests is None:  # imported: hash the candidate rows exactly as DuckDB will store them
                 typed_cand = (_k_cand if _k_cand.schema.equals(_CANDIDATE_SCHEMA)
-                              else _arrow(con.execute(_INSERT_CANDIDATES.split("\n", 2)[2])))
+                              else _arrow(con.execute(_TYPED_CANDIDATES)))
                 _k_cand = typed_cand
                 ids = np.asarray(typed_cand.column("decision_id").to_pylist(), dtype=object)
                 dec_ids = np.asarray(_k_typed.column("decision_id").to_pylist(), dtype=object)
@@ -605,34 +605,14 @@ class DecisionLog:
         return integrity.verify(self.con.cursor())
 
 
-_TYPED_DECISIONS = """
-SELECT
-    CAST(seq AS BIGINT) AS seq,
-    CAST(decision_id AS VARCHAR) AS decision_id,
-    CAST(ts AS TIMESTAMPTZ) AS ts,
-    CAST(customer AS VARCHAR) AS customer,
-    CAST(channel AS VARCHAR) AS channel,
-    CAST(direction AS VARCHAR) AS direction,
-    CAST("trigger" AS VARCHAR) AS "trigger",
-    CASE WHEN assignment IS NULL
-         THEN json_object('features', features, 'contacts', contacts, 'rejections', json(rejections))
-         ELSE json_object('features', features, 'contacts', contacts, 'rejections', json(rejections),
-                          'assignment', json(assignment)) END AS inputs,
-    CAST(strategy_version AS VARCHAR) AS strategy_version,
-    CAST(model_versions AS JSON) AS model_versions,
-    CAST(chosen_action AS VARCHAR) AS chosen_action,
-    CAST(chosen_actions AS VARCHAR[]) AS chosen_actions,
-    CAST(selection_probability AS DOUBLE) AS selection_probability,
-    CAST(explored AS BOOLEAN) AS explored,
-    CAST(latency_us AS BIGINT) AS latency_us,
-    CAST(source AS VARCHAR) AS source
-FROM _k_dec
-"""
-
 #: The inputs' JSON of the engine's decisions, as the log stores it (DuckDB's JSON functions
 #: write it; the other columns of the typed rows are the engine's Arrow columns as they are).
-_INPUTS_JSON = "SELECT " + _TYPED_DECISIONS[_TYPED_DECISIONS.index("CASE WHEN"):_TYPED_DECISIONS.index(" AS inputs,")] \
-    + " AS inputs FROM _k_dec"
+_INPUTS_EXPR = """CASE WHEN assignment IS NULL
+         THEN json_object('features', features, 'contacts', contacts, 'rejections', json(rejections))
+         ELSE json_object('features', features, 'contacts', contacts, 'rejections', json(rejections),
+                          'assignment', json(assignment)) END"""
+_TYPED_DECISIONS = record.typed_select("decisions", "_k_dec", exprs={"inputs": _INPUTS_EXPR})
+_INPUTS_JSON = f"SELECT {_INPUTS_EXPR} AS inputs FROM _k_dec"
 
 _JSON = pa.json_(pa.string())
 
@@ -649,46 +629,12 @@ def _json_columns(table: pa.Table, names: tuple[str, ...] = ("inputs", "model_ve
             [pa.ExtensionArray.from_storage(_JSON, c) for c in chunks], type=_JSON))
     return table
 
-_TYPED_IMPORTED = _TYPED_DECISIONS.replace(
-    """    CASE WHEN assignment IS NULL
-         THEN json_object('features', features, 'contacts', contacts, 'rejections', json(rejections))
-         ELSE json_object('features', features, 'contacts', contacts, 'rejections', json(rejections),
-                          'assignment', json(assignment)) END AS inputs,""",
-    "    CAST(inputs AS JSON) AS inputs,")
-
-_INSERT_CANDIDATES = """
-INSERT INTO candidates
-SELECT
-    CAST(decision_id AS VARCHAR) AS decision_id,
-    CAST(ts AS TIMESTAMPTZ) AS ts,
-    CAST(channel AS VARCHAR) AS channel,
-    CAST(action_id AS VARCHAR) AS action_id,
-    CAST(issue AS VARCHAR) AS issue,
-    CAST("group" AS VARCHAR) AS "group",
-    CAST(stage AS VARCHAR) AS stage,
-    CAST(rule AS VARCHAR) AS rule,
-    CAST(reason AS VARCHAR) AS reason,
-    CAST(propensity AS DOUBLE) AS propensity,
-    CAST(value AS DOUBLE) AS value,
-    CAST(context_weight AS DOUBLE) AS context_weight,
-    CAST(lever AS DOUBLE) AS lever,
-    CAST(priority AS DOUBLE) AS priority,
-    CAST(rank AS INTEGER) AS rank,
-    CAST(selected AS BOOLEAN) AS selected,
-    CAST(model_version AS VARCHAR) AS model_version,
-    CAST(ordinal AS INTEGER) AS ordinal
-FROM _k_cand
-"""
-
+_TYPED_IMPORTED = record.typed_select("decisions", "_k_dec")
+_TYPED_CANDIDATES = record.typed_select("candidates", "_k_cand")
 
 #: The Arrow schema of ``candidates`` rows as DuckDB returns them (an importer that builds its
 #: rows with it is hashed and inserted as it is).
-_CANDIDATE_SCHEMA = pa.schema([
-    ("decision_id", pa.string()), ("ts", pa.timestamp("us", tz="UTC")), ("channel", pa.string()),
-    ("action_id", pa.string()), ("issue", pa.string()), ("group", pa.string()), ("stage", pa.string()),
-    ("rule", pa.string()), ("reason", pa.string()), ("propensity", pa.float64()), ("value", pa.float64()),
-    ("context_weight", pa.float64()), ("lever", pa.float64()), ("priority", pa.float64()), ("rank", pa.int32()),
-    ("selected", pa.bool_()), ("model_version", pa.string()), ("ordinal", pa.int32())])
+_CANDIDATE_SCHEMA = record.arrow_schema("candidates")
 
 
 @dataclass
@@ -764,23 +710,17 @@ def _typed_small(dec: pa.Table) -> pa.Table | None:
 
 def _typed_rows(dec: pa.Table, inputs: pa.Array | pa.ChunkedArray) -> pa.Table:
     """The engine's decision rows as the log stores them, less ``seq``: its Arrow columns with
-    the log's types (dictionaries decoded, text as ``string``) and the inputs' JSON."""
-    cols = {k: dec.column(k) for k in dec.column_names}
-
-    def text(name: str) -> pa.Array:
-        arr = cols[name].combine_chunks()
-        return arr.cast(arr.type.value_type) if pa.types.is_dictionary(arr.type) else arr.cast(pa.string())
-
-    return pa.table({
-        "decision_id": text("decision_id"), "ts": cols["ts"].combine_chunks(), "customer": text("customer"),
-        "channel": text("channel"), "direction": text("direction"), "trigger": text("trigger"),
-        "inputs": inputs, "strategy_version": text("strategy_version"),
-        "model_versions": text("model_versions"), "chosen_action": text("chosen_action"),
-        "chosen_actions": cols["chosen_actions"].combine_chunks(),
-        "selection_probability": cols["selection_probability"].combine_chunks().cast(pa.float64()),
-        "explored": cols["explored"].combine_chunks(), "latency_us": cols["latency_us"].combine_chunks().cast(pa.int64()),
-        "source": text("source"),
-    })
+    the log's types (:mod:`decision_log.record`; dictionaries decoded) and the inputs' JSON."""
+    out = {}
+    for c in record.DECISIONS[1:]:
+        if c.name == "inputs":
+            out[c.name] = inputs
+            continue
+        arr = dec.column(c.name).combine_chunks()
+        if pa.types.is_dictionary(arr.type):
+            arr = arr.cast(arr.type.value_type)
+        out[c.name] = arr if arr.type == c.arrow else arr.cast(c.arrow)
+    return pa.table(out)
 
 
 def _candidate_columns(batch: DecisionBatch, s: Strategy, rows: _CandidateRows | None = None) -> list[tuple]:

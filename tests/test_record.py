@@ -1,0 +1,102 @@
+"""The decision record is defined once (decision_log/record.py): DDL, typed SELECTs, the
+writer's Arrow schema, the hash's column order and the docs all follow from it (issue #18)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+
+from decision_log import record, schema, store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_docs_show_the_columns_as_defined():
+    doc = (ROOT / "docs" / "decision-record.md").read_text()
+    for table in record.TABLES:
+        assert record.markdown(table) in doc, f"paste the output of `python -m decision_log.record` ({table})"
+
+
+def test_every_derived_form_follows_the_definition(tmp_path):
+    con = duckdb.connect(str(tmp_path / "x.duckdb"))
+    for stmt in schema.DDL:
+        con.execute(stmt)
+    for table, cols in record.TABLES.items():
+        got = con.execute(f"SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+                          f"WHERE table_name = '{table}' ORDER BY ordinal_position").fetchall()
+        names = {"TIMESTAMPTZ": "TIMESTAMP WITH TIME ZONE"}
+        assert [(c.name, names.get(c.sql, c.sql), "YES" if c.nullable else "NO") for c in cols] == got
+    assert schema.DECISION_HASH_COLUMNS == [c.name for c in record.DECISIONS]
+    assert schema.CANDIDATE_HASH_COLUMNS == [c.name for c in record.CANDIDATES if c.name != "ordinal"]
+    assert store._CANDIDATE_SCHEMA.names == [c.name for c in record.CANDIDATES]
+    assert [ln.split(" AS ")[-1].strip(' ",') for ln in store._TYPED_IMPORTED.splitlines()[1:-1]] == \
+        [c.name for c in record.DECISIONS]
+
+
+ADD = '''    Column("note", "VARCHAR", pa.string(), True, "-", "A note on the row.", since="9.9"),
+)
+
+TABLES = '''
+
+SCRIPT = r'''
+import sys
+import numpy as np, pandas as pd
+from decision_log import record, schema
+from decision_log.store import DecisionLog
+from decisioning.engine import Engine
+from decisioning.inputs import Requests
+from decisioning.models import train_models
+from decisioning.strategy import parse_strategy
+from tests.conftest import TINY_YAML, tiny_customers, tiny_truth
+
+assert "note" not in schema.CANDIDATE_HASH_COLUMNS and "| `note` | VARCHAR | yes | - |" in record.markdown("candidates")
+s = parse_strategy(TINY_YAML, source="tiny.yaml")
+rng = np.random.default_rng(1)
+parts = []
+for k, a in enumerate(s.actions):
+    f = tiny_customers(300, seed=k)
+    f["channel"] = rng.choice(list(a.channels), len(f))
+    f["action_id"] = a.id
+    f["accepted"] = (rng.random(len(f)) < tiny_truth(a.id, f)).astype(int)
+    parts.append(f)
+models = train_models(s, pd.concat(parts, ignore_index=True))
+with DecisionLog.open(sys.argv[1]) as log:  # a log of the release before: it gets the column
+    assert log.verify().ok
+    log.register_models(models)
+    log.append(Engine(s, models).decide(Requests.from_frame(s, tiny_customers(50, seed=3))), s)
+    cols = [r[0] for r in log.con.execute("DESCRIBE candidates").fetchall()]
+    assert cols[-1] == "note", cols
+    n, notes = log.con.execute("SELECT count(*), count(note) FROM candidates").fetchall()[0]
+    assert n == 50 * len(s.actions) + 10 * len(s.actions) and notes == 0
+    assert log.verify().ok  # the decisions before the column and after it
+    log.con.execute("UPDATE candidates SET stage = 'edited' WHERE rowid = 7")
+    assert not log.verify().ok
+print("ok")
+'''
+
+
+def test_a_column_is_one_line_in_a_copy_of_the_code(tmp_path, tiny_strategy, tiny_models):
+    # an existing log made by today's code
+    from decisioning.engine import Engine
+    from decisioning.inputs import Requests
+    from tests.conftest import tiny_customers
+
+    db = tmp_path / "old.duckdb"
+    with store.DecisionLog.open(db) as log:
+        log.register_models(tiny_models)
+        log.append(Engine(tiny_strategy, tiny_models).decide(Requests.from_frame(tiny_strategy, tiny_customers(10))),
+                   tiny_strategy)
+    copy = tmp_path / "copy"
+    for pkg in ("decision_log", "decisioning", "explain", "klartext", "tests"):
+        shutil.copytree(ROOT / pkg, copy / pkg, ignore=shutil.ignore_patterns("__pycache__", "data"))
+    rec = copy / "decision_log" / "record.py"
+    text = rec.read_text()
+    assert text.count("\n)\n\nTABLES = ") == 1
+    rec.write_text(text.replace("\n)\n\nTABLES = ", "\n" + ADD, 1))  # the one line
+    out = subprocess.run([sys.executable, "-c", SCRIPT, str(db)], cwd=copy, capture_output=True, text=True,
+                         env={"PYTHONPATH": str(copy), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
