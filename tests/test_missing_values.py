@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 import skops.io as sio
 from click.testing import CliRunner
-from streamlit.testing.v1 import AppTest
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
+from streamlit.testing.v1 import AppTest
 
 from decision_log.replay import replay
 from decision_log.store import DecisionLog
