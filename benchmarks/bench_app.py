@@ -101,7 +101,7 @@ def interactions(log: DecisionLog, ex: Explainer) -> dict:
         df = queries.kpi_tradeoff(con, f, "issue", actions)
         figures.tradeoff_scatter(df, queries.kpis(con, f)["churn_not_reached"])
 
-    from explain import tradeoff as T
+    from analysis import tradeoff as T
 
     fx = T.load_factors(log)
     spec = T.Setting(margin_weight=1.0, retention_weight=1.0)

@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from analysis.tradeoff import load_factors, sweep
 from decision_log.store import DecisionLog
-from explain.tradeoff import load_factors, sweep
 from klartext.pipeline import run_demo
 
 

@@ -1,7 +1,7 @@
 """Where a candidate action can stop: Klartext's own stages and those of imported logs.
 
 A candidate row's ``stage`` names where the action stopped.  Klartext's engine uses the
-fixed stages of :data:`decisioning.strategy.STAGES` (:data:`NATIVE`, in that order).  An
+fixed stages of :data:`decisioning.stages.FLOW` (:data:`NATIVE`, in that order).  An
 imported log brings its own: a Pega v2 export names a stage (``Stage_pyName``), its stage
 group (``Stage_pyStageGroup``) and its place in the flow (``Stage_pyOrder``); the importer
 records each stage once in the sealed ``stages`` table, so funnels keep the source's order
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import duckdb
 
 from decision_log.schema import has_table
-from decisioning.strategy import STAGES
+from decisioning import stages as flow
 
 
 @dataclass(frozen=True)
@@ -30,21 +30,8 @@ class Stage:
     source: str = "klartext"
 
 
-_NATIVE_LABELS = {
-    "eligibility": "Eligibility",
-    "applicability": "Applicability",
-    "suitability": "Suitability",
-    "contact": "Contact policy",
-    "incentive": "Other incentive level won",
-    "arbitration": "Below no-action threshold",
-    "ranked": "Ranked, not shown",
-    "selected": "Selected",
-}
-_NATIVE_GROUPS = {"eligibility": "Policies", "applicability": "Policies", "suitability": "Policies",
-                  "contact": "Contact policies", "incentive": "Incentives", "arbitration": "Arbitration",
-                  "ranked": "Arbitration", "selected": "Output"}
 #: Klartext's own stages, in the engine's order (orders 100, 200, …).
-NATIVE = tuple(Stage(s, _NATIVE_GROUPS[s], 100 * (i + 1), _NATIVE_LABELS[s]) for i, s in enumerate(STAGES))
+NATIVE = tuple(Stage(s.name, s.group, 100 * (i + 1), s.label) for i, s in enumerate(flow.FLOW))
 _BY_NAME = {s.name: s for s in NATIVE}
 NATIVE_NAMES = frozenset(_BY_NAME)
 

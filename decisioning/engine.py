@@ -6,7 +6,7 @@ the rule tested, or its four priority factors, rank and whether it was selected.
 about a decision is left implicit, so the decision log can hold one row per action of the
 catalog in every decision and a replay can compare every cell.
 
-Order of the stages (``decisioning.strategy.STAGES``):
+Order of the stages (``decisioning.stages.FLOW``; one step each, see :data:`STEPS`):
 
 1. eligibility — the action is offered on the channel, then the strategy's rules;
 2. applicability — never offer a product the customer already holds, then the rules;
@@ -43,7 +43,8 @@ from decisioning.forest import supported as forest_supported
 from decisioning.ids import new_ids
 from decisioning.inputs import Requests
 from decisioning.models import CHANNEL_FEATURE, ModelSet, model_matrix
-from decisioning.strategy import STAGES, Strategy
+from decisioning.stages import CODE, FILTERS, STAGES
+from decisioning.strategy import Strategy
 
 #: Requests of at most this many decisions are scored on one OpenMP thread.
 SINGLE_THREAD_ROWS = 32
@@ -61,7 +62,6 @@ def _single_thread() -> contextlib.AbstractContextManager:
     return _threadpools().limit(limits=1, user_api="openmp")
 
 
-_S = {name: i for i, name in enumerate(STAGES)}
 
 
 @dataclass
@@ -202,7 +202,7 @@ class Engine:
         decision_ids: np.ndarray | None = None,
         ts_us: np.ndarray | None = None,
     ) -> DecisionBatch:
-        """Decide for every request of the batch.
+        """Decide for every request of the batch: each step of :data:`STEPS` in turn.
 
         Parameters
         ----------
@@ -215,220 +215,261 @@ class Engine:
         """
         t_start = time.perf_counter_ns()
         self.prepare()
-        s = self.strategy
-        n, A = len(requests), len(s.actions)
+        n = len(requests)
         if ts_us is None:
             ts_us = np.full(n, time.time_ns() // 1000, dtype=np.int64)
         ts_us = np.asarray(ts_us, dtype=np.int64)
         if decision_ids is None:
             decision_ids = new_ids(ts_us // 1000)
-        timings: dict[str, float] = {}
+        b = _Batch(self.strategy, requests, np.asarray(decision_ids, dtype=object))
+        for timing, step in STEPS:
+            t = time.perf_counter_ns()
+            step(self, b)
+            b.timings[timing] = b.timings.get(timing, 0.0) + (time.perf_counter_ns() - t) / 1e9
+        total_us = (time.perf_counter_ns() - t_start) / 1000.0
+        c = b.cells
+        return DecisionBatch(
+            strategy_version=self.strategy.version, model_versions=self.models.versions(),
+            decision_id=b.decision_ids, ts_us=ts_us, requests=requests,
+            stage=c.stage, rule=c.rule, reason=c.reason, rule_names=c.rule_names, reasons=c.pool.items,
+            propensity=b.propensity, value=b.value, context_weight=b.context_weight, lever=b.lever,
+            priority=b.priority, rank=b.rank, selected=b.selected, slots=b.slots,
+            selection_probability=b.selection_probability, explored=b.explored,
+            latency_us=np.full(n, max(1, int(round(total_us / max(n, 1)))), dtype=np.int64),
+            timings=b.timings,
+        )
 
-        stage = np.full((n, A), _S["ranked"], dtype=np.int8)
-        stopped = np.zeros((n, A), dtype=bool)
-        rule = np.full((n, A), -1, dtype=np.int32)
-        reason = np.full((n, A), -1, dtype=np.int32)
-        rule_names: list[str] = []
-        pool = _ReasonPool()
-        ch = requests.channel
-        cols = dict(requests.features)
-        cols["channel"] = np.asarray(s.channel_ids, dtype=object)[ch]
+    # -- the steps, in the order of the stages (decisioning.stages.FLOW) --------------------
 
-        def stop(rr: np.ndarray, aa: np.ndarray, stage_name: str, rule_name: str, codes: np.ndarray) -> None:
-            if rule_name not in rule_names:
-                rule_names.append(rule_name)
-            stopped[rr, aa] = True
-            stage[rr, aa] = _S[stage_name]
-            rule[rr, aa] = rule_names.index(rule_name)
-            reason[rr, aa] = codes
-
-        def apply_rule(mask: np.ndarray, scope: np.ndarray, stage_name: str, rule_name: str, render) -> None:
-            sub = mask[:, None] & ~stopped[:, scope]
-            if not sub.any():
-                return
-            rows = np.flatnonzero(sub.any(axis=1))
-            base = pool.extend([f"{stage_name}/{rule_name}: {t}" for t in render(rows)])
-            row_code = np.full(n, -1, dtype=np.int32)
-            row_code[rows] = base + np.arange(len(rows), dtype=np.int32)
-            rr, cc = np.nonzero(sub)
-            stop(rr, scope[cc], stage_name, rule_name, row_code[rr])
-
-        t = time.perf_counter_ns()
-        # 1. eligibility: offered on this channel?
-        avail = self.avail_[ch]
+    def _eligibility(self, b: _Batch) -> None:
+        """Offered on this channel?  Then the strategy's eligibility rules."""
+        avail = self.avail_[b.channel]
         rr, aa = np.nonzero(~avail)
         if len(rr):
-            keys = sorted(self.avail_reasons_)
-            base = pool.extend([self.avail_reasons_[k] for k in keys])
+            keys = sorted(set(zip(b.channel[rr].tolist(), aa.tolist())))
+            base = b.cells.pool.extend([self.avail_reasons_[k] for k in keys])
             table = np.full(self.avail_.shape, -1, dtype=np.int32)
             for i, (c, a) in enumerate(keys):
                 table[c, a] = base + i
-            stop(rr, aa, "eligibility", "available_on_channel", table[ch[rr], aa])
-        for stage_name in ("eligibility", "applicability", "suitability"):
-            if stage_name == "applicability" and s.never_offer_held_products:
-                for a, action in enumerate(s.actions):
-                    if action.holds_feature:
-                        hf = action.holds_feature
-                        apply_rule(cols[hf].astype(bool), np.array([a]), "applicability", "already_holds_product",
-                                   lambda rows, hf=hf: [f"{hf}=true"] * len(rows))
-            for r in s.rules:
-                if r.stage != stage_name:
-                    continue
-                mask = r.exclude_if.evaluate_bool(cols, n)
-                apply_rule(mask, np.asarray(r.actions), stage_name, r.name,
-                           lambda rows, r=r: r.exclude_if.render_columns(cols, rows))
-        # 4. contact policies
-        all_actions = np.arange(A)
+            b.cells.stop(rr, aa, "eligibility", "available_on_channel", table[b.channel[rr], aa])
+        self._rules(b, "eligibility")
+
+    def _applicability(self, b: _Batch) -> None:
+        """Never offer a product the customer already holds; then the strategy's rules."""
+        s = self.strategy
+        if s.never_offer_held_products:
+            for a, action in enumerate(s.actions):
+                if action.holds_feature:
+                    hf = action.holds_feature
+                    b.cells.apply_rule(b.cols[hf].astype(bool), np.array([a]), "applicability", "already_holds_product",
+                                       lambda rows, hf=hf: [f"{hf}=true"] * len(rows))
+        self._rules(b, "applicability")
+
+    def _rules(self, b: _Batch, stage_name: str) -> None:
+        """The strategy's rules of one policy stage, in the file's order."""
+        for r in self.strategy.rules:
+            if r.stage == stage_name:
+                mask = r.exclude_if.evaluate_bool(b.cols, b.n)
+                b.cells.apply_rule(mask, np.asarray(r.actions), stage_name, r.name,
+                                   lambda rows, r=r: r.exclude_if.render_columns(b.cols, rows))
+
+    def _contact(self, b: _Batch) -> None:
+        """Contact limits per channel, then suppression after repeated rejections."""
+        s, req = self.strategy, b.requests
+        all_actions = np.arange(b.A)
         for lim in s.contact_limits:
             c = s.channel_ids.index(lim.channel)
-            mask = (ch == c) & (requests.contacts[:, c] >= lim.max_contacts)
-            apply_rule(mask, all_actions, "contact", f"max_contacts_{lim.channel}",
-                       lambda rows, c=c, lim=lim: [
-                           f"{k} contacts on {lim.channel} in the last {lim.period_days} days, limit {lim.max_contacts}"
-                           for k in requests.contacts[rows, c].tolist()])
-        if s.suppression is not None:
-            sup = s.suppression
-            hit = (~stopped) & (requests.rejections >= sup.after_rejections) & (
-                requests.days_since_rejection < sup.suppress_days)
-            rr, aa = np.nonzero(hit)
-            if len(rr):
-                texts = [
-                    f"contact/suppressed_after_rejections: rejected {k} times within {sup.within_days} days "
-                    f"(limit {sup.after_rejections}), last {d:.4g} days ago, suppressed for {sup.suppress_days} days"
-                    for k, d in zip(requests.rejections[rr, aa].tolist(), requests.days_since_rejection[rr, aa].tolist())
-                ]
-                base = pool.extend(texts)
-                stop(rr, aa, "contact", "suppressed_after_rejections", base + np.arange(len(rr), dtype=np.int32))
-        timings["policies_s"] = (time.perf_counter_ns() - t) / 1e9
+            mask = (b.channel == c) & (req.contacts[:, c] >= lim.max_contacts)
+            b.cells.apply_rule(mask, all_actions, "contact", f"max_contacts_{lim.channel}",
+                               lambda rows, c=c, lim=lim: [
+                                   f"{k} contacts on {lim.channel} in the last {lim.period_days} days, "
+                                   f"limit {lim.max_contacts}" for k in req.contacts[rows, c].tolist()])
+        sup = s.suppression
+        if sup is None:
+            return
+        hit = (~b.cells.stopped) & (req.rejections >= sup.after_rejections) & (req.days_since_rejection < sup.suppress_days)
+        rr, aa = np.nonzero(hit)
+        if len(rr):
+            b.cells.stop_each(rr, aa, "contact", "suppressed_after_rejections", [
+                f"contact/suppressed_after_rejections: rejected {k} times within {sup.within_days} days "
+                f"(limit {sup.after_rejections}), last {d:.4g} days ago, suppressed for {sup.suppress_days} days"
+                for k, d in zip(req.rejections[rr, aa].tolist(), req.days_since_rejection[rr, aa].tolist())])
 
-        # 5. scoring
-        t = time.perf_counter_ns()
-        propensity = np.full((n, A), np.nan)
-        X = model_matrix(s, requests, self.columns_)
-        timings["matrix_s"] = (time.perf_counter_ns() - t) / 1e9
-        t = time.perf_counter_ns()
-        todo = [(a, np.flatnonzero(~stopped[:, a])) for a in range(A)]
+    def _matrix(self, b: _Batch) -> None:
+        b.X = model_matrix(self.strategy, b.requests, self.columns_)
+
+    def _score(self, b: _Batch) -> None:
+        """Every surviving (decision, action) cell scored by its model: the flattened forest
+        where it can (bit-identical), scikit-learn for the rest."""
+        s, n, A = self.strategy, b.n, b.A
+        b.propensity = propensity = np.full((n, A), np.nan)
+        todo = [(a, np.flatnonzero(~b.cells.stopped[:, a])) for a in range(A)]
         todo = [(a, rows) for a, rows in todo if len(rows)]
-        forest = self._forest([a for a, _ in todo])  # every supported model: one compiled walk (bit-identical)
+        forest = self._forest([a for a, _ in todo])
         fast = [(a, rows) for a, rows in todo if a in forest]
-        for (a, rows), p in zip(fast, forest.predict(X, fast)):
+        for (a, rows), p in zip(fast, forest.predict(b.X, fast)):
             propensity[rows, a] = p
-        todo = [(a, rows) for a, rows in todo if a not in forest]  # the rest: scikit-learn
+        todo = [(a, rows) for a, rows in todo if a not in forest]
         with _single_thread() if n <= SINGLE_THREAD_ROWS else contextlib.nullcontext():
             for a, rows in todo:
-                action = s.actions[a]
-                propensity[rows, a] = self.models[action.id].predict(X[np.ix_(rows, self.feature_idx_[action.id])])
-        timings["models_s"] = (time.perf_counter_ns() - t) / 1e9
-        t = time.perf_counter_ns()
-        scored = ~stopped
-        clv = cols[s.clv_feature].astype(np.float64)
-        value = self.tables_.value(s.margin_weight, s.retention_weight, clv, propensity)
+                aid = s.actions[a].id
+                propensity[rows, a] = self.models[aid].predict(b.X[np.ix_(rows, self.feature_idx_[aid])])
+
+    def _priority(self, b: _Batch) -> None:
+        """priority = propensity × value × context weight × lever (NaN where not scored)."""
+        s, n, A = self.strategy, b.n, b.A
+        scored = ~b.cells.stopped
+        clv = b.cols[s.clv_feature].astype(np.float64)
+        value = self.tables_.value(s.margin_weight, s.retention_weight, clv, b.propensity)
         cw = np.ones((n, A))
         for w in s.context_weights:
-            mask = w.when.evaluate_bool(cols, n)
-            idx = np.asarray(w.actions)
-            cw[np.ix_(mask, idx)] *= w.weight
+            mask = w.when.evaluate_bool(b.cols, n)
+            cw[np.ix_(mask, np.asarray(w.actions))] *= w.weight
         lever = np.broadcast_to(s.levers[None, :], (n, A)).copy()
-        value = np.where(scored, value, np.nan)
-        cw = np.where(scored, cw, np.nan)
-        lever = np.where(scored, lever, np.nan)
-        priority = propensity * value * cw * lever
+        b.value = np.where(scored, value, np.nan)
+        b.context_weight = np.where(scored, cw, np.nan)
+        b.lever = np.where(scored, lever, np.nan)
+        b.priority = b.propensity * b.value * b.context_weight * b.lever
 
-        # 6.-8. incentive choice, no-action threshold, ranking and top-N
-        thr = self.threshold_[ch]
-        top_n = self.top_n_[ch]
-        arb = arbitrate(priority, scored, self.families_, thr, top_n)
+    def _arbitrate(self, b: _Batch) -> None:
+        """Incentive choice within each offer, the no-action threshold, ranking and top-N."""
+        s, ch = self.strategy, b.channel
+        b.threshold, b.top_n = self.threshold_[ch], self.top_n_[ch]
+        pr, prop, val = b.priority, b.propensity, b.value
+        b.arb = arb = arbitrate(pr, ~b.cells.stopped, self.families_, b.threshold, b.top_n)
         rr, aa = np.nonzero(arb.incentive_winner >= 0)
         if len(rr):
             wa = arb.incentive_winner[rr, aa]
             prefix = self.incentive_prefix_
-            texts = [
+            b.cells.stop_each(rr, aa, "incentive", "incentive_choice", [
                 f"{prefix[w]}priority {pw:.4g} vs {pl:.4g} (propensity {xw:.4g} vs {xl:.4g}, value {vw:.4g} vs {vl:.4g})"
                 for w, pw, pl, xw, xl, vw, vl in zip(
-                    wa.tolist(), priority[rr, wa].tolist(), priority[rr, aa].tolist(),
-                    propensity[rr, wa].tolist(), propensity[rr, aa].tolist(),
-                    value[rr, wa].tolist(), value[rr, aa].tolist())
-            ]
-            base = pool.extend(texts)
-            stop(rr, aa, "incentive", "incentive_choice", base + np.arange(len(rr), dtype=np.int32))
+                    wa.tolist(), pr[rr, wa].tolist(), pr[rr, aa].tolist(), prop[rr, wa].tolist(),
+                    prop[rr, aa].tolist(), val[rr, wa].tolist(), val[rr, aa].tolist())])
         rr, aa = np.nonzero(arb.below_threshold)
         if len(rr):
             cids = s.channel_ids
-            texts = [
+            b.cells.stop_each(rr, aa, "arbitration", "no_action_threshold", [
                 f"arbitration/no_action_threshold: priority {p:.4g} < threshold {th:.4g} for {cids[c]}"
-                for p, th, c in zip(priority[rr, aa].tolist(), thr[rr].tolist(), ch[rr].tolist())
-            ]
-            base = pool.extend(texts)
-            stop(rr, aa, "arbitration", "no_action_threshold", base + np.arange(len(rr), dtype=np.int32))
+                for p, th, c in zip(pr[rr, aa].tolist(), b.threshold[rr].tolist(), ch[rr].tolist())])
+        b.rank = arb.rank
 
-        # exploration on top of the greedy result
-        alive, order, rank, k_alive = arb.alive, arb.order, arb.rank, arb.k_alive
+    def _select(self, b: _Batch) -> None:
+        """The top-N per channel; with exploration (epsilon-greedy) the first slot is drawn at
+        random with probability epsilon, and the probability of the chosen action is kept."""
+        s, n, arb = self.strategy, b.n, b.arb
+        alive, order, k_alive = arb.alive, arb.order, arb.k_alive
         selected = arb.selected.copy()
         first = np.where(k_alive > 0, order[:, 0], -1)
         sel_prob = np.ones(n)
         explored = np.zeros(n, dtype=bool)
         if s.epsilon > 0:
-            u1, u2 = _uniforms(decision_ids, s.exploration_seed)
+            u1, u2 = _uniforms(b.decision_ids, s.exploration_seed)
             has = k_alive > 0
             explore = has & (u1 < s.epsilon)
             pick_pos = np.minimum((u2 * np.maximum(k_alive, 1)).astype(np.int64), np.maximum(k_alive - 1, 0))
-            # the pick_pos-th alive action in catalog order
-            cum = np.cumsum(alive, axis=1)
-            pick = np.argmax(cum > pick_pos[:, None], axis=1)
+            pick = np.argmax(np.cumsum(alive, axis=1) > pick_pos[:, None], axis=1)  # the pick_pos-th alive action
             first = np.where(explore, pick, first)
             explored = explore & (pick != order[:, 0])
-            greedy_first = order[:, 0]
-            sel_prob = np.where(
-                has,
-                (1 - s.epsilon) * (first == greedy_first) + s.epsilon / np.maximum(k_alive, 1),
-                1.0,
-            )
-        slots = _chosen_slots(selected, order, first, explored, top_n, k_alive)
-        if requests.assigned is not None:  # served as assigned from outside (e.g. an experiment's arm)
-            for r in np.flatnonzero(requests.assigned >= 0).tolist():
-                a = int(requests.assigned[r])
-                if not alive[r, a]:
-                    raise InputError(
-                        f"request {r}: the assigned action {s.action_ids[a]!r} did not pass the strategy "
-                        f"(it stopped at the {STAGES[stage[r, a]]} stage); an assigned action must be eligible.",
-                        "Assign only actions the strategy allows for this customer and channel.")
-                slots[r, :] = -1
-                slots[r, 0] = a
-                selected[r, :] = False
-                selected[r, a] = True
-                sel_prob[r] = requests.assigned_probability[r]
-                explored[r] = True
+            sel_prob = np.where(has, (1 - s.epsilon) * (first == order[:, 0]) + s.epsilon / np.maximum(k_alive, 1), 1.0)
+        slots = _chosen_slots(selected, order, first, explored, b.top_n, k_alive)
+        if b.requests.assigned is not None:
+            self._assigned(b, alive, slots, selected, sel_prob, explored)
         for r in np.flatnonzero(explored).tolist():
             selected[r, :] = False
             selected[r, slots[r][slots[r] >= 0]] = True
-        stage[selected] = _S["selected"]
-        timings["arbitration_s"] = (time.perf_counter_ns() - t) / 1e9
-        total_us = (time.perf_counter_ns() - t_start) / 1000.0
-        latency = np.full(n, max(1, int(round(total_us / max(n, 1)))), dtype=np.int64)
-        return DecisionBatch(
-            strategy_version=s.version,
-            model_versions=self.models.versions(),
-            decision_id=np.asarray(decision_ids, dtype=object),
-            ts_us=ts_us,
-            requests=requests,
-            stage=stage,
-            rule=rule,
-            reason=reason,
-            rule_names=rule_names,
-            reasons=pool.items,
-            propensity=propensity,
-            value=value,
-            context_weight=cw,
-            lever=lever,
-            priority=priority,
-            rank=rank,
-            selected=selected,
-            slots=slots,
-            selection_probability=sel_prob,
-            explored=explored,
-            latency_us=latency,
-            timings=timings,
-        )
+        b.cells.stage[selected] = CODE["selected"]
+        b.selected, b.slots, b.selection_probability, b.explored = selected, slots, sel_prob, explored
+
+    def _assigned(self, b: _Batch, alive, slots, selected, sel_prob, explored) -> None:
+        """Serve the action assigned from outside (e.g. an experiment's arm) where there is one."""
+        req = b.requests
+        for r in np.flatnonzero(req.assigned >= 0).tolist():
+            a = int(req.assigned[r])
+            if not alive[r, a]:
+                raise InputError(
+                    f"request {r}: the assigned action {self.strategy.action_ids[a]!r} did not pass the strategy "
+                    f"(it stopped at the {STAGES[b.cells.stage[r, a]]} stage); an assigned action must be eligible.",
+                    "Assign only actions the strategy allows for this customer and channel.")
+            slots[r, :] = -1
+            slots[r, 0] = a
+            selected[r, :] = False
+            selected[r, a] = True
+            sel_prob[r] = req.assigned_probability[r]
+            explored[r] = True
+
+
+def _steps() -> tuple:
+    """The engine's steps in order, with the timing each adds to: one per filtering stage of
+    :data:`decisioning.stages.FLOW` before scoring (a policy stage without a step of its own
+    applies the strategy's rules written for it), then scoring (the model matrix, the models,
+    the priority), the incentive choice with the no-action threshold, and the selection."""
+    own = {"eligibility": Engine._eligibility, "applicability": Engine._applicability, "contact": Engine._contact}
+    after_scoring = ("incentive", "arbitration")
+    steps = [("policies_s", own.get(st.name) or functools.partial(_policy_step, name=st.name))
+             for st in FILTERS if st.name not in after_scoring]
+    return (*steps, ("matrix_s", Engine._matrix), ("models_s", Engine._score), ("arbitration_s", Engine._priority),
+            ("arbitration_s", Engine._arbitrate), ("arbitration_s", Engine._select))
+
+
+def _policy_step(engine: Engine, b: _Batch, *, name: str) -> None:
+    engine._rules(b, name)
+
+
+STEPS = _steps()
+
+
+class _Cells:
+    """Where each (decision, action) cell stopped and why, filled stage by stage."""
+
+    def __init__(self, n: int, A: int) -> None:
+        self.stage = np.full((n, A), CODE["ranked"], dtype=np.int8)
+        self.stopped = np.zeros((n, A), dtype=bool)
+        self.rule = np.full((n, A), -1, dtype=np.int32)
+        self.reason = np.full((n, A), -1, dtype=np.int32)
+        self.rule_names: list[str] = []
+        self.pool = _ReasonPool()
+
+    def stop(self, rr: np.ndarray, aa: np.ndarray, stage_name: str, rule_name: str, codes: np.ndarray) -> None:
+        if rule_name not in self.rule_names:
+            self.rule_names.append(rule_name)
+        self.stopped[rr, aa] = True
+        self.stage[rr, aa] = CODE[stage_name]
+        self.rule[rr, aa] = self.rule_names.index(rule_name)
+        self.reason[rr, aa] = codes
+
+    def stop_each(self, rr: np.ndarray, aa: np.ndarray, stage_name: str, rule_name: str, texts: list[str]) -> None:
+        """Stop these cells, each with its own reason text."""
+        base = self.pool.extend(texts)
+        self.stop(rr, aa, stage_name, rule_name, base + np.arange(len(rr), dtype=np.int32))
+
+    def apply_rule(self, mask: np.ndarray, scope: np.ndarray, stage_name: str, rule_name: str, render) -> None:
+        """Stop the actions of ``scope`` not stopped yet in the rows of ``mask``; one reason
+        text per row (``render(rows)``: what the rule tested there)."""
+        sub = mask[:, None] & ~self.stopped[:, scope]
+        if not sub.any():
+            return
+        n = len(mask)
+        rows = np.flatnonzero(sub.any(axis=1))
+        base = self.pool.extend([f"{stage_name}/{rule_name}: {t}" for t in render(rows)])
+        row_code = np.full(n, -1, dtype=np.int32)
+        row_code[rows] = base + np.arange(len(rows), dtype=np.int32)
+        rr, cc = np.nonzero(sub)
+        self.stop(rr, scope[cc], stage_name, rule_name, row_code[rr])
+
+
+class _Batch:
+    """One batch on its way through the steps: the requests, their columns, and what each
+    step adds (cells, scores, arbitration, selection)."""
+
+    def __init__(self, s: Strategy, requests: Requests, decision_ids: np.ndarray) -> None:
+        self.requests, self.decision_ids = requests, decision_ids
+        self.n, self.A = len(requests), len(s.actions)
+        self.channel = requests.channel
+        self.cols = dict(requests.features)
+        self.cols["channel"] = np.asarray(s.channel_ids, dtype=object)[self.channel]
+        self.cells = _Cells(self.n, self.A)
+        self.timings: dict[str, float] = {}
 
 
 def _mix64(x: np.ndarray) -> np.ndarray:

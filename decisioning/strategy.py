@@ -21,24 +21,12 @@ import yaml
 
 from decisioning.errors import StrategyError
 from decisioning.expressions import Expression, compile_expression
+from decisioning.stages import POLICY_STAGES, STAGES  # noqa: F401  (STAGES: re-exported)
 
 FEATURE_TYPES = ("number", "integer", "boolean", "category")
 FEATURE_SOURCES = ("crm", "context")
 DIRECTIONS = ("inbound", "outbound")
 INCENTIVE_KINDS = ("voucher", "bonus_points", "payment_terms")
-POLICY_STAGES = ("eligibility", "applicability", "suitability")
-#: Every stage a candidate can stop at, in order.  ``ranked`` and ``selected`` mean it
-#: survived every filter; ``incentive`` means another incentive level of the same offer won.
-STAGES = (
-    "eligibility",
-    "applicability",
-    "suitability",
-    "contact",
-    "incentive",
-    "arbitration",
-    "ranked",
-    "selected",
-)
 _IDENT = re.compile(r"^[a-z][a-z0-9_]*$")
 #: What a propensity model may predict, and how a person reads a change of it ("… raised
 #: the chance of accepting “Voucher”"): the strategy says which, per strategy

@@ -34,6 +34,7 @@ from decision_log import explanations as store
 from decision_log import queries, stages
 from decision_log.replay import sample_ids
 from decision_log.store import DecisionLog
+from decisioning import stages as flow
 from decisioning.arbitration import Tables, tables
 from decisioning.engine import FOREST_ROWS
 from decisioning.errors import LogError
@@ -44,7 +45,6 @@ from decisioning.models import CHANNEL_FEATURE, ModelSet, model_matrix
 from decisioning.strategy import Strategy
 from explain.attributions import ADDITIVITY_TOL, LIBRARY, RESCORE_TOL, ModelExplainer
 from explain.contrast import (
-    BUILTIN_RULES,
     Contrast,
     DecisionFactors,
     Term,
@@ -513,25 +513,17 @@ class Explainer:
     def _filtered(self, e: DecisionExplanation, B: pd.Series, c: Contrast) -> None:
         c.kind = "filtered"
         c.stage, c.rule, c.reason = B["stage"], B["rule"], B["reason"]
-        desc = BUILTIN_RULES.get(c.rule or "")
+        builtin = flow.builtin_rule(c.rule)
+        desc = builtin.describe(c.rule) if builtin else None
         fields: tuple[str, ...] = ()
         s = e.strategy
         if s is not None:
             for r in s.rules:
                 if r.name == c.rule:
                     desc, fields = r.description, r.exclude_if.fields
-            a = s.actions[s.action_index(B.name)]
-            if c.rule == "already_holds_product" and a.holds_feature:
-                fields = (a.holds_feature,)
-            if c.rule and c.rule.startswith("max_contacts_"):
-                ch = c.rule.removeprefix("max_contacts_")
-                desc = f"At most the allowed number of {ch} contacts per period."
-                c.tested[f"contacts.{ch}"] = e.inputs.get("contacts", {}).get(ch)
-            if c.rule == "suppressed_after_rejections":
-                c.tested["rejections"] = e.inputs.get("rejections", {}).get(B.name)
-            if c.rule == "available_on_channel":
-                c.tested["channel"] = e.decision["channel"]
-                c.tested["action channels"] = list(a.channels)
+            if builtin:
+                c.tested.update(flow.tested_values(c.rule, e.inputs, e.decision["channel"],
+                                                   s.actions[s.action_index(B.name)]))
         feats = e.inputs.get("features", {})
         for f in fields:
             c.tested[f] = feats.get(f)

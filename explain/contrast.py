@@ -27,14 +27,6 @@ import numpy as np
 
 from decisioning.arbitration import Tables, arbitrate
 
-BUILTIN_RULES = {
-    "available_on_channel": "The action is not offered on this channel.",
-    "already_holds_product": "Never offer a product the customer already holds.",
-    "suppressed_after_rejections": "The customer rejected this action repeatedly; it is suppressed for a while.",
-    "incentive_choice": "Another incentive level of the same offer had a higher priority.",
-    "no_action_threshold": "The priority is below the channel's no-action threshold.",
-}
-
 
 @dataclass
 class Term:

@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from decisioning import stages as flow
+
 
 def stage_funnel(funnel: pd.DataFrame) -> go.Figure:
     """The funnel in the flow's order: interactions still reaching each stage (left) and the
@@ -230,10 +232,6 @@ def bars(df: pd.DataFrame, x: str, y: str, title: str | None = None, fmt: str = 
     return fig
 
 
-_STAGE_COLORS = {"selected": "#2e7d32", "ranked": "#90caf9", "arbitration": "#ffcc80", "incentive": "#ffe082",
-                 "contact": "#ce93d8", "suitability": "#ef9a9a", "applicability": "#e57373", "eligibility": "#c62828"}
-
-
 def decision_grid(cands: pd.DataFrame, stages: list[tuple[str, str]] | None = None) -> go.Figure:
     """The action × stage grid of one decision: how far each action got, and why it stopped.
 
@@ -245,8 +243,7 @@ def decision_grid(cands: pd.DataFrame, stages: list[tuple[str, str]] | None = No
         stage not listed (``ranked``, ``selected``, Pega's ``Output``) is a result, not a filter.
     """
     if stages is None:
-        stages = [("eligibility", "Eligibility"), ("applicability", "Applicability"), ("suitability", "Suitability"),
-                  ("contact", "Contact"), ("incentive", "Incentive"), ("arbitration", "Arbitration")]
+        stages = [(s.name, s.short) for s in flow.FILTERS]
     depth = {name: i for i, (name, _) in enumerate(stages)}
     actions = list(cands["action_id"])
     selected = cands["selected"].fillna(False).astype(bool).tolist() if "selected" in cands else \
@@ -337,7 +334,7 @@ def calibration(cal: list[dict], title: str | None = None) -> go.Figure:
 
 def frontier(sweep: pd.DataFrame, title: str | None = None) -> go.Figure:
     """Expected margin vs expected retention along the weight sweep; the strategy's own point
-    and the Pareto-efficient points are marked (see ``explain.tradeoff.sweep``)."""
+    and the Pareto-efficient points are marked (see ``analysis.tradeoff.sweep``)."""
     fig = go.Figure()
     fig.add_trace(go.Scatter(
         x=sweep["retention"], y=sweep["margin"], mode="lines+markers", name="weight settings",

@@ -149,7 +149,7 @@ def _run_app(db: str, port: int, host: str = "127.0.0.1", users: str | None = No
     if not app.exists():
         _fail(KlartextError(f"The dashboard (app.py) was not found next to the package at {app.parent}.",
                             "Run Klartext from a clone of the repository: pip install -e . && streamlit run app.py"))
-    from explain.kernels import compile_all
+    from analysis.kernels import compile_all
 
     click.echo("Preparing the trade-off analyses (compiled once per installation) …")
     compile_all()
@@ -487,7 +487,7 @@ def _pairs(values: tuple[str, ...], option: str, cast=float) -> dict:
 
 
 def _setting(margin_weight, retention_weight, lever, threshold, top_n):
-    from explain.tradeoff import Setting
+    from analysis.tradeoff import Setting
 
     return Setting(margin_weight, retention_weight, _pairs(lever, "--lever"), _pairs(threshold, "--threshold"),
                    _pairs(top_n, "--top-n", int))
@@ -529,8 +529,8 @@ def simulate(db, strategy_version, margin_weight, retention_weight, lever, thres
              lever_for, as_json) -> None:
     """Re-arbitrate logged decisions under other KPI weights, levers, thresholds or slots —
     no model calls: the margin/retention frontier, what-ifs, sensitivity, a lever finder."""
+    from analysis import tradeoff as T
     from decision_log import queries
-    from explain import tradeoff as T
 
     setting = _setting(margin_weight, retention_weight, lever, threshold, top_n)
     target = _pairs((lever_for,), "--lever-for") if lever_for else None
@@ -589,8 +589,8 @@ def simulate(db, strategy_version, margin_weight, retention_weight, lever, thres
 def _simulate_imported(log, lever, sensitivity: bool, as_json: bool, other: tuple) -> None:
     """`simulate` on an imported log: re-arbitrate the logged four factors (what-if levers,
     dropped factors, sensitivity); there is no margin/retention split to sweep."""
-    from explain import imported as I
-    from explain import tradeoff as T
+    from analysis import imported as I
+    from analysis import tradeoff as T
 
     if any(o not in (None, ()) for o in other):
         raise KlartextError("On imported decisions only --lever and --sensitivity apply: the source's value does "
@@ -630,8 +630,8 @@ def _simulate_imported(log, lever, sensitivity: bool, as_json: bool, other: tupl
 def compare(db, challenger, as_json) -> None:
     """Re-execute the logged inputs under a challenger strategy: which decisions change, and
     the expected KPI deltas by issue and channel."""
+    from analysis import tradeoff as T
     from decisioning.strategy import load_strategy
-    from explain import tradeoff as T
 
     try:
         ch = load_strategy(challenger)
@@ -656,8 +656,8 @@ def compare(db, challenger, as_json) -> None:
 
 
 def _ope_report(log, f, boot: int, seed: int, as_json: bool) -> None:
+    from analysis import tradeoff as T
     from decision_log import queries
-    from explain import tradeoff as T
 
     rep = T.policy_report(log, f, n_boot=boot, seed=seed)
     arms = queries.arm_means(log.con.cursor())
@@ -698,8 +698,8 @@ def ope(db, target_path, margin_weight, retention_weight, lever, threshold, top_
         boot, seed, as_json) -> None:
     """Off-policy evaluation: estimate a target strategy's value from logged, explored
     decisions (IPS, self-normalised IPS, doubly robust; bootstrap intervals)."""
+    from analysis import tradeoff as T
     from decisioning.strategy import load_strategy
-    from explain import tradeoff as T
 
     setting = _setting(margin_weight, retention_weight, lever, threshold, top_n)
     if target_probs:
@@ -751,7 +751,7 @@ def ope(db, target_path, margin_weight, retention_weight, lever, threshold, top_
 
 
 def _echo_ope(res: dict, reward: str, as_json: bool) -> None:
-    from explain import tradeoff as T
+    from analysis import tradeoff as T
 
     if as_json:
         click.echo(T.to_json(res))

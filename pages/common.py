@@ -287,7 +287,7 @@ def table(df: pd.DataFrame, name: str, **kw) -> None:
 
 @st.cache_resource(show_spinner="Loading the logged factors …", max_entries=2)
 def _factors(path: str, mtime: float | str):
-    from explain.tradeoff import load_factors
+    from analysis.tradeoff import load_factors
 
     return load_factors(_open(path, mtime))
 
@@ -299,7 +299,7 @@ def factors(lg: DecisionLog):
 
 @st.cache_resource(show_spinner="Reading the imported decisions' factors …", max_entries=2)
 def _imported(path: str, mtime: float | str):
-    from explain.imported import load
+    from analysis.imported import load
 
     return load(_open(path, mtime).con.cursor())
 
@@ -312,27 +312,27 @@ def only_imported(lg: DecisionLog) -> bool:
 
 
 def imported_factors(lg: DecisionLog):
-    """The imported decisions' logged factors (:mod:`explain.imported`), loaded once per log file."""
+    """The imported decisions' logged factors (:mod:`analysis.imported`), loaded once per log file."""
     return _imported(*log_key(lg))
 
 
 @st.cache_data(show_spinner="Re-arbitrating the imported decisions …", max_entries=16)
 def imported_what_if(path: str, mtime: float, spec: str) -> dict:
-    from explain.imported import what_if as do
+    from analysis.imported import what_if as do
 
     return do(_imported(path, mtime), json.loads(spec))
 
 
 @st.cache_data(show_spinner="Dropping each factor and raising each lever in turn …", max_entries=4)
 def imported_sensitivity(path: str, mtime: float) -> pd.DataFrame:
-    from explain.imported import sensitivity as do
+    from analysis.imported import sensitivity as do
 
     return do(_imported(path, mtime))
 
 
 @st.cache_data(show_spinner="Sweeping the margin/retention balance …", max_entries=4)
 def sweep(path: str, mtime: float, steps: int) -> pd.DataFrame:
-    from explain.tradeoff import sweep as do_sweep
+    from analysis.tradeoff import sweep as do_sweep
 
     return do_sweep(_factors(path, mtime), steps)
 
@@ -347,7 +347,7 @@ def log_key(lg: DecisionLog) -> tuple[str, float | str]:
 
 
 def _setting(spec: str):
-    from explain.tradeoff import Setting
+    from analysis.tradeoff import Setting
 
     d = __import__("json").loads(spec)
     return Setting(d["margin_weight"], d["retention_weight"], d["levers"])
@@ -356,22 +356,22 @@ def _setting(spec: str):
 @st.cache_data(show_spinner="Re-arbitrating the logged decisions …", max_entries=16)
 def what_if(path: str, mtime: float, spec: str) -> dict:
     """What-if results, cached per log file and setting (``spec``: JSON of weights and levers)."""
-    from explain.tradeoff import what_if as do
+    from analysis.tradeoff import what_if as do
 
     return do(_factors(path, mtime), _setting(spec))
 
 
 @st.cache_data(show_spinner="Dropping each factor and raising each lever in turn …", max_entries=4)
 def sensitivity(path: str, mtime: float) -> pd.DataFrame:
-    from explain.tradeoff import sensitivity as do
+    from analysis.tradeoff import sensitivity as do
 
     return do(_factors(path, mtime))
 
 
 @st.cache_data(show_spinner="Estimating off-policy with bootstrap intervals …", max_entries=16)
 def off_policy(path: str, mtime: float, spec: str, reward: str) -> dict:
-    from explain.tradeoff import first_actions
-    from explain.tradeoff import off_policy as do
+    from analysis.tradeoff import first_actions
+    from analysis.tradeoff import off_policy as do
 
     f = _factors(path, mtime)
     return do(_open(path, mtime), f, first_actions(f, _setting(spec)), reward=reward, n_boot=200)

@@ -3,10 +3,10 @@ import json
 import pandas as pd
 import streamlit as st
 
+from analysis import tradeoff as T
 from decision_log import queries
 from decisioning.errors import KlartextError
 from explain import figures
-from explain import tradeoff as T
 from pages.common import (
     factors,
     filters,

@@ -134,11 +134,11 @@ def _costly(text: str, in_value: bool) -> str:
 
 
 def test_a_contacts_cost_enters_the_value_when_the_strategy_says_so(tiny_models, tmp_path):
+    from analysis import tradeoff as T
     from conftest import TINY_YAML, tiny_customers
     from decision_log.replay import replay
     from decision_log.store import DecisionLog
     from decisioning.strategy import parse_strategy
-    from explain import tradeoff as T
 
     with_cost = parse_strategy(_costly(TINY_YAML, True))
     without = parse_strategy(_costly(TINY_YAML, False))

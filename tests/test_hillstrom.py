@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from analysis import tradeoff as T
 from decision_log import queries
 from decision_log.replay import replay, sample_ids
 from decision_log.store import DecisionLog
 from decisioning.errors import InputError
 from decisioning.inputs import Requests
 from decisioning.scenarios import hillstrom
-from explain import tradeoff as T
 from explain.api import Explainer
 from klartext.cli import main
 from klartext.pipeline import run_hillstrom

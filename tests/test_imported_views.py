@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 from streamlit.testing.v1 import AppTest
 
+from analysis import imported as I
 from decision_log.importers import import_file
 from decision_log.store import DecisionLog
-from explain import imported as I
 from klartext.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent

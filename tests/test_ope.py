@@ -13,12 +13,12 @@ import dataclasses
 import numpy as np
 import pytest
 
+from analysis.ope import difference, evaluate
+from analysis.tradeoff import Setting, from_batch
 from decisioning.engine import Engine
 from decisioning.inputs import Requests
 from decisioning.models import train_models
-from decisioning.ope import difference, evaluate
 from decisioning.scenarios import retail
-from explain.tradeoff import Setting, from_batch
 
 SEEDS = (11, 12, 13, 14, 15, 16)
 TARGETS = {
@@ -133,8 +133,8 @@ def greedy_log(tmp_path_factory):
 
 
 def test_a_log_without_exploration_supports_only_what_was_served(greedy_log):
+    from analysis import tradeoff as T
     from decision_log.store import DecisionLog
-    from explain import tradeoff as T
 
     with DecisionLog.open(greedy_log, read_only=True) as log:
         f = T.load_factors(log)

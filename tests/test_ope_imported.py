@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from analysis import tradeoff as T
 from decision_log.importers import import_file
 from decision_log.store import DecisionLog
 from decisioning.errors import InputError
-from explain import tradeoff as T
 from klartext.cli import main
 
 OBP = Path(__file__).resolve().parent / "data" / "obp"

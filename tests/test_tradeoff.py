@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from analysis import tradeoff as T
 from decision_log.store import DecisionLog
 from decisioning.strategy import parse_strategy
-from explain import tradeoff as T
 from klartext.cli import main
 
 
@@ -84,7 +84,7 @@ def test_same_strategy_changes_nothing(demo_log, factors):
 def test_cell_order_does_not_change_any_selection(factors):
     """The sparse cells come from the log in scan order; the kernels break every tie by
     catalogue position, so any order within and across decisions selects the same."""
-    from explain.kernels import group_cells, repeated_cell
+    from analysis.kernels import group_cells, repeated_cell
 
     f = factors
     n, A = len(f), len(f.strategy.actions)

@@ -164,8 +164,8 @@ def find_cells(ptr, col, rows, cols):  # pragma: no cover - compiled
 def compile_all() -> None:
     """Compile (or load from numba's on-disk cache) the trade-off and bootstrap kernels, so the
     dashboard's first trade-off view does not wait for the compiler (~10 s once per install)."""
+    from analysis.ope import bootstrap_sums
     from decisioning.forest import compile_walk
-    from decisioning.ope import bootstrap_sums
 
     compile_walk()
 

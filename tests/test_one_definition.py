@@ -1,5 +1,7 @@
-"""The decision record is defined once (decision_log/record.py): DDL, typed SELECTs, the
-writer's Arrow schema, the hash's column order and the docs all follow from it (issue #18)."""
+"""One definition each (issue #18): the decision record (decision_log/record.py: DDL, typed
+SELECTs, the writer's Arrow schema, the hash's column order and the docs follow from it) and
+the stages (decisioning/stages.py: the engine's steps, the strategy's policy sections, funnels,
+labels and charts follow from it).  Each test adds one in a copy of the code."""
 
 from __future__ import annotations
 
@@ -79,6 +81,19 @@ print("ok")
 '''
 
 
+def _copy(tmp_path: Path) -> Path:
+    copy = tmp_path / "copy"
+    for pkg in ("decision_log", "decisioning", "explain", "klartext", "tests"):
+        shutil.copytree(ROOT / pkg, copy / pkg, ignore=shutil.ignore_patterns("__pycache__", "data"))
+    return copy
+
+
+def _run(copy: Path, script: str, *args: str) -> None:
+    out = subprocess.run([sys.executable, "-c", script, *args], cwd=copy, capture_output=True, text=True,
+                         env={"PYTHONPATH": str(copy), "PATH": "/usr/bin:/bin", "HOME": str(copy.parent)})
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
+
+
 def test_a_column_is_one_line_in_a_copy_of_the_code(tmp_path, tiny_strategy, tiny_models):
     # an existing log made by today's code
     from decisioning.engine import Engine
@@ -90,13 +105,75 @@ def test_a_column_is_one_line_in_a_copy_of_the_code(tmp_path, tiny_strategy, tin
         log.register_models(tiny_models)
         log.append(Engine(tiny_strategy, tiny_models).decide(Requests.from_frame(tiny_strategy, tiny_customers(10))),
                    tiny_strategy)
-    copy = tmp_path / "copy"
-    for pkg in ("decision_log", "decisioning", "explain", "klartext", "tests"):
-        shutil.copytree(ROOT / pkg, copy / pkg, ignore=shutil.ignore_patterns("__pycache__", "data"))
+    copy = _copy(tmp_path)
     rec = copy / "decision_log" / "record.py"
     text = rec.read_text()
     assert text.count("\n)\n\nTABLES = ") == 1
     rec.write_text(text.replace("\n)\n\nTABLES = ", "\n" + ADD, 1))  # the one line
-    out = subprocess.run([sys.executable, "-c", SCRIPT, str(db)], cwd=copy, capture_output=True, text=True,
-                         env={"PYTHONPATH": str(copy), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
-    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
+    _run(copy, SCRIPT, str(db))
+
+
+STAGE = '''    Stage("consent", "No marketing consent", "Consent", "Policies", "#8e24aa", True, policy=True),
+    Stage("applicability",'''
+
+STAGE_SCRIPT = r'''
+import numpy as np, pandas as pd
+from decision_log import queries
+from decision_log.replay import replay
+from decision_log.store import DecisionLog
+from decisioning.engine import Engine
+from decisioning.inputs import Requests
+from decisioning.models import train_models
+from decisioning.strategy import parse_strategy
+from explain.api import Explainer
+from explain.text import explanation_text
+from tests.conftest import TINY_YAML, tiny_customers, tiny_truth
+
+yaml = TINY_YAML.replace("policies:\n", """policies:
+  consent:
+    - name: no_consent_over_75
+      description: Customers over 75 asked to be contacted by staff only.
+      exclude_if: age > 75
+      applies_to: all
+""", 1)
+s = parse_strategy(yaml, source="tiny.yaml")
+assert [r.stage for r in s.rules][:2] == ["eligibility", "consent"]
+rng = np.random.default_rng(1)
+parts = []
+for k, a in enumerate(s.actions):
+    f = tiny_customers(300, seed=k)
+    f["channel"] = rng.choice(list(a.channels), len(f))
+    f["action_id"] = a.id
+    f["accepted"] = (rng.random(len(f)) < tiny_truth(a.id, f)).astype(int)
+    parts.append(f)
+models = train_models(s, pd.concat(parts, ignore_index=True))
+customers = tiny_customers(300, seed=3)
+with DecisionLog.open("consent.duckdb") as log:
+    log.register_models(models)
+    batch = Engine(s, models).decide(Requests.from_frame(s, customers))
+    log.append(batch, s)
+    assert log.verify().ok
+    old = customers["age"].to_numpy() > 75
+    got = log.con.execute("SELECT count(DISTINCT decision_id) FROM candidates WHERE stage = 'consent' "
+                          "AND rule = 'no_consent_over_75'").fetchall()[0][0]
+    assert got == old.sum() > 0, (got, old.sum())
+    fun = queries.funnel(log.con.cursor())
+    order = [st for st in fun["stage"] if st in ("eligibility", "consent", "applicability")]
+    assert order == ["eligibility", "consent", "applicability"], list(fun["stage"])
+    assert "No marketing consent" in set(fun["label"])
+    ids = [r[0] for r in log.con.execute("SELECT decision_id FROM decisions ORDER BY seq").fetchall()]
+    assert all(r.reproduced for r in replay(log, ids))
+    did = log.con.execute("SELECT decision_id FROM candidates WHERE stage = 'consent' LIMIT 1").fetchall()[0][0]
+    text = explanation_text(Explainer(log).explain(did))
+    assert "consent      consent/no_consent_over_75: age=" in text, text
+print("ok")
+'''
+
+
+def test_a_stage_is_one_line_in_a_copy_of_the_code(tmp_path):
+    copy = _copy(tmp_path)
+    flow = copy / "decisioning" / "stages.py"
+    text = flow.read_text()
+    assert text.count("    Stage(\"applicability\",") == 1
+    flow.write_text(text.replace("    Stage(\"applicability\",", STAGE, 1))  # the one line
+    _run(copy, STAGE_SCRIPT)

@@ -38,7 +38,7 @@ from decisioning.arbitration import MIN_PROPENSITY, Tables, arbitrate, tables
 from decisioning.errors import InputError, LogError
 from decisioning.strategy import Strategy
 
-DROPPABLE = ("propensity", "value", "context_weight", "lever")  #: in explain.kernels' order
+DROPPABLE = ("propensity", "value", "context_weight", "lever")  #: in analysis.kernels' order
 KPIS = ("contacts", "accepts", "margin", "retention", "churn_reduction", "incentive_spend")
 
 
@@ -120,7 +120,7 @@ class Factors:
     def cells(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Index of each cell ``(rows[k], cols[k])`` in the sparse arrays, -1 where that action
         was not scored in that decision (or ``cols[k]`` is -1)."""
-        from explain.kernels import find_cells
+        from analysis.kernels import find_cells
 
         return find_cells(self.cell_ptr, self.cell_col, np.asarray(rows, dtype=np.int64),
                           np.asarray(cols, dtype=np.int64))
@@ -287,7 +287,7 @@ def load_factors(log: DecisionLog, strategy_version: str | None = None,
         if np.ma.is_masked(cand[k]):
             raise LogError(f"The log {log.path!r} has scored candidates without a {k} (strategy {sv!r}).",
                            "Run `klartext verify` on the log: its candidate rows are incomplete.")
-    from explain.kernels import group_cells, repeated_cell
+    from analysis.kernels import group_cells, repeated_cell
 
     ptr, col, p, cw, lv = group_cells(row, np.asarray(cand["col"], dtype=np.int32),
                                       *(np.asarray(cand[k], dtype=np.float64) for k in ("propensity", "context_weight",
@@ -338,8 +338,8 @@ def evaluate(f: Factors, settings: list[Setting], chunk: int = 4096) -> Evaluati
     """The greedy selection of every decision under each of ``settings``, reduced to KPIs,
     per-action and per-channel sums and first actions — exactly the selections of
     :meth:`Factors.arbitrate`, in one compiled pass over the decisions
-    (:func:`explain.kernels.rearbitrate`) instead of dense ``n × A`` work per setting."""
-    from explain.kernels import rearbitrate
+    (:func:`analysis.kernels.rearbitrate`) instead of dense ``n × A`` work per setting."""
+    from analysis.kernels import rearbitrate
 
     s, t = f.strategy, f.tables
     S, A, C = len(settings), len(s.actions), len(s.channels)
@@ -604,7 +604,7 @@ def off_policy(log: DecisionLog, f: Factors, target_first: np.ndarray, target: F
     customer did not churn).  The DR reward model is the logged propensity (× net margin −
     contact cost for margin); for visit and revenue there is none, and DR equals IPS.
     """
-    from decisioning.ope import difference, evaluate
+    from analysis.ope import difference, evaluate
 
     if reward not in REWARDS:
         raise ValueError(f"Unknown reward {reward!r}; use one of: {', '.join(REWARDS)}.")
@@ -732,7 +732,7 @@ def off_policy_probabilities(log: DecisionLog, target: pd.DataFrame, reward: str
     action.  No support at all is refused; partial support is flagged (the estimates are then
     biased towards the supported part).
     """
-    from decisioning.ope import evaluate_stochastic
+    from analysis.ope import evaluate_stochastic
 
     if reward not in REWARDS:
         raise ValueError(f"Unknown reward {reward!r}; use one of: {', '.join(REWARDS)}.")
