@@ -34,7 +34,7 @@ import pyarrow as pa
 from decision_log import integrity, live, record, seals
 from decision_log.schema import DDL, SCHEMA_VERSION, has_column, has_table
 from decisioning.engine import DecisionBatch
-from decisioning.errors import ConflictError, InputError, LogError
+from decisioning.errors import ConflictError, InputError, LogError, LogInUse
 from decisioning.models import ModelSet, PropensityModel
 from decisioning.strategy import STAGES, Strategy, parse_strategy
 
@@ -176,10 +176,11 @@ class DecisionLog:
                 if replica is not None:
                     return replica
             if "lock" in msg.lower():
-                raise LogError(f"The decision log {path!r} is in use by another process.",
-                               "DuckDB lets one process write a file; wait for it (e.g. the demo) or stop "
-                               "it. A running `klartext serve` keeps a live replica for readers: it "
-                               "appears a few seconds after the service starts.") from exc
+                raise LogInUse(f"The decision log {path!r} is in use by another process.",
+                               "DuckDB lets one process write a file: stop the dashboard (`klartext app`, or "
+                               "the demo's) or wait for the job that holds it, then run this again. A running "
+                               "`klartext serve` keeps a live replica for readers: it appears a few seconds "
+                               "after the service starts.") from exc
             raise LogError(f"Cannot open decision log {path!r}: {msg}",
                            "Check that the path is a DuckDB file written by Klartext.") from exc
         except duckdb.Error as exc:

@@ -41,6 +41,10 @@ class LogError(KlartextError):
     """The decision log cannot be opened, read or written as asked."""
 
 
+class LogInUse(LogError):
+    """Another process holds the log file read-write (DuckDB allows one writer)."""
+
+
 class NotFittedError(KlartextError):
     """A model or engine was used before it was fitted or loaded."""
 

@@ -312,7 +312,7 @@ class PropensityModel:
         loads just the models it scores."""
         if version is not None:
             return StoredModel(blob, action_id, features, fingerprint, metrics, algorithm, version, input)
-        return cls(action_id, _load(blob, action_id), features, fingerprint, metrics, algorithm, input)
+        return cls(action_id, load_artifact(blob, action_id), features, fingerprint, metrics, algorithm, input)
 
 
 _LOAD_LOCK = threading.Lock()
@@ -409,7 +409,7 @@ def artifact_types(blob: bytes, action_id: str) -> list[str]:
     return sorted(names)
 
 
-def _load(blob: bytes, action_id: str) -> Any:
+def load_artifact(blob: bytes, action_id: str) -> Any:
     """Deserialise a skops artifact whose every type is on the allow-list, then check that
     its trees are well-formed (see :func:`check_structure`).
 
@@ -512,7 +512,7 @@ class StoredModel(PropensityModel):
         if self._est is None:
             with self._lock:  # loaded once, even when two threads ask at the same time
                 if self._est is None:
-                    self._est = _load(self._blob, self.action_id)
+                    self._est = load_artifact(self._blob, self.action_id)
         return self._est
 
     @estimator.setter

@@ -6,6 +6,7 @@ the next step, and a non-zero exit code (2 for bad input, 1 for a failed check).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -16,7 +17,7 @@ import click
 import numpy as np
 from tqdm import tqdm
 
-from decisioning.errors import KlartextError
+from decisioning.errors import KlartextError, LogInUse
 
 DEFAULT_DB = "klartext_demo.duckdb"
 
@@ -37,14 +38,18 @@ def _read(db: str, writable_if_free: bool = False):
     if writable_if_free:
         try:
             return DecisionLog.open(db, create=False)
-        except KlartextError as exc:
-            if "in use by another process" not in exc.message:
-                raise
+        except LogInUse:
+            pass
     log = DecisionLog.open(db, read_only=True)
     if log.replica is not None:
         click.echo(f"Note: `klartext serve` (pid {log.replica.service_pid}) holds {db}; reading its live replica "
                    f"as of {log.replica.updated[11:19]} UTC ({log.replica.decisions:,} decisions).", err=True)
     return log
+
+
+#: A progress bar that says what it counts: ``Deciding and logging: 40%|████  | 4,000/10,000 decisions
+#: [00:02<00:03, 1,905.33 decisions/s]`` (tqdm's own format inverts slow rates to "s/it").
+_BAR = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt}{unit} [{elapsed}<{remaining}, {rate_noinv_fmt}]"
 
 
 class _Bars:
@@ -56,8 +61,10 @@ class _Bars:
     def __call__(self, label: str, done: int, total: int) -> None:
         bar = self.bars.get(label)
         if bar is None:
-            bar = self.bars[label] = tqdm(total=total, desc=label, unit="", file=sys.stderr,
-                                          dynamic_ncols=True, leave=True)
+            from klartext.pipeline import UNITS
+
+            bar = self.bars[label] = tqdm(total=total, desc=label, unit=" " + UNITS.get(label, "steps"),
+                                          file=sys.stderr, dynamic_ncols=True, leave=True, bar_format=_BAR)
         bar.update(done - bar.n)
         if done >= total:
             bar.close()
@@ -67,7 +74,18 @@ class _Bars:
             bar.close()
 
 
-@click.group()
+class _Klartext(click.Group):
+    """The one error boundary: any :class:`KlartextError` a command raises ends as
+    ``Error: …`` / ``Hint: …`` on stderr and exit code 2 (:func:`_fail`)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except KlartextError as exc:
+            _fail(exc)
+
+
+@click.group(cls=_Klartext)
 @click.version_option(package_name="klartext")
 def main() -> None:
     """Klartext — next-best-action decisions you can explain after the fact."""
@@ -139,12 +157,9 @@ def _run_app(db: str, port: int, host: str = "127.0.0.1", users: str | None = No
              auth_header: str | None = None) -> None:
     from klartext.access import load_users, require_auth_beyond_loopback
 
-    try:
-        require_auth_beyond_loopback(host, users, auth_header, "The dashboard")
-        if users:
-            load_users(users)  # a broken users file is named here, not in the browser
-    except KlartextError as exc:
-        _fail(exc)
+    require_auth_beyond_loopback(host, users, auth_header, "The dashboard")
+    if users:
+        load_users(users)  # a broken users file is named here, not in the browser
     app = Path(__file__).resolve().parent.parent / "app.py"
     if not app.exists():
         _fail(KlartextError(f"The dashboard (app.py) was not found next to the package at {app.parent}.",
@@ -215,15 +230,12 @@ def decide(db: str, input_path: str, strategy_path: str | None) -> None:
     except json.JSONDecodeError as exc:
         _fail(KlartextError(f"{input_path}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
                             "Fix the JSON syntax (a missing comma or quote is the usual cause)."))
-    try:
-        strategy = load_strategy(strategy_path) if strategy_path else None
-        if not Path(db).exists():
-            raise KlartextError(f"No decision log at {db!r}.", f"Create one with `klartext demo --db {db} --no-app`.")
-        with DecisionLog.open(db) as log:
-            batch, strategy = decide_one(log, item, strategy)
-            click.echo(json.dumps(batch_to_json(batch, strategy), indent=2))
-    except KlartextError as exc:
-        _fail(exc)
+    strategy = load_strategy(strategy_path) if strategy_path else None
+    if not Path(db).exists():
+        raise KlartextError(f"No decision log at {db!r}.", f"Create one with `klartext demo --db {db} --no-app`.")
+    with DecisionLog.open(db) as log:
+        batch, strategy = decide_one(log, item, strategy)
+        click.echo(json.dumps(batch_to_json(batch, strategy), indent=2))
 
 
 @main.command()
@@ -240,15 +252,14 @@ def replay(decision_id: str | None, db: str, sample: int | None, seed: int, as_j
     if (decision_id is None) == (sample is None):
         _fail(KlartextError("Give either a DECISION_ID or --sample N.",
                             "e.g. `klartext replay --sample 1000` or `klartext replay 01J...`."))
-    try:
-        with _read(db) as log:
-            ids = [decision_id] if decision_id else sample_ids(log, sample, seed)
-            results = []
-            for start in tqdm(range(0, len(ids), 2000), desc="Replaying", file=sys.stderr,
-                              disable=len(ids) <= 2000):
+    with _read(db) as log:
+        ids = [decision_id] if decision_id else sample_ids(log, sample, seed)
+        results = []
+        with tqdm(total=len(ids), desc="Replaying", unit=" decisions", file=sys.stderr, bar_format=_BAR,
+                  disable=len(ids) <= 2000) as bar:
+            for start in range(0, len(ids), 2000):
                 results.extend(do_replay(log, ids[start:start + 2000]))
-    except KlartextError as exc:
-        _fail(exc)
+                bar.update(len(ids[start:start + 2000]))
     ok = sum(r.reproduced for r in results)
     if as_json:
         click.echo(json.dumps({
@@ -295,18 +306,15 @@ def verify(db: str, checkpoint_path: str | None, public_key: str | None) -> None
     if (checkpoint_path is None) != (public_key is None):
         _fail(KlartextError("--checkpoint and --public-key go together.",
                             "e.g. `klartext verify --db log.duckdb --checkpoint ckpt.json --public-key signing.key.pub`."))
-    try:
-        with _read(db) as log:
-            if log.replica is not None:
-                click.echo(f"Checking the live replica of {db} as of {log.replica.updated[11:19]} UTC "
-                           f"({log.replica.decisions:,} decisions); decisions logged since are not covered.")
-            res = log.verify()
-            broken = None
-            if res.ok and checkpoint_path:
-                ckpt = checkpoints.read_checkpoint(checkpoint_path)
-                broken = checkpoints.check(log.con.cursor(), ckpt, checkpoints.load_public(public_key))
-    except KlartextError as exc:
-        _fail(exc)
+    with _read(db) as log:
+        if log.replica is not None:
+            click.echo(f"Checking the live replica of {db} as of {log.replica.updated[11:19]} UTC "
+                       f"({log.replica.decisions:,} decisions); decisions logged since are not covered.")
+        res = log.verify()
+        broken = None
+        if res.ok and checkpoint_path:
+            ckpt = checkpoints.read_checkpoint(checkpoint_path)
+            broken = checkpoints.check(log.con.cursor(), ckpt, checkpoints.load_public(public_key))
     if res.ok and broken:
         click.echo(f"FAILED against the checkpoint: {broken}.")
         sys.exit(1)
@@ -336,10 +344,7 @@ def keygen(out: str) -> None:
     """Make an Ed25519 key pair for signing checkpoints. Keep the signing key away from the log."""
     from decision_log import checkpoints
 
-    try:
-        key, pub = checkpoints.keygen(out)
-    except KlartextError as exc:
-        _fail(exc)
+    key, pub = checkpoints.keygen(out)
     click.echo(f"Wrote the signing key {key} (only you may read it) and the public key {pub}. Keep the signing key "
                "outside the log's folder; give the public key to whoever checks the log.")
 
@@ -353,12 +358,9 @@ def checkpoint(db: str, key_path: str, out: str) -> None:
     """Verify the log, then sign its heads: a checkpoint catches later truncation and re-chaining."""
     from decision_log import checkpoints
 
-    try:
-        key = checkpoints.load_private(key_path)
-        with _read(db) as log:
-            ckpt = checkpoints.make(log.con.cursor(), key, Path(db).name)
-    except KlartextError as exc:
-        _fail(exc)
+    key = checkpoints.load_private(key_path)
+    with _read(db) as log:
+        ckpt = checkpoints.make(log.con.cursor(), key, Path(db).name)
     Path(out).write_text(json.dumps(ckpt, indent=2) + "\n")
     click.echo(f"Signed checkpoint of {ckpt['decisions']:,} decisions (head {ckpt['head_hash'][:16]}…) "
                f"written to {out}.")
@@ -374,12 +376,9 @@ def prove(decision_id: str, db: str, checkpoint_path: str, out: str) -> None:
     """A proof that one decision is in the signed log, checkable without the log (`klartext check-proof`)."""
     from decision_log import checkpoints
 
-    try:
-        ckpt = checkpoints.read_checkpoint(checkpoint_path)
-        with _read(db) as log:
-            proof = checkpoints.prove(log.con.cursor(), decision_id, ckpt)
-    except KlartextError as exc:
-        _fail(exc)
+    ckpt = checkpoints.read_checkpoint(checkpoint_path)
+    with _read(db) as log:
+        proof = checkpoints.prove(log.con.cursor(), decision_id, ckpt)
     Path(out).write_text(json.dumps(proof) + "\n")
     click.echo(f"Proof of decision {decision_id} (position {proof['seq']}, "
                f"{len(proof['later_record_hashes']):,} later records to the signed head) written to {out}.")
@@ -394,13 +393,10 @@ def check_proof(proof_path: str, public_key: str) -> None:
     from decision_log import checkpoints
 
     try:
-        try:
-            proof = json.loads(Path(proof_path).read_text())
-        except ValueError:
-            raise KlartextError(f"{proof_path} is not JSON.", "Use the file `klartext prove` wrote.") from None
-        row = checkpoints.check_proof(proof, checkpoints.load_public(public_key))
-    except KlartextError as exc:
-        _fail(exc)
+        proof = json.loads(Path(proof_path).read_text())
+    except ValueError:
+        raise KlartextError(f"{proof_path} is not JSON.", "Use the file `klartext prove` wrote.") from None
+    row = checkpoints.check_proof(proof, checkpoints.load_public(public_key))
     ck = row["checkpoint"]
     click.echo(f"OK: decision {row['decision_id']} ({row['ts']:%Y-%m-%d %H:%M:%S} UTC, channel {row['channel']}, "
                f"chosen {', '.join(row['chosen_actions']) or 'no action'}, {row['candidates']} candidate rows) is "
@@ -430,34 +426,31 @@ def explain(decision_id: str | None, db: str, other: str | None, sample: int | N
     if (decision_id is None) == (sample is None):
         _fail(KlartextError("Give either a DECISION_ID or --sample N.",
                             "e.g. `klartext explain 01J... --vs winback_20` or `klartext explain --sample 1000`."))
-    try:
-        with _read(db, writable_if_free=True) as log:
-            ex = Explainer(log, seed=seed)
-            if sample is not None:
-                ids = sample_ids(log, sample, seed, source="klartext")
-                with tqdm(desc="Explaining candidates", unit=" rows", file=sys.stderr) as bar:
-                    summary = ex.explain_many(ids, progress=bar.update)
-                if summary["candidates_explained"] == 0:
-                    raise KlartextError(f"None of the {summary['decisions']:,} sampled decisions had a scored "
-                                        "candidate: nothing was explained or checked.",
-                                        "Explanations need decisions whose candidates a model scored.")
-                if as_json:
-                    click.echo(json.dumps(summary, indent=2, default=str))
-                else:
-                    click.echo(f"Explained {summary['candidates_explained']:,} scored candidates of "
-                               f"{summary['decisions']:,} decisions ({summary['computed_now']:,} computed now, "
-                               f"the rest read from the log).")
-                    click.echo(f"Largest additivity residual {summary['max_additivity_residual']:.1e} "
-                               f"(limit 1e-06); largest re-scoring error {summary['max_rescore_error']:.1e} (limit 1e-12).")
-                    for f in summary["failures"][:10]:
-                        click.echo(f"  MISMATCH {f['decision_id']} {f['action_id']}: {'; '.join(f['problems'])}")
-                if summary["failures"]:
-                    sys.exit(1)
-                return
-            e = ex.explain(decision_id)
-            c = ex.why_not(decision_id, other) if other else None
-    except KlartextError as exc:
-        _fail(exc)
+    with _read(db, writable_if_free=True) as log:
+        ex = Explainer(log, seed=seed)
+        if sample is not None:
+            ids = sample_ids(log, sample, seed, source="klartext")
+            with tqdm(desc="Explaining candidates", unit=" rows", file=sys.stderr) as bar:
+                summary = ex.explain_many(ids, progress=bar.update)
+            if summary["candidates_explained"] == 0:
+                raise KlartextError(f"None of the {summary['decisions']:,} sampled decisions had a scored "
+                                    "candidate: nothing was explained or checked.",
+                                    "Explanations need decisions whose candidates a model scored.")
+            if as_json:
+                click.echo(json.dumps(summary, indent=2, default=str))
+            else:
+                click.echo(f"Explained {summary['candidates_explained']:,} scored candidates of "
+                           f"{summary['decisions']:,} decisions ({summary['computed_now']:,} computed now, "
+                           f"the rest read from the log).")
+                click.echo(f"Largest additivity residual {summary['max_additivity_residual']:.1e} "
+                           f"(limit 1e-06); largest re-scoring error {summary['max_rescore_error']:.1e} (limit 1e-12).")
+                for f in summary["failures"][:10]:
+                    click.echo(f"  MISMATCH {f['decision_id']} {f['action_id']}: {'; '.join(f['problems'])}")
+            if summary["failures"]:
+                sys.exit(1)
+            return
+        e = ex.explain(decision_id)
+        c = ex.why_not(decision_id, other) if other else None
     if as_json:
         out = e.to_dict()
         if c is not None:
@@ -534,15 +527,12 @@ def simulate(db, strategy_version, margin_weight, retention_weight, lever, thres
 
     setting = _setting(margin_weight, retention_weight, lever, threshold, top_n)
     target = _pairs((lever_for,), "--lever-for") if lever_for else None
-    try:
-        with _read(db) as log:
-            if strategy_version is None and queries.only_imported(log.con.cursor()):
-                _simulate_imported(log, lever, sensitivity, as_json, other=(margin_weight, retention_weight,
-                                                                            threshold, top_n, lever_for))
-                return
-            f = T.load_factors(log, strategy_version)
-    except KlartextError as exc:
-        _fail(exc)
+    with _read(db) as log:
+        if strategy_version is None and queries.only_imported(log.con.cursor()):
+            _simulate_imported(log, lever, sensitivity, as_json, other=(margin_weight, retention_weight,
+                                                                        threshold, top_n, lever_for))
+            return
+        f = T.load_factors(log, strategy_version)
     greedy = int((~f.explored).sum())
     out: dict = {"strategy_version": f.strategy.version, "decisions": len(f), "greedy_decisions": greedy,
                  "reproduced_by_rearbitration": greedy - f.check()}
@@ -560,8 +550,6 @@ def simulate(db, strategy_version, margin_weight, retention_weight, lever, thres
             out["lever_for"] = T.lever_for_share(f, action, share)
     except ValueError as exc:
         _fail(KlartextError(str(exc), "Check the names against the strategy (klartext explain shows them)."))
-    except KlartextError as exc:
-        _fail(exc)
     if as_json:
         click.echo(T.to_json(out))
         return
@@ -633,14 +621,11 @@ def compare(db, challenger, as_json) -> None:
     from analysis import tradeoff as T
     from decisioning.strategy import load_strategy
 
-    try:
-        ch = load_strategy(challenger)
-        with _read(db) as log:
-            f = T.load_factors(log)
-            with tqdm(total=len(f), desc="Re-deciding", unit=" decisions", file=sys.stderr) as bar:
-                g = T.rerun(log, ch, f, progress=bar.update)
-    except KlartextError as exc:
-        _fail(exc)
+    ch = load_strategy(challenger)
+    with _read(db) as log:
+        f = T.load_factors(log)
+        with tqdm(total=len(f), desc="Re-deciding", unit=" decisions", file=sys.stderr, bar_format=_BAR) as bar:
+            g = T.rerun(log, ch, f, progress=bar.update)
     res = T.compare(f, g)
     if as_json:
         click.echo(T.to_json(res))
@@ -703,12 +688,9 @@ def ope(db, target_path, margin_weight, retention_weight, lever, threshold, top_
 
     setting = _setting(margin_weight, retention_weight, lever, threshold, top_n)
     if target_probs:
-        try:
-            target = T.read_target_probabilities(target_probs)
-            with _read(db) as log:
-                res = T.off_policy_probabilities(log, target, reward=reward, n_boot=boot, seed=seed)
-        except KlartextError as exc:
-            _fail(exc)
+        target = T.read_target_probabilities(target_probs)
+        with _read(db) as log:
+            res = T.off_policy_probabilities(log, target, reward=reward, n_boot=boot, seed=seed)
         res["target"] = f"the stochastic policy in {target_probs}"
         _echo_ope(res, reward, as_json)
         return
@@ -726,7 +708,7 @@ def ope(db, target_path, margin_weight, retention_weight, lever, threshold, top_
                 label = f"everyone gets {always}"
             elif target_path:
                 ch = load_strategy(target_path)
-                with tqdm(total=len(f), desc="Re-deciding", unit=" decisions", file=sys.stderr) as bar:
+                with tqdm(total=len(f), desc="Re-deciding", unit=" decisions", file=sys.stderr, bar_format=_BAR) as bar:
                     g = T.rerun(log, ch, f, progress=bar.update)
                 names = np.array(ch.action_ids)
                 idx = {a: i for i, a in enumerate(f.strategy.action_ids)}
@@ -742,8 +724,6 @@ def ope(db, target_path, margin_weight, retention_weight, lever, threshold, top_
                 target = T.first_actions(f, setting)
                 label = "the what-if setting" if setting != T.Setting() else "the logged strategy (greedy)"
             res = T.off_policy(log, f, target, reward=reward, n_boot=boot, seed=seed)
-    except KlartextError as exc:
-        _fail(exc)
     except ValueError as exc:
         _fail(KlartextError(str(exc), "Log decisions with exploration (strategy: exploration.epsilon > 0)."))
     res["target"] = label
@@ -787,11 +767,8 @@ def funnel(db: str, by: str, as_json: bool) -> None:
 
     from decision_log import queries
 
-    try:
-        with _read(db) as log:
-            df = queries.funnel(log.con.cursor(), by=by)
-    except KlartextError as exc:
-        _fail(exc)
+    with _read(db) as log:
+        df = queries.funnel(log.con.cursor(), by=by)
     if as_json:
         click.echo(df.to_json(orient="records", indent=2))
         return
@@ -809,7 +786,7 @@ def funnel(db: str, by: str, as_json: bool) -> None:
 
 
 @main.command(name="import")
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
 @click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log to import into (created if missing).")
 @click.option("--format", "fmt", type=click.Choice(["generic", "pega-v1", "pega-v2"]), required=True,
               help="generic (docs/import.md), pega-v1 (explainability extract), pega-v2 (full-funnel export).")
@@ -826,16 +803,13 @@ def import_(files, db, fmt, maps, as_json) -> None:
 
     mapping = _pairs(maps, "--map", str)
     reports = []
-    try:
-        with DecisionLog.open(db) as log:
-            for path in files:
-                with tqdm(total=1, desc=f"Importing {Path(path).name}", unit=" interactions", file=sys.stderr) as bar:
-                    def step(done: int, total: int, _bar=bar) -> None:
-                        _bar.total = total
-                        _bar.update(done - _bar.n)
-                    reports.append(import_file(log, fmt, path, mapping, progress=step))
-    except KlartextError as exc:
-        _fail(exc)
+    with DecisionLog.open(db) as log:
+        for path in files:
+            with tqdm(total=1, desc=f"Importing {Path(path).name}", unit=" interactions", file=sys.stderr, bar_format=_BAR) as bar:
+                def step(done: int, total: int, _bar=bar) -> None:
+                    _bar.total = total
+                    _bar.update(done - _bar.n)
+                reports.append(import_file(log, fmt, path, mapping, progress=step))
     if as_json:
         click.echo(json.dumps([asdict(r) for r in reports], indent=2, default=str))
         return
@@ -864,7 +838,7 @@ def _echo_bad(report, headline: str) -> None:
 
 
 @main.command(name="import-outcomes")
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
 @click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log to add the outcomes to.")
 @click.option("--map", "maps", multiple=True, metavar="COLUMN=SOURCE",
               help="Read COLUMN (decision_id, action_id, outcome, revenue, margin, churned, ts) from SOURCE.")
@@ -880,12 +854,9 @@ def import_outcomes_(files, db, maps, as_json) -> None:
 
     mapping = _pairs(maps, "--map", str)
     reports = []
-    try:
-        with DecisionLog.open(db, create=False) as log:
-            for path in files:
-                reports.append(import_outcomes(log, path, mapping))
-    except KlartextError as exc:
-        _fail(exc)
+    with DecisionLog.open(db, create=False) as log:
+        for path in files:
+            reports.append(import_outcomes(log, path, mapping))
     if as_json:
         click.echo(json.dumps([asdict(r) for r in reports], indent=2, default=str))
         return
@@ -922,29 +893,32 @@ def model_register(db, strategy_path, action_id, model_path, features, holdout_p
     of a Pipeline), model-agnostic otherwise.
     """
     from decision_log.store import DecisionLog
-    from decisioning.models import ModelSet, PropensityModel, _load
+    from decisioning.models import ModelSet, PropensityModel, load_artifact
     from decisioning.strategy import load_strategy
 
+    blob = Path(model_path).read_bytes()  # the path exists (click checked it)
     try:
-        blob = Path(model_path).read_bytes()
-        est = _load(blob, action_id)
-        with DecisionLog.open(db) as log:
-            strategy = load_strategy(strategy_path) if strategy_path else log.load_strategy(
-                log.latest_strategy_version())
-            log.register_strategy(strategy)
-            feats = tuple(x.strip() for x in features.split(",")) if features else None
-            m = PropensityModel.external(strategy, action_id, est, feats,
-                                         training_fingerprint="sha256:" + __import__("hashlib").sha256(blob).hexdigest()[:16])
-            if holdout_path:
-                m.metrics.update(_holdout_metrics(strategy, m, holdout_path, label))
-            if n_train:
-                m.metrics["n_train"] = n_train
-            log.register_models(ModelSet({action_id: m}))
-    except KlartextError as exc:
-        _fail(exc)
+        est = load_artifact(blob, action_id)
+    except KlartextError:
+        raise
     except Exception as exc:  # skops refuses files it cannot read: say so plainly
-        _fail(KlartextError(f"{model_path} could not be read as a skops model: {type(exc).__name__}: {exc}",
-                            "Save the fitted estimator with skops.io.dump(model, 'model.skops')."))
+        raise KlartextError(f"{model_path} could not be read as a skops model: {type(exc).__name__}: {exc}",
+                            "Save the fitted estimator with skops.io.dump(model, 'model.skops').") from exc
+    if strategy_path:
+        strategy = load_strategy(strategy_path)
+    else:  # the log's latest strategy: the log must exist
+        with DecisionLog.open(db, read_only=True) as log:
+            strategy = log.load_strategy(log.latest_strategy_version())
+    feats = tuple(x.strip() for x in features.split(",")) if features else None
+    m = PropensityModel.external(strategy, action_id, est, feats,
+                                 training_fingerprint="sha256:" + hashlib.sha256(blob).hexdigest()[:16])
+    if holdout_path:
+        m.metrics.update(_holdout_metrics(strategy, m, holdout_path, label))
+    if n_train:
+        m.metrics["n_train"] = n_train
+    with DecisionLog.open(db) as log:  # checked in full before the log is opened (or made) to write
+        log.register_strategy(strategy)
+        log.register_models(ModelSet({action_id: m}))
     kind = "exact TreeSHAP" if (m.log_odds_trees or m.pipeline_trees) else "model-agnostic SHAP"
     click.echo(f"Registered {type(est).__name__} as the model of {action_id} (version {m.version}); "
                f"features: {', '.join(m.features)}; explanations: {kind}.")
@@ -1003,28 +977,25 @@ def run(db, strategy_path, customers_path, channel, id_column, channel_column) -
     from decisioning.strategy import load_strategy
     from klartext.pipeline import decide_and_log
 
+    strategy = load_strategy(strategy_path)
+    suffix = Path(customers_path).suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise InputError(f"{customers_path}: unknown file type {suffix!r}.", "Use a .csv or .parquet file.")
     try:
-        strategy = load_strategy(strategy_path)
-        suffix = Path(customers_path).suffix.lower()
-        if suffix not in (".csv", ".parquet"):
-            raise InputError(f"{customers_path}: unknown file type {suffix!r}.", "Use a .csv or .parquet file.")
-        try:
-            frame = pd.read_parquet(customers_path) if suffix == ".parquet" else pd.read_csv(customers_path)
-        except Exception as exc:  # pyarrow and pandas raise many kinds for a damaged file: all mean the same
-            kind = "Parquet" if suffix == ".parquet" else "CSV"
-            raise InputError(f"{customers_path} cannot be read as {kind}: {type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0] if str(exc) else ''}",
-                             f"Check that it is a complete {kind} file (re-export it); nothing was decided.") from None
-        if channel:
-            frame[channel_column] = channel
-        req = Requests.from_frame(strategy, frame, customer_col=id_column, channel_col=channel_column)
-        with DecisionLog.open(db) as log:
-            engine = Engine(strategy, log.latest_models_for(strategy))
-            ts = np.full(len(req), int(__import__("time").time() * 1e6), dtype=np.int64)
-            with tqdm(total=len(req), desc="Deciding and logging", unit=" decisions", file=sys.stderr) as bar:
-                batches = decide_and_log(log, engine, req, ts, on_logged=bar.update)
-    except KlartextError as exc:
-        _fail(exc)
+        frame = pd.read_parquet(customers_path) if suffix == ".parquet" else pd.read_csv(customers_path)
+    except Exception as exc:  # pyarrow and pandas raise many kinds for a damaged file: all mean the same
+        kind = "Parquet" if suffix == ".parquet" else "CSV"
+        raise InputError(f"{customers_path} cannot be read as {kind}: {type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}",
+                         f"Check that it is a complete {kind} file (re-export it); nothing was decided.") from None
+    if channel:
+        frame[channel_column] = channel
+    req = Requests.from_frame(strategy, frame, customer_col=id_column, channel_col=channel_column)
+    with DecisionLog.open(db) as log:
+        engine = Engine(strategy, log.latest_models_for(strategy))
+        ts = np.full(len(req), int(__import__("time").time() * 1e6), dtype=np.int64)
+        with tqdm(total=len(req), desc="Deciding and logging", unit=" decisions", file=sys.stderr, bar_format=_BAR) as bar:
+            batches = decide_and_log(log, engine, req, ts, on_logged=bar.update)
     chosen = [strategy.action_ids[c[0]] if c else "(no action)" for b in batches for c in b.chosen]
     top = pd.Series(chosen).value_counts().head(8)
     click.echo(f"Logged {len(chosen):,} decisions of {strategy.name} ({strategy.version}) to {db}. Most chosen:")
@@ -1057,11 +1028,8 @@ def serve(db, strategy_path, host, port, max_queue, users, auth_header) -> None:
     if not Path(db).exists():
         _fail(KlartextError(f"No decision log at {db!r}.",
                             f"Create one with `klartext demo --db {db}` (it trains and registers the models)."))
-    try:
-        require_auth_beyond_loopback(host, users, auth_header, "The service")
-        app = create_app(db, strategy_path, max_queue=max_queue, users=users, auth_header=auth_header)
-    except KlartextError as exc:
-        _fail(exc)
+    require_auth_beyond_loopback(host, users, auth_header, "The service")
+    app = create_app(db, strategy_path, max_queue=max_queue, users=users, auth_header=auth_header)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
@@ -1086,10 +1054,7 @@ def user_add(path: str, name: str, role: str, proxy_only: bool, password_stdin: 
     if not proxy_only:
         password = sys.stdin.readline().rstrip("\n") if password_stdin else \
             click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    try:
-        add_user(path, name, role, password)
-    except KlartextError as exc:
-        _fail(exc)
+    add_user(path, name, role, password)
     click.echo(f"{name} ({role}) is in {path}.")
 
 
@@ -1100,11 +1065,8 @@ def decisions(db: str, limit: int) -> None:
     """List the newest decisions of a log."""
     from decision_log import queries
 
-    try:
-        with _read(db) as log:
-            df = queries.recent_decisions(log.con.cursor(), limit)
-    except KlartextError as exc:
-        _fail(exc)
+    with _read(db) as log:
+        df = queries.recent_decisions(log.con.cursor(), limit)
     if df.empty:
         click.echo("The log holds no decisions yet.")
         return

@@ -9,12 +9,13 @@ stage stops the job with its error — nothing is silently dropped.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,7 +26,7 @@ from decision_log import queries
 from decision_log.replay import sample_ids
 from decision_log.store import DecisionLog, PreparedBatch, prepare
 from decisioning.engine import DecisionBatch, Engine
-from decisioning.errors import KlartextError
+from decisioning.errors import InputError, KlartextError
 from decisioning.inputs import Requests
 from decisioning.models import ModelSet, train_models
 from decisioning.scenarios import retail
@@ -33,6 +34,10 @@ from decisioning.strategy import Strategy
 from explain.api import Explainer
 
 Progress = Callable[[str, int, int], None]
+#: What each progress bar of a job counts, by its label (the CLI shows it with the numbers).
+UNITS = {"Compiling scoring and hashing (once per installation)": "steps", "Training propensity models": "models",
+         "Deciding and logging": "decisions", "Explaining a sample of decisions": "candidates",
+         "Training response models": "models", "Logging the held-out half": "decisions"}
 
 
 @dataclass
@@ -217,7 +222,7 @@ def _explain_sample(log: DecisionLog, batches: list[DecisionBatch], n: int, seed
     def explained_rows(k: int) -> None:
         done[0] += k
         if progress:
-            progress("Explaining a sample", done[0], max(total, done[0]))
+            progress("Explaining a sample of decisions", done[0], max(total, done[0]))
 
     summary = Explainer(log, seed=seed).explain_many(sample, progress=explained_rows)
     if summary["failures"]:
@@ -225,7 +230,7 @@ def _explain_sample(log: DecisionLog, batches: list[DecisionBatch], n: int, seed
         raise KlartextError(f"Explanation check failed for {f['decision_id']} / {f['action_id']}: "
                             + "; ".join(f["problems"]), "Report this: a logged decision must re-score exactly.")
     if progress:
-        progress("Explaining a sample", done[0], done[0])
+        progress("Explaining a sample of decisions", done[0], done[0])
     seconds["explain"] = time.perf_counter() - t
     return summary["candidates_explained"]
 
@@ -298,6 +303,12 @@ def decide_one(
     """
     if strategy is None:
         strategy = log.load_strategy(log.latest_strategy_version())
+    if not isinstance(item, Mapping):
+        kind = {list: "a list", str: "a text", int: "a number", float: "a number", bool: "true/false"}.get(
+            type(item), "null" if item is None else type(item).__name__)
+        raise InputError(f"The request must be one JSON object, got {kind}: {json.dumps(item)[:80]}",
+                         'Send {"customer_id": ..., "channel": ..., "features": {...}}; `klartext run` decides a table '
+                         "of customers.")
     item = dict(item)
     req = Requests.from_dicts(strategy, [item])  # validates before anything is loaded or written
     if models is None:

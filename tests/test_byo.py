@@ -105,11 +105,11 @@ def test_a_stored_model_with_foreign_code_is_refused_even_after_good_loads(tiny_
     X, y = _history(n=300)
     X = X[["age"]]
     good = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
-    M._load(sio.dumps(good), "reactivate_20")
+    M.load_artifact(sio.dumps(good), "reactivate_20")
     evil = make_pipeline(FunctionTransformer(np.log1p), LogisticRegression()).fit(X, y)
     evil.steps[0][1].func = _history  # code that is not scikit-learn's or numpy's
     with pytest.raises(KlartextError) as err:
-        M._load(sio.dumps(evil), "reactivate_20")
+        M.load_artifact(sio.dumps(evil), "reactivate_20")
     foreign = f"{_history.__module__}._history"
     assert err.value.message == (f"The stored model for action 'reactivate_20' contains untrusted type "
                                  f"{foreign!r}; it was not loaded.")

@@ -119,10 +119,10 @@ def test_demo_progress_bars_count_what_was_done(demo_run):
     of scored candidates the demo reports explaining."""
     _, result, events = demo_run
     last = {label: (done, total) for label, done, total in events}
-    assert {"Deciding and logging", "Explaining a sample"} <= set(last)
+    assert {"Deciding and logging", "Explaining a sample of decisions"} <= set(last)
     for label, (done, total) in last.items():
         assert done == total, label
-    explaining = [(d, t) for label, d, t in events if label == "Explaining a sample"]
+    explaining = [(d, t) for label, d, t in events if label == "Explaining a sample of decisions"]
     assert explaining[-1][0] == result.explained > 0
     assert {t for _, t in explaining} == {result.explained}  # known from the start, never stretched
     assert last["Deciding and logging"][0] == result.decisions
@@ -132,3 +132,62 @@ def test_demo_refuses_to_overwrite(demo_log):
     res = run("demo", "--db", str(demo_log), "--no-app")
     assert res.exit_code == 2
     assert res.output.splitlines()[0] == f"Error: The decision log {str(demo_log)!r} already exists."
+
+
+@pytest.mark.parametrize("item,kind", [([EXAMPLE], "a list"), ("C1", "a text"), (None, "null")])
+def test_a_request_that_is_not_one_object_is_named(demo_copy, tmp_path, item, kind):
+    before = count(demo_copy)
+    res = run("decide", "--db", str(demo_copy), "--input", write(tmp_path, json.dumps(item)))
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    assert res.output.startswith(f"Error: The request must be one JSON object, got {kind}")
+    assert "Hint: Send {" in res.output
+    assert count(demo_copy) == before
+
+
+@pytest.mark.parametrize("command", [["import", "--format", "generic"], ["import-outcomes"]])
+def test_importing_a_missing_file_leaves_no_log_behind(tmp_path, command):
+    db = tmp_path / "new.duckdb"
+    res = run(*command, str(tmp_path / "nope.csv"), "--db", str(db))
+    assert res.exit_code == 2 and "does not exist" in res.output, res.output
+    assert list(tmp_path.iterdir()) == []  # no log, no key
+
+
+def test_a_log_in_use_says_what_holds_it(demo_copy, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+                               "print('held', flush=True); time.sleep(60)", str(demo_copy)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        res = run("decide", "--db", str(demo_copy), "--input", write(tmp_path, EXAMPLE))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert res.exit_code == 2, res.output
+    assert "is in use by another process" in res.output and "stop the dashboard" in res.output
+    time.sleep(0.1)
+
+
+def test_progress_bars_say_what_they_count(capsys):
+    from klartext.cli import _Bars
+
+    bars = _Bars()
+    bars("Deciding and logging", 0, 10_000)
+    bars("Deciding and logging", 4_000, 10_000)
+    bars("Explaining a sample of decisions", 12, 12)
+    bars.close()
+    err = capsys.readouterr().err
+    assert "4000/10000 decisions" in err and "decisions/s" in err
+    assert "12/12 candidates" in err and "candidates/s" in err
+    assert "s/]" not in err and "it/s" not in err
+
+
+def test_a_model_file_that_is_not_skops_is_named(demo_copy, tmp_path):
+    bogus = tmp_path / "model.skops"
+    bogus.write_bytes(b"not a zip")
+    res = run("model", "register", "--db", str(demo_copy), "--action", "pay_later_30", "--model", str(bogus))
+    assert res.exit_code == 2 and "is not a readable skops file (BadZipFile)" in res.output, res.output
+    assert "Hint: " in res.output and "skops.io.dump" in res.output and "Traceback" not in res.output

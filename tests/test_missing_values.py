@@ -176,7 +176,9 @@ def test_a_model_that_cannot_take_a_missing_value_is_refused_with_its_feature(ga
     out = CliRunner().invoke(main, ["model", "register", "--db", str(tmp_path / "x.duckdb"), "--strategy",
                                     str(strategy_file), "--action", "reactivate_20", "--model",
                                     str(tmp_path / "linear.skops")])
-    assert out.exit_code != 0 and "missing value of 'recency_days'" in out.output
+    assert out.exit_code == 2 and "missing value of 'recency_days'" in out.output
+    assert "could not be read" not in out.output  # a readable model, refused for what it cannot do
+    assert not list(tmp_path.glob("x.duckdb*"))  # and no log or key was made for it
 
 
 def test_an_engine_never_guesses_a_missing_value_for_a_model_that_cannot_take_it(gappy):

@@ -43,7 +43,7 @@ HINT = ("Klartext loads only the scikit-learn types it supports (ALLOWED_MODEL_T
 
 def _refused(blob: bytes) -> KlartextError:
     with pytest.raises(KlartextError) as err:
-        M._load(blob, "a1")
+        M.load_artifact(blob, "a1")
     return err.value
 
 
@@ -136,7 +136,7 @@ def test_every_supported_model_kind_loads_and_predicts_the_same(kind):
         "log1p": (make_pipeline(FunctionTransformer(np.log1p), LogisticRegression()), XN),
     }[kind]
     est.fit(data, Y)
-    loaded = M._load(sio.dumps(est), "a1")
+    loaded = M.load_artifact(sio.dumps(est), "a1")
     np.testing.assert_array_equal(loaded.predict_proba(data), est.predict_proba(data))
 
 
@@ -188,10 +188,10 @@ def test_own_estimator_classes_are_allowed_by_name_only(monkeypatch):
     assert _refused(sio.dumps(svc)).message == ("The stored model for action 'a1' contains untrusted type "
                                                 "'sklearn.naive_bayes.GaussianNB'; it was not loaded.")
     monkeypatch.setenv("KLARTEXT_MODEL_TYPES", "sklearn.naive_bayes.GaussianNB")
-    assert isinstance(M._load(sio.dumps(svc), "a1"), GaussianNB)
+    assert isinstance(M.load_artifact(sio.dumps(svc), "a1"), GaussianNB)
     monkeypatch.setenv("KLARTEXT_MODEL_TYPES", "os.system")
     with pytest.raises(KlartextError) as err:
-        M._load(sio.dumps(svc), "a1")
+        M.load_artifact(sio.dumps(svc), "a1")
     assert err.value.message == "KLARTEXT_MODEL_TYPES names 'os.system', which is not a scikit-learn estimator class."
 
 
