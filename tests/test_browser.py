@@ -100,3 +100,20 @@ def test_integrity_check_runs_in_the_browser(server, browser):
     page.get_by_text("Verified: all 2,000 decisions").first.wait_for(timeout=60_000)
     page.screenshot(path=str(SHOTS / "integrity.png"), full_page=True)
     page.close()
+
+
+def test_switching_pages_in_the_sidebar_keeps_the_log(server, browser, demo_log):
+    # a person clicks through the sidebar, twice round: every page keeps reading the same log
+    # (a text field for the log's path once came back empty on every second switch)
+    page = _open(browser, server, "Overview", "Action mix")
+    tour = [("Funnel & policies", "Customers with no action, or only weak ones"), ("Models", "Features:"),
+            ("Integrity", "Verify the hash chain"), ("Overview", "Action mix")] * 2
+    for title, ready in tour:
+        page.locator("[data-testid='stSidebarNav']").get_by_text(title, exact=True).first.click()
+        page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
+        page.get_by_text(ready).first.wait_for(timeout=60_000)
+        text = page.locator("body").inner_text()
+        assert "Cannot open decision log" not in text and "Is a directory" not in text, (title, text[:500])
+        assert page.locator("[data-testid='stException']").count() == 0, title
+        assert f"Decision log: {demo_log.name}" in page.locator("[data-testid='stSidebar']").inner_text(), title
+    page.close()
