@@ -528,12 +528,7 @@ def rerun(log: DecisionLog, challenger: Strategy, f: Factors, batch_size: int = 
     parts = []
     for start in range(0, len(rows), batch_size):
         chunk = rows.iloc[start:start + batch_size]
-        items = []
-        for customer, channel, inputs in zip(chunk["customer"], chunk["channel"], chunk["inputs"]):
-            inp = json.loads(inputs)
-            items.append({"customer_id": customer, "channel": channel, "features": inp["features"],
-                          "contacts": inp.get("contacts", {}), "rejections": inp.get("rejections", {})})
-        req = Requests.from_dicts(challenger, items)
+        req = Requests.from_logged(challenger, chunk["customer"], chunk["channel"], chunk["inputs"], assignment=False)
         b = engine.decide(req, decision_ids=chunk["decision_id"].to_numpy(dtype=object),
                           ts_us=chunk["ts_us"].to_numpy(dtype=np.int64))
         parts.append(from_batch(challenger, b))

@@ -90,14 +90,7 @@ def replay(log: DecisionLog, decision_ids: list[str]) -> list[ReplayResult]:
         engine = cache.get(key)
         if engine is None:  # reused across replays: its flattened forest grows as models are needed
             engine = cache[key] = Engine(strategy, models)
-        items = []
-        for _, row in group.iterrows():
-            inputs = json.loads(row["inputs"])
-            items.append({"customer_id": row["customer"], "channel": row["channel"],
-                          "features": inputs["features"], "contacts": inputs.get("contacts", {}),
-                          "rejections": inputs.get("rejections", {}),
-                          **({"assignment": inputs["assignment"]} if inputs.get("assignment") else {})})
-        req = Requests.from_dicts(strategy, items)
+        req = Requests.from_logged(strategy, group["customer"], group["channel"], group["inputs"])
         batch = engine.decide(req, decision_ids=np.asarray(ids, dtype=object),
                               ts_us=group["ts_us"].to_numpy(dtype=np.int64))
         logged = cand[cand["decision_id"].isin(ids)].set_index(["decision_id", "action_id"])

@@ -11,6 +11,7 @@ computed by the same code and agree exactly.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -156,6 +157,22 @@ class Requests:
         if (assigned >= 0).any():
             return cls(cust, channel, features, contacts, rej, days, assigned, assigned_p)
         return cls(cust, channel, features, contacts, rej, days)
+
+    @classmethod
+    def from_logged(cls, strategy: Strategy, customers, channels, inputs, *, assignment: bool = True) -> Requests:
+        """The requests of logged decisions: their customer, channel and ``inputs`` JSON (the
+        log's ``decisions.inputs``: features, contacts, rejections and any assignment).
+        ``assignment=False`` leaves an experiment's assignment out (a challenger decides
+        freely on the same inputs)."""
+        items = []
+        for customer, channel, text in zip(customers, channels, inputs):
+            doc = json.loads(text)
+            item = {"customer_id": customer, "channel": channel, "features": doc["features"],
+                    "contacts": doc.get("contacts") or {}, "rejections": doc.get("rejections") or {}}
+            if assignment and doc.get("assignment"):
+                item["assignment"] = doc["assignment"]
+            items.append(item)
+        return cls.from_dicts(strategy, items)
 
     @classmethod
     def from_frame(

@@ -258,12 +258,7 @@ class Explainer:
         return rec
 
     def _requests(self, strategy: Strategy, rows: pd.DataFrame) -> Requests:
-        items = []
-        for customer, channel, inputs in zip(rows["customer"], rows["channel"], rows["inputs"]):
-            inp = json.loads(inputs)
-            items.append({"customer_id": customer, "channel": channel, "features": inp["features"],
-                          "contacts": inp.get("contacts", {}), "rejections": inp.get("rejections", {})})
-        return Requests.from_dicts(strategy, items)
+        return Requests.from_logged(strategy, rows["customer"], rows["channel"], rows["inputs"], assignment=False)
 
     def _background(self, strategy: Strategy) -> np.ndarray:
         """Model-matrix rows of ``background_size`` decisions drawn from the log (seeded)."""
