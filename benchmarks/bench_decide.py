@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+import klartext  # noqa: F401  (first: the process settings the CLI runs with, see klartext/__init__.py)
 from decision_log.integrity import compile_assembly
 from decision_log.store import DecisionLog
 from decisioning.engine import Engine
