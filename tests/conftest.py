@@ -111,17 +111,23 @@ def tiny_strategy():
     return parse_strategy(TINY_YAML, source="tiny.yaml")
 
 
-@pytest.fixture(scope="session")
-def tiny_models(tiny_strategy):
+def tiny_history(strategy, n: int = 3000, seed: int = 10, transform=None) -> pd.DataFrame:
+    """Past offers of every action of a tiny-shop strategy (``n`` each, outcomes drawn from
+    :func:`tiny_truth`); ``transform(frame, k)`` may change action ``k``'s rows."""
     rng = np.random.default_rng(1)
     parts = []
-    for k, action in enumerate(tiny_strategy.actions):
-        f = tiny_customers(3000, seed=10 + k)
+    for k, action in enumerate(strategy.actions):
+        f = tiny_customers(n, seed=seed + k)
         f["channel"] = rng.choice(list(action.channels), len(f))
         f["action_id"] = action.id
         f["accepted"] = (rng.random(len(f)) < tiny_truth(action.id, f)).astype(int)
-        parts.append(f)
-    return train_models(tiny_strategy, pd.concat(parts, ignore_index=True))
+        parts.append(transform(f, k) if transform else f)
+    return pd.concat(parts, ignore_index=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tiny_strategy):
+    return train_models(tiny_strategy, tiny_history(tiny_strategy))
 
 
 @pytest.fixture(scope="session")

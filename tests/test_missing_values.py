@@ -32,7 +32,7 @@ from decisioning.strategy import parse_strategy
 from explain.api import Explainer
 from explain.text import explanation_text
 from klartext.cli import main
-from tests.conftest import TINY_YAML, request, tiny_customers, tiny_truth
+from tests.conftest import TINY_YAML, request, tiny_customers, tiny_history, tiny_truth
 
 ROOT = Path(__file__).resolve().parents[1]
 GAPPY = TINY_YAML.replace(
@@ -50,15 +50,7 @@ def _gaps(f: pd.DataFrame, seed: int, share: float = 0.25) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def gappy():
     s = parse_strategy(GAPPY, source="gappy.yaml")
-    rng = np.random.default_rng(1)
-    parts = []
-    for k, action in enumerate(s.actions):
-        f = tiny_customers(3000, seed=10 + k)
-        f["channel"] = rng.choice(list(action.channels), len(f))
-        f["action_id"] = action.id
-        f["accepted"] = (rng.random(len(f)) < tiny_truth(action.id, f)).astype(int)
-        parts.append(_gaps(f, seed=k))
-    return s, train_models(s, pd.concat(parts, ignore_index=True))
+    return s, train_models(s, tiny_history(s, transform=lambda f, k: _gaps(f, seed=k)))
 
 
 def test_a_feature_that_may_be_missing_is_declared_and_only_models_read_it():

@@ -46,26 +46,17 @@ TABLES = '''
 
 SCRIPT = r'''
 import sys
-import numpy as np, pandas as pd
 from decision_log import record, schema
 from decision_log.store import DecisionLog
 from decisioning.engine import Engine
 from decisioning.inputs import Requests
 from decisioning.models import train_models
 from decisioning.strategy import parse_strategy
-from tests.conftest import TINY_YAML, tiny_customers, tiny_truth
+from tests.conftest import TINY_YAML, tiny_customers, tiny_history
 
 assert "note" not in schema.CANDIDATE_HASH_COLUMNS and "| `note` | VARCHAR | yes | - |" in record.markdown("candidates")
 s = parse_strategy(TINY_YAML, source="tiny.yaml")
-rng = np.random.default_rng(1)
-parts = []
-for k, a in enumerate(s.actions):
-    f = tiny_customers(300, seed=k)
-    f["channel"] = rng.choice(list(a.channels), len(f))
-    f["action_id"] = a.id
-    f["accepted"] = (rng.random(len(f)) < tiny_truth(a.id, f)).astype(int)
-    parts.append(f)
-models = train_models(s, pd.concat(parts, ignore_index=True))
+models = train_models(s, tiny_history(s, 300, seed=0))
 with DecisionLog.open(sys.argv[1]) as log:  # a log of the release before: it gets the column
     assert log.verify().ok
     log.register_models(models)
@@ -117,7 +108,6 @@ STAGE = '''    Stage("consent", "No marketing consent", "Consent", "Policies", "
     Stage("applicability",'''
 
 STAGE_SCRIPT = r'''
-import numpy as np, pandas as pd
 from decision_log import queries
 from decision_log.replay import replay
 from decision_log.store import DecisionLog
@@ -127,7 +117,7 @@ from decisioning.models import train_models
 from decisioning.strategy import parse_strategy
 from explain.api import Explainer
 from explain.text import explanation_text
-from tests.conftest import TINY_YAML, tiny_customers, tiny_truth
+from tests.conftest import TINY_YAML, tiny_customers, tiny_history
 
 yaml = TINY_YAML.replace("policies:\n", """policies:
   consent:
@@ -138,15 +128,7 @@ yaml = TINY_YAML.replace("policies:\n", """policies:
 """, 1)
 s = parse_strategy(yaml, source="tiny.yaml")
 assert [r.stage for r in s.rules][:2] == ["eligibility", "consent"]
-rng = np.random.default_rng(1)
-parts = []
-for k, a in enumerate(s.actions):
-    f = tiny_customers(300, seed=k)
-    f["channel"] = rng.choice(list(a.channels), len(f))
-    f["action_id"] = a.id
-    f["accepted"] = (rng.random(len(f)) < tiny_truth(a.id, f)).astype(int)
-    parts.append(f)
-models = train_models(s, pd.concat(parts, ignore_index=True))
+models = train_models(s, tiny_history(s, 300, seed=0))
 customers = tiny_customers(300, seed=3)
 with DecisionLog.open("consent.duckdb") as log:
     log.register_models(models)
