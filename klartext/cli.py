@@ -52,6 +52,28 @@ def _read(db: str, writable_if_free: bool = False):
 _BAR = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt}{unit} [{elapsed}<{remaining}, {rate_noinv_fmt}]"
 
 
+def _decision_id(log, text: str) -> str:
+    """The decision a person named: ``latest`` (the newest), a full id, or the start of one
+    that only one decision has (as git takes a short commit hash)."""
+    from decision_log import queries
+
+    con = log.con.cursor()
+    if text == "latest":
+        found = queries.find_decisions(con, limit=1)
+        if found.empty:
+            raise KlartextError(f"The log {log.path!r} holds no decision yet.", "Log some with `klartext demo`.")
+        return str(found["decision_id"].iloc[0])
+    found = queries.find_decisions(con, decision_id=text, limit=3)
+    ids = found["decision_id"].tolist()
+    if text in ids or len(ids) == 1:
+        return text if text in ids else ids[0]
+    if not ids:
+        raise KlartextError(f"No decision {text!r} in the log {log.path!r}.",
+                            f"`klartext decisions --db {log.path}` lists the newest; `latest` names the newest one.")
+    raise KlartextError(f"{text!r} is the start of several decisions ({', '.join(ids[:2])}, …).",
+                        "Give more of the id.")
+
+
 class _Bars:
     """tqdm bars keyed by label, created on first use."""
 
@@ -245,7 +267,10 @@ def decide(db: str, input_path: str, strategy_path: str | None) -> None:
 @click.option("--seed", default=0, show_default=True, help="Seed for --sample.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def replay(decision_id: str | None, db: str, sample: int | None, seed: int, as_json: bool) -> None:
-    """Re-run logged decisions with their pinned strategy and models and compare exactly."""
+    """Re-run logged decisions with their pinned strategy and models and compare exactly.
+
+    DECISION_ID is a decision's id, the start of one, or `latest` (the newest).
+    """
     from decision_log.replay import replay as do_replay
     from decision_log.replay import sample_ids
 
@@ -253,7 +278,7 @@ def replay(decision_id: str | None, db: str, sample: int | None, seed: int, as_j
         _fail(KlartextError("Give either a DECISION_ID or --sample N.",
                             "e.g. `klartext replay --sample 1000` or `klartext replay 01J...`."))
     with _read(db) as log:
-        ids = [decision_id] if decision_id else sample_ids(log, sample, seed)
+        ids = [_decision_id(log, decision_id)] if decision_id else sample_ids(log, sample, seed)
         results = []
         with tqdm(total=len(ids), desc="Replaying", unit=" decisions", file=sys.stderr, bar_format=_BAR,
                   disable=len(ids) <= 2000) as bar:
@@ -373,11 +398,15 @@ def checkpoint(db: str, key_path: str, out: str) -> None:
               help="The signed checkpoint to prove the decision against.")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Where to write the proof (JSON).")
 def prove(decision_id: str, db: str, checkpoint_path: str, out: str) -> None:
-    """A proof that one decision is in the signed log, checkable without the log (`klartext check-proof`)."""
+    """A proof that one decision is in the signed log, checkable without the log (`klartext check-proof`).
+
+    DECISION_ID is a decision's id, the start of one, or `latest` (the newest).
+    """
     from decision_log import checkpoints
 
     ckpt = checkpoints.read_checkpoint(checkpoint_path)
     with _read(db) as log:
+        decision_id = _decision_id(log, decision_id)
         proof = checkpoints.prove(log.con.cursor(), decision_id, ckpt)
     Path(out).write_text(json.dumps(proof) + "\n")
     click.echo(f"Proof of decision {decision_id} (position {proof['seq']}, "
@@ -416,6 +445,8 @@ def explain(decision_id: str | None, db: str, other: str | None, sample: int | N
             as_json: bool) -> None:
     """Why a decision came out as it did: exact SHAP attributions, reasons, why-not-B.
 
+    DECISION_ID is a decision's id, the start of one, or `latest` (the newest).
+
     Attributions are computed from the logged inputs with the pinned model, checked
     (re-scored propensity and additivity) and stored in the log, so they are computed once.
     """
@@ -442,6 +473,9 @@ def explain(decision_id: str | None, db: str, other: str | None, sample: int | N
                 click.echo(f"Explained {summary['candidates_explained']:,} scored candidates of "
                            f"{summary['decisions']:,} decisions ({summary['computed_now']:,} computed now, "
                            f"the rest read from the log).")
+                if log.read_only and summary["computed_now"]:
+                    click.echo("Note: another process holds the log (the dashboard?), so these explanations were "
+                               "checked but not stored. Stop it and run this again to store them.", err=True)
                 click.echo(f"Largest additivity residual {summary['max_additivity_residual']:.1e} "
                            f"(limit 1e-06); largest re-scoring error {summary['max_rescore_error']:.1e} (limit 1e-12).")
                 for f in summary["failures"][:10]:
@@ -449,6 +483,7 @@ def explain(decision_id: str | None, db: str, other: str | None, sample: int | N
             if summary["failures"]:
                 sys.exit(1)
             return
+        decision_id = _decision_id(log, decision_id)
         e = ex.explain(decision_id)
         c = ex.why_not(decision_id, other) if other else None
     if as_json:

@@ -191,3 +191,15 @@ def test_a_model_file_that_is_not_skops_is_named(demo_copy, tmp_path):
     res = run("model", "register", "--db", str(demo_copy), "--action", "pay_later_30", "--model", str(bogus))
     assert res.exit_code == 2 and "is not a readable skops file (BadZipFile)" in res.output, res.output
     assert "Hint: " in res.output and "skops.io.dump" in res.output and "Traceback" not in res.output
+
+
+def test_a_decision_is_named_by_id_its_start_or_latest(demo_copy):
+    newest = run("decisions", "--db", str(demo_copy), "--limit", "1").output.split()[0]
+    by_word = run("replay", "latest", "--db", str(demo_copy))
+    assert by_word.exit_code == 0 and by_word.output.startswith(f"Reproduced {newest}:"), by_word.output
+    by_start = run("explain", newest[:20], "--db", str(demo_copy))
+    assert by_start.exit_code == 0 and f"Decision {newest}" in by_start.output
+    unknown = run("explain", "01ZZZZ", "--db", str(demo_copy))
+    assert unknown.exit_code == 2 and "No decision '01ZZZZ'" in unknown.output and "latest" in unknown.output
+    several = run("explain", newest[:2], "--db", str(demo_copy))
+    assert several.exit_code == 2 and "is the start of several decisions" in several.output
