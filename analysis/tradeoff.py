@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -79,43 +80,44 @@ class Factors:
     explored: np.ndarray  #: (n,) the logged choice came from exploration
     issue_index: np.ndarray  #: (A,) issue of each action (index into ``issues``)
     issues: list[str]
+    #: Results derived from these factors and nothing else (the strategy's own selection and
+    #: evaluation, the first actions' outcomes in this log), computed once on first use.
+    derived: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.seq)
 
     # -- dense views (built once, on first use) ---------------------------------------------
 
+    @cached_property
     def _dense(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        d = self.__dict__.get("_dense_views")
-        if d is None:
-            n, A = len(self), len(self.strategy.actions)
-            rows = np.repeat(np.arange(n), np.diff(self.cell_ptr))
-            scored = np.zeros((n, A), dtype=bool)
-            scored[rows, self.cell_col] = True
-            mats = []
-            for x in (self.cell_propensity, self.cell_context_weight, self.cell_lever):
-                m = np.full((n, A), np.nan)
-                m[rows, self.cell_col] = x
-                mats.append(m)
-            d = self.__dict__["_dense_views"] = (scored, *mats)
-        return d
+        n, A = len(self), len(self.strategy.actions)
+        rows = np.repeat(np.arange(n), np.diff(self.cell_ptr))
+        scored = np.zeros((n, A), dtype=bool)
+        scored[rows, self.cell_col] = True
+        mats = []
+        for x in (self.cell_propensity, self.cell_context_weight, self.cell_lever):
+            m = np.full((n, A), np.nan)
+            m[rows, self.cell_col] = x
+            mats.append(m)
+        return (scored, *mats)
 
     @property
     def scored(self) -> np.ndarray:
         """(n, A) bool: the action reached scoring."""
-        return self._dense()[0]
+        return self._dense[0]
 
     @property
     def propensity(self) -> np.ndarray:
-        return self._dense()[1]
+        return self._dense[1]
 
     @property
     def context_weight(self) -> np.ndarray:
-        return self._dense()[2]
+        return self._dense[2]
 
     @property
     def lever(self) -> np.ndarray:
-        return self._dense()[3]
+        return self._dense[3]
 
     def cells(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Index of each cell ``(rows[k], cols[k])`` in the sparse arrays, -1 where that action
@@ -211,10 +213,9 @@ class Factors:
         """The greedy selection (bool n × A) under ``setting``; same rules as the engine.
         The strategy's own selection is computed once and reused (do not modify it)."""
         if setting == Setting():
-            cached = self.__dict__.get("_base_selection")
-            if cached is None:
-                cached = self.__dict__["_base_selection"] = self._run(setting)[0].selected
-            return cached
+            if "selection" not in self.derived:
+                self.derived["selection"] = self._run(setting)[0].selected
+            return self.derived["selection"]
         return self._run(setting)[0].selected
 
     def first(self, selected: np.ndarray, setting: Setting = Setting()) -> np.ndarray:
@@ -389,10 +390,9 @@ def first_actions(f: Factors, setting: Setting = Setting()) -> np.ndarray:
 
 def _base(f: Factors) -> Evaluation:
     """The strategy's own setting, evaluated once per :class:`Factors`."""
-    cached = f.__dict__.get("_base_evaluation")
-    if cached is None:
-        cached = f.__dict__["_base_evaluation"] = evaluate(f, [Setting()])
-    return cached
+    if "evaluation" not in f.derived:
+        f.derived["evaluation"] = evaluate(f, [Setting()])
+    return f.derived["evaluation"]
 
 
 def sweep(f: Factors, steps: int = 21) -> pd.DataFrame:
@@ -603,9 +603,9 @@ def off_policy(log: DecisionLog, f: Factors, target_first: np.ndarray, target: F
 
     if reward not in REWARDS:
         raise ValueError(f"Unknown reward {reward!r}; use one of: {', '.join(REWARDS)}.")
-    o = f.__dict__.get("_first_outcomes")
-    if o is None:  # (the factors belong to one version of one log: so do its outcomes)
-        o = f.__dict__["_first_outcomes"] = queries.first_action_outcomes(log.con.cursor(), f.strategy.version)
+    if "first_outcomes" not in f.derived:  # the factors belong to one version of one log: so do its outcomes
+        f.derived["first_outcomes"] = queries.first_action_outcomes(log.con.cursor(), f.strategy.version)
+    o = f.derived["first_outcomes"]
     n = len(f)
     r_all = {"conversion": o["accepted"].astype(float), "visit": o["visited"].astype(float),
              "revenue": o["revenue"].astype(float), "margin": o["margin"].astype(float),

@@ -86,10 +86,9 @@ def replay(log: DecisionLog, decision_ids: list[str]) -> list[ReplayResult]:
         strategy = log.load_strategy(sv)
         models = log.load_models(json.loads(mv))
         key = (sv, mv)
-        cache = log.__dict__.setdefault("_replay_engines", {})
-        engine = cache.get(key)
+        engine = log.engines.get(key)
         if engine is None:  # reused across replays: its flattened forest grows as models are needed
-            engine = cache[key] = Engine(strategy, models)
+            engine = log.engines[key] = Engine(strategy, models)
         req = Requests.from_logged(strategy, group["customer"], group["channel"], group["inputs"])
         batch = engine.decide(req, decision_ids=np.asarray(ids, dtype=object),
                               ts_us=group["ts_us"].to_numpy(dtype=np.int64))

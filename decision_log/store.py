@@ -147,6 +147,9 @@ class DecisionLog:
         self._head: tuple[int, str] | None = None
         self._registered: set[str] = set()
         self._atomic = False  #: inside :meth:`atomic`: appends join its transaction
+        #: Engines that replayed decisions of this log, by (strategy version, model versions):
+        #: reused, so each model is deserialised and flattened once (decision_log.replay).
+        self.engines: dict[tuple[str, str], Any] = {}
         self._strategy_cache: dict[str, Strategy] = {}
         #: Set when this is a live replica of a log a service holds (see :mod:`decision_log.live`).
         self.replica: live.ReplicaInfo | None = None
