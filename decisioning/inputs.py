@@ -82,77 +82,9 @@ class Requests:
         cust = np.empty(n, dtype=object)
         assigned = np.full(n, -1, dtype=np.int64)
         assigned_p = np.ones(n)
-        cids = strategy.channel_ids
-        aids = strategy.action_ids
         for r, item in enumerate(items):
-            where = f"request {r}" if n > 1 else "request"
-            if not isinstance(item, Mapping):
-                raise InputError(f"{where}: expected a JSON object, got {item!r}.",
-                                 "Send {\"customer_id\": ..., \"channel\": ..., \"features\": {...}}.")
-            for k in item:
-                if k not in _TOP_KEYS:
-                    raise InputError(f"{where}: unknown field {k!r}.", f"Allowed fields: {', '.join(_TOP_KEYS)}.")
-            for k in ("customer_id", "channel", "features"):
-                if k not in item:
-                    raise InputError(f"{where}: field {k!r} is missing.", f"Add {k!r}; required fields: customer_id, channel, features.")
-            cid = item["customer_id"]
-            if not isinstance(cid, (str, int)) or isinstance(cid, bool) or str(cid) == "":
-                raise InputError(f"{where}: customer_id must be a non-empty text or number, got {cid!r}.")
-            cust[r] = str(cid)
-            ch = item["channel"]
-            if ch not in cids:
-                raise InputError(f"{where}: channel {ch!r} is not a channel of strategy {strategy.name!r}.",
-                                 f"Use one of: {', '.join(cids)}.")
-            channel[r] = cids.index(ch)
-            feats = item["features"]
-            if not isinstance(feats, Mapping):
-                raise InputError(f"{where}: features must be a JSON object, got {feats!r}.")
-            for k in feats:
-                if k not in cols:
-                    raise InputError(f"{where}: unknown feature {k!r}.",
-                                     f"The strategy declares: {', '.join(cols)}.")
-            for f in strategy.features:
-                if f.name not in feats:
-                    if f.missing:
-                        cols[f.name][r] = math.nan
-                        continue
-                    raise InputError(f"{where}: feature {f.name!r} is missing.",
-                                     f"Add {f.name!r} ({f.type}, {f.label}) to features.")
-                cols[f.name][r] = _check_scalar(f, feats[f.name], where)
-            for k, v in (item.get("contacts") or {}).items():
-                if k not in cids:
-                    raise InputError(f"{where}: contacts names unknown channel {k!r}.", f"Use one of: {', '.join(cids)}.")
-                if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_COUNT:
-                    raise InputError(f"{where}: contacts.{k} must be a whole number from 0 to {MAX_COUNT:,}, got {v!r}.",
-                                     f"Send the number of contacts on {k} within its period.")
-                contacts[r, cids.index(k)] = v
-            for k, v in (item.get("rejections") or {}).items():
-                if k not in aids:
-                    raise InputError(f"{where}: rejections names unknown action {k!r}.",
-                                     "Use action ids from the strategy file.")
-                if not isinstance(v, Mapping) or set(v) != {"count", "days_since_last"}:
-                    raise InputError(f"{where}: rejections.{k} must be {{\"count\": int, \"days_since_last\": number}}, got {v!r}.")
-                cnt, d = v["count"], v["days_since_last"]
-                if isinstance(cnt, bool) or not isinstance(cnt, int) or not 0 <= cnt <= MAX_COUNT:
-                    raise InputError(f"{where}: rejections.{k}.count must be a whole number from 0 to {MAX_COUNT:,}, "
-                                     f"got {cnt!r}.", f"Send how often {k} was rejected.")
-                if isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d) or not 0 <= d <= 1e9:
-                    raise InputError(f"{where}: rejections.{k}.days_since_last must be a finite number from 0 to 1,000,000,000, got {d!r}.")
-                rej[r, aids.index(k)] = cnt
-                days[r, aids.index(k)] = float(d)
-            asg = item.get("assignment")
-            if asg is not None:
-                if not isinstance(asg, Mapping) or set(asg) != {"action", "probability"}:
-                    raise InputError(f"{where}: assignment must be {{\"action\": id, \"probability\": number}}, "
-                                     f"got {asg!r}.")
-                if asg["action"] not in aids:
-                    raise InputError(f"{where}: assignment names unknown action {asg['action']!r}.",
-                                     "Use action ids from the strategy file.")
-                pr = asg["probability"]
-                if isinstance(pr, bool) or not isinstance(pr, (int, float)) or not 0 < pr <= 1:
-                    raise InputError(f"{where}: assignment.probability must be a number in (0, 1], got {pr!r}.")
-                assigned[r] = aids.index(asg["action"])
-                assigned_p[r] = float(pr)
+            _read_item(strategy, item, r, "request" if n == 1 else f"request {r}", cols, channel, contacts, rej, days,
+                       cust, assigned, assigned_p)
         features = {f.name: _column(f, cols[f.name]) for f in strategy.features}
         if (assigned >= 0).any():
             return cls(cust, channel, features, contacts, rej, days, assigned, assigned_p)
@@ -271,6 +203,82 @@ class Requests:
                                  "probability": float(self.assigned_probability[row])}
         return out
 
+
+
+def _read_item(strategy: Strategy, item: Any, r: int, where: str, cols: dict[str, list], channel: np.ndarray,
+               contacts: np.ndarray, rej: np.ndarray, days: np.ndarray, cust: np.ndarray, assigned: np.ndarray,
+               assigned_p: np.ndarray) -> None:
+    """Check request ``r`` of :meth:`Requests.from_dicts` and write it into row ``r`` of the
+    batch's arrays; the first wrong value is named (``where``: which request)."""
+    cids = strategy.channel_ids
+    aids = strategy.action_ids
+    if not isinstance(item, Mapping):
+        raise InputError(f"{where}: expected a JSON object, got {item!r}.",
+                         "Send {\"customer_id\": ..., \"channel\": ..., \"features\": {...}}.")
+    for k in item:
+        if k not in _TOP_KEYS:
+            raise InputError(f"{where}: unknown field {k!r}.", f"Allowed fields: {', '.join(_TOP_KEYS)}.")
+    for k in ("customer_id", "channel", "features"):
+        if k not in item:
+            raise InputError(f"{where}: field {k!r} is missing.", f"Add {k!r}; required fields: customer_id, channel, features.")
+    cid = item["customer_id"]
+    if not isinstance(cid, (str, int)) or isinstance(cid, bool) or str(cid) == "":
+        raise InputError(f"{where}: customer_id must be a non-empty text or number, got {cid!r}.")
+    cust[r] = str(cid)
+    ch = item["channel"]
+    if ch not in cids:
+        raise InputError(f"{where}: channel {ch!r} is not a channel of strategy {strategy.name!r}.",
+                         f"Use one of: {', '.join(cids)}.")
+    channel[r] = cids.index(ch)
+    feats = item["features"]
+    if not isinstance(feats, Mapping):
+        raise InputError(f"{where}: features must be a JSON object, got {feats!r}.")
+    for k in feats:
+        if k not in cols:
+            raise InputError(f"{where}: unknown feature {k!r}.",
+                             f"The strategy declares: {', '.join(cols)}.")
+    for f in strategy.features:
+        if f.name not in feats:
+            if f.missing:
+                cols[f.name][r] = math.nan
+                continue
+            raise InputError(f"{where}: feature {f.name!r} is missing.",
+                             f"Add {f.name!r} ({f.type}, {f.label}) to features.")
+        cols[f.name][r] = _check_scalar(f, feats[f.name], where)
+    for k, v in (item.get("contacts") or {}).items():
+        if k not in cids:
+            raise InputError(f"{where}: contacts names unknown channel {k!r}.", f"Use one of: {', '.join(cids)}.")
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_COUNT:
+            raise InputError(f"{where}: contacts.{k} must be a whole number from 0 to {MAX_COUNT:,}, got {v!r}.",
+                             f"Send the number of contacts on {k} within its period.")
+        contacts[r, cids.index(k)] = v
+    for k, v in (item.get("rejections") or {}).items():
+        if k not in aids:
+            raise InputError(f"{where}: rejections names unknown action {k!r}.",
+                             "Use action ids from the strategy file.")
+        if not isinstance(v, Mapping) or set(v) != {"count", "days_since_last"}:
+            raise InputError(f"{where}: rejections.{k} must be {{\"count\": int, \"days_since_last\": number}}, got {v!r}.")
+        cnt, d = v["count"], v["days_since_last"]
+        if isinstance(cnt, bool) or not isinstance(cnt, int) or not 0 <= cnt <= MAX_COUNT:
+            raise InputError(f"{where}: rejections.{k}.count must be a whole number from 0 to {MAX_COUNT:,}, "
+                             f"got {cnt!r}.", f"Send how often {k} was rejected.")
+        if isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d) or not 0 <= d <= 1e9:
+            raise InputError(f"{where}: rejections.{k}.days_since_last must be a finite number from 0 to 1,000,000,000, got {d!r}.")
+        rej[r, aids.index(k)] = cnt
+        days[r, aids.index(k)] = float(d)
+    asg = item.get("assignment")
+    if asg is not None:
+        if not isinstance(asg, Mapping) or set(asg) != {"action", "probability"}:
+            raise InputError(f"{where}: assignment must be {{\"action\": id, \"probability\": number}}, "
+                             f"got {asg!r}.")
+        if asg["action"] not in aids:
+            raise InputError(f"{where}: assignment names unknown action {asg['action']!r}.",
+                             "Use action ids from the strategy file.")
+        pr = asg["probability"]
+        if isinstance(pr, bool) or not isinstance(pr, (int, float)) or not 0 < pr <= 1:
+            raise InputError(f"{where}: assignment.probability must be a number in (0, 1], got {pr!r}.")
+        assigned[r] = aids.index(asg["action"])
+        assigned_p[r] = float(pr)
 
 def _codes(values: np.ndarray, known: np.ndarray) -> np.ndarray:
     lookup = {v: i for i, v in enumerate(known.tolist())}
