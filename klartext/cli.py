@@ -158,7 +158,7 @@ def demo(customers: int, db: str, seed: int, scenario: str, replace: bool, expla
         click.echo(f"Explained {res.explained:,} scored candidates of {min(explain_sample, res.decisions):,} decisions "
                    f"(every one checked: re-scored and additive) in {secs['explain']:.1f} s.")
     if no_app:
-        click.echo(f"Open the dashboard with: streamlit run app.py -- --db {db}")
+        click.echo(f"Open the dashboard with: klartext app --db {db}")
         return
     _run_app(db, port)
 
