@@ -171,19 +171,11 @@ _REQUIRED = {"pega-v1": ("interaction", "ts", "customer", "action_id", "channel"
              "generic": ("interaction", "ts", "customer", "channel", "action_id", "stage")}
 
 
-def import_file(log: DecisionLog, fmt: str, path: str, mapping: dict[str, str] | None = None,
-                chunk_rows: int = CHUNK_ROWS, progress: Callable[[int, int], None] | None = None,
-                max_examples: int = 20, memory_limit: str = "400MB") -> ImportReport:
-    """Import one file (see the module docstring).  Returns what was added and what was not."""
-    t0 = time.perf_counter()
-    _importable(log, path)
-    con = log.con
-    types = _column_types(con, path)
-    spec = _spec(fmt, list(types), mapping or {}, path)
-    rep = ImportReport(path, fmt)
-    name = Path(path).name
-    row_no = "file_row_number + 1" if _reader(path).startswith("read_parquet") else "row_number() OVER ()"
-    reader = _reader(path).replace("read_parquet($file)", "read_parquet($file, file_row_number = true)")
+def _typed_columns(fmt: str, spec: dict[str, str], types: dict[str, str],
+                   row_no: str) -> tuple[list[str], list[tuple[str, str, str]], dict[str, str]]:
+    """The staging SELECT's terms for a file's columns (typed, customer ids pseudonymised as
+    they are read), the checks that find a bad row (key, condition over the source row,
+    problem) and each column's source value as text (for reports)."""
     select = [f"{row_no} AS row_no"]
     checks: list[tuple[str, str, str]] = []  # (key, condition over the source row, problem)
     raws: dict[str, str] = {}  # key -> the source value as text, for reports
@@ -219,6 +211,23 @@ def import_file(log: DecisionLog, fmt: str, path: str, mapping: dict[str, str] |
         select.append(f"{typed} AS {_q(k)}")
     for k in _REQUIRED[fmt]:
         checks.insert(0, (k, f"{raws[k]} IS NULL", "missing"))
+    return select, checks, raws
+
+
+def import_file(log: DecisionLog, fmt: str, path: str, mapping: dict[str, str] | None = None,
+                chunk_rows: int = CHUNK_ROWS, progress: Callable[[int, int], None] | None = None,
+                max_examples: int = 20, memory_limit: str = "400MB") -> ImportReport:
+    """Import one file (see the module docstring).  Returns what was added and what was not."""
+    t0 = time.perf_counter()
+    _importable(log, path)
+    con = log.con
+    types = _column_types(con, path)
+    spec = _spec(fmt, list(types), mapping or {}, path)
+    rep = ImportReport(path, fmt)
+    name = Path(path).name
+    row_no = "file_row_number + 1" if _reader(path).startswith("read_parquet") else "row_number() OVER ()"
+    reader = _reader(path).replace("read_parquet($file)", "read_parquet($file, file_row_number = true)")
+    select, checks, raws = _typed_columns(fmt, spec, types, row_no)
     con.execute("SET TimeZone = 'UTC'")  # times without a zone are read as UTC
     con.execute("SET enable_progress_bar = false")  # the caller shows progress in its own units
     # bounded memory: DuckDB spills the staging tables and sorts to disk beyond this
@@ -334,28 +343,7 @@ def _write(log: DecisionLog, fmt: str, name: str, rep: ImportReport, total: int,
                                      "churned"])
         del rows, _k_part
         n = dec.num_rows
-        # an action presented through several components counts once, at its best rank
-        chosen = [list(dict.fromkeys(x or [])) for x in dec.column("chosen_rows").to_pylist()]
-        inputs = [json.dumps({"imported": {"format": fmt, "file": name,
-                                           "interaction": did.split(":", 1)[1]}})
-                  for did in dec.column("decision_id").to_pylist()]
-        dtab = pa.table({
-            "decision_id": dec.column("decision_id"),
-            "ts": dec.column("ts"),
-            "customer": dec.column("customer"),  # pseudonymised when it was read
-            "channel": dec.column("channel"),
-            "direction": dec.column("direction"),
-            "trigger": pa.nulls(n, pa.string()),
-            "inputs": pa.array(inputs, pa.string()),
-            "strategy_version": pa.nulls(n, pa.string()),
-            "model_versions": pa.nulls(n, pa.string()),
-            "chosen_action": pa.array([c[0] if c else None for c in chosen], pa.string()),
-            "chosen_actions": pa.array(chosen, pa.list_(pa.string())),
-            "selection_probability": dec.column("selection_probability").cast(pa.float64()),
-            "explored": pa.array([False] * n),
-            "latency_us": pa.nulls(n, pa.int64()),
-            "source": pa.array([fmt] * n, pa.string()),
-        })
+        dtab = _decision_table(dec, fmt, name)
         t_write = time.perf_counter()
         rep.phases["build"] += t_write - t_build
         log.append_prepared(PreparedBatch(n, None, dtab, cand, None))
@@ -574,46 +562,7 @@ def import_outcomes(log: DecisionLog, path: str, mapping: dict[str, str] | None 
                     OR (d.source <> 'klartext' AND d.decision_id = d.source || ':' || k.decision_raw)
                 GROUP BY k.decision_raw) m USING (decision_raw)
             LEFT JOIN decisions d ON d.decision_id = m.decision_id""")
-        checks = [
-            ("decision_id", "decision_raw", "decision_raw IS NULL", "missing"),
-            ("decision_id", "decision_raw", "decision_raw IS NOT NULL AND decision_id IS NULL", "not a decision in the log"),
-            ("decision_id", "decision_raw", "n_match > 1", "ambiguous: more than one decision in the log has this id"),
-            ("outcome", "outcome_raw", "outcome IS NULL",
-             "not an outcome (accepted, rejected, ignored, none; or 1 / 0)"),
-            ("revenue", "revenue_raw", "revenue_raw IS NOT NULL AND trim(revenue_raw) <> '' AND "
-             f"(revenue IS NULL OR NOT isfinite(revenue) OR abs(revenue) > {store.MAX_AMOUNT})",
-             "not a finite amount"),
-            ("margin", "margin_raw", "margin_raw IS NOT NULL AND trim(margin_raw) <> '' AND "
-             f"(margin IS NULL OR NOT isfinite(margin) OR abs(margin) > {store.MAX_AMOUNT})",
-             "not a finite amount"),
-            ("churned", "churned_raw", "churned_raw IS NOT NULL AND trim(churned_raw) <> '' AND churned IS NULL",
-             "not true or false"),
-            ("ts", "ts_raw", "ts_raw IS NOT NULL AND trim(ts_raw) <> '' AND ts IS NULL", "not a valid timestamptz"),
-            ("action_id", "action_id", "action_id IS NOT NULL AND decision_id IS NOT NULL AND NOT EXISTS ("
-             "SELECT 1 FROM candidates c WHERE c.decision_id = _k_outs.decision_id AND c.action_id = _k_outs.action_id)",
-             "not an action of that decision"),
-            ("outcome", "outcome_raw", "EXISTS (SELECT 1 FROM outcomes o WHERE o.decision_id = _k_outs.decision_id "
-             "AND o.action_id IS NOT DISTINCT FROM _k_outs.action_id AND (o.outcome, o.revenue, o.margin, o.churned) "
-             "IS DISTINCT FROM (_k_outs.outcome, _k_outs.revenue, _k_outs.margin, _k_outs.churned))",
-             "different from the outcome logged already for this decision and action (outcomes are not changed)"),
-            ("action_id", "action_id", "count(*) OVER (PARTITION BY decision_id, action_id) > 1",
-             "a second outcome for the same decision and action in this file"),
-        ]
-        con.execute("ALTER TABLE _k_outs ADD COLUMN bad VARCHAR")
-        for k, raw, cond, problem in checks:  # the first problem of each row is the one reported
-            con.execute(f"UPDATE _k_outs SET bad = ? WHERE bad IS NULL AND ({cond})" if "OVER" not in cond else
-                        f"UPDATE _k_outs SET bad = ? WHERE bad IS NULL AND row_no IN (SELECT row_no FROM "
-                        f"(SELECT row_no, ({cond}) AS hit FROM _k_outs WHERE bad IS NULL) WHERE hit)",
-                        [f"{k}\x1f{raw}\x1f{problem}"])
-        rep.rows = con.execute("SELECT count(*) FROM _k_outs").fetchall()[0][0]
-        rep.bad_rows = con.execute("SELECT count(*) FROM _k_outs WHERE bad IS NOT NULL").fetchall()[0][0]
-        for row, bad, r in con.execute("SELECT row_no, bad, [decision_raw, action_id, outcome_raw, revenue_raw, "
-                                       "margin_raw, churned_raw, ts_raw] FROM _k_outs WHERE bad IS NOT NULL "
-                                       f"ORDER BY row_no LIMIT {int(max_examples)}").fetchall():
-            k, raw, problem = bad.split("\x1f")
-            value = dict(zip(["decision_raw", "action_id", "outcome_raw", "revenue_raw", "margin_raw", "churned_raw",
-                              "ts_raw"], r))[raw]
-            rep.bad_examples.append(BadRow(name, int(row), src[k], value, problem))
+        _mark_bad_outcomes(con, rep, name, src, max_examples)
         rep.already_logged = con.execute("""
             SELECT count(*) FROM _k_outs k SEMI JOIN outcomes o ON o.decision_id = k.decision_id
                 AND o.action_id IS NOT DISTINCT FROM k.action_id
@@ -631,3 +580,78 @@ def import_outcomes(log: DecisionLog, path: str, mapping: dict[str, str] | None 
         con.execute("DROP TABLE IF EXISTS temp._k_outs")
     rep.seconds = time.perf_counter() - t0
     return rep
+
+
+def _mark_bad_outcomes(con, rep: OutcomeReport, name: str, src: dict[str, str], max_examples: int) -> None:
+    """Mark each staged outcome row (``_k_outs``) with its first problem, count them, and name
+    up to ``max_examples`` with file, row, column and value."""
+    checks = [
+        ("decision_id", "decision_raw", "decision_raw IS NULL", "missing"),
+        ("decision_id", "decision_raw", "decision_raw IS NOT NULL AND decision_id IS NULL", "not a decision in the log"),
+        ("decision_id", "decision_raw", "n_match > 1", "ambiguous: more than one decision in the log has this id"),
+        ("outcome", "outcome_raw", "outcome IS NULL",
+         "not an outcome (accepted, rejected, ignored, none; or 1 / 0)"),
+        ("revenue", "revenue_raw", "revenue_raw IS NOT NULL AND trim(revenue_raw) <> '' AND "
+         f"(revenue IS NULL OR NOT isfinite(revenue) OR abs(revenue) > {store.MAX_AMOUNT})",
+         "not a finite amount"),
+        ("margin", "margin_raw", "margin_raw IS NOT NULL AND trim(margin_raw) <> '' AND "
+         f"(margin IS NULL OR NOT isfinite(margin) OR abs(margin) > {store.MAX_AMOUNT})",
+         "not a finite amount"),
+        ("churned", "churned_raw", "churned_raw IS NOT NULL AND trim(churned_raw) <> '' AND churned IS NULL",
+         "not true or false"),
+        ("ts", "ts_raw", "ts_raw IS NOT NULL AND trim(ts_raw) <> '' AND ts IS NULL", "not a valid timestamptz"),
+        ("action_id", "action_id", "action_id IS NOT NULL AND decision_id IS NOT NULL AND NOT EXISTS ("
+         "SELECT 1 FROM candidates c WHERE c.decision_id = _k_outs.decision_id AND c.action_id = _k_outs.action_id)",
+         "not an action of that decision"),
+        ("outcome", "outcome_raw", "EXISTS (SELECT 1 FROM outcomes o WHERE o.decision_id = _k_outs.decision_id "
+         "AND o.action_id IS NOT DISTINCT FROM _k_outs.action_id AND (o.outcome, o.revenue, o.margin, o.churned) "
+         "IS DISTINCT FROM (_k_outs.outcome, _k_outs.revenue, _k_outs.margin, _k_outs.churned))",
+         "different from the outcome logged already for this decision and action (outcomes are not changed)"),
+        ("action_id", "action_id", "count(*) OVER (PARTITION BY decision_id, action_id) > 1",
+         "a second outcome for the same decision and action in this file"),
+    ]
+    con.execute("ALTER TABLE _k_outs ADD COLUMN bad VARCHAR")
+    for k, raw, cond, problem in checks:  # the first problem of each row is the one reported
+        con.execute(f"UPDATE _k_outs SET bad = ? WHERE bad IS NULL AND ({cond})" if "OVER" not in cond else
+                    f"UPDATE _k_outs SET bad = ? WHERE bad IS NULL AND row_no IN (SELECT row_no FROM "
+                    f"(SELECT row_no, ({cond}) AS hit FROM _k_outs WHERE bad IS NULL) WHERE hit)",
+                    [f"{k}\x1f{raw}\x1f{problem}"])
+    rep.rows = con.execute("SELECT count(*) FROM _k_outs").fetchall()[0][0]
+    rep.bad_rows = con.execute("SELECT count(*) FROM _k_outs WHERE bad IS NOT NULL").fetchall()[0][0]
+    for row, bad, r in con.execute("SELECT row_no, bad, [decision_raw, action_id, outcome_raw, revenue_raw, "
+                                   "margin_raw, churned_raw, ts_raw] FROM _k_outs WHERE bad IS NOT NULL "
+                                   f"ORDER BY row_no LIMIT {int(max_examples)}").fetchall():
+        k, raw, problem = bad.split("\x1f")
+        value = dict(zip(["decision_raw", "action_id", "outcome_raw", "revenue_raw", "margin_raw", "churned_raw",
+                          "ts_raw"], r))[raw]
+        rep.bad_examples.append(BadRow(name, int(row), src[k], value, problem))
+
+
+def _decision_table(dec: pa.Table, fmt: str, name: str) -> pa.Table:
+    """The ``decisions`` rows of one part of an import (``dec``: per decision its time,
+    customer, channel, direction, the actions presented in rank order and the served
+    action's logging probability)."""
+    n = dec.num_rows
+    # an action presented through several components counts once, at its best rank
+    chosen = [list(dict.fromkeys(x or [])) for x in dec.column("chosen_rows").to_pylist()]
+    inputs = [json.dumps({"imported": {"format": fmt, "file": name,
+                                       "interaction": did.split(":", 1)[1]}})
+              for did in dec.column("decision_id").to_pylist()]
+    dtab = pa.table({
+        "decision_id": dec.column("decision_id"),
+        "ts": dec.column("ts"),
+        "customer": dec.column("customer"),  # pseudonymised when it was read
+        "channel": dec.column("channel"),
+        "direction": dec.column("direction"),
+        "trigger": pa.nulls(n, pa.string()),
+        "inputs": pa.array(inputs, pa.string()),
+        "strategy_version": pa.nulls(n, pa.string()),
+        "model_versions": pa.nulls(n, pa.string()),
+        "chosen_action": pa.array([c[0] if c else None for c in chosen], pa.string()),
+        "chosen_actions": pa.array(chosen, pa.list_(pa.string())),
+        "selection_probability": dec.column("selection_probability").cast(pa.float64()),
+        "explored": pa.array([False] * n),
+        "latency_us": pa.nulls(n, pa.int64()),
+        "source": pa.array([fmt] * n, pa.string()),
+    })
+    return dtab
