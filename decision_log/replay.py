@@ -20,7 +20,6 @@ from decision_log.store import DecisionLog
 from decisioning.engine import Engine
 from decisioning.errors import LogError
 from decisioning.inputs import Requests
-from decisioning.strategy import STAGES
 
 COMPARED = ("stage", "rule", "reason", "propensity", "value", "context_weight", "lever", "priority",
             "rank", "selected")
@@ -110,18 +109,7 @@ def replay(log: DecisionLog, decision_ids: list[str]) -> list[ReplayResult]:
                 except KeyError:
                     diffs.append(Difference(aid, "row", "missing from the log", "present"))
                     continue
-                rep = {
-                    "stage": STAGES[batch.stage[r, a]],
-                    "rule": batch.rule_names[batch.rule[r, a]] if batch.rule[r, a] >= 0 else None,
-                    "reason": batch.reasons[batch.reason[r, a]] if batch.reason[r, a] >= 0 else None,
-                    "propensity": float(batch.propensity[r, a]),
-                    "value": float(batch.value[r, a]),
-                    "context_weight": float(batch.context_weight[r, a]),
-                    "lever": float(batch.lever[r, a]),
-                    "priority": float(batch.priority[r, a]),
-                    "rank": int(batch.rank[r, a]) if batch.rank[r, a] > 0 else None,
-                    "selected": bool(batch.selected[r, a]),
-                }
+                rep = batch.cell(r, a)
                 for f in COMPARED:
                     lv = lg[f]
                     if isinstance(lv, (np.floating,)):

@@ -32,6 +32,7 @@ import functools
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -100,6 +101,24 @@ class DecisionBatch:
 
     def __len__(self) -> int:
         return len(self.decision_id)
+
+    def cell(self, row: int, a: int) -> dict[str, Any]:
+        """The fate of action ``a`` in decision ``row`` as the log stores it: stage, rule,
+        reason, the four factors and priority (None where not scored), rank (None where not
+        ranked) and whether it was selected."""
+        def num(x: float) -> float | None:
+            return None if np.isnan(x) else float(x)
+
+        return {
+            "stage": STAGES[self.stage[row, a]],
+            "rule": self.rule_names[self.rule[row, a]] if self.rule[row, a] >= 0 else None,
+            "reason": self.reasons[self.reason[row, a]] if self.reason[row, a] >= 0 else None,
+            "propensity": num(self.propensity[row, a]), "value": num(self.value[row, a]),
+            "context_weight": num(self.context_weight[row, a]), "lever": num(self.lever[row, a]),
+            "priority": num(self.priority[row, a]),
+            "rank": int(self.rank[row, a]) or None,
+            "selected": bool(self.selected[row, a]),
+        }
 
     @cached_property
     def chosen(self) -> list[list[int]]:

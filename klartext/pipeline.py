@@ -328,28 +328,8 @@ def decide_one(
 
 def batch_to_json(batch: DecisionBatch, strategy: Strategy, row: int = 0) -> dict[str, Any]:
     """One decision of a batch as a JSON-ready dict (chosen actions first, then every candidate)."""
-    from decisioning.strategy import STAGES
-
-    def num(x: float) -> float | None:
-        return None if np.isnan(x) else float(x)
-
-    cands = []
-    for a, action in enumerate(strategy.actions):
-        cands.append({
-            "action_id": action.id,
-            "issue": action.issue,
-            "group": action.group,
-            "stage": STAGES[batch.stage[row, a]],
-            "rule": batch.rule_names[batch.rule[row, a]] if batch.rule[row, a] >= 0 else None,
-            "reason": batch.reasons[batch.reason[row, a]] if batch.reason[row, a] >= 0 else None,
-            "propensity": num(batch.propensity[row, a]),
-            "value": num(batch.value[row, a]),
-            "context_weight": num(batch.context_weight[row, a]),
-            "lever": num(batch.lever[row, a]),
-            "priority": num(batch.priority[row, a]),
-            "rank": int(batch.rank[row, a]) or None,
-            "selected": bool(batch.selected[row, a]),
-        })
+    cands = [{"action_id": action.id, "issue": action.issue, "group": action.group, **batch.cell(row, a)}
+             for a, action in enumerate(strategy.actions)]
     cands.sort(key=lambda c: (not c["selected"], c["rank"] or 10**9, c["action_id"]))
     return {
         "decision_id": str(batch.decision_id[row]),
