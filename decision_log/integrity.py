@@ -698,6 +698,15 @@ def verify(con: duckdb.DuckDBPyConnection, progress: Callable[[int, int], None] 
         prev = chained[-1]
         if progress:
             progress(stop, n)
+    return _verify_rest(con, n_rec, n_st, head, all_seq, stored)
+
+
+def _verify_rest(con: duckdb.DuckDBPyConnection, n_rec: int, n_st: int, head: str, all_seq: dict,
+                 stored: dict) -> VerifyResult:
+    """:func:`verify` after the chain of the first ``min(n_rec, n_st)`` decisions held: a
+    decision without a chain entry or the reverse, orphaned candidate rows, stored
+    explanations, strategy texts, model artifacts and the sealed tables."""
+    n = min(n_st, n_rec)
     if n_rec > n_st:
         return VerifyResult(False, n_rec, head, int(all_seq["seq"][n]), str(all_seq["decision_id"][n]),
                             "this decision has no entry in the hash chain (it was added outside Klartext)")
@@ -738,7 +747,6 @@ def verify(con: duckdb.DuckDBPyConnection, progress: Callable[[int, int], None] 
         notes.append("outcomes, strategies, models and meta of this log are not sealed (it was written by a release "
                      "before seals): open it writable once, e.g. `klartext decisions --db PATH`, to seal them")
     return VerifyResult(True, n_rec, head, notes=notes, seal_head=seals.head(con) if not notes else None)
-
 
 def _first_misnumbered(con: duckdb.DuckDBPyConnection) -> str | None:
     """A decision whose candidate ordinals are not exactly 0, 1, …, k-1 (None: all are).
