@@ -748,6 +748,7 @@ def _verify_rest(con: duckdb.DuckDBPyConnection, n_rec: int, n_st: int, head: st
                      "before seals): open it writable once, e.g. `klartext decisions --db PATH`, to seal them")
     return VerifyResult(True, n_rec, head, notes=notes, seal_head=seals.head(con) if not notes else None)
 
+
 def _first_misnumbered(con: duckdb.DuckDBPyConnection) -> str | None:
     """A decision whose candidate ordinals are not exactly 0, 1, …, k-1 (None: all are).
 
