@@ -68,7 +68,7 @@ def _decision_id(log, text: str) -> str:
     if text in ids or len(ids) == 1:
         return text if text in ids else ids[0]
     if not ids:
-        raise KlartextError(f"No decision {text!r} in the log {log.path!r}.",
+        raise KlartextError(f"Decision {text!r} is not in the log {log.path!r}.",
                             f"`klartext decisions --db {log.path}` lists the newest; `latest` names the newest one.")
     raise KlartextError(f"{text!r} is the start of several decisions ({', '.join(ids[:2])}, …).",
                         "Give more of the id.")
