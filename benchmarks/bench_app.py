@@ -29,7 +29,7 @@ from decision_log.store import DecisionLog
 from explain import figures
 from explain.api import Explainer
 from explain.reasons import feature_phrase
-from klartext.pipeline import run_demo
+from klartext.jobs import run_demo
 
 
 def interactions(log: DecisionLog, ex: Explainer) -> dict:

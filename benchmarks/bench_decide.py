@@ -34,11 +34,11 @@ import numpy as np
 import klartext  # noqa: F401  (first: the process settings the CLI runs with, see klartext/__init__.py)
 from decision_log.integrity import compile_assembly
 from decision_log.store import DecisionLog
+from decision_log.writer import decide_and_log
 from decisioning.engine import Engine
 from decisioning.inputs import Requests
 from decisioning.models import model_matrix, train_models
 from decisioning.scenarios import retail
-from klartext.pipeline import decide_and_log
 
 
 def main() -> None:

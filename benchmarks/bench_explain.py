@@ -38,7 +38,7 @@ from decision_log.replay import sample_ids
 from decision_log.store import DecisionLog
 from decisioning.models import CHANNEL_FEATURE, model_matrix
 from explain.api import Explainer
-from klartext.pipeline import run_demo
+from klartext.jobs import run_demo
 
 
 def _bare(log: DecisionLog, ex: Explainer, ids: list[str]) -> tuple[list, int]:

@@ -38,7 +38,7 @@ from decision_log.store import DecisionLog
 from decisioning.engine import Engine
 from decisioning.inputs import Requests
 from decisioning.scenarios import retail
-from klartext.pipeline import run_demo
+from klartext.jobs import run_demo
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -178,7 +178,7 @@ def main() -> None:
                                                     / max(groups, 1), 2)
                 runs[-1]["writer_ms_per_group"] = {
                     k2: round((after["writer_seconds"][k2] - before["writer_seconds"][k2]) * 1000 / max(groups, 1), 2)
-                    for k2 in ("decide", "log")}
+                    for k2 in ("decide", "prepare", "log") if k2 in after["writer_seconds"]}
         finally:
             proc.terminate()
             proc.wait(timeout=30)

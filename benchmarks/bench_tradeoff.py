@@ -20,7 +20,7 @@ from pathlib import Path
 
 from analysis.tradeoff import load_factors, sweep
 from decision_log.store import DecisionLog
-from klartext.pipeline import run_demo
+from klartext.jobs import run_demo
 
 
 def main() -> None:

@@ -63,7 +63,7 @@ def main() -> int:
 
     from fastapi.testclient import TestClient
 
-    from klartext.pipeline import run_demo
+    from klartext.jobs import run_demo
     from klartext.serve import create_app
 
     tmp = Path(tempfile.mkdtemp(prefix="klartext-fuzz-"))

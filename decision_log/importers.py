@@ -50,8 +50,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from decision_log import stages, store
-from decision_log.store import DecisionLog, PreparedBatch
+from decision_log import seals, stages
+from decision_log.rows import prepare_imported
+from decision_log.schema import arrow_of
+from decision_log.store import MAX_AMOUNT, DecisionLog
 from decisioning.errors import InputError
 
 FORMATS = ("generic", "pega-v1", "pega-v2")
@@ -306,7 +308,7 @@ def _write(log: DecisionLog, fmt: str, name: str, rep: ImportReport, total: int,
     rep.phases["check"] += t_build - t0
     for part in sorted(bounds):  # numbers may skip: an interaction larger than a part is a part of its own
         lo, hi = bounds[part]
-        rows = store._arrow(con.execute(f"""
+        rows = arrow_of(con.execute(f"""
             WITH r AS (
                 SELECT i.decision_id, c.* EXCLUDE (interaction, bad)
                 FROM _k_import c JOIN _k_import_ids i USING (interaction)
@@ -327,26 +329,28 @@ def _write(log: DecisionLog, fmt: str, name: str, rep: ImportReport, total: int,
         starts = np.flatnonzero(np.append(True, pc.not_equal(ids[1:], ids[:-1]).to_numpy(zero_copy_only=False)))
         ordinal = np.arange(rows.num_rows, dtype=np.int32) - np.repeat(
             starts.astype(np.int32), np.diff(np.append(starts, rows.num_rows)))
-        _k_part = rows.append_column("ordinal", pa.array(ordinal, pa.int32()))
-        dec = store._arrow(con.execute("""
+        part_rows = rows.append_column("ordinal", pa.array(ordinal, pa.int32()))
+        con.register("_k_part", part_rows)
+        dec = arrow_of(con.execute("""
             SELECT decision_id, min(ts) AS ts, any_value(customer) AS customer,
                    any_value(channel) AS channel, coalesce(any_value(lower(direction)), 'unknown') AS direction,
                    list(action_id ORDER BY rank, ordinal) FILTER (WHERE selected) AS chosen_rows,
                    (list(probability ORDER BY rank, ordinal) FILTER (WHERE selected))[1] AS selection_probability
             FROM _k_part GROUP BY decision_id ORDER BY decision_id"""))
-        outcomes = store._arrow(con.execute("""
+        outcomes = arrow_of(con.execute("""
             SELECT decision_id, action_id, any_value(outcome ORDER BY ordinal) AS outcome,
                    any_value(o_revenue ORDER BY ordinal) AS revenue, any_value(o_margin ORDER BY ordinal) AS margin,
                    any_value(churned ORDER BY ordinal) AS churned, min(ts) AS ts
             FROM _k_part WHERE outcome IS NOT NULL GROUP BY decision_id, action_id ORDER BY decision_id"""))
-        cand = _k_part.drop_columns(["customer", "direction", "probability", "outcome", "o_revenue", "o_margin",
+        con.unregister("_k_part")
+        cand = part_rows.drop_columns(["customer", "direction", "probability", "outcome", "o_revenue", "o_margin",
                                      "churned"])
-        del rows, _k_part
+        del rows, part_rows
         n = dec.num_rows
         dtab = _decision_table(dec, fmt, name)
         t_write = time.perf_counter()
         rep.phases["build"] += t_write - t_build
-        log.append_prepared(PreparedBatch(n, None, dtab, cand, None))
+        log.append_prepared(prepare_imported(dtab, cand))
         if outcomes.num_rows:  # sealed with the decisions they follow (a failed import re-runs cleanly)
             rep.outcomes_added += log.append_outcome_table(outcomes)
         t_build = time.perf_counter()
@@ -464,7 +468,7 @@ def _register_stages(log: DecisionLog, fmt: str, rep: ImportReport) -> None:
         if stage not in known:
             new.append((fmt, stage, group, order))
     if new:
-        with store._sealed_write(con, "stages", in_transaction=log._atomic) as seq:
+        with seals.sealed_write(con, "stages", in_transaction=log.in_transaction) as seq:
             con.executemany("INSERT INTO stages (source, stage, stage_group, stage_order, seal_seq) "
                             "VALUES (?, ?, ?, ?, ?)", [(*r, seq) for r in new])
 
@@ -567,7 +571,7 @@ def import_outcomes(log: DecisionLog, path: str, mapping: dict[str, str] | None 
             SELECT count(*) FROM _k_outs k SEMI JOIN outcomes o ON o.decision_id = k.decision_id
                 AND o.action_id IS NOT DISTINCT FROM k.action_id
             WHERE k.bad IS NULL""").fetchall()[0][0]
-        tbl = store._arrow(con.execute("""
+        tbl = arrow_of(con.execute("""
             SELECT decision_id, action_id, outcome, revenue, margin, churned, coalesce(ts, decision_ts) AS ts
             FROM _k_outs k WHERE bad IS NULL AND NOT EXISTS (
                 SELECT 1 FROM outcomes o WHERE o.decision_id = k.decision_id
@@ -592,10 +596,10 @@ def _mark_bad_outcomes(con, rep: OutcomeReport, name: str, src: dict[str, str], 
         ("outcome", "outcome_raw", "outcome IS NULL",
          "not an outcome (accepted, rejected, ignored, none; or 1 / 0)"),
         ("revenue", "revenue_raw", "revenue_raw IS NOT NULL AND trim(revenue_raw) <> '' AND "
-         f"(revenue IS NULL OR NOT isfinite(revenue) OR abs(revenue) > {store.MAX_AMOUNT})",
+         f"(revenue IS NULL OR NOT isfinite(revenue) OR abs(revenue) > {MAX_AMOUNT})",
          "not a finite amount"),
         ("margin", "margin_raw", "margin_raw IS NOT NULL AND trim(margin_raw) <> '' AND "
-         f"(margin IS NULL OR NOT isfinite(margin) OR abs(margin) > {store.MAX_AMOUNT})",
+         f"(margin IS NULL OR NOT isfinite(margin) OR abs(margin) > {MAX_AMOUNT})",
          "not a finite amount"),
         ("churned", "churned_raw", "churned_raw IS NOT NULL AND trim(churned_raw) <> '' AND churned IS NULL",
          "not true or false"),

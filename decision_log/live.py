@@ -144,15 +144,6 @@ def open_replica(path: str | Path, newer_than: int = -1,
     return None
 
 
-def _lower_priority() -> None:
-    """Run the calling thread at a lower CPU priority (Linux: a thread is a task with its own
-    nice value), so copying replicas never takes a core from deciding and committing."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-    except (AttributeError, OSError):  # not Linux, or not allowed: run at normal priority
-        pass
-
-
 class Replicator:
     """Keeps the two replicas of a log fresh; runs in the service's process (see the module
     docstring).  ``interval_s``: how often it looks for new rows.
@@ -184,7 +175,9 @@ class Replicator:
         _RUNNING.add(self)
 
     def _run(self) -> None:
-        _lower_priority()
+        from decision_log.writer import lower_thread_priority  # (writer → store → live: imported here)
+
+        lower_thread_priority(10)  # copying replicas never takes a core from deciding and committing
         while not self._stop.is_set():
             try:
                 if self.wanted():

@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -96,6 +98,27 @@ def seal(con: duckdb.DuckDBPyConnection, tbl: str, seq: int) -> int:
     con.execute("INSERT INTO seals VALUES (?, ?, ?, ?, ?, ?)",
                 [seq, tbl, len(rows), digest, link(prev, seq, tbl, len(rows), digest), datetime.now(UTC)])
     return len(rows)
+
+
+@contextmanager
+def sealed_write(con: duckdb.DuckDBPyConnection, tbl: str, in_transaction: bool = False) -> Iterator[int]:
+    """One sealed write to ``tbl``: yields the seal number to stamp the new rows with, then
+    appends its seal entry, all in one transaction (the caller's, with ``in_transaction``)."""
+    if not in_transaction:
+        con.execute("BEGIN TRANSACTION")
+    try:
+        seq = head(con)[0] + 1
+        yield seq
+        seal(con, tbl, seq)
+        if not in_transaction:
+            con.execute("COMMIT")
+    except BaseException:
+        if not in_transaction:
+            try:
+                con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass
+        raise
 
 
 def seal_unstamped(con: duckdb.DuckDBPyConnection) -> None:

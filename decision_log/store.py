@@ -18,10 +18,8 @@ import json
 import math
 import os
 import secrets
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,12 +29,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from decision_log import integrity, live, record, seals
+from decision_log import integrity, live, seals
+from decision_log.rows import PreparedBatch, prepare
 from decision_log.schema import DDL, SCHEMA_VERSION, has_column, has_table
 from decisioning.engine import DecisionBatch
 from decisioning.errors import ConflictError, InputError, LogError, LogInUse
 from decisioning.models import ModelSet, PropensityModel
-from decisioning.strategy import STAGES, Strategy, parse_strategy
+from decisioning.strategy import Strategy, parse_strategy
 
 KEY_ENV = "KLARTEXT_PSEUDONYM_KEY"
 #: Largest revenue or margin of one outcome (in the strategy's currency).
@@ -66,61 +65,6 @@ def _first(result: duckdb.DuckDBPyConnection) -> tuple | None:
     """First row of a result (fetching everything, so the connection is free afterwards)."""
     rows = result.fetchall()
     return rows[0] if rows else None
-
-
-def _arrow(result: duckdb.DuckDBPyConnection) -> pa.Table:
-    """An executed query's result as Arrow.  ``execute`` binds a query once where ``con.sql``
-    binds it twice (~2 ms on a small batch); the extra copy DuckDB warns about is cheaper."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Arrow output on a DB-API result")
-        return result.to_arrow_table()
-
-
-def _dict_array(codes: np.ndarray, dictionary: list[str] | np.ndarray | pa.Array,
-                null_below_zero: bool = False) -> pa.Array:
-    codes = np.asarray(codes)
-    mask = codes < 0 if null_below_zero else None
-    idx = pa.array(np.where(codes < 0, 0, codes).astype(np.int32), mask=mask)
-    values = dictionary if isinstance(dictionary, pa.Array) else pa.array(list(dictionary), pa.string())
-    return pa.DictionaryArray.from_arrays(idx, values)
-
-
-def _repeated(text: str, n: int) -> pa.Array:
-    """A string array of ``n`` copies of ``text``, built from its buffers."""
-    raw = text.encode()
-    offsets = np.arange(n + 1, dtype=np.int64) * len(raw)
-    return pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(raw * n)]).cast(
-        pa.string())
-
-
-def _rejections_json(count: np.ndarray, days: np.ndarray, aids: tuple[str, ...]) -> np.ndarray:
-    """Each row's rejection history as the JSON object ``json.dumps`` writes for
-    ``{action: {"count": k, "days_since_last": d}}`` (the actions rejected, in catalogue
-    order; ``"{}"`` where none), formatted in one pass over the rejected cells."""
-    out = np.full(len(count), "{}", dtype=object)
-    rr, jj = np.nonzero(count)
-    if not len(rr):
-        return out
-    d = days[rr, jj]
-    if not np.isfinite(d).all():  # json.dumps writes NaN / Infinity its own way
-        for r in np.unique(rr).tolist():
-            js = np.flatnonzero(count[r])
-            out[r] = json.dumps({aids[j]: {"count": int(count[r, j]), "days_since_last": float(days[r, j])} for j in js})
-        return out
-    keys = [json.dumps(a) for a in aids]
-    parts = [f'{keys[j]}: {{"count": {k}, "days_since_last": {x!r}}}'
-             for j, k, x in zip(jj.tolist(), count[rr, jj].astype(np.int64).tolist(), d.astype(np.float64).tolist())]
-    rows, starts = np.unique(rr, return_index=True)
-    ends = np.append(starts[1:], len(rr))
-    for r, a, b in zip(rows.tolist(), starts.tolist(), ends.tolist()):
-        out[r] = "{" + ", ".join(parts[a:b]) + "}"
-    return out
-
-
-def _float_array(x: np.ndarray) -> pa.Array:
-    x = np.ascontiguousarray(x, dtype=np.float64)
-    nan = np.isnan(x)
-    return pa.array(x, mask=nan if nan.any() else None)
 
 
 class DecisionLog:
@@ -297,7 +241,7 @@ class DecisionLog:
     def register_strategy(self, strategy: Strategy, in_transaction: bool = False) -> str:
         if strategy.version in self._registered:
             return strategy.version
-        with _sealed_write(self.con, "strategies", in_transaction or self._atomic) as seq:
+        with seals.sealed_write(self.con, "strategies", in_transaction or self._atomic) as seq:
             self.con.execute(
                 "INSERT OR IGNORE INTO strategies (version, name, text, first_used, seal_seq) VALUES (?, ?, ?, ?, ?)",
                 [strategy.version, strategy.name, strategy.text, datetime.now(UTC), seq],
@@ -322,7 +266,7 @@ class DecisionLog:
             })
         if rows:
             tbl = pa.Table.from_pylist(rows)  # noqa: F841 - read by DuckDB below
-            with _sealed_write(self.con, "models") as seq:
+            with seals.sealed_write(self.con, "models") as seq:
                 self.con.execute("INSERT INTO models (version, action_id, algorithm, features, training_fingerprint, "
                                  "metrics, artifact, format, created, input, artifact_sha256, seal_seq) SELECT "
                                  "version, action_id, algorithm, features, training_fingerprint, metrics::JSON, "
@@ -417,63 +361,42 @@ class DecisionLog:
         return self.append_prepared(prepare(batch, strategy, pseudo, source))
 
     def append_prepared(self, prepared: PreparedBatch) -> int:
-        """Log a batch made ready by :func:`prepare` (which needs no connection, so a
-        pipeline can prepare the next batch while this one is written)."""
+        """Number, chain and insert a batch made ready by :func:`~decision_log.rows.prepare`
+        (or ``prepare_imported``), in one transaction (the caller's inside :meth:`atomic`)."""
         if self.read_only:
             raise LogError(f"The log {self.path!r} is open read-only.", "Open it without read_only to write.")
         n, strategy = prepared.n, prepared.strategy
         if n == 0:
             return 0
-        # The Arrow tables below are read by DuckDB's replacement scan of this frame's locals
-        # (cheaper per statement than register/unregister, which matters for a live service's
-        # small groups); statements go through execute(), which binds a query once.
-        _k_cand = prepared.candidates
         con = self.con
         register = strategy is not None and strategy.version not in self._registered
         begun = False
         try:
             last_seq, prev = self._next_seq()
             seq = np.arange(last_seq + 1, last_seq + 1 + n, dtype=np.int64)
-            if prepared.typed is not None:  # typed and hashed by prepare(): only the sequence numbers are new
-                _k_typed = _json_columns(prepared.typed.add_column(0, "seq", pa.array(seq)))
-                row_digests = (prepared.row_digests if prepared.row_digests is not None
-                               and prepared.first_seq == last_seq + 1
-                               else integrity.digests_with_seq(seq, prepared.tails))
-            else:
-                _k_dec = prepared.decisions.append_column("seq", pa.array(seq))
-                _k_typed = _arrow(con.execute(_TYPED_DECISIONS if "inputs" not in _k_dec.column_names
-                                               else _TYPED_IMPORTED))
-                row_digests = integrity.decision_digests(_k_typed)
-            digests = prepared.candidate_digests
-            if digests is None:  # imported: hash the candidate rows exactly as DuckDB will store them
-                typed_cand = (_k_cand if _k_cand.schema.equals(_CANDIDATE_SCHEMA)
-                              else _arrow(con.execute(_TYPED_CANDIDATES)))
-                _k_cand = typed_cand
-                ids = np.asarray(typed_cand.column("decision_id").to_pylist(), dtype=object)
-                dec_ids = np.asarray(_k_typed.column("decision_id").to_pylist(), dtype=object)
-                starts = np.searchsorted(ids, dec_ids, side="left")
-                ends = np.searchsorted(ids, dec_ids, side="right")
-                digests = integrity.candidate_digests(typed_cand, starts, ends)
-            records, chained = integrity.record_and_chain(row_digests, digests, prev)
-            _k_chain = pa.table({"seq": seq, "decision_id": _k_typed.column("decision_id"),
-                                 "record_hash": integrity.hex_strings(records),
-                                 "chain_hash": integrity.hex_strings(chained)})
-            # The transaction in one call (a live group's statements cost more to plan and to
-            # hand over than to run), the candidates by name: their Arrow types are the table's.
-            inserts = ("INSERT INTO decisions SELECT * FROM _k_typed; "
-                       + "INSERT INTO candidates BY NAME SELECT * FROM _k_cand; "
-                       + "INSERT INTO chain BY NAME SELECT * FROM _k_chain; COMMIT")
-            begun = not self._atomic
-            if self._atomic:  # part of the caller's transaction (see atomic())
-                if register:
-                    self.register_strategy(strategy, in_transaction=True)
-                con.execute(inserts.removesuffix("; COMMIT"))
-            elif register:  # the first batch of a strategy registers it in the same transaction
+            records, chained = integrity.record_and_chain(integrity.digests_with_seq(seq, prepared.tails),
+                                                          prepared.candidate_digests, prev)
+            tables = {
+                "_k_dec": prepared.decisions.add_column(0, "seq", pa.array(seq)),
+                "_k_cand": prepared.candidates,
+                "_k_chain": pa.table({"seq": seq, "decision_id": prepared.decisions.column("decision_id"),
+                                      "record_hash": integrity.hex_strings(records),
+                                      "chain_hash": integrity.hex_strings(chained)})}
+            for name, table in tables.items():
+                con.register(name, table)
+            # one call for the whole transaction (a live group's statements cost more to plan and
+            # to hand over than to run); candidates by name: their Arrow types are the table's
+            inserts = ("INSERT INTO decisions SELECT * FROM _k_dec; INSERT INTO candidates BY NAME SELECT * FROM "
+                       "_k_cand; INSERT INTO chain BY NAME SELECT * FROM _k_chain")
+            begun = not self._atomic  # else part of the caller's transaction (see atomic())
+            if begun and not register:
+                inserts = f"BEGIN TRANSACTION; {inserts}; COMMIT"
+            elif begun:
                 con.execute("BEGIN TRANSACTION")
+                inserts += "; COMMIT"
+            if register:  # the first batch of a strategy registers it in the same transaction
                 self.register_strategy(strategy, in_transaction=True)
-                con.execute(inserts)
-            else:
-                con.execute("BEGIN TRANSACTION; " + inserts)
+            con.execute(inserts)
             self._head = (int(seq[-1]), chained[-1].tobytes().decode())
         except Exception as exc:
             if begun:
@@ -487,6 +410,12 @@ class DecisionLog:
                 raise LogError(f"Writing {n} decisions to {self.path!r} failed: {exc}",
                                "Nothing was written; check free disk space and that no other process holds the file.") from exc
             raise
+        finally:
+            for name in ("_k_dec", "_k_cand", "_k_chain"):
+                try:
+                    con.unregister(name)
+                except duckdb.Error:
+                    pass
         return n
 
     def append_outcomes(self, outcomes: pd.DataFrame, *, checked: bool = False) -> int:
@@ -525,7 +454,7 @@ class DecisionLog:
             if unknown:
                 raise LogError(f"Outcome for unknown decision {unknown[0]!r}.",
                                "Log outcomes only for decisions in this log.")
-            with _sealed_write(con, "outcomes", in_transaction=self._atomic) as seq:
+            with seals.sealed_write(con, "outcomes", in_transaction=self._atomic) as seq:
                 con.execute("INSERT INTO outcomes BY NAME SELECT *, ?::BIGINT AS seal_seq FROM _k_out", [seq])
         finally:
             con.unregister("_k_out")
@@ -568,6 +497,11 @@ class DecisionLog:
             keep.append(r)
         return pd.DataFrame(keep, columns=outcomes.columns)
 
+    @property
+    def in_transaction(self) -> bool:
+        """Inside :meth:`atomic`: every write joins its transaction."""
+        return self._atomic
+
     @contextmanager
     def atomic(self) -> Iterator[None]:
         """One transaction around several appends (an import): all of them are logged, or —
@@ -609,287 +543,6 @@ class DecisionLog:
         return integrity.verify(self.con.cursor())
 
 
-#: The inputs' JSON of the engine's decisions, as the log stores it (DuckDB's JSON functions
-#: write it; the other columns of the typed rows are the engine's Arrow columns as they are).
-_INPUTS_EXPR = """CASE WHEN assignment IS NULL
-         THEN json_object('features', features, 'contacts', contacts, 'rejections', json(rejections))
-         ELSE json_object('features', features, 'contacts', contacts, 'rejections', json(rejections),
-                          'assignment', json(assignment)) END"""
-_TYPED_DECISIONS = record.typed_select("decisions", "_k_dec", exprs={"inputs": _INPUTS_EXPR})
-_INPUTS_JSON = f"SELECT {_INPUTS_EXPR} AS inputs FROM _k_dec"
-
-_JSON = pa.json_(pa.string())
-
-
-def _json_columns(table: pa.Table, names: tuple[str, ...] = ("inputs", "model_versions")) -> pa.Table:
-    """``table`` with these text columns typed as Arrow JSON (no copy): DuckDB stores such a
-    column's text as given instead of parsing it to check it.  Only for text that is JSON by
-    construction (written by json.dumps or by DuckDB's own JSON functions)."""
-    for name in names:
-        i = table.column_names.index(name)
-        col = table.column(i)
-        chunks = [c.cast(pa.string()) if c.type != pa.string() else c for c in col.chunks]
-        table = table.set_column(i, pa.field(name, _JSON), pa.chunked_array(
-            [pa.ExtensionArray.from_storage(_JSON, c) for c in chunks], type=_JSON))
-    return table
-
-_TYPED_IMPORTED = record.typed_select("decisions", "_k_dec")
-_TYPED_CANDIDATES = record.typed_select("candidates", "_k_cand")
-
-#: The Arrow schema of ``candidates`` rows as DuckDB returns them (an importer that builds its
-#: rows with it is hashed and inserted as it is).
-_CANDIDATE_SCHEMA = record.arrow_schema("candidates")
-
-
-@dataclass
-class PreparedBatch:
-    """A decision batch as Arrow tables plus its candidate digests, ready to be logged."""
-
-    n: int
-    strategy: Strategy | None  #: None for decisions imported from another system
-    decisions: pa.Table
-    candidates: pa.Table
-    candidate_digests: np.ndarray  #: (n, 32) SHA-256 digests
-    typed: pa.Table | None = None  #: the decisions as stored, less ``seq`` (when prepared with a cursor)
-    tails: list[tuple] | None = None  #: their columns after ``seq``, for the hash (:func:`integrity.decision_tails`)
-    first_seq: int | None = None  #: the sequence number the decisions were hashed with (if expected)
-    row_digests: np.ndarray | None = None  #: (n, 32) their row digests with ``seq`` from ``first_seq`` on
-
-
-def prepare(batch: DecisionBatch, strategy: Strategy, pseudonyms: np.ndarray, source: str = "klartext",
-            con: duckdb.DuckDBPyConnection | None = None, first_seq: int | None = None) -> PreparedBatch:
-    """Turn a batch into the Arrow tables the log stores and hash its candidate rows.
-
-    Touches no table, so it can run on another thread than the writer.  With ``con`` (a
-    cursor of any DuckDB connection, used only by this thread) it also types the decision
-    rows as the log stores them (DuckDB writes the inputs' JSON) and hashes them, up to
-    their sequence numbers: the writer then only numbers, chains and inserts.  A job that
-    knows which sequence numbers its batches will get passes ``first_seq``: the rows are
-    then hashed with them here, and the writer uses those digests if the numbers are right.
-    """
-    if batch.strategy_version != strategy.version:
-        raise LogError("The batch was decided with another strategy version than the one given.",
-                       "Pass the strategy the engine used.")
-    n = len(batch)
-    rows = _CandidateRows.of(batch, strategy)
-    dec, cand = _arrow_tables(batch, strategy, pseudonyms, source, rows)
-    A = len(strategy.actions)
-    starts = np.arange(n, dtype=np.int64) * A
-    digests = integrity.group_digests(_candidate_columns(batch, strategy, rows), n * A, starts, starts + A)
-    if con is None:
-        return PreparedBatch(n, strategy, dec, cand, digests)
-    typed = _typed_small(dec) if n <= SMALL_BATCH else None
-    if typed is None:
-        _k_dec = dec  # read by the query below (DuckDB's replacement scan of this frame's locals)
-        typed = _typed_rows(dec, _arrow(con.execute(_INPUTS_JSON)).column("inputs"))
-    tails = integrity.decision_tails(typed)
-    row_digests = None if first_seq is None else integrity.digests_with_seq(
-        np.arange(first_seq, first_seq + n, dtype=np.int64), tails)
-    return PreparedBatch(n, strategy, dec, cand, digests, typed, tails, first_seq, row_digests)
-
-
-#: Up to this many decisions, prepare() writes the inputs' JSON itself (a live group: a
-#: DuckDB query costs milliseconds however few rows it has); beyond, DuckDB writes it faster.
-SMALL_BATCH = 64
-
-
-def _typed_small(dec: pa.Table) -> pa.Table | None:
-    """The decision rows typed (:func:`_typed_rows`) with ``inputs`` written in Python: compact
-    JSON of the document :data:`_INPUTS_JSON` writes (DuckDB keeps a JSON text as it is
-    given, so the hash covers exactly what is stored).  None when a value has no JSON form
-    (a non-finite number): DuckDB's path then decides."""
-    feats, conts = dec.column("features").to_pylist(), dec.column("contacts").to_pylist()
-    rej, asg = dec.column("rejections").to_pylist(), dec.column("assignment").to_pylist()
-    try:
-        inputs = []
-        for f, c, r, a in zip(feats, conts, rej, asg):
-            doc = {"features": f, "contacts": c, "rejections": json.loads(r)}
-            if a is not None:
-                doc["assignment"] = json.loads(a)
-            inputs.append(json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False))
-    except ValueError:
-        return None
-    return _typed_rows(dec, pa.array(inputs, pa.string()))
-
-
-def _typed_rows(dec: pa.Table, inputs: pa.Array | pa.ChunkedArray) -> pa.Table:
-    """The engine's decision rows as the log stores them, less ``seq``: its Arrow columns with
-    the log's types (:mod:`decision_log.record`; dictionaries decoded) and the inputs' JSON."""
-    out = {}
-    for c in record.DECISIONS[1:]:
-        if c.name == "inputs":
-            out[c.name] = inputs
-            continue
-        arr = dec.column(c.name).combine_chunks()
-        if pa.types.is_dictionary(arr.type):
-            arr = arr.cast(arr.type.value_type)
-        out[c.name] = arr if arr.type == c.arrow else arr.cast(c.arrow)
-    return pa.table(out)
-
-
-def _candidate_columns(batch: DecisionBatch, s: Strategy, rows: _CandidateRows | None = None) -> list[tuple]:
-    """The candidate rows that :func:`_arrow_tables` makes, described for the hash straight
-    from the batch's arrays (no Arrow calls: for a live service's small groups they cost more
-    than the hashing).  The tests check that both hash to the same digests."""
-    r = rows if rows is not None else _CandidateRows.of(batch, s)
-    c = r.cells
-    aids = s.action_ids
-    label, text, fixed = integrity.label_column, integrity.text_column, integrity.fixed_column
-
-    def floats(v: np.ndarray) -> tuple:
-        return fixed(v, ~np.isnan(v))
-
-    return [
-        text(r.decision, batch.decision_id.tolist()),
-        fixed(r.ts_us),
-        label(r.channel, s.channel_ids),
-        label(r.action, aids),
-        label(r.action, [a.issue for a in s.actions]),
-        label(r.action, [a.group for a in s.actions]),
-        label(c["stage"], STAGES),
-        label(c["rule"], batch.rule_names),
-        text(c["reason"], r.reason_texts),
-        floats(c["propensity"]), floats(c["value"]), floats(c["context_weight"]), floats(c["lever"]), floats(c["priority"]),
-        fixed(c["rank"], c["rank"] != 0),
-        fixed(c["selected"]),
-        label(r.model, [batch.model_versions.get(a, "") for a in aids]),
-    ]
-
-
-#: The engine's (n, A) arrays that become candidate columns as they are.
-_CELLS = ("stage", "rule", "reason", "propensity", "value", "context_weight", "lever", "priority", "rank", "selected")
-
-
-@dataclass(frozen=True)
-class _CandidateRows:
-    """A batch's (n, A) arrays laid out as the log's candidate rows: one per action of the
-    catalog per decision, within a decision in ``action_id`` order (the order the hash reads).
-    Made once per batch for both the Arrow table and the hash."""
-
-    decision: np.ndarray  #: the row's decision (index into the batch)
-    action: np.ndarray  #: its action (catalogue position)
-    ts_us: np.ndarray
-    channel: np.ndarray
-    cells: dict[str, np.ndarray]  #: the batch's arrays named in :data:`_CELLS`, in row order
-    model: np.ndarray  #: the action again where a model scored it, else -1
-    reason_texts: pa.Array  #: the batch's reasons (``reason`` indexes them), as Arrow strings
-
-    @classmethod
-    def of(cls, batch: DecisionBatch, s: Strategy) -> _CandidateRows:
-        n, A = batch.stage.shape
-        action, lay_out = _candidate_order(n, s.action_ids)
-        cells = {name: lay_out(getattr(batch, name)) for name in _CELLS}
-        return cls(
-            decision=np.repeat(np.arange(n, dtype=np.int32), A), action=action,
-            ts_us=np.repeat(batch.ts_us, A), channel=np.repeat(batch.requests.channel, A), cells=cells,
-            model=np.where(np.isnan(cells["propensity"]), -1, action).astype(np.int32),
-            reason_texts=pa.array(batch.reasons or [""], pa.string()))
-
-
-def _candidate_order(n: int, aids: tuple[str, ...]) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
-    """Within a decision, candidate rows are stored in ``action_id`` order (the order the hash
-    reads): each row's catalogue position, and a function that lays an (n, A) array of the
-    engine out in that row order."""
-    perm = np.argsort(np.asarray(aids, dtype=object), kind="stable")
-
-    def cells(x: np.ndarray) -> np.ndarray:
-        return x[:, perm].ravel()
-
-    return np.tile(perm.astype(np.int32), n), cells
-
-
-def _arrow_tables(batch: DecisionBatch, s: Strategy, pseudo: np.ndarray, source: str,
-                  rows: _CandidateRows | None = None) -> tuple[pa.Table, pa.Table]:
-    n, A = batch.stage.shape
-    req = batch.requests
-    ch = req.channel
-    ts = pa.array(batch.ts_us, pa.timestamp("us", tz="UTC"))
-    directions = [c.direction for c in s.channels]
-    features = pa.StructArray.from_arrays(
-        [pa.array(req.features[f.name], from_pandas=f.missing) for f in s.features],  # NaN → null: missing
-        [f.name for f in s.features])
-    contacts = pa.StructArray.from_arrays(
-        [pa.array(req.contacts[:, j]) for j in range(len(s.channels))], list(s.channel_ids))
-    aids = s.action_ids
-    rejections = _rejections_json(req.rejections, req.days_since_rejection, aids)
-    assignment = pa.nulls(n, pa.string())
-    if req.assigned is not None and (req.assigned >= 0).any():
-        assignment = pa.array([json.dumps({"action": aids[a], "probability": float(p)}) if a >= 0 else None
-                               for a, p in zip(req.assigned.tolist(), req.assigned_probability.tolist())], pa.string())
-    slots = batch.slots
-    taken = slots >= 0  # a row's slots are filled from the first, in slot order
-    offsets = np.concatenate([[0], np.cumsum(taken.sum(axis=1))]).astype(np.int32)
-    chosen_actions = pa.ListArray.from_arrays(pa.array(offsets), _dict_array(slots[taken], aids).cast(pa.string()))
-    first = slots[:, 0] if slots.shape[1] else np.full(n, -1, np.int32)
-    trigger = (pa.array(req.features["trigger"].astype(object), pa.string())
-               if "trigger" in req.features else pa.nulls(n, pa.string()))
-    dec = pa.table({
-        "decision_id": pa.array(batch.decision_id, pa.string()),
-        "ts": ts,
-        "customer": pa.array(pseudo, pa.string()),
-        "channel": _dict_array(ch, s.channel_ids),
-        "direction": _dict_array(ch, directions),
-        "trigger": trigger,
-        "features": features,
-        "contacts": contacts,
-        "rejections": pa.array(rejections, pa.string()),
-        "assignment": assignment,
-        "strategy_version": _repeated(batch.strategy_version, n),
-        "model_versions": _repeated(json.dumps(batch.model_versions), n),
-        "chosen_action": _dict_array(first, aids, null_below_zero=True),
-        "chosen_actions": chosen_actions,
-        "selection_probability": pa.array(batch.selection_probability),
-        "explored": pa.array(batch.explored),
-        "latency_us": pa.array(batch.latency_us),
-        "source": _repeated(source, n),
-    })
-    cr = rows if rows is not None else _CandidateRows.of(batch, s)
-    c = cr.cells
-    versions = [batch.model_versions.get(a, "") for a in aids]
-    cand = pa.table({
-        "decision_id": pa.DictionaryArray.from_arrays(pa.array(cr.decision), pa.array(batch.decision_id, pa.string())),
-        "ts": pa.array(cr.ts_us, pa.timestamp("us", tz="UTC")),
-        "channel": _dict_array(cr.channel, s.channel_ids),
-        "action_id": _dict_array(cr.action, aids),
-        "issue": _dict_array(cr.action, [a.issue for a in s.actions]),
-        "group": _dict_array(cr.action, [a.group for a in s.actions]),
-        "stage": _dict_array(c["stage"], list(STAGES)),
-        "rule": _dict_array(c["rule"], batch.rule_names or [""], null_below_zero=True),
-        "reason": _dict_array(c["reason"], cr.reason_texts, null_below_zero=True),
-        "propensity": _float_array(c["propensity"]),
-        "value": _float_array(c["value"]),
-        "context_weight": _float_array(c["context_weight"]),
-        "lever": _float_array(c["lever"]),
-        "priority": _float_array(c["priority"]),
-        "rank": pa.array(c["rank"], mask=c["rank"] == 0),
-        "selected": pa.array(c["selected"]),
-        "model_version": _dict_array(cr.model, versions, null_below_zero=True),
-        "ordinal": pa.array(np.tile(np.arange(A, dtype=np.int32), n)),
-    })
-    return dec, cand
-
-
-@contextmanager
-def _sealed_write(con: duckdb.DuckDBPyConnection, tbl: str, in_transaction: bool = False) -> Iterator[int]:
-    """One sealed write to ``tbl``: yields the seal number to stamp the new rows with, then
-    appends its seal entry, all in one transaction (the caller's, with ``in_transaction``)."""
-    if not in_transaction:
-        con.execute("BEGIN TRANSACTION")
-    try:
-        seq = seals.head(con)[0] + 1
-        yield seq
-        seals.seal(con, tbl, seq)
-        if not in_transaction:
-            con.execute("COMMIT")
-    except BaseException:
-        if not in_transaction:
-            try:
-                con.execute("ROLLBACK")
-            except duckdb.Error:
-                pass
-        raise
-
-
 def _number_candidates(con: duckdb.DuckDBPyConnection) -> None:
     """Give the candidate rows of a log of an earlier release their ``ordinal``, once: the
     ``action_id`` order its record hashes read them in."""
@@ -905,5 +558,5 @@ def _number_candidates(con: duckdb.DuckDBPyConnection) -> None:
 def _put_meta(con: duckdb.DuckDBPyConnection, key: str, value: str) -> None:
     """A meta entry, written once and sealed."""
     if not con.execute("SELECT count(*) FROM meta WHERE key = ?", [key]).fetchall()[0][0]:
-        with _sealed_write(con, "meta") as seq:
+        with seals.sealed_write(con, "meta") as seq:
             con.execute("INSERT INTO meta (key, value, seal_seq) VALUES (?, ?, ?)", [key, value, seq])

@@ -1,6 +1,7 @@
 """The explanation API: why a logged decision came out as it did.
 
 >>> from decision_log.store import DecisionLog
+from decision_log.writer import Writer
 >>> from explain.api import Explainer
 >>> ex = Explainer(DecisionLog.open("klartext_demo.duckdb"))
 >>> e = ex.explain("01J...")           # attributions of every scored candidate, reason codes
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -34,6 +36,7 @@ from decision_log import explanations as store
 from decision_log import queries, stages
 from decision_log.replay import sample_ids
 from decision_log.store import DecisionLog
+from decision_log.writer import Writer
 from decisioning import stages as flow
 from decisioning.arbitration import Tables, tables
 from decisioning.engine import FOREST_ROWS
@@ -219,11 +222,16 @@ class Explainer:
         Permutations per row of the model-agnostic explainer.
     seed : int
         Seed for the background sample and the permutations.
+    writer : Writer, optional
+        The log's running writer (the service's): explanations are stored through it, on its
+        thread.  Without one they are stored on the log's connection (a process that writes
+        alone).
     """
 
     def __init__(self, log: DecisionLog, *, background_size: int = 100, permutations: int = 10,
-                 seed: int = 0) -> None:
+                 seed: int = 0, writer: Writer | None = None) -> None:
         self.log = log
+        self.writer = writer
         self.background_size = background_size
         self.permutations = permutations
         self.seed = seed
@@ -383,7 +391,11 @@ class Explainer:
                 if progress:
                     progress(len(g))
         if tables and self.writable:
-            store.store(self.log.con.cursor(), _to_arrow(tables))
+            computed = _to_arrow(tables)
+            if self.writer is None:
+                store.store(self.log.con.cursor(), computed)
+            else:  # derived data: a failed store is recomputed next time, the answer stands
+                self.writer.call(lambda log: store.store(log.con, computed)).add_done_callback(_store_failed)
         return out
 
     def _rescore(self, strategy: Strategy, parts: list, M: np.ndarray, cols: tuple[str, ...]) -> dict:
@@ -621,6 +633,12 @@ def _plain(v: Any) -> Any:
     if isinstance(v, float) and np.isnan(v):
         return None
     return v
+
+
+def _store_failed(stored) -> None:
+    if stored.exception() is not None:
+        logging.getLogger(__name__).warning("Storing explanations failed (they are recomputed when next shown): %s",
+                                            stored.exception())
 
 
 _TAMPERED = "the stored explanation is not what the pinned model computes; the explanations table was changed"

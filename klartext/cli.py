@@ -83,7 +83,7 @@ class _Bars:
     def __call__(self, label: str, done: int, total: int) -> None:
         bar = self.bars.get(label)
         if bar is None:
-            from klartext.pipeline import UNITS
+            from klartext.jobs import UNITS
 
             bar = self.bars[label] = tqdm(total=total, desc=label, unit=" " + UNITS.get(label, "steps"),
                                           file=sys.stderr, dynamic_ncols=True, leave=True, bar_format=_BAR)
@@ -129,7 +129,7 @@ def demo(customers: int, db: str, seed: int, scenario: str, replace: bool, expla
          port: int) -> None:
     """Simulate the retailer (or load the Hillstrom experiment), train models, decide for every
     customer, log it, explain a sample, open the dashboard."""
-    from klartext.pipeline import run_demo, run_hillstrom
+    from klartext.jobs import run_demo, run_hillstrom
 
     if Path(db).exists():
         if not replace:
@@ -240,7 +240,7 @@ def decide(db: str, input_path: str, strategy_path: str | None) -> None:
     """Make one decision, log it, and print it as JSON."""
     from decision_log.store import DecisionLog
     from decisioning.strategy import load_strategy
-    from klartext.pipeline import batch_to_json, decide_one
+    from klartext.jobs import batch_to_json, decide_one
 
     try:
         text = Path(input_path).read_text(encoding="utf-8")
@@ -1006,11 +1006,11 @@ def run(db, strategy_path, customers_path, channel, id_column, channel_column) -
     import pandas as pd
 
     from decision_log.store import DecisionLog
+    from decision_log.writer import decide_and_log
     from decisioning.engine import Engine
     from decisioning.errors import InputError
     from decisioning.inputs import Requests
     from decisioning.strategy import load_strategy
-    from klartext.pipeline import decide_and_log
 
     strategy = load_strategy(strategy_path)
     suffix = Path(customers_path).suffix.lower()
@@ -1064,7 +1064,7 @@ def serve(db, strategy_path, host, port, max_queue, users, auth_header) -> None:
         _fail(KlartextError(f"No decision log at {db!r}.",
                             f"Create one with `klartext demo --db {db}` (it trains and registers the models)."))
     require_auth_beyond_loopback(host, users, auth_header, "The service")
-    app = create_app(db, strategy_path, max_queue=max_queue, users=users, auth_header=auth_header)
+    app = create_app(db, strategy_path, max_queue=max_queue, users=users, auth_header=auth_header, freeze_gc=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

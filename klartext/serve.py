@@ -34,6 +34,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +48,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from decision_log import queries
 from decision_log.integrity import compile_assembly
 from decision_log.live import Replicator
-from decision_log.store import DecisionLog, PreparedBatch, prepare
+from decision_log.store import DecisionLog
+from decision_log.writer import Writer
 from decisioning.engine import DecisionBatch, Engine
 from decisioning.errors import ConflictError, InputError, KlartextError, LogError
 from decisioning.forest import compile_walk
@@ -91,18 +93,23 @@ class _Job:
 
 @dataclass
 class _Group:
+    """Requests decided together and logged in one transaction (group commit)."""
+
     jobs: list[_Job]
     batch: DecisionBatch | None = None
-    prepared: PreparedBatch | None = None
     answers: list[dict] | None = None  #: made beside the decision; sent once the group is logged
-    error: BaseException | None = None
 
 
 class Service:
-    """Owns the log, the engine, the decide and log threads and the replicator."""
+    """Owns the log, the engine, the decide thread, the log's writer and the replicator.
+
+    ``freeze_gc`` (``klartext serve`` sets it) moves what the service holds for its lifetime
+    out of the garbage collector's sight, so a full collection, which stops every thread,
+    scans only what requests allocate: no multi-millisecond pauses in the latency tail."""
 
     def __init__(self, db: str, strategy: Strategy | None = None, *, max_queue: int = 2000, max_batch: int = 256,
-                 max_wait_ms: float = 2.0, replicate: bool = True, replica_interval_s: float = 1.0) -> None:
+                 max_wait_ms: float = 2.0, replicate: bool = True, replica_interval_s: float = 1.0,
+                 freeze_gc: bool = False) -> None:
         self.log = DecisionLog.open(db)
         self.strategy = strategy or self.log.load_strategy(self.log.latest_strategy_version())
         self.log.register_strategy(self.strategy)
@@ -113,23 +120,18 @@ class Service:
         for m in self.engine.models.models.values():  # deserialise every model now, not on a request
             _ = m.estimator
         self.log.register_models(self.engine.models)
-        # The models, strategy and tables live as long as the service: move them out of the
-        # garbage collector's sight, so a full collection (which stops every thread) scans
-        # only what requests allocate — no multi-millisecond pauses in the latency tail.
-        gc.collect()
-        gc.freeze()
+        if freeze_gc:
+            gc.collect()
+            gc.freeze()
         self.queue: queue.Queue[_Job] = queue.Queue(maxsize=max_queue)
-        self._decided: queue.Queue[_Group | None] = queue.Queue()  # decide → log hand-over
-        self._handoff = threading.Condition()
+        self.writer = Writer(self.log)
         self.max_batch, self.max_wait = max_batch, max_wait_ms / 1000
         self.logged = 0
         self.groups = 0
-        self.seconds = {"decide": 0.0, "log": 0.0}
+        self.seconds = {"decide": 0.0}
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._decide_loop, name="klartext-decide", daemon=True),
-                         threading.Thread(target=self._log_loop, name="klartext-log", daemon=True)]
-        for t in self._threads:
-            t.start()
+        self._decider = threading.Thread(target=self._decide_loop, name="klartext-decide", daemon=True)
+        self._decider.start()
         self.replicator = Replicator(self.log, interval_s=replica_interval_s) if replicate and db != ":memory:" else None
         _OPEN.add(self)
 
@@ -151,12 +153,11 @@ class Service:
         return jobs
 
     def _decide_loop(self) -> None:
-        reader = self.log.con.cursor()  # contact history reads, beside the log thread's writes
+        reader = self.log.con.cursor()  # contact history reads, beside the writer's writes
         while not self._stop.is_set():
-            # Form the next group only once the log thread has taken the previous one: what
-            # arrives while a group is committed goes into one group, not into many small ones.
-            with self._handoff:
-                self._handoff.wait_for(lambda: self._decided.empty() or self._stop.is_set(), timeout=0.1)
+            # Form the next group only once the writer has taken the previous one: what arrives
+            # while a group is committed goes into one group, not into many small ones.
+            self.writer.wait_for_room(timeout=0.1)
             jobs = self._take()
             if jobs is None:
                 continue
@@ -166,14 +167,14 @@ class Service:
                     run.append(j)
                     continue
                 if run:
-                    self._decided.put(self._decide(run, reader))
+                    self._decide(run, reader)
                     run = []
-                self._decided.put(_Group([j]))
+                self._outcome(j)
             if run:
-                self._decided.put(self._decide(run, reader))
-        self._decided.put(None)
+                self._decide(run, reader)
 
-    def _decide(self, jobs: list[_Job], reader) -> _Group:
+    def _decide(self, jobs: list[_Job], reader) -> None:
+        """Decide a group and hand it to the writer; its clients are answered once it is logged."""
         s = self.strategy
         group = _Group(jobs)
         try:
@@ -188,43 +189,31 @@ class Service:
                     req = Requests.from_dicts(s, [{k: v for k, v in item.items() if v is not None}])
                 parts.append(req)
             group.batch = self.engine.decide(Requests.concat(parts))
-            group.prepared = prepare(group.batch, s, self.log.pseudonymise(group.batch.requests.customer_id),
-                                     con=reader)
-            group.answers = self._answers(group)  # here: the log thread only commits and sends
+            group.answers = self._answers(group)
             self.seconds["decide"] += time.perf_counter() - t
+            logged = self.writer.append(group.batch, s)
         except Exception as exc:  # noqa: BLE001 - every client of the group is told
-            group.error = exc
-        return group
+            self._failed(group, exc)
+            return
+        logged.add_done_callback(lambda f: self._committed(group, f))
 
-    # -- the log thread --------------------------------------------------------------------
+    def _committed(self, group: _Group, logged: Future) -> None:
+        """On the writer's thread, once the group is committed (or could not be)."""
+        if logged.exception() is not None:
+            self._failed(group, logged.exception())
+            return
+        self.logged += len(group.jobs)
+        self.groups += 1
+        for j, answer in zip(group.jobs, group.answers):
+            answer["latency_ms"] = round((time.perf_counter() - j.t0) * 1000, 3)
+            self._resolve(j, answer)
 
-    def _log_loop(self) -> None:
-        while True:
-            group = self._decided.get()
-            with self._handoff:
-                self._handoff.notify()
-            if group is None:
-                return
-            if group.jobs[0].kind == "outcome":
-                self._outcome(group.jobs[0])
-                continue
-            if group.error is None:
-                t = time.perf_counter()
-                try:
-                    self.log.append_prepared(group.prepared)  # one transaction: durable when this returns
-                except Exception as exc:  # noqa: BLE001
-                    group.error = exc
-                self.seconds["log"] += time.perf_counter() - t
-            if group.error is not None:  # nothing of this group was written: every client is told
-                exc = group.error
-                err = exc if isinstance(exc, KlartextError) else LogError(
-                    f"The decision was not logged: {exc}", "Retry the request.")
-                for j in group.jobs:
-                    self._resolve(j, error=err)
-                continue
-            self.logged += len(group.jobs)
-            self.groups += 1
-            self._answer(group)
+    def _failed(self, group: _Group, exc: BaseException) -> None:
+        """Nothing of this group was written: every client is told."""
+        err = exc if isinstance(exc, KlartextError) else LogError(f"The decision was not logged: {exc}",
+                                                                  "Retry the request.")
+        for j in group.jobs:
+            self._resolve(j, error=err)
 
     @staticmethod
     def _resolve(job: _Job, value: Any = None, error: BaseException | None = None) -> None:
@@ -264,30 +253,30 @@ class Service:
             })
         return out
 
-    def _answer(self, group: _Group) -> None:
-        for j, answer in zip(group.jobs, group.answers):
-            answer["latency_ms"] = round((time.perf_counter() - j.t0) * 1000, 3)
-            self._resolve(j, answer)
-
     def _outcome(self, job: _Job) -> None:
+        """Log a reported outcome on the writer's thread, in order with the decisions."""
         import pandas as pd
 
         o = job.payload
-        try:
-            n = self.log.append_outcomes(pd.DataFrame([{
-                "decision_id": o["decision_id"], "action_id": o.get("action_id"), "outcome": o["outcome"],
-                "revenue": o.get("revenue", 0.0), "margin": o.get("margin", 0.0), "churned": o.get("churned"),
-                "ts_us": int(time.time() * 1e6)}]), checked=True)
-            self._resolve(job, {"logged": n, "duplicate": n == 0})
-        except Exception as exc:  # noqa: BLE001
-            self._resolve(job, error=exc)
+        row = pd.DataFrame([{
+            "decision_id": o["decision_id"], "action_id": o.get("action_id"), "outcome": o["outcome"],
+            "revenue": o.get("revenue", 0.0), "margin": o.get("margin", 0.0), "churned": o.get("churned"),
+            "ts_us": int(time.time() * 1e6)}])
+
+        def answered(f: Future) -> None:
+            if f.exception() is not None:
+                self._resolve(job, error=f.exception())
+            else:
+                self._resolve(job, {"logged": f.result(), "duplicate": f.result() == 0})
+
+        self.writer.call(lambda log: log.append_outcomes(row, checked=True)).add_done_callback(answered)
 
     def close(self) -> None:
         if self._stop.is_set():
             return
         self._stop.set()
-        for t in self._threads:
-            t.join(timeout=5)
+        self._decider.join(timeout=5)
+        self.writer.close()
         if self.replicator is not None:
             self.replicator.close()
         self.log.close()
@@ -523,7 +512,7 @@ def create_app(db: str, strategy_path: str | None = None, *, users: str | None =
         """The logged record of a decision with its explanation."""
         svc = state["svc"]
         try:
-            e = Explainer(svc.log).explain(decision_id)
+            e = Explainer(svc.log, writer=svc.writer).explain(decision_id)
         except LogError as exc:
             return _error(404, exc.message, exc.hint)
         return json.loads(json.dumps(e.to_dict(), default=str))
@@ -534,7 +523,7 @@ def create_app(db: str, strategy_path: str | None = None, *, users: str | None =
         return {"status": "ok", "strategy_version": svc.strategy.version, "logged_since_start": svc.logged,
                 "queue": svc.queue.qsize(), "groups_committed": svc.groups,
                 "mean_group_size": round(svc.logged / svc.groups, 2) if svc.groups else None,
-                "writer_seconds": {k: round(v, 3) for k, v in svc.seconds.items()},
+                "writer_seconds": {k: round(v, 3) for k, v in {**svc.seconds, **svc.writer.seconds}.items()},
                 "live_replicas": svc.replicator.status() if svc.replicator is not None else None}
 
     return app

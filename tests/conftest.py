@@ -179,7 +179,7 @@ def cell(batch, strategy, action_id, row=0):
 def demo_run(tmp_path_factory) -> tuple:
     """A small demo (2,000 customers of the retail scenario), run once per session: its log's
     path, its result and the progress it reported, as (label, done, total) tuples."""
-    from klartext.pipeline import run_demo
+    from klartext.jobs import run_demo
 
     path = tmp_path_factory.mktemp("demo") / "demo.duckdb"
     events: list[tuple[str, int, int]] = []

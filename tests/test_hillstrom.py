@@ -19,7 +19,7 @@ from decisioning.inputs import Requests
 from decisioning.scenarios import hillstrom
 from explain.api import Explainer
 from klartext.cli import main
-from klartext.pipeline import run_hillstrom
+from klartext.jobs import run_hillstrom
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "hillstrom" / "hillstrom.csv"
 

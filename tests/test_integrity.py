@@ -180,7 +180,7 @@ def test_candidate_digests_from_the_batch_equal_those_of_its_arrow_rows(tiny_eng
     import numpy as np
 
     from decision_log import integrity
-    from decision_log.store import _arrow_tables, _candidate_columns
+    from decision_log.rows import _candidate_columns, engine_rows
     from decisioning.inputs import Requests
     from tests.conftest import tiny_customers
 
@@ -189,7 +189,7 @@ def test_candidate_digests_from_the_batch_equal_those_of_its_arrow_rows(tiny_eng
         A = len(tiny_strategy.actions)
         assert np.isnan(b.propensity).any() and (b.rule >= 0).any() or n == 1
         starts = np.arange(n, dtype=np.int64) * A
-        _, cand = _arrow_tables(b, tiny_strategy, np.asarray(b.requests.customer_id, dtype=object), "klartext")
+        _, cand = engine_rows(b, tiny_strategy, np.asarray(b.requests.customer_id, dtype=object), "klartext")
         reference = integrity.digests(integrity.assemble(_candidate_columns(b, tiny_strategy), n * A), starts,
                                       starts + A)
         from_batch = integrity.group_digests(_candidate_columns(b, tiny_strategy), n * A, starts, starts + A)

@@ -10,7 +10,7 @@ import pytest
 from conftest import decide_one, request
 from decision_log.store import DecisionLog
 from decisioning.errors import InputError, LogError
-from klartext.pipeline import decide_one as decide_and_log_one
+from klartext.jobs import decide_one as decide_and_log_one
 
 
 def test_schema_has_the_documented_tables_and_columns(demo_log):
@@ -125,48 +125,41 @@ def test_models_are_stored_with_version_features_fingerprint_and_metrics(demo_lo
         assert sum(b["n"] for b in m["calibration"]) == m["n_test"]
 
 
-@pytest.mark.parametrize("small", [0, 64])  # DuckDB writes the inputs' JSON, or prepare() does
-def test_rows_typed_and_hashed_before_the_writer_are_logged_identically(tmp_path, tiny_engine, tiny_strategy,
-                                                                        monkeypatch, small):
-    """prepare() with a cursor types and hashes the decision rows on the caller's thread, up
-    to the sequence numbers, or with them when it is told which they will be; the log it
-    leaves holds the rows the writer makes (the inputs' JSON text may be formatted
-    differently, never with other values) and verifies.  Rows hashed with the wrong numbers
-    (another writer came first) are hashed again by the writer."""
-    import decision_log.store
-
-    monkeypatch.setattr(decision_log.store, "SMALL_BATCH", small)
-    from decision_log.store import prepare
+def test_rows_prepared_off_the_writer_are_logged_identically(tmp_path, tiny_engine, tiny_strategy, monkeypatch):
+    """prepare() types and hashes the decision rows off the writer's thread, up to their
+    sequence numbers; the writer numbers and chains them in the order they are appended.
+    The inputs' JSON that prepare() writes for a small batch and the one DuckDB writes for a
+    larger one hold the same values, and batches appended in another order than they were
+    prepared in (another writer came first) are logged alike and verify."""
+    import decision_log.rows
+    from decision_log.rows import prepare
     from decisioning.inputs import Requests
     from tests.conftest import tiny_customers
 
     req = Requests.from_frame(tiny_strategy, tiny_customers(60, seed=4))
     batches = [tiny_engine.decide(req.take(np.arange(i, i + 20))) for i in range(0, 60, 20)]
     rows = {}
-    for mode in ("writer", "prepared", "numbered", "misnumbered"):
-        with DecisionLog.open(tmp_path / f"{mode}.duckdb") as log:
-            cur = log.con.cursor()
-            for b in batches:  # (the same pseudonyms in all logs)
-                first = {"numbered": log.next_seq(), "misnumbered": log.next_seq() + 1}.get(mode)
-                p = prepare(b, tiny_strategy, np.asarray(b.requests.customer_id, dtype=object),
-                            con=None if mode == "writer" else cur, first_seq=first)
-                assert (p.typed is not None) == (mode != "writer")
-                assert (p.row_digests is not None) == (first is not None)
+    for small, order in ((0, 1), (64, 1), (64, -1)):
+        monkeypatch.setattr(decision_log.rows, "SMALL_BATCH", small)
+        with DecisionLog.open(tmp_path / f"{small}{order}.duckdb") as log:
+            prepared = [prepare(b, tiny_strategy, np.asarray(b.requests.customer_id, dtype=object)) for b in batches]
+            for p in prepared[::order]:
                 log.append_prepared(p)
             assert log.verify().ok
-            rows[mode] = [log.con.execute("SELECT * EXCLUDE (inputs) FROM decisions ORDER BY seq").fetchall(),
-                          [json.loads(x) for (x,) in log.con.execute("SELECT inputs FROM decisions ORDER BY seq").fetchall()],
-                          log.con.execute("SELECT * FROM candidates ORDER BY ALL").fetchall()]
-    assert rows["writer"] == rows["prepared"] == rows["numbered"] == rows["misnumbered"]
+            rows[small, order] = [
+                log.con.execute("SELECT * EXCLUDE (inputs, seq) FROM decisions ORDER BY decision_id").fetchall(),
+                [json.loads(x) for (x,) in log.con.execute("SELECT inputs FROM decisions ORDER BY decision_id").fetchall()],
+                log.con.execute("SELECT * FROM candidates ORDER BY ALL").fetchall()]
+    assert rows[0, 1] == rows[64, 1] == rows[64, -1]
 
 
 def test_a_value_without_json_form_leaves_the_inputs_to_duckdb(tiny_engine, tiny_strategy):
     import pyarrow as pa
 
-    from decision_log.store import _typed_small, prepare
+    from decision_log.rows import _typed_small, engine_rows
 
     b = decide_one(tiny_engine, request())
-    dec = prepare(b, tiny_strategy, np.array(["c"], dtype=object)).decisions
+    dec = engine_rows(b, tiny_strategy, np.array(["c"], dtype=object), "klartext")[0]
     assert _typed_small(dec) is not None
     feats = dec.column("features").combine_chunks()
     fields = [feats.field(i) for i in range(feats.type.num_fields)]
@@ -214,7 +207,7 @@ def test_a_failing_pipeline_stage_stops_the_job_and_keeps_only_whole_chunks(tmp_
     """The batch job's stages run on their own threads; the third chunk's failure (while
     deciding, preparing or writing it) is raised to the caller, the log holds exactly the
     chunks written before it, and it verifies."""
-    import klartext.pipeline
+    import decision_log.writer as writer
     from decisioning.inputs import Requests
     from tests.conftest import tiny_customers
 
@@ -233,14 +226,14 @@ def test_a_failing_pipeline_stage_stops_the_job_and_keeps_only_whole_chunks(tmp_
     if failing == "decide":
         monkeypatch.setattr(tiny_engine, "decide", boom(tiny_engine.decide))
     elif failing == "prepare":
-        monkeypatch.setattr(klartext.pipeline, "prepare", boom(klartext.pipeline.prepare))
+        monkeypatch.setattr(writer, "prepare", boom(writer.prepare))
     else:
         monkeypatch.setattr(DecisionLog, "append_prepared", boom(DecisionLog.append_prepared))
     with DecisionLog.open(tmp_path / "p.duckdb") as log:
         threads = log.con.execute("SELECT current_setting('threads')").fetchall()[0][0]
         with pytest.raises(OSError, match="disk full"):
-            klartext.pipeline.decide_and_log(log, tiny_engine, req, ts, chunk=20)
-        written = klartext.pipeline._chunks(100, 20)[1][1]  # the first two chunks
+            writer.decide_and_log(log, tiny_engine, req, ts, chunk=20)
+        written = writer._chunks(100, 20)[1][1]  # the first two chunks
         assert 0 < written < 100
         assert log.con.execute("SELECT count(*) FROM decisions").fetchall()[0][0] == written
         assert log.con.execute("SELECT count(*) FROM candidates").fetchall()[0][0] == written * len(tiny_strategy.actions)
@@ -255,7 +248,7 @@ def test_the_batch_job_runs_the_writer_ahead_of_the_other_stages(tmp_path, tiny_
     import os
     import threading
 
-    import klartext.pipeline
+    import decision_log.writer as writer
     from decisioning.inputs import Requests
     from tests.conftest import tiny_customers
 
@@ -271,17 +264,17 @@ def test_the_batch_job_runs_the_writer_ahead_of_the_other_stages(tmp_path, tiny_
         return wrapped
 
     monkeypatch.setattr(tiny_engine, "decide", spy("decide", tiny_engine.decide))
-    monkeypatch.setattr(klartext.pipeline, "prepare", spy("prepare", klartext.pipeline.prepare))
+    monkeypatch.setattr(writer, "prepare", spy("prepare", writer.prepare))
     monkeypatch.setattr(DecisionLog, "append_prepared", spy("write", DecisionLog.append_prepared))
     before = nice()
     req = Requests.from_frame(tiny_strategy, tiny_customers(60, seed=7))
     with DecisionLog.open(tmp_path / "n.duckdb") as log:
-        klartext.pipeline.decide_and_log(log, tiny_engine, req, np.arange(60, dtype=np.int64) + 1_700_000_000_000_000,
+        writer.decide_and_log(log, tiny_engine, req, np.arange(60, dtype=np.int64) + 1_700_000_000_000_000,
                                          chunk=20)
         assert log.verify().ok
     base = before[1]
-    assert seen["decide"] == ("klartext-decide", min(19, base + klartext.pipeline._UPSTREAM_NICE))
-    assert seen["prepare"] == ("klartext-log-prepare", min(19, base + klartext.pipeline._UPSTREAM_NICE))
+    assert seen["decide"] == ("klartext-decide", min(19, base + writer._UPSTREAM_NICE))
+    assert seen["prepare"] == ("klartext-log-prepare", min(19, base + writer._UPSTREAM_NICE))
     assert seen["write"] == ("klartext-log-writer", base)
     assert nice() == before
 
@@ -290,7 +283,7 @@ def test_rejection_histories_are_written_as_json_dumps_writes_them():
     """The decision rows' rejection histories are formatted in one pass; the text is exactly
     json.dumps of the history (keys that need escaping, tiny, huge and whole numbers, and the
     NaN that json.dumps spells its own way)."""
-    from decision_log.store import _rejections_json
+    from decision_log.rows import _rejections_json
 
     rng = np.random.default_rng(1)
     aids = tuple(f"a{i}" for i in range(7)) + ('we"ird', "ü")

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import duckdb
 
-from decision_log import record, schema, store
+from decision_log import record, rows, schema
+from decision_log.store import DecisionLog
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,9 +35,9 @@ def test_every_derived_form_follows_the_definition(tmp_path):
         assert [(c.name, names.get(c.sql, c.sql), "YES" if c.nullable else "NO") for c in cols] == got
     assert schema.DECISION_HASH_COLUMNS == [c.name for c in record.DECISIONS]
     assert schema.CANDIDATE_HASH_COLUMNS == [c.name for c in record.CANDIDATES if c.name != "ordinal"]
-    assert store._CANDIDATE_SCHEMA.names == [c.name for c in record.CANDIDATES]
-    assert [ln.split(" AS ")[-1].strip(' ",') for ln in store._TYPED_IMPORTED.splitlines()[1:-1]] == \
-        [c.name for c in record.DECISIONS]
+    assert rows._CANDIDATE_SCHEMA.names == [c.name for c in record.CANDIDATES]
+    assert [ln.split(" AS ")[-1].strip(' ",') for ln in rows._TYPED_IMPORTED.splitlines()[1:-1]] == \
+        [c.name for c in record.DECISIONS if c.name != "seq"]
 
 
 ADD = '''    Column("note", "VARCHAR", pa.string(), True, "-", "A note on the row.", since="9.9"),
@@ -92,7 +93,7 @@ def test_a_column_is_one_line_in_a_copy_of_the_code(tmp_path, tiny_strategy, tin
     from tests.conftest import tiny_customers
 
     db = tmp_path / "old.duckdb"
-    with store.DecisionLog.open(db) as log:
+    with DecisionLog.open(db) as log:
         log.register_models(tiny_models)
         log.append(Engine(tiny_strategy, tiny_models).decide(Requests.from_frame(tiny_strategy, tiny_customers(10))),
                    tiny_strategy)

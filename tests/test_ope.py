@@ -118,15 +118,15 @@ def test_difference_is_the_mean_lift_with_a_normal_width_interval():
 def greedy_log(tmp_path_factory):
     """A demo log whose strategy never explores: every selection probability is 1."""
     from decisioning.strategy import parse_strategy
-    from klartext import pipeline
+    from klartext import jobs
 
     text = retail.load_demo_strategy().text.replace("epsilon: 0.05", "epsilon: 0.0")
     assert "epsilon: 0.0" in text
     path = tmp_path_factory.mktemp("greedy") / "greedy.duckdb"
     mp = pytest.MonkeyPatch()
-    mp.setattr(pipeline.retail, "load_demo_strategy", lambda: parse_strategy(text))
+    mp.setattr(jobs.retail, "load_demo_strategy", lambda: parse_strategy(text))
     try:
-        pipeline.run_demo(str(path), 1500, history_per_action=600)
+        jobs.run_demo(str(path), 1500, history_per_action=600)
     finally:
         mp.undo()
     return path

@@ -1,19 +1,9 @@
-"""End-to-end jobs: the demo (data → models → decisions → outcomes → log) and single decisions.
-
-Deciding and logging overlap in three stages (see :func:`decide_and_log`): the engine, the
-preparation of a chunk's Arrow tables and digests, and the DuckDB write each run on their
-own thread, one chunk apart, the write at a higher OS priority than the other two.  The
-writer thread is the only user of the log's connection while the job runs, and a failed
-stage stops the job with its error — nothing is silently dropped.
-"""
+"""End-to-end jobs: the demo and the Hillstrom experiment (data → models → decisions →
+outcomes → log, through :func:`~decision_log.writer.decide_and_log`) and single decisions."""
 
 from __future__ import annotations
 
 import json
-import os
-import queue
-import sys
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,7 +14,8 @@ import numpy as np
 
 from decision_log import queries
 from decision_log.replay import sample_ids
-from decision_log.store import DecisionLog, PreparedBatch, prepare
+from decision_log.store import DecisionLog
+from decision_log.writer import decide_and_log
 from decisioning.engine import DecisionBatch, Engine
 from decisioning.errors import InputError, KlartextError
 from decisioning.inputs import Requests
@@ -49,129 +40,6 @@ class DemoResult:
     seconds: dict[str, float]
     strategy_version: str
     explained: int = 0  #: scored candidates explained and checked for the dashboard
-
-
-class _Stage:
-    """Runs ``work(item)`` on a background thread for each item put, in order.
-
-    An error stops the stage: later items are dropped and the error is raised in the
-    caller's thread by the next :meth:`put` or by :meth:`close` — nothing is silently lost.
-    """
-
-    def __init__(self, name: str, work: Callable[[Any], None], maxsize: int = 2, nice: int = 0) -> None:
-        self.work = work
-        self.nice = nice
-        self.q: queue.Queue = queue.Queue(maxsize=maxsize)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        if self.nice and sys.platform.startswith("linux"):  # a thread is a task there: this renices it alone
-            try:
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + self.nice)
-            except OSError:
-                pass
-        while True:
-            item = self.q.get()
-            if item is None:
-                return
-            if self.error is not None:
-                continue
-            try:
-                self.work(item)
-            except BaseException as exc:  # re-raised in the caller's thread by put()/close()
-                self.error = exc
-
-    def put(self, item: Any) -> None:
-        if self.error is not None:
-            raise self.error
-        self.q.put(item)
-
-    def close(self) -> None:
-        self.q.put(None)
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
-
-
-def decide_and_log(
-    log: DecisionLog,
-    engine: Engine,
-    requests: Requests,
-    ts_us: np.ndarray,
-    *,
-    chunk: int = 10_000,
-    on_logged: Callable[[int], None] | None = None,
-) -> list[DecisionBatch]:
-    """Decide ``requests`` in chunks and log every decision; returns the batches.
-
-    Three stages overlap, each on its own thread: one decides chunk *k + 2* while the next
-    turns chunk *k + 1* into the log's Arrow tables, typed rows and digests (pyarrow, DuckDB
-    and compiled code, mostly outside the GIL) and the writer puts chunk *k* into DuckDB.
-    The write is the longest stage, so the other two run at a lower OS priority
-    (:data:`_UPSTREAM_NICE`); this thread only hands out the chunks and waits.
-    """
-    log.register_strategy(engine.strategy)
-    log.register_models(engine.models)
-    batches = []
-    with log.bulk():
-        def write(prepared: PreparedBatch) -> None:
-            log.append_prepared(prepared)
-            if on_logged:
-                on_logged(prepared.n)
-
-        writer = _Stage("klartext-log-writer", write)
-        cursor = log.con.cursor()  # the preparing thread's: prepare() types the decision rows with it
-        # the chunks are written in order, so each one's sequence numbers are known here: its
-        # rows are hashed with them off the writer's thread (the writer checks them)
-        next_seq = log.next_seq()
-
-        def prep(batch: DecisionBatch) -> None:
-            nonlocal next_seq
-            pseudo = log.pseudonymise(batch.requests.customer_id)
-            writer.put(prepare(batch, engine.strategy, pseudo, con=cursor, first_seq=next_seq))
-            next_seq += len(batch)
-
-        preparer = _Stage("klartext-log-prepare", prep, nice=_UPSTREAM_NICE)
-
-        def decide(span: tuple[int, int]) -> None:
-            rows = np.arange(*span)
-            batch = engine.decide(requests.take(rows), ts_us=ts_us[rows])
-            preparer.put(batch)
-            batches.append(batch)
-
-        decider = _Stage("klartext-decide", decide, nice=_UPSTREAM_NICE)
-        try:
-            for span in _chunks(len(requests), chunk):
-                decider.put(span)
-        finally:
-            try:
-                decider.close()
-            finally:
-                try:
-                    preparer.close()
-                finally:
-                    writer.close()
-    return batches
-
-
-#: How much lower the OS priority of the deciding and preparing threads is than the writer's:
-#: the DuckDB write is the longest stage, so it gets a core whenever it can run and the
-#: others fill the gaps (on Linux; the threads end with the job, this thread is untouched).
-_UPSTREAM_NICE = 10
-
-
-def _chunks(n: int, size: int) -> list[tuple[int, int]]:
-    """(start, stop) of each chunk: ``size`` rows, but a quarter and a half of that first and
-    last, so the stages start sooner and finish together (the first chunk is decided while
-    the other stages wait; the last is written while the engine waits)."""
-    q, h = max(1, size // 4), max(1, size // 2)
-    if n < 3 * size:
-        cuts = list(range(0, n, size)) + [n]
-    else:
-        cuts = [0, q, q + h] + list(range(q + h + size, n - q - h, size)) + [n - q - h, n - q, n]
-    return list(zip(cuts[:-1], cuts[1:]))
 
 
 def _counter(progress: Progress | None, label: str, total: int) -> Callable[[int], None]:

@@ -1,0 +1,349 @@
+"""A decision batch as the rows the log stores, hashed up to their sequence numbers.
+
+:func:`prepare` turns the engine's batch and :func:`prepare_imported` another system's rows
+into a :class:`PreparedBatch`: the ``decisions`` rows typed as the log stores them (less
+``seq``), the ``candidates`` rows, and what the hash chain needs of both
+(:mod:`decision_log.integrity`).  Neither touches the log, so a batch is prepared on another
+thread than the one that writes it; the writer numbers, chains and inserts
+(:meth:`~decision_log.store.DecisionLog.append_prepared`).  The columns and their types
+come from :mod:`decision_log.record`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from decision_log import integrity, record
+from decision_log.schema import arrow_of
+from decisioning.engine import DecisionBatch
+from decisioning.errors import LogError
+from decisioning.stages import STAGES
+from decisioning.strategy import Strategy
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """Decisions ready to be logged: their rows as stored and their hash inputs."""
+
+    n: int
+    strategy: Strategy | None  #: None for decisions imported from another system
+    decisions: pa.Table  #: the ``decisions`` rows as stored, less ``seq`` (the writer numbers them)
+    tails: list[tuple]  #: their columns after ``seq``, described for the hash (:func:`integrity.decision_tails`)
+    candidates: pa.Table  #: the ``candidates`` rows, a decision's rows together in ``ordinal`` order
+    candidate_digests: np.ndarray  #: (n, 32) SHA-256 of each decision's candidate rows
+
+
+def prepare(batch: DecisionBatch, strategy: Strategy, pseudonyms: np.ndarray, source: str = "klartext") -> PreparedBatch:
+    """The engine's ``batch`` (decided with ``strategy``) as the log's rows; ``pseudonyms``
+    are its customers' (:meth:`~decision_log.store.DecisionLog.pseudonymise`)."""
+    if batch.strategy_version != strategy.version:
+        raise LogError("The batch was decided with another strategy version than the one given.",
+                       "Pass the strategy the engine used.")
+    n = len(batch)
+    rows = _CandidateRows.of(batch, strategy)
+    dec, cand = engine_rows(batch, strategy, pseudonyms, source, rows)
+    A = len(strategy.actions)
+    starts = np.arange(n, dtype=np.int64) * A
+    digests = integrity.group_digests(_candidate_columns(batch, strategy, rows), n * A, starts, starts + A)
+    typed = _typed_small(dec) if n <= SMALL_BATCH else None
+    if typed is None:
+        typed = _typed_rows(dec, _query(_INPUTS_JSON, _k_dec=dec).column("inputs"))
+    return PreparedBatch(n, strategy, _json_columns(typed), integrity.decision_tails(typed), cand, digests)
+
+
+def prepare_imported(decisions: pa.Table, candidates: pa.Table) -> PreparedBatch:
+    """Decisions of another system: ``decisions`` with the columns of the log's rows (less
+    ``seq``, any compatible types; ``inputs`` as JSON text) and their ``candidates`` rows, in
+    decision order and within a decision in ``ordinal`` order.  Both are typed as the log
+    stores them and hashed from those types."""
+    typed = _query(_TYPED_IMPORTED, _k_dec=decisions)
+    cand = candidates if candidates.schema.equals(_CANDIDATE_SCHEMA) else _query(_TYPED_CANDIDATES, _k_cand=candidates)
+    ids = np.asarray(cand.column("decision_id").to_pylist(), dtype=object)
+    dec_ids = np.asarray(typed.column("decision_id").to_pylist(), dtype=object)
+    starts, ends = np.searchsorted(ids, dec_ids, side="left"), np.searchsorted(ids, dec_ids, side="right")
+    return PreparedBatch(typed.num_rows, None, typed, integrity.decision_tails(typed), cand,
+                         integrity.candidate_digests(cand, starts, ends))
+
+
+_SCRATCH = threading.local()
+
+
+def _query(sql: str, **tables: pa.Table) -> pa.Table:
+    """``sql`` over the named Arrow tables, on this thread's in-memory DuckDB (the log's
+    connection stays the writer's alone)."""
+    con = getattr(_SCRATCH, "con", None)
+    if con is None:
+        con = _SCRATCH.con = duckdb.connect()
+    for name, table in tables.items():
+        con.register(name, table)
+    try:
+        return arrow_of(con.execute(sql))
+    finally:
+        for name in tables:
+            con.unregister(name)
+
+
+#: The inputs' JSON of the engine's decisions, as the log stores it (DuckDB's JSON functions
+#: write it; the other columns of the typed rows are the engine's Arrow columns as they are).
+_INPUTS_EXPR = """CASE WHEN assignment IS NULL
+         THEN json_object('features', features, 'contacts', contacts, 'rejections', json(rejections))
+         ELSE json_object('features', features, 'contacts', contacts, 'rejections', json(rejections),
+                          'assignment', json(assignment)) END"""
+_INPUTS_JSON = f"SELECT {_INPUTS_EXPR} AS inputs FROM _k_dec"
+_TYPED_IMPORTED = record.typed_select("decisions", "_k_dec", without=("seq",))
+_TYPED_CANDIDATES = record.typed_select("candidates", "_k_cand")
+#: The Arrow schema of ``candidates`` rows as DuckDB returns them (an importer that builds its
+#: rows with it is hashed and inserted as it is).
+_CANDIDATE_SCHEMA = record.arrow_schema("candidates")
+_JSON = pa.json_(pa.string())
+
+
+def _json_columns(table: pa.Table, names: tuple[str, ...] = ("inputs", "model_versions")) -> pa.Table:
+    """``table`` with these text columns typed as Arrow JSON (no copy): DuckDB stores such a
+    column's text as given instead of parsing it to check it.  Only for text that is JSON by
+    construction (written by json.dumps or by DuckDB's own JSON functions)."""
+    for name in names:
+        i = table.column_names.index(name)
+        col = table.column(i)
+        chunks = [c.cast(pa.string()) if c.type != pa.string() else c for c in col.chunks]
+        table = table.set_column(i, pa.field(name, _JSON), pa.chunked_array(
+            [pa.ExtensionArray.from_storage(_JSON, c) for c in chunks], type=_JSON))
+    return table
+
+
+#: Up to this many decisions, prepare() writes the inputs' JSON itself (a live group: a
+#: DuckDB query costs milliseconds however few rows it has); beyond, DuckDB writes it faster.
+SMALL_BATCH = 64
+
+
+def _typed_small(dec: pa.Table) -> pa.Table | None:
+    """The decision rows typed (:func:`_typed_rows`) with ``inputs`` written in Python: compact
+    JSON of the document :data:`_INPUTS_JSON` writes (DuckDB keeps a JSON text as it is
+    given, so the hash covers exactly what is stored).  None when a value has no JSON form
+    (a non-finite number): DuckDB's path then decides."""
+    feats, conts = dec.column("features").to_pylist(), dec.column("contacts").to_pylist()
+    rej, asg = dec.column("rejections").to_pylist(), dec.column("assignment").to_pylist()
+    try:
+        inputs = []
+        for f, c, r, a in zip(feats, conts, rej, asg):
+            doc = {"features": f, "contacts": c, "rejections": json.loads(r)}
+            if a is not None:
+                doc["assignment"] = json.loads(a)
+            inputs.append(json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False))
+    except ValueError:
+        return None
+    return _typed_rows(dec, pa.array(inputs, pa.string()))
+
+
+def _typed_rows(dec: pa.Table, inputs: pa.Array | pa.ChunkedArray) -> pa.Table:
+    """The engine's decision rows as the log stores them, less ``seq``: its Arrow columns with
+    the log's types (:mod:`decision_log.record`; dictionaries decoded) and the inputs' JSON."""
+    out = {}
+    for c in record.DECISIONS[1:]:
+        if c.name == "inputs":
+            out[c.name] = inputs
+            continue
+        arr = dec.column(c.name).combine_chunks()
+        if pa.types.is_dictionary(arr.type):
+            arr = arr.cast(arr.type.value_type)
+        out[c.name] = arr if arr.type == c.arrow else arr.cast(c.arrow)
+    return pa.table(out)
+
+
+def _candidate_columns(batch: DecisionBatch, s: Strategy, rows: _CandidateRows | None = None) -> list[tuple]:
+    """The candidate rows that :func:`_arrow_tables` makes, described for the hash straight
+    from the batch's arrays (no Arrow calls: for a live service's small groups they cost more
+    than the hashing).  The tests check that both hash to the same digests."""
+    r = rows if rows is not None else _CandidateRows.of(batch, s)
+    c = r.cells
+    aids = s.action_ids
+    label, text, fixed = integrity.label_column, integrity.text_column, integrity.fixed_column
+
+    def floats(v: np.ndarray) -> tuple:
+        return fixed(v, ~np.isnan(v))
+
+    return [
+        text(r.decision, batch.decision_id.tolist()),
+        fixed(r.ts_us),
+        label(r.channel, s.channel_ids),
+        label(r.action, aids),
+        label(r.action, [a.issue for a in s.actions]),
+        label(r.action, [a.group for a in s.actions]),
+        label(c["stage"], STAGES),
+        label(c["rule"], batch.rule_names),
+        text(c["reason"], r.reason_texts),
+        floats(c["propensity"]), floats(c["value"]), floats(c["context_weight"]), floats(c["lever"]), floats(c["priority"]),
+        fixed(c["rank"], c["rank"] != 0),
+        fixed(c["selected"]),
+        label(r.model, [batch.model_versions.get(a, "") for a in aids]),
+    ]
+
+
+#: The engine's (n, A) arrays that become candidate columns as they are.
+_CELLS = ("stage", "rule", "reason", "propensity", "value", "context_weight", "lever", "priority", "rank", "selected")
+
+
+@dataclass(frozen=True)
+class _CandidateRows:
+    """A batch's (n, A) arrays laid out as the log's candidate rows: one per action of the
+    catalog per decision, within a decision in ``action_id`` order (the order the hash reads).
+    Made once per batch for both the Arrow table and the hash."""
+
+    decision: np.ndarray  #: the row's decision (index into the batch)
+    action: np.ndarray  #: its action (catalogue position)
+    ts_us: np.ndarray
+    channel: np.ndarray
+    cells: dict[str, np.ndarray]  #: the batch's arrays named in :data:`_CELLS`, in row order
+    model: np.ndarray  #: the action again where a model scored it, else -1
+    reason_texts: pa.Array  #: the batch's reasons (``reason`` indexes them), as Arrow strings
+
+    @classmethod
+    def of(cls, batch: DecisionBatch, s: Strategy) -> _CandidateRows:
+        n, A = batch.stage.shape
+        action, lay_out = _candidate_order(n, s.action_ids)
+        cells = {name: lay_out(getattr(batch, name)) for name in _CELLS}
+        return cls(
+            decision=np.repeat(np.arange(n, dtype=np.int32), A), action=action,
+            ts_us=np.repeat(batch.ts_us, A), channel=np.repeat(batch.requests.channel, A), cells=cells,
+            model=np.where(np.isnan(cells["propensity"]), -1, action).astype(np.int32),
+            reason_texts=pa.array(batch.reasons or [""], pa.string()))
+
+
+def _candidate_order(n: int, aids: tuple[str, ...]) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """Within a decision, candidate rows are stored in ``action_id`` order (the order the hash
+    reads): each row's catalogue position, and a function that lays an (n, A) array of the
+    engine out in that row order."""
+    perm = np.argsort(np.asarray(aids, dtype=object), kind="stable")
+
+    def cells(x: np.ndarray) -> np.ndarray:
+        return x[:, perm].ravel()
+
+    return np.tile(perm.astype(np.int32), n), cells
+
+
+def engine_rows(batch: DecisionBatch, s: Strategy, pseudo: np.ndarray, source: str,
+                rows: _CandidateRows | None = None) -> tuple[pa.Table, pa.Table]:
+    """The engine's decision rows (its own Arrow types, the inputs still in their parts) and
+    candidate rows (as stored) of ``batch``."""
+    n, A = batch.stage.shape
+    req = batch.requests
+    ch = req.channel
+    ts = pa.array(batch.ts_us, pa.timestamp("us", tz="UTC"))
+    directions = [c.direction for c in s.channels]
+    features = pa.StructArray.from_arrays(
+        [pa.array(req.features[f.name], from_pandas=f.missing) for f in s.features],  # NaN → null: missing
+        [f.name for f in s.features])
+    contacts = pa.StructArray.from_arrays(
+        [pa.array(req.contacts[:, j]) for j in range(len(s.channels))], list(s.channel_ids))
+    aids = s.action_ids
+    rejections = _rejections_json(req.rejections, req.days_since_rejection, aids)
+    assignment = pa.nulls(n, pa.string())
+    if req.assigned is not None and (req.assigned >= 0).any():
+        assignment = pa.array([json.dumps({"action": aids[a], "probability": float(p)}) if a >= 0 else None
+                               for a, p in zip(req.assigned.tolist(), req.assigned_probability.tolist())], pa.string())
+    slots = batch.slots
+    taken = slots >= 0  # a row's slots are filled from the first, in slot order
+    offsets = np.concatenate([[0], np.cumsum(taken.sum(axis=1))]).astype(np.int32)
+    chosen_actions = pa.ListArray.from_arrays(pa.array(offsets), _dict_array(slots[taken], aids).cast(pa.string()))
+    first = slots[:, 0] if slots.shape[1] else np.full(n, -1, np.int32)
+    trigger = (pa.array(req.features["trigger"].astype(object), pa.string())
+               if "trigger" in req.features else pa.nulls(n, pa.string()))
+    dec = pa.table({
+        "decision_id": pa.array(batch.decision_id, pa.string()),
+        "ts": ts,
+        "customer": pa.array(pseudo, pa.string()),
+        "channel": _dict_array(ch, s.channel_ids),
+        "direction": _dict_array(ch, directions),
+        "trigger": trigger,
+        "features": features,
+        "contacts": contacts,
+        "rejections": pa.array(rejections, pa.string()),
+        "assignment": assignment,
+        "strategy_version": _repeated(batch.strategy_version, n),
+        "model_versions": _repeated(json.dumps(batch.model_versions), n),
+        "chosen_action": _dict_array(first, aids, null_below_zero=True),
+        "chosen_actions": chosen_actions,
+        "selection_probability": pa.array(batch.selection_probability),
+        "explored": pa.array(batch.explored),
+        "latency_us": pa.array(batch.latency_us),
+        "source": _repeated(source, n),
+    })
+    cr = rows if rows is not None else _CandidateRows.of(batch, s)
+    c = cr.cells
+    versions = [batch.model_versions.get(a, "") for a in aids]
+    cand = pa.table({
+        "decision_id": pa.DictionaryArray.from_arrays(pa.array(cr.decision), pa.array(batch.decision_id, pa.string())),
+        "ts": pa.array(cr.ts_us, pa.timestamp("us", tz="UTC")),
+        "channel": _dict_array(cr.channel, s.channel_ids),
+        "action_id": _dict_array(cr.action, aids),
+        "issue": _dict_array(cr.action, [a.issue for a in s.actions]),
+        "group": _dict_array(cr.action, [a.group for a in s.actions]),
+        "stage": _dict_array(c["stage"], list(STAGES)),
+        "rule": _dict_array(c["rule"], batch.rule_names or [""], null_below_zero=True),
+        "reason": _dict_array(c["reason"], cr.reason_texts, null_below_zero=True),
+        "propensity": _float_array(c["propensity"]),
+        "value": _float_array(c["value"]),
+        "context_weight": _float_array(c["context_weight"]),
+        "lever": _float_array(c["lever"]),
+        "priority": _float_array(c["priority"]),
+        "rank": pa.array(c["rank"], mask=c["rank"] == 0),
+        "selected": pa.array(c["selected"]),
+        "model_version": _dict_array(cr.model, versions, null_below_zero=True),
+        "ordinal": pa.array(np.tile(np.arange(A, dtype=np.int32), n)),
+    })
+    return dec, cand
+
+
+
+def _dict_array(codes: np.ndarray, dictionary: list[str] | np.ndarray | pa.Array,
+                null_below_zero: bool = False) -> pa.Array:
+    codes = np.asarray(codes)
+    mask = codes < 0 if null_below_zero else None
+    idx = pa.array(np.where(codes < 0, 0, codes).astype(np.int32), mask=mask)
+    values = dictionary if isinstance(dictionary, pa.Array) else pa.array(list(dictionary), pa.string())
+    return pa.DictionaryArray.from_arrays(idx, values)
+
+
+def _repeated(text: str, n: int) -> pa.Array:
+    """A string array of ``n`` copies of ``text``, built from its buffers."""
+    raw = text.encode()
+    offsets = np.arange(n + 1, dtype=np.int64) * len(raw)
+    return pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(raw * n)]).cast(
+        pa.string())
+
+
+def _rejections_json(count: np.ndarray, days: np.ndarray, aids: tuple[str, ...]) -> np.ndarray:
+    """Each row's rejection history as the JSON object ``json.dumps`` writes for
+    ``{action: {"count": k, "days_since_last": d}}`` (the actions rejected, in catalogue
+    order; ``"{}"`` where none), formatted in one pass over the rejected cells."""
+    out = np.full(len(count), "{}", dtype=object)
+    rr, jj = np.nonzero(count)
+    if not len(rr):
+        return out
+    d = days[rr, jj]
+    if not np.isfinite(d).all():  # json.dumps writes NaN / Infinity its own way
+        for r in np.unique(rr).tolist():
+            js = np.flatnonzero(count[r])
+            out[r] = json.dumps({aids[j]: {"count": int(count[r, j]), "days_since_last": float(days[r, j])} for j in js})
+        return out
+    keys = [json.dumps(a) for a in aids]
+    parts = [f'{keys[j]}: {{"count": {k}, "days_since_last": {x!r}}}'
+             for j, k, x in zip(jj.tolist(), count[rr, jj].astype(np.int64).tolist(), d.astype(np.float64).tolist())]
+    rows, starts = np.unique(rr, return_index=True)
+    ends = np.append(starts[1:], len(rr))
+    for r, a, b in zip(rows.tolist(), starts.tolist(), ends.tolist()):
+        out[r] = "{" + ", ".join(parts[a:b]) + "}"
+    return out
+
+
+def _float_array(x: np.ndarray) -> pa.Array:
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    nan = np.isnan(x)
+    return pa.array(x, mask=nan if nan.any() else None)
