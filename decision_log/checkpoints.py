@@ -165,8 +165,8 @@ def prove(con: duckdb.DuckDBPyConnection, decision_id: str, checkpoint: dict[str
         raise LogError(f"Decision {decision_id!r} (position {seq}) was logged after the checkpoint "
                        f"(which ends at position {checkpoint.get('head_seq')}).",
                        "Take a new checkpoint with `klartext checkpoint`, then prove it against that one.")
-    dec = con.sql(integrity._DEC_SELECT + " WHERE seq = ?", params=[seq]).to_arrow_table()
-    cand = con.sql(integrity._CAND_SELECT + f" WHERE decision_id = ? ORDER BY {candidate_order(con)}",
+    dec = con.sql(integrity.DECISION_SELECT + " WHERE seq = ?", params=[seq]).to_arrow_table()
+    cand = con.sql(integrity.CANDIDATE_SELECT + f" WHERE decision_id = ? ORDER BY {candidate_order(con)}",
                    params=[decision_id]).to_arrow_table()
     prev = con.execute("SELECT chain_hash FROM chain WHERE seq = ?", [seq - 1]).fetchall()
     after = [r[0] for r in con.execute("SELECT record_hash FROM chain WHERE seq > ? AND seq <= ? ORDER BY seq",
@@ -195,7 +195,7 @@ def check_proof(proof: dict[str, Any], public: Ed25519PublicKey) -> dict[str, An
         raise LogError("The proof holds candidate rows of another decision.", "The proof was changed.")
     record, chained = integrity.record_and_chain(integrity.decision_digests(dec), integrity.candidate_digests(
         cand, np.array([0]), np.array([cand.num_rows])), proof["previous_chain_hash"])
-    head = integrity._hex_list(chained)[0]
+    head = integrity.hex_list(chained)[0]
     for h in proof["later_record_hashes"]:
         head = integrity.chain(head, [h])[0]
     if proof["seq"] + len(proof["later_record_hashes"]) != p["head_seq"] or head != p["head_hash"]:

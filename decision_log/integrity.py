@@ -26,7 +26,6 @@ Canonical bytes (stable across DuckDB versions, computed vectorised with numpy /
 from __future__ import annotations
 
 import hashlib
-import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -34,9 +33,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from numba import njit, types
 
-from decision_log import explanations, record, seals
+from decision_log import _native, explanations, record, seals
 from decision_log.schema import CANDIDATE_HASH_COLUMNS, DECISION_HASH_COLUMNS, candidate_order, has_column, has_table
 from decisioning.strategy import strategy_version
 
@@ -76,26 +74,6 @@ def _label_digest(v: str) -> bytes:
     return d
 
 
-_NO_CODES = np.empty(0, np.int32)
-_NO_OFFSETS = np.zeros(1, np.int64)
-_NO_BYTES = np.empty(0, np.uint8)
-_NO_TABLE = np.empty((0, 0), np.uint8)
-for _a in (_NO_CODES, _NO_OFFSETS, _NO_BYTES, _NO_TABLE):
-    _a.flags.writeable = False
-_FIXED, _LABEL, _TEXT, _SKIP = 0, 1, 2, 3
-_SLOTS = 24  #: column specs are padded to a multiple of this many (one compiled specialisation)
-
-
-def _ro(a: np.ndarray) -> np.ndarray:
-    """A read-only view: every array handed to the compiled assembly has the same numba type."""
-    a = a.view()
-    a.flags.writeable = False
-    return a
-
-
-_NO_VALID = _ro(np.empty(0, np.uint8))
-
-
 def _valid(arr: pa.Array) -> np.ndarray:
     if not arr.null_count:
         return np.ones(len(arr), np.uint8)
@@ -116,7 +94,7 @@ def _strings(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     _, off_buf, data_buf = arr.buffers()
     wide = pa.types.is_large_string(arr.type)
     offsets = np.frombuffer(off_buf, dtype=np.int64 if wide else np.int32, count=n + 1 + arr.offset)[arr.offset:]
-    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None and len(data_buf) else _NO_BYTES
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None and len(data_buf) else _native.NO_BYTES
     return offsets.astype(np.int64), data
 
 
@@ -143,7 +121,7 @@ def _column(name: str, arr: pa.Array) -> tuple:
                 arr = arr.cast(arr.type.value_type)
             codes = np.arange(n, dtype=np.int32)
             offsets, data = _strings(arr)
-        return (_TEXT, 4, _ro(valid), _NO_TABLE, _ro(codes), _ro(offsets), _ro(data))
+        return _native.column(_native.TEXT, 4, valid, codes=codes, offsets=offsets, data=data)
     t = arr.type
     if pa.types.is_boolean(t):
         v = (arr.fill_null(False) if arr.null_count else arr).to_numpy(zero_copy_only=False)
@@ -157,112 +135,6 @@ def _column(name: str, arr: pa.Array) -> tuple:
     return fixed_column(v, valid)
 
 
-def _memmove() -> types.ExternalFunction:
-    """The C library's ``memmove`` (ctypes knows where it is on every platform), callable from
-    compiled code under a name of its own."""
-    import ctypes
-
-    import llvmlite.binding as llvm
-
-    llvm.add_symbol("klartext_memmove", ctypes.cast(ctypes.memmove, ctypes.c_void_p).value)
-    return types.ExternalFunction("klartext_memmove", types.uintp(types.uintp, types.uintp, types.uintp))
-
-
-_MEMMOVE = _memmove()
-
-
-@njit(cache=True, nogil=True)
-def _text_lengths(lengths, r0, r1, cols):  # pragma: no cover - compiled; checked against the rules in the tests
-    """Add the length of the text part of each row ``r0:r1`` to ``lengths[row - r0]``."""
-    for c in cols:
-        kind, w, valid, payload, codes, offs, data = c
-        if kind == _TEXT:
-            for i in range(r0, r1):
-                if valid[i] != 0:
-                    lengths[i - r0] += offs[codes[i] + 1] - offs[codes[i]]
-
-
-@njit(cache=True, nogil=True)
-def _put_fixed(buf, where, r0, r1, cols):  # pragma: no cover - compiled; checked against the rules in the tests
-    """The fixed part of each row ``r0:r1`` into ``buf`` from ``where[row - r0]`` on (the bytes
-    there are zero), column by column, so a block's output stays in cache."""
-    pos = 0
-    for c in cols:
-        kind, w, valid, payload, codes, offs, data = c
-        if kind == _SKIP:
-            continue
-        for i in range(r0, r1):
-            if valid[i] == 0:
-                continue  # validity byte 0 and a zero payload
-            q = where[i - r0] + pos
-            buf[q] = 1
-            if kind == _FIXED or kind == _LABEL:
-                j = i if kind == _FIXED else codes[i]
-                if w == 8:  # unrolled: most columns are 8 bytes wide
-                    buf[q + 1] = payload[j, 0]
-                    buf[q + 2] = payload[j, 1]
-                    buf[q + 3] = payload[j, 2]
-                    buf[q + 4] = payload[j, 3]
-                    buf[q + 5] = payload[j, 4]
-                    buf[q + 6] = payload[j, 5]
-                    buf[q + 7] = payload[j, 6]
-                    buf[q + 8] = payload[j, 7]
-                else:
-                    for k in range(w):
-                        buf[q + 1 + k] = payload[j, k]
-            else:
-                code = codes[i]
-                ln = offs[code + 1] - offs[code]
-                for k in range(4):
-                    buf[q + 1 + k] = (ln >> (8 * k)) & 0xFF
-        pos += 1 + w
-
-
-@njit(cache=True, nogil=True)
-def _put_text(buf, at, r0, r1, cols):  # pragma: no cover - compiled; checked against the rules in the tests
-    """The text part of each row ``r0:r1`` into ``buf`` from ``at[row - r0]`` on (``at`` is
-    advanced past it)."""
-    for c in cols:
-        kind, w, valid, payload, codes, offs, data = c
-        if kind != _TEXT:
-            continue
-        for i in range(r0, r1):
-            if valid[i] == 0:
-                continue
-            code = codes[i]
-            j = at[i - r0]
-            a, b = offs[code], offs[code + 1]
-            _MEMMOVE(buf.ctypes.data + j, data.ctypes.data + a, b - a)
-            at[i - r0] = j + b - a
-
-
-_BLOCK = 256  #: rows assembled together
-
-
-@njit(cache=True, nogil=True)
-def _fill(fixed, lengths, cols):  # pragma: no cover - compiled; checked against the rules in the tests
-    """Each row's fixed part into ``fixed`` (zeros) and the length of its text part into
-    ``lengths``, a block of rows at a time."""
-    n, width = fixed.shape
-    flat = fixed.reshape(-1)
-    where = np.empty(_BLOCK, np.int64)
-    for b0 in range(0, n, _BLOCK):
-        b1 = min(n, b0 + _BLOCK)
-        for i in range(b0, b1):
-            where[i - b0] = i * width
-        _put_fixed(flat, where, b0, b1, cols)
-        _text_lengths(lengths[b0:b1], b0, b1, cols)
-
-
-@njit(cache=True, nogil=True)
-def _fill_text(text, offsets, cols):  # pragma: no cover - compiled; checked against the rules in the tests
-    """Each row's text part into ``text`` from ``offsets[row]`` on."""
-    n = offsets.shape[0] - 1
-    for b0 in range(0, n, _BLOCK):
-        b1 = min(n, b0 + _BLOCK)
-        _put_text(text, offsets[b0:b1].copy(), b0, b1, cols)
-
-
 def _parts(table: pa.Table, columns: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(fixed part per row, text offsets per row, text bytes) of ``table``."""
     return assemble([_column(c, table.column(c)) for c in columns], table.num_rows)
@@ -272,22 +144,14 @@ def assemble(cols: list[tuple], n: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     """(fixed part per row, text offsets per row, text bytes) of ``n`` rows whose columns,
     in hash order, are described by :func:`label_column`, :func:`text_column` and
     :func:`fixed_column` (or read from an Arrow table by :func:`_parts`)."""
-    width = sum(1 + c[1] for c in cols)
-    cols = _padded(cols)  # a fixed count of columns: every table uses one compiled specialisation
-    fixed, lengths = np.zeros((n, width), np.uint8), np.zeros(n, np.int64)
-    _fill(fixed, lengths, cols)
-    offsets = np.zeros(n + 1, np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    text = np.empty(int(offsets[-1]), np.uint8)
-    _fill_text(text, offsets, cols)
-    return fixed, offsets, text
+    return _native.assemble(cols, n)
 
 
 def label_column(codes: np.ndarray, values: list[str] | tuple[str, ...]) -> tuple:
     """A label column given as codes into ``values`` (-1: NULL)."""
     codes = np.ascontiguousarray(codes, dtype=np.int32)
     table = np.frombuffer(b"".join(map(_label_digest, values)) or bytes(8), dtype=np.uint8).reshape(-1, 8)
-    return (_LABEL, 8, _ro((codes >= 0).view(np.uint8)), _ro(table), _ro(codes), _NO_OFFSETS, _NO_BYTES)
+    return _native.column(_native.LABEL, 8, (codes >= 0).view(np.uint8), table, codes)
 
 
 def text_column(codes: np.ndarray, values: list[str] | np.ndarray | pa.Array) -> tuple:
@@ -296,12 +160,12 @@ def text_column(codes: np.ndarray, values: list[str] | np.ndarray | pa.Array) ->
     codes = np.ascontiguousarray(codes, dtype=np.int32)
     if isinstance(values, pa.Array):
         offsets, data = _strings(values)
-        return (_TEXT, 4, _ro((codes >= 0).view(np.uint8)), _NO_TABLE, _ro(codes), _ro(offsets), _ro(data))
+        return _native.column(_native.TEXT, 4, (codes >= 0).view(np.uint8), codes=codes, offsets=offsets, data=data)
     encoded = [v.encode() for v in values]
     offsets = np.zeros(len(encoded) + 1, np.int64)
     np.cumsum(np.fromiter(map(len, encoded), np.int64, len(encoded)), out=offsets[1:])
-    data = np.frombuffer(b"".join(encoded), dtype=np.uint8) if offsets[-1] else _NO_BYTES
-    return (_TEXT, 4, _ro((codes >= 0).view(np.uint8)), _NO_TABLE, _ro(codes), _ro(offsets), _ro(data))
+    data = np.frombuffer(b"".join(encoded), dtype=np.uint8) if offsets[-1] else _native.NO_BYTES
+    return _native.column(_native.TEXT, 4, (codes >= 0).view(np.uint8), codes=codes, offsets=offsets, data=data)
 
 
 def fixed_column(values: np.ndarray, valid: np.ndarray | None = None) -> tuple:
@@ -311,8 +175,7 @@ def fixed_column(values: np.ndarray, valid: np.ndarray | None = None) -> tuple:
     v = values.astype(np.uint8) if values.dtype == bool else np.ascontiguousarray(
         values, dtype="<f8" if values.dtype.kind == "f" else "<i8")
     ok = np.ones(n, np.uint8) if valid is None else np.ascontiguousarray(valid, dtype=bool).view(np.uint8)
-    return (_FIXED, v.itemsize, _ro(ok), _ro(v.view(np.uint8).reshape(n, v.itemsize)), _NO_CODES, _NO_OFFSETS,
-            _NO_BYTES)
+    return _native.column(_native.FIXED, v.itemsize, ok, v.view(np.uint8).reshape(n, v.itemsize))
 
 
 def digests(parts: tuple[np.ndarray, np.ndarray, np.ndarray], starts: np.ndarray, ends: np.ndarray) -> list[bytes]:
@@ -330,187 +193,12 @@ def digests(parts: tuple[np.ndarray, np.ndarray, np.ndarray], starts: np.ndarray
     return out
 
 
-# --- hashing in compiled code -----------------------------------------------------------
-#
-# assemble() + digests() are the reference: readable, and the way the tests pin the layout.
-# For speed the writer hashes with OpenSSL's one-shot SHA256 — the library behind hashlib —
-# called from compiled code: each decision's bytes are assembled into a small buffer that
-# stays in cache and hashed at once, with no Python call per decision and no buffer of the
-# whole batch.  Where OpenSSL cannot be found this way the same digests come from hashlib.
-
-_SHA256 = types.ExternalFunction("SHA256", types.uintp(types.uintp, types.intp, types.uintp))
-
-
-def _load_openssl() -> bool:
-    """Make OpenSSL's ``SHA256`` callable from compiled code (False where it is not found)."""
-    try:
-        import _hashlib  # noqa: F401  (maps OpenSSL's libcrypto into this process)
-        import ctypes
-
-        import llvmlite.binding as llvm
-
-        with open("/proc/self/maps") as f:
-            paths = sorted({ln.split()[-1] for ln in f if "/libcrypto" in ln})
-        for path in paths:
-            if hasattr(ctypes.CDLL(path), "SHA256"):
-                llvm.load_library_permanently(path)
-                return True
-    except (ImportError, OSError, AttributeError):
-        pass
-    return False
-
-
-@njit(cache=True, nogil=True)
-def _hash_groups(cols, starts, ends, width, out):  # pragma: no cover - compiled; checked against digests()
-    """``out[g]`` = SHA-256 of rows ``starts[g]:ends[g]``: their fixed parts, then their text
-    parts, as :func:`assemble` lays them out.  Adjoining groups are assembled a block of
-    about 512 rows at a time into one reused buffer, and each group hashed from it."""
-    G = starts.shape[0]
-    cap = 1 << 20
-    buf = np.empty(cap, np.uint8)
-    rows_cap = 1024
-    fpos = np.empty(rows_cap, np.int64)  # where each row of the block puts its fixed part
-    tpos = np.empty(rows_cap, np.int64)  # ... and its text part
-    base = np.empty(G + 1, np.int64)
-    dst = out.ctypes.data
-    g0 = 0
-    while g0 < G:
-        g1 = g0 + 1
-        while g1 < G and starts[g1] == ends[g1 - 1] and ends[g1] - starts[g0] <= 2 * _BLOCK:  # adjoining groups
-            g1 += 1
-        r0, r1 = starts[g0], ends[g1 - 1]
-        nr = r1 - r0
-        if nr > rows_cap:
-            rows_cap = nr
-            fpos, tpos = np.empty(rows_cap, np.int64), np.empty(rows_cap, np.int64)
-        tpos[:nr] = 0
-        _text_lengths(tpos, r0, r1, cols)
-        at = 0
-        for g in range(g0, g1):  # layout: each group's fixed parts, then its text parts
-            base[g] = at
-            a, b = starts[g], ends[g]
-            t = at + (b - a) * width
-            for i in range(a, b):
-                fpos[i - r0] = at + (i - a) * width
-                ln = tpos[i - r0]
-                tpos[i - r0] = t
-                t += ln
-            at = t
-        base[g1] = at
-        if at > cap:
-            while cap < at:
-                cap *= 2
-            buf = np.empty(cap, np.uint8)
-        for g in range(g0, g1):
-            buf[base[g]:base[g] + (ends[g] - starts[g]) * width] = 0
-        _put_fixed(buf, fpos, r0, r1, cols)
-        _put_text(buf, tpos, r0, r1, cols)
-        src = buf.ctypes.data
-        for g in range(g0, g1):
-            _SHA256(src + base[g], base[g + 1] - base[g], dst + 32 * g)
-        g0 = g1
-
-
-_HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
-
-
-@njit(cache=True, nogil=True)
-def _link(record_in, prev, records, chain_out, hexdigits):  # pragma: no cover - compiled; checked against chain()
-    """Record hashes (hex of SHA-256 of each row of ``record_in``: row digest || candidate
-    digest) into ``records`` and the chain from ``prev`` (64 hex bytes) into ``chain_out``:
-    ``chain[k] = hex(SHA-256(chain[k-1] || record[k]))``, all as ASCII hex."""
-    link = np.empty(128, np.uint8)
-    digest = np.empty(32, np.uint8)
-    link[:64] = prev
-    for i in range(record_in.shape[0]):
-        _SHA256(record_in[i].ctypes.data, 64, digest.ctypes.data)
-        for k in range(32):
-            records[i, 2 * k] = hexdigits[digest[k] >> 4]
-            records[i, 2 * k + 1] = hexdigits[digest[k] & 15]
-        link[64:] = records[i]
-        _SHA256(link.ctypes.data, 128, digest.ctypes.data)
-        for k in range(32):
-            chain_out[i, 2 * k] = hexdigits[digest[k] >> 4]
-            chain_out[i, 2 * k + 1] = hexdigits[digest[k] & 15]
-        link[:64] = chain_out[i]
-
-
-@njit(cache=True, nogil=True)
-def _hmac_hex(inner_pad, outer_pad, data, offs, width, out, hexdigits):  # pragma: no cover - compiled; checked against hmac
-    """``out[i]`` = the first ``width`` hex digits of HMAC-SHA256 of message ``i``
-    (``data[offs[i]:offs[i + 1]]``), the key given as its two 64-byte pads (RFC 2104)."""
-    longest = 0
-    for i in range(offs.shape[0] - 1):
-        longest = max(longest, offs[i + 1] - offs[i])
-    inner = np.empty(64 + longest, np.uint8)
-    inner[:64] = inner_pad
-    outer = np.empty(96, np.uint8)
-    outer[:64] = outer_pad
-    digest = np.empty(32, np.uint8)
-    for i in range(offs.shape[0] - 1):
-        a, b = offs[i], offs[i + 1]
-        _MEMMOVE(inner.ctypes.data + 64, data.ctypes.data + a, b - a)
-        _SHA256(inner.ctypes.data, 64 + b - a, outer[64:].ctypes.data)
-        _SHA256(outer.ctypes.data, 96, digest.ctypes.data)
-        for k in range(width // 2):
-            out[i, 2 * k] = hexdigits[digest[k] >> 4]
-            out[i, 2 * k + 1] = hexdigits[digest[k] & 15]
-
-
-def hmac_hex(key: bytes, messages: list[str], width: int = 64) -> list[str]:
-    """The first ``width`` (even, ≤ 64) hex digits of HMAC-SHA256 of each UTF-8 message under
-    ``key``: ``hmac.digest(key, m, "sha256").hex()[:width]``, in compiled code for a batch."""
-    if len(messages) < 64 or not _compiled():
-        mac = hmac.digest
-        return [mac(key, m.encode(), "sha256").hex()[:width] for m in messages]
-    if len(key) > 64:
-        key = hashlib.sha256(key).digest()
-    k = np.zeros(64, np.uint8)
-    k[:len(key)] = np.frombuffer(key, np.uint8)
-    offs, data = _strings(pa.array(messages, pa.string()))
-    out = np.empty((len(messages), width), np.uint8)
-    _hmac_hex(k ^ 0x36, k ^ 0x5C, data, offs, width, out, _HEX)
-    return out.view(f"S{width}").ravel().astype(str).tolist()
-
-
-_COMPILED: bool | None = None  #: whether the compiled hashing works here (decided on first use)
-
-
-def _compiled() -> bool:
-    global _COMPILED
-    if _COMPILED is None:
-        ok = _load_openssl()
-        if ok:
-            try:  # a known answer through the compiled path, or hashlib it is
-                cols = [fixed_column(np.array([7], np.int64)), text_column(np.zeros(1, np.int32), ["abc"])]
-                got = _group_digests_compiled(cols, 1, np.zeros(1, np.int64), np.ones(1, np.int64))
-                fix, off, txt = assemble(cols, 1)
-                ok = got[0].tobytes() == hashlib.sha256(fix.tobytes() + txt.tobytes()).digest()
-            except Exception:  # noqa: BLE001 - any failure to link or run means: use hashlib
-                ok = False
-        _COMPILED = ok
-    return _COMPILED
-
-
-def _padded(cols: list[tuple]) -> tuple:
-    slots = max(_SLOTS, -(-len(cols) // 8) * 8)
-    return tuple(cols) + ((_SKIP, 0, _NO_VALID, _NO_TABLE, _NO_CODES, _NO_OFFSETS, _NO_BYTES),) * (slots - len(cols))
-
-
-def _group_digests_compiled(cols: list[tuple], n: int, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    out = np.empty((len(starts), 32), np.uint8)
-    width = sum(1 + c[1] for c in cols)
-    _hash_groups(_padded(cols), np.ascontiguousarray(starts, np.int64), np.ascontiguousarray(ends, np.int64),
-                 width, out)
-    return out
-
-
 def group_digests(cols: list[tuple], n: int, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """SHA-256 (a ``(groups, 32)`` uint8 array) of each group of rows ``starts[g]:ends[g]`` of
     the ``n`` rows whose columns, in hash order, ``cols`` describes (see :func:`assemble`):
     the same digests as :func:`digests` of :func:`assemble`'s parts."""
-    if len(starts) and _compiled():
-        return _group_digests_compiled(cols, n, starts, ends)
+    if len(starts) and _native.available():
+        return _native.group_digests(cols, starts, ends)
     got = digests(assemble(cols, n), np.asarray(starts), np.asarray(ends))
     return np.frombuffer(b"".join(got), np.uint8).reshape(len(got), 32)
 
@@ -520,10 +208,8 @@ def record_and_chain(row_digests: np.ndarray, candidate_digests: np.ndarray, pre
     decisions with these digests, the chain following ``prev``."""
     n = len(row_digests)
     records, links_ = np.empty((n, 64), np.uint8), np.empty((n, 64), np.uint8)
-    if n and _compiled():
-        both = np.ascontiguousarray(np.hstack([row_digests, candidate_digests]))
-        _link(both, np.frombuffer(prev.encode(), np.uint8), records, links_, _HEX)
-        return records, links_
+    if n and _native.available():
+        return _native.link(np.hstack([row_digests, candidate_digests]), prev)
     sha = hashlib.sha256
     for i in range(n):
         rec = sha(row_digests[i].tobytes() + candidate_digests[i].tobytes()).hexdigest()
@@ -532,7 +218,7 @@ def record_and_chain(row_digests: np.ndarray, candidate_digests: np.ndarray, pre
     return records, links_
 
 
-def _hex_list(hexes: np.ndarray) -> list[str]:
+def hex_list(hexes: np.ndarray) -> list[str]:
     """An ``(n, 64)`` array of ASCII hex digits as a list of str."""
     return np.ascontiguousarray(hexes).view("S64").ravel().astype(str).tolist()
 
@@ -553,7 +239,7 @@ def candidate_digests(candidates: pa.Table, starts: np.ndarray, ends: np.ndarray
 def compile_assembly() -> None:
     """Compile (or load from numba's on-disk cache) the assembly and hashing of canonical
     bytes, so the first logged decision of a process does not wait for it."""
-    if _compiled():  # its known-answer check compiles the hashing of groups
+    if _native.available():  # its known-answer check compiles the hashing of groups
         record_and_chain(np.zeros((1, 32), np.uint8), np.zeros((1, 32), np.uint8), GENESIS)
     else:  # hashlib's path assembles the bytes first
         _parts(pa.table({"seq": pa.array([1], pa.int64())}), ["seq"])
@@ -627,8 +313,8 @@ class VerifyResult:
     seal_head: tuple[int, str] | None = None
 
 
-_DEC_SELECT = "SELECT " + ", ".join(f'"{c}"' for c in DECISION_HASH_COLUMNS) + " FROM decisions"
-_CAND_SELECT = "SELECT " + ", ".join(f'"{c}"' for c in CANDIDATE_HASH_COLUMNS) + " FROM candidates"
+DECISION_SELECT = "SELECT " + ", ".join(f'"{c}"' for c in DECISION_HASH_COLUMNS) + " FROM decisions"
+CANDIDATE_SELECT = "SELECT " + ", ".join(f'"{c}"' for c in CANDIDATE_HASH_COLUMNS) + " FROM candidates"
 
 
 def verify(con: duckdb.DuckDBPyConnection, progress: Callable[[int, int], None] | None = None) -> VerifyResult:
@@ -660,12 +346,12 @@ def verify(con: duckdb.DuckDBPyConnection, progress: Callable[[int, int], None] 
     for start in range(0, n, _CHUNK):
         stop = min(n, start + _CHUNK)
         lo, hi = int(stored["seq"][start]), int(stored["seq"][stop - 1])
-        dec = con.sql(_DEC_SELECT + " WHERE seq BETWEEN ? AND ? ORDER BY seq", params=[lo, hi]).to_arrow_table()
+        dec = con.sql(DECISION_SELECT + " WHERE seq BETWEEN ? AND ? ORDER BY seq", params=[lo, hi]).to_arrow_table()
         ids = dec.column("decision_id")
         con.register("_k_ids", pa.table({"decision_id": ids}))
         try:
             cand = con.sql(
-                _CAND_SELECT + f" WHERE decision_id IN (SELECT decision_id FROM _k_ids) ORDER BY {order}"
+                CANDIDATE_SELECT + f" WHERE decision_id IN (SELECT decision_id FROM _k_ids) ORDER BY {order}"
             ).to_arrow_table()
         finally:
             con.unregister("_k_ids")
@@ -677,7 +363,7 @@ def verify(con: duckdb.DuckDBPyConnection, progress: Callable[[int, int], None] 
         # recomputed record hashes, and the chain over them from the last verified link: up to
         # the first mismatch this is the stored chain, as a link-by-link check would see it
         records, chained = record_and_chain(decision_digests(dec), candidate_digests(cand, starts, ends), prev)
-        records, chained = _hex_list(records), _hex_list(chained)
+        records, chained = hex_list(records), hex_list(chained)
         bad_record = np.asarray(records, dtype=object) != stored["record_hash"][start:stop]
         bad_link = np.asarray(chained, dtype=object) != stored["chain_hash"][start:stop]
         bad = np.flatnonzero(bad_record | bad_link)

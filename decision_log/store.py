@@ -13,11 +13,8 @@ open it at all; open read-only (``read_only=True``) to share a finished log betw
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import math
-import os
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -29,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from decision_log import integrity, live, seals
+from decision_log import integrity, live, pseudonyms, seals
 from decision_log.rows import PreparedBatch, prepare
 from decision_log.schema import DDL, SCHEMA_VERSION, has_column, has_table
 from decisioning.engine import DecisionBatch
@@ -37,28 +34,8 @@ from decisioning.errors import ConflictError, InputError, LogError, LogInUse
 from decisioning.models import ModelSet, PropensityModel
 from decisioning.strategy import Strategy, parse_strategy
 
-KEY_ENV = "KLARTEXT_PSEUDONYM_KEY"
 #: Largest revenue or margin of one outcome (in the strategy's currency).
 MAX_AMOUNT = 1e9
-
-
-def parse_key(text: str, where: str) -> bytes:
-    """A pseudonym key from its hex text (the ``.key`` file's format, also for the variable)."""
-    try:
-        key = bytes.fromhex(text.strip())
-    except ValueError:
-        key = b""
-    if len(key) < 16:
-        raise LogError(f"{where} is not a pseudonym key: expected at least 32 hex digits, got {len(text.strip())} "
-                       "characters.",
-                       "Use the hex content of the log's .key file; for a new log, "
-                       "`python -c 'import secrets; print(secrets.token_hex(32))'` makes one.")
-    return key
-
-
-def key_id(key: bytes) -> str:
-    """A public fingerprint of a pseudonym key (recorded in ``meta``; reveals nothing of it)."""
-    return hmac.new(key, b"klartext pseudonym key id", "sha256").hexdigest()[:16]
 
 
 def _first(result: duckdb.DuckDBPyConnection) -> tuple | None:
@@ -167,22 +144,22 @@ class DecisionLog:
         stored = stored[0] if stored else None
         fresh = stored is None and not con.execute("SELECT count(*) FROM (SELECT 1 FROM decisions LIMIT 1)"
                                                    ).fetchall()[0][0]
-        key = cls._load_key(path, create=not read_only and fresh)
+        key = pseudonyms.load_key(path, create=not read_only and fresh)
         if key is None:
             if read_only:
                 return None  # views work; raw-id lookups say the key is missing
-            raise LogError(f"The pseudonym key of the log {path!r} is missing (no {path}.key, no ${KEY_ENV}).",
-                           f"Restore {path}.key from your backup (or set ${KEY_ENV} to its hex content). Klartext "
+            raise LogError(f"The pseudonym key of the log {path!r} is missing (no {path}.key, no ${pseudonyms.KEY_ENV}).",
+                           f"Restore {path}.key from your backup (or set ${pseudonyms.KEY_ENV} to its hex content). Klartext "
                            "does not make a new key for a log that holds decisions: every customer would get a "
                            "new pseudonym and their contact caps would start again.")
-        kid = key_id(key)
+        kid = pseudonyms.key_id(key)
         if stored is None:
             if not read_only and path != ":memory:":
                 _put_meta(con, "key_id", kid)
         elif stored != kid:
             raise LogError(f"The pseudonym key given for {path!r} (key id {kid}) is not the key this log was "
                            f"written with (key id {stored}).",
-                           f"Use the log's own {path}.key (or its hex content in ${KEY_ENV}).")
+                           f"Use the log's own {path}.key (or its hex content in ${pseudonyms.KEY_ENV}).")
         return key
 
     @classmethod
@@ -192,29 +169,9 @@ class DecisionLog:
         found = live.open_replica(path, newer_than)
         if found is None:
             return None
-        log = cls(found[0], str(path), cls._load_key(str(path), create=False), read_only=True)
+        log = cls(found[0], str(path), pseudonyms.load_key(str(path), create=False), read_only=True)
         log.replica = found[1]
         return log
-
-    @staticmethod
-    def _load_key(path: str, create: bool) -> bytes | None:
-        """The key from ``$KLARTEXT_PSEUDONYM_KEY`` or ``<log>.key``: one format for both, hex
-        of at least 16 bytes; a new random one only when ``create``."""
-        env = os.environ.get(KEY_ENV)
-        if env:
-            return parse_key(env, f"${KEY_ENV}")
-        if path == ":memory:":
-            return secrets.token_bytes(32)
-        key_path = Path(path + ".key")
-        if key_path.exists():
-            return parse_key(key_path.read_text(), str(key_path))
-        if not create:
-            return None
-        key = secrets.token_bytes(32)
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(key.hex())
-        return key
 
     def close(self) -> None:
         self.con.close()
@@ -232,9 +189,9 @@ class DecisionLog:
         if self._key is None:
             raise LogError(
                 f"The pseudonym key for {self.path!r} is not available, so raw customer ids cannot be matched.",
-                f"Set {KEY_ENV} or put the key file {self.path}.key next to the log.",
+                f"Set ${pseudonyms.KEY_ENV} or put the key file {self.path}.key next to the log.",
             )
-        return np.array(integrity.hmac_hex(self._key, [str(c) for c in customer_ids], 32), dtype=object)
+        return pseudonyms.of(self._key, customer_ids)
 
     # -- registry ---------------------------------------------------------------------------
 

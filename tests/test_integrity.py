@@ -206,10 +206,10 @@ def test_compiled_hashing_gives_the_reference_digests_and_chain(monkeypatch):
 
     import numpy as np
 
-    from decision_log import integrity
+    from decision_log import _native, integrity
 
     if sys.platform.startswith("linux"):
-        assert integrity._compiled()  # OpenSSL found: the fast path is the one in use
+        assert _native.available()  # OpenSSL found: the fast path is the one in use
     rng = np.random.default_rng(5)
     n = 500
     texts = ["", "a", "é – ü", "x" * 5000] + [f"reason {i}" for i in range(40)]
@@ -237,7 +237,7 @@ def test_compiled_hashing_gives_the_reference_digests_and_chain(monkeypatch):
     assert integrity.hex_strings(chained).to_pylist() == integrity.chain(integrity.GENESIS, expect)
     assert expect[0] == hashlib.sha256(row[0].tobytes() + cand[0].tobytes()).hexdigest()
 
-    monkeypatch.setattr(integrity, "_COMPILED", False)  # hashlib: the same answers
+    monkeypatch.setattr(_native, "_AVAILABLE", False)  # hashlib: the same answers
     assert [d.tobytes() for d in integrity.group_digests(cols, n, starts, ends)] == reference
     slow_records, slow_chained = integrity.record_and_chain(row, cand, integrity.GENESIS)
     assert np.array_equal(slow_records, records) and np.array_equal(slow_chained, chained)

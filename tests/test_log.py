@@ -191,14 +191,14 @@ def test_batched_hmac_is_rfc_2104_for_any_key_length(key_length):
     and on hashlib's alike."""
     import hmac
 
-    from decision_log import integrity
+    from decision_log import pseudonyms
 
     key = bytes(range(256))[:key_length] if key_length <= 256 else b""
     msgs = [f"C{i:08d}" for i in range(100)] + ["", "é – ü", "y" * 1000]
     want = [hmac.new(key, m.encode(), "sha256").hexdigest() for m in msgs]
-    assert integrity.hmac_hex(key, msgs) == want
-    assert integrity.hmac_hex(key, msgs, 32) == [w[:32] for w in want]
-    assert integrity.hmac_hex(key, msgs[:3]) == want[:3]  # small batches: hashlib
+    assert pseudonyms.hmac_hex(key, msgs) == want
+    assert pseudonyms.hmac_hex(key, msgs, 32) == [w[:32] for w in want]
+    assert pseudonyms.hmac_hex(key, msgs[:3]) == want[:3]  # small batches: hashlib
 
 
 @pytest.mark.parametrize("failing", ["decide", "prepare", "write"])

@@ -71,8 +71,8 @@ def test_a_changed_record_hash_is_blamed_on_the_chain_table(demo_copy):
 def _rechain(log) -> None:
     """An insider rebuilds the chain with Klartext's own functions after an edit."""
     con = log.con
-    dec = con.sql(integrity._DEC_SELECT + " ORDER BY seq").to_arrow_table()
-    cand = con.sql(integrity._CAND_SELECT + " ORDER BY decision_id, action_id").to_arrow_table()
+    dec = con.sql(integrity.DECISION_SELECT + " ORDER BY seq").to_arrow_table()
+    cand = con.sql(integrity.CANDIDATE_SELECT + " ORDER BY decision_id, action_id").to_arrow_table()
     ids = np.asarray(cand.column("decision_id").to_pylist(), dtype=object)
     dids = np.asarray(dec.column("decision_id").to_pylist(), dtype=object)
     records, chained = integrity.record_and_chain(
