@@ -23,17 +23,21 @@ DROP_PROPENSITY, DROP_VALUE, DROP_CONTEXT, DROP_LEVER = range(4)
 
 @njit(parallel=True, cache=True, nogil=True)
 def rearbitrate(ptr, col, p, c, lv, clv, channel, mw, rw, lever, drop, thr, slots, fam, fam_order,
-                nm, ret, inc, cost, cost_in_value, n_fam, chunk, firsts, kpis, by_a, by_c):  # pragma: no cover - compiled
+                nm, ret, cost_in_value, n_fam, coef, times_p, times_clv, term_kpi, breakdown, chunk, firsts, kpis, by_a,
+                by_c):  # pragma: no cover - compiled
     """Arbitrate every decision under every setting.
 
     ptr : (n + 1,) cells of decision i are ptr[i]:ptr[i + 1];  col : (m,) their actions;  p, c, lv : (m,) logged propensity, context weight, lever
     clv, channel : (n,);  mw, rw : (S,) weights;  lever : (S, A) replacement lever, NaN = logged
     drop : (S, 4) bool factors set to 1;  thr, slots : (S, C) per channel
     fam, fam_order : (A,) offer family (-1 = none) and rank in it (cheapest first)
-    nm, ret, inc, cost : (A,) net margin, retention effect, incentive cost, cost per contact
+    nm, ret : (A,) net margin, retention effect
     cost_in_value : (A,) the contact cost that enters the value (0 unless the strategy says so)
+    coef, times_p, times_clv, term_kpi : the KPIs' terms (:class:`analysis.kpis.TermArrays`);
+    breakdown : the KPIs also summed per action and channel
     firsts : (S, n) int16 out, first-slot action (-1 = none), preset to -1
-    kpis : (B, S, 6), by_a : (B, S, 3, A), by_c : (B, S, 3, C) out, zeroed; B = ceil(n / chunk)
+    kpis : (B, S, K), by_a : (B, S, len(breakdown), A), by_c : (B, S, len(breakdown), C) out, zeroed;
+    B = ceil(n / chunk)
     """
     n, A = clv.shape[0], nm.shape[0]
     S = mw.shape[0]
@@ -43,6 +47,7 @@ def rearbitrate(ptr, col, p, c, lv, clv, channel, mw, rw, lever, drop, thr, slot
         pr = np.empty(A, np.float64)
         alive = np.empty(A, np.bool_)
         best = np.empty(max(n_fam, 1), np.int64)
+        val = np.empty(kpis.shape[2], np.float64)
         for i in range(b * chunk, min(n, (b + 1) * chunk)):
             e0 = ptr[i]
             k = ptr[i + 1] - e0
@@ -92,20 +97,19 @@ def rearbitrate(ptr, col, p, c, lv, clv, channel, mw, rw, lever, drop, thr, slot
                     if slot == 0:
                         firsts[s, i] = j
                     pp = p[e0 + w]
-                    m_ = pp * nm[j] - cost[j]  # the contact is paid for whether or not it is accepted
-                    r_ = pp * ret[j] * x
-                    kpis[b, s, 0] += 1.0
-                    kpis[b, s, 1] += pp
-                    kpis[b, s, 2] += m_
-                    kpis[b, s, 3] += r_
-                    kpis[b, s, 4] += pp * ret[j]
-                    kpis[b, s, 5] += pp * inc[j]
-                    by_a[b, s, 0, j] += 1.0
-                    by_a[b, s, 1, j] += m_
-                    by_a[b, s, 2, j] += r_
-                    by_c[b, s, 0, ch] += 1.0
-                    by_c[b, s, 1, ch] += m_
-                    by_c[b, s, 2, ch] += r_
+                    val[:] = 0.0
+                    for u in range(term_kpi.shape[0]):
+                        y = coef[u, j]
+                        if times_p[u]:
+                            y = y * pp
+                        if times_clv[u]:
+                            y = y * x
+                        val[term_kpi[u]] += y
+                    for k_ in range(val.shape[0]):
+                        kpis[b, s, k_] += val[k_]
+                    for q in range(breakdown.shape[0]):
+                        by_a[b, s, q, j] += val[breakdown[q]]
+                        by_c[b, s, q, ch] += val[breakdown[q]]
 
 
 @njit(cache=True, nogil=True)

@@ -8,14 +8,8 @@ one compiled pass; :meth:`Factors.arbitrate` is the dense numpy reference it is 
 against.  Under the strategy's own setting both reproduce the logged greedy selection
 exactly, which :meth:`Factors.check` verifies.
 
-Expected KPIs of a selection (sums over selected actions of the logged propensity ``p``):
-
-* ``margin`` — Σ p × (margin − incentive cost) − Σ cost per contact (paid for every action
-  shown, accepted or not)
-* ``retention`` — Σ p × retention effect × CLV (customer value kept)
-* ``churn_reduction`` — Σ p × retention effect (customers kept)
-* ``incentive_spend`` — Σ p × incentive cost
-* ``contacts`` — number of actions shown
+The expected KPIs of a selection (sums over the selected actions, with their logged
+propensity ``p``) are defined in :mod:`analysis.kpis`.
 
 The margin/retention balance is swept with ``λ ∈ [0, 1]``: ``margin_weight = 2(1 − λ) ×
 m₀``, ``retention_weight = 2λ × r₀``, so ``λ = 0.5`` is the strategy as logged, ``λ = 0``
@@ -33,6 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis import kpis as kpi_defs
+from analysis.kpis import BREAKDOWN, KPI_TABLE, KPIS  # noqa: F401 - KPI_TABLE: for the CLI and pages
 from decision_log import queries
 from decision_log.store import DecisionLog
 from decisioning.arbitration import MIN_PROPENSITY, Tables, arbitrate, tables
@@ -40,7 +36,6 @@ from decisioning.errors import InputError, LogError
 from decisioning.strategy import Strategy
 
 DROPPABLE = ("propensity", "value", "context_weight", "lever")  #: in analysis.kernels' order
-KPIS = ("contacts", "accepts", "margin", "retention", "churn_reduction", "incentive_spend")
 
 
 @dataclass(frozen=True)
@@ -225,18 +220,8 @@ class Factors:
         return np.where(selected.any(axis=1), j, -1)
 
     def kpis(self, selected: np.ndarray) -> dict[str, float]:
-        t = self.tables
-        p = np.where(selected, self.propensity, 0.0)
-        inc = np.array([a.incentive_cost for a in self.strategy.actions])
-        cost = np.array([a.cost for a in self.strategy.actions])
-        return {
-            "contacts": float(selected.sum()),
-            "accepts": float(p.sum()),
-            "margin": float((p * t.net_margin[None, :]).sum() - (selected * cost[None, :]).sum()),
-            "retention": float((p * t.retention[None, :] * self.clv[:, None]).sum()),
-            "churn_reduction": float((p * t.retention[None, :]).sum()),
-            "incentive_spend": float((p * inc[None, :]).sum()),
-        }
+        """The expected KPIs (:mod:`analysis.kpis`) of a selection."""
+        return kpi_defs.dense(self.strategy, self.tables, selected, self.propensity, self.clv)
 
     def check(self) -> int:
         """Decisions (not explored) whose logged first choice re-arbitration does not reproduce."""
@@ -313,8 +298,8 @@ class Evaluation:
     """The greedy selections of several :class:`Setting` s, summed (see :func:`evaluate`)."""
 
     kpis: np.ndarray  #: (S, len(KPIS)) totals
-    by_action: np.ndarray  #: (S, 3, A) contacts, expected margin, expected retention per action
-    by_channel: np.ndarray  #: (S, 3, C) the same per channel
+    by_action: np.ndarray  #: (S, len(BREAKDOWN), A) the KPIs of :data:`analysis.kpis.BREAKDOWN` per action
+    by_channel: np.ndarray  #: (S, len(BREAKDOWN), C) the same per channel
     firsts: np.ndarray  #: (S, n) int16 first-slot action of each decision, -1 = none
 
     def kpi_dict(self, i: int) -> dict[str, float]:
@@ -371,14 +356,15 @@ def evaluate(f: Factors, settings: list[Setting], chunk: int = 4096) -> Evaluati
     n = len(f)
     B = max(1, -(-n // chunk))
     firsts = np.full((S, n), -1, dtype=np.int16)
-    kpis, by_a, by_c = np.zeros((B, S, len(KPIS))), np.zeros((B, S, 3, A)), np.zeros((B, S, 3, C))
-    inc = np.array([a.incentive_cost for a in s.actions], dtype=np.float64)
+    terms = kpi_defs.term_arrays(s, t)
+    Q = len(kpi_defs.BREAKDOWN)
+    sums, by_a, by_c = np.zeros((B, S, len(KPIS))), np.zeros((B, S, Q, A)), np.zeros((B, S, Q, C))
     rearbitrate(f.cell_ptr, f.cell_col, f.cell_propensity, f.cell_context_weight, f.cell_lever, f.clv, f.channel,
                 np.ascontiguousarray(weights[:, 0]), np.ascontiguousarray(weights[:, 1]), lever, drop, thr, slots,
                 fam, fam_order, np.asarray(t.net_margin, dtype=np.float64), np.asarray(t.retention, dtype=np.float64),
-                inc, np.array([a.cost for a in s.actions], dtype=np.float64),
-                np.asarray(t.contact_cost, dtype=np.float64), len(t.families), chunk, firsts, kpis, by_a, by_c)
-    return Evaluation(kpis.sum(axis=0), by_a.sum(axis=0), by_c.sum(axis=0), firsts)
+                np.asarray(t.contact_cost, dtype=np.float64), len(t.families), terms.coef, terms.times_p,
+                terms.times_clv, terms.kpi, terms.breakdown, chunk, firsts, sums, by_a, by_c)
+    return Evaluation(sums.sum(axis=0), by_a.sum(axis=0), by_c.sum(axis=0), firsts)
 
 
 def first_actions(f: Factors, setting: Setting = Setting()) -> np.ndarray:
@@ -436,13 +422,13 @@ def _by_eval(f: Factors, base: Evaluation, alt: Evaluation, by: str) -> pd.DataF
     for label, ev in (("base", base), ("what_if", alt)):
         if by == "issue":
             sums = np.stack([np.bincount(f.issue_index, weights=ev.by_action[0, m], minlength=len(f.issues))
-                             for m in range(3)])
+                             for m in range(len(BREAKDOWN))])
         else:
             sums = ev.by_channel[0]
-        for m, name in enumerate(("contacts", "margin", "retention")):
+        for m, name in enumerate(BREAKDOWN):
             out[f"{name}_{label}"] = sums[m].round().astype(np.int64) if name == "contacts" else sums[m]
     df = pd.DataFrame(out)
-    for m in ("contacts", "margin", "retention"):
+    for m in BREAKDOWN:
         df[f"{m}_delta"] = df[f"{m}_what_if"] - df[f"{m}_base"]
     return df
 
@@ -464,8 +450,8 @@ def sensitivity(f: Factors, lever_step: float = 1.1) -> pd.DataFrame:
     ev = evaluate(f, [st for _, st in cases])
     k0 = base.kpis[0]
     rows = [{"change": name, "changed": float((ev.firsts[i] != base.firsts[0]).mean()),
-             "contacts_delta": ev.kpis[i, 0] - k0[0], "margin_delta": ev.kpis[i, 2] - k0[2],
-             "retention_delta": ev.kpis[i, 3] - k0[3]} for i, (name, _) in enumerate(cases)]
+             **{f"{k}_delta": ev.kpis[i, KPIS.index(k)] - k0[KPIS.index(k)] for k in BREAKDOWN}}
+            for i, (name, _) in enumerate(cases)]
     return pd.DataFrame(rows).sort_values("changed", ascending=False, ignore_index=True)
 
 
@@ -479,7 +465,8 @@ def lever_for_share(f: Factors, action_id: str, target: float, hi: float = 1e4, 
     n = len(f)
 
     def share(lv: float) -> float:
-        return float(evaluate(sub, [Setting(levers={action_id: lv})]).by_action[0, 0, a]) / n
+        contacts = evaluate(sub, [Setting(levers={action_id: lv})]).by_action[0, BREAKDOWN.index("contacts"), a]
+        return float(contacts) / n
 
     current = float(f.strategy.levers[a])
     now = share(current)

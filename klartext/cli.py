@@ -594,8 +594,8 @@ def simulate(db, strategy_version, margin_weight, retention_weight, lever, thres
     if "what_if" in out:
         w = out["what_if"]
         click.echo(f"\nWhat-if: {w['changed']:.2%} of decisions get another first action.")
-        for k in T.KPIS:
-            click.echo(f"  {k:<16} {w['base'][k]:>14,.1f} → {w['what_if'][k]:>14,.1f}")
+        for k in T.KPI_TABLE:
+            click.echo(f"  {k.label:<26} {w['base'][k.name]:>14,.1f} → {w['what_if'][k.name]:>14,.1f}")
         _echo_frame(w["by_issue"][["key", "contacts_delta", "margin_delta", "retention_delta"]])
     click.echo("\nMargin/retention sweep (λ = 0.5 is the strategy; * = on the frontier):")
     fr = out["frontier"].copy()
@@ -667,8 +667,8 @@ def compare(db, challenger, as_json) -> None:
         return
     click.echo(f"{res['changed_decisions']:,} of {res['decisions']:,} decisions ({res['changed']:.2%}) get another "
                f"first action under {ch.name} ({ch.version}).")
-    for k in T.KPIS:
-        click.echo(f"  {k:<16} {res['champion'][k]:>14,.1f} → {res['challenger'][k]:>14,.1f}")
+    for k in T.KPI_TABLE:
+        click.echo(f"  {k.label:<26} {res['champion'][k.name]:>14,.1f} → {res['challenger'][k.name]:>14,.1f}")
     click.echo("\nMost frequent changes:")
     _echo_frame(res["moves"])
     click.echo("\nExpected KPIs by issue and channel:")

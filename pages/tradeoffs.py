@@ -124,10 +124,10 @@ with tab_whatif:
     spec = json.dumps({"margin_weight": mw, "retention_weight": rw, "levers": levers}, sort_keys=True)
     res = what_if(*log_key(lg), spec)
     st.metric("Decisions whose first action changes", f"{res['changed']:.2%}")
-    m = st.columns(len(T.KPIS))
-    for col, k in zip(m, T.KPIS):
-        b, w = res["base"][k], res["what_if"][k]
-        col.metric(k.replace("_", " "), f"{w:,.0f}", f"{w - b:+,.0f}")
+    m = st.columns(len(T.KPI_TABLE))
+    for col, k in zip(m, T.KPI_TABLE):
+        b, w = res["base"][k.name], res["what_if"][k.name]
+        col.metric(k.label, f"{w:,.0f}", f"{w - b:+,.0f}", help=k.meaning)
     table(res["by_issue"], "what_if_by_issue")
     table(res["by_channel"], "what_if_by_channel")
     st.markdown("**Global sensitivity:** which factor decides most?")

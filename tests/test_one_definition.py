@@ -75,7 +75,7 @@ print("ok")
 
 def _copy(tmp_path: Path) -> Path:
     copy = tmp_path / "copy"
-    for pkg in ("decision_log", "decisioning", "explain", "klartext", "tests"):
+    for pkg in ("decision_log", "decisioning", "explain", "analysis", "klartext", "tests"):
         shutil.copytree(ROOT / pkg, copy / pkg, ignore=shutil.ignore_patterns("__pycache__", "data"))
     return copy
 
@@ -160,3 +160,43 @@ def test_a_stage_is_one_line_in_a_copy_of_the_code(tmp_path):
     assert text.count("    Stage(\"applicability\",") == 1
     flow.write_text(text.replace("    Stage(\"applicability\",", STAGE, 1))  # the one line
     _run(copy, STAGE_SCRIPT)
+
+
+KPI = """    KPI("margin_if_all_accept", "Margin if every offer is accepted", "currency", "Σ net margin of the actions shown.",
+        (Term("net_margin", times_p=False),)),
+)
+KPIS: """
+
+KPI_SCRIPT = r'''
+import numpy as np
+from analysis import tradeoff as T
+from decisioning.engine import Engine
+from decisioning.inputs import Requests
+from decisioning.models import train_models
+from decisioning.strategy import parse_strategy
+from tests.conftest import TINY_YAML, tiny_customers, tiny_history
+
+s = parse_strategy(TINY_YAML, source="tiny.yaml")
+models = train_models(s, tiny_history(s, 300, seed=0))
+batch = Engine(s, models).decide(Requests.from_frame(s, tiny_customers(400, seed=3)))
+f = T.from_batch(s, batch)
+assert T.KPIS[-1] == "margin_if_all_accept"
+sel = f.arbitrate()
+want = float((sel * f.tables.net_margin[None, :]).sum())
+assert want > 0
+assert abs(f.kpis(sel)["margin_if_all_accept"] - want) < 1e-9  # the dense reference
+assert abs(T.evaluate(f, [T.Setting()]).kpi_dict(0)["margin_if_all_accept"] - want) < 1e-9  # the compiled pass
+sw = T.sweep(f, 5)  # and every view that lists the KPIs
+assert "margin_if_all_accept" in sw.columns and abs(sw[sw["current"]]["margin_if_all_accept"].iloc[0] - want) < 1e-9
+assert "margin_if_all_accept" in T.what_if(f, T.Setting(margin_weight=0.5))["what_if"]
+print("ok")
+'''
+
+
+def test_a_kpi_is_one_entry_in_a_copy_of_the_code(tmp_path):
+    copy = _copy(tmp_path)
+    defs = copy / "analysis" / "kpis.py"
+    text = defs.read_text()
+    assert text.count(")\nKPIS: ") == 1
+    defs.write_text(text.replace(")\nKPIS: ", KPI, 1))  # the one entry
+    _run(copy, KPI_SCRIPT)
