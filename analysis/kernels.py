@@ -182,6 +182,7 @@ def compile_all() -> None:
     rearbitrate(ptr, col, p, c, lv, np.zeros(n), np.zeros(n, dtype=np.int64), np.ones(S),
                 np.ones(S), np.full((S, A), np.nan), np.zeros((S, 4), dtype=np.bool_), np.zeros((S, C)),
                 np.ones((S, C), dtype=np.int64), np.full(A, -1, dtype=np.int64), np.zeros(A, dtype=np.int64),
-                np.zeros(A), np.zeros(A), np.zeros(A), np.zeros(A), np.zeros(A), 0, 1, np.full((S, n), -1, dtype=np.int16),
-                np.zeros((n, S, 6)), np.zeros((n, S, 3, A)), np.zeros((n, S, 3, C)))
+                np.zeros(A), np.zeros(A), np.zeros(A), 0, np.zeros((1, A)), np.ones(1, dtype=np.bool_),
+                np.zeros(1, dtype=np.bool_), np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), 1,
+                np.full((S, n), -1, dtype=np.int16), np.zeros((n, S, 1)), np.zeros((n, S, 1, A)), np.zeros((n, S, 1, C)))
     bootstrap_sums(np.zeros((1, n)), 2, 0)

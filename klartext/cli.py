@@ -182,10 +182,12 @@ def _run_app(db: str, port: int, host: str = "127.0.0.1", users: str | None = No
     require_auth_beyond_loopback(host, users, auth_header, "The dashboard")
     if users:
         load_users(users)  # a broken users file is named here, not in the browser
-    app = Path(__file__).resolve().parent.parent / "app.py"
-    if not app.exists():
-        _fail(KlartextError(f"The dashboard (app.py) was not found next to the package at {app.parent}.",
-                            "Run Klartext from a clone of the repository: pip install -e . && streamlit run app.py"))
+    here = Path(__file__).resolve().parent
+    # installed: klartext/dashboard/app.py; in a clone: app.py at the top of the repository
+    app = next((p for p in (here / "dashboard" / "app.py", here.parent / "app.py") if p.exists()), None)
+    if app is None:
+        _fail(KlartextError(f"The dashboard (app.py) is missing from the installation at {here}.",
+                            "Reinstall Klartext: pip install --force-reinstall klartext (or pip install . in a clone)."))
     from analysis.kernels import compile_all
 
     click.echo("Preparing the trade-off analyses (compiled once per installation) …")

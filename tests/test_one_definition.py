@@ -200,3 +200,15 @@ def test_a_kpi_is_one_entry_in_a_copy_of_the_code(tmp_path):
     assert text.count(")\nKPIS: ") == 1
     defs.write_text(text.replace(")\nKPIS: ", KPI, 1))  # the one entry
     _run(copy, KPI_SCRIPT)
+
+
+def test_the_compiled_hashing_is_private_to_the_hashing_modules():
+    """Speed tricks stay behind one interface: only integrity.py and pseudonyms.py import
+    decision_log._native (numba, OpenSSL, memmove)."""
+    import re
+
+    users = sorted(str(p.relative_to(ROOT)) for pkg in ("decisioning", "decision_log", "explain", "analysis",
+                                                       "klartext", "pages") for p in (ROOT / pkg).rglob("*.py")
+                   if re.search(r"^\s*(from decision_log import .*\b_native\b|import decision_log\._native|"
+                                r"from decision_log\._native import)", p.read_text(), re.M))
+    assert users == ["decision_log/integrity.py", "decision_log/pseudonyms.py"]
