@@ -29,9 +29,10 @@ import pandas as pd
 
 from analysis import kpis as kpi_defs
 from analysis.kpis import BREAKDOWN, KPI_TABLE, KPIS  # noqa: F401 - KPI_TABLE: for the CLI and pages
+from analysis.ope import bootstrap_sums
 from decision_log import queries
 from decision_log.store import DecisionLog
-from decisioning.arbitration import MIN_PROPENSITY, Tables, arbitrate, tables
+from decisioning.arbitration import Tables, arbitrate, priority, tables
 from decisioning.errors import InputError, LogError
 from decisioning.strategy import Strategy
 
@@ -158,7 +159,7 @@ class Factors:
         v = np.where(self.scored, 1.0, np.nan) if "value" in setting.drop else value
         c = np.where(self.scored, 1.0, np.nan) if "context_weight" in setting.drop else self.context_weight
         lv = np.where(self.scored, 1.0, np.nan) if "lever" in setting.drop else lever
-        return p * v * c * lv
+        return priority(p, v, c, lv)
 
     def _run(self, setting: Setting):
         """The strategy's own arbitration (:func:`decisioning.arbitration.arbitrate`) under
@@ -189,10 +190,8 @@ class Factors:
         def prio(rows: np.ndarray, j: np.ndarray) -> np.ndarray:  # the engine's arithmetic, one cell per row
             e = self.cells(rows, j)
             k = np.maximum(e, 0)
-            v = s.margin_weight * t.net_margin[j] + (s.retention_weight * t.retention[j]) * self.clv[rows]
-            if t.costs_contacts:
-                v = v - (s.margin_weight * t.contact_cost[j]) / np.maximum(self.cell_propensity[k], MIN_PROPENSITY)
-            pr = self.cell_propensity[k] * v * self.cell_context_weight[k] * self.cell_lever[k]
+            v = t.value_at(s.margin_weight, s.retention_weight, j, self.clv[rows], self.cell_propensity[k])
+            pr = priority(self.cell_propensity[k], v, self.cell_context_weight[k], self.cell_lever[k])
             return np.where(e >= 0, pr, -np.inf)
 
         j = np.maximum(cols, 0)
@@ -818,8 +817,35 @@ def lift(log: DecisionLog, f: Factors, target: np.ndarray, baseline: np.ndarray,
          "retention": 1.0 - o["churned"].astype(float)}[reward].astype(float)
     p = o["selection_probability"].astype(float)
     d = ((f.logged_first == target).astype(float) - (f.logged_first == baseline).astype(float)) / p * r
-    rng = np.random.default_rng(seed)
-    n = len(d)
-    boots = np.array([d[rng.integers(0, n, n)].mean() for _ in range(n_boot)])
-    lo, hi = np.quantile(boots, [0.025, 0.975])
+    sums = bootstrap_sums(d, n_boot, seed)  # one resample per replicate, shared by target and baseline
+    lo, hi = np.nanquantile(sums[:, 0] / sums[:, 1], [0.025, 0.975]) if n_boot else (np.nan, np.nan)
     return {"reward": reward, "lift": float(d.mean()), "ci_low": float(lo), "ci_high": float(hi)}
+
+
+def challenger_targets(log: DecisionLog, f: Factors, challenger: Strategy,
+                       progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """The first action ``challenger`` takes in each logged decision of ``f``, as an index
+    into the logged strategy's catalogue (-1 = none), re-deciding the logged inputs
+    (:func:`rerun`).  A challenger that chooses an action the logged strategy never offered
+    cannot be evaluated on this log: that is refused, naming the action."""
+    g = rerun(log, challenger, f, progress=progress)
+    names = np.array(challenger.action_ids)
+    idx = {a: i for i, a in enumerate(f.strategy.action_ids)}
+    firsts = first_actions(g)
+    missing = sorted({names[j] for j in firsts if j >= 0 and names[j] not in idx})
+    if missing:
+        raise InputError(f"The target chooses action {missing[0]!r}, which the logged strategy never offered, so no "
+                         "logged decision can tell its value.", "Evaluate targets that choose among the logged actions.")
+    return np.array([idx[names[j]] if j >= 0 else -1 for j in firsts], dtype=np.int64)
+
+
+def targeting_report(log: DecisionLog, f: Factors, n_boot: int = 300, seed: int = 0) -> dict[str, Any]:
+    """The strategy's targeting against every "everyone gets X" policy: off-policy estimates
+    for every reward (:func:`policy_report`), the observed means per logged action (what the
+    IPS of "everyone gets X" must agree with) and the lift of the targeting over each fixed
+    policy (:func:`lift`, paired bootstrap)."""
+    learned = first_actions(f)
+    lifts = [{"versus": f"everyone: {a}", **lift(log, f, learned, np.full(len(f), j), reward, n_boot, seed)}
+             for j, a in enumerate(f.strategy.action_ids) for reward in ("visit", "conversion", "revenue", "margin")]
+    return {"estimates": policy_report(log, f, n_boot=n_boot, seed=seed),
+            "observed_by_logged_action": queries.arm_means(log.con.cursor()), "learned_lift": pd.DataFrame(lifts)}

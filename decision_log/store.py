@@ -1,10 +1,9 @@
 """Open, write and read the decision log (one DuckDB file).
 
-Writes are batched: a whole :class:`~decisioning.engine.DecisionBatch` goes in as Arrow
-tables in one transaction — its decisions, one candidate row per action of the catalog per
-decision, and the hash-chain entries — so a decision is either logged completely or not at
-all.  (``executemany`` manages about 330 decisions/s on this machine; Arrow batches tens of
-thousands.)
+Writes are batched: a batch made ready by :mod:`decision_log.rows` — its decisions, their
+candidate rows and what the hash chain needs of them — is numbered, chained and inserted in
+one transaction, so a decision is either logged completely or not at all.  While a batch
+job or the service runs, :mod:`decision_log.writer` is the log's one writer.
 
 Only one process may hold a DuckDB file read-write, and while it does no other process can
 open it at all; open read-only (``read_only=True``) to share a finished log between readers.
@@ -486,9 +485,9 @@ class DecisionLog:
 
     @contextmanager
     def bulk(self) -> Iterator[None]:
-        """Settings for a long run of large appends (``klartext demo``): DuckDB on one thread.
-        The deciding and preparing threads need the other core; with DuckDB on two threads
-        the pipelined demo job took as long (2026-11-23, DuckDB 2.0)."""
+        """Settings for a long run of large appends (a batch job): DuckDB on one thread, so the
+        deciding and preparing threads have the other cores (more DuckDB threads did not make
+        the job faster; see docs/benchmarks.md)."""
         threads = self.con.execute("SELECT current_setting('threads')").fetchall()[0][0]
         self.con.execute("SET threads = 1")
         try:

@@ -123,12 +123,18 @@ class Tables:
         """
         mw = np.asarray(margin_weight, dtype=np.float64).reshape(-1, 1)
         rw = np.asarray(retention_weight, dtype=np.float64).reshape(-1, 1)
-        v = mw * self.net_margin[None, :] + rw * self.retention[None, :] * clv[:, None]
+        return self.value_at(mw, rw, np.arange(len(self.net_margin))[None, :], clv[:, None], propensity)
+
+    def value_at(self, margin_weight: float | np.ndarray, retention_weight: float | np.ndarray, actions: np.ndarray,
+                 clv: np.ndarray, propensity: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`value` of the cells (row, ``actions``) whose CLV and propensity are given,
+        broadcast alike: the one place the value formula is written."""
+        v = margin_weight * self.net_margin[actions] + (retention_weight * self.retention[actions]) * clv
         if self.costs_contacts:
             if propensity is None:
                 raise ValueError("this strategy's value depends on the propensity (contact_cost_in_value)")
             with np.errstate(invalid="ignore"):
-                v = v - (mw * self.contact_cost[None, :]) / np.maximum(propensity, MIN_PROPENSITY)
+                v = v - (margin_weight * self.contact_cost[actions]) / np.maximum(propensity, MIN_PROPENSITY)
         return v
 
     @property
@@ -153,3 +159,10 @@ def tables(strategy: Strategy) -> Tables:
         families=fams,
         contact_cost=np.array([a.cost if s.contact_cost_in_value else 0.0 for a in s.actions]),
     )
+
+
+def priority(propensity, value, context_weight, lever):
+    """The priority of a candidate: ``((propensity × value) × context weight) × lever``, in
+    this order of operations (what the engine logs, so every recomputation matches it to
+    the bit)."""
+    return propensity * value * context_weight * lever

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from decisioning.arbitration import arbitrate, tables
+from decisioning.arbitration import arbitrate, priority, tables
 from decisioning.errors import InputError, NotFittedError
 from decisioning.forest import Forest
 from decisioning.forest import supported as forest_supported
@@ -348,7 +348,7 @@ class Engine:
         b.value = np.where(scored, value, np.nan)
         b.context_weight = np.where(scored, cw, np.nan)
         b.lever = np.where(scored, lever, np.nan)
-        b.priority = b.propensity * b.value * b.context_weight * b.lever
+        b.priority = priority(b.propensity, b.value, b.context_weight, b.lever)
 
     def _arbitrate(self, b: _Batch) -> None:
         """Incentive choice within each offer, the no-action threshold, ranking and top-N."""

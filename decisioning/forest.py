@@ -67,6 +67,7 @@ class Forest:
         self.leaf = np.empty(0, bool)
         self.value = np.empty(0, np.float64)
         self.qs: dict[int, tuple] = {}  #: model → its QuickScorer tables (see :func:`_quickscorer_tables`)
+        self._packed_nodes: tuple[int, tuple[np.ndarray, np.ndarray]] | None = None  #: (node count, :meth:`_packed`)
         for a, m in (models or {}).items():
             self.add(a, m, feature_idx[a])
 
@@ -112,13 +113,12 @@ class Forest:
     def _packed(self) -> tuple[np.ndarray, np.ndarray]:
         """Nodes packed for the compiled walk: ``meta`` (N, 4) int32 = feature (-1 for a
         leaf), left, right, missing-goes-left; ``thr`` (N,) = threshold, or a leaf's value."""
-        if self.__dict__.get("_packed_n") != len(self.feat):
+        if self._packed_nodes is None or self._packed_nodes[0] != len(self.feat):  # models were added since
             meta = np.empty((len(self.feat), 4), dtype=np.int32)
             meta[:, 0] = np.where(self.leaf, -1, self.feat)
             meta[:, 1], meta[:, 2], meta[:, 3] = self.left, self.right, self.mleft
-            self.__dict__["_packed_arrays"] = (meta, np.where(self.leaf, self.value, self.thr))
-            self.__dict__["_packed_n"] = len(self.feat)
-        return self.__dict__["_packed_arrays"]
+            self._packed_nodes = (len(self.feat), (meta, np.where(self.leaf, self.value, self.thr)))
+        return self._packed_nodes[1]
 
     def raw(self, X: np.ndarray, pairs: list[tuple[int, np.ndarray]]) -> list[np.ndarray]:
         """Log-odds (``decision_function``) for each (action, rows) pair."""

@@ -284,7 +284,7 @@ class Explainer:
         key = (action_id, version)
         if key in self._explainers:
             return self._explainers[key]
-        with self._build_lock:  # the warm-up thread and a page may ask for the same explainer
+        with self._build_lock:  # two threads (a page and a batch) may ask for the same explainer
             if key in self._explainers:
                 return self._explainers[key]
             m = models[action_id]

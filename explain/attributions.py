@@ -9,8 +9,8 @@ Algorithms
 ----------
 ``tree_path_dependent``
     Gradient-boosted trees (HistGradientBoosting, GradientBoosting): SHAP's TreeExplainer
-    with the path-dependent algorithm — exact, no background data, ≈ 0.3–0.6 ms per row for
-    a 100-tree model on this machine.  (The interventional algorithm is *not* used: with shap
+    with the path-dependent algorithm — exact, no background data, well under a millisecond
+    per row for a 100-tree model.  (The interventional algorithm is *not* used: with shap
     0.51 it mis-attributes rows whose feature value equals a split threshold, because shap
     keeps thresholds as float32 while scikit-learn compares in float64.)
 ``tree_path_dependent`` on a Pipeline

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from decisioning.arbitration import Tables, arbitrate
+from decisioning.arbitration import Tables, arbitrate, priority
 
 
 @dataclass
@@ -110,7 +110,7 @@ class DecisionFactors:
         v = self.value if value is None else value
         c = self.context_weight if cw is None else cw
         lv = self.lever if lever is None else lever
-        return p * v * c * lv
+        return priority(p, v, c, lv)
 
 
 def _first_place(factors: DecisionFactors, b: int, priority: np.ndarray) -> np.ndarray:

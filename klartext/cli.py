@@ -679,25 +679,18 @@ def compare(db, challenger, as_json) -> None:
 
 def _ope_report(log, f, boot: int, seed: int, as_json: bool) -> None:
     from analysis import tradeoff as T
-    from decision_log import queries
 
-    rep = T.policy_report(log, f, n_boot=boot, seed=seed)
-    arms = queries.arm_means(log.con.cursor())
-    learned = T.first_actions(f)
-    lifts = [{"versus": f"everyone: {a}", **T.lift(log, f, learned, np.full(len(f), j), rw, boot, seed)}
-             for j, a in enumerate(f.strategy.action_ids) for rw in ("visit", "conversion", "revenue", "margin")]
+    rep = T.targeting_report(log, f, n_boot=boot, seed=seed)
     if as_json:
-        click.echo(T.to_json({"estimates": rep, "observed_by_logged_action": arms, "learned_lift": lifts}))
+        click.echo(T.to_json(rep))
         return
     click.echo(f"Off-policy report over {len(f):,} logged decisions ({f.strategy.name}); 95% bootstrap intervals.")
     click.echo("\nObserved means per logged action (what IPS of 'everyone gets X' must agree with):")
-    _echo_frame(arms)
+    _echo_frame(rep["observed_by_logged_action"])
     click.echo("\nEstimated value per decision:")
-    _echo_frame(rep)
+    _echo_frame(rep["estimates"])
     click.echo("\nLift of the strategy's targeting over each fixed policy (IPS, paired bootstrap):")
-    import pandas as pd
-
-    _echo_frame(pd.DataFrame(lifts))
+    _echo_frame(rep["learned_lift"])
 
 
 @main.command()
@@ -746,16 +739,7 @@ def ope(db, target_path, margin_weight, retention_weight, lever, threshold, top_
             elif target_path:
                 ch = load_strategy(target_path)
                 with tqdm(total=len(f), desc="Re-deciding", unit=" decisions", file=sys.stderr, bar_format=_BAR) as bar:
-                    g = T.rerun(log, ch, f, progress=bar.update)
-                names = np.array(ch.action_ids)
-                idx = {a: i for i, a in enumerate(f.strategy.action_ids)}
-                gf = T.first_actions(g)
-                missing = sorted({names[j] for j in gf if j >= 0 and names[j] not in idx})
-                if missing:
-                    raise KlartextError(f"The target chooses action {missing[0]!r}, which the logged strategy never "
-                                        "offered, so no logged decision can tell its value.",
-                                        "Evaluate targets that choose among the logged actions.")
-                target = np.array([idx[names[j]] if j >= 0 else -1 for j in gf], dtype=np.int64)
+                    target = T.challenger_targets(log, f, ch, progress=bar.update)
                 label = f"{ch.name} ({ch.version})"
             else:
                 target = T.first_actions(f, setting)

@@ -35,6 +35,7 @@ import time
 import weakref
 from collections import OrderedDict
 from concurrent.futures import Future
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -388,57 +389,18 @@ def _auth(users: dict[str, access.User] | None, header: str | None):
     return need
 
 
-def create_app(db: str, strategy_path: str | None = None, *, users: str | None = None,
-               auth_header: str | None = None, **kw) -> FastAPI:
-    """The HTTP API over one decision log (see the module docstring).  ``users``: a users file
-    (:mod:`klartext.access`), required for every request when given; ``auth_header``: a header
-    a trusted reverse proxy sets to the signed-in user's name."""
-    strategy = load_strategy(strategy_path) if strategy_path else None
-    need = _auth(access.load_users(users) if users else None, auth_header)
-    state: dict[str, Service] = {}
-    idempotent: OrderedDict[tuple[str, str], tuple[str, asyncio.Future]] = OrderedDict()
+class _Busy(Exception):
+    """The request queue is full."""
 
-    from contextlib import asynccontextmanager
 
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI):
-        # one service per app, however many times the lifespan is entered (test clients and
-        # fuzzers may enter it again while it runs); closed when the last one leaves
-        if "svc" not in state:
-            state["svc"], state["users"] = Service(db, strategy, **kw), 0
-        state["users"] += 1
-        try:
-            yield
-        finally:
-            state["users"] -= 1
-            if state["users"] == 0:
-                state.pop("svc").close()
-
-    app = FastAPI(title="Klartext decision service", version="1",
-                  description="Next-best-action decisions, each durable in the decision log before it is returned.",
-                  lifespan=lifespan)
-
-    app.add_middleware(_BodyLimit)
-    app.state.service = lambda: state.get("svc")  # the running Service (for tests and embedding)
+def _error_handlers(app: FastAPI) -> None:
+    """Every refusal in the documented shape ``{"error", "hint"}``, with its status."""
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError):
         e = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         where = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "body"
         return _error(422, f"{where}: {e.get('msg')}", "Check the request against the OpenAPI spec at /docs.")
-
-    async def submit(kind: str, payload: dict) -> Any:
-        svc = state["svc"]
-        loop = asyncio.get_running_loop()
-        job = _Job(kind, payload, loop.create_future(), loop)
-        try:
-            svc.queue.put_nowait(job)
-        except queue.Full:
-            raise _Busy() from None
-        return await job.future
-
-    class _Busy(Exception):
-        pass
 
     @app.exception_handler(_Busy)
     async def busy(_request: Request, _exc: _Busy):
@@ -462,6 +424,83 @@ def create_app(db: str, strategy_path: str | None = None, *, users: str | None =
     async def unknown_decision(_request: Request, exc: LookupError):
         return _error(404, f"Decision {exc.args[0]!r} is not in the log.", "Send outcomes for logged decisions.")
 
+
+class _Idempotency:
+    """Answers to requests sent with an ``Idempotency-Key``, by (user, key): a retry of the
+    same request (same body) gets the first answer and logs nothing new, also while the
+    first is still in flight; the same key with another body is refused.  The newest
+    100,000 keys are kept for the service's lifetime."""
+
+    def __init__(self, keep: int = 100_000) -> None:
+        self.keep = keep
+        self.seen: OrderedDict[tuple[str, str], tuple[str, asyncio.Future]] = OrderedDict()
+
+    async def answer(self, key: tuple[str, str], item: dict, decide) -> dict:
+        fingerprint = hashlib.sha256(json.dumps(item, sort_keys=True).encode()).hexdigest()
+        if key in self.seen:
+            seen, fut = self.seen[key]
+            if seen != fingerprint:
+                raise InputError(f"Idempotency-Key {key[1]!r} was used for another request.",
+                                 "Use a new key for each new request; repeat a key only to retry the same request.")
+            return await asyncio.shield(fut)
+        fut = asyncio.get_running_loop().create_future()
+        self.seen[key] = (fingerprint, fut)
+        while len(self.seen) > self.keep:
+            self.seen.popitem(last=False)
+        try:
+            answer = await decide()
+        except BaseException as exc:
+            self.seen.pop(key, None)  # not decided: a retry may try again
+            fut.set_exception(exc)
+            fut.exception()  # retrieved: no "never retrieved" warning when nobody else waited
+            raise
+        fut.set_result(answer)
+        return answer
+
+
+def create_app(db: str, strategy_path: str | None = None, *, users: str | None = None,
+               auth_header: str | None = None, **kw) -> FastAPI:
+    """The HTTP API over one decision log (see the module docstring).  ``users``: a users file
+    (:mod:`klartext.access`), required for every request when given; ``auth_header``: a header
+    a trusted reverse proxy sets to the signed-in user's name."""
+    strategy = load_strategy(strategy_path) if strategy_path else None
+    need = _auth(access.load_users(users) if users else None, auth_header)
+    state: dict[str, Service] = {}
+    idempotent = _Idempotency()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        # one service per app, however many times the lifespan is entered (test clients and
+        # fuzzers may enter it again while it runs); closed when the last one leaves
+        if "svc" not in state:
+            state["svc"], state["users"] = Service(db, strategy, **kw), 0
+        state["users"] += 1
+        try:
+            yield
+        finally:
+            state["users"] -= 1
+            if state["users"] == 0:
+                state.pop("svc").close()
+
+    app = FastAPI(title="Klartext decision service", version="1",
+                  description="Next-best-action decisions, each durable in the decision log before it is returned.",
+                  lifespan=lifespan)
+
+    app.add_middleware(_BodyLimit)
+    app.state.service = lambda: state.get("svc")  # the running Service (for tests and embedding)
+
+    _error_handlers(app)
+
+    async def submit(kind: str, payload: dict) -> Any:
+        svc = state["svc"]
+        loop = asyncio.get_running_loop()
+        job = _Job(kind, payload, loop.create_future(), loop)
+        try:
+            svc.queue.put_nowait(job)
+        except queue.Full:
+            raise _Busy() from None
+        return await job.future
+
     @app.post("/decide", response_model=dict)
     async def decide(body: DecideIn, user: access.User | None = Depends(need("decide")),  # noqa: B008
                      idempotency_key: str | None = Header(default=None, max_length=200)) -> JSONResponse:  # noqa: B008
@@ -479,27 +518,8 @@ def create_app(db: str, strategy_path: str | None = None, *, users: str | None =
         if idempotency_key is None:
             # the answer is plain JSON types already: sent as it is (FastAPI's encoder would walk it)
             return JSONResponse(await submit("decide", (item, req)))
-        key = (user.name if user else "", idempotency_key)
-        fingerprint = hashlib.sha256(json.dumps(item, sort_keys=True).encode()).hexdigest()
-        if key in idempotent:
-            seen, fut = idempotent[key]
-            if seen != fingerprint:
-                raise InputError(f"Idempotency-Key {idempotency_key!r} was used for another request.",
-                                 "Use a new key for each new request; repeat a key only to retry the same request.")
-            return JSONResponse(await asyncio.shield(fut))
-        fut = asyncio.get_running_loop().create_future()
-        idempotent[key] = (fingerprint, fut)
-        while len(idempotent) > 100_000:
-            idempotent.popitem(last=False)
-        try:
-            answer = await submit("decide", (item, req))
-        except BaseException as exc:
-            idempotent.pop(key, None)  # not decided: a retry may try again
-            fut.set_exception(exc)
-            fut.exception()  # retrieved: no "never retrieved" warning when nobody else waited
-            raise
-        fut.set_result(answer)
-        return JSONResponse(answer)
+        return JSONResponse(await idempotent.answer((user.name if user else "", idempotency_key), item,
+                                                    lambda: submit("decide", (item, req))))
 
     @app.post("/outcome")
     async def outcome(body: OutcomeIn, _user: access.User | None = Depends(need("decide"))) -> dict:  # noqa: B008

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,8 +20,6 @@ from explain.api import Explainer
 from klartext.cli import main
 from klartext.jobs import run_hillstrom
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "hillstrom" / "hillstrom.csv"
-
 
 @pytest.fixture(scope="module")
 def hill_log(tmp_path_factory):
@@ -33,8 +30,6 @@ def hill_log(tmp_path_factory):
 
 def test_the_shipped_copy_is_the_published_file():
     assert hashlib.sha256(hillstrom.DATA.read_bytes()).hexdigest() == hillstrom.SHA256
-    if SHARED.exists():
-        assert SHARED.read_bytes() == hillstrom.DATA.read_bytes()
     f = hillstrom.load_frame()
     assert len(f) == 64000
     assert f.groupby("arm")["visit"].mean().round(3).to_dict() == {
