@@ -52,7 +52,7 @@ import pyarrow.compute as pc
 
 from decision_log import seals, stages
 from decision_log.rows import prepare_imported
-from decision_log.schema import arrow_of
+from decision_log.schema import arrow_of, execute_over
 from decision_log.store import MAX_AMOUNT, DecisionLog
 from decisioning.errors import InputError
 
@@ -330,19 +330,18 @@ def _write(log: DecisionLog, fmt: str, name: str, rep: ImportReport, total: int,
         ordinal = np.arange(rows.num_rows, dtype=np.int32) - np.repeat(
             starts.astype(np.int32), np.diff(np.append(starts, rows.num_rows)))
         part_rows = rows.append_column("ordinal", pa.array(ordinal, pa.int32()))
-        con.register("_k_part", part_rows)
-        dec = arrow_of(con.execute("""
+        dec = arrow_of(execute_over(con, """
             SELECT decision_id, min(ts) AS ts, any_value(customer) AS customer,
                    any_value(channel) AS channel, coalesce(any_value(lower(direction)), 'unknown') AS direction,
                    list(action_id ORDER BY rank, ordinal) FILTER (WHERE selected) AS chosen_rows,
                    (list(probability ORDER BY rank, ordinal) FILTER (WHERE selected))[1] AS selection_probability
-            FROM _k_part GROUP BY decision_id ORDER BY decision_id"""))
-        outcomes = arrow_of(con.execute("""
+            FROM _k_part GROUP BY decision_id ORDER BY decision_id""", _k_part=part_rows))
+        outcomes = arrow_of(execute_over(con, """
             SELECT decision_id, action_id, any_value(outcome ORDER BY ordinal) AS outcome,
                    any_value(o_revenue ORDER BY ordinal) AS revenue, any_value(o_margin ORDER BY ordinal) AS margin,
                    any_value(churned ORDER BY ordinal) AS churned, min(ts) AS ts
-            FROM _k_part WHERE outcome IS NOT NULL GROUP BY decision_id, action_id ORDER BY decision_id"""))
-        con.unregister("_k_part")
+            FROM _k_part WHERE outcome IS NOT NULL GROUP BY decision_id, action_id ORDER BY decision_id""",
+            _k_part=part_rows))
         cand = part_rows.drop_columns(["customer", "direction", "probability", "outcome", "o_revenue", "o_margin",
                                      "churned"])
         del rows, part_rows
@@ -350,7 +349,7 @@ def _write(log: DecisionLog, fmt: str, name: str, rep: ImportReport, total: int,
         dtab = _decision_table(dec, fmt, name)
         t_write = time.perf_counter()
         rep.phases["build"] += t_write - t_build
-        log.append_prepared(prepare_imported(dtab, cand))
+        log.append_prepared(prepare_imported(dtab, cand, con))
         if outcomes.num_rows:  # sealed with the decisions they follow (a failed import re-runs cleanly)
             rep.outcomes_added += log.append_outcome_table(outcomes)
         t_build = time.perf_counter()

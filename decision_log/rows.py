@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from decision_log import integrity, record
-from decision_log.schema import arrow_of
+from decision_log.schema import arrow_of, execute_over
 from decisioning.engine import DecisionBatch
 from decisioning.errors import LogError
 from decisioning.stages import STAGES
@@ -54,17 +54,20 @@ def prepare(batch: DecisionBatch, strategy: Strategy, pseudonyms: np.ndarray, so
     digests = integrity.group_digests(_candidate_columns(batch, strategy, rows), n * A, starts, starts + A)
     typed = _typed_small(dec) if n <= SMALL_BATCH else None
     if typed is None:
-        typed = _typed_rows(dec, _query(_INPUTS_JSON, _k_dec=dec).column("inputs"))
+        typed = _typed_rows(dec, _query(_INPUTS_JSON, None, _k_dec=dec).column("inputs"))
     return PreparedBatch(n, strategy, _json_columns(typed), integrity.decision_tails(typed), cand, digests)
 
 
-def prepare_imported(decisions: pa.Table, candidates: pa.Table) -> PreparedBatch:
+def prepare_imported(decisions: pa.Table, candidates: pa.Table,
+                     con: duckdb.DuckDBPyConnection | None = None) -> PreparedBatch:
     """Decisions of another system: ``decisions`` with the columns of the log's rows (less
     ``seq``, any compatible types; ``inputs`` as JSON text) and their ``candidates`` rows, in
     decision order and within a decision in ``ordinal`` order.  Both are typed as the log
-    stores them and hashed from those types."""
-    typed = _query(_TYPED_IMPORTED, _k_dec=decisions)
-    cand = candidates if candidates.schema.equals(_CANDIDATE_SCHEMA) else _query(_TYPED_CANDIDATES, _k_cand=candidates)
+    stores them and hashed from those types, with ``con`` (an importer's: the log's, which
+    holds the file's rows already) or this thread's own in-memory DuckDB."""
+    typed = _query(_TYPED_IMPORTED, con, _k_dec=decisions)
+    cand = (candidates if candidates.schema.equals(_CANDIDATE_SCHEMA)
+            else _query(_TYPED_CANDIDATES, con, _k_cand=candidates))
     ids = np.asarray(cand.column("decision_id").to_pylist(), dtype=object)
     dec_ids = np.asarray(typed.column("decision_id").to_pylist(), dtype=object)
     starts, ends = np.searchsorted(ids, dec_ids, side="left"), np.searchsorted(ids, dec_ids, side="right")
@@ -75,19 +78,14 @@ def prepare_imported(decisions: pa.Table, candidates: pa.Table) -> PreparedBatch
 _SCRATCH = threading.local()
 
 
-def _query(sql: str, **tables: pa.Table) -> pa.Table:
-    """``sql`` over the named Arrow tables, on this thread's in-memory DuckDB (the log's
-    connection stays the writer's alone)."""
-    con = getattr(_SCRATCH, "con", None)
+def _query(sql: str, con: duckdb.DuckDBPyConnection | None, **tables: pa.Table) -> pa.Table:
+    """``sql`` over the named Arrow tables, on ``con`` or else this thread's in-memory DuckDB
+    (so the log's connection stays the writer's alone)."""
+    if con is None:
+        con = getattr(_SCRATCH, "con", None)
     if con is None:
         con = _SCRATCH.con = duckdb.connect()
-    for name, table in tables.items():
-        con.register(name, table)
-    try:
-        return arrow_of(con.execute(sql))
-    finally:
-        for name in tables:
-            con.unregister(name)
+    return arrow_of(execute_over(con, sql, **tables))
 
 
 #: The inputs' JSON of the engine's decisions, as the log stores it (DuckDB's JSON functions

@@ -156,3 +156,13 @@ def arrow_of(result: duckdb.DuckDBPyConnection) -> pa.Table:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Arrow output on a DB-API result")
         return result.to_arrow_table()
+
+
+def execute_over(con: duckdb.DuckDBPyConnection, sql: str, *, _k_dec: pa.Table | None = None,
+                 _k_cand: pa.Table | None = None, _k_chain: pa.Table | None = None,
+                 _k_part: pa.Table | None = None) -> duckdb.DuckDBPyConnection:
+    """Execute ``sql``, which reads the Arrow tables given here by the names of these
+    parameters: DuckDB's replacement scan finds them among this function's locals.  Not
+    ``con.register``: a registered view keeps its table alive until the transaction ends,
+    which in a one-transaction import holds every part of the file in memory."""
+    return con.execute(sql)

@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from decision_log import integrity, live, pseudonyms, seals
 from decision_log.rows import PreparedBatch, prepare
-from decision_log.schema import DDL, SCHEMA_VERSION, has_column, has_table
+from decision_log.schema import DDL, SCHEMA_VERSION, execute_over, has_column, has_table
 from decisioning.engine import DecisionBatch
 from decisioning.errors import ConflictError, InputError, LogError, LogInUse
 from decisioning.models import ModelSet, PropensityModel
@@ -338,8 +338,6 @@ class DecisionLog:
                 "_k_chain": pa.table({"seq": seq, "decision_id": prepared.decisions.column("decision_id"),
                                       "record_hash": integrity.hex_strings(records),
                                       "chain_hash": integrity.hex_strings(chained)})}
-            for name, table in tables.items():
-                con.register(name, table)
             # one call for the whole transaction (a live group's statements cost more to plan and
             # to hand over than to run); candidates by name: their Arrow types are the table's
             inserts = ("INSERT INTO decisions SELECT * FROM _k_dec; INSERT INTO candidates BY NAME SELECT * FROM "
@@ -352,7 +350,7 @@ class DecisionLog:
                 inserts += "; COMMIT"
             if register:  # the first batch of a strategy registers it in the same transaction
                 self.register_strategy(strategy, in_transaction=True)
-            con.execute(inserts)
+            execute_over(con, inserts, **tables)
             self._head = (int(seq[-1]), chained[-1].tobytes().decode())
         except Exception as exc:
             if begun:
@@ -366,12 +364,6 @@ class DecisionLog:
                 raise LogError(f"Writing {n} decisions to {self.path!r} failed: {exc}",
                                "Nothing was written; check free disk space and that no other process holds the file.") from exc
             raise
-        finally:
-            for name in ("_k_dec", "_k_cand", "_k_chain"):
-                try:
-                    con.unregister(name)
-                except duckdb.Error:
-                    pass
         return n
 
     def append_outcomes(self, outcomes: pd.DataFrame, *, checked: bool = False) -> int:
