@@ -368,16 +368,21 @@ def find_decisions(con: duckdb.DuckDBPyConnection, *, decision_id: str | None = 
 
 
 def customer_history(con: duckdb.DuckDBPyConnection, customer: str) -> pd.DataFrame:
-    """Every decision about one customer and its outcomes, oldest first.
+    """Every decision about one customer, oldest first, one row each with what followed it.
 
-    Columns: decision_id, ts, channel, direction, trigger, chosen_actions, strategy_version,
-    outcome, outcome_action, revenue, outcome_ts.
+    Columns: decision_id, ts, channel, direction, trigger, chosen_actions, outcome (each
+    reported outcome with its action, in time order; None when nothing was reported),
+    accepted (how many of them), revenue, margin, churned, strategy_version.
     """
     return con.execute("""
-        SELECT d.decision_id, d.ts, d.channel, d.direction, d."trigger", d.chosen_actions, d.strategy_version,
-               o.outcome, o.action_id AS outcome_action, o.revenue, o.ts AS outcome_ts
+        SELECT d.decision_id, d.ts, d.channel, d.direction, d."trigger", d.chosen_actions,
+               string_agg(o.outcome || coalesce(' (' || o.action_id || ')', ''), ', ' ORDER BY o.ts) AS outcome,
+               count(*) FILTER (WHERE o.outcome = 'accepted') AS accepted,
+               sum(o.revenue) AS revenue, sum(o.margin) AS margin, bool_or(o.churned) AS churned, d.strategy_version
         FROM decisions d LEFT JOIN outcomes o USING (decision_id)
-        WHERE d.customer = ? ORDER BY d.seq, o.ts""", [customer]).df()
+        WHERE d.customer = ?
+        GROUP BY d.seq, d.decision_id, d.ts, d.channel, d.direction, d."trigger", d.chosen_actions, d.strategy_version
+        ORDER BY d.seq""", [customer]).df()
 
 
 def kpi_tradeoff(con: duckdb.DuckDBPyConnection, f: Filters, by: str = "issue",

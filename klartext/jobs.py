@@ -103,6 +103,16 @@ def _explain_sample(log: DecisionLog, batches: list[DecisionBatch], n: int, seed
     return summary["candidates_explained"]
 
 
+def _result(log: DecisionLog, batches: list[DecisionBatch], strategy: Strategy, explain_sample: int, seed: int,
+            seconds: dict[str, float], progress: Progress | None) -> DemoResult:
+    """Explain the job's sample of decisions, checkpoint the log and count what it holds."""
+    explained = _explain_sample(log, batches, explain_sample, seed, seconds, progress)
+    log.con.execute("CHECKPOINT")
+    s = queries.summary(log.con.cursor())
+    return DemoResult(s["decisions"], s["candidates"], s["outcomes"], s["no_action"], seconds, strategy.version,
+                      explained)
+
+
 def run_demo(
     db: str,
     customers: int = 10_000,
@@ -153,13 +163,9 @@ def run_demo(
         outcomes = retail.simulate_outcomes(strategy, frame, ids, ts_us, chosen, seed=seed)
         log.append_outcomes(outcomes)
         seconds["outcomes"] = time.perf_counter() - t
-        explained = _explain_sample(log, batches, explain_sample, seed, seconds, progress)
-        log.con.execute("CHECKPOINT")
-        s = queries.summary(log.con.cursor())
+        return _result(log, batches, strategy, explain_sample, seed, seconds, progress)
     finally:
         log.close()
-    return DemoResult(s["decisions"], s["candidates"], s["outcomes"], s["no_action"], seconds, strategy.version,
-                      explained)
 
 
 def decide_one(
@@ -241,10 +247,6 @@ def run_hillstrom(db: str, *, seed: int = 0, explain_sample: int = 0, progress: 
         seconds["decide_and_log"] = time.perf_counter() - t
         ids = np.concatenate([b.decision_id for b in batches])
         log.append_outcomes(hillstrom.outcomes(strategy, test, ids, ts_us))
-        explained = _explain_sample(log, batches, explain_sample, seed, seconds, progress)
-        log.con.execute("CHECKPOINT")
-        s = queries.summary(log.con.cursor())
+        return _result(log, batches, strategy, explain_sample, seed, seconds, progress)
     finally:
         log.close()
-    return DemoResult(s["decisions"], s["candidates"], s["outcomes"], s["no_action"], seconds, strategy.version,
-                      explained)

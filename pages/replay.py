@@ -22,6 +22,8 @@ ex = explainer(lg)
 con = lg.con.cursor()
 f = filters(con, issues=False)
 
+if "decision" in st.query_params and "q_id" not in st.session_state:  # a link from Customer history
+    st.session_state["q_id"] = st.query_params["decision"]
 c1, c2, c3 = st.columns([2, 2, 2])
 did_q = c1.text_input("Decision id (or its start)", key="q_id").strip()
 cust_q = c2.text_input("Customer (pseudonym or raw id)", key="q_customer").strip()

@@ -95,6 +95,38 @@ def test_customer_history_hashes_a_raw_id(demo_log, monkeypatch):
     assert at.warning[0].value.startswith("No decision about 'nobody' in this log")
 
 
+def test_customer_history_shows_one_row_per_decision_with_a_link_to_its_replay(demo_copy, monkeypatch):
+    # a decision with two reported outcomes (two actions) was shown as two rows
+    import pandas as pd
+
+    with DecisionLog.open(demo_copy) as log:
+        did, customer, ts = log.con.execute(
+            "SELECT decision_id, customer, epoch_us(ts) FROM decisions WHERE len(chosen_actions) >= 1 "
+            "ORDER BY seq LIMIT 1").fetchall()[0]
+        before = log.con.execute("SELECT count(*) FILTER (WHERE outcome = 'accepted'), coalesce(sum(revenue), 0) "
+                                 "FROM outcomes WHERE decision_id = ?", [did]).fetchall()[0]
+        actions = [r[0] for r in log.con.execute(
+            "SELECT action_id FROM candidates c WHERE decision_id = ? AND NOT EXISTS (SELECT 1 FROM outcomes o "
+            "WHERE o.decision_id = c.decision_id AND o.action_id = c.action_id) ORDER BY action_id LIMIT 2",
+            [did]).fetchall()]
+        log.append_outcomes(pd.DataFrame({"decision_id": [did, did], "action_id": actions,
+                                          "outcome": ["accepted", "rejected"], "revenue": [30.0, 0.0],
+                                          "margin": [12.0, 0.0], "churned": [False, False],
+                                          "ts_us": [ts + 1_000_000, ts + 2_000_000]}))
+    at = page("pages/customer.py", demo_copy, monkeypatch)
+    ok(at.text_input(key="cust").set_value(customer).run())
+    hist = at.dataframe[0].value
+    assert list(hist["decision_id"]).count(did) == 1
+    row = hist[hist["decision_id"] == did].iloc[0]
+    assert f"accepted ({actions[0]}), rejected ({actions[1]})" in row["outcome"]  # in time order
+    assert row["accepted"] == before[0] + 1 and row["revenue"] == pytest.approx(before[1] + 30.0)
+    assert row["replay"] == f"replay?decision={did}"
+    rp = AppTest.from_file(str(ROOT / "pages/replay.py"), default_timeout=90)
+    rp.query_params["decision"] = did  # the link opens the decision in Decision replay
+    ok(rp.run())
+    assert rp.header[0].value == f"Decision {did}"
+
+
 def test_funnel_page_drills_down_from_a_rule(demo_log, monkeypatch):
     at = page("pages/funnel.py", demo_log, monkeypatch)
     assert at.title[0].value == "Funnel & policies"

@@ -48,6 +48,9 @@ def _open(browser, url, heading, ready):
         page.wait_for_timeout(500)
     page.wait_for_timeout(1000)
     assert page.locator("[data-testid='stException']").count() == 0
+    # Streamlit's own developer menu and "Deploy" button are not for the people who use Klartext
+    assert page.locator("[data-testid='stAppDeployButton']").count() == 0
+    assert page.get_by_role("button", name="Deploy").count() == 0
     return page
 
 

@@ -2,6 +2,7 @@
 log, the CLI and the dashboard, so `klartext demo` then `klartext app` run from anywhere."""
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -21,8 +22,11 @@ def installed(tmp_path_factory):
     """The wheel built from this tree, installed (without its dependencies, which this
     environment has) into a folder of its own; commands run with only that folder on the path."""
     tmp = tmp_path_factory.mktemp("install")
+    src = tmp / "src"  # a copy: setuptools builds in the source tree, whose build/ may hold stale files
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "tests",
+                                                             "artifacts", "benchmarks", "*.duckdb*"))
     out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                          "-w", str(tmp / "wheel"), str(ROOT)], capture_output=True, text=True, cwd=tmp)
+                          "-w", str(tmp / "wheel"), str(src)], capture_output=True, text=True, cwd=tmp)
     assert out.returncode == 0, out.stderr[-3000:]
     wheel = next((tmp / "wheel").glob("klartext-*.whl"))
     out = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(tmp / "site"),
