@@ -7,27 +7,28 @@ decisions, customers and explanations.  `klartext app` sets it up.
 
 import streamlit as st
 
-from pages.common import current_user, live_run, sign_out_button
+from pages.common import current_user, language_choice, live_run, sign_out_button, tr
 
 st.set_page_config(page_title="Klartext", page_icon=":material/search:", layout="wide")
 user = current_user(entrypoint=True)  # stops at the sign-in form until someone has signed in
 may_read_decisions = user is None or user.may("decisions")
+language_choice()
 pages = {
-    "Governance": [
-        st.Page("pages/overview.py", title="Overview", icon=":material/monitoring:", default=True),
-        st.Page("pages/tradeoffs.py", title="KPI trade-offs", icon=":material/balance:"),
+    tr("nav.governance"): [
+        st.Page("pages/overview.py", title=tr("overview.title"), icon=":material/monitoring:", default=True),
+        st.Page("pages/tradeoffs.py", title=tr("tradeoffs.title"), icon=":material/balance:"),
     ],
-    "Decisions": [
-        *([st.Page("pages/replay.py", title="Decision replay", icon=":material/replay:"),
-           st.Page("pages/customer.py", title="Customer history", icon=":material/person_search:")]
+    tr("nav.decisions"): [
+        *([st.Page("pages/replay.py", title=tr("replay.title"), icon=":material/replay:"),
+           st.Page("pages/customer.py", title=tr("customer.title"), icon=":material/person_search:")]
           if may_read_decisions else []),
-        st.Page("pages/funnel.py", title="Funnel & policies", icon=":material/filter_alt:"),
+        st.Page("pages/funnel.py", title=tr("funnel.title"), icon=":material/filter_alt:"),
     ],
-    "Models": [
-        *([st.Page("pages/explanations.py", title="Explanations", icon=":material/insights:")]
+    tr("nav.models"): [
+        *([st.Page("pages/explanations.py", title=tr("explanations.title"), icon=":material/insights:")]
           if may_read_decisions else []),
-        st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
-        st.Page("pages/integrity.py", title="Integrity", icon=":material/verified_user:"),
+        st.Page("pages/models.py", title=tr("models.title"), icon=":material/model_training:"),
+        st.Page("pages/integrity.py", title=tr("integrity.title"), icon=":material/verified_user:"),
     ],
 }
 nav = st.navigation(pages)

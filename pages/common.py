@@ -20,10 +20,34 @@ import streamlit as st
 from decision_log import live, queries
 from decision_log.store import DecisionLog
 from decisioning.errors import KlartextError
+from explain import i18n
 from explain.api import Explainer
 from klartext import access
 
 DEFAULT_DB = "klartext_demo.duckdb"
+
+
+# -- language ---------------------------------------------------------------------------------
+
+def lang() -> str:
+    """The language the person chose in the sidebar (``?lang=de`` in the address also works;
+    else ``$KLARTEXT_LANG``, else English)."""
+    chosen = st.session_state.get("lang") or st.query_params.get("lang")
+    return i18n.language(chosen)
+
+
+def tr(key: str, **values: object) -> str:
+    """The text of ``key`` (:mod:`explain.i18n`) in the chosen language."""
+    return i18n.t(key, lang(), **values)
+
+
+def language_choice() -> None:
+    """The sidebar's language switch; the choice stays in the address, so a link keeps it."""
+    current = lang()
+    st.session_state.setdefault("lang", current)
+    st.sidebar.selectbox("Sprache · Language", list(i18n.LANGUAGES), format_func=i18n.LANGUAGES.get, key="lang")
+    if st.query_params.get("lang") != st.session_state["lang"]:
+        st.query_params["lang"] = st.session_state["lang"]
 
 
 def _cli_db() -> str | None:

@@ -1,12 +1,12 @@
 import streamlit as st
 
 from decision_log import queries
-from pages.common import log, md, require, table
+from pages.common import log, md, require, table, tr
 
 require("decisions")
 
-st.title("Customer history")
-st.caption("Every decision about one customer and what happened, in time order — the compliance inquiry.")
+st.title(tr("customer.title"))
+st.caption(tr("customer.caption"))
 lg = log()
 if lg is None:
     st.stop()

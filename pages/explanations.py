@@ -3,13 +3,12 @@ import streamlit as st
 from decision_log import explanations as store
 from decision_log import queries
 from explain import figures
-from pages.common import log, require, table
+from pages.common import log, require, table, tr
 
 require("decisions")
 
-st.title("Explanations")
-st.caption("What drives each action's model: mean |SHAP| over explained decisions, by segment and period, "
-           "and how each feature's value moves the prediction.")
+st.title(tr("explanations.title"))
+st.caption(tr("explanations.caption"))
 lg = log()
 if lg is None:
     st.stop()

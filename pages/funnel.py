@@ -2,10 +2,10 @@ import streamlit as st
 
 from decision_log import queries
 from explain import figures
-from pages.common import connection, filters, table
+from pages.common import connection, filters, table, tr
 
-st.title("Funnel & policies")
-st.caption("How many actions survive each stage, which rules remove the most, and who is left with nothing good.")
+st.title(tr("funnel.title"))
+st.caption(tr("funnel.caption"))
 con = connection()
 if con is None:
     st.stop()

@@ -1,11 +1,10 @@
 import streamlit as st
 
 from decision_log import integrity, queries
-from pages.common import log
+from pages.common import log, tr
 
-st.title("Integrity")
-st.caption("Recompute every decision's hash from its row and all its candidate rows, and the chain that links "
-           "them: any change, deletion or reordering is found and named.")
+st.title(tr("integrity.title"))
+st.caption(tr("integrity.caption"))
 lg = log()
 if lg is None:
     st.stop()

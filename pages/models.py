@@ -4,11 +4,10 @@ import streamlit as st
 
 from decision_log import queries
 from explain import figures
-from pages.common import connection, table
+from pages.common import connection, table, tr
 
-st.title("Models")
-st.caption("The model registry: every propensity model version, its features, quality and training data, "
-           "and which decisions it scored.")
+st.title(tr("models.title"))
+st.caption(tr("models.caption"))
 con = connection()
 if con is None:
     st.stop()

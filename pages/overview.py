@@ -2,10 +2,10 @@ import streamlit as st
 
 from decision_log import queries
 from explain import figures
-from pages.common import connection, filters, table
+from pages.common import connection, filters, table, tr
 
-st.title("Overview")
-st.caption("How decisions, acceptance, margin and retention develop — for the governance board.")
+st.title(tr("overview.title"))
+st.caption(tr("overview.caption"))
 con = connection()
 if con is None:
     st.stop()

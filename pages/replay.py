@@ -9,12 +9,12 @@ from decisioning.strategy import PREDICTS_SHORT
 from explain import figures
 from explain.reasons import feature_phrase
 from explain.report import html_report
-from pages.common import explainer, filters, log, md, require, show_error, table
+from pages.common import explainer, filters, log, md, require, show_error, table, tr
 
 require("decisions")
 
-st.title("Decision replay")
-st.caption("Find a decision, see everything that shaped it, and why not another action.")
+st.title(tr("replay.title"))
+st.caption(tr("replay.caption"))
 lg = log()
 if lg is None:
     st.stop()

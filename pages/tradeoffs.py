@@ -21,12 +21,12 @@ from pages.common import (
     show_error,
     sweep,
     table,
+    tr,
     what_if,
 )
 
-st.title("KPI trade-offs")
-st.caption("Margin against retention: what the logged decisions earned, what another balance of the KPI weights "
-           "would have chosen, and what a change would be worth — estimated from the log.")
+st.title(tr("tradeoffs.title"))
+st.caption(tr("tradeoffs.caption"))
 lg = log()
 if lg is None:
     st.stop()

@@ -1,0 +1,80 @@
+"""What a person reads, in German and English: one catalogue, looked up by key.
+
+Klartext's users are above all German retailers, so every text of the dashboard (and, step by
+step, of the reports and the CLI's messages for business users) is written in both
+languages here.  :func:`t` looks a key up; a missing key or language is an error the tests
+find (``tests/test_i18n.py`` checks that every entry has both languages with the same
+placeholders), never a silent fallback.
+"""
+
+from __future__ import annotations
+
+import os
+
+LANGUAGES = {"en": "English", "de": "Deutsch"}
+DEFAULT = "en"
+LANG_ENV = "KLARTEXT_LANG"
+
+#: key → (English, German)
+TEXT: dict[str, tuple[str, str]] = {
+    # navigation
+    "nav.governance": ("Governance", "Steuerung"),
+    "nav.decisions": ("Decisions", "Entscheidungen"),
+    "nav.models": ("Models", "Modelle"),
+    "nav.language": ("Language", "Sprache"),
+    # page titles and what each page is for
+    "overview.title": ("Overview", "Überblick"),
+    "overview.caption": ("How decisions, acceptance, margin and retention develop — for the governance board.",
+                         "Wie sich Entscheidungen, Annahme, Marge und Kundenbindung entwickeln — für das "
+                         "Steuerungsgremium."),
+    "tradeoffs.title": ("KPI trade-offs", "Zielkonflikte der Kennzahlen"),
+    "tradeoffs.caption": ("Margin against retention: what the logged decisions earned, what another balance of the "
+                          "KPI weights would have chosen, and what a change would be worth — estimated from the log.",
+                          "Marge gegen Kundenbindung: was die protokollierten Entscheidungen erbracht haben, was eine "
+                          "andere Gewichtung der Kennzahlen gewählt hätte und was eine Änderung wert wäre — aus dem "
+                          "Protokoll geschätzt."),
+    "replay.title": ("Decision replay", "Entscheidung nachvollziehen"),
+    "replay.caption": ("Find a decision, see everything that shaped it, and why not another action.",
+                       "Eine Entscheidung finden, alles sehen, was sie bestimmt hat, und warum keine andere Aktion."),
+    "customer.title": ("Customer history", "Kundenhistorie"),
+    "customer.caption": ("Every decision about one customer and what happened, in time order — the compliance "
+                         "inquiry.",
+                         "Jede Entscheidung über einen Kunden und was danach geschah, in zeitlicher Reihenfolge — "
+                         "die Auskunftsanfrage."),
+    "funnel.title": ("Funnel & policies", "Trichter & Regeln"),
+    "funnel.caption": ("How many actions survive each stage, which rules remove the most, and who is left with "
+                       "nothing good.",
+                       "Wie viele Aktionen jede Stufe überstehen, welche Regeln die meisten entfernen und wer ohne "
+                       "gutes Angebot bleibt."),
+    "explanations.title": ("Explanations", "Erklärungen"),
+    "explanations.caption": ("What drives each action's model: mean |SHAP| over explained decisions, by segment and "
+                             "period, and how each feature's value moves the prediction.",
+                             "Was das Modell jeder Aktion antreibt: mittlerer |SHAP|-Wert über die erklärten "
+                             "Entscheidungen, nach Segment und Zeitraum, und wie der Wert jedes Merkmals die Vorhersage "
+                             "verschiebt."),
+    "models.title": ("Models", "Modelle"),
+    "models.caption": ("The model registry: every propensity model version, its features, quality and training "
+                       "data, and which decisions it scored.",
+                       "Das Modellverzeichnis: jede Version eines Neigungsmodells, ihre Merkmale, Güte und "
+                       "Trainingsdaten und die Entscheidungen, die sie bewertet hat."),
+    "integrity.title": ("Integrity", "Integrität"),
+    "integrity.caption": ("Recompute every decision's hash from its row and all its candidate rows, and the chain "
+                          "that links them: any change, deletion or reordering is found and named.",
+                          "Den Hash jeder Entscheidung aus ihrer Zeile und allen Kandidatenzeilen neu berechnen, und "
+                          "die Kette, die sie verbindet: jede Änderung, Löschung oder Umordnung wird gefunden und "
+                          "benannt."),
+}
+
+
+def language(requested: str | None = None) -> str:
+    """The language to use: ``requested`` if Klartext has it, else ``$KLARTEXT_LANG``, else English."""
+    for cand in (requested, os.environ.get(LANG_ENV)):
+        if cand and cand.lower()[:2] in LANGUAGES:
+            return cand.lower()[:2]
+    return DEFAULT
+
+
+def t(key: str, lang: str, **values: object) -> str:
+    """The text of ``key`` in ``lang`` (``"en"`` or ``"de"``), with ``values`` filled in."""
+    text = TEXT[key][list(LANGUAGES).index(lang)]
+    return text.format(**values) if values else text

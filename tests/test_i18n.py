@@ -1,0 +1,58 @@
+"""German and English: every text of the catalogue in both, with the same placeholders, and the
+dashboard's pages in the language the person chose."""
+
+import re
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from explain import i18n
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = ["overview", "tradeoffs", "replay", "customer", "funnel", "explanations", "models", "integrity"]
+
+
+def test_every_text_is_in_both_languages_with_the_same_placeholders():
+    for key, texts in i18n.TEXT.items():
+        assert len(texts) == len(i18n.LANGUAGES), key
+        en, de = texts
+        assert en.strip() and de.strip(), key
+        assert en != de, f"{key} is not translated"
+        assert set(re.findall(r"{(\w+)", en)) == set(re.findall(r"{(\w+)", de)), key
+    assert i18n.t("overview.title", "de") == "Überblick"
+    with pytest.raises(KeyError):
+        i18n.t("no.such.text", "en")
+
+
+def test_the_language_comes_from_the_choice_then_the_environment(monkeypatch):
+    monkeypatch.delenv(i18n.LANG_ENV, raising=False)
+    assert i18n.language(None) == "en" and i18n.language("de") == "de" and i18n.language("DE-at") == "de"
+    assert i18n.language("fr") == "en"
+    monkeypatch.setenv(i18n.LANG_ENV, "de")
+    assert i18n.language(None) == "de" and i18n.language("en") == "en"
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_every_page_speaks_german(name, demo_log, monkeypatch):
+    monkeypatch.setenv("KLARTEXT_DB", str(demo_log))
+    monkeypatch.setenv(i18n.LANG_ENV, "de")
+    at = AppTest.from_file(str(ROOT / "pages" / f"{name}.py"), default_timeout=90).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == i18n.t(f"{name}.title", "de")
+    assert at.caption[0].value == i18n.t(f"{name}.caption", "de")
+
+
+def test_the_sidebar_switches_the_dashboard_to_german(demo_log, monkeypatch):
+    monkeypatch.setenv("KLARTEXT_DB", str(demo_log))
+    monkeypatch.delenv(i18n.LANG_ENV, raising=False)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "Overview"
+    at.selectbox(key="lang").set_value("de").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "Überblick"
+    linked = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
+    linked.query_params["lang"] = "de"  # the choice is kept in the address: a shared link opens in German
+    linked.run()
+    assert not linked.exception and linked.title[0].value == "Überblick"
