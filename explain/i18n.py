@@ -63,7 +63,53 @@ TEXT: dict[str, tuple[str, str]] = {
                           "Den Hash jeder Entscheidung aus ihrer Zeile und allen Kandidatenzeilen neu berechnen, und "
                           "die Kette, die sie verbindet: jede Änderung, Löschung oder Umordnung wird gefunden und "
                           "benannt."),
+    # the overview
+    "overview.no_decisions": ("No decisions in this period and channel selection. Widen the filters.",
+                              "Keine Entscheidungen in diesem Zeitraum und dieser Kanalauswahl. Erweitern Sie die "
+                              "Filter."),
+    "overview.decisions": ("Decisions", "Entscheidungen"),
+    "overview.with_action": ("With an action", "Mit Aktion"),
+    "overview.acceptance": ("Acceptance rate", "Annahmequote"),
+    "overview.acceptance_help": ("Accepted outcomes per action shown, over the {n} with a logged outcome.",
+                                 "Angenommene Aktionen je gezeigter Aktion, über die {n} mit protokolliertem Ergebnis."),
+    "overview.margin": ("Margin of accepted actions", "Marge angenommener Aktionen"),
+    "overview.margin_help": ("Realised margin, net of incentives and contact cost.",
+                             "Realisierte Marge nach Anreizen und Kontaktkosten."),
+    "overview.no_outcomes": ("no outcomes", "keine Ergebnisse"),
+    "overview.no_outcomes_help": ("No outcome is logged for the actions shown, so there is no acceptance rate (not "
+                                  "0%). Add outcomes: `klartext import-outcomes`, or POST /outcome to a running "
+                                  "service.",
+                                  "Für die gezeigten Aktionen ist kein Ergebnis protokolliert, also gibt es keine "
+                                  "Annahmequote (nicht 0 %). Ergebnisse ergänzen: `klartext import-outcomes` oder "
+                                  "POST /outcome an den laufenden Dienst."),
+    "overview.churn_reached": ("Churn, reached", "Abwanderung, erreicht"),
+    "overview.churn_delta": ("{pp} pp vs. not reached", "{pp} Prozentpunkte ggü. nicht erreicht"),
+    "overview.churn_not_reached": ("Churn, not reached", "Abwanderung, nicht erreicht"),
+    "overview.churn_not_reached_help": ("{n} decisions without an action", "{n} Entscheidungen ohne Aktion"),
+    "overview.shown_per_day": ("Actions shown per day", "Gezeigte Aktionen pro Tag"),
+    "overview.margin_per_day": ("Margin of accepted actions per day", "Marge angenommener Aktionen pro Tag"),
+    "overview.action_mix": ("Action mix", "Aktionsmix"),
+    "overview.by": ("By", "Nach"),
+    "overview.actions_shown": ("actions shown", "gezeigte Aktionen"),
+    "overview.margin_of_accepted": ("margin of accepted", "Marge der angenommenen"),
+    "overview.strategy_versions": ("Strategy versions", "Strategieversionen"),
+    # names of the dimensions a view is cut by
+    "by.issue": ("issue", "Thema"),
+    "by.group": ("group", "Gruppe"),
+    "by.channel": ("channel", "Kanal"),
+    "by.action_id": ("action", "Aktion"),
 }
+
+
+def number(x: float, lang: str, decimals: int = 0) -> str:
+    """``x`` with the thousands and decimal separators of ``lang`` (1,234.5 / 1.234,5)."""
+    text = f"{x:,.{decimals}f}"
+    return text.replace(",", "\x00").replace(".", ",").replace("\x00", ".") if lang == "de" else text
+
+
+def percent(share: float, lang: str, decimals: int = 1) -> str:
+    """A share as a percentage: 12.3% / 12,3 % (German puts a space before the sign)."""
+    return number(share * 100, lang, decimals) + (" %" if lang == "de" else "%")
 
 
 def language(requested: str | None = None) -> str:

@@ -41,6 +41,21 @@ def tr(key: str, **values: object) -> str:
     return i18n.t(key, lang(), **values)
 
 
+def fmt():
+    """(number, percent) formatters in the chosen language: ``number(x, decimals=0, sign=False)``
+    and ``percent(share, decimals=1)``."""
+    lg = lang()
+
+    def number(x: float, decimals: int = 0, sign: bool = False) -> str:
+        text = i18n.number(abs(x) if sign else x, lg, decimals)
+        return ("+" if x >= 0 else "−") + text if sign else text
+
+    def percent(share: float, decimals: int = 1) -> str:
+        return i18n.percent(share, lg, decimals)
+
+    return number, percent
+
+
 def language_choice() -> None:
     """The sidebar's language switch; the choice stays in the address, so a link keeps it."""
     current = lang()

@@ -2,7 +2,7 @@ import streamlit as st
 
 from decision_log import queries
 from explain import figures
-from pages.common import connection, filters, table, tr
+from pages.common import connection, filters, fmt, table, tr
 
 st.title(tr("overview.title"))
 st.caption(tr("overview.caption"))
@@ -12,40 +12,43 @@ if con is None:
 f = filters(con)
 k = queries.kpis(con, f)
 if not k["decisions"]:
-    st.warning("No decisions in this period and channel selection. Widen the filters.")
+    st.warning(tr("overview.no_decisions"))
     st.stop()
+n, pct = fmt()
 m = st.columns(6)
-m[0].metric("Decisions", f"{k['decisions']:,}")
-m[1].metric("With an action", f"{k['with_action'] / k['decisions']:.1%}")
+m[0].metric(tr("overview.decisions"), n(k["decisions"]))
+m[1].metric(tr("overview.with_action"), pct(k["with_action"] / k["decisions"]))
 if k["with_outcome"]:
-    m[2].metric("Acceptance rate", f"{k['acceptance_rate']:.1%}",
-                help=f"Accepted outcomes per action shown, over the {k['with_outcome']:,} with a logged outcome.")
-    m[3].metric("Margin of accepted actions", f"{k['margin']:,.0f}",
-                help="Realised margin, net of incentives and contact cost.")
+    m[2].metric(tr("overview.acceptance"), pct(k["acceptance_rate"]),
+                help=tr("overview.acceptance_help", n=n(k["with_outcome"])))
+    m[3].metric(tr("overview.margin"), n(k["margin"]), help=tr("overview.margin_help"))
 else:
-    m[2].metric("Acceptance rate", "no outcomes",
-                help="No outcome is logged for the actions shown, so there is no acceptance rate (not 0%). "
-                     "Add outcomes: `klartext import-outcomes`, or POST /outcome to a running service.")
-    m[3].metric("Margin of accepted actions", "no outcomes")
+    m[2].metric(tr("overview.acceptance"), tr("overview.no_outcomes"), help=tr("overview.no_outcomes_help"))
+    m[3].metric(tr("overview.margin"), tr("overview.no_outcomes"))
 if k["churn_reached"] is not None and k["churn_not_reached"] is not None:
-    m[4].metric("Churn, reached", f"{k['churn_reached']:.1%}",
-                f"{(k['churn_reached'] - k['churn_not_reached']) * 100:+.1f} pp vs. not reached", delta_color="inverse")
-    m[5].metric("Churn, not reached", f"{k['churn_not_reached']:.1%}", help=f"{k['n_not_reached']:,} decisions without an action")
+    m[4].metric(tr("overview.churn_reached"), pct(k["churn_reached"]),
+                tr("overview.churn_delta", pp=n((k["churn_reached"] - k["churn_not_reached"]) * 100, 1, sign=True)),
+                delta_color="inverse")
+    m[5].metric(tr("overview.churn_not_reached"), pct(k["churn_not_reached"]),
+                help=tr("overview.churn_not_reached_help", n=n(k["n_not_reached"])))
 
 changes = queries.strategy_changes(con)
-st.subheader("Actions shown per day")
+st.subheader(tr("overview.shown_per_day"))
 st.plotly_chart(figures.timeline(queries.daily(con, f), changes), width="stretch", key="timeline")
-st.subheader("Margin of accepted actions per day")
+st.subheader(tr("overview.margin_per_day"))
 st.plotly_chart(figures.timeline(queries.daily(con, f), changes, value="margin"), width="stretch", key="timeline_m")
 
-st.subheader("Action mix")
-by = st.radio("By", ["issue", "group", "channel", "action_id"], horizontal=True, key="mix_by")
+st.subheader(tr("overview.action_mix"))
+by = st.radio(tr("overview.by"), ["issue", "group", "channel", "action_id"], horizontal=True, key="mix_by",
+              format_func=lambda b: tr(f"by.{b}"))
 mix = queries.action_mix(con, f, by)
 c1, c2 = st.columns(2)
-c1.plotly_chart(figures.bars(mix, "contacts", "key", title="actions shown"), width="stretch", key="mix_contacts")
-c2.plotly_chart(figures.bars(mix.sort_values("margin", ascending=False), "margin", "key", title="margin of accepted",
-                             color="#2e7d32"), width="stretch", key="mix_margin")
+c1.plotly_chart(figures.bars(mix, "contacts", "key", title=tr("overview.actions_shown")), width="stretch",
+                key="mix_contacts")
+c2.plotly_chart(figures.bars(mix.sort_values("margin", ascending=False), "margin", "key",
+                             title=tr("overview.margin_of_accepted"), color="#2e7d32"), width="stretch",
+                key="mix_margin")
 table(mix, f"action_mix_by_{by}")
 if len(changes) > 1:
-    st.subheader("Strategy versions")
+    st.subheader(tr("overview.strategy_versions"))
     table(changes, "strategy_versions")

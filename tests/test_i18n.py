@@ -56,3 +56,27 @@ def test_the_sidebar_switches_the_dashboard_to_german(demo_log, monkeypatch):
     linked.query_params["lang"] = "de"  # the choice is kept in the address: a shared link opens in German
     linked.run()
     assert not linked.exception and linked.title[0].value == "Überblick"
+
+
+def test_numbers_and_percentages_follow_the_language():
+    assert i18n.number(1234567.891, "en", 2) == "1,234,567.89"
+    assert i18n.number(1234567.891, "de", 2) == "1.234.567,89"
+    assert i18n.percent(0.1234, "en") == "12.3%" and i18n.percent(0.1234, "de") == "12,3 %"
+
+
+def test_the_overview_reads_in_german(demo_log, monkeypatch):
+    monkeypatch.setenv("KLARTEXT_DB", str(demo_log))
+    monkeypatch.setenv(i18n.LANG_ENV, "de")
+    at = AppTest.from_file(str(ROOT / "pages" / "overview.py"), default_timeout=90).run()
+    assert not at.exception, [e.value for e in at.exception]
+    labels = [m.label for m in at.metric]
+    assert labels[:4] == ["Entscheidungen", "Mit Aktion", "Annahmequote", "Marge angenommener Aktionen"], labels
+    import duckdb
+
+    with duckdb.connect(str(demo_log), read_only=True) as con:
+        n = con.execute("SELECT count(*) FROM decisions").fetchall()[0][0]
+    assert at.metric[0].value == f"{n:,}".replace(",", ".")  # 2.000, not 2,000
+    assert at.metric[1].value.endswith(" %")
+    assert [h.value for h in at.subheader][:3] == ["Gezeigte Aktionen pro Tag", "Marge angenommener Aktionen pro Tag",
+                                                   "Aktionsmix"]
+    assert at.radio(key="mix_by").options == ["Thema", "Gruppe", "Kanal", "Aktion"]
