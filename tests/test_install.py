@@ -25,7 +25,7 @@ def installed(tmp_path_factory):
     src = tmp / "src"  # a copy: setuptools builds in the source tree, whose build/ may hold stale files
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "tests",
                                                              "artifacts", "benchmarks", "*.duckdb*"))
-    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
                           "-w", str(tmp / "wheel"), str(src)], capture_output=True, text=True, cwd=tmp)
     assert out.returncode == 0, out.stderr[-3000:]
     wheel = next((tmp / "wheel").glob("klartext-*.whl"))
