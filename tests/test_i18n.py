@@ -80,3 +80,14 @@ def test_the_overview_reads_in_german(demo_log, monkeypatch):
     assert [h.value for h in at.subheader][:3] == ["Gezeigte Aktionen pro Tag", "Marge angenommener Aktionen pro Tag",
                                                    "Aktionsmix"]
     assert at.radio(key="mix_by").options == ["Thema", "Gruppe", "Kanal", "Aktion"]
+
+
+def test_the_integrity_check_reads_in_german(demo_log, monkeypatch):
+    monkeypatch.setenv("KLARTEXT_DB", str(demo_log))
+    monkeypatch.setenv(i18n.LANG_ENV, "de")
+    at = AppTest.from_file(str(ROOT / "pages" / "integrity.py"), default_timeout=90).run()
+    assert at.markdown[0].value.startswith("Das Protokoll enthält **2.000** Entscheidungen")
+    at.button(key="verify").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.success[0].value == "Geprüft: alle 2.000 Entscheidungen und ihre Kandidaten sind unverändert."
+    assert at.markdown[-1].value.startswith("Kopf-Hash der Kette: `")
