@@ -116,6 +116,23 @@ TEXT: dict[str, tuple[str, str]] = {
                        "the same head proves nothing before it was changed.",
                        "Kopf-Hash der Kette: `{head}` — bewahren Sie ihn außerhalb der Datenbank auf; eine spätere "
                        "Prüfung mit demselben Kopf beweist, dass nichts davor verändert wurde."),
+    # the model registry
+    "models.none": ("No model registered in this log (imported decisions carry their own scores).",
+                    "In diesem Protokoll ist kein Modell registriert (importierte Entscheidungen bringen ihre eigenen "
+                    "Bewertungen mit)."),
+    "models.versions": ("Model versions", "Modellversionen"),
+    "models.median_auc": ("Median AUC", "Median der AUC"),
+    "models.worst_ece": ("Worst calibration error (ECE)", "Größter Kalibrierungsfehler (ECE)"),
+    "models.auc_chart": ("AUC on held-out history", "AUC auf zurückgehaltener Historie"),
+    "models.pick": ("Model", "Modell"),
+    "models.calibration": ("Calibration of {action}", "Kalibrierung von {action}"),
+    "models.card": ("**Version** `{version}` · {algorithm}  \n**Training data fingerprint** `{fingerprint}`  \n"
+                    "**Trained on** {n_train} rows, tested on {n_test}  \n**AUC** {auc} · **Brier** {brier} · "
+                    "**ECE** {ece}  \n**Scored** {scored} candidates",
+                    "**Version** `{version}` · {algorithm}  \n**Fingerabdruck der Trainingsdaten** `{fingerprint}`"
+                    "  \n**Trainiert auf** {n_train} Zeilen, getestet auf {n_test}  \n**AUC** {auc} · **Brier** "
+                    "{brier} · **ECE** {ece}  \n**Bewertet** {scored} Kandidaten"),
+    "models.features": ("**Features:** {features}", "**Merkmale:** {features}"),
     # names of the dimensions a view is cut by
     "by.issue": ("issue", "Thema"),
     "by.group": ("group", "Gruppe"),

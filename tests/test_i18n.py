@@ -91,3 +91,13 @@ def test_the_integrity_check_reads_in_german(demo_log, monkeypatch):
     assert not at.exception, [e.value for e in at.exception]
     assert at.success[0].value == "Geprüft: alle 2.000 Entscheidungen und ihre Kandidaten sind unverändert."
     assert at.markdown[-1].value.startswith("Kopf-Hash der Kette: `")
+
+
+def test_the_model_registry_reads_in_german(demo_log, monkeypatch):
+    monkeypatch.setenv("KLARTEXT_DB", str(demo_log))
+    monkeypatch.setenv(i18n.LANG_ENV, "de")
+    at = AppTest.from_file(str(ROOT / "pages" / "models.py"), default_timeout=90).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [m.label for m in at.metric] == ["Modellversionen", "Median der AUC", "Größter Kalibrierungsfehler (ECE)"]
+    assert at.metric[1].value.startswith("0,")  # a decimal comma
+    assert "**Trainiert auf**" in at.markdown[0].value and "**Merkmale:**" in at.markdown[1].value
