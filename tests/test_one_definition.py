@@ -153,13 +153,19 @@ print("ok")
 '''
 
 
-def test_a_stage_is_one_line_in_a_copy_of_the_code(tmp_path):
+def _one_edit_then_run(tmp_path: Path, path: str, anchor: str, new: str, script: str) -> None:
+    """In a copy of the code, replace the one place ``anchor`` stands in ``path`` by ``new`` (the
+    one definition), then run ``script`` against that copy."""
     copy = _copy(tmp_path)
-    flow = copy / "decisioning" / "stages.py"
-    text = flow.read_text()
-    assert text.count("    Stage(\"applicability\",") == 1
-    flow.write_text(text.replace("    Stage(\"applicability\",", STAGE, 1))  # the one line
-    _run(copy, STAGE_SCRIPT)
+    source = copy / path
+    text = source.read_text()
+    assert text.count(anchor) == 1
+    source.write_text(text.replace(anchor, new, 1))
+    _run(copy, script)
+
+
+def test_a_stage_is_one_line_in_a_copy_of_the_code(tmp_path):
+    _one_edit_then_run(tmp_path, "decisioning/stages.py", "    Stage(\"applicability\",", STAGE, STAGE_SCRIPT)
 
 
 KPI = """    KPI("margin_if_all_accept", "Margin if every offer is accepted", "currency", "Σ net margin of the actions shown.",
@@ -194,12 +200,7 @@ print("ok")
 
 
 def test_a_kpi_is_one_entry_in_a_copy_of_the_code(tmp_path):
-    copy = _copy(tmp_path)
-    defs = copy / "analysis" / "kpis.py"
-    text = defs.read_text()
-    assert text.count(")\nKPIS: ") == 1
-    defs.write_text(text.replace(")\nKPIS: ", KPI, 1))  # the one entry
-    _run(copy, KPI_SCRIPT)
+    _one_edit_then_run(tmp_path, "analysis/kpis.py", ")\nKPIS: ", KPI, KPI_SCRIPT)
 
 
 def test_the_compiled_hashing_is_private_to_the_hashing_modules():
