@@ -164,13 +164,15 @@ def demo(customers: int, db: str, seed: int, scenario: str, replace: bool, expla
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Linux: the dashboard gets SIGTERM when `klartext app` dies, however it dies (kill -9
-    included), so no Streamlit server outlives the command that started it."""
+    """Linux: the dashboard is killed when `klartext app` dies, however it dies (kill -9
+    included), so no Streamlit server outlives the command that started it.  SIGKILL, not
+    SIGTERM: Streamlit can sit on a SIGTERM while a browser session is open, and the
+    dashboard only reads the log, so there is nothing to finish."""
     import ctypes
     import signal
 
     try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
         pass
 

@@ -14,7 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from klartext.access import add_user
-from tests.conftest import free_port, start_dashboard
+from tests.conftest import alive, children_of, free_port, start_dashboard
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
@@ -100,20 +100,6 @@ def test_data_is_shown_as_text_never_as_markdown():
     assert not set("![]()<>") & set(unescaped), shown
 
 
-def _children(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
-    return [int(x) for x in out.split()]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux's")
 def test_killing_klartext_app_ends_the_dashboard(demo_log):
     parent = subprocess.Popen([sys.executable, "-m", "klartext.cli", "app", "--db", str(demo_log),
@@ -123,15 +109,15 @@ def test_killing_klartext_app_ends_the_dashboard(demo_log):
     kids: list[int] = []
     while time.monotonic() < deadline and not kids:
         time.sleep(0.5)
-        kids = _children(parent.pid)
+        kids = children_of(parent.pid)
     assert kids, "the dashboard did not start"
     time.sleep(2)
     parent.send_signal(signal.SIGKILL)
     parent.wait()
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and any(_alive(k) for k in kids):
+    while time.monotonic() < deadline and any(alive(k) for k in kids):
         time.sleep(0.2)
-    assert not any(_alive(k) for k in kids)
+    assert not any(alive(k) for k in kids)
 
 
 @pytest.mark.browser

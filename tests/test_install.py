@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import alive, children_of, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -91,5 +91,13 @@ def test_klartext_app_from_a_plain_install_shows_the_dashboard(installed):
             assert page.locator("[data-testid='stException']").count() == 0
             b.close()
     finally:
+        kids = children_of(proc.pid)
         proc.terminate()
         proc.wait(timeout=20)
+        deadline = time.monotonic() + 20  # the Streamlit server ends with the command that started it
+        while time.monotonic() < deadline and any(alive(k) for k in kids):
+            time.sleep(0.2)
+        left = [k for k in kids if alive(k)]
+        for k in left:
+            os.kill(k, 9)
+        assert not left, "the dashboard outlived `klartext app`"
