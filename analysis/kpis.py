@@ -22,7 +22,7 @@ from decisioning.strategy import Strategy
 class Term:
     """``sign × figure[action] × (p if times_p) × (CLV if times_clv)``."""
 
-    figure: str  #: one of :data:`FIGURES`
+    figure: str  #: a per-action figure of :func:`figures`
     sign: float = 1.0
     times_p: bool = True
     times_clv: bool = False
@@ -50,10 +50,8 @@ KPI_TABLE: tuple[KPI, ...] = (
     KPI("incentive_spend", "Expected incentive spend", "currency", "Σ p × incentive cost.", (Term("incentive_cost"),)),
 )
 KPIS: tuple[str, ...] = tuple(k.name for k in KPI_TABLE)
-BY_KPI = {k.name: k for k in KPI_TABLE}
 #: The KPIs also summed per action and per channel (in this order).
 BREAKDOWN: tuple[str, ...] = ("contacts", "margin", "retention")
-FIGURES = ("one", "net_margin", "cost", "retention", "incentive_cost")
 
 
 def figures(strategy: Strategy, t: Tables) -> dict[str, np.ndarray]:

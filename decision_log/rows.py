@@ -32,12 +32,15 @@ from decisioning.strategy import Strategy
 class PreparedBatch:
     """Decisions ready to be logged: their rows as stored and their hash inputs."""
 
-    n: int
     strategy: Strategy | None  #: None for decisions imported from another system
     decisions: pa.Table  #: the ``decisions`` rows as stored, less ``seq`` (the writer numbers them)
     tails: list[tuple]  #: their columns after ``seq``, described for the hash (:func:`integrity.decision_tails`)
     candidates: pa.Table  #: the ``candidates`` rows, a decision's rows together in ``ordinal`` order
     candidate_digests: np.ndarray  #: (n, 32) SHA-256 of each decision's candidate rows
+
+    @property
+    def n(self) -> int:
+        return self.decisions.num_rows
 
 
 def prepare(batch: DecisionBatch, strategy: Strategy, pseudonyms: np.ndarray, source: str = "klartext") -> PreparedBatch:
@@ -55,7 +58,7 @@ def prepare(batch: DecisionBatch, strategy: Strategy, pseudonyms: np.ndarray, so
     typed = _typed_small(dec) if n <= SMALL_BATCH else None
     if typed is None:
         typed = _typed_rows(dec, _query(_INPUTS_JSON, None, _k_dec=dec).column("inputs"))
-    return PreparedBatch(n, strategy, _json_columns(typed), integrity.decision_tails(typed), cand, digests)
+    return PreparedBatch(strategy, _json_columns(typed), integrity.decision_tails(typed), cand, digests)
 
 
 def prepare_imported(decisions: pa.Table, candidates: pa.Table,
@@ -71,7 +74,7 @@ def prepare_imported(decisions: pa.Table, candidates: pa.Table,
     ids = np.asarray(cand.column("decision_id").to_pylist(), dtype=object)
     dec_ids = np.asarray(typed.column("decision_id").to_pylist(), dtype=object)
     starts, ends = np.searchsorted(ids, dec_ids, side="left"), np.searchsorted(ids, dec_ids, side="right")
-    return PreparedBatch(typed.num_rows, None, typed, integrity.decision_tails(typed), cand,
+    return PreparedBatch(None, typed, integrity.decision_tails(typed), cand,
                          integrity.candidate_digests(cand, starts, ends))
 
 

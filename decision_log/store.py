@@ -302,10 +302,6 @@ class DecisionLog:
             self._head = (0, integrity.GENESIS) if row is None else (int(row[0]), row[1])
         return self._head
 
-    def next_seq(self) -> int:
-        """The sequence number the next logged decision gets (this object writes alone)."""
-        return self._next_seq()[0] + 1
-
     def append(self, batch: DecisionBatch, strategy: Strategy, source: str = "klartext",
                customers: np.ndarray | None = None) -> int:
         """Log a batch of decisions with all their candidates, atomically.
