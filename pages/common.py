@@ -57,12 +57,14 @@ def fmt():
 
 
 def language_choice() -> None:
-    """The sidebar's language switch; the choice stays in the address, so a link keeps it."""
-    current = lang()
-    st.session_state.setdefault("lang", current)
-    st.sidebar.selectbox("Sprache · Language", list(i18n.LANGUAGES), format_func=i18n.LANGUAGES.get, key="lang")
-    if st.query_params.get("lang") != st.session_state["lang"]:
-        st.query_params["lang"] = st.session_state["lang"]
+    """The sidebar's language switch; the choice is kept in the address (``?lang=de``), so a
+    link opens in the same language.  (Streamlit's own ``bind="query-params"`` would write the
+    label, ``?lang=Deutsch``, and drop a ``?lang=de`` link.)"""
+    codes = list(i18n.LANGUAGES)
+    chosen = st.sidebar.selectbox("Sprache · Language", codes, index=codes.index(lang()),
+                                  format_func=i18n.LANGUAGES.__getitem__, key="lang")
+    if st.query_params.get("lang") != chosen:
+        st.query_params["lang"] = chosen
 
 
 def _cli_db() -> str | None:

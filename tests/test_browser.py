@@ -121,3 +121,18 @@ def test_switching_pages_in_the_sidebar_keeps_the_log(server, browser, demo_log)
         assert page.locator("[data-testid='stException']").count() == 0, title
         assert f"Decision log: {demo_log.name}" in page.locator("[data-testid='stSidebar']").inner_text(), title
     page.close()
+
+
+def test_the_language_switch_in_the_sidebar_turns_the_dashboard_german(server, browser):
+    # picked like a person picks it; it once stayed English in the browser while AppTest passed
+    page = _open(browser, server, "Overview", "Action mix")
+    page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").filter(has_text="Sprache").click()
+    page.get_by_role("option", name="Deutsch").click()
+    page.get_by_role("heading", name="Überblick").first.wait_for(timeout=60_000)
+    page.get_by_text("Aktionsmix").first.wait_for(timeout=60_000)
+    assert "lang=de" in page.url
+    # it stays German on the next page, opened from the sidebar
+    page.locator("[data-testid='stSidebarNav']").get_by_role("link").filter(has_text=re.compile("Integrität$")).click()
+    page.get_by_role("heading", name="Integrität").first.wait_for(timeout=60_000)
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.close()
