@@ -205,7 +205,8 @@ def _run_app(db: str, port: int, host: str = "127.0.0.1", users: str | None = No
         env["KLARTEXT_AUTH_HEADER"] = auth_header
     child = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
                               "--server.address", host, "--server.headless", "true",
-                              "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"], env=env,
+                              "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
+                              "--server.fileWatcherType", "none"], env=env,
                              preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
     try:
         child.wait()
