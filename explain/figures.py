@@ -9,6 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from decisioning import stages as flow
+from explain import i18n
 
 
 def stage_funnel(funnel: pd.DataFrame) -> go.Figure:
@@ -55,7 +56,7 @@ def _logistic(z: float) -> float:
 
 def attribution_waterfall(features: list[str], phi: list[float] | np.ndarray, base_value: float,
                           raw_output: float, labels: list[str] | None = None, max_bars: int = 12,
-                          title: str | None = None, outcome: str = "accepting") -> go.Figure:
+                          title: str | None = None, outcome: str = "accepting", lang: str = "en") -> go.Figure:
     """SHAP waterfall in log-odds, from the model's base value to its output for this row.
 
     Bars are the largest attributions (by |value|); the rest are summed into one bar, so the
@@ -72,14 +73,14 @@ def attribution_waterfall(features: list[str], phi: list[float] | np.ndarray, ba
     order = np.argsort(-np.abs(phi), kind="stable")
     shown = order[:max_bars]
     rest = order[max_bars:]
-    y = ["Base value (average customer)"] + [labels[i] for i in shown]
+    y = [i18n.t("fig.base_value", lang)] + [labels[i] for i in shown]
     x = [base_value] + [float(phi[i]) for i in shown]
     measure = ["absolute"] + ["relative"] * len(shown)
     if len(rest):
-        y.append(f"{len(rest)} other features")
+        y.append(i18n.t("fig.other_features", lang, n=len(rest)))
         x.append(float(phi[rest].sum()))
         measure.append("relative")
-    y.append("Model output")
+    y.append(i18n.t("fig.model_output", lang))
     x.append(raw_output)
     measure.append("total")
     fig = go.Figure(go.Waterfall(
@@ -99,9 +100,9 @@ def attribution_waterfall(features: list[str], phi: list[float] | np.ndarray, ba
     fig.update_layout(
         title=title, height=max(320, 28 * len(y) + 110),
         yaxis={"autorange": "reversed"}, margin={"l": 10, "r": 40, "t": 60 if title else 40, "b": 40},
-        xaxis={"title": f"log-odds of {outcome}", "range": [lo - pad, hi + pad]},
-        xaxis2={"overlaying": "x", "side": "top", "range": [lo - pad, hi + pad], "title": "probability",
-                "tickvals": [math.log(p / (1 - p)) for p in ticks], "ticktext": [f"{p:g}" for p in ticks],
+        xaxis={"title": i18n.t("fig.log_odds_of", lang, outcome=outcome), "range": [lo - pad, hi + pad]},
+        xaxis2={"overlaying": "x", "side": "top", "range": [lo - pad, hi + pad], "title": i18n.t("fig.probability", lang),
+                "tickvals": [math.log(p / (1 - p)) for p in ticks], "ticktext": [i18n.percent(p, lang, 1 if p < 0.01 or p > 0.99 else 0) for p in ticks],
                 "showgrid": False},
         showlegend=False,
     )
@@ -110,23 +111,37 @@ def attribution_waterfall(features: list[str], phi: list[float] | np.ndarray, ba
     return fig
 
 
-def contrast_bars(terms: list[tuple[str, float]], winner: str, other: str, title: str | None = None) -> go.Figure:
-    """Horizontal bars: each term's share of ``log(priority winner) − log(priority other)``.
+def contrast_bars(terms: list[tuple[str, float]], winner: str, other: str, title: str | None = None,
+                  lang: str = "en", propensity: bool = False) -> go.Figure:
+    """Horizontal bars: how many times higher each term made the winner's priority than the
+    other's (a log axis, so the factors multiply up to the last bar, the whole ratio).
 
-    Positive terms favour the winner, negative ones the other action; a last bar shows the total.
+    Each term is ``log(winner) − log(other)``; the labels show it as a factor (×2.4, ×0.8).
+    With ``propensity`` the terms split the propensity term by the two models' attributions
+    (log-odds, so a factor of the odds), and the last bar is their sum.
     """
-    names = [t[0] for t in terms] + ["Total log(priority ratio)"]
+    total_label = i18n.t("fig.contrast_total_p" if propensity else "fig.contrast_total", lang)
+    names = [t[0] for t in terms] + [total_label]
     vals = [float(t[1]) for t in terms]
     vals.append(sum(vals))
     colors = [_UP if v >= 0 else _DOWN for v in vals[:-1]] + [_TOTAL]
+
+    def times(v: float) -> str:
+        f = math.exp(v)
+        return "×" + (i18n.number(f, lang, 2) if f < 100 else i18n.number(f, lang))
+
     fig = go.Figure(go.Bar(
         x=vals, y=names, orientation="h", marker_color=colors,
-        text=[f"{v:+.3f}" for v in vals], textposition="outside",
-        hovertemplate="%{y}: %{x:+.4f}<extra></extra>",
+        text=[times(v) for v in vals], textposition="outside", cliponaxis=False,
+        customdata=[f"{v:+.4f}" for v in vals],
+        hovertemplate="%{y}: %{text} (log %{customdata})<extra></extra>",
     ))
+    lo, hi = min(0.0, *vals), max(0.0, *vals)
+    pad = 0.25 * (hi - lo or 1.0)
     fig.update_layout(
-        title=title, height=max(260, 30 * len(names) + 100), yaxis={"autorange": "reversed"},
-        xaxis_title=f"← favours {other}   ·   favours {winner} →",
+        title=title, height=max(260, 30 * len(names) + 100), yaxis={"autorange": "reversed", "automargin": True},
+        xaxis={"title": i18n.t("fig.favours", lang, other=other, winner=winner), "range": [lo - pad, hi + pad],
+               "showticklabels": False, "zeroline": True},
         margin={"l": 10, "r": 40, "t": 50 if title else 20, "b": 40},
     )
     return fig
@@ -232,7 +247,8 @@ def bars(df: pd.DataFrame, x: str, y: str, title: str | None = None, fmt: str = 
     return fig
 
 
-def decision_grid(cands: pd.DataFrame, stages: list[tuple[str, str]] | None = None) -> go.Figure:
+def decision_grid(cands: pd.DataFrame, stages: list[tuple[str, str]] | None = None,
+                  names: dict[str, str] | None = None, lang: str = "en") -> go.Figure:
     """The action × stage grid of one decision: how far each action got, and why it stopped.
 
     Parameters
@@ -241,7 +257,9 @@ def decision_grid(cands: pd.DataFrame, stages: list[tuple[str, str]] | None = No
         ``selected``, one row per action (for a component-level import: where it got furthest).
     stages : the flow's filtering stages in order, as (name, label); default Klartext's.  A
         stage not listed (``ranked``, ``selected``, Pega's ``Output``) is a result, not a filter.
+    names : action id → name (the rows show names; the id is in the hover).
     """
+    names = names or {}
     if stages is None:
         stages = [(s.name, s.short) for s in flow.FILTERS]
     depth = {name: i for i, (name, _) in enumerate(stages)}
@@ -256,37 +274,42 @@ def decision_grid(cands: pd.DataFrame, stages: list[tuple[str, str]] | None = No
         for i in range(len(stages)):
             if i < stop or survived:
                 row.append(1.0)
-                hover.append("passed")
+                hover.append(i18n.t("fig.passed", lang))
             elif i == stop:
                 row.append(0.0)
                 hover.append(str(r.reason))
             else:
                 row.append(None)
-                hover.append("not reached")
+                hover.append(i18n.t("fig.not_reached", lang))
         row.append(2.0 if sel else 1.0 if survived else None)
-        hover.append("selected" if sel else (f"{r.stage}, not shown" if survived else "not reached"))
+        hover.append(i18n.t("fig.selected", lang) if sel else (i18n.t("fig.not_shown", lang, stage=r.stage)
+                                                               if survived else i18n.t("fig.not_reached", lang)))
         z.append(row)
         text.append(hover)
     fig = go.Figure(go.Heatmap(
-        z=z, x=[label for _, label in stages] + ["Result"], y=actions, text=text,
-        hovertemplate="%{y} · %{x}: %{text}<extra></extra>", showscale=False, xgap=2, ygap=2,
+        z=z, x=[label for _, label in stages] + [i18n.t("fig.result", lang)], y=[names.get(a, a) for a in actions],
+        text=text, customdata=[[a] * (len(stages) + 1) for a in actions],
+        hovertemplate="%{y} (%{customdata}) · %{x}: %{text}<extra></extra>", showscale=False, xgap=2, ygap=2,
         colorscale=[[0, "#c62828"], [0.5, "#a5d6a7"], [1, "#1b5e20"]], zmin=0, zmax=2,
     ))
-    fig.update_layout(height=max(300, 22 * len(actions) + 80), yaxis={"autorange": "reversed"},
+    fig.update_layout(height=max(300, 22 * len(actions) + 80), yaxis={"autorange": "reversed", "automargin": True},
                       margin={"l": 10, "r": 10, "t": 20, "b": 30})
     return fig
 
 
-def priority_factors(cands: pd.DataFrame) -> go.Figure:
+def priority_factors(cands: pd.DataFrame, names: dict[str, str] | None = None, lang: str = "en") -> go.Figure:
     """The four priority factors of the scored candidates (log scale), one group per action."""
+    names = names or {}
     scored = cands[cands["propensity"].notna()]
+    labels = [names.get(a, a) for a in scored["action_id"]]
     fig = go.Figure()
     for name, color in (("propensity", "#1565c0"), ("value", "#2e7d32"), ("context_weight", "#ef6c00"),
                         ("lever", "#6a1b9a"), ("priority", "#37474f")):
-        fig.add_trace(go.Bar(y=scored["action_id"], x=scored[name], name=name.replace("_", " "), orientation="h",
-                             marker_color=color, hovertemplate="%{y} " + name + ": %{x:.4g}<extra></extra>"))
-    fig.update_layout(barmode="group", xaxis={"type": "log", "title": "factor (log scale)"},
-                      yaxis={"autorange": "reversed"}, height=max(320, 60 * len(scored) + 80),
+        label = i18n.t(f"term.{name}", lang)
+        fig.add_trace(go.Bar(y=labels, x=scored[name], name=label, orientation="h", customdata=scored["action_id"],
+                             marker_color=color, hovertemplate="%{y} (%{customdata}) " + label + ": %{x:.4g}<extra></extra>"))
+    fig.update_layout(barmode="group", xaxis={"type": "log", "title": i18n.t("fig.factor_log", lang)},
+                      yaxis={"autorange": "reversed", "automargin": True}, height=max(320, 60 * len(scored) + 80),
                       margin={"l": 10, "r": 10, "t": 20, "b": 40})
     return fig
 

@@ -63,6 +63,16 @@ TEXT: dict[str, tuple[str, str]] = {
                           "Den Hash jeder Entscheidung aus ihrer Zeile und allen Kandidatenzeilen neu berechnen, und "
                           "die Kette, die sie verbindet: jede Änderung, Löschung oder Umordnung wird gefunden und "
                           "benannt."),
+    # every page's frame
+    "common.log": ("Decision log: {name}", "Entscheidungsprotokoll: {name}"),
+    "common.filters": ("Filters", "Filter"),
+    "common.period": ("Period", "Zeitraum"),
+    "common.period_reversed": ("The period's start is after its end.", "Der Beginn des Zeitraums liegt nach seinem Ende."),
+    "common.channels": ("Channels", "Kanäle"),
+    "common.issues": ("Issues", "Themen"),
+    "common.all": ("all", "alle"),
+    "common.next_step": ("Next step:", "Nächster Schritt:"),
+    "common.download_csv": ("Download {name} (CSV)", "{name} herunterladen (CSV)"),
     # the overview
     "overview.no_decisions": ("No decisions in this period and channel selection. Widen the filters.",
                               "Keine Entscheidungen in diesem Zeitraum und dieser Kanalauswahl. Erweitern Sie die "
@@ -133,6 +143,219 @@ TEXT: dict[str, tuple[str, str]] = {
                     "  \n**Trainiert auf** {n_train} Zeilen, getestet auf {n_test}  \n**AUC** {auc} · **Brier** "
                     "{brier} · **ECE** {ece}  \n**Bewertet** {scored} Kandidaten"),
     "models.features": ("**Features:** {features}", "**Merkmale:** {features}"),
+    # values and reasons (explain/reasons.py)
+    "value.missing": ("missing", "fehlt"),
+    "value.yes": ("yes", "ja"),
+    "value.no": ("no", "nein"),
+    "value.channel": ("Channel", "Kanal"),
+    "predicts.acceptance": ("the chance of accepting {action}", "die Chance, dass {action} angenommen wird"),
+    "predicts.conversion": ("the chance of buying after {action}", "die Chance eines Kaufs nach {action}"),
+    "predicts.click": ("the chance of clicking {action}", "die Chance eines Klicks auf {action}"),
+    "predicts.response": ("the chance of responding to {action}", "die Chance einer Reaktion auf {action}"),
+    "predicts.churn_risk": ("the predicted risk of churning, which {action} addresses",
+                            "das vorhergesagte Abwanderungsrisiko, auf das {action} zielt"),
+    "reason.feature_up": ("{phrase} raised {what} — {strength}", "{phrase} erhöhte {what} — {strength}"),
+    "reason.feature_down": ("{phrase} lowered {what} — {strength}", "{phrase} senkte {what} — {strength}"),
+    "reason.strong": ("a strong effect", "ein starker Effekt"),
+    "reason.moderate": ("a moderate effect", "ein mittlerer Effekt"),
+    "reason.slight": ("a slight effect", "ein schwacher Effekt"),
+    "reason.context_weight": ("{description} — weighted ×{weight} by the rule “{name}”",
+                              "{description} — gewichtet ×{weight} durch die Regel „{name}“"),
+    "reason.lever": ("Business lever ×{lever} for {action} (issue {issue})",
+                     "Geschäftshebel ×{lever} für {action} (Thema {issue})"),
+    # decision replay
+    "replay.find_id": ("Decision id (or its start)", "Entscheidungs-ID (oder ihr Anfang)"),
+    "replay.find_customer": ("Customer (pseudonym or raw id)", "Kunde (Pseudonym oder Kundennummer)"),
+    "replay.find_action": ("Chosen action", "Gewählte Aktion"),
+    "replay.any": ("any", "alle"),
+    "replay.no_match": ("No decision matches {what} in this period. Check the id, clear a filter, or widen the period.",
+                        "Keine Entscheidung passt zu {what} in diesem Zeitraum. Prüfen Sie die ID, entfernen Sie einen "
+                        "Filter oder erweitern Sie den Zeitraum."),
+    "replay.no_action_dash": ("— no action —", "— keine Aktion —"),
+    "replay.no_action": ("no action", "keine Aktion"),
+    "replay.decision": ("Decision {id}", "Entscheidung {id}"),
+    "replay.verified": ("Replay verified: re-executed now with the pinned strategy and models, every candidate matches "
+                        "exactly.",
+                        "Nachvollzug bestätigt: jetzt mit der festgehaltenen Strategie und den Modellen erneut "
+                        "ausgeführt, jeder Kandidat stimmt exakt überein."),
+    "replay.not_replayable": ("Not replayable: {note}.", "Nicht nachvollziehbar: {note}."),
+    "replay.failed": ("Replay FAILED: {n} difference(s), e.g. {examples}",
+                      "Nachvollzug FEHLGESCHLAGEN: {n} Abweichung(en), z. B. {examples}"),
+    "replay.explored": ("explored", "erkundet"),
+    "replay.selection_help": ("The chance with which the engine picked what it showed (100% unless it explored at "
+                              "random).",
+                              "Die Wahrscheinlichkeit, mit der die Engine das Gezeigte gewählt hat (100 %, außer sie "
+                              "hat zufällig erkundet)."),
+    "replay.latency": ("Engine time", "Rechenzeit der Engine"),
+    "replay.latency_help": ("Time the engine took for this decision. For a batch run it is the batch's time divided by "
+                            "its decisions, not this decision's own.",
+                            "Die Zeit, die die Engine für diese Entscheidung brauchte. Bei einem Stapellauf ist es die "
+                            "Zeit des Stapels geteilt durch seine Entscheidungen, nicht die dieser einen."),
+    "replay.facts": ("{ts} · customer `{customer}` · strategy `{strategy}` · source `{source}`",
+                     "{ts} · Kunde `{customer}` · Strategie `{strategy}` · Quelle `{source}`"),
+    "replay.tab_why": ("Why this action", "Warum diese Aktion"),
+    "replay.tab_all": ("Every action", "Alle Aktionen"),
+    "replay.tab_inputs": ("Inputs", "Eingaben"),
+    "replay.tab_why_not": ("Why not …?", "Warum nicht …?"),
+    "replay.none_chosen": ("No action was chosen: every action was filtered or stayed below the no-action threshold. "
+                           "See **Every action** for each one's stage and reason.",
+                           "Keine Aktion wurde gewählt: jede Aktion wurde herausgefiltert oder blieb unter der "
+                           "Schwelle. Unter **Alle Aktionen** stehen Stufe und Grund jeder Aktion."),
+    "replay.action_id": ("Action id: {id}", "Aktions-ID: {id}"),
+    "replay.priority_line": ("Priority **{priority}** = chance of acceptance {propensity} × value {value} × context "
+                             "weight {weight} × lever {lever}",
+                             "Priorität **{priority}** = Annahmechance {propensity} × Wert {value} × Kontextgewicht "
+                             "{weight} × Hebel {lever}"),
+    "replay.no_factors": ("The source logged no complete set of priority factors for this action.",
+                          "Die Quelle hat für diese Aktion keine vollständigen Prioritätsfaktoren protokolliert."),
+    "replay.attributions_checked": ("What moved the model's estimate for this customer, from the average customer "
+                                    "to this one (checked: the pinned model gives the logged score again).",
+                                    "Was die Schätzung des Modells für diesen Kunden bewegt hat, vom durchschnittlichen "
+                                    "Kunden bis zu diesem (geprüft: das festgehaltene Modell ergibt wieder den "
+                                    "protokollierten Wert)."),
+    "replay.technical": ("Technical detail", "Technische Details"),
+    "replay.attributions_detail": ("Model {model} re-scores the logged inputs to {rescored} (logged {logged}); base + "
+                                   "Σ attributions = output (residual {residual}); attributions in log-odds. "
+                                   "{algorithm}, {library}.",
+                                   "Modell {model} bewertet die protokollierten Eingaben erneut mit {rescored} "
+                                   "(protokolliert {logged}); Basis + Σ Beiträge = Ausgabe (Rest {residual}); Beiträge "
+                                   "in Log-Odds. {algorithm}, {library}."),
+    "replay.attributions_withheld": ("Attributions withheld — {problems}", "Beiträge zurückgehalten — {problems}"),
+    "replay.component_rows": ("Component rows ({n})", "Komponentenzeilen ({n})"),
+    "replay.component_caption": ("The source logged each action once per strategy component it passed, in this "
+                                 "order; the grid above shows each action where it got furthest.",
+                                 "Die Quelle hat jede Aktion einmal je durchlaufener Strategiekomponente protokolliert, "
+                                 "in dieser Reihenfolge; das Raster oben zeigt jede Aktion dort, wo sie am weitesten "
+                                 "kam."),
+    "replay.no_winner": ("No winner to compare with: this decision chose no action.",
+                         "Kein Gewinner zum Vergleich: diese Entscheidung hat keine Aktion gewählt."),
+    "replay.why_not_pick": ("Why {winner} and not …", "Warum {winner} und nicht …"),
+    "replay.tested": ("Values the rule tested: ", "Von der Regel geprüfte Werte: "),
+    "replay.contrast_caption": ("The priority of “{winner}” was ×{times} that of “{other}”. Each bar is how many times "
+                                "higher one factor made it (bars multiply to the total; red bars favoured “{other}”).",
+                                "Die Priorität von „{winner}“ war das {times}-Fache der von „{other}“. Jeder Balken "
+                                "zeigt, um welchen Faktor ein Teil sie erhöht hat (die Balken multiplizieren sich zum "
+                                "Gesamtwert; rote Balken sprachen für „{other}“)."),
+    "replay.propensity_caption": ("The chance-of-acceptance bar above, split by what each model saw (factors of the "
+                                  "odds, from the two models' attributions):",
+                                  "Der Balken der Annahmechance oben, aufgeteilt nach dem, was jedes Modell gesehen "
+                                  "hat (Faktoren der Odds, aus den Beiträgen beider Modelle):"),
+    "replay.cf_verified": (" (checked by re-running the ranking)", " (geprüft durch erneutes Ranking)"),
+    "replay.export_json": ("Export record (JSON)", "Datensatz exportieren (JSON)"),
+    "replay.export_html": ("Export report (HTML)", "Bericht exportieren (HTML)"),
+    # customer history
+    "customer.input": ("Customer: raw id (hashed here with the log's key) or pseudonym",
+                       "Kunde: Kundennummer (hier mit dem Schlüssel des Protokolls pseudonymisiert) oder Pseudonym"),
+    "customer.enter": ("Enter a customer. Raw ids are never stored: they are turned into the keyed pseudonym here. "
+                       "Example pseudonym from the log: `{example}`",
+                       "Geben Sie einen Kunden ein. Kundennummern werden nie gespeichert: sie werden hier in das "
+                       "verschlüsselte Pseudonym umgewandelt. Beispiel-Pseudonym aus dem Protokoll: `{example}`"),
+    "customer.unknown": ("No decision about {q} in this log (pseudonym `{pseudonym}`). Check the id, or that this log "
+                         "uses the same pseudonym key (`<log>.key` or $KLARTEXT_PSEUDONYM_KEY).",
+                         "Keine Entscheidung über {q} in diesem Protokoll (Pseudonym `{pseudonym}`). Prüfen Sie die "
+                         "Nummer, oder ob dieses Protokoll denselben Pseudonym-Schlüssel verwendet (`<log>.key` oder "
+                         "$KLARTEXT_PSEUDONYM_KEY)."),
+    "customer.decisions": ("Decisions", "Entscheidungen"),
+    "customer.accepted": ("Actions accepted", "Angenommene Aktionen"),
+    "customer.revenue": ("Revenue", "Umsatz"),
+    "customer.margin": ("Margin", "Marge"),
+    "customer.span": ("Pseudonym `{pseudonym}` · from {first} to {last}", "Pseudonym `{pseudonym}` · vom {first} bis {last}"),
+    "customer.none_reported": ("— none reported —", "— nichts gemeldet —"),
+    "customer.replay": ("Replay", "Nachvollziehen"),
+    "customer.open": ("Open", "Öffnen"),
+    "customer.replay_help": ("This decision in Decision replay", "Diese Entscheidung in „Entscheidung nachvollziehen“"),
+    "customer.direction": ("Direction", "Richtung"),
+    "customer.trigger": ("Trigger", "Auslöser"),
+    "customer.outcome": ("Outcome", "Ergebnis"),
+    "customer.accepted_col": ("Accepted", "Angenommen"),
+    "customer.churned": ("Churned", "Abgewandert"),
+    "customer.revenue_col": ("Revenue ({currency})", "Umsatz ({currency})"),
+    "customer.margin_col": ("Margin ({currency})", "Marge ({currency})"),
+    "customer.strategy": ("Strategy version", "Strategieversion"),
+    "direction.inbound": ("inbound", "eingehend"),
+    "direction.outbound": ("outbound", "ausgehend"),
+    # why not
+    "whynot.winner": ("{other} is the action compared against.", "{other} ist die Vergleichsaktion."),
+    "whynot.filtered": ("{other} was removed at the {stage} stage by the rule “{rule}”: {description} ({reason}).",
+                        "{other} wurde in der Stufe {stage} durch die Regel „{rule}“ entfernt: {description} "
+                        "({reason})."),
+    "whynot.also_selected": ("{other} was shown too (rank {rank}); the channel shows up to {top_n} actions.",
+                             "{other} wurde ebenfalls gezeigt (Rang {rank}); der Kanal zeigt bis zu {top_n} "
+                             "Aktionen."),
+    "whynot.ranked_lower": ("{other} passed every policy but ranked {rank}: its priority was {p_other} against "
+                            "{p_winner} for {winner}.",
+                            "{other} hat alle Regeln passiert, landete aber auf Rang {rank}: Priorität {p_other} "
+                            "gegenüber {p_winner} für {winner}."),
+    "whynot.lower": ("lower", "weiter hinten"),
+    "whynot.not_positive": ("A factor is not positive, so the priority cannot be split into factors; they are shown as "
+                            "logged.",
+                            "Ein Faktor ist nicht positiv, daher lässt sich die Priorität nicht in Faktoren zerlegen; "
+                            "sie werden wie protokolliert gezeigt."),
+    "whynot.not_reproduced": ("(Re-running the ranking on the logged factors did not give the logged ranking, so no "
+                              "what-would-have-changed-it is shown.)",
+                              "(Das erneute Ranking der protokollierten Faktoren ergab nicht das protokollierte "
+                              "Ranking; daher wird nicht gezeigt, was es geändert hätte.)"),
+    "whynot.explored": ("Note: this decision explored — {winner} was picked at random (probability {p}), not by "
+                        "priority.",
+                        "Hinweis: diese Entscheidung hat erkundet — {winner} wurde zufällig gewählt "
+                        "(Wahrscheinlichkeit {p}), nicht nach Priorität."),
+    "whynot.cf_none": ("No {what} within reach gives it first place.",
+                       "Kein erreichbarer Wert für {what} bringt sie auf den ersten Platz."),
+    "whynot.cf_already": ("It already takes first place.", "Sie steht bereits auf dem ersten Platz."),
+    "whynot.cf_needed": ("With a {what} of {needed} instead of {current} it would have taken first place.",
+                         "Mit {what} {needed} statt {current} hätte sie den ersten Platz belegt."),
+    # the priority's factors and the strategy's weights
+    "term.propensity": ("chance of acceptance", "Annahmechance"),
+    "term.value": ("value", "Wert"),
+    "term.context_weight": ("context weight", "Kontextgewicht"),
+    "term.lever": ("lever", "Hebel"),
+    "term.priority": ("priority", "Priorität"),
+    "term.margin_weight": ("margin weight", "Margengewicht"),
+    "term.retention_weight": ("retention weight", "Bindungsgewicht"),
+    "predicts_short.acceptance": ("accepting", "Annahme"),
+    "predicts_short.conversion": ("buying", "Kauf"),
+    "predicts_short.click": ("clicking", "Klick"),
+    "predicts_short.response": ("responding", "Reaktion"),
+    "predicts_short.churn_risk": ("churning", "Abwanderung"),
+    # figures
+    "fig.base_value": ("Average customer", "Durchschnittskunde"),
+    "fig.other_features": ("{n} other features", "{n} weitere Merkmale"),
+    "fig.model_output": ("This customer", "Dieser Kunde"),
+    "fig.log_odds_of": ("log-odds of {outcome}", "Log-Odds für {outcome}"),
+    "fig.probability": ("chance", "Wahrscheinlichkeit"),
+    "fig.contrast_total": ("Priority ratio (all factors)", "Verhältnis der Prioritäten (alle Faktoren)"),
+    "fig.contrast_total_p": ("Odds ratio of acceptance", "Verhältnis der Annahme-Odds"),
+    "fig.favours": ("← favours {other}   ·   favours {winner} →", "← spricht für {other}   ·   spricht für {winner} →"),
+    "fig.passed": ("passed", "bestanden"),
+    "fig.not_reached": ("not reached", "nicht erreicht"),
+    "fig.selected": ("shown", "gezeigt"),
+    "fig.not_shown": ("{stage}, not shown", "{stage}, nicht gezeigt"),
+    "fig.result": ("Result", "Ergebnis"),
+    "fig.factor_log": ("factor (log scale)", "Faktor (logarithmische Skala)"),
+    # table columns
+    "col.decision": ("Decision", "Entscheidung"),
+    "col.time": ("Time", "Zeit"),
+    "col.channel": ("Channel", "Kanal"),
+    "col.customer": ("Customer", "Kunde"),
+    "col.chosen": ("Chosen", "Gewählt"),
+    "col.selection_probability": ("Selection probability", "Auswahlwahrscheinlichkeit"),
+    "col.explored": ("Explored", "Erkundet"),
+    "col.action": ("Action", "Aktion"),
+    "col.action_id": ("Action id", "Aktions-ID"),
+    "col.issue": ("Issue", "Thema"),
+    "col.group": ("Group", "Gruppe"),
+    "col.stage": ("Stage", "Stufe"),
+    "col.rule": ("Rule", "Regel"),
+    "col.reason": ("Reason", "Grund"),
+    "col.propensity": ("Chance of acceptance", "Annahmechance"),
+    "col.value": ("Value ({currency})", "Wert ({currency})"),
+    "col.context_weight": ("Context weight", "Kontextgewicht"),
+    "col.lever": ("Lever", "Hebel"),
+    "col.priority": ("Priority", "Priorität"),
+    "col.rank": ("Rank", "Rang"),
+    "col.selected": ("Shown", "Gezeigt"),
+    "col.model_version": ("Model version", "Modellversion"),
+    "col.rows": ("Rows", "Zeilen"),
     # names of the dimensions a view is cut by
     "by.issue": ("issue", "Thema"),
     "by.group": ("group", "Gruppe"),

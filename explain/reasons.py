@@ -22,7 +22,8 @@ import numpy as np
 
 from decisioning.expressions import format_value
 from decisioning.models import CHANNEL_FEATURE
-from decisioning.strategy import PREDICTS, Action, Strategy
+from decisioning.strategy import Action, Strategy
+from explain import i18n
 
 
 @dataclass
@@ -37,8 +38,9 @@ class Reason:
         return asdict(self)
 
 
-def display_value(strategy: Strategy, feature: str, value: Any) -> str:
-    """A feature value as a person reads it: ``214 days ago``, ``yes``, ``shoes``, ``49.90 EUR``."""
+def display_value(strategy: Strategy, feature: str, value: Any, lang: str = "en") -> str:
+    """A feature value as a person reads it: ``214 days ago``, ``yes``, ``shoes``, ``49.90 EUR``
+    (``ja``, ``49,90 EUR`` in German)."""
     if feature == CHANNEL_FEATURE:
         try:
             return strategy.channel(str(value)).label
@@ -49,15 +51,15 @@ def display_value(strategy: Strategy, feature: str, value: Any) -> str:
     except KeyError:
         return format_value(value)
     if _missing(value):
-        return "missing"
+        return i18n.t("value.missing", lang)
     if f.type == "boolean":
-        return "yes" if bool(value) else "no"
+        return i18n.t("value.yes" if bool(value) else "value.no", lang)
     if f.type == "category":
         return str(value)
     if isinstance(value, float) and not value.is_integer():
-        text = f"{value:,.2f}" if abs(value) >= 1 else f"{value:.3g}"
+        text = i18n.number(value, lang, 2) if abs(value) >= 1 else f"{value:.3g}".replace(".", "," if lang == "de" else ".")
     else:
-        text = f"{int(value):,}"
+        text = i18n.number(int(value), lang)
     return f"{text} {f.unit}".strip()
 
 
@@ -66,22 +68,47 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, (float, np.floating)) and math.isnan(value))
 
 
-def feature_phrase(strategy: Strategy, feature: str, value: Any) -> str:
+def feature_phrase(strategy: Strategy, feature: str, value: Any, lang: str = "en") -> str:
     """``Last purchase 214 days ago`` / ``Loyalty club member: no`` / ``Channel: Web shop``."""
     if feature == CHANNEL_FEATURE:
-        return f"Channel: {display_value(strategy, feature, value)}"
+        return f"{i18n.t('value.channel', lang)}: {display_value(strategy, feature, value, lang)}"
     try:
         f = strategy.feature(feature)
     except KeyError:
         return f"{feature} = {format_value(value)}"
-    shown = display_value(strategy, feature, value)
+    shown = display_value(strategy, feature, value, lang)
     if f.unit.endswith("ago") and not _missing(value):
         return f"{f.label} {shown}"
     return f"{f.label}: {shown}"
 
 
-def action_phrase(action: Action) -> str:
-    return f"“{action.name}”"
+def action_phrase(action: Action, lang: str = "en") -> str:
+    return f"“{action.name}”" if lang == "en" else f"„{action.name}“"
+
+
+def strength(effect: float) -> str:
+    """How large an effect on the log scale is, in words (a key of :mod:`explain.i18n`):
+    strong from 0.5 (a factor of 1.65 on the odds), moderate from 0.15, else slight."""
+    size = abs(effect)
+    return "reason.strong" if size >= 0.5 else "reason.moderate" if size >= 0.15 else "reason.slight"
+
+
+def reason_text(strategy: Strategy, action_id: str, reason: Reason, lang: str = "en") -> str:
+    """A reason in plain words, in ``lang``: what raised or lowered the priority, and how much
+    (the number itself is in the waterfall chart)."""
+    action = strategy.actions[strategy.action_index(action_id)]
+    who = action_phrase(action, lang)
+    if reason.kind == "feature":
+        what = i18n.t(f"predicts.{action.predicts}", lang, action=who)
+        return i18n.t("reason.feature_up" if reason.effect > 0 else "reason.feature_down", lang,
+                      phrase=feature_phrase(strategy, reason.name, reason.value, lang), what=what,
+                      strength=i18n.t(strength(reason.effect), lang))
+    if reason.kind == "context_weight":
+        description = next((w.description for w in strategy.context_weights if w.name == reason.name), reason.name)
+        return i18n.t("reason.context_weight", lang, description=description.rstrip("."), name=reason.name,
+                      weight=i18n.number(reason.value, lang, 2).rstrip("0").rstrip(",."))
+    return i18n.t("reason.lever", lang, action=who, issue=action.issue,
+                  lever=i18n.number(reason.value, lang, 2).rstrip("0").rstrip(",."))
 
 
 def fired_context_weights(strategy: Strategy, features: dict[str, Any], action_index: int) -> list[tuple[str, str, float]]:
@@ -110,21 +137,17 @@ def candidate_reasons(
     pass ``None`` when they could not be verified, and only rules and levers are used.
     """
     a = strategy.action_index(action_id)
-    action = strategy.actions[a]
     out: list[Reason] = []
     if phi is not None and attribution_features is not None:
         for f, v in zip(attribution_features, np.asarray(phi).tolist()):
             value = channel if f == CHANNEL_FEATURE else features.get(f)
-            verb = "raised" if v > 0 else "lowered"
-            text = (f"{feature_phrase(strategy, f, value)} {verb} "
-                    f"{PREDICTS[action.predicts].format(action=action_phrase(action))} ({v:+.2f} log-odds)")
-            out.append(Reason("feature", f, value, float(v), text))
-    for name, description, weight in fired_context_weights(strategy, features, a):
-        text = f"{description.rstrip('.')} — context weight ×{weight:g} ({name})"
-        out.append(Reason("context_weight", name, weight, math.log(weight), text))
+            out.append(Reason("feature", f, value, float(v), ""))
+    for name, _description, weight in fired_context_weights(strategy, features, a):
+        out.append(Reason("context_weight", name, weight, math.log(weight), ""))
     if lever > 0 and lever != 1.0:
-        text = f"Business lever ×{lever:g} for {action_phrase(action)} (issue {action.issue})"
-        out.append(Reason("lever", action_id, lever, math.log(lever), text))
+        out.append(Reason("lever", action_id, lever, math.log(lever), ""))
+    for r in out:
+        r.text = reason_text(strategy, action_id, r)
     positive = sorted((r for r in out if r.effect > 0), key=lambda r: -r.effect)
     if positive:
         return positive[:max_reasons]

@@ -99,3 +99,54 @@ def contrast_text(c: Contrast) -> str:
         mark = "✓ verified by re-arbitration" if cf.verified else ""
         lines.append(f"  What would have changed it ({cf.parameter}): {cf.note} {mark}".rstrip())
     return "\n".join(lines)
+
+
+def why_not_text(c: Contrast, e: DecisionExplanation, lang: str = "en",
+                 names: dict[str, str] | None = None) -> tuple[str, list[str]]:
+    """Why ``c.winner`` and not ``c.other``, in plain words and ``lang``: (the answer, one
+    sentence per counterfactual).  Built from the contrast's facts, so it says what
+    :attr:`Contrast.summary` says, in either language and with the actions' names."""
+    from explain import i18n
+
+    names = names or {}
+
+    def q(aid: str) -> str:
+        name = names.get(aid, aid)
+        return f"“{name}”" if lang == "en" else f"„{name}“"
+
+    def n(x: float, digits: int = 4) -> str:
+        return format(x, f".{digits}g").replace(".", "," if lang == "de" else ".")
+
+    cands = e.candidates.set_index("action_id")
+    other = cands.loc[c.other] if c.other in cands.index else None
+    if c.kind == "winner":
+        text = i18n.t("whynot.winner", lang, other=q(c.other))
+    elif c.kind == "filtered":
+        text = i18n.t("whynot.filtered", lang, other=q(c.other), stage=c.stage, rule=c.rule,
+                      description=(c.description or "").rstrip("."), reason=c.reason or "")
+    elif c.kind == "also_selected":
+        top_n = e.strategy.channel(e.decision["channel"]).top_n if e.strategy is not None else "?"
+        text = i18n.t("whynot.also_selected", lang, other=q(c.other), rank=int(other["rank"]), top_n=top_n)
+    else:
+        rank = other["rank"] if other is not None else None
+        text = i18n.t("whynot.ranked_lower", lang, other=q(c.other), winner=q(c.winner),
+                      rank=i18n.t("whynot.lower", lang) if rank is None or pd.isna(rank) else int(rank),
+                      p_other=n(c.priority_other if c.priority_other is not None else other["priority"]),
+                      p_winner=n(c.priority_winner if c.priority_winner is not None else cands.loc[c.winner, "priority"]))
+    if c.terms and c.log_ratio is None:
+        text += " " + i18n.t("whynot.not_positive", lang)
+    if c.rearbitration_reproduced is False and not c.explored:
+        text += " " + i18n.t("whynot.not_reproduced", lang)
+    if c.explored:
+        text += " " + i18n.t("whynot.explored", lang, winner=q(c.winner),
+                             p=n(e.decision["selection_probability"], 3))
+    notes = []
+    for cf in c.counterfactuals:
+        what = i18n.t(f"term.{cf.parameter}", lang)
+        if cf.needed is None:
+            notes.append(i18n.t("whynot.cf_none", lang, what=what))
+        elif cf.needed == cf.current:
+            notes.append(i18n.t("whynot.cf_already", lang))
+        else:
+            notes.append(i18n.t("whynot.cf_needed", lang, what=what, needed=n(cf.needed, 4), current=n(cf.current, 4)))
+    return text, notes

@@ -56,6 +56,36 @@ def fmt():
     return number, percent
 
 
+def money(x: float | None, currency: str, decimals: int = 2) -> str:
+    """An amount with the strategy's currency, in the chosen language: 1,234.50 EUR / 1.234,50 EUR."""
+    if x is None or x != x:
+        return "—"
+    return f"{i18n.number(x, lang(), decimals)} {currency}"
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _catalog(path: str, version: float | str) -> tuple[dict[str, str], str]:
+    lg = _open(path, version)
+    names: dict[str, str] = {}
+    currency = "EUR"
+    for (sv,) in lg.con.cursor().execute("SELECT version FROM strategies ORDER BY first_used").fetchall():
+        s = lg.load_strategy(sv)  # the newest strategy's name of an action wins
+        names |= {a.id: a.name for a in s.actions}
+        currency = s.currency
+    return names, currency
+
+
+def catalog(lg: DecisionLog) -> tuple[dict[str, str], str]:
+    """(action id → name, currency) from the log's strategies; an imported log has no names,
+    and its actions are shown by id."""
+    return _catalog(*log_key(lg))
+
+
+def action_label(names: dict[str, str], action_id: str) -> str:
+    """An action as people call it: its name from the strategy, else its id."""
+    return names.get(action_id, action_id)
+
+
 def language_choice() -> None:
     """The sidebar's language switch; the choice is kept in the address (``?lang=de``), so a
     link opens in the same language.  (Streamlit's own ``bind="query-params"`` would write the
@@ -81,7 +111,7 @@ def db_path() -> str:
     sign-in first when the dashboard has users."""
     current_user()
     path = _cli_db() or os.environ.get("KLARTEXT_DB") or DEFAULT_DB
-    st.sidebar.caption(f"Decision log: {md(Path(path).name)}")
+    st.sidebar.caption(tr("common.log", name=md(Path(path).name)))
     return path
 
 
@@ -302,27 +332,29 @@ def explainer(lg: DecisionLog) -> Explainer:
 def filters(con: duckdb.DuckDBPyConnection, issues: bool = True) -> queries.Filters:
     """Sidebar filters for period, channels and issues (shared by the pages)."""
     ch = queries.choices(con)
-    st.sidebar.markdown("**Filters**")
+    st.sidebar.markdown(f"**{tr('common.filters')}**")
     first, last = ch["first"], ch["last"]
-    period = st.sidebar.date_input("Period", value=(first, last), min_value=first, max_value=last, key="f_period")
+    period = st.sidebar.date_input(tr("common.period"), value=(first, last), min_value=first, max_value=last, key="f_period")
     start, end = (period if isinstance(period, (tuple, list)) and len(period) == 2
                   else (period[0], period[0]) if isinstance(period, (tuple, list)) and period else (first, last))
     if isinstance(start, date) and isinstance(end, date) and start > end:
-        st.sidebar.error("The period's start is after its end.")
+        st.sidebar.error(tr("common.period_reversed"))
         start, end = end, start
-    channels = st.sidebar.multiselect("Channels", ch["channels"], key="f_channels")
-    chosen_issues = st.sidebar.multiselect("Issues", ch["issues"], key="f_issues") if issues else []
+    channels = st.sidebar.multiselect(tr("common.channels"), ch["channels"], key="f_channels",
+                                      placeholder=tr("common.all"))
+    chosen_issues = st.sidebar.multiselect(tr("common.issues"), ch["issues"], key="f_issues",
+                                                   placeholder=tr("common.all")) if issues else []
     return queries.Filters(start, end, tuple(channels), tuple(chosen_issues))
 
 
 def show_error(exc: KlartextError) -> None:
-    st.error(md(exc.message) + (f"\n\n**Next step:** {md(exc.hint)}" if exc.hint else ""))
+    st.error(md(exc.message) + (f"\n\n**{tr('common.next_step')}** {md(exc.hint)}" if exc.hint else ""))
 
 
 def table(df: pd.DataFrame, name: str, **kw) -> None:
     """A sortable table with a CSV download button."""
     st.dataframe(df, hide_index=True, width="stretch", **kw)
-    st.download_button(f"Download {name} (CSV)", df.to_csv(index=False).encode(), f"{name}.csv", "text/csv",
+    st.download_button(tr("common.download_csv", name=name), df.to_csv(index=False).encode(), f"{name}.csv", "text/csv",
                        key=f"dl_{name}")
 
 

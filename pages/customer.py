@@ -1,7 +1,7 @@
 import streamlit as st
 
 from decision_log import queries
-from pages.common import log, md, require, table, tr
+from pages.common import action_label, catalog, fmt, log, md, money, require, table, tr
 
 require("decisions")
 
@@ -11,11 +11,12 @@ lg = log()
 if lg is None:
     st.stop()
 con = lg.con.cursor()
-q = st.text_input("Customer: raw id (hashed here with the log's key) or pseudonym", key="cust").strip()
+names, currency = catalog(lg)
+number, _ = fmt()
+q = st.text_input(tr("customer.input"), key="cust").strip()
 if not q:
     example = queries.newest_customer(con)
-    st.info(f"Enter a customer. Raw ids are never stored: they are turned into the keyed pseudonym here. "
-            f"Example pseudonym from the log: `{example}`")
+    st.info(tr("customer.enter", example=example))
     st.stop()
 hist = queries.customer_history(con, q)
 pseudonym = q
@@ -23,20 +24,27 @@ if hist.empty:
     pseudonym = lg.pseudonymise([q])[0]
     hist = queries.customer_history(con, pseudonym)
 if hist.empty:
-    st.warning(f"No decision about {md(repr(q))} in this log (pseudonym `{pseudonym}`). Check the id, or that this log "
-               "uses the same pseudonym key (`<log>.key` or $KLARTEXT_PSEUDONYM_KEY).")
+    st.warning(tr("customer.unknown", q=md(repr(q)), pseudonym=pseudonym))
     st.stop()
-c = st.columns(3)
-c[0].metric("Decisions", len(hist))
-c[1].metric("Actions accepted", int(hist["accepted"].sum()))
-c[2].metric("Revenue", f"{hist['revenue'].fillna(0).sum():,.2f}")
-st.caption(f"Pseudonym `{pseudonym}` · from {hist['ts'].min():%Y-%m-%d} to {hist['ts'].max():%Y-%m-%d}")
-hist["chosen_actions"] = hist["chosen_actions"].map(lambda a: ", ".join(a) if len(a) else "— no action —")
-hist["outcome"] = hist["outcome"].fillna("— none reported —")
+c = st.columns(4)
+c[0].metric(tr("customer.decisions"), number(len(hist)))
+c[1].metric(tr("customer.accepted"), number(int(hist["accepted"].sum())))
+c[2].metric(tr("customer.revenue"), money(hist["revenue"].fillna(0).sum(), currency))
+c[3].metric(tr("customer.margin"), money(hist["margin"].fillna(0).sum(), currency))
+st.caption(tr("customer.span", pseudonym=pseudonym, first=f"{hist['ts'].min():%Y-%m-%d}",
+              last=f"{hist['ts'].max():%Y-%m-%d}"))
+hist["chosen_actions"] = hist["chosen_actions"].map(
+    lambda a: ", ".join(action_label(names, x) for x in a) if len(a) else tr("replay.no_action_dash"))
+hist["outcome"] = hist["outcome"].fillna(tr("customer.none_reported"))
 hist.insert(1, "replay", "replay?decision=" + hist["decision_id"])
 table(hist, f"customer_{pseudonym[:12]}", column_config={
-    "replay": st.column_config.LinkColumn("Replay", display_text="Open", help="This decision in Decision replay"),
-    "ts": st.column_config.DatetimeColumn("Time", format="YYYY-MM-DD HH:mm"),
-    "chosen_actions": "Chosen", "accepted": "Accepted", "churned": "Churned",
-    "revenue": st.column_config.NumberColumn("Revenue", format="%.2f"),
-    "margin": st.column_config.NumberColumn("Margin", format="%.2f")})
+    "decision_id": tr("col.decision"),
+    "replay": st.column_config.LinkColumn(tr("customer.replay"), display_text=tr("customer.open"),
+                                          help=tr("customer.replay_help")),
+    "ts": st.column_config.DatetimeColumn(tr("col.time"), format="YYYY-MM-DD HH:mm"),
+    "channel": tr("col.channel"), "direction": tr("customer.direction"), "trigger": tr("customer.trigger"),
+    "chosen_actions": tr("col.chosen"), "outcome": tr("customer.outcome"), "accepted": tr("customer.accepted_col"),
+    "churned": tr("customer.churned"),
+    "revenue": st.column_config.NumberColumn(tr("customer.revenue_col", currency=currency), format="%.2f"),
+    "margin": st.column_config.NumberColumn(tr("customer.margin_col", currency=currency), format="%.2f"),
+    "strategy_version": tr("customer.strategy")})

@@ -5,11 +5,11 @@ import streamlit as st
 from decision_log import queries
 from decision_log.replay import replay
 from decisioning.errors import KlartextError
-from decisioning.strategy import PREDICTS_SHORT
 from explain import figures
-from explain.reasons import feature_phrase
+from explain.reasons import feature_phrase, reason_text
 from explain.report import html_report
-from pages.common import explainer, filters, log, md, require, show_error, table, tr
+from explain.text import why_not_text
+from pages.common import action_label, catalog, explainer, filters, fmt, lang, log, md, require, show_error, table, tr
 
 require("decisions")
 
@@ -21,13 +21,22 @@ if lg is None:
 ex = explainer(lg)
 con = lg.con.cursor()
 f = filters(con, issues=False)
+names, currency = catalog(lg)
+number, percent = fmt()
+lg_lang = lang()
+
+
+def named(aid: str) -> str:
+    return action_label(names, aid)
+
 
 if "decision" in st.query_params and "q_id" not in st.session_state:  # a link from Customer history
     st.session_state["q_id"] = st.query_params["decision"]
 c1, c2, c3 = st.columns([2, 2, 2])
-did_q = c1.text_input("Decision id (or its start)", key="q_id").strip()
-cust_q = c2.text_input("Customer (pseudonym or raw id)", key="q_customer").strip()
-action_q = c3.selectbox("Chosen action", ["any"] + queries.choices(con)["actions"], key="q_action")
+did_q = c1.text_input(tr("replay.find_id"), key="q_id").strip()
+cust_q = c2.text_input(tr("replay.find_customer"), key="q_customer").strip()
+action_q = c3.selectbox(tr("replay.find_action"), ["any"] + queries.choices(con)["actions"], key="q_action",
+                        format_func=lambda a: tr("replay.any") if a == "any" else named(a))
 customer = None
 if cust_q:
     known = not queries.find_decisions(con, customer=cust_q, limit=1).empty
@@ -35,11 +44,18 @@ if cust_q:
 found = queries.find_decisions(con, decision_id=did_q or None, customer=customer,
                                action=None if action_q == "any" else action_q, f=f, limit=200)
 if found.empty:
-    st.warning("No decision matches" + (f" id {did_q!r}" if did_q else "") + (f", customer {cust_q!r}" if cust_q else "")
-               + ". Check the id, clear a filter, or widen the period.")
+    st.warning(tr("replay.no_match", what=", ".join(x for x in (did_q, cust_q) if x) or "—"))
     st.stop()
-found["chosen_actions"] = found["chosen_actions"].map(lambda a: ", ".join(a) if len(a) else "— no action —")
-st.dataframe(found, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row", key="found")
+found["chosen_actions"] = found["chosen_actions"].map(
+    lambda a: ", ".join(named(x) for x in a) if len(a) else tr("replay.no_action_dash"))
+st.dataframe(found, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row", key="found",
+             column_config={
+                 "decision_id": st.column_config.TextColumn(tr("col.decision")),
+                 "ts": st.column_config.DatetimeColumn(tr("col.time"), format="YYYY-MM-DD HH:mm"),
+                 "channel": tr("col.channel"), "customer": tr("col.customer"), "chosen_actions": tr("col.chosen"),
+                 "selection_probability": st.column_config.NumberColumn(tr("col.selection_probability"),
+                                                                         format="%.3f"),
+                 "explored": tr("col.explored")})
 picked = st.session_state.get("found", {}).get("selection", {}).get("rows", [])
 did = found["decision_id"].iloc[picked[0] if picked and picked[0] < len(found) else 0]
 
@@ -49,71 +65,95 @@ except KlartextError as exc:
     show_error(exc)
     st.stop()
 d = e.decision
-st.header(f"Decision {md(did)}")
+st.header(tr("replay.decision", id=md(did)))
 rep = replay(lg, [did])[0]
 if rep.reproduced:
-    replay_note = "Replay verified: re-executed now with the pinned strategy and models, every candidate matches exactly."
+    replay_note = tr("replay.verified")
     st.success(replay_note, icon=":material/verified:")
 elif not rep.replayable:
-    replay_note = f"Not replayable: {rep.note}."
+    replay_note = tr("replay.not_replayable", note=rep.note)
     st.info(replay_note)
 else:
-    replay_note = f"Replay FAILED: {len(rep.differences)} difference(s), e.g. " + \
-        ", ".join(f"{x.action_id}.{x.field}: logged {x.logged!r}, replayed {x.replayed!r}" for x in rep.differences[:3])
+    replay_note = tr("replay.failed", n=len(rep.differences), examples=", ".join(
+        f"{x.action_id}.{x.field}: {x.logged!r} → {x.replayed!r}" for x in rep.differences[:3]))
     st.error(replay_note)
 m = st.columns(4)
-m[0].metric("Channel", d["channel"], d["direction"], delta_color="off")
-m[1].metric("Chosen", ", ".join(e.chosen) or "no action")
+channel = d["channel"]
+if e.strategy is not None and channel in e.strategy.channel_ids:
+    channel = e.strategy.channel(channel).label
+m[0].metric(tr("col.channel"), channel, tr(f"direction.{d['direction']}") if d["direction"] in ("inbound", "outbound")
+            else d["direction"], delta_color="off")
+m[1].metric(tr("col.chosen"), ", ".join(named(a) for a in e.chosen) or tr("replay.no_action"),
+            help=", ".join(e.chosen) or None)
 sp, lat = d["selection_probability"], d["latency_us"]
-m[2].metric("Selection probability", "—" if sp is None or sp != sp else f"{sp:.3g}",
-            "explored" if d["explored"] else None, delta_color="off")
-m[3].metric("Engine latency", "—" if lat is None or lat != lat else f"{int(lat):,} µs")
-st.caption(f"{d['ts']:%Y-%m-%d %H:%M:%S %Z} · customer `{d['customer']}` · strategy `{d['strategy_version']}` "
-           f"· source `{d['source']}`")
+m[2].metric(tr("col.selection_probability"), "—" if sp is None or sp != sp else percent(sp),
+            tr("replay.explored") if d["explored"] else None, delta_color="off", help=tr("replay.selection_help"))
+m[3].metric(tr("replay.latency"), "—" if lat is None or lat != lat else f"{number(int(lat))} µs",
+            help=tr("replay.latency_help"))
+st.caption(tr("replay.facts", ts=f"{d['ts']:%Y-%m-%d %H:%M:%S %Z}", customer=d["customer"],
+              strategy=d["strategy_version"], source=d["source"]))
 for n in e.notes:
     st.warning(n)
 
-tab_why, tab_grid, tab_inputs, tab_whynot = st.tabs(["Why this action", "Every action", "Inputs", "Why not …?"])
+tab_why, tab_grid, tab_inputs, tab_whynot = st.tabs(
+    [tr("replay.tab_why"), tr("replay.tab_all"), tr("replay.tab_inputs"), tr("replay.tab_why_not")])
 feats = e.inputs.get("features", {})
 with tab_why:
     if not e.chosen:
-        st.info("No action was chosen: every action was filtered or stayed below the no-action threshold. "
-                "See **Every action** for each one's stage and reason.")
+        st.info(tr("replay.none_chosen"))
     for aid in e.chosen:
         row = e.candidates.set_index("action_id").loc[aid]
-        st.subheader(aid)
+        st.subheader(named(aid), help=tr("replay.action_id", id=aid))
         if all(row[k] is not None and row[k] == row[k] for k in ("priority", "propensity", "value", "context_weight",
                                                                     "lever")):
-            st.markdown(f"priority **{row['priority']:.4g}** = propensity {row['propensity']:.4g} × value "
-                        f"{row['value']:.4g} × context weight {row['context_weight']:.4g} × lever {row['lever']:.4g}")
+            st.markdown(tr("replay.priority_line", priority=number(row["priority"], 2), propensity=percent(
+                row["propensity"]), value=f"{number(row['value'], 2)} {currency}", weight=number(row["context_weight"], 2),
+                lever=number(row["lever"], 2)))
         else:
-            st.caption("The source logged no complete set of priority factors for this action.")
+            st.caption(tr("replay.no_factors"))
         for r in e.reasons.get(aid, []):
-            st.markdown(f"- {md(r.text)}")
+            st.markdown(f"- {md(reason_text(e.strategy, aid, r, lg_lang) if e.strategy is not None else r.text)}")
         ca = e.attributions.get(aid)
         if ca is None:
             continue
         if ca.verified:
-            st.caption(f"Attributions verified: the pinned model {ca.model_version} re-scores the logged inputs to "
-                       f"{ca.propensity_rescored:.6g} (logged {ca.propensity_logged:.6g}); base + Σ = output "
-                       f"(residual {ca.residual:.1e}). {ca.algorithm}, {ca.library}.")
-            labels = [feature_phrase(e.strategy, x, d["channel"] if x == "channel" else feats.get(x)) for x in ca.features]
             predicts = e.strategy.actions[e.strategy.action_index(aid)].predicts
+            st.caption(tr("replay.attributions_checked"))
+            labels = [feature_phrase(e.strategy, x, d["channel"] if x == "channel" else feats.get(x), lg_lang)
+                      for x in ca.features]
             st.plotly_chart(figures.attribution_waterfall(list(ca.features), ca.phi, ca.base_value, ca.raw_output,
-                                                          labels, outcome=PREDICTS_SHORT[predicts]),
+                                                          labels, outcome=tr(f"predicts_short.{predicts}"),
+                                                          lang=lg_lang),
                             width="stretch", key=f"wf_{aid}")
+            with st.expander(tr("replay.technical")):
+                st.caption(tr("replay.attributions_detail", model=ca.model_version,
+                              rescored=f"{ca.propensity_rescored:.6g}", logged=f"{ca.propensity_logged:.6g}",
+                              residual=f"{ca.residual:.1e}", algorithm=ca.algorithm, library=ca.library))
         else:
-            st.error("Attributions withheld — " + md("; ".join(ca.problems)))
+            st.error(tr("replay.attributions_withheld", problems=md("; ".join(ca.problems))))
 with tab_grid:
-    st.plotly_chart(figures.decision_grid(e.candidates, None if e.strategy is not None else e.stages),
+    st.plotly_chart(figures.decision_grid(e.candidates, None if e.strategy is not None else e.stages, names=names,
+                                          lang=lg_lang),
                     width="stretch", key="grid")
     if e.candidates["propensity"].notna().any():
-        st.plotly_chart(figures.priority_factors(e.candidates), width="stretch", key="factors")
-    table(e.candidates, f"candidates_{did}")
+        st.plotly_chart(figures.priority_factors(e.candidates, names=names, lang=lg_lang), width="stretch",
+                        key="factors")
+    shown = e.candidates.copy()
+    shown.insert(0, "name", shown["action_id"].map(named))
+    table(shown, f"candidates_{did}", column_config={
+        "name": tr("col.action"), "action_id": tr("col.action_id"), "issue": tr("col.issue"), "group": tr("col.group"),
+        "stage": None, "stage_label": tr("col.stage"), "stage_order": None, "rule": tr("col.rule"),
+        "reason": tr("col.reason"),
+        "propensity": st.column_config.NumberColumn(tr("col.propensity"), format="percent"),
+        "value": st.column_config.NumberColumn(tr("col.value", currency=currency), format="%.2f"),
+        "context_weight": st.column_config.NumberColumn(tr("col.context_weight"), format="%.2f"),
+        "lever": st.column_config.NumberColumn(tr("col.lever"), format="%.2f"),
+        "priority": st.column_config.NumberColumn(tr("col.priority"), format="%.3f"),
+        "rank": tr("col.rank"), "selected": tr("col.selected"), "model_version": tr("col.model_version"),
+        "rows": tr("col.rows")})
     if e.component_level:
-        st.subheader(f"Component rows ({len(e.rows):,})")
-        st.caption("The source logged each action once per strategy component it passed, in this order; the grid "
-                   "above shows each action where it got furthest.")
+        st.subheader(tr("replay.component_rows", n=number(len(e.rows))))
+        st.caption(tr("replay.component_caption"))
         table(e.rows, f"rows_{did}")
 with tab_inputs:
     table(e.display_inputs(), f"inputs_{did}")
@@ -122,24 +162,30 @@ contrasts = []
 with tab_whynot:
     others = [a for a in e.candidates["action_id"] if a not in e.chosen[:1]]
     if not e.chosen:
-        st.info("No winner to compare with: this decision chose no action.")
+        st.info(tr("replay.no_winner"))
     else:
-        other = st.selectbox(f"Why {e.chosen[0]} and not …", others, key="whynot")
+        other = st.selectbox(tr("replay.why_not_pick", winner=named(e.chosen[0])), others, key="whynot",
+                             format_func=named)
         c = ex.why_not(did, other)
         contrasts.append(c)
-        st.markdown(f"**{md(c.summary)}**")
+        answer, cf_notes = why_not_text(c, e, lg_lang, names)
+        st.markdown(f"**{md(answer)}**")
         if c.tested:
-            st.markdown("Values the rule tested: " + ", ".join(f"{md(k)} = **{md(v)}**" for k, v in c.tested.items()))
+            st.markdown(tr("replay.tested") + ", ".join(f"{md(k)} = **{md(v)}**" for k, v in c.tested.items()))
         if c.log_ratio is not None:
-            st.plotly_chart(figures.contrast_bars([(t.name.replace("_", " "), t.log_ratio) for t in c.terms],
-                                                  c.winner, c.other), width="stretch", key="contrast")
+            st.caption(tr("replay.contrast_caption", winner=named(c.winner), other=named(c.other),
+                          times=number(2.718281828459045 ** c.log_ratio, 2)))
+            st.plotly_chart(figures.contrast_bars([(tr(f"term.{t.name}"), t.log_ratio) for t in c.terms],
+                                                  named(c.winner), named(c.other), lang=lg_lang),
+                            width="stretch", key="contrast")
         if c.propensity_terms:
-            st.caption("The propensity term, by the two models' attributions (log-odds):")
+            st.caption(tr("replay.propensity_caption"))
             st.plotly_chart(figures.contrast_bars([(t.name, t.log_ratio) for t in c.propensity_terms[:12]],
-                                                  c.winner, c.other), width="stretch", key="contrast_p")
-        for cf in c.counterfactuals:
+                                                  named(c.winner), named(c.other), lang=lg_lang, propensity=True),
+                            width="stretch", key="contrast_p")
+        for cf, note in zip(c.counterfactuals, cf_notes):
             (st.success if cf.needed is not None else st.info)(
-                f"**{cf.parameter.replace('_', ' ')}:** {cf.note}" + (" (verified by re-arbitration)" if cf.verified else ""))
+                f"**{tr(f'term.{cf.parameter}')}:** {note}" + (tr("replay.cf_verified") if cf.verified else ""))
 
 st.divider()
 d1, d2 = st.columns(2)
@@ -147,7 +193,7 @@ record = e.to_dict()
 record["replay"] = {"reproduced": rep.reproduced, "note": replay_note}
 record["why_not"] = [c.to_dict() for c in contrasts]
 # built only when clicked: the HTML report inlines plotly.js (a few MB)
-d1.download_button("Export record (JSON)", lambda: json.dumps(record, indent=2, default=str).encode(),
+d1.download_button(tr("replay.export_json"), lambda: json.dumps(record, indent=2, default=str).encode(),
                    f"decision_{did}.json", "application/json", key="dl_json", on_click="ignore")
-d2.download_button("Export report (HTML)", lambda: html_report(e, contrasts, replay_note).encode(),
+d2.download_button(tr("replay.export_html"), lambda: html_report(e, contrasts, replay_note).encode(),
                    f"decision_{did}.html", "text/html", key="dl_html", on_click="ignore")

@@ -9,6 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from decision_log.store import DecisionLog
+from decisioning.scenarios.retail import load_demo_strategy
 from explain import figures
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,13 +74,14 @@ def test_replay_page_why_not_switches_and_finds_by_id(demo_log, monkeypatch):
     ok(at.selectbox(key="whynot").set_value(other).run())
     # data is escaped for Markdown (shown as text): read it back without the escapes
     summary = re.sub(r"\\(.)", r"\1", [m.value for m in at.markdown if m.value.startswith("**")][0])
-    assert f"{other} was removed at the suitability stage by {rule}" in summary and reason in summary
+    name = next(a.name for a in load_demo_strategy().actions if a.id == other)  # the name people know it by
+    assert f"“{name}” was removed at the suitability stage by the rule “{rule}”" in summary and reason in summary
 
 
 def test_replay_page_unknown_id_gives_a_clear_message(demo_log, monkeypatch):
     at = page("pages/replay.py", demo_log, monkeypatch)
     ok(at.text_input(key="q_id").set_value("ZZZNOPE").run())
-    assert at.warning[0].value.startswith("No decision matches id 'ZZZNOPE'")
+    assert at.warning[0].value.startswith("No decision matches ZZZNOPE in this period")
 
 
 def test_customer_history_hashes_a_raw_id(demo_log, monkeypatch):

@@ -183,7 +183,7 @@ def test_reason_codes_come_from_attributions_and_fired_rules(tiny_log, tiny_stra
                 assert r.effect == ca.phi[ca.features.index(r.name)] > 0
     if "store_card" in e.chosen:  # age 22 < 30 fires young_web; growth has lever 1.2
         texts = [r.text for r in e.reasons["store_card"]]
-        assert "Young customers on the web like cards — context weight ×1.5 (young_web)" in texts
+        assert "Young customers on the web like cards — weighted ×1.5 by the rule “young_web”" in texts
         assert "Business lever ×1.2 for “store card” (issue growth)" in texts
 
 
@@ -355,8 +355,12 @@ def test_waterfall_bars_add_up_to_the_model_output():
 
 def test_contrast_and_importance_figures():
     fig = figures.contrast_bars([("propensity", 0.7), ("value", -0.3)], "A", "B")
-    assert list(fig.data[0].y) == ["propensity", "value", "Total log(priority ratio)"]
+    assert list(fig.data[0].y) == ["propensity", "value", "Priority ratio (all factors)"]
     assert math.isclose(fig.data[0].x[-1], 0.4)
+    # the bars say how many times higher: e^0.7, e^-0.3, and their product e^0.4
+    assert list(fig.data[0].text) == ["×2.01", "×0.74", "×1.49"]
+    de = figures.contrast_bars([("Annahmechance", 0.7), ("Wert", -0.3)], "A", "B", lang="de")
+    assert list(de.data[0].text) == ["×2,01", "×0,74", "×1,49"] and de.data[0].y[-1].startswith("Verhältnis")
     import pandas as pd
 
     imp = pd.DataFrame({"feature": ["x", "y", "z"], "mean_abs": [0.1, 0.3, 0.2]})

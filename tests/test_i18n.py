@@ -101,3 +101,44 @@ def test_the_model_registry_reads_in_german(demo_log, monkeypatch):
     assert [m.label for m in at.metric] == ["Modellversionen", "Median der AUC", "Größter Kalibrierungsfehler (ECE)"]
     assert at.metric[1].value.startswith("0,")  # a decimal comma
     assert "**Trainiert auf**" in at.markdown[0].value and "**Merkmale:**" in at.markdown[1].value
+
+
+def _german(page: str, demo_log, monkeypatch) -> AppTest:
+    monkeypatch.setenv("KLARTEXT_DB", str(demo_log))
+    monkeypatch.setenv(i18n.LANG_ENV, "de")
+    at = AppTest.from_file(str(ROOT / "pages" / f"{page}.py"), default_timeout=90).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_decision_replay_reads_in_german_with_the_actions_names(demo_log, monkeypatch):
+    from decisioning.scenarios.retail import load_demo_strategy
+
+    names = {a.id: a.name for a in load_demo_strategy().actions}
+    at = _german("replay", demo_log, monkeypatch)
+    assert at.header[0].value.startswith("Entscheidung ")
+    assert [m.label for m in at.metric] == ["Kanal", "Gewählt", "Auswahlwahrscheinlichkeit", "Rechenzeit der Engine"]
+    chosen = at.metric[1].value.split(", ")
+    assert chosen and set(chosen) <= set(names.values()) | {"keine Aktion"}  # names, not ids
+    texts = [m.value for m in at.markdown]
+    if chosen != ["keine Aktion"]:
+        assert any(t.startswith("Priorität **") and "Annahmechance" in t for t in texts), texts[:3]
+        reasons = [t for t in texts if t.startswith("- ")]
+        assert reasons and all(" erhöhte " in t or " senkte " in t or "gewichtet" in t or "Geschäftshebel" in t
+                               for t in reasons), reasons
+        assert not any("log-odds" in t or "raised" in t for t in reasons)
+        why_not = at.selectbox(key="whynot")
+        assert set(why_not.options) <= set(names.values())
+        at = why_not.select_index(len(why_not.options) - 1).run()
+        answer = [m.value for m in at.markdown if m.value.startswith("**")][0]
+        assert re.search(r"wurde|hat alle Regeln passiert|ebenfalls gezeigt", answer), answer
+    assert [t.label for t in at.tabs] == ["Warum diese Aktion", "Alle Aktionen", "Eingaben", "Warum nicht …?"]
+
+
+def test_customer_history_reads_in_german(demo_log, monkeypatch):
+    at = _german("customer", demo_log, monkeypatch)
+    assert at.info[0].value.startswith("Geben Sie einen Kunden ein.")
+    at = at.text_input(key="cust").set_value("C00000042").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [m.label for m in at.metric] == ["Entscheidungen", "Angenommene Aktionen", "Umsatz", "Marge"]
+    assert at.metric[2].value.endswith(" EUR") and "," in at.metric[2].value  # 12,50 EUR
