@@ -12,7 +12,7 @@ from decisioning import stages as flow
 from explain import i18n
 
 
-def stage_funnel(funnel: pd.DataFrame) -> go.Figure:
+def stage_funnel(funnel: pd.DataFrame, lang: str = "en") -> go.Figure:
     """The funnel in the flow's order: interactions still reaching each stage (left) and the
     candidate rows that stopped there (right).
 
@@ -27,20 +27,20 @@ def stage_funnel(funnel: pd.DataFrame) -> go.Figure:
     labels = [str(x) for x in df["label"]]
     last = len(df) - 1
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
-                        subplot_titles=("Interactions reaching the stage", "Candidate rows ending there"))
+                        subplot_titles=(i18n.t("fig.reaching", lang), i18n.t("fig.ending", lang)))
     reach = df["interactions_reaching"].astype("float64")
     share = df["reaching_share"].astype("float64")
     fig.add_trace(go.Bar(
         x=reach, y=labels, orientation="h", marker_color="#1565c0",
-        text=[f"{s:.1%}" if s == s else "" for s in share], textposition="auto",
-        hovertemplate="%{y}: %{x:,} interactions reach it<extra></extra>"), row=1, col=1)
+        text=[i18n.percent(s, lang) if s == s else "" for s in share], textposition="auto",
+        hovertemplate="%{y}: %{x:,} " + i18n.t("fig.reach_hover", lang) + "<extra></extra>"), row=1, col=1)
     fig.add_trace(go.Bar(
         x=df["rows"], y=labels, orientation="h",
         marker_color=["#2e7d32" if i == last else "#c62828" for i in range(len(df))],
-        hovertemplate="%{y}: %{x:,} candidate rows end here<extra></extra>"), row=1, col=2)
-    fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(title_text="interactions", row=1, col=1)
-    fig.update_xaxes(title_text="candidate rows", row=1, col=2)
+        hovertemplate="%{y}: %{x:,} " + i18n.t("fig.end_hover", lang) + "<extra></extra>"), row=1, col=2)
+    fig.update_yaxes(autorange="reversed", automargin=True)
+    fig.update_xaxes(title_text=i18n.t("fig.interactions", lang), row=1, col=1)
+    fig.update_xaxes(title_text=i18n.t("fig.candidate_rows", lang), row=1, col=2)
     fig.update_layout(showlegend=False, margin={"l": 10, "r": 10, "t": 30, "b": 10}, height=max(260, 48 * len(df)))
     return fig
 
@@ -147,7 +147,7 @@ def contrast_bars(terms: list[tuple[str, float]], winner: str, other: str, title
     return fig
 
 
-def global_importance(imp: pd.DataFrame, top: int = 15, title: str | None = None) -> go.Figure:
+def global_importance(imp: pd.DataFrame, top: int = 15, title: str | None = None, lang: str = "en") -> go.Figure:
     """Mean |SHAP| per feature (bars), one colour per segment when there are several.
 
     Parameters
@@ -168,7 +168,7 @@ def global_importance(imp: pd.DataFrame, top: int = 15, title: str | None = None
                              hovertemplate="%{y}: %{x:.4f}<extra>" + str(seg) + "</extra>"))
     fig.update_layout(
         title=title, barmode="group", height=max(320, 26 * len(keep) * max(1, min(3, len(fig.data))) // 2 + 120),
-        yaxis={"autorange": "reversed"}, xaxis_title="mean |SHAP| (log-odds)",
+        yaxis={"autorange": "reversed", "automargin": True, "dtick": 1}, xaxis_title=i18n.t("fig.mean_shap", lang),
         margin={"l": 10, "r": 10, "t": 50 if title else 20, "b": 40},
         showlegend=len(fig.data) > 1,
     )
@@ -176,7 +176,7 @@ def global_importance(imp: pd.DataFrame, top: int = 15, title: str | None = None
 
 
 def dependence(dep: pd.DataFrame, feature_label: str, categories: list[str] | None = None,
-               title: str | None = None) -> go.Figure:
+               title: str | None = None, lang: str = "en") -> go.Figure:
     """Feature value vs its attribution, one point per explained candidate.
 
     Parameters
@@ -192,15 +192,15 @@ def dependence(dep: pd.DataFrame, feature_label: str, categories: list[str] | No
         gx = g["x"].to_numpy(dtype=np.float64)
         fig.add_trace(go.Scattergl(
             x=gx, y=g["phi"], mode="markers", name=str(ch), marker={"size": 5, "opacity": 0.55},
-            hovertemplate=feature_label + " %{x}: %{y:+.3f} log-odds<extra>" + str(ch) + "</extra>",
+            hovertemplate=feature_label + " %{x}: %{y:+.3f} " + i18n.t("fig.log_odds", lang) + "<extra>" + str(ch) + "</extra>",
         ))
     xaxis: dict = {"title": feature_label}
     if categories:
         xaxis.update(tickvals=list(range(len(categories))), ticktext=categories)
     elif len(xs) and set(np.unique(xs[~np.isnan(xs)])) <= {0.0, 1.0}:
-        xaxis.update(tickvals=[0, 1], ticktext=["no", "yes"])
+        xaxis.update(tickvals=[0, 1], ticktext=[i18n.t("value.no", lang), i18n.t("value.yes", lang)])
     fig.add_hline(y=0, line={"color": "#90a4ae", "width": 1})
-    fig.update_layout(title=title, height=380, xaxis=xaxis, yaxis_title="SHAP value (log-odds)",
+    fig.update_layout(title=title, height=380, xaxis=xaxis, yaxis_title=i18n.t("fig.shap_value", lang),
                       margin={"l": 10, "r": 10, "t": 50 if title else 20, "b": 40})
     return fig
 
@@ -237,11 +237,13 @@ def timeline(daily: pd.DataFrame, changes: pd.DataFrame | None = None, value: st
 
 
 def bars(df: pd.DataFrame, x: str, y: str, title: str | None = None, fmt: str = ",.0f",
-         color: str = "#1565c0", height: int | None = None) -> go.Figure:
-    """Horizontal bars of ``x`` per ``y`` in the frame's order (largest first, as sorted by the query)."""
+         color: str = "#1565c0", height: int | None = None, x_title: str | None = None) -> go.Figure:
+    """Horizontal bars of ``x`` per ``y`` in the frame's order (largest first, as sorted by the query);
+    the x axis is titled ``x_title`` (default: the column's name)."""
     fig = go.Figure(go.Bar(x=df[x], y=df[y].astype(str), orientation="h", marker_color=color,
                            hovertemplate="%{y}: %{x:" + fmt + "}<extra></extra>"))
-    fig.update_layout(title=title, yaxis={"autorange": "reversed"}, xaxis_title=x.replace("_", " "),
+    fig.update_layout(title=title, yaxis={"autorange": "reversed", "automargin": True},
+                      xaxis_title=x_title or x.replace("_", " "),
                       height=height or max(260, 24 * len(df) + 90),
                       margin={"l": 10, "r": 10, "t": 50 if title else 20, "b": 40})
     return fig

@@ -274,6 +274,74 @@ TEXT: dict[str, tuple[str, str]] = {
     "customer.strategy": ("Strategy version", "Strategieversion"),
     "direction.inbound": ("inbound", "eingehend"),
     "direction.outbound": ("outbound", "ausgehend"),
+    # funnel & policies
+    "funnel.how_far": ("How far interactions get, and where candidate actions stop",
+                       "Wie weit Interaktionen kommen, und wo Kandidaten-Aktionen enden"),
+    "funnel.bar_per": ("One bar per", "Ein Balken je"),
+    "funnel.by_stage": ("stage", "Stufe"),
+    "funnel.by_group": ("stage group", "Stufengruppe"),
+    "funnel.none": ("No decision in this selection.", "Keine Entscheidung in dieser Auswahl."),
+    "funnel.reach_caption": ("An interaction *reaches* a stage when at least one of its candidate rows stopped there "
+                             "or later. Stages are in the flow's order (an imported log keeps its source's order, "
+                             "e.g. Pega's Stage_pyOrder).",
+                             "Eine Interaktion *erreicht* eine Stufe, wenn mindestens eine ihrer Kandidatenzeilen dort "
+                             "oder später endete. Die Stufen stehen in der Reihenfolge des Ablaufs (ein importiertes "
+                             "Protokoll behält die seiner Quelle, z. B. Pegas Stage_pyOrder)."),
+    "funnel.label": ("Stage name", "Name der Stufe"),
+    "funnel.stage_group": ("Stage group", "Stufengruppe"),
+    "funnel.order": ("Order", "Reihenfolge"),
+    "funnel.rows": ("Candidate rows ending here", "Kandidatenzeilen, die hier enden"),
+    "funnel.stopping": ("Interactions stopping here", "Interaktionen, die hier enden"),
+    "funnel.reaching": ("Interactions reaching it", "Interaktionen, die sie erreichen"),
+    "funnel.reaching_share": ("Share reaching it", "Anteil, der sie erreicht"),
+    "funnel.rules": ("Rules that remove the most actions", "Regeln, die die meisten Aktionen entfernen"),
+    "funnel.no_rules": ("No action was removed by a rule in this selection.",
+                        "In dieser Auswahl wurde keine Aktion durch eine Regel entfernt."),
+    "funnel.removed": ("candidate actions removed", "entfernte Kandidaten-Aktionen"),
+    "funnel.share_removed": ("Share of all candidate rows", "Anteil an allen Kandidatenzeilen"),
+    "funnel.examples": ("Example decisions for rule", "Beispielentscheidungen für die Regel"),
+    "funnel.paste": ("Paste a decision id into **Decision replay** to see the whole decision.",
+                     "Fügen Sie eine Entscheidungs-ID in **Entscheidung nachvollziehen** ein, um die ganze Entscheidung "
+                     "zu sehen."),
+    "funnel.weak": ("Customers with no action, or only weak ones", "Kunden ohne Aktion oder nur mit schwachen"),
+    "funnel.weak_below": ("A weak action has a chance of acceptance below", "Eine schwache Aktion hat eine Annahmechance unter"),
+    "funnel.no_action_share": ("no action", "keine Aktion"),
+    "funnel.only_low_share": ("only weak actions", "nur schwache Aktionen"),
+    "funnel.no_action": ("Decisions with no action", "Entscheidungen ohne Aktion"),
+    "funnel.only_low": ("Decisions with only weak actions", "Entscheidungen nur mit schwachen Aktionen"),
+    "funnel.share": ("share of decisions", "Anteil der Entscheidungen"),
+    "fig.reaching": ("Interactions reaching the stage", "Interaktionen, die die Stufe erreichen"),
+    "fig.ending": ("Candidate rows ending there", "Kandidatenzeilen, die dort enden"),
+    "fig.reach_hover": ("interactions reach it", "Interaktionen erreichen sie"),
+    "fig.end_hover": ("candidate rows end here", "Kandidatenzeilen enden hier"),
+    "fig.interactions": ("interactions", "Interaktionen"),
+    "fig.candidate_rows": ("candidate rows", "Kandidatenzeilen"),
+    "fig.mean_shap": ("average influence on the model (mean |SHAP|, log-odds)",
+                      "durchschnittlicher Einfluss auf das Modell (mittlerer |SHAP|-Wert, Log-Odds)"),
+    "fig.log_odds": ("log-odds", "Log-Odds"),
+    "fig.shap_value": ("influence on the model (SHAP value, log-odds)", "Einfluss auf das Modell (SHAP-Wert, Log-Odds)"),
+    # explanations
+    "explanations.none": ("No stored explanations in this log yet. Explain a sample of decisions (they are checked and "
+                          "stored in the log) with:\n\n```\nklartext explain --sample 2000 --db PATH\n```",
+                          "In diesem Protokoll sind noch keine Erklärungen gespeichert. Erklären Sie eine Stichprobe "
+                          "von Entscheidungen (sie werden geprüft und im Protokoll gespeichert) mit:\n\n```\n"
+                          "klartext explain --sample 2000 --db PATH\n```"),
+    "explanations.action": ("Action model", "Modell der Aktion"),
+    "explanations.action_option": ("{name} ({n} explained)", "{name} ({n} erklärt)"),
+    "explanations.split": ("Split by", "Aufteilen nach"),
+    "explanations.seg_none": ("nothing", "nichts"),
+    "explanations.seg_channel": ("channel", "Kanal"),
+    "explanations.seg_issue": ("issue", "Thema"),
+    "explanations.seg_week": ("week", "Woche"),
+    "explanations.seg_day": ("day", "Tag"),
+    "explanations.seg_month": ("month", "Monat"),
+    "explanations.drives": ("What drives “{name}”", "Was „{name}“ antreibt"),
+    "explanations.dependence": ("How one feature's value moves the estimate", "Wie der Wert eines Merkmals die "
+                                "Schätzung verschiebt"),
+    "explanations.footer": ("{n} actions in the catalog. The influence is measured in log-odds of acceptance "
+                            "(attributions are in log-odds), computed with the model that made each decision.",
+                            "{n} Aktionen im Katalog. Der Einfluss ist in Log-Odds der Annahme gemessen, berechnet mit "
+                            "dem Modell, das die jeweilige Entscheidung getroffen hat."),
     # why not
     "whynot.winner": ("{other} is the action compared against.", "{other} ist die Vergleichsaktion."),
     "whynot.filtered": ("{other} was removed at the {stage} stage by the rule “{rule}”: {description} ({reason}).",

@@ -142,3 +142,18 @@ def test_customer_history_reads_in_german(demo_log, monkeypatch):
     assert not at.exception, [e.value for e in at.exception]
     assert [m.label for m in at.metric] == ["Entscheidungen", "Angenommene Aktionen", "Umsatz", "Marge"]
     assert at.metric[2].value.endswith(" EUR") and "," in at.metric[2].value  # 12,50 EUR
+
+
+def test_funnel_and_explanations_read_in_german(demo_log, monkeypatch):
+    from decisioning.scenarios.retail import load_demo_strategy
+
+    names = {a.id: a.name for a in load_demo_strategy().actions}
+    at = _german("funnel", demo_log, monkeypatch)
+    assert [h.value for h in at.subheader] == ["Wie weit Interaktionen kommen, und wo Kandidaten-Aktionen enden",
+                                               "Regeln, die die meisten Aktionen entfernen",
+                                               "Kunden ohne Aktion oder nur mit schwachen"]
+    assert at.radio(key="funnel_by").options == ["Stufe", "Stufengruppe"]
+    at = _german("explanations", demo_log, monkeypatch)
+    option = at.selectbox(key="ex_action").options[0]
+    assert option.endswith(" erklärt)") and option.rsplit(" (", 1)[0] in names.values(), option
+    assert at.selectbox(key="ex_seg").options == ["nichts", "Kanal", "Thema", "Woche", "Tag", "Monat"]
