@@ -593,6 +593,9 @@ def off_policy(log: DecisionLog, f: Factors, target_first: np.ndarray, target: F
         f.derived["first_outcomes"] = queries.first_action_outcomes(log.con.cursor(), f.strategy.version)
     o = f.derived["first_outcomes"]
     n = len(f)
+    if len(o["seq"]) != n:  # a subset of the version's decisions (a period or channels): theirs only
+        pos = np.searchsorted(o["seq"], f.seq)
+        o = f.derived["first_outcomes"] = {k: v[pos] for k, v in o.items()}
     r_all = {"conversion": o["accepted"].astype(float), "visit": o["visited"].astype(float),
              "revenue": o["revenue"].astype(float), "margin": o["margin"].astype(float),
              "retention": 1.0 - o["churned"].astype(float)}[reward]

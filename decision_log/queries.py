@@ -483,7 +483,7 @@ def first_action_outcomes(con: duckdb.DuckDBPyConnection, strategy_version: str)
                    o.margin, o.revenue, o.churned
             FROM decisions d LEFT JOIN outcomes o ON o.decision_id = d.decision_id
             WHERE d.strategy_version = ? AND d.source = 'klartext')
-        SELECT any_value(selection_probability) AS selection_probability,
+        SELECT seq, any_value(selection_probability) AS selection_probability,
                coalesce(any_value(outcome) FILTER (WHERE action_id = chosen_action) = 'accepted', false) AS accepted,
                coalesce(any_value(outcome) FILTER (WHERE action_id = chosen_action) IN ('accepted', 'visited'), false)
                    AS visited,
@@ -491,6 +491,15 @@ def first_action_outcomes(con: duckdb.DuckDBPyConnection, strategy_version: str)
                coalesce(sum(margin) FILTER (WHERE action_id = chosen_action), 0.0) AS margin,
                coalesce(bool_or(churned), false) AS churned, count(o_id) > 0 AS has_outcome
         FROM j GROUP BY seq ORDER BY seq""", [strategy_version]).fetchnumpy()
+
+
+def decision_seqs(con: duckdb.DuckDBPyConnection, strategy_version: str, f: Filters):
+    """The sequence numbers (log order) of one strategy version's decisions in the period and
+    channels of ``f`` (its issues do not select decisions)."""
+    p = f.params()
+    return con.execute(f"SELECT d.seq FROM decisions d WHERE d.strategy_version = $version AND {_D_WHERE} "
+                       "ORDER BY d.seq", {k: p[k] for k in ("start", "stop", "channels")} |
+                       {"version": strategy_version}).fetchnumpy()["seq"]
 
 
 def served_outcomes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:

@@ -342,6 +342,67 @@ TEXT: dict[str, tuple[str, str]] = {
                             "(attributions are in log-odds), computed with the model that made each decision.",
                             "{n} Aktionen im Katalog. Der Einfluss ist in Log-Odds der Annahme gemessen, berechnet mit "
                             "dem Modell, das die jeweilige Entscheidung getroffen hat."),
+    # kpi trade-offs
+    "tradeoffs.tab_measured": ("Measured", "Gemessen"),
+    "tradeoffs.tab_frontier": ("Frontier", "Grenzkurve"),
+    "tradeoffs.tab_whatif": ("What-if", "Was-wäre-wenn"),
+    "tradeoffs.tab_ope": ("Off-policy estimate", "Schätzung aus dem Protokoll"),
+    "tradeoffs.none_shown": ("No action was shown in this selection. Widen the filters.",
+                             "In dieser Auswahl wurde keine Aktion gezeigt. Erweitern Sie die Filter."),
+    "tradeoffs.measured_caption": ("Realised figures come from the logged outcomes; expected ones from the logged "
+                                   "chances of acceptance and the strategy's margins and retention effects.",
+                                   "Realisierte Zahlen stammen aus den protokollierten Ergebnissen, erwartete aus den "
+                                   "protokollierten Annahmechancen und den Margen und Bindungseffekten der Strategie."),
+    "tradeoffs.selection": ("These figures re-decide the {n} of {total} logged decisions in the sidebar's period and "
+                            "channels.",
+                            "Diese Zahlen entscheiden die {n} von {total} protokollierten Entscheidungen im Zeitraum "
+                            "und in den Kanälen der Seitenleiste neu."),
+    "tradeoffs.issues_not_applied": ("The Issues filter does not apply here: re-deciding chooses among the actions of "
+                                     "every issue, as the engine did.",
+                                     "Der Themenfilter gilt hier nicht: eine neue Entscheidung wählt wie die Engine "
+                                     "unter den Aktionen aller Themen."),
+    "tradeoffs.none_selected": ("No decision of the strategy in this period and these channels. Widen the filters.",
+                                "Keine Entscheidung der Strategie in diesem Zeitraum und diesen Kanälen. Erweitern Sie "
+                                "die Filter."),
+    "tradeoffs.frontier_intro": ("What the **{n}** decisions would have earned in margin and retention had margin and "
+                                 "retention been weighted differently: each point re-decides all of them with one "
+                                 "balance of the two weights. The middle point is the strategy as it decided.",
+                                 "Was die **{n}** Entscheidungen an Marge und Kundenbindung erbracht hätten, wären "
+                                 "Marge und Bindung anders gewichtet worden: jeder Punkt entscheidet alle mit einer "
+                                 "Balance der beiden Gewichte neu. Der mittlere Punkt ist die Strategie, wie sie "
+                                 "entschieden hat."),
+    "tradeoffs.frontier_detail": ("Strategy `{version}`: margin weight 2(1−λ)·{mw}, retention weight 2λ·{rw}, "
+                                  "λ from 0 to 1 (λ = 0.5 as logged). No model is called: every candidate row holds "
+                                  "its logged factors.",
+                                  "Strategie `{version}`: Margengewicht 2(1−λ)·{mw}, Bindungsgewicht 2λ·{rw}, λ von 0 "
+                                  "bis 1 (λ = 0,5 wie protokolliert). Kein Modell wird aufgerufen: jede "
+                                  "Kandidatenzeile enthält ihre protokollierten Faktoren."),
+    "tradeoffs.steps": ("Weight settings", "Gewichtungen"),
+    "tradeoffs.margin_weight": ("Margin weight", "Margengewicht"),
+    "tradeoffs.retention_weight": ("Retention weight", "Bindungsgewicht"),
+    "tradeoffs.levers": ("**Levers by issue** (replace the strategy's)", "**Hebel je Thema** (ersetzen die der "
+                         "Strategie)"),
+    "tradeoffs.changed": ("Decisions whose first action changes", "Entscheidungen, deren erste Aktion sich ändert"),
+    "tradeoffs.sensitivity": ("**Global sensitivity:** which factor decides most?",
+                              "**Globale Sensitivität:** welcher Faktor entscheidet am meisten?"),
+    "tradeoffs.sensitivity_on": ("Compute sensitivity (re-decides every decision once per factor and lever)",
+                                 "Sensitivität berechnen (entscheidet jede Entscheidung einmal je Faktor und Hebel neu)"),
+    "tradeoffs.changed_axis": ("share of decisions whose first action changes",
+                               "Anteil der Entscheidungen, deren erste Aktion sich ändert"),
+    "tradeoffs.ope_intro": ("What the **what-if setting** (previous tab) would have earned, estimated from the "
+                            "decisions that were served at random (exploration or an experiment's arms) with their "
+                            "logged probabilities.",
+                            "Was die **Was-wäre-wenn-Einstellung** (vorige Registerkarte) erbracht hätte, geschätzt aus "
+                            "den zufällig ausgespielten Entscheidungen (Erkundung oder Versuchsarme) mit ihren "
+                            "protokollierten Wahrscheinlichkeiten."),
+    "tradeoffs.reward": ("Reward per decision", "Ertrag je Entscheidung"),
+    "tradeoffs.ope_on": ("Estimate (bootstrap intervals over every decision)",
+                         "Schätzen (Bootstrap-Intervalle über alle Entscheidungen)"),
+    "reward.conversion": ("conversion (accepted)", "Abschluss (angenommen)"),
+    "reward.visit": ("visit (accepted or visited)", "Besuch (angenommen oder besucht)"),
+    "reward.revenue": ("revenue", "Umsatz"),
+    "reward.margin": ("margin (realised)", "Marge (realisiert)"),
+    "reward.retention": ("retention (did not churn)", "Bindung (nicht abgewandert)"),
     # why not
     "whynot.winner": ("{other} is the action compared against.", "{other} ist die Vergleichsaktion."),
     "whynot.filtered": ("{other} was removed at the {stage} stage by the rule “{rule}”: {description} ({reason}).",

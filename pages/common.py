@@ -14,6 +14,7 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -403,11 +404,36 @@ def imported_sensitivity(path: str, mtime: float) -> pd.DataFrame:
     return do(_imported(path, mtime))
 
 
+def filter_spec(con: duckdb.DuckDBPyConnection, f: queries.Filters) -> str:
+    """The decisions a re-arbitrating view takes from the sidebar (period and channels) as a
+    cache key: ``""`` when they select every decision."""
+    ch = queries.choices(con)
+    if not f.channels and (f.start is None or f.start <= ch["first"]) and (f.end is None or f.end >= ch["last"]):
+        return ""
+    return json.dumps({"start": str(f.start), "end": str(f.end), "channels": list(f.channels)})
+
+
+@st.cache_resource(show_spinner="Selecting the decisions of the period and channels …", max_entries=8)
+def _factors_in(path: str, mtime: float | str, fspec: str):
+    fx = _factors(path, mtime)
+    if not fspec:
+        return fx
+    spec = json.loads(fspec)
+    f = queries.Filters(date.fromisoformat(spec["start"]), date.fromisoformat(spec["end"]), tuple(spec["channels"]))
+    seqs = queries.decision_seqs(_open(path, mtime).con.cursor(), fx.strategy.version, f)
+    return fx.subset(np.flatnonzero(np.isin(fx.seq, seqs)))
+
+
+def factors_in(lg: DecisionLog, fspec: str):
+    """The logged factors of the decisions :func:`filter_spec` selects."""
+    return _factors_in(*log_key(lg), fspec)
+
+
 @st.cache_data(show_spinner="Sweeping the margin/retention balance …", max_entries=4)
-def sweep(path: str, mtime: float, steps: int) -> pd.DataFrame:
+def sweep(path: str, mtime: float, steps: int, fspec: str = "") -> pd.DataFrame:
     from analysis.tradeoff import sweep as do_sweep
 
-    return do_sweep(_factors(path, mtime), steps)
+    return do_sweep(_factors_in(path, mtime, fspec), steps)
 
 
 def log_key(lg: DecisionLog) -> tuple[str, float | str]:
@@ -427,24 +453,25 @@ def _setting(spec: str):
 
 
 @st.cache_data(show_spinner="Re-arbitrating the logged decisions …", max_entries=16)
-def what_if(path: str, mtime: float, spec: str) -> dict:
-    """What-if results, cached per log file and setting (``spec``: JSON of weights and levers)."""
+def what_if(path: str, mtime: float, spec: str, fspec: str = "") -> dict:
+    """What-if results, cached per log file, setting (``spec``: JSON of weights and levers) and
+    selection of decisions (``fspec``, :func:`filter_spec`)."""
     from analysis.tradeoff import what_if as do
 
-    return do(_factors(path, mtime), _setting(spec))
+    return do(_factors_in(path, mtime, fspec), _setting(spec))
 
 
 @st.cache_data(show_spinner="Dropping each factor and raising each lever in turn …", max_entries=4)
-def sensitivity(path: str, mtime: float) -> pd.DataFrame:
+def sensitivity(path: str, mtime: float, fspec: str = "") -> pd.DataFrame:
     from analysis.tradeoff import sensitivity as do
 
-    return do(_factors(path, mtime))
+    return do(_factors_in(path, mtime, fspec))
 
 
 @st.cache_data(show_spinner="Estimating off-policy with bootstrap intervals …", max_entries=16)
-def off_policy(path: str, mtime: float, spec: str, reward: str) -> dict:
+def off_policy(path: str, mtime: float, spec: str, reward: str, fspec: str = "") -> dict:
     from analysis.tradeoff import first_actions
     from analysis.tradeoff import off_policy as do
 
-    f = _factors(path, mtime)
+    f = _factors_in(path, mtime, fspec)
     return do(_open(path, mtime), f, first_actions(f, _setting(spec)), reward=reward, n_boot=200)

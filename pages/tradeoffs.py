@@ -9,7 +9,10 @@ from decisioning.errors import KlartextError
 from explain import figures
 from pages.common import (
     factors,
+    factors_in,
+    filter_spec,
     filters,
+    fmt,
     imported_factors,
     imported_sensitivity,
     imported_what_if,
@@ -32,11 +35,12 @@ if lg is None:
     st.stop()
 con = lg.con.cursor()
 f = filters(con)
+number, percent = fmt()
 tab_measured, tab_frontier, tab_whatif, tab_ope = st.tabs(
-    ["Measured", "Frontier", "What-if", "Off-policy estimate"])
+    [tr("tradeoffs.tab_measured"), tr("tradeoffs.tab_frontier"), tr("tradeoffs.tab_whatif"), tr("tradeoffs.tab_ope")])
 
 with tab_measured:
-    by = st.radio("By", ["issue", "channel"], horizontal=True, key="to_by")
+    by = st.radio(tr("overview.by"), ["issue", "channel"], horizontal=True, key="to_by", format_func=lambda b: tr(f"by.{b}"))
     sv = queries.newest_strategy_version(con)
     actions = None
     if sv:
@@ -46,13 +50,12 @@ with tab_measured:
                                 "retention_effect": [a.retention_effect for a in s.actions]})
     df = queries.kpi_tradeoff(con, f, by, actions)
     if df.empty:
-        st.warning("No action was shown in this selection. Widen the filters.")
+        st.warning(tr("tradeoffs.none_shown"))
     else:
         k = queries.kpis(con, f)
         st.plotly_chart(figures.tradeoff_scatter(df, k["churn_not_reached"], by), width="stretch", key="scatter")
         table(df, f"tradeoff_by_{by}")
-        st.caption("Realised figures come from the logged outcomes; expected ones from the logged propensities and "
-                   "the strategy's margins and retention effects.")
+        st.caption(tr("tradeoffs.measured_caption"))
 
 if only_imported(lg):  # no strategy to re-run: re-arbitrate the four factors the source logged
     try:
@@ -99,21 +102,40 @@ except KlartextError as exc:
         show_error(exc)
     st.stop()
 s = fx.strategy
+fspec = filter_spec(con, f)
+n_all = len(fx)
+fx = factors_in(lg, fspec)
+
+
+def selection_note() -> None:
+    """What the re-arbitrating tabs take from the sidebar (the period and channels), and what not."""
+    st.caption(tr("tradeoffs.selection", n=number(len(fx)), total=number(n_all))
+               + (" " + tr("tradeoffs.issues_not_applied") if f.issues else ""))
+
+
+if len(fx) == 0:
+    for tab in (tab_frontier, tab_whatif, tab_ope):
+        with tab:
+            st.warning(tr("tradeoffs.none_selected"))
+    st.stop()
 
 with tab_frontier:
-    st.markdown(f"Re-arbitrating the **{len(fx):,}** logged decisions of strategy `{s.version}` with margin weight "
-                f"`2(1−λ)·{s.margin_weight:g}` and retention weight `2λ·{s.retention_weight:g}` — no model calls: "
-                "every candidate row holds its factors. λ = 0.5 is the strategy as logged.")
-    steps = st.select_slider("Weight settings", [11, 21, 41, 81], value=21, key="steps")
-    sw = sweep(*log_key(lg), steps)
+    selection_note()
+    st.markdown(tr("tradeoffs.frontier_intro", n=number(len(fx))))
+    with st.expander(tr("replay.technical")):
+        st.caption(tr("tradeoffs.frontier_detail", version=s.version, mw=f"{s.margin_weight:g}",
+                      rw=f"{s.retention_weight:g}"))
+    steps = st.select_slider(tr("tradeoffs.steps"), [11, 21, 41, 81], value=21, key="steps")
+    sw = sweep(*log_key(lg), steps, fspec)
     st.plotly_chart(figures.frontier(sw), width="stretch", key="frontier")
     table(sw, "frontier")
 
 with tab_whatif:
+    selection_note()
     c1, c2 = st.columns(2)
-    mw = c1.number_input("Margin weight", 0.0, 100.0, float(s.margin_weight), 0.1, key="wi_mw")
-    rw = c2.number_input("Retention weight", 0.0, 100.0, float(s.retention_weight), 0.1, key="wi_rw")
-    st.markdown("**Levers by issue** (replace the strategy's)")
+    mw = c1.number_input(tr("tradeoffs.margin_weight"), 0.0, 100.0, float(s.margin_weight), 0.1, key="wi_mw")
+    rw = c2.number_input(tr("tradeoffs.retention_weight"), 0.0, 100.0, float(s.retention_weight), 0.1, key="wi_rw")
+    st.markdown(tr("tradeoffs.levers"))
     cols = st.columns(len(fx.issues))
     levers = {}
     for col, issue in zip(cols, fx.issues):
@@ -122,29 +144,30 @@ with tab_whatif:
         if v != current:
             levers[issue] = v
     spec = json.dumps({"margin_weight": mw, "retention_weight": rw, "levers": levers}, sort_keys=True)
-    res = what_if(*log_key(lg), spec)
-    st.metric("Decisions whose first action changes", f"{res['changed']:.2%}")
+    res = what_if(*log_key(lg), spec, fspec)
+    st.metric(tr("tradeoffs.changed"), percent(res["changed"], 2))
     m = st.columns(len(T.KPI_TABLE))
     for col, k in zip(m, T.KPI_TABLE):
         b, w = res["base"][k.name], res["what_if"][k.name]
         col.metric(k.label, f"{w:,.0f}", f"{w - b:+,.0f}", help=k.meaning)
     table(res["by_issue"], "what_if_by_issue")
     table(res["by_channel"], "what_if_by_channel")
-    st.markdown("**Global sensitivity:** which factor decides most?")
-    if st.toggle("Compute sensitivity (re-arbitrates every decision once per factor and lever)", key="sens_on"):
-        sens = sensitivity(*log_key(lg))
-        st.plotly_chart(figures.bars(sens, "changed", "change", fmt=".1%", color="#6a1b9a"), width="stretch",
-                        key="sens")
+    st.markdown(tr("tradeoffs.sensitivity"))
+    if st.toggle(tr("tradeoffs.sensitivity_on"), key="sens_on"):
+        sens = sensitivity(*log_key(lg), fspec)
+        st.plotly_chart(figures.bars(sens, "changed", "change", fmt=".1%", color="#6a1b9a",
+                                     x_title=tr("tradeoffs.changed_axis")), width="stretch", key="sens")
         table(sens, "sensitivity")
 
 with tab_ope:
-    st.markdown("What the **what-if setting** (previous tab) would have earned, estimated from the decisions that "
-                "were served at random (exploration or an experiment's arms) with their logged probabilities.")
-    reward = st.selectbox("Reward per decision", list(T.REWARDS), key="ope_reward")
-    if not st.toggle("Estimate (bootstrap intervals over every decision)", key="ope_on"):
+    selection_note()
+    st.markdown(tr("tradeoffs.ope_intro"))
+    reward = st.selectbox(tr("tradeoffs.reward"), list(T.REWARDS), key="ope_reward",
+                          format_func=lambda r: tr(f"reward.{r}"))
+    if not st.toggle(tr("tradeoffs.ope_on"), key="ope_on"):
         st.stop()
     try:
-        o = off_policy(*log_key(lg), spec, reward)
+        o = off_policy(*log_key(lg), spec, reward, fspec)
     except T.UnsupportedTarget as exc:
         st.error(f"{exc.message} {exc.hint}", icon=":material/block:")
         st.stop()

@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -256,3 +257,24 @@ def test_frontier_and_interval_figures():
     fig = figures.intervals(est, "value", "ci_low", "ci_high", "estimator", reference=0.19)
     assert list(fig.data[0].error_x.array) == pytest.approx([0.06, 0.04])
     assert list(fig.data[0].error_x.arrayminus) == pytest.approx([0.05, 0.03])
+
+
+def test_the_re_deciding_tabs_honour_the_channel_filter(demo_log, monkeypatch):
+    # with Channels = email, Frontier, What-if and Off-policy once re-decided every decision
+    from analysis import tradeoff as T
+
+    at = page("pages/tradeoffs.py", demo_log, monkeypatch)
+    ok(at.multiselect(key="f_channels").set_value(["email"]).run())
+    ok(at.number_input(key="wi_rw").set_value(3.0).run())
+    with DecisionLog.open(demo_log, read_only=True) as log:
+        fx = T.load_factors(log)
+        email = fx.subset(np.flatnonzero(fx.channel == fx.strategy.channel_ids.index("email")))
+        s = fx.strategy
+        expected = T.what_if(email, T.Setting(s.margin_weight, 3.0, {}))["changed"]
+    assert 0 < len(email) < len(fx)
+    notes = [c.value for c in at.caption if c.value.startswith("These figures re-decide")]
+    assert notes and all(f"the {len(email):,} of {len(fx):,} logged decisions" in n for n in notes), notes
+    changed = [m for m in at.metric if m.label == "Decisions whose first action changes"][0]
+    assert changed.value == f"{expected:.2%}"
+    ok(at.toggle(key="ope_on").set_value(True).run())
+    assert list(at.dataframe[-1].value["estimator"]) == ["ips", "snips", "dr"]
