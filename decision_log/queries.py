@@ -257,11 +257,58 @@ def action_mix(con: duckdb.DuckDBPyConnection, f: Filters, by: str = "issue") ->
 
 
 def strategy_changes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """Columns: version, name, first_used (UTC), decisions."""
+    """The strategy versions in the order they started deciding.
+
+    Columns: version, name, first_used (UTC: its first decision; the registration time for a
+    version that has made none yet), registered (UTC), decisions.
+    """
     return con.execute("""
-        SELECT s.version, s.name, s.first_used,
-               (SELECT count(*) FROM decisions d WHERE d.strategy_version = s.version) AS decisions
-        FROM strategies s ORDER BY first_used""").df()
+        WITH d AS (SELECT strategy_version AS version, min(ts) AS first_decision, count(*) AS decisions
+                   FROM decisions WHERE strategy_version IS NOT NULL GROUP BY ALL)
+        SELECT s.version, s.name, coalesce(d.first_decision, s.first_used) AS first_used, s.first_used AS registered,
+               coalesce(d.decisions, 0) AS decisions
+        FROM strategies s LEFT JOIN d USING (version) ORDER BY 3, 1""").df()
+
+
+def trends(con: duckdb.DuckDBPyConnection, f: Filters, grain: str = "day") -> pd.DataFrame:
+    """How acceptance, margin and churn develop, per ``day``, ``week`` or ``month`` (by the
+    decision's time).
+
+    Columns: period, decisions, contacts, with_outcome, acceptance_rate (of the contacts with an
+    outcome; NaN without one), margin (realised, of accepted actions), churn_reached,
+    churn_not_reached (share of the decisions with an outcome whose customer churned, with and
+    without an action), n_reached, n_not_reached.  With an issue filter, contacts, acceptance
+    and margin count only actions of those issues (as :func:`kpis`).
+    """
+    if grain not in ("day", "week", "month"):
+        raise ValueError(f"Unknown grain {grain!r}: use day, week or month.")
+    p = f.params()
+    return con.execute(f"""
+        WITH d AS (
+            SELECT date_trunc('{grain}', d.ts)::DATE AS period, count(*) AS decisions FROM decisions d
+            WHERE {_D_WHERE} GROUP BY ALL),
+        s AS (
+            SELECT date_trunc('{grain}', any_value(c.ts))::DATE AS period, any_value(o.outcome) AS outcome,
+                   any_value(o.margin) AS margin
+            FROM candidates c LEFT JOIN outcomes o ON o.decision_id = c.decision_id AND o.action_id = c.action_id
+            WHERE c.selected AND {_C_WHERE} GROUP BY c.decision_id, c.action_id),
+        a AS (
+            SELECT period, count(*) AS contacts, count(outcome) AS with_outcome,
+                   count(*) FILTER (WHERE outcome = 'accepted') / nullif(count(outcome), 0) AS acceptance_rate,
+                   coalesce(sum(margin), 0) AS margin
+            FROM s GROUP BY ALL),
+        ch AS (
+            SELECT period, avg(churned::DOUBLE) FILTER (WHERE reached) AS churn_reached,
+                   avg(churned::DOUBLE) FILTER (WHERE NOT reached) AS churn_not_reached,
+                   count(*) FILTER (WHERE reached) AS n_reached, count(*) FILTER (WHERE NOT reached) AS n_not_reached
+            FROM (SELECT date_trunc('{grain}', any_value(d.ts))::DATE AS period,
+                         any_value(d.chosen_action) IS NOT NULL AS reached, any_value(o.churned) AS churned
+                  FROM decisions d JOIN outcomes o USING (decision_id) WHERE {_D_WHERE} GROUP BY d.decision_id)
+            GROUP BY ALL)
+        SELECT period, decisions, coalesce(contacts, 0) AS contacts, coalesce(with_outcome, 0) AS with_outcome,
+               acceptance_rate, coalesce(margin, 0) AS margin, churn_reached, churn_not_reached,
+               coalesce(n_reached, 0) AS n_reached, coalesce(n_not_reached, 0) AS n_not_reached
+        FROM d LEFT JOIN a USING (period) LEFT JOIN ch USING (period) ORDER BY period""", p).df()
 
 
 def funnel(con: duckdb.DuckDBPyConnection, f: Filters | None = None, by: str = "stage") -> pd.DataFrame:

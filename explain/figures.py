@@ -211,28 +211,66 @@ _ISSUE_COLORS = ["#1565c0", "#2e7d32", "#ef6c00", "#6a1b9a", "#00838f", "#ad1457
 
 
 def timeline(daily: pd.DataFrame, changes: pd.DataFrame | None = None, value: str = "contacts",
-             title: str | None = None) -> go.Figure:
+             title: str | None = None, lang: str = "en", y_title: str | None = None) -> go.Figure:
     """Stacked daily bars by issue, with strategy-version changes marked as vertical lines.
 
     Parameters
     ----------
     daily : DataFrame with columns ``day``, ``issue`` and ``value``.
-    changes : DataFrame with columns ``version`` and ``first_used``.
+    changes : DataFrame with columns ``version`` and ``first_used`` (its first decision).
     """
     fig = go.Figure()
     for i, (issue, g) in enumerate(daily.groupby("issue", sort=True)):
         fig.add_trace(go.Bar(x=g["day"], y=g[value], name=str(issue),
                              marker_color=_ISSUE_COLORS[i % len(_ISSUE_COLORS)],
                              hovertemplate="%{x|%Y-%m-%d}: %{y:,.0f}<extra>" + str(issue) + "</extra>"))
-    if changes is not None:
-        for r in changes.itertuples(index=False):
-            x = pd.Timestamp(r.first_used).to_pydatetime()
-            fig.add_shape(type="line", x0=x, x1=x, y0=0, y1=1, yref="paper",
-                          line={"color": "#37474f", "dash": "dot", "width": 1})
-            fig.add_annotation(x=x, y=1, yref="paper", text=f"strategy {r.version[:8]}", showarrow=False,
-                               xanchor="left", yanchor="bottom", font={"size": 10})
-    fig.update_layout(barmode="stack", title=title, height=340, yaxis_title=value.replace("_", " "),
-                      margin={"l": 10, "r": 10, "t": 50 if title else 30, "b": 30}, legend_title_text="issue")
+    _mark_changes(fig, changes, lang)
+    fig.update_layout(barmode="stack", title=title, height=340, yaxis_title=y_title or value.replace("_", " "),
+                      margin={"l": 10, "r": 10, "t": 50 if title else 30, "b": 30},
+                      legend_title_text=i18n.t("by.issue", lang), separators=",." if lang == "de" else ".,")
+    return fig
+
+
+def _mark_changes(fig: go.Figure, changes: pd.DataFrame | None, lang: str) -> None:
+    """A dotted line where each strategy version made its first decision."""
+    if changes is None:
+        return
+    for r in changes.itertuples(index=False):
+        x = pd.Timestamp(r.first_used).to_pydatetime()
+        fig.add_vline(x=x, line={"color": "#37474f", "dash": "dot", "width": 1})
+        fig.add_annotation(x=x, y=1, yref="paper", text=i18n.t("fig.strategy", lang, version=r.version[:8]),
+                           showarrow=False, xanchor="left", yanchor="bottom", font={"size": 10})
+
+
+def trends(df: pd.DataFrame, changes: pd.DataFrame | None = None, currency: str = "EUR",
+           lang: str = "en") -> go.Figure:
+    """Acceptance rate, realised margin, and churn of reached vs not reached customers over
+    time (:func:`decision_log.queries.trends`), one panel each, strategy changes marked."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.09,
+                        subplot_titles=(i18n.t("fig.acceptance_rate", lang),
+                                        i18n.t("fig.margin_currency", lang, currency=currency),
+                                        i18n.t("fig.churn", lang)))
+    pct = "%{y:.1%}"
+    fig.add_trace(go.Scatter(x=df["period"], y=df["acceptance_rate"], mode="lines+markers", line={"color": "#1565c0"},
+                             name=i18n.t("fig.acceptance_rate", lang), customdata=df["with_outcome"],
+                             hovertemplate="%{x|%Y-%m-%d}: " + pct + " (n = %{customdata:,})<extra></extra>"),
+                  row=1, col=1)
+    fig.add_trace(go.Bar(x=df["period"], y=df["margin"], marker_color=_UP, name=i18n.t("fig.margin", lang),
+                         hovertemplate="%{x|%Y-%m-%d}: %{y:,.2f} " + currency + "<extra></extra>"), row=2, col=1)
+    for col, n_col, key, color in (("churn_reached", "n_reached", "fig.churn_reached", "#c62828"),
+                                   ("churn_not_reached", "n_not_reached", "fig.churn_not_reached", "#90a4ae")):
+        fig.add_trace(go.Scatter(x=df["period"], y=df[col], mode="lines+markers", line={"color": color},
+                                 name=i18n.t(key, lang), customdata=df[n_col],
+                                 hovertemplate="%{x|%Y-%m-%d}: " + pct + " (n = %{customdata:,})<extra>"
+                                 + i18n.t(key, lang) + "</extra>"), row=3, col=1)
+    fig.update_yaxes(tickformat=".0%", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(tickformat=",.0f", row=2, col=1)
+    fig.update_yaxes(tickformat=".0%", rangemode="tozero", row=3, col=1)
+    _mark_changes(fig, changes, lang)
+    fig.update_layout(height=620, margin={"l": 10, "r": 10, "t": 40, "b": 30}, separators=",." if lang == "de" else ".,",
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.05, "x": 0})
     return fig
 
 

@@ -93,11 +93,29 @@ TEXT: dict[str, tuple[str, str]] = {
                                   "Annahmequote (nicht 0 %). Ergebnisse ergänzen: `klartext import-outcomes` oder "
                                   "POST /outcome an den laufenden Dienst."),
     "overview.churn_reached": ("Churn, reached", "Abwanderung, erreicht"),
-    "overview.churn_delta": ("{pp} pp vs. not reached", "{pp} Prozentpunkte ggü. nicht erreicht"),
+    "overview.churn_delta": ("{pp} pp vs. not reached", "{pp} Pp. ggü. nicht erreicht"),
     "overview.churn_not_reached": ("Churn, not reached", "Abwanderung, nicht erreicht"),
     "overview.churn_not_reached_help": ("{n} decisions without an action", "{n} Entscheidungen ohne Aktion"),
     "overview.shown_per_day": ("Actions shown per day", "Gezeigte Aktionen pro Tag"),
     "overview.margin_per_day": ("Margin of accepted actions per day", "Marge angenommener Aktionen pro Tag"),
+    "overview.trends": ("Acceptance, margin and churn over time", "Annahme, Marge und Abwanderung im Zeitverlauf"),
+    "overview.per": ("Per", "Je"),
+    "overview.grain_day": ("day", "Tag"),
+    "overview.grain_week": ("week", "Woche"),
+    "overview.grain_month": ("month", "Monat"),
+    "overview.trends_caption": ("Churn compares customers who were shown an action with those who were not, among "
+                                "the decisions with an outcome; a dotted line marks the first decision of a strategy "
+                                "version.",
+                                "Die Abwanderung vergleicht Kunden, denen eine Aktion gezeigt wurde, mit denen ohne, "
+                                "unter den Entscheidungen mit Ergebnis; eine gepunktete Linie markiert die erste "
+                                "Entscheidung einer Strategieversion."),
+    "fig.acceptance_rate": ("Acceptance rate", "Annahmequote"),
+    "fig.margin": ("Margin", "Marge"),
+    "fig.margin_currency": ("Margin of accepted actions ({currency})", "Marge angenommener Aktionen ({currency})"),
+    "fig.churn": ("Churn: reached vs not reached", "Abwanderung: erreicht und nicht erreicht"),
+    "fig.churn_reached": ("churn, reached", "Abwanderung, erreicht"),
+    "fig.churn_not_reached": ("churn, not reached", "Abwanderung, nicht erreicht"),
+    "fig.strategy": ("strategy {version}", "Strategie {version}"),
     "overview.action_mix": ("Action mix", "Aktionsmix"),
     "overview.by": ("By", "Nach"),
     "overview.actions_shown": ("actions shown", "gezeigte Aktionen"),

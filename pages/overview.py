@@ -2,13 +2,16 @@ import streamlit as st
 
 from decision_log import queries
 from explain import figures
-from pages.common import connection, filters, fmt, table, tr
+from pages.common import catalog, filters, fmt, lang, log, money, table, tr
 
 st.title(tr("overview.title"))
 st.caption(tr("overview.caption"))
-con = connection()
-if con is None:
+lg = log()
+if lg is None:
     st.stop()
+con = lg.con.cursor()
+names, currency = catalog(lg)
+lg_lang = lang()
 f = filters(con)
 k = queries.kpis(con, f)
 if not k["decisions"]:
@@ -21,7 +24,7 @@ m[1].metric(tr("overview.with_action"), pct(k["with_action"] / k["decisions"]))
 if k["with_outcome"]:
     m[2].metric(tr("overview.acceptance"), pct(k["acceptance_rate"]),
                 help=tr("overview.acceptance_help", n=n(k["with_outcome"])))
-    m[3].metric(tr("overview.margin"), n(k["margin"]), help=tr("overview.margin_help"))
+    m[3].metric(tr("overview.margin"), money(k["margin"], currency, 0), help=tr("overview.margin_help"))
 else:
     m[2].metric(tr("overview.acceptance"), tr("overview.no_outcomes"), help=tr("overview.no_outcomes_help"))
     m[3].metric(tr("overview.margin"), tr("overview.no_outcomes"))
@@ -33,10 +36,20 @@ if k["churn_reached"] is not None and k["churn_not_reached"] is not None:
                 help=tr("overview.churn_not_reached_help", n=n(k["n_not_reached"])))
 
 changes = queries.strategy_changes(con)
+st.subheader(tr("overview.trends"))
+grain = st.radio(tr("overview.per"), ["day", "week", "month"], index=1, horizontal=True, key="trend_grain",
+                 format_func=lambda g: tr(f"overview.grain_{g}"))
+st.plotly_chart(figures.trends(queries.trends(con, f, grain), changes, currency, lg_lang), width="stretch",
+                key="trends")
+st.caption(tr("overview.trends_caption"))
 st.subheader(tr("overview.shown_per_day"))
-st.plotly_chart(figures.timeline(queries.daily(con, f), changes), width="stretch", key="timeline")
+daily = queries.daily(con, f)
+st.plotly_chart(figures.timeline(daily, changes, lang=lg_lang, y_title=tr("overview.actions_shown")), width="stretch",
+                key="timeline")
 st.subheader(tr("overview.margin_per_day"))
-st.plotly_chart(figures.timeline(queries.daily(con, f), changes, value="margin"), width="stretch", key="timeline_m")
+st.plotly_chart(figures.timeline(daily, changes, value="margin", lang=lg_lang,
+                                 y_title=tr("fig.margin_currency", currency=currency)), width="stretch",
+                key="timeline_m")
 
 st.subheader(tr("overview.action_mix"))
 by = st.radio(tr("overview.by"), ["issue", "group", "channel", "action_id"], horizontal=True, key="mix_by",

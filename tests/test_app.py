@@ -278,3 +278,30 @@ def test_the_re_deciding_tabs_honour_the_channel_filter(demo_log, monkeypatch):
     assert changed.value == f"{expected:.2%}"
     ok(at.toggle(key="ope_on").set_value(True).run())
     assert list(at.dataframe[-1].value["estimator"]) == ["ips", "snips", "dr"]
+
+
+def test_the_board_sees_trends_with_strategy_changes_at_their_first_decision(demo_log, monkeypatch):
+    from decision_log import queries
+
+    with duckdb.connect(str(demo_log), read_only=True) as con:
+        changes = queries.strategy_changes(con)
+        first, registered = con.execute("SELECT min(d.ts), any_value(s.first_used) FROM decisions d JOIN strategies s "
+                                        "ON s.version = d.strategy_version").fetchall()[0]
+        weekly = queries.trends(con, queries.Filters(), "week")
+        accepted, with_outcome = con.execute(
+            "SELECT count(*) FILTER (WHERE o.outcome = 'accepted'), count(o.outcome) FROM candidates c JOIN outcomes o "
+            "ON o.decision_id = c.decision_id AND o.action_id = c.action_id WHERE c.selected").fetchall()[0]
+    # the demo registers its strategy after deciding a month of history: the marker sits at the first decision
+    assert registered > first and pd.Timestamp(changes["first_used"].iloc[0]) == pd.Timestamp(first)
+    assert weekly["decisions"].sum() == 2000 and len(weekly) >= 4
+    assert weekly["with_outcome"].sum() == with_outcome
+    assert abs((weekly["acceptance_rate"] * weekly["with_outcome"]).sum() - accepted) < 1e-6
+    assert weekly["churn_reached"].between(0, 1).all() and weekly["churn_not_reached"].between(0, 1).all()
+    at = page("pages/overview.py", demo_log, monkeypatch)
+    fig = [c for c in at.get("plotly_chart") if '"Acceptance rate"' in c.proto.spec][0]
+    import json
+
+    spec = json.loads(fig.proto.spec)
+    assert [t["name"] for t in spec["data"]] == ["Acceptance rate", "Margin", "churn, reached", "churn, not reached"]
+    assert pd.Timestamp(spec["layout"]["shapes"][0]["x0"]) == pd.Timestamp(first).tz_localize(None) or \
+        pd.Timestamp(spec["layout"]["shapes"][0]["x0"]) == pd.Timestamp(first)

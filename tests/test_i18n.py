@@ -77,8 +77,10 @@ def test_the_overview_reads_in_german(demo_log, monkeypatch):
         n = con.execute("SELECT count(*) FROM decisions").fetchall()[0][0]
     assert at.metric[0].value == f"{n:,}".replace(",", ".")  # 2.000, not 2,000
     assert at.metric[1].value.endswith(" %")
-    assert [h.value for h in at.subheader][:3] == ["Gezeigte Aktionen pro Tag", "Marge angenommener Aktionen pro Tag",
+    assert [h.value for h in at.subheader][:4] == ["Annahme, Marge und Abwanderung im Zeitverlauf",
+                                                   "Gezeigte Aktionen pro Tag", "Marge angenommener Aktionen pro Tag",
                                                    "Aktionsmix"]
+    assert at.metric[3].value.endswith(" EUR")  # the strategy's currency
     assert at.radio(key="mix_by").options == ["Thema", "Gruppe", "Kanal", "Aktion"]
 
 
