@@ -18,7 +18,7 @@ if not k["decisions"]:
     st.warning(tr("overview.no_decisions"))
     st.stop()
 n, pct = fmt()
-m = st.columns(6)
+m = st.columns(3) + st.columns(3)  # two rows of three: no label or figure is cut off
 m[0].metric(tr("overview.decisions"), n(k["decisions"]))
 m[1].metric(tr("overview.with_action"), pct(k["with_action"] / k["decisions"]))
 if k["with_outcome"]:

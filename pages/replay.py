@@ -77,19 +77,19 @@ else:
     replay_note = tr("replay.failed", n=len(rep.differences), examples=", ".join(
         f"{x.action_id}.{x.field}: {x.logged!r} → {x.replayed!r}" for x in rep.differences[:3]))
     st.error(replay_note)
-m = st.columns(4)
+m = st.columns(3)
 channel = d["channel"]
 if e.strategy is not None and channel in e.strategy.channel_ids:
     channel = e.strategy.channel(channel).label
 m[0].metric(tr("col.channel"), channel, tr(f"direction.{d['direction']}") if d["direction"] in ("inbound", "outbound")
             else d["direction"], delta_color="off")
-m[1].metric(tr("col.chosen"), ", ".join(named(a) for a in e.chosen) or tr("replay.no_action"),
-            help=", ".join(e.chosen) or None)
 sp, lat = d["selection_probability"], d["latency_us"]
-m[2].metric(tr("col.selection_probability"), "—" if sp is None or sp != sp else percent(sp),
+m[1].metric(tr("col.selection_probability"), "—" if sp is None or sp != sp else percent(sp),
             tr("replay.explored") if d["explored"] else None, delta_color="off", help=tr("replay.selection_help"))
-m[3].metric(tr("replay.latency"), "—" if lat is None or lat != lat else f"{number(int(lat))} µs",
+m[2].metric(tr("replay.latency"), "—" if lat is None or lat != lat else f"{number(int(lat))} µs",
             help=tr("replay.latency_help"))
+st.markdown(f"**{tr('col.chosen')}:** " + (", ".join(f"{md(named(a))} ({md(a)})" for a in e.chosen)
+                                           or tr("replay.no_action")))
 st.caption(tr("replay.facts", ts=f"{d['ts']:%Y-%m-%d %H:%M:%S %Z}", customer=d["customer"],
               strategy=d["strategy_version"], source=d["source"]))
 for n in e.notes:

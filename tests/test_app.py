@@ -74,7 +74,8 @@ def test_replay_page_why_not_switches_and_finds_by_id(demo_log, monkeypatch):
     assert at.header[0].value == f"Decision {did}"
     ok(at.selectbox(key="whynot").set_value(other).run())
     # data is escaped for Markdown (shown as text): read it back without the escapes
-    summary = re.sub(r"\\(.)", r"\1", [m.value for m in at.markdown if m.value.startswith("**")][0])
+    summary = re.sub(r"\\(.)", r"\1", [m.value for m in at.markdown if m.value.startswith("**")
+                                         and not m.value.startswith("**Chosen:**")][0])
     name = next(a.name for a in load_demo_strategy().actions if a.id == other)  # the name people know it by
     assert f"“{name}” was removed at the suitability stage by the rule “{rule}”" in summary and reason in summary
 

@@ -119,10 +119,12 @@ def test_decision_replay_reads_in_german_with_the_actions_names(demo_log, monkey
     names = {a.id: a.name for a in load_demo_strategy().actions}
     at = _german("replay", demo_log, monkeypatch)
     assert at.header[0].value.startswith("Entscheidung ")
-    assert [m.label for m in at.metric] == ["Kanal", "Gewählt", "Auswahlwahrscheinlichkeit", "Rechenzeit der Engine"]
-    chosen = at.metric[1].value.split(", ")
-    assert chosen and set(chosen) <= set(names.values()) | {"keine Aktion"}  # names, not ids
+    assert [m.label for m in at.metric] == ["Kanal", "Auswahlwahrscheinlichkeit", "Rechenzeit der Engine"]
     texts = [m.value for m in at.markdown]
+    line = [t for t in texts if t.startswith("**Gewählt:** ")][0][len("**Gewählt:** "):]
+    chosen = ["keine Aktion"] if line == "keine Aktion" else re.findall(r"(.+?) \([^()]+\)(?:, |$)", line)
+    chosen = [re.sub(r"\\(.)", r"\1", c) for c in chosen]
+    assert chosen and set(chosen) <= set(names.values()) | {"keine Aktion"}, line  # names, with the id beside
     if chosen != ["keine Aktion"]:
         assert any(t.startswith("Priorität **") and "Annahmechance" in t for t in texts), texts[:3]
         reasons = [t for t in texts if t.startswith("- ")]
@@ -132,7 +134,7 @@ def test_decision_replay_reads_in_german_with_the_actions_names(demo_log, monkey
         why_not = at.selectbox(key="whynot")
         assert set(why_not.options) <= set(names.values())
         at = why_not.select_index(len(why_not.options) - 1).run()
-        answer = [m.value for m in at.markdown if m.value.startswith("**")][0]
+        answer = [m.value for m in at.markdown if m.value.startswith("**") and not m.value.startswith("**Gewählt")][0]
         assert re.search(r"wurde|hat alle Regeln passiert|ebenfalls gezeigt", answer), answer
     assert [t.label for t in at.tabs] == ["Warum diese Aktion", "Alle Aktionen", "Eingaben", "Warum nicht …?"]
 
