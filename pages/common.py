@@ -127,10 +127,28 @@ def md(text: object) -> str:
 
 # -- signing in -------------------------------------------------------------------------------
 
+def _through_app() -> None:
+    """Run every page through app.py, also for the first visitor of a fresh server.
+
+    Streamlit cannot know that app.py declares the navigation until app.py has run once; until
+    then it treats the ``pages/`` folder as Streamlit's older multipage layout.  The first
+    visitor who opens a page's address (a shared link, a bookmark) then got that page file run
+    on its own, with a sidebar listing every file in the folder (``app``, ``common``, …) and no
+    language switch.  Telling Streamlit the app declares its navigation, and running again,
+    goes through app.py, which opens the page the address names.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def current_user(entrypoint: bool = False) -> access.User | None:
     """The signed-in user, or None when the dashboard runs without a users file (loopback
     only: `klartext app` refuses anything else).  Shows the sign-in form and stops the page
     run until someone has signed in."""
+    _through_app()
     users_file = os.environ.get("KLARTEXT_USERS")
     if not users_file:
         return None

@@ -136,3 +136,19 @@ def test_the_language_switch_in_the_sidebar_turns_the_dashboard_german(server, b
     page.get_by_role("heading", name="Integrität").first.wait_for(timeout=60_000)
     assert page.locator("[data-testid='stException']").count() == 0
     page.close()
+
+
+def test_the_first_visitor_of_a_fresh_server_can_open_a_page_by_its_address(demo_log, browser):
+    # a shared link opened before anyone loaded the start page once showed the page file on its
+    # own, with a sidebar listing every file in pages/ ("app", "common", …) and no language switch
+    proc, url = start_dashboard(dict(os.environ, KLARTEXT_DB=str(demo_log)))
+    try:
+        page = _open(browser, url + "/funnel?lang=de", "Trichter & Regeln", "Kunden ohne Aktion oder nur mit schwachen")
+        nav = page.locator("[data-testid='stSidebarNav']").inner_text()
+        assert "Trichter & Regeln" in nav and "Überblick" in nav, nav
+        assert not re.search(r"(?m)^(app|common)$", nav), nav
+        assert page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").filter(has_text="Sprache").count() == 1
+        page.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
