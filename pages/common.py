@@ -148,7 +148,8 @@ def current_user(entrypoint: bool = False) -> access.User | None:
     """The signed-in user, or None when the dashboard runs without a users file (loopback
     only: `klartext app` refuses anything else).  Shows the sign-in form and stops the page
     run until someone has signed in."""
-    _through_app()
+    if not entrypoint:  # app.py itself declares the navigation
+        _through_app()
     users_file = os.environ.get("KLARTEXT_USERS")
     if not users_file:
         return None
