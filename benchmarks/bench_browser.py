@@ -1,0 +1,259 @@
+"""Benchmark: what a person waits for in the dashboard, in a real Chromium.
+
+Builds a demo log of ``--customers`` customers (100,000 by default) unless ``--db`` names an
+existing one, starts the dashboard (``klartext app``), and times in Chromium
+
+* the **first render** of every page in a fresh browser tab: from opening the address until
+  the page's last element is on screen, no chart or table is still loading and Streamlit says
+  the run is over;
+* the main **interactions**: picking a decision, switching the "why not" action, the trend's
+  grain, a channel filter, the funnel's grouping, another explained action, a what-if lever.
+
+The in-run baseline is a bare page of the same Streamlit (a title and one line of text), served
+and opened the same way, so the figures separate Klartext's own time from the browser's and
+Streamlit's.  The load average is printed with the figures.  Goal on a 2-core machine at low
+load: every first render ≤ 1.5 s, every interaction ≤ 1 s.  Prints one JSON object.
+
+Usage: ``python benchmarks/bench_browser.py [--customers 100000] [--db PATH] [--repeat 3]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parent.parent
+GOAL_RENDER_S, GOAL_INTERACTION_S = 1.5, 1.0
+
+PAGES = [  # address, what shows that the page ran to its end
+    ("", "Action mix"),
+    ("tradeoffs", "Realised figures come from the logged outcomes"),
+    ("replay", "Export report (HTML)"),
+    ("customer", "Enter a customer"),
+    ("funnel", "Customers with no action, or only weak ones"),
+    ("explanations", "attributions are in log-odds"),
+    ("models", "Features:"),
+    ("integrity", "Verify the hash chain"),
+]
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(cmd: list[str], port: int, env: dict | None = None) -> subprocess.Popen:
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
+    for _ in range(600):
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).read() == b"ok":
+                return proc
+        except OSError:
+            time.sleep(0.25)
+    proc.kill()
+    raise SystemExit(f"{cmd[0]} did not start")
+
+
+def _settled(page, ready: str | None = None, timeout_s: float = 120) -> None:
+    """Until ``ready`` is shown (if given), no skeleton is left and Streamlit's run is over."""
+    end = time.perf_counter() + timeout_s
+    if ready:
+        page.get_by_text(ready).first.wait_for(timeout=timeout_s * 1000)
+    while time.perf_counter() < end:
+        running = page.locator("[data-testid='stStatusWidget']").count() or \
+            page.locator("[data-testid='stSkeleton']").count()
+        if not running:
+            return
+        page.wait_for_timeout(20)
+    raise TimeoutError("the page did not settle")
+
+
+def first_render(browser, url: str, ready: str) -> float:
+    page = browser.new_page()
+    t = time.perf_counter()
+    page.goto(url)
+    _settled(page, ready)
+    s = time.perf_counter() - t
+    if page.locator("[data-testid='stException']").count():
+        raise SystemExit(f"{url}: an exception is shown")
+    page.close()
+    return s
+
+
+def _timed(page, action, ready: str | None = None) -> float:
+    t = time.perf_counter()
+    action()
+    page.wait_for_timeout(50)  # Streamlit shows its running state within a frame of the event
+    _settled(page, ready)
+    return time.perf_counter() - t
+
+
+NAV = [("KPI trade-offs", "Realised figures come from the logged outcomes"), ("Decision replay", "Export report (HTML)"),
+       ("Funnel & policies", "Customers with no action, or only weak ones"), ("Models", "Features:"),
+       ("Explanations", "attributions are in log-odds"), ("Overview", "Action mix")]
+
+
+def sidebar_switches(browser, url: str) -> dict[str, float]:
+    """Opening each page from the sidebar of a tab that is already open (how people move
+    between pages): the browser has Streamlit's and the charts' code loaded."""
+    out: dict[str, float] = {}
+    page = browser.new_page()
+    page.goto(url + "/")
+    _settled(page, "Action mix")
+    for title, ready in NAV:
+        link = page.locator("[data-testid='stSidebarNav']").get_by_role("link").filter(
+            has_text=re.compile(re.escape(title) + "$")).first
+        out[f"sidebar: open {title}"] = _timed(page, link.click, ready)
+    page.close()
+    return out
+
+
+def interactions(browser, url: str) -> dict[str, float]:
+    out: dict[str, float] = sidebar_switches(browser, url)
+    page = browser.new_page()
+    page.goto(url + "/replay")
+    _settled(page, "Export report (HTML)")
+    grid = page.locator("[data-testid='stDataFrame']").first
+    heading = page.get_by_role("heading", name=re.compile(r"^Decision [0-9A-Z]{26}$")).first
+    before = heading.inner_text()
+
+    def pick() -> None:
+        grid.click(position={"x": 15, "y": 36 + 2 * 35 + 17})
+        for _ in range(400):
+            if heading.inner_text() != before:
+                return
+            page.wait_for_timeout(10)
+
+    out["replay: pick a decision"] = _timed(page, pick, "Export report (HTML)")
+    page.get_by_role("tab", name="Why not …?").click()
+    box = page.locator("[data-testid='stSelectbox']").filter(has_text="and not")
+
+    def why_not() -> None:
+        box.click()
+        page.get_by_role("option").nth(2).click()
+
+    out["replay: switch the why-not action"] = _timed(page, why_not)
+    page.close()
+
+    page = browser.new_page()
+    page.goto(url + "/")
+    _settled(page, "Action mix")
+    out["overview: trends per day"] = _timed(page, lambda: page.get_by_text("day", exact=True).first.click())
+
+    def email() -> None:
+        page.locator("[data-testid='stSidebar'] [data-testid='stMultiSelect']").filter(has_text="Channels").click()
+        page.get_by_role("option", name="email").click()
+        page.keyboard.press("Escape")
+
+    out["overview: filter channel email"] = _timed(page, email)
+    page.close()
+
+    page = browser.new_page()
+    page.goto(url + "/funnel")
+    _settled(page, "Customers with no action, or only weak ones")
+    out["funnel: one bar per stage group"] = _timed(page, lambda: page.get_by_text("stage group", exact=True).click())
+    page.close()
+
+    page = browser.new_page()
+    page.goto(url + "/explanations")
+    _settled(page, "attributions are in log-odds")
+
+    def other_action() -> None:
+        page.locator("[data-testid='stSelectbox']").filter(has_text="Action model").click()
+        page.get_by_role("option").nth(1).click()
+
+    out["explanations: another action"] = _timed(page, other_action)
+    page.close()
+
+    page = browser.new_page()
+    page.goto(url + "/tradeoffs")
+    _settled(page, "Realised figures come from the logged outcomes")
+    page.get_by_role("tab", name="What-if").click()
+    _settled(page)
+    field = page.locator("[data-testid='stNumberInput']").filter(has_text="Retention weight").locator("input")
+
+    def lever() -> None:
+        field.fill("3")
+        field.press("Enter")
+
+    out["trade-offs: what-if retention weight 3"] = _timed(page, lever)
+    page.close()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--customers", type=int, default=100_000)
+    ap.add_argument("--db", help="an existing log (else a demo log is built in a temporary folder)")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    tmp = tempfile.TemporaryDirectory()
+    db = args.db
+    if db is None:
+        db = str(Path(tmp.name) / "bench.duckdb")
+        subprocess.run([sys.executable, "-m", "klartext.cli", "demo", "--customers", str(args.customers), "--no-app",
+                        "--db", db, "--explain", "2000"], check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
+    bare = Path(tmp.name) / "bare.py"
+    bare.write_text('import streamlit as st\n\nst.title("Bare page")\nst.write("Nothing else.")\n')
+    port, bare_port = _port(), _port()
+    env = dict(os.environ, KLARTEXT_LANG="en")
+    app = _serve([sys.executable, "-m", "klartext.cli", "app", "--db", db, "--port", str(port)], port, env)
+    base = _serve([sys.executable, "-m", "streamlit", "run", str(bare), "--server.port", str(bare_port),
+                   "--server.headless", "true", "--browser.gatherUsageStats", "false",
+                   "--server.fileWatcherType", "none"], bare_port)
+    url, bare_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{bare_port}"
+    load_before = os.getloadavg()
+    try:
+        with sync_playwright() as pw:
+            chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+            # one browser profile, a new tab per page: the browser's cache is warm after the first
+            # visit, as it is for a person who opened the dashboard before
+            browser = chromium.new_context(viewport={"width": 1400, "height": 1000})
+            first_render(browser, url + "/", "Action mix")  # the server's first run: imports, caches
+            for path, ready in PAGES:  # and each page's once (what a second visitor no longer pays)
+                first_render(browser, f"{url}/{path}", ready)
+            bare_s = [first_render(browser, bare_url, "Nothing else.") for _ in range(args.repeat)]
+            pages = {(path or "overview"): statistics.median(first_render(browser, f"{url}/{path}", ready)
+                                                             for _ in range(args.repeat))
+                     for path, ready in PAGES}
+            runs = [interactions(browser, url) for _ in range(args.repeat)]
+            browser.close()
+            chromium.close()
+    finally:
+        app.terminate()
+        base.terminate()
+        app.wait(timeout=30)
+        base.wait(timeout=30)
+    inter = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    print(json.dumps({
+        "benchmark": "bench_browser", "log": db if args.db else f"demo, {args.customers:,} customers",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "load_average_before": [round(x, 2) for x in load_before],
+                    "load_average_after": [round(x, 2) for x in os.getloadavg()]},
+        "repeat": args.repeat,
+        "baseline_bare_page_first_render_s": round(statistics.median(bare_s), 3),
+        "first_render_s": {k: round(v, 3) for k, v in pages.items()},
+        "interaction_s": {k: round(v, 3) for k, v in inter.items()},
+        "goal": {"first_render_s": GOAL_RENDER_S, "interaction_s": GOAL_INTERACTION_S},
+        "over_goal": sorted([f"first render {k}" for k, v in pages.items() if v > GOAL_RENDER_S]
+                            + [k for k, v in inter.items() if v > GOAL_INTERACTION_S]),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
