@@ -121,7 +121,7 @@ def sidebar_switches(browser, url: str) -> dict[str, float]:
     return out
 
 
-def interactions(browser, url: str) -> dict[str, float]:
+def interactions(browser, url: str, with_action: str) -> dict[str, float]:
     out: dict[str, float] = sidebar_switches(browser, url)
     page = browser.new_page()
     page.goto(url + "/replay")
@@ -138,6 +138,10 @@ def interactions(browser, url: str) -> dict[str, float]:
             page.wait_for_timeout(10)
 
     out["replay: pick a decision"] = _timed(page, pick, "Export report (HTML)")
+    page.close()
+    page = browser.new_page()
+    page.goto(f"{url}/replay?decision={with_action}")  # a decision that chose an action
+    _settled(page, "Export report (HTML)")
     page.get_by_role("tab", name="Why not …?").click()
     box = page.locator("[data-testid='stSelectbox']").filter(has_text="and not")
 
@@ -199,15 +203,21 @@ def main() -> None:
     ap.add_argument("--customers", type=int, default=100_000)
     ap.add_argument("--db", help="an existing log (else a demo log is built in a temporary folder)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--keep", help="keep the built demo log at this path (to rerun with --db)")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
     tmp = tempfile.TemporaryDirectory()
     db = args.db
     if db is None:
-        db = str(Path(tmp.name) / "bench.duckdb")
+        db = args.keep or str(Path(tmp.name) / "bench.duckdb")
         subprocess.run([sys.executable, "-m", "klartext.cli", "demo", "--customers", str(args.customers), "--no-app",
                         "--db", db, "--explain", "2000"], check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
+    import duckdb
+
+    with duckdb.connect(db, read_only=True) as con:
+        with_action = con.execute("SELECT decision_id FROM decisions WHERE len(chosen_actions) = 1 "
+                                  "ORDER BY seq DESC LIMIT 1").fetchall()[0][0]
     bare = Path(tmp.name) / "bare.py"
     bare.write_text('import streamlit as st\n\nst.title("Bare page")\nst.write("Nothing else.")\n')
     port, bare_port = _port(), _port()
@@ -231,7 +241,7 @@ def main() -> None:
             pages = {(path or "overview"): statistics.median(first_render(browser, f"{url}/{path}", ready)
                                                              for _ in range(args.repeat))
                      for path, ready in PAGES}
-            runs = [interactions(browser, url) for _ in range(args.repeat)]
+            runs = [interactions(browser, url, with_action) for _ in range(args.repeat)]
             browser.close()
             chromium.close()
     finally:
