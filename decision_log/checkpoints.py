@@ -119,10 +119,14 @@ def _signed(checkpoint: dict[str, Any], public: Ed25519PublicKey) -> dict[str, A
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
-        return json.loads(Path(path).read_text())
+        checkpoint = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise LogError(f"{path} is not a readable checkpoint ({type(exc).__name__}).",
                        "Use a file written by `klartext checkpoint`.") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        raise LogError(f"{path} is not a Klartext checkpoint (it holds {type(checkpoint).__name__} JSON).",
+                       "Use a file written by `klartext checkpoint`.")
+    return checkpoint
 
 
 def check(con: duckdb.DuckDBPyConnection, checkpoint: dict[str, Any], public: Ed25519PublicKey) -> str | None:

@@ -223,9 +223,15 @@ def load_strategy(path: str | Path) -> Strategy:
     except FileNotFoundError as exc:
         raise StrategyError(
             f"Strategy file {str(p)!r} does not exist.",
-            "Pass the path of a strategy YAML file; `klartext demo` writes an example to "
-            "the demo folder.",
+            "Pass the path of a strategy YAML file; examples/byo/strategy.yaml in the Klartext repository is "
+            "a small one to start from.",
         ) from exc
+    except UnicodeDecodeError:
+        raise StrategyError(f"Strategy file {str(p)!r} is not a text file (UTF-8).",
+                            "Pass the strategy's YAML file, not a model or another binary file.") from None
+    except OSError as exc:
+        raise StrategyError(f"Strategy file {str(p)!r} cannot be read: {exc.strerror or type(exc).__name__}.",
+                            "Pass the path of a readable strategy YAML file.") from None
     return parse_strategy(text, source=str(p))
 
 

@@ -106,7 +106,15 @@ def add_user(path: str | Path, name: str, role: str, password: str | None) -> No
     if password is not None and len(password) < 12:
         raise KlartextError("The password is shorter than 12 characters.", "Choose a longer password (a passphrase).")
     p = Path(path)
-    lines = p.read_text(encoding="utf-8").splitlines() if p.exists() else ["# Klartext users: name:role:hash"]
+    lines = ["# Klartext users: name:role:hash"]
+    if p.exists():
+        try:
+            lines = p.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise KlartextError(f"Cannot read the users file {str(path)!r}: {type(exc).__name__}.",
+                                "Pass a users file written by `klartext user add`, or a new path.") from None
+        if any(x.strip() and not x.strip().startswith("#") for x in lines):
+            load_users(p)  # a file that is not a users file is named, never appended to
     lines = [x for x in lines if x.split(":", 1)[0] != name]
     lines.append(f"{name}:{role}:{hash_password(password) if password is not None else '-'}")
     tmp = p.with_name(p.name + ".tmp")

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -252,6 +253,9 @@ def decide(db: str, input_path: str, strategy_path: str | None) -> None:
     except FileNotFoundError:
         _fail(KlartextError(f"Input file {input_path!r} does not exist.",
                             "Pass a JSON file with customer_id, channel and features."))
+    except UnicodeDecodeError:
+        _fail(KlartextError(f"Input file {input_path!r} is not a text file (UTF-8 JSON).",
+                            "Pass a JSON file with customer_id, channel and features (examples/customer.json)."))
     try:
         item = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -427,7 +431,7 @@ def check_proof(proof_path: str, public_key: str) -> None:
     from decision_log import checkpoints
 
     try:
-        proof = json.loads(Path(proof_path).read_text())
+        proof = json.loads(Path(proof_path).read_text(encoding="utf-8"))
     except ValueError:
         raise KlartextError(f"{proof_path} is not JSON.", "Use the file `klartext prove` wrote.") from None
     row = checkpoints.check_proof(proof, checkpoints.load_public(public_key))
@@ -827,7 +831,7 @@ def import_(files, db, fmt, maps, as_json) -> None:
 
     mapping = _pairs(maps, "--map", str)
     reports = []
-    with DecisionLog.open(db) as log:
+    with _removed_on_failure(db), DecisionLog.open(db) as log:
         for path in files:
             with tqdm(total=1, desc=f"Importing {Path(path).name}", unit=" interactions", file=sys.stderr, bar_format=_BAR) as bar:
                 def step(done: int, total: int, _bar=bar) -> None:
@@ -852,6 +856,21 @@ def import_(files, db, fmt, maps, as_json) -> None:
                     click.echo(f"    row {x['row']} ({x['interaction']}, {x['action']}): {x['problem']}")
             else:
                 click.echo("  Priority = FinalPropensity × Value × ContextWeight × Weight and pxRank agree on every row.")
+
+
+@contextmanager
+def _removed_on_failure(db: str):
+    """A log this command creates is removed again, with its pseudonym key, when the command
+    fails: a failed import or run leaves nothing behind (an existing log is left as it was;
+    each write into it is one transaction)."""
+    fresh = not Path(db).exists()
+    try:
+        yield
+    except BaseException:
+        if fresh:
+            for p in (db, db + ".wal", db + ".key"):
+                Path(p).unlink(missing_ok=True)
+        raise
 
 
 def _echo_bad(report, headline: str) -> None:

@@ -58,6 +58,13 @@ COMMANDS = {
     "serve --strategy": ["serve", "--db", "{db}", "--strategy", "{file}"],
     "user add --file": ["user", "add", "--file", "{file}", "--name", "vera", "--role", "viewer", "--proxy-only"],
 }
+#: the extension a person gives the file, so the content (not the name) is what is wrong
+SUFFIX = {"decide --strategy": ".yaml", "compare --challenger": ".yaml", "ope --target": ".yaml",
+          "model register --strategy": ".yaml", "run --strategy": ".yaml", "serve --strategy": ".yaml",
+          "ope --target-probabilities": ".csv", "import pega-v2": ".csv", "import generic": ".csv",
+          "import-outcomes": ".csv", "run --customers": ".csv", "model register --model": ".skops",
+          "verify --public-key": ".pub", "checkpoint --key": ".key", "app --users": ".txt", "serve --users": ".txt",
+          "user add --file": ".txt"}
 #: an empty users file is a users file with nobody in it yet: adding the first user is right
 ACCEPTED = {("user add --file", "empty")}
 
@@ -86,7 +93,7 @@ def test_malformed_input_gets_an_error_not_a_traceback_and_writes_nothing(comman
     for kind, content in CONTENTS.items():
         if (command, kind) in ACCEPTED:
             continue
-        file = work / "input.dat"
+        file = work / ("input" + SUFFIX.get(command, ".json"))
         file.write_bytes(content if isinstance(content, bytes) else content.encode())
         before = _state(log_copy, work)
         argv = [a.format(db=log_copy, file=file, dir=work) for a in COMMANDS[command]]
@@ -98,3 +105,12 @@ def test_malformed_input_gets_an_error_not_a_traceback_and_writes_nothing(comman
         assert res.exit_code != 0, where  # malformed input is refused ...
         assert "Error:" in said or "Usage:" in said, where  # ... with a message that says so
         assert _state(log_copy, work) == before, where  # ... and leaves nothing behind
+
+
+def test_an_import_that_fails_leaves_no_new_log_and_no_key(tmp_path):
+    # a file type Klartext cannot read was found only after the new log and its key were made
+    (tmp_path / "export.dat").write_text("pyName,pxInteractionID\nA,1\n")
+    res = CliRunner().invoke(main, ["import", "--db", str(tmp_path / "new.duckdb"), "--format", "pega-v2",
+                                    str(tmp_path / "export.dat")])
+    assert res.exit_code == 2 and "unknown file type '.dat'" in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export.dat"]
