@@ -40,7 +40,7 @@ GOAL_RENDER_S, GOAL_INTERACTION_S = 1.5, 1.0
 PAGES = [  # address, what shows that the page ran to its end
     ("", "Action mix"),
     ("tradeoffs", "Realised figures come from the logged outcomes"),
-    ("replay", "Export report (HTML)"),
+    ("replay", "Evidence file (HTML)"),
     ("customer", "Enter a customer"),
     ("funnel", "Customers with no action, or only weak ones"),
     ("explanations", "attributions are in log-odds"),
@@ -101,7 +101,7 @@ def _timed(page, action, ready: str | None = None) -> float:
     return time.perf_counter() - t
 
 
-NAV = [("KPI trade-offs", "Realised figures come from the logged outcomes"), ("Decision replay", "Export report (HTML)"),
+NAV = [("KPI trade-offs", "Realised figures come from the logged outcomes"), ("Decision replay", "Evidence file (HTML)"),
        ("Funnel & policies", "Customers with no action, or only weak ones"), ("Models", "Features:"),
        ("Explanations", "attributions are in log-odds"), ("Overview", "Action mix")]
 
@@ -125,7 +125,7 @@ def interactions(browser, url: str, with_action: str) -> dict[str, float]:
     out: dict[str, float] = sidebar_switches(browser, url)
     page = browser.new_page()
     page.goto(url + "/replay")
-    _settled(page, "Export report (HTML)")
+    _settled(page, "Evidence file (HTML)")
     grid = page.locator("[data-testid='stDataFrame']").first
     heading = page.get_by_role("heading", name=re.compile(r"^Decision [0-9A-Z]{26}$")).first
     before = heading.inner_text()
@@ -137,11 +137,11 @@ def interactions(browser, url: str, with_action: str) -> dict[str, float]:
                 return
             page.wait_for_timeout(10)
 
-    out["replay: pick a decision"] = _timed(page, pick, "Export report (HTML)")
+    out["replay: pick a decision"] = _timed(page, pick, "Evidence file (HTML)")
     page.close()
     page = browser.new_page()
     page.goto(f"{url}/replay?decision={with_action}")  # a decision that chose an action
-    _settled(page, "Export report (HTML)")
+    _settled(page, "Evidence file (HTML)")
     page.get_by_role("tab", name="Why not …?").click()
     box = page.locator("[data-testid='stSelectbox']").filter(has_text="and not")
 

@@ -181,6 +181,33 @@ def prove(con: duckdb.DuckDBPyConnection, decision_id: str, checkpoint: dict[str
             "checkpoint": checkpoint}
 
 
+def record_status(con: duckdb.DuckDBPyConnection, decision_id: str) -> dict[str, Any]:
+    """One decision's place in the hash chain, checked now: its record hash recomputed from
+    its decision and candidate rows, and its chain hash from the one before it.
+
+    Returns ``seq`` (its position), ``record_hash``, ``chain_hash``, ``previous_chain_hash``,
+    ``decisions`` (the log's length), ``record_intact`` and ``link_intact`` (booleans), and
+    ``checked_at`` (UTC).  A full ``klartext verify`` also checks every other record and table.
+    """
+    row = con.execute("SELECT seq, record_hash, chain_hash FROM chain WHERE decision_id = ?", [decision_id]).fetchall()
+    if not row:
+        raise LogError(f"Decision {decision_id!r} is not in the log's chain.", "Look up ids with `klartext decisions`.")
+    seq, stored, chained = int(row[0][0]), row[0][1], row[0][2]
+    dec = con.sql(integrity.DECISION_SELECT + " WHERE seq = ?", params=[seq]).to_arrow_table()
+    cand = con.sql(integrity.CANDIDATE_SELECT + f" WHERE decision_id = ? ORDER BY {candidate_order(con)}",
+                   params=[decision_id]).to_arrow_table()
+    prev = con.execute("SELECT chain_hash FROM chain WHERE seq = ?", [seq - 1]).fetchall()
+    prev_hash = prev[0][0] if prev else integrity.GENESIS
+    record, _ = integrity.record_and_chain(integrity.decision_digests(dec), integrity.candidate_digests(
+        cand, np.array([0]), np.array([cand.num_rows])), prev_hash)
+    recomputed = integrity.hex_list(record)[0] if dec.num_rows == 1 else None
+    return {"seq": seq, "record_hash": stored, "chain_hash": chained, "previous_chain_hash": prev_hash,
+            "decisions": int(con.execute("SELECT count(*) FROM chain").fetchall()[0][0]),
+            "record_intact": recomputed == stored,
+            "link_intact": integrity.chain(prev_hash, [stored])[0] == chained,
+            "checked_at": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
 def check_proof(proof: dict[str, Any], public: Ed25519PublicKey) -> dict[str, Any]:
     """Check a proof without the log: the checkpoint's signature, the decision's record hash
     recomputed from its rows, and the chain from it to the signed head.  Returns the decision

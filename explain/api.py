@@ -519,7 +519,8 @@ class Explainer:
 
     def _filtered(self, e: DecisionExplanation, B: pd.Series, c: Contrast) -> None:
         c.kind = "filtered"
-        c.stage, c.rule, c.reason = B["stage"], B["rule"], B["reason"]
+        # an imported row may name no rule or reason (NaN in the frame): then there is none
+        c.stage, c.rule, c.reason = (B["stage"], *(None if pd.isna(B[k]) else B[k] for k in ("rule", "reason")))
         builtin = flow.builtin_rule(c.rule)
         desc = builtin.describe(c.rule) if builtin else None
         fields: tuple[str, ...] = ()

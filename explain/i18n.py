@@ -259,8 +259,16 @@ TEXT: dict[str, tuple[str, str]] = {
                                   "Der Balken der Annahmechance oben, aufgeteilt nach dem, was jedes Modell gesehen "
                                   "hat (Faktoren der Odds, aus den Beiträgen beider Modelle):"),
     "replay.cf_verified": (" (checked by re-running the ranking)", " (geprüft durch erneutes Ranking)"),
-    "replay.export_json": ("Export record (JSON)", "Datensatz exportieren (JSON)"),
-    "replay.export_html": ("Export report (HTML)", "Bericht exportieren (HTML)"),
+    "replay.evidence": ("**Evidence file** of this decision, for filing: its place in the hash chain checked now, "
+                        "replay, reasons, every action's fate, why not each other action, outcomes and inputs, "
+                        "with who exported it and when.",
+                        "**Nachweis** dieser Entscheidung zum Ablegen: ihre Stelle in der Hash-Kette jetzt geprüft, "
+                        "Nachvollzug, Gründe, der Verbleib jeder Aktion, warum nicht jede andere, Ergebnisse und "
+                        "Eingaben, mit wer ihn wann exportiert hat."),
+    "replay.local_user": ("{user} (local account)", "{user} (lokales Konto)"),
+    "replay.export_pdf": ("Evidence file (PDF)", "Nachweis (PDF)"),
+    "replay.export_json": ("Evidence file (JSON)", "Nachweis (JSON)"),
+    "replay.export_html": ("Evidence file (HTML)", "Nachweis (HTML)"),
     # customer history
     "customer.input": ("Customer: raw id (hashed here with the log's key) or pseudonym",
                        "Kunde: Kundennummer (hier mit dem Schlüssel des Protokolls pseudonymisiert) oder Pseudonym"),
@@ -421,11 +429,56 @@ TEXT: dict[str, tuple[str, str]] = {
     "reward.revenue": ("revenue", "Umsatz"),
     "reward.margin": ("margin (realised)", "Marge (realisiert)"),
     "reward.retention": ("retention (did not churn)", "Bindung (nicht abgewandert)"),
+    # the evidence file of a decision (explain/evidence.py)
+    "evidence.title": ("Decision {id}: evidence", "Entscheidung {id}: Nachweis"),
+    "evidence.exported": ("Exported by {by} on {at} (UTC) with Klartext {version} from the log {log}.",
+                          "Exportiert von {by} am {at} (UTC) mit Klartext {version} aus dem Protokoll {log}."),
+    "evidence.intact": ("Unchanged: position {seq} of {n} in the hash chain; its record and its link to the one before "
+                        "were checked on {at}.",
+                        "Unverändert: Position {seq} von {n} in der Hash-Kette; Datensatz und Verknüpfung zum "
+                        "vorigen wurden am {at} geprüft."),
+    "evidence.broken": ("CHANGED: position {seq} of {n} — its rows no longer give the record hash in the chain, or the "
+                        "link to the one before is broken (checked on {at}). Do not rely on this record.",
+                        "VERÄNDERT: Position {seq} von {n} — ihre Zeilen ergeben nicht mehr den Hash in der Kette, "
+                        "oder die Verknüpfung zum vorigen ist gebrochen (geprüft am {at}). Verlassen Sie sich nicht "
+                        "auf diesen Datensatz."),
+    "evidence.record_hash": ("Record hash:", "Datensatz-Hash:"),
+    "evidence.chain_hash": ("Chain hash:", "Ketten-Hash:"),
+    "evidence.previous_hash": ("Chain hash before it:", "Ketten-Hash davor:"),
+    "evidence.facts": ("{ts} · channel {channel} · customer (pseudonym) {customer} · strategy {strategy} · source "
+                       "{source}",
+                       "{ts} · Kanal {channel} · Kunde (Pseudonym) {customer} · Strategie {strategy} · Quelle "
+                       "{source}"),
+    "evidence.why": ("Why “{name}”", "Warum „{name}“"),
+    "evidence.attr_ok": ("What moved the model's estimate (checked: the pinned model gives the logged score again; "
+                         "the contributions add up to it):",
+                         "Was die Schätzung des Modells bewegt hat (geprüft: das festgehaltene Modell ergibt wieder den "
+                         "protokollierten Wert; die Beiträge ergeben ihn in der Summe):"),
+    "evidence.feature": ("Feature", "Merkmal"),
+    "evidence.influence": ("Influence", "Einfluss"),
+    "evidence.value": ("Value", "Wert"),
+    "evidence.fates": ("Every action and its fate", "Jede Aktion und ihr Verbleib"),
+    "evidence.why_not": ("Why not the others", "Warum nicht die anderen"),
+    "evidence.answer": ("Why not", "Warum nicht"),
+    "evidence.outcomes": ("What happened afterwards", "Was danach geschah"),
+    "evidence.no_outcome": ("No outcome was reported for this decision.",
+                            "Für diese Entscheidung wurde kein Ergebnis gemeldet."),
+    "evidence.methods": ("Methods: the record hash is SHA-256 over the decision's row and all its candidate rows; the "
+                         "chain hash links it to every decision before it, so a change, deletion or reordering is "
+                         "found (`klartext verify` checks the whole log). Influence is each feature's SHAP attribution "
+                         "in log-odds of the action's model. Why-not answers re-run the logged ranking.",
+                         "Methoden: der Datensatz-Hash ist SHA-256 über die Zeile der Entscheidung und alle ihre "
+                         "Kandidatenzeilen; der Ketten-Hash verknüpft ihn mit jeder früheren Entscheidung, sodass "
+                         "jede Änderung, Löschung oder Umordnung auffällt (`klartext verify` prüft das ganze "
+                         "Protokoll). Der Einfluss ist der SHAP-Beitrag jedes Merkmals in Log-Odds des Modells der "
+                         "Aktion. Die Antworten auf „warum nicht“ wiederholen das protokollierte Ranking."),
     # why not
     "whynot.winner": ("{other} is the action compared against.", "{other} ist die Vergleichsaktion."),
     "whynot.filtered": ("{other} was removed at the {stage} stage by the rule “{rule}”: {description} ({reason}).",
                         "{other} wurde in der Stufe {stage} durch die Regel „{rule}“ entfernt: {description} "
                         "({reason})."),
+    "whynot.filtered_no_rule": ("{other} stopped at the {stage} stage; the source logged no rule for it.",
+                                "{other} endete in der Stufe {stage}; die Quelle hat dafür keine Regel protokolliert."),
     "whynot.also_selected": ("{other} was shown too (rank {rank}); the channel shows up to {top_n} actions.",
                              "{other} wurde ebenfalls gezeigt (Rang {rank}); der Kanal zeigt bis zu {top_n} "
                              "Aktionen."),

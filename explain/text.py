@@ -121,6 +121,8 @@ def why_not_text(c: Contrast, e: DecisionExplanation, lang: str = "en",
     other = cands.loc[c.other] if c.other in cands.index else None
     if c.kind == "winner":
         text = i18n.t("whynot.winner", lang, other=q(c.other))
+    elif c.kind == "filtered" and not c.rule:
+        text = i18n.t("whynot.filtered_no_rule", lang, other=q(c.other), stage=c.stage)
     elif c.kind == "filtered":
         text = i18n.t("whynot.filtered", lang, other=q(c.other), stage=c.stage, rule=c.rule,
                       description=(c.description or "").rstrip("."), reason=c.reason or "")

@@ -443,6 +443,41 @@ def check_proof(proof_path: str, public_key: str) -> None:
 
 
 @main.command()
+@click.argument("decision_id")
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
+              help="Where to write it: FILE.html (printable page), FILE.pdf or FILE.json.")
+@click.option("--lang", type=click.Choice(["en", "de"]), default=None, help="Language (default: $KLARTEXT_LANG, else en).")
+@click.option("--by", "by", default=None, help="Who exports it (default: your login name).")
+def evidence(decision_id: str, db: str, out: str, lang: str | None, by: str | None) -> None:
+    """The evidence file of one decision, for a reviewer to file: its place in the hash chain
+    checked now, replay, reasons, the fate of every action, why not each other one, outcomes
+    and inputs, with who exported it and when.
+
+    DECISION_ID is a decision's id, the start of one, or `latest` (the newest).
+    """
+    import getpass
+
+    from explain import evidence as ev_mod
+    from explain import i18n
+    from explain.api import Explainer
+
+    kind = Path(out).suffix.lower()
+    if kind not in (".html", ".pdf", ".json"):
+        raise KlartextError(f"--out {out!r}: unknown file type {kind or '(none)'!r}.",
+                            "Name the file .html (a printable page), .pdf or .json.")
+    with _read(db) as log:
+        decision_id = _decision_id(log, decision_id)
+        ev = ev_mod.evidence(log, Explainer(log), decision_id, by or getpass.getuser(), i18n.language(lang))
+    data = ev_mod.to_pdf(ev) if kind == ".pdf" else (ev_mod.to_html(ev) if kind == ".html" else ev_mod.to_json(ev)).encode()
+    Path(out).write_bytes(data)
+    rec = ev["record"]
+    click.echo(f"Evidence of decision {decision_id} (position {rec['seq']} of {rec['decisions']:,}, "
+               f"{'unchanged' if rec['record_intact'] and rec['link_intact'] else 'CHANGED'}) written to {out} "
+               f"({len(data) / 1024:,.0f} KB).")
+
+
+@main.command()
 @click.argument("decision_id", required=False)
 @click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
 @click.option("--vs", "other", default=None, help="Explain why the winner and not this action.")

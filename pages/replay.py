@@ -1,15 +1,28 @@
-import json
+import getpass
 
 import streamlit as st
 
 from decision_log import queries
 from decision_log.replay import replay
 from decisioning.errors import KlartextError
-from explain import figures
+from explain import evidence, figures
 from explain.reasons import feature_phrase, reason_text
-from explain.report import html_report
 from explain.text import why_not_text
-from pages.common import action_label, catalog, explainer, filters, fmt, lang, log, md, require, show_error, table, tr
+from pages.common import (
+    action_label,
+    catalog,
+    current_user,
+    explainer,
+    filters,
+    fmt,
+    lang,
+    log,
+    md,
+    require,
+    show_error,
+    table,
+    tr,
+)
 
 require("decisions")
 
@@ -158,7 +171,6 @@ with tab_grid:
 with tab_inputs:
     table(e.display_inputs(), f"inputs_{did}")
     st.json({k: v for k, v in e.inputs.items() if k != "features"}, expanded=False)
-contrasts = []
 with tab_whynot:
     others = [a for a in e.candidates["action_id"] if a not in e.chosen[:1]]
     if not e.chosen:
@@ -167,7 +179,6 @@ with tab_whynot:
         other = st.selectbox(tr("replay.why_not_pick", winner=named(e.chosen[0])), others, key="whynot",
                              format_func=named)
         c = ex.why_not(did, other)
-        contrasts.append(c)
         answer, cf_notes = why_not_text(c, e, lg_lang, names)
         st.markdown(f"**{md(answer)}**")
         if c.tested:
@@ -188,12 +199,20 @@ with tab_whynot:
                 f"**{tr(f'term.{cf.parameter}')}:** {note}" + (tr("replay.cf_verified") if cf.verified else ""))
 
 st.divider()
-d1, d2 = st.columns(2)
-record = e.to_dict()
-record["replay"] = {"reproduced": rep.reproduced, "note": replay_note}
-record["why_not"] = [c.to_dict() for c in contrasts]
-# built only when clicked: the HTML report inlines plotly.js (a few MB)
-d1.download_button(tr("replay.export_json"), lambda: json.dumps(record, indent=2, default=str).encode(),
-                   f"decision_{did}.json", "application/json", key="dl_json", on_click="ignore")
-d2.download_button(tr("replay.export_html"), lambda: html_report(e, contrasts, replay_note).encode(),
-                   f"decision_{did}.html", "text/html", key="dl_html", on_click="ignore")
+st.markdown(tr("replay.evidence"))
+who = current_user()
+exporter = who.name if who is not None else tr("replay.local_user", user=getpass.getuser())
+
+
+def _evidence() -> dict:
+    return evidence.evidence(lg, ex, did, exporter, lg_lang)
+
+
+d1, d2, d3 = st.columns(3)
+# built only when clicked: each export re-checks the record and explains why not every other action
+d1.download_button(tr("replay.export_pdf"), lambda: evidence.to_pdf(_evidence()), f"decision_{did}.pdf",
+                   "application/pdf", key="dl_pdf", on_click="ignore")
+d2.download_button(tr("replay.export_html"), lambda: evidence.to_html(_evidence()).encode(), f"decision_{did}.html",
+                   "text/html", key="dl_html", on_click="ignore")
+d3.download_button(tr("replay.export_json"), lambda: evidence.to_json(_evidence()).encode(), f"decision_{did}.json",
+                   "application/json", key="dl_json", on_click="ignore")

@@ -57,7 +57,7 @@ def _open(browser, url, heading, ready):
 PAGES = [  # url path, heading, text shown once the page ran to its end
     ("", "Overview", "Action mix"),
     ("tradeoffs", "KPI trade-offs", "Realised figures come from the logged outcomes"),
-    ("replay", "Decision replay", "Export report (HTML)"),
+    ("replay", "Decision replay", "Evidence file (HTML)"),
     ("customer", "Customer history", "Enter a customer"),
     ("funnel", "Funnel & policies", "Customers with no action, or only weak ones"),
     ("explanations", "Explanations", "attributions are in log-odds"),
@@ -77,14 +77,14 @@ def test_every_page_opens_without_an_exception(server, browser):
 
 
 def test_selecting_a_decision_replays_and_explains_it(server, browser):
-    page = _open(browser, server + "/replay", "Decision replay", "Export report (HTML)")
+    page = _open(browser, server + "/replay", "Decision replay", "Evidence file (HTML)")
     assert page.get_by_text("Replay verified").count() >= 1
     first_id = page.get_by_role("heading", name=re.compile(r"^Decision [0-9A-Z]{26}$")).first.inner_text().split()[-1]
     # click the row selector of the third decision in the table
     grid = page.locator("[data-testid='stDataFrame']").first
     grid.click(position={"x": 15, "y": 36 + 2 * 35 + 17})
     page.wait_for_timeout(3000)
-    page.get_by_text("Export report (HTML)").first.wait_for(timeout=60_000)
+    page.get_by_text("Evidence file (HTML)").first.wait_for(timeout=60_000)
     new_id = page.get_by_role("heading", name=re.compile(r"^Decision [0-9A-Z]{26}$")).first.inner_text().split()[-1]
     assert page.locator("[data-testid='stException']").count() == 0
     assert new_id != first_id

@@ -370,16 +370,13 @@ def test_contrast_and_importance_figures():
     assert list(fig.layout.xaxis.ticktext) == ["new", "regular", "vip"]
 
 
-def test_html_report_is_self_contained(tiny_log):
-    from explain.report import html_report
+def test_the_evidence_page_is_self_contained(tiny_log):
+    from explain import evidence
 
     path, ids = tiny_log
     with DecisionLog.open(path) as log:
-        ex = Explainer(log)
-        e = ex.explain(ids[1])
-        c = ex.why_not(ids[1], "pay_later") if e.chosen else None
-    html = html_report(e, [c] if c else [], "Replay verified: re-executed now.")
+        ev = evidence.evidence(log, Explainer(log), ids[1], "tester")
+    html = evidence.to_html(ev)
     assert html.startswith("<!doctype html>") and "Replay verified" in html
-    if e.chosen:
-        assert "plotly" in html.lower() and "<script" in html  # plotly.js inlined with the first figure
-        assert "suitability/no_credit_in_arrears: arrears_days=45 &gt; 0" in html
+    assert "<script" not in html and "http" not in html.replace("http-equiv", "")  # nothing fetched, nothing run
+    assert "suitability/no_credit_in_arrears: arrears_days=45 &gt; 0" in html

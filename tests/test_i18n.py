@@ -137,6 +137,8 @@ def test_decision_replay_reads_in_german_with_the_actions_names(demo_log, monkey
         answer = [m.value for m in at.markdown if m.value.startswith("**") and not m.value.startswith("**Gewählt")][0]
         assert re.search(r"wurde|hat alle Regeln passiert|ebenfalls gezeigt", answer), answer
     assert [t.label for t in at.tabs] == ["Warum diese Aktion", "Alle Aktionen", "Eingaben", "Warum nicht …?"]
+    downloads = [b.proto.label for b in at.get("download_button")]
+    assert downloads[-3:] == ["Nachweis (PDF)", "Nachweis (HTML)", "Nachweis (JSON)"], downloads
 
 
 def test_customer_history_reads_in_german(demo_log, monkeypatch):

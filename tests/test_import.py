@@ -133,16 +133,17 @@ def test_cli_import_and_views_on_imported_decisions(tmp_path, monkeypatch):
     assert any(i.value.startswith("Not replayable: imported from 'pega-v1'") for i in at.info)
 
 
-def test_html_report_of_an_imported_decision(tmp_path):
-    from explain.report import html_report
+def test_evidence_file_of_an_imported_decision(tmp_path):
+    from explain import evidence
 
     with DecisionLog.open(tmp_path / "v2.duckdb") as log:
         import_file(log, "pega-v2", str(V2))
-        e = Explainer(log).explain("pega-v2:INT-001")
-        c = Explainer(log).why_not("pega-v2:INT-001", "ACTION2")
-    html = html_report(e, [c])
-    assert "<h1>Decision pega-v2:INT-001</h1>" in html
-    assert "ContactPolicyRule" in html and "Why ACTION4 and not ACTION2" in html
+        ev = evidence.evidence(log, Explainer(log), "pega-v2:INT-001", "tester")
+    html = evidence.to_html(ev)
+    assert "<h1>Decision pega-v2:INT-001: evidence</h1>" in html
+    assert ev["record"]["record_intact"] and ev["record"]["link_intact"] and not ev["replay"]["replayable"]
+    why_not_2 = next(w for w in ev["why_not"] if w["action_id"] == "ACTION2")
+    assert "ContactPolicyRule" in html and why_not_2["answer"] in html.replace("&quot;", '"').replace("&#x27;", "'")
 
 
 def test_an_import_that_fails_part_way_leaves_nothing_behind(tmp_path, monkeypatch):
