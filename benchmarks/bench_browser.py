@@ -93,6 +93,14 @@ def first_render(browser, url: str, ready: str) -> float:
     return s
 
 
+def _opened(browser, url: str, ready: str):
+    """A new tab on ``url``, once it has settled."""
+    page = browser.new_page()
+    page.goto(url)
+    _settled(page, ready)
+    return page
+
+
 def _timed(page, action, ready: str | None = None) -> float:
     t = time.perf_counter()
     action()
@@ -110,9 +118,7 @@ def sidebar_switches(browser, url: str) -> dict[str, float]:
     """Opening each page from the sidebar of a tab that is already open (how people move
     between pages): the browser has Streamlit's and the charts' code loaded."""
     out: dict[str, float] = {}
-    page = browser.new_page()
-    page.goto(url + "/")
-    _settled(page, "Action mix")
+    page = _opened(browser, url + "/", "Action mix")
     for title, ready in NAV:
         link = page.locator("[data-testid='stSidebarNav']").get_by_role("link").filter(
             has_text=re.compile(re.escape(title) + "$")).first
@@ -123,9 +129,7 @@ def sidebar_switches(browser, url: str) -> dict[str, float]:
 
 def interactions(browser, url: str, with_action: str) -> dict[str, float]:
     out: dict[str, float] = sidebar_switches(browser, url)
-    page = browser.new_page()
-    page.goto(url + "/replay")
-    _settled(page, "Evidence file (HTML)")
+    page = _opened(browser, url + "/replay", "Evidence file (HTML)")
     grid = page.locator("[data-testid='stDataFrame']").first
     heading = page.get_by_role("heading", name=re.compile(r"^Decision [0-9A-Z]{26}$")).first
     before = heading.inner_text()
@@ -139,9 +143,7 @@ def interactions(browser, url: str, with_action: str) -> dict[str, float]:
 
     out["replay: pick a decision"] = _timed(page, pick, "Evidence file (HTML)")
     page.close()
-    page = browser.new_page()
-    page.goto(f"{url}/replay?decision={with_action}")  # a decision that chose an action
-    _settled(page, "Evidence file (HTML)")
+    page = _opened(browser, f"{url}/replay?decision={with_action}", "Evidence file (HTML)")  # it chose an action
     page.get_by_role("tab", name="Why not …?").click()
     box = page.locator("[data-testid='stSelectbox']").filter(has_text="and not")
 
@@ -152,9 +154,7 @@ def interactions(browser, url: str, with_action: str) -> dict[str, float]:
     out["replay: switch the why-not action"] = _timed(page, why_not)
     page.close()
 
-    page = browser.new_page()
-    page.goto(url + "/")
-    _settled(page, "Action mix")
+    page = _opened(browser, url + "/", "Action mix")
     out["overview: trends per day"] = _timed(page, lambda: page.get_by_text("day", exact=True).first.click())
 
     def email() -> None:
@@ -165,15 +165,11 @@ def interactions(browser, url: str, with_action: str) -> dict[str, float]:
     out["overview: filter channel email"] = _timed(page, email)
     page.close()
 
-    page = browser.new_page()
-    page.goto(url + "/funnel")
-    _settled(page, "Customers with no action, or only weak ones")
+    page = _opened(browser, url + "/funnel", "Customers with no action, or only weak ones")
     out["funnel: one bar per stage group"] = _timed(page, lambda: page.get_by_text("stage group", exact=True).click())
     page.close()
 
-    page = browser.new_page()
-    page.goto(url + "/explanations")
-    _settled(page, "attributions are in log-odds")
+    page = _opened(browser, url + "/explanations", "attributions are in log-odds")
 
     def other_action() -> None:
         page.locator("[data-testid='stSelectbox']").filter(has_text="Action model").click()
@@ -182,9 +178,7 @@ def interactions(browser, url: str, with_action: str) -> dict[str, float]:
     out["explanations: another action"] = _timed(page, other_action)
     page.close()
 
-    page = browser.new_page()
-    page.goto(url + "/tradeoffs")
-    _settled(page, "Realised figures come from the logged outcomes")
+    page = _opened(browser, url + "/tradeoffs", "Realised figures come from the logged outcomes")
     page.get_by_role("tab", name="What-if").click()
     _settled(page)
     field = page.locator("[data-testid='stNumberInput']").filter(has_text="Retention weight").locator("input")

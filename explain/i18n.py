@@ -73,6 +73,31 @@ TEXT: dict[str, tuple[str, str]] = {
     "common.all": ("all", "alle"),
     "common.next_step": ("Next step:", "Nächster Schritt:"),
     "common.download_csv": ("Download {name} (CSV)", "{name} herunterladen (CSV)"),
+    "common.no_log": ("No decision log at `{path}` yet. Create one with:\n\n```\nklartext demo --db {path}\n```",
+                      "Noch kein Entscheidungsprotokoll unter `{path}`. Legen Sie eines an mit:\n\n```\n"
+                      "klartext demo --db {path}\n```"),
+    "common.empty_log": ("The log `{path}` holds no decisions yet. Fill it with:\n\n```\nklartext demo --db {path} "
+                         "--replace\n```",
+                         "Das Protokoll `{path}` enthält noch keine Entscheidungen. Füllen Sie es mit:\n\n```\n"
+                         "klartext demo --db {path} --replace\n```"),
+    "common.live": (":green[●] **Live** — `klartext serve` (pid {pid}) holds this log; showing its replica as of {time} "
+                    "UTC ({n} decisions). Reload for newer ones.",
+                    ":green[●] **Live** — `klartext serve` (PID {pid}) hält dieses Protokoll; gezeigt wird sein "
+                    "Abbild von {time} UTC ({n} Entscheidungen). Neu laden für neuere."),
+    # signing in
+    "signin.intro": ("Sign in to see this decision log.", "Melden Sie sich an, um dieses Entscheidungsprotokoll zu sehen."),
+    "signin.user": ("User", "Benutzer"),
+    "signin.password": ("Password", "Passwort"),
+    "signin.button": ("Sign in", "Anmelden"),
+    "signin.wrong": ("Unknown user or wrong password.", "Unbekannter Benutzer oder falsches Passwort."),
+    "signin.not_a_user": ("{name} (from your sign-in) is not a Klartext user. Ask an admin to add you.",
+                          "{name} (aus Ihrer Anmeldung) ist kein Klartext-Benutzer. Bitten Sie einen Administrator, "
+                          "Sie hinzuzufügen."),
+    "signin.not_allowed": ("{name} ({role}) may not open this page: it shows single decisions and customers.",
+                           "{name} ({role}) darf diese Seite nicht öffnen: sie zeigt einzelne Entscheidungen und "
+                           "Kunden."),
+    "signin.as": ("Signed in as {name} ({role})", "Angemeldet als {name} ({role})"),
+    "signin.out": ("Sign out", "Abmelden"),
     # the overview
     "overview.no_decisions": ("No decisions in this period and channel selection. Widen the filters.",
                               "Keine Entscheidungen in diesem Zeitraum und dieser Kanalauswahl. Erweitern Sie die "

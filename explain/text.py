@@ -152,3 +152,22 @@ def why_not_text(c: Contrast, e: DecisionExplanation, lang: str = "en",
         else:
             notes.append(i18n.t("whynot.cf_needed", lang, what=what, needed=n(cf.needed, 4), current=n(cf.current, 4)))
     return text, notes
+
+
+def plain_text(e: DecisionExplanation, lang: str = "en", contrast: Contrast | None = None) -> str:
+    """The decision in plain words for business users, in ``lang``: what was chosen (by name),
+    why (the reasons), and why not the action asked about.  The technical text follows it."""
+    from explain import i18n
+    from explain.reasons import reason_text
+
+    names = {a.id: a.name for a in e.strategy.actions} if e.strategy is not None else {}
+    lines = [i18n.t("replay.decision", lang, id=e.decision_id),
+             f"{i18n.t('col.chosen', lang)}: " + (", ".join(f"{names.get(a, a)} ({a})" for a in e.chosen)
+                                                   or i18n.t("replay.no_action", lang))]
+    for aid in e.chosen:
+        for r in e.reasons.get(aid, []):
+            lines.append("  • " + (reason_text(e.strategy, aid, r, lang) if e.strategy is not None else r.text))
+    if contrast is not None:
+        answer, notes = why_not_text(contrast, e, lang, names)
+        lines += ["", answer] + [f"  → {n}" for n in notes]
+    return "\n".join(lines)

@@ -485,8 +485,10 @@ def evidence(decision_id: str, db: str, out: str, lang: str | None, by: str | No
               help="Explain this many random decisions (all scored candidates), check and store them.")
 @click.option("--seed", default=0, show_default=True, help="Seed for --sample.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--lang", type=click.Choice(["en", "de"]), default=None,
+              help="Start with the decision in plain words in this language (default: $KLARTEXT_LANG if set).")
 def explain(decision_id: str | None, db: str, other: str | None, sample: int | None, seed: int,
-            as_json: bool) -> None:
+            as_json: bool, lang: str | None) -> None:
     """Why a decision came out as it did: exact SHAP attributions, reasons, why-not-B.
 
     DECISION_ID is a decision's id, the start of one, or `latest` (the newest).
@@ -495,8 +497,9 @@ def explain(decision_id: str | None, db: str, other: str | None, sample: int | N
     (re-scored propensity and additivity) and stored in the log, so they are computed once.
     """
     from decision_log.replay import sample_ids
+    from explain import i18n
     from explain.api import Explainer
-    from explain.text import contrast_text, explanation_text
+    from explain.text import contrast_text, explanation_text, plain_text
 
     if (decision_id is None) == (sample is None):
         _fail(KlartextError("Give either a DECISION_ID or --sample N.",
@@ -536,6 +539,10 @@ def explain(decision_id: str | None, db: str, other: str | None, sample: int | N
             out["why_not"] = c.to_dict()
         click.echo(json.dumps(out, indent=2, default=str))
     else:
+        if lang or os.environ.get(i18n.LANG_ENV):
+            chosen = i18n.language(lang)
+            click.echo(plain_text(e, chosen, c))
+            click.echo(f"\n{i18n.t('replay.technical', chosen)}:\n")
         click.echo(explanation_text(e))
         if c is not None:
             click.echo("")

@@ -159,25 +159,25 @@ def current_user(entrypoint: bool = False) -> access.User | None:
         name = st.context.headers.get(header)
         if name:
             if name not in users:
-                st.error(f"{md(name)} (from your sign-in) is not a Klartext user. Ask an admin to add you.")
+                st.error(tr("signin.not_a_user", name=md(name)))
                 st.stop()
             return users[name]
     name = st.session_state.get("_user")
     if name in users:
         return users[name]
     if entrypoint:  # app.py: no page list before signing in
-        st.navigation([st.Page(_signing_in, title="Sign in")], position="hidden")
+        st.navigation([st.Page(_signing_in, title=tr("signin.button"))], position="hidden")
     st.title("Klartext")
     with st.form("sign_in"):
-        st.write("Sign in to see this decision log.")
-        who = st.text_input("User")
-        password = st.text_input("Password", type="password")
-        if st.form_submit_button("Sign in"):
+        st.write(tr("signin.intro"))
+        who = st.text_input(tr("signin.user"))
+        password = st.text_input(tr("signin.password"), type="password")
+        if st.form_submit_button(tr("signin.button")):
             user = users.get(who)
             if user is not None and user.password_hash != "-" and access.check_password(user.password_hash, password):
                 st.session_state["_user"] = who
                 st.rerun()
-            st.error("Unknown user or wrong password.")
+            st.error(tr("signin.wrong"))
     st.stop()
 
 
@@ -194,7 +194,7 @@ def require(grant: str) -> None:
     """Stop a page the signed-in user's role does not grant (the navigation hides it too)."""
     user = current_user()
     if user is not None and not user.may(grant):
-        st.error(f"{md(user.name)} ({user.role}) may not open this page: it shows single decisions and customers.")
+        st.error(tr("signin.not_allowed", name=md(user.name), role=user.role))
         st.stop()
 
 
@@ -202,8 +202,8 @@ def sign_out_button(user: access.User | None) -> None:
     if user is None or os.environ.get("KLARTEXT_AUTH_HEADER") and st.context.headers.get(
             os.environ["KLARTEXT_AUTH_HEADER"]):
         return
-    st.sidebar.caption(f"Signed in as {md(user.name)} ({user.role})")
-    if st.sidebar.button("Sign out"):
+    st.sidebar.caption(tr("signin.as", name=md(user.name), role=user.role))
+    if st.sidebar.button(tr("signin.out")):
         st.session_state.pop("_user", None)
         st.rerun()
 
@@ -300,7 +300,7 @@ def _key() -> tuple[str, float | str] | None:
     path = db_path()
     p = Path(path)
     if not p.exists():
-        st.info(f"No decision log at `{path}` yet. Create one with:\n\n```\nklartext demo --db {path}\n```")
+        st.info(tr("common.no_log", path=path))
         return None
     resolved = str(p.resolve())
     leased = st.session_state.get("_live")
@@ -327,12 +327,10 @@ def log() -> DecisionLog | None:
         return None
     if lg.replica is not None:
         r = lg.replica
-        st.sidebar.caption(f":green[●] **Live** — `klartext serve` (pid {r.service_pid}) holds this log; showing "
-                           f"its replica as of {r.updated[11:19]} UTC ({r.decisions:,} decisions). "
-                           "Reload for newer ones.")
+        st.sidebar.caption(tr("common.live", pid=r.service_pid, time=r.updated[11:19],
+                              n=i18n.number(r.decisions, lang())))
     if queries.decision_count(lg.con.cursor()) == 0:
-        st.info(f"The log `{key[0]}` holds no decisions yet. Fill it with:\n\n"
-                f"```\nklartext demo --db {key[0]} --replace\n```")
+        st.info(tr("common.empty_log", path=key[0]))
         return None
     explainer(lg)  # created (and its models warming up) on the first page anyone opens
     return lg

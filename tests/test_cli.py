@@ -204,3 +204,12 @@ def test_a_decision_is_named_by_id_its_start_or_latest(demo_copy):
     assert "latest" in unknown.output
     several = run("explain", newest[:2], "--db", str(demo_copy))
     assert several.exit_code == 2 and "is the start of several decisions" in several.output
+
+
+def test_explain_speaks_plain_german_first_for_business_users(demo_copy):
+    res = run("explain", "latest", "--db", str(demo_copy), "--vs", "winback_0", "--lang", "de")
+    assert res.exit_code == 0, res.output
+    plain, technical = res.output.split("\nTechnische Details:\n", 1)
+    assert plain.startswith("Entscheidung ") and "\nGewählt: " in plain
+    assert "log-odds" not in plain and ("„We miss you“" in plain or "We miss you" in plain)
+    assert "Why " in technical  # the technical text follows, as before
