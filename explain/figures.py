@@ -355,7 +355,7 @@ def priority_factors(cands: pd.DataFrame, names: dict[str, str] | None = None, l
 
 
 def tradeoff_scatter(df: pd.DataFrame, baseline_churn: float | None, key_label: str = "issue",
-                     title: str | None = None) -> go.Figure:
+                     title: str | None = None, lang: str = "en", currency: str = "EUR") -> go.Figure:
     """Margin per contact vs. churn of the customers reached, one bubble per issue or channel.
 
     Bubbles are sized by contacts; the dashed line is the churn of customers who got no action.
@@ -366,15 +366,16 @@ def tradeoff_scatter(df: pd.DataFrame, baseline_churn: float | None, key_label: 
         textposition="top center",
         marker={"size": 12 + 40 * np.sqrt(size / max(size.max(), 1)), "color": "#1565c0", "opacity": 0.7},
         customdata=np.stack([df["contacts"], df["margin"]], axis=1),
-        hovertemplate="%{text}: margin/contact %{x:.2f}, churn %{y:.1%}<br>contacts %{customdata[0]:,}, "
-                      "margin %{customdata[1]:,.0f}<extra></extra>",
+        hovertemplate="%{text}: " + i18n.t("fig.scatter_hover", lang, currency=currency) + "<extra></extra>",
     ))
     if baseline_churn is not None:
         fig.add_hline(y=baseline_churn, line={"dash": "dash", "color": "#c62828"},
-                      annotation_text=f"churn without action {baseline_churn:.1%}")
-    fig.update_layout(title=title, height=420, xaxis_title="realised margin per contact",
-                      yaxis={"title": "churn of customers reached", "tickformat": ".0%"},
-                      margin={"l": 10, "r": 10, "t": 50 if title else 20, "b": 40})
+                      annotation_text=i18n.t("fig.churn_without", lang, churn=i18n.percent(baseline_churn, lang)),
+                      annotation_position="bottom left")
+    fig.update_layout(title=title, height=420, xaxis_title=i18n.t("fig.margin_per_contact", lang, currency=currency),
+                      yaxis={"title": i18n.t("fig.churn_of_reached", lang), "tickformat": ".0%"},
+                      margin={"l": 10, "r": 10, "t": 50 if title else 20, "b": 40},
+                      separators=",." if lang == "de" else ".,")
     return fig
 
 

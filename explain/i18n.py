@@ -361,6 +361,13 @@ TEXT: dict[str, tuple[str, str]] = {
     "funnel.no_action": ("Decisions with no action", "Entscheidungen ohne Aktion"),
     "funnel.only_low": ("Decisions with only weak actions", "Entscheidungen nur mit schwachen Aktionen"),
     "funnel.share": ("share of decisions", "Anteil der Entscheidungen"),
+    "fig.scatter_hover": ("margin per contact %{{x:,.2f}} {currency}, churn %{{y:.1%}}<br>contacts "
+                          "%{{customdata[0]:,}}, margin %{{customdata[1]:,.0f}} {currency}",
+                          "Marge je Kontakt %{{x:,.2f}} {currency}, Abwanderung %{{y:.1%}}<br>Kontakte "
+                          "%{{customdata[0]:,}}, Marge %{{customdata[1]:,.0f}} {currency}"),
+    "fig.churn_without": ("churn without an action {churn}", "Abwanderung ohne Aktion {churn}"),
+    "fig.margin_per_contact": ("realised margin per contact ({currency})", "realisierte Marge je Kontakt ({currency})"),
+    "fig.churn_of_reached": ("churn of customers reached", "Abwanderung der erreichten Kunden"),
     "fig.reaching": ("Interactions reaching the stage", "Interaktionen, die die Stufe erreichen"),
     "fig.ending": ("Candidate rows ending there", "Kandidatenzeilen, die dort enden"),
     "fig.reach_hover": ("interactions reach it", "Interaktionen erreichen sie"),
@@ -428,6 +435,11 @@ TEXT: dict[str, tuple[str, str]] = {
                                   "Strategie `{version}`: Margengewicht 2(1−λ)·{mw}, Bindungsgewicht 2λ·{rw}, λ von 0 "
                                   "bis 1 (λ = 0,5 wie protokolliert). Kein Modell wird aufgerufen: jede "
                                   "Kandidatenzeile enthält ihre protokollierten Faktoren."),
+    "tradeoffs.col_contacts": ("Contacts", "Kontakte"),
+    "tradeoffs.col_margin_per_contact": ("Margin per contact ({currency})", "Marge je Kontakt ({currency})"),
+    "tradeoffs.col_expected_margin": ("Expected margin ({currency})", "Erwartete Marge ({currency})"),
+    "tradeoffs.col_expected_retention": ("Expected retention effect (customers kept)",
+                                         "Erwarteter Bindungseffekt (gehaltene Kunden)"),
     "tradeoffs.steps": ("Weight settings", "Gewichtungen"),
     "tradeoffs.margin_weight": ("Margin weight", "Margengewicht"),
     "tradeoffs.retention_weight": ("Retention weight", "Bindungsgewicht"),

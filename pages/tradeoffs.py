@@ -8,6 +8,7 @@ from decision_log import queries
 from decisioning.errors import KlartextError
 from explain import figures
 from pages.common import (
+    catalog,
     factors,
     factors_in,
     filter_spec,
@@ -16,6 +17,7 @@ from pages.common import (
     imported_factors,
     imported_sensitivity,
     imported_what_if,
+    lang,
     log,
     log_key,
     off_policy,
@@ -53,8 +55,21 @@ with tab_measured:
         st.warning(tr("tradeoffs.none_shown"))
     else:
         k = queries.kpis(con, f)
-        st.plotly_chart(figures.tradeoff_scatter(df, k["churn_not_reached"], by), width="stretch", key="scatter")
-        table(df, f"tradeoff_by_{by}")
+        names, currency = catalog(lg)
+        st.plotly_chart(figures.tradeoff_scatter(df, k["churn_not_reached"], by, lang=lang(), currency=currency),
+                        width="stretch", key="scatter")
+        money_col = {"format": "%.2f"}
+        table(df, f"tradeoff_by_{by}", column_config={
+            "key": tr(f"by.{by}").capitalize(), "contacts": tr("tradeoffs.col_contacts"),
+            "accepted": tr("customer.accepted_col"),
+            "margin": st.column_config.NumberColumn(tr("customer.margin_col", currency=currency), **money_col),
+            "margin_per_contact": st.column_config.NumberColumn(tr("tradeoffs.col_margin_per_contact",
+                                                                   currency=currency), **money_col),
+            "churn_reached": st.column_config.NumberColumn(tr("fig.churn_of_reached"), format="percent"),
+            "expected_margin": st.column_config.NumberColumn(tr("tradeoffs.col_expected_margin", currency=currency),
+                                                             **money_col),
+            "expected_retention": st.column_config.NumberColumn(tr("tradeoffs.col_expected_retention"),
+                                                                format="%.2f")})
         st.caption(tr("tradeoffs.measured_caption"))
 
 if only_imported(lg):  # no strategy to re-run: re-arbitrate the four factors the source logged

@@ -163,3 +163,16 @@ def test_funnel_and_explanations_read_in_german(demo_log, monkeypatch):
     option = at.selectbox(key="ex_action").options[0]
     assert option.endswith(" erklärt)") and option.rsplit(" (", 1)[0] in names.values(), option
     assert at.selectbox(key="ex_seg").options == ["nichts", "Kanal", "Thema", "Woche", "Tag", "Monat"]
+
+
+def test_the_trade_off_chart_speaks_german_with_the_currency():
+    import pandas as pd
+
+    from explain import figures
+
+    df = pd.DataFrame({"key": ["growth"], "contacts": [10], "margin": [50.0], "margin_per_contact": [5.0],
+                       "churn_reached": [0.15]})
+    fig = figures.tradeoff_scatter(df, 0.18, lang="de", currency="CHF")
+    assert fig.layout.xaxis.title.text == "realisierte Marge je Kontakt (CHF)"
+    assert fig.layout.yaxis.title.text == "Abwanderung der erreichten Kunden"
+    assert fig.layout.annotations[0].text == "Abwanderung ohne Aktion 18,0 %"
