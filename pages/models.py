@@ -4,13 +4,15 @@ import streamlit as st
 
 from decision_log import queries
 from explain import figures
-from pages.common import connection, fmt, table, tr
+from pages.common import action_label, catalog, fmt, log, table, tr
 
 st.title(tr("models.title"))
 st.caption(tr("models.caption"))
-con = connection()
-if con is None:
+lg = log()
+if lg is None:
     st.stop()
+con = lg.con.cursor()
+names, _ = catalog(lg)
 reg = queries.models_registry(con)
 if reg.empty:
     st.info(tr("models.none"))
@@ -22,15 +24,17 @@ m = st.columns(3)
 m[0].metric(tr("models.versions"), num(len(reg)))
 m[1].metric(tr("models.median_auc"), num(reg["auc"].median(), 3))
 m[2].metric(tr("models.worst_ece"), num(reg["ece"].max(), 3))
-st.plotly_chart(figures.bars(reg.sort_values("auc", ascending=False), "auc", "action_id", fmt=".3f",
-                             title=tr("models.auc_chart")), width="stretch", key="auc")
+reg.insert(0, "name", reg["action_id"].map(lambda a: action_label(names, a)))
+st.plotly_chart(figures.bars(reg.sort_values("auc", ascending=False), "auc", "name", fmt=".3f",
+                             title=tr("models.auc_chart"), x_title="AUC"), width="stretch", key="auc")
 table(reg.drop(columns=["metrics", "features"]), "models")
-pick = st.selectbox(tr("models.pick"), list(reg["action_id"] + " · " + reg["version"]), key="model_pick")
-row = reg.iloc[list(reg["action_id"] + " · " + reg["version"]).index(pick)]
+labels = list(reg["name"] + " · " + reg["version"])
+pick = st.selectbox(tr("models.pick"), labels, key="model_pick")
+row = reg.iloc[labels.index(pick)]
 metrics = json.loads(row["metrics"])
 c1, c2 = st.columns([3, 2])
 c1.plotly_chart(figures.calibration(metrics.get("calibration", []), title=tr("models.calibration",
-                                                                            action=row["action_id"])),
+                                                                            action=row["name"])),
                 width="stretch", key="calib")
 scored = 0 if row["scored"] != row["scored"] else int(row["scored"])
 c2.markdown(tr("models.card", version=row["version"], algorithm=row["algorithm"],

@@ -103,6 +103,10 @@ def test_the_model_registry_reads_in_german(demo_log, monkeypatch):
     assert [m.label for m in at.metric] == ["Modellversionen", "Median der AUC", "Größter Kalibrierungsfehler (ECE)"]
     assert at.metric[1].value.startswith("0,")  # a decimal comma
     assert "**Trainiert auf**" in at.markdown[0].value and "**Merkmale:**" in at.markdown[1].value
+    from decisioning.scenarios.retail import load_demo_strategy
+
+    names = {a.name for a in load_demo_strategy().actions}  # models by the actions' names, not their ids
+    assert {o.split(" · ")[0] for o in at.selectbox(key="model_pick").options} == names
 
 
 def _german(page: str, demo_log, monkeypatch) -> AppTest:
