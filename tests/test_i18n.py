@@ -180,3 +180,13 @@ def test_the_trade_off_chart_speaks_german_with_the_currency():
     assert fig.layout.xaxis.title.text == "realisierte Marge je Kontakt (CHF)"
     assert fig.layout.yaxis.title.text == "Abwanderung der erreichten Kunden"
     assert fig.layout.annotations[0].text == "Abwanderung ohne Aktion 18,0 %"
+
+
+def test_every_stage_of_the_flow_has_its_name_in_both_languages(demo_log, monkeypatch):
+    from decisioning import stages
+
+    for s in stages.FLOW:  # the English text is the registry's label: one definition, translated here
+        assert i18n.t(f"stage.{s.name}", "en") == s.label and f"stage_group.{s.group}" in i18n.TEXT, s.name
+    at = _german("funnel", demo_log, monkeypatch)
+    labels = list(at.dataframe[0].value["label"])
+    assert labels[:3] == ["Berechtigung", "Anwendbarkeit", "Eignung"], labels
