@@ -231,6 +231,17 @@ def start_dashboard(env: dict) -> tuple[subprocess.Popen, str]:
     pytest.fail("streamlit did not start: " + proc.stdout.read().decode(errors="replace")[-2000:])
 
 
+def stop(proc: subprocess.Popen, seconds: float = 10) -> None:
+    """End a server a test started: asked first, killed if it does not go (Streamlit can sit
+    on a SIGTERM while a browser session is open, and would outlive the test run)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=seconds)
+
+
 def children_of(pid: int) -> list[int]:
     """The processes ``pid`` started."""
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout

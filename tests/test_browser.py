@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import start_dashboard
+from tests.conftest import start_dashboard, stop
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,8 +22,7 @@ def server(demo_log):
         pytest.fail("Chromium is missing: install it with `apt-get install -y chromium` (the CI script does).")
     proc, url = start_dashboard(dict(os.environ, KLARTEXT_DB=str(demo_log)))
     yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    stop(proc)
 
 
 @pytest.fixture(scope="module")
@@ -150,5 +149,4 @@ def test_the_first_visitor_of_a_fresh_server_can_open_a_page_by_its_address(demo
         assert page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").filter(has_text="Sprache").count() == 1
         page.close()
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop(proc)
