@@ -158,6 +158,22 @@ def _from_ipc(text: str) -> pa.Table:
     return pa.ipc.open_stream(io.BytesIO(base64.b64decode(text))).read_all()
 
 
+def _record_rows(con: duckdb.DuckDBPyConnection, seq: int, decision_id: str) -> tuple[pa.Table, pa.Table, str]:
+    """One decision's row and candidate rows as the hash reads them, and the chain hash before it."""
+    dec = con.sql(integrity.DECISION_SELECT + " WHERE seq = ?", params=[seq]).to_arrow_table()
+    cand = con.sql(integrity.CANDIDATE_SELECT + f" WHERE decision_id = ? ORDER BY {candidate_order(con)}",
+                   params=[decision_id]).to_arrow_table()
+    prev = con.execute("SELECT chain_hash FROM chain WHERE seq = ?", [seq - 1]).fetchall()
+    return dec, cand, prev[0][0] if prev else integrity.GENESIS
+
+
+def _recompute(dec: pa.Table, cand: pa.Table, previous_chain_hash: str) -> tuple[str, str]:
+    """(record hash, chain hash) of one decision, computed from its rows."""
+    record, chained = integrity.record_and_chain(integrity.decision_digests(dec), integrity.candidate_digests(
+        cand, np.array([0]), np.array([cand.num_rows])), previous_chain_hash)
+    return integrity.hex_list(record)[0], integrity.hex_list(chained)[0]
+
+
 def prove(con: duckdb.DuckDBPyConnection, decision_id: str, checkpoint: dict[str, Any]) -> dict[str, Any]:
     """A proof that ``decision_id`` is in the log the checkpoint signed: its rows, the chain
     hash before it and every record hash after it up to the signed head."""
@@ -169,14 +185,10 @@ def prove(con: duckdb.DuckDBPyConnection, decision_id: str, checkpoint: dict[str
         raise LogError(f"Decision {decision_id!r} (position {seq}) was logged after the checkpoint "
                        f"(which ends at position {checkpoint.get('head_seq')}).",
                        "Take a new checkpoint with `klartext checkpoint`, then prove it against that one.")
-    dec = con.sql(integrity.DECISION_SELECT + " WHERE seq = ?", params=[seq]).to_arrow_table()
-    cand = con.sql(integrity.CANDIDATE_SELECT + f" WHERE decision_id = ? ORDER BY {candidate_order(con)}",
-                   params=[decision_id]).to_arrow_table()
-    prev = con.execute("SELECT chain_hash FROM chain WHERE seq = ?", [seq - 1]).fetchall()
+    dec, cand, prev_hash = _record_rows(con, seq, decision_id)
     after = [r[0] for r in con.execute("SELECT record_hash FROM chain WHERE seq > ? AND seq <= ? ORDER BY seq",
                                        [seq, checkpoint["head_seq"]]).fetchall()]
-    return {"format": PROOF_FORMAT, "decision_id": decision_id, "seq": seq,
-            "previous_chain_hash": prev[0][0] if prev else integrity.GENESIS,
+    return {"format": PROOF_FORMAT, "decision_id": decision_id, "seq": seq, "previous_chain_hash": prev_hash,
             "decision": _ipc(dec), "candidates": _ipc(cand), "later_record_hashes": after,
             "checkpoint": checkpoint}
 
@@ -193,14 +205,8 @@ def record_status(con: duckdb.DuckDBPyConnection, decision_id: str) -> dict[str,
     if not row:
         raise LogError(f"Decision {decision_id!r} is not in the log's chain.", "Look up ids with `klartext decisions`.")
     seq, stored, chained = int(row[0][0]), row[0][1], row[0][2]
-    dec = con.sql(integrity.DECISION_SELECT + " WHERE seq = ?", params=[seq]).to_arrow_table()
-    cand = con.sql(integrity.CANDIDATE_SELECT + f" WHERE decision_id = ? ORDER BY {candidate_order(con)}",
-                   params=[decision_id]).to_arrow_table()
-    prev = con.execute("SELECT chain_hash FROM chain WHERE seq = ?", [seq - 1]).fetchall()
-    prev_hash = prev[0][0] if prev else integrity.GENESIS
-    record, _ = integrity.record_and_chain(integrity.decision_digests(dec), integrity.candidate_digests(
-        cand, np.array([0]), np.array([cand.num_rows])), prev_hash)
-    recomputed = integrity.hex_list(record)[0] if dec.num_rows == 1 else None
+    dec, cand, prev_hash = _record_rows(con, seq, decision_id)
+    recomputed = _recompute(dec, cand, prev_hash)[0] if dec.num_rows == 1 else None
     return {"seq": seq, "record_hash": stored, "chain_hash": chained, "previous_chain_hash": prev_hash,
             "decisions": int(con.execute("SELECT count(*) FROM chain").fetchall()[0][0]),
             "record_intact": recomputed == stored,
@@ -224,9 +230,7 @@ def check_proof(proof: dict[str, Any], public: Ed25519PublicKey) -> dict[str, An
         raise LogError("The proof's decision row is not the decision it names.", "The proof was changed.")
     if any(x != proof["decision_id"] for x in cand.column("decision_id").to_pylist()):
         raise LogError("The proof holds candidate rows of another decision.", "The proof was changed.")
-    record, chained = integrity.record_and_chain(integrity.decision_digests(dec), integrity.candidate_digests(
-        cand, np.array([0]), np.array([cand.num_rows])), proof["previous_chain_hash"])
-    head = integrity.hex_list(chained)[0]
+    head = _recompute(dec, cand, proof["previous_chain_hash"])[1]
     for h in proof["later_record_hashes"]:
         head = integrity.chain(head, [h])[0]
     if proof["seq"] + len(proof["later_record_hashes"]) != p["head_seq"] or head != p["head_hash"]:

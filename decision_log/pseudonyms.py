@@ -61,6 +61,11 @@ def key_id(key: bytes) -> str:
     return hmac.new(key, b"klartext pseudonym key id", "sha256").hexdigest()[:16]
 
 
+def key_path(path: str) -> Path:
+    """Where a log keeps its pseudonym key: ``<log>.key`` beside it."""
+    return Path(path + ".key")
+
+
 def load_key(path: str, create: bool) -> bytes | None:
     """The key from ``$KLARTEXT_PSEUDONYM_KEY`` or ``<log>.key``: one format for both, hex
     of at least 16 bytes; a new random one only when ``create``."""
@@ -69,13 +74,13 @@ def load_key(path: str, create: bool) -> bytes | None:
         return parse_key(env, f"${KEY_ENV}")
     if path == ":memory:":
         return secrets.token_bytes(32)
-    key_path = Path(path + ".key")
-    if key_path.exists():
-        return parse_key(key_path.read_text(), str(key_path))
+    keyfile = key_path(path)
+    if keyfile.exists():
+        return parse_key(keyfile.read_text(), str(keyfile))
     if not create:
         return None
     key = secrets.token_bytes(32)
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(key.hex())
     return key

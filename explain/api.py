@@ -56,7 +56,7 @@ from explain.contrast import (
     propensity_breakdown,
     weight_needed,
 )
-from explain.reasons import Reason, candidate_reasons, display_value, feature_phrase
+from explain.reasons import Reason, candidate_reasons, display_value, feature_phrase, reason_text
 
 #: How many explained decisions an explainer on a read-only log keeps in memory.
 EXPLANATION_MEMO = 4096
@@ -163,6 +163,25 @@ class DecisionExplanation:
         out = {f.name: f.label for f in self.strategy.features}
         out[CHANNEL_FEATURE] = "Channel"
         return out
+
+    def action_names(self) -> dict[str, str]:
+        """Action id → name from the decision's strategy (an imported decision has none)."""
+        return {a.id: a.name for a in self.strategy.actions} if self.strategy is not None else {}
+
+    def reason_texts(self, action_id: str, lang: str = "en") -> list[str]:
+        """The principal reasons for ``action_id`` in plain words, in ``lang``."""
+        if self.strategy is None:
+            return [r.text for r in self.reasons.get(action_id, [])]
+        return [reason_text(self.strategy, action_id, r, lang) for r in self.reasons.get(action_id, [])]
+
+    def feature_phrases(self, features: tuple[str, ...] | list[str], lang: str = "en") -> list[str]:
+        """Each feature with the customer's logged value as a person reads it (``Last purchase
+        214 days ago``); the bare name without a strategy."""
+        if self.strategy is None:
+            return list(features)
+        feats = self.inputs.get("features", {})
+        return [feature_phrase(self.strategy, f, self.decision["channel"] if f == CHANNEL_FEATURE else feats.get(f),
+                               lang) for f in features]
 
     def display_inputs(self) -> pd.DataFrame:
         """The logged features as a table: feature, label, value (as a person reads it), source."""

@@ -22,8 +22,7 @@ from decision_log.checkpoints import record_status
 from decision_log.replay import replay
 from decision_log.store import DecisionLog
 from explain import i18n
-from explain.api import DecisionExplanation, Explainer
-from explain.reasons import feature_phrase, reason_text
+from explain.api import Explainer
 from explain.text import why_not_text
 
 FORMAT = "klartext-evidence/1"
@@ -36,35 +35,25 @@ def _version() -> str:
         return "unknown"
 
 
-def _names(e: DecisionExplanation) -> dict[str, str]:
-    return {a.id: a.name for a in e.strategy.actions} if e.strategy is not None else {}
-
-
 def evidence(log: DecisionLog, ex: Explainer, decision_id: str, exported_by: str, lang: str = "en") -> dict[str, Any]:
     """The evidence of ``decision_id`` as one JSON-ready dict (see the module docstring)."""
     e = ex.explain(decision_id)
-    names = _names(e)
+    names = e.action_names()
     con = log.con.cursor()
     contrasts = [ex.why_not(decision_id, a) for a in e.candidates["action_id"] if e.chosen and a != e.chosen[0]]
     rep = replay(log, [decision_id])[0]
     outcomes = con.execute("SELECT action_id, outcome, revenue, margin, churned, ts FROM outcomes "
                            "WHERE decision_id = ? ORDER BY ts", [decision_id]).df()
-    feats = e.inputs.get("features", {})
     chosen = []
     for aid in e.chosen:
         ca = e.attributions.get(aid)
-        item: dict[str, Any] = {
-            "action_id": aid, "name": names.get(aid, aid),
-            "reasons": [reason_text(e.strategy, aid, r, lang) if e.strategy is not None else r.text
-                        for r in e.reasons.get(aid, [])]}
+        item: dict[str, Any] = {"action_id": aid, "name": names.get(aid, aid), "reasons": e.reason_texts(aid, lang)}
         if ca is not None:
             item["attributions"] = {
                 "verified": ca.verified, "problems": ca.problems, "model_version": ca.model_version,
                 "base_value": ca.base_value, "output": ca.raw_output, "unit": "log-odds",
-                "features": [{"feature": f, "label": feature_phrase(e.strategy, f, e.decision["channel"] if f == "channel"
-                                                                    else feats.get(f), lang)
-                              if e.strategy is not None else f, "value": float(v)}
-                             for f, v in zip(ca.features, ca.phi)]}
+                "features": [{"feature": f, "label": label, "value": float(v)}
+                             for f, label, v in zip(ca.features, e.feature_phrases(ca.features, lang), ca.phi)]}
         chosen.append(item)
     why_not = []
     for c in contrasts:
@@ -79,7 +68,7 @@ def evidence(log: DecisionLog, ex: Explainer, decision_id: str, exported_by: str
         "record": record_status(con, decision_id),
         "replay": {"reproduced": rep.reproduced, "replayable": rep.replayable, "note": rep.note,
                    "differences": len(rep.differences)},
-        "decision": {k: v for k, v in e.to_dict().items()},
+        "decision": e.to_dict(),
         "chosen": chosen,
         "why_not": why_not,
         "outcomes": json.loads(outcomes.to_json(orient="records", date_format="iso")),
@@ -119,7 +108,7 @@ def _num(x: object, lang: str, digits: int = 4) -> str:
     if isinstance(x, bool):
         return i18n.t("value.yes" if x else "value.no", lang)
     if isinstance(x, (int, float)):
-        return format(float(x), f".{digits}g").replace(".", "," if lang == "de" else ".")
+        return i18n.significant(x, lang, digits)
     return _esc(x)
 
 

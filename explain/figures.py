@@ -50,6 +50,11 @@ def stage_funnel(funnel: pd.DataFrame, lang: str = "en") -> go.Figure:
 _UP, _DOWN, _TOTAL = "#2e7d32", "#c62828", "#37474f"
 
 
+def _separators(lang: str) -> str:
+    """Plotly's decimal and thousands signs for ``lang`` (1,234.5 / 1.234,5)."""
+    return ",." if lang == "de" else ".,"
+
+
 def _logistic(z: float) -> float:
     return 1.0 / (1.0 + math.exp(-z))
 
@@ -227,7 +232,7 @@ def timeline(daily: pd.DataFrame, changes: pd.DataFrame | None = None, value: st
     _mark_changes(fig, changes, lang)
     fig.update_layout(barmode="stack", title=title, height=340, yaxis_title=y_title or value.replace("_", " "),
                       margin={"l": 10, "r": 10, "t": 50 if title else 30, "b": 30},
-                      legend_title_text=i18n.t("by.issue", lang), separators=",." if lang == "de" else ".,")
+                      legend_title_text=i18n.t("by.issue", lang), separators=_separators(lang))
     return fig
 
 
@@ -269,7 +274,7 @@ def trends(df: pd.DataFrame, changes: pd.DataFrame | None = None, currency: str 
     fig.update_yaxes(tickformat=",.0f", row=2, col=1)
     fig.update_yaxes(tickformat=".0%", rangemode="tozero", row=3, col=1)
     _mark_changes(fig, changes, lang)
-    fig.update_layout(height=620, margin={"l": 10, "r": 10, "t": 40, "b": 30}, separators=",." if lang == "de" else ".,",
+    fig.update_layout(height=620, margin={"l": 10, "r": 10, "t": 40, "b": 30}, separators=_separators(lang),
                       legend={"orientation": "h", "yanchor": "top", "y": -0.05, "x": 0})
     return fig
 
@@ -375,7 +380,7 @@ def tradeoff_scatter(df: pd.DataFrame, baseline_churn: float | None, key_label: 
     fig.update_layout(title=title, height=420, xaxis_title=i18n.t("fig.margin_per_contact", lang, currency=currency),
                       yaxis={"title": i18n.t("fig.churn_of_reached", lang), "tickformat": ".0%"},
                       margin={"l": 10, "r": 10, "t": 50 if title else 20, "b": 40},
-                      separators=",." if lang == "de" else ".,")
+                      separators=_separators(lang))
     return fig
 
 

@@ -621,6 +621,17 @@ def number(x: float, lang: str, decimals: int = 0) -> str:
     return text.replace(",", "\x00").replace(".", ",").replace("\x00", ".") if lang == "de" else text
 
 
+def significant(x: float, lang: str, digits: int = 4) -> str:
+    """``x`` to ``digits`` significant digits with the decimal sign of ``lang`` (0.1234 / 0,1234)."""
+    text = format(float(x), f".{digits}g")
+    return text.replace(".", ",") if lang == "de" else text
+
+
+def quoted(text: str, lang: str) -> str:
+    """``text`` in the quotation marks of ``lang``: “…” / „…“."""
+    return f"„{text}“" if lang == "de" else f"“{text}”"
+
+
 def percent(share: float, lang: str, decimals: int = 1) -> str:
     """A share as a percentage: 12.3% / 12,3 % (German puts a space before the sign)."""
     return number(share * 100, lang, decimals) + (" %" if lang == "de" else "%")

@@ -57,7 +57,7 @@ def display_value(strategy: Strategy, feature: str, value: Any, lang: str = "en"
     if f.type == "category":
         return str(value)
     if isinstance(value, float) and not value.is_integer():
-        text = i18n.number(value, lang, 2) if abs(value) >= 1 else f"{value:.3g}".replace(".", "," if lang == "de" else ".")
+        text = i18n.number(value, lang, 2) if abs(value) >= 1 else i18n.significant(value, lang, 3)
     else:
         text = i18n.number(int(value), lang)
     return f"{text} {f.unit}".strip()
@@ -83,7 +83,7 @@ def feature_phrase(strategy: Strategy, feature: str, value: Any, lang: str = "en
 
 
 def action_phrase(action: Action, lang: str = "en") -> str:
-    return f"“{action.name}”" if lang == "en" else f"„{action.name}“"
+    return i18n.quoted(action.name, lang)
 
 
 def strength(effect: float) -> str:

@@ -9,7 +9,6 @@ import pandas as pd
 from explain.api import DecisionExplanation
 from explain.attributions import probability
 from explain.contrast import Contrast
-from explain.reasons import feature_phrase
 
 
 def _f(x, spec: str = ".4g") -> str:
@@ -34,7 +33,6 @@ def explanation_text(e: DecisionExplanation, top_features: int = 6) -> str:
         lines.append("Chosen: no action (nothing cleared every policy and the no-action threshold)")
     for note in e.notes:
         lines.append(f"Note: {note}")
-    feats = e.inputs.get("features", {})
     by_action = e.candidates.set_index("action_id")
     for aid in e.chosen:
         row = by_action.loc[aid]
@@ -49,11 +47,9 @@ def explanation_text(e: DecisionExplanation, top_features: int = 6) -> str:
             lines.append(f"  Attributions ({ca.algorithm}, log-odds, model {ca.model_version}): {status}")
             lines.append(f"    base value {ca.base_value:+.4f}  (p = {probability(ca.base_value):.3f})")
             order = sorted(range(len(ca.features)), key=lambda i: -abs(ca.phi[i]))
+            labels = e.feature_phrases(ca.features)
             for i in order[:top_features]:
-                f = ca.features[i]
-                value = d["channel"] if f == "channel" else feats.get(f)
-                label = feature_phrase(e.strategy, f, value) if e.strategy is not None else f
-                lines.append(f"    {ca.phi[i]:+.4f}  {label}")
+                lines.append(f"    {ca.phi[i]:+.4f}  {labels[i]}")
             rest = sum(ca.phi[i] for i in order[top_features:])
             if len(order) > top_features:
                 lines.append(f"    {rest:+.4f}  {len(order) - top_features} other features")
@@ -111,11 +107,10 @@ def why_not_text(c: Contrast, e: DecisionExplanation, lang: str = "en",
     names = names or {}
 
     def q(aid: str) -> str:
-        name = names.get(aid, aid)
-        return f"“{name}”" if lang == "en" else f"„{name}“"
+        return i18n.quoted(names.get(aid, aid), lang)
 
     def n(x: float, digits: int = 4) -> str:
-        return format(x, f".{digits}g").replace(".", "," if lang == "de" else ".")
+        return i18n.significant(x, lang, digits)
 
     cands = e.candidates.set_index("action_id")
     other = cands.loc[c.other] if c.other in cands.index else None
@@ -158,15 +153,13 @@ def plain_text(e: DecisionExplanation, lang: str = "en", contrast: Contrast | No
     """The decision in plain words for business users, in ``lang``: what was chosen (by name),
     why (the reasons), and why not the action asked about.  The technical text follows it."""
     from explain import i18n
-    from explain.reasons import reason_text
 
-    names = {a.id: a.name for a in e.strategy.actions} if e.strategy is not None else {}
+    names = e.action_names()
     lines = [i18n.t("replay.decision", lang, id=e.decision_id),
              f"{i18n.t('col.chosen', lang)}: " + (", ".join(f"{names.get(a, a)} ({a})" for a in e.chosen)
                                                    or i18n.t("replay.no_action", lang))]
     for aid in e.chosen:
-        for r in e.reasons.get(aid, []):
-            lines.append("  • " + (reason_text(e.strategy, aid, r, lang) if e.strategy is not None else r.text))
+        lines += [f"  • {r}" for r in e.reason_texts(aid, lang)]
     if contrast is not None:
         answer, notes = why_not_text(contrast, e, lang, names)
         lines += ["", answer] + [f"  → {n}" for n in notes]

@@ -905,13 +905,15 @@ def _removed_on_failure(db: str):
     """A log this command creates is removed again, with its pseudonym key, when the command
     fails: a failed import or run leaves nothing behind (an existing log is left as it was;
     each write into it is one transaction)."""
+    from decision_log.pseudonyms import key_path
+
     fresh = not Path(db).exists()
     try:
         yield
     except BaseException:
         if fresh:
-            for p in (db, db + ".wal", db + ".key"):
-                Path(p).unlink(missing_ok=True)
+            for p in (Path(db), Path(db + ".wal"), key_path(db)):
+                p.unlink(missing_ok=True)
         raise
 
 

@@ -6,7 +6,6 @@ from decision_log import queries
 from decision_log.replay import replay
 from decisioning.errors import KlartextError
 from explain import evidence, figures
-from explain.reasons import feature_phrase, reason_text
 from explain.text import why_not_text
 from pages.common import (
     action_label,
@@ -110,7 +109,6 @@ for n in e.notes:
 
 tab_why, tab_grid, tab_inputs, tab_whynot = st.tabs(
     [tr("replay.tab_why"), tr("replay.tab_all"), tr("replay.tab_inputs"), tr("replay.tab_why_not")])
-feats = e.inputs.get("features", {})
 with tab_why:
     if not e.chosen:
         st.info(tr("replay.none_chosen"))
@@ -124,16 +122,15 @@ with tab_why:
                 lever=number(row["lever"], 2)))
         else:
             st.caption(tr("replay.no_factors"))
-        for r in e.reasons.get(aid, []):
-            st.markdown(f"- {md(reason_text(e.strategy, aid, r, lg_lang) if e.strategy is not None else r.text)}")
+        for r in e.reason_texts(aid, lg_lang):
+            st.markdown(f"- {md(r)}")
         ca = e.attributions.get(aid)
         if ca is None:
             continue
         if ca.verified:
             predicts = e.strategy.actions[e.strategy.action_index(aid)].predicts
             st.caption(tr("replay.attributions_checked"))
-            labels = [feature_phrase(e.strategy, x, d["channel"] if x == "channel" else feats.get(x), lg_lang)
-                      for x in ca.features]
+            labels = e.feature_phrases(ca.features, lg_lang)
             st.plotly_chart(figures.attribution_waterfall(list(ca.features), ca.phi, ca.base_value, ca.raw_output,
                                                           labels, outcome=tr(f"predicts_short.{predicts}"),
                                                           lang=lg_lang),
