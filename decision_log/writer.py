@@ -204,8 +204,17 @@ def decide_and_log(
     *,
     chunk: int = 10_000,
     on_logged: Callable[[int], None] | None = None,
+    spans: list[tuple[int, int]] | None = None,
+    before: Callable[[np.ndarray, Requests], None] | None = None,
+    after: Callable[[np.ndarray, Requests, DecisionBatch], None] | None = None,
 ) -> list[DecisionBatch]:
     """Decide ``requests`` in chunks and log every decision; returns the batches.
+
+    ``spans`` replaces the equal chunks by the caller's (start, end) row ranges, in order.
+    ``before(rows, requests)`` may change a chunk's requests just before it is decided and
+    ``after(rows, requests, batch)`` sees each decided chunk; both run on the deciding thread,
+    one chunk after the other, so a later chunk's requests can carry what the earlier ones
+    decided (the demo's returning customers see their earlier contacts and purchases).
 
     Three stages overlap, each on its own thread: one decides chunk *k + 2* while the
     writer's preparing thread makes chunk *k + 1* into rows and its writing thread puts
@@ -221,7 +230,12 @@ def decide_and_log(
 
         def decide(span: tuple[int, int]) -> None:
             rows = np.arange(*span)
-            batch = engine.decide(requests.take(rows), ts_us=ts_us[rows])
+            req = requests.take(rows)
+            if before is not None:
+                before(rows, req)
+            batch = engine.decide(req, ts_us=ts_us[rows])
+            if after is not None:
+                after(rows, req, batch)
             future = writer.append(batch, engine.strategy)
             if on_logged:
                 future.add_done_callback(_reporter(on_logged, len(batch)))
@@ -229,7 +243,7 @@ def decide_and_log(
 
         decider = _Stage("klartext-decide", decide, nice=_UPSTREAM_NICE)
         try:
-            for span in _chunks(len(requests), chunk):
+            for span in spans if spans is not None else _chunks(len(requests), chunk):
                 decider.put(span)
         finally:
             try:

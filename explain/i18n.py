@@ -607,12 +607,78 @@ TEXT: dict[str, tuple[str, str]] = {
     "col.selected": ("Shown", "Gezeigt"),
     "col.model_version": ("Model version", "Modellversion"),
     "col.rows": ("Rows", "Zeilen"),
+    # the CLI's messages for business users (replay, verify, funnel, compare, decisions)
+    "cli.no_decisions": ("The log holds no decisions yet.", "Das Protokoll enthält noch keine Entscheidungen."),
+    "cli.no_action": ("no action", "keine Aktion"),
+    "cli.replay_ok": ("Reproduced {id}: chosen {chosen}; every candidate's stage, rule, reason and scores match "
+                      "exactly.", "{id} reproduziert: gewählt {chosen}; Stufe, Regel, Grund und Werte jeder "
+                      "Kandidatin stimmen exakt überein."),
+    "cli.replay_cannot": ("Cannot replay {id}: {note}.", "{id} kann nicht erneut ausgeführt werden: {note}."),
+    "cli.replay_differs": ("NOT reproduced {id}: logged {logged}, replayed {replayed}",
+                           "NICHT reproduziert {id}: protokolliert {logged}, erneut ausgeführt {replayed}"),
+    "cli.replay_field": ("  {field}: logged {logged}, replayed {replayed}",
+                         "  {field}: protokolliert {logged}, erneut ausgeführt {replayed}"),
+    "cli.replay_summary": ("Reproduced {ok} of {n} decisions exactly.",
+                           "{ok} von {n} Entscheidungen exakt reproduziert."),
+    "cli.verify_replica": ("Checking the live replica of {db} as of {time} UTC ({n} decisions); decisions logged "
+                           "since are not covered.", "Geprüft wird die Live-Kopie von {db} mit Stand {time} UTC "
+                           "({n} Entscheidungen); seither protokollierte Entscheidungen sind nicht erfasst."),
+    "cli.verify_ckpt_failed": ("FAILED against the checkpoint: {problem}.",
+                               "FEHLGESCHLAGEN gegen den Prüfpunkt: {problem}."),
+    "cli.verify_ckpt_ok": ("OK: the log extends the checkpoint of {created} ({n} decisions, head {head}…), signed "
+                           "by key {key}…", "OK: Das Protokoll setzt den Prüfpunkt vom {created} fort ({n} "
+                           "Entscheidungen, Kopf {head}…), signiert mit Schlüssel {key}…"),
+    "cli.verify_ok": ("OK: {n} decisions verified; head hash {head}", "OK: {n} Entscheidungen geprüft; Kopf-Hash {head}"),
+    "cli.verify_sealed": ("OK: outcomes, strategies, models, stages, meta and explanations verified; seal head {head} "
+                          "(write {write})", "OK: Ergebnisse, Strategien, Modelle, Stufen, Metadaten und Erklärungen "
+                          "geprüft; Siegel-Kopf {head} (Schreibvorgang {write})"),
+    "cli.note": ("Note: {note}.", "Hinweis: {note}."),
+    "cli.verify_table_failed": ("FAILED in table {table}: {problem}.", "FEHLGESCHLAGEN in Tabelle {table}: {problem}."),
+    "cli.verify_failed": ("FAILED at decision {id} (position {seq}): {problem}.",
+                          "FEHLGESCHLAGEN bei Entscheidung {id} (Position {seq}): {problem}."),
+    "cli.verify_head": ("Head hash recorded in the chain: {head}", "In der Kette festgehaltener Kopf-Hash: {head}"),
+    "cli.funnel_head_stage": ("{n} interactions. Rows stopping at each stage, and interactions still reaching it:",
+                              "{n} Interaktionen. Zeilen, die an jeder Stufe enden, und Interaktionen, die sie "
+                              "noch erreichen:"),
+    "cli.funnel_head_group": ("{n} interactions. Rows stopping at each stage group, and interactions still reaching "
+                              "it:", "{n} Interaktionen. Zeilen, die an jeder Stufengruppe enden, und Interaktionen, "
+                              "die sie noch erreichen:"),
+    "cli.funnel_rows": ("rows end here", "Zeilen enden hier"),
+    "cli.funnel_reach": ("reach it", "erreichen sie"),
+    "cli.compare_head": ("{changed} of {n} decisions ({share}) get another first action under {name} ({version}).",
+                         "{changed} von {n} Entscheidungen ({share}) erhalten unter {name} ({version}) eine andere "
+                         "erste Aktion."),
+    "cli.compare_moves": ("Most frequent changes:", "Häufigste Änderungen:"),
+    "cli.compare_segments": ("Expected KPIs by issue and channel:", "Erwartete Kennzahlen nach Thema und Kanal:"),
+    "kpi.contacts": ("Contacts", "Kontakte"),
+    "kpi.accepts": ("Expected acceptances", "Erwartete Annahmen"),
+    "kpi.margin": ("Expected margin", "Erwartete Marge"),
+    "kpi.retention": ("Expected retention value", "Erwarteter Bindungswert"),
+    "kpi.churn_reduction": ("Expected customers kept", "Erwartet gehaltene Kunden"),
+    "kpi.incentive_spend": ("Expected incentive spend", "Erwartete Anreizkosten"),
+    "kpi_meaning.contacts": ("Number of actions shown.", "Anzahl der gezeigten Aktionen."),
+    "kpi_meaning.accepts": ("Σ p: actions the customers are expected to accept.",
+                            "Σ p: Aktionen, die die Kunden voraussichtlich annehmen."),
+    "kpi_meaning.margin": ("Σ p × (margin − incentive cost) − Σ cost per contact (paid for every action shown, "
+                           "accepted or not).", "Σ p × (Marge − Anreizkosten) − Σ Kosten je Kontakt (für jede "
+                           "gezeigte Aktion, ob angenommen oder nicht)."),
+    "kpi_meaning.retention": ("Σ p × retention effect × CLV: customer value kept.",
+                              "Σ p × Bindungseffekt × Kundenwert: gehaltener Kundenwert."),
+    "kpi_meaning.churn_reduction": ("Σ p × retention effect.", "Σ p × Bindungseffekt."),
+    "kpi_meaning.incentive_spend": ("Σ p × incentive cost.", "Σ p × Anreizkosten."),
     # names of the dimensions a view is cut by
     "by.issue": ("issue", "Thema"),
     "by.group": ("group", "Gruppe"),
     "by.channel": ("channel", "Kanal"),
     "by.action_id": ("action", "Aktion"),
 }
+
+
+def stage_label(stage: str, label: str, lang: str, by: str = "stage") -> str:
+    """A funnel row's name: Klartext's own stages and stage groups in ``lang``; an imported
+    source's (e.g. Pega's) keep their ``label``."""
+    key = f"{'stage' if by == 'stage' else 'stage_group'}.{stage}"
+    return t(key, lang) if key in TEXT else label
 
 
 def number(x: float, lang: str, decimals: int = 0) -> str:

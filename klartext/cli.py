@@ -22,6 +22,22 @@ from decisioning.errors import KlartextError, LogInUse
 
 DEFAULT_DB = "klartext_demo.duckdb"
 
+#: ``--lang`` of the commands whose messages a business user reads
+lang_option = click.option("--lang", type=click.Choice(["en", "de"]), default=None,
+                           help="Language of the messages (default: $KLARTEXT_LANG, else en).")
+
+
+def _t(key: str, lang: str | None, **values) -> str:
+    from explain import i18n
+
+    return i18n.t(key, i18n.language(lang), **values)
+
+
+def _n(x: float, lang: str | None, decimals: int = 0) -> str:
+    from explain import i18n
+
+    return i18n.number(x, i18n.language(lang), decimals)
+
 
 def _fail(exc: KlartextError, code: int = 2) -> None:
     click.echo(f"Error: {exc.message}", err=True)
@@ -275,7 +291,8 @@ def decide(db: str, input_path: str, strategy_path: str | None) -> None:
 @click.option("--sample", type=click.IntRange(1), default=None, help="Replay this many random decisions.")
 @click.option("--seed", default=0, show_default=True, help="Seed for --sample.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def replay(decision_id: str | None, db: str, sample: int | None, seed: int, as_json: bool) -> None:
+@lang_option
+def replay(decision_id: str | None, db: str, sample: int | None, seed: int, as_json: bool, lang: str | None) -> None:
     """Re-run logged decisions with their pinned strategy and models and compare exactly.
 
     DECISION_ID is a decision's id, the start of one, or `latest` (the newest).
@@ -305,19 +322,21 @@ def replay(decision_id: str | None, db: str, sample: int | None, seed: int, as_j
     elif decision_id:
         r = results[0]
         if r.reproduced:
-            click.echo(f"Reproduced {r.decision_id}: chosen {', '.join(r.chosen_logged) or 'no action'}; "
-                       f"every candidate's stage, rule, reason and scores match exactly.")
+            click.echo(_t("cli.replay_ok", lang, id=r.decision_id,
+                          chosen=", ".join(r.chosen_logged) or _t("cli.no_action", lang)))
         elif not r.replayable:
-            click.echo(f"Cannot replay {r.decision_id}: {r.note}.")
+            click.echo(_t("cli.replay_cannot", lang, id=r.decision_id, note=r.note))
         else:
-            click.echo(f"NOT reproduced {r.decision_id}: logged {r.chosen_logged}, replayed {r.chosen_replayed}")
+            click.echo(_t("cli.replay_differs", lang, id=r.decision_id, logged=r.chosen_logged, replayed=r.chosen_replayed))
             for d in r.differences[:20]:
-                click.echo(f"  {d.action_id}.{d.field}: logged {d.logged!r}, replayed {d.replayed!r}")
+                click.echo(_t("cli.replay_field", lang, field=f"{d.action_id}.{d.field}", logged=repr(d.logged),
+                              replayed=repr(d.replayed)))
     else:
-        click.echo(f"Reproduced {ok} of {len(results)} decisions exactly.")
+        click.echo(_t("cli.replay_summary", lang, ok=_n(ok, lang), n=_n(len(results), lang)))
         for r in [r for r in results if not r.reproduced][:10]:
             first = r.differences[0] if r.differences else None
-            detail = f"{first.action_id}.{first.field}: logged {first.logged!r}, replayed {first.replayed!r}" if first else r.note
+            detail = _t("cli.replay_field", lang, field=f"{first.action_id}.{first.field}", logged=repr(first.logged),
+                        replayed=repr(first.replayed)).strip() if first else r.note
             click.echo(f"  {r.decision_id}: {detail}")
     if ok != len(results):
         sys.exit(1)
@@ -329,7 +348,8 @@ def replay(decision_id: str | None, db: str, sample: int | None, seed: int, as_j
               help="A signed checkpoint (`klartext checkpoint`): also check that the log still extends it.")
 @click.option("--public-key", "public_key", default=None, type=click.Path(dir_okay=False, exists=True),
               help="The public key the checkpoint was signed with (the .pub of `klartext keygen`).")
-def verify(db: str, checkpoint_path: str | None, public_key: str | None) -> None:
+@lang_option
+def verify(db: str, checkpoint_path: str | None, public_key: str | None, lang: str | None) -> None:
     """Recompute the hash chain and every seal; name the first decision or table that was changed.
 
     With --checkpoint and --public-key, also catch what a chain alone cannot: deleted newest
@@ -342,32 +362,31 @@ def verify(db: str, checkpoint_path: str | None, public_key: str | None) -> None
                             "e.g. `klartext verify --db log.duckdb --checkpoint ckpt.json --public-key signing.key.pub`."))
     with _read(db) as log:
         if log.replica is not None:
-            click.echo(f"Checking the live replica of {db} as of {log.replica.updated[11:19]} UTC "
-                       f"({log.replica.decisions:,} decisions); decisions logged since are not covered.")
+            click.echo(_t("cli.verify_replica", lang, db=db, time=log.replica.updated[11:19],
+                          n=_n(log.replica.decisions, lang)))
         res = log.verify()
         broken = None
         if res.ok and checkpoint_path:
             ckpt = checkpoints.read_checkpoint(checkpoint_path)
             broken = checkpoints.check(log.con.cursor(), ckpt, checkpoints.load_public(public_key))
     if res.ok and broken:
-        click.echo(f"FAILED against the checkpoint: {broken}.")
+        click.echo(_t("cli.verify_ckpt_failed", lang, problem=broken))
         sys.exit(1)
     if res.ok and checkpoint_path:
-        click.echo(f"OK: the log extends the checkpoint of {ckpt['created']} ({ckpt['decisions']:,} decisions, "
-                   f"head {ckpt['head_hash'][:16]}…), signed by key {ckpt['public_key'][:16]}…")
+        click.echo(_t("cli.verify_ckpt_ok", lang, created=ckpt["created"], n=_n(ckpt["decisions"], lang),
+                      head=ckpt["head_hash"][:16], key=ckpt["public_key"][:16]))
     if res.ok:
-        click.echo(f"OK: {res.n_decisions:,} decisions verified; head hash {res.head_hash}")
+        click.echo(_t("cli.verify_ok", lang, n=_n(res.n_decisions, lang), head=res.head_hash))
         if res.seal_head is not None:
-            click.echo(f"OK: outcomes, strategies, models, stages, meta and explanations verified; seal head "
-                       f"{res.seal_head[1]} (write {res.seal_head[0]})")
+            click.echo(_t("cli.verify_sealed", lang, head=res.seal_head[1], write=res.seal_head[0]))
         for note in res.notes:
-            click.echo(f"Note: {note}.")
+            click.echo(_t("cli.note", lang, note=note))
         return
     if res.table is not None:
-        click.echo(f"FAILED in table {res.table}: {res.problem}.")
+        click.echo(_t("cli.verify_table_failed", lang, table=res.table, problem=res.problem))
     else:
-        click.echo(f"FAILED at decision {res.first_bad_decision} (position {res.first_bad_seq}): {res.problem}.")
-    click.echo(f"Head hash recorded in the chain: {res.head_hash}")
+        click.echo(_t("cli.verify_failed", lang, id=res.first_bad_decision, seq=res.first_bad_seq, problem=res.problem))
+    click.echo(_t("cli.verify_head", lang, head=res.head_hash))
     sys.exit(1)
 
 
@@ -701,7 +720,8 @@ def _simulate_imported(log, lever, sensitivity: bool, as_json: bool, other: tupl
 @click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
 @click.option("--challenger", required=True, type=click.Path(dir_okay=False), help="Strategy file to compare.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def compare(db, challenger, as_json) -> None:
+@lang_option
+def compare(db, challenger, as_json, lang) -> None:
     """Re-execute the logged inputs under a challenger strategy: which decisions change, and
     the expected KPI deltas by issue and channel."""
     from analysis import tradeoff as T
@@ -716,13 +736,17 @@ def compare(db, challenger, as_json) -> None:
     if as_json:
         click.echo(T.to_json(res))
         return
-    click.echo(f"{res['changed_decisions']:,} of {res['decisions']:,} decisions ({res['changed']:.2%}) get another "
-               f"first action under {ch.name} ({ch.version}).")
+    from explain import i18n
+
+    lg = i18n.language(lang)
+    click.echo(_t("cli.compare_head", lang, changed=_n(res["changed_decisions"], lang), n=_n(res["decisions"], lang),
+                  share=i18n.percent(res["changed"], lg, 2), name=ch.name, version=ch.version))
     for k in T.KPI_TABLE:
-        click.echo(f"  {k.label:<26} {res['champion'][k.name]:>14,.1f} → {res['challenger'][k.name]:>14,.1f}")
-    click.echo("\nMost frequent changes:")
+        click.echo(f"  {_t(f'kpi.{k.name}', lang):<26} {_n(res['champion'][k.name], lang, 1):>14} → "
+                   f"{_n(res['challenger'][k.name], lang, 1):>14}")
+    click.echo("\n" + _t("cli.compare_moves", lang))
     _echo_frame(res["moves"])
-    click.echo("\nExpected KPIs by issue and channel:")
+    click.echo("\n" + _t("cli.compare_segments", lang))
     _echo_frame(res["by_segment"])
 
 
@@ -830,7 +854,8 @@ def _echo_ope(res: dict, reward: str, as_json: bool) -> None:
 @click.option("--by", type=click.Choice(["stage", "group"]), default="stage", show_default=True,
               help="One row per stage, or per stage group (e.g. Pega's Stage_pyStageGroup).")
 @click.option("--json", "as_json", is_flag=True, help="Print the funnel as JSON.")
-def funnel(db: str, by: str, as_json: bool) -> None:
+@lang_option
+def funnel(db: str, by: str, as_json: bool, lang: str | None) -> None:
     """Where candidate actions stop, and how many interactions reach each stage — in the
     flow's order (Klartext's stages, or an imported source's own, e.g. Pega's)."""
     import pandas as pd
@@ -843,16 +868,21 @@ def funnel(db: str, by: str, as_json: bool) -> None:
         click.echo(df.to_json(orient="records", indent=2))
         return
     if df.empty:
-        click.echo("The log holds no decisions yet.")
+        click.echo(_t("cli.no_decisions", lang))
         return
+    from explain import i18n
+
+    lg = i18n.language(lang)
     total = int(df["interactions_reaching"].max()) if df["interactions_reaching"].notna().any() else 0
-    click.echo(f"{total:,} interactions. Rows stopping at each {by}, and interactions still reaching it:")
-    width = max(len(str(x)) for x in df["label"])
-    for r in df.itertuples():
-        reach = ("" if pd.isna(r.interactions_reaching)
-                 else f"{int(r.interactions_reaching):>12,} reach it ({r.reaching_share:6.1%})")
+    click.echo(_t(f"cli.funnel_head_{by}", lang, n=_n(total, lang)))
+    labels = [i18n.stage_label(str(s), str(lab), lg, by) for s, lab in zip(df["stage"], df["label"])]
+    width = max(len(x) for x in labels)
+    for label, r in zip(labels, df.itertuples()):
+        reach = ("" if pd.isna(r.interactions_reaching) else
+                 f"{_n(int(r.interactions_reaching), lang):>12} {_t('cli.funnel_reach', lang)} "
+                 f"({i18n.percent(r.reaching_share, lg):>7})")
         order = "" if pd.isna(r.stage_order) else f"[{int(r.stage_order)}]"
-        click.echo(f"  {str(r.label):<{width}} {order:>8} {r.rows:>12,} rows end here   {reach}")
+        click.echo(f"  {label:<{width}} {order:>8} {_n(r.rows, lang):>12} {_t('cli.funnel_rows', lang)}   {reach}")
 
 
 @main.command(name="import")
@@ -1148,17 +1178,18 @@ def user_add(path: str, name: str, role: str, proxy_only: bool, password_stdin: 
 @main.command()
 @click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
-def decisions(db: str, limit: int) -> None:
+@lang_option
+def decisions(db: str, limit: int, lang: str | None) -> None:
     """List the newest decisions of a log."""
     from decision_log import queries
 
     with _read(db) as log:
         df = queries.recent_decisions(log.con.cursor(), limit)
     if df.empty:
-        click.echo("The log holds no decisions yet.")
+        click.echo(_t("cli.no_decisions", lang))
         return
     for r in df.itertuples():
-        chosen = r.chosen_action if isinstance(r.chosen_action, str) else "no action"
+        chosen = r.chosen_action if isinstance(r.chosen_action, str) else _t("cli.no_action", lang)
         click.echo(f"{r.decision_id}  {r.ts:%Y-%m-%d %H:%M}  {r.channel:<11}  {chosen}")
 
 

@@ -140,28 +140,30 @@ def run_demo(
     seconds["train"] = time.perf_counter() - t
     t = time.perf_counter()
     people = retail.generate_customers(customers, seed=seed + 1)
-    frame, contacts, rej, days_since = retail.generate_interactions(people, strategy, seed=seed + 1)
+    who, when = retail.visits(people, customers, days, seed=seed + 1)
+    frame, contacts, rej, days_since = retail.generate_interactions(people.iloc[who].reset_index(drop=True), strategy,
+                                                                    seed=seed + 1)
+    # the interaction's hour is the hour of its timestamp
+    frame["hour"] = np.floor((when % 1) * 24).astype(np.int64)
     req = Requests.from_frame(strategy, frame, contacts=contacts, rejections=rej, days_since_rejection=days_since)
     seconds["customers"] = time.perf_counter() - t
     now_us = int(datetime.now(UTC).timestamp() * 1e6)
-    rng = np.random.default_rng([seed, 9])
-    ts_us = np.sort(now_us - (rng.random(customers) * days * 86400e6).astype(np.int64))
+    start_us = (now_us // 86_400_000_000 - days) * 86_400_000_000  # midnight UTC, `days` days ago
+    ts_us = start_us + (when * 86400e6).astype(np.int64)
+    journeys = retail.Journeys(strategy, frame, who, when, ts_us, contacts, rej, days_since, seed=seed)
     engine = Engine(strategy, models)
     _compile(progress, seconds)
     log = DecisionLog.open(db)
     try:
         t = time.perf_counter()
         on_logged = _counter(progress, "Deciding and logging", customers)
-
-        # chunks of about a twentieth of the run (1,000 to 10,000): the bar moves in a small demo
-        batches = decide_and_log(log, engine, req, ts_us, on_logged=on_logged,
-                                 chunk=min(10_000, max(1_000, customers // 20)))
+        # one chunk per day: a returning customer's decision sees their earlier ones
+        batches = decide_and_log(log, engine, req, ts_us, on_logged=on_logged, spans=journeys.spans(),
+                                 before=journeys.before, after=journeys.after)
         seconds["decide_and_log"] = time.perf_counter() - t
         t = time.perf_counter()
         ids = np.concatenate([b.decision_id for b in batches])
-        chosen = [c for b in batches for c in b.chosen]
-        outcomes = retail.simulate_outcomes(strategy, frame, ids, ts_us, chosen, seed=seed)
-        log.append_outcomes(outcomes)
+        log.append_outcomes(journeys.outcomes(ids))
         seconds["outcomes"] = time.perf_counter() - t
         return _result(log, batches, strategy, explain_sample, seed, seconds, progress)
     finally:

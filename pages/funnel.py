@@ -2,7 +2,7 @@ import streamlit as st
 
 from decision_log import queries
 from explain import figures
-from explain.i18n import TEXT
+from explain.i18n import stage_label
 from pages.common import action_label, catalog, filters, lang, log, table, tr
 
 st.title(tr("funnel.title"))
@@ -18,10 +18,7 @@ st.subheader(tr("funnel.how_far"))
 by = st.radio(tr("funnel.bar_per"), ["stage", "group"], horizontal=True, key="funnel_by",
               format_func=lambda b: tr(f"funnel.by_{b}"))
 fun = queries.funnel(con, f, by=by)
-# Klartext's own stages and groups by their names in the chosen language (an import keeps its source's)
-known = {k for k in TEXT if k.startswith(("stage.", "stage_group."))}
-fun["label"] = [tr(k) if (k := f"{'stage' if by == 'stage' else 'stage_group'}.{s}") in known else lab
-                for s, lab in zip(fun["stage"], fun["label"])]
+fun["label"] = [stage_label(s, lab, lg_lang, by) for s, lab in zip(fun["stage"], fun["label"])]
 if fun.empty:
     st.info(tr("funnel.none"))
 else:

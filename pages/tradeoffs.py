@@ -38,6 +38,7 @@ if lg is None:
 con = lg.con.cursor()
 f = filters(con)
 number, percent = fmt()
+money_unit = catalog(lg)[1]
 tab_measured, tab_frontier, tab_whatif, tab_ope = st.tabs(
     [tr("tradeoffs.tab_measured"), tr("tradeoffs.tab_frontier"), tr("tradeoffs.tab_whatif"), tr("tradeoffs.tab_ope")])
 
@@ -164,7 +165,9 @@ with tab_whatif:
     m = st.columns(len(T.KPI_TABLE))
     for col, k in zip(m, T.KPI_TABLE):
         b, w = res["base"][k.name], res["what_if"][k.name]
-        col.metric(k.label, f"{w:,.0f}", f"{w - b:+,.0f}", help=k.meaning)
+        unit = f" {money_unit}" if k.unit == "currency" else ""
+        col.metric(tr(f"kpi.{k.name}"), number(w) + unit, ("+" if w >= b else "-") + number(abs(w - b)) + unit,
+                   help=tr(f"kpi_meaning.{k.name}"), delta_color="inverse" if k.name == "incentive_spend" else "normal")
     table(res["by_issue"], "what_if_by_issue")
     table(res["by_channel"], "what_if_by_channel")
     st.markdown(tr("tradeoffs.sensitivity"))

@@ -195,6 +195,19 @@ def demo_log(demo_run) -> Path:
     return demo_run[0]
 
 
+def returning_customer(db: Path) -> tuple[str, int]:
+    """A demo customer (raw id) with the most decisions among the first 200, and that number."""
+    from decision_log.store import DecisionLog
+
+    raw = [f"C{i:08d}" for i in range(1, 201)]
+    with DecisionLog.open(db, read_only=True) as log:
+        pseudo = list(log.pseudonymise(raw))
+        counts = dict(log.con.execute("SELECT customer, count(*) FROM decisions WHERE customer IN "
+                                      "(SELECT unnest(?::VARCHAR[])) GROUP BY 1", [pseudo]).fetchall())
+    n, cust = max((counts.get(p, 0), r) for p, r in zip(pseudo, raw))
+    return cust, n
+
+
 @pytest.fixture
 def demo_copy(demo_log, tmp_path) -> Path:
     """A private copy of the demo log (with its pseudonym key) that a test may change."""

@@ -213,3 +213,28 @@ def test_explain_speaks_plain_german_first_for_business_users(demo_copy):
     assert plain.startswith("Entscheidung ") and "\nGewählt: " in plain
     assert "log-odds" not in plain and ("„We miss you“" in plain or "We miss you" in plain)
     assert "Why " in technical  # the technical text follows, as before
+
+
+def test_the_business_users_commands_speak_german(demo_log):
+    """`--lang de`: funnel, verify, replay, decisions and compare print German, with German
+    number formats and Klartext's stages by their German names."""
+    fun = run("funnel", "--db", str(demo_log), "--lang", "de")
+    assert fun.exit_code == 0, fun.output
+    lines = fun.output.splitlines()
+    assert lines[0] == "2.000 Interaktionen. Zeilen, die an jeder Stufe enden, und Interaktionen, die sie noch erreichen:"
+    assert any(line.strip().startswith("Berechtigung") and "Zeilen enden hier" in line and "erreichen sie" in line
+               and " %)" in line for line in lines[1:])
+    assert "Eligibility" not in fun.output and "rows end here" not in fun.output
+    ver = run("verify", "--db", str(demo_log), "--lang", "de")
+    assert ver.exit_code == 0 and ver.output.startswith("OK: 2.000 Entscheidungen geprüft; Kopf-Hash ")
+    rep = run("replay", "--db", str(demo_log), "--sample", "5", "--lang", "de")
+    assert rep.exit_code == 0 and rep.output.strip().endswith("5 von 5 Entscheidungen exakt reproduziert.")
+    one = run("replay", "latest", "--db", str(demo_log), "--lang", "de")
+    assert one.exit_code == 0 and " reproduziert: gewählt " in one.output
+    dec = run("decisions", "--db", str(demo_log), "--limit", "200", "--lang", "de")
+    assert dec.exit_code == 0 and "keine Aktion" in dec.output and "no action" not in dec.output
+    cmp_ = run("compare", "--db", str(demo_log), "--challenger", "examples/challenger.yaml", "--lang", "de")
+    assert cmp_.exit_code == 0, cmp_.output
+    assert " von 2.000 Entscheidungen (" in cmp_.output and "eine andere erste Aktion" in cmp_.output
+    assert "Erwartete Marge" in cmp_.output and "Häufigste Änderungen:" in cmp_.output
+    assert "Expected margin" not in cmp_.output

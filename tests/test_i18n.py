@@ -148,7 +148,9 @@ def test_decision_replay_reads_in_german_with_the_actions_names(demo_log, monkey
 def test_customer_history_reads_in_german(demo_log, monkeypatch):
     at = _german("customer", demo_log, monkeypatch)
     assert at.info[0].value.startswith("Geben Sie einen Kunden ein.")
-    at = at.text_input(key="cust").set_value("C00000042").run()
+    from tests.conftest import returning_customer
+
+    at = at.text_input(key="cust").set_value(returning_customer(demo_log)[0]).run()
     assert not at.exception, [e.value for e in at.exception]
     assert [m.label for m in at.metric] == ["Entscheidungen", "Angenommene Aktionen", "Umsatz", "Marge"]
     assert at.metric[2].value.endswith(" EUR") and "," in at.metric[2].value  # 12,50 EUR

@@ -104,11 +104,12 @@ def test_a_reader_waits_for_the_freshest_replica_while_it_is_refreshed(demo_copy
     import duckdb
 
     log = DecisionLog.open(demo_copy)
-    rep = live.Replicator(log, interval_s=3600)  # both replicas made at start; the rest by hand
+    rep = live.Replicator(log, interval_s=3600)  # its thread makes the first replica; the rest by hand
     try:
         deadline = time.monotonic() + 60
-        while len(rep.state) < 2 and time.monotonic() < deadline:
+        while not rep.state and time.monotonic() < deadline:
             time.sleep(0.05)
+        assert rep.refresh() is not None and len(rep.state) == 2  # the second replica, of the same rows
         ids = _decide(log, 4, seed=3)
         assert rep.refresh() is not None
         freshest, older = live.replicas(demo_copy)

@@ -58,3 +58,57 @@ def test_outcomes_follow_the_logged_choice():
     assert out["decision_id"].tolist() == ["a", "a", "b", "c"]
     assert out.loc[out["decision_id"] == "b", "outcome"].tolist() == ["none"]
     assert (out.loc[out["outcome"] != "accepted", "revenue"] == 0).all()
+
+
+def test_customer_facts_agree_with_each_other():
+    """No customer bought before joining, an order this year means a purchase less than a
+    year ago, none means more than a year ago, and every customer has a value (CLV > 0)."""
+    f = retail.generate_customers(50_000, seed=5)
+    assert (f["tenure_days"] >= f["recency_days"]).all()
+    active = f["orders_12m"] > 0
+    assert (f.loc[active, "recency_days"] < 365).all() and (f.loc[~active, "recency_days"] >= 365).all()
+    assert (f["clv"] > 0).all()
+
+
+def test_returning_customers_carry_their_history(demo_log):
+    """In the demo, customers come back: most decided customers have several decisions, never
+    two on a day, and a later decision sees the earlier ones — its facts have aged by the
+    days between, an accepted order reset the recency, a contact on a limited channel counts."""
+    import duckdb
+
+    con = duckdb.connect(str(demo_log), read_only=True)
+    try:
+        visits = con.execute("SELECT customer, count(*), count(DISTINCT ts::DATE) FROM decisions GROUP BY 1").fetchall()
+        rows = con.execute("""
+            SELECT customer, ts, channel, chosen_actions,
+                   (inputs->>'$.features.tenure_days')::INT, (inputs->>'$.features.recency_days')::INT,
+                   (inputs->>'$.contacts.email')::INT,
+                   (SELECT list(o.action_id || ':' || o.outcome) FROM outcomes o WHERE o.decision_id = d.decision_id)
+            FROM decisions d ORDER BY customer, ts""").fetchall()
+        churn = con.execute("""SELECT count(*) FROM (SELECT d.customer FROM outcomes o JOIN decisions d
+                               USING (decision_id) GROUP BY 1 HAVING count(DISTINCT o.churned) > 1)""").fetchall()
+    finally:
+        con.close()
+    assert all(n == days for _, n, days in visits)  # never twice on a day
+    several = sum(n > 1 for _, n, _ in visits)
+    assert several > 0.3 * len(visits) and sum(n for _, n, _ in visits) == 2000
+    assert churn == [(0,)]  # one churn per customer
+    orders = {a.id for a in retail.load_demo_strategy().actions if a.order_value > 0}
+    pairs = bad = reset = counted = 0
+    for prev, cur in zip(rows, rows[1:]):
+        if prev[0] != cur[0]:
+            continue
+        pairs += 1
+        days = (cur[1].date() - prev[1].date()).days
+        bought = any(x and x.split(":")[0] in orders and x.endswith(":accepted") for x in prev[7])
+        bad += cur[4] - prev[4] != days  # tenure ages with the calendar
+        bad += cur[4] < cur[5]  # no purchase before joining
+        if bought:
+            reset += 1
+            bad += cur[5] > days  # the accepted order is the last purchase
+        else:
+            bad += cur[5] < prev[5] + days - 1  # no purchase in between: the last one only recedes
+        if prev[2] == "email" and prev[3] and (cur[1] - prev[1]).days < 7:
+            counted += 1
+            bad += cur[6] < 1  # the email shown counts against the email limit
+    assert bad == 0 and pairs > 300 and reset > 10 and counted > 10

@@ -11,7 +11,10 @@ quantity the engine estimates has a known true value:
 * **Churn** (next 90 days, true): ``logit = -2.2 + 1.6·lapsed - 0.25·log(1 + orders) +
   0.5·complaints_90d - 0.0002·tenure_days + 0.8·[return_rate > 0.4]`` with
   ``lapsed = min(recency_days / 365, 1)``.  The CRM's ``clv`` feature is an estimate:
-  ``3 × spend_12m × (1 - churn) × LogNormal(0, 0.15)``.
+  ``3 × max(spend_12m, avg_order_value / 2) × (1 - churn) × LogNormal(0, 0.15)`` (a customer
+  without orders this year still counts for half an order a year).  Facts agree with each
+  other: recency is under a year when there were orders in the last 12 months, over a year
+  when there were none, and tenure is at least the recency.
 * **Interactions** (real-time context): channel, trigger, category viewed, cart value,
   device, hour; contact counts per channel and past rejections
   (:func:`generate_interactions`).
@@ -77,6 +80,15 @@ TRUE_DRIVERS: dict[str, list[str]] = {
 }
 
 
+#: Features the generator computes from others (see :func:`generate_customers`): a model may
+#: learn a driver through them, and SHAP then credits them.
+DERIVED_FROM: dict[str, list[str]] = {
+    "spend_12m": ["orders_12m", "avg_order_value"],
+    "clv": ["orders_12m", "avg_order_value", "recency_days", "complaints_90d", "tenure_days", "return_rate"],
+    "loyalty_points": ["orders_12m", "avg_order_value"],
+}
+
+
 def strategy_path() -> Path:
     """Path of the shipped demo strategy file."""
     return Path(str(resources.files("decisioning.scenarios") / "retail_strategy.yaml"))
@@ -101,8 +113,15 @@ def generate_customers(n: int, seed: int = 0) -> pd.DataFrame:
     age = np.clip(rng.normal(40, 13, n), 16, 90).astype(np.int64)
     tenure = np.clip(rng.exponential(900, n), 0, 5000).astype(np.int64)
     orders = np.clip(rng.poisson(np.exp(0.6 + 0.6 * z)), 0, 60).astype(np.int64)
-    recency = rng.exponential(400 / (1 + orders)) + np.where(orders == 0, 365, 0)
-    recency = np.clip(recency, 0, 1095).astype(np.int64)
+    mean = 400 / (1 + orders)
+    x = rng.exponential(mean)
+    # consistent facts: a customer with an order in the last 12 months bought less than a
+    # year ago (the exponential truncated at 364 days), one without bought over a year ago,
+    # and every customer joined before their last purchase
+    u = -np.expm1(-x / mean)  # the draw's quantile, kept so the seeded stream is unchanged
+    year = -mean * np.log1p(u * np.expm1(-364 / mean))
+    recency = np.where(orders > 0, year, np.minimum(x + 365, 1095)).astype(np.int64)
+    tenure = np.minimum(recency + tenure, 5000)
     aov = np.round(rng.lognormal(np.log(70), 0.4, n), 2)
     spend = np.round(orders * aov * rng.lognormal(0, 0.1, n), 2)
     return_rate = np.round(rng.beta(2, 6, n), 3)
@@ -134,7 +153,8 @@ def generate_customers(n: int, seed: int = 0) -> pd.DataFrame:
         "days_to_birthday": bday,
     })
     churn = true_churn(frame)
-    frame["clv"] = np.round(3 * spend * (1 - churn) * rng.lognormal(0, 0.15, n), 2)
+    # a customer without orders this year is still worth something: half an order a year
+    frame["clv"] = np.round(3 * np.maximum(spend, 0.5 * aov) * (1 - churn) * rng.lognormal(0, 0.15, n), 2)
     return frame
 
 
@@ -330,23 +350,17 @@ def simulate_history(strategy: Strategy, per_action: int = 8000, seed: int = 0) 
     return pd.concat(parts, ignore_index=True)
 
 
-def simulate_outcomes(
+def _draw_outcomes(
     strategy: Strategy,
     frame: pd.DataFrame,
     decision_id: np.ndarray,
     ts_us: np.ndarray,
     chosen: list[list[int]],
-    seed: int = 0,
-) -> pd.DataFrame:
-    """Outcomes of logged decisions drawn from the true model.
-
-    One row per selected action (``accepted`` / ``rejected`` / ``ignored``) and one row with
-    ``action_id`` NULL and outcome ``none`` for decisions without an action; ``churned`` is
-    the customer's churn within 90 days, the same on every row of a decision.
-    """
-    rng = np.random.default_rng([seed, 4])
+    rng: np.random.Generator,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The outcome rows of logged decisions without ``churned``, and per decision the summed
+    retention effect of its accepted actions."""
     n = len(frame)
-    churn = true_churn(frame)
     rows_d, rows_a = [], []
     for d, acts in enumerate(chosen):
         if acts:
@@ -374,7 +388,6 @@ def simulate_outcomes(
     margin = np.where(accepted, net[rows_a], 0.0) - cost[rows_a]
     relief = np.zeros(n)
     np.add.at(relief, rows_d, np.where(accepted, ret[rows_a], 0.0))
-    churned_d = rng.random(n) < np.clip(churn - relief, 0, 1)
     u = rng.random(len(rows_d))
     outcome = np.where(rows_a < 0, "none", np.where(accepted, "accepted", np.where(u < 0.35, "rejected", "ignored")))
     delay_us = (rng.exponential(36, len(rows_d)) * 3600e6).astype(np.int64)
@@ -384,6 +397,180 @@ def simulate_outcomes(
         "outcome": outcome.astype(object),
         "revenue": np.round(revenue, 2),
         "margin": np.round(margin, 4),
-        "churned": churned_d[rows_d],
         "ts_us": ts_us[rows_d] + delay_us,
-    })
+    }), relief
+
+
+def simulate_outcomes(
+    strategy: Strategy,
+    frame: pd.DataFrame,
+    decision_id: np.ndarray,
+    ts_us: np.ndarray,
+    chosen: list[list[int]],
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Outcomes of logged decisions drawn from the true model.
+
+    One row per selected action (``accepted`` / ``rejected`` / ``ignored``) and one row with
+    ``action_id`` NULL and outcome ``none`` for decisions without an action; ``churned`` is
+    the customer's churn within 90 days, the same on every row of a decision.
+    """
+    rng = np.random.default_rng([seed, 4])
+    out, relief = _draw_outcomes(strategy, frame, decision_id, ts_us, chosen, rng)
+    churned = rng.random(len(frame)) < np.clip(true_churn(frame) - relief, 0, 1)
+    index = pd.Index(decision_id).get_indexer(out["decision_id"])
+    out.insert(5, "churned", churned[index])
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# customers who come back
+
+
+def visits(customers: pd.DataFrame, n: int, days: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` interactions over ``days`` days among ``customers``: who comes (row index) and
+    when (days since the start, with the hour of day as the fraction), in time order.
+
+    Active customers come more often (chance ∝ 1 + orders in the last 12 months, capped at
+    10), so most of them have several decisions in the period and some customers none; no
+    customer comes twice on one day.
+    """
+    rng = np.random.default_rng([seed, 5])
+    w = 1.0 + np.minimum(customers["orders_12m"].to_numpy(dtype=np.float64), 10)
+    who = rng.choice(len(customers), n, p=w / w.sum())
+    day = rng.integers(0, days, n)
+    for _ in range(100):  # a customer twice on one day: draw another day (and, rarely, another customer)
+        key = who.astype(np.int64) * days + day
+        _, first = np.unique(key, return_index=True)
+        again = np.setdiff1d(np.arange(n), first)
+        if not len(again):
+            break
+        day[again] = rng.integers(0, days, len(again))
+        full = np.bincount(who, minlength=len(customers))[who[again]] > days // 2
+        who[again[full]] = rng.choice(len(customers), int(full.sum()), p=w / w.sum())
+    else:  # pragma: no cover - needs far more interactions than customer-days
+        raise ValueError(f"{n:,} interactions do not fit {len(customers):,} customers over {days} days")
+    hour = np.clip(rng.normal(15, 4.5, n), 0, 23.999)
+    when = day + hour / 24
+    order = np.argsort(when, kind="stable")
+    return who[order], when[order]
+
+
+class Journeys:
+    """The demo's returning customers: each decision sees what the customer's earlier
+    decisions in the period did.
+
+    Facts are as of the period's start and age with it (tenure, recency, days to birthday,
+    contacts and rejections from before the period); an accepted offer with an order is a
+    purchase (recency 0, one more order); an action shown on a channel with a contact limit
+    is a contact there; a rejection counts towards suppression.  Used as ``before``/``after``
+    of :func:`decision_log.writer.decide_and_log` with one chunk per day (:meth:`spans`), so
+    no chunk holds a customer twice; :meth:`outcomes` then gives every decision's outcome
+    rows, with one churn draw per customer (from their churn at their last decision, less
+    the retention effect of all they accepted) on each of their decisions.
+
+    Parameters
+    ----------
+    frame : one row per interaction (:func:`generate_interactions` of the visiting rows).
+    customer, when : from :func:`visits`.
+    contacts, rejections, days_since_rejection : the history before the period, per row;
+        a customer's first row stands for all their rows.
+    """
+
+    def __init__(self, strategy: Strategy, frame: pd.DataFrame, customer: np.ndarray, when: np.ndarray,
+                 ts_us: np.ndarray, contacts: np.ndarray, rejections: np.ndarray, days_since_rejection: np.ndarray,
+                 seed: int = 0) -> None:
+        self.strategy, self.frame, self.customer, self.when, self.ts_us = strategy, frame, customer, when, ts_us
+        self.rng = np.random.default_rng([seed, 4])
+        first = pd.Series(np.arange(len(customer))).groupby(customer).min()
+        at = first.loc[customer].to_numpy()  # each row's customer's first row
+        self.base_contacts, self.base_rejections = contacts[at], rejections[at]
+        self.base_days = days_since_rejection[at]
+        self.start = {c: frame[c].to_numpy().copy() for c in _AGEING}
+        self.limits = [(strategy.channel_ids.index(lim.channel), lim.period_days) for lim in strategy.contact_limits]
+        self.within = strategy.suppression.within_days if strategy.suppression else 30
+        self.order_value = np.array([a.order_value for a in strategy.actions])
+        self.purchases: dict[int, list[float]] = {}
+        self.contacts: dict[tuple[int, int], list[float]] = {}
+        self.rejections: dict[int, dict[int, list[float]]] = {}
+        self.parts: list[pd.DataFrame] = []
+        self.relief = np.zeros(len(frame))
+
+    def spans(self, max_rows: int = 10_000) -> list[tuple[int, int]]:
+        """One chunk per day (split past ``max_rows``): a customer comes at most once a day."""
+        edges = np.flatnonzero(np.diff(np.floor(self.when))) + 1
+        out = []
+        for a, b in zip(np.r_[0, edges], np.r_[edges, len(self.when)]):
+            out.extend((int(x), int(min(x + max_rows, b))) for x in range(int(a), int(b), max_rows))
+        return out
+
+    def before(self, rows: np.ndarray, req) -> None:
+        """The chunk's facts and contact history as of its day."""
+        now = self.when[rows]
+        day = np.floor(now).astype(np.int64)
+        facts = {"tenure_days": self.start["tenure_days"][rows] + day,
+                 "recency_days": self.start["recency_days"][rows] + day,
+                 "orders_12m": self.start["orders_12m"][rows].copy(),
+                 "days_to_birthday": (self.start["days_to_birthday"][rows] - day) % 365}
+        contacts = self.base_contacts[rows].copy()
+        for j, period in self.limits:  # contacts before the period leave its window
+            contacts[day >= period, j] = 0
+        since = self.base_days[rows] + now[:, None]
+        rejected = np.where(since < self.within, self.base_rejections[rows], 0)
+        for i, c in enumerate(self.customer[rows].tolist()):
+            bought = self.purchases.get(c)
+            if bought:
+                facts["recency_days"][i] = int(now[i] - bought[-1])
+                facts["orders_12m"][i] += len(bought)
+            for j, period in self.limits:
+                seen = self.contacts.get((c, j))
+                if seen:
+                    contacts[i, j] += sum(now[i] - d < period for d in seen)
+            for a, days in self.rejections.get(c, {}).items():
+                recent = [now[i] - d for d in days if now[i] - d < self.within]
+                if recent:
+                    rejected[i, a] += len(recent)
+                    since[i, a] = min(since[i, a], min(recent))
+        for name, values in facts.items():
+            self.frame.iloc[rows, self.frame.columns.get_loc(name)] = values
+            if name in req.features:
+                req.features[name][:] = values.astype(req.features[name].dtype)
+        req.contacts[:] = contacts
+        req.rejections[:] = rejected
+        req.days_since_rejection[:] = np.where(rejected > 0, since, np.inf)
+
+    def after(self, rows: np.ndarray, req, batch) -> None:
+        """Draw the chunk's outcomes; remember its contacts, purchases and rejections."""
+        out, relief = _draw_outcomes(self.strategy, self.frame.iloc[rows], batch.decision_id, self.ts_us[rows],
+                                     batch.chosen, self.rng)
+        self.parts.append(out)
+        self.relief[rows] = relief
+        limited = {j for j, _ in self.limits}
+        for r, c, ch, acts in zip(rows.tolist(), self.customer[rows].tolist(), req.channel.tolist(), batch.chosen):
+            if acts and ch in limited:
+                self.contacts.setdefault((c, ch), []).append(float(self.when[r]))
+        aidx = {a: k for k, a in enumerate(self.strategy.action_ids)}
+        pos = pd.Index(batch.decision_id).get_indexer(out["decision_id"])
+        for p, aid, res in zip(pos.tolist(), out["action_id"].tolist(), out["outcome"].tolist()):
+            r = int(rows[p])
+            c = int(self.customer[r])
+            if res == "accepted" and self.order_value[aidx[aid]] > 0:
+                self.purchases.setdefault(c, []).append(float(self.when[r]))
+            elif res == "rejected":
+                self.rejections.setdefault(c, {}).setdefault(aidx[aid], []).append(float(self.when[r]))
+
+    def outcomes(self, decision_id: np.ndarray) -> pd.DataFrame:
+        """Every decision's outcome rows (``decision_id`` in row order), with ``churned``."""
+        out = pd.concat(self.parts, ignore_index=True)
+        rows = pd.Series(np.arange(len(self.customer)))
+        last = rows.groupby(self.customer).max()
+        relief = pd.Series(self.relief).groupby(self.customer).sum().loc[last.index].to_numpy()
+        p = np.clip(true_churn(self.frame.iloc[last.to_numpy()]) - relief, 0, 1)
+        churned = pd.Series(self.rng.random(len(p)) < p, index=last.index)
+        row_of = pd.Index(decision_id).get_indexer(out["decision_id"])
+        out.insert(5, "churned", churned.loc[self.customer[row_of]].to_numpy())
+        return out
+
+
+#: the facts that age with the demo's period
+_AGEING = ("tenure_days", "recency_days", "orders_12m", "days_to_birthday")
