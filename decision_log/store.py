@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -35,6 +36,18 @@ from decisioning.strategy import Strategy, parse_strategy
 
 #: Largest revenue or margin of one outcome (in the strategy's currency).
 MAX_AMOUNT = 1e9
+
+
+def _connect(path: str, read_only: bool, wait_s: float) -> duckdb.DuckDBPyConnection:
+    """``duckdb.connect``, trying again every 50 ms for up to ``wait_s`` while the file is locked."""
+    end = time.monotonic() + wait_s
+    while True:
+        try:
+            return duckdb.connect(path, read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() >= end:
+                raise
+            time.sleep(0.05)
 
 
 def _first(result: duckdb.DuckDBPyConnection) -> tuple | None:
@@ -73,12 +86,18 @@ class DecisionLog:
         self._strategy_cache: dict[str, Strategy] = {}
         #: Set when this is a live replica of a log a service holds (see :mod:`decision_log.live`).
         self.replica: live.ReplicaInfo | None = None
+        self.suspended = False  #: the file is let go of until :meth:`resume`
+        self.file_version: float | None = None  #: the file's mtime a reader (the dashboard) keys its caches by
 
     # -- opening ----------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | Path, *, read_only: bool = False, create: bool = True) -> DecisionLog:
+    def open(cls, path: str | Path, *, read_only: bool = False, create: bool = True,
+             wait_s: float = 0.0) -> DecisionLog:
         """Open (and, unless ``read_only``, create) the log at ``path``.
+
+        ``wait_s``: while another process holds the file, try again for this long (the
+        dashboard holds its log only during a page run, see :meth:`suspend`).
 
         Raises
         ------
@@ -91,7 +110,7 @@ class DecisionLog:
             raise LogError(f"No decision log at {path!r}.",
                            "Create one with `klartext demo --db " + path + "`.")
         try:
-            con = duckdb.connect(path, read_only=read_only)
+            con = _connect(path, read_only, wait_s)
         except duckdb.IOException as exc:
             msg = str(exc)
             if "lock" in msg.lower() and read_only:  # a service holds it: read its freshest replica
@@ -100,10 +119,11 @@ class DecisionLog:
                     return replica
             if "lock" in msg.lower():
                 raise LogInUse(f"The decision log {path!r} is in use by another process.",
-                               "DuckDB lets one process write a file: stop the dashboard (`klartext app`, or "
-                               "the demo's) or wait for the job that holds it, then run this again. A running "
-                               "`klartext serve` keeps a live replica for readers: it appears a few seconds "
-                               "after the service starts.") from exc
+                               "DuckDB lets one process write a file: wait for the job that holds it (a demo, an "
+                               "import, `explain --sample`) or stop it, then run this again. A dashboard lets go of "
+                               "its log between page runs; a running `klartext serve` holds it for good and keeps "
+                               "a live replica for readers (it appears a few seconds after the service "
+                               "starts).") from exc
             raise LogError(f"Cannot open decision log {path!r}: {msg}",
                            "Check that the path is a DuckDB file written by Klartext.") from exc
         except duckdb.Error as exc:
@@ -174,6 +194,28 @@ class DecisionLog:
 
     def close(self) -> None:
         self.con.close()
+
+    def suspend(self) -> None:
+        """Let go of the file (a read-only log between uses), so that another process may
+        write it; :meth:`resume` opens it again.  Everything read so far (strategies,
+        models, engines) stays cached."""
+        if not self.read_only or self.replica is not None:
+            raise LogError("Only a read-only log of a file can be suspended.", "Open it with read_only=True.")
+        self.con.close()
+        self.suspended = True
+
+    def resume(self, wait_s: float = 5.0) -> None:
+        """Open the file again after :meth:`suspend` (waiting up to ``wait_s`` while a writer
+        holds it)."""
+        if not self.suspended:
+            return
+        try:
+            self.con = _connect(self.path, True, wait_s)
+        except duckdb.IOException as exc:
+            raise LogInUse(f"The decision log {self.path!r} is being written by another process.",
+                           "A Klartext command is writing it (e.g. `klartext decide` or `explain --sample`): "
+                           "reload the page when it is done.") from exc
+        self.suspended = False
 
     def __enter__(self) -> DecisionLog:
         return self

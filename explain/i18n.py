@@ -626,8 +626,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "cli.verify_ckpt_failed": ("FAILED against the checkpoint: {problem}.",
                                "FEHLGESCHLAGEN gegen den Prüfpunkt: {problem}."),
     "cli.verify_ckpt_ok": ("OK: the log extends the checkpoint of {created} ({n} decisions, head {head}…), signed "
-                           "by key {key}…", "OK: Das Protokoll setzt den Prüfpunkt vom {created} fort ({n} "
-                           "Entscheidungen, Kopf {head}…), signiert mit Schlüssel {key}…"),
+                           "by key {signer}…", "OK: Das Protokoll setzt den Prüfpunkt vom {created} fort ({n} "
+                           "Entscheidungen, Kopf {head}…), signiert mit Schlüssel {signer}…"),
     "cli.verify_ok": ("OK: {n} decisions verified; head hash {head}", "OK: {n} Entscheidungen geprüft; Kopf-Hash {head}"),
     "cli.verify_sealed": ("OK: outcomes, strategies, models, stages, meta and explanations verified; seal head {head} "
                           "(write {write})", "OK: Ergebnisse, Strategien, Modelle, Stufen, Metadaten und Erklärungen "

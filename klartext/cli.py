@@ -21,6 +21,9 @@ from tqdm import tqdm
 from decisioning.errors import KlartextError, LogInUse
 
 DEFAULT_DB = "klartext_demo.duckdb"
+#: How long a command that writes the log waits while another process holds it: a dashboard
+#: holds its log only while a page runs (a second or two).
+WAIT_S = 15.0
 
 #: ``--lang`` of the commands whose messages a business user reads
 lang_option = click.option("--lang", type=click.Choice(["en", "de"]), default=None,
@@ -54,7 +57,7 @@ def _read(db: str, writable_if_free: bool = False):
 
     if writable_if_free:
         try:
-            return DecisionLog.open(db, create=False)
+            return DecisionLog.open(db, create=False, wait_s=3.0)
         except LogInUse:
             pass
     log = DecisionLog.open(db, read_only=True)
@@ -280,7 +283,7 @@ def decide(db: str, input_path: str, strategy_path: str | None) -> None:
     strategy = load_strategy(strategy_path) if strategy_path else None
     if not Path(db).exists():
         raise KlartextError(f"No decision log at {db!r}.", f"Create one with `klartext demo --db {db} --no-app`.")
-    with DecisionLog.open(db) as log:
+    with DecisionLog.open(db, wait_s=WAIT_S) as log:
         batch, strategy = decide_one(log, item, strategy)
         click.echo(json.dumps(batch_to_json(batch, strategy), indent=2))
 
@@ -374,7 +377,7 @@ def verify(db: str, checkpoint_path: str | None, public_key: str | None, lang: s
         sys.exit(1)
     if res.ok and checkpoint_path:
         click.echo(_t("cli.verify_ckpt_ok", lang, created=ckpt["created"], n=_n(ckpt["decisions"], lang),
-                      head=ckpt["head_hash"][:16], key=ckpt["public_key"][:16]))
+                      head=ckpt["head_hash"][:16], signer=ckpt["public_key"][:16]))
     if res.ok:
         click.echo(_t("cli.verify_ok", lang, n=_n(res.n_decisions, lang), head=res.head_hash))
         if res.seal_head is not None:
@@ -903,7 +906,7 @@ def import_(files, db, fmt, maps, as_json) -> None:
 
     mapping = _pairs(maps, "--map", str)
     reports = []
-    with _removed_on_failure(db), DecisionLog.open(db) as log:
+    with _removed_on_failure(db), DecisionLog.open(db, wait_s=WAIT_S) as log:
         for path in files:
             with tqdm(total=1, desc=f"Importing {Path(path).name}", unit=" interactions", file=sys.stderr, bar_format=_BAR) as bar:
                 def step(done: int, total: int, _bar=bar) -> None:
@@ -971,7 +974,7 @@ def import_outcomes_(files, db, maps, as_json) -> None:
 
     mapping = _pairs(maps, "--map", str)
     reports = []
-    with DecisionLog.open(db, create=False) as log:
+    with DecisionLog.open(db, create=False, wait_s=WAIT_S) as log:
         for path in files:
             reports.append(import_outcomes(log, path, mapping))
     if as_json:
@@ -1033,7 +1036,7 @@ def model_register(db, strategy_path, action_id, model_path, features, holdout_p
         m.metrics.update(_holdout_metrics(strategy, m, holdout_path, label))
     if n_train:
         m.metrics["n_train"] = n_train
-    with DecisionLog.open(db) as log:  # checked in full before the log is opened (or made) to write
+    with DecisionLog.open(db, wait_s=WAIT_S) as log:  # checked in full before the log is opened (or made) to write
         log.register_strategy(strategy)
         log.register_models(ModelSet({action_id: m}))
     kind = "exact TreeSHAP" if (m.log_odds_trees or m.pipeline_trees) else "model-agnostic SHAP"
@@ -1108,7 +1111,7 @@ def run(db, strategy_path, customers_path, channel, id_column, channel_column) -
     if channel:
         frame[channel_column] = channel
     req = Requests.from_frame(strategy, frame, customer_col=id_column, channel_col=channel_column)
-    with DecisionLog.open(db) as log:
+    with DecisionLog.open(db, wait_s=WAIT_S) as log:
         engine = Engine(strategy, log.latest_models_for(strategy))
         ts = np.full(len(req), int(__import__("time").time() * 1e6), dtype=np.int64)
         with tqdm(total=len(req), desc="Deciding and logging", unit=" decisions", file=sys.stderr, bar_format=_BAR) as bar:

@@ -262,33 +262,79 @@ def _follower(path: str) -> _Follower:
         return _FOLLOWERS.setdefault(path, _Follower(path))
 
 
+class _FileLease:
+    """The read-only log of one version of a file, open only while page runs use it.
+
+    Between runs the dashboard lets go of the file (:meth:`DecisionLog.suspend`), so that
+    `klartext decide`, `explain --sample` or an import can write it; a writer that arrives
+    during a run waits for its end (``wait_s`` of the CLI).  What the log has read (strategies,
+    models) stays cached across runs.  A page that finds a writer at work says so.
+    """
+
+    def __init__(self, path: str, mtime: float) -> None:
+        self.path, self.mtime = path, mtime
+        self.log: DecisionLog | None = None
+        self.users = 0
+        self.lock = threading.Lock()
+
+    def acquire(self) -> DecisionLog:
+        with self.lock:
+            if self.log is None:
+                self.log = DecisionLog.open(self.path, read_only=True, wait_s=5.0)
+                self.log.file_version = self.mtime
+            else:
+                self.log.resume()
+            self.users += 1
+            return self.log
+
+    def release(self) -> None:
+        with self.lock:
+            self.users = max(0, self.users - 1)
+            if not self.users and self.log is not None and self.log.replica is None and not self.log.suspended:
+                self.log.suspend()
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _lease(path: str, mtime: float) -> _FileLease:
+    # One per file version (a new or rewritten file gets a new one); pages take a cursor per
+    # query, so sessions on their own threads never share a cursor.
+    return _FileLease(path, mtime)
+
+
 @contextmanager
 def live_run():
     """Wraps one run of the app: leases the freshest live replica when a service holds the
-    log, and gives it back at the end of the run."""
+    log, else the log file itself, and gives it back at the end of the run (so that the
+    dashboard holds the file only while a page runs)."""
     path = st.session_state.get("db_path") or _cli_db() or os.environ.get("KLARTEXT_DB") or DEFAULT_DB
     resolved = str(Path(path).resolve())
     gen = _follower(resolved).acquire() if live.replicas(resolved) else None
     st.session_state["_live"] = (resolved, gen) if gen is not None else None
+    lease = None
+    if gen is None and Path(resolved).is_file():
+        lease = _lease(resolved, Path(resolved).stat().st_mtime)
+        try:
+            lease.acquire()
+        except KlartextError:
+            lease = None  # the page says what holds it (log())
+    st.session_state["_file"] = (resolved, lease.mtime) if lease is not None else None
     try:
         yield
     finally:
         if gen is not None:
             _follower(resolved).release(gen)
-
-
-@st.cache_resource(show_spinner=False, max_entries=4)
-def _open_file(path: str, mtime: float) -> DecisionLog:
-    # One read-only log per file version (a new or rewritten file gets a new one); pages take
-    # a cursor per query, so sessions on their own threads never share a cursor.
-    return DecisionLog.open(path, read_only=True)
+        if lease is not None:
+            lease.release()
 
 
 def _open(path: str, version: float | str) -> DecisionLog:
     """The log for a key of :func:`log_key`: a file version, or a live replica generation."""
     if isinstance(version, str) and version.startswith("live:"):
         return _follower(path).get(int(version[5:]))
-    return _open_file(path, version)
+    lease = _lease(path, version)
+    if st.session_state.get("_file") == (path, version):
+        return lease.log  # leased for this run by live_run
+    return lease.acquire()  # a page run outside app.py (tests): held from now on
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -306,6 +352,9 @@ def _key() -> tuple[str, float | str] | None:
     leased = st.session_state.get("_live")
     if leased is not None and leased[0] == resolved:
         return resolved, f"live:{leased[1]}"
+    held = st.session_state.get("_file")
+    if held is not None and held[0] == resolved:
+        return held
     if live.replicas(resolved):  # a page run outside app.py (tests): the newest replica, unleased
         f = _follower(resolved)
         gen = f.acquire()
@@ -459,6 +508,8 @@ def log_key(lg: DecisionLog) -> tuple[str, float | str]:
     p = Path(lg.path)
     if lg.replica is not None:
         return str(p.resolve()), f"live:{lg.replica.generation}"
+    if lg.file_version is not None:  # the version this run leased, even if a writer changed the file since
+        return str(p.resolve()), lg.file_version
     return str(p.resolve()), p.stat().st_mtime
 
 

@@ -150,3 +150,27 @@ def test_the_first_visitor_of_a_fresh_server_can_open_a_page_by_its_address(demo
         page.close()
     finally:
         stop(proc)
+
+
+def test_an_open_dashboard_does_not_block_a_cli_write(demo_copy, browser):
+    """Issue #17: with the dashboard open in a browser, `klartext decide` failed with "in use by
+    another process" until the dashboard was stopped.  The dashboard now holds the log only
+    while a page runs: the write goes through, and the page shows it after a reload."""
+    import subprocess
+    import sys
+
+    proc, url = start_dashboard(dict(os.environ, KLARTEXT_DB=str(demo_copy)))
+    try:
+        page = _open(browser, url + "/", "Overview", "Action mix")
+        metric = page.locator("[data-testid='stMetricValue']").first
+        assert metric.inner_text() == "2,000"
+        out = subprocess.run([sys.executable, "-m", "klartext.cli", "decide", "--db", str(demo_copy), "--input",
+                              "examples/customer.json"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+        assert out.returncode == 0, out.stderr[-2000:]
+        page.reload()
+        page.get_by_text("Action mix").first.wait_for(timeout=60_000)
+        page.locator("[data-testid='stMetricValue']").get_by_text("2,001").wait_for(timeout=30_000)
+        assert page.locator("[data-testid='stException']").count() == 0
+        page.close()
+    finally:
+        stop(proc)

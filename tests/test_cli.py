@@ -152,11 +152,12 @@ def test_importing_a_missing_file_leaves_no_log_behind(tmp_path, command):
     assert list(tmp_path.iterdir()) == []  # no log, no key
 
 
-def test_a_log_in_use_says_what_holds_it(demo_copy, tmp_path):
+def test_a_log_in_use_says_what_holds_it(demo_copy, tmp_path, monkeypatch):
     import subprocess
     import sys
     import time
 
+    monkeypatch.setattr("klartext.cli.WAIT_S", 1.0)  # a writer waits this long for the holder (15 s)
     holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
                                "print('held', flush=True); time.sleep(60)", str(demo_copy)], stdout=subprocess.PIPE,
                               text=True)
@@ -167,7 +168,8 @@ def test_a_log_in_use_says_what_holds_it(demo_copy, tmp_path):
         holder.kill()
         holder.wait()
     assert res.exit_code == 2, res.output
-    assert "is in use by another process" in res.output and "stop the dashboard" in res.output
+    assert "is in use by another process" in res.output and "wait for the job that holds it" in res.output
+    assert "A dashboard lets go of its log between page runs" in res.output
     time.sleep(0.1)
 
 

@@ -9,6 +9,7 @@ started, asked once, and stopped.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import subprocess
@@ -17,7 +18,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.conftest import free_port
+from tests.conftest import free_port, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -47,12 +48,41 @@ def _wait(url: str, proc: subprocess.Popen, seconds: float = 90) -> int:
     raise AssertionError(f"{url} did not answer")
 
 
+def _dashboard_open_in_chromium(work: Path, env: dict, stack: contextlib.ExitStack):
+    """`klartext app --db demo.duckdb` with a page open in Chromium that has run (so it read
+    the log): the commands after the demo run while a person looks at the dashboard."""
+    from playwright.sync_api import sync_playwright
+
+    port = str(free_port())
+    proc = subprocess.Popen(["klartext", "app", "--db", "demo.duckdb", "--port", port], cwd=work, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stack.callback(stop, proc)
+    _wait(f"http://127.0.0.1:{port}/_stcore/health", proc)
+    pw = stack.enter_context(sync_playwright())
+    browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"])
+    stack.callback(browser.close)
+    page = browser.new_page()
+    page.goto(f"http://127.0.0.1:{port}/")
+    page.get_by_text("Action mix").first.wait_for(timeout=120_000)
+    return page
+
+
 def test_every_readme_command_works_as_printed(tmp_path):
     work = tmp_path / "clone"
     work.mkdir()
     for name in ("examples", "tests"):
         (work / name).symlink_to(ROOT / name)
     env = dict(os.environ, HOME=str(tmp_path), PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    with contextlib.ExitStack() as stack:
+        page = _run_all(work, env, tmp_path, stack)
+        page.reload()  # the dashboard, open all along, shows what the commands logged
+        page.get_by_text("Action mix").first.wait_for(timeout=120_000)
+        assert page.locator("[data-testid='stMetricValue']").first.inner_text() == "3,001"  # the demo's + `decide`
+        assert page.locator("[data-testid='stException']").count() == 0
+
+
+def _run_all(work: Path, env: dict, tmp_path: Path, stack: contextlib.ExitStack):
+    page = None
     for cmd in _commands():
         if cmd[0] == "source":
             continue  # what it does (klartext on the PATH) the environment here does
@@ -82,3 +112,6 @@ def test_every_readme_command_works_as_printed(tmp_path):
         out = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=900)
         assert out.returncode == 0, (shlex.join(cmd), out.stdout[-2000:], out.stderr[-3000:])
         assert "Traceback" not in out.stderr, (shlex.join(cmd), out.stderr[-3000:])
+        if page is None and (work / "demo.duckdb").exists():
+            page = _dashboard_open_in_chromium(work, env, stack)
+    return page
