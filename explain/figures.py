@@ -376,7 +376,7 @@ def tradeoff_scatter(df: pd.DataFrame, baseline_churn: float | None, key_label: 
     if baseline_churn is not None:
         fig.add_hline(y=baseline_churn, line={"dash": "dash", "color": "#c62828"},
                       annotation_text=i18n.t("fig.churn_without", lang, churn=i18n.percent(baseline_churn, lang)),
-                      annotation_position="bottom left")
+                      annotation_position="top left")  # above the line: clear of the bubbles' labels below it
     fig.update_layout(title=title, height=420, xaxis_title=i18n.t("fig.margin_per_contact", lang, currency=currency),
                       yaxis={"title": i18n.t("fig.churn_of_reached", lang), "tickformat": ".0%"},
                       margin={"l": 10, "r": 10, "t": 50 if title else 20, "b": 40},

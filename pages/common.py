@@ -49,7 +49,8 @@ def fmt():
 
     def number(x: float, decimals: int = 0, sign: bool = False) -> str:
         text = i18n.number(abs(x) if sign else x, lg, decimals)
-        return ("+" if x >= 0 else "−") + text if sign else text
+        # an ASCII minus: st.metric reads a delta's direction (arrow, colour) from a leading "-"
+        return ("+" if x >= 0 else "-") + text if sign else text
 
     def percent(share: float, decimals: int = 1) -> str:
         return i18n.percent(share, lg, decimals)

@@ -44,6 +44,14 @@ def test_overview_page_and_channel_filter(demo_log, monkeypatch):
     at = page("pages/overview.py", demo_log, monkeypatch)
     assert at.title[0].value == "Overview"
     assert at.metric[0].value == "2,000"
+    # lower churn among the reached is good news: the delta starts with "-", so the browser
+    # draws a green arrow down (a "−" sign read as a rise in red)
+    from decision_log import queries
+
+    churn = next(m for m in at.metric if m.label == "Churn, reached")
+    with DecisionLog.open(demo_log, read_only=True) as log:
+        k = queries.kpis(log.con.cursor(), queries.Filters())
+    assert churn.proto.delta.startswith("-" if k["churn_reached"] < k["churn_not_reached"] else "+")
     with DecisionLog.open(demo_log, read_only=True) as log:
         n_email = log.con.execute("SELECT count(*) FROM decisions WHERE channel = 'email'").fetchall()[0][0]
     ok(at.multiselect(key="f_channels").set_value(["email"]).run())

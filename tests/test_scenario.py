@@ -93,11 +93,18 @@ def test_returning_customers_carry_their_history(demo_log):
     several = sum(n > 1 for _, n, _ in visits)
     assert several > 0.3 * len(visits) and sum(n for _, n, _ in visits) == 2000
     assert churn == [(0,)]  # one churn per customer
-    orders = {a.id for a in retail.load_demo_strategy().actions if a.order_value > 0}
-    pairs = bad = reset = counted = 0
+    strategy = retail.load_demo_strategy()
+    orders = {a.id for a in strategy.actions if a.order_value > 0}
+    products = {a.id for a in strategy.actions if a.holds_feature}  # the club, premium, the app, ...
+    pairs = bad = reset = counted = taken = 0
+    held: set[str] = set()
     for prev, cur in zip(rows, rows[1:]):
         if prev[0] != cur[0]:
+            held = set()
             continue
+        held |= {x.split(":")[0] for x in prev[7] if x and x.endswith(":accepted") and x.split(":")[0] in products}
+        taken += bool(held)
+        bad += bool(held & set(cur[3]))  # a product the customer took is not offered again
         pairs += 1
         days = (cur[1].date() - prev[1].date()).days
         bought = any(x and x.split(":")[0] in orders and x.endswith(":accepted") for x in prev[7])
@@ -111,4 +118,4 @@ def test_returning_customers_carry_their_history(demo_log):
         if prev[2] == "email" and prev[3] and (cur[1] - prev[1]).days < 7:
             counted += 1
             bad += cur[6] < 1  # the email shown counts against the email limit
-    assert bad == 0 and pairs > 300 and reset > 10 and counted > 10
+    assert bad == 0 and pairs > 300 and reset > 10 and counted > 10 and taken > 10

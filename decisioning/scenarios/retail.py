@@ -450,7 +450,7 @@ def visits(customers: pd.DataFrame, n: int, days: int, seed: int = 0) -> tuple[n
         who[again[full]] = rng.choice(len(customers), int(full.sum()), p=w / w.sum())
     else:  # pragma: no cover - needs far more interactions than customer-days
         raise ValueError(f"{n:,} interactions do not fit {len(customers):,} customers over {days} days")
-    hour = np.clip(rng.normal(15, 4.5, n), 0, 23.999)
+    hour = rng.normal(15, 4.5, n) % 24  # around mid-afternoon; late evenings run into the night
     when = day + hour / 24
     order = np.argsort(when, kind="stable")
     return who[order], when[order]
@@ -462,8 +462,9 @@ class Journeys:
 
     Facts are as of the period's start and age with it (tenure, recency, days to birthday,
     contacts and rejections from before the period); an accepted offer with an order is a
-    purchase (recency 0, one more order); an action shown on a channel with a contact limit
-    is a contact there; a rejection counts towards suppression.  Used as ``before``/``after``
+    purchase (recency 0, one more order); an accepted product (the club, premium, the app,
+    the newsletter, pay-later) is held from then on; an action shown on a channel with a
+    contact limit is a contact there; a rejection counts towards suppression.  Used as ``before``/``after``
     of :func:`decision_log.writer.decide_and_log` with one chunk per day (:meth:`spans`), so
     no chunk holds a customer twice; :meth:`outcomes` then gives every decision's outcome
     rows, with one churn draw per customer (from their churn at their last decision, less
@@ -490,6 +491,8 @@ class Journeys:
         self.limits = [(strategy.channel_ids.index(lim.channel), lim.period_days) for lim in strategy.contact_limits]
         self.within = strategy.suppression.within_days if strategy.suppression else 30
         self.order_value = np.array([a.order_value for a in strategy.actions])
+        self.holds = [a.holds_feature for a in strategy.actions]
+        self.held: dict[int, set[str]] = {}  #: products a customer took during the period
         self.purchases: dict[int, list[float]] = {}
         self.contacts: dict[tuple[int, int], list[float]] = {}
         self.rejections: dict[int, dict[int, list[float]]] = {}
@@ -517,7 +520,10 @@ class Journeys:
             contacts[day >= period, j] = 0
         since = self.base_days[rows] + now[:, None]
         rejected = np.where(since < self.within, self.base_rejections[rows], 0)
+        held = {f: self.frame[f].to_numpy()[rows].copy() for f in {h for h in self.holds if h}}
         for i, c in enumerate(self.customer[rows].tolist()):
+            for f in self.held.get(c, ()):
+                held[f][i] = True
             bought = self.purchases.get(c)
             if bought:
                 facts["recency_days"][i] = int(now[i] - bought[-1])
@@ -531,7 +537,7 @@ class Journeys:
                 if recent:
                     rejected[i, a] += len(recent)
                     since[i, a] = min(since[i, a], min(recent))
-        for name, values in facts.items():
+        for name, values in (*facts.items(), *held.items()):
             self.frame.iloc[rows, self.frame.columns.get_loc(name)] = values
             if name in req.features:
                 req.features[name][:] = values.astype(req.features[name].dtype)
@@ -554,6 +560,8 @@ class Journeys:
         for p, aid, res in zip(pos.tolist(), out["action_id"].tolist(), out["outcome"].tolist()):
             r = int(rows[p])
             c = int(self.customer[r])
+            if res == "accepted" and self.holds[aidx[aid]]:
+                self.held.setdefault(c, set()).add(self.holds[aidx[aid]])
             if res == "accepted" and self.order_value[aidx[aid]] > 0:
                 self.purchases.setdefault(c, []).append(float(self.when[r]))
             elif res == "rejected":
