@@ -41,7 +41,8 @@ def stage_funnel(funnel: pd.DataFrame, lang: str = "en") -> go.Figure:
     fig.update_yaxes(autorange="reversed", automargin=True)
     fig.update_xaxes(title_text=i18n.t("fig.interactions", lang), row=1, col=1)
     fig.update_xaxes(title_text=i18n.t("fig.candidate_rows", lang), row=1, col=2)
-    fig.update_layout(showlegend=False, margin={"l": 10, "r": 10, "t": 30, "b": 10}, height=max(260, 48 * len(df)))
+    fig.update_layout(showlegend=False, margin={"l": 10, "r": 10, "t": 30, "b": 10}, height=max(260, 48 * len(df)),
+                      separators=_separators(lang))
     return fig
 
 
@@ -113,6 +114,7 @@ def attribution_waterfall(features: list[str], phi: list[float] | np.ndarray, ba
     )
     fig.add_trace(go.Scatter(x=[lo - pad, hi + pad], y=[y[0], y[0]], xaxis="x2", mode="markers",
                              marker={"opacity": 0}, hoverinfo="skip", showlegend=False))
+    fig.update_layout(separators=_separators(lang))
     return fig
 
 
@@ -149,6 +151,7 @@ def contrast_bars(terms: list[tuple[str, float]], winner: str, other: str, title
                "showticklabels": False, "zeroline": True},
         margin={"l": 10, "r": 40, "t": 50 if title else 20, "b": 40},
     )
+    fig.update_layout(separators=_separators(lang))
     return fig
 
 
@@ -177,6 +180,7 @@ def global_importance(imp: pd.DataFrame, top: int = 15, title: str | None = None
         margin={"l": 10, "r": 10, "t": 50 if title else 20, "b": 40},
         showlegend=len(fig.data) > 1,
     )
+    fig.update_layout(separators=_separators(lang))
     return fig
 
 
@@ -206,7 +210,7 @@ def dependence(dep: pd.DataFrame, feature_label: str, categories: list[str] | No
         xaxis.update(tickvals=[0, 1], ticktext=[i18n.t("value.no", lang), i18n.t("value.yes", lang)])
     fig.add_hline(y=0, line={"color": "#90a4ae", "width": 1})
     fig.update_layout(title=title, height=380, xaxis=xaxis, yaxis_title=i18n.t("fig.shap_value", lang),
-                      margin={"l": 10, "r": 10, "t": 50 if title else 20, "b": 40})
+                      margin={"l": 10, "r": 10, "t": 50 if title else 20, "b": 40}, separators=_separators(lang))
     return fig
 
 
@@ -339,6 +343,7 @@ def decision_grid(cands: pd.DataFrame, stages: list[tuple[str, str]] | None = No
     ))
     fig.update_layout(height=max(300, 22 * len(actions) + 80), yaxis={"autorange": "reversed", "automargin": True},
                       margin={"l": 10, "r": 10, "t": 20, "b": 30})
+    fig.update_layout(separators=_separators(lang))
     return fig
 
 
@@ -356,6 +361,7 @@ def priority_factors(cands: pd.DataFrame, names: dict[str, str] | None = None, l
     fig.update_layout(barmode="group", xaxis={"type": "log", "title": i18n.t("fig.factor_log", lang)},
                       yaxis={"autorange": "reversed", "automargin": True}, height=max(320, 60 * len(scored) + 80),
                       margin={"l": 10, "r": 10, "t": 20, "b": 40})
+    fig.update_layout(separators=_separators(lang))
     return fig
 
 

@@ -98,8 +98,9 @@ def test_only_an_explainer_on_a_read_only_log_keeps_its_explanations(demo_copy):
 
 
 def test_stored_explanation_records_how_it_was_made(demo_copy):
-    with DecisionLog.open(demo_copy) as log:
-        did = sample_ids(log, 1, seed=2)[0]
+    with DecisionLog.open(demo_copy) as log:  # a decision with scored candidates (one that chose an action)
+        did = log.con.execute("SELECT decision_id FROM decisions WHERE len(chosen_actions) > 0 "
+                              "ORDER BY seq LIMIT 1 OFFSET 7").fetchall()[0][0]
         e = Explainer(log).explain(did)
         row = log.con.execute("SELECT algorithm, output, library, background, model_version FROM explanations "
                               "WHERE decision_id = ? ORDER BY action_id LIMIT 1", [did]).fetchall()[0]

@@ -192,3 +192,22 @@ def test_every_stage_of_the_flow_has_its_name_in_both_languages(demo_log, monkey
     at = _german("funnel", demo_log, monkeypatch)
     labels = list(at.dataframe[0].value["label"])
     assert labels[:3] == ["Berechtigung", "Anwendbarkeit", "Eignung"], labels
+
+
+def test_charts_write_numbers_the_german_way():
+    """German axes and labels: 0,5 and 1.000 (a decimal comma, a thousands point)."""
+    import numpy as np
+    import pandas as pd
+
+    from explain import figures
+
+    built = [
+        figures.global_importance(pd.DataFrame({"feature": ["a", "b"], "mean_abs": [0.1, 0.2]}), lang="de"),
+        figures.dependence(pd.DataFrame({"x": [0.5, 1.5], "phi": [0.1, -0.2]}), "X", lang="de"),
+        figures.contrast_bars([("Annahmechance", 0.7)], "A", "B", lang="de"),
+        figures.attribution_waterfall(["a", "b"], np.array([0.2, -0.1]), -1.0, -0.9, lang="de"),
+        figures.tradeoff_scatter(pd.DataFrame({"key": ["x"], "contacts": [10], "margin": [5.0],
+                                               "margin_per_contact": [0.5], "churn_reached": [0.1]}), 0.2, lang="de"),
+    ]
+    assert [f.layout.separators for f in built] == [",."] * len(built)
+    assert figures.global_importance(pd.DataFrame({"feature": ["a"], "mean_abs": [0.1]})).layout.separators in (None, ".,")
