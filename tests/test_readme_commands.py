@@ -4,7 +4,9 @@ first README command (issue #17): no placeholder ids, no files that do not exist
 The commands run in a fresh folder that sees the repository's ``examples/`` and ``tests/``
 (as a clone's root does) with the installed ``klartext``; the demo decides 3,000 customers
 instead of 100,000 and samples are 200 decisions, and the service and the dashboard are
-started, asked once, and stopped.
+started, asked once, and stopped.  From the demo on, a dashboard on its log stays open in
+Chromium (a page has run, so it has read the log) while the other commands run, and shows
+the decision `klartext decide` logged at the end: an open dashboard blocks no command.
 """
 
 from __future__ import annotations
