@@ -110,11 +110,10 @@ def attribution_waterfall(features: list[str], phi: list[float] | np.ndarray, ba
         xaxis2={"overlaying": "x", "side": "top", "range": [lo - pad, hi + pad], "title": i18n.t("fig.probability", lang),
                 "tickvals": [math.log(p / (1 - p)) for p in ticks], "ticktext": [i18n.percent(p, lang, 1 if p < 0.01 or p > 0.99 else 0) for p in ticks],
                 "showgrid": False},
-        showlegend=False,
+        showlegend=False, separators=_separators(lang),
     )
     fig.add_trace(go.Scatter(x=[lo - pad, hi + pad], y=[y[0], y[0]], xaxis="x2", mode="markers",
                              marker={"opacity": 0}, hoverinfo="skip", showlegend=False))
-    fig.update_layout(separators=_separators(lang))
     return fig
 
 
@@ -149,9 +148,8 @@ def contrast_bars(terms: list[tuple[str, float]], winner: str, other: str, title
         title=title, height=max(260, 30 * len(names) + 100), yaxis={"autorange": "reversed", "automargin": True},
         xaxis={"title": i18n.t("fig.favours", lang, other=other, winner=winner), "range": [lo - pad, hi + pad],
                "showticklabels": False, "zeroline": True},
-        margin={"l": 10, "r": 40, "t": 50 if title else 20, "b": 40},
+        margin={"l": 10, "r": 40, "t": 50 if title else 20, "b": 40}, separators=_separators(lang),
     )
-    fig.update_layout(separators=_separators(lang))
     return fig
 
 
@@ -178,9 +176,8 @@ def global_importance(imp: pd.DataFrame, top: int = 15, title: str | None = None
         title=title, barmode="group", height=max(320, 26 * len(keep) * max(1, min(3, len(fig.data))) // 2 + 120),
         yaxis={"autorange": "reversed", "automargin": True, "dtick": 1}, xaxis_title=i18n.t("fig.mean_shap", lang),
         margin={"l": 10, "r": 10, "t": 50 if title else 20, "b": 40},
-        showlegend=len(fig.data) > 1,
+        showlegend=len(fig.data) > 1, separators=_separators(lang),
     )
-    fig.update_layout(separators=_separators(lang))
     return fig
 
 
@@ -342,8 +339,7 @@ def decision_grid(cands: pd.DataFrame, stages: list[tuple[str, str]] | None = No
         colorscale=[[0, "#c62828"], [0.5, "#a5d6a7"], [1, "#1b5e20"]], zmin=0, zmax=2,
     ))
     fig.update_layout(height=max(300, 22 * len(actions) + 80), yaxis={"autorange": "reversed", "automargin": True},
-                      margin={"l": 10, "r": 10, "t": 20, "b": 30})
-    fig.update_layout(separators=_separators(lang))
+                      margin={"l": 10, "r": 10, "t": 20, "b": 30}, separators=_separators(lang))
     return fig
 
 
@@ -360,8 +356,7 @@ def priority_factors(cands: pd.DataFrame, names: dict[str, str] | None = None, l
                              marker_color=color, hovertemplate="%{y} (%{customdata}) " + label + ": %{x:.4g}<extra></extra>"))
     fig.update_layout(barmode="group", xaxis={"type": "log", "title": i18n.t("fig.factor_log", lang)},
                       yaxis={"autorange": "reversed", "automargin": True}, height=max(320, 60 * len(scored) + 80),
-                      margin={"l": 10, "r": 10, "t": 20, "b": 40})
-    fig.update_layout(separators=_separators(lang))
+                      margin={"l": 10, "r": 10, "t": 20, "b": 40}, separators=_separators(lang))
     return fig
 
 

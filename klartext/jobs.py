@@ -162,8 +162,7 @@ def run_demo(
                                  before=journeys.before, after=journeys.after)
         seconds["decide_and_log"] = time.perf_counter() - t
         t = time.perf_counter()
-        ids = np.concatenate([b.decision_id for b in batches])
-        log.append_outcomes(journeys.outcomes(ids))
+        log.append_outcomes(journeys.outcomes())
         seconds["outcomes"] = time.perf_counter() - t
         return _result(log, batches, strategy, explain_sample, seed, seconds, progress)
     finally:

@@ -38,7 +38,7 @@ if lg is None:
 con = lg.con.cursor()
 f = filters(con)
 number, percent = fmt()
-money_unit = catalog(lg)[1]
+currency = catalog(lg)[1]
 tab_measured, tab_frontier, tab_whatif, tab_ope = st.tabs(
     [tr("tradeoffs.tab_measured"), tr("tradeoffs.tab_frontier"), tr("tradeoffs.tab_whatif"), tr("tradeoffs.tab_ope")])
 
@@ -56,7 +56,6 @@ with tab_measured:
         st.warning(tr("tradeoffs.none_shown"))
     else:
         k = queries.kpis(con, f)
-        names, currency = catalog(lg)
         st.plotly_chart(figures.tradeoff_scatter(df, k["churn_not_reached"], by, lang=lang(), currency=currency),
                         width="stretch", key="scatter")
         money_col = {"format": "%.2f"}
@@ -165,8 +164,8 @@ with tab_whatif:
     m = st.columns(len(T.KPI_TABLE))
     for col, k in zip(m, T.KPI_TABLE):
         b, w = res["base"][k.name], res["what_if"][k.name]
-        unit = f" {money_unit}" if k.unit == "currency" else ""
-        col.metric(tr(f"kpi.{k.name}"), number(w) + unit, ("+" if w >= b else "-") + number(abs(w - b)) + unit,
+        unit = f" {currency}" if k.unit == "currency" else ""
+        col.metric(tr(f"kpi.{k.name}"), number(w) + unit, number(w - b, sign=True) + unit,
                    help=tr(f"kpi_meaning.{k.name}"), delta_color="inverse" if k.name == "incentive_spend" else "normal")
     table(res["by_issue"], "what_if_by_issue")
     table(res["by_channel"], "what_if_by_channel")

@@ -211,3 +211,13 @@ def test_charts_write_numbers_the_german_way():
     ]
     assert [f.layout.separators for f in built] == [",."] * len(built)
     assert figures.global_importance(pd.DataFrame({"feature": ["a"], "mean_abs": [0.1]})).layout.separators in (None, ".,")
+
+
+def test_every_kpi_has_its_names_in_both_languages():
+    """The catalogue's KPI names repeat analysis.kpis in English: they must not drift apart,
+    and a new KPI needs its German name before a page can show it."""
+    from analysis.kpis import KPI_TABLE
+    from explain.i18n import TEXT
+
+    assert [TEXT[f"kpi.{k.name}"][0] for k in KPI_TABLE] == [k.label for k in KPI_TABLE]
+    assert [TEXT[f"kpi_meaning.{k.name}"][0] for k in KPI_TABLE] == [k.meaning for k in KPI_TABLE]

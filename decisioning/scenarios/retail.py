@@ -492,11 +492,13 @@ class Journeys:
         self.within = strategy.suppression.within_days if strategy.suppression else 30
         self.order_value = np.array([a.order_value for a in strategy.actions])
         self.holds = [a.holds_feature for a in strategy.actions]
+        self.action_index = {a: k for k, a in enumerate(strategy.action_ids)}
         self.held: dict[int, set[str]] = {}  #: products a customer took during the period
         self.purchases: dict[int, list[float]] = {}
         self.contacts: dict[tuple[int, int], list[float]] = {}
         self.rejections: dict[int, dict[int, list[float]]] = {}
-        self.parts: list[pd.DataFrame] = []
+        self.parts: list[pd.DataFrame] = []  #: each chunk's outcome rows
+        self.part_rows: list[np.ndarray] = []  #: and the interaction (row of ``frame``) of each
         self.relief = np.zeros(len(frame))
 
     def spans(self, max_rows: int = 10_000) -> list[tuple[int, int]]:
@@ -549,16 +551,16 @@ class Journeys:
         """Draw the chunk's outcomes; remember its contacts, purchases and rejections."""
         out, relief = _draw_outcomes(self.strategy, self.frame.iloc[rows], batch.decision_id, self.ts_us[rows],
                                      batch.chosen, self.rng)
+        at = rows[pd.Index(batch.decision_id).get_indexer(out["decision_id"])]
         self.parts.append(out)
+        self.part_rows.append(at)
         self.relief[rows] = relief
         limited = {j for j, _ in self.limits}
         for r, c, ch, acts in zip(rows.tolist(), self.customer[rows].tolist(), req.channel.tolist(), batch.chosen):
             if acts and ch in limited:
                 self.contacts.setdefault((c, ch), []).append(float(self.when[r]))
-        aidx = {a: k for k, a in enumerate(self.strategy.action_ids)}
-        pos = pd.Index(batch.decision_id).get_indexer(out["decision_id"])
-        for p, aid, res in zip(pos.tolist(), out["action_id"].tolist(), out["outcome"].tolist()):
-            r = int(rows[p])
+        aidx = self.action_index
+        for r, aid, res in zip(at.tolist(), out["action_id"].tolist(), out["outcome"].tolist()):
             c = int(self.customer[r])
             if res == "accepted" and self.holds[aidx[aid]]:
                 self.held.setdefault(c, set()).add(self.holds[aidx[aid]])
@@ -567,16 +569,15 @@ class Journeys:
             elif res == "rejected":
                 self.rejections.setdefault(c, {}).setdefault(aidx[aid], []).append(float(self.when[r]))
 
-    def outcomes(self, decision_id: np.ndarray) -> pd.DataFrame:
-        """Every decision's outcome rows (``decision_id`` in row order), with ``churned``."""
+    def outcomes(self) -> pd.DataFrame:
+        """Every decision's outcome rows, with ``churned``."""
         out = pd.concat(self.parts, ignore_index=True)
         rows = pd.Series(np.arange(len(self.customer)))
         last = rows.groupby(self.customer).max()
         relief = pd.Series(self.relief).groupby(self.customer).sum().loc[last.index].to_numpy()
         p = np.clip(true_churn(self.frame.iloc[last.to_numpy()]) - relief, 0, 1)
         churned = pd.Series(self.rng.random(len(p)) < p, index=last.index)
-        row_of = pd.Index(decision_id).get_indexer(out["decision_id"])
-        out.insert(5, "churned", churned.loc[self.customer[row_of]].to_numpy())
+        out.insert(5, "churned", churned.loc[self.customer[np.concatenate(self.part_rows)]].to_numpy())
         return out
 
 
