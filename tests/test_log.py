@@ -294,3 +294,32 @@ def test_rejection_histories_are_written_as_json_dumps_writes_them():
         want = [json.dumps({aids[j]: {"count": int(count[r, j]), "days_since_last": float(d[r, j])}
                             for j in np.flatnonzero(count[r])}) for r in range(300)]
         assert list(_rejections_json(count, d, aids)) == want
+
+
+def test_a_suspended_reader_lets_a_writer_in_and_says_when_one_is_still_writing(tmp_path, tiny_strategy, tiny_models):
+    """The dashboard's log between page runs: suspended, another process can write the file;
+    resuming while a writer still holds it names the file and the next step."""
+    import subprocess
+
+    from decisioning.errors import LogInUse
+
+    db = tmp_path / "s.duckdb"
+    with DecisionLog.open(db) as log:
+        log.register_models(tiny_models)
+    reader = DecisionLog.open(db, read_only=True)
+    reader.suspend()
+    writer = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+                               "print('held', flush=True); time.sleep(30)", str(db)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "held"  # the write lock was free
+        with pytest.raises(LogInUse) as err:
+            reader.resume(wait_s=0.2)
+        assert err.value.message == f"The decision log {str(db)!r} is being written by another process."
+        assert err.value.hint == ("A Klartext command is writing it (e.g. `klartext decide` or `explain --sample`): "
+                                  "reload the page when it is done.")
+    finally:
+        writer.kill()
+        writer.wait()
+    reader.resume(wait_s=5)  # the writer is gone: reading goes on, with what was cached
+    assert reader.con.execute("SELECT count(*) FROM decisions").fetchall() == [(0,)]
+    reader.close()
