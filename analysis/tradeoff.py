@@ -255,7 +255,8 @@ def load_factors(log: DecisionLog, strategy_version: str | None = None,
     con = log.con.cursor()
     sv = strategy_version or log.latest_strategy_version()
     s = log.load_strategy(sv)
-    dec, cand = queries.decision_factors(con, sv, s.clv_feature, list(s.action_ids), list(s.channel_ids))
+    dec, cand = queries.decision_factors(con, sv, s.clv_feature, list(s.action_ids), list(s.channel_ids),
+                                         keys=log.subject_keys)
     n, A = len(dec["seq"]), len(s.actions)
     if n == 0:
         raise LogError(f"The log {log.path!r} holds no decisions of strategy {sv!r}.",
@@ -510,7 +511,8 @@ def rerun(log: DecisionLog, challenger: Strategy, f: Factors, batch_size: int = 
 
     models = log.latest_models_for(challenger)
     engine = Engine(challenger, models)
-    rows = queries.decision_inputs(log.con.cursor(), f.strategy.version)
+    rows = log.reveal(queries.decision_inputs(log.con.cursor(), f.strategy.version))
+    rows = rows[~rows["erased"]]  # as in the factors: an erased customer's inputs are gone
     parts = []
     for start in range(0, len(rows), batch_size):
         chunk = rows.iloc[start:start + batch_size]

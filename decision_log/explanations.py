@@ -14,6 +14,7 @@ with the stored row (see :mod:`explain.api`).
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Iterable, Sequence
 
@@ -23,22 +24,25 @@ import pandas as pd
 import pyarrow as pa
 
 from decision_log import schema
+from decision_log.subjects import SubjectKeys
 
 COLUMNS = [
     "decision_id", "action_id", "model_version", "algorithm", "output", "library", "background",
     "features", "x", "attributions", "base_value", "raw_output", "residual",
-    "propensity_logged", "propensity_rescored", "created", "seal",
+    "propensity_logged", "propensity_rescored", "created", "seal", "x_sealed",
 ]
 #: The columns a seal covers (``created`` is when, not what).
-SEALED = COLUMNS[:15]
+SEALED = COLUMNS[:15] + ["x_sealed"]
 
 
 def seal(decision_id: str, action_id: str, model_version: str, algorithm: str, output: str, library: str,
          background: str | None, features: Sequence[str], x: Iterable[float], attributions: Iterable[float],
          base_value: float, raw_output: float, residual: float, propensity_logged: float | None,
-         propensity_rescored: float) -> str:
+         propensity_rescored: float, x_sealed: str | None = None) -> str:
     """SHA-256 (hex) of one explanation row: each text length-prefixed, the numbers as
-    little-endian float64 (a missing logged propensity as NaN)."""
+    little-endian float64 (a missing logged propensity as NaN); in a log that seals its
+    inputs, ``x`` is empty and ``x_sealed`` (the input values sealed under the customer's
+    key, :mod:`decision_log.subjects`) follows."""
     h = hashlib.sha256()
     texts = (decision_id, action_id, model_version, algorithm, output, library,
              "" if background is None else "\x01" + background, *features)
@@ -51,6 +55,8 @@ def seal(decision_id: str, action_id: str, model_version: str, algorithm: str, o
     h.update(np.asarray(list(attributions), dtype="<f8").tobytes())
     p = math.nan if propensity_logged is None else propensity_logged
     h.update(np.asarray([base_value, raw_output, residual, p, propensity_rescored], dtype="<f8").tobytes())
+    if x_sealed is not None:
+        h.update(b"\x01" + x_sealed.encode())
     return h.hexdigest()
 
 
@@ -60,7 +66,7 @@ def _none(v):
 
 def row_seal(r: dict) -> str:
     """:func:`seal` of a row read back (a dict with :data:`SEALED` keys)."""
-    return seal(*(_none(r[c]) if c in ("background", "propensity_logged") else r[c] for c in SEALED))
+    return seal(*(_none(r.get(c)) if c in ("background", "propensity_logged", "x_sealed") else r[c] for c in SEALED))
 
 
 def first_unsealed(con: duckdb.DuckDBPyConnection, chunk: int = 50_000) -> tuple[str, str, str] | None:
@@ -68,7 +74,8 @@ def first_unsealed(con: duckdb.DuckDBPyConnection, chunk: int = 50_000) -> tuple
     content, or None when every row is intact."""
     if not has_table(con):
         return None
-    cols = ", ".join(f'"{c}"' for c in SEALED)
+    cols = ", ".join(f'"{c}"' if c != "x_sealed" or schema.has_column(con, "explanations", c) else "NULL"
+                     for c in SEALED)
     offset = 0
     while True:
         rows = con.execute(f"SELECT {cols}, seal FROM explanations ORDER BY decision_id, action_id, model_version "
@@ -217,14 +224,19 @@ def importance(con: duckdb.DuckDBPyConnection, action_id: str | None = None, by:
     ).df()
 
 
-def dependence(con: duckdb.DuckDBPyConnection, action_id: str, feature: str, limit: int = 5000) -> pd.DataFrame:
-    """Feature value vs attribution for one action model (columns: x, phi, channel, selected)."""
+def dependence(con: duckdb.DuckDBPyConnection, action_id: str, feature: str, limit: int = 5000,
+               keys: SubjectKeys | None = None) -> pd.DataFrame:
+    """Feature value vs attribution for one action model (columns: x, phi, channel, selected).
+    Where the input values are sealed they are opened with ``keys``; an erased customer's
+    rows are left out."""
     if not has_table(con):
         return pd.DataFrame(columns=["x", "phi", "channel", "selected"])
-    return con.execute(
-        """
+    sealed = schema.has_column(con, "explanations", "x_sealed")
+    df = con.execute(
+        f"""
         SELECT e.x[list_position(e.features, $f)] AS x,
-               e.attributions[list_position(e.features, $f)] AS phi, c.channel, c.selected
+               e.attributions[list_position(e.features, $f)] AS phi, c.channel, c.selected,
+               e.decision_id, list_position(e.features, $f) AS pos, {"e.x_sealed" if sealed else "NULL"} AS x_sealed
         FROM explanations e
         JOIN candidates c ON c.decision_id = e.decision_id AND c.action_id = e.action_id
         WHERE e.action_id = $action AND list_contains(e.features, $f)
@@ -233,6 +245,29 @@ def dependence(con: duckdb.DuckDBPyConnection, action_id: str, feature: str, lim
         """,
         {"action": action_id, "f": feature, "limit": int(limit)},
     ).df()
+    if sealed and df["x_sealed"].notna().any():
+        idx = np.flatnonzero(df["x_sealed"].notna().to_numpy())
+        part = df.iloc[idx]
+        if keys is None:
+            df.loc[df.index[idx], "x"] = np.nan
+        else:
+            customers = customers_of(con, part["decision_id"].unique().tolist())
+            plain = keys.open([customers[d] for d in part["decision_id"]], part["decision_id"].tolist(),
+                              part["x_sealed"].tolist())
+            df.loc[df.index[idx], "x"] = [np.nan if p is None else json.loads(p)[int(k) - 1]
+                                          for p, k in zip(plain, part["pos"])]
+        df = df[df["x"].notna()]
+    return df[["x", "phi", "channel", "selected"]].reset_index(drop=True)
+
+
+def customers_of(con: duckdb.DuckDBPyConnection, decision_ids: list[str]) -> dict[str, str]:
+    """decision id → its customer's pseudonym."""
+    con.register("_k_ids", pd.DataFrame({"decision_id": decision_ids}))
+    try:
+        return dict(con.execute("SELECT decision_id, customer FROM decisions SEMI JOIN _k_ids USING (decision_id)"
+                                ).fetchall())
+    finally:
+        con.unregister("_k_ids")
 
 
 def explained_actions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:

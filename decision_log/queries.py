@@ -7,15 +7,18 @@ passed as parameters.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 
-from decision_log import stages
+from decision_log import stages, subjects
+from decision_log.subjects import SubjectKeys
 from decision_log.schema import has_column
 from decisioning.strategy import Strategy
 
@@ -485,13 +488,18 @@ def model_usage(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 
 def decision_factors(con: duckdb.DuckDBPyConnection, strategy_version: str, clv_feature: str,
-                     action_ids: list[str], channel_ids: list[str]) -> tuple[dict, dict]:
+                     action_ids: list[str], channel_ids: list[str], keys: SubjectKeys | None = None
+                     ) -> tuple[dict, dict]:
     """The factors of every decision of one strategy version, for re-arbitration.
 
     Returns two dicts of numpy arrays: per decision (in log order) ``seq``, ``channel`` (index into ``channel_ids``), ``clv``, ``first`` (index of the first chosen
     action, -1 for none) and ``explored``; per scored candidate, in no particular order,
     ``seq`` (its decision's), ``col`` (index into ``action_ids``), ``propensity``,
     ``context_weight``, ``lever``.
+
+    Where the inputs are sealed (:mod:`decision_log.subjects`) the CLV is read from them
+    opened with ``keys``; the decisions of erased customers are left out of both (there is
+    nothing to re-arbitrate them with).
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -505,7 +513,8 @@ def decision_factors(con: duckdb.DuckDBPyConnection, strategy_version: str, clv_
         SELECT seq, list_position($channels, channel) - 1 AS channel,
                coalesce(TRY_CAST(regexp_extract(inputs::VARCHAR, $clv_key, 1) AS DOUBLE),
                         json_extract_string(inputs, $clv)::DOUBLE) AS clv,
-               coalesce(list_position($actions, chosen_action) - 1, -1) AS "first", explored
+               coalesce(list_position($actions, chosen_action) - 1, -1) AS "first", explored,
+               starts_with(inputs::VARCHAR, $sealed) AS is_sealed
         FROM decisions WHERE strategy_version = $sv AND source = 'klartext' ORDER BY seq"""
     cand_sql = """
         SELECT d.seq, (list_position($actions, c.action_id) - 1)::INTEGER AS col, c.propensity, c.context_weight,
@@ -515,8 +524,31 @@ def decision_factors(con: duckdb.DuckDBPyConnection, strategy_version: str, clv_
     other = con.cursor()  # the two scans overlap (DuckDB runs without the GIL): ~10% sooner on 2 cores
     with ThreadPoolExecutor(max_workers=1) as pool:
         cand = pool.submit(lambda: other.execute(cand_sql, {"sv": strategy_version, "actions": action_ids}).fetchnumpy())
-        dec = con.execute(dec_sql, params).fetchnumpy()
-        return dec, cand.result()
+        dec = con.execute(dec_sql, params | {"sealed": subjects.PREFIX}).fetchnumpy()
+        cand = cand.result()
+    is_sealed = np.asarray(dec.pop("is_sealed"), dtype=bool)
+    if not is_sealed.any():
+        return dec, cand
+    seqs = dec["seq"][is_sealed]
+    rows = con.execute("SELECT seq, decision_id, customer, inputs::VARCHAR AS inputs FROM decisions "
+                       "WHERE strategy_version = $sv AND source = 'klartext' AND starts_with(inputs::VARCHAR, $sealed) "
+                       "ORDER BY seq", {"sv": strategy_version, "sealed": subjects.PREFIX}).fetchnumpy()
+    if keys is None:
+        plain = [None] * len(rows["seq"])
+    else:
+        plain = keys.open(rows["customer"].tolist(), rows["decision_id"].tolist(), rows["inputs"].tolist())
+    pattern = re.compile(params["clv_key"])
+    clv = dec["clv"] = np.asarray(dec["clv"], dtype=np.float64).copy()
+    pos = np.searchsorted(dec["seq"], seqs)
+    for i, text in zip(pos.tolist(), plain):
+        m = None if text is None else pattern.search(text)
+        clv[i] = np.nan if m is None else float(json.loads(m.group(1)) if m.group(1) != "null" else np.nan)
+    keep = ~(is_sealed & np.isnan(clv))
+    if not keep.all():
+        dec = {k: np.asarray(v)[keep] for k, v in dec.items()}
+        kept = np.isin(np.asarray(cand["seq"]), dec["seq"])
+        cand = {k: np.asarray(v)[kept] if not np.ma.isMaskedArray(v) else v[kept] for k, v in cand.items()}
+    return dec, cand
 
 
 def first_action_outcomes(con: duckdb.DuckDBPyConnection, strategy_version: str) -> dict:

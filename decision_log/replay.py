@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,8 @@ class ReplayResult:
     differences: list[Difference] = field(default_factory=list)
     replayable: bool = True
     note: str = ""
+    #: When the customer was erased at their request (their inputs can no longer be read).
+    erased_at: datetime | None = None
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -68,6 +71,7 @@ def replay(log: DecisionLog, decision_ids: list[str]) -> list[ReplayResult]:
         "SELECT c.decision_id, c.action_id, " + ", ".join(f"c.{f}" for f in COMPARED) +
         " FROM candidates c SEMI JOIN _k_ids USING (decision_id)").df()
     con.unregister("_k_ids")
+    dec = log.reveal(dec, cand)
     found = set(dec["decision_id"])
     missing = [d for d in decision_ids if d not in found]
     if missing:
@@ -81,6 +85,14 @@ def replay(log: DecisionLog, decision_ids: list[str]) -> list[ReplayResult]:
                 results[row["decision_id"]] = ReplayResult(
                     row["decision_id"], False, list(row["chosen_actions"]), [], replayable=False,
                     note=f"imported from {row['source']!r}: there is no strategy to re-execute")
+            continue
+        erased = group[group["erased"]]
+        for _, row in erased.iterrows():
+            results[row["decision_id"]] = erased_result(log, row["decision_id"], row["customer"],
+                                                        list(row["chosen_actions"]))
+        group = group[~group["erased"]]
+        ids = group["decision_id"].tolist()
+        if not ids:
             continue
         strategy = log.load_strategy(sv)
         models = log.load_models(json.loads(mv))
@@ -126,6 +138,15 @@ def replay(log: DecisionLog, decision_ids: list[str]) -> list[ReplayResult]:
                         diffs.append(Difference(aid, f, lv, rep[f]))
             results[did] = ReplayResult(did, not diffs, chosen_log, chosen_rep, diffs)
     return [results[d] for d in decision_ids]
+
+
+def erased_result(log: DecisionLog, decision_id: str, customer: str, chosen: list[str]) -> ReplayResult:
+    """The replay of a decision whose customer was erased: it cannot be re-run, and says why."""
+    when = log.erasures().get(customer)
+    on = f" on {when:%Y-%m-%d}" if when is not None else ""
+    return ReplayResult(decision_id, False, chosen, [], replayable=False, erased_at=when,
+                        note=f"erased{on} at the customer's request: the inputs it was decided on were destroyed "
+                             "with the customer's key, so it cannot be re-run (its record and hash remain)")
 
 
 def sample_ids(log: DecisionLog, n: int, seed: int = 0, source: str | None = None) -> list[str]:

@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from decision_log import integrity, record
 from decision_log.schema import arrow_of, execute_over
+from decision_log.subjects import SubjectKeys
 from decisioning.engine import DecisionBatch
 from decisioning.errors import LogError
 from decisioning.stages import STAGES
@@ -43,22 +44,68 @@ class PreparedBatch:
         return self.decisions.num_rows
 
 
-def prepare(batch: DecisionBatch, strategy: Strategy, pseudonyms: np.ndarray, source: str = "klartext") -> PreparedBatch:
+def prepare(batch: DecisionBatch, strategy: Strategy, pseudonyms: np.ndarray, source: str = "klartext",
+            keys: SubjectKeys | None = None) -> PreparedBatch:
     """The engine's ``batch`` (decided with ``strategy``) as the log's rows; ``pseudonyms``
-    are its customers' (:meth:`~decision_log.store.DecisionLog.pseudonymise`)."""
+    are its customers' (:meth:`~decision_log.store.DecisionLog.pseudonymise`).
+
+    With ``keys`` each decision's inputs are sealed under its customer's key, together with
+    the reasons that quote them (:mod:`decision_log.subjects`): those candidate rows keep
+    the reason without the values (``reason`` of the stored row), and the sealed inputs
+    hold the full text under ``"reasons"`` by action id."""
     if batch.strategy_version != strategy.version:
         raise LogError("The batch was decided with another strategy version than the one given.",
                        "Pass the strategy the engine used.")
     n = len(batch)
-    rows = _CandidateRows.of(batch, strategy)
+    rows = _CandidateRows.of(batch, strategy, sealed=keys is not None)
     dec, cand = engine_rows(batch, strategy, pseudonyms, source, rows)
     A = len(strategy.actions)
     starts = np.arange(n, dtype=np.int64) * A
     digests = integrity.group_digests(_candidate_columns(batch, strategy, rows), n * A, starts, starts + A)
-    typed = _typed_small(dec) if n <= SMALL_BATCH else None
+    extras = _extras(batch, rows, strategy.action_ids, sealed=keys is not None)
+    typed = _typed_small(dec, extras) if n <= SMALL_BATCH else None
     if typed is None:
-        typed = _typed_rows(dec, _query(_INPUTS_JSON, None, _k_dec=dec).column("inputs"))
+        inputs = _query(_INPUTS_JSON, None, _k_dec=dec).column("inputs")
+        if extras:
+            texts = inputs.to_pylist()
+            for r, more in extras.items():
+                texts[r] = texts[r][:-1] + more + "}"
+            inputs = pa.array(texts, pa.string())
+        typed = _typed_rows(dec, inputs)
+    if keys is not None:
+        plain = typed.column("inputs").to_pylist()
+        sealed = keys.seal(pseudonyms, batch.decision_id.tolist(), plain)
+        typed = typed.set_column(typed.column_names.index("inputs"), "inputs", pa.array(sealed, pa.string()))
     return PreparedBatch(strategy, _json_columns(typed), integrity.decision_tails(typed), cand, digests)
+
+
+def _extras(batch: DecisionBatch, rows: _CandidateRows, aids: tuple[str, ...], sealed: bool) -> dict[int, str]:
+    """Per decision that has them, the members its inputs' JSON gets after the engine's
+    (a JSON text to insert before the closing brace): ``"objection":true`` where the
+    customer objected to direct marketing on this channel, and (``sealed``) ``"reasons"``:
+    the full text of each reason that quotes the customer's data, by action."""
+    out: dict[int, str] = {}
+    objection = batch.requests.objection
+    if objection is not None:
+        for r in np.flatnonzero(objection).tolist():
+            out[r] = ',"objection":true'
+    if not sealed or not any(p is not None for p in batch.public_reasons):
+        return out
+    personal = np.array([p is not None for p in batch.public_reasons], dtype=bool)
+    codes = rows.cells["reason"]
+    idx = np.flatnonzero(codes >= 0)
+    idx = idx[personal[codes[idx]]]
+    if not len(idx):
+        return out
+    texts = batch.reasons
+    dec = idx // len(aids)
+    bounds = np.flatnonzero(np.diff(dec)) + 1
+    for part_d, part_a, part_c in zip(np.split(dec, bounds), np.split(rows.action[idx], bounds),
+                                      np.split(codes[idx], bounds)):
+        doc = {aids[a]: texts[c] for a, c in zip(part_a.tolist(), part_c.tolist())}
+        r = int(part_d[0])
+        out[r] = out.get(r, "") + ',"reasons":' + json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+    return out
 
 
 def prepare_imported(decisions: pa.Table, candidates: pa.Table,
@@ -124,7 +171,7 @@ def _json_columns(table: pa.Table, names: tuple[str, ...] = ("inputs", "model_ve
 SMALL_BATCH = 64
 
 
-def _typed_small(dec: pa.Table) -> pa.Table | None:
+def _typed_small(dec: pa.Table, extras: dict[int, str] | None = None) -> pa.Table | None:
     """The decision rows typed (:func:`_typed_rows`) with ``inputs`` written in Python: compact
     JSON of the document :data:`_INPUTS_JSON` writes (DuckDB keeps a JSON text as it is
     given, so the hash covers exactly what is stored).  None when a value has no JSON form
@@ -140,6 +187,8 @@ def _typed_small(dec: pa.Table) -> pa.Table | None:
             inputs.append(json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False))
     except ValueError:
         return None
+    for r, more in (extras or {}).items():
+        inputs[r] = inputs[r][:-1] + more + "}"
     return _typed_rows(dec, pa.array(inputs, pa.string()))
 
 
@@ -206,15 +255,20 @@ class _CandidateRows:
     reason_texts: pa.Array  #: the batch's reasons (``reason`` indexes them), as Arrow strings
 
     @classmethod
-    def of(cls, batch: DecisionBatch, s: Strategy) -> _CandidateRows:
+    def of(cls, batch: DecisionBatch, s: Strategy, sealed: bool = False) -> _CandidateRows:
+        """``sealed``: a reason that quotes the customer's data is stored without the values
+        (the full text goes into the sealed inputs, see :func:`prepare`)."""
         n, A = batch.stage.shape
+        texts = batch.reasons
+        if sealed:
+            texts = [t if p is None else p for t, p in zip(texts, batch.public_reasons)]
         action, lay_out = _candidate_order(n, s.action_ids)
         cells = {name: lay_out(getattr(batch, name)) for name in _CELLS}
         return cls(
             decision=np.repeat(np.arange(n, dtype=np.int32), A), action=action,
             ts_us=np.repeat(batch.ts_us, A), channel=np.repeat(batch.requests.channel, A), cells=cells,
             model=np.where(np.isnan(cells["propensity"]), -1, action).astype(np.int32),
-            reason_texts=pa.array(batch.reasons or [""], pa.string()))
+            reason_texts=pa.array(texts or [""], pa.string()))
 
 
 def _candidate_order(n: int, aids: tuple[str, ...]) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:

@@ -105,6 +105,8 @@ DDL = [
     """,
     # SHA-256 of the row's content (decision_log.explanations.seal); added after schema 1's first release
     "ALTER TABLE explanations ADD COLUMN IF NOT EXISTS seal VARCHAR",
+    # the input values of a row in a log that seals inputs (decision_log.subjects); x is then empty
+    "ALTER TABLE explanations ADD COLUMN IF NOT EXISTS x_sealed VARCHAR",
     # rows of an older release have no seal: derived data, recomputed (and sealed) on demand
     "DELETE FROM explanations WHERE seal IS NULL",
     # the stages of imported logs (decision_log.stages): name, group and place in the flow

@@ -81,14 +81,17 @@ def head(con: duckdb.DuckDBPyConnection) -> tuple[int, str]:
     return (int(row[0][0]), row[0][1]) if row else (0, GENESIS)
 
 
-def _rows(con: duckdb.DuckDBPyConnection, tbl: str, where: str = "", params: list | None = None) -> list[tuple]:
-    return con.execute(f"SELECT seal_seq, {', '.join(TABLES[tbl])} FROM {tbl} {where}", params or []).fetchall()
+def _rows(con: duckdb.DuckDBPyConnection, tbl: str, where: str = "", params: list | None = None,
+          tables: dict[str, list[str]] | None = None) -> list[tuple]:
+    cols = (tables or TABLES)[tbl]
+    return con.execute(f"SELECT seal_seq, {', '.join(cols)} FROM {tbl} {where}", params or []).fetchall()
 
 
-def seal(con: duckdb.DuckDBPyConnection, tbl: str, seq: int) -> int:
+def seal(con: duckdb.DuckDBPyConnection, tbl: str, seq: int, tables: dict[str, list[str]] | None = None) -> int:
     """Append the entry for the rows of ``tbl`` stamped ``seq`` (written by the caller in the
-    same transaction); returns how many rows it covers (no entry for none)."""
-    rows = _rows(con, tbl, "WHERE seal_seq = ?", [seq])
+    same transaction); returns how many rows it covers (no entry for none).  ``tables``: the
+    sealed tables of this file (default: the decision log's, :data:`TABLES`)."""
+    rows = _rows(con, tbl, "WHERE seal_seq = ?", [seq], tables)
     if not rows:
         return 0
     last, prev = head(con)
@@ -101,7 +104,8 @@ def seal(con: duckdb.DuckDBPyConnection, tbl: str, seq: int) -> int:
 
 
 @contextmanager
-def sealed_write(con: duckdb.DuckDBPyConnection, tbl: str, in_transaction: bool = False) -> Iterator[int]:
+def sealed_write(con: duckdb.DuckDBPyConnection, tbl: str, in_transaction: bool = False,
+                 tables: dict[str, list[str]] | None = None) -> Iterator[int]:
     """One sealed write to ``tbl``: yields the seal number to stamp the new rows with, then
     appends its seal entry, all in one transaction (the caller's, with ``in_transaction``)."""
     if not in_transaction:
@@ -109,7 +113,7 @@ def sealed_write(con: duckdb.DuckDBPyConnection, tbl: str, in_transaction: bool 
     try:
         seq = head(con)[0] + 1
         yield seq
-        seal(con, tbl, seq)
+        seal(con, tbl, seq, tables)
         if not in_transaction:
             con.execute("COMMIT")
     except BaseException:
@@ -136,8 +140,10 @@ class SealProblem:
     problem: str
 
 
-def verify(con: duckdb.DuckDBPyConnection) -> SealProblem | None:
-    """The first problem in the sealed tables, or None when every row is as it was written."""
+def verify(con: duckdb.DuckDBPyConnection, tables: dict[str, list[str]] | None = None) -> SealProblem | None:
+    """The first problem in the sealed tables (``tables``, default :data:`TABLES`), or None
+    when every row is as it was written."""
+    tables = tables or TABLES
     entries = con.execute("SELECT seq, tbl, n_rows, digest, chain_hash FROM seals ORDER BY seq").fetchall()
     prev, expect = GENESIS, 1
     by_seq = {}
@@ -149,9 +155,9 @@ def verify(con: duckdb.DuckDBPyConnection) -> SealProblem | None:
                                         "(the seal chain was altered)")
         by_seq[seq] = (tbl, n_rows, digest)
         prev, expect = chain_hash, seq + 1
-    for tbl in TABLES:
+    for tbl in tables:
         groups: dict[Any, list[str]] = {}
-        for r in _rows(con, tbl):
+        for r in _rows(con, tbl, tables=tables):
             groups.setdefault(r[0], []).append(row_digest(r[1:]))
         for seq, digests in groups.items():
             if seq is None or seq not in by_seq or by_seq[seq][0] != tbl:

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from decision_log import integrity, live, pseudonyms, seals
+from decision_log import integrity, live, pseudonyms, register, seals, subjects
 from decision_log.rows import PreparedBatch, prepare
 from decision_log.schema import DDL, SCHEMA_VERSION, execute_over, has_column, has_table
 from decisioning.engine import DecisionBatch
@@ -87,14 +87,20 @@ class DecisionLog:
         #: Set when this is a live replica of a log a service holds (see :mod:`decision_log.live`).
         self.replica: live.ReplicaInfo | None = None
         self.suspended = False  #: the file is let go of until :meth:`resume`
+        self.seals_inputs = False  #: decisions' inputs are sealed under their customers' keys
+        #: The customers' keys (None without the pseudonym key, or where inputs are not sealed).
+        self.subject_keys: subjects.SubjectKeys | None = None
         self.file_version: float | None = None  #: the file's mtime a reader (the dashboard) keys its caches by
 
     # -- opening ----------------------------------------------------------------------------
 
     @classmethod
     def open(cls, path: str | Path, *, read_only: bool = False, create: bool = True,
-             wait_s: float = 0.0) -> DecisionLog:
+             wait_s: float = 0.0, seal_inputs: bool = True) -> DecisionLog:
         """Open (and, unless ``read_only``, create) the log at ``path``.
+
+        ``seal_inputs``: a new log stores each decision's inputs sealed under a key of its
+        customer's own (:mod:`decision_log.subjects`); a log keeps what it was made with.
 
         ``wait_s``: while another process holds the file, try again for this long (the
         dashboard holds its log only during a page run, see :meth:`suspend`).
@@ -149,10 +155,31 @@ class DecisionLog:
                                "Create one with `klartext demo --db " + path + "`.")
         try:
             key = cls._checked_key(con, path, read_only)
+            log = cls(con, path, key, read_only)
+            log._open_subject_keys(seal_inputs)
         except LogError:
             con.close()
             raise
-        return cls(con, path, key, read_only)
+        return log
+
+    def _open_subject_keys(self, seal_new: bool) -> None:
+        """The customers' keys of a log that seals inputs (:mod:`decision_log.subjects`);
+        a new writable log starts sealing when ``seal_new``."""
+        scheme = _first(self.con.execute("SELECT value FROM meta WHERE key = 'inputs_sealed'"))
+        scheme = scheme[0] if scheme else None
+        if scheme is None and seal_new and not self.read_only and not self.con.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM decisions LIMIT 1)").fetchall()[0][0]:
+            _put_meta(self.con, "inputs_sealed", subjects.SCHEME)
+            scheme = subjects.SCHEME
+        if scheme is None:
+            return
+        if scheme != subjects.SCHEME:
+            raise LogError(f"The log {self.path!r} seals inputs with {scheme!r}, which this Klartext does not know.",
+                           "Open it with the Klartext release that wrote it.")
+        self.seals_inputs = True
+        if self._key is not None:
+            self.subject_keys = subjects.SubjectKeys(
+                None if self.path == ":memory:" else subjects.keys_path(self.path), self._key)
 
     @classmethod
     def _checked_key(cls, con: duckdb.DuckDBPyConnection, path: str, read_only: bool) -> bytes | None:
@@ -190,6 +217,7 @@ class DecisionLog:
             return None
         log = cls(found[0], str(path), pseudonyms.load_key(str(path), create=False), read_only=True)
         log.replica = found[1]
+        log._open_subject_keys(False)
         return log
 
     def close(self) -> None:
@@ -352,7 +380,100 @@ class DecisionLog:
         requests are pseudonymised here.  Returns the number of decisions written.
         """
         pseudo = customers if customers is not None else self.pseudonymise(batch.requests.customer_id)
-        return self.append_prepared(prepare(batch, strategy, pseudo, source))
+        return self.append_prepared(prepare(batch, strategy, pseudo, source, keys=self.sealing_keys()))
+
+    def open_inputs(self, decision_ids: list[str], customers: list[str], stored: list[str]) -> list[str | None]:
+        """The plain ``inputs`` JSON of these decisions (as stored where they are not sealed);
+        None where the customer was erased (their key is gone, see :mod:`decision_log.subjects`)."""
+        if not any(subjects.is_sealed(x) for x in stored):
+            return list(stored)
+        if self.subject_keys is None:
+            raise LogError(f"The inputs in {self.path!r} are sealed under the customers' keys, and the log's "
+                           "pseudonym key is not available to open them.",
+                           f"Put {self.path}.key beside the log or set ${pseudonyms.KEY_ENV}; views that need no "
+                           "inputs (funnels, KPIs) work without it.")
+        return self.subject_keys.open(customers, decision_ids, stored)
+
+    def reveal(self, dec: pd.DataFrame, cand: pd.DataFrame | None = None) -> pd.DataFrame:
+        """``dec`` (columns decision_id, customer, inputs) with its inputs opened and a column
+        ``erased`` (True where the customer's key is gone: the inputs are None); ``cand``
+        (columns decision_id — unless ``dec`` is one decision —, action_id, reason), if given, gets the full text of each reason
+        that was sealed with its decision's inputs, in place."""
+        dec = dec.copy()
+        plain = self.open_inputs(dec["decision_id"].tolist(), dec["customer"].tolist(), dec["inputs"].tolist())
+        dec["erased"] = [p is None for p in plain]
+        dec["inputs"] = plain
+        if cand is not None and len(cand):
+            full = {}
+            for did, text in zip(dec["decision_id"].tolist(), plain):
+                if text is not None and '"reasons":' in text:
+                    for aid, reason in (json.loads(text).get("reasons") or {}).items():
+                        full[(did, aid)] = reason
+            if full:
+                dids = cand["decision_id"].tolist() if "decision_id" in cand else [dec["decision_id"].iloc[0]] * len(cand)
+                keys = list(zip(dids, cand["action_id"].tolist()))
+                cand["reason"] = [full.get(k, r) for k, r in zip(keys, cand["reason"].tolist())]
+        return dec
+
+    def register(self, read_only: bool = False, wait_s: float = 15.0):
+        """The compliance register beside this log (:mod:`decision_log.register`), open for a
+        ``with`` block (read-only: None where nothing was ever recorded)."""
+        return register.opened(self.path, read_only=read_only, wait_s=wait_s, memory_key=id(self))
+
+    def _register_state(self) -> tuple[dict[str, frozenset[str] | None], dict[str, datetime]]:
+        """(standing objections, erasures) from the register, re-read whenever another
+        process has recorded in it."""
+        stamp: tuple = ()
+        if self.path != ":memory:":
+            reg = register.path_of(self.path)
+            for f in (reg, Path(str(reg) + ".wal")):
+                try:
+                    st = f.stat()
+                    stamp += (st.st_ino, st.st_size, st.st_mtime_ns)
+                except FileNotFoundError:
+                    stamp += (None,)
+            if stamp[0] is None:
+                return {}, {}
+        cached = getattr(self, "_register_cache", None)
+        if cached is None or not stamp or cached[0] != stamp:
+            with self.register(read_only=True) as reg:
+                found = ({}, {}) if reg is None else (reg.objections(), reg.erasures())
+            cached = self._register_cache = (stamp, found)
+        return cached[1]
+
+    def standing_objections(self) -> dict[str, frozenset[str] | None]:
+        """customer pseudonym → the channels they objected to direct marketing on (None: all)."""
+        return self._register_state()[0]
+
+    def erasures(self) -> dict[str, datetime]:
+        """customer pseudonym → when they were erased at their request."""
+        return self._register_state()[1]
+
+    def apply_objections(self, requests, strategy: Strategy, pseudonyms: np.ndarray | None = None) -> None:
+        """Mark the requests whose customer objected to direct marketing on the request's
+        channel (``requests.objection``): the engine then removes every marketing action."""
+        standing = self.standing_objections()
+        if not standing:
+            return
+        pseudo = pseudonyms if pseudonyms is not None else self.pseudonymise(requests.customer_id)
+        hit = np.flatnonzero(pd.Index(list(standing)).get_indexer(pd.Index(pseudo)) >= 0)
+        if not len(hit):
+            return
+        mask = np.zeros(len(requests), dtype=bool) if requests.objection is None else requests.objection.copy()
+        cids = strategy.channel_ids
+        for r in hit.tolist():
+            channels = standing[pseudo[r]]
+            mask[r] = channels is None or cids[int(requests.channel[r])] in channels
+        requests.objection = mask
+
+    def sealing_keys(self) -> subjects.SubjectKeys | None:
+        """The keys new decisions are sealed with (None: this log stores inputs in clear)."""
+        if not self.seals_inputs:
+            return None
+        if self.subject_keys is None:
+            raise LogError(f"The log {self.path!r} seals inputs, but its pseudonym key is not available.",
+                           f"Put {self.path}.key beside the log or set ${pseudonyms.KEY_ENV}.")
+        return self.subject_keys
 
     def append_prepared(self, prepared: PreparedBatch) -> int:
         """Number, chain and insert a batch made ready by :func:`~decision_log.rows.prepare`

@@ -160,7 +160,8 @@ class Writer:
             if kind == "batch":
                 t = time.perf_counter()
                 batch, strategy = payload
-                payload = prepare(batch, strategy, self.log.pseudonymise(batch.requests.customer_id))
+                payload = prepare(batch, strategy, self.log.pseudonymise(batch.requests.customer_id),
+                                  keys=self.log.sealing_keys())
                 self.seconds["prepare"] += time.perf_counter() - t
         except Exception as exc:  # noqa: BLE001 - the submitter is told, through its future
             self._taken()
@@ -233,6 +234,7 @@ def decide_and_log(
             req = requests.take(rows)
             if before is not None:
                 before(rows, req)
+            log.apply_objections(req, engine.strategy)
             batch = engine.decide(req, ts_us=ts_us[rows])
             if after is not None:
                 after(rows, req, batch)

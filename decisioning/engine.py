@@ -86,6 +86,9 @@ class DecisionBatch:
     reason: np.ndarray
     rule_names: list[str]
     reasons: list[str]
+    #: Per entry of :attr:`reasons`: None where the text quotes no customer data, else the
+    #: text without the quoted values (what a log may keep in clear; see :mod:`decision_log.subjects`).
+    public_reasons: list[str | None]
     propensity: np.ndarray
     value: np.ndarray
     context_weight: np.ndarray
@@ -128,12 +131,17 @@ class DecisionBatch:
 
 
 class _ReasonPool:
+    """The reason texts of a batch; ``public`` holds, per text that quotes the customer's
+    data, the same reason without the values (None for a text that quotes none)."""
+
     def __init__(self) -> None:
         self.items: list[str] = []
+        self.public: list[str | None] = []
 
-    def extend(self, texts: list[str]) -> int:
+    def extend(self, texts: list[str], public: str | None = None) -> int:
         start = len(self.items)
         self.items.extend(texts)
+        self.public.extend([public] * len(texts))
         return start
 
 
@@ -251,6 +259,7 @@ class Engine:
             strategy_version=self.strategy.version, model_versions=self.models.versions(),
             decision_id=b.decision_ids, ts_us=ts_us, requests=requests,
             stage=c.stage, rule=c.rule, reason=c.reason, rule_names=c.rule_names, reasons=c.pool.items,
+            public_reasons=c.pool.public,
             propensity=b.propensity, value=b.value, context_weight=b.context_weight, lever=b.lever,
             priority=b.priority, rank=b.rank, selected=b.selected, slots=b.slots,
             selection_probability=b.selection_probability, explored=b.explored,
@@ -261,7 +270,17 @@ class Engine:
     # -- the steps, in the order of the stages (decisioning.stages.FLOW) --------------------
 
     def _eligibility(self, b: _Batch) -> None:
-        """Offered on this channel?  Then the strategy's eligibility rules."""
+        """The customer's objection to direct marketing, then: offered on this channel?  Then
+        the strategy's eligibility rules."""
+        objection = b.requests.objection
+        if objection is not None and objection.any():
+            s = self.strategy
+            marketing = np.array([a for a, action in enumerate(s.actions) if action.marketing], dtype=np.int64)
+            if len(marketing):
+                cids = s.channel_ids
+                b.cells.apply_rule(np.asarray(objection, dtype=bool), marketing, "eligibility", "objection",
+                                   lambda rows: [f"the customer objected to direct marketing on {cids[c]} (GDPR Art. 21)"
+                                                 for c in b.channel[rows].tolist()])
         avail = self.avail_[b.channel]
         rr, aa = np.nonzero(~avail)
         if len(rr):
@@ -290,7 +309,8 @@ class Engine:
             if r.stage == stage_name:
                 mask = r.exclude_if.evaluate_bool(b.cols, b.n)
                 b.cells.apply_rule(mask, np.asarray(r.actions), stage_name, r.name,
-                                   lambda rows, r=r: r.exclude_if.render_columns(b.cols, rows))
+                                   lambda rows, r=r: r.exclude_if.render_columns(b.cols, rows),
+                                   public=r.exclude_if.text if r.exclude_if.fields else None)
 
     def _contact(self, b: _Batch) -> None:
         """Contact limits per channel, then suppression after repeated rejections."""
@@ -302,7 +322,9 @@ class Engine:
             b.cells.apply_rule(mask, all_actions, "contact", f"max_contacts_{lim.channel}",
                                lambda rows, c=c, lim=lim: [
                                    f"{k} contacts on {lim.channel} in the last {lim.period_days} days, "
-                                   f"limit {lim.max_contacts}" for k in req.contacts[rows, c].tolist()])
+                                   f"limit {lim.max_contacts}" for k in req.contacts[rows, c].tolist()],
+                               public=f"at least {lim.max_contacts} contacts on {lim.channel} in the last "
+                                      f"{lim.period_days} days, limit {lim.max_contacts}")
         sup = s.suppression
         if sup is None:
             return
@@ -312,7 +334,9 @@ class Engine:
             b.cells.stop_each(rr, aa, "contact", "suppressed_after_rejections", [
                 f"contact/suppressed_after_rejections: rejected {k} times within {sup.within_days} days "
                 f"(limit {sup.after_rejections}), last {d:.4g} days ago, suppressed for {sup.suppress_days} days"
-                for k, d in zip(req.rejections[rr, aa].tolist(), req.days_since_rejection[rr, aa].tolist())])
+                for k, d in zip(req.rejections[rr, aa].tolist(), req.days_since_rejection[rr, aa].tolist())],
+                public=f"contact/suppressed_after_rejections: rejected at least {sup.after_rejections} times within "
+                       f"{sup.within_days} days, suppressed for {sup.suppress_days} days")
 
     def _matrix(self, b: _Batch) -> None:
         b.X = model_matrix(self.strategy, b.requests, self.columns_)
@@ -457,20 +481,25 @@ class _Cells:
         self.rule[rr, aa] = self.rule_names.index(rule_name)
         self.reason[rr, aa] = codes
 
-    def stop_each(self, rr: np.ndarray, aa: np.ndarray, stage_name: str, rule_name: str, texts: list[str]) -> None:
-        """Stop these cells, each with its own reason text."""
-        base = self.pool.extend(texts)
+    def stop_each(self, rr: np.ndarray, aa: np.ndarray, stage_name: str, rule_name: str, texts: list[str],
+                  public: str | None = None) -> None:
+        """Stop these cells, each with its own reason text (``public``: the texts without the
+        customer's values, where they quote some)."""
+        base = self.pool.extend(texts, public)
         self.stop(rr, aa, stage_name, rule_name, base + np.arange(len(rr), dtype=np.int32))
 
-    def apply_rule(self, mask: np.ndarray, scope: np.ndarray, stage_name: str, rule_name: str, render) -> None:
+    def apply_rule(self, mask: np.ndarray, scope: np.ndarray, stage_name: str, rule_name: str, render,
+                   public: str | None = None) -> None:
         """Stop the actions of ``scope`` not stopped yet in the rows of ``mask``; one reason
-        text per row (``render(rows)``: what the rule tested there)."""
+        text per row (``render(rows)``: what the rule tested there; ``public``: the same
+        without the customer's values, where it quotes some)."""
         sub = mask[:, None] & ~self.stopped[:, scope]
         if not sub.any():
             return
         n = len(mask)
         rows = np.flatnonzero(sub.any(axis=1))
-        base = self.pool.extend([f"{stage_name}/{rule_name}: {t}" for t in render(rows)])
+        base = self.pool.extend([f"{stage_name}/{rule_name}: {t}" for t in render(rows)],
+                                None if public is None else f"{stage_name}/{rule_name}: {public}")
         row_code = np.full(n, -1, dtype=np.int32)
         row_code[rows] = base + np.arange(len(rows), dtype=np.int32)
         rr, cc = np.nonzero(sub)

@@ -64,6 +64,9 @@ class Requests:
     days_since_rejection: np.ndarray
     assigned: np.ndarray | None = None
     assigned_probability: np.ndarray | None = None
+    #: Per request, whether the customer objected to direct marketing on its channel (GDPR
+    #: Art. 21): set from the log's register of objections, never from a request body.
+    objection: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.customer_id)
@@ -96,7 +99,7 @@ class Requests:
         log's ``decisions.inputs``: features, contacts, rejections and any assignment).
         ``assignment=False`` leaves an experiment's assignment out (a challenger decides
         freely on the same inputs)."""
-        items = []
+        items, objected = [], []
         for customer, channel, text in zip(customers, channels, inputs):
             doc = json.loads(text)
             item = {"customer_id": customer, "channel": channel, "features": doc["features"],
@@ -104,7 +107,11 @@ class Requests:
             if assignment and doc.get("assignment"):
                 item["assignment"] = doc["assignment"]
             items.append(item)
-        return cls.from_dicts(strategy, items)
+            objected.append(doc.get("objection") is True)
+        req = cls.from_dicts(strategy, items)
+        if any(objected):
+            req.objection = np.array(objected, dtype=bool)
+        return req
 
     @classmethod
     def from_frame(
@@ -165,6 +172,7 @@ class Requests:
             self.contacts[rows], self.rejections[rows], self.days_since_rejection[rows],
             None if self.assigned is None else self.assigned[rows],
             None if self.assigned_probability is None else self.assigned_probability[rows],
+            None if self.objection is None else self.objection[rows],
         )
 
     @classmethod
@@ -183,6 +191,8 @@ class Requests:
             if any_assigned else None,
             np.concatenate([p.assigned_probability if p.assigned is not None else np.ones(len(p)) for p in parts])
             if any_assigned else None,
+            np.concatenate([p.objection if p.objection is not None else np.zeros(len(p), bool) for p in parts])
+            if any(p.objection is not None for p in parts) else None,
         )
 
     def to_dict(self, strategy: Strategy, row: int) -> dict[str, Any]:

@@ -27,6 +27,8 @@ FEATURE_TYPES = ("number", "integer", "boolean", "category")
 FEATURE_SOURCES = ("crm", "context")
 DIRECTIONS = ("inbound", "outbound")
 INCENTIVE_KINDS = ("voucher", "bonus_points", "payment_terms")
+#: Issues whose actions are not direct marketing unless the action says otherwise.
+NON_MARKETING_ISSUES = ("service",)
 _IDENT = re.compile(r"^[a-z][a-z0-9_]*$")
 #: What a propensity model may predict, and how a person reads a change of it ("… raised
 #: the chance of accepting “Voucher”"): the strategy says which, per strategy
@@ -103,6 +105,9 @@ class Action:
     description: str = ""
     #: What this action's model predicts (:data:`PREDICTS`): the words every reason uses.
     predicts: str = "acceptance"
+    #: Direct marketing (GDPR Art. 21(2)): removed for a customer who objected to it.
+    #: Default: every action whose issue is not ``service``.
+    marketing: bool = True
 
     @property
     def incentive_cost(self) -> float:
@@ -488,7 +493,7 @@ class _Parser:
         out: list[Action] = []
         seen: set[str] = set()
         allowed = ("id", "name", "issue", "group", "offer", "channels", "margin", "order_value",
-                   "cost", "retention_effect", "incentive", "holds_feature", "description", "predicts")
+                   "cost", "retention_effect", "incentive", "holds_feature", "description", "predicts", "marketing")
         for i, spec in enumerate(raw):
             path = ("actions", i)
             spec = self.mapping(spec, path, allowed)
@@ -515,10 +520,15 @@ class _Parser:
                 if holds not in fmap or fmap[holds].type != "boolean":
                     raise self.fail(path + ("holds_feature",), f"{holds!r} is not a boolean feature.",
                                     "Name the boolean feature that is true when the customer already holds the product.")
+            issue = self.ident(self.get(spec, "issue", path), path + ("issue",))
+            marketing = spec.get("marketing", issue not in NON_MARKETING_ISSUES)
+            if not isinstance(marketing, bool):
+                raise self.fail(path + ("marketing",), f"marketing must be true or false, not {marketing!r}.",
+                                "Write `marketing: false` for a service message a customer cannot object to.")
             out.append(Action(
                 id=aid,
                 name=self.string(spec.get("name", aid.replace("_", " ")), path + ("name",)),
-                issue=self.ident(self.get(spec, "issue", path), path + ("issue",)),
+                issue=issue, marketing=marketing,
                 group=self.ident(self.get(spec, "group", path), path + ("group",)),
                 offer=self.ident(spec.get("offer", aid), path + ("offer",)),
                 channels=tuple(chans), margin=margin, order_value=order_value, cost=cost,

@@ -33,7 +33,7 @@ import pandas as pd
 import pyarrow as pa
 
 from decision_log import explanations as store
-from decision_log import queries, stages
+from decision_log import queries, stages, subjects
 from decision_log.replay import sample_ids
 from decision_log.store import DecisionLog
 from decision_log.writer import Writer
@@ -137,6 +137,10 @@ class DecisionExplanation:
     rows: pd.DataFrame | None = None
     #: The flow's stages this decision can stop at, in order: (name, label).
     stages: list[tuple[str, str]] = field(default_factory=list)
+    #: When the customer was erased at their request (the inputs are gone); None otherwise.
+    erased_at: Any = None
+    #: The customer's key is gone: the inputs cannot be read (``erased_at`` says when, if recorded).
+    erased: bool = False
 
     @property
     def component_level(self) -> bool:
@@ -284,6 +288,28 @@ class Explainer:
                            "Look up ids with `klartext decisions --db PATH` or in the dashboard.")
         return rec
 
+    def _opened(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """Rows with a decision's ``inputs`` (and ``customer``) with the inputs opened where
+        they are sealed; the rows of erased customers are left out (nothing to explain)."""
+        stored = rows["inputs"].tolist()
+        if not any(subjects.is_sealed(x) for x in stored):
+            return rows
+        first = rows.drop_duplicates("decision_id")
+        plain = dict(zip(first["decision_id"], self.log.open_inputs(
+            first["decision_id"].tolist(), first["customer"].tolist(), first["inputs"].tolist())))
+        rows = rows.assign(inputs=[plain[d] for d in rows["decision_id"]])
+        return rows[rows["inputs"].notna()].reset_index(drop=True)
+
+    def _open_x(self, r: dict[str, Any], rows: pd.DataFrame) -> dict[str, Any]:
+        """A stored explanation row with its sealed input values opened (``rows``: the
+        scored candidates it belongs to, for the customer)."""
+        sealed = r.get("x_sealed")
+        if sealed is None or (isinstance(sealed, float) and np.isnan(sealed)):
+            return r
+        customer = rows.loc[rows["decision_id"] == r["decision_id"], "customer"].iloc[0]
+        plain = self.log.open_inputs([r["decision_id"]], [customer], [sealed])[0]
+        return {**r, "x": [] if plain is None else json.loads(plain)}
+
     def _requests(self, strategy: Strategy, rows: pd.DataFrame) -> Requests:
         return Requests.from_logged(strategy, rows["customer"], rows["channel"], rows["inputs"], assignment=False)
 
@@ -293,9 +319,10 @@ class Explainer:
             ids = sample_ids(self.log, self.background_size, seed=self.seed)
             con = self._con()
             con.register("_k_bg", pd.DataFrame({"decision_id": ids}))
-            rows = con.execute("SELECT customer, channel, inputs FROM decisions SEMI JOIN _k_bg USING (decision_id) "
-                               "WHERE strategy_version = ? ORDER BY seq", [strategy.version]).df()
+            rows = con.execute("SELECT decision_id, customer, channel, inputs FROM decisions SEMI JOIN _k_bg "
+                               "USING (decision_id) WHERE strategy_version = ? ORDER BY seq", [strategy.version]).df()
             con.unregister("_k_bg")
+            rows = self._opened(rows)
             self._backgrounds[strategy.version] = model_matrix(strategy, self._requests(strategy, rows))
         return self._backgrounds[strategy.version]
 
@@ -339,6 +366,9 @@ class Explainer:
         out: dict[tuple[str, str], CandidateAttribution] = {}
         if rows.empty:
             return out
+        rows = self._opened(rows)
+        if rows.empty:
+            return out
         keys = list(zip(rows["decision_id"], rows["action_id"], rows["model_version"]))
         # the propensity in the log *now*: an explanation is checked against it every time
         logged_now = dict(zip(keys, rows["propensity"].to_numpy(dtype=np.float64).tolist()))
@@ -353,8 +383,9 @@ class Explainer:
         if todo and not recheck and self._has_table:
             cached = store.fetch(self._con(), rows.iloc[todo], table_known=True)
             for r in cached.to_dict("records"):
-                ca = _from_row(r)
-                if r.get("seal") != store.row_seal(r):
+                intact = r.get("seal") == store.row_seal(r)
+                ca = _from_row(self._open_x(r, rows))
+                if not intact:
                     ca.stored_problem = _TAMPERED + " (its seal does not match its content)"
                 out[(r["decision_id"], r["action_id"])] = dataclasses.replace(
                     ca, propensity_logged=logged_now[(r["decision_id"], r["action_id"], r["model_version"])])
@@ -369,7 +400,7 @@ class Explainer:
             for r in store.fetch(self._con(), rows, table_known=True).to_dict("records"):
                 k = (r["decision_id"], r["action_id"])
                 if k in out:
-                    problem = _differs(_from_row(r), out[k], r)
+                    problem = _differs(_from_row(self._open_x(r, rows)), out[k], r)
                     if problem:
                         out[k] = dataclasses.replace(out[k], stored_problem=f"{_TAMPERED}: {problem}")
         return out
@@ -410,7 +441,14 @@ class Explainer:
                 if progress:
                     progress(len(g))
         if tables and self.writable:
-            computed = _to_arrow(tables)
+            sealer = None
+            keys = self.log.sealing_keys()
+            if keys is not None:
+                customer = dict(zip(rows["decision_id"], rows["customer"]))
+
+                def sealer(dids: list[str], texts: list[str]) -> list[str]:
+                    return keys.seal([customer[d] for d in dids], dids, texts)
+            computed = _to_arrow(tables, sealer)
             if self.writer is None:
                 store.store(self.log.con.cursor(), computed)
             else:  # derived data: a failed store is recomputed next time, the answer stands
@@ -454,9 +492,21 @@ class Explainer:
 
     def _explain(self, decision_id: str) -> DecisionExplanation:
         dec = self._decision(decision_id)
-        inputs = json.loads(dec["inputs"]) if dec.get("inputs") else {}
         con = self._con()
         cands = queries.candidates_of(con, decision_id)
+        opened = self.log.reveal(pd.DataFrame([{"decision_id": decision_id, "customer": dec.get("customer"),
+                                                "inputs": dec.get("inputs")}]), cands)
+        dec["inputs"] = opened["inputs"].iloc[0]
+        inputs = json.loads(dec["inputs"]) if dec.get("inputs") else {}
+        if opened["erased"].iloc[0]:
+            when = self.log.erasures().get(dec["customer"])
+            e = DecisionExplanation(dec, {}, cands, None, stages=flow_stages(con, dec.get("source")), erased_at=when,
+                                   erased=True)
+            e.notes.append("Erased" + (f" on {when:%Y-%m-%d}" if when is not None else "") + " at the customer's "
+                           "request: the inputs it was decided on were destroyed with the customer's key, so it "
+                           "cannot be re-run or explained. Its record (stages, rules, scores, the chosen action) "
+                           "and its hash remain.")
+            return e
         strategy = None
         notes = []
         if dec.get("source") == "klartext" and dec.get("strategy_version"):
@@ -671,6 +721,8 @@ def _differs(stored: CandidateAttribution, fresh: CandidateAttribution, row: dic
     only absorbs a library upgrade's last-digit changes)."""
     if row.get("seal") != store.row_seal(row):
         return "its seal does not match its content"
+    if stored.background != fresh.background:  # computed against another background sample (e.g. one
+        return None                            # that held an erased customer): stale, not altered
     if stored.features != fresh.features or stored.algorithm != fresh.algorithm:
         return f"it explains features {', '.join(stored.features)} by {stored.algorithm}"
     for name, a, b in (("input", stored.x, fresh.x), ("attribution", stored.phi, fresh.phi)):
@@ -697,9 +749,12 @@ def _from_row(r: dict[str, Any]) -> CandidateAttribution:
         None if pd.isna(r["propensity_logged"]) else float(r["propensity_logged"]), float(r["propensity_rescored"]))
 
 
-def _to_arrow(groups: list[tuple[list[str], str, str, Any, np.ndarray]]) -> pa.Table:
+def _to_arrow(groups: list[tuple[list[str], str, str, Any, np.ndarray]],
+              sealer: Callable[[list[str], list[str]], list[str]] | None = None) -> pa.Table:
     """One Arrow table of explanations from ``(decision_ids, action_id, version, attributions,
-    logged propensities)`` per model group (built once: per group it costs ~0.3 ms)."""
+    logged propensities)`` per model group (built once: per group it costs ~0.3 ms).
+    ``sealer(decision_ids, texts)`` seals each row's input values (a log that seals inputs):
+    ``x`` is then stored empty and ``x_sealed`` holds them."""
     ids, aids, versions, algos, backgrounds, features, lengths = [], [], [], [], [], [], []
     for dids, aid, version, att, _ in groups:
         n = len(dids)
@@ -717,9 +772,15 @@ def _to_arrow(groups: list[tuple[list[str], str, str, Any, np.ndarray]]) -> pa.T
     phis = [row for g in groups for row in g[3].phi]
     base, raw, resid = (cat([getattr(g[3], f) for g in groups]) for f in ("base_value", "raw_output", "residual"))
     logged, rescored = cat([g[4] for g in groups]), cat([g[3].propensity for g in groups])
+    x_values = pa.array(cat([g[3].x.ravel() for g in groups]))
+    x_sealed = [None] * n
+    if sealer is not None:
+        x_sealed = sealer(ids, [json.dumps(np.asarray(x, dtype=np.float64).tolist()) for x in xs])
+        xs = [()] * n
+        x_values = pa.array([], pa.float64())
     seals = [store.seal(ids[i], aids[i], versions[i], algos[i], "log_odds", LIBRARY, backgrounds[i], features[i],
                         xs[i], phis[i], base[i], raw[i], resid[i], None if np.isnan(logged[i]) else logged[i],
-                        rescored[i]) for i in range(n)]
+                        rescored[i], x_sealed[i]) for i in range(n)]
     return pa.table({
         "decision_id": pa.array(ids, pa.string()),
         "action_id": pa.array(aids, pa.string()),
@@ -729,7 +790,8 @@ def _to_arrow(groups: list[tuple[list[str], str, str, Any, np.ndarray]]) -> pa.T
         "library": pa.array([LIBRARY] * n, pa.string()),
         "background": pa.array(backgrounds, pa.string()),
         "features": pa.array(features, pa.list_(pa.string())),
-        "x": pa.ListArray.from_arrays(offsets, pa.array(cat([g[3].x.ravel() for g in groups]))),
+        "x": (pa.ListArray.from_arrays(offsets, x_values) if sealer is None
+              else pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)), x_values)),
         "attributions": pa.ListArray.from_arrays(offsets, pa.array(cat([g[3].phi.ravel() for g in groups]))),
         "base_value": pa.array(base),
         "raw_output": pa.array(raw),
@@ -738,6 +800,7 @@ def _to_arrow(groups: list[tuple[list[str], str, str, Any, np.ndarray]]) -> pa.T
         "propensity_rescored": pa.array(rescored),
         "created": pa.array([datetime.now(UTC)] * n, pa.timestamp("us", tz="UTC")),
         "seal": pa.array(seals, pa.string()),
+        "x_sealed": pa.array(x_sealed, pa.string()),
     })
 
 

@@ -195,6 +195,7 @@ def decide_one(
         item.setdefault("rejections", rejections)
         req = Requests.from_dicts(strategy, [item])
     engine = Engine(strategy, models)
+    log.apply_objections(req, strategy)
     batch = engine.decide(req)
     log.register_models(models)
     log.append(batch, strategy)

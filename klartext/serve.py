@@ -189,7 +189,9 @@ class Service:
                             "rejections": rejections if item.get("rejections") is None else item["rejections"]}
                     req = Requests.from_dicts(s, [{k: v for k, v in item.items() if v is not None}])
                 parts.append(req)
-            group.batch = self.engine.decide(Requests.concat(parts))
+            req = Requests.concat(parts)
+            self.log.apply_objections(req, s)
+            group.batch = self.engine.decide(req)
             group.answers = self._answers(group)
             self.seconds["decide"] += time.perf_counter() - t
             logged = self.writer.append(group.batch, s)

@@ -41,7 +41,7 @@ st.plotly_chart(figures.global_importance(imp, title=tr("explanations.drives", n
 feature = st.selectbox(tr("explanations.dependence"),
                        list(imp.groupby("feature")["mean_abs"].mean().sort_values(ascending=False).index),
                        key="ex_feature", format_func=lambda x: labels.get(x, x))
-dep = store.dependence(con, action, feature)
+dep = store.dependence(con, action, feature, keys=lg.subject_keys)
 st.plotly_chart(figures.dependence(dep, labels.get(feature, feature), categories=cats.get(feature), lang=lg_lang),
                 width="stretch", key="dep")
 table(imp.drop(columns="label"), f"importance_{action}_{seg}")

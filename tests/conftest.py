@@ -212,9 +212,17 @@ def returning_customer(db: Path) -> tuple[str, int]:
 def demo_copy(demo_log, tmp_path) -> Path:
     """A private copy of the demo log (with its pseudonym key) that a test may change."""
     dst = tmp_path / "copy.duckdb"
-    shutil.copy(demo_log, dst)
-    shutil.copy(str(demo_log) + ".key", str(dst) + ".key")
+    copy_log(demo_log, dst)
     return dst
+
+
+def copy_log(src, dst) -> None:
+    """A log with the files beside it: its pseudonym key, its customers' keys and its
+    compliance register (where there are)."""
+    shutil.copy(src, dst)
+    for suffix in (".key", ".subject-keys", ".compliance.duckdb"):
+        if Path(str(src) + suffix).exists():
+            shutil.copy(str(src) + suffix, str(dst) + suffix)
 
 
 def free_port() -> int:

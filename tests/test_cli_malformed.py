@@ -9,13 +9,13 @@ as what it is, not as an exit code.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import duckdb
 import pytest
 from click.testing import CliRunner
 
+from conftest import copy_log
 from klartext.cli import main
 
 CONTENTS = {
@@ -81,8 +81,7 @@ def _state(db: Path, folder: Path) -> tuple:
 def log_copy(demo_log, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("malformed")
     dst = folder / "log.duckdb"
-    shutil.copy(demo_log, dst)
-    shutil.copy(str(demo_log) + ".key", str(dst) + ".key")
+    copy_log(demo_log, dst)
     return dst
 
 

@@ -301,7 +301,7 @@ def test_global_importance_matches_the_stored_attributions(tiny_log):
         imp = store.importance(con, "reactivate_20")
         by_channel = store.importance(con, "reactivate_20", by="channel")
         rows = con.execute("SELECT features, attributions FROM explanations WHERE action_id = 'reactivate_20'").fetchall()
-        dep = store.dependence(con, "reactivate_20", "recency_days")
+        dep = store.dependence(con, "reactivate_20", "recency_days", keys=log.subject_keys)
     feats = rows[0][0]
     phi = np.array([r[1] for r in rows])
     expected = dict(zip(feats, np.abs(phi).mean(axis=0)))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import decide_one, request
+from decision_log import subjects
 from decision_log.store import DecisionLog
 from decisioning.errors import InputError, LogError
 from klartext.jobs import decide_one as decide_and_log_one
@@ -55,13 +56,15 @@ def test_scored_candidates_carry_an_exact_priority_and_filtered_ones_a_reason(de
     assert bad_filtered == 0 and survivors_with_rule == 0
 
 
-def test_inputs_are_logged_exactly_and_customers_pseudonymised(demo_log):
+def test_inputs_are_logged_exactly_sealed_and_customers_pseudonymised(demo_log):
     con = duckdb.connect(str(demo_log), read_only=True)
-    row = con.execute("SELECT customer, inputs FROM decisions ORDER BY seq LIMIT 1").fetchall()[0]
+    row = con.execute("SELECT decision_id, customer, inputs FROM decisions ORDER BY seq LIMIT 1").fetchall()[0]
     con.close()
-    assert len(row[0]) == 32 and not row[0].startswith("C")
-    inputs = json.loads(row[1])
-    assert set(inputs) == {"features", "contacts", "rejections"}
+    assert len(row[1]) == 32 and not row[1].startswith("C")
+    assert row[2].startswith(subjects.PREFIX) and "features" not in row[2]  # sealed under the customer's key
+    with DecisionLog.open(demo_log, read_only=True) as log:
+        inputs = json.loads(log.open_inputs([row[0]], [row[1]], [row[2]])[0])
+    assert {"features", "contacts", "rejections"} <= set(inputs) <= {"features", "contacts", "rejections", "reasons"}
     assert isinstance(inputs["features"]["age"], int) and isinstance(inputs["features"]["cart_value"], float)
 
 

@@ -3,22 +3,20 @@ answer conforms to the spec's status codes."""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, settings  # noqa: E402  (after the optional import)
 from starlette.testclient import TestClient  # noqa: E402
 
+from conftest import copy_log  # noqa: E402
 from klartext.serve import create_app  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def app(demo_log, tmp_path_factory):
     db = tmp_path_factory.mktemp("fuzz") / "fuzz.duckdb"
-    shutil.copy(demo_log, db)
-    shutil.copy(str(demo_log) + ".key", str(db) + ".key")
+    copy_log(demo_log, db)
     application = create_app(str(db))
     with TestClient(application):  # runs the lifespan: the service owns the log while fuzzed
         yield application

@@ -1,0 +1,256 @@
+"""The compliance register beside a decision log: objections, erasures, reviews, accesses.
+
+What the GDPR and the AI Act ask a reviewer to keep besides the decisions themselves lives
+in ``<log>.compliance.duckdb``:
+
+``objections``
+    A customer's objection to direct marketing (GDPR Art. 21(2)–(3)), for all channels
+    (``channels`` NULL) or some; a withdrawal is a row of its own (``withdrawn``).  Every
+    later decision removes the marketing actions with the rule ``objection``.
+``erasures``
+    A customer erased at their request (Art. 17): their key destroyed
+    (:mod:`decision_log.subjects`), how many decisions it sealed, and the destroyed key
+    record's fingerprint.
+``reviews``
+    A person's review of one decision (Art. 22(3)): reviewed, contested, upheld or
+    overridden, with their comment.
+``access``
+    Every view of a decision, a customer's history, a subject export or an erasure: who,
+    when, through what, what, and why if they said.
+
+A customer is named by their pseudonym only (the log's keyed HMAC), never by the raw id.
+
+Every table is append-only and sealed like the log's own (:mod:`decision_log.seals`: a seal
+chain of its own in this file), so ``klartext verify`` names a changed, added or deleted row.
+It is a file of its own because those who write it are not the log's writer: a dashboard
+records an access or a review while it reads the log read-only, and while a service holds
+the log.  Each use opens it briefly (waiting while another process has it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from decision_log import seals
+from decisioning.errors import InputError, LogError
+
+#: The sealed tables and the expressions a row's digest reads.
+TABLES: dict[str, list[str]] = {
+    "meta": ["key", "value"],
+    "objections": ["customer", "channels", "withdrawn", "epoch_us(ts)", "actor", "via", "note"],
+    "erasures": ["customer", "epoch_us(ts)", "actor", "via", "reference", "decisions", "key_fingerprint"],
+    "reviews": ["decision_id", "customer", "status", "epoch_us(ts)", "reviewer", "comment"],
+    "access": ["epoch_us(ts)", "actor", "via", "what", "target", "customer", "why"],
+}
+DDL = [
+    "CREATE TABLE IF NOT EXISTS meta (key VARCHAR, value VARCHAR, seal_seq BIGINT)",
+    """CREATE TABLE IF NOT EXISTS objections (customer VARCHAR NOT NULL, channels VARCHAR[], withdrawn BOOLEAN NOT NULL,
+       ts TIMESTAMPTZ NOT NULL, actor VARCHAR NOT NULL, via VARCHAR NOT NULL, note VARCHAR, seal_seq BIGINT)""",
+    """CREATE TABLE IF NOT EXISTS erasures (customer VARCHAR NOT NULL, ts TIMESTAMPTZ NOT NULL, actor VARCHAR NOT NULL,
+       via VARCHAR NOT NULL, reference VARCHAR, decisions BIGINT NOT NULL, key_fingerprint VARCHAR,
+       seal_seq BIGINT)""",
+    """CREATE TABLE IF NOT EXISTS reviews (decision_id VARCHAR NOT NULL, customer VARCHAR, status VARCHAR NOT NULL,
+       ts TIMESTAMPTZ NOT NULL, reviewer VARCHAR NOT NULL, comment VARCHAR, seal_seq BIGINT)""",
+    """CREATE TABLE IF NOT EXISTS access (ts TIMESTAMPTZ NOT NULL, actor VARCHAR NOT NULL, via VARCHAR NOT NULL,
+       what VARCHAR NOT NULL, target VARCHAR, customer VARCHAR, why VARCHAR, seal_seq BIGINT)""",
+    *seals.DDL[:1],
+]
+REVIEW_STATUSES = ("reviewed", "contested", "upheld", "overridden")
+ACCESS_KINDS = ("decision", "customer", "subject_export", "erasure", "objection", "review", "access_log")
+VIAS = ("cli", "dashboard", "api")
+_MEMORY: dict[int, duckdb.DuckDBPyConnection] = {}  #: the registers of in-memory logs, by the log's id
+
+
+def path_of(log_path: str) -> Path:
+    """Where the register of the log at ``log_path`` is kept."""
+    return Path(log_path + ".compliance.duckdb")
+
+
+class Register:
+    """An open register (use :func:`opened`)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, read_only: bool) -> None:
+        self.con = con
+        self.read_only = read_only
+
+    # -- writing ------------------------------------------------------------------------
+
+    def _write(self, tbl: str, rows: list[tuple]) -> None:
+        if self.read_only:
+            raise LogError("The compliance register is open read-only.", "Open it for writing.")
+        with seals.sealed_write(self.con, tbl, tables=TABLES) as seq:
+            cols = ", ".join(c for c in _columns(tbl))
+            marks = ", ".join("?" for _ in range(len(_columns(tbl)) + 1))
+            self.con.executemany(f"INSERT INTO {tbl} ({cols}, seal_seq) VALUES ({marks})",
+                                 [(*r, seq) for r in rows])
+
+    def record_objection(self, customer: str, channels: list[str] | None, actor: str, via: str,
+                         note: str | None = None, withdrawn: bool = False) -> datetime:
+        ts = _now()
+        self._write("objections", [(customer, channels, withdrawn, ts, _who(actor), _via(via), note)])
+        return ts
+
+    def record_erasure(self, customer: str, actor: str, via: str, reference: str | None, decisions: int,
+                       key_fingerprint: str | None) -> datetime:
+        ts = _now()
+        self._write("erasures", [(customer, ts, _who(actor), _via(via), reference, decisions, key_fingerprint)])
+        return ts
+
+    def record_review(self, decision_id: str, customer: str | None, status: str, reviewer: str,
+                      comment: str | None) -> datetime:
+        if status not in REVIEW_STATUSES:
+            raise InputError(f"review status {status!r} is not one of {', '.join(REVIEW_STATUSES)}.",
+                             "Mark a decision reviewed, contested, upheld or overridden.")
+        ts = _now()
+        self._write("reviews", [(decision_id, customer, status, ts, _who(reviewer), comment)])
+        return ts
+
+    def record_access(self, actor: str, via: str, what: str, target: str | None, customer: str | None = None,
+                      why: str | None = None) -> datetime:
+        if what not in ACCESS_KINDS:
+            raise ValueError(f"unknown access kind {what!r}")
+        ts = _now()
+        self._write("access", [(ts, _who(actor), _via(via), what, target, customer, why)])
+        return ts
+
+    # -- reading ------------------------------------------------------------------------
+
+    def objections(self) -> dict[str, frozenset[str] | None]:
+        """The standing objections: customer → the channels objected to (None: all)."""
+        rows = self.con.execute("SELECT customer, channels, withdrawn FROM objections ORDER BY seal_seq, ts").fetchall()
+        state: dict[str, frozenset[str] | None] = {}
+        for customer, channels, withdrawn in rows:
+            if withdrawn:
+                state.pop(customer, None)
+            elif channels is None or customer in state and state[customer] is None:
+                state[customer] = None
+            else:
+                state[customer] = frozenset(channels) | (state.get(customer) or frozenset())
+        return state
+
+    def erasures(self) -> dict[str, datetime]:
+        """customer → when they were (last) erased."""
+        return {c: ts for c, ts in self.con.execute(
+            "SELECT customer, max(ts) FROM erasures GROUP BY customer").fetchall()}
+
+    def erasure_list(self) -> pd.DataFrame:
+        return self.con.execute("SELECT ts, customer, actor, via, reference, decisions, key_fingerprint "
+                                "FROM erasures ORDER BY ts").df()
+
+    def reviews(self, decision_id: str | None = None, status: str | None = None) -> pd.DataFrame:
+        where, params = [], []
+        if decision_id is not None:
+            where.append("decision_id = ?")
+            params.append(decision_id)
+        sql = "SELECT ts, decision_id, customer, status, reviewer, comment FROM reviews"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        df = self.con.execute(sql + " ORDER BY ts", params).df()
+        if status is not None and len(df):
+            latest = df.groupby("decision_id")["status"].last()
+            df = df[df["decision_id"].isin(latest[latest == status].index)]
+        return df
+
+    def access_log(self, customer: str | None = None, actor: str | None = None, since: datetime | None = None,
+                   limit: int | None = None) -> pd.DataFrame:
+        where, params = [], []
+        for col, val in (("customer", customer), ("actor", actor)):
+            if val is not None:
+                where.append(f"{col} = ?")
+                params.append(val)
+        if since is not None:
+            where.append("ts >= ?")
+            params.append(since)
+        sql = "SELECT ts, actor, via, what, target, customer, why FROM access"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY ts DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return self.con.execute(sql, params).df()
+
+    def verify(self) -> seals.SealProblem | None:
+        return seals.verify(self.con, TABLES)
+
+    def head(self) -> tuple[int, str]:
+        return seals.head(self.con)
+
+
+def _columns(tbl: str) -> list[str]:
+    return [c.replace("epoch_us(", "").rstrip(")") for c in TABLES[tbl]]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _who(actor: str) -> str:
+    actor = (actor or "").strip()
+    if not actor:
+        raise InputError("who did this is not given.", "Name yourself with --by NAME (the dashboard uses your sign-in).")
+    return actor[:200]
+
+
+def _via(via: str) -> str:
+    if via not in VIAS:
+        raise ValueError(f"unknown channel of access {via!r}")
+    return via
+
+
+@contextmanager
+def opened(log_path: str, read_only: bool = False, wait_s: float = 15.0, memory_key: int | None = None
+           ) -> Iterator[Register | None]:
+    """The register of the log at ``log_path``, open for the ``with`` block; ``read_only``
+    yields None where there is none yet (nothing was ever recorded).  An in-memory log
+    (``:memory:``) keeps its register in memory, under ``memory_key``."""
+    if log_path == ":memory:":
+        con = _MEMORY.get(memory_key)
+        if con is None:
+            con = _MEMORY[memory_key] = duckdb.connect()
+            for stmt in DDL:
+                con.execute(stmt)
+        yield Register(con, read_only)
+        return
+    path = path_of(log_path)
+    if read_only and not path.exists():
+        yield None
+        return
+    con = _connect(path, read_only, wait_s)
+    try:
+        if not read_only:
+            for stmt in DDL:
+                con.execute(stmt)
+        yield Register(con, read_only)
+    finally:
+        con.close()
+
+
+def _connect(path: Path, read_only: bool, wait_s: float) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
+                raise LogError(f"The compliance register {path} is in use by another process.",
+                               "Another Klartext command is recording in it right now: run this again.") from exc
+            time.sleep(0.05)
+        except duckdb.Error as exc:
+            raise LogError(f"Cannot open the compliance register {path}: {exc}",
+                           "It is a DuckDB file kept beside the log; restore it from your backup.") from exc
+
+
+def state(log_path: str, memory_key: int | None = None) -> tuple[dict[str, frozenset[str] | None], dict[str, Any]]:
+    """(standing objections, erasures) of a log, read once (empty where nothing was recorded)."""
+    with opened(log_path, read_only=True, memory_key=memory_key) as reg:
+        if reg is None:
+            return {}, {}
+        return reg.objections(), reg.erasures()
