@@ -311,6 +311,8 @@ class VerifyResult:
     notes: list[str] = field(default_factory=list)
     #: (seq, chain hash) of the newest seal entry, when the log has seals.
     seal_head: tuple[int, str] | None = None
+    #: (seq, chain hash) of the compliance register's newest seal entry, when it has one.
+    register_head: tuple[int, str] | None = None
 
 
 DECISION_SELECT = "SELECT " + ", ".join(f'"{c}"' for c in DECISION_HASH_COLUMNS) + " FROM decisions"

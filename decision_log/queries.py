@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from decision_log import stages, subjects
-from decision_log.subjects import SubjectKeys
 from decision_log.schema import has_column
+from decision_log.subjects import SubjectKeys
 from decisioning.strategy import Strategy
 
 

@@ -647,7 +647,25 @@ class DecisionLog:
             self.con.execute(f"SET threads = {int(threads)}")
 
     def verify(self) -> integrity.VerifyResult:
-        return integrity.verify(self.con.cursor())
+        """The hash chain, every sealed table of the log, and its compliance register's."""
+        res = integrity.verify(self.con.cursor())
+        if not res.ok:
+            return res
+        with self.register(read_only=True) as reg:
+            if reg is None:
+                return res
+            problem = reg.verify()
+            res.register_head = reg.head()
+            counts = {t: reg.con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]
+                      for t in ("objections", "erasures", "reviews", "access")}
+        if problem is not None:
+            res.ok = False
+            res.table = f"{problem.table} (compliance register)"
+            res.problem = problem.problem
+            return res
+        res.notes.append("compliance register intact: " + ", ".join(f"{n:,} {t}" for t, n in counts.items()) +
+                         f" (seal head {res.register_head[1][:16]}…)")
+        return res
 
 
 def _number_candidates(con: duckdb.DuckDBPyConnection) -> None:

@@ -270,17 +270,8 @@ class Engine:
     # -- the steps, in the order of the stages (decisioning.stages.FLOW) --------------------
 
     def _eligibility(self, b: _Batch) -> None:
-        """The customer's objection to direct marketing, then: offered on this channel?  Then
-        the strategy's eligibility rules."""
-        objection = b.requests.objection
-        if objection is not None and objection.any():
-            s = self.strategy
-            marketing = np.array([a for a, action in enumerate(s.actions) if action.marketing], dtype=np.int64)
-            if len(marketing):
-                cids = s.channel_ids
-                b.cells.apply_rule(np.asarray(objection, dtype=bool), marketing, "eligibility", "objection",
-                                   lambda rows: [f"the customer objected to direct marketing on {cids[c]} (GDPR Art. 21)"
-                                                 for c in b.channel[rows].tolist()])
+        """Offered on this channel?  Then the customer's objection to direct marketing (every
+        marketing action left goes), then the strategy's eligibility rules."""
         avail = self.avail_[b.channel]
         rr, aa = np.nonzero(~avail)
         if len(rr):
@@ -290,6 +281,15 @@ class Engine:
             for i, (c, a) in enumerate(keys):
                 table[c, a] = base + i
             b.cells.stop(rr, aa, "eligibility", "available_on_channel", table[b.channel[rr], aa])
+        objection = b.requests.objection
+        if objection is not None and objection.any():
+            s = self.strategy
+            marketing = np.array([a for a, action in enumerate(s.actions) if action.marketing], dtype=np.int64)
+            if len(marketing):
+                cids = s.channel_ids
+                b.cells.apply_rule(np.asarray(objection, dtype=bool), marketing, "eligibility", "objection",
+                                   lambda rows: [f"the customer objected to direct marketing on {cids[c]} (GDPR Art. 21)"
+                                                 for c in b.channel[rows].tolist()])
         self._rules(b, "eligibility")
 
     def _applicability(self, b: _Batch) -> None:

@@ -308,6 +308,8 @@ def replay(decision_id: str | None, db: str, sample: int | None, seed: int, as_j
                             "e.g. `klartext replay --sample 1000` or `klartext replay 01J...`."))
     with _read(db) as log:
         ids = [_decision_id(log, decision_id)] if decision_id else sample_ids(log, sample, seed)
+        if decision_id:
+            _viewed(log, ids[0])
         results = []
         with tqdm(total=len(ids), desc="Replaying", unit=" decisions", file=sys.stderr, bar_format=_BAR,
                   disable=len(ids) <= 2000) as bar:
@@ -490,6 +492,7 @@ def evidence(decision_id: str, db: str, out: str, lang: str | None, by: str | No
                             "Name the file .html (a printable page), .pdf or .json.")
     with _read(db) as log:
         decision_id = _decision_id(log, decision_id)
+        _viewed(log, decision_id, by)
         ev = ev_mod.evidence(log, Explainer(log), decision_id, by or getpass.getuser(), i18n.language(lang))
     data = ev_mod.to_pdf(ev) if kind == ".pdf" else (ev_mod.to_html(ev) if kind == ".html" else ev_mod.to_json(ev)).encode()
     Path(out).write_bytes(data)
@@ -553,6 +556,7 @@ def explain(decision_id: str | None, db: str, other: str | None, sample: int | N
                 sys.exit(1)
             return
         decision_id = _decision_id(log, decision_id)
+        _viewed(log, decision_id)
         e = ex.explain(decision_id)
         c = ex.why_not(decision_id, other) if other else None
     if as_json:
@@ -1194,6 +1198,112 @@ def decisions(db: str, limit: int, lang: str | None) -> None:
     for r in df.itertuples():
         chosen = r.chosen_action if isinstance(r.chosen_action, str) else _t("cli.no_action", lang)
         click.echo(f"{r.decision_id}  {r.ts:%Y-%m-%d %H:%M}  {r.channel:<11}  {chosen}")
+
+
+# -- compliance: erasure, objections, the access log ------------------------------------------
+
+def _actor(by: str | None) -> str:
+    """Who runs a command, for the register: --by, else $KLARTEXT_USER, else the login name."""
+    import getpass
+
+    return by or os.environ.get("KLARTEXT_USER") or getpass.getuser()
+
+
+def _viewed(log, decision_id: str, by: str | None = None) -> None:
+    """Record that this command shows one decision (before it is shown)."""
+    found = log.con.execute("SELECT customer FROM decisions WHERE decision_id = ?", [decision_id]).fetchall()
+    record_access(log, "decision", decision_id, customer=found[0][0] if found else None, by=by)
+
+
+def record_access(log, what: str, target: str | None, customer: str | None = None, by: str | None = None,
+                  why: str | None = None) -> None:
+    """Record in the log's compliance register that this command showed ``what``."""
+    with log.register() as reg:
+        reg.record_access(_actor(by), "cli", what, target, customer=customer, why=why)
+
+
+@main.command()
+@click.argument("customer")
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
+@click.option("--by", "by", default=None, help="Who erases (default: $KLARTEXT_USER, else your login name).")
+@click.option("--reference", default=None, help="The request's reference, e.g. the ticket of the customer's request.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def erase(customer: str, db: str, by: str | None, reference: str | None, yes: bool) -> None:
+    """Erase a customer at their request (GDPR Art. 17): destroy the key their inputs are sealed
+    under.  The log's bytes and hash chain stay as they are, `verify` still passes, funnels and
+    KPIs still count the decisions; nobody can read the customer's inputs again.
+
+    CUSTOMER is the raw customer id the decisions were requested with.
+    """
+    from decision_log import erasure
+
+    if not yes:
+        click.confirm(f"Erase customer {customer!r} for good? Their inputs cannot be read again afterwards.",
+                      abort=True, err=True)
+    with _read(db) as log:
+        done = erasure.erase(log, customer, _actor(by), "cli", reference)
+    click.echo(f"Erased customer {done.customer[:12]}… (pseudonym) on {done.erased_at:%Y-%m-%d %H:%M} UTC: "
+               f"{done.decisions:,} decision(s) about them, {done.sealed:,} with inputs sealed under the destroyed "
+               f"key{'' if done.key_fingerprint else ' (no key was left: erased before, or never sealed)'}. "
+               f"Recorded in {db}.compliance.duckdb.")
+
+
+@main.command(name="object")
+@click.argument("customer")
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
+@click.option("--channels", default=None, help="Only these channels, comma-separated (default: every channel).")
+@click.option("--withdraw", is_flag=True, help="The customer withdraws their objection.")
+@click.option("--by", "by", default=None, help="Who records it (default: $KLARTEXT_USER, else your login name).")
+@click.option("--note", default=None, help="A note, e.g. how the customer objected.")
+def object_(customer: str, db: str, channels: str | None, withdraw: bool, by: str | None, note: str | None) -> None:
+    """Record a customer's objection to direct marketing (GDPR Art. 21(2)-(3)).  Every later
+    decision removes each marketing action for them at the eligibility stage with the rule
+    `objection` (a running `klartext serve` follows within a second).
+
+    CUSTOMER is the raw customer id.
+    """
+    chans = [c.strip() for c in channels.split(",") if c.strip()] if channels else None
+    with _read(db) as log:
+        if chans:
+            known = set()
+            for sv in log.con.execute("SELECT version FROM strategies").fetchall():
+                known |= set(log.load_strategy(sv[0]).channel_ids)
+            bad = [c for c in chans if known and c not in known]
+            if bad:
+                raise KlartextError(f"--channels: {bad[0]!r} is not a channel of this log's strategies.",
+                                    f"Channels: {', '.join(sorted(known))}.")
+        pseudo = str(log.pseudonymise([customer])[0])
+        with log.register() as reg:
+            when = reg.record_objection(pseudo, chans, _actor(by), "cli", note, withdrawn=withdraw)
+    what = "withdrawn" if withdraw else "recorded"
+    where = ", ".join(chans) if chans else "every channel"
+    click.echo(f"Objection to direct marketing ({where}) {what} for customer {pseudo[:12]}… (pseudonym) on "
+               f"{when:%Y-%m-%d %H:%M} UTC.")
+
+
+@main.command(name="access-log")
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
+@click.option("--customer", default=None, help="Only accesses to this customer's data (raw id).")
+@click.option("--user", "user", default=None, help="Only accesses by this person.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1_000_000))
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--by", "by", default=None, help="Who reads it (default: $KLARTEXT_USER, else your login name).")
+def access_log(db: str, customer: str | None, user: str | None, limit: int, as_json: bool, by: str | None) -> None:
+    """Who looked at what: every view of a decision, a customer's history, a subject export
+    or an erasure, from the dashboard, the CLI or the API (newest first).  Reading it is
+    recorded too."""
+    with _read(db) as log:
+        pseudo = str(log.pseudonymise([customer])[0]) if customer else None
+        with log.register() as reg:
+            reg.record_access(_actor(by), "cli", "access_log", pseudo, customer=pseudo)
+            df = reg.access_log(customer=pseudo, actor=user, limit=limit)
+    if as_json:
+        click.echo(df.assign(ts=df["ts"].astype(str)).to_json(orient="records", force_ascii=False))
+        return
+    for r in df.itertuples():
+        click.echo(f"{r.ts:%Y-%m-%d %H:%M:%S}  {r.actor:<16} {r.via:<9} {r.what:<14} "
+                   f"{r.target[:36] if isinstance(r.target, str) else '':<36}"
+                   f"{'  why: ' + r.why if isinstance(r.why, str) else ''}")
 
 
 if __name__ == "__main__":  # pragma: no cover

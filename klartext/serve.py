@@ -37,7 +37,7 @@ from collections import OrderedDict
 from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from fastapi import Depends, FastAPI, Header, Request
@@ -81,6 +81,14 @@ class OutcomeIn(BaseModel):
     revenue: float = 0.0
     margin: float = 0.0
     churned: bool | None = None
+
+
+class ObjectionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    customer_id: str = Field(min_length=1, max_length=200)
+    channels: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(default=None, max_length=50)
+    withdraw: bool = False
+    note: str | None = Field(default=None, max_length=1000)
 
 
 @dataclass
@@ -530,14 +538,33 @@ def create_app(db: str, strategy_path: str | None = None, *, users: str | None =
         return await submit("outcome", body.model_dump())
 
     @app.get("/decisions/{decision_id}")
-    def get_decision(decision_id: str, _user: access.User | None = Depends(need("decisions"))) -> dict:  # noqa: B008
-        """The logged record of a decision with its explanation."""
+    def get_decision(decision_id: str, user: access.User | None = Depends(need("decisions"))) -> dict:  # noqa: B008
+        """The logged record of a decision with its explanation (the access is recorded)."""
         svc = state["svc"]
         try:
             e = Explainer(svc.log, writer=svc.writer).explain(decision_id)
         except LogError as exc:
             return _error(404, exc.message, exc.hint)
+        with svc.log.register() as reg:  # recorded before it is answered: no view without its record
+            reg.record_access(user.name if user else "local", "api", "decision", decision_id,
+                              customer=e.decision.get("customer"))
         return json.loads(json.dumps(e.to_dict(), default=str))
+
+    @app.post("/objection")
+    def objection(body: ObjectionIn, user: access.User | None = Depends(need("decide"))) -> dict:  # noqa: B008
+        """Record a customer's objection to direct marketing (GDPR Art. 21), or its withdrawal:
+        every decision after the answer removes their marketing actions (rule ``objection``)."""
+        svc = state["svc"]
+        bad = [c for c in body.channels or [] if c not in svc.strategy.channel_ids]
+        if bad:
+            raise InputError(f"channels: {bad[0]!r} is not a channel of the strategy.",
+                             f"Use one of: {', '.join(svc.strategy.channel_ids)}; leave channels out for all.")
+        pseudo = str(svc.log.pseudonymise([body.customer_id])[0])
+        with svc.log.register() as reg:
+            when = reg.record_objection(pseudo, body.channels, user.name if user else "local", "api", body.note,
+                                        withdrawn=body.withdraw)
+        return {"customer": pseudo, "channels": body.channels, "withdrawn": body.withdraw,
+                "recorded": when.isoformat()}
 
     @app.get("/health")
     def health(_user: access.User | None = Depends(need("aggregates"))) -> dict:  # noqa: B008
