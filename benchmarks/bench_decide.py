@@ -15,7 +15,10 @@ Prints one JSON object:
   baseline run next to it;
 * ``single``: p50 / p99 latency of one decision in-process, validated, decided and committed
   to the log on its own (a transaction per decision);
-* ``targets``: batch >= 5,000 decisions/s; engine + logging <= 3x the bare model time.
+* ``sealing``: the pipelined run with inputs sealed under per-customer keys (the default)
+  against the same run storing them in clear, taking turns, with the file sizes;
+* ``targets``: batch >= 5,000 decisions/s; engine + logging <= 3x the bare model time;
+  sealed within 15% of clear.
 
 Usage: ``python benchmarks/bench_decide.py [--decisions 100000] [--single 500] [--repeat 3]``
 """
@@ -63,11 +66,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         # 1. pipelined engine + logging (what `klartext demo` does), taking turns with
         # 2. the baseline: the models alone on exactly the rows that reached scoring
-        pipelined_runs, models_runs = [], []
+        pipelined_runs, models_runs, clear_runs = [], [], []
         X = scored = None
-        for k in range(max(1, args.repeat)):
-            path = Path(tmp) / f"bench{k}.duckdb"
-            log = DecisionLog.open(path)
+
+        def pipelined_run(k: int, sealed: bool) -> tuple[float, float, list, int, int]:
+            path = Path(tmp) / f"bench{k}{'s' if sealed else 'c'}.duckdb"
+            log = DecisionLog.open(path, seal_inputs=sealed)
             # registering the strategy and the 29 model artifacts happens once per log, not
             # per decision: timed on its own
             t = time.perf_counter()
@@ -76,11 +80,21 @@ def main() -> None:
             register = time.perf_counter() - t
             t = time.perf_counter()
             batches = decide_and_log(log, engine, req, ts)
-            pipelined_runs.append(time.perf_counter() - t)
+            took = time.perf_counter() - t
             n_cand = log.con.execute("SELECT count(*) FROM candidates").fetchall()[0][0]
             log.close()
-            for f in (path, Path(f"{path}.wal"), Path(f"{path}.key")):
+            size = path.stat().st_size
+            for f in (path, Path(f"{path}.wal"), Path(f"{path}.key"), Path(f"{path}.subject-keys"),
+                      Path(f"{path}.subject-keys.lock")):
                 f.unlink(missing_ok=True)
+            return took, register, batches, n_cand, size
+
+        for k in range(max(1, args.repeat)):
+            # inputs sealed under per-customer keys (the default) and in clear, taking turns
+            took, register, batches, n_cand, size_sealed = pipelined_run(k, True)
+            pipelined_runs.append(took)
+            took_clear, _, _, _, size_clear = pipelined_run(k, False)
+            clear_runs.append(took_clear)
 
             if X is None:
                 X = model_matrix(strategy, req, engine.columns_)
@@ -139,6 +153,18 @@ def main() -> None:
             "logging_only_s": round(logging_only, 3),
             "register_strategy_and_models_s": round(register, 3),
         },
+        "sealing": {
+            "what": "the same pipelined run with each decision's inputs (and the reasons quoting them) sealed "
+                    "under its customer's key (AES-256-GCM, the default) vs stored in clear; runs taking turns",
+            "sealed_s": round(pipelined, 3),
+            "clear_s": round(min(clear_runs), 3),
+            "clear_runs_s": [round(x, 3) for x in clear_runs],
+            "clear_decisions_per_s": round(n / min(clear_runs)),
+            "sealed_over_clear": round(pipelined / min(clear_runs), 3),
+            "paired": [round(a / b, 3) for a, b in zip(pipelined_runs, clear_runs)],
+            "file_mb_sealed": round(size_sealed / 2**20, 1),
+            "file_mb_clear": round(size_clear / 2**20, 1),
+        },
         "baseline_models_only_s": round(models_only, 3),
         "baseline_runs_s": [round(x, 3) for x in models_runs],
         "ratio_engine_and_logging_to_models": round(pipelined / models_only, 2),
@@ -151,6 +177,7 @@ def main() -> None:
         "targets": {
             "batch_decisions_per_s>=5000": n / pipelined >= 5000,
             "engine_and_logging<=3x_models": pipelined <= 3 * models_only,
+            "sealed_within_15%_of_clear": pipelined <= 1.15 * min(clear_runs),
         },
     }
     print(json.dumps(result, indent=2))
