@@ -52,7 +52,7 @@ def prepare(batch: DecisionBatch, strategy: Strategy, pseudonyms: np.ndarray, so
     With ``keys`` each decision's inputs are sealed under its customer's key, together with
     the reasons that quote them (:mod:`decision_log.subjects`): those candidate rows keep
     the reason without the values (``reason`` of the stored row), and the sealed inputs
-    hold the full text under ``"reasons"`` by action id."""
+    hold the full text under ``"reasons"`` (:func:`_extras`)."""
     if batch.strategy_version != strategy.version:
         raise LogError("The batch was decided with another strategy version than the one given.",
                        "Pass the strategy the engine used.")
@@ -83,7 +83,9 @@ def _extras(batch: DecisionBatch, rows: _CandidateRows, aids: tuple[str, ...], s
     """Per decision that has them, the members its inputs' JSON gets after the engine's
     (a JSON text to insert before the closing brace): ``"objection":true`` where the
     customer objected to direct marketing on this channel, and (``sealed``) ``"reasons"``:
-    the full text of each reason that quotes the customer's data, by action."""
+    the full text of each reason that quotes the customer's data: ``"rule:<rule>"`` once for
+    every row of the decision that rule removed with the same text (a contact limit removes
+    every action with one text), by action id where it quoted other values."""
     out: dict[int, str] = {}
     objection = batch.requests.objection
     if objection is not None:
@@ -97,13 +99,19 @@ def _extras(batch: DecisionBatch, rows: _CandidateRows, aids: tuple[str, ...], s
     idx = idx[personal[codes[idx]]]
     if not len(idx):
         return out
-    texts = batch.reasons
-    dec = idx // len(aids)
-    bounds = np.flatnonzero(np.diff(dec)) + 1
-    for part_d, part_a, part_c in zip(np.split(dec, bounds), np.split(rows.action[idx], bounds),
-                                      np.split(codes[idx], bounds)):
-        doc = {aids[a]: texts[c] for a, c in zip(part_a.tolist(), part_c.tolist())}
-        r = int(part_d[0])
+    texts, rules = batch.reasons, batch.rule_names
+    rule_codes = rows.cells["rule"]
+    per: dict[int, dict[str, str]] = {}
+    for i, c in zip(idx.tolist(), codes[idx].tolist()):
+        doc = per.setdefault(i // len(aids), {})
+        key = "rule:" + rules[rule_codes[i]]
+        text = texts[c]
+        held = doc.get(key)
+        if held is None:
+            doc[key] = text
+        elif held != text:  # the rule quoted other values for this action: kept by action
+            doc[aids[rows.action[i]]] = text
+    for r, doc in per.items():
         out[r] = out.get(r, "") + ',"reasons":' + json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
     return out
 

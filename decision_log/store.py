@@ -397,7 +397,7 @@ class DecisionLog:
     def reveal(self, dec: pd.DataFrame, cand: pd.DataFrame | None = None) -> pd.DataFrame:
         """``dec`` (columns decision_id, customer, inputs) with its inputs opened and a column
         ``erased`` (True where the customer's key is gone: the inputs are None); ``cand``
-        (columns decision_id — unless ``dec`` is one decision —, action_id, reason), if given, gets the full text of each reason
+        (columns decision_id — unless ``dec`` is one decision —, action_id, rule, reason), if given, gets the full text of each reason
         that was sealed with its decision's inputs, in place."""
         dec = dec.copy()
         plain = self.open_inputs(dec["decision_id"].tolist(), dec["customer"].tolist(), dec["inputs"].tolist())
@@ -411,8 +411,9 @@ class DecisionLog:
                         full[(did, aid)] = reason
             if full:
                 dids = cand["decision_id"].tolist() if "decision_id" in cand else [dec["decision_id"].iloc[0]] * len(cand)
-                keys = list(zip(dids, cand["action_id"].tolist()))
-                cand["reason"] = [full.get(k, r) for k, r in zip(keys, cand["reason"].tolist())]
+                cand["reason"] = [full.get((d, a), full.get((d, f"rule:{rule}"), r)) if isinstance(rule, str) else r
+                                  for d, a, rule, r in zip(dids, cand["action_id"].tolist(), cand["rule"].tolist(),
+                                                           cand["reason"].tolist())]
         return dec
 
     def register(self, read_only: bool = False, wait_s: float = 15.0):

@@ -181,8 +181,8 @@ class SubjectKeys:
         return out
 
     def _unwrap(self, pid: bytes, wrapped: bytes) -> tuple[bytes, str]:
-        key = self._unwrapped.get(pid)
-        if key is None or key[1] != key_id(wrapped):
+        key = self._unwrapped.get(pid)  # emptied by every re-read of the file and every erasure
+        if key is None:
             try:
                 key = (aes_key_unwrap(self._kek, wrapped), key_id(wrapped))
             except InvalidUnwrap as exc:
