@@ -49,10 +49,10 @@ def prepare(batch: DecisionBatch, strategy: Strategy, pseudonyms: np.ndarray, so
     """The engine's ``batch`` (decided with ``strategy``) as the log's rows; ``pseudonyms``
     are its customers' (:meth:`~decision_log.store.DecisionLog.pseudonymise`).
 
-    With ``keys`` each decision's inputs are sealed under its customer's key, together with
-    the reasons that quote them (:mod:`decision_log.subjects`): those candidate rows keep
-    the reason without the values (``reason`` of the stored row), and the sealed inputs
-    hold the full text under ``"reasons"`` (:func:`_extras`)."""
+    With ``keys`` each decision's inputs are sealed under its customer's key
+    (:mod:`decision_log.subjects`), and a reason that quotes them is stored without the
+    values (the rule's own text): a view writes it again from the opened inputs
+    (:func:`decisioning.engine.logged_reason`), so the values are stored once, sealed."""
     if batch.strategy_version != strategy.version:
         raise LogError("The batch was decided with another strategy version than the one given.",
                        "Pass the strategy the engine used.")
@@ -62,7 +62,7 @@ def prepare(batch: DecisionBatch, strategy: Strategy, pseudonyms: np.ndarray, so
     A = len(strategy.actions)
     starts = np.arange(n, dtype=np.int64) * A
     digests = integrity.group_digests(_candidate_columns(batch, strategy, rows), n * A, starts, starts + A)
-    extras = _extras(batch, rows, strategy.action_ids, sealed=keys is not None)
+    extras = _extras(batch)
     typed = _typed_small(dec, extras) if n <= SMALL_BATCH else None
     if typed is None:
         inputs = _query(_INPUTS_JSON, None, _k_dec=dec).column("inputs")
@@ -79,41 +79,14 @@ def prepare(batch: DecisionBatch, strategy: Strategy, pseudonyms: np.ndarray, so
     return PreparedBatch(strategy, _json_columns(typed), integrity.decision_tails(typed), cand, digests)
 
 
-def _extras(batch: DecisionBatch, rows: _CandidateRows, aids: tuple[str, ...], sealed: bool) -> dict[int, str]:
-    """Per decision that has them, the members its inputs' JSON gets after the engine's
-    (a JSON text to insert before the closing brace): ``"objection":true`` where the
-    customer objected to direct marketing on this channel, and (``sealed``) ``"reasons"``:
-    the full text of each reason that quotes the customer's data: ``"rule:<rule>"`` once for
-    every row of the decision that rule removed with the same text (a contact limit removes
-    every action with one text), by action id where it quoted other values."""
-    out: dict[int, str] = {}
+def _extras(batch: DecisionBatch) -> dict[int, str]:
+    """Per decision that has them, the members its inputs' JSON gets after the engine's (a
+    JSON text to insert before the closing brace): ``"objection":true`` where the customer
+    objected to direct marketing on this channel."""
     objection = batch.requests.objection
-    if objection is not None:
-        for r in np.flatnonzero(objection).tolist():
-            out[r] = ',"objection":true'
-    if not sealed or not any(p is not None for p in batch.public_reasons):
-        return out
-    personal = np.array([p is not None for p in batch.public_reasons], dtype=bool)
-    codes = rows.cells["reason"]
-    idx = np.flatnonzero(codes >= 0)
-    idx = idx[personal[codes[idx]]]
-    if not len(idx):
-        return out
-    texts, rules = batch.reasons, batch.rule_names
-    rule_codes = rows.cells["rule"]
-    per: dict[int, dict[str, str]] = {}
-    for i, c in zip(idx.tolist(), codes[idx].tolist()):
-        doc = per.setdefault(i // len(aids), {})
-        key = "rule:" + rules[rule_codes[i]]
-        text = texts[c]
-        held = doc.get(key)
-        if held is None:
-            doc[key] = text
-        elif held != text:  # the rule quoted other values for this action: kept by action
-            doc[aids[rows.action[i]]] = text
-    for r, doc in per.items():
-        out[r] = out.get(r, "") + ',"reasons":' + json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
-    return out
+    if objection is None:
+        return {}
+    return {r: ',"objection":true' for r in np.flatnonzero(objection).tolist()}
 
 
 def prepare_imported(decisions: pa.Table, candidates: pa.Table,

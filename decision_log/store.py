@@ -29,7 +29,7 @@ import pyarrow as pa
 from decision_log import integrity, live, pseudonyms, register, seals, subjects
 from decision_log.rows import PreparedBatch, prepare
 from decision_log.schema import DDL, SCHEMA_VERSION, execute_over, has_column, has_table
-from decisioning.engine import DecisionBatch
+from decisioning.engine import DecisionBatch, logged_reason
 from decisioning.errors import ConflictError, InputError, LogError, LogInUse
 from decisioning.models import ModelSet, PropensityModel
 from decisioning.strategy import Strategy, parse_strategy
@@ -396,25 +396,43 @@ class DecisionLog:
 
     def reveal(self, dec: pd.DataFrame, cand: pd.DataFrame | None = None) -> pd.DataFrame:
         """``dec`` (columns decision_id, customer, inputs) with its inputs opened and a column
-        ``erased`` (True where the customer's key is gone: the inputs are None); ``cand``
-        (columns decision_id — unless ``dec`` is one decision —, action_id, rule, reason), if given, gets the full text of each reason
-        that was sealed with its decision's inputs, in place."""
+        ``erased`` (True where the customer's key is gone: the inputs are None).  ``cand``
+        (columns decision_id — unless ``dec`` is one decision —, action_id, rule, reason), if
+        given, gets back, in place, the values of each reason that was stored without them
+        because they are the customer's (:func:`decisioning.engine.logged_reason`)."""
         dec = dec.copy()
-        plain = self.open_inputs(dec["decision_id"].tolist(), dec["customer"].tolist(), dec["inputs"].tolist())
+        stored = dec["inputs"].tolist()
+        plain = self.open_inputs(dec["decision_id"].tolist(), dec["customer"].tolist(), stored)
         dec["erased"] = [p is None for p in plain]
         dec["inputs"] = plain
-        if cand is not None and len(cand):
-            full = {}
-            for did, text in zip(dec["decision_id"].tolist(), plain):
-                if text is not None and '"reasons":' in text:
-                    for aid, reason in (json.loads(text).get("reasons") or {}).items():
-                        full[(did, aid)] = reason
-            if full:
-                dids = cand["decision_id"].tolist() if "decision_id" in cand else [dec["decision_id"].iloc[0]] * len(cand)
-                cand["reason"] = [full.get((d, a), full.get((d, f"rule:{rule}"), r)) if isinstance(rule, str) else r
-                                  for d, a, rule, r in zip(dids, cand["action_id"].tolist(), cand["rule"].tolist(),
-                                                           cand["reason"].tolist())]
+        sealed = {d: p for d, p, s in zip(dec["decision_id"].tolist(), plain, stored)
+                  if p is not None and subjects.is_sealed(s)}
+        if cand is None or not len(cand) or not sealed:
+            return dec
+        info = self._strategy_and_channel(list(sealed))
+        dids = cand["decision_id"].tolist() if "decision_id" in cand else [dec["decision_id"].iloc[0]] * len(cand)
+        docs: dict[str, dict] = {}
+        out = []
+        for d, a, rule, r in zip(dids, cand["action_id"].tolist(), cand["rule"].tolist(), cand["reason"].tolist()):
+            if d in sealed and isinstance(rule, str) and d in info:
+                doc = docs.get(d)
+                if doc is None:
+                    doc = docs[d] = json.loads(sealed[d])
+                sv, channel = info[d]
+                r = logged_reason(self.load_strategy(sv), rule, a, channel, doc) or r
+            out.append(r)
+        cand["reason"] = out
         return dec
+
+    def _strategy_and_channel(self, decision_ids: list[str]) -> dict[str, tuple[str, str]]:
+        con = self.con.cursor()
+        con.register("_k_ids", pd.DataFrame({"decision_id": decision_ids}))
+        try:
+            rows = con.execute("SELECT decision_id, strategy_version, channel FROM decisions SEMI JOIN _k_ids "
+                               "USING (decision_id) WHERE strategy_version IS NOT NULL").fetchall()
+        finally:
+            con.unregister("_k_ids")
+        return {d: (sv, ch) for d, sv, ch in rows}
 
     def register(self, read_only: bool = False, wait_s: float = 15.0):
         """The compliance register beside this log (:mod:`decision_log.register`), open for a

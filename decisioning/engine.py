@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -128,6 +129,42 @@ class DecisionBatch:
         """The selected actions of each decision in slot order (empty for "no action")."""
         counts = (self.slots >= 0).sum(axis=1).tolist()
         return [row[:k] for row, k in zip(self.slots.tolist(), counts)]
+
+
+def contact_limit_text(k: int, lim) -> str:
+    """What a contact limit tested (after ``contact/max_contacts_<channel>: ``)."""
+    return f"{k} contacts on {lim.channel} in the last {lim.period_days} days, limit {lim.max_contacts}"
+
+
+def suppression_text(k: int, days: float, sup) -> str:
+    """The reason of a suppression after repeated rejections."""
+    return (f"contact/suppressed_after_rejections: rejected {k} times within {sup.within_days} days "
+            f"(limit {sup.after_rejections}), last {days:.4g} days ago, suppressed for {sup.suppress_days} days")
+
+
+def logged_reason(strategy: Strategy, rule: str, action_id: str, channel: str, inputs: Mapping[str, Any]
+                  ) -> str | None:
+    """The reason, with the values it tested, that the engine gave for removing ``action_id``
+    by ``rule``, written again from the decision's logged ``inputs`` (the JSON document);
+    None for a rule whose reason quotes no customer data (it is logged in full).
+
+    A log that seals inputs stores such a reason without its values (the rule's own text)
+    and the values once, sealed, in the inputs (:mod:`decision_log.subjects`); this is how
+    a view puts them back together.  Replay checks that it gives the engine's text exactly."""
+    if rule.startswith("max_contacts_"):
+        lim = next((x for x in strategy.contact_limits if f"max_contacts_{x.channel}" == rule), None)
+        if lim is None:
+            return None
+        return f"contact/{rule}: " + contact_limit_text(int((inputs.get("contacts") or {}).get(lim.channel, 0)), lim)
+    if rule == "suppressed_after_rejections":
+        rej = (inputs.get("rejections") or {}).get(action_id)
+        if strategy.suppression is None or rej is None:
+            return None
+        return suppression_text(int(rej["count"]), float(rej["days_since_last"]), strategy.suppression)
+    for r in strategy.rules:
+        if r.name == rule and r.exclude_if.fields:
+            return f"{r.stage}/{r.name}: " + r.exclude_if.render({**inputs.get("features", {}), "channel": channel})
+    return None
 
 
 class _ReasonPool:
@@ -320,9 +357,7 @@ class Engine:
             c = s.channel_ids.index(lim.channel)
             mask = (b.channel == c) & (req.contacts[:, c] >= lim.max_contacts)
             b.cells.apply_rule(mask, all_actions, "contact", f"max_contacts_{lim.channel}",
-                               lambda rows, c=c, lim=lim: [
-                                   f"{k} contacts on {lim.channel} in the last {lim.period_days} days, "
-                                   f"limit {lim.max_contacts}" for k in req.contacts[rows, c].tolist()],
+                               lambda rows, c=c, lim=lim: [contact_limit_text(k, lim) for k in req.contacts[rows, c].tolist()],
                                public=f"at least {lim.max_contacts} contacts on {lim.channel} in the last "
                                       f"{lim.period_days} days, limit {lim.max_contacts}")
         sup = s.suppression
@@ -332,8 +367,7 @@ class Engine:
         rr, aa = np.nonzero(hit)
         if len(rr):
             b.cells.stop_each(rr, aa, "contact", "suppressed_after_rejections", [
-                f"contact/suppressed_after_rejections: rejected {k} times within {sup.within_days} days "
-                f"(limit {sup.after_rejections}), last {d:.4g} days ago, suppressed for {sup.suppress_days} days"
+                suppression_text(k, d, sup)
                 for k, d in zip(req.rejections[rr, aa].tolist(), req.days_since_rejection[rr, aa].tolist())],
                 public=f"contact/suppressed_after_rejections: rejected at least {sup.after_rejections} times within "
                        f"{sup.within_days} days, suppressed for {sup.suppress_days} days")
