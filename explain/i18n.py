@@ -222,6 +222,16 @@ TEXT: dict[str, tuple[str, str]] = {
                         "Nachvollzug bestätigt: jetzt mit der festgehaltenen Strategie und den Modellen erneut "
                         "ausgeführt, jeder Kandidat stimmt exakt überein."),
     "replay.not_replayable": ("Not replayable: {note}.", "Nicht nachvollziehbar: {note}."),
+    "erased.banner": ("Erased on {date} at the customer's request. The data this decision was made on was destroyed "
+                      "with the customer's key, so it can no longer be re-run or explained. What Klartext decided "
+                      "(stages, rules, scores, the chosen action) and its place in the hash chain remain.",
+                      "Gelöscht am {date} auf Wunsch der Kundin bzw. des Kunden. Die Daten, auf denen diese "
+                      "Entscheidung beruht, wurden mit dem Schlüssel der Person vernichtet; sie lässt sich daher "
+                      "nicht mehr nachvollziehen oder erklären. Was Klartext entschieden hat (Stufen, Regeln, "
+                      "Bewertungen, die gewählte Aktion) und ihr Platz in der Hash-Kette bleiben erhalten."),
+    "erased.unknown_date": ("an unrecorded date", "einem nicht erfassten Datum"),
+    "erased.inputs": ("The inputs were erased at the customer's request.",
+                      "Die Eingaben wurden auf Wunsch der Person gelöscht."),
     "replay.failed": ("Replay FAILED: {n} difference(s), e.g. {examples}",
                       "Nachvollzug FEHLGESCHLAGEN: {n} Abweichung(en), z. B. {examples}"),
     "replay.explored": ("explored", "erkundet"),

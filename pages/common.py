@@ -4,6 +4,7 @@ sidebar filters, the explainer, and one way to show errors."""
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import re
@@ -115,6 +116,24 @@ def db_path() -> str:
     path = _cli_db() or os.environ.get("KLARTEXT_DB") or DEFAULT_DB
     st.sidebar.caption(tr("common.log", name=md(Path(path).name)))
     return path
+
+
+def record_view(lg, what: str, target: str, customer: str | None = None) -> None:
+    """Record in the log's compliance register that the signed-in person sees ``what``
+    (a decision, a customer's history) — once per browser session and thing, before it is
+    shown; a view that cannot be recorded is not shown."""
+    seen = st.session_state.setdefault("_recorded_views", set())
+    if (what, target) in seen:
+        return
+    user = current_user()
+    actor = user.name if user is not None else "local:" + getpass.getuser()
+    try:
+        with lg.register(wait_s=5.0) as reg:
+            reg.record_access(actor, "dashboard", what, target, customer=customer)
+    except KlartextError as exc:
+        show_error(exc)
+        st.stop()
+    seen.add((what, target))
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")

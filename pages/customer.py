@@ -1,7 +1,7 @@
 import streamlit as st
 
 from decision_log import queries
-from pages.common import action_label, catalog, fmt, log, md, money, require, table, tr
+from pages.common import action_label, catalog, fmt, log, md, money, record_view, require, table, tr
 
 require("decisions")
 
@@ -26,6 +26,7 @@ if hist.empty:
 if hist.empty:
     st.warning(tr("customer.unknown", q=md(repr(q)), pseudonym=pseudonym))
     st.stop()
+record_view(lg, "customer", pseudonym, customer=pseudonym)
 c = st.columns(4)
 c[0].metric(tr("customer.decisions"), number(len(hist)))
 c[1].metric(tr("customer.accepted"), number(int(hist["accepted"].sum())))

@@ -17,6 +17,7 @@ from pages.common import (
     lang,
     log,
     md,
+    record_view,
     require,
     show_error,
     table,
@@ -71,6 +72,7 @@ st.dataframe(found, hide_index=True, width="stretch", on_select="rerun", selecti
 picked = st.session_state.get("found", {}).get("selection", {}).get("rows", [])
 did = found["decision_id"].iloc[picked[0] if picked and picked[0] < len(found) else 0]
 
+record_view(lg, "decision", did, customer=str(found.loc[found["decision_id"] == did, "customer"].iloc[0]))
 try:
     e = ex.explain(did)
 except KlartextError as exc:
@@ -79,7 +81,11 @@ except KlartextError as exc:
 d = e.decision
 st.header(tr("replay.decision", id=md(did)))
 rep = replay(lg, [did])[0]
-if rep.reproduced:
+if e.erased:
+    replay_note = tr("erased.banner", date=f"{e.erased_at:%Y-%m-%d}" if e.erased_at is not None
+                     else tr("erased.unknown_date"))
+    st.info(replay_note, icon=":material/delete_forever:")
+elif rep.reproduced:
     replay_note = tr("replay.verified")
     st.success(replay_note, icon=":material/verified:")
 elif not rep.replayable:
@@ -104,7 +110,7 @@ st.markdown(f"**{tr('col.chosen')}:** " + (", ".join(f"{md(named(a))} ({md(a)})"
                                            or tr("replay.no_action")))
 st.caption(tr("replay.facts", ts=f"{d['ts']:%Y-%m-%d %H:%M:%S %Z}", customer=d["customer"],
               strategy=d["strategy_version"], source=d["source"]))
-for n in e.notes:
+for n in e.notes if not e.erased else []:
     st.warning(n)
 
 tab_why, tab_grid, tab_inputs, tab_whynot = st.tabs(
@@ -166,6 +172,8 @@ with tab_grid:
         st.caption(tr("replay.component_caption"))
         table(e.rows, f"rows_{did}")
 with tab_inputs:
+    if e.erased:
+        st.info(tr("erased.inputs"))
     table(e.display_inputs(), f"inputs_{did}")
     st.json({k: v for k, v in e.inputs.items() if k != "features"}, expanded=False)
 with tab_whynot:

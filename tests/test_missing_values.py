@@ -116,7 +116,8 @@ def gappy_log(gappy, tmp_path_factory):
     out = CliRunner().invoke(main, ["run", "--db", str(db), "--strategy", str(strategy_file), "--customers", str(path)])
     assert out.exit_code == 0, out.output
     with DecisionLog.open(db) as log:
-        rows = log.con.execute("SELECT decision_id, inputs FROM decisions ORDER BY seq").fetchall()
+        rows = log.con.execute("SELECT decision_id, customer, inputs FROM decisions ORDER BY seq").fetchall()
+        rows = list(zip([r[0] for r in rows], log.open_inputs(*(list(c) for c in zip(*rows)))))  # sealed
         chose = {d for (d,) in log.con.execute("SELECT decision_id FROM decisions WHERE chosen_action IN "
                                                "('reactivate_0', 'reactivate_20')").fetchall()}
     gaps = [d for d, i in rows if json.loads(i)["features"]["recency_days"] is None]

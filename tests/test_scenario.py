@@ -74,21 +74,22 @@ def test_returning_customers_carry_their_history(demo_log):
     """In the demo, customers come back: most decided customers have several decisions, never
     two on a day, and a later decision sees the earlier ones — its facts have aged by the
     days between, an accepted order reset the recency, a contact on a limited channel counts."""
-    import duckdb
+    import json
 
-    con = duckdb.connect(str(demo_log), read_only=True)
-    try:
+    from decision_log.store import DecisionLog
+
+    with DecisionLog.open(demo_log, read_only=True) as log:  # the inputs are sealed: opened with the log's keys
+        con = log.con
         visits = con.execute("SELECT customer, count(*), count(DISTINCT ts::DATE) FROM decisions GROUP BY 1").fetchall()
-        rows = con.execute("""
-            SELECT customer, ts, channel, chosen_actions,
-                   (inputs->>'$.features.tenure_days')::INT, (inputs->>'$.features.recency_days')::INT,
-                   (inputs->>'$.contacts.email')::INT,
+        raw = con.execute("""
+            SELECT customer, ts, channel, chosen_actions, decision_id, inputs::VARCHAR,
                    (SELECT list(o.action_id || ':' || o.outcome) FROM outcomes o WHERE o.decision_id = d.decision_id)
             FROM decisions d ORDER BY customer, ts""").fetchall()
         churn = con.execute("""SELECT count(*) FROM (SELECT d.customer FROM outcomes o JOIN decisions d
                                USING (decision_id) GROUP BY 1 HAVING count(DISTINCT o.churned) > 1)""").fetchall()
-    finally:
-        con.close()
+        docs = [json.loads(x) for x in log.open_inputs([r[4] for r in raw], [r[0] for r in raw], [r[5] for r in raw])]
+    rows = [(*r[:4], d["features"]["tenure_days"], d["features"]["recency_days"], d["contacts"].get("email", 0), r[6])
+            for r, d in zip(raw, docs)]
     assert all(n == days for _, n, days in visits)  # never twice on a day
     several = sum(n > 1 for _, n, _ in visits)
     assert several > 0.3 * len(visits) and sum(n for _, n, _ in visits) == 2000

@@ -54,7 +54,7 @@ def error_of(text: str) -> StrategyError:
     ("retention_effect: 0.02,\n     holds", "retention: 0.02,\n     holds",
      "tiny.yaml, line 15, actions[0].retention: unknown field 'retention'.",
      "Allowed fields here: id, name, issue, group, offer, channels, margin, order_value, cost, retention_effect, "
-     "incentive, holds_feature, description, predicts."),
+     "incentive, holds_feature, description, predicts, marketing."),
     ("  web:   {direction: inbound, top_n: 2}", "  web:   {direction: inbound, top_n: 2",
      "tiny.yaml, line 5: not valid YAML: expected ',' or '}', but got ':'.",
      "Check the indentation and quoting around that line."),
