@@ -540,7 +540,14 @@ def decision_factors(con: duckdb.DuckDBPyConnection, strategy_version: str, clv_
     pattern = re.compile(params["clv_key"])
     clv = dec["clv"] = np.asarray(dec["clv"], dtype=np.float64).copy()
     pos = np.searchsorted(dec["seq"], seqs)
+    at = None
     for i, text in zip(pos.tolist(), plain):
+        if text is not None and text.startswith('{"v":1,'):  # the compact document (decision_log.rows.COMPACT)
+            if at is None:
+                at = [f.name for f in strategy_of(con, strategy_version).features].index(clv_feature)
+            v = json.loads(text)["f"][at]
+            clv[i] = np.nan if v is None else float(v)
+            continue
         m = None if text is None else pattern.search(text)
         clv[i] = np.nan if m is None else float(json.loads(m.group(1)) if m.group(1) != "null" else np.nan)
     keep = ~(is_sealed & np.isnan(clv))
@@ -549,6 +556,14 @@ def decision_factors(con: duckdb.DuckDBPyConnection, strategy_version: str, clv_
         kept = np.isin(np.asarray(cand["seq"]), dec["seq"])
         cand = {k: np.asarray(v)[kept] if not np.ma.isMaskedArray(v) else v[kept] for k, v in cand.items()}
     return dec, cand
+
+
+def strategy_of(con: duckdb.DuckDBPyConnection, version: str) -> Strategy:
+    """A strategy logged in this log, by version."""
+    from decisioning.strategy import parse_strategy
+
+    text = con.execute("SELECT text FROM strategies WHERE version = ?", [version]).fetchall()[0][0]
+    return parse_strategy(text)
 
 
 def first_action_outcomes(con: duckdb.DuckDBPyConnection, strategy_version: str) -> dict:

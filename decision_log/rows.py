@@ -62,7 +62,13 @@ def prepare(batch: DecisionBatch, strategy: Strategy, pseudonyms: np.ndarray, so
     A = len(strategy.actions)
     starts = np.arange(n, dtype=np.int64) * A
     digests = integrity.group_digests(_candidate_columns(batch, strategy, rows), n * A, starts, starts + A)
-    extras = _extras(batch)
+    extras = _extras(batch, compact=keys is not None)
+    if keys is not None:  # sealed: the compact document (COMPACT), written by Python (it is encrypted one by one anyway)
+        plain = (_compact_inputs(dec, strategy, extras) if n <= SMALL_BATCH
+                 else _compact_by_duckdb(dec, strategy, extras))
+        sealed = keys.seal(pseudonyms, batch.decision_id.tolist(), plain)
+        typed = _typed_rows(dec, pa.array(sealed, pa.string()))
+        return PreparedBatch(strategy, _json_columns(typed), integrity.decision_tails(typed), cand, digests)
     typed = _typed_small(dec, extras) if n <= SMALL_BATCH else None
     if typed is None:
         inputs = _query(_INPUTS_JSON, None, _k_dec=dec).column("inputs")
@@ -72,21 +78,81 @@ def prepare(batch: DecisionBatch, strategy: Strategy, pseudonyms: np.ndarray, so
                 texts[r] = texts[r][:-1] + more + "}"
             inputs = pa.array(texts, pa.string())
         typed = _typed_rows(dec, inputs)
-    if keys is not None:
-        plain = typed.column("inputs").to_pylist()
-        sealed = keys.seal(pseudonyms, batch.decision_id.tolist(), plain)
-        typed = typed.set_column(typed.column_names.index("inputs"), "inputs", pa.array(sealed, pa.string()))
     return PreparedBatch(strategy, _json_columns(typed), integrity.decision_tails(typed), cand, digests)
 
 
-def _extras(batch: DecisionBatch) -> dict[int, str]:
+def _extras(batch: DecisionBatch, compact: bool = False) -> dict[int, str]:
     """Per decision that has them, the members its inputs' JSON gets after the engine's (a
-    JSON text to insert before the closing brace): ``"objection":true`` where the customer
-    objected to direct marketing on this channel."""
+    JSON text to insert before the closing brace): ``"objection":true`` (``"o":true`` in the
+    compact document) where the customer objected to direct marketing on this channel."""
     objection = batch.requests.objection
     if objection is None:
         return {}
-    return {r: ',"objection":true' for r in np.flatnonzero(objection).tolist()}
+    member = ',"o":true' if compact else ',"objection":true'
+    return {r: member for r in np.flatnonzero(objection).tolist()}
+
+
+#: The plain text of sealed inputs: ``{"v":1,"s":<strategy version>,"f":[features in the
+#: strategy's order],"c":[contacts in channel order],"r":{rejections},"a":{assignment},"o":true}``
+#: (``r``, ``a``, ``o`` only where there are): the names are the strategy's, so they are not
+#: repeated (a third of the clear document's size, which is what is encrypted and stored).
+#: :func:`expand` gives back the document a log in clear stores.
+COMPACT = '{"v":1,'
+
+
+def _compact_inputs(dec: pa.Table, strategy: Strategy, extras: dict[int, str]) -> list[str]:
+    names = [f.name for f in strategy.features]
+    feats = dec.column("features").combine_chunks()
+    cols = [feats.field(i).to_pylist() for i in range(feats.type.num_fields)]
+    order = [feats.type.get_field_index(nm) for nm in names]
+    conts = dec.column("contacts").combine_chunks()
+    ccols = [conts.field(i).to_pylist() for i in range(conts.type.num_fields)]
+    rej, asg = dec.column("rejections").to_pylist(), dec.column("assignment").to_pylist()
+    head = COMPACT + '"s":' + json.dumps(strategy.version) + ',"f":'
+    dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=True).encode
+    out = []
+    for r in range(dec.num_rows):
+        text = head + dumps([cols[k][r] for k in order]) + ',"c":' + dumps([c[r] for c in ccols])
+        if rej[r] != "{}":
+            text += ',"r":' + rej[r]
+        if asg[r] is not None:
+            text += ',"a":' + asg[r]
+        out.append(text + extras.get(r, "") + "}")
+    return out
+
+
+_COMPACT_SQL: dict[str, str] = {}
+
+
+def _compact_by_duckdb(dec: pa.Table, strategy: Strategy, extras: dict[int, str]) -> list[str]:
+    """:func:`_compact_inputs` for a large batch, written by DuckDB's JSON functions (as the
+    clear document is)."""
+    sql = _COMPACT_SQL.get(strategy.version)
+    if sql is None:
+        f = ", ".join(f"struct_extract(features, '{x.name}')" for x in strategy.features)
+        c = ", ".join(f"struct_extract(contacts, '{x}')" for x in strategy.channel_ids)
+        sql = _COMPACT_SQL[strategy.version] = (
+            f"SELECT '{COMPACT}\"s\":' || to_json(strategy_version::VARCHAR)::VARCHAR || ',\"f\":' || "
+            f"json_array({f})::VARCHAR || ',\"c\":' || json_array({c})::VARCHAR || "
+            "CASE WHEN rejections = '{}' THEN '' ELSE ',\"r\":' || rejections END || "
+            "CASE WHEN assignment IS NULL THEN '' ELSE ',\"a\":' || assignment END || '}' AS inputs FROM _k_dec")
+    texts = _query(sql, None, _k_dec=dec).column("inputs").to_pylist()
+    for r, more in extras.items():
+        texts[r] = texts[r][:-1] + more + "}"
+    return texts
+
+
+def expand(text: str, strategy: Strategy) -> str:
+    """The inputs' JSON document as a log in clear stores it, from the compact one
+    (:data:`COMPACT`) that was sealed."""
+    doc = json.loads(text)
+    out: dict = {"features": dict(zip([f.name for f in strategy.features], doc["f"])),
+                 "contacts": dict(zip(strategy.channel_ids, doc["c"])), "rejections": doc.get("r", {})}
+    if "a" in doc:
+        out["assignment"] = doc["a"]
+    if doc.get("o"):
+        out["objection"] = True
+    return json.dumps(out, separators=(",", ":"), ensure_ascii=False)
 
 
 def prepare_imported(decisions: pa.Table, candidates: pa.Table,

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from decision_log import integrity, live, pseudonyms, register, seals, subjects
+from decision_log import integrity, live, pseudonyms, register, rows, seals, subjects
 from decision_log.rows import PreparedBatch, prepare
 from decision_log.schema import DDL, SCHEMA_VERSION, execute_over, has_column, has_table
 from decisioning.engine import DecisionBatch, logged_reason
@@ -392,7 +392,12 @@ class DecisionLog:
                            "pseudonym key is not available to open them.",
                            f"Put {self.path}.key beside the log or set ${pseudonyms.KEY_ENV}; views that need no "
                            "inputs (funnels, KPIs) work without it.")
-        return self.subject_keys.open(customers, decision_ids, stored)
+        plain = self.subject_keys.open(customers, decision_ids, stored)
+        for i, text in enumerate(plain):
+            if text is not None and text.startswith(rows.COMPACT):
+                version = json.loads(text)["s"]
+                plain[i] = rows.expand(text, self.load_strategy(version))
+        return plain
 
     def reveal(self, dec: pd.DataFrame, cand: pd.DataFrame | None = None) -> pd.DataFrame:
         """``dec`` (columns decision_id, customer, inputs) with its inputs opened and a column
