@@ -154,8 +154,8 @@ def main() -> None:
             "register_strategy_and_models_s": round(register, 3),
         },
         "sealing": {
-            "what": "the same pipelined run with each decision's inputs (and the reasons quoting them) sealed "
-                    "under its customer's key (AES-256-GCM, the default) vs stored in clear; runs taking turns",
+            "what": "the same pipelined run with each decision's inputs sealed under its customer's key "
+                    "(AES-256-GCM, a compact document; the default) vs stored in clear; runs taking turns",
             "sealed_s": round(pipelined, 3),
             "clear_s": round(min(clear_runs), 3),
             "clear_runs_s": [round(x, 3) for x in clear_runs],

@@ -57,7 +57,8 @@ DECISIONS: tuple[Column, ...] = (
     Column("direction", "VARCHAR", pa.string(), False, "label", "`inbound` or `outbound` (`unknown` if not given)."),
     Column("trigger", "VARCHAR", pa.string(), True, "value", "What started the interaction, if the request said."),
     Column("inputs", "JSON", pa.string(), False, "value",
-           "The features, contacts and rejections exactly as the engine saw them (a missing value is `null`); "
+           "The features, contacts and rejections exactly as the engine saw them (a missing value is `null`), "
+           "sealed under the customer's own key in a log that seals inputs (`docs/compliance.md`); "
            "for an import, the file and interaction it came from."),
     Column("strategy_version", "VARCHAR", pa.string(), True, "label",
            "Content hash of the strategy that decided (NULL for an import)."),
@@ -82,7 +83,9 @@ CANDIDATES: tuple[Column, ...] = (
     Column("stage", "VARCHAR", pa.string(), False, "label",
            "Where the action stopped (`ranked` if it passed every filter); an import keeps its source's stages."),
     Column("rule", "VARCHAR", pa.string(), True, "label", "The rule that removed it (NULL if it survived)."),
-    Column("reason", "VARCHAR", pa.string(), True, "value", "The reason in plain language, with the values tested."),
+    Column("reason", "VARCHAR", pa.string(), True, "value",
+           "The reason in plain language, with the values tested (in a log that seals inputs, a reason that "
+           "quotes the customer's values holds the rule's own text; views put the values back from the inputs)."),
     Column("propensity", "DOUBLE", pa.float64(), True, "value", "The model's probability (NULL if never scored)."),
     Column("value", "DOUBLE", pa.float64(), True, "value", "Margin and retention value of the action for this customer."),
     Column("context_weight", "DOUBLE", pa.float64(), True, "value", "Product of the context weights that fired."),
