@@ -20,7 +20,8 @@ pages = {
     ],
     tr("nav.decisions"): [
         *([st.Page("pages/replay.py", title=tr("replay.title"), icon=":material/replay:"),
-           st.Page("pages/customer.py", title=tr("customer.title"), icon=":material/person_search:")]
+           st.Page("pages/customer.py", title=tr("customer.title"), icon=":material/person_search:"),
+           st.Page("pages/compliance.py", title=tr("compliance.title"), icon=":material/gavel:")]
           if may_read_decisions else []),
         st.Page("pages/funnel.py", title=tr("funnel.title"), icon=":material/filter_alt:"),
     ],

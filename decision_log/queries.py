@@ -677,3 +677,24 @@ def newest_customer(con: duckdb.DuckDBPyConnection) -> str | None:
 
 def decision_count(con: duckdb.DuckDBPyConnection) -> int:
     return int(con.execute("SELECT count(*) FROM decisions").fetchall()[0][0])
+
+
+def week_sample(con: duckdb.DuckDBPyConnection, week_start: date, size: int) -> tuple[list[str], int]:
+    """A random quality-assurance sample of the decisions of one ISO week (Monday
+    ``week_start``): ``size`` of them, the same for everyone who asks (ordered by a hash of
+    the decision id and the week), and how many the week holds."""
+    start = datetime(week_start.year, week_start.month, week_start.day, tzinfo=UTC)
+    params = {"start": start, "stop": start + timedelta(days=7), "seed": week_start.isoformat(), "k": int(size)}
+    total = con.execute("SELECT count(*) FROM decisions WHERE ts >= $start AND ts < $stop",
+                        {k: params[k] for k in ("start", "stop")}).fetchall()[0][0]
+    ids = con.execute("SELECT decision_id FROM decisions WHERE ts >= $start AND ts < $stop "
+                      "ORDER BY md5(decision_id || $seed) LIMIT $k", params).fetchall()
+    return [r[0] for r in ids], int(total)
+
+
+def decisions_by_id(con: duckdb.DuckDBPyConnection, decision_ids: list[str]) -> pd.DataFrame:
+    """decision_id, ts, channel, chosen_actions, customer of these decisions (time order)."""
+    if not decision_ids:
+        return pd.DataFrame(columns=["decision_id", "ts", "channel", "chosen_actions", "customer"])
+    return con.execute("SELECT decision_id, ts, channel, chosen_actions, customer FROM decisions "
+                       "WHERE decision_id IN (SELECT unnest(?)) ORDER BY ts", [decision_ids]).df()

@@ -60,6 +60,9 @@ def evidence(log: DecisionLog, ex: Explainer, decision_id: str, exported_by: str
         answer, notes = why_not_text(c, e, lang, names)
         why_not.append({"action_id": c.other, "name": names.get(c.other, c.other), "answer": answer,
                         "what_would_have_changed_it": notes, "facts": c.to_dict()})
+    with log.register(read_only=True) as reg:  # the review trail (GDPR Art. 22(3)), oldest first
+        reviews = [] if reg is None else json.loads(reg.reviews(decision_id).drop(columns=["customer"]).to_json(
+            orient="records", date_format="iso"))
     return {
         "format": FORMAT,
         "language": lang,
@@ -72,6 +75,8 @@ def evidence(log: DecisionLog, ex: Explainer, decision_id: str, exported_by: str
         "chosen": chosen,
         "why_not": why_not,
         "outcomes": json.loads(outcomes.to_json(orient="records", date_format="iso")),
+        "reviews": reviews,
+        "erased_at": None if e.erased_at is None else str(e.erased_at),
     }
 
 
@@ -189,7 +194,16 @@ def to_html(ev: dict[str, Any]) -> str:
                             for o in ev["outcomes"]]))
     else:
         parts.append(f"<p>{t('evidence.no_outcome')}</p>")
+    parts.append(f"<h2>{t('evidence.reviews')}</h2>")
+    if ev.get("reviews"):
+        parts.append(_rows([t("col.time"), t("evidence.review_status"), t("evidence.reviewer"), t("evidence.comment")],
+                           [[_esc(r["ts"]), _esc(t(f"review.{r['status']}")), _esc(r["reviewer"]),
+                             _esc(r.get("comment") or "")] for r in ev["reviews"]], [22, 16, 20, 42]))
+    else:
+        parts.append(f"<p>{t('evidence.no_review')}</p>")
     parts.append(f"<h2>{t('replay.tab_inputs')}</h2>")
+    if ev.get("erased_at"):
+        parts.append(f"<p>{t('erased.banner', date=_esc(ev['erased_at'][:10]))}</p>")
     feats = ev["decision"].get("inputs", {}).get("features", {})
     parts.append(_rows([t("evidence.feature"), t("evidence.value")],
                        [[_esc(k), _esc(v)] for k, v in feats.items()], [50, 50]))

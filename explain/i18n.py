@@ -229,6 +229,139 @@ TEXT: dict[str, tuple[str, str]] = {
                       "Entscheidung beruht, wurden mit dem Schlüssel der Person vernichtet; sie lässt sich daher "
                       "nicht mehr nachvollziehen oder erklären. Was Klartext entschieden hat (Stufen, Regeln, "
                       "Bewertungen, die gewählte Aktion) und ihr Platz in der Hash-Kette bleiben erhalten."),
+    "evidence.reviews": ("Reviews by a person", "Prüfungen durch einen Menschen"),
+    "evidence.no_review": ("No one has reviewed or contested this decision.",
+                           "Niemand hat diese Entscheidung geprüft oder angefochten."),
+    "evidence.review_status": ("Review status", "Prüfstatus"),
+    "evidence.reviewer": ("By", "Von"),
+    "evidence.comment": ("Comment", "Kommentar"),
+    "review.reviewed": ("reviewed", "geprüft"),
+    "review.contested": ("contested", "angefochten"),
+    "review.upheld": ("upheld", "bestätigt"),
+    "review.overridden": ("overridden", "aufgehoben"),
+    "compliance.title": ("Compliance", "Compliance-Prüfung"),
+    "compliance.caption": ("Reviews of automated decisions by a person (GDPR Art. 22(3)), a weekly quality sample, "
+                           "who looked at what, objections and erasures — from the sealed compliance register.",
+                           "Prüfungen automatisierter Entscheidungen durch einen Menschen (Art. 22 Abs. 3 DSGVO), "
+                           "eine wöchentliche Stichprobe, wer was angesehen hat, Widersprüche und Löschungen – aus "
+                           "dem versiegelten Compliance-Register."),
+    "compliance.tab_queue": ("Review queue", "Prüfwarteschlange"),
+    "compliance.tab_qa": ("Weekly QA sample", "Wöchentliche Stichprobe"),
+    "compliance.tab_access": ("Access log", "Zugriffsprotokoll"),
+    "compliance.tab_rights": ("Objections and erasures", "Widersprüche und Löschungen"),
+    "compliance.status": ("Latest review status", "Letzter Prüfstatus"),
+    "compliance.queue_empty": ("No decision whose latest review is “{status}”.",
+                               "Keine Entscheidung, deren letzte Prüfung „{status}“ ist."),
+    "compliance.queue_count": ("{n} decision(s) whose latest review is “{status}”.",
+                               "{n} Entscheidung(en), deren letzte Prüfung „{status}“ ist."),
+    "compliance.mark": ("Record a review", "Prüfung erfassen"),
+    "compliance.mark_button": ("Record (sealed, cannot be changed)", "Erfassen (versiegelt, nicht änderbar)"),
+    "compliance.unknown_decision": ("Decision {id} is not in this log.", "Entscheidung {id} ist nicht in diesem Protokoll."),
+    "compliance.marked": ("Decision {id} marked “{status}” by {by}.", "Entscheidung {id} als „{status}“ erfasst von {by}."),
+    "compliance.week": ("Week", "Woche"),
+    "compliance.sample_size": ("Sample size", "Stichprobengröße"),
+    "compliance.sample": ("A random sample of {k} of the {n} decisions of week {week} — the same sample for every "
+                          "reviewer.",
+                          "Eine Zufallsstichprobe von {k} der {n} Entscheidungen der Woche {week} – für alle "
+                          "Prüfenden dieselbe."),
+    "compliance.sample_done": ("{done} of the {k} have a review.", "{done} der {k} sind geprüft."),
+    "compliance.access_user": ("Only this person", "Nur diese Person"),
+    "compliance.access_customer": ("Only this customer (id or pseudonym)", "Nur diese Person (Kundennummer oder Pseudonym)"),
+    "compliance.access_empty": ("No access recorded.", "Kein Zugriff erfasst."),
+    "compliance.via": ("Through", "Über"),
+    "compliance.target": ("Decision or customer", "Entscheidung oder Person"),
+    "compliance.customer": ("Customer (pseudonym)", "Person (Pseudonym)"),
+    "compliance.why": ("Why", "Warum"),
+    "compliance.what_decision": ("a decision", "eine Entscheidung"),
+    "compliance.what_customer": ("a customer's history", "den Verlauf einer Person"),
+    "compliance.what_subject_export": ("a customer's explanation", "eine Auskunft an eine Person"),
+    "compliance.what_erasure": ("an erasure", "eine Löschung"),
+    "compliance.what_objection": ("an objection", "einen Widerspruch"),
+    "compliance.what_review": ("a review", "eine Prüfung"),
+    "compliance.what_access_log": ("the access log", "das Zugriffsprotokoll"),
+    "compliance.objections": ("Standing objections to direct marketing: {n}", "Bestehende Werbewidersprüche: {n}"),
+    "compliance.all_channels": ("all channels", "alle Kanäle"),
+    "compliance.objection_rows": ("{n} candidate actions were removed by the rule “objection” so far.",
+                                  "{n} Kandidaten-Aktionen hat die Regel „objection“ bisher entfernt."),
+    "compliance.erasures": ("Erasures at the customer's request: {n}", "Löschungen auf Wunsch der Person: {n}"),
+    "customer.subject": ("The customer's own explanation", "Auskunft für die Person"),
+    "customer.subject_help": ("Every decision about this customer with its main reasons in plain words, the data "
+                              "used and their rights, written for the customer (GDPR Art. 15, AI Act Art. 86), in "
+                              "the dashboard's language. Making it is recorded in the access log.",
+                              "Jede Entscheidung über diese Person mit den wichtigsten Gründen in einfachen Worten, "
+                              "den verwendeten Daten und ihren Rechten, geschrieben für die Person selbst "
+                              "(Art. 15 DSGVO, Art. 86 KI-Verordnung), in der Sprache des Dashboards. Das Erstellen "
+                              "wird im Zugriffsprotokoll vermerkt."),
+    "customer.subject_make": ("Prepare the explanation (PDF)", "Auskunft erstellen (PDF)"),
+    "customer.subject_download": ("Download the explanation", "Auskunft herunterladen"),
+    "subject.title": ("Your personal explanation: the offers we chose for you, and why",
+                      "Ihre persönliche Auskunft: welche Angebote wir für Sie ausgewählt haben, und warum"),
+    "subject.for": ("For customer {customer}, made on {at}.", "Für Kundennummer {customer}, erstellt am {at}."),
+    "subject.intro": ("When you visit our shop, open our app or get a message from us, a computer program chooses "
+                      "which offer to show you, if any. It looks at what you have bought and how you use our "
+                      "services, estimates which offer might suit you, and follows rules we set. Below is every "
+                      "such choice about you, the main reasons for it and the data it used.",
+                      "Wenn Sie unseren Shop besuchen, unsere App öffnen oder eine Nachricht von uns erhalten, "
+                      "wählt ein Computerprogramm aus, welches Angebot wir Ihnen zeigen – oder ob wir gar keines "
+                      "zeigen. Es berücksichtigt, was Sie gekauft haben und wie Sie unsere Dienste nutzen, schätzt "
+                      "ab, welches Angebot zu Ihnen passen könnte, und hält sich an Regeln, die wir festgelegt "
+                      "haben. Unten finden Sie jede dieser Entscheidungen über Sie, die wichtigsten Gründe dafür und "
+                      "die Daten, die dabei verwendet wurden."),
+    "subject.period": ("Period: {start} to {end}.", "Zeitraum: {start} bis {end}."),
+    "subject.decisions": ("Our choices about you ({n})", "Unsere Entscheidungen über Sie ({n})"),
+    "subject.none": ("We made no such choice about you in this period.",
+                     "In diesem Zeitraum haben wir keine solche Entscheidung über Sie getroffen."),
+    "subject.when": ("{date}, {channel}", "{date}, Kanal {channel}"),
+    "subject.offered": ("We showed you: {offers}.", "Wir haben Ihnen gezeigt: {offers}."),
+    "subject.nothing": ("We did not show you an offer.", "Wir haben Ihnen kein Angebot gezeigt."),
+    "subject.why": ("Why we chose “{name}” for you:", "Warum wir „{name}“ für Sie ausgewählt haben:"),
+    "subject.no_reasons": ("The program's reasons for this choice could not be confirmed, so we do not list them; "
+                           "ask us and a person will look into it.",
+                           "Die Gründe des Programms für diese Wahl ließen sich nicht bestätigen, daher nennen wir "
+                           "sie nicht; fragen Sie uns, dann prüft ein Mensch die Entscheidung."),
+    "subject.data": ("The data we used:", "Die Daten, die wir verwendet haben:"),
+    "subject.erased": ("At your request we erased the data of this choice on {date}; we only keep that it happened "
+                       "and what we showed you.",
+                       "Auf Ihren Wunsch haben wir die Daten zu dieser Entscheidung am {date} gelöscht; wir "
+                       "bewahren nur auf, dass sie stattfand und was wir Ihnen gezeigt haben."),
+    "subject.review": ("Reviewed by a person on {date}: {status}", "Von einem Menschen geprüft am {date}: {status}"),
+    "subject.rights": ("What you can do", "Was Sie tun können"),
+    "subject.right_object": ("Object to marketing: tell us and we stop choosing marketing offers for you — on every "
+                             "channel or only on those you name (GDPR Art. 21). Service messages, such as delivery "
+                             "updates, continue.",
+                             "Werbung widersprechen: Sagen Sie es uns, dann wählen wir keine Werbeangebote mehr für "
+                             "Sie aus – auf allen Kanälen oder nur auf denen, die Sie nennen (Art. 21 DSGVO). "
+                             "Service-Nachrichten, etwa zur Lieferung, erhalten Sie weiter."),
+    "subject.right_contest": ("Contest a choice and ask for a person: a member of our staff reviews it, can change "
+                              "it, and tells you the result (GDPR Art. 22(3)).",
+                              "Einer Entscheidung widersprechen und einen Menschen verlangen: Eine Mitarbeiterin "
+                              "oder ein Mitarbeiter prüft sie, kann sie ändern und teilt Ihnen das Ergebnis mit "
+                              "(Art. 22 Abs. 3 DSGVO)."),
+    "subject.right_access": ("Ask again at any time: you may receive this explanation whenever you like "
+                             "(GDPR Art. 15).",
+                             "Jederzeit erneut fragen: Diese Auskunft erhalten Sie, so oft Sie möchten (Art. 15 DSGVO)."),
+    "subject.right_erase": ("Have your data erased: we then destroy the key your data is stored under, so that "
+                            "nobody can read it again (GDPR Art. 17).",
+                            "Ihre Daten löschen lassen: Wir vernichten dann den Schlüssel, unter dem Ihre Daten "
+                            "gespeichert sind, sodass niemand sie wieder lesen kann (Art. 17 DSGVO)."),
+    "subject.right_complain": ("Complain to a data protection authority if you think we handle your data wrongly "
+                               "(GDPR Art. 77).",
+                               "Sich bei einer Datenschutzaufsichtsbehörde beschweren, wenn Sie meinen, dass wir "
+                               "Ihre Daten falsch behandeln (Art. 77 DSGVO)."),
+    "subject.contact": ("Contact: {contact}", "Kontakt: {contact}"),
+    "subject.access": ("Who at our company looked at your data", "Wer in unserem Unternehmen Ihre Daten angesehen hat"),
+    "subject.access_none": ("No one has looked at your data.", "Niemand hat Ihre Daten angesehen."),
+    "subject.who": ("Who", "Wer"),
+    "subject.what": ("What", "Was"),
+    "subject.footer": ("Made by Klartext from the sealed record of each decision.",
+                       "Erstellt von Klartext aus dem versiegelten Protokoll jeder Entscheidung."),
+    "access.decision": ("one of our choices about you", "eine unserer Entscheidungen über Sie"),
+    "access.customer": ("the list of our choices about you", "die Liste unserer Entscheidungen über Sie"),
+    "access.subject_export": ("this explanation", "diese Auskunft"),
+    "access.erasure": ("the erasure of your data", "die Löschung Ihrer Daten"),
+    "access.objection": ("your objection", "Ihren Widerspruch"),
+    "access.review": ("the review of a choice", "die Prüfung einer Entscheidung"),
+    "access.access_log": ("this list of who looked", "diese Liste der Zugriffe"),
     "erased.unknown_date": ("an unrecorded date", "einem nicht erfassten Datum"),
     "erased.inputs": ("The inputs were erased at the customer's request.",
                       "Die Eingaben wurden auf Wunsch der Person gelöscht."),

@@ -1281,6 +1281,83 @@ def object_(customer: str, db: str, channels: str | None, withdraw: bool, by: st
                f"{when:%Y-%m-%d %H:%M} UTC.")
 
 
+@main.command()
+@click.argument("decision_id", required=False)
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
+@click.option("--status", type=click.Choice(["reviewed", "contested", "upheld", "overridden"]), default=None,
+              help="Mark the decision (with DECISION_ID); without it: list the decisions whose latest review has it.")
+@click.option("--comment", default=None, help="What the reviewer found, or what the customer contests.")
+@click.option("--by", "by", default=None, help="The reviewer (default: $KLARTEXT_USER, else your login name).")
+def review(decision_id: str | None, db: str, status: str | None, comment: str | None, by: str | None) -> None:
+    """A person's review of an automated decision (GDPR Art. 22(3)): mark it reviewed,
+    contested, upheld or overridden, with a comment.  Reviews are append-only and sealed; the
+    latest one is the decision's status, and every one is in the decision's evidence file.
+    Without DECISION_ID: the review queue (decisions whose latest review has --status,
+    default contested).
+
+    DECISION_ID is a decision's id, the start of one, or `latest` (the newest).
+    """
+    with _read(db) as log:
+        if decision_id is None:
+            with log.register() as reg:
+                reg.record_access(_actor(by), "cli", "review", None, why=f"queue: {status or 'contested'}")
+                df = reg.reviews(status=status or "contested")
+            latest = df.groupby("decision_id").tail(1)
+            if latest.empty:
+                click.echo(f"No decision whose latest review is {status or 'contested'}.")
+            for r in latest.itertuples():
+                click.echo(f"{r.decision_id}  {r.ts:%Y-%m-%d %H:%M}  {r.status:<10}  {r.reviewer:<16} "
+                           f"{r.comment if isinstance(r.comment, str) else ''}")
+            return
+        if status is None:
+            raise KlartextError("--status is missing.", "Mark the decision reviewed, contested, upheld or overridden.")
+        decision_id = _decision_id(log, decision_id)
+        customer = log.con.execute("SELECT customer FROM decisions WHERE decision_id = ?", [decision_id]).fetchall()[0][0]
+        with log.register() as reg:
+            when = reg.record_review(decision_id, customer, status, _actor(by), comment)
+            reg.record_access(_actor(by), "cli", "review", decision_id, customer=customer)
+    click.echo(f"Decision {decision_id} marked {status} by {_actor(by)} on {when:%Y-%m-%d %H:%M} UTC (sealed in "
+               f"{db}.compliance.duckdb).")
+
+
+@main.command()
+@click.argument("customer")
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
+              help="Where to write it: FILE.pdf, FILE.html (printable page) or FILE.json.")
+@click.option("--lang", type=click.Choice(["en", "de"]), default=None, help="Language (default: $KLARTEXT_LANG, else en).")
+@click.option("--from", "start", default=None, help="First day (YYYY-MM-DD; default: the first decision).")
+@click.option("--to", "end", default=None, help="Last day (YYYY-MM-DD; default: the newest decision).")
+@click.option("--no-access", is_flag=True, help="Leave out who at the organisation looked at the customer's data.")
+@click.option("--contact", default=None, help="How the customer reaches you, printed under their rights.")
+@click.option("--by", "by", default=None, help="Who makes it (default: $KLARTEXT_USER, else your login name).")
+def subject(customer: str, db: str, out: str, lang: str | None, start: str | None, end: str | None, no_access: bool,
+            contact: str | None, by: str | None) -> None:
+    """The customer's own explanation (GDPR Art. 15(1)(h), AI Act Art. 86): every decision about
+    them in the period, the main reasons in plain words, the data used, what they can do, and
+    who looked at their data — written for the customer, in German or English.
+
+    CUSTOMER is the raw customer id.
+    """
+    from explain import i18n
+    from explain import subject as subj
+    from explain.api import Explainer
+
+    kind = Path(out).suffix.lower()
+    if kind not in (".html", ".pdf", ".json"):
+        raise KlartextError(f"--out {out!r}: unknown file type {kind or '(none)'!r}.",
+                            "Name the file .pdf, .html (a printable page) or .json.")
+    lg = i18n.language(lang)
+    first, last = subj.parse_day(start, "--from"), subj.parse_day(end, "--to")
+    with _read(db) as log:
+        rep = subj.subject_report(log, Explainer(log), customer, lg, _actor(by), start=first, end=last,
+                                  with_access=not no_access, contact=contact)
+    data = subj.to_pdf(rep) if kind == ".pdf" else (subj.to_html(rep) if kind == ".html" else subj.to_json(rep)).encode()
+    Path(out).write_bytes(data)
+    click.echo(f"Explanation for customer {customer}: {len(rep['decisions']):,} decision(s), written to {out} "
+               f"({len(data) / 1024:,.0f} KB).")
+
+
 @main.command(name="access-log")
 @click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
 @click.option("--customer", default=None, help="Only accesses to this customer's data (raw id).")

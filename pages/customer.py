@@ -1,7 +1,21 @@
 import streamlit as st
 
 from decision_log import queries
-from pages.common import action_label, catalog, fmt, log, md, money, record_view, require, table, tr
+from pages.common import (
+    action_label,
+    catalog,
+    current_user,
+    explainer,
+    fmt,
+    lang,
+    log,
+    md,
+    money,
+    record_view,
+    require,
+    table,
+    tr,
+)
 
 require("decisions")
 
@@ -49,3 +63,20 @@ table(hist, f"customer_{pseudonym[:12]}", column_config={
     "revenue": st.column_config.NumberColumn(tr("customer.revenue_col", currency=currency), format="%.2f"),
     "margin": st.column_config.NumberColumn(tr("customer.margin_col", currency=currency), format="%.2f"),
     "strategy_version": tr("customer.strategy")})
+
+# the customer's own explanation (GDPR Art. 15(1)(h), AI Act Art. 86), as a PDF to hand over
+st.subheader(tr("customer.subject"))
+st.caption(tr("customer.subject_help"))
+key = f"subject_{pseudonym}_{lang()}"
+if st.button(tr("customer.subject_make"), key="subject_make"):
+    import getpass
+
+    from explain import subject
+
+    user = current_user()
+    report = subject.subject_report(lg, explainer(lg), q, lang(), user.name if user else "local:" + getpass.getuser(),
+                                    via="dashboard", pseudonym=pseudonym)
+    st.session_state[key] = subject.to_pdf(report)
+if key in st.session_state:
+    st.download_button(tr("customer.subject_download"), st.session_state[key], file_name=f"subject_{lang()}.pdf",
+                       mime="application/pdf", key="subject_download")

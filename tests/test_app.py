@@ -112,6 +112,26 @@ def test_customer_history_hashes_a_raw_id(demo_log, monkeypatch):
     assert at.warning[0].value.startswith("No decision about 'nobody' in this log")
 
 
+def test_customer_page_records_the_view_and_makes_the_customers_explanation(demo_copy, monkeypatch):
+    from decision_log.store import DecisionLog
+    from tests.conftest import returning_customer
+
+    cust, n = returning_customer(demo_copy)
+    with DecisionLog.open(demo_copy, read_only=True) as log, log.register(read_only=True) as reg:
+        before = 0 if reg is None else len(reg.access_log())  # other tests' views of the shared demo log
+    at = page("pages/customer.py", demo_copy, monkeypatch)
+    ok(at.text_input(key="cust").set_value(cust).run())
+    ok(at.text_input(key="cust").set_value(cust).run())  # a rerun of the same view is one view
+    ok(at.button(key="subject_make").click().run())
+    assert any(b.label == "Download the explanation" for b in at.get("download_button"))
+    with DecisionLog.open(demo_copy, read_only=True) as log, log.register(read_only=True) as reg:
+        pseudo = str(log.pseudonymise([cust])[0])
+        rows = reg.access_log()
+    rows = rows.iloc[:len(rows) - before]  # newest first: the rows this test added
+    assert list(rows["what"]) == ["subject_export", "customer"]
+    assert set(rows["via"]) == {"dashboard"} and set(rows["customer"]) == {pseudo} and cust not in rows.to_string()
+
+
 def test_customer_history_shows_one_row_per_decision_with_a_link_to_its_replay(demo_copy, monkeypatch):
     # a decision with two reported outcomes (two actions) was shown as two rows
     import pandas as pd

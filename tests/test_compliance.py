@@ -238,3 +238,71 @@ def test_reviews_and_accesses_are_sealed(demo_copy):
         assert r.exit_code == 1 and "compliance register" in r.output
         path.write_bytes(saved)
         Path(str(path) + ".wal").unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("lang", ["de", "en"])
+def test_the_customers_own_explanation_in_both_languages(demo_copy, tmp_path, lang):
+    """Art. 15(1)(h) / AI Act Art. 86: rendered to pages (pdftoppm) and read back (pdftotext)."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("pdftotext") or not shutil.which("pdftoppm"):
+        pytest.skip("poppler-utils (pdftotext, pdftoppm) is not installed")
+    raw, n = returning_customer(demo_copy)
+    runner = CliRunner()
+    with DecisionLog.open(demo_copy, read_only=True) as log:
+        first = log.con.execute("SELECT decision_id FROM decisions WHERE customer = ? ORDER BY ts LIMIT 1",
+                                [str(log.pseudonymise([raw])[0])]).fetchall()[0][0]
+    assert runner.invoke(main, ["explain", first, "--db", str(demo_copy)]).exit_code == 0  # someone looked
+    out = tmp_path / f"subject_{lang}.pdf"
+    r = runner.invoke(main, ["subject", raw, "--db", str(demo_copy), "--out", str(out), "--lang", lang,
+                             "--contact", "datenschutz@example.de", "--by", "service-desk"])
+    assert r.exit_code == 0, r.output
+    text = subprocess.run(["pdftotext", "-layout", str(out), "-"], capture_output=True, text=True, check=True).stdout
+    flat = " ".join(text.split())
+    pages = subprocess.run(["pdftoppm", "-r", "40", "-png", str(out), str(tmp_path / "page")], check=True)
+    assert pages.returncode == 0 and len(list(tmp_path.glob("page-*.png"))) >= 1
+    words = {"de": ["Ihre persönliche Auskunft", f"Unsere Entscheidungen über Sie ({n})", "Die Daten, die wir verwendet",
+                    "Werbung widersprechen", "Art. 21 DSGVO", "einen Menschen verlangen", "Art. 22 Abs. 3 DSGVO",
+                    "Wer in unserem Unternehmen Ihre Daten angesehen hat", "diese Auskunft",
+                    "eine unserer Entscheidungen über Sie", "Kontakt: datenschutz@example.de"],
+             "en": ["Your personal explanation", f"Our choices about you ({n})", "The data we used",
+                    "Object to marketing", "GDPR Art. 21", "ask for a person", "GDPR Art. 22(3)",
+                    "Who at our company looked at your data", "this explanation", "one of our choices about you"]}[lang]
+    for w in words:
+        assert w in flat, w
+    assert "log-odds" not in flat and "Log-Odds" not in flat
+    assert ("erhöhte die Chance" if lang == "de" else "raised the chance") in flat  # the reasons, in plain words
+    assert "Customer lifetime value" in flat  # the data used, with its value
+    with DecisionLog.open(demo_copy, read_only=True) as log, log.register(read_only=True) as reg:
+        kinds = list(reg.access_log()["what"])
+    assert kinds[0] == "subject_export"
+
+
+def test_the_compliance_page_queues_contests_samples_a_week_and_shows_the_access_log(demo_copy, monkeypatch):
+    from test_app import ok, page
+
+    runner = CliRunner()
+    with DecisionLog.open(demo_copy, read_only=True) as log:
+        did, other = [r[0] for r in log.con.execute("SELECT decision_id FROM decisions ORDER BY seq LIMIT 2").fetchall()]
+    r = runner.invoke(main, ["review", did, "--db", str(demo_copy), "--status", "contested", "--by", "care",
+                             "--comment", "customer disputes the voucher"])
+    assert r.exit_code == 0, r.output
+    assert did in runner.invoke(main, ["review", "--db", str(demo_copy)]).output  # the CLI's queue
+    at = page("pages/compliance.py", demo_copy, monkeypatch)
+    queue = at.dataframe[0].value
+    assert list(queue["decision_id"]) == [did] and queue["comment"].iloc[0] == "customer disputes the voucher"
+    at.text_input(key="review_id").set_value(did)
+    at.selectbox(key="review_status").set_value("upheld")
+    at.text_area(key="review_comment").set_value("the voucher rule was applied correctly")
+    ok(at.button[0].click().run())
+    assert at.success[0].value.startswith(f"Decision {did} marked “upheld”")
+    ok(at.selectbox(key="queue_status").set_value("upheld").run())
+    assert list(at.dataframe[0].value["decision_id"]) == [did]
+    assert any("random sample of" in m.value and "the same sample for every reviewer" in m.value for m in at.markdown)
+    with DecisionLog.open(demo_copy, read_only=True) as log:
+        with log.register(read_only=True) as reg:
+            trail = list(reg.reviews(did)["status"])
+            kinds = set(reg.access_log()["what"])
+        assert log.verify().ok
+    assert trail == ["contested", "upheld"] and {"review", "access_log"} <= kinds

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 from explain import i18n
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = ["overview", "tradeoffs", "replay", "customer", "funnel", "explanations", "models", "integrity"]
+PAGES = ["overview", "tradeoffs", "replay", "customer", "funnel", "explanations", "models", "integrity", "compliance"]
 
 
 def test_every_text_is_in_both_languages_with_the_same_placeholders():
