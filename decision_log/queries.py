@@ -698,3 +698,20 @@ def decisions_by_id(con: duckdb.DuckDBPyConnection, decision_ids: list[str]) -> 
         return pd.DataFrame(columns=["decision_id", "ts", "channel", "chosen_actions", "customer"])
     return con.execute("SELECT decision_id, ts, channel, chosen_actions, customer FROM decisions "
                        "WHERE decision_id IN (SELECT unnest(?)) ORDER BY ts", [decision_ids]).df()
+
+
+def objection_violations(con: duckdb.DuckDBPyConnection, periods: list, marketing: dict[str, set[str]]) -> pd.DataFrame:
+    """Decisions that showed a marketing action to a customer while their objection stood on
+    that channel — there must be none.  ``periods``: the register's objection periods;
+    ``marketing``: strategy version → its marketing actions.  Columns: decision_id, ts,
+    customer, channel, chosen_actions."""
+    cols = ["decision_id", "ts", "customer", "channel", "chosen_actions"]
+    found = []
+    for customer, channels, start, until in periods:
+        rows = con.execute("SELECT decision_id, ts, customer, channel, chosen_actions, strategy_version FROM decisions "
+                           "WHERE customer = ? AND ts >= ? AND (? IS NULL OR ts < ?)",
+                           [customer, start, until, until]).fetchall()
+        for r in rows:
+            if (channels is None or r[3] in channels) and set(r[4]) & marketing.get(r[5], set()):
+                found.append(r[:5])
+    return pd.DataFrame(found, columns=cols)

@@ -136,6 +136,21 @@ class Register:
                 state[customer] = frozenset(channels) | (state.get(customer) or frozenset())
         return state
 
+    def objection_periods(self) -> list[tuple[str, frozenset[str] | None, datetime, datetime | None]]:
+        """Every objection as (customer, channels or None for all, from, until — None while it stands)."""
+        rows = self.con.execute("SELECT customer, channels, withdrawn, ts FROM objections ORDER BY seal_seq, ts"
+                                ).fetchall()
+        out: list = []
+        open_: dict[str, list[int]] = {}
+        for customer, channels, withdrawn, ts in rows:
+            if withdrawn:
+                for i in open_.pop(customer, []):
+                    out[i] = (*out[i][:3], ts)
+            else:
+                open_.setdefault(customer, []).append(len(out))
+                out.append((customer, None if channels is None else frozenset(channels), ts, None))
+        return out
+
     def erasures(self) -> dict[str, datetime]:
         """customer → when they were (last) erased."""
         return {c: ts for c, ts in self.con.execute(

@@ -283,6 +283,12 @@ TEXT: dict[str, tuple[str, str]] = {
     "compliance.all_channels": ("all channels", "alle Kanäle"),
     "compliance.objection_rows": ("{n} candidate actions were removed by the rule “objection” so far.",
                                   "{n} Kandidaten-Aktionen hat die Regel „objection“ bisher entfernt."),
+    "compliance.no_violations": ("Marketing shown to a customer while their objection stood: none (checked over "
+                                 "{n} objection(s) and every decision after each).",
+                                 "Werbung für eine Person trotz bestehenden Widerspruchs: keine (geprüft über {n} "
+                                 "Widerspruch/Widersprüche und jede Entscheidung danach)."),
+    "compliance.violations": ("{n} decision(s) showed marketing to a customer while their objection stood:",
+                              "{n} Entscheidung(en) zeigten einer Person Werbung trotz bestehenden Widerspruchs:"),
     "compliance.erasures": ("Erasures at the customer's request: {n}", "Löschungen auf Wunsch der Person: {n}"),
     "customer.subject": ("The customer's own explanation", "Auskunft für die Person"),
     "customer.subject_help": ("Every decision about this customer with its main reasons in plain words, the data "

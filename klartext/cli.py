@@ -330,7 +330,8 @@ def replay(decision_id: str | None, db: str, sample: int | None, seed: int, as_j
             click.echo(_t("cli.replay_ok", lang, id=r.decision_id,
                           chosen=", ".join(r.chosen_logged) or _t("cli.no_action", lang)))
         elif not r.replayable:
-            click.echo(_t("cli.replay_cannot", lang, id=r.decision_id, note=r.note))
+            note = r.note if r.erased_at is None else _t("erased.banner", lang, date=f"{r.erased_at:%Y-%m-%d}")
+            click.echo(_t("cli.replay_cannot", lang, id=r.decision_id, note=note.rstrip(".")))
         else:
             click.echo(_t("cli.replay_differs", lang, id=r.decision_id, logged=r.chosen_logged, replayed=r.chosen_replayed))
             for d in r.differences[:20]:

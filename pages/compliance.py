@@ -121,10 +121,18 @@ with tab_rights:
         st.dataframe(pd.DataFrame([{tr("compliance.customer"): c, tr("col.channel"): ", ".join(sorted(ch)) if ch
                                     else tr("compliance.all_channels")} for c, ch in objections.items()]),
                      hide_index=True, width="stretch")
-    violations = con.execute(
-        "SELECT count(*) FROM candidates c JOIN decisions d USING (decision_id) WHERE c.rule = 'objection'"
-    ).fetchall()[0][0]
-    st.caption(tr("compliance.objection_rows", n=number(violations)))
+    removed = con.execute("SELECT count(*) FROM candidates WHERE rule = 'objection'").fetchall()[0][0]
+    st.caption(tr("compliance.objection_rows", n=number(removed)))
+    with lg.register(read_only=True) as reg:
+        periods = reg.objection_periods() if reg is not None else []
+    marketing = {sv: {a.id for a in lg.load_strategy(sv).actions if a.marketing}
+                 for (sv,) in con.execute("SELECT version FROM strategies").fetchall()}
+    bad = queries.objection_violations(con, periods, marketing)
+    if bad.empty:
+        st.success(tr("compliance.no_violations", n=number(len(periods))), icon=":material/check_circle:")
+    else:
+        st.error(tr("compliance.violations", n=number(len(bad))))
+        st.dataframe(bad, hide_index=True, width="stretch")
     st.subheader(tr("compliance.erasures", n=number(len(erasures))))
     if len(erasures):
         st.dataframe(erasures, hide_index=True, width="stretch")

@@ -194,6 +194,14 @@ def test_an_objection_stops_every_later_marketing_action_over_a_month(demo_copy)
     assert theirs[theirs["channel"] == "email"]["rule"].isin(["objection", "available_on_channel"]).all()
     assert (theirs[theirs["channel"] == "email"]["rule"] == "objection").any()
     assert not (theirs[theirs["channel"] != "email"]["rule"] == "objection").any()
+    with DecisionLog.open(demo_copy, read_only=True) as log, log.register(read_only=True) as reg:
+        periods = reg.objection_periods()
+        marketing_by_version = {strategy.version: marketing}
+        assert len(periods) == 2 and queries.objection_violations(log.con, periods, marketing_by_version).empty
+        # the check is real: the customer's own marketing decisions before the objection are found once
+        # the objection is dated back to before them
+        early = [(c, ch, pd.Timestamp("2020-01-01", tz="UTC").to_pydatetime(), u) for c, ch, _, u in periods]
+        assert not queries.objection_violations(log.con, early, marketing_by_version).empty
     # withdrawn: marketing comes back
     assert runner.invoke(main, ["object", raw, "--db", str(demo_copy), "--withdraw", "--by", "x"]).exit_code == 0
     with DecisionLog.open(demo_copy) as log:
@@ -306,3 +314,20 @@ def test_the_compliance_page_queues_contests_samples_a_week_and_shows_the_access
             kinds = set(reg.access_log()["what"])
         assert log.verify().ok
     assert trail == ["contested", "upheld"] and {"review", "access_log"} <= kinds
+
+
+def test_an_erased_decision_on_the_replay_page_and_in_the_cli(demo_copy, monkeypatch):
+    from test_app import ok, page
+
+    raw, _ = returning_customer(demo_copy)
+    with DecisionLog.open(demo_copy, read_only=True) as log:
+        done = erase(log, raw, "dpo", "cli", "T-9")
+        did = log.con.execute("SELECT decision_id FROM decisions WHERE customer = ? LIMIT 1",
+                              [done.customer]).fetchall()[0][0]
+    monkeypatch.setenv("KLARTEXT_LANG", "de")
+    at = page("pages/replay.py", demo_copy, monkeypatch)
+    ok(at.text_input(key="q_id").set_value(did).run())
+    assert at.info[0].value.startswith(f"Gelöscht am {done.erased_at:%Y-%m-%d} auf Wunsch")
+    assert not at.warning  # no technical notes in place of the banner
+    r = CliRunner().invoke(main, ["replay", did, "--db", str(demo_copy), "--lang", "de"])
+    assert r.exit_code == 1 and "Gelöscht am" in r.output
