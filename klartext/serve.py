@@ -548,7 +548,10 @@ def create_app(db: str, strategy_path: str | None = None, *, users: str | None =
         with svc.log.register() as reg:  # recorded before it is answered: no view without its record
             reg.record_access(user.name if user else "local", "api", "decision", decision_id,
                               customer=e.decision.get("customer"))
-        return json.loads(json.dumps(e.to_dict(), default=str))
+            reviews = reg.reviews(decision_id).drop(columns=["customer"])
+        out = e.to_dict()
+        out["reviews"] = reviews.to_dict("records")  # the review trail (GDPR Art. 22(3)), oldest first
+        return json.loads(json.dumps(out, default=str))
 
     @app.post("/objection")
     def objection(body: ObjectionIn, user: access.User | None = Depends(need("decide"))) -> dict:  # noqa: B008

@@ -173,3 +173,28 @@ def test_kill_9_under_load_loses_no_acknowledged_decision(demo_copy):
         assert log.verify().ok
     assert found == len(acked) and cands == 29 * len(acked)
     assert partial == 0
+
+
+def test_an_objection_through_the_service_applies_to_the_next_decision_and_views_are_recorded(client):
+    c, db = client
+    first = c.post("/decide", json=CUSTOMER).json()
+    r = c.post("/objection", json={"customer_id": CUSTOMER["customer_id"], "note": "phone call"})
+    assert r.status_code == 200, r.text
+    assert r.json()["channels"] is None and CUSTOMER["customer_id"] not in r.text  # answered by pseudonym
+    assert c.post("/objection", json={"customer_id": "x", "channels": ["fax"]}).status_code == 422
+    after = c.post("/decide", json=CUSTOMER).json()
+    with c.app.state.service().log.register() as reg:
+        reg.record_review(after["decision_id"], None, "contested", "care", "customer asks for a person")
+    rec = c.get(f"/decisions/{after['decision_id']}").json()
+    assert [(x["status"], x["reviewer"]) for x in rec["reviews"]] == [("contested", "care")]
+    by_action = {x["action_id"]: x for x in rec["candidates"]}
+    s = c.app.state.service().strategy
+    marketing = [a.id for a in s.actions if a.marketing and CUSTOMER["channel"] in a.channels]
+    assert marketing and all(by_action[a]["rule"] == "objection" for a in marketing)
+    assert not set(after["chosen_actions"]) & set(marketing)
+    firsts = {x["action_id"]: x["rule"] for x in c.get(f"/decisions/{first['decision_id']}").json()["candidates"]}
+    assert "objection" not in firsts.values()  # before the objection
+    svc = c.app.state.service()
+    with svc.log.register(read_only=True) as reg:
+        views = reg.access_log()
+    assert list(views["what"]) == ["decision", "decision"] and set(views["via"]) == {"api"}
