@@ -160,15 +160,22 @@ class Register:
         return self.con.execute("SELECT ts, customer, actor, via, reference, decisions, key_fingerprint "
                                 "FROM erasures ORDER BY ts").df()
 
+    def _select(self, sql: str, equal: dict[str, Any], since: datetime | None = None, order: str = "ts",
+                limit: int | None = None) -> pd.DataFrame:
+        """``sql`` filtered on the columns of ``equal`` that are given (not None) and ``ts >= since``."""
+        terms = [(f"{col} = ?", val) for col, val in equal.items() if val is not None]
+        if since is not None:
+            terms.append(("ts >= ?", since))
+        if terms:
+            sql += " WHERE " + " AND ".join(t for t, _ in terms)
+        sql += f" ORDER BY {order}" + (f" LIMIT {int(limit)}" if limit is not None else "")
+        return self.con.execute(sql, [v for _, v in terms]).df()
+
     def reviews(self, decision_id: str | None = None, status: str | None = None) -> pd.DataFrame:
-        where, params = [], []
-        if decision_id is not None:
-            where.append("decision_id = ?")
-            params.append(decision_id)
-        sql = "SELECT ts, decision_id, customer, status, reviewer, comment FROM reviews"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        df = self.con.execute(sql + " ORDER BY ts", params).df()
+        """Reviews (oldest first), of one decision or all; ``status``: only the decisions whose
+        latest review has it (with their whole trail)."""
+        df = self._select("SELECT ts, decision_id, customer, status, reviewer, comment FROM reviews",
+                          {"decision_id": decision_id})
         if status is not None and len(df):
             latest = df.groupby("decision_id")["status"].last()
             df = df[df["decision_id"].isin(latest[latest == status].index)]
@@ -176,21 +183,9 @@ class Register:
 
     def access_log(self, customer: str | None = None, actor: str | None = None, since: datetime | None = None,
                    limit: int | None = None) -> pd.DataFrame:
-        where, params = [], []
-        for col, val in (("customer", customer), ("actor", actor)):
-            if val is not None:
-                where.append(f"{col} = ?")
-                params.append(val)
-        if since is not None:
-            where.append("ts >= ?")
-            params.append(since)
-        sql = "SELECT ts, actor, via, what, target, customer, why FROM access"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY ts DESC"
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        return self.con.execute(sql, params).df()
+        """Accesses, newest first."""
+        return self._select("SELECT ts, actor, via, what, target, customer, why FROM access",
+                            {"customer": customer, "actor": actor}, since, "ts DESC", limit)
 
     def verify(self) -> seals.SealProblem | None:
         return seals.verify(self.con, TABLES)
