@@ -116,10 +116,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--customers", type=int, default=20_000)
     ap.add_argument("--requests", type=int, default=300, help="Requests per client.")
+    ap.add_argument("--inputs", choices=["sealed", "clear"], default="sealed",
+                    help="A log that seals each decision's inputs under its customer's key (the default) or one "
+                         "that stores them in clear (to compare).")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         db = str(Path(tmp) / "serve.duckdb")
-        run_demo(db, args.customers)
+        run_demo(db, args.customers, seal_inputs=args.inputs == "sealed")
         strategy = retail.load_demo_strategy()
         people = retail.generate_customers(2000, seed=99)
         frame, contacts, rej, days = retail.generate_interactions(people, strategy, seed=99)
@@ -194,6 +197,7 @@ def main() -> None:
     print(json.dumps({
         "benchmark": "bench_serve",
         "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+        "inputs": args.inputs,
         "runs": runs,
         "baseline_in_process_single": {"p50_ms": round(float(np.percentile(base_ms, 50)), 2),
                                        "p99_ms": round(float(np.percentile(base_ms, 99)), 2),

@@ -122,6 +122,7 @@ def run_demo(
     days: int = 28,
     explain_sample: int = 0,
     progress: Progress | None = None,
+    seal_inputs: bool = True,
 ) -> DemoResult:
     """Generate the retail scenario, train models, decide for every customer, simulate outcomes,
     and explain (and check) ``explain_sample`` random decisions for the dashboard's global views."""
@@ -153,7 +154,7 @@ def run_demo(
     journeys = retail.Journeys(strategy, frame, who, when, ts_us, contacts, rej, days_since, seed=seed)
     engine = Engine(strategy, models)
     _compile(progress, seconds)
-    log = DecisionLog.open(db)
+    log = DecisionLog.open(db, seal_inputs=seal_inputs)
     try:
         t = time.perf_counter()
         on_logged = _counter(progress, "Deciding and logging", customers)
