@@ -45,8 +45,9 @@ def _aggregates(db: Path) -> dict:
         con = log.con.cursor()
         out = {"summary": queries.summary(con), "funnel": queries.funnel(con).to_dict("records"),
                "stages": con.execute("SELECT stage, rule, count(*) FROM candidates GROUP BY ALL ORDER BY ALL").fetchall(),
-               "outcomes": con.execute("SELECT outcome, count(*), sum(margin), sum(revenue) FROM outcomes "
-                                       "GROUP BY ALL ORDER BY ALL").fetchall()}
+               # rounded: a parallel sum adds in no fixed order (its last digits vary from run to run)
+               "outcomes": con.execute("SELECT outcome, count(*), round(sum(margin), 6), round(sum(revenue), 6) "
+                                       "FROM outcomes GROUP BY ALL ORDER BY ALL").fetchall()}
     return out
 
 
