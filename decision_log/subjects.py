@@ -117,6 +117,8 @@ class SubjectKeys:
             with open(self.path, "rb") as fh:
                 if self._read == 0:
                     head = fh.read(len(HEADER))
+                    if HEADER.startswith(head) and head != HEADER:  # another process is writing its first record
+                        return
                     if head != HEADER:
                         raise LogError(f"{self.path} is not a Klartext key file of customers' keys.",
                                        "Restore it from your backup; without it no sealed input can be read.")

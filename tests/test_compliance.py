@@ -332,3 +332,12 @@ def test_an_erased_decision_on_the_replay_page_and_in_the_cli(demo_copy, monkeyp
     assert not at.warning  # no technical notes in place of the banner
     r = CliRunner().invoke(main, ["replay", did, "--db", str(demo_copy), "--lang", "de"])
     assert r.exit_code == 1 and "Gelöscht am" in r.output
+
+
+def test_a_key_file_being_created_reads_as_empty_and_a_foreign_file_is_refused(tmp_path):
+    path = tmp_path / "log.duckdb.subject-keys"
+    path.write_bytes(subjects.HEADER[:5])  # another process is writing its first record right now
+    assert len(subjects.SubjectKeys(path, b"k" * 32)) == 0
+    path.write_bytes(b"PK\x03\x04 not a key file")
+    with pytest.raises(Exception, match="is not a Klartext key file"):
+        subjects.SubjectKeys(path, b"k" * 32)
