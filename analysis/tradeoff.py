@@ -256,7 +256,7 @@ def load_factors(log: DecisionLog, strategy_version: str | None = None,
     sv = strategy_version or log.latest_strategy_version()
     s = log.load_strategy(sv)
     dec, cand = queries.decision_factors(con, sv, s.clv_feature, list(s.action_ids), list(s.channel_ids),
-                                         keys=log.subject_keys)
+                                         keys=log.subject_keys, feature_names=[f.name for f in s.features])
     n, A = len(dec["seq"]), len(s.actions)
     if n == 0:
         raise LogError(f"The log {log.path!r} holds no decisions of strategy {sv!r}.",

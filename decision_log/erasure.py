@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from decision_log import subjects
 from decision_log.store import DecisionLog
 from decisioning.errors import LogError
 
@@ -22,15 +23,13 @@ class Erasure:
     customer: str  #: the pseudonym
     decisions: int  #: decisions about the customer in the log
     sealed: int  #: of them, with inputs sealed under the destroyed key
-    key_fingerprint: str | None  #: the destroyed key record's fingerprint (None: there was no key left)
+    key_fingerprint: str | None  #: the destroyed key's id, as its sealed values name it (None: there was no key left)
     erased_at: datetime
 
 
 def erase(log: DecisionLog, customer: str, actor: str, via: str, reference: str | None = None,
           raw_id: bool = True) -> Erasure:
     """Erase ``customer`` (a raw id, or a pseudonym with ``raw_id=False``)."""
-    from decision_log import subjects
-
     pseudo = str(log.pseudonymise([customer])[0]) if raw_id else customer
     con = log.con.cursor()
     total, sealed, clear = con.execute(
@@ -48,8 +47,8 @@ def erase(log: DecisionLog, customer: str, actor: str, via: str, reference: str 
     if log.seals_inputs and log.subject_keys is None:
         raise LogError(f"The log {log.path!r} seals inputs, but its pseudonym key is not available.",
                        f"Put {log.path}.key beside the log or set $KLARTEXT_PSEUDONYM_KEY.")
-    fingerprint = log.subject_keys.erase(pseudo) if log.subject_keys is not None else None
+    destroyed = log.subject_keys.erase(pseudo) if log.subject_keys is not None else None
     with log.register() as reg:
-        when = reg.record_erasure(pseudo, actor, via, reference, int(total), fingerprint)
+        when = reg.record_erasure(pseudo, actor, via, reference, int(total), destroyed)
         reg.record_access(actor, via, "erasure", pseudo, customer=pseudo, why=reference)
-    return Erasure(pseudo, int(total), int(sealed), fingerprint, when)
+    return Erasure(pseudo, int(total), int(sealed), destroyed, when)

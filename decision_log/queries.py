@@ -488,8 +488,8 @@ def model_usage(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 
 def decision_factors(con: duckdb.DuckDBPyConnection, strategy_version: str, clv_feature: str,
-                     action_ids: list[str], channel_ids: list[str], keys: SubjectKeys | None = None
-                     ) -> tuple[dict, dict]:
+                     action_ids: list[str], channel_ids: list[str], keys: SubjectKeys | None = None,
+                     feature_names: list[str] | None = None) -> tuple[dict, dict]:
     """The factors of every decision of one strategy version, for re-arbitration.
 
     Returns two dicts of numpy arrays: per decision (in log order) ``seq``, ``channel`` (index into ``channel_ids``), ``clv``, ``first`` (index of the first chosen
@@ -498,8 +498,9 @@ def decision_factors(con: duckdb.DuckDBPyConnection, strategy_version: str, clv_
     ``context_weight``, ``lever``.
 
     Where the inputs are sealed (:mod:`decision_log.subjects`) the CLV is read from them
-    opened with ``keys``; the decisions of erased customers are left out of both (there is
-    nothing to re-arbitrate them with).
+    opened with ``keys`` (``feature_names``: the strategy's features in order, where the CLV
+    stands in the compact document); the decisions of erased customers are left out of both
+    (there is nothing to re-arbitrate them with).
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -540,11 +541,9 @@ def decision_factors(con: duckdb.DuckDBPyConnection, strategy_version: str, clv_
     pattern = re.compile(params["clv_key"])
     clv = dec["clv"] = np.asarray(dec["clv"], dtype=np.float64).copy()
     pos = np.searchsorted(dec["seq"], seqs)
-    at = None
+    at = feature_names.index(clv_feature) if feature_names is not None else None
     for i, text in zip(pos.tolist(), plain):
-        if text is not None and text.startswith('{"v":1,'):  # the compact document (decision_log.rows.COMPACT)
-            if at is None:
-                at = [f.name for f in strategy_of(con, strategy_version).features].index(clv_feature)
+        if text is not None and text.startswith('{"v":1,') and at is not None:  # decision_log.rows.COMPACT
             v = json.loads(text)["f"][at]
             clv[i] = np.nan if v is None else float(v)
             continue
@@ -556,14 +555,6 @@ def decision_factors(con: duckdb.DuckDBPyConnection, strategy_version: str, clv_
         kept = np.isin(np.asarray(cand["seq"]), dec["seq"])
         cand = {k: np.asarray(v)[kept] if not np.ma.isMaskedArray(v) else v[kept] for k, v in cand.items()}
     return dec, cand
-
-
-def strategy_of(con: duckdb.DuckDBPyConnection, version: str) -> Strategy:
-    """A strategy logged in this log, by version."""
-    from decisioning.strategy import parse_strategy
-
-    text = con.execute("SELECT text FROM strategies WHERE version = ?", [version]).fetchall()[0][0]
-    return parse_strategy(text)
 
 
 def first_action_outcomes(con: duckdb.DuckDBPyConnection, strategy_version: str) -> dict:

@@ -9,8 +9,8 @@ in ``<log>.compliance.duckdb``:
     later decision removes the marketing actions with the rule ``objection``.
 ``erasures``
     A customer erased at their request (Art. 17): their key destroyed
-    (:mod:`decision_log.subjects`), how many decisions it sealed, and the destroyed key
-    record's fingerprint.
+    (:mod:`decision_log.subjects`), how many decisions it sealed, and the destroyed
+    key's id (the one its sealed values name).
 ``reviews``
     A person's review of one decision (Art. 22(3)): reviewed, contested, upheld or
     overridden, with their comment.
@@ -124,16 +124,14 @@ class Register:
     # -- reading ------------------------------------------------------------------------
 
     def objections(self) -> dict[str, frozenset[str] | None]:
-        """The standing objections: customer → the channels objected to (None: all)."""
-        rows = self.con.execute("SELECT customer, channels, withdrawn FROM objections ORDER BY seal_seq, ts").fetchall()
+        """The standing objections: customer → the channels objected to (None: all), the union
+        of the customer's objections not withdrawn since (:meth:`objection_periods`)."""
         state: dict[str, frozenset[str] | None] = {}
-        for customer, channels, withdrawn in rows:
-            if withdrawn:
-                state.pop(customer, None)
-            elif channels is None or customer in state and state[customer] is None:
-                state[customer] = None
-            else:
-                state[customer] = frozenset(channels) | (state.get(customer) or frozenset())
+        for customer, channels, _start, until in self.objection_periods():
+            if until is not None:
+                continue
+            held = state.get(customer, frozenset())
+            state[customer] = None if channels is None or held is None else held | channels
         return state
 
     def objection_periods(self) -> list[tuple[str, frozenset[str] | None, datetime, datetime | None]]:
@@ -256,11 +254,3 @@ def _connect(path: Path, read_only: bool, wait_s: float) -> duckdb.DuckDBPyConne
         except duckdb.Error as exc:
             raise LogError(f"Cannot open the compliance register {path}: {exc}",
                            "It is a DuckDB file kept beside the log; restore it from your backup.") from exc
-
-
-def state(log_path: str, memory_key: int | None = None) -> tuple[dict[str, frozenset[str] | None], dict[str, Any]]:
-    """(standing objections, erasures) of a log, read once (empty where nothing was recorded)."""
-    with opened(log_path, read_only=True, memory_key=memory_key) as reg:
-        if reg is None:
-            return {}, {}
-        return reg.objections(), reg.erasures()

@@ -63,9 +63,9 @@ def prepare(batch: DecisionBatch, strategy: Strategy, pseudonyms: np.ndarray, so
     starts = np.arange(n, dtype=np.int64) * A
     digests = integrity.group_digests(_candidate_columns(batch, strategy, rows), n * A, starts, starts + A)
     extras = _extras(batch, compact=keys is not None)
-    if keys is not None:  # sealed: the compact document (COMPACT), written by Python (it is encrypted one by one anyway)
-        plain = (_compact_inputs(dec, strategy, extras) if n <= SMALL_BATCH
-                 else _compact_by_duckdb(dec, strategy, extras))
+    if keys is not None:  # sealed: the compact document (COMPACT), like the clear one by Python for a small batch
+        plain = (_compact_inputs(dec, strategy) if n <= SMALL_BATCH else _compact_by_duckdb(dec, strategy))
+        plain = _with_extras(plain, extras)
         sealed = keys.seal(pseudonyms, batch.decision_id.tolist(), plain)
         typed = _typed_rows(dec, pa.array(sealed, pa.string()))
         return PreparedBatch(strategy, _json_columns(typed), integrity.decision_tails(typed), cand, digests)
@@ -73,10 +73,7 @@ def prepare(batch: DecisionBatch, strategy: Strategy, pseudonyms: np.ndarray, so
     if typed is None:
         inputs = _query(_INPUTS_JSON, None, _k_dec=dec).column("inputs")
         if extras:
-            texts = inputs.to_pylist()
-            for r, more in extras.items():
-                texts[r] = texts[r][:-1] + more + "}"
-            inputs = pa.array(texts, pa.string())
+            inputs = pa.array(_with_extras(inputs.to_pylist(), extras), pa.string())
         typed = _typed_rows(dec, inputs)
     return PreparedBatch(strategy, _json_columns(typed), integrity.decision_tails(typed), cand, digests)
 
@@ -92,6 +89,14 @@ def _extras(batch: DecisionBatch, compact: bool = False) -> dict[int, str]:
     return {r: member for r in np.flatnonzero(objection).tolist()}
 
 
+def _with_extras(texts: list[str], extras: dict[int, str]) -> list[str]:
+    """``texts`` (JSON objects) with each row's extra members (:func:`_extras`) inserted
+    before its closing brace, in place."""
+    for r, more in extras.items():
+        texts[r] = texts[r][:-1] + more + "}"
+    return texts
+
+
 #: The plain text of sealed inputs: ``{"v":1,"s":<strategy version>,"f":[features in the
 #: strategy's order],"c":[contacts in channel order],"r":{rejections},"a":{assignment},"o":true}``
 #: (``r``, ``a``, ``o`` only where there are): the names are the strategy's, so they are not
@@ -100,7 +105,8 @@ def _extras(batch: DecisionBatch, compact: bool = False) -> dict[int, str]:
 COMPACT = '{"v":1,'
 
 
-def _compact_inputs(dec: pa.Table, strategy: Strategy, extras: dict[int, str]) -> list[str]:
+def _compact_inputs(dec: pa.Table, strategy: Strategy) -> list[str]:
+    """The compact documents (:data:`COMPACT`) of a small batch, written in Python."""
     names = [f.name for f in strategy.features]
     feats = dec.column("features").combine_chunks()
     cols = [feats.field(i).to_pylist() for i in range(feats.type.num_fields)]
@@ -117,14 +123,14 @@ def _compact_inputs(dec: pa.Table, strategy: Strategy, extras: dict[int, str]) -
             text += ',"r":' + rej[r]
         if asg[r] is not None:
             text += ',"a":' + asg[r]
-        out.append(text + extras.get(r, "") + "}")
+        out.append(text + "}")
     return out
 
 
 _COMPACT_SQL: dict[str, str] = {}
 
 
-def _compact_by_duckdb(dec: pa.Table, strategy: Strategy, extras: dict[int, str]) -> list[str]:
+def _compact_by_duckdb(dec: pa.Table, strategy: Strategy) -> list[str]:
     """:func:`_compact_inputs` for a large batch, written by DuckDB's JSON functions (as the
     clear document is)."""
     sql = _COMPACT_SQL.get(strategy.version)
@@ -136,10 +142,7 @@ def _compact_by_duckdb(dec: pa.Table, strategy: Strategy, extras: dict[int, str]
             f"json_array({f})::VARCHAR || ',\"c\":' || json_array({c})::VARCHAR || "
             "CASE WHEN rejections = '{}' THEN '' ELSE ',\"r\":' || rejections END || "
             "CASE WHEN assignment IS NULL THEN '' ELSE ',\"a\":' || assignment END || '}' AS inputs FROM _k_dec")
-    texts = _query(sql, None, _k_dec=dec).column("inputs").to_pylist()
-    for r, more in extras.items():
-        texts[r] = texts[r][:-1] + more + "}"
-    return texts
+    return _query(sql, None, _k_dec=dec).column("inputs").to_pylist()
 
 
 def expand(text: str, strategy: Strategy) -> str:
@@ -234,9 +237,7 @@ def _typed_small(dec: pa.Table, extras: dict[int, str] | None = None) -> pa.Tabl
             inputs.append(json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False))
     except ValueError:
         return None
-    for r, more in (extras or {}).items():
-        inputs[r] = inputs[r][:-1] + more + "}"
-    return _typed_rows(dec, pa.array(inputs, pa.string()))
+    return _typed_rows(dec, pa.array(_with_extras(inputs, extras or {}), pa.string()))
 
 
 def _typed_rows(dec: pa.Table, inputs: pa.Array | pa.ChunkedArray) -> pa.Table:
@@ -304,7 +305,7 @@ class _CandidateRows:
     @classmethod
     def of(cls, batch: DecisionBatch, s: Strategy, sealed: bool = False) -> _CandidateRows:
         """``sealed``: a reason that quotes the customer's data is stored without the values
-        (the full text goes into the sealed inputs, see :func:`prepare`)."""
+        (the rule's own text; the values are in the sealed inputs, see :func:`prepare`)."""
         n, A = batch.stage.shape
         texts = batch.reasons
         if sealed:

@@ -17,9 +17,11 @@ by an atomic rename, so no file Klartext keeps holds the key afterwards.  (Copie
 Klartext — a backup of the key file taken before the erasure — are the operator's to
 expire; ``docs/compliance.md`` says how.)
 
-**A sealed value** is the JSON text ``{"sealed":"AES-256-GCM/1","nonce":"…","data":"…"}``
+**A sealed value** is the JSON text ``{"sealed":"AES-256-GCM/1","key":"…","nonce":"…","data":"…"}``
 (base64): AES-256-GCM from ``cryptography`` with a random 96-bit nonce and the decision id
-as associated data, so a sealed value cannot be moved to another decision unnoticed.
+as associated data, so a sealed value cannot be moved to another decision unnoticed; ``key``
+is the id of the customer's key it was sealed under (:func:`key_id`), the id an erasure
+record names as destroyed.
 """
 
 from __future__ import annotations
@@ -66,12 +68,6 @@ def is_sealed(text: str | None) -> bool:
 def wrapping_key(pseudonym_key: bytes) -> bytes:
     """The key-encryption key, derived from the log's pseudonym key (never stored)."""
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_WRAP_INFO).derive(pseudonym_key)
-
-
-def fingerprint(pseudonym: str, wrapped: bytes) -> str:
-    """A public fingerprint of one customer's key record: what an erasure record names as
-    destroyed (it reveals nothing of the key)."""
-    return hashlib.sha256(pseudonym.encode() + wrapped).hexdigest()[:32]
 
 
 class SubjectKeys:
@@ -258,7 +254,7 @@ class SubjectKeys:
 
     def erase(self, pseudonym: str) -> str | None:
         """Destroy one customer's key: the file is rewritten without it and replaced
-        atomically.  Returns the destroyed record's fingerprint, None when there was no key."""
+        atomically.  Returns the destroyed key's id (:func:`key_id`), None when there was no key."""
         pid = pseudonym.encode()
         with self._lock:
             if self.path is None:
@@ -266,7 +262,7 @@ class SubjectKeys:
                 if w is None:
                     return None
                 self._drop(pid)
-                return fingerprint(pseudonym, w)
+                return key_id(w)
             with self._file_lock():
                 self.refresh()
                 w = self._wrapped_of(np.array([pid], dtype=f"S{ID_BYTES}"))[0]
@@ -284,10 +280,9 @@ class SubjectKeys:
                     os.close(fd)
                 os.replace(tmp, self.path)
                 _fsync_dir(self.path.parent)
-                self._stat = None
                 self._reset()
                 self.refresh()
-            return fingerprint(pseudonym, w)
+            return key_id(w)
 
     def _drop(self, pid: bytes) -> None:
         self._new.pop(pid, None)

@@ -300,15 +300,20 @@ class Explainer:
         rows = rows.assign(inputs=[plain[d] for d in rows["decision_id"]])
         return rows[rows["inputs"].notna()].reset_index(drop=True)
 
-    def _open_x(self, r: dict[str, Any], rows: pd.DataFrame) -> dict[str, Any]:
-        """A stored explanation row with its sealed input values opened (``rows``: the
-        scored candidates it belongs to, for the customer)."""
-        sealed = r.get("x_sealed")
-        if sealed is None or (isinstance(sealed, float) and np.isnan(sealed)):
-            return r
-        customer = rows.loc[rows["decision_id"] == r["decision_id"], "customer"].iloc[0]
-        plain = self.log.open_inputs([r["decision_id"]], [customer], [sealed])[0]
-        return {**r, "x": [] if plain is None else json.loads(plain)}
+    def _stored(self, rows: pd.DataFrame, keys: pd.DataFrame) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """The stored explanations of ``keys``, each as (the row as stored — what its seal
+        covers —, the row with its sealed input values opened); opened in one call (``rows``:
+        the scored candidates they belong to, for the customers)."""
+        records = store.fetch(self._con(), keys, table_known=True).to_dict("records")
+        opened = list(records)
+        idx = [i for i, r in enumerate(records) if isinstance(r.get("x_sealed"), str)]
+        if idx:
+            customer = dict(zip(rows["decision_id"], rows["customer"]))
+            dids = [records[i]["decision_id"] for i in idx]
+            plain = self.log.open_inputs(dids, [customer[d] for d in dids], [records[i]["x_sealed"] for i in idx])
+            for i, text in zip(idx, plain):
+                opened[i] = {**records[i], "x": [] if text is None else json.loads(text)}
+        return list(zip(records, opened))
 
     def _requests(self, strategy: Strategy, rows: pd.DataFrame) -> Requests:
         return Requests.from_logged(strategy, rows["customer"], rows["channel"], rows["inputs"], assignment=False)
@@ -381,11 +386,9 @@ class Explainer:
         if self._has_table is None:
             self._has_table = store.has_table(self._con())
         if todo and not recheck and self._has_table:
-            cached = store.fetch(self._con(), rows.iloc[todo], table_known=True)
-            for r in cached.to_dict("records"):
-                intact = r.get("seal") == store.row_seal(r)
-                ca = _from_row(self._open_x(r, rows))
-                if not intact:
+            for raw, r in self._stored(rows, rows.iloc[todo]):
+                ca = _from_row(r)
+                if raw.get("seal") != store.row_seal(raw):
                     ca.stored_problem = _TAMPERED + " (its seal does not match its content)"
                 out[(r["decision_id"], r["action_id"])] = dataclasses.replace(
                     ca, propensity_logged=logged_now[(r["decision_id"], r["action_id"], r["model_version"])])
@@ -397,10 +400,10 @@ class Explainer:
             for ca_key, ca in computed.items():
                 out[ca_key[:2]] = ca
         if recheck and self._has_table:
-            for r in store.fetch(self._con(), rows, table_known=True).to_dict("records"):
+            for raw, r in self._stored(rows, rows):
                 k = (r["decision_id"], r["action_id"])
                 if k in out:
-                    problem = _differs(_from_row(self._open_x(r, rows)), out[k], r)
+                    problem = _differs(_from_row(r), out[k], raw)
                     if problem:
                         out[k] = dataclasses.replace(out[k], stored_problem=f"{_TAMPERED}: {problem}")
         return out

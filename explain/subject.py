@@ -44,6 +44,8 @@ def subject_report(log: DecisionLog, ex: Explainer, customer: str, lang: str, ex
         f"SELECT decision_id FROM decisions WHERE {' AND '.join(where)} ORDER BY ts", params).fetchall()]
     with log.register() as reg:  # recorded before anything is read out
         reg.record_access(exported_by, via, "subject_export", pseudo, customer=pseudo)
+        reviews = reg.reviews()
+    reviews = reviews[reviews["decision_id"].isin(ids)]
     decisions = []
     for did in ids:
         e = ex.explain(did)
@@ -60,11 +62,9 @@ def subject_report(log: DecisionLog, ex: Explainer, customer: str, lang: str, ex
             item["reasons"] = {names.get(a, a): e.reason_texts(a, lang) for a in e.chosen}
             feats = list(e.inputs.get("features", {}))
             item["data"] = e.feature_phrases(feats, lang)
-        with log.register(read_only=True) as r:
-            rv = r.reviews(did) if r is not None else None
-        item["reviews"] = [] if rv is None else [
+        item["reviews"] = [
             {"ts": str(x.ts), "status": x.status, "comment": x.comment if isinstance(x.comment, str) else None}
-            for x in rv.itertuples()]
+            for x in reviews[reviews["decision_id"] == did].itertuples()]
         decisions.append(item)
     access = []
     if with_access:

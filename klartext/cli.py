@@ -467,6 +467,24 @@ def check_proof(proof_path: str, public_key: str) -> None:
                f"({ck['decisions']:,} decisions, head {ck['head_hash'][:16]}…).")
 
 
+def _export_kind(out: str) -> str:
+    """The kind of an export file (``.html``, ``.pdf`` or ``.json``), checked before any work."""
+    kind = Path(out).suffix.lower()
+    if kind not in (".html", ".pdf", ".json"):
+        raise KlartextError(f"--out {out!r}: unknown file type {kind or '(none)'!r}.",
+                            "Name the file .html (a printable page), .pdf or .json.")
+    return kind
+
+
+def _export(out: str, module, doc: dict) -> bytes:
+    """Write ``doc`` to ``out`` with the export module's ``to_pdf``, ``to_html`` or ``to_json``
+    (evidence, the customer's explanation); returns the bytes written."""
+    kind = _export_kind(out)
+    data = module.to_pdf(doc) if kind == ".pdf" else (module.to_html(doc) if kind == ".html" else module.to_json(doc)).encode()
+    Path(out).write_bytes(data)
+    return data
+
+
 @main.command()
 @click.argument("decision_id")
 @click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
@@ -487,16 +505,12 @@ def evidence(decision_id: str, db: str, out: str, lang: str | None, by: str | No
     from explain import i18n
     from explain.api import Explainer
 
-    kind = Path(out).suffix.lower()
-    if kind not in (".html", ".pdf", ".json"):
-        raise KlartextError(f"--out {out!r}: unknown file type {kind or '(none)'!r}.",
-                            "Name the file .html (a printable page), .pdf or .json.")
+    _export_kind(out)
     with _read(db) as log:
         decision_id = _decision_id(log, decision_id)
         _viewed(log, decision_id, by)
         ev = ev_mod.evidence(log, Explainer(log), decision_id, by or getpass.getuser(), i18n.language(lang))
-    data = ev_mod.to_pdf(ev) if kind == ".pdf" else (ev_mod.to_html(ev) if kind == ".html" else ev_mod.to_json(ev)).encode()
-    Path(out).write_bytes(data)
+    data = _export(out, ev_mod, ev)
     rec = ev["record"]
     click.echo(f"Evidence of decision {decision_id} (position {rec['seq']} of {rec['decisions']:,}, "
                f"{'unchanged' if rec['record_intact'] and rec['link_intact'] else 'CHANGED'}) written to {out} "
@@ -1344,17 +1358,13 @@ def subject(customer: str, db: str, out: str, lang: str | None, start: str | Non
     from explain import subject as subj
     from explain.api import Explainer
 
-    kind = Path(out).suffix.lower()
-    if kind not in (".html", ".pdf", ".json"):
-        raise KlartextError(f"--out {out!r}: unknown file type {kind or '(none)'!r}.",
-                            "Name the file .pdf, .html (a printable page) or .json.")
+    _export_kind(out)
     lg = i18n.language(lang)
     first, last = subj.parse_day(start, "--from"), subj.parse_day(end, "--to")
     with _read(db) as log:
         rep = subj.subject_report(log, Explainer(log), customer, lg, _actor(by), start=first, end=last,
                                   with_access=not no_access, contact=contact)
-    data = subj.to_pdf(rep) if kind == ".pdf" else (subj.to_html(rep) if kind == ".html" else subj.to_json(rep)).encode()
-    Path(out).write_bytes(data)
+    data = _export(out, subj, rep)
     click.echo(f"Explanation for customer {customer}: {len(rep['decisions']):,} decision(s), written to {out} "
                f"({len(data) / 1024:,.0f} KB).")
 

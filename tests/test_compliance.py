@@ -61,7 +61,7 @@ def test_erasing_a_customer_keeps_the_seal_and_leaves_nothing_readable(big_log, 
                                [pseudo]).fetchall()
         ids = [r[0] for r in rows]
         plain = log.open_inputs(ids, [r[1] for r in rows], [r[2] for r in rows])
-        key, _kid = log.subject_keys.keys([pseudo])[0]
+        key, kid = log.subject_keys.keys([pseudo])[0]
         wrapped = log.subject_keys._wrapped_of(np.array([pseudo], dtype="S32"))[0]
         explained = log.con.execute("SELECT count(*) FROM explanations WHERE decision_id IN (SELECT unnest(?))",
                                     [ids]).fetchall()[0][0]
@@ -100,6 +100,7 @@ def test_erasing_a_customer_keeps_the_seal_and_leaves_nothing_readable(big_log, 
     assert explained >= 0
     assert list(erased["customer"]) == [pseudo] and raw not in erased.to_string()
     assert int(erased["decisions"].iloc[0]) == n and erased["reference"].iloc[0] == "T-17"
+    assert erased["key_fingerprint"].iloc[0] == kid and all(f'"key":"{kid}"' in r[2] for r in rows)  # the key they name
 
 
 def test_an_erased_customer_who_comes_back_gets_a_new_key(demo_copy):
@@ -341,3 +342,38 @@ def test_a_key_file_being_created_reads_as_empty_and_a_foreign_file_is_refused(t
     path.write_bytes(b"PK\x03\x04 not a key file")
     with pytest.raises(Exception, match="is not a Klartext key file"):
         subjects.SubjectKeys(path, b"k" * 32)
+
+
+def test_compliance_commands_refuse_bad_input_naming_the_value_and_the_next_step(demo_copy, tmp_path):
+    runner = CliRunner()
+    cases = [
+        (["subject", "C00000001", "--out", str(tmp_path / "a.docx")],
+         "Error: --out '{}': unknown file type '.docx'.\nHint: Name the file .html (a printable page), .pdf or .json."
+         .format(tmp_path / "a.docx")),
+        (["subject", "C00000001", "--out", str(tmp_path / "a.pdf"), "--from", "yesterday"],
+         "Error: --from 'yesterday' is not a date.\nHint: Write it as YYYY-MM-DD, e.g. 2026-11-01."),
+        (["review", "latest", "--by", "x"],
+         "Error: --status is missing.\nHint: Mark the decision reviewed, contested, upheld or overridden."),
+    ]
+    for args, message in cases:
+        r = runner.invoke(main, [*args, "--db", str(demo_copy)])
+        assert r.exit_code == 2 and message in r.output, (args, r.output)
+    r = runner.invoke(main, ["object", "C00000001", "--db", str(demo_copy), "--channels", "fax", "--by", "x"])
+    assert r.exit_code == 2 and "Error: --channels: 'fax' is not a channel of this log's strategies." in r.output
+    assert "Hint: Channels: " in r.output
+    assert not (tmp_path / "a.docx").exists() and not (tmp_path / "a.pdf").exists()
+    with DecisionLog.open(demo_copy, read_only=True) as log, log.register(read_only=True) as reg:
+        assert reg is None or reg.objections() == {}  # nothing half-written
+
+
+def test_the_compact_inputs_are_the_same_written_by_python_or_by_duckdb(tiny_engine, tiny_strategy):
+    from conftest import tiny_customers
+    from decision_log import rows as R
+
+    req = Requests.from_frame(tiny_strategy, tiny_customers(200, seed=3))
+    batch = tiny_engine.decide(req)
+    dec = R.engine_rows(batch, tiny_strategy, np.asarray(batch.requests.customer_id, dtype=object), "klartext")[0]
+    by_python, by_duckdb = R._compact_inputs(dec, tiny_strategy), R._compact_by_duckdb(dec, tiny_strategy)
+    assert [json.loads(x) for x in by_python] == [json.loads(x) for x in by_duckdb]
+    clear = R._query(R._INPUTS_JSON, None, _k_dec=dec).column("inputs").to_pylist()
+    assert [json.loads(R.expand(x, tiny_strategy)) for x in by_duckdb] == [json.loads(x) for x in clear]
