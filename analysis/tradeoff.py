@@ -250,13 +250,15 @@ def from_batch(strategy: Strategy, batch) -> Factors:
 
 
 def load_factors(log: DecisionLog, strategy_version: str | None = None,
-                 progress: Callable[[str], None] | None = None) -> Factors:
-    """Load the factors of every decision of one strategy version (default: the newest)."""
+                 progress: Callable[[str], None] | None = None, seqs: np.ndarray | None = None) -> Factors:
+    """Load the factors of every decision of one strategy version (default: the newest), or
+    of those of its decisions whose ``seqs`` are given."""
     con = log.con.cursor()
     sv = strategy_version or log.latest_strategy_version()
     s = log.load_strategy(sv)
     dec, cand = queries.decision_factors(con, sv, s.clv_feature, list(s.action_ids), list(s.channel_ids),
-                                         keys=log.subject_keys, feature_names=[f.name for f in s.features])
+                                         keys=log.subject_keys, feature_names=[f.name for f in s.features],
+                                         seqs=seqs)
     n, A = len(dec["seq"]), len(s.actions)
     if n == 0:
         raise LogError(f"The log {log.path!r} holds no decisions of strategy {sv!r}.",

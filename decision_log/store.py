@@ -385,6 +385,16 @@ class DecisionLog:
     def open_inputs(self, decision_ids: list[str], customers: list[str], stored: list[str]) -> list[str | None]:
         """The plain ``inputs`` JSON of these decisions (as stored where they are not sealed);
         None where the customer was erased (their key is gone, see :mod:`decision_log.subjects`)."""
+        plain = self.open_inputs_raw(decision_ids, customers, stored)
+        for i, text in enumerate(plain):
+            if text is not None and text.startswith(rows.COMPACT):
+                version = json.loads(text)["s"]
+                plain[i] = rows.expand(text, self.load_strategy(version))
+        return plain
+
+    def open_inputs_raw(self, decision_ids: list[str], customers: list[str], stored: list[str]) -> list[str | None]:
+        """As :meth:`open_inputs`, but a sealed value's plain text stays the compact document
+        it was sealed as (:data:`decision_log.rows.COMPACT`) — for readers of many decisions."""
         if not any(subjects.is_sealed(x) for x in stored):
             return list(stored)
         if self.subject_keys is None:
@@ -392,12 +402,7 @@ class DecisionLog:
                            "pseudonym key is not available to open them.",
                            f"Put {self.path}.key beside the log or set ${pseudonyms.KEY_ENV}; views that need no "
                            "inputs (funnels, KPIs) work without it.")
-        plain = self.subject_keys.open(customers, decision_ids, stored)
-        for i, text in enumerate(plain):
-            if text is not None and text.startswith(rows.COMPACT):
-                version = json.loads(text)["s"]
-                plain[i] = rows.expand(text, self.load_strategy(version))
-        return plain
+        return self.subject_keys.open(customers, decision_ids, stored)
 
     def reveal(self, dec: pd.DataFrame, cand: pd.DataFrame | None = None) -> pd.DataFrame:
         """``dec`` (columns decision_id, customer, inputs) with its inputs opened and a column

@@ -32,6 +32,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import brier_score_loss, roc_auc_score
 from threadpoolctl import threadpool_limits
 
+from decisioning import stability
 from decisioning.errors import KlartextError, NotFittedError
 from decisioning.inputs import Requests
 from decisioning.strategy import Strategy
@@ -591,6 +592,22 @@ def evaluate(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
     }
 
 
+def population_reference(strategy: Strategy, X: np.ndarray, features: tuple[str, ...],
+                         scores: np.ndarray) -> dict[str, Any]:
+    """The training population's distribution of every model input and of the score
+    (:mod:`decisioning.stability`), kept with the model so drift can be measured against it."""
+    out = {}
+    for j, name in enumerate(features):
+        discrete = name == CHANNEL_FEATURE or strategy.feature(name).type in ("category", "boolean")
+        out[name] = stability.bins(X[:, j], discrete)
+    out[SCORE] = stability.bins(scores, False)
+    return out
+
+
+#: the score's key in a model's ``reference`` distributions
+SCORE = "(score)"
+
+
 def train_models(
     strategy: Strategy,
     history: pd.DataFrame,
@@ -636,6 +653,8 @@ def _train(strategy: Strategy, history: pd.DataFrame, test_share: float, seed: i
         est = clone(default_estimator(strategy.model_params)).fit(X[~test], y[~test])
         metrics = evaluate(y[test], est.predict_proba(X[test])[:, 1])
         metrics["n_train"] = int((~test).sum())
+        metrics["reference"] = population_reference(strategy, X[~test], features,
+                                                    est.predict_proba(X[~test])[:, 1])
         fp = fingerprint_frame(rows[["channel", *strategy.model_features, "accepted"]])
         out[action.id] = PropensityModel(action.id, est, features, fp, metrics, type(est).__name__)
         if progress:

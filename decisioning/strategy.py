@@ -149,6 +149,57 @@ class Suppression:
 
 
 @dataclass(frozen=True)
+class FairnessAttribute:
+    """A customer attribute the governance report compares groups by (``governance.fairness``).
+
+    ``feature`` is the strategy feature it reads; a numeric feature is cut into ``bands``
+    (lower bounds: ``[16, 25, 35]`` gives 16–24, 25–34, 35 and over).  ``flag: false`` shows
+    the groups' figures without flagging them (differences that exist by design, e.g. credit
+    only from 18), with ``note`` saying why.
+    """
+
+    name: str
+    feature: str
+    label: str
+    bands: tuple[float, ...] = ()
+    flag: bool = True
+    note: str = ""
+    integer: bool = True  #: bands of whole numbers (16–24) rather than of amounts (0–<500)
+
+    def group_labels(self, values: tuple[str, ...] = ()) -> list[str]:
+        """The groups' names in order: the bands as ``16–24``/``65+``, or the category values."""
+        if not self.bands:
+            return list(values)
+        out = []
+        for lo, hi in zip(self.bands, (*self.bands[1:], None)):
+            if hi is None:
+                out.append(f"{_num(lo)}+")
+            elif self.integer and float(lo).is_integer() and float(hi).is_integer():
+                out.append(f"{_num(lo)}–{_num(hi - 1)}")
+            else:
+                out.append(f"{_num(lo)}–<{_num(hi)}")
+        return out
+
+
+@dataclass(frozen=True)
+class Governance:
+    """Thresholds and attributes of the governance report (``governance:`` in the file).
+
+    Defaults follow common practice: population stability (PSI) bands 0.10 / 0.25, Pega's
+    AUC band 0.52–0.90, the four-fifths rule for rate ratios.
+    """
+
+    attributes: tuple[FairnessAttribute, ...] = ()
+    min_ratio: float = 0.8  #: a group's rate below min_ratio × the highest group's is flagged
+    psi_warn: float = 0.10
+    psi_alert: float = 0.25
+    auc_low: float = 0.52
+    auc_high: float = 0.90
+    min_group: int = 200  #: decisions a group (or a model) needs before it is judged
+    premium: tuple[int, ...] = ()  #: the actions counted as premium or payment-term offers
+
+
+@dataclass(frozen=True)
 class Strategy:
     """A validated strategy.  Build it with :func:`load_strategy` or :func:`parse_strategy`."""
 
@@ -176,6 +227,7 @@ class Strategy:
     #: ``kpi.contact_cost_in_value``: an action's cost per contact enters its value (priority =
     #: propensity × value − margin weight × cost, times context weight and lever)
     contact_cost_in_value: bool = False
+    governance: Governance = field(default_factory=Governance)
 
     @cached_property
     def version(self) -> str:
@@ -378,7 +430,7 @@ class _Parser:
         top = self.mapping(data, (), (
             "name", "description", "currency", "features", "channels", "actions", "policies",
             "contact_policies", "context_weights", "levers", "kpi", "no_action", "exploration",
-            "models",
+            "models", "governance",
         ))
         name = self.string(self.get(top, "name", ()), ("name",))
         description = str(top.get("description", "") or "").strip()
@@ -434,7 +486,65 @@ class _Parser:
             suppression=suppression, never_offer_held_products=never_held, margin_weight=mw,
             retention_weight=rw, clv_feature=clv, epsilon=eps, exploration_seed=seed,
             model_features=tuple(mfeat), model_params=dict(params), contact_cost_in_value=cost_in_value,
+            governance=self._governance(top, fmap, actions),
         )
+
+    def _governance(self, top: dict, fmap: dict, actions: tuple[Action, ...]) -> Governance:
+        path = ("governance",)
+        raw = self.mapping(top.get("governance", {}) or {}, path, ("fairness", "monitoring", "premium_offers"))
+        fair = self.mapping(raw.get("fairness", {}) or {}, path + ("fairness",), ("attributes", "min_ratio", "min_group"))
+        attrs = []
+        for name, spec in self.mapping(fair.get("attributes", {}) or {}, path + ("fairness", "attributes")).items():
+            ap = path + ("fairness", "attributes", name)
+            self.ident(name, ap)
+            spec = self.mapping(spec or {}, ap, ("feature", "label", "bands", "flag", "note"))
+            feat = self.string(spec.get("feature", name), ap + ("feature",))
+            if feat not in fmap:
+                raise self.fail(ap + ("feature",), f"unknown feature {feat!r}.", f"Declared features: {', '.join(fmap)}.")
+            f = fmap[feat]
+            bands: tuple[float, ...] = ()
+            if f.type in ("number", "integer"):
+                raw_bands = self.seq(self.get(spec, "bands", ap), ap + ("bands",))
+                bands = tuple(self.number(b, ap + ("bands", j)) for j, b in enumerate(raw_bands))
+                if len(bands) < 2 or any(b >= c for b, c in zip(bands, bands[1:])):
+                    raise self.fail(ap + ("bands",), f"{list(bands)!r} are not at least two rising lower bounds.",
+                                    "Write the lower bound of each band, e.g. bands: [16, 25, 35, 50, 65].")
+            elif f.type == "category":
+                if "bands" in spec:
+                    raise self.fail(ap + ("bands",), f"{feat!r} is a category: its values are the groups.",
+                                    "Leave out bands.")
+            else:
+                raise self.fail(ap + ("feature",), f"{feat!r} is a {f.type} feature.",
+                                "Name a category feature, or a numeric one with bands.")
+            flag = spec.get("flag", True)
+            if not isinstance(flag, bool):
+                raise self.fail(ap + ("flag",), f"{flag!r} is not true or false.")
+            note = str(spec.get("note", "") or "").strip()
+            if not flag and not note:
+                raise self.fail(ap + ("note",), "an attribute shown without flags needs a note saying why.",
+                                "Add note: with the reason, e.g. 'payment terms only from 18 by law'.")
+            label = self.string(spec.get("label", f.label), ap + ("label",))
+            attrs.append(FairnessAttribute(name, feat, label, bands, flag, note, f.type == "integer"))
+        mon = self.mapping(raw.get("monitoring", {}) or {}, path + ("monitoring",), ("psi_bands", "auc_band"))
+        psi = self.seq(mon.get("psi_bands", [0.10, 0.25]), path + ("monitoring", "psi_bands"))
+        auc = self.seq(mon.get("auc_band", [0.52, 0.90]), path + ("monitoring", "auc_band"))
+        if len(psi) != 2 or len(auc) != 2:
+            raise self.fail(path + ("monitoring",), "psi_bands and auc_band each take two numbers.",
+                            "Write psi_bands: [0.10, 0.25] and auc_band: [0.52, 0.90].")
+        pw, pa = (self.number(v, path + ("monitoring", "psi_bands", j), 0, lo_open=True) for j, v in enumerate(psi))
+        al, ah = (self.number(v, path + ("monitoring", "auc_band", j), 0, 1) for j, v in enumerate(auc))
+        if pw >= pa or al >= ah:
+            raise self.fail(path + ("monitoring",), "each band's first number must be below its second.")
+        premium: tuple[int, ...] = ()
+        if "premium_offers" in raw:
+            premium = self._scope({"applies_to": raw["premium_offers"]}, path[:-1] + ("governance", "premium_offers"),
+                                  actions)
+        return Governance(
+            attributes=tuple(attrs),
+            min_ratio=self.number(fair.get("min_ratio", 0.8), path + ("fairness", "min_ratio"), 0, 1, lo_open=True),
+            psi_warn=pw, psi_alert=pa, auc_low=al, auc_high=ah,
+            min_group=self.integer(fair.get("min_group", 200), path + ("fairness", "min_group"), 1),
+            premium=premium)
 
     def _features(self, top: dict) -> tuple[Feature, ...]:
         raw = self.mapping(self.get(top, "features", ()), ("features",))

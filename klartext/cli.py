@@ -145,8 +145,12 @@ def main() -> None:
               help="Explain (and check) this many random decisions for the dashboard's global views.")
 @click.option("--no-app", is_flag=True, help="Do not start the dashboard afterwards.")
 @click.option("--port", default=8501, show_default=True, help="Port of the dashboard.")
+@click.option("--plant", default="", metavar="FAULTS",
+              help="Plant known faults from the period's middle day on, for `klartext report` to find: "
+                   "drift (the average order value arrives 1.5 times as high), disparity (a strategy version "
+                   "that weights incentives up threefold for women), or drift,disparity.")
 def demo(customers: int, db: str, seed: int, scenario: str, replace: bool, explain_sample: int, no_app: bool,
-         port: int) -> None:
+         port: int, plant: str) -> None:
     """Simulate the retailer (or load the Hillstrom experiment), train models, decide for every
     customer, log it, explain a sample, open the dashboard."""
     from klartext.jobs import run_demo, run_hillstrom
@@ -162,7 +166,8 @@ def demo(customers: int, db: str, seed: int, scenario: str, replace: bool, expla
         if scenario == "hillstrom":
             res = run_hillstrom(db, seed=seed, progress=bars, explain_sample=explain_sample)
         else:
-            res = run_demo(db, customers, seed=seed, progress=bars, explain_sample=explain_sample)
+            res = run_demo(db, customers, seed=seed, progress=bars, explain_sample=explain_sample,
+                           plant=tuple(p.strip() for p in plant.split(",") if p.strip()))
     except KlartextError as exc:
         bars.close()
         _fail(exc)

@@ -123,9 +123,19 @@ def run_demo(
     explain_sample: int = 0,
     progress: Progress | None = None,
     seal_inputs: bool = True,
+    plant: tuple[str, ...] = (),
 ) -> DemoResult:
     """Generate the retail scenario, train models, decide for every customer, simulate outcomes,
-    and explain (and check) ``explain_sample`` random decisions for the dashboard's global views."""
+    and explain (and check) ``explain_sample`` random decisions for the dashboard's global views.
+
+    ``plant`` adds known faults from the period's middle day on, for the governance report to
+    find (:data:`decisioning.scenarios.retail.PLANTS`): ``drift`` (the CRM's average order value
+    arrives 1.5 times as high) and ``disparity`` (a new strategy version weights incentives up threefold
+    for women)."""
+    unknown = set(plant) - set(retail.PLANTS)
+    if unknown:
+        raise InputError(f"Unknown fault to plant: {', '.join(sorted(unknown))}.",
+                         f"Plant one or more of: {', '.join(retail.PLANTS)}.")
     seconds: dict[str, float] = {}
     strategy = retail.load_demo_strategy()
     t = time.perf_counter()
@@ -146,6 +156,9 @@ def run_demo(
                                                                     seed=seed + 1)
     # the interaction's hour is the hour of its timestamp
     frame["hour"] = np.floor((when % 1) * 24).astype(np.int64)
+    middle = int(np.searchsorted(when, days // 2))  # the first interaction of the period's middle day
+    if "drift" in plant:
+        frame = retail.plant_drift(frame, middle)
     req = Requests.from_frame(strategy, frame, contacts=contacts, rejections=rej, days_since_rejection=days_since)
     seconds["customers"] = time.perf_counter() - t
     now_us = int(datetime.now(UTC).timestamp() * 1e6)
@@ -159,8 +172,15 @@ def run_demo(
         t = time.perf_counter()
         on_logged = _counter(progress, "Deciding and logging", customers)
         # one chunk per day: a returning customer's decision sees their earlier ones
-        batches = decide_and_log(log, engine, req, ts_us, on_logged=on_logged, spans=journeys.spans(),
-                                 before=journeys.before, after=journeys.after)
+        spans = journeys.spans()
+        engines = [(engine, spans)]
+        if "disparity" in plant:  # the second half is decided by a new version of the strategy
+            engines = [(engine, [s for s in spans if s[0] < middle]),
+                       (Engine(retail.plant_disparity(strategy), models), [s for s in spans if s[0] >= middle])]
+        batches = []
+        for eng, part in engines:
+            batches += decide_and_log(log, eng, req, ts_us, on_logged=on_logged, spans=part,
+                                      before=journeys.before, after=journeys.after)
         seconds["decide_and_log"] = time.perf_counter() - t
         t = time.perf_counter()
         log.append_outcomes(journeys.outcomes())

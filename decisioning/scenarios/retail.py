@@ -43,6 +43,8 @@ from decisioning.strategy import Strategy, load_strategy
 
 CATEGORIES = ["womenswear", "menswear", "shoes", "accessories", "sports", "home"]
 TRIGGERS = ["session_start", "product_view", "cart_abandoned", "order_shipped", "inbound_call", "campaign"]
+GENDERS = ["female", "male", "diverse"]
+REGIONS = ["north", "east", "south", "west"]
 CHANNEL_OFFSET = {"web": 0.3, "app": 0.5, "call_centre": 1.0, "email": -0.4, "push": -0.2, "sms": 0.0}
 
 #: The features that truly drive each action's response, strongest first (the generative
@@ -152,6 +154,12 @@ def generate_customers(n: int, seed: int = 0) -> pd.DataFrame:
         "open_return": open_return, "open_order": open_order, "preferred_category": pref,
         "days_to_birthday": bday,
     })
+    # drawn from a stream of their own (the other facts stay as they were before these two
+    # existed); neither drives any response: the groups are alike by construction, so the
+    # governance report must find no difference between them unless a strategy makes one
+    other = np.random.default_rng([seed, 6])
+    frame["gender"] = np.asarray(GENDERS, dtype=object)[other.choice(3, n, p=[0.51, 0.47, 0.02])]
+    frame["region"] = np.asarray(REGIONS, dtype=object)[other.choice(4, n, p=[0.2, 0.2, 0.3, 0.3])]
     churn = true_churn(frame)
     # a customer without orders this year is still worth something: half an order a year
     frame["clv"] = np.round(3 * np.maximum(spend, 0.5 * aov) * (1 - churn) * rng.lognormal(0, 0.15, n), 2)
@@ -583,3 +591,39 @@ class Journeys:
 
 #: the facts that age with the demo's period
 _AGEING = ("tenure_days", "recency_days", "orders_12m", "days_to_birthday")
+
+
+# ------------------------------------------------------------------------------------------
+# known faults, for the governance report to find (``klartext demo --plant``)
+
+#: what each fault does, from the period's middle day on
+PLANTS: dict[str, str] = {
+    "drift": "the CRM's average order value arrives 1.5 times as high (a changed feed)",
+    "disparity": "a new strategy version weights every incentive (vouchers, bonus points) up threefold for women (an incentive rule favouring one group)",
+}
+
+
+def plant_drift(frame: pd.DataFrame, start: int) -> pd.DataFrame:
+    """``frame`` with ``avg_order_value`` 1.5 times as high from row ``start`` on."""
+    out = frame.copy()
+    col = out.columns.get_loc("avg_order_value")
+    out.iloc[start:, col] = np.round(out["avg_order_value"].to_numpy()[start:] * 1.5, 2)
+    return out
+
+
+_DISPARITY = """\
+  - name: voucher_push_for_women
+    description: Planted fault (klartext demo --plant disparity) - vouchers weighted up for women.
+    when: gender == 'female'
+    applies_to: {actions: [winback_5, winback_10, winback_20, cart_recovery_5, cart_recovery_10, birthday_voucher,
+                           churn_save_call, join_loyalty, double_points, refer_a_friend]}
+    weight: 3.0
+"""
+
+
+def plant_disparity(strategy: Strategy) -> Strategy:
+    """The demo strategy with one more context weight: incentives count three times for women."""
+    from decisioning.strategy import parse_strategy
+
+    text = strategy.text.replace("context_weights:\n", "context_weights:\n" + _DISPARITY, 1)
+    return parse_strategy(text, source=f"{strategy.source} (+ planted disparity)")
