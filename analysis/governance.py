@@ -43,6 +43,8 @@ SAMPLE = 100_000
 N_BOOT = 400
 #: a model's AUC on the period is judged from this many accepted and this many other outcomes
 MIN_CLASS = 30
+#: a PSI in a band counts only where sampling noise would give it less often than this
+NOISE_P = 0.001
 FAIRNESS_METRICS = ("offer_rate", "incentive_rate", "incentive_value", "premium_rate", "acceptance_rate")
 
 
@@ -278,7 +280,9 @@ def _models(log: DecisionLog, con, period: Period, previous: Period | None, stra
                                                                          == action_id]
             if len(prev_p):
                 pspec = spec or stability.bins(prev_p, False)
-                m["psi_score_previous"] = stability.psi(stability.shares(prev_p, pspec), stability.shares(cur_p, pspec))
+                value = stability.psi(stability.shares(prev_p, pspec), stability.shares(cur_p, pspec))
+                m["psi_score_previous"] = value
+                m["psi_score_noise_p"] = stability.noise_p(value, len(prev_p), len(cur_p), len(pspec["share"]))
             else:
                 m["psi_score_previous"] = None
         else:
@@ -294,6 +298,7 @@ def _models(log: DecisionLog, con, period: Period, previous: Period | None, stra
                 m["inputs_vs_training"].append({"feature": feat, "psi": stability.psi(fspec["share"],
                                                                                        stability.shares(v, fspec))})
             m["inputs_vs_training"].sort(key=lambda r: -r["psi"])
+        m["reads"] = [k for k in ref if k != SCORE] or list(strategy.model_features)
         m["flags"] = _model_flags(m, g)
         out.append(m)
     out.sort(key=lambda m: (-len(m["flags"]), m["action_id"]))
@@ -317,7 +322,8 @@ def _model_flags(m: dict, g) -> list[dict]:
         elif m["auc_low"] > g.auc_high:
             flags.append({"kind": "auc_high", "value": m["auc"], "low": m["auc_low"], "high": m["auc_high"],
                           "band": [g.auc_low, g.auc_high]})
-    if m.get("psi_score_previous") is not None and m["psi_score_previous"] >= g.psi_alert:
+    if (m.get("psi_score_previous") is not None and m["psi_score_previous"] >= g.psi_alert
+            and m["psi_score_noise_p"] < NOISE_P):
         flags.append({"kind": "score_drift", "value": m["psi_score_previous"]})
     return flags
 
@@ -332,7 +338,9 @@ def _inputs(strategy: Strategy, cur: dict[str, np.ndarray] | None, prev: dict[st
         a, b = coded(strategy, prev, f.name), coded(strategy, cur, f.name)
         spec = stability.bins(a, f.type in ("category", "boolean"))
         value = stability.psi(spec["share"], stability.shares(b, spec))
-        band = "alert" if value >= g.psi_alert else "watch" if value >= g.psi_warn else "stable"
+        noise = stability.noise_p(value, len(a), len(b), len(spec["share"]))
+        band = "stable" if noise >= NOISE_P else "alert" if value >= g.psi_alert else "watch" if value >= g.psi_warn \
+            else "stable"
         out.append({"feature": f.name, "label": f.label, "psi": value, "band": band,
                     "mean": float(np.nanmean(b)) if f.type in ("number", "integer") and len(b) else None,
                     "mean_previous": float(np.nanmean(a)) if f.type in ("number", "integer") and len(a) else None})
@@ -608,7 +616,10 @@ def _attention(rep: dict, strategy: Strategy) -> list[dict]:
                     "psi": r["psi"], "mean": r["mean"], "mean_previous": r["mean_previous"]})
     for m in rep["models"]:
         for fl in m["flags"]:
-            out.append({"kind": fl["kind"], "severity": 2, "action_id": m["action_id"], "name": m["name"], **fl})
+            item = {"kind": fl["kind"], "severity": 2, "action_id": m["action_id"], "name": m["name"], **fl}
+            if fl["kind"] == "score_drift":  # which shifted inputs it reads: the likely cause
+                item["inputs"] = [r["label"] for r in drifted if r["feature"] in m["reads"]]
+            out.append(item)
     out.sort(key=lambda r: r["severity"])
     return out
 

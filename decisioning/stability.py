@@ -61,3 +61,15 @@ def psi(expected: np.ndarray | list[float], actual: np.ndarray | list[float]) ->
         return float("nan")
     e, a = np.maximum(e, FLOOR), np.maximum(a, FLOOR)
     return float(np.sum((a - e) * np.log(a / e)))
+
+
+def noise_p(value: float, n_expected: int, n_actual: int, bins: int) -> float:
+    """The chance that two samples of these sizes from one population differ by a PSI of at
+    least ``value`` over ``bins`` bins: the PSI is a symmetrised divergence, and
+    PSI × n₁n₂ / (n₁ + n₂) is approximately χ²-distributed with bins − 1 degrees of freedom.
+    Small samples give large PSIs by chance; a drift is judged only where this is tiny."""
+    from scipy.stats import chi2
+
+    if not n_expected or not n_actual or bins < 2 or value != value:
+        return 1.0
+    return float(chi2.sf(value * n_expected * n_actual / (n_expected + n_actual), bins - 1))

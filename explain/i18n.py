@@ -822,6 +822,15 @@ TEXT: dict[str, tuple[str, str]] = {
     "by.action_id": ("action", "Aktion"),
 }
 
+def _merge_report_text() -> None:
+    from explain.report_text import TEXT as report
+
+    for key, value in report.items():
+        TEXT["report." + key] = value
+
+
+_merge_report_text()
+
 
 def stage_label(stage: str, label: str, lang: str, by: str = "stage") -> str:
     """A funnel row's name: Klartext's own stages and stage groups in ``lang``; an imported

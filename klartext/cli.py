@@ -523,6 +523,68 @@ def evidence(decision_id: str, db: str, out: str, lang: str | None, by: str | No
 
 
 @main.command()
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
+@click.option("--from", "start", default=None, help="First day (YYYY-MM-DD, UTC; default: 28 days before --to).")
+@click.option("--to", "end", default=None, help="Last day, included (default: the log's newest decision's day).")
+@click.option("--compare-to", "compare", default="previous", show_default=True,
+              help="The period beside it: previous (as long, just before), FROM..TO, or none.")
+@click.option("--lang", type=click.Choice(["en", "de"]), default=None, help="Language (default: $KLARTEXT_LANG, else en).")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
+              help="Where to write it: FILE.html (self-contained, printable), FILE.pdf or FILE.json (the figures).")
+@click.option("--sample", type=click.IntRange(100), default=100_000, show_default=True,
+              help="Decisions per period whose inputs are opened (input drift, fairness, rule re-check, frontier).")
+def report(db: str, start: str | None, end: str | None, compare: str, lang: str | None, out: str, sample: int) -> None:
+    """The governance report of a period: summary, decisions and margin against the period
+    before, margin against retention, strategy changes and their effect, model monitoring
+    (AUC, calibration, PSI), policy compliance counted from the log, fairness of offers and
+    incentives, and the log's integrity — with an appendix defining every figure."""
+    from datetime import date, timedelta
+
+    from analysis import governance
+    from explain import i18n
+    from explain import report as report_mod
+
+    kind = _export_kind(out)
+    lang = i18n.language(lang)
+
+    def day(text: str, opt: str) -> date:
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            raise KlartextError(f"{opt} {text!r} is not a date.", "Write it as YYYY-MM-DD, e.g. 2026-11-30.") from None
+    with _read(db) as log:
+        last = log.con.execute("SELECT max(ts)::DATE FROM decisions WHERE source = 'klartext'").fetchall()[0][0]
+        if last is None:
+            raise KlartextError(f"The log {db!r} holds no decision made by a Klartext strategy.",
+                                "The report reads Klartext's own decisions: make some with `klartext demo` or "
+                                "`klartext run`.")
+        to = day(end, "--to") if end else last
+        frm = day(start, "--from") if start else to - timedelta(days=27)
+        if to < frm:
+            raise KlartextError(f"--from {frm} is after --to {to}.", "Write the earlier day as --from.")
+        period = governance.Period(frm, to)
+        cmp_: governance.Period | str | None = {"previous": "previous", "none": None}.get(compare.strip().lower(), "")
+        if cmp_ == "":
+            cmp_ = governance.parse_period(compare)
+        bars, done = _Bars(), [0]
+
+        def step(_what: str) -> None:
+            done[0] += 1
+            bars("Building the report", done[0], 8)
+        try:
+            rep = governance.build(log, period, cmp_, sample=sample, progress=step)
+            data = report_mod.render(rep, lang, kind.lstrip("."))
+            step("render")
+        finally:
+            bars.close()
+    Path(out).write_bytes(data)
+    n = len(rep["attention"])
+    click.echo(f"Governance report {period.start} to {period.end} ({rep['kpis']['current']['decisions']:,} decisions) "
+               f"written to {out} ({len(data) / 1024:,.0f} KB): "
+               + (f"{n} finding(s) need attention." if n else "nothing needs attention."))
+
+
+@main.command()
 @click.argument("decision_id", required=False)
 @click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
 @click.option("--vs", "other", default=None, help="Explain why the winner and not this action.")
