@@ -62,6 +62,14 @@ class _Fmt:
     def x(self, x, d: int = 2) -> str:
         return "—" if _bad(x) else i18n.number(float(x), self.lang, d)
 
+    def value(self, x, money: bool) -> str:
+        """An amount (2 decimals, currency) or a share (a percentage)."""
+        return self.money(x, 2) if money else self.pct(x)
+
+    def delta(self, x, money: bool) -> str:
+        """A difference of amounts, or of shares in percentage points."""
+        return self.money(x, 2) if money else self.change(x, 0, "pp")
+
     def change(self, cur, prev, kind: str = "rel") -> str:
         """+12.3% (relative) or +1.2 pp (a share's change in percentage points)."""
         if _bad(cur) or _bad(prev):
@@ -331,10 +339,8 @@ def to_html(rep: dict, lang: str = "en", svg: dict[str, str] | None = None) -> s
         rws = []
         for e in ch["effect"]:
             money = e["metric"] in ("margin", "incentive")
-            show = (lambda x, money=money: f.money(x, 2) if money else f.pct(x))
-            diff = (lambda x, money=money: f.money(x, 2) if money else f.change(x, 0, "pp") if not _bad(x) else "—")
-            rws.append([t(f"effect.{e['metric']}", lang), show(e["before"]), show(e["after"]), diff(e["difference"]),
-                        f"{diff(e['low'])} … {diff(e['high'])}"])
+            rws.append([t(f"effect.{e['metric']}", lang), f.value(e["before"], money), f.value(e["after"], money),
+                        f.delta(e["difference"], money), f"{f.delta(e['low'], money)} … {f.delta(e['high'], money)}"])
         p.append(f"<p>{t('changes.effect', lang, before=f.n(ch['decisions_before']), after=f.n(ch['decisions_after']))}</p>")
         p.append(_table([t("col.figure", lang), t("col.before", lang), t("col.after", lang), t("col.difference", lang),
                          t("col.ci", lang)], rws, {1, 2, 3, 4}))
@@ -411,7 +417,7 @@ def to_html(rep: dict, lang: str = "en", svg: dict[str, str] | None = None) -> s
                     f"<span class='warn'>{t('fairness.below', lang)}</span>" if m["below_min_ratio"] else
                     t("fairness.fine", lang))
             money = m["metric"] == "incentive_value"
-            d = (lambda x, money=money: f.money(x, 2) if money else f.change(x, 0, "pp"))
+            d = (lambda x, money=money: f.delta(x, money))  # noqa: E731
             rws.append([t(f"metric.{m['metric']}", lang), f"{_esc(m['lowest'])} / {_esc(m['highest'])}",
                         f"{f.x(m['ratio'])} ({f.x(m['ratio_low'])}–{f.x(m['ratio_high'])})",
                         f"{d(m['difference'])} ({d(m['difference_low'])} … {d(m['difference_high'])})", flag])
