@@ -25,7 +25,8 @@ def test_every_cli_command_is_in_the_readme():
         assert f"klartext {name}" in README, name
 
 
-NAMED = ("features", "channels", "levers", "max_contacts", "per_channel", "params", "issues", "groups", "actions")
+NAMED = ("features", "channels", "levers", "max_contacts", "per_channel", "params", "issues", "groups", "actions",
+         "attributes")
 
 
 def _keys(node):
