@@ -16,6 +16,8 @@ language_choice()
 pages = {
     tr("nav.governance"): [
         st.Page("pages/overview.py", title=tr("overview.title"), icon=":material/monitoring:", default=True),
+        st.Page("pages/report.py", title=tr("report.page.title"), icon=":material/summarize:"),
+        st.Page("pages/fairness.py", title=tr("report.page.fairness_title"), icon=":material/diversity_3:"),
         st.Page("pages/tradeoffs.py", title=tr("tradeoffs.title"), icon=":material/balance:"),
     ],
     tr("nav.decisions"): [
@@ -29,6 +31,7 @@ pages = {
         *([st.Page("pages/explanations.py", title=tr("explanations.title"), icon=":material/insights:")]
           if may_read_decisions else []),
         st.Page("pages/models.py", title=tr("models.title"), icon=":material/model_training:"),
+        st.Page("pages/model_health.py", title=tr("report.page.models_title"), icon=":material/monitor_heart:"),
         st.Page("pages/integrity.py", title=tr("integrity.title"), icon=":material/verified_user:"),
     ],
 }

@@ -710,3 +710,64 @@ def to_json(rep: dict) -> str:
         return str(o)
     return json.dumps(rep, default=conv, ensure_ascii=False, indent=1)
 
+
+
+# -- drill-downs of the pages ---------------------------------------------------------------------
+
+
+def model_detail(log: DecisionLog, period: Period, previous: Period | None, action_id: str, version: str) -> dict:
+    """One model behind the report's line: calibration by predicted decile on the period's
+    outcomes, accepted offers per day, and its score's distribution in the period, the period
+    before and at training (on the training deciles)."""
+    con = log.con.cursor()
+    pairs = monitoring.shown_outcomes(con, *period.bounds)
+    sel = np.asarray(pairs["action_id"], dtype=object) == action_id
+    y = np.asarray(pairs["accepted"], dtype=bool)[sel]
+    p = np.asarray(pairs["propensity"], dtype=np.float64)[sel]
+    days = pd.to_datetime(np.asarray(pairs["day"])[sel])
+    calibration = []
+    if len(p):
+        edges = np.unique(np.quantile(p, np.linspace(0, 1, 11)))
+        idx = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, max(len(edges) - 2, 0))
+        for b in np.unique(idx):
+            m = idx == b
+            calibration.append({"bin": int(b), "n": int(m.sum()), "predicted": float(p[m].mean()),
+                                "observed": float(y[m].mean())})
+    per_day = (pd.DataFrame({"day": days, "accepted": y}).groupby("day")["accepted"].agg(["sum", "count"])
+               .reset_index().rename(columns={"sum": "accepted", "count": "with_outcome"}))
+    row = con.execute("SELECT metrics FROM models WHERE action_id = ? AND version = ?", [action_id, version]).fetchall()
+    ref = (json.loads(row[0][0]).get("reference") or {}) if row else {}
+    spec = ref.get(SCORE)
+
+    def scores_of(per: Period | None) -> np.ndarray:
+        if per is None:
+            return np.empty(0)
+        sc = monitoring.scores(con, *per.bounds)
+        return np.asarray(sc["propensity"], dtype=np.float64)[np.asarray(sc["action_id"], dtype=object) == action_id]
+    cur, prev = scores_of(period), scores_of(previous)
+    base = spec or (stability.bins(prev, False) if len(prev) else stability.bins(cur, False))
+    dist = {"edges": base["edges"], "period": stability.shares(cur, base).tolist(),
+            "previous": stability.shares(prev, base).tolist() if len(prev) else None,
+            "training": spec["share"] if spec else None}
+    return {"calibration": calibration, "per_day": per_day, "scores": dist}
+
+
+def group_decisions(log: DecisionLog, period: Period, attribute: str, group: str, metric: str,
+                    sample: int = SAMPLE, limit: int = 200) -> pd.DataFrame:
+    """The sampled decisions of one group of a fairness attribute that count towards a rate
+    (e.g. those of group "female" that showed an incentive), newest first: decision_id, ts,
+    channel, chosen_actions."""
+    con = log.con.cursor()
+    smp, _ = monitoring.sample_decisions(con, *period.bounds, sample)
+    vs = smp["strategy_version"].dropna().unique().tolist()
+    actions, strategy = _actions_of(log, sorted(vs, key=lambda v: smp.loc[smp["strategy_version"] == v, "seq"].min()))
+    attr = next(a for a in strategy.governance.attributes if a.name == attribute)
+    cols, ok = input_columns(log, smp, strategy)
+    groups = _group_of(attr, strategy, cols)
+    per = monitoring.decision_outcomes(con, smp["decision_id"].tolist(), actions)
+    per = per.set_index("decision_id").loc[smp["decision_id"]].reset_index()
+    column = {"offer_rate": "offered", "incentive_rate": "incentive", "incentive_value": "incentive",
+              "premium_rate": "premium", "acceptance_rate": "accepted"}[metric]
+    keep = ok & (groups == group) & per[column].to_numpy(dtype=bool)
+    ids = smp.loc[keep, "decision_id"].tolist()
+    return queries.decisions_by_id(con, ids).drop(columns=["customer"]).sort_values("ts", ascending=False).head(limit)

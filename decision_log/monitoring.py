@@ -233,3 +233,14 @@ def versions_in(con: duckdb.DuckDBPyConnection, start: datetime, stop: datetime)
         WHERE decisions > 0 OR version = (SELECT strategy_version FROM decisions WHERE ts < $start
                                           AND strategy_version IS NOT NULL ORDER BY seq DESC LIMIT 1)
         ORDER BY first""", {"start": start, "stop": stop}).df()
+
+
+def model_offers(con: duckdb.DuckDBPyConnection, start: datetime, stop: datetime, action_id: str,
+                 limit: int = 200) -> pd.DataFrame:
+    """The newest shown offers of one action in the period, with their outcome: decision_id,
+    ts, channel, propensity, outcome (NULL: none reported yet)."""
+    return con.execute("""
+        SELECT c.decision_id, c.ts, c.channel, c.propensity, o.outcome FROM candidates c
+        LEFT JOIN outcomes o ON o.decision_id = c.decision_id AND o.action_id = c.action_id
+        WHERE c.selected AND c.action_id = $a AND c.ts >= $start AND c.ts < $stop
+        ORDER BY c.ts DESC LIMIT $k""", {"a": action_id, "start": start, "stop": stop, "k": int(limit)}).df()

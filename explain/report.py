@@ -90,8 +90,9 @@ def t(key: str, lang: str, **kw) -> str:
 # -- figures (also the dashboard's) -----------------------------------------------------------------
 
 
-def _layout(fig: go.Figure, title: str, height: int = 300) -> go.Figure:
+def _layout(fig: go.Figure, title: str, lang: str, height: int = 300) -> go.Figure:
     fig.update_layout(title=dict(text=title, font=dict(size=14)), height=height, width=760,
+                      separators=",." if lang == "de" else ".,",
                       margin=dict(l=60, r=20, t=40, b=40), template="plotly_white",
                       legend=dict(orientation="h", y=-0.2), font=dict(family="DejaVu Sans, sans-serif", size=11))
     return fig
@@ -110,7 +111,7 @@ def figures(rep: dict, lang: str) -> dict[str, go.Figure]:
         fig.update_layout(yaxis=dict(title=t("fig.decisions", lang)),
                           yaxis2=dict(title=t("fig.acceptance", lang), overlaying="y", side="right",
                                       tickformat=".0%", rangemode="tozero"))
-        out["daily"] = _layout(fig, t("fig.daily", lang))
+        out["daily"] = _layout(fig, t("fig.daily", lang), lang)
     fr = rep.get("frontier")
     if fr:
         pts = fr["points"]
@@ -128,7 +129,7 @@ def figures(rep: dict, lang: str) -> dict[str, go.Figure]:
         cur_sym = rep["strategy"]["currency"]
         fig.update_layout(xaxis=dict(title=t("fig.margin_axis", lang, currency=cur_sym)),
                           yaxis=dict(title=t("fig.retention_axis", lang, currency=cur_sym)))
-        out["frontier"] = _layout(fig, t("fig.frontier_title", lang))
+        out["frontier"] = _layout(fig, t("fig.frontier_title", lang), lang)
     models = [m for m in rep["models"] if m.get("auc") is not None]
     if models:
         lo, hi = rep["thresholds"]["auc"]
@@ -142,7 +143,7 @@ def figures(rep: dict, lang: str) -> dict[str, go.Figure]:
                                      arrayminus=[m["auc"] - m["auc_low"] for m in models], thickness=1))
         fig.add_vrect(x0=lo, x1=hi, fillcolor="#2e7d32", opacity=0.07, line_width=0)
         fig.update_layout(xaxis=dict(title="AUC", range=[0.3, 1.0]), yaxis=dict(autorange="reversed"))
-        out["models"] = _layout(fig, t("fig.models", lang, lo=lo, hi=hi), height=max(260, 16 * len(models) + 90))
+        out["models"] = _layout(fig, t("fig.models", lang, lo=lo, hi=hi), lang, height=max(260, 16 * len(models) + 90))
     inputs = rep["inputs"][:15]
     if inputs:
         warn, alert = rep["thresholds"]["psi"]
@@ -153,7 +154,7 @@ def figures(rep: dict, lang: str) -> dict[str, go.Figure]:
         for v in (warn, alert):
             fig.add_vline(x=v, line_dash="dot", line_color="#555")
         fig.update_layout(xaxis=dict(title="PSI", type="log"), yaxis=dict(autorange="reversed"))
-        out["inputs"] = _layout(fig, t("fig.inputs", lang), height=max(260, 18 * len(inputs) + 90))
+        out["inputs"] = _layout(fig, t("fig.inputs", lang), lang, height=max(260, 18 * len(inputs) + 90))
     for fa in rep["fairness"]:
         groups = [g for g in fa["groups"] if g.get("incentive_rate") is not None]
         if not groups:
@@ -164,7 +165,37 @@ def figures(rep: dict, lang: str) -> dict[str, go.Figure]:
             fig.add_bar(x=[g["group"] for g in groups], y=[g.get(metric) for g in groups],
                         name=t(f"metric.{metric}", lang), marker_color=color)
         fig.update_layout(barmode="group", yaxis=dict(tickformat=".0%"))
-        out[f"fairness.{fa['attribute']}"] = _layout(fig, t("fig.fairness", lang, attribute=fa["label"]), height=280)
+        out[f"fairness.{fa['attribute']}"] = _layout(fig, t("fig.fairness", lang, attribute=fa["label"]), lang, height=280)
+    return out
+
+
+def model_figures(detail: dict, lang: str) -> dict[str, go.Figure]:
+    """The Model health page's figures of one model: calibration, accepted per day, score distribution."""
+    out = {}
+    cal = detail["calibration"]
+    if cal:
+        fig = go.Figure()
+        fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#999"), showlegend=False)
+        fig.add_scatter(x=[c["predicted"] for c in cal], y=[c["observed"] for c in cal], mode="lines+markers",
+                        marker=dict(size=[6 + 14 * c["n"] / max(x["n"] for x in cal) for c in cal]),
+                        name=t("fig.observed", lang), text=[str(c["n"]) for c in cal])
+        fig.update_layout(xaxis=dict(title=t("fig.predicted", lang), tickformat=".0%"),
+                          yaxis=dict(title=t("fig.observed", lang), tickformat=".0%"))
+        out["calibration"] = _layout(fig, t("fig.calibration", lang), lang)
+    per = detail["per_day"]
+    if len(per):
+        fig = go.Figure(go.Bar(x=per["day"], y=per["accepted"], marker_color="#2e7d32", name=t("fig.accepted", lang)))
+        out["per_day"] = _layout(fig, t("fig.per_day", lang), lang, height=260)
+    sc = detail["scores"]
+    edges = sc["edges"]
+    labels = [f"≤ {edges[0]:.2f}"] + [f"{a:.2f}–{b:.2f}" for a, b in zip(edges, edges[1:])] + [f"> {edges[-1]:.2f}"] \
+        if edges else [t("fig.all", lang)]
+    fig = go.Figure()
+    for key, color in (("training", "#90a4ae"), ("previous", "#ef6c00"), ("period", "#1565c0")):
+        if sc.get(key) is not None:
+            fig.add_bar(x=labels, y=sc[key][:len(labels)], name=t(f"fig.scores_{key}", lang), marker_color=color)
+    fig.update_layout(barmode="group", yaxis=dict(tickformat=".0%"))
+    out["scores"] = _layout(fig, t("fig.scores", lang), lang, height=280)
     return out
 
 

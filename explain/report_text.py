@@ -323,4 +323,60 @@ TEXT: dict[str, tuple[str, str]] = {
     "sum.calm": ("Nothing needs attention.", "Nichts braucht Aufmerksamkeit."),
     "sum.integrity_bad": ("The log failed verification: the figures rest on changed records.",
                           "Das Protokoll hat die Prüfung nicht bestanden: die Zahlen beruhen auf veränderten Daten."),
+    "fig.observed": ("Observed acceptance", "Beobachtete Annahme"),
+    "fig.predicted": ("Predicted (logged propensity)", "Vorhergesagt (protokollierte Neigung)"),
+    "fig.calibration": ("Calibration in the period (by predicted decile; size: offers)",
+                        "Kalibrierung im Zeitraum (nach vorhergesagtem Dezil; Größe: Angebote)"),
+    "fig.accepted": ("Accepted", "Angenommen"), "fig.per_day": ("Accepted offers per day", "Angenommene Angebote je Tag"),
+    "fig.all": ("all", "alle"),
+    "fig.scores": ("The score's distribution (training deciles)", "Verteilung des Scores (Trainingsdezile)"),
+    "fig.scores_training": ("At training", "Beim Training"), "fig.scores_previous": ("Period before", "Zeitraum davor"),
+    "fig.scores_period": ("This period", "Dieser Zeitraum"),
+    # the dashboard's pages
+    "page.title": ("Governance report", "Steuerungsbericht"),
+    "page.caption": ("The report for the board: what changed, what needs attention, and the figures behind it — "
+                     "the same content as `klartext report`, to download as PDF or HTML.",
+                     "Der Bericht für das Gremium: was sich geändert hat, was Aufmerksamkeit braucht, und die Zahlen "
+                     "dahinter — derselbe Inhalt wie `klartext report`, als PDF oder HTML zum Herunterladen."),
+    "page.no_klartext": ("The log holds no decision of a Klartext strategy; the governance pages read those.",
+                         "Das Protokoll enthält keine Entscheidung einer Klartext-Strategie; die Steuerungsseiten "
+                         "lesen diese."),
+    "page.period": ("Report period", "Berichtszeitraum"),
+    "page.compare": ("Compare with", "Vergleichen mit"),
+    "page.compare_previous": ("the period before", "dem Zeitraum davor"),
+    "page.compare_none": ("nothing", "nichts"),
+    "page.computing": ("Computing the report's figures …", "Berechne die Zahlen des Berichts …"),
+    "page.download": ("Download", "Herunterladen"),
+    "page.prepare": ("Prepare {kind}", "{kind} erstellen"),
+    "page.drawing": ("Drawing the figures and printing …", "Zeichne die Abbildungen und drucke …"),
+    "page.download_file": ("Download the report ({kind}, {kb} KB)", "Bericht herunterladen ({kind}, {kb} KB)"),
+    "page.see_fairness": ("Details and the decisions behind a finding: Fairness page",
+                          "Details und die Entscheidungen hinter einem Befund: Seite Fairness"),
+    "page.see_models": ("Details per model: Model health page", "Details je Modell: Seite Modellgesundheit"),
+    "page.fairness_title": ("Fairness", "Fairness"),
+    "page.fairness_caption": ("Who gets which offers, incentives and payment terms — per group of the attributes the "
+                              "strategy names, with four-fifths flags and bootstrap intervals.",
+                              "Wer welche Angebote, Anreize und Zahlungsziele bekommt — je Gruppe der Merkmale, die "
+                              "die Strategie nennt, mit Vier-Fünftel-Markierung und Bootstrap-Intervallen."),
+    "page.attribute": ("Attribute", "Merkmal"),
+    "page.drill": ("The decisions behind a rate", "Die Entscheidungen hinter einer Quote"),
+    "page.drill_group": ("Group", "Gruppe"), "page.drill_metric": ("Counting towards", "Zählt zu"),
+    "page.drill_count": ("{n} sampled decision(s) of group {group} count towards {metric} (newest first, up to 200).",
+                         "{n} Stichproben-Entscheidung(en) der Gruppe {group} zählen zu {metric} (neueste zuerst, "
+                         "bis 200)."),
+    "page.drill_viewer": ("Single decisions are for reviewers; your role sees the rates.",
+                          "Einzelne Entscheidungen sind für Prüfende; Ihre Rolle sieht die Quoten."),
+    "page.models_title": ("Model health", "Modellgesundheit"),
+    "page.models_caption": ("Do the models still work? Discrimination and calibration on the period's outcomes, "
+                            "accepted offers per day, and the stability of scores and inputs.",
+                            "Funktionieren die Modelle noch? Trennschärfe und Kalibrierung auf den Ergebnissen des "
+                            "Zeitraums, Annahmen je Tag und die Stabilität von Scores und Eingaben."),
+    "page.model": ("Model", "Modell"),
+    "page.model_numbers": ("AUC {auc} at training, {period} in the period; {n} shown offers with an outcome, {pos} "
+                           "accepted.", "AUC {auc} beim Training, {period} im Zeitraum; {n} gezeigte Angebote mit "
+                           "Ergebnis, {pos} angenommen."),
+    "page.behind": ("The newest shown offers of this model with their outcome",
+                    "Die neuesten gezeigten Angebote dieses Modells mit ihrem Ergebnis"),
+    "page.inputs_vs_training": ("Inputs furthest from the training population (context, not flagged)",
+                                "Eingaben am weitesten von der Trainingspopulation (Einordnung, nicht markiert)"),
 }

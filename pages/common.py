@@ -563,3 +563,48 @@ def off_policy(path: str, mtime: float, spec: str, reward: str, fspec: str = "")
 
     f = _factors_in(path, mtime, fspec)
     return do(_open(path, mtime), f, first_actions(f, _setting(spec)), reward=reward, n_boot=200)
+
+
+# -- the governance report (Governance report, Fairness, Model health) -------------------------------
+
+
+def report_period(con: duckdb.DuckDBPyConnection):
+    """The report's period (default: the last 28 days of the log) and what it is compared with,
+    chosen in the sidebar and shared by the three governance pages."""
+    from datetime import timedelta
+
+    from analysis.governance import Period
+
+    first, last = con.execute("SELECT min(ts)::DATE, max(ts)::DATE FROM decisions WHERE source = 'klartext'"
+                              ).fetchall()[0]
+    if first is None:
+        st.info(tr("report.page.no_klartext"))
+        st.stop()
+    st.sidebar.markdown(f"**{tr('report.page.period')}**")
+    default = (max(first, last - timedelta(days=27)), last)
+    chosen = st.sidebar.date_input(tr("common.period"), value=default, min_value=first, max_value=last,
+                                   key="gov_period")
+    start, end = (chosen if isinstance(chosen, (tuple, list)) and len(chosen) == 2
+                  else (chosen[0], chosen[0]) if isinstance(chosen, (tuple, list)) and chosen else default)
+    if start > end:
+        start, end = end, start
+    compare = st.sidebar.radio(tr("report.page.compare"), ["previous", "none"], key="gov_compare",
+                               format_func=lambda c: tr(f"report.page.compare_{c}"))
+    return Period(start, end), ("previous" if compare == "previous" else None)
+
+
+@st.cache_data(show_spinner=False, max_entries=6)
+def _report(path: str, version: float | str, start: date, end: date, compare: str | None) -> dict:
+    from analysis.governance import Period, build
+
+    return build(_open(path, version), Period(start, end), compare)
+
+
+def governance_report(lg: DecisionLog, period, compare) -> dict | None:
+    """The governance report's figures for the period (computed once per log version and period)."""
+    with st.spinner(tr("report.page.computing")):
+        try:
+            return _report(*log_key(lg), period.start, period.end, compare)
+        except KlartextError as exc:
+            show_error(exc)
+            return None

@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,7 @@ from klartext.cli import main
 from klartext.jobs import run_demo
 
 N = 8000
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _period(db):
@@ -270,3 +272,59 @@ def test_no_chromium_gives_a_next_step(monkeypatch, planted):
     with pytest.raises(Exception, match="apt-get install chromium"):
         report.svgs(report.figures(rep, "en"))
     assert shutil.which("pdftotext")
+
+
+# -- the dashboard's pages ---------------------------------------------------------------------------
+
+
+def _page(path, db, monkeypatch, period):
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    monkeypatch.setenv("KLARTEXT_DB", str(db))
+    at = AppTest.from_file(str(ROOT / path), default_timeout=120)
+    at.session_state["gov_period"] = (period.start, period.end)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_report_page_shows_the_findings_and_makes_the_pdf(planted, monkeypatch):
+    db, rep = planted
+    at = _page("pages/report.py", db, monkeypatch, _period(db))
+    assert at.title[0].value == "Governance report"
+    findings = at.error[0].value
+    assert "Average order value" in findings and "Gender" in findings
+    at.button(key="gov_prepare_pdf").click().run()
+    assert not at.exception
+    assert at.get("download_button")[0].proto.label.startswith("Download the report (PDF")
+
+
+def test_fairness_page_flags_gender_and_lists_the_decisions_behind(planted, monkeypatch):
+    db, rep = planted
+    at = _page("pages/fairness.py", db, monkeypatch, _period(db))
+    assert at.radio(key="fair_attr").value == "gender"
+    assert any("below four-fifths" in e.value for e in at.error)
+    at.selectbox(key="fair_group").set_value("female").run()
+    at.selectbox(key="fair_metric").set_value("incentive_rate").run()
+    assert not at.exception
+    rows = at.dataframe[-1].value
+    gender = next(f for f in rep["fairness"] if f["attribute"] == "gender")
+    female = next(g for g in gender["groups"] if g["group"] == "female")
+    assert len(rows) == min(200, round(female["incentive_rate"] * female["decisions"]))
+    # the region shows no finding
+    at.radio(key="fair_attr").set_value("region").run()
+    assert not at.exception and not at.error
+
+
+def test_model_health_page_shows_a_models_calibration_and_offers(planted, monkeypatch):
+    db, rep = planted
+    at = _page("pages/model_health.py", db, monkeypatch, _period(db))
+    assert at.title[0].value == "Model health"
+    aid = next(m["action_id"] for m in rep["models"] if m["auc"] is not None)
+    at.selectbox(key="mh_model").set_value(aid).run()
+    assert not at.exception
+    offers = at.dataframe[-1].value
+    assert len(offers) and set(offers["outcome"].dropna()) <= {"accepted", "rejected", "ignored"}
