@@ -359,13 +359,21 @@ def _group_of(attr, strategy: Strategy, cols: dict[str, np.ndarray]) -> np.ndarr
     return out
 
 
+def _metric_frame(comp: pd.DataFrame, name: str):
+    """fairlearn's MetricFrame of the mean of ``x`` per group, from rows (g, x, n)."""
+    from fairlearn.metrics import MetricFrame, mean_prediction
+
+    xs = comp["x"].to_numpy(dtype=np.float64)
+    return MetricFrame(metrics=mean_prediction, y_true=xs, y_pred=xs,
+                       sensitive_features=pd.Series(comp["g"].to_numpy(), name=name),
+                       sample_params={"sample_weight": comp["n"].to_numpy(dtype=np.float64)})
+
+
 def _fairness(strategy: Strategy, cols: dict[str, np.ndarray], ok: np.ndarray, per: pd.DataFrame,
               n_boot: int, seed: int) -> list[dict]:
     """Per attribute of ``governance.fairness``: each group's rates (fairlearn's MetricFrame),
     the ratio of the lowest to the highest group and the difference, with stratified
     bootstrap intervals, and whether the four-fifths rule is clearly broken."""
-    from fairlearn.metrics import MetricFrame, mean_prediction
-
     g = strategy.governance
     out = []
     metric_rows = {
@@ -390,18 +398,19 @@ def _fairness(strategy: Strategy, cols: dict[str, np.ndarray], ok: np.ndarray, p
             rows_ = known & base
             if not rows_.any():
                 continue
-            mf = MetricFrame(metrics=mean_prediction, y_true=x[rows_], y_pred=x[rows_],
-                             sensitive_features=pd.Series(groups[rows_].astype(str), name=attr.name))
-            by = mf.by_group
+            # fairlearn reads the rows compressed to (group, value, count): the weighted means
+            # are the rows' means exactly, at the cost of the distinct values (~100× sooner)
+            comp = (pd.DataFrame({"g": groups[rows_].astype(str), "x": x[rows_]}).groupby(["g", "x"]).size()
+                    .reset_index(name="n"))
+
+            by = _metric_frame(comp, attr.name).by_group
             for grp in res["groups"]:
                 grp[name] = float(by[grp["group"]]) if grp["group"] in by.index else None
-                grp[name + "_n"] = int((groups[rows_] == grp["group"]).sum())
-            judge = [grp for grp in judged if (groups[rows_] == grp).sum() >= 1]
+                grp[name + "_n"] = int(comp.loc[comp["g"] == grp["group"], "n"].sum())
+            judge = [grp for grp in judged if (comp["g"] == grp).any()]
             if len(judge) < 2:
                 continue
-            sub = np.isin(groups[rows_].astype(str), judge)
-            mfj = MetricFrame(metrics=mean_prediction, y_true=x[rows_][sub], y_pred=x[rows_][sub],
-                              sensitive_features=pd.Series(groups[rows_][sub].astype(str), name=attr.name))
+            mfj = _metric_frame(comp[comp["g"].isin(judge)], attr.name)
             ratio, diff = float(mfj.ratio(method="between_groups")), float(mfj.difference(method="between_groups"))
             boots = np.column_stack([group_boot(x[rows_][groups[rows_] == grp], n_boot, rng) for grp in judge])
             hi_b, lo_b = boots.max(axis=1), boots.min(axis=1)
