@@ -385,10 +385,11 @@ def to_html(rep: dict, lang: str = "en", svg: dict[str, str] | None = None) -> s
             t("status.too_few", lang) if m["auc"] is None else "<span class='ok'>" + t("status.ok", lang) + "</span>")
         rws.append([_esc(m["name"]), f.x(m["auc_train"]),
                     "—" if m["auc"] is None else f"{f.x(m['auc'])} ({f.x(m['auc_low'])}–{f.x(m['auc_high'])})",
-                    f.pct(m["mean_predicted"]), f.pct(m["observed_rate"]), f.x(m["positives_per_day"], 1),
+                    f"{f.pct(m['mean_predicted'])} / {f.pct(m['observed_rate'])}",
+                    f"{f.x(m['ece_train'], 3)} → {f.x(m['ece'], 3)}", f.x(m["positives_per_day"], 1),
                     f.x(m["psi_score_previous"]), f.x(m["psi_score_train"]), status])
     p.append(_table([t("col.model", lang), t("col.auc_train", lang), t("col.auc_period", lang),
-                     t("col.predicted", lang), t("col.observed", lang), t("col.positives_day", lang),
+                     t("col.pred_obs", lang), t("col.ece", lang), t("col.positives_day", lang),
                      t("col.psi_prev", lang), t("col.psi_train", lang), t("col.status", lang)], rws,
                     {1, 2, 3, 4, 5, 6, 7}))
     fig("models")
@@ -466,7 +467,7 @@ def to_html(rep: dict, lang: str = "en", svg: dict[str, str] | None = None) -> s
     # appendix
     p.append(f"<h2>{t('h.methods', lang)}</h2><dl>")
     for key in ("period", "acceptance", "margin", "incentive", "churn", "frontier", "changes", "auc", "calibration",
-                "positives", "psi", "psi_train", "contact", "objection", "recheck", "suitability", "fairness",
+                "ece", "positives", "psi", "psi_train", "contact", "objection", "recheck", "suitability", "fairness",
                 "bootstrap", "sample", "integrity"):
         p.append(f"<dt>{t('m.' + key + '.term', lang)}</dt><dd>{t('m.' + key, lang)}</dd>")
     p.append("</dl></body></html>")

@@ -38,7 +38,9 @@ TEXT: dict[str, tuple[str, str]] = {
     "col.difference": ("Difference", "Unterschied"), "col.ci": ("95% interval", "95-%-Intervall"),
     "col.model": ("Model (action)", "Modell (Aktion)"), "col.auc_train": ("AUC at training", "AUC beim Training"),
     "col.auc_period": ("AUC in the period (95%)", "AUC im Zeitraum (95 %)"),
-    "col.predicted": ("Predicted", "Vorhergesagt"), "col.observed": ("Observed", "Beobachtet"),
+    "col.predicted": ("Predicted", "Vorhergesagt"),
+    "col.pred_obs": ("Predicted / observed", "Vorhergesagt / beobachtet"),
+    "col.ece": ("Calibration error (training → period)", "Kalibrierungsfehler (Training → Zeitraum)"), "col.observed": ("Observed", "Beobachtet"),
     "col.positives_day": ("Accepted per day", "Annahmen je Tag"),
     "col.psi_prev": ("Score PSI vs before", "Score-PSI ggü. vorher"),
     "col.psi_train": ("Score PSI vs training", "Score-PSI ggü. Training"),
@@ -197,6 +199,12 @@ TEXT: dict[str, tuple[str, str]] = {
                       "shown actions are those ranked highest, so the prediction tends to run above the observation.",
                       "Mittlere protokollierte Neigung der gezeigten Aktionen mit Ergebnis gegen ihre Annahmequote; "
                       "gezeigt werden die am höchsten gereihten, daher liegt die Vorhersage tendenziell darüber."),
+    "m.ece.term": ("Calibration error (ECE)", "Kalibrierungsfehler (ECE)"),
+    "m.ece": ("Σ over ten equal-width bins of the predicted propensity of (offers in the bin ÷ all) × |mean predicted "
+              "− observed rate|; at training on the held-out share, in the period on the shown offers with an "
+              "outcome.", "Σ über zehn gleich breite Klassen der vorhergesagten Neigung von (Angebote in der Klasse ÷ "
+              "alle) × |mittlere Vorhersage − beobachtete Quote|; beim Training auf dem zurückgehaltenen Anteil, im "
+              "Zeitraum auf den gezeigten Angeboten mit Ergebnis."),
     "m.positives.term": ("Accepted per day", "Annahmen je Tag"),
     "m.positives": ("Accepted shown actions of the model ÷ days of the period (Pega's positives: what a model can learn "
                     "from).", "Angenommene gezeigte Aktionen des Modells ÷ Tage des Zeitraums (Pegas Positives: woraus "

@@ -328,3 +328,32 @@ def test_model_health_page_shows_a_models_calibration_and_offers(planted, monkey
     assert not at.exception
     offers = at.dataframe[-1].value
     assert len(offers) and set(offers["outcome"].dropna()) <= {"accepted", "rejected", "ignored"}
+
+
+def test_strategy_change_effect_and_rules_fired_recomputed(planted):
+    db, rep = planted
+    start, stop = _period(db).bounds
+    (change,) = rep["changes"]
+    first = pd.Timestamp(change["first"])
+    since = first - (pd.Timestamp(stop) - first)
+    strategy = retail.load_demo_strategy()
+    cost = {a.id: a.incentive_cost for a in strategy.actions}
+    with DecisionLog.open(db, read_only=True) as log:
+        d = log.con.execute("SELECT decision_id, strategy_version, ts, chosen_action FROM decisions "
+                            "WHERE ts >= ? AND ts < ?", [since, stop]).df()
+        o = log.con.execute("SELECT decision_id, action_id, outcome FROM outcomes").df()
+        fired = log.con.execute("SELECT rule, count(*) FROM candidates WHERE stage = 'suitability' AND ts >= ? "
+                                "AND ts < ? GROUP BY rule", [start, stop]).fetchall()
+    acc = o[o["outcome"] == "accepted"]
+    spend = acc.assign(c=acc["action_id"].map(cost)).groupby("decision_id")["c"].sum()
+    d["incentive"] = d["decision_id"].map(spend).fillna(0.0)
+    before = d[(d["strategy_version"] == change["previous"]) & (d["ts"] < first)]
+    after = d[(d["strategy_version"] == change["version"]) & (d["ts"] >= first)]
+    eff = next(e for e in change["effect"] if e["metric"] == "incentive")
+    assert (change["decisions_before"], change["decisions_after"]) == (len(before), len(after))
+    assert eff["before"] == pytest.approx(before["incentive"].mean()) and eff["after"] == pytest.approx(
+        after["incentive"].mean())
+    off = next(e for e in change["effect"] if e["metric"] == "offered")
+    assert off["after"] == pytest.approx(after["chosen_action"].notna().mean())
+    got = {r["rule"]: r["candidates"] for r in rep["compliance"]["rules_fired"] if r["stage"] == "suitability"}
+    assert got == dict(fired)
