@@ -442,6 +442,10 @@ def _compliance(log: DecisionLog, con, period: Period, strategy: Strategy, versi
     objections = objections[(objections["ts"] >= pd.Timestamp(start)) & (objections["ts"] < pd.Timestamp(stop))]
     fired = monitoring.rules_fired(con, start, stop)
     recheck = _recheck_rules(log, strategy, sample, cols, ok) if sample is not None else None
+    if recheck is not None:
+        recheck["complete"] = len(sample) >= int(con.execute(
+            "SELECT count(*) FROM decisions WHERE ts >= ? AND ts < ? AND source = 'klartext'", [start, stop]
+        ).fetchall()[0][0])
     return {
         "contact_limits": contacts.to_dict("records"),
         "objections": {"periods": len(periods), "violations": int(len(objections)),
@@ -486,8 +490,11 @@ def _recheck_rules(log: DecisionLog, strategy: Strategy, sample: pd.DataFrame, c
             entry["violations"] += int(bad.sum())
             rows_bad = np.flatnonzero(bad.any(axis=1))[:5]
             entry["decisions"] += sample["decision_id"].to_numpy()[idx][rows_bad].tolist()
+    violations = int(sum(r["violations"] for r in per_rule.values()))
     return {"contacts_checked": checked, "decisions": int(ok.sum()), "rules": list(per_rule.values()),
-            "violations": int(sum(r["violations"] for r in per_rule.values()))}
+            "violations": violations,
+            # none found in a sample: the rule of three bounds the share of contacts that break a rule
+            "upper_95": (3.0 / checked) if checked and not violations else None}
 
 
 def _diff(old: Strategy, new: Strategy) -> list[dict]:

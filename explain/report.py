@@ -417,7 +417,9 @@ def to_html(rep: dict, lang: str = "en", svg: dict[str, str] | None = None) -> s
     p.append(f"<p>{t('objections.text', lang, periods=f.n(ob['periods']), n=f.n(ob['violations']))}</p>")
     rc = comp.get("recheck")
     if rc:
-        p.append(f"<p>{t('recheck.text', lang, contacts=f.n(rc['contacts_checked']), decisions=f.n(rc['decisions']), n=f.n(rc['violations']))}</p>")
+        bound = "" if rc.get("complete") or rc.get("upper_95") is None else " " + t(
+            "recheck.bound", lang, per=f.x(rc["upper_95"] * 100_000, 1), of=f.n(rep["sample"]["of"]))
+        p.append(f"<p>{t('recheck.text', lang, contacts=f.n(rc['contacts_checked']), decisions=f.n(rc['decisions']), n=f.n(rc['violations']))}{bound}</p>")
         p.append(_table([t("col.rule", lang), t("col.stage", lang), t("col.checked", lang), t("col.violations", lang)],
                         [[f"<code>{_esc(r['rule'])}</code> — {_esc(r['description'])}", _esc(r["stage"]),
                           f.n(r["checked"]), (f"<span class='bad'>{f.n(r['violations'])}</span>" if r["violations"]

@@ -115,6 +115,10 @@ TEXT: dict[str, tuple[str, str]] = {
                      "Jede Zulässigkeits- und Eignungsregel (darunter die Einwilligungen) erneut auf den protokollierten "
                      "Eingaben von {decisions} Stichproben-Entscheidungen ausgewertet, für die {contacts} gezeigten "
                      "Aktionen: <b>{n}</b> entgegen einer Regel gezeigt."),
+    "recheck.bound": ("None in the sample: with 95% confidence fewer than {per} in 100,000 contacts break a rule "
+                      "(rule of three); `--sample {of}` checks every decision.",
+                      "Keiner in der Stichprobe: mit 95 % Sicherheit verstoßen weniger als {per} von 100.000 Kontakten "
+                      "gegen eine Regel (Dreierregel); `--sample {of}` prüft jede Entscheidung."),
     "h.suitability": ("Suitability rules that fired", "Ausgelöste Eignungsregeln"),
     "suitability.none": ("No suitability rule removed an action.", "Keine Eignungsregel hat eine Aktion entfernt."),
     "h.fairness": ("Fairness of offers and incentives", "Fairness von Angeboten und Anreizen"),

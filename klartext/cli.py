@@ -532,7 +532,8 @@ def evidence(decision_id: str, db: str, out: str, lang: str | None, by: str | No
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
               help="Where to write it: FILE.html (self-contained, printable), FILE.pdf or FILE.json (the figures).")
 @click.option("--sample", type=click.IntRange(100), default=100_000, show_default=True,
-              help="Decisions per period whose inputs are opened (input drift, fairness, rule re-check, frontier).")
+              help="Decisions per period whose inputs are opened (input drift, fairness, rule re-check, frontier); "
+                   "more than the period holds checks every one.")
 def report(db: str, start: str | None, end: str | None, compare: str, lang: str | None, out: str, sample: int) -> None:
     """The governance report of a period: summary, decisions and margin against the period
     before, margin against retention, strategy changes and their effect, model monitoring
