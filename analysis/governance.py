@@ -69,6 +69,14 @@ class Period:
         return {"from": self.start.isoformat(), "to": self.end.isoformat(), "days": self.days}
 
 
+def default_period(first: date, last: date) -> Period:
+    """The period a report covers unless told: the last 28 days, or the log's second half when
+    it spans less than 8 weeks (so there is a period before to compare with)."""
+    span = (last - first).days + 1
+    days = min(28, max(1, span // 2))
+    return Period(last - timedelta(days=days - 1), last)
+
+
 def parse_period(text: str) -> Period:
     """``2026-11-01..2026-11-14`` or ``previous`` is handled by the caller; this reads the former."""
     try:

@@ -524,7 +524,9 @@ def evidence(decision_id: str, db: str, out: str, lang: str | None, by: str | No
 
 @main.command()
 @click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
-@click.option("--from", "start", default=None, help="First day (YYYY-MM-DD, UTC; default: 28 days before --to).")
+@click.option("--from", "start", default=None,
+              help="First day (YYYY-MM-DD, UTC; default: 28 days up to --to, or the log's second half if it spans "
+                   "less than 8 weeks).")
 @click.option("--to", "end", default=None, help="Last day, included (default: the log's newest decision's day).")
 @click.option("--compare-to", "compare", default="previous", show_default=True,
               help="The period beside it: previous (as long, just before), FROM..TO, or none.")
@@ -539,7 +541,7 @@ def report(db: str, start: str | None, end: str | None, compare: str, lang: str 
     before, margin against retention, strategy changes and their effect, model monitoring
     (AUC, calibration, PSI), policy compliance counted from the log, fairness of offers and
     incentives, and the log's integrity — with an appendix defining every figure."""
-    from datetime import date, timedelta
+    from datetime import date
 
     from analysis import governance
     from explain import i18n
@@ -554,13 +556,14 @@ def report(db: str, start: str | None, end: str | None, compare: str, lang: str 
         except ValueError:
             raise KlartextError(f"{opt} {text!r} is not a date.", "Write it as YYYY-MM-DD, e.g. 2026-11-30.") from None
     with _read(db) as log:
-        last = log.con.execute("SELECT max(ts)::DATE FROM decisions WHERE source = 'klartext'").fetchall()[0][0]
+        first, last = log.con.execute("SELECT min(ts)::DATE, max(ts)::DATE FROM decisions "
+                                      "WHERE source = 'klartext'").fetchall()[0]
         if last is None:
             raise KlartextError(f"The log {db!r} holds no decision made by a Klartext strategy.",
                                 "The report reads Klartext's own decisions: make some with `klartext demo` or "
                                 "`klartext run`.")
         to = day(end, "--to") if end else last
-        frm = day(start, "--from") if start else to - timedelta(days=27)
+        frm = day(start, "--from") if start else governance.default_period(first, to).start
         if to < frm:
             raise KlartextError(f"--from {frm} is after --to {to}.", "Write the earlier day as --from.")
         period = governance.Period(frm, to)

@@ -571,9 +571,7 @@ def off_policy(path: str, mtime: float, spec: str, reward: str, fspec: str = "")
 def report_period(con: duckdb.DuckDBPyConnection):
     """The report's period (default: the last 28 days of the log) and what it is compared with,
     chosen in the sidebar and shared by the three governance pages."""
-    from datetime import timedelta
-
-    from analysis.governance import Period
+    from analysis.governance import Period, default_period
 
     first, last = con.execute("SELECT min(ts)::DATE, max(ts)::DATE FROM decisions WHERE source = 'klartext'"
                               ).fetchall()[0]
@@ -581,7 +579,8 @@ def report_period(con: duckdb.DuckDBPyConnection):
         st.info(tr("report.page.no_klartext"))
         st.stop()
     st.sidebar.markdown(f"**{tr('report.page.period')}**")
-    default = (max(first, last - timedelta(days=27)), last)
+    dp = default_period(first, last)
+    default = (dp.start, dp.end)
     chosen = st.sidebar.date_input(tr("common.period"), value=default, min_value=first, max_value=last,
                                    key="gov_period")
     start, end = (chosen if isinstance(chosen, (tuple, list)) and len(chosen) == 2
