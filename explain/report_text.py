@@ -44,7 +44,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "col.positives_day": ("Accepted per day", "Annahmen je Tag"),
     "col.psi_prev": ("Score PSI vs before", "Score-PSI ggü. vorher"),
     "col.psi_train": ("Score PSI vs training", "Score-PSI ggü. Training"),
-    "col.status": ("Status", "Status"), "col.input": ("Input", "Eingabe"), "col.band": ("Band", "Band"),
+    "col.status": ("Status", "Zustand"), "col.input": ("Input", "Eingabe"), "col.band": ("Band", "Bereich"),
     "col.mean_prev": ("Mean before", "Mittel vorher"), "col.mean": ("Mean", "Mittel"),
     "col.limit": ("Limit", "Grenze"), "col.breaches": ("Over the limit", "Über der Grenze"),
     "col.rule": ("Rule", "Regel"), "col.stage": ("Stage", "Stufe"), "col.checked": ("Actions checked", "Geprüfte Aktionen"),
@@ -189,7 +189,7 @@ TEXT: dict[str, tuple[str, str]] = {
                   "die Entscheidungen der alten Version vor der Änderung mit denen der neuen danach über gleich "
                   "lange Spannen (Mittelwerte mit normalen 95-%-Intervallen); andere Änderungen in dieser Zeit "
                   "werden nicht getrennt."),
-    "m.auc.term": ("AUC", "AUC"),
+    "m.auc.term": ("AUC (area under the ROC curve)", "AUC (Fläche unter der ROC-Kurve)"),
     "m.auc": ("Area under the ROC curve of the logged score against acceptance, over the shown actions with an "
               "outcome; 95% interval by Hanley & McNeil; judged only with 30 accepted and 30 other outcomes. "
               "Flagged when the whole interval lies outside the strategy's band (Pega's 0.52–0.90 by default: "
@@ -365,7 +365,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "page.see_fairness": ("Details and the decisions behind a finding: Fairness page",
                           "Details und die Entscheidungen hinter einem Befund: Seite Fairness"),
     "page.see_models": ("Details per model: Model health page", "Details je Modell: Seite Modellgesundheit"),
-    "page.fairness_title": ("Fairness", "Fairness"),
+    "page.fairness_title": ("Fairness", "Gleichbehandlung"),
     "page.fairness_caption": ("Who gets which offers, incentives and payment terms — per group of the attributes the "
                               "strategy names, with four-fifths flags and bootstrap intervals.",
                               "Wer welche Angebote, Anreize und Zahlungsziele bekommt — je Gruppe der Merkmale, die "

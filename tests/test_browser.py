@@ -62,6 +62,9 @@ PAGES = [  # url path, heading, text shown once the page ran to its end
     ("explanations", "Explanations", "attributions are in log-odds"),
     ("models", "Models", "Features:"),
     ("integrity", "Integrity", "Verify the hash chain"),
+    ("report", "Governance report", "Appendix: methods and definitions"),
+    ("fairness", "Fairness", "The decisions behind a rate"),
+    ("model_health", "Model health", "The newest shown offers of this model with their outcome"),
 ]
 
 
