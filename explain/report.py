@@ -46,7 +46,7 @@ def _bad(x) -> bool:
     return x is None or (isinstance(x, float) and math.isnan(x))
 
 
-class _Fmt:
+class Fmt:
     def __init__(self, lang: str, currency: str) -> None:
         self.lang, self.cur = lang, currency
 
@@ -237,7 +237,7 @@ def _table(head: list[str], rows: list[list[str]], num: set[int] | None = None) 
     return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def attention_text(item: dict, lang: str, f: _Fmt) -> str:
+def attention_text(item: dict, lang: str, f: Fmt) -> str:
     """One item of "what needs attention" as a sentence."""
     k = item["kind"]
     if k == "integrity":
@@ -269,7 +269,7 @@ def attention_text(item: dict, lang: str, f: _Fmt) -> str:
 
 def summary(rep: dict, lang: str) -> list[str]:
     """The executive summary: sentences derived from the figures."""
-    f = _Fmt(lang, rep["strategy"]["currency"])
+    f = Fmt(lang, rep["strategy"]["currency"])
     cur, prev = rep["kpis"]["current"], rep["kpis"]["previous"]
     out = []
     if prev and prev.get("decisions"):
@@ -301,7 +301,7 @@ def to_html(rep: dict, lang: str = "en", svg: dict[str, str] | None = None) -> s
     """The report as one HTML page (``svg``: the figures from :func:`svgs`; without them the
     page has the tables only)."""
     svg = svg or {}
-    f = _Fmt(lang, rep["strategy"]["currency"])
+    f = Fmt(lang, rep["strategy"]["currency"])
     per, cmp_ = rep["period"], rep["compare"]
     p: list[str] = [f"<!DOCTYPE html><html lang='{lang}'><head><meta charset='utf-8'>"
                     f"<title>{t('title', lang)} {per['from']} – {per['to']}</title><style>{_CSS}</style></head><body>"]

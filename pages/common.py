@@ -607,3 +607,20 @@ def governance_report(lg: DecisionLog, period, compare) -> dict | None:
         except KlartextError as exc:
             show_error(exc)
             return None
+
+
+def governance_page(title: str, caption: str):
+    """How the Governance report, Fairness and Model health pages start: heading, the log, the
+    period picker and the report's figures.  Returns (log, period, compare, report, lang, Fmt)."""
+    from explain.report import Fmt
+
+    st.title(tr(title))
+    st.caption(tr(caption))
+    lg = log()
+    if lg is None:
+        st.stop()
+    period, compare = report_period(lg.con.cursor())
+    rep = governance_report(lg, period, compare)
+    if rep is None:
+        st.stop()
+    return lg, period, compare, rep, lang(), Fmt(lang(), rep["strategy"]["currency"])

@@ -7,20 +7,9 @@ import streamlit as st
 
 from analysis.governance import group_decisions
 from explain import report
-from pages.common import current_user, governance_report, lang, log, log_key, report_period, tr
+from pages.common import current_user, governance_page, log_key, tr
 
-st.title(tr("report.page.fairness_title"))
-st.caption(tr("report.page.fairness_caption"))
-lg = log()
-if lg is None:
-    st.stop()
-con = lg.con.cursor()
-period, compare = report_period(con)
-rep = governance_report(lg, period, compare)
-if rep is None:
-    st.stop()
-lg_lang = lang()
-f = report._Fmt(lg_lang, rep["strategy"]["currency"])
+lg, period, compare, rep, lg_lang, f = governance_page("report.page.fairness_title", "report.page.fairness_caption")
 thr = rep["thresholds"]
 st.markdown(report.t("fairness.text", lg_lang, ratio=f.x(thr["min_ratio"]), min_group=f.n(thr["min_group"]),
                      n=f.n(rep["sample"]["decisions"])))

@@ -8,20 +8,10 @@ import streamlit as st
 from analysis.governance import model_detail
 from decision_log import monitoring
 from explain import report
-from pages.common import current_user, governance_report, lang, log, log_key, report_period, tr
+from pages.common import current_user, governance_page, log_key, tr
 
-st.title(tr("report.page.models_title"))
-st.caption(tr("report.page.models_caption"))
-lg = log()
-if lg is None:
-    st.stop()
+lg, period, compare, rep, lg_lang, f = governance_page("report.page.models_title", "report.page.models_caption")
 con = lg.con.cursor()
-period, compare = report_period(con)
-rep = governance_report(lg, period, compare)
-if rep is None:
-    st.stop()
-lg_lang = lang()
-f = report._Fmt(lg_lang, rep["strategy"]["currency"])
 thr = rep["thresholds"]
 st.markdown(report.t("models.text", lg_lang, lo=f.x(thr["auc"][0]), hi=f.x(thr["auc"][1]), warn=f.x(thr["psi"][0]),
                      alert=f.x(thr["psi"][1])))

@@ -5,20 +5,9 @@ import pandas as pd
 import streamlit as st
 
 from explain import report
-from pages.common import governance_report, lang, log, report_period, tr
+from pages.common import governance_page, tr
 
-st.title(tr("report.page.title"))
-st.caption(tr("report.page.caption"))
-lg = log()
-if lg is None:
-    st.stop()
-con = lg.con.cursor()
-period, compare = report_period(con)
-rep = governance_report(lg, period, compare)
-if rep is None:
-    st.stop()
-lg_lang = lang()
-f = report._Fmt(lg_lang, rep["strategy"]["currency"])
+lg, period, compare, rep, lg_lang, f = governance_page("report.page.title", "report.page.caption")
 st.markdown(report.t("meta", lg_lang, name=rep["strategy"]["name"], start=period.start, end=period.end,
                      days=period.days, log=rep["log"], at=rep["generated"]))
 
