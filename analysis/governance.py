@@ -605,11 +605,35 @@ def _frontier(log: DecisionLog, version: str, seqs: np.ndarray) -> dict | None:
             "margin_weight": f.strategy.margin_weight, "retention_weight": f.strategy.retention_weight}
 
 
-def _integrity(log: DecisionLog) -> dict:
-    res = log.verify()
-    return {"ok": bool(res.ok), "decisions": int(res.n_decisions), "head": res.head_hash,
-            "problem": res.problem, "first_bad_decision": res.first_bad_decision, "table": res.table,
-            "checked_at": datetime.now(UTC).isoformat(timespec="seconds")}
+def _integrity(log: DecisionLog, full: bool, via: str) -> dict:
+    """``verify`` at report time: from the newest full verification in the compliance register
+    (the chain must still pass through its heads; what came after is re-read), or in full when
+    there is none or ``full`` (and then recorded)."""
+    import getpass
+    import time as _time
+
+    from decision_log.integrity import Anchor
+
+    last = None
+    if not full and log.replica is None:
+        with log.register(read_only=True) as reg:
+            last = None if reg is None else reg.last_verification()
+    t = _time.perf_counter()
+    if last is not None and last["head_seq"] is not None and last["log_seal_seq"] is not None:
+        res = log.verify(since=Anchor(int(last["head_seq"]), last["head_hash"], int(last["log_seal_seq"]),
+                                      last["log_seal_hash"]))
+        mode = "since"
+    else:
+        res = log.verify() if log.replica is not None else log.verify_and_record(getpass.getuser(), via)
+        mode, last = "full", None
+    out = {"ok": bool(res.ok), "decisions": int(res.n_decisions), "head": res.head_hash, "mode": mode,
+           "problem": res.problem, "first_bad_decision": res.first_bad_decision, "table": res.table,
+           "seconds": round(_time.perf_counter() - t, 2), "checked_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    if last is not None:
+        out["anchor"] = {"at": pd.Timestamp(last["ts"]).isoformat(timespec="seconds"), "by": last["actor"],
+                         "via": last["via"], "decisions": int(last["decisions"]), "seconds": last["seconds"],
+                         "added": int(res.n_decisions) - int(last["decisions"])}
+    return out
 
 
 def _attention(rep: dict, strategy: Strategy) -> list[dict]:
@@ -649,7 +673,8 @@ def _attention(rep: dict, strategy: Strategy) -> list[dict]:
 
 
 def build(log: DecisionLog, period: Period, compare: Period | None | str = "previous", *, sample: int = SAMPLE,
-          n_boot: int = N_BOOT, seed: int = 0, progress=None) -> dict[str, Any]:
+          n_boot: int = N_BOOT, seed: int = 0, progress=None, full_verify: bool = False,
+          via: str = "cli") -> dict[str, Any]:
     """The governance report of ``period`` (see the module docstring), beside ``compare``
     (``"previous"``: the period of the same length before; None: nothing beside it)."""
     con = log.con.cursor()
@@ -714,7 +739,7 @@ def build(log: DecisionLog, period: Period, compare: Period | None | str = "prev
             cur = next(p for p in fr["points"] if p["current"])
             rep["positions"].append({"version": v, "margin": cur["margin"], "retention": cur["retention"]})
     step("integrity")
-    rep["integrity"] = _integrity(log)
+    rep["integrity"] = _integrity(log, full_verify, via)
     rep["attention"] = _attention(rep, strategy)
     return rep
 

@@ -319,10 +319,26 @@ DECISION_SELECT = "SELECT " + ", ".join(f'"{c}"' for c in DECISION_HASH_COLUMNS)
 CANDIDATE_SELECT = "SELECT " + ", ".join(f'"{c}"' for c in CANDIDATE_HASH_COLUMNS) + " FROM candidates"
 
 
-def verify(con: duckdb.DuckDBPyConnection, progress: Callable[[int, int], None] | None = None) -> VerifyResult:
+@dataclass(frozen=True)
+class Anchor:
+    """A full verification that passed (kept in the compliance register): the decision chain's
+    head then (``seq``, ``chain_hash``) and the seal chain's (``seal_seq``, ``seal_hash``)."""
+
+    seq: int
+    chain_hash: str
+    seal_seq: int
+    seal_hash: str
+
+
+def verify(con: duckdb.DuckDBPyConnection, progress: Callable[[int, int], None] | None = None,
+           since: Anchor | None = None) -> VerifyResult:
     """Recompute every record hash and the chain over the whole log, in chunks of decisions.
 
-    ``progress(done, total)`` is called after each chunk.
+    ``progress(done, total)`` is called after each chunk.  ``since``: an earlier full
+    verification; then the positions of all decisions and the whole seal chain are checked,
+    the chain must still pass through the anchor's head, and only the decisions and sealed
+    writes after it are re-read (an edit of an older row's values, with the chain left as it
+    was, is found by a full verification only).
     """
     stored = con.execute("SELECT seq, decision_id, record_hash, chain_hash FROM chain ORDER BY seq").fetchnumpy()
     all_seq = con.execute("SELECT seq, decision_id FROM decisions ORDER BY seq").fetchnumpy()
@@ -330,6 +346,14 @@ def verify(con: duckdb.DuckDBPyConnection, progress: Callable[[int, int], None] 
     head = str(stored["chain_hash"][-1]) if n_st else GENESIS
     prev = GENESIS
     n = min(n_st, n_rec)
+    first = 0
+    if since is not None and since.seq > 0:
+        at = int(np.searchsorted(stored["seq"], since.seq))
+        if at >= n_st or int(stored["seq"][at]) != since.seq or str(stored["chain_hash"][at]) != since.chain_hash:
+            return VerifyResult(False, n_rec, head, since.seq, None,
+                                f"the chain no longer passes through the head verified earlier (decision {since.seq}, "
+                                f"{since.chain_hash[:16]}…): it was rebuilt or shortened since")
+        first, prev = at + 1, since.chain_hash
     # position check first: cheap and names deletions / insertions / reorderings
     for i in range(n):
         if all_seq["seq"][i] != stored["seq"][i] or all_seq["decision_id"][i] != stored["decision_id"][i]:
@@ -339,13 +363,13 @@ def verify(con: duckdb.DuckDBPyConnection, progress: Callable[[int, int], None] 
                 f"expects {stored['decision_id'][i]!r} (a decision was deleted, inserted or reordered)")
     order = candidate_order(con)
     if order.endswith("ordinal"):
-        bad_order = _first_misnumbered(con)
+        bad_order = _first_misnumbered(con, int(stored["seq"][first - 1]) if first else None)
         if bad_order is not None:
             seq = con.execute("SELECT seq FROM decisions WHERE decision_id = ?", [bad_order]).fetchall()
             return VerifyResult(False, n_rec, head, int(seq[0][0]) if seq else None, bad_order,
                                 "the order of its candidate rows was changed (their ordinals are no longer 0, 1, "
                                 "2, … as logged)", table="candidates")
-    for start in range(0, n, _CHUNK):
+    for start in range(first, n, _CHUNK):
         stop = min(n, start + _CHUNK)
         lo, hi = int(stored["seq"][start]), int(stored["seq"][stop - 1])
         dec = con.sql(DECISION_SELECT + " WHERE seq BETWEEN ? AND ? ORDER BY seq", params=[lo, hi]).to_arrow_table()
@@ -386,11 +410,11 @@ def verify(con: duckdb.DuckDBPyConnection, progress: Callable[[int, int], None] 
         prev = chained[-1]
         if progress:
             progress(stop, n)
-    return _verify_rest(con, n_rec, n_st, head, all_seq, stored)
+    return _verify_rest(con, n_rec, n_st, head, all_seq, stored, since)
 
 
 def _verify_rest(con: duckdb.DuckDBPyConnection, n_rec: int, n_st: int, head: str, all_seq: dict,
-                 stored: dict) -> VerifyResult:
+                 stored: dict, since: Anchor | None = None) -> VerifyResult:
     """:func:`verify` after the chain of the first ``min(n_rec, n_st)`` decisions held: a
     decision without a chain entry or the reverse, orphaned candidate rows, stored
     explanations, strategy texts, model artifacts and the sealed tables."""
@@ -428,7 +452,7 @@ def _verify_rest(con: duckdb.DuckDBPyConnection, n_rec: int, n_st: int, head: st
                                         "not match its registered SHA-256")
     notes = []
     if has_table(con, "seals"):
-        bad = seals.verify(con)
+        bad = seals.verify(con, since=None if since is None else (since.seal_seq, since.seal_hash))
         if bad is not None:
             return VerifyResult(False, n_rec, head, table=bad.table, problem=bad.problem)
     else:
@@ -437,14 +461,16 @@ def _verify_rest(con: duckdb.DuckDBPyConnection, n_rec: int, n_st: int, head: st
     return VerifyResult(True, n_rec, head, notes=notes, seal_head=seals.head(con) if not notes else None)
 
 
-def _first_misnumbered(con: duckdb.DuckDBPyConnection) -> str | None:
+def _first_misnumbered(con: duckdb.DuckDBPyConnection, after_seq: int | None = None) -> str | None:
     """A decision whose candidate ordinals are not exactly 0, 1, …, k-1 (None: all are).
 
     The record hash reads a decision's candidate rows in ``ordinal`` order, so a swapped pair
     of ordinals changes what it reads; with this check an ordinal can be neither duplicated,
     skipped nor renumbered unseen either — the ordinals are covered by the seal."""
-    row = con.execute("""
-        SELECT decision_id FROM candidates GROUP BY decision_id
+    only = "" if after_seq is None else \
+        f"WHERE decision_id IN (SELECT decision_id FROM decisions WHERE seq > {int(after_seq)})"
+    row = con.execute(f"""
+        SELECT decision_id FROM candidates {only} GROUP BY decision_id
         HAVING count(ordinal) <> count(*) OR min(ordinal) <> 0 OR max(ordinal) <> count(*) - 1
             OR count(DISTINCT ordinal) <> count(*)
         LIMIT 1""").fetchall()

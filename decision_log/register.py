@@ -49,6 +49,8 @@ TABLES: dict[str, list[str]] = {
     "erasures": ["customer", "epoch_us(ts)", "actor", "via", "reference", "decisions", "key_fingerprint"],
     "reviews": ["decision_id", "customer", "status", "epoch_us(ts)", "reviewer", "comment"],
     "access": ["epoch_us(ts)", "actor", "via", "what", "target", "customer", "why"],
+    "verifications": ["epoch_us(ts)", "actor", "via", "ok", "decisions", "head_seq", "head_hash", "log_seal_seq",
+                      "log_seal_hash", "seconds"],
 }
 DDL = [
     "CREATE TABLE IF NOT EXISTS meta (key VARCHAR, value VARCHAR, seal_seq BIGINT)",
@@ -61,6 +63,9 @@ DDL = [
        ts TIMESTAMPTZ NOT NULL, reviewer VARCHAR NOT NULL, comment VARCHAR, seal_seq BIGINT)""",
     """CREATE TABLE IF NOT EXISTS access (ts TIMESTAMPTZ NOT NULL, actor VARCHAR NOT NULL, via VARCHAR NOT NULL,
        what VARCHAR NOT NULL, target VARCHAR, customer VARCHAR, why VARCHAR, seal_seq BIGINT)""",
+    """CREATE TABLE IF NOT EXISTS verifications (ts TIMESTAMPTZ NOT NULL, actor VARCHAR NOT NULL, via VARCHAR NOT NULL,
+       ok BOOLEAN NOT NULL, decisions BIGINT NOT NULL, head_seq BIGINT, head_hash VARCHAR, log_seal_seq BIGINT,
+       log_seal_hash VARCHAR, seconds DOUBLE, seal_seq BIGINT)""",
     *seals.DDL[:1],
 ]
 REVIEW_STATUSES = ("reviewed", "contested", "upheld", "overridden")
@@ -121,7 +126,26 @@ class Register:
         self._write("access", [(ts, _who(actor), _via(via), what, target, customer, why)])
         return ts
 
+    def record_verification(self, actor: str, via: str, ok: bool, decisions: int, head_seq: int | None,
+                            head_hash: str | None, seal_head: tuple[int, str] | None, seconds: float) -> datetime:
+        """A full ``verify`` of the log and its result: what later checks can start from."""
+        ts = _now()
+        self._write("verifications", [(ts, _who(actor), _via(via), ok, decisions, head_seq, head_hash,
+                                       None if seal_head is None else seal_head[0],
+                                       None if seal_head is None else seal_head[1], float(seconds))])
+        return ts
+
     # -- reading ------------------------------------------------------------------------
+
+    def last_verification(self) -> dict | None:
+        """The newest full verification that passed (ts, actor, via, decisions, head_seq,
+        head_hash, log_seal_seq, log_seal_hash, seconds), or None."""
+        if not _has(self.con, "verifications"):
+            return None
+        res = self.con.execute("SELECT ts, actor, via, decisions, head_seq, head_hash, log_seal_seq, log_seal_hash, "
+                               "seconds FROM verifications WHERE ok ORDER BY ts DESC LIMIT 1")
+        row = res.fetchall()
+        return dict(zip([c[0] for c in res.description], row[0])) if row else None
 
     def objections(self) -> dict[str, frozenset[str] | None]:
         """The standing objections: customer → the channels objected to (None: all), the union
@@ -186,10 +210,16 @@ class Register:
                             {"customer": customer, "actor": actor}, since, "ts DESC", limit)
 
     def verify(self) -> seals.SealProblem | None:
-        return seals.verify(self.con, TABLES)
+        # a register of an earlier release, opened read-only, lacks the newer tables
+        return seals.verify(self.con, {t: c for t, c in TABLES.items() if _has(self.con, t)})
 
     def head(self) -> tuple[int, str]:
         return seals.head(self.con)
+
+
+def _has(con: duckdb.DuckDBPyConnection, tbl: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [tbl]
+                            ).fetchall()[0][0])
 
 
 def _columns(tbl: str) -> list[str]:

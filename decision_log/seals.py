@@ -140,13 +140,23 @@ class SealProblem:
     problem: str
 
 
-def verify(con: duckdb.DuckDBPyConnection, tables: dict[str, list[str]] | None = None) -> SealProblem | None:
+def verify(con: duckdb.DuckDBPyConnection, tables: dict[str, list[str]] | None = None,
+           since: tuple[int, str] | None = None) -> SealProblem | None:
     """The first problem in the sealed tables (``tables``, default :data:`TABLES`), or None
-    when every row is as it was written."""
+    when every row is as it was written.  ``since`` (seq, chain hash) of an earlier full
+    check: the whole seal chain is still checked and must pass through it, but only the rows
+    of later writes are re-read."""
     tables = tables or TABLES
     entries = con.execute("SELECT seq, tbl, n_rows, digest, chain_hash FROM seals ORDER BY seq").fetchall()
     prev, expect = GENESIS, 1
     by_seq = {}
+    after = 0
+    if since is not None and since[0] > 0:
+        hit = [e for e in entries if e[0] == since[0]]
+        if not hit or hit[0][4] != since[1]:
+            return SealProblem("seals", f"the seal chain no longer passes through the head verified earlier (entry "
+                                        f"{since[0]}, {since[1][:16]}…)")
+        after = since[0]
     for seq, tbl, n_rows, digest, chain_hash in entries:
         if seq != expect:
             return SealProblem("seals", f"entry {expect} of the seal chain is missing (found {seq} next)")
@@ -157,14 +167,15 @@ def verify(con: duckdb.DuckDBPyConnection, tables: dict[str, list[str]] | None =
         prev, expect = chain_hash, seq + 1
     for tbl in tables:
         groups: dict[Any, list[str]] = {}
-        for r in _rows(con, tbl, tables=tables):
+        where = "WHERE seal_seq IS NULL OR seal_seq > ?" if after else ""
+        for r in _rows(con, tbl, where, [after] if after else None, tables=tables):
             groups.setdefault(r[0], []).append(row_digest(r[1:]))
         for seq, digests in groups.items():
             if seq is None or seq not in by_seq or by_seq[seq][0] != tbl:
                 return SealProblem(tbl, f"{len(digests)} row(s) of {tbl} were added outside Klartext "
                                         "(they belong to no sealed write)")
         for seq, (t, n_rows, digest) in by_seq.items():
-            if t != tbl:
+            if t != tbl or seq <= after:
                 continue
             got = groups.get(seq, [])
             if len(got) != n_rows:

@@ -30,7 +30,7 @@ from decision_log import integrity, live, pseudonyms, register, rows, seals, sub
 from decision_log.rows import PreparedBatch, prepare
 from decision_log.schema import DDL, SCHEMA_VERSION, execute_over, has_column, has_table
 from decisioning.engine import DecisionBatch, logged_reason
-from decisioning.errors import ConflictError, InputError, LogError, LogInUse
+from decisioning.errors import ConflictError, InputError, KlartextError, LogError, LogInUse
 from decisioning.models import ModelSet, PropensityModel
 from decisioning.strategy import Strategy, parse_strategy
 
@@ -675,9 +675,11 @@ class DecisionLog:
         finally:
             self.con.execute(f"SET threads = {int(threads)}")
 
-    def verify(self) -> integrity.VerifyResult:
-        """The hash chain, every sealed table of the log, and its compliance register's."""
-        res = integrity.verify(self.con.cursor())
+    def verify(self, since: integrity.Anchor | None = None) -> integrity.VerifyResult:
+        """The hash chain, every sealed table of the log, and its compliance register's
+        (``since``: only what came after an earlier full verification, see
+        :func:`decision_log.integrity.verify`)."""
+        res = integrity.verify(self.con.cursor(), since=since)
         if not res.ok:
             return res
         with self.register(read_only=True) as reg:
@@ -694,6 +696,25 @@ class DecisionLog:
             return res
         res.notes.append("compliance register intact: " + ", ".join(f"{n:,} {t}" for t, n in counts.items()) +
                          f" (seal head {res.register_head[1][:16]}…)")
+        return res
+
+    def verify_and_record(self, actor: str, via: str) -> integrity.VerifyResult:
+        """A full :meth:`verify`, recorded in the compliance register (when there is one or it
+        can be made) so that later checks — the governance report's — can start from it."""
+        import time as _time
+
+        t = _time.perf_counter()
+        res = self.verify()
+        secs = _time.perf_counter() - t
+        if self.path != ":memory:":
+            try:
+                with self.register() as reg:
+                    if reg is not None:
+                        last = self.con.cursor().execute("SELECT max(seq) FROM chain").fetchall()[0][0]
+                        reg.record_verification(actor, via, res.ok, res.n_decisions, last, res.head_hash,
+                                                res.seal_head, secs)
+            except KlartextError:  # the register is busy or read-only here: the result stands unrecorded
+                pass
         return res
 
 

@@ -461,7 +461,10 @@ def to_html(rep: dict, lang: str = "en", svg: dict[str, str] | None = None) -> s
     # 8 integrity
     integ = rep["integrity"]
     p.append(f"<h2>8. {t('h.integrity', lang)}</h2>")
-    if integ["ok"]:
+    if integ["ok"] and integ.get("anchor"):
+        a = integ["anchor"]
+        p.append(f"<p class='ok'>{t('integrity.since', lang, at0=a['at'][:16].replace('T', ' '), by=_esc(a['by']), n0=f.n(a['decisions']), k=f.n(a['added']), at=integ['checked_at'])}</p>")
+    elif integ["ok"]:
         p.append(f"<p class='ok'>{t('integrity.ok', lang, n=f.n(integ['decisions']), at=integ['checked_at'])}</p>")
     else:
         p.append(f"<p class='bad'>{t('integrity.bad', lang, problem=_esc(integ['problem']), decision=_esc(integ['first_bad_decision']))}</p>")

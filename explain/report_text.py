@@ -148,6 +148,15 @@ TEXT: dict[str, tuple[str, str]] = {
     "integrity.ok": ("Verified at report time: all {n} decisions and every sealed table match their hash chains "
                      "({at} UTC).", "Beim Erstellen geprüft: alle {n} Entscheidungen und jede versiegelte Tabelle "
                      "stimmen mit ihren Hash-Ketten überein ({at} UTC)."),
+    "integrity.since": ("Verified in full on {at0} UTC by {by} ({n0} decisions). Checked now ({at} UTC): the decision "
+                        "and seal chains still pass through the heads verified then, and the {k} decisions and every "
+                        "sealed write added since were re-read — all match. An edit of an older row's values with the "
+                        "chain left as it was is found by a full `klartext verify` (or `klartext report --verify full`).",
+                        "Vollständig geprüft am {at0} UTC von {by} ({n0} Entscheidungen). Jetzt geprüft ({at} UTC): "
+                        "Entscheidungs- und Siegelkette laufen noch durch die damals geprüften Köpfe, und die {k} "
+                        "seither hinzugekommenen Entscheidungen und jeder seither versiegelte Schreibvorgang wurden neu "
+                        "gelesen — alles stimmt. Eine Änderung an Werten älterer Zeilen bei unveränderter Kette findet "
+                        "ein vollständiges `klartext verify` (oder `klartext report --verify full`)."),
     "integrity.bad": ("Verification FAILED: {problem} (first changed decision: {decision}). The figures above rest on "
                       "a log that was changed.", "Prüfung FEHLGESCHLAGEN: {problem} (erste veränderte Entscheidung: "
                       "{decision}). Die Zahlen oben beruhen auf einem veränderten Protokoll."),
@@ -279,10 +288,17 @@ TEXT: dict[str, tuple[str, str]] = {
                  "Entscheidungs-ID, sodass jeder Lauf dieselbe liest; Entscheidungen gelöschter Personen sind nicht "
                  "lesbar und fehlen."),
     "m.integrity.term": ("Integrity", "Unversehrtheit"),
-    "m.integrity": ("`klartext verify` at report time: every decision's record and chain link recomputed, and every "
-                    "sealed table (strategies, models, outcomes, the compliance register) checked.",
-                    "`klartext verify` beim Erstellen: Datensatz und Kettenglied jeder Entscheidung neu berechnet und "
-                    "jede versiegelte Tabelle (Strategien, Modelle, Ergebnisse, Compliance-Register) geprüft."),
+    "m.integrity": ("At report time, from the newest full `klartext verify` recorded in the compliance register: the "
+                    "decision chain and the seal chain must still pass through the heads it verified, the positions "
+                    "of all decisions and every seal entry are checked, and every decision and sealed write since is "
+                    "re-read; without such a record (or with --verify full) every record and sealed row is recomputed "
+                    "now, and that is recorded.",
+                    "Beim Erstellen, ausgehend vom neuesten vollständigen `klartext verify` im Compliance-Register: "
+                    "Entscheidungs- und Siegelkette müssen noch durch die damals geprüften Köpfe laufen, die "
+                    "Positionen aller Entscheidungen und jeder Siegeleintrag werden geprüft, und jede seither "
+                    "hinzugekommene Entscheidung und jeder versiegelte Schreibvorgang wird neu gelesen; ohne einen "
+                    "solchen Eintrag (oder mit --verify full) wird jeder Datensatz und jede versiegelte Zeile jetzt "
+                    "neu berechnet, und das wird festgehalten."),
     "fig.decisions": ("Decisions", "Entscheidungen"), "fig.acceptance": ("Acceptance", "Annahme"),
     "fig.daily": ("Decisions and acceptance per day", "Entscheidungen und Annahme je Tag"),
     "fig.frontier": ("Re-decided with another balance", "Mit anderer Gewichtung neu entschieden"),

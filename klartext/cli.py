@@ -375,7 +375,10 @@ def verify(db: str, checkpoint_path: str | None, public_key: str | None, lang: s
         if log.replica is not None:
             click.echo(_t("cli.verify_replica", lang, db=db, time=log.replica.updated[11:19],
                           n=_n(log.replica.decisions, lang)))
-        res = log.verify()
+        import getpass
+
+        # a full verification is recorded in the compliance register: the governance report starts from it
+        res = log.verify() if log.replica is not None else log.verify_and_record(getpass.getuser(), "cli")
         broken = None
         if res.ok and checkpoint_path:
             ckpt = checkpoints.read_checkpoint(checkpoint_path)
@@ -533,10 +536,14 @@ def evidence(decision_id: str, db: str, out: str, lang: str | None, by: str | No
 @click.option("--lang", type=click.Choice(["en", "de"]), default=None, help="Language (default: $KLARTEXT_LANG, else en).")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
               help="Where to write it: FILE.html (self-contained, printable), FILE.pdf or FILE.json (the figures).")
+@click.option("--verify", "verify_mode", type=click.Choice(["since", "full"]), default="since", show_default=True,
+              help="Integrity: since (re-read what came after the newest full `klartext verify`; a full one when "
+                   "there is none) or full (re-read every decision and sealed row now).")
 @click.option("--sample", type=click.IntRange(100), default=100_000, show_default=True,
               help="Decisions per period whose inputs are opened (input drift, fairness, rule re-check, frontier); "
                    "more than the period holds checks every one.")
-def report(db: str, start: str | None, end: str | None, compare: str, lang: str | None, out: str, sample: int) -> None:
+def report(db: str, start: str | None, end: str | None, compare: str, lang: str | None, out: str, verify_mode: str,
+           sample: int) -> None:
     """The governance report of a period: summary, decisions and margin against the period
     before, margin against retention, strategy changes and their effect, model monitoring
     (AUC, calibration, PSI), policy compliance counted from the log, fairness of offers and
@@ -576,7 +583,8 @@ def report(db: str, start: str | None, end: str | None, compare: str, lang: str 
             done[0] += 1
             bars("Building the report", done[0], 8)
         try:
-            rep = governance.build(log, period, cmp_, sample=sample, progress=step)
+            rep = governance.build(log, period, cmp_, sample=sample, progress=step, full_verify=verify_mode == "full",
+                                   via="cli")
             data = report_mod.render(rep, lang, kind.lstrip("."))
             step("render")
         finally:

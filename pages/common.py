@@ -596,7 +596,7 @@ def report_period(con: duckdb.DuckDBPyConnection):
 def _report(path: str, version: float | str, start: date, end: date, compare: str | None) -> dict:
     from analysis.governance import Period, build
 
-    return build(_open(path, version), Period(start, end), compare)
+    return build(_open(path, version), Period(start, end), compare, via="dashboard")
 
 
 def governance_report(lg: DecisionLog, period, compare) -> dict | None:

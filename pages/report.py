@@ -119,7 +119,11 @@ st.markdown(f":material/diversity_3: [{tr('report.page.see_fairness')}](fairness
 
 st.subheader("8. " + report.t("h.integrity", lg_lang))
 integ = rep["integrity"]
-if integ["ok"]:
+if integ["ok"] and integ.get("anchor"):
+    a = integ["anchor"]
+    st.success(report.t("integrity.since", lg_lang, at0=a["at"][:16].replace("T", " "), by=a["by"],
+                        n0=f.n(a["decisions"]), k=f.n(a["added"]), at=integ["checked_at"]).replace("`", ""))
+elif integ["ok"]:
     st.success(report.t("integrity.ok", lg_lang, n=f.n(integ["decisions"]), at=integ["checked_at"]))
 else:
     st.error(report.t("integrity.bad", lg_lang, problem=integ["problem"], decision=integ["first_bad_decision"]))

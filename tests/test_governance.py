@@ -357,3 +357,69 @@ def test_strategy_change_effect_and_rules_fired_recomputed(planted):
     assert off["after"] == pytest.approx(after["chosen_action"].notna().mean())
     got = {r["rule"]: r["candidates"] for r in rep["compliance"]["rules_fired"] if r["stage"] == "suitability"}
     assert got == dict(fired)
+
+
+# -- integrity at report time: from the newest full verification ------------------------------------
+
+
+def test_report_integrity_starts_from_the_last_full_verify_and_catches_later_edits(planted, tmp_path):
+    import duckdb
+
+    from tests.conftest import copy_log
+
+    src, _ = planted
+    db = str(tmp_path / "v.duckdb")
+    copy_log(src, db)
+    period = _period(db)
+    with DecisionLog.open(db, read_only=True) as log:
+        first = gv._integrity(log, full=False, via="cli")
+    assert first["mode"] in ("full", "since") and first["ok"]
+    # a full verification is recorded; the next report starts from it
+    with DecisionLog.open(db, read_only=True) as log:
+        log.verify_and_record("auditor", "cli")
+        again = gv._integrity(log, full=False, via="cli")
+    assert again["mode"] == "since" and again["ok"] and again["anchor"]["by"] == "auditor"
+    assert again["anchor"]["added"] == 0
+    # an outcome reported after it, then changed: found by the check from the anchor
+    with DecisionLog.open(db) as log:
+        did, aid = log.con.execute("SELECT decision_id, action_id FROM candidates WHERE NOT selected "
+                                   "ORDER BY decision_id DESC LIMIT 1").fetchall()[0]
+        log.append_outcomes(pd.DataFrame({"decision_id": [did], "action_id": [aid], "outcome": ["accepted"],
+                                          "revenue": [50.0], "margin": [10.0], "churned": [False],
+                                          "ts_us": [int(pd.Timestamp(period.end).timestamp() * 1e6)]}))
+    con = duckdb.connect(db)
+    con.execute("UPDATE outcomes SET margin = 1000 WHERE decision_id = ? AND action_id = ?", [did, aid])
+    con.close()
+    with DecisionLog.open(db, read_only=True) as log:
+        bad = gv._integrity(log, full=False, via="cli")
+    assert not bad["ok"] and bad["mode"] == "since" and bad["table"] == "outcomes"
+    # a chain rebuilt through the verified head: found without re-reading the old records
+    db2 = str(tmp_path / "w.duckdb")
+    copy_log(src, db2)
+    with DecisionLog.open(db2, read_only=True) as log:
+        log.verify_and_record("auditor", "cli")
+    con = duckdb.connect(db2)
+    con.execute("UPDATE chain SET chain_hash = repeat('0', 64) WHERE seq = (SELECT max(seq) FROM chain)")
+    con.close()
+    with DecisionLog.open(db2, read_only=True) as log:
+        res = gv._integrity(log, full=False, via="cli")
+    assert not res["ok"] and "no longer passes through the head verified earlier" in res["problem"]
+
+
+def test_an_old_row_edit_needs_the_full_verification(planted, tmp_path):
+    import duckdb
+
+    from tests.conftest import copy_log
+
+    src, _ = planted
+    db = str(tmp_path / "o.duckdb")
+    copy_log(src, db)
+    with DecisionLog.open(db, read_only=True) as log:
+        log.verify_and_record("auditor", "cli")
+    con = duckdb.connect(db)
+    con.execute("UPDATE decisions SET channel = CASE WHEN channel = 'sms' THEN 'email' ELSE 'sms' END WHERE seq = 5")
+    con.close()
+    with DecisionLog.open(db, read_only=True) as log:
+        assert gv._integrity(log, full=False, via="cli")["ok"]  # what the anchored check says it does not see
+        full = gv._integrity(log, full=True, via="cli")
+    assert not full["ok"] and full["mode"] == "full" and "was changed" in full["problem"]
