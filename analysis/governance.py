@@ -120,34 +120,42 @@ def input_columns(log: DecisionLog, sample: pd.DataFrame, strategy: Strategy) ->
     mask of the decisions whose inputs could be read (an erased customer's cannot)."""
     stored = sample["inputs"].tolist()
     plain = log.open_inputs_raw(sample["decision_id"].tolist(), sample["customer"].tolist(), stored)
-    names = [f.name for f in strategy.features]
     n = len(plain)
-    values: dict[str, list] = {k: [None] * n for k in names}
-    ok = np.zeros(n, dtype=bool)
-    order_of: dict[str, list[str]] = {}
+    ok = np.array([p is not None for p in plain], dtype=bool)
+    parts: list[tuple[np.ndarray, pd.DataFrame]] = []
+    by_version: dict[str, list[int]] = {}
+    clear: list[int] = []
+    docs: list[Any] = [None] * n
     for i, text in enumerate(plain):
         if text is None:
             continue
+        doc = docs[i] = json.loads(text)
         if text.startswith(rows.COMPACT):
-            doc = json.loads(text)
-            version = doc["s"]
-            if version not in order_of:
-                order_of[version] = [f.name for f in log.load_strategy(version).features]
-            feats = dict(zip(order_of[version], doc["f"]))
+            by_version.setdefault(doc["s"], []).append(i)
         else:
-            feats = json.loads(text).get("features", {})
-        for k in names:
-            values[k][i] = feats.get(k)
-        ok[i] = True
+            clear.append(i)
+    for version, idx in by_version.items():
+        order = [f.name for f in log.load_strategy(version).features]
+        parts.append((np.asarray(idx), pd.DataFrame([docs[i]["f"] for i in idx], columns=order)))
+    if clear:
+        parts.append((np.asarray(clear), pd.DataFrame.from_records([docs[i].get("features", {}) for i in clear])))
     cols: dict[str, np.ndarray] = {}
     for f in strategy.features:
-        v = values[f.name]
         if f.type in ("number", "integer"):
-            cols[f.name] = np.array([np.nan if x is None else float(x) for x in v], dtype=np.float64)
-        elif f.type == "boolean":
-            cols[f.name] = np.array([bool(x) for x in v], dtype=bool)
+            out = np.full(n, np.nan)
         else:
-            cols[f.name] = np.array(v, dtype=object)
+            out = np.full(n, None if f.type == "category" else False, dtype=object if f.type == "category" else bool)
+        for idx, frame in parts:
+            if f.name not in frame.columns:
+                continue
+            v = frame[f.name]
+            if f.type in ("number", "integer"):
+                out[idx] = pd.to_numeric(v, errors="coerce").to_numpy(dtype=np.float64)
+            elif f.type == "boolean":
+                out[idx] = v.fillna(False).to_numpy(dtype=bool)
+            else:
+                out[idx] = v.to_numpy(dtype=object)
+        cols[f.name] = out
     cols["channel"] = sample["channel"].to_numpy(dtype=object)
     return cols, ok
 
@@ -156,14 +164,15 @@ def coded(strategy: Strategy, cols: dict[str, np.ndarray], name: str) -> np.ndar
     """A feature as the model matrix codes it (category → its position, boolean → 0/1,
     channel → its position), as float64 with NaN for unknown or missing values."""
     if name == CHANNEL_FEATURE:
-        lookup = {c: float(i) for i, c in enumerate(strategy.channel_ids)}
-        return np.array([lookup.get(x, np.nan) for x in cols["channel"].tolist()], dtype=np.float64)
-    f = strategy.feature(name)
-    v = cols[name]
-    if f.type == "category":
-        lookup = {c: float(i) for i, c in enumerate(f.values)}
-        return np.array([lookup.get(x, np.nan) for x in v.tolist()], dtype=np.float64)
-    return v.astype(np.float64)
+        values, v = list(strategy.channel_ids), cols["channel"]
+    else:
+        f = strategy.feature(name)
+        if f.type != "category":
+            return cols[name].astype(np.float64)
+        values, v = list(f.values), cols[name]
+    codes = pd.Categorical(v, categories=values).codes.astype(np.float64)
+    codes[codes < 0] = np.nan
+    return codes
 
 
 # -- statistics -----------------------------------------------------------------------------------
@@ -238,32 +247,32 @@ def _models(log: DecisionLog, con, period: Period, previous: Period | None, stra
     g = strategy.governance
     reg = queries.models_registry(con)
     reg_by = {(r.action_id, r.version): r for r in reg.itertuples()}
+    ids = sorted(set(strategy.action_ids) | set(reg["action_id"].tolist()))
     pairs = monitoring.shown_outcomes(con, *period.bounds)
-    sc = monitoring.scores(con, *period.bounds)
-    prev_sc = monitoring.scores(con, *previous.bounds) if previous is not None else None
+    sc = _by_action(monitoring.scores(con, *period.bounds, ids), len(ids))
+    prev_sc = _by_action(monitoring.scores(con, *previous.bounds, ids), len(ids)) if previous is not None else None
+    used = monitoring.score_versions(con, *period.bounds)
     names = {a.id: a.name for a in strategy.actions}
     scored = None
     if sample is not None and len(sample):
         sp = monitoring.scored_pairs(con, sample["decision_id"].tolist())
         pos = pd.Index(sample["decision_id"]).get_indexer(sp["decision_id"])
-        scored = {a: pos[(sp["action_id"] == a).to_numpy()] for a in sp["action_id"].unique()}
+        scored = {a: pos[grp] for a, grp in sp.groupby("action_id").indices.items()}
+    codes: dict[str, np.ndarray] = {}  # each feature coded once, for every model that reads it
     out = []
-    sc_action = np.asarray(sc["action_id"], dtype=object)
-    sc_version = np.asarray(sc["model_version"], dtype=object)
-    sc_p = np.asarray(sc["propensity"], dtype=np.float64)
     pa = np.asarray(pairs["action_id"], dtype=object)
-    for action_id in sorted(set(sc_action.tolist())):
-        here = sc_action == action_id
-        versions, counts = np.unique(sc_version[here], return_counts=True)
-        version = str(versions[np.argmax(counts)])  # the version that scored most in the period
+    pair_at = pd.Series(np.arange(len(pa))).groupby(pa).indices if len(pa) else {}
+    for action_id, grp in used.groupby("action_id", sort=True):
+        version = str(grp.sort_values("n", ascending=False)["model_version"].iloc[0])  # scored most in the period
         row = reg_by.get((action_id, version))
         metrics = json.loads(row.metrics) if row is not None and isinstance(row.metrics, str) else {}
         ref = metrics.get("reference") or {}
+        here_n = int(grp["n"].sum())
         m: dict[str, Any] = {"action_id": action_id, "name": names.get(action_id, action_id), "version": version,
-                             "versions": int(len(versions)), "scored": int(here.sum()),
+                             "versions": int(len(grp)), "scored": here_n,
                              "auc_train": metrics.get("auc"), "ece_train": metrics.get("ece"),
                              "positive_rate_train": metrics.get("positive_rate"), "n_train": metrics.get("n_train")}
-        sel = pa == action_id
+        sel = pair_at.get(action_id, np.empty(0, dtype=np.int64))
         y = np.asarray(pairs["accepted"], dtype=bool)[sel]
         p = np.asarray(pairs["propensity"], dtype=np.float64)[sel]
         days = np.asarray(pairs["day"])[sel]
@@ -280,12 +289,11 @@ def _models(log: DecisionLog, con, period: Period, previous: Period | None, stra
         else:
             m.update({"auc": None, "auc_low": None, "auc_high": None, "ece": None})
         # score stability
-        cur_p = sc_p[here]
+        cur_p = sc.get(ids.index(action_id), np.empty(0))
         spec = ref.get(SCORE)
         m["psi_score_train"] = stability.psi(spec["share"], stability.shares(cur_p, spec)) if spec else None
         if prev_sc is not None:
-            prev_p = np.asarray(prev_sc["propensity"], dtype=np.float64)[np.asarray(prev_sc["action_id"], dtype=object)
-                                                                         == action_id]
+            prev_p = prev_sc.get(ids.index(action_id), np.empty(0))
             if len(prev_p):
                 pspec = spec or stability.bins(prev_p, False)
                 value = stability.psi(stability.shares(prev_p, pspec), stability.shares(cur_p, pspec))
@@ -302,7 +310,9 @@ def _models(log: DecisionLog, con, period: Period, previous: Period | None, stra
             for feat, fspec in ref.items():
                 if feat == SCORE or (feat != CHANNEL_FEATURE and feat not in sample_cols):
                     continue
-                v = coded(strategy, sample_cols, feat)[at]
+                if feat not in codes:
+                    codes[feat] = coded(strategy, sample_cols, feat)
+                v = codes[feat][at]
                 m["inputs_vs_training"].append({"feature": feat, "psi": stability.psi(fspec["share"],
                                                                                        stability.shares(v, fspec))})
             m["inputs_vs_training"].sort(key=lambda r: -r["psi"])
@@ -311,6 +321,16 @@ def _models(log: DecisionLog, con, period: Period, previous: Period | None, stra
         out.append(m)
     out.sort(key=lambda m: (-len(m["flags"]), m["action_id"]))
     return out
+
+
+def _by_action(sc: dict[str, np.ndarray], n_actions: int) -> dict[int, np.ndarray]:
+    """Scores split by action code (the rows of :func:`decision_log.monitoring.scores`)."""
+    code = np.asarray(sc["action"], dtype=np.int64)
+    p = np.asarray(sc["propensity"], dtype=np.float64)
+    order = np.argsort(code, kind="stable")
+    code, p = code[order], p[order]
+    bounds = np.searchsorted(code, np.arange(n_actions + 1))
+    return {a: p[bounds[a]:bounds[a + 1]] for a in range(n_actions) if bounds[a + 1] > bounds[a]}
 
 
 def _ece(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
@@ -791,8 +811,8 @@ def model_detail(log: DecisionLog, period: Period, previous: Period | None, acti
     def scores_of(per: Period | None) -> np.ndarray:
         if per is None:
             return np.empty(0)
-        sc = monitoring.scores(con, *per.bounds)
-        return np.asarray(sc["propensity"], dtype=np.float64)[np.asarray(sc["action_id"], dtype=object) == action_id]
+        sc = monitoring.scores(con, *per.bounds, [action_id])
+        return np.asarray(sc["propensity"], dtype=np.float64)[np.asarray(sc["action"]) == 0]
     cur, prev = scores_of(period), scores_of(previous)
     base = spec or (stability.bins(prev, False) if len(prev) else stability.bins(cur, False))
     dist = {"edges": base["edges"], "period": stability.shares(cur, base).tolist(),

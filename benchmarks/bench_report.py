@@ -45,7 +45,8 @@ def bare(db: str, period: Period, previous: Period) -> float:
         for p in (period, previous):
             for by in (None, "issue", "channel"):
                 monitoring.period_figures(con, *p.bounds, actions, by=by)
-            monitoring.scores(con, *p.bounds)
+            monitoring.scores(con, *p.bounds, list(strategy.action_ids))
+        monitoring.score_versions(con, *period.bounds)
         monitoring.daily_figures(con, *period.bounds)
         monitoring.shown_outcomes(con, *period.bounds)
         monitoring.contact_limit_breaches(con, *period.bounds, limits)

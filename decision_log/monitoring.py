@@ -159,11 +159,21 @@ def shown_outcomes(con: duckdb.DuckDBPyConnection, start: datetime, stop: dateti
         ORDER BY c.action_id, c.ts, c.decision_id""", {"start": start, "stop": stop}).fetchnumpy()
 
 
-def scores(con: duckdb.DuckDBPyConnection, start: datetime, stop: datetime) -> dict[str, np.ndarray]:
-    """Every model score of the period: action_id, model_version, propensity."""
+def scores(con: duckdb.DuckDBPyConnection, start: datetime, stop: datetime, actions: list[str]) -> dict[str, np.ndarray]:
+    """Every model score of the period: ``action`` (its index in ``actions``; -1 for another)
+    and ``propensity``."""
     return con.execute("""
-        SELECT action_id, model_version, propensity FROM candidates
-        WHERE propensity IS NOT NULL AND ts >= $start AND ts < $stop""", {"start": start, "stop": stop}).fetchnumpy()
+        SELECT (coalesce(list_position($actions, action_id), 0) - 1)::INTEGER AS action, propensity FROM candidates
+        WHERE propensity IS NOT NULL AND ts >= $start AND ts < $stop""",
+                       {"start": start, "stop": stop, "actions": actions}).fetchnumpy()
+
+
+def score_versions(con: duckdb.DuckDBPyConnection, start: datetime, stop: datetime) -> pd.DataFrame:
+    """How many scores each model version gave in the period: action_id, model_version, n."""
+    return con.execute("""
+        SELECT action_id, model_version, count(*) AS n FROM candidates
+        WHERE propensity IS NOT NULL AND ts >= $start AND ts < $stop GROUP BY ALL ORDER BY ALL""",
+                       {"start": start, "stop": stop}).df()
 
 
 def scored_pairs(con: duckdb.DuckDBPyConnection, decision_ids: list[str]) -> pd.DataFrame:
