@@ -594,7 +594,7 @@ def _changes(log: DecisionLog, con, period: Period, actions: pd.DataFrame) -> li
         before = per[(per["strategy_version"] == old["version"]) & (per["ts"] < first)]
         after = per[(per["strategy_version"] == new["version"]) & (per["ts"] >= first)]
         effect = []
-        for metric in ("offered", "accepted", "margin", "incentive"):
+        for metric in ("offered", "incentive_offered", "accepted", "margin", "incentive"):
             b, se_b = mean_interval(before[metric].to_numpy(dtype=np.float64))
             a, se_a = mean_interval(after[metric].to_numpy(dtype=np.float64))
             d = a - b

@@ -216,12 +216,15 @@ def rules_fired(con: duckdb.DuckDBPyConnection, start: datetime, stop: datetime)
 
 def version_outcomes(con: duckdb.DuckDBPyConnection, start: datetime, stop: datetime,
                      actions: pd.DataFrame) -> pd.DataFrame:
-    """Per decision of the period: strategy_version, ts, offered, accepted (its first shown
+    """Per decision of the period: strategy_version, ts, offered, incentive_offered (the
+    incentive cost of the actions shown, were they accepted), accepted (its first shown
     action), margin (realised, all shown actions), incentive (incentive cost of accepted
     actions) — what a strategy change's before/after effect is measured on."""
     with _registered(con, _k_actions=actions):
         return con.execute("""
             SELECT d.strategy_version, any_value(d.ts) AS ts, any_value(d.chosen_action) IS NOT NULL AS offered,
+                   (SELECT coalesce(sum(x.incentive_cost), 0) FROM _k_actions x
+                    WHERE list_contains(any_value(d.chosen_actions), x.action_id))::DOUBLE AS incentive_offered,
                    coalesce(bool_or(o.outcome = 'accepted' AND o.action_id = d.chosen_action), false) AS accepted,
                    coalesce(sum(o.margin), 0)::DOUBLE AS margin,
                    coalesce(sum(CASE WHEN o.outcome = 'accepted' THEN a.incentive_cost ELSE 0 END), 0)::DOUBLE

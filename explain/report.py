@@ -369,7 +369,7 @@ def to_html(rep: dict, lang: str = "en", svg: dict[str, str] | None = None) -> s
                           f"<code>{_esc(c['after'])}</code>"] for c in ch["changes"]]))
         rws = []
         for e in ch["effect"]:
-            money = e["metric"] in ("margin", "incentive")
+            money = e["metric"] in ("margin", "incentive", "incentive_offered")
             rws.append([t(f"effect.{e['metric']}", lang), f.value(e["before"], money), f.value(e["after"], money),
                         f.delta(e["difference"], money), f"{f.delta(e['low'], money)} … {f.delta(e['high'], money)}"])
         p.append(f"<p>{t('changes.effect', lang, before=f.n(ch['decisions_before']), after=f.n(ch['decisions_after']))}</p>")

@@ -81,6 +81,7 @@ TEXT: dict[str, tuple[str, str]] = {
                        "Gemessene Wirkung: {before} Entscheidungen der alten Version vor der Änderung gegen {after} "
                        "der neuen danach, über gleich lange Spannen."),
     "effect.offered": ("Share with an action", "Anteil mit Aktion"),
+    "effect.incentive_offered": ("Incentive value shown per decision", "Gezeigter Anreizwert je Entscheidung"),
     "effect.accepted": ("Share accepted", "Anteil angenommen"),
     "effect.margin": ("Margin per decision", "Marge je Entscheidung"),
     "effect.incentive": ("Incentive cost per decision", "Anreizkosten je Entscheidung"),

@@ -83,11 +83,11 @@ for ch in rep["changes"]:
     st.caption(report.t("changes.effect", lg_lang, before=f.n(ch["decisions_before"]), after=f.n(ch["decisions_after"])))
     st.dataframe(pd.DataFrame([{
         report.t("col.figure", lg_lang): report.t(f"effect.{e['metric']}", lg_lang),
-        report.t("col.before", lg_lang): f.value(e["before"], e["metric"] in ("margin", "incentive")),
-        report.t("col.after", lg_lang): f.value(e["after"], e["metric"] in ("margin", "incentive")),
-        report.t("col.difference", lg_lang): f.delta(e["difference"], e["metric"] in ("margin", "incentive")),
-        report.t("col.ci", lg_lang): f"{f.delta(e['low'], e['metric'] in ('margin', 'incentive'))} … "
-                                     f"{f.delta(e['high'], e['metric'] in ('margin', 'incentive'))}"}
+        report.t("col.before", lg_lang): f.value(e["before"], e["metric"] in ("margin", "incentive", "incentive_offered")),
+        report.t("col.after", lg_lang): f.value(e["after"], e["metric"] in ("margin", "incentive", "incentive_offered")),
+        report.t("col.difference", lg_lang): f.delta(e["difference"], e["metric"] in ("margin", "incentive", "incentive_offered")),
+        report.t("col.ci", lg_lang): f"{f.delta(e['low'], e['metric'] in ('margin', 'incentive', 'incentive_offered'))} … "
+                                     f"{f.delta(e['high'], e['metric'] in ('margin', 'incentive', 'incentive_offered'))}"}
         for e in ch["effect"]]), hide_index=True, width="stretch")
 
 st.subheader("5. " + report.t("h.models", lg_lang))

@@ -64,8 +64,8 @@ def test_planted_drift_and_disparity_are_found_and_nothing_else(planted):
     # the disparity came with a strategy change, and the report names the field
     (change,) = rep["changes"]
     assert [c["field"] for c in change["changes"]] == ["context_weights.voucher_push_for_women"]
-    inc_effect = next(e for e in change["effect"] if e["metric"] == "incentive")
-    assert inc_effect["low"] > 0  # incentives per decision rose, and the interval says so
+    inc_effect = next(e for e in change["effect"] if e["metric"] == "incentive_offered")
+    assert inc_effect["low"] > 0  # the incentive value shown per decision rose, and the interval says so
 
 
 def test_the_clean_scenario_flags_nothing(clean):
@@ -339,7 +339,7 @@ def test_strategy_change_effect_and_rules_fired_recomputed(planted):
     strategy = retail.load_demo_strategy()
     cost = {a.id: a.incentive_cost for a in strategy.actions}
     with DecisionLog.open(db, read_only=True) as log:
-        d = log.con.execute("SELECT decision_id, strategy_version, ts, chosen_action FROM decisions "
+        d = log.con.execute("SELECT decision_id, strategy_version, ts, chosen_action, chosen_actions FROM decisions "
                             "WHERE ts >= ? AND ts < ?", [since, stop]).df()
         o = log.con.execute("SELECT decision_id, action_id, outcome FROM outcomes").df()
         fired = log.con.execute("SELECT rule, count(*) FROM candidates WHERE stage = 'suitability' AND ts >= ? "
@@ -349,10 +349,15 @@ def test_strategy_change_effect_and_rules_fired_recomputed(planted):
     d["incentive"] = d["decision_id"].map(spend).fillna(0.0)
     before = d[(d["strategy_version"] == change["previous"]) & (d["ts"] < first)]
     after = d[(d["strategy_version"] == change["version"]) & (d["ts"] >= first)]
+    shown = {a.id: a.incentive_cost for a in strategy.actions}
+    d["offered_value"] = [sum(shown.get(a, 0.0) for a in x) for x in d["chosen_actions"]]
     eff = next(e for e in change["effect"] if e["metric"] == "incentive")
     assert (change["decisions_before"], change["decisions_after"]) == (len(before), len(after))
     assert eff["before"] == pytest.approx(before["incentive"].mean()) and eff["after"] == pytest.approx(
         after["incentive"].mean())
+    shown_eff = next(e for e in change["effect"] if e["metric"] == "incentive_offered")
+    after_v = d.loc[after.index, "offered_value"]
+    assert shown_eff["after"] == pytest.approx(after_v.mean())
     off = next(e for e in change["effect"] if e["metric"] == "offered")
     assert off["after"] == pytest.approx(after["chosen_action"].notna().mean())
     got = {r["rule"]: r["candidates"] for r in rep["compliance"]["rules_fired"] if r["stage"] == "suitability"}
