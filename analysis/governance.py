@@ -38,7 +38,7 @@ from decisioning.strategy import Strategy
 
 FORMAT = "klartext-governance/1"
 #: decisions whose inputs are opened per period, at most
-SAMPLE = 100_000
+SAMPLE = 50_000
 #: bootstrap resamples of the fairness intervals
 N_BOOT = 400
 #: a model's AUC on the period is judged from this many accepted and this many other outcomes

@@ -8,7 +8,8 @@ command in a fresh process (what a person waits for: start-up, imports, the figu
 for the figures, the PDF), and its wall time and peak memory are reported.  The baseline runs
 the report's own aggregation queries (period figures in total, per issue and channel, per day,
 the models' outcome pairs and scores, contact limits, rules fired, per-version outcomes) with
-nothing else.  Prints one JSON object.
+nothing else.  Before the reports, a full `klartext verify` runs (timed apart: an operator runs
+it nightly); the reports' integrity section starts from it.  Prints one JSON object.
 
 Usage: ``python benchmarks/bench_report.py [--decisions 1000000] [--db PATH] [--plant]``
 """
@@ -85,6 +86,12 @@ def main() -> None:
         n, first, last = log.con.execute("SELECT count(*), min(ts)::DATE, max(ts)::DATE FROM decisions").fetchall()[0]
     period = Period(last - timedelta(days=13), last)
     baseline = bare(db, period, period.previous())
+    # what an operator runs nightly; the report's integrity section starts from it
+    t = time.perf_counter()
+    res = subprocess.run([str(BIN), "verify", "--db", db], capture_output=True, text=True)
+    verify_s = time.perf_counter() - t
+    if res.returncode:
+        raise SystemExit(res.stdout + res.stderr)
     out = {}
     for kind in ("json", "html", "pdf"):
         out[kind] = command(db, period, str(Path(tmp.name) / f"report.{kind}"), "de" if kind == "pdf" else "en")
@@ -94,6 +101,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "decisions_in_log": n, "period": period.to_dict(), "compared_with": period.previous().to_dict(),
         "baseline_bare_aggregation_s": round(baseline, 2),
+        "full_verify_s": round(verify_s, 1),
         "report": out,
         "html_vs_baseline": round(out["html"]["seconds"] / baseline, 1),
         "pdf_vs_baseline": round(out["pdf"]["seconds"] / baseline, 1),

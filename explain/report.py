@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import math
+from contextlib import contextmanager
 
 import plotly.graph_objects as go
 
@@ -199,30 +200,48 @@ def model_figures(detail: dict, lang: str) -> dict[str, go.Figure]:
     return out
 
 
-def svgs(figs: dict[str, go.Figure]) -> dict[str, str]:
-    """Each figure as inline SVG (Kaleido drives headless Chromium: one browser for all)."""
+@contextmanager
+def figure_server():
+    """Kaleido's headless Chromium, started for a ``with`` block: start it before the figures'
+    numbers are computed and its start-up (~2 s) overlaps with that work."""
     try:
         import kaleido
     except ImportError as exc:  # pragma: no cover - a declared dependency
         raise KlartextError("Kaleido is not installed, so the report's figures cannot be drawn.",
                             "pip install kaleido (it comes with Klartext).") from exc
-    out = {}
     try:
         kaleido.start_sync_server(silence_warnings=True)
-        try:
-            for key, fig in figs.items():
-                svg = kaleido.calc_fig_sync(fig, opts={"format": "svg", "width": fig.layout.width,
-                                                       "height": fig.layout.height})
-                text = svg.decode("utf-8") if isinstance(svg, bytes) else str(svg)
-                out[key] = text[text.find("<svg"):]
-        finally:
-            kaleido.stop_sync_server(silence_warnings=True)
-    except KlartextError:
-        raise
     except Exception as exc:  # noqa: BLE001 - Kaleido reports a missing browser in several ways
-        raise KlartextError(f"The report's figures could not be drawn: {type(exc).__name__}: {str(exc)[:200]}",
-                            "Kaleido needs Chromium or Chrome: install Debian's chromium (apt-get install chromium) "
-                            "or run `kaleido_get_chrome`; the report's JSON (--out FILE.json) needs no browser.") from exc
+        raise _no_browser(exc) from exc
+    try:
+        yield
+    finally:
+        kaleido.stop_sync_server(silence_warnings=True)
+
+
+def _no_browser(exc: Exception) -> KlartextError:
+    return KlartextError(f"The report's figures could not be drawn: {type(exc).__name__}: {str(exc)[:200]}",
+                         "Kaleido needs Chromium or Chrome: install Debian's chromium (apt-get install chromium) or "
+                         "run `kaleido_get_chrome`; the report's JSON (--out FILE.json) needs no browser.")
+
+
+def svgs(figs: dict[str, go.Figure]) -> dict[str, str]:
+    """Each figure as inline SVG (Kaleido drives headless Chromium: one browser for all; inside
+    :func:`figure_server` the running one)."""
+    import kaleido
+
+    if not kaleido._global_server.is_running():
+        with figure_server():
+            return svgs(figs)
+    out = {}
+    try:
+        for key, fig in figs.items():
+            svg = kaleido.calc_fig_sync(fig, opts={"format": "svg", "width": fig.layout.width,
+                                                   "height": fig.layout.height})
+            text = svg.decode("utf-8") if isinstance(svg, bytes) else str(svg)
+            out[key] = text[text.find("<svg"):]
+    except Exception as exc:  # noqa: BLE001
+        raise _no_browser(exc) from exc
     return out
 
 

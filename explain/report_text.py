@@ -282,10 +282,10 @@ TEXT: dict[str, tuple[str, str]] = {
                     "Unterschied."),
     "m.sample.term": ("Sample", "Stichprobe"),
     "m.sample": ("Figures that need the inputs (sealed under each customer's key) use a random sample of at most "
-                 "100,000 decisions per period, ordered by the MD5 of the decision id, so every run reads the same "
+                 "50,000 decisions per period, ordered by the MD5 of the decision id, so every run reads the same "
                  "one; erased customers' decisions cannot be read and are left out.",
                  "Kennzahlen, die die Eingaben brauchen (unter dem Schlüssel der Person versiegelt), nutzen eine "
-                 "Zufallsstichprobe von höchstens 100.000 Entscheidungen je Zeitraum, geordnet nach dem MD5 der "
+                 "Zufallsstichprobe von höchstens 50.000 Entscheidungen je Zeitraum, geordnet nach dem MD5 der "
                  "Entscheidungs-ID, sodass jeder Lauf dieselbe liest; Entscheidungen gelöschter Personen sind nicht "
                  "lesbar und fehlen."),
     "m.integrity.term": ("Integrity", "Unversehrtheit"),

@@ -539,7 +539,7 @@ def evidence(decision_id: str, db: str, out: str, lang: str | None, by: str | No
 @click.option("--verify", "verify_mode", type=click.Choice(["since", "full"]), default="since", show_default=True,
               help="Integrity: since (re-read what came after the newest full `klartext verify`; a full one when "
                    "there is none) or full (re-read every decision and sealed row now).")
-@click.option("--sample", type=click.IntRange(100), default=100_000, show_default=True,
+@click.option("--sample", type=click.IntRange(100), default=50_000, show_default=True,
               help="Decisions per period whose inputs are opened (input drift, fairness, rule re-check, frontier); "
                    "more than the period holds checks every one.")
 def report(db: str, start: str | None, end: str | None, compare: str, lang: str | None, out: str, verify_mode: str,
@@ -582,10 +582,13 @@ def report(db: str, start: str | None, end: str | None, compare: str, lang: str 
         def step(_what: str) -> None:
             done[0] += 1
             bars("Building the report", done[0], 8)
-        try:
-            rep = governance.build(log, period, cmp_, sample=sample, progress=step, full_verify=verify_mode == "full",
-                                   via="cli")
-            data = report_mod.render(rep, lang, kind.lstrip("."))
+        from contextlib import nullcontext
+
+        try:  # Chromium for the figures starts while the numbers are computed
+            with report_mod.figure_server() if kind != ".json" else nullcontext():
+                rep = governance.build(log, period, cmp_, sample=sample, progress=step,
+                                       full_verify=verify_mode == "full", via="cli")
+                data = report_mod.render(rep, lang, kind.lstrip("."))
             step("render")
         finally:
             bars.close()
