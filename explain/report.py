@@ -144,7 +144,8 @@ def figures(rep: dict, lang: str) -> dict[str, go.Figure]:
                                      arrayminus=[m["auc"] - m["auc_low"] for m in models], thickness=1))
         fig.add_vrect(x0=lo, x1=hi, fillcolor="#2e7d32", opacity=0.07, line_width=0)
         fig.update_layout(xaxis=dict(title="AUC", range=[0.3, 1.0]), yaxis=dict(autorange="reversed"))
-        out["models"] = _layout(fig, t("fig.models", lang, lo=lo, hi=hi), lang, height=max(260, 16 * len(models) + 90))
+        out["models"] = _layout(fig, t("fig.models", lang, lo=i18n.number(lo, lang, 2), hi=i18n.number(hi, lang, 2)),
+                                lang, height=max(260, 16 * len(models) + 90))
     inputs = rep["inputs"][:15]
     if inputs:
         warn, alert = rep["thresholds"]["psi"]

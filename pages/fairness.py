@@ -34,7 +34,7 @@ groups = pd.DataFrame([{
        for k in report.METRICS}} for g in fa["groups"]])
 st.dataframe(groups, hide_index=True, width="stretch")
 if any(not g["judged"] for g in fa["groups"]):
-    st.caption("* " + report.t("fairness.small", lg_lang, n=f.n(thr["min_group"])))
+    st.caption("\\* " + report.t("fairness.small", lg_lang, n=f.n(thr["min_group"])))
 st.dataframe(pd.DataFrame([{
     report.t("col.metric", lg_lang): report.t(f"metric.{m['metric']}", lg_lang),
     report.t("col.low_high", lg_lang): f"{m['lowest']} / {m['highest']}",

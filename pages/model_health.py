@@ -29,13 +29,14 @@ def status(m):
 st.dataframe(pd.DataFrame([{
     report.t("col.model", lg_lang): m["name"], report.t("col.status", lg_lang): status(m),
     report.t("col.auc_train", lg_lang): m["auc_train"], report.t("col.auc_period", lg_lang): m["auc"],
-    "95% low": m["auc_low"], "95% high": m["auc_high"],
+    report.t("col.ci_low", lg_lang): m["auc_low"], report.t("col.ci_high", lg_lang): m["auc_high"],
     report.t("col.predicted", lg_lang): m["mean_predicted"], report.t("col.observed", lg_lang): m["observed_rate"],
     report.t("col.positives_day", lg_lang): m["positives_per_day"],
     report.t("col.psi_prev", lg_lang): m["psi_score_previous"], report.t("col.psi_train", lg_lang): m["psi_score_train"]}
     for m in rep["models"]]), hide_index=True, width="stretch", column_config={
         c: st.column_config.NumberColumn(format="%.3f") for c in (
-            report.t("col.auc_train", lg_lang), report.t("col.auc_period", lg_lang), "95% low", "95% high",
+            report.t("col.auc_train", lg_lang), report.t("col.auc_period", lg_lang), report.t("col.ci_low", lg_lang),
+            report.t("col.ci_high", lg_lang),
             report.t("col.psi_prev", lg_lang), report.t("col.psi_train", lg_lang))} | {
         c: st.column_config.NumberColumn(format="percent") for c in (
             report.t("col.predicted", lg_lang), report.t("col.observed", lg_lang))})
