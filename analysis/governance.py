@@ -764,23 +764,6 @@ def build(log: DecisionLog, period: Period, compare: Period | None | str = "prev
     return rep
 
 
-def to_json(rep: dict) -> str:
-    def conv(o):
-        if isinstance(o, (np.integer,)):
-            return int(o)
-        if isinstance(o, (np.floating,)):
-            return None if np.isnan(o) else float(o)
-        if isinstance(o, (pd.Timestamp, datetime, date)):
-            return o.isoformat()
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-        if isinstance(o, np.bool_):
-            return bool(o)
-        return str(o)
-    return json.dumps(rep, default=conv, ensure_ascii=False, indent=1)
-
-
-
 # -- drill-downs of the pages ---------------------------------------------------------------------
 
 

@@ -9,9 +9,13 @@ sentence of the summary is derived from a figure of the report.
 from __future__ import annotations
 
 import html
+import json
 import math
 from contextlib import contextmanager
+from datetime import date, datetime
 
+import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 
 from decisioning.errors import KlartextError
@@ -506,10 +510,27 @@ def to_pdf(rep: dict, lang: str = "en", svg: dict[str, str] | None = None) -> by
     return HTML(string=to_html(rep, lang, svg)).write_pdf()
 
 
+def to_json(rep: dict) -> str:
+    """The report's figures as JSON (numpy and time values made plain)."""
+    def conv(o):
+        if isinstance(o, (np.integer,)):
+            return int(o)
+        if isinstance(o, (np.floating,)):
+            return None if np.isnan(o) else float(o)
+        if isinstance(o, (pd.Timestamp, datetime, date)):
+            return o.isoformat()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        if isinstance(o, np.bool_):
+            return bool(o)
+        return str(o)
+    return json.dumps(rep, default=conv, ensure_ascii=False, indent=1)
+
+
+
+
 def render(rep: dict, lang: str, fmt: str) -> bytes:
     """The report as ``html``, ``pdf`` or ``json`` bytes, figures drawn for the first two."""
-    from analysis.governance import to_json
-
     if fmt == "json":
         return to_json(rep).encode("utf-8")
     svg = svgs(figures(rep, lang))
