@@ -21,9 +21,27 @@ if c2.button(tr("integrity.links_button"), key="links"):
                     problem=res.problem))
 if c1.button(tr("integrity.verify_button"), type="primary", key="verify"):
     bar = st.progress(0.0, text=tr("integrity.verifying"))
+    import time
+
+    started = time.perf_counter()
     res = integrity.verify(lg.con.cursor(), progress=lambda done, total: bar.progress(
         done / max(total, 1), text=tr("integrity.progress", done=num(done), total=num(total))))
     bar.empty()
+    if lg.replica is None and lg.path != ":memory:":  # the governance report starts from a recorded full check
+        import getpass
+
+        from decisioning.errors import KlartextError
+        from pages.common import current_user
+
+        user = current_user()
+        last = lg.con.cursor().execute("SELECT max(seq) FROM chain").fetchall()[0][0]
+        try:
+            with lg.register() as reg:
+                reg.record_verification(user.name if user is not None else "local:" + getpass.getuser(), "dashboard",
+                                        res.ok, res.n_decisions, last, res.head_hash, res.seal_head,
+                                        time.perf_counter() - started)
+        except KlartextError:
+            pass  # the register is busy: the result stands, unrecorded
     if res.ok:
         st.success(tr("integrity.verified", n=num(res.n_decisions)), icon=":material/verified:")
     else:
