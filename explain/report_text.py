@@ -36,6 +36,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "col.incentives": ("Incentives", "Anreize"), "col.kind": ("Kind", "Art"), "col.field": ("Field", "Feld"),
     "col.before": ("Before", "Vorher"), "col.after": ("After", "Nachher"),
     "col.difference": ("Difference", "Unterschied"), "col.ci": ("95% interval", "95-%-Intervall"),
+    "col.ci_low": ("95% from", "95 % von"), "col.ci_high": ("95% to", "95 % bis"),
     "col.model": ("Model (action)", "Modell (Aktion)"), "col.auc_train": ("AUC at training", "AUC beim Training"),
     "col.auc_period": ("AUC in the period (95%)", "AUC im Zeitraum (95 %)"),
     "col.predicted": ("Predicted", "Vorhergesagt"),
