@@ -33,7 +33,7 @@ from decision_log import monitoring, queries, rows
 from decision_log.store import DecisionLog
 from decisioning import stability
 from decisioning.errors import InputError
-from decisioning.models import CHANNEL_FEATURE, SCORE
+from decisioning.models import CHANNEL_FEATURE, SCORE, expected_calibration_error
 from decisioning.strategy import Strategy
 
 FORMAT = "klartext-governance/1"
@@ -45,7 +45,6 @@ N_BOOT = 400
 MIN_CLASS = 30
 #: a PSI in a band counts only where sampling noise would give it less often than this
 NOISE_P = 0.001
-FAIRNESS_METRICS = ("offer_rate", "incentive_rate", "incentive_value", "premium_rate", "acceptance_rate")
 
 
 @dataclass(frozen=True)
@@ -284,8 +283,7 @@ def _models(log: DecisionLog, con, period: Period, previous: Period | None, stra
         if y.sum() >= MIN_CLASS and len(y) - y.sum() >= MIN_CLASS:
             auc, lo, hi = auc_interval(y, p)
             m.update({"auc": auc, "auc_low": lo, "auc_high": hi})
-            cal = _ece(y, p)
-            m["ece"] = cal
+            m["ece"] = expected_calibration_error(y, p)
         else:
             m.update({"auc": None, "auc_low": None, "auc_high": None, "ece": None})
         # score stability
@@ -331,14 +329,6 @@ def _by_action(sc: dict[str, np.ndarray], n_actions: int) -> dict[int, np.ndarra
     code, p = code[order], p[order]
     bounds = np.searchsorted(code, np.arange(n_actions + 1))
     return {a: p[bounds[a]:bounds[a + 1]] for a in range(n_actions) if bounds[a + 1] > bounds[a]}
-
-
-def _ece(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
-    edges = np.linspace(0, 1, bins + 1)
-    idx = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
-    n = len(y)
-    return float(sum(abs(p[idx == b].mean() - y[idx == b].mean()) * (idx == b).sum() / n
-                     for b in range(bins) if (idx == b).any()))
 
 
 def _model_flags(m: dict, g) -> list[dict]:

@@ -578,10 +578,17 @@ def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict
     return out
 
 
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, cal: list[dict[str, float]] | None = None) -> float:
+    """Σ over the bins of :func:`calibration_table` of (share of rows) × |mean predicted − observed|."""
+    cal = calibration_table(y, p) if cal is None else cal
+    n = len(y)
+    return float(sum(c["n"] / n * abs(c["mean_predicted"] - c["observed_rate"]) for c in cal))
+
+
 def evaluate(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
     cal = calibration_table(y, p)
     n = len(y)
-    ece = sum(c["n"] / n * abs(c["mean_predicted"] - c["observed_rate"]) for c in cal)
+    ece = expected_calibration_error(y, p, cal)
     return {
         "n_test": int(n),
         "positive_rate": float(y.mean()),
