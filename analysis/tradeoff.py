@@ -513,7 +513,10 @@ def rerun(log: DecisionLog, challenger: Strategy, f: Factors, batch_size: int = 
 
     models = log.latest_models_for(challenger)
     engine = Engine(challenger, models)
-    rows = log.reveal(queries.decision_inputs(log.con.cursor(), f.strategy.version))
+    everything = int(log.con.cursor().execute(
+        "SELECT count(*) FROM decisions WHERE strategy_version = ? AND source = 'klartext'", [f.strategy.version]
+    ).fetchall()[0][0]) == len(f)
+    rows = log.reveal(queries.decision_inputs(log.con.cursor(), f.strategy.version, None if everything else f.seq))
     rows = rows[~rows["erased"]]  # as in the factors: an erased customer's inputs are gone
     parts = []
     for start in range(0, len(rows), batch_size):

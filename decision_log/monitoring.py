@@ -228,7 +228,8 @@ def version_outcomes(con: duckdb.DuckDBPyConnection, start: datetime, stop: date
                    coalesce(bool_or(o.outcome = 'accepted' AND o.action_id = d.chosen_action), false) AS accepted,
                    coalesce(sum(o.margin), 0)::DOUBLE AS margin,
                    coalesce(sum(CASE WHEN o.outcome = 'accepted' THEN a.incentive_cost ELSE 0 END), 0)::DOUBLE
-                       AS incentive
+                       AS incentive,
+                   count(o.decision_id) > 0 AS has_outcome
             FROM decisions d LEFT JOIN outcomes o USING (decision_id) LEFT JOIN _k_actions a ON a.action_id = o.action_id
             WHERE d.ts >= $start AND d.ts < $stop AND d.strategy_version IS NOT NULL
             GROUP BY d.seq, d.strategy_version ORDER BY d.seq""", {"start": start, "stop": stop}).df()

@@ -650,11 +650,18 @@ def imported_factor_rows(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         FROM r ORDER BY seq, ordinal, action_id""").df()
 
 
-def decision_inputs(con: duckdb.DuckDBPyConnection, strategy_version: str) -> pd.DataFrame:
-    """Per decision of a strategy version (log order): decision_id, ts_us, customer, channel, inputs (JSON text)."""
+def decision_inputs(con: duckdb.DuckDBPyConnection, strategy_version: str, seqs: np.ndarray | None = None
+                    ) -> pd.DataFrame:
+    """Per decision of a strategy version (log order; ``seqs``: those only): decision_id,
+    ts_us, customer, channel, inputs (JSON text)."""
+    if seqs is None:
+        return con.execute("""
+            SELECT decision_id, epoch_us(ts) AS ts_us, customer, channel, inputs::VARCHAR AS inputs FROM decisions
+            WHERE strategy_version = ? AND source = 'klartext' ORDER BY seq""", [strategy_version]).df()
     return con.execute("""
         SELECT decision_id, epoch_us(ts) AS ts_us, customer, channel, inputs::VARCHAR AS inputs FROM decisions
-        WHERE strategy_version = ? AND source = 'klartext' ORDER BY seq""", [strategy_version]).df()
+        WHERE strategy_version = ? AND source = 'klartext' AND seq IN (SELECT unnest(?::BIGINT[])) ORDER BY seq""",
+                       [strategy_version, np.asarray(seqs, dtype=np.int64).tolist()]).df()
 
 
 def arm_means(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:

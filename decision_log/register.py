@@ -14,6 +14,10 @@ in ``<log>.compliance.duckdb``:
 ``reviews``
     A person's review of one decision (Art. 22(3)): reviewed, contested, upheld or
     overridden, with their comment.
+``strategy_steps``
+    The strategy lifecycle (:mod:`decision_log.lifecycle`): each proposal (with the
+    strategy's text), simulation (its figures), approval, activation (with the canary's
+    share) and rollback, with who, when and why.
 ``access``
     Every view of a decision, a customer's history, a subject export or an erasure: who,
     when, through what, what, and why if they said.
@@ -51,6 +55,8 @@ TABLES: dict[str, list[str]] = {
     "access": ["epoch_us(ts)", "actor", "via", "what", "target", "customer", "why"],
     "verifications": ["epoch_us(ts)", "actor", "via", "ok", "decisions", "head_seq", "head_hash", "log_seal_seq",
                       "log_seal_hash", "seconds"],
+    "strategy_steps": ["epoch_us(ts)", "step", "version", "actor", "via", "note", "share", "base_version", "text",
+                       "detail"],
 }
 DDL = [
     "CREATE TABLE IF NOT EXISTS meta (key VARCHAR, value VARCHAR, seal_seq BIGINT)",
@@ -66,6 +72,9 @@ DDL = [
     """CREATE TABLE IF NOT EXISTS verifications (ts TIMESTAMPTZ NOT NULL, actor VARCHAR NOT NULL, via VARCHAR NOT NULL,
        ok BOOLEAN NOT NULL, decisions BIGINT NOT NULL, head_seq BIGINT, head_hash VARCHAR, log_seal_seq BIGINT,
        log_seal_hash VARCHAR, seconds DOUBLE, seal_seq BIGINT)""",
+    """CREATE TABLE IF NOT EXISTS strategy_steps (ts TIMESTAMPTZ NOT NULL, step VARCHAR NOT NULL, version VARCHAR NOT NULL,
+       actor VARCHAR NOT NULL, via VARCHAR NOT NULL, note VARCHAR, share DOUBLE, base_version VARCHAR, text VARCHAR,
+       detail VARCHAR, seal_seq BIGINT)""",
     *seals.DDL[:1],
 ]
 REVIEW_STATUSES = ("reviewed", "contested", "upheld", "overridden")

@@ -687,8 +687,9 @@ class DecisionLog:
                 return res
             problem = reg.verify()
             res.register_head = reg.head()
-            counts = {t: reg.con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]
-                      for t in ("objections", "erasures", "reviews", "access")}
+            counts = {t.replace("_", " "): reg.con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]
+                      for t in ("objections", "erasures", "reviews", "access", "strategy_steps")
+                      if register._has(reg.con, t)}
         if problem is not None:
             res.ok = False
             res.table = f"{problem.table} (compliance register)"

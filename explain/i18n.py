@@ -823,10 +823,13 @@ TEXT: dict[str, tuple[str, str]] = {
 }
 
 def _merge_report_text() -> None:
+    from explain.lifecycle_text import TEXT as lifecycle
     from explain.report_text import TEXT as report
 
     for key, value in report.items():
         TEXT["report." + key] = value
+    for key, value in lifecycle.items():
+        TEXT["lifecycle." + key] = value
 
 
 _merge_report_text()

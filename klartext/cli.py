@@ -1180,17 +1180,22 @@ def _holdout_metrics(strategy, model, path: str, label: str | None) -> dict:
 
 @main.command()
 @click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log to write (DuckDB file).")
-@click.option("--strategy", "strategy_path", required=True, type=click.Path(dir_okay=False, exists=True),
-              help="Your strategy file (YAML).")
+@click.option("--strategy", "strategy_path", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="Your strategy file (YAML). Default: the version deciding now (`klartext strategy status`), "
+                   "with its canary if one runs.")
 @click.option("--customers", "customers_path", required=True, type=click.Path(dir_okay=False, exists=True),
               help="Customer table (CSV or Parquet): customer_id, channel and every strategy feature.")
 @click.option("--channel", default=None, help="Channel for every row when the table has no channel column.")
 @click.option("--id-column", default="customer_id", show_default=True, help="The table's customer id column.")
 @click.option("--channel-column", default="channel", show_default=True, help="The table's channel column.")
 def run(db, strategy_path, customers_path, channel, id_column, channel_column) -> None:
-    """Decide for every customer of a table with your strategy and the registered models, and log it."""
+    """Decide for every customer of a table with your strategy and the registered models, and log it.
+
+    Where the log's strategy is managed (`klartext strategy`), the active version decides, and
+    a canary's customers get the canary's version."""
     import pandas as pd
 
+    from decision_log import lifecycle
     from decision_log.store import DecisionLog
     from decision_log.writer import decide_and_log
     from decisioning.engine import Engine
@@ -1198,7 +1203,7 @@ def run(db, strategy_path, customers_path, channel, id_column, channel_column) -
     from decisioning.inputs import Requests
     from decisioning.strategy import load_strategy
 
-    strategy = load_strategy(strategy_path)
+    strategy = load_strategy(strategy_path) if strategy_path else None
     suffix = Path(customers_path).suffix.lower()
     if suffix not in (".csv", ".parquet"):
         raise InputError(f"{customers_path}: unknown file type {suffix!r}.", "Use a .csv or .parquet file.")
@@ -1211,15 +1216,47 @@ def run(db, strategy_path, customers_path, channel, id_column, channel_column) -
                          f"Check that it is a complete {kind} file (re-export it); nothing was decided.") from None
     if channel:
         frame[channel_column] = channel
-    req = Requests.from_frame(strategy, frame, customer_col=id_column, channel_col=channel_column)
+    if strategy is not None:  # checked before the log is opened: a bad table writes nothing
+        Requests.from_frame(strategy, frame, customer_col=id_column, channel_col=channel_column)
+    if strategy is None and not Path(db).exists():
+        raise InputError(f"No decision log at {db!r}, so there is no strategy deciding yet.",
+                         "Pass --strategy FILE for a new log.")
     with DecisionLog.open(db, wait_s=WAIT_S) as log:
-        engine = Engine(strategy, log.latest_models_for(strategy))
-        ts = np.full(len(req), int(__import__("time").time() * 1e6), dtype=np.int64)
-        with tqdm(total=len(req), desc="Deciding and logging", unit=" decisions", file=sys.stderr, bar_format=_BAR) as bar:
-            batches = decide_and_log(log, engine, req, ts, on_logged=bar.update)
-    chosen = [strategy.action_ids[c[0]] if c else "(no action)" for b in batches for c in b.chosen]
+        st = lifecycle.current(log)
+        if st.managed:
+            if strategy is not None and strategy.version != st.champion:
+                raise InputError(
+                    f"The strategy of {db} is managed (`klartext strategy status`): {st.champion} decides now, "
+                    f"not {strategy.version} from {strategy_path}.",
+                    "Leave out --strategy to decide with the active version (and its canary), or propose, simulate, "
+                    "approve and activate the file with `klartext strategy`.")
+            d = lifecycle.deciders(log, st)
+        else:
+            if strategy is None:
+                strategy = log.load_strategy(log.latest_strategy_version())
+            d = lifecycle.Deciders(st, Engine(strategy, log.latest_models_for(strategy)))
+        if id_column not in frame.columns:
+            Requests.from_frame(d.champion.strategy, frame, customer_col=id_column, channel_col=channel_column)
+        arm = (d.route(log.pseudonymise(frame[id_column].astype(str).to_numpy(dtype=object)))
+               if d.canary is not None else np.zeros(len(frame), dtype=np.int8))
+        parts = [(e, Requests.from_frame(e.strategy, frame[arm == k], customer_col=id_column,
+                                         channel_col=channel_column))  # every part checked before any is decided
+                 for k, e in enumerate(d.engines) if (arm == k).any()]
+        ts_now = int(__import__("time").time() * 1e6)
+        chosen = []
+        with tqdm(total=len(frame), desc="Deciding and logging", unit=" decisions", file=sys.stderr,
+                  bar_format=_BAR) as bar:
+            for e, req in parts:
+                ts = np.full(len(req), ts_now, dtype=np.int64)
+                for b in decide_and_log(log, e, req, ts, on_logged=bar.update):
+                    chosen += [e.strategy.action_ids[c[0]] if c else "(no action)" for c in b.chosen]
     top = pd.Series(chosen).value_counts().head(8)
-    click.echo(f"Logged {len(chosen):,} decisions of {strategy.name} ({strategy.version}) to {db}. Most chosen:")
+    if len(parts) == 1:
+        click.echo(f"Logged {len(chosen):,} decisions of {parts[0][0].strategy.name} ({parts[0][0].strategy.version}) "
+                   f"to {db}. Most chosen:")
+    else:
+        versions = ", ".join(f"{e.strategy.name} ({e.strategy.version}): {len(r):,}" for e, r in parts)
+        click.echo(f"Logged {len(chosen):,} decisions to {db} — {versions}. Most chosen:")
     for a, k in top.items():
         click.echo(f"  {a:<30} {k:>8,}  ({k / len(chosen):.1%})")
 
@@ -1475,6 +1512,14 @@ def access_log(db: str, customer: str | None, user: str | None, limit: int, as_j
                    f"{r.target[:36] if isinstance(r.target, str) else '':<36}"
                    f"{'  why: ' + r.why if isinstance(r.why, str) else ''}")
 
+
+def _add_lifecycle() -> None:
+    from klartext.strategy_cli import strategy
+
+    main.add_command(strategy)
+
+
+_add_lifecycle()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,166 @@
+"""The figures of the strategy lifecycle: a proposal's simulation, and the measured effect of
+each activation (before against after, and — for a canary — canary against the rest).
+
+:func:`simulate` re-decides the champion's newest logged decisions under the proposal
+(champion/challenger, :func:`analysis.tradeoff.compare`) and estimates the proposal's value
+off-policy from the logged outcomes (:func:`analysis.tradeoff.off_policy`, with its
+positivity check: an estimate the log cannot support is marked, not printed bare).
+
+:func:`effects` measures on the log.  A canary is a randomised experiment: the keyed hash
+that assigns customers does not depend on anything a model reads, so during the canary the
+canary's decisions and the rest's differ by the version alone, and their difference in
+means (with a 95% interval) is its effect.  Before/after compares the champion's decisions
+in the span before an activation with all decisions after it, over equally long spans, and
+is confounded with whatever else changed at that time; the page says so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis import tradeoff as T
+from analysis.governance import _diff, action_table, mean_interval
+from decision_log import monitoring
+from decision_log.lifecycle import State, strategy_of
+from decision_log.store import DecisionLog
+from decisioning.errors import InputError, LogError
+from decisioning.strategy import Strategy
+
+#: Decisions of the champion a simulation re-decides (the newest).
+SIMULATE_DECISIONS = 50_000
+METRICS = ("offered", "incentive_offered", "accepted", "margin", "incentive")
+
+
+def simulate(log: DecisionLog, champion: str, proposal: Strategy, decisions: int = SIMULATE_DECISIONS,
+             n_boot: int = 300, seed: int = 0, progress=None) -> dict[str, Any]:
+    """The proposal against ``champion`` on the champion's newest ``decisions`` logged
+    decisions: what changes (share of decisions, KPIs, moves) and off-policy estimates of
+    conversion and margin per decision, JSON-ready (stored with the proposal)."""
+    con = log.con.cursor()
+    seqs = np.array([r[0] for r in con.execute(
+        "SELECT seq FROM decisions WHERE strategy_version = ? AND source = 'klartext' ORDER BY seq DESC LIMIT ?",
+        [champion, int(decisions)]).fetchall()], dtype=np.int64)[::-1]
+    if len(seqs) == 0:
+        raise LogError(f"The log holds no decisions of the version deciding now ({champion}), so there is "
+                       "nothing to simulate the proposal on.", "Make decisions with it first (`klartext run`).")
+    f = T.load_factors(log, champion, seqs=seqs)
+    g = T.rerun(log, proposal, f, progress=progress)
+    cmp = T.compare(f, g)
+    out: dict[str, Any] = {
+        "champion": champion, "proposal": proposal.version, "decisions": cmp["decisions"],
+        "first": str(con.execute("SELECT min(ts) FROM decisions WHERE seq = ?", [int(seqs[0])]).fetchall()[0][0]),
+        "last": str(con.execute("SELECT max(ts) FROM decisions WHERE seq = ?", [int(seqs[-1])]).fetchall()[0][0]),
+        "changed": cmp["changed"], "changed_decisions": cmp["changed_decisions"],
+        "kpis": {"champion": cmp["champion"], "proposal": cmp["challenger"]},
+        "moves": cmp["moves"].to_dict("records"),
+        "changes": _diff(log.load_strategy(champion), proposal),
+        "off_policy": {},
+    }
+    names = np.array(proposal.action_ids)
+    idx = {a: i for i, a in enumerate(f.strategy.action_ids)}
+    firsts = T.first_actions(g)
+    new = sorted({names[j] for j in firsts if j >= 0 and names[j] not in idx})
+    if new:
+        out["off_policy_note"] = (f"The proposal offers {new[0]!r}, which the version deciding now never offered: no "
+                                  "logged decision can tell its value, so there is no off-policy estimate.")
+        return out
+    target = np.array([idx[names[j]] if j >= 0 else -1 for j in firsts], dtype=np.int64)
+    for reward in ("conversion", "margin"):
+        try:
+            r = T.off_policy(log, f, target, target=None, reward=reward, n_boot=n_boot, seed=seed)
+        except (ValueError, InputError) as exc:
+            out["off_policy"][reward] = {"refused": str(exc)}
+            continue
+        keep = {k: r[k] for k in ("decisions", "decisions_with_outcomes", "logging_policy_value", "supported",
+                                  "scope", "explored_share", "target_differs") if k in r}
+        keep["estimates"] = {k: {m: e[m] for m in ("value", "ci_low", "ci_high", "ess") if m in e}
+                             for k, e in r["estimates"].items()}
+        if "warning" in r:
+            keep["warning"] = r["warning"]
+        keep["reliable"] = r["supported"] >= T.SUPPORT_WARN and r["decisions_with_outcomes"] > 0
+        out["off_policy"][reward] = keep
+    return out
+
+
+#: Metrics that need reported outcomes: left out (None) while a side has none.
+OUTCOME_METRICS = ("accepted", "margin", "incentive")
+
+
+def _effect(a: pd.DataFrame, b: pd.DataFrame) -> list[dict]:
+    """Per metric: mean of ``b`` (reference) and ``a``, the difference a − b and its 95% interval
+    (for the metrics of outcomes only where both sides have reported outcomes)."""
+    out = []
+    for metric in METRICS:
+        if metric in OUTCOME_METRICS and not (a["has_outcome"].any() and b["has_outcome"].any()):
+            out.append({"metric": metric, "reference": None, "value": None, "difference": None, "low": None,
+                        "high": None, "note": "no outcomes reported yet"})
+            continue
+        mb, se_b = mean_interval(b[metric].to_numpy(dtype=np.float64))
+        ma, se_a = mean_interval(a[metric].to_numpy(dtype=np.float64))
+        d = ma - mb
+        se = float(np.hypot(se_a, se_b))
+        out.append({"metric": metric, "reference": mb, "value": ma, "difference": d,
+                    "low": d - 1.96 * se, "high": d + 1.96 * se})
+    return out
+
+
+def effects(log: DecisionLog, st: State) -> list[dict]:
+    """Each activation and rollback of the record with its measured effect (newest first):
+    ``canary`` (canary against the rest while it ran) where it was a canary, and
+    ``before_after`` (the previous arrangement's decisions in the span before, all decisions
+    in an equally long span after)."""
+    con = log.con.cursor()
+    bounds = con.execute("SELECT min(ts), max(ts) FROM decisions WHERE strategy_version IS NOT NULL").fetchall()[0]
+    if bounds[0] is None:
+        return []
+    last = pd.Timestamp(bounds[1]) + pd.Timedelta(microseconds=1)
+    moves = [s for s in st.steps if s.step in ("activated", "rolled_back")]
+    versions = sorted({v for s in moves for v in (s.version, s.base_version) if v})
+    try:
+        actions = action_table(log.load_strategy(st.champion or versions[-1]))
+    except (LogError, IndexError):
+        return []
+    out = []
+    for i, s in enumerate(moves):
+        start = pd.Timestamp(s.ts)
+        end = pd.Timestamp(moves[i + 1].ts) if i + 1 < len(moves) else last
+        if end <= start:
+            continue
+        span = end - start
+        per = monitoring.version_outcomes(con, (start - span).to_pydatetime(), end.to_pydatetime(), actions)
+        ts = pd.to_datetime(per["ts"], utc=True)
+        before, after = per[ts < start], per[ts >= start]
+        if len(before) < min(len(after), 100):  # nothing decided just before: the same number of the latest before
+            since = con.execute("SELECT min(ts) FROM (SELECT ts FROM decisions WHERE ts < ? AND strategy_version IS "
+                                "NOT NULL ORDER BY seq DESC LIMIT ?)", [start.to_pydatetime(), len(after)]).fetchall()[0][0]
+            if since is not None:
+                before = monitoring.version_outcomes(con, since, start.to_pydatetime(), actions).tail(len(after))
+        item: dict[str, Any] = {"step": s.step, "version": s.version, "base_version": s.base_version,
+                                "share": s.share, "from": start.isoformat(), "to": end.isoformat(),
+                                "actor": s.actor, "decisions_before": int(len(before)),
+                                "decisions_after": int(len(after))}
+        if len(before) and len(after):
+            item["before_after"] = _effect(after, before)
+        if s.step == "activated" and s.share is not None and s.share < 1:
+            canary, rest = after[after["strategy_version"] == s.version], after[after["strategy_version"] != s.version]
+            item["decisions_canary"], item["decisions_rest"] = int(len(canary)), int(len(rest))
+            item["observed_share"] = float(len(canary) / len(after)) if len(after) else None
+            if len(canary) and len(rest):
+                item["canary"] = _effect(canary, rest)
+        out.append(item)
+    return out[::-1]
+
+
+def versions_by_day(log: DecisionLog) -> pd.DataFrame:
+    """Decisions per day and strategy version (day, version, decisions): the timeline."""
+    return log.con.cursor().execute(
+        "SELECT date_trunc('day', ts)::DATE AS day, strategy_version AS version, count(*) AS decisions FROM decisions "
+        "WHERE strategy_version IS NOT NULL GROUP BY ALL ORDER BY day, version").df()
+
+
+def diff(log: DecisionLog, st: State, old: str, new: str) -> list[dict]:
+    """Field-by-field changes from version ``old`` to ``new`` (proposals included)."""
+    return _diff(strategy_of(log, st, old), strategy_of(log, st, new))
