@@ -19,6 +19,7 @@ pages = {
         st.Page("pages/report.py", title=tr("report.page.title"), icon=":material/summarize:"),
         st.Page("pages/fairness.py", title=tr("report.page.fairness_title"), icon=":material/diversity_3:"),
         st.Page("pages/tradeoffs.py", title=tr("tradeoffs.title"), icon=":material/balance:"),
+        st.Page("pages/strategy_versions.py", title=tr("lifecycle.page.title"), icon=":material/history:"),
     ],
     tr("nav.decisions"): [
         *([st.Page("pages/replay.py", title=tr("replay.title"), icon=":material/replay:"),

@@ -517,7 +517,7 @@ def _recheck_rules(log: DecisionLog, strategy: Strategy, sample: pd.DataFrame, c
 
 def _diff(old: Strategy, new: Strategy) -> list[dict]:
     """Field-by-field changes between two strategy versions: weights, levers, thresholds,
-    rules, context weights, actions, contact limits, exploration, model features."""
+    rules, context weights, actions, contact limits, exploration, model features, disclosure."""
     out: list[dict] = []
 
     def add(kind, field, before, after):
@@ -563,6 +563,12 @@ def _diff(old: Strategy, new: Strategy) -> list[dict]:
             None if olim is None else f"{olim.max_contacts} in {olim.period_days} d",
             f"{lim.max_contacts} in {lim.period_days} d")
     add("models", "models.features", list(old.model_features), list(new.model_features))
+    names = sorted({f.name for f in (*old.features, *new.features)} | {w.name for w in (*old.context_weights,
+                                                                                          *new.context_weights)}
+                   | {"levers", "channel"})
+    for name in names:  # what a customer may be told (a reason's disclosure)
+        add("disclosure", f"disclosure.{name}", "customer" if old.disclosure.allows(name) else "internal",
+            "customer" if new.disclosure.allows(name) else "internal")
     out.sort(key=lambda r: (r["kind"], r["field"]))
     return out
 

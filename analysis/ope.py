@@ -203,6 +203,9 @@ def difference(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, level: float = 
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if len(a) == 0 or len(b) == 0:
         raise ValueError("Both groups need at least one decision to measure a lift.")
+    if n_boot == 0:  # no resamples, no interval
+        return Estimate("difference", float(a.mean() - b.mean()), float("nan"), float("nan"), len(a) + len(b), len(b),
+                        float("nan"))
     sa, sb = bootstrap_sums(a, n_boot, seed), bootstrap_sums(b, n_boot, seed + 1)
     boots = sa[:, 0] / sa[:, 1] - sb[:, 0] / sb[:, 1]
     alpha = (1 - level) / 2

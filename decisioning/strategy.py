@@ -200,6 +200,31 @@ class Governance:
 
 
 @dataclass(frozen=True)
+class Disclosure:
+    """What a customer may be told (``disclosure:`` in the file): which features, context
+    weights and levers may be named as a reason in the customer's own explanation.  The rest
+    is folded into "other factors" with its share.  Without the section everything may be
+    named (as before it existed); with it, whatever is not listed gets ``default``."""
+
+    declared: bool = False
+    default: str = "customer"  #: customer or internal
+    customer: frozenset[str] = frozenset()
+    internal: frozenset[str] = frozenset()
+
+    def allows(self, name: str) -> bool:
+        """Whether a reason from ``name`` (a feature, a context weight, or ``levers``) may be named to a customer."""
+        if name in self.customer:
+            return True
+        if name in self.internal:
+            return False
+        return self.default == "customer"
+
+
+#: The name ``disclosure:`` gives every lever (an action's lever is a business setting).
+LEVERS = "levers"
+
+
+@dataclass(frozen=True)
 class Strategy:
     """A validated strategy.  Build it with :func:`load_strategy` or :func:`parse_strategy`."""
 
@@ -228,6 +253,7 @@ class Strategy:
     #: propensity × value − margin weight × cost, times context weight and lever)
     contact_cost_in_value: bool = False
     governance: Governance = field(default_factory=Governance)
+    disclosure: Disclosure = field(default_factory=Disclosure)
 
     @cached_property
     def version(self) -> str:
@@ -430,7 +456,7 @@ class _Parser:
         top = self.mapping(data, (), (
             "name", "description", "currency", "features", "channels", "actions", "policies",
             "contact_policies", "context_weights", "levers", "kpi", "no_action", "exploration",
-            "models", "governance",
+            "models", "governance", "disclosure",
         ))
         name = self.string(self.get(top, "name", ()), ("name",))
         description = str(top.get("description", "") or "").strip()
@@ -487,7 +513,30 @@ class _Parser:
             retention_weight=rw, clv_feature=clv, epsilon=eps, exploration_seed=seed,
             model_features=tuple(mfeat), model_params=dict(params), contact_cost_in_value=cost_in_value,
             governance=self._governance(top, fmap, actions),
+            disclosure=self._disclosure(top, fmap, cws),
         )
+
+    def _disclosure(self, top: dict, fmap: dict, cws: tuple[ContextWeight, ...]) -> Disclosure:
+        if top.get("disclosure") is None:
+            return Disclosure()
+        path = ("disclosure",)
+        raw = self.mapping(top["disclosure"], path, ("default", "customer", "internal"))
+        default = self.choice(raw.get("default", "internal"), path + ("default",), ("customer", "internal"))
+        known = {*fmap, "channel", *(w.name for w in cws), LEVERS}
+        lists = {}
+        for key in ("customer", "internal"):
+            names = []
+            for j, name in enumerate(self.seq(raw.get(key, []) or [], path + (key,))):
+                if name not in known:
+                    raise self.fail(path + (key, j), f"{name!r} is not a feature, a context weight or 'levers'.",
+                                    f"Features: {', '.join(fmap)}; context weights: "
+                                    f"{', '.join(w.name for w in cws) or 'none'}; and levers.")
+                names.append(name)
+            lists[key] = frozenset(names)
+        both = sorted(lists["customer"] & lists["internal"])
+        if both:
+            raise self.fail(path, f"{both[0]!r} is listed as both customer and internal.", "List it once.")
+        return Disclosure(True, default, lists["customer"], lists["internal"])
 
     def _governance(self, top: dict, fmap: dict, actions: tuple[Action, ...]) -> Governance:
         path = ("governance",)

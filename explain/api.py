@@ -56,7 +56,15 @@ from explain.contrast import (
     propensity_breakdown,
     weight_needed,
 )
-from explain.reasons import Reason, candidate_reasons, display_value, feature_phrase, reason_text
+from explain.reasons import (
+    Reason,
+    candidate_reasons,
+    customer_reasons,
+    discloses,
+    display_value,
+    feature_phrase,
+    reason_text,
+)
 
 #: How many explained decisions an explainer on a read-only log keeps in memory.
 EXPLANATION_MEMO = 4096
@@ -131,6 +139,8 @@ class DecisionExplanation:
     strategy: Strategy | None
     attributions: dict[str, CandidateAttribution] = field(default_factory=dict)
     reasons: dict[str, list[Reason]] = field(default_factory=dict)
+    #: Every reason of each chosen action (``reasons`` holds the principal ones).
+    all_reasons: dict[str, list[Reason]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     #: Every candidate row in logged order (an imported decision may hold several per action,
     #: e.g. one per Pega strategy component); ``candidates`` shows one per action.
@@ -177,6 +187,19 @@ class DecisionExplanation:
         if self.strategy is None:
             return [r.text for r in self.reasons.get(action_id, [])]
         return [reason_text(self.strategy, action_id, r, lang) for r in self.reasons.get(action_id, [])]
+
+    def customer_reasons(self, action_id: str, lang: str = "en") -> tuple[list[str], float]:
+        """What the customer may be told about ``action_id`` (the strategy's ``disclosure:``):
+        the reasons, and the share of the rest ("other factors")."""
+        if self.strategy is None:
+            return self.reason_texts(action_id, lang), 0.0
+        return customer_reasons(self.strategy, action_id, self.all_reasons.get(action_id, []), lang)
+
+    def disclosed(self, action_id: str) -> list[bool]:
+        """Per principal reason of ``action_id``: whether a customer is told it."""
+        if self.strategy is None:
+            return [True] * len(self.reasons.get(action_id, []))
+        return [discloses(self.strategy, r) for r in self.reasons.get(action_id, [])]
 
     def feature_phrases(self, features: tuple[str, ...] | list[str], lang: str = "en") -> list[str]:
         """Each feature with the customer's logged value as a person reads it (``Last purchase
@@ -542,9 +565,10 @@ class Explainer:
             usable = ca is not None and ca.verified
             if ca is not None and not ca.verified:
                 e.notes.append(f"{aid}: attributions withheld — " + "; ".join(ca.problems))
+            e.all_reasons[aid] = []
             e.reasons[aid] = candidate_reasons(
                 strategy, aid, feats, dec["channel"], ca.features if usable else None,
-                ca.phi if usable else None, float(row["lever"]))
+                ca.phi if usable else None, float(row["lever"]), keep_all=e.all_reasons[aid])
         return e
 
     def why_not(self, decision_id: str, other: str, winner: str | None = None) -> Contrast:

@@ -321,6 +321,11 @@ TEXT: dict[str, tuple[str, str]] = {
     "subject.offered": ("We showed you: {offers}.", "Wir haben Ihnen gezeigt: {offers}."),
     "subject.nothing": ("We did not show you an offer.", "Wir haben Ihnen kein Angebot gezeigt."),
     "subject.why": ("Why we chose “{name}” for you:", "Warum wir „{name}“ für Sie ausgewählt haben:"),
+    "subject.other_factors": ("Other factors the company does not disclose in detail: {share} of what raised this "
+                              "offer's priority.", "Weitere Faktoren, die das Unternehmen nicht im Einzelnen offenlegt: "
+                              "{share} dessen, was die Priorität dieses Angebots erhöht hat."),
+    "reason.customer_sees": ("a customer is told this", "wird Kundinnen und Kunden genannt"),
+    "reason.internal_only": ("internal only", "nur intern"),
     "subject.no_reasons": ("The program's reasons for this choice could not be confirmed, so we do not list them; "
                            "ask us and a person will look into it.",
                            "Die Gründe des Programms für diese Wahl ließen sich nicht bestätigen, daher nennen wir "

@@ -22,7 +22,7 @@ import numpy as np
 
 from decisioning.expressions import format_value
 from decisioning.models import CHANNEL_FEATURE
-from decisioning.strategy import Action, Strategy
+from decisioning.strategy import LEVERS, Action, Strategy
 from explain import i18n
 
 
@@ -130,11 +130,13 @@ def candidate_reasons(
     phi: np.ndarray | None,
     lever: float,
     max_reasons: int = 4,
+    keep_all: list[Reason] | None = None,
 ) -> list[Reason]:
     """The principal reasons why this action's priority was high, largest effect first.
 
     ``phi`` are the action model's attributions (log-odds) for ``attribution_features``;
     pass ``None`` when they could not be verified, and only rules and levers are used.
+    ``keep_all`` receives every reason, not only the principal ones.
     """
     a = strategy.action_index(action_id)
     out: list[Reason] = []
@@ -148,7 +150,26 @@ def candidate_reasons(
         out.append(Reason("lever", action_id, lever, math.log(lever), ""))
     for r in out:
         r.text = reason_text(strategy, action_id, r)
+    if keep_all is not None:
+        keep_all.extend(out)
     positive = sorted((r for r in out if r.effect > 0), key=lambda r: -r.effect)
     if positive:
         return positive[:max_reasons]
     return sorted(out, key=lambda r: -abs(r.effect))[:max_reasons]
+
+
+def discloses(strategy: Strategy, reason: Reason) -> bool:
+    """Whether ``reason`` may be named to the customer (the strategy's ``disclosure:``)."""
+    return strategy.disclosure.allows(LEVERS if reason.kind == "lever" else reason.name)
+
+
+def customer_reasons(strategy: Strategy, action_id: str, reasons: list[Reason], lang: str = "en",
+                     max_reasons: int = 4) -> tuple[list[str], float]:
+    """What the customer is told about ``action_id``: the principal reasons they may be told
+    (largest first), and the share of what raised the priority that comes from factors kept
+    internal (0 when none), named only as "other factors"."""
+    positive = [r for r in reasons if r.effect > 0]
+    total = sum(r.effect for r in positive)
+    told = sorted((r for r in positive if discloses(strategy, r)), key=lambda r: -r.effect)[:max_reasons]
+    hidden = sum(r.effect for r in positive if not discloses(strategy, r))
+    return [reason_text(strategy, action_id, r, lang) for r in told], (hidden / total if total > 0 else 0.0)

@@ -59,7 +59,9 @@ def subject_report(log: DecisionLog, ex: Explainer, customer: str, lang: str, ex
                                 "offered": [names.get(a, a) for a in e.chosen], "erased": e.erased,
                                 "erased_at": None if e.erased_at is None else str(e.erased_at)}
         if not e.erased:
-            item["reasons"] = {names.get(a, a): e.reason_texts(a, lang) for a in e.chosen}
+            told = {a: e.customer_reasons(a, lang) for a in e.chosen}  # only what the strategy discloses
+            item["reasons"] = {names.get(a, a): told[a][0] for a in e.chosen}
+            item["other_factors"] = {names.get(a, a): round(told[a][1], 4) for a in e.chosen if told[a][1] > 0}
             feats = list(e.inputs.get("features", {}))
             item["data"] = e.feature_phrases(feats, lang)
         item["reviews"] = [
@@ -111,7 +113,11 @@ def to_html(rep: dict[str, Any]) -> str:
             continue
         for name, reasons in d.get("reasons", {}).items():
             parts.append(f"<p><b>{t('subject.why', name=name)}</b></p>")
-            parts.append("<ul>" + "".join(f"<li>{_esc(r)}</li>" for r in reasons) + "</ul>" if reasons
+            other = d.get("other_factors", {}).get(name)
+            items = [f"<li>{_esc(r)}</li>" for r in reasons]
+            if other:
+                items.append(f"<li>{t('subject.other_factors', share=i18n.percent(other, lg, 0))}</li>")
+            parts.append("<ul>" + "".join(items) + "</ul>" if items
                          else f"<p class='meta'>{t('subject.no_reasons')}</p>")
         parts.append(f"<p><b>{t('subject.data')}</b></p>")
         parts.append("<ul class='data'>" + "".join(f"<li>{_esc(x)}</li>" for x in d.get("data", [])) + "</ul>")

@@ -46,7 +46,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from decision_log import queries
+from decision_log import lifecycle, queries, register
 from decision_log.integrity import compile_assembly
 from decision_log.live import Replicator
 from decision_log.store import DecisionLog
@@ -118,17 +118,31 @@ class Service:
 
     def __init__(self, db: str, strategy: Strategy | None = None, *, max_queue: int = 2000, max_batch: int = 256,
                  max_wait_ms: float = 2.0, replicate: bool = True, replica_interval_s: float = 1.0,
-                 freeze_gc: bool = False) -> None:
+                 freeze_gc: bool = False, follow_s: float = 1.0) -> None:
         self.log = DecisionLog.open(db)
-        self.strategy = strategy or self.log.load_strategy(self.log.latest_strategy_version())
-        self.log.register_strategy(self.strategy)
-        self.engine = Engine(self.strategy, self.log.latest_models_for(self.strategy))
-        self.engine.prepare()
+        st = lifecycle.current(self.log)
+        if st.managed:
+            if strategy is not None and strategy.version != st.champion:
+                self.log.close()
+                raise InputError(
+                    f"The strategy of {db} is managed (`klartext strategy status`): {st.champion} decides now, not "
+                    f"{strategy.version} from {strategy.source}.",
+                    "Leave out --strategy: the service decides with the active version (and its canary) and follows "
+                    "each activation and rollback. To change it: `klartext strategy propose FILE`.")
+            self.deciders = lifecycle.deciders(self.log, st)
+        else:
+            s = strategy or self.log.load_strategy(self.log.latest_strategy_version())
+            engine = Engine(s, self.log.latest_models_for(s))
+            engine.prepare()
+            for m in engine.models.models.values():  # deserialise every model now, not on a request
+                _ = m.estimator
+            self.deciders = lifecycle.Deciders(st, engine)
+        for e in self.deciders.engines:
+            self.log.register_strategy(e.strategy)
+            self.log.register_models(e.models)
         compile_walk()  # the models' compiled walk and the hash chain's byte assembly are ready
         compile_assembly()  # before the first request
-        for m in self.engine.models.models.values():  # deserialise every model now, not on a request
-            _ = m.estimator
-        self.log.register_models(self.engine.models)
+        self.follow = {"every_s": follow_s, "checked": None, "switched": None, "error": None}
         if freeze_gc:
             gc.collect()
             gc.freeze()
@@ -141,8 +155,59 @@ class Service:
         self._stop = threading.Event()
         self._decider = threading.Thread(target=self._decide_loop, name="klartext-decide", daemon=True)
         self._decider.start()
+        self._follower = None
+        if follow_s > 0:
+            self._follower = threading.Thread(target=self._follow_loop, name="klartext-follow", daemon=True)
+            self._follower.start()
         self.replicator = Replicator(self.log, interval_s=replica_interval_s) if replicate and db != ":memory:" else None
         _OPEN.add(self)
+
+    @property
+    def strategy(self) -> Strategy:
+        """The champion's strategy (what requests are checked against on arrival)."""
+        return self.deciders.champion.strategy
+
+    @property
+    def engine(self) -> Engine:
+        return self.deciders.champion
+
+    # -- following the lifecycle -------------------------------------------------------------
+
+    def _follow_loop(self) -> None:
+        """Every ``follow_s`` seconds: has a strategy step been recorded?  Then load the new
+        arrangement completely (strategies, models, prepared engines), register it in the log
+        on the writer's thread, and only then switch — a request meets the old engines or the
+        new ones, never a half-loaded strategy."""
+        while not self._stop.wait(self.follow["every_s"]):
+            try:
+                self.check_lifecycle()
+                self.follow["error"] = None
+            except Exception as exc:  # noqa: BLE001 - the service keeps deciding with what it has
+                self.follow["error"] = f"{type(exc).__name__}: {exc}"
+
+    def check_lifecycle(self) -> bool:
+        """Switch to the recorded arrangement if it changed; whether it switched."""
+        if self.log.path != ":memory:" and not register.path_of(self.log.path).exists():
+            return False  # nothing was ever recorded beside this log
+        with self.log.register() as reg:  # read-write like every other use in this process
+            st = lifecycle.state(reg)
+        self.follow["checked"] = time.time()
+        if st.last_seal == self.deciders.state.last_seal:
+            return False
+        if (st.champion, st.canary, st.share) == (self.deciders.state.champion, self.deciders.state.canary,
+                                                  self.deciders.state.share) or not st.managed:
+            self.deciders = lifecycle.Deciders(st, self.deciders.champion, self.deciders.canary)
+            return False
+        new = lifecycle.deciders(self.log, st)
+
+        def known(log: DecisionLog) -> None:
+            for e in new.engines:
+                log.register_strategy(e.strategy)
+                log.register_models(e.models)
+        self.writer.call(known).result(timeout=60)
+        self.deciders = new
+        self.follow["switched"] = time.time()
+        return True
 
     # -- the decide thread -----------------------------------------------------------------
 
@@ -183,24 +248,51 @@ class Service:
                 self._decide(run, reader)
 
     def _decide(self, jobs: list[_Job], reader) -> None:
-        """Decide a group and hand it to the writer; its clients are answered once it is logged."""
-        s = self.strategy
+        """Decide a group and hand it to the writer; its clients are answered once it is logged.
+        With a canary, each customer's part goes to its version's engine (and is logged as
+        a group of its own)."""
+        d = self.deciders  # one arrangement for the whole group
+        if d.canary is None:
+            self._decide_part(jobs, d.champion, reader)
+            return
+        try:
+            arm = d.route(self.log.pseudonymise([j.payload[0]["customer_id"] for j in jobs]))
+        except Exception as exc:  # noqa: BLE001 - every client of the group is told
+            self._failed(_Group(jobs), exc)
+            return
+        for k, engine in enumerate(d.engines):
+            part = [j for j, a in zip(jobs, arm.tolist()) if a == k]
+            if part:
+                self._decide_part(part, engine, reader)
+
+    def _decide_part(self, jobs: list[_Job], engine: Engine, reader) -> None:
+        s = engine.strategy
         group = _Group(jobs)
         try:
             t = time.perf_counter()
-            parts = []
+            parts, kept = [], []
             for j in jobs:
-                item, req = j.payload
-                if item.get("contacts") is None or item.get("rejections") is None:  # fill from the log
-                    contacts, rejections = queries.contact_history(reader, self.log.pseudonymise([item["customer_id"]])[0], s)
-                    item = {**item, "contacts": contacts if item.get("contacts") is None else item["contacts"],
-                            "rejections": rejections if item.get("rejections") is None else item["rejections"]}
-                    req = Requests.from_dicts(s, [{k: v for k, v in item.items() if v is not None}])
+                item, req, version = j.payload
+                try:
+                    if version != s.version:  # checked on arrival against another version: check again
+                        req = Requests.from_dicts(s, [{k: v for k, v in item.items() if v is not None}])
+                    if item.get("contacts") is None or item.get("rejections") is None:  # fill from the log
+                        contacts, rejections = queries.contact_history(reader, self.log.pseudonymise([item["customer_id"]])[0], s)
+                        item = {**item, "contacts": contacts if item.get("contacts") is None else item["contacts"],
+                                "rejections": rejections if item.get("rejections") is None else item["rejections"]}
+                        req = Requests.from_dicts(s, [{k: v for k, v in item.items() if v is not None}])
+                except InputError as exc:  # this request only: the rest of the group goes on
+                    self._resolve(j, error=exc)
+                    continue
                 parts.append(req)
+                kept.append(j)
+            if not kept:
+                return
+            group = _Group(kept)
             req = Requests.concat(parts)
             self.log.apply_objections(req, s)
-            group.batch = self.engine.decide(req)
-            group.answers = self._answers(group)
+            group.batch = engine.decide(req)
+            group.answers = self._answers(group, s)
             self.seconds["decide"] += time.perf_counter() - t
             logged = self.writer.append(group.batch, s)
         except Exception as exc:  # noqa: BLE001 - every client of the group is told
@@ -237,9 +329,9 @@ class Service:
                 job.future.set_result(value)
         job.loop.call_soon_threadsafe(done)
 
-    def _answers(self, group: _Group) -> list[dict]:
+    def _answers(self, group: _Group, s: Strategy) -> list[dict]:
         """The answer to each request of a decided group (sent once the group is logged)."""
-        batch, s = group.batch, self.strategy
+        batch = group.batch
         aids = s.action_ids
         order = np.argsort(np.where(batch.rank > 0, batch.rank, 10**9), axis=1, kind="stable")
         n_ranked = (batch.rank > 0).sum(axis=1)
@@ -287,6 +379,8 @@ class Service:
             return
         self._stop.set()
         self._decider.join(timeout=5)
+        if self._follower is not None:
+            self._follower.join(timeout=5)
         self.writer.close()
         if self.replicator is not None:
             self.replicator.close()
@@ -524,12 +618,13 @@ def create_app(db: str, strategy_path: str | None = None, *, users: str | None =
         for k, v in item["features"].items():
             if isinstance(v, float) and not math.isfinite(v):
                 raise InputError(f"features.{k} must be finite, got {v!r}.", f"Send a finite value for {k}.")
-        req = Requests.from_dicts(state["svc"].strategy, [{k: v for k, v in item.items() if v is not None}])
+        s = state["svc"].strategy
+        req = Requests.from_dicts(s, [{k: v for k, v in item.items() if v is not None}])
         if idempotency_key is None:
             # the answer is plain JSON types already: sent as it is (FastAPI's encoder would walk it)
-            return JSONResponse(await submit("decide", (item, req)))
+            return JSONResponse(await submit("decide", (item, req, s.version)))
         return JSONResponse(await idempotent.answer((user.name if user else "", idempotency_key), item,
-                                                    lambda: submit("decide", (item, req))))
+                                                    lambda: submit("decide", (item, req, s.version))))
 
     @app.post("/outcome")
     async def outcome(body: OutcomeIn, _user: access.User | None = Depends(need("decide"))) -> dict:  # noqa: B008
@@ -572,7 +667,11 @@ def create_app(db: str, strategy_path: str | None = None, *, users: str | None =
     @app.get("/health")
     def health(_user: access.User | None = Depends(need("aggregates"))) -> dict:  # noqa: B008
         svc = state["svc"]
-        return {"status": "ok", "strategy_version": svc.strategy.version, "logged_since_start": svc.logged,
+        d = svc.deciders
+        return {"status": "ok", "strategy_version": svc.strategy.version,
+                "lifecycle": {**lifecycle.describe(d.state), "deciding": [e.strategy.version for e in d.engines],
+                              "follow": {k: v for k, v in svc.follow.items()}},
+                "logged_since_start": svc.logged,
                 "queue": svc.queue.qsize(), "groups_committed": svc.groups,
                 "mean_group_size": round(svc.logged / svc.groups, 2) if svc.groups else None,
                 "writer_seconds": {k: round(v, 3) for k, v in {**svc.seconds, **svc.writer.seconds}.items()},

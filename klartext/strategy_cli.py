@@ -14,7 +14,34 @@ import click
 from tqdm import tqdm
 
 from decisioning.errors import InputError, KlartextError
-from klartext.cli import _BAR, DEFAULT_DB, _actor, _n, _read, _t, lang_option
+
+# (``klartext.cli`` adds this group to itself; its helpers are imported inside the commands,
+# so that ``python -m klartext.cli`` does not import it twice)
+DEFAULT_DB = "klartext_demo.duckdb"
+lang_option = click.option("--lang", type=click.Choice(["en", "de"]), default=None,
+                           help="Language of the messages (default: $KLARTEXT_LANG, else en).")
+
+
+def _cli():
+    from klartext import cli
+
+    return cli
+
+
+def _t(key: str, lang: str | None, **values) -> str:
+    return _cli()._t(key, lang, **values)
+
+
+def _n(x: float, lang: str | None, decimals: int = 0) -> str:
+    return _cli()._n(x, lang, decimals)
+
+
+def _read(db: str):
+    return _cli()._read(db)
+
+
+def _actor(by: str | None) -> str:
+    return _cli()._actor(by)
 
 
 def _short(v: str | None) -> str:
@@ -74,7 +101,8 @@ def propose(file: str, db: str, by: str | None, note: str | None, lang: str | No
 @click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
 @click.option("--decisions", default=50_000, show_default=True, type=click.IntRange(100),
               help="Re-decide this many of the newest decisions of the version deciding now.")
-@click.option("--boot", default=300, show_default=True, type=click.IntRange(0, 10_000), help="Bootstrap resamples.")
+@click.option("--boot", default=300, show_default=True, type=click.IntRange(50, 10_000),
+              help="Bootstrap resamples of the off-policy intervals.")
 @click.option("--by", default=None, help="Who runs it (default: $KLARTEXT_USER, else your login name).")
 @click.option("--json", "as_json", is_flag=True, help="Print the stored figures as JSON.")
 @lang_option
@@ -94,7 +122,7 @@ def simulate(version: str, db: str, decisions: int, boot: int, by: str | None, a
         proposal = lifecycle.strategy_of(log, st, v)
         total = min(decisions, log.con.cursor().execute(
             "SELECT count(*) FROM decisions WHERE strategy_version = ?", [st.champion]).fetchall()[0][0])
-        with tqdm(total=total, desc="Re-deciding", unit=" decisions", file=sys.stderr, bar_format=_BAR) as bar:
+        with tqdm(total=total, desc="Re-deciding", unit=" decisions", file=sys.stderr, bar_format=_cli()._BAR) as bar:
             res = L.simulate(log, st.champion, proposal, decisions=decisions, n_boot=boot, progress=bar.update)
         with log.register() as reg:
             lifecycle.record_simulation(reg, v, res, _actor(by), "cli")

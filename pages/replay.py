@@ -128,8 +128,10 @@ with tab_why:
                 lever=number(row["lever"], 2)))
         else:
             st.caption(tr("replay.no_factors"))
-        for r in e.reason_texts(aid, lg_lang):
-            st.markdown(f"- {md(r)}")
+        marked = e.strategy is not None and e.strategy.disclosure.declared  # mark what a customer is told
+        for r, told in zip(e.reason_texts(aid, lg_lang), e.disclosed(aid)):
+            mark = f" — *{tr('reason.customer_sees') if told else tr('reason.internal_only')}*" if marked else ""
+            st.markdown(f"- {md(r)}{mark}")
         ca = e.attributions.get(aid)
         if ca is None:
             continue
