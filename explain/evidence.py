@@ -47,7 +47,8 @@ def evidence(log: DecisionLog, ex: Explainer, decision_id: str, exported_by: str
     chosen = []
     for aid in e.chosen:
         ca = e.attributions.get(aid)
-        item: dict[str, Any] = {"action_id": aid, "name": names.get(aid, aid), "reasons": e.reason_texts(aid, lang)}
+        item: dict[str, Any] = {"action_id": aid, "name": names.get(aid, aid), "reasons": e.reason_texts(aid, lang),
+                                "reasons_told_to_customer": e.disclosed(aid)}
         if ca is not None:
             item["attributions"] = {
                 "verified": ca.verified, "problems": ca.problems, "model_version": ca.model_version,
@@ -154,7 +155,9 @@ def to_html(ev: dict[str, Any]) -> str:
              + "</p>"]
     for c in ev["chosen"]:
         parts.append(f"<h2>{t('evidence.why', name=c['name'])}</h2><ul>")
-        parts += [f"<li>{_esc(r)}</li>" for r in c["reasons"]]
+        told = c.get("reasons_told_to_customer") or [True] * len(c["reasons"])
+        parts += [f"<li>{_esc(r)}" + ("" if ok else f" <span class='meta'>({_esc(t('reason.internal_only'))})</span>")
+                  + "</li>" for r, ok in zip(c["reasons"], told)]
         parts.append("</ul>")
         a = c.get("attributions")
         if a:

@@ -39,8 +39,9 @@ def explanation_text(e: DecisionExplanation, top_features: int = 6) -> str:
         lines.append("")
         lines.append(f"Why {aid}:  priority {_f(row['priority'])} = propensity {_f(row['propensity'])} × value "
                      f"{_f(row['value'])} × context weight {_f(row['context_weight'])} × lever {_f(row['lever'])}")
-        for r in e.reasons.get(aid, []):
-            lines.append(f"  • {r.text}")
+        marked = e.strategy is not None and e.strategy.disclosure.declared
+        for r, told in zip(e.reasons.get(aid, []), e.disclosed(aid)):
+            lines.append(f"  • {r.text}" + ("" if not marked else "" if told else "  [internal only]"))
         ca = e.attributions.get(aid)
         if ca is not None:
             status = "verified" if ca.verified else "MISMATCH — " + "; ".join(ca.problems)
