@@ -589,20 +589,34 @@ def _changes(log: DecisionLog, con, period: Period, actions: pd.DataFrame) -> li
         per = monitoring.version_outcomes(con, since.to_pydatetime(), stop, actions)
         before = per[(per["strategy_version"] == old["version"]) & (per["ts"] < first)]
         after = per[(per["strategy_version"] == new["version"]) & (per["ts"] >= first)]
-        effect = []
-        for metric in ("offered", "incentive_offered", "accepted", "margin", "incentive"):
-            b, se_b = mean_interval(before[metric].to_numpy(dtype=np.float64))
-            a, se_a = mean_interval(after[metric].to_numpy(dtype=np.float64))
-            d = a - b
-            se = float(np.hypot(se_a, se_b))
-            effect.append({"metric": metric, "before": b, "after": a, "difference": d,
-                           "low": d - 1.96 * se, "high": d + 1.96 * se})
-        out.append({"version": new["version"], "previous": old["version"], "first": first.isoformat(),
-                    "name": log.load_strategy(new["version"]).name,
-                    "decisions_before": int(len(before)), "decisions_after": int(len(after)),
-                    "changes": _diff(log.load_strategy(old["version"]), log.load_strategy(new["version"])),
-                    "effect": effect})
+        item = {"version": new["version"], "previous": old["version"], "first": first.isoformat(),
+                "name": log.load_strategy(new["version"]).name,
+                "decisions_before": int(len(before)), "decisions_after": int(len(after)),
+                "changes": _diff(log.load_strategy(old["version"]), log.load_strategy(new["version"])),
+                "effect": _before_after(before, after)}
+        # a canary (`klartext strategy activate --share`): other versions went on deciding beside the new
+        # one, for customers assigned by keyed hash — a randomised comparison over the same days
+        last = pd.Timestamp(new["last"])
+        rest = per[(per["strategy_version"] != new["version"]) & (per["ts"] >= first) & (per["ts"] <= last)]
+        if len(rest) and len(after):
+            item["canary"] = {"decisions_canary": int(len(after)), "decisions_rest": int(len(rest)),
+                              "share": float(len(after) / (len(after) + len(rest))),
+                              "effect": _before_after(rest, after)}
+        out.append(item)
     return out
+
+
+def _before_after(before: pd.DataFrame, after: pd.DataFrame) -> list[dict]:
+    """Per figure: the mean before and after, the difference and its 95% interval."""
+    effect = []
+    for metric in ("offered", "incentive_offered", "accepted", "margin", "incentive"):
+        b, se_b = mean_interval(before[metric].to_numpy(dtype=np.float64))
+        a, se_a = mean_interval(after[metric].to_numpy(dtype=np.float64))
+        d = a - b
+        se = float(np.hypot(se_a, se_b))
+        effect.append({"metric": metric, "before": b, "after": a, "difference": d,
+                       "low": d - 1.96 * se, "high": d + 1.96 * se})
+    return effect
 
 
 def _frontier(log: DecisionLog, version: str, seqs: np.ndarray) -> dict | None:

@@ -337,6 +337,14 @@ class DecisionLog:
         return ModelSet(out)
 
     def latest_strategy_version(self) -> str:
+        """The version deciding now: the lifecycle's champion where the strategy is managed
+        (``klartext strategy``) and has decided, else the newest strategy the log holds."""
+        from decision_log import lifecycle
+
+        champion = lifecycle.current(self).champion
+        if champion is not None and _first(self.con.cursor().execute(
+                "SELECT 1 FROM strategies WHERE version = ?", [champion])) is not None:
+            return champion
         row = _first(self.con.execute("SELECT version FROM strategies ORDER BY first_used DESC LIMIT 1"))
         if row is None:
             imported = self.con.execute("SELECT list(DISTINCT source ORDER BY source), count(*) FROM decisions "

@@ -399,6 +399,15 @@ def to_html(rep: dict, lang: str = "en", svg: dict[str, str] | None = None) -> s
         p.append(f"<p>{t('changes.effect', lang, before=f.n(ch['decisions_before']), after=f.n(ch['decisions_after']))}</p>")
         p.append(_table([t("col.figure", lang), t("col.before", lang), t("col.after", lang), t("col.difference", lang),
                          t("col.ci", lang)], rws, {1, 2, 3, 4}))
+        if "canary" in ch:  # a canary: the new version beside the rest over the same days
+            c = ch["canary"]
+            p.append(f"<p>{t('changes.canary', lang, canary=f.n(c['decisions_canary']), rest=f.n(c['decisions_rest']), share=f.pct(c['share']))}</p>")
+            p.append(_table([t("col.figure", lang), t("col.rest", lang), t("col.canary", lang),
+                             t("col.difference", lang), t("col.ci", lang)], [
+                [t(f"effect.{e['metric']}", lang), f.value(e["before"], m), f.value(e["after"], m),
+                 f.delta(e["difference"], m), f"{f.delta(e['low'], m)} … {f.delta(e['high'], m)}"]
+                for e in c["effect"] for m in [e["metric"] in ("margin", "incentive", "incentive_offered")]],
+                {1, 2, 3, 4}))
     # 5 model monitoring
     p.append(f"<h2>5. {t('h.models', lang)}</h2>")
     thr = rep["thresholds"]

@@ -77,6 +77,14 @@ TEXT: dict[str, tuple[str, str]] = {
                      "Im Zeitraum hat keine neue Strategieversion zu entscheiden begonnen."),
     "changes.version": ("Version {version} (after {previous}) from {date} UTC",
                         "Version {version} (nach {previous}) ab {date} UTC"),
+    "changes.canary": ("A canary: the new version decided for {share} of customers, assigned by keyed hash, beside the "
+                       "rest over the same days ({canary} decisions against {rest}); the difference is the version's "
+                       "own effect.",
+                       "Ein Teil-Rollout: die neue Version entschied für {share} der Kundschaft, per Schlüssel-Hash "
+                       "zugeteilt, neben dem Rest an denselben Tagen ({canary} Entscheidungen gegen {rest}); der "
+                       "Unterschied ist die Wirkung der Version selbst."),
+    "col.rest": ("Rest", "Rest"),
+    "col.canary": ("Canary", "Teil-Rollout"),
     "changes.effect": ("Measured effect: {before} decisions of the old version before the change against {after} of "
                        "the new one after it, over equally long spans.",
                        "Gemessene Wirkung: {before} Entscheidungen der alten Version vor der Änderung gegen {after} "

@@ -195,8 +195,20 @@ def decide_one(
 ) -> tuple[DecisionBatch, Strategy]:
     """Validate one JSON request, fill its contact history from the log, decide and log it.
 
-    Nothing is written when the request is invalid.
+    Nothing is written when the request is invalid.  Where the log's strategy is managed
+    (``klartext strategy``), the active version decides, or the canary's for its customers.
     """
+    from decision_log import lifecycle
+
+    st = lifecycle.current(log)
+    routed = None
+    if st.managed:
+        if strategy is not None and strategy.version != st.champion:
+            raise InputError(f"The strategy of {log.path} is managed (`klartext strategy status`): {st.champion} "
+                             f"decides now, not {strategy.version}.",
+                             "Leave out --strategy to decide with the active version (and its canary).")
+        routed = lifecycle.deciders(log, st)
+        strategy = routed.champion.strategy
     if strategy is None:
         strategy = log.load_strategy(log.latest_strategy_version())
     if not isinstance(item, Mapping):
@@ -207,6 +219,11 @@ def decide_one(
                          "of customers.")
     item = dict(item)
     req = Requests.from_dicts(strategy, [item])  # validates before anything is loaded or written
+    if routed is not None and routed.canary is not None and routed.route(log.pseudonymise([req.customer_id[0]]))[0]:
+        strategy, models = routed.canary.strategy, routed.canary.models
+        req = Requests.from_dicts(strategy, [item])
+    elif routed is not None:
+        models = routed.champion.models
     if models is None:
         models = log.latest_models_for(strategy)
     if "contacts" not in item or "rejections" not in item:
@@ -218,6 +235,7 @@ def decide_one(
     engine = Engine(strategy, models)
     log.apply_objections(req, strategy)
     batch = engine.decide(req)
+    log.register_strategy(strategy)
     log.register_models(models)
     log.append(batch, strategy)
     return batch, strategy

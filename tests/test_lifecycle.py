@@ -131,6 +131,15 @@ def test_the_whole_lifecycle_on_the_demo(demo_copy, tmp_path, monkeypatch):
     assert [s["step"] for s in status["record"]] == ["proposed", "simulated", "approved", "activated"]
     assert [s["actor"] for s in status["record"]] == ["anna", "anna", "ben", "carla"]
 
+    # the governance report reads the canary as the experiment it is: canary against the rest, same days
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    _cli("report", "--db", db, "--from", today, "--to", today, "--compare-to", "none", "--out", str(tmp_path / "r.json"))
+    rep = json.loads((tmp_path / "r.json").read_text())
+    canary = next(c for c in rep["changes"] if c["version"] == new)["canary"]
+    assert canary["decisions_canary"] + canary["decisions_rest"] == 40_000 and abs(canary["share"] - 0.10) <= 0.01
+    shown = next(e for e in canary["effect"] if e["metric"] == "incentive_offered")
+    assert shown["low"] <= shown["difference"] <= shown["high"]
+
     _cli("strategy", "rollback", "--db", db, "--by", "carla", "--note", "margin fell in the canary")
     start = _last_seq(demo_copy)
     _cli("run", "--db", db, "--customers", str(_customers(tmp_path / "d.parquet", 2_000, seed=12)))
