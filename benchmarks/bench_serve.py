@@ -9,8 +9,11 @@ answer — and checks afterwards that every acknowledged decision is in the log 
 candidates.  The in-run baseline is the same engine called in-process, one decision
 validated, decided and committed at a time.  A fourth run repeats 8 clients while a reader
 (what the live dashboard does) opens the freshest replica every second; it reports how old
-the newest decision it saw was.  Load starts once the service has made its two replicas.
-Prints one JSON object.
+the newest decision it saw was.  A fifth run repeats 8 clients while an operator activates a
+canary for half the customers (``klartext strategy activate --share 0.5``) and rolls it back:
+no 5xx, no lost acknowledgement, the p99 before, during and after each switch, and how long
+the service took to follow.  Load starts once the service has made its two replicas.  Prints
+one JSON object.
 
 Targets on a 2-core machine: p99 ≤ 50 ms at 8 concurrent clients, ≥ 500 decisions/s, zero
 acknowledged decisions lost.
@@ -49,7 +52,9 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def _load(port: int, clients: int, per_client: int, items: list[dict]) -> dict:
+def _load(port: int, clients: int, per_client: int, items: list[dict], records: list | None = None) -> dict:
+    """``clients`` keep-alive clients, ``per_client`` requests each; ``records`` receives
+    (start time, latency s, HTTP status, strategy version) per request."""
     lat: list[float] = []
     ids: list[str] = []
     errors = [0]
@@ -57,7 +62,7 @@ def _load(port: int, clients: int, per_client: int, items: list[dict]) -> dict:
 
     def run(k: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        mine, my_ids = [], []
+        mine, my_ids, my_rec = [], [], []
         for i in range(per_client):
             body = json.dumps(items[(k * per_client + i) % len(items)])
             t = time.perf_counter()
@@ -65,15 +70,21 @@ def _load(port: int, clients: int, per_client: int, items: list[dict]) -> dict:
             r = conn.getresponse()
             data = r.read()
             mine.append(time.perf_counter() - t)
+            version = None
             if r.status == 200:
-                my_ids.append(json.loads(data)["decision_id"])
+                answer = json.loads(data)
+                my_ids.append(answer["decision_id"])
+                version = answer["strategy_version"]
             else:
                 with lock:
                     errors[0] += 1
+            my_rec.append((t, mine[-1], r.status, version))
         conn.close()
         with lock:
             lat.extend(mine)
             ids.extend(my_ids)
+            if records is not None:
+                records.extend(my_rec)
 
     t0 = time.perf_counter()
     threads = [threading.Thread(target=run, args=(k,)) for k in range(clients)]
@@ -86,6 +97,61 @@ def _load(port: int, clients: int, per_client: int, items: list[dict]) -> dict:
     return {"clients": clients, "requests": len(lat), "errors": errors[0], "decisions_per_s": round(len(ids) / wall),
             "p50_ms": round(float(np.percentile(ms, 50)), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2),
             "p99_ms": round(float(np.percentile(ms, 99)), 2), "ids": ids}
+
+
+def _klartext(*args: str) -> float:
+    """Run a ``klartext`` command (as an operator would, beside the running service); its end time."""
+    subprocess.run([sys.executable, "-m", "klartext.cli", *args], cwd=ROOT, check=True, capture_output=True)
+    return time.perf_counter()
+
+
+def _switch_run(port: int, db: str, per_client: int, items: list[dict]) -> dict:
+    """8 clients while an operator activates a canary (half the customers) and later rolls it
+    back: every request's status and version, p99 before, during and after each switch, and
+    how long the service took to follow."""
+    challenger = str(ROOT / "examples" / "challenger.yaml")
+    _klartext("strategy", "propose", challenger, "--db", db, "--by", "bench-proposer")
+    new = json.loads(subprocess.run([sys.executable, "-m", "klartext.cli", "strategy", "status", "--db", db, "--json"],
+                                    cwd=ROOT, check=True, capture_output=True, text=True).stdout)["record"][-1]["version"]
+    _klartext("strategy", "simulate", new[:8], "--db", db, "--decisions", "5000", "--boot", "50")
+    _klartext("strategy", "approve", new[:8], "--db", db, "--by", "bench-approver", "--note", "benchmark")
+    records: list = []
+    marks: dict[str, float] = {}
+
+    def operator() -> None:
+        time.sleep(2.0)
+        marks["activate_sent"] = time.perf_counter()
+        marks["activate_done"] = _klartext("strategy", "activate", new[:8], "--db", db, "--share", "0.5")
+        time.sleep(4.0)
+        marks["rollback_sent"] = time.perf_counter()
+        marks["rollback_done"] = _klartext("strategy", "rollback", "--db", db, "--note", "benchmark")
+
+    op = threading.Thread(target=operator)
+    op.start()
+    res = _load(port, 8, per_client, items, records)
+    op.join()
+    rec = sorted(records)
+    first_new = next((t for t, _l, _s, v in rec if v == new), None)
+    last_new = max((t for t, _l, _s, v in rec if v == new), default=None)
+
+    def p99(lo: float, hi: float) -> float | None:
+        ms = [lat * 1000 for t, lat, _s, _v in rec if lo <= t < hi]
+        return round(float(np.percentile(ms, 99)), 2) if ms else None
+
+    t0, t1 = rec[0][0], rec[-1][0] + 1
+    res.update({
+        "switch": "canary 50% activated, then rolled back, by `klartext strategy` beside the running service",
+        "http_5xx": sum(1 for r in rec if r[2] >= 500),
+        "decided_by_new_version": sum(1 for r in rec if r[3] == new),
+        "follow_s_activate": None if first_new is None else round(first_new - marks["activate_done"], 2),
+        # (0: no request sent after the command returned was decided by the rolled-back version)
+        "follow_s_rollback": None if last_new is None else round(max(0.0, last_new - marks["rollback_done"]), 2),
+        "p99_ms_before": p99(t0, marks["activate_sent"]),
+        "p99_ms_during_activation": p99(marks["activate_sent"], (first_new or marks["activate_done"]) + 1.0),
+        "p99_ms_canary": p99((first_new or t1) + 1.0, marks["rollback_sent"]),
+        "p99_ms_during_rollback": p99(marks["rollback_sent"], (last_new or marks["rollback_done"]) + 1.0),
+        "p99_ms_after": p99((last_new or marks["rollback_done"]) + 1.0, t1)})
+    return res
 
 
 def _live_reader(db: str, stop: threading.Event, ages: list[float]) -> None:
@@ -182,6 +248,7 @@ def main() -> None:
                 runs[-1]["writer_ms_per_group"] = {
                     k2: round((after["writer_seconds"][k2] - before["writer_seconds"][k2]) * 1000 / max(groups, 1), 2)
                     for k2 in ("decide", "prepare", "log") if k2 in after["writer_seconds"]}
+            runs.append(_switch_run(port, db, max(args.requests, 1200), items))
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -204,7 +271,8 @@ def main() -> None:
                                        "decisions_per_s": round(1000 / float(base_ms.mean()))},
         "acknowledged": len(acked), "acknowledged_in_log": int(found), "candidate_rows": int(cands),
         "targets": {"p99<=50ms_at_8": at8["p99_ms"] <= 50, ">=500_decisions_per_s": max(
-            r["decisions_per_s"] for r in runs) >= 500, "zero_acknowledged_lost": found == len(acked)},
+            r["decisions_per_s"] for r in runs) >= 500, "zero_acknowledged_lost": found == len(acked),
+                    "switch_without_5xx": runs[-1]["http_5xx"] == 0},
     }, indent=2))
 
 

@@ -176,11 +176,16 @@ def _known(st: State, version: str) -> None:
 
 
 def find(st: State, text: str) -> str:
-    """The version a (possibly shortened) version text names; ``active``, ``canary`` name those."""
+    """The version a (possibly shortened) version text names; ``active``, ``canary`` name those,
+    ``proposed`` the newest proposal."""
     if text == "active" and st.champion:
         return st.champion
     if text == "canary" and st.canary:
         return st.canary
+    if text == "proposed":
+        proposals = [s.version for s in st.steps if s.step == "proposed"]
+        if proposals:
+            return proposals[-1]
     hits = [v for v in st.versions() if v.startswith(text)] if len(text) >= 4 else [v for v in st.versions() if v == text]
     if len(hits) == 1:
         return hits[0]

@@ -33,6 +33,7 @@ the log.  Each use opens it briefly (waiting while another process has it).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -270,14 +271,28 @@ def opened(log_path: str, read_only: bool = False, wait_s: float = 15.0, memory_
     if read_only and not path.exists():
         yield None
         return
-    con = _connect(path, read_only, wait_s)
-    try:
-        if not read_only:
-            for stmt in DDL:
-                con.execute(stmt)
-        yield Register(con, read_only)
-    finally:
-        con.close()
+    # one use at a time within this process: DuckDB refuses a read-only and a read-write
+    # connection to one file side by side in a process (a service's decide thread re-reads
+    # objections while a request records one, and its follower reads the strategy steps)
+    with _lock_for(path):
+        con = _connect(path, read_only, wait_s)
+        try:
+            if not read_only:
+                for stmt in DDL:
+                    con.execute(stmt)
+            yield Register(con, read_only)
+        finally:
+            con.close()
+
+
+_LOCKS: dict[str, threading.RLock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _lock_for(path: Path) -> threading.RLock:
+    key = str(path.resolve())
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(key, threading.RLock())
 
 
 def _connect(path: Path, read_only: bool, wait_s: float) -> duckdb.DuckDBPyConnection:

@@ -345,9 +345,9 @@ class DecisionLog:
         if champion is not None and _first(self.con.cursor().execute(
                 "SELECT 1 FROM strategies WHERE version = ?", [champion])) is not None:
             return champion
-        row = _first(self.con.execute("SELECT version FROM strategies ORDER BY first_used DESC LIMIT 1"))
+        row = _first(self.con.cursor().execute("SELECT version FROM strategies ORDER BY first_used DESC LIMIT 1"))
         if row is None:
-            imported = self.con.execute("SELECT list(DISTINCT source ORDER BY source), count(*) FROM decisions "
+            imported = self.con.cursor().execute("SELECT list(DISTINCT source ORDER BY source), count(*) FROM decisions "
                                         "WHERE source <> 'klartext'").fetchall()[0]
             if imported[1]:
                 raise LogError(
@@ -362,7 +362,7 @@ class DecisionLog:
         return row[0]
 
     def latest_models_for(self, strategy: Strategy) -> ModelSet:
-        rows = self.con.execute(
+        rows = self.con.cursor().execute(  # a cursor: a service's follower calls this beside the writer
             "SELECT action_id, arg_max(version, created) FROM models WHERE action_id IN "
             "(SELECT unnest(?::VARCHAR[])) GROUP BY action_id", [list(strategy.action_ids)]).fetchall()
         versions = dict(rows)

@@ -189,7 +189,7 @@ class Service:
         """Switch to the recorded arrangement if it changed; whether it switched."""
         if self.log.path != ":memory:" and not register.path_of(self.log.path).exists():
             return False  # nothing was ever recorded beside this log
-        with self.log.register() as reg:  # read-write like every other use in this process
+        with self.log.register(read_only=True) as reg:  # (reading changes nothing the decide thread watches)
             st = lifecycle.state(reg)
         self.follow["checked"] = time.time()
         if st.last_seal == self.deciders.state.last_seal:

@@ -65,6 +65,7 @@ PAGES = [  # url path, heading, text shown once the page ran to its end
     ("report", "Governance report", "Appendix: methods and definitions"),
     ("fairness", "Fairness", "The decisions behind a rate"),
     ("model_health", "Model health", "The newest shown offers of this model with their outcome"),
+    ("strategy_versions", "Strategy versions", "What a customer is told"),
 ]
 
 

@@ -331,3 +331,31 @@ def test_kill_9_during_a_switch_loses_no_acknowledged_decision(demo_copy):
                                   "GROUP BY ALL HAVING n <> 29)").fetchall()[0][0]
         assert log.verify().ok
     assert found == len(acked) and partial == 0
+
+
+def test_register_uses_within_one_process_wait_for_each_other(demo_copy):
+    """DuckDB refuses a read-only and a read-write connection to one file side by side in a
+    process: a service's decide thread re-reading objections, its follower reading the steps
+    and a request recording an objection must take turns, not fail (seen as 5xx in a switch)."""
+    db = str(demo_copy)
+    with register.opened(db) as reg:  # the register exists
+        reg.record_access("t", "cli", "access_log", None)
+    errors: list[BaseException] = []
+
+    def record() -> None:
+        try:
+            with register.opened(db) as reg:
+                reg.record_objection("p1", None, "care", "api")
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    with register.opened(db, read_only=True) as reg:
+        t = threading.Thread(target=record)
+        t.start()
+        t.join(0.5)
+        assert t.is_alive() and not errors  # waiting for its turn, not failing
+        assert reg.objections() == {}
+    t.join(10)
+    assert not errors and not t.is_alive()
+    with register.opened(db, read_only=True) as reg:
+        assert set(reg.objections()) == {"p1"}
