@@ -154,11 +154,40 @@ def effects(log: DecisionLog, st: State) -> list[dict]:
     return out[::-1]
 
 
+#: Bucket widths of the timeline, in seconds (the first that gives at most ~80 buckets).
+BUCKETS = ((60, "minute"), (300, "5 minutes"), (900, "15 minutes"), (3600, "hour"), (6 * 3600, "6 hours"),
+           (86400, "day"), (7 * 86400, "week"))
+
+
 def versions_by_day(log: DecisionLog) -> pd.DataFrame:
-    """Decisions per day and strategy version (day, version, decisions): the timeline."""
+    """Decisions per day and strategy version (day, version, decisions)."""
     return log.con.cursor().execute(
         "SELECT date_trunc('day', ts)::DATE AS day, strategy_version AS version, count(*) AS decisions FROM decisions "
         "WHERE strategy_version IS NOT NULL GROUP BY ALL ORDER BY day, version").df()
+
+
+def timeline(log: DecisionLog, st: State) -> tuple[pd.DataFrame, str]:
+    """Decisions per time bucket and strategy version (start, version, decisions) around the
+    lifecycle's steps — from as long before the first step as the steps span
+    (at least an hour) to the newest decision — in buckets that give at most about 80 bars; and the bucket's
+    width in words.  Without steps: the whole log."""
+    con = log.con.cursor()
+    lo, hi = con.execute("SELECT min(ts), max(ts) FROM decisions WHERE strategy_version IS NOT NULL").fetchall()[0]
+    if lo is None:
+        return pd.DataFrame(columns=["start", "version", "decisions"]), "day"
+    lo, hi = pd.Timestamp(lo), pd.Timestamp(hi)
+    if st.steps:
+        first = pd.Timestamp(st.steps[0].ts)
+        end = max(hi, pd.Timestamp(st.steps[-1].ts))
+        lo = max(lo, first - max(end - first, pd.Timedelta(hours=1)))
+        hi = end
+    span = max((hi - lo).total_seconds(), 60.0)
+    width, label = next(((w, n) for w, n in BUCKETS if span / w <= 80), BUCKETS[-1])
+    df = con.execute(
+        "SELECT to_timestamp(floor(epoch(ts) / $w) * $w) AS start, strategy_version AS version, count(*) AS decisions "
+        "FROM decisions WHERE strategy_version IS NOT NULL AND ts >= $lo GROUP BY ALL ORDER BY start, version",
+        {"w": width, "lo": lo.to_pydatetime()}).df()
+    return df, label
 
 
 def diff(log: DecisionLog, st: State, old: str, new: str) -> list[dict]:

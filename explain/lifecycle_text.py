@@ -73,7 +73,15 @@ TEXT: dict[str, tuple[str, str]] = {
     "page.sealed_bad": ("The compliance register's seal does not verify: {problem}",
                         "Das Siegel des Compliance-Registers hält nicht: {problem}"),
     "page.timeline": ("Timeline", "Zeitachse"),
-    "page.timeline_y": ("decisions per day", "Entscheidungen je Tag"),
+    "page.timeline_y": ("decisions per {width}", "Entscheidungen je {width}"),
+    "page.since": ("this arrangement since {since}", "so seit {since}"),
+    "bucket.minute": ("minute", "Minute"),
+    "bucket.5 minutes": ("5 minutes", "5 Minuten"),
+    "bucket.15 minutes": ("15 minutes", "15 Minuten"),
+    "bucket.hour": ("hour", "Stunde"),
+    "bucket.6 hours": ("6 hours", "6 Stunden"),
+    "bucket.day": ("day", "Tag"),
+    "bucket.week": ("week", "Woche"),
     "page.trail": ("Approval trail", "Freigabeverlauf"),
     "col.when": ("When (UTC)", "Wann (UTC)"),
     "col.step": ("Step", "Schritt"),
@@ -116,13 +124,19 @@ TEXT: dict[str, tuple[str, str]] = {
                            "Teil-Rollout gegen den Rest, {from_} bis {to}: {canary} Entscheidungen von {version}, "
                            "{rest} vom Rest (beobachteter Anteil {share}). Die Zuteilung per Schlüssel-Hash ist "
                            "zufällig, der Unterschied ist also die Wirkung der Version."),
-    "page.before_after": ("Before against after {step} of {version} on {when}: {before} decisions in the span before, "
-                          "{after} after. Other changes at the same time would show here too.",
-                          "Vorher gegen nachher ({step} von {version} am {when}): {before} Entscheidungen davor, "
+    "page.before_after": ("Before against after the {step} of {version} on {when}: {before} decisions in the span "
+                          "before, {after} after. Other changes at the same time would show here too.",
+                          "Vorher gegen nachher bei {step} von {version} am {when}: {before} Entscheidungen davor, "
                           "{after} danach. Andere gleichzeitige Änderungen zeigen sich hier mit."),
+    "noun.activated": ("activation", "der Aktivierung"),
+    "noun.rolled_back": ("rollback", "der Rücknahme"),
+    "page.no_outcomes": ("no outcomes reported yet", "noch keine Ergebnisse gemeldet"),
+    "pp": ("pp", "Pp."),
+    "col.rest": ("Rest", "Rest"),
+    "col.canary": ("Canary", "Teil-Rollout"),
+    "col.before_span": ("Before", "Davor"),
+    "col.after_span": ("After", "Danach"),
     "col.metric": ("Per decision", "Je Entscheidung"),
-    "col.reference": ("Reference", "Vergleich"),
-    "col.value": ("Value", "Wert"),
     "col.difference": ("Difference (95%)", "Unterschied (95 %)"),
     "metric.offered": ("share with an action", "Anteil mit Aktion"),
     "metric.incentive_offered": ("incentive value shown", "gezeigter Anreizwert"),

@@ -47,28 +47,42 @@ else:
         st.success(t("page.sealed_ok"), icon=":material/verified_user:")
     versions = state.versions()
     c1, c2, c3 = st.columns(3)
-    c1.metric(t("page.now"), name(state.champion), help=state.champion)
-    c2.metric(t("page.canary"), f"{name(state.canary)} · {pct(state.share, 0)}" if state.canary
+    c1.metric(t("page.now"), state.champion[:8], help=state.champion)
+    c1.caption(name(state.champion))
+    c2.metric(t("page.canary"), f"{state.canary[:8]} · {pct(state.share, 0)}" if state.canary
               else t("page.canary_none"), help=state.canary)
+    if state.canary:
+        c2.caption(name(state.canary))
     c3.metric(t("page.steps"), num(len(state.steps)))
+    c3.caption(t("page.since", since=f"{state.since:%Y-%m-%d %H:%M} UTC") if state.since else "")
 
-# -- timeline: decisions per day and version, with the steps marked ------------------------------
+# -- timeline: decisions per bucket and version, with the steps marked --------------------------
 st.subheader(t("page.timeline"))
-by_day = L.versions_by_day(lg)
-if len(by_day):
+by_time, width = L.timeline(lg, state)
+if len(by_time):
     fig = go.Figure()
-    for v, g in by_day.groupby("version", sort=False):
-        fig.add_bar(x=g["day"], y=g["decisions"], name=name(v))
-    for s in state.steps:
-        if s.step in ("activated", "rolled_back", "approved"):
-            label = t("step." + s.step) + (f" {pct(s.share, 0)}" if s.step == "activated" and s.share else "")
-            fig.add_vline(x=pd.Timestamp(s.ts).tz_convert(None).floor("D").value / 1e6, line_dash="dot",
-                          line_color="#b45309" if s.step == "rolled_back" else "#15803d" if s.step == "activated"
-                          else "#6b7280")
-            fig.add_annotation(x=pd.Timestamp(s.ts).tz_convert(None).floor("D"), y=1, yref="paper", text=label,
-                               showarrow=False, yanchor="bottom", font={"size": 11})
-    fig.update_layout(barmode="stack", height=340, margin={"t": 40, "b": 10}, yaxis_title=t("page.timeline_y"),
-                      legend={"orientation": "h", "y": -0.2})
+    for v, g in by_time.groupby("version", sort=False):
+        fig.add_bar(x=g["start"], y=g["decisions"], name=name(v))
+    top = float(by_time.groupby("start")["decisions"].sum().max())
+    colours = {"proposed": "#6b7280", "simulated": "#6b7280", "approved": "#2563eb", "activated": "#15803d",
+               "rolled_back": "#b45309"}
+    symbols = {"proposed": "circle-open", "simulated": "diamond-open", "approved": "square", "activated": "triangle-up",
+               "rolled_back": "triangle-down"}
+    for step in ("proposed", "simulated", "approved", "activated", "rolled_back"):
+        mine = [s for s in state.steps if s.step == step]
+        if not mine:
+            continue
+        fig.add_scatter(
+            x=[pd.Timestamp(s.ts) for s in mine], y=[top * 1.08] * len(mine), mode="markers", name=t("step." + step),
+            marker={"symbol": symbols[step], "size": 12, "color": colours[step]},
+            hovertext=[f"{t('step.' + step)} {s.version[:8]}" + (f" · {pct(s.share, 0)}" if step == "activated" else "")
+                       + f" · {s.actor}" + (f": {s.note}" if s.note else "") for s in mine], hoverinfo="text+x")
+        for s in mine:
+            if step in ("activated", "rolled_back"):
+                fig.add_vline(x=pd.Timestamp(s.ts).value / 1e6, line_dash="dot", line_color=colours[step])
+    fig.update_layout(barmode="stack", height=360, margin={"t": 20, "b": 10},
+                      yaxis_title=t("page.timeline_y", width=t("bucket." + width)),
+                      legend={"orientation": "h", "y": -0.25})
     st.plotly_chart(fig, width="stretch", key="sv_timeline")
 
 # -- the approval trail -----------------------------------------------------------------------------
@@ -129,9 +143,8 @@ if len(versions) >= 2:
                             t("col.support"): pct(r["supported"], 1)})
             if ope:
                 st.dataframe(pd.DataFrame(ope), hide_index=True, width="stretch")
-            for r in s.get("off_policy", {}).values():
-                if r.get("warning"):
-                    st.warning(r["warning"], icon=":material/warning:")
+            for w in dict.fromkeys(r["warning"] for r in s.get("off_policy", {}).values() if r.get("warning")):
+                st.warning(w, icon=":material/warning:")  # (one warning for the rewards it concerns)
             if s.get("off_policy_note"):
                 st.warning(s["off_policy_note"], icon=":material/warning:")
 
@@ -139,22 +152,23 @@ if len(versions) >= 2:
 if state.managed:
     st.subheader(t("page.effects"))
     eff = L.effects(lg, state)
+    currency = lifecycle.strategy_of(lg, state, state.champion).currency
     if not eff:
         st.caption(t("page.effects_none"))
 
-    def effect_table(rows: list[dict]) -> pd.DataFrame:
+    def effect_table(rows: list[dict], reference: str, value: str) -> pd.DataFrame:
         out = []
         for m in rows:
             if m["difference"] is None:
-                out.append({t("col.metric"): t("metric." + m["metric"]), t("col.reference"): "—",
-                            t("col.value"): "—", t("col.difference"): m.get("note", "—")})
+                out.append({t("col.metric"): t("metric." + m["metric"]), reference: "—", value: "—",
+                            t("col.difference"): t("page.no_outcomes")})
                 continue
             share = m["metric"] in ("offered", "accepted")
-            f = (lambda x: pct(x, 1)) if share else (lambda x: num(x, 2))
-            out.append({t("col.metric"): t("metric." + m["metric"]), t("col.reference"): f(m["reference"]),
-                        t("col.value"): f(m["value"]),
-                        t("col.difference"): f"{'+' if m['difference'] >= 0 else ''}{f(m['difference'])} "
-                                             f"({f(m['low'])} – {f(m['high'])})"})
+            f = (lambda x: pct(x, 1)) if share else (lambda x: f"{num(x, 2)} {currency}")
+            d = ((lambda x: num(x * 100, 1, sign=True) + " " + t("pp")) if share
+                 else (lambda x: f"{num(x, 2, sign=True)} {currency}"))
+            out.append({t("col.metric"): t("metric." + m["metric"]), reference: f(m["reference"]), value: f(m["value"]),
+                        t("col.difference"): f"{d(m['difference'])} ({d(m['low'])} … {d(m['high'])})"})
         return pd.DataFrame(out)
 
     for i, e in enumerate(eff):
@@ -163,12 +177,14 @@ if state.managed:
                              to=e["to"][:16].replace("T", " "), canary=num(e["decisions_canary"]),
                              version=name(e["version"]), rest=num(e["decisions_rest"]),
                              share=pct(e["observed_share"] or 0, 1))))
-            st.dataframe(effect_table(e["canary"]), hide_index=True, width="stretch", key=f"sv_canary_{i}")
+            st.dataframe(effect_table(e["canary"], t("col.rest"), t("col.canary")), hide_index=True, width="stretch",
+                         key=f"sv_canary_{i}")
         if "before_after" in e:
-            st.markdown(md(t("page.before_after", step=t("step." + e["step"]), version=name(e["version"]),
+            st.markdown(md(t("page.before_after", step=t("noun." + e["step"]), version=name(e["version"]),
                              when=e["from"][:16].replace("T", " "), before=num(e["decisions_before"]),
                              after=num(e["decisions_after"]))))
-            st.dataframe(effect_table(e["before_after"]), hide_index=True, width="stretch", key=f"sv_ba_{i}")
+            st.dataframe(effect_table(e["before_after"], t("col.before_span"), t("col.after_span")), hide_index=True,
+                         width="stretch", key=f"sv_ba_{i}")
 
 # -- what a customer is told ------------------------------------------------------------------------
 shown = state.champion if state.managed else (versions[-1] if versions else None)
