@@ -36,7 +36,7 @@ pages = {
         st.Page("pages/integrity.py", title=tr("integrity.title"), icon=":material/verified_user:"),
     ],
 }
-nav = st.navigation(pages)
+nav = st.navigation(pages, expanded=True)  # every page in sight, none behind "View more"
 sign_out_button(user)
 with live_run():  # while `klartext serve` holds the log, each run reads its freshest replica
     nav.run()

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import tradeoff as T
-from analysis.governance import _diff, action_table, mean_interval
+from analysis.governance import _before_after, _diff, action_table
 from decision_log import monitoring
 from decision_log.lifecycle import State, strategy_of
 from decision_log.store import DecisionLog
@@ -31,7 +31,6 @@ from decisioning.strategy import Strategy
 
 #: Decisions of the champion a simulation re-decides (the newest).
 SIMULATE_DECISIONS = 50_000
-METRICS = ("offered", "incentive_offered", "accepted", "margin", "incentive")
 
 
 def simulate(log: DecisionLog, champion: str, proposal: Strategy, decisions: int = SIMULATE_DECISIONS,
@@ -92,18 +91,15 @@ OUTCOME_METRICS = ("accepted", "margin", "incentive")
 def _effect(a: pd.DataFrame, b: pd.DataFrame) -> list[dict]:
     """Per metric: mean of ``b`` (reference) and ``a``, the difference a − b and its 95% interval
     (for the metrics of outcomes only where both sides have reported outcomes)."""
+    outcomes = bool(a["has_outcome"].any() and b["has_outcome"].any())
     out = []
-    for metric in METRICS:
-        if metric in OUTCOME_METRICS and not (a["has_outcome"].any() and b["has_outcome"].any()):
-            out.append({"metric": metric, "reference": None, "value": None, "difference": None, "low": None,
+    for e in _before_after(b, a):
+        if e["metric"] in OUTCOME_METRICS and not outcomes:
+            out.append({"metric": e["metric"], "reference": None, "value": None, "difference": None, "low": None,
                         "high": None, "note": "no outcomes reported yet"})
-            continue
-        mb, se_b = mean_interval(b[metric].to_numpy(dtype=np.float64))
-        ma, se_a = mean_interval(a[metric].to_numpy(dtype=np.float64))
-        d = ma - mb
-        se = float(np.hypot(se_a, se_b))
-        out.append({"metric": metric, "reference": mb, "value": ma, "difference": d,
-                    "low": d - 1.96 * se, "high": d + 1.96 * se})
+        else:
+            out.append({"metric": e["metric"], "reference": e["before"], "value": e["after"],
+                        "difference": e["difference"], "low": e["low"], "high": e["high"]})
     return out
 
 

@@ -83,7 +83,7 @@ TEXT: dict[str, tuple[str, str]] = {
                        "Ein Teil-Rollout: die neue Version entschied für {share} der Kundschaft, per Schlüssel-Hash "
                        "zugeteilt, neben dem Rest an denselben Tagen ({canary} Entscheidungen gegen {rest}); der "
                        "Unterschied ist die Wirkung der Version selbst."),
-    "col.rest": ("Rest", "Rest"),
+    "col.rest": ("Rest", "Übrige"),
     "col.canary": ("Canary", "Teil-Rollout"),
     "changes.effect": ("Measured effect: {before} decisions of the old version before the change against {after} of "
                        "the new one after it, over equally long spans.",

@@ -1264,7 +1264,9 @@ def run(db, strategy_path, customers_path, channel, id_column, channel_column) -
 @main.command()
 @click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
 @click.option("--strategy", "strategy_path", default=None, type=click.Path(dir_okay=False, exists=True),
-              help="Strategy to serve (default: the newest in the log; its models must be registered).")
+              help="Strategy to serve (default: the version deciding now; its models must be registered). Where the "
+                   "strategy is managed (`klartext strategy`), leave it out: the service follows each activation and "
+                   "rollback.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--max-queue", default=2000, show_default=True, type=click.IntRange(1),
@@ -1277,7 +1279,9 @@ def run(db, strategy_path, customers_path, channel, id_column, channel_column) -
                    "strip it from clients' requests).")
 def serve(db, strategy_path, host, port, max_queue, users, auth_header) -> None:
     """The real-time decision API: POST /decide, POST /outcome, GET /decisions/{id}, GET /health
-    (OpenAPI at /docs). A response is sent only after its decision is durable in the log."""
+    (OpenAPI at /docs). A response is sent only after its decision is durable in the log; each
+    answer names the strategy version that decided it, and the service follows the lifecycle's
+    activations and rollbacks (`klartext strategy`) without a restart."""
     import uvicorn
 
     from klartext.access import require_auth_beyond_loopback
