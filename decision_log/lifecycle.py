@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from decision_log.register import Register, _has, _now, _via, _who
-from decisioning.errors import InputError
+from decisioning.errors import InputError, LogError
 from decisioning.strategy import Strategy
 
 STEPS = ("proposed", "simulated", "approved", "activated", "rolled_back")
@@ -69,6 +69,7 @@ class State:
     steps: list[Step] = field(default_factory=list)
     texts: dict[str, str] = field(default_factory=dict)  #: proposed version → its strategy text
     previous: list[str] = field(default_factory=list)  #: earlier champions, newest last
+    invalid: list[tuple[Step, str]] = field(default_factory=list)  #: recorded steps the rules forbid, and why
 
     @property
     def managed(self) -> bool:
@@ -126,15 +127,71 @@ def _row(r: tuple) -> Step:
     return Step(ts, step, version, actor, via, note, share, base, json.loads(detail) if detail else None, int(seq))
 
 
-def state(reg: Register | None) -> State:
-    """Fold the register's steps into the current :class:`State` (an empty one without any)."""
+def stamp(reg: Register | None) -> tuple:
+    """A cheap fingerprint of the recorded steps (their count and newest seal): what a
+    follower polls before it reads and verifies them."""
+    if reg is None or not _has(reg.con, "strategy_steps"):
+        return (0, None)
+    return tuple(reg.con.execute("SELECT count(*), max(seal_seq) FROM strategy_steps").fetchall()[0])
+
+
+def _allowed(st: State, s: Step) -> str | None:
+    """Why step ``s`` could not have been taken after the steps before it (None: it could):
+    the rules the recording functions enforce, checked again on what is read back, so a row
+    slipped into the register (or re-sealed after an edit) does not steer what decides."""
+    if s.step not in STEPS:
+        return f"unknown step {s.step!r}"
+    if s.step == "proposed":
+        return "proposed twice" if s.version in st.texts else None
+    if s.step == "rolled_back":
+        if s.version == st.canary or (s.version == st.champion and st.previous and s.base_version == st.previous[-1]):
+            return None
+        return "nothing of that version to roll back"
+    if s.version not in st.texts:
+        return "never proposed"
+    if s.step == "approved":
+        sim = st.simulation(s.version)
+        proposer = next(x for x in st.steps if x.step == "proposed" and x.version == s.version).actor
+        if sim is None or sim.base_version != st.champion:
+            return "no simulation against the version deciding then"
+        return "approved by its proposer" if s.actor == proposer else None
+    if s.step == "activated":
+        if s.share is None or not (0 < s.share <= 1):
+            return f"share {s.share!r}"
+        if st.approval(s.version) is None:
+            return "not approved against the version deciding then"
+        if st.canary is not None and st.canary != s.version:
+            return "another canary was running"
+    return None
+
+
+def state(reg: Register | None, verify: bool = True) -> State:
+    """Fold the register's steps into the current :class:`State` (an empty one without any).
+
+    ``verify``: the steps' seals are checked first (their rows and the register's seal chain;
+    a :class:`~decisioning.errors.LogError` names a changed, added or removed step).  Steps
+    that break the lifecycle's rules are not applied; they are listed in ``State.invalid``."""
     st = State()
     if reg is None or not _has(reg.con, "strategy_steps"):
         return st
+    if verify:
+        from decision_log import register as _register
+        from decision_log import seals
+
+        problem = seals.verify(reg.con, {"strategy_steps": _register.TABLES["strategy_steps"]})
+        if problem is not None:
+            raise LogError(f"The strategy lifecycle's record does not verify ({problem.table}: {problem.problem}); "
+                           "nothing follows from it until it does.",
+                           "Run `klartext verify` and restore the compliance register (LOG.compliance.duckdb) from a "
+                           "trusted copy.")
     rows = reg.con.execute("SELECT ts, step, version, actor, via, note, share, base_version, text, detail, seal_seq "
                            "FROM strategy_steps ORDER BY seal_seq").fetchall()
     for r in rows:
         s = _row(r)
+        why = _allowed(st, s)
+        if why is not None:
+            st.invalid.append((s, why))
+            continue
         st.steps.append(s)
         if s.step == "proposed":
             st.texts[s.version] = r[8]
@@ -162,6 +219,11 @@ def state(reg: Register | None) -> State:
 def _record(reg: Register, step: str, version: str, actor: str, via: str, note: str | None = None,
             share: float | None = None, base: str | None = None, text: str | None = None,
             detail: dict | None = None) -> Step:
+    if state(reg).invalid:  # nothing is added to a record that holds steps its rules forbid
+        bad, why = state(reg).invalid[0]
+        raise LogError(f"The strategy lifecycle's record holds a step its rules forbid: {bad.step} of {bad.version} "
+                       f"at {bad.ts:%Y-%m-%d %H:%M} by {bad.actor} ({why}).",
+                       "Run `klartext verify` and restore the compliance register from a trusted copy.")
     ts = _now()
     reg._write("strategy_steps", [(ts, step, version, _who(actor), _via(via), (note or "").strip() or None, share, base,
                                    text, None if detail is None else json.dumps(detail, sort_keys=True, default=str))])
@@ -362,7 +424,8 @@ def deciders(log, st: State) -> Deciders:
     return Deciders(st, out[0], out[1])
 
 
-def current(log) -> State:
-    """The lifecycle state of ``log`` (a DecisionLog; an empty state when nothing is recorded)."""
+def current(log, verify: bool = True) -> State:
+    """The lifecycle state of ``log`` (a DecisionLog; an empty state when nothing is recorded),
+    its record verified first (see :func:`state`)."""
     with log.register(read_only=True) as reg:
-        return state(reg)
+        return state(reg, verify)

@@ -341,7 +341,10 @@ class DecisionLog:
         (``klartext strategy``) and has decided, else the newest strategy the log holds."""
         from decision_log import lifecycle
 
-        champion = lifecycle.current(self).champion
+        try:
+            champion = lifecycle.current(self).champion
+        except LogError:  # a record that does not verify says nothing: the newest strategy, as without one
+            champion = None
         if champion is not None and _first(self.con.cursor().execute(
                 "SELECT 1 FROM strategies WHERE version = ?", [champion])) is not None:
             return champion

@@ -72,6 +72,11 @@ TEXT: dict[str, tuple[str, str]] = {
                        "Der Verlauf ist unverändert (seine Siegelkette wurde beim Aufbau dieser Seite geprüft)."),
     "page.sealed_bad": ("The compliance register's seal does not verify: {problem}",
                         "Das Siegel des Compliance-Registers hält nicht: {problem}"),
+    "page.invalid": ("A recorded step breaks the lifecycle's rules and is not followed: {step} of {version} by {who} "
+                     "on {when} ({why}). Run `klartext verify` and restore the compliance register from a trusted copy.",
+                     "Ein erfasster Schritt verletzt die Regeln des Lebenszyklus und wird nicht befolgt: {step} von "
+                     "{version} durch {who} am {when} ({why}). Führen Sie `klartext verify` aus und stellen Sie das "
+                     "Compliance-Register aus einer vertrauenswürdigen Kopie wieder her."),
     "page.timeline": ("Timeline", "Zeitachse"),
     "page.timeline_y": ("decisions per {width}", "Entscheidungen je {width}"),
     "page.since": ("this arrangement since {since}", "so seit {since}"),

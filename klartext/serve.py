@@ -142,7 +142,8 @@ class Service:
             self.log.register_models(e.models)
         compile_walk()  # the models' compiled walk and the hash chain's byte assembly are ready
         compile_assembly()  # before the first request
-        self.follow = {"every_s": follow_s, "checked": None, "switched": None, "error": None}
+        self.follow = {"every_s": follow_s, "checked": None, "switched": None, "error": None, "refused": None,
+                       "stamp": None}
         if freeze_gc:
             gc.collect()
             gc.freeze()
@@ -190,10 +191,16 @@ class Service:
         if self.log.path != ":memory:" and not register.path_of(self.log.path).exists():
             return False  # nothing was ever recorded beside this log
         with self.log.register(read_only=True) as reg:  # (reading changes nothing the decide thread watches)
-            st = lifecycle.state(reg)
+            seen = lifecycle.stamp(reg)
+            if seen == self.follow.get("stamp"):
+                self.follow["checked"] = time.time()
+                return False
+            st = lifecycle.state(reg)  # verified: a step that does not verify is not followed (LogError)
         self.follow["checked"] = time.time()
-        if st.last_seal == self.deciders.state.last_seal:
-            return False
+        self.follow["stamp"] = seen
+        if st.invalid:
+            bad, why = st.invalid[0]
+            self.follow["refused"] = f"{bad.step} of {bad.version} by {bad.actor}: {why}"
         if (st.champion, st.canary, st.share) == (self.deciders.state.champion, self.deciders.state.canary,
                                                   self.deciders.state.share) or not st.managed:
             self.deciders = lifecycle.Deciders(st, self.deciders.champion, self.deciders.canary)
@@ -670,7 +677,7 @@ def create_app(db: str, strategy_path: str | None = None, *, users: str | None =
         d = svc.deciders
         return {"status": "ok", "strategy_version": svc.strategy.version,
                 "lifecycle": {**lifecycle.describe(d.state), "deciding": [e.strategy.version for e in d.engines],
-                              "follow": {k: v for k, v in svc.follow.items()}},
+                              "follow": {k: v for k, v in svc.follow.items() if k != "stamp"}},
                 "logged_since_start": svc.logged,
                 "queue": svc.queue.qsize(), "groups_committed": svc.groups,
                 "mean_group_size": round(svc.logged / svc.groups, 2) if svc.groups else None,

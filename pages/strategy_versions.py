@@ -20,7 +20,7 @@ if lg is None:
 num, pct = fmt()
 lg_lang = lang()
 with lg.register(read_only=True) as reg:
-    state = lifecycle.state(reg)
+    state = lifecycle.state(reg, verify=False)  # the whole register is verified here, and shown
     problem = reg.verify() if reg is not None else None
 
 
@@ -39,11 +39,14 @@ def name(v: str | None) -> str:
 
 if problem is not None:
     st.error(t("page.sealed_bad", problem=f"{problem.table}: {problem.problem}"), icon=":material/gpp_bad:")
+for bad, why in state.invalid:
+    st.error(t("page.invalid", step=t("step." + bad.step), version=bad.version[:8], who=bad.actor,
+               when=f"{bad.ts:%Y-%m-%d %H:%M}", why=why), icon=":material/gpp_bad:")
 if not state.managed:
     st.info(t("page.unmanaged"), icon=":material/info:")
     versions = L.versions_by_day(lg)["version"].unique().tolist()
 else:
-    if problem is None:
+    if problem is None and not state.invalid:
         st.success(t("page.sealed_ok"), icon=":material/verified_user:")
     versions = state.versions()
     c1, c2, c3 = st.columns(3)

@@ -23,7 +23,7 @@ from decision_log import lifecycle, register
 from decision_log.store import DecisionLog
 from decisioning.errors import InputError
 from decisioning.scenarios import retail
-from decisioning.strategy import load_strategy
+from decisioning.strategy import load_strategy, parse_strategy
 from klartext.cli import main
 from klartext.serve import create_app
 from tests.test_serve import _free_port, _start
@@ -336,3 +336,39 @@ def test_register_uses_within_one_process_wait_for_each_other(demo_copy):
     assert not errors and not t.is_alive()
     with register.opened(db, read_only=True) as reg:
         assert set(reg.objections()) == {"p1"}
+
+
+def test_a_forged_or_edited_step_is_not_followed(demo_copy, monkeypatch):
+    """Someone with write access to the register slips in an activation nobody approved (sealed
+    like a real one) or edits the share of a real one: neither steers what decides."""
+    db = str(demo_copy)
+    new = _record(db)  # proposed, simulated, approved
+    with register.opened(db) as reg:
+        lifecycle.propose(reg, _third(), lifecycle.state(reg).champion, "anna", "cli")
+    third = _third().version
+    with TestClient(create_app(db, follow_s=0.2)) as c:
+        svc = c.app.state.service()
+        champion = svc.strategy.version
+        with register.opened(db) as reg:  # sealed like a real step, but never simulated nor approved
+            reg._write("strategy_steps", [(register._now(), "activated", third, "mallory", "cli", None, 1.0,
+                                           champion, None, None)])
+        time.sleep(1.0)
+        assert svc.deciders.champion.strategy.version == champion and svc.follow["refused"].startswith("activated")
+        assert c.post("/decide", json=CUSTOMER).json()["strategy_version"] == champion
+        # the page names the forged step; no further step is recorded on such a record
+        at = _page(db, monkeypatch)
+        assert "breaks the lifecycle's rules" in at.error[0].value and "mallory" in at.error[0].value
+        with register.opened(db) as reg, pytest.raises(Exception, match="rules forbid"):
+            lifecycle.activate(reg, new, 0.1, "carla", "cli")
+    # an edited share: the seal names it, and nothing decides from the record
+    with register.opened(db) as reg:
+        reg.con.execute("DELETE FROM strategy_steps WHERE actor = 'mallory'")
+        reg.con.execute("UPDATE strategy_steps SET note = 'edited' WHERE step = 'approved'")
+    res = CliRunner().invoke(main, ["run", "--db", db, "--customers", str(_customers(demo_copy.parent / "c.parquet",
+                                                                                       20, seed=3))])
+    assert res.exit_code == 2 and "does not verify" in res.output
+
+
+def _third():
+    return parse_strategy(CHALLENGER.read_text().replace("retention_weight: 1.0", "retention_weight: 0.8"),
+                          source="third.yaml")
