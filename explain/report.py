@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import time
 from contextlib import contextmanager
 from datetime import date, datetime
 
@@ -239,10 +240,21 @@ def svgs(figs: dict[str, go.Figure]) -> dict[str, str]:
         with figure_server():
             return svgs(figs)
     out = {}
+
+    def draw(fig: go.Figure):
+        return kaleido.calc_fig_sync(fig, opts={"format": "svg", "width": fig.layout.width,
+                                                "height": fig.layout.height})
     try:
         for key, fig in figs.items():
-            svg = kaleido.calc_fig_sync(fig, opts={"format": "svg", "width": fig.layout.width,
-                                                   "height": fig.layout.height})
+            try:
+                svg = draw(fig)
+            except Exception as exc:  # noqa: BLE001
+                # on a busy machine Kaleido's page may not have loaded its script yet when the
+                # first figure comes ("kaleido_scopes is not defined"): wait, and try once more
+                if "is not defined" not in str(exc):
+                    raise
+                time.sleep(1.0)
+                svg = draw(fig)
             text = svg.decode("utf-8") if isinstance(svg, bytes) else str(svg)
             out[key] = text[text.find("<svg"):]
     except Exception as exc:  # noqa: BLE001
