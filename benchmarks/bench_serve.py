@@ -143,7 +143,8 @@ def _switch_run(port: int, db: str, per_client: int, items: list[dict]) -> dict:
         "switch": "canary 50% activated, then rolled back, by `klartext strategy` beside the running service",
         "http_5xx": sum(1 for r in rec if r[2] >= 500),
         "decided_by_new_version": sum(1 for r in rec if r[3] == new),
-        "follow_s_activate": None if first_new is None else round(first_new - marks["activate_done"], 2),
+        # (0: the service had switched before the command's process returned)
+        "follow_s_activate": None if first_new is None else round(max(0.0, first_new - marks["activate_done"]), 2),
         # (0: no request sent after the command returned was decided by the rolled-back version)
         "follow_s_rollback": None if last_new is None else round(max(0.0, last_new - marks["rollback_done"]), 2),
         "p99_ms_before": p99(t0, marks["activate_sent"]),
