@@ -58,15 +58,11 @@ def simulate(log: DecisionLog, champion: str, proposal: Strategy, decisions: int
         "changes": _diff(log.load_strategy(champion), proposal),
         "off_policy": {},
     }
-    names = np.array(proposal.action_ids)
-    idx = {a: i for i, a in enumerate(f.strategy.action_ids)}
-    firsts = T.first_actions(g)
-    new = sorted({names[j] for j in firsts if j >= 0 and names[j] not in idx})
-    if new:
-        out["off_policy_note"] = (f"The proposal offers {new[0]!r}, which the version deciding now never offered: no "
-                                  "logged decision can tell its value, so there is no off-policy estimate.")
+    try:
+        target = T.logged_targets(f, g)
+    except InputError as exc:  # the proposal offers an action never logged
+        out["off_policy_note"] = f"{exc.message} There is no off-policy estimate."
         return out
-    target = np.array([idx[names[j]] if j >= 0 else -1 for j in firsts], dtype=np.int64)
     for reward in ("conversion", "margin"):
         try:
             r = T.off_policy(log, f, target, target=None, reward=reward, n_boot=n_boot, seed=seed)
@@ -114,11 +110,9 @@ def effects(log: DecisionLog, st: State) -> list[dict]:
         return []
     last = pd.Timestamp(bounds[1]) + pd.Timedelta(microseconds=1)
     moves = [s for s in st.steps if s.step in ("activated", "rolled_back")]
-    versions = sorted({v for s in moves for v in (s.version, s.base_version) if v})
-    try:
-        actions = action_table(log.load_strategy(st.champion or versions[-1]))
-    except (LogError, IndexError):
+    if not moves:
         return []
+    actions = action_table(strategy_of(log, st, st.champion))
     out = []
     for i, s in enumerate(moves):
         start = pd.Timestamp(s.ts)
@@ -153,13 +147,6 @@ def effects(log: DecisionLog, st: State) -> list[dict]:
 #: Bucket widths of the timeline, in seconds (the first that gives at most ~80 buckets).
 BUCKETS = ((60, "minute"), (300, "5 minutes"), (900, "15 minutes"), (3600, "hour"), (6 * 3600, "6 hours"),
            (86400, "day"), (7 * 86400, "week"))
-
-
-def versions_by_day(log: DecisionLog) -> pd.DataFrame:
-    """Decisions per day and strategy version (day, version, decisions)."""
-    return log.con.cursor().execute(
-        "SELECT date_trunc('day', ts)::DATE AS day, strategy_version AS version, count(*) AS decisions FROM decisions "
-        "WHERE strategy_version IS NOT NULL GROUP BY ALL ORDER BY day, version").df()
 
 
 def timeline(log: DecisionLog, st: State) -> tuple[pd.DataFrame, str]:

@@ -838,8 +838,14 @@ def challenger_targets(log: DecisionLog, f: Factors, challenger: Strategy,
     into the logged strategy's catalogue (-1 = none), re-deciding the logged inputs
     (:func:`rerun`).  A challenger that chooses an action the logged strategy never offered
     cannot be evaluated on this log: that is refused, naming the action."""
-    g = rerun(log, challenger, f, progress=progress)
-    names = np.array(challenger.action_ids)
+    return logged_targets(f, rerun(log, challenger, f, progress=progress))
+
+
+def logged_targets(f: Factors, g: Factors) -> np.ndarray:
+    """The first action of ``g`` (the same decisions re-decided under another strategy) in
+    each decision, as an index into ``f``'s catalogue (-1 = none); refused (naming the action)
+    where ``g`` chooses an action ``f``'s strategy never offered."""
+    names = np.array(g.strategy.action_ids)
     idx = {a: i for i, a in enumerate(f.strategy.action_ids)}
     firsts = first_actions(g)
     missing = sorted({names[j] for j in firsts if j >= 0 and names[j] not in idx})

@@ -76,10 +76,6 @@ class State:
         """Whether the log's strategy is managed by the lifecycle (anything was proposed)."""
         return bool(self.steps)
 
-    @property
-    def last_seal(self) -> int:
-        return self.steps[-1].seal_seq if self.steps else 0
-
     def of(self, version: str) -> list[Step]:
         return [s for s in self.steps if s.version == version]
 
@@ -216,18 +212,20 @@ def state(reg: Register | None, verify: bool = True) -> State:
     return st
 
 
-def _record(reg: Register, step: str, version: str, actor: str, via: str, note: str | None = None,
+def _record(reg: Register, st: State, step: str, version: str, actor: str, via: str, note: str | None = None,
             share: float | None = None, base: str | None = None, text: str | None = None,
             detail: dict | None = None) -> Step:
-    if state(reg).invalid:  # nothing is added to a record that holds steps its rules forbid
-        bad, why = state(reg).invalid[0]
+    """Write one step (``st``: the state the caller checked it against)."""
+    if st.invalid:  # nothing is added to a record that holds steps its rules forbid
+        bad, why = st.invalid[0]
         raise LogError(f"The strategy lifecycle's record holds a step its rules forbid: {bad.step} of {bad.version} "
                        f"at {bad.ts:%Y-%m-%d %H:%M} by {bad.actor} ({why}).",
                        "Run `klartext verify` and restore the compliance register from a trusted copy.")
-    ts = _now()
-    reg._write("strategy_steps", [(ts, step, version, _who(actor), _via(via), (note or "").strip() or None, share, base,
-                                   text, None if detail is None else json.dumps(detail, sort_keys=True, default=str))])
-    return state(reg).steps[-1]
+    row = (_now(), step, version, _who(actor), _via(via), (note or "").strip() or None, share, base, text,
+           None if detail is None else json.dumps(detail, sort_keys=True, default=str))
+    reg._write("strategy_steps", [row])
+    seq = reg.con.execute("SELECT max(seal_seq) FROM strategy_steps").fetchall()[0][0]
+    return _row((*row, seq))
 
 
 def _known(st: State, version: str) -> None:
@@ -271,7 +269,7 @@ def propose(reg: Register, strategy: Strategy, champion: str | None, actor: str,
     if strategy.version == base:
         raise InputError(f"Strategy version {strategy.version} is the one deciding now.",
                          "Propose a changed file; its version is the hash of its text.")
-    return _record(reg, "proposed", strategy.version, actor, via, note, base=base, text=strategy.text)
+    return _record(reg, st, "proposed", strategy.version, actor, via, note, base=base, text=strategy.text)
 
 
 def record_simulation(reg: Register, version: str, detail: dict, actor: str, via: str) -> Step:
@@ -280,7 +278,7 @@ def record_simulation(reg: Register, version: str, detail: dict, actor: str, via
     if st.status(version) in ("active", "canary", "retired"):
         raise InputError(f"Strategy version {version} is {st.status(version)}; a simulation is for a proposal.",
                          "Propose a new version to simulate it.")
-    return _record(reg, "simulated", version, actor, via, base=st.champion, detail=detail)
+    return _record(reg, st, "simulated", version, actor, via, base=st.champion, detail=detail)
 
 
 def approve(reg: Register, version: str, actor: str, via: str, note: str | None) -> Step:
@@ -307,7 +305,7 @@ def approve(reg: Register, version: str, actor: str, via: str, note: str | None)
     if st.approval(version) is not None:
         raise InputError(f"Strategy version {version} is approved already.",
                          f"Activate it: `klartext strategy activate {version[:8]} --share 0.1`.")
-    return _record(reg, "approved", version, actor, via, note, base=st.champion)
+    return _record(reg, st, "approved", version, actor, via, note, base=st.champion)
 
 
 def activate(reg: Register, version: str, share: float, actor: str, via: str, note: str | None = None) -> Step:
@@ -325,7 +323,7 @@ def activate(reg: Register, version: str, share: float, actor: str, via: str, no
         raise InputError(f"Strategy version {version} is not approved against the version deciding now "
                          f"({st.champion}).", f"It needs `klartext strategy approve {version[:8]} --by NAME --note …` "
                          "after a simulation against the version deciding now.")
-    return _record(reg, "activated", version, actor, via, note, share=float(share), base=st.champion)
+    return _record(reg, st, "activated", version, actor, via, note, share=float(share), base=st.champion)
 
 
 def rollback(reg: Register, actor: str, via: str, note: str | None) -> Step:
@@ -333,11 +331,11 @@ def rollback(reg: Register, actor: str, via: str, note: str | None) -> Step:
     if not (note or "").strip():
         raise InputError("A rollback needs a note saying why.", 'Add --note "…".')
     if st.canary is not None:
-        return _record(reg, "rolled_back", st.canary, actor, via, note, share=0.0, base=st.champion)
+        return _record(reg, st, "rolled_back", st.canary, actor, via, note, share=0.0, base=st.champion)
     if not st.previous:
         raise InputError("There is nothing to roll back: no canary runs and no earlier version was replaced.",
                          "`klartext strategy status` shows what decides now.")
-    return _record(reg, "rolled_back", st.champion, actor, via, note, base=st.previous[-1])
+    return _record(reg, st, "rolled_back", st.champion, actor, via, note, base=st.previous[-1])
 
 
 # -- who gets which version -------------------------------------------------------------
@@ -381,13 +379,6 @@ class Deciders:
     champion: Any  #: decisioning.engine.Engine
     canary: Any = None
 
-    def engine(self, version: str):
-        if version == self.champion.strategy.version:
-            return self.champion
-        if self.canary is not None and version == self.canary.strategy.version:
-            return self.canary
-        raise KeyError(version)
-
     def route(self, pseudonyms: np.ndarray | list[str]) -> np.ndarray:
         """Per customer, the index of the engine that decides: 0 champion, 1 canary."""
         return in_canary(self.state, pseudonyms).astype(np.int8)
@@ -406,22 +397,42 @@ def strategy_of(log, st: State, version: str) -> Strategy:
     return log.load_strategy(version)
 
 
-def deciders(log, st: State) -> Deciders:
-    """Engines for the state's champion and canary, prepared and with every model loaded."""
+def engine_for(log, strategy: Strategy, ready: bool = True):
+    """An engine for ``strategy`` with the log's newest models for its actions; ``ready``:
+    prepared and every model deserialised now (a service: not on a request)."""
     from decisioning.engine import Engine
 
-    out = []
-    for v in (st.champion, st.canary):
-        if v is None:
-            out.append(None)
-            continue
-        s = strategy_of(log, st, v)
-        e = Engine(s, log.latest_models_for(s))
+    e = Engine(strategy, log.latest_models_for(strategy))
+    if ready:
         e.prepare()
-        for m in e.models.models.values():  # deserialise every model now, not on a request
+        for m in e.models.models.values():
             _ = m.estimator
-        out.append(e)
-    return Deciders(st, out[0], out[1])
+    return e
+
+
+def deciders(log, st: State, ready: bool = True) -> Deciders:
+    """Engines for the state's champion and canary (see :func:`engine_for`)."""
+    champion, canary = (None if v is None else engine_for(log, strategy_of(log, st, v), ready)
+                        for v in (st.champion, st.canary))
+    return Deciders(st, champion, canary)
+
+
+def arrangement(log, strategy: Strategy | None = None, ready: bool = True) -> Deciders:
+    """What decides in ``log`` now: where the strategy is managed, the active version and its
+    canary (a ``strategy`` file other than the active version is refused); else ``strategy``,
+    or the log's newest."""
+    st = current(log)
+    if st.managed:
+        if strategy is not None and strategy.version != st.champion:
+            raise InputError(
+                f"The strategy of {log.path} is managed (`klartext strategy status`): {st.champion} decides now, not "
+                f"{strategy.version} from {strategy.source}.",
+                "Leave out --strategy to decide with the active version (and its canary; a running service follows "
+                "each activation and rollback), or propose, simulate, approve and activate the file with "
+                "`klartext strategy`.")
+        return deciders(log, st, ready)
+    s = strategy or log.load_strategy(log.latest_strategy_version())
+    return Deciders(st, engine_for(log, s, ready))
 
 
 def current(log, verify: bool = True) -> State:

@@ -1198,7 +1198,6 @@ def run(db, strategy_path, customers_path, channel, id_column, channel_column) -
     from decision_log import lifecycle
     from decision_log.store import DecisionLog
     from decision_log.writer import decide_and_log
-    from decisioning.engine import Engine
     from decisioning.errors import InputError
     from decisioning.inputs import Requests
     from decisioning.strategy import load_strategy
@@ -1216,32 +1215,24 @@ def run(db, strategy_path, customers_path, channel, id_column, channel_column) -
                          f"Check that it is a complete {kind} file (re-export it); nothing was decided.") from None
     if channel:
         frame[channel_column] = channel
-    if strategy is not None:  # checked before the log is opened: a bad table writes nothing
-        Requests.from_frame(strategy, frame, customer_col=id_column, channel_col=channel_column)
+    def requests(s, rows):
+        return Requests.from_frame(s, rows, customer_col=id_column, channel_col=channel_column)
+
+    # checked before the log is opened: a bad table writes nothing
+    checked = requests(strategy, frame) if strategy is not None else None
     if strategy is None and not Path(db).exists():
         raise InputError(f"No decision log at {db!r}, so there is no strategy deciding yet.",
                          "Pass --strategy FILE for a new log.")
     with DecisionLog.open(db, wait_s=WAIT_S) as log:
-        st = lifecycle.current(log)
-        if st.managed:
-            if strategy is not None and strategy.version != st.champion:
-                raise InputError(
-                    f"The strategy of {db} is managed (`klartext strategy status`): {st.champion} decides now, "
-                    f"not {strategy.version} from {strategy_path}.",
-                    "Leave out --strategy to decide with the active version (and its canary), or propose, simulate, "
-                    "approve and activate the file with `klartext strategy`.")
-            d = lifecycle.deciders(log, st)
+        d = lifecycle.arrangement(log, strategy, ready=False)  # (a --strategy it runs is the champion)
+        if d.canary is None:
+            parts = [(d.champion, checked if checked is not None else requests(d.champion.strategy, frame))]
         else:
-            if strategy is None:
-                strategy = log.load_strategy(log.latest_strategy_version())
-            d = lifecycle.Deciders(st, Engine(strategy, log.latest_models_for(strategy)))
-        if id_column not in frame.columns:
-            Requests.from_frame(d.champion.strategy, frame, customer_col=id_column, channel_col=channel_column)
-        arm = (d.route(log.pseudonymise(frame[id_column].astype(str).to_numpy(dtype=object)))
-               if d.canary is not None else np.zeros(len(frame), dtype=np.int8))
-        parts = [(e, Requests.from_frame(e.strategy, frame[arm == k], customer_col=id_column,
-                                         channel_col=channel_column))  # every part checked before any is decided
-                 for k, e in enumerate(d.engines) if (arm == k).any()]
+            if id_column not in frame.columns:  # the refusal that names the missing column
+                requests(d.champion.strategy, frame)
+            arm = d.route(log.pseudonymise(frame[id_column].astype(str).to_numpy(dtype=object)))
+            parts = [(e, requests(e.strategy, frame[arm == k]))  # every part checked before any is decided
+                     for k, e in enumerate(d.engines) if (arm == k).any()]
         ts_now = int(__import__("time").time() * 1e6)
         chosen = []
         with tqdm(total=len(frame), desc="Deciding and logging", unit=" decisions", file=sys.stderr,

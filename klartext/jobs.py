@@ -200,17 +200,8 @@ def decide_one(
     """
     from decision_log import lifecycle
 
-    st = lifecycle.current(log)
-    routed = None
-    if st.managed:
-        if strategy is not None and strategy.version != st.champion:
-            raise InputError(f"The strategy of {log.path} is managed (`klartext strategy status`): {st.champion} "
-                             f"decides now, not {strategy.version}.",
-                             "Leave out --strategy to decide with the active version (and its canary).")
-        routed = lifecycle.deciders(log, st)
-        strategy = routed.champion.strategy
-    if strategy is None:
-        strategy = log.load_strategy(log.latest_strategy_version())
+    routed = lifecycle.arrangement(log, strategy, ready=False)
+    strategy = routed.champion.strategy
     if not isinstance(item, Mapping):
         kind = {list: "a list", str: "a text", int: "a number", float: "a number", bool: "true/false"}.get(
             type(item), "null" if item is None else type(item).__name__)
@@ -219,24 +210,22 @@ def decide_one(
                          "of customers.")
     item = dict(item)
     req = Requests.from_dicts(strategy, [item])  # validates before anything is loaded or written
-    if routed is not None and routed.canary is not None and routed.route(log.pseudonymise([req.customer_id[0]]))[0]:
-        strategy, models = routed.canary.strategy, routed.canary.models
-        req = Requests.from_dicts(strategy, [item])
-    elif routed is not None:
-        models = routed.champion.models
-    if models is None:
-        models = log.latest_models_for(strategy)
+    pseudo = log.pseudonymise([req.customer_id[0]])
+    engine = routed.engines[int(routed.route(pseudo)[0])]  # the canary's version for its customers
+    if engine is not routed.champion:
+        req = Requests.from_dicts(engine.strategy, [item])
+    strategy = engine.strategy
+    if models is not None:
+        engine = Engine(strategy, models)
     if "contacts" not in item or "rejections" not in item:
-        pseudo = log.pseudonymise([req.customer_id[0]])[0]
-        contacts, rejections = queries.contact_history(log.con.cursor(), pseudo, strategy)
+        contacts, rejections = queries.contact_history(log.con.cursor(), pseudo[0], strategy)
         item.setdefault("contacts", contacts)
         item.setdefault("rejections", rejections)
         req = Requests.from_dicts(strategy, [item])
-    engine = Engine(strategy, models)
     log.apply_objections(req, strategy)
     batch = engine.decide(req)
     log.register_strategy(strategy)
-    log.register_models(models)
+    log.register_models(engine.models)
     log.append(batch, strategy)
     return batch, strategy
 

@@ -120,23 +120,11 @@ class Service:
                  max_wait_ms: float = 2.0, replicate: bool = True, replica_interval_s: float = 1.0,
                  freeze_gc: bool = False, follow_s: float = 1.0) -> None:
         self.log = DecisionLog.open(db)
-        st = lifecycle.current(self.log)
-        if st.managed:
-            if strategy is not None and strategy.version != st.champion:
-                self.log.close()
-                raise InputError(
-                    f"The strategy of {db} is managed (`klartext strategy status`): {st.champion} decides now, not "
-                    f"{strategy.version} from {strategy.source}.",
-                    "Leave out --strategy: the service decides with the active version (and its canary) and follows "
-                    "each activation and rollback. To change it: `klartext strategy propose FILE`.")
-            self.deciders = lifecycle.deciders(self.log, st)
-        else:
-            s = strategy or self.log.load_strategy(self.log.latest_strategy_version())
-            engine = Engine(s, self.log.latest_models_for(s))
-            engine.prepare()
-            for m in engine.models.models.values():  # deserialise every model now, not on a request
-                _ = m.estimator
-            self.deciders = lifecycle.Deciders(st, engine)
+        try:
+            self.deciders = lifecycle.arrangement(self.log, strategy)
+        except BaseException:
+            self.log.close()
+            raise
         for e in self.deciders.engines:
             self.log.register_strategy(e.strategy)
             self.log.register_models(e.models)

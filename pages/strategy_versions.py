@@ -28,13 +28,19 @@ def t(key: str, **values) -> str:
     return tr("lifecycle." + key, **values)
 
 
+_names: dict[str, str] = {}
+
+
 def name(v: str | None) -> str:
+    """A version as people read it: its strategy's name and short hash (each parsed once)."""
     if v is None:
         return "—"
-    try:
-        return f"{lifecycle.strategy_of(lg, state, v).name} ({v[:8]})"
-    except KlartextError:
-        return v[:8]
+    if v not in _names:
+        try:
+            _names[v] = f"{lifecycle.strategy_of(lg, state, v).name} ({v[:8]})"
+        except KlartextError:
+            _names[v] = v[:8]
+    return _names[v]
 
 
 if problem is not None:
@@ -42,9 +48,10 @@ if problem is not None:
 for bad, why in state.invalid:
     st.error(t("page.invalid", step=t("step." + bad.step), version=bad.version[:8], who=bad.actor,
                when=f"{bad.ts:%Y-%m-%d %H:%M}", why=why), icon=":material/gpp_bad:")
+by_time, width = L.timeline(lg, state)  # (without steps: the whole log)
 if not state.managed:
     st.info(t("page.unmanaged"), icon=":material/info:")
-    versions = L.versions_by_day(lg)["version"].unique().tolist()
+    versions = by_time["version"].unique().tolist()
 else:
     if problem is None and not state.invalid:
         st.success(t("page.sealed_ok"), icon=":material/verified_user:")
@@ -61,7 +68,6 @@ else:
 
 # -- timeline: decisions per bucket and version, with the steps marked --------------------------
 st.subheader(t("page.timeline"))
-by_time, width = L.timeline(lg, state)
 if len(by_time):
     fig = go.Figure()
     for v, g in by_time.groupby("version", sort=False):
