@@ -372,3 +372,20 @@ def test_a_forged_or_edited_step_is_not_followed(demo_copy, monkeypatch):
 def _third():
     return parse_strategy(CHALLENGER.read_text().replace("retention_weight: 1.0", "retention_weight: 0.8"),
                           source="third.yaml")
+
+
+@pytest.mark.parametrize("share", [0.0, 1.5, float("nan"), -0.1])
+def test_a_share_outside_0_to_1_is_refused_by_value(tmp_path, share):
+    db = str(tmp_path / "x.duckdb")  # (the register alone: no decision is needed to refuse a share)
+    s = load_strategy(CHALLENGER)
+    with register.opened(db) as reg:
+        lifecycle.propose(reg, s, "0123456789abcdef", "anna", "cli")
+        lifecycle.record_simulation(reg, s.version, {"test": True}, "anna", "cli")
+        with pytest.raises(InputError, match="An approval needs a note saying why"):
+            lifecycle.approve(reg, s.version, "ben", "cli", "  ")
+        lifecycle.approve(reg, s.version, "ben", "cli", "ok")
+        with pytest.raises(InputError) as exc:
+            lifecycle.activate(reg, s.version, share, "carla", "cli")
+        assert str(exc.value).startswith(f"--share must be above 0 and at most 1, got {share!r}.")
+        assert "--share 0.1" in exc.value.hint
+        assert lifecycle.state(reg).canary is None
