@@ -417,10 +417,10 @@ def deciders(log, st: State, ready: bool = True) -> Deciders:
     return Deciders(st, champion, canary)
 
 
-def arrangement(log, strategy: Strategy | None = None, ready: bool = True) -> Deciders:
+def arrangement(log, strategy: Strategy | None = None, ready: bool = True, models=None) -> Deciders:
     """What decides in ``log`` now: where the strategy is managed, the active version and its
     canary (a ``strategy`` file other than the active version is refused); else ``strategy``,
-    or the log's newest."""
+    or the log's newest, with ``models`` where given (else the log's newest for its actions)."""
     st = current(log)
     if st.managed:
         if strategy is not None and strategy.version != st.champion:
@@ -432,6 +432,10 @@ def arrangement(log, strategy: Strategy | None = None, ready: bool = True) -> De
                 "`klartext strategy`.")
         return deciders(log, st, ready)
     s = strategy or log.load_strategy(log.latest_strategy_version())
+    if models is not None:
+        from decisioning.engine import Engine
+
+        return Deciders(st, Engine(s, models))
     return Deciders(st, engine_for(log, s, ready))
 
 

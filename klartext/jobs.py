@@ -200,7 +200,7 @@ def decide_one(
     """
     from decision_log import lifecycle
 
-    routed = lifecycle.arrangement(log, strategy, ready=False)
+    routed = lifecycle.arrangement(log, strategy, ready=False, models=models)
     strategy = routed.champion.strategy
     if not isinstance(item, Mapping):
         kind = {list: "a list", str: "a text", int: "a number", float: "a number", bool: "true/false"}.get(
@@ -215,8 +215,6 @@ def decide_one(
     if engine is not routed.champion:
         req = Requests.from_dicts(engine.strategy, [item])
     strategy = engine.strategy
-    if models is not None:
-        engine = Engine(strategy, models)
     if "contacts" not in item or "rejections" not in item:
         contacts, rejections = queries.contact_history(log.con.cursor(), pseudo[0], strategy)
         item.setdefault("contacts", contacts)
