@@ -331,7 +331,7 @@ class Anchor:
 
 
 def verify(con: duckdb.DuckDBPyConnection, progress: Callable[[int, int], None] | None = None,
-           since: Anchor | None = None) -> VerifyResult:
+           since: Anchor | None = None, genesis: str = GENESIS, rest: bool = True) -> VerifyResult:
     """Recompute every record hash and the chain over the whole log, in chunks of decisions.
 
     ``progress(done, total)`` is called after each chunk.  ``since``: an earlier full
@@ -339,12 +339,16 @@ def verify(con: duckdb.DuckDBPyConnection, progress: Callable[[int, int], None] 
     the chain must still pass through the anchor's head, and only the decisions and sealed
     writes after it are re-read (an edit of an older row's values, with the chain left as it
     was, is found by a full verification only).
+
+    ``genesis``: the chain hash the first decision links to (a log whose older decisions are
+    in shards, :mod:`decision_log.shards`, continues the last shard's chain).  ``rest=False``
+    checks the decision chain only (a shard, which has no strategies, models or seals).
     """
     stored = con.execute("SELECT seq, decision_id, record_hash, chain_hash FROM chain ORDER BY seq").fetchnumpy()
     all_seq = con.execute("SELECT seq, decision_id FROM decisions ORDER BY seq").fetchnumpy()
     n_st, n_rec = len(stored["seq"]), len(all_seq["seq"])
-    head = str(stored["chain_hash"][-1]) if n_st else GENESIS
-    prev = GENESIS
+    head = str(stored["chain_hash"][-1]) if n_st else genesis
+    prev = genesis
     n = min(n_st, n_rec)
     first = 0
     if since is not None and since.seq > 0:
@@ -410,11 +414,11 @@ def verify(con: duckdb.DuckDBPyConnection, progress: Callable[[int, int], None] 
         prev = chained[-1]
         if progress:
             progress(stop, n)
-    return _verify_rest(con, n_rec, n_st, head, all_seq, stored, since)
+    return _verify_rest(con, n_rec, n_st, head, all_seq, stored, since, rest)
 
 
 def _verify_rest(con: duckdb.DuckDBPyConnection, n_rec: int, n_st: int, head: str, all_seq: dict,
-                 stored: dict, since: Anchor | None = None) -> VerifyResult:
+                 stored: dict, since: Anchor | None = None, rest: bool = True) -> VerifyResult:
     """:func:`verify` after the chain of the first ``min(n_rec, n_st)`` decisions held: a
     decision without a chain entry or the reverse, orphaned candidate rows, stored
     explanations, strategy texts, model artifacts and the sealed tables."""
@@ -432,6 +436,8 @@ def _verify_rest(con: duckdb.DuckDBPyConnection, n_rec: int, n_st: int, head: st
                             problem=f"the candidate row of action {orphan[0][1]!r} for decision {orphan[0][0]!r} "
                                     "belongs to no decision in the log (it was added outside Klartext, or its "
                                     "decision was deleted)")
+    if not rest:
+        return VerifyResult(True, n_rec, head)
     bad_expl = explanations.first_unsealed(con)
     if bad_expl is not None:
         did, action, problem = bad_expl
@@ -477,7 +483,7 @@ def _first_misnumbered(con: duckdb.DuckDBPyConnection, after_seq: int | None = N
     return row[0][0] if row else None
 
 
-def links(con: duckdb.DuckDBPyConnection) -> VerifyResult:
+def links(con: duckdb.DuckDBPyConnection, genesis: str = GENESIS) -> VerifyResult:
     """The quick check: decisions and chain entries line up, and every chain hash follows
     from the previous one and the stored record hash.  It does not re-read the records
     (use :func:`verify` for that), so it finds deletions, insertions, reorderings and edits of
@@ -487,7 +493,7 @@ def links(con: duckdb.DuckDBPyConnection) -> VerifyResult:
     decisions."""
     n_rec = int(con.execute("SELECT count(*) FROM decisions").fetchall()[0][0])
     last = con.execute("SELECT chain_hash FROM chain ORDER BY seq DESC LIMIT 1").fetchall()
-    head = last[0][0] if last else GENESIS
+    head = last[0][0] if last else genesis
     row = con.execute("""
         SELECT coalesce(d.seq, c.seq) AS seq, d.decision_id, c.decision_id
         FROM decisions d FULL JOIN chain c USING (seq)
@@ -506,10 +512,10 @@ def links(con: duckdb.DuckDBPyConnection) -> VerifyResult:
     row = con.execute(f"""
         SELECT seq, decision_id FROM (
             SELECT seq, decision_id, chain_hash,
-                   sha256(coalesce(lag(chain_hash) OVER (ORDER BY seq), '{GENESIS}') || record_hash) AS expect
+                   sha256(coalesce(lag(chain_hash) OVER (ORDER BY seq), $genesis) || record_hash) AS expect
             FROM chain)
         WHERE expect IS DISTINCT FROM chain_hash
-        ORDER BY seq LIMIT 1""").fetchall()
+        ORDER BY seq LIMIT 1""", {"genesis": genesis}).fetchall()
     if row:
         return VerifyResult(False, n_rec, head, int(row[0][0]), str(row[0][1]),
                             "its chain link does not follow from the previous decision (the chain was altered)")

@@ -15,8 +15,9 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from decision_log import integrity, live, pseudonyms, register, rows, seals, subjects
+from decision_log import integrity, live, pseudonyms, register, rows, seals, shards, subjects
 from decision_log.rows import PreparedBatch, prepare
 from decision_log.schema import DDL, SCHEMA_VERSION, execute_over, has_column, has_table
 from decisioning.engine import DecisionBatch, logged_reason
@@ -38,8 +39,12 @@ from decisioning.strategy import Strategy, parse_strategy
 MAX_AMOUNT = 1e9
 
 
-def _connect(path: str, read_only: bool, wait_s: float) -> duckdb.DuckDBPyConnection:
-    """``duckdb.connect``, trying again every 50 ms for up to ``wait_s`` while the file is locked."""
+def _connect(path: str, read_only: bool, wait_s: float,
+             manifest: shards.Manifest | None = None, damaged_ok: bool = False) -> duckdb.DuckDBPyConnection:
+    """``duckdb.connect``, trying again every 50 ms for up to ``wait_s`` while the file is locked.
+    A read-only log with shards is read through :func:`decision_log.shards.reader`."""
+    if read_only and manifest is not None and manifest.shards:
+        return shards.reader(path, manifest, wait_s, damaged_ok)
     end = time.monotonic() + wait_s
     while True:
         try:
@@ -91,12 +96,14 @@ class DecisionLog:
         #: The customers' keys (None without the pseudonym key, or where inputs are not sealed).
         self.subject_keys: subjects.SubjectKeys | None = None
         self.file_version: float | None = None  #: the file's mtime a reader (the dashboard) keys its caches by
+        #: The log's shards (:mod:`decision_log.shards`); a read-only log reads them through ``con``.
+        self.manifest = shards.Manifest(shards.root_of(path)) if path != ":memory:" else None
 
     # -- opening ----------------------------------------------------------------------------
 
     @classmethod
     def open(cls, path: str | Path, *, read_only: bool = False, create: bool = True,
-             wait_s: float = 0.0, seal_inputs: bool = True) -> DecisionLog:
+             wait_s: float = 0.0, seal_inputs: bool = True, damaged_ok: bool = False) -> DecisionLog:
         """Open (and, unless ``read_only``, create) the log at ``path``.
 
         ``seal_inputs``: a new log stores each decision's inputs sealed under a key of its
@@ -105,18 +112,23 @@ class DecisionLog:
         ``wait_s``: while another process holds the file, try again for this long (the
         dashboard holds its log only during a page run, see :meth:`suspend`).
 
+        ``path`` may be a log directory (its file is ``log.duckdb``).  A log with shards
+        (:mod:`decision_log.shards`) opened read-only reads them all; one whose shard files
+        are missing is refused by name (``damaged_ok``: read what is there, for ``verify``).
+
         Raises
         ------
         LogError
             If the file is missing (read-only / ``create=False``), locked by another process,
             or not a Klartext log.
         """
-        path = str(path)
+        path = shards.head_path(str(path))
         if path != ":memory:" and not Path(path).exists() and (read_only or not create):
             raise LogError(f"No decision log at {path!r}.",
                            "Create one with `klartext demo --db " + path + "`.")
+        manifest = shards.Manifest.load(shards.root_of(path)) if path != ":memory:" else None
         try:
-            con = _connect(path, read_only, wait_s)
+            con = _connect(path, read_only, wait_s, manifest, damaged_ok)
         except duckdb.IOException as exc:
             msg = str(exc)
             if "lock" in msg.lower() and read_only:  # a service holds it: read its freshest replica
@@ -135,6 +147,8 @@ class DecisionLog:
         except duckdb.Error as exc:
             raise LogError(f"Cannot open decision log {path!r}: {exc}",
                            "Check that the path is a DuckDB file written by Klartext.") from exc
+        if not read_only and manifest is not None and manifest.shards:
+            shards.recover(con, manifest)
         if not read_only:
             # The log only appends.  A checkpoint's vacuum would merge the partly filled row
             # groups that every bulk transaction leaves, re-compressing them: half of all
@@ -156,6 +170,8 @@ class DecisionLog:
         try:
             key = cls._checked_key(con, path, read_only)
             log = cls(con, path, key, read_only)
+            if manifest is not None:
+                log.manifest = manifest
             log._open_subject_keys(seal_inputs)
         except LogError:
             con.close()
@@ -238,7 +254,8 @@ class DecisionLog:
         if not self.suspended:
             return
         try:
-            self.con = _connect(self.path, True, wait_s)
+            self.manifest = shards.Manifest.load(shards.root_of(self.path))  # an archive may have run since
+            self.con = _connect(self.path, True, wait_s, self.manifest)
         except duckdb.IOException as exc:
             raise LogInUse(f"The decision log {self.path!r} is being written by another process.",
                            "A Klartext command is writing it (e.g. `klartext decide` or `explain --sample`): "
@@ -377,10 +394,27 @@ class DecisionLog:
 
     # -- writing ----------------------------------------------------------------------------
 
+    @staticmethod
+    def has_shards(path: str | Path) -> bool:
+        """Whether the log at ``path`` keeps decisions in shards (then only a read-only open
+        reads all of them; a writable one sees the decisions in its file)."""
+        path = shards.head_path(str(path))
+        return path != ":memory:" and (shards.root_of(path) / shards.MANIFEST).exists()
+
+    @property
+    def sharded(self) -> bool:
+        """Whether some of the log's decisions are in shards (:mod:`decision_log.shards`)."""
+        return self.manifest is not None and bool(self.manifest.shards)
+
+    def _head_cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor on the head file's own tables (a read-only sharded log reads views)."""
+        return shards.head_cursor(self.con, self.sharded and self.read_only)
+
     def _next_seq(self) -> tuple[int, str]:
         if self._head is None:
-            row = _first(self.con.execute("SELECT seq, chain_hash FROM chain ORDER BY seq DESC LIMIT 1"))
-            self._head = (0, integrity.GENESIS) if row is None else (int(row[0]), row[1])
+            row = _first(self._head_cursor().execute("SELECT seq, chain_hash FROM chain ORDER BY seq DESC LIMIT 1"))
+            base = self.manifest.tail if self.manifest is not None else (0, integrity.GENESIS)
+            self._head = base if row is None else (int(row[0]), row[1])
         return self._head
 
     def append(self, batch: DecisionBatch, strategy: Strategy, source: str = "klartext",
@@ -686,11 +720,16 @@ class DecisionLog:
         finally:
             self.con.execute(f"SET threads = {int(threads)}")
 
-    def verify(self, since: integrity.Anchor | None = None) -> integrity.VerifyResult:
-        """The hash chain, every sealed table of the log, and its compliance register's
-        (``since``: only what came after an earlier full verification, see
-        :func:`decision_log.integrity.verify`)."""
-        res = integrity.verify(self.con.cursor(), since=since)
+    def verify(self, since: integrity.Anchor | None = None,
+               progress: Callable[[int, int], None] | None = None) -> integrity.VerifyResult:
+        """The hash chain, every sealed table of the log, its shards (:mod:`decision_log.shards`)
+        and its compliance register's (``since``: only what came after an earlier full
+        verification, see :func:`decision_log.integrity.verify`; ``progress(done, total)``
+        after each chunk of decisions)."""
+        if self.sharded:
+            res = self._verify_sharded(since, progress)
+        else:
+            res = integrity.verify(self.con.cursor(), since=since, progress=progress)
         if not res.ok:
             return res
         with self.register(read_only=True) as reg:
@@ -710,6 +749,116 @@ class DecisionLog:
                          f" (seal head {res.register_head[1][:16]}…)")
         return res
 
+    def _verify_sharded(self, since: integrity.Anchor | None,
+                        progress: Callable[[int, int], None] | None) -> integrity.VerifyResult:
+        """:meth:`verify` of a log with shards: the manifest, every shard, then the head's own
+        decisions from the last shard's chain hash on."""
+        cur = self._head_cursor()
+        tail_seq, tail_hash = self.manifest.tail
+        in_shards = self.manifest.total()
+        in_head = int(cur.execute("SELECT count(*) FROM decisions").fetchall()[0][0])
+        total = in_shards + in_head
+        report = None if progress is None else (lambda done, _n: progress(done, total))
+        bad = shards.verify(self.manifest, cur, progress=report)
+        if bad is not None:
+            bad.n_decisions = total
+            return bad
+        if since is not None and since.seq <= tail_seq:  # the anchor is in a shard: re-read the head whole
+            since = None
+        res = integrity.verify(cur, since=since, genesis=tail_hash, progress=None if progress is None else (
+            lambda done, _n: progress(in_shards + done, total)))
+        first = cur.execute("SELECT min(seq) FROM chain").fetchall()[0][0]
+        if res.ok and first is not None and first != tail_seq + 1:
+            res = integrity.VerifyResult(False, total, res.head_hash, int(first), None,
+                                         f"the log's own decisions start at position {first}, but its last shard ends "
+                                         f"at {tail_seq} (decisions were deleted or archived twice)")
+        res.n_decisions = total
+        if res.ok:
+            res.notes.insert(0, f"{len(self.manifest.shards)} shard(s) intact: decisions 1 to {tail_seq:,} in "
+                                f"{self.manifest.root} (manifest head {self.manifest.head_link[:16]}…)")
+        return res
+
+    def links(self) -> integrity.VerifyResult:
+        """The quick check of :func:`decision_log.integrity.links`, over every shard and the head."""
+        if not self.sharded:
+            return integrity.links(self.con.cursor())
+        cur = self._head_cursor()
+        problem = shards.check_manifest(self.manifest, shards.sealed_links(cur))
+        total = self.manifest.total() + int(cur.execute("SELECT count(*) FROM decisions").fetchall()[0][0])
+        if problem:
+            return integrity.VerifyResult(False, total, self.manifest.head_link, problem=problem, table="shards")
+        for s in self.manifest.shards:
+            con = shards.shard_connection(self.manifest.root, s)
+            try:
+                res = integrity.links(con, s.prev)
+            finally:
+                con.close()
+            if res.ok and res.head_hash != s.head:
+                res = integrity.VerifyResult(False, total, res.head_hash, s.last_seq, None,
+                                             "its chain ends at another hash than the manifest sealed")
+            if not res.ok:
+                res.problem, res.n_decisions = f"in shard {s.name}: {res.problem}", total
+                return res
+        res = integrity.links(cur, self.manifest.tail[1])
+        res.n_decisions = total
+        return res
+
+    def last_seq(self) -> int:
+        """The position of the newest decision in the chain (0: none yet)."""
+        row = self._head_cursor().execute("SELECT max(seq) FROM chain").fetchall()[0][0]
+        return int(row) if row is not None else (self.manifest.tail[0] if self.manifest is not None else 0)
+
+    def archive(self, before: datetime) -> shards.Shard | None:
+        """Seal the oldest decisions — every one up to the first made at or after ``before`` —
+        into a new Parquet shard (:mod:`decision_log.shards`) and remove them from the file.
+        The chain goes on across the cut: the shard starts from the chain hash before its
+        first decision and the file's decisions from the shard's last.  Returns the shard
+        (None: nothing is older than ``before``).
+
+        The shard is written and renamed into place first, then the manifest; its sealed link
+        and the removal commit in one transaction.  Killed in between, the next writable
+        open finds the shard unsealed with its decisions still in the file and drops it."""
+        if self.read_only:
+            raise LogError(f"The log {self.path!r} is open read-only.", "Open it without read_only to archive.")
+        if self.path == ":memory:":
+            raise LogError("A log in memory cannot be archived.", "Archive a log file (`--db PATH`).")
+        lo, hi_all = self.con.execute("SELECT min(seq), max(seq) FROM decisions").fetchall()[0]
+        if lo is None:
+            return None
+        kept = self.con.execute("SELECT min(seq) FROM decisions WHERE ts >= ?", [before]).fetchall()[0][0]
+        hi = hi_all if kept is None else int(kept) - 1
+        if hi < lo:
+            return None
+        tail_seq, tail_hash = self.manifest.tail
+        if lo != tail_seq + 1:
+            raise LogError(f"The log {self.path!r} starts at decision {lo}, but its shards end at {tail_seq}.",
+                           "Run `klartext verify` on it: decisions were deleted or archived twice.")
+        root = self.manifest.root
+        root.mkdir(exist_ok=True)
+        shard = shards.write(self.con, root, self.manifest.next_name(), int(lo), int(hi), tail_hash)
+        shard = replace(shard, link=shards.link(self.manifest.head_link, shard))
+        self.manifest.shards.append(shard)
+        self.manifest.save()
+        ids = f"SELECT decision_id FROM decisions WHERE seq BETWEEN {int(lo)} AND {int(hi)}"
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            with seals.sealed_write(self.con, "meta", in_transaction=True) as seq:
+                self.con.execute("INSERT INTO meta (key, value, seal_seq) VALUES (?, ?, ?)",
+                                 [shards.META_PREFIX + shard.name, shard.link, seq])
+            self.con.execute(f"DELETE FROM candidates WHERE decision_id IN ({ids})")
+            self.con.execute(f"DELETE FROM chain WHERE seq BETWEEN {int(lo)} AND {int(hi)}")
+            self.con.execute(f"DELETE FROM decisions WHERE seq BETWEEN {int(lo)} AND {int(hi)}")
+            self.con.execute("COMMIT")
+        except BaseException:
+            try:
+                self.con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass
+            shards.recover(self.con, self.manifest)
+            raise
+        self.con.execute("CHECKPOINT")
+        return shard
+
     def verify_and_record(self, actor: str, via: str) -> integrity.VerifyResult:
         """A full :meth:`verify`, recorded in the compliance register (when there is one or it
         can be made) so that later checks — the governance report's — can start from it."""
@@ -722,8 +871,7 @@ class DecisionLog:
             try:
                 with self.register() as reg:
                     if reg is not None:
-                        last = self.con.cursor().execute("SELECT max(seq) FROM chain").fetchall()[0][0]
-                        reg.record_verification(actor, via, res.ok, res.n_decisions, last, res.head_hash,
+                        reg.record_verification(actor, via, res.ok, res.n_decisions, self.last_seq(), res.head_hash,
                                                 res.seal_head, secs)
             except KlartextError:  # the register is busy or read-only here: the result stands unrecorded
                 pass

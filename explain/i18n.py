@@ -165,6 +165,7 @@ TEXT: dict[str, tuple[str, str]] = {
                            "Geprüft: alle {n} Entscheidungen und ihre Kandidaten sind unverändert."),
     "integrity.failed": ("Verification FAILED at decision `{decision}` (position {seq}): {problem}.",
                          "Prüfung FEHLGESCHLAGEN bei Entscheidung `{decision}` (Position {seq}): {problem}."),
+    "integrity.table_failed": ("Verification FAILED in {table}: {problem}.", "Prüfung FEHLGESCHLAGEN in {table}: {problem}."),
     "integrity.head": ("Head hash of the chain: `{head}` — keep it outside the database; a later check that prints "
                        "the same head proves nothing before it was changed.",
                        "Kopf-Hash der Kette: `{head}` — bewahren Sie ihn außerhalb der Datenbank auf; eine spätere "
@@ -787,6 +788,14 @@ TEXT: dict[str, tuple[str, str]] = {
                           "(write {write})", "OK: Ergebnisse, Strategien, Modelle, Stufen, Metadaten und Erklärungen "
                           "geprüft; Siegel-Kopf {head} (Schreibvorgang {write})"),
     "cli.note": ("Note: {note}.", "Hinweis: {note}."),
+    "cli.archive_nothing": ("Nothing to archive: {db} holds no decision made before {day}.",
+                            "Nichts zu archivieren: {db} enthält keine Entscheidung vor dem {day}."),
+    "cli.archive_done": ("Archived {n} decisions (positions {lo} to {hi}) into {path} ({mb} MB of Parquet). The log "
+                         "file keeps {left} decisions (from {since} on); `klartext verify` checks the file and every "
+                         "shard as one log.",
+                         "{n} Entscheidungen (Positionen {lo} bis {hi}) nach {path} archiviert ({mb} MB Parquet). Die "
+                         "Log-Datei behält {left} Entscheidungen (ab {since}); `klartext verify` prüft Datei und alle "
+                         "Shards als ein Log."),
     "cli.verify_table_failed": ("FAILED in table {table}: {problem}.", "FEHLGESCHLAGEN in Tabelle {table}: {problem}."),
     "cli.verify_failed": ("FAILED at decision {id} (position {seq}): {problem}.",
                           "FEHLGESCHLAGEN bei Entscheidung {id} (Position {seq}): {problem}."),

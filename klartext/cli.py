@@ -49,18 +49,19 @@ def _fail(exc: KlartextError, code: int = 2) -> None:
     sys.exit(code)
 
 
-def _read(db: str, writable_if_free: bool = False):
+def _read(db: str, writable_if_free: bool = False, damaged_ok: bool = False):
     """Open a log to read.  While `klartext serve` holds it, this is the service's live
     replica (said on stderr).  ``writable_if_free``: open read-write when nobody holds the
-    file (so computed explanations are stored)."""
+    file (so computed explanations are stored).  ``damaged_ok``: open a log whose shards
+    are missing files (for ``verify`` to name them)."""
     from decision_log.store import DecisionLog
 
-    if writable_if_free:
+    if writable_if_free and not DecisionLog.has_shards(db):  # a writer sees its own file only: read a sharded log whole
         try:
             return DecisionLog.open(db, create=False, wait_s=3.0)
         except LogInUse:
             pass
-    log = DecisionLog.open(db, read_only=True)
+    log = DecisionLog.open(db, read_only=True, damaged_ok=damaged_ok)
     if log.replica is not None:
         click.echo(f"Note: `klartext serve` (pid {log.replica.service_pid}) holds {db}; reading its live replica "
                    f"as of {log.replica.updated[11:19]} UTC ({log.replica.decisions:,} decisions).", err=True)
@@ -371,7 +372,7 @@ def verify(db: str, checkpoint_path: str | None, public_key: str | None, lang: s
     if (checkpoint_path is None) != (public_key is None):
         _fail(KlartextError("--checkpoint and --public-key go together.",
                             "e.g. `klartext verify --db log.duckdb --checkpoint ckpt.json --public-key signing.key.pub`."))
-    with _read(db) as log:
+    with _read(db, damaged_ok=True) as log:
         if log.replica is not None:
             click.echo(_t("cli.verify_replica", lang, db=db, time=log.replica.updated[11:19],
                           n=_n(log.replica.decisions, lang)))
@@ -1506,6 +1507,41 @@ def access_log(db: str, customer: str | None, user: str | None, limit: int, as_j
         click.echo(f"{r.ts:%Y-%m-%d %H:%M:%S}  {r.actor:<16} {r.via:<9} {r.what:<14} "
                    f"{r.target[:36] if isinstance(r.target, str) else '':<36}"
                    f"{'  why: ' + r.why if isinstance(r.why, str) else ''}")
+
+
+@main.command()
+@click.option("--before", required=True, help="Archive the decisions made before this day (YYYY-MM-DD, UTC).")
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file, or a log directory).")
+@lang_option
+def archive(before: str, db: str, lang: str | None) -> None:
+    """Seal old decisions into a Parquet shard beside the log, and take them out of its file.
+
+    The shard (``<log>.shards/NNNNNN/``: decisions, candidates, chain and outcomes as plain
+    Parquet, readable by DuckDB, Spark, polars or pandas without Klartext) continues the
+    hash chain, and the log seals its place in the shard manifest: `klartext verify` checks
+    the file and every shard as one log, and every command reads them as one.
+    """
+    from datetime import UTC, date, datetime
+
+    from decision_log.store import DecisionLog
+
+    try:
+        day = date.fromisoformat(before)
+    except ValueError:
+        raise KlartextError(f"--before {before!r} is not a date.", "Write it as YYYY-MM-DD, e.g. 2026-06-01.") from None
+    cut = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    with DecisionLog.open(db, create=False, wait_s=WAIT_S) as log:
+        shard = log.archive(cut)
+        if shard is None:
+            click.echo(_t("cli.archive_nothing", lang, db=db, day=day.isoformat()))
+            return
+        first, last = log.con.execute("SELECT min(ts)::DATE, max(ts)::DATE FROM decisions").fetchall()[0]
+        left = log.con.execute("SELECT count(*) FROM decisions").fetchall()[0][0]
+        path = log.manifest.root / shard.name
+    size = sum(f.stat().st_size for f in path.iterdir())
+    click.echo(_t("cli.archive_done", lang, n=_n(shard.decisions, lang), lo=_n(shard.first_seq, lang),
+                  hi=_n(shard.last_seq, lang), path=str(path), mb=f"{size / 1e6:.1f}", left=_n(left, lang),
+                  since=str(first) if first else "—"))
 
 
 def _add_lifecycle() -> None:

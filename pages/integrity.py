@@ -1,6 +1,6 @@
 import streamlit as st
 
-from decision_log import integrity, queries
+from decision_log import queries
 from pages.common import fmt, log, tr
 
 st.title(tr("integrity.title"))
@@ -13,7 +13,7 @@ num, _ = fmt()
 st.markdown(tr("integrity.holds", n=num(n)))
 c1, c2 = st.columns(2)
 if c2.button(tr("integrity.links_button"), key="links"):
-    res = integrity.links(lg.con.cursor())
+    res = lg.links()
     if res.ok:
         st.success(tr("integrity.links_ok", n=num(res.n_decisions)))
     else:
@@ -24,7 +24,7 @@ if c1.button(tr("integrity.verify_button"), type="primary", key="verify"):
     import time
 
     started = time.perf_counter()
-    res = integrity.verify(lg.con.cursor(), progress=lambda done, total: bar.progress(
+    res = lg.verify(progress=lambda done, total: bar.progress(
         done / max(total, 1), text=tr("integrity.progress", done=num(done), total=num(total))))
     bar.empty()
     if lg.replica is None and lg.path != ":memory:":  # the governance report starts from a recorded full check
@@ -34,7 +34,7 @@ if c1.button(tr("integrity.verify_button"), type="primary", key="verify"):
         from pages.common import current_user
 
         user = current_user()
-        last = lg.con.cursor().execute("SELECT max(seq) FROM chain").fetchall()[0][0]
+        last = lg.last_seq()
         try:
             with lg.register() as reg:
                 reg.record_verification(user.name if user is not None else "local:" + getpass.getuser(), "dashboard",
@@ -44,6 +44,8 @@ if c1.button(tr("integrity.verify_button"), type="primary", key="verify"):
             pass  # the register is busy: the result stands, unrecorded
     if res.ok:
         st.success(tr("integrity.verified", n=num(res.n_decisions)), icon=":material/verified:")
+    elif res.first_bad_decision is None and res.table is not None:
+        st.error(tr("integrity.table_failed", table=res.table, problem=res.problem))
     else:
         st.error(tr("integrity.failed", decision=res.first_bad_decision, seq=res.first_bad_seq, problem=res.problem))
     st.markdown(tr("integrity.head", head=res.head_hash))

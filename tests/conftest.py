@@ -223,6 +223,8 @@ def copy_log(src, dst) -> None:
     for suffix in (".key", ".subject-keys", ".compliance.duckdb"):
         if Path(str(src) + suffix).exists():
             shutil.copy(str(src) + suffix, str(dst) + suffix)
+    if Path(str(src) + ".shards").is_dir():
+        shutil.copytree(str(src) + ".shards", str(dst) + ".shards")
 
 
 def free_port() -> int:

@@ -1,0 +1,425 @@
+"""A sharded log: sealed Parquet shards beside the log's DuckDB file, one manifest over them.
+
+A log outgrows one file in two ways: it keeps years of decisions (the AI Act's Art. 19 asks
+for at least six months), and more than one process writes it.  Its decisions then live in
+*shards*: ``<log>.shards/000001/``, ``000002/``, … each holding plain Parquet files —
+``decisions``, ``candidates``, ``chain`` and ``outcomes`` — that DuckDB, Spark, polars and
+pandas read without Klartext.  The log's DuckDB file (the *head*) keeps what is still being
+written, the strategies, models, explanations and every sealed table.
+
+**One verifiable head.**  Each shard carries its own stretch of the hash chain: its ``chain``
+rows link every decision to the one before, starting from the chain hash ``prev`` that the
+manifest names (the previous decision's, where decisions were archived out of one chain, or
+the genesis, where shards were written side by side).  ``<log>.shards/manifest.json`` lists
+the shards in order with their sequence ranges, row counts, chain heads and a digest of their
+outcome rows, and chains the entries: each entry's ``link`` is the SHA-256 of the previous
+link and the entry's fields.  Every link is also written, sealed, into the head's ``meta``
+table (``shard:<name>``), so the seal chain — and the signed checkpoints that anchor it —
+commit to the whole list: a shard that is deleted, added, moved or changed is named by
+:func:`verify`.  The head's own decisions continue the chain after the last shard.
+
+**Reading.**  :func:`reader` opens the head read-only inside an in-memory DuckDB and lays a
+view over every table, the four shard tables as the union of the head's rows and the shards'
+Parquet files.  Every reader of the log — dashboard, ``verify``, ``replay``, ``explain``,
+``report``, queries — runs its SQL on that connection unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from decision_log import integrity, seals
+from decisioning.errors import LogError
+
+FORMAT = "klartext-shards/1"
+MANIFEST = "manifest.json"
+#: The tables a shard holds, in the order they are written.
+TABLES = ("decisions", "candidates", "chain", "outcomes")
+#: The head's ``meta`` key that seals a shard's manifest link.
+META_PREFIX = "shard:"
+_NAME = re.compile(r"^[0-9]{6}$")
+_MAX_MANIFEST = 64 << 20  #: a manifest larger than this is refused unread (hostile input)
+
+
+def root_of(head: str) -> Path:
+    """Where the shards of the log whose DuckDB file is ``head`` live."""
+    return Path(head + ".shards")
+
+
+def head_path(path: str) -> str:
+    """The log's DuckDB file for a path a user gave: a directory (``--db LOGDIR``) keeps it
+    as ``LOGDIR/log.duckdb``; any other path is the file itself."""
+    return str(Path(path) / "log.duckdb") if Path(path).is_dir() else path
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One entry of the manifest (see the module docstring)."""
+
+    name: str
+    first_seq: int
+    last_seq: int
+    decisions: int
+    candidates: int
+    outcomes: int
+    prev: str  #: the chain hash its first decision links to
+    head: str  #: the chain hash of its last decision
+    outcomes_digest: str  #: :func:`decision_log.seals.write_digest` of its outcome rows
+    created: str
+    link: str = ""
+
+    def body(self) -> list:
+        return [self.name, self.first_seq, self.last_seq, self.decisions, self.candidates, self.outcomes,
+                self.prev, self.head, self.outcomes_digest, self.created]
+
+    def file(self, root: Path, table: str) -> Path:
+        return root / self.name / f"{table}.parquet"
+
+
+def link(prev_link: str, shard: Shard) -> str:
+    """The manifest link of ``shard`` after the entry whose link is ``prev_link``."""
+    return hashlib.sha256(json.dumps([prev_link, *shard.body()], separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass
+class Manifest:
+    """The ordered list of a log's shards (``<log>.shards/manifest.json``)."""
+
+    root: Path
+    shards: list[Shard] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, root: Path) -> Manifest:
+        """The manifest at ``root`` (empty when there is none).  A manifest that is not one
+        Klartext wrote is refused with what is wrong with it, not half-read."""
+        path = root / MANIFEST
+        if not path.exists():
+            return cls(root)
+        where = f"The shard manifest {path}"
+        fix = "Restore it from your backup; `klartext verify` names what else changed."
+        if path.stat().st_size > _MAX_MANIFEST:
+            raise LogError(f"{where} is {path.stat().st_size:,} bytes, more than a manifest can be.", fix)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise LogError(f"{where} is not valid JSON: {exc}.", fix) from exc
+        if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("shards"), list):
+            raise LogError(f"{where} is not a Klartext shard manifest (format {FORMAT!r} with a list of shards).", fix)
+        shards = []
+        for i, e in enumerate(data["shards"]):
+            try:
+                s = Shard(**{k: e[k] for k in Shard.__dataclass_fields__})
+            except (TypeError, KeyError) as exc:
+                raise LogError(f"{where}: entry {i + 1} is incomplete ({exc}).", fix) from exc
+            ints = (s.first_seq, s.last_seq, s.decisions, s.candidates, s.outcomes)
+            texts = (s.name, s.prev, s.head, s.outcomes_digest, s.created, s.link)
+            if not all(type(v) is int and v >= 0 for v in ints) or not all(isinstance(v, str) for v in texts) \
+                    or not _NAME.match(s.name):
+                raise LogError(f"{where}: entry {i + 1} has a value of the wrong kind ({json.dumps(e)[:200]}).", fix)
+            shards.append(s)
+        return cls(root, shards)
+
+    def save(self) -> None:
+        """Write the manifest atomically (a temporary file, flushed, then renamed)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / (MANIFEST + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"format": FORMAT, "shards": [asdict(s) for s in self.shards]}, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.root / MANIFEST)
+        _fsync_dir(self.root)
+
+    @property
+    def tail(self) -> tuple[int, str]:
+        """(seq, chain hash) of the last shard's last decision; (0, genesis) without shards."""
+        return (self.shards[-1].last_seq, self.shards[-1].head) if self.shards else (0, integrity.GENESIS)
+
+    @property
+    def head_link(self) -> str:
+        return self.shards[-1].link if self.shards else integrity.GENESIS
+
+    def next_name(self) -> str:
+        return f"{max((int(s.name) for s in self.shards), default=0) + 1:06d}"
+
+    def files(self, table: str) -> list[str]:
+        return [str(s.file(self.root, table)) for s in self.shards]
+
+    def total(self) -> int:
+        return sum(s.decisions for s in self.shards)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _parquet(files: list[str]) -> str:
+    return "read_parquet([" + ", ".join(_sql_text(f) for f in files) + "])"
+
+
+#: The outcome columns a digest reads (the sealed columns of the head's outcomes, see :mod:`seals`).
+OUTCOME_COLUMNS = seals.TABLES["outcomes"]
+
+
+def outcomes_digest(con: duckdb.DuckDBPyConnection, source: str) -> tuple[int, str]:
+    """(rows, digest) of the outcome rows ``source`` (a table or a read_parquet(...)) holds."""
+    rows = con.execute(f"SELECT {', '.join(OUTCOME_COLUMNS)} FROM {source}").fetchall()
+    return len(rows), seals.write_digest([seals.row_digest(r) for r in rows])
+
+
+def write(con: duckdb.DuckDBPyConnection, root: Path, name: str, lo: int, hi: int, prev: str,
+          with_outcomes: bool = False) -> Shard:
+    """Copy the decisions ``lo`` … ``hi`` (by seq) of the log ``con`` reads, with their
+    candidate and chain rows (and, ``with_outcomes``, their outcomes), into the shard
+    ``root/name`` as Parquet.  The files are written into a hidden directory, flushed and
+    renamed into place, so a shard is either all there or not at all.  Returns its entry
+    (without its manifest link)."""
+    final = root / name
+    if final.exists():
+        raise LogError(f"A shard {final} exists already.", "Run `klartext verify` on the log: the manifest does "
+                                                            "not list a shard that is on disk.")
+    tmp = root / f".{name}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    ids = f"SELECT decision_id FROM decisions WHERE seq BETWEEN {int(lo)} AND {int(hi)}"
+    queries = {
+        "decisions": f"SELECT * FROM decisions WHERE seq BETWEEN {int(lo)} AND {int(hi)} ORDER BY seq",
+        "candidates": f"SELECT c.* FROM candidates c JOIN decisions d USING (decision_id) "
+                      f"WHERE d.seq BETWEEN {int(lo)} AND {int(hi)} ORDER BY d.seq, c.ordinal",
+        "chain": f"SELECT * FROM chain WHERE seq BETWEEN {int(lo)} AND {int(hi)} ORDER BY seq",
+        "outcomes": (f"SELECT {', '.join(OUTCOME_COLUMNS).replace('epoch_us(ts)', 'ts')} FROM outcomes "
+                     f"WHERE decision_id IN ({ids}) ORDER BY decision_id, action_id"
+                     if with_outcomes else
+                     f"SELECT {', '.join(OUTCOME_COLUMNS).replace('epoch_us(ts)', 'ts')} FROM outcomes LIMIT 0"),
+    }
+    for table, query in queries.items():
+        con.execute(f"COPY ({query}) TO {_sql_text(str(tmp / f'{table}.parquet'))} "
+                    "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)")
+    shard = describe(tmp, name, prev)
+    for f in tmp.iterdir():
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+    os.replace(tmp, final)
+    _fsync_dir(root)
+    return shard
+
+
+def describe(directory: Path, name: str, prev: str) -> Shard:
+    """The manifest entry of the shard files in ``directory`` (read back from the files)."""
+    c = duckdb.connect()
+    try:
+        f = {t: _parquet([str(directory / f"{t}.parquet")]) for t in TABLES}
+        lo, hi, n = c.execute(f"SELECT min(seq), max(seq), count(*) FROM {f['decisions']}").fetchall()[0]
+        head = c.execute(f"SELECT chain_hash FROM {f['chain']} ORDER BY seq DESC LIMIT 1").fetchall()
+        n_cand = c.execute(f"SELECT count(*) FROM {f['candidates']}").fetchall()[0][0]
+        n_out, digest = outcomes_digest(c, f["outcomes"])
+    finally:
+        c.close()
+    if not n:
+        raise LogError(f"The shard {directory} holds no decision.", "A shard is written for one decision at least.")
+    return Shard(name, int(lo), int(hi), int(n), int(n_cand), n_out, prev, head[0][0] if head else prev, digest,
+                 datetime.now(UTC).isoformat(timespec="seconds"))
+
+
+# -- reading -------------------------------------------------------------------------------
+
+def missing(manifest: Manifest) -> list[str]:
+    """The files of listed shards that are not on disk."""
+    return [f for t in TABLES for f in manifest.files(t) if not Path(f).is_file()]
+
+
+def reader(head: str, manifest: Manifest, wait_s: float = 0.0, damaged_ok: bool = False) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection that reads the whole log: the head file attached
+    read-only as ``h`` and a view per table, the shard tables over the head and every shard.
+
+    A listed shard whose files are gone is refused by name (``damaged_ok``: read what is
+    there, for ``verify`` to say what is wrong)."""
+    gone = missing(manifest)
+    if gone and not damaged_ok:
+        name = Path(gone[0]).parent.name
+        raise LogError(f"Shard {name} of the log {head!r} is missing its file {gone[0]}.",
+                       f"Restore {Path(gone[0]).parent} from your backup; `klartext verify --db {head}` says what "
+                       "else changed.")
+    con = duckdb.connect()
+    end = time.monotonic() + wait_s
+    while True:
+        try:
+            con.execute(f"ATTACH {_sql_text(head)} AS h (READ_ONLY)")
+            break
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() >= end:
+                con.close()
+                raise
+            time.sleep(0.05)
+    tables = [r[0] for r in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = 'h' AND schema_name = 'main'").fetchall()]
+    for t in tables:
+        files = [f for f in manifest.files(t) if f not in gone]
+        if t in TABLES and files:
+            con.execute(f"CREATE VIEW {t} AS SELECT * FROM h.main.{t} UNION ALL BY NAME "
+                        f"SELECT * FROM {_parquet(files)}")
+        else:
+            con.execute(f"CREATE VIEW {t} AS SELECT * FROM h.main.{t}")
+    return con
+
+
+def head_cursor(con: duckdb.DuckDBPyConnection, sharded: bool) -> duckdb.DuckDBPyConnection:
+    """A cursor whose tables are the head file's own (not the shards')."""
+    cur = con.cursor()
+    if sharded:
+        cur.execute("USE h")
+    return cur
+
+
+def shard_connection(root: Path, shard: Shard) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with one view per table of ``shard``."""
+    con = duckdb.connect()
+    for t in TABLES:
+        con.execute(f"CREATE VIEW {t} AS SELECT * FROM {_parquet([str(shard.file(root, t))])}")
+    return con
+
+
+# -- verifying -----------------------------------------------------------------------------
+
+def sealed_links(head_con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """The manifest links the head sealed into its ``meta`` table, by shard name."""
+    rows = head_con.execute("SELECT key, value FROM meta WHERE starts_with(key, ?)", [META_PREFIX]).fetchall()
+    return {k[len(META_PREFIX):]: v for k, v in rows}
+
+
+def check_manifest(manifest: Manifest, sealed: dict[str, str]) -> str | None:
+    """What is wrong with the list of shards (None: it is the one the log sealed, in its
+    order, and every shard's files are there and no others)."""
+    root = manifest.root
+    listed = {s.name for s in manifest.shards}
+    on_disk = {p.name for p in root.iterdir() if not p.name.startswith(".") and p.name != MANIFEST} \
+        if root.exists() else set()
+    for name in sorted(on_disk - listed):
+        if name in sealed:
+            return (f"shard {name} is on disk and was sealed by the log, but the manifest no longer lists it (its "
+                    "entry was removed from the manifest)")
+        return f"shard {name} is on disk but neither the manifest nor the log lists it (it was added outside Klartext)"
+    prev_link, expect_seq = integrity.GENESIS, None
+    for i, s in enumerate(manifest.shards):
+        if s.name not in sealed:
+            return (f"shard {s.name} (position {i + 1} in the manifest) was never sealed by the log (it was added "
+                    "outside Klartext)")
+        if expect_seq is not None and s.first_seq != expect_seq:
+            return (f"shard {s.name} (position {i + 1} in the manifest) starts at decision {s.first_seq}, but the "
+                    f"shard before it ends at {expect_seq - 1} (shards were reordered, or one was deleted)")
+        want = link(prev_link, s)
+        if want != s.link or sealed[s.name] != s.link:
+            return (f"shard {s.name} (position {i + 1} in the manifest): its entry does not match the link the log "
+                    "sealed for it (the manifest was edited, or its shards reordered)")
+        if not (root / s.name).is_dir():
+            return f"shard {s.name} is listed in the manifest but its directory is missing (it was deleted)"
+        for t in TABLES:
+            if not s.file(root, t).is_file():
+                return f"shard {s.name}: its file {t}.parquet is missing (it was deleted)"
+        prev_link, expect_seq = s.link, s.last_seq + 1
+    for name in sorted(set(sealed) - listed):
+        return f"shard {name} was sealed by the log but is missing from the manifest and the disk (it was deleted)"
+    return None
+
+
+def verify_shard(root: Path, s: Shard, progress: Callable[[int, int], None] | None = None
+                 ) -> integrity.VerifyResult:
+    """Recompute every record hash and chain link of one shard from its rows, and compare its
+    counts, chain head and outcome digest with its manifest entry."""
+    con = shard_connection(root, s)
+    try:
+        try:
+            lo, hi, n = con.execute("SELECT min(seq), max(seq), count(*) FROM decisions").fetchall()[0]
+            if (lo, hi, n) != (s.first_seq, s.last_seq, s.decisions):
+                return integrity.VerifyResult(
+                    False, 0, integrity.GENESIS,
+                    problem=f"it holds decisions {lo} to {hi} ({n:,}), the manifest says {s.first_seq} to "
+                            f"{s.last_seq} ({s.decisions:,}) (decisions were deleted or added, or shards swapped)")
+            res = integrity.verify(con, progress=progress, genesis=s.prev, rest=False)
+            if not res.ok:
+                return res
+            n_cand = con.execute("SELECT count(*) FROM candidates").fetchall()[0][0]
+            n_out, digest = outcomes_digest(con, "outcomes")
+        except duckdb.Error as exc:
+            return integrity.VerifyResult(False, 0, integrity.GENESIS,
+                                          problem=f"its Parquet files cannot be read ({str(exc).splitlines()[0]})")
+    finally:
+        con.close()
+    problem = None
+    if res.head_hash != s.head:
+        problem = "its chain ends at another hash than the manifest sealed (the chain was rebuilt)"
+    elif n_cand != s.candidates:
+        problem = f"it holds {n_cand:,} candidate rows, the manifest says {s.candidates:,}"
+    elif (n_out, digest) != (s.outcomes, s.outcomes_digest):
+        problem = (f"its outcome rows ({n_out:,}) are not the ones sealed ({s.outcomes:,}): an outcome was changed, "
+                   "added or deleted")
+    if problem:
+        return integrity.VerifyResult(False, res.n_decisions, res.head_hash, problem=problem, table="outcomes"
+                                      if "outcome" in problem else None)
+    return res
+
+
+def verify(manifest: Manifest, head_con: duckdb.DuckDBPyConnection,
+           progress: Callable[[int, int], None] | None = None) -> integrity.VerifyResult | None:
+    """The manifest and every shard (None: all intact).  A problem names the shard and, where
+    it is in the chain, the decision."""
+    problem = check_manifest(manifest, sealed_links(head_con))
+    if problem:
+        return integrity.VerifyResult(False, manifest.total(), manifest.head_link, problem=problem, table="shards")
+    total, done = manifest.total(), 0
+    for s in manifest.shards:
+        res = verify_shard(manifest.root, s, None if progress is None else
+                           (lambda d, _n, base=done: progress(base + d, total)))
+        if not res.ok:
+            res.problem = f"in shard {s.name}: {res.problem}"
+            res.n_decisions = total
+            return res
+        done += s.decisions
+    return None
+
+
+def recover(con: duckdb.DuckDBPyConnection, manifest: Manifest) -> None:
+    """Undo an archive that was killed before it committed (a writable open calls this): the
+    manifest's last shards that the log never sealed and whose decisions are all still in
+    the file are dropped again.  Anything else that is not sealed is left for ``verify``."""
+    sealed = sealed_links(con)
+    changed = False
+    while manifest.shards and manifest.shards[-1].name not in sealed:
+        s = manifest.shards[-1]
+        left = con.execute("SELECT count(*) FROM decisions WHERE seq BETWEEN ? AND ?",
+                           [s.first_seq, s.last_seq]).fetchall()[0][0]
+        if left != s.decisions:
+            break
+        manifest.shards.pop()
+        changed = True
+        if (manifest.root / s.name).exists():
+            gone = manifest.root / f".{s.name}.undone"
+            os.replace(manifest.root / s.name, gone)
+            shutil.rmtree(gone, ignore_errors=True)
+    if changed:
+        manifest.save()

@@ -1,0 +1,245 @@
+"""A sharded log: `klartext archive` seals old decisions into Parquet shards; every reader takes
+the file and its shards as one log; `verify` names a deleted, added, reordered or changed shard."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from decision_log import queries, shards
+from decision_log.replay import replay
+from decision_log.store import DecisionLog
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def middle_day(db: Path) -> datetime:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        lo, hi = con.execute("SELECT min(ts), max(ts) FROM decisions").fetchall()[0]
+    finally:
+        con.close()
+    mid = lo + (hi - lo) / 2
+    return datetime(mid.year, mid.month, mid.day, tzinfo=UTC)
+
+
+def archived(db: Path, days: tuple[datetime, ...]) -> list[shards.Shard]:
+    with DecisionLog.open(db) as log:
+        return [log.archive(d) for d in days]
+
+
+def whole(db: Path) -> dict:
+    """What readers see of a log: counts, the funnel, KPIs and the verified head."""
+    with DecisionLog.open(db, read_only=True) as log:
+        cur = log.con.cursor()
+        res = log.verify()
+        return {
+            "ok": res.ok, "head": res.head_hash, "n": res.n_decisions,
+            "decisions": cur.execute("SELECT count(*), min(seq), max(seq), count(DISTINCT seq) FROM decisions"
+                                     ).fetchall()[0],
+            "candidates": cur.execute("SELECT count(*) FROM candidates").fetchall()[0][0],
+            "chain": cur.execute("SELECT count(*) FROM chain").fetchall()[0][0],
+            "funnel": queries.funnel(cur, queries.Filters()).to_dict("list"),
+            "kpis": queries.kpis(cur, queries.Filters()),
+        }
+
+
+@pytest.fixture
+def archived_copy(demo_copy):
+    """The demo log with its first half (by day) and then the next quarter archived in two shards."""
+    before = whole(demo_copy)
+    (first,) = archived(demo_copy, (middle_day(demo_copy),))
+    (second,) = archived(demo_copy, (middle_day(demo_copy),))  # the middle of what the file kept
+    assert first is not None and second is not None
+    return demo_copy, before, (first, second)
+
+
+def test_archived_log_reads_verifies_and_replays_as_one(archived_copy):
+    db, before, (first, second) = archived_copy
+    assert first.first_seq == 1 and second.first_seq == first.last_seq + 1 and second.prev == first.head
+    after = whole(db)
+    kpis, kpis_before = after.pop("kpis"), dict(before).pop("kpis")
+    assert after == {k: v for k, v in before.items() if k != "kpis"}  # the figures and the verified head
+    assert kpis == pytest.approx(kpis_before, rel=1e-12)  # sums in another order
+    with DecisionLog.open(db) as log:  # the file itself keeps only the newer decisions
+        left = log.con.execute("SELECT count(*), min(seq) FROM decisions").fetchall()[0]
+    assert left == (before["decisions"][0] - second.last_seq, second.last_seq + 1)
+    # decisions from both shards and the file replay bit for bit, and explain
+    with DecisionLog.open(db, read_only=True) as log:
+        ids = [r[0] for r in log.con.execute(
+            "SELECT decision_id FROM decisions WHERE seq IN (?, ?, ?, ?) ORDER BY seq",
+            [1, first.last_seq, second.first_seq, before["decisions"][2]]).fetchall()]
+        results = replay(log, ids)
+        assert [r.reproduced for r in results] == [True] * 4, [r.differences for r in results]
+        from explain.api import Explainer
+
+        exp = Explainer(log).explain(ids[0])
+        assert exp.decision_id == ids[0] and exp.verified
+
+
+def test_shards_are_plain_parquet_readable_without_klartext(archived_copy):
+    db, before, (first, _) = archived_copy
+    folder = shards.root_of(str(db)) / first.name
+    assert sorted(p.name for p in folder.iterdir()) == ["candidates.parquet", "chain.parquet", "decisions.parquet",
+                                                       "outcomes.parquet"]
+    dec = pd.read_parquet(folder / "decisions.parquet")
+    assert len(dec) == first.decisions and list(dec["seq"]) == list(range(1, first.last_seq + 1))
+    assert pq.read_table(folder / "candidates.parquet").num_rows == first.candidates
+    plain = duckdb.connect()
+    n = plain.execute(f"SELECT count(*) FROM read_parquet('{shards.root_of(str(db))}/*/decisions.parquet')"
+                      ).fetchall()[0][0]
+    assert n == first.decisions + archived_copy[2][1].decisions
+    manifest = json.loads((shards.root_of(str(db)) / "manifest.json").read_text())
+    assert [s["name"] for s in manifest["shards"]] == ["000001", "000002"]
+
+
+def test_decisions_after_an_archive_continue_the_chain(archived_copy, tiny_request):
+    db, before, _ = archived_copy
+    from klartext.jobs import decide_one
+
+    with DecisionLog.open(db) as log:
+        batch, _ = decide_one(log, tiny_request)
+        assert log.last_seq() == before["decisions"][2] + 1
+    with DecisionLog.open(db) as log:  # and archiving all of it leaves an empty file that goes on
+        shard = log.archive(datetime(2100, 1, 1, tzinfo=UTC))
+        assert shard.last_seq == before["decisions"][2] + 1
+        assert log.con.execute("SELECT count(*) FROM decisions").fetchall()[0][0] == 0
+        decide_one(log, tiny_request)
+    res = DecisionLog.open(db, read_only=True).verify()
+    assert res.ok and res.n_decisions == before["n"] + 2, res.problem
+
+
+@pytest.fixture
+def tiny_request():
+    return json.loads((ROOT / "examples" / "customer.json").read_text())
+
+
+def _parquet_edit(path: Path, fn) -> None:
+    df = pd.read_parquet(path)
+    fn(df)
+    table = pq.read_table(path)
+    import pyarrow as pa
+
+    pq.write_table(pa.Table.from_pandas(df, schema=table.schema, preserve_index=False), path)
+
+
+def _swap_dirs(root: Path, a: str, b: str) -> None:
+    os.rename(root / a, root / "tmp")
+    os.rename(root / b, root / a)
+    os.rename(root / "tmp", root / b)
+
+
+def _swap_manifest(root: Path) -> None:
+    m = json.loads((root / "manifest.json").read_text())
+    m["shards"].reverse()
+    (root / "manifest.json").write_text(json.dumps(m))
+
+
+TAMPER = {
+    "deleted shard": (lambda r: shutil.rmtree(r / "000002"), "shard 000002", "deleted"),
+    "deleted shard and its entry": (lambda r: (shutil.rmtree(r / "000002"), _drop_last(r)), "shard 000002",
+                                    "deleted"),
+    "added shard": (lambda r: shutil.copytree(r / "000002", r / "000003"), "shard 000003", "added"),
+    "reordered shards": (lambda r: _swap_dirs(r, "000001", "000002"), "shard 000001", "shards swapped"),
+    "reordered manifest": (_swap_manifest, "shard 000002", "reordered"),
+    "changed decision row": (
+        lambda r: _parquet_edit(r / "000001" / "decisions.parquet",
+                                lambda df: df.__setitem__("chosen_action", df["chosen_action"].where(
+                                    df.index != 40, "store_card"))),
+        "in shard 000001", "changed since it was logged"),
+    "changed candidate row": (
+        lambda r: _parquet_edit(r / "000002" / "candidates.parquet",
+                                lambda df: df.__setitem__("priority", df["priority"].where(df.index != 5, 99.0))),
+        "in shard 000002", "changed since it was logged"),
+    "deleted decision row": (
+        lambda r: _parquet_edit(r / "000001" / "decisions.parquet", lambda df: df.drop(index=10, inplace=True)),
+        "in shard 000001", "deleted"),
+}
+
+
+def _drop_last(root: Path) -> None:
+    m = json.loads((root / "manifest.json").read_text())
+    m["shards"].pop()
+    (root / "manifest.json").write_text(json.dumps(m))
+
+
+@pytest.mark.parametrize("case", list(TAMPER))
+def test_verify_names_a_changed_shard(archived_copy, case):
+    db, before, (first, _) = archived_copy
+    change, where, what = TAMPER[case]
+    with DecisionLog.open(db, read_only=True) as log:
+        row40 = log.con.execute("SELECT decision_id FROM decisions WHERE seq = 41").fetchall()[0][0]
+    change(shards.root_of(str(db)))
+    out = subprocess.run([sys.executable, "-m", "klartext.cli", "verify", "--db", str(db)], capture_output=True,
+                         text=True, cwd=ROOT)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert where in out.stdout and what in out.stdout, out.stdout
+    if case == "changed decision row":
+        assert row40 in out.stdout  # names the decision, not only the shard
+    with DecisionLog.open(db, read_only=True, damaged_ok=True) as log:
+        assert not log.links().ok or case.startswith("changed")  # the quick check sees every structural change
+    if case == "deleted shard":  # every other reader refuses the log by name
+        with pytest.raises(Exception, match="Shard 000002 of the log .* is missing its file"):
+            DecisionLog.open(db, read_only=True)
+
+
+def test_an_archive_killed_before_it_committed_is_undone(demo_copy):
+    before = whole(demo_copy)
+    with DecisionLog.open(demo_copy) as log:  # the shard and the manifest are written, the removal never commits
+        root = log.manifest.root
+        root.mkdir()
+        s = shards.write(log.con, root, "000001", 1, 500, shards.integrity.GENESIS)
+        from dataclasses import replace
+
+        log.manifest.shards.append(replace(s, link=shards.link(log.manifest.head_link, s)))
+        log.manifest.save()
+    assert not DecisionLog.open(demo_copy, read_only=True).verify().ok  # until a writer opens it
+    with DecisionLog.open(demo_copy) as log:
+        assert log.manifest.shards == []
+    assert not (root / "000001").exists()
+    assert whole(demo_copy)["head"] == before["head"]
+    assert archived(demo_copy, (middle_day(demo_copy),))[0].first_seq == 1
+
+
+def test_archive_command(demo_copy):
+    cli = [sys.executable, "-m", "klartext.cli"]
+    out = subprocess.run(cli + ["archive", "--db", str(demo_copy), "--before", "2000-01-01"], capture_output=True,
+                         text=True, cwd=ROOT)
+    assert out.returncode == 0 and "Nothing to archive" in out.stdout
+    out = subprocess.run(cli + ["archive", "--db", str(demo_copy), "--before", "1 June"], capture_output=True,
+                         text=True, cwd=ROOT)
+    assert out.returncode != 0 and "'1 June' is not a date" in out.stderr and "YYYY-MM-DD" in out.stderr
+    day = middle_day(demo_copy).date().isoformat()
+    out = subprocess.run(cli + ["archive", "--db", str(demo_copy), "--before", day, "--lang", "de"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0 and "archiviert" in out.stdout and "000001" in out.stdout, out.stderr
+    out = subprocess.run(cli + ["verify", "--db", str(demo_copy)], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0 and "1 shard(s) intact" in out.stdout
+    out = subprocess.run(cli + ["funnel", "--db", str(demo_copy)], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0 and "2,000 interactions" in out.stdout, out.stdout + out.stderr
+
+
+def test_a_hostile_manifest_is_refused_with_its_problem(archived_copy):
+    db = archived_copy[0]
+    path = shards.root_of(str(db)) / "manifest.json"
+    for text, problem in (("{", "not valid JSON"), ('{"format": "x", "shards": []}', "not a Klartext shard manifest"),
+                          (json.dumps({"format": shards.FORMAT, "shards": [{"name": "../../etc"}]}), "incomplete")):
+        path.write_text(text)
+        with pytest.raises(Exception) as info:
+            DecisionLog.open(db, read_only=True)
+        assert problem in str(info.value)
+    m = json.loads(json.dumps({"format": shards.FORMAT, "shards": [
+        {**{k: 1 for k in ("first_seq", "last_seq", "decisions", "candidates", "outcomes")},
+         **{k: "x" for k in ("prev", "head", "outcomes_digest", "created", "link")}, "name": "../x"}]}))
+    path.write_text(json.dumps(m))
+    with pytest.raises(Exception) as info:
+        DecisionLog.open(db, read_only=True)
+    assert "wrong kind" in str(info.value)
