@@ -33,7 +33,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -80,8 +80,11 @@ class Shard:
     link: str = ""
 
     def body(self) -> list:
+        """What the link commits to: everything that can be read back from the files (not
+        ``created``), so that a shard sealed by a run that was killed before it saved the
+        manifest can be put back in (:func:`recover`)."""
         return [self.name, self.first_seq, self.last_seq, self.decisions, self.candidates, self.outcomes,
-                self.prev, self.head, self.outcomes_digest, self.created]
+                self.prev, self.head, self.outcomes_digest]
 
     def file(self, root: Path, table: str) -> Path:
         return root / self.name / f"{table}.parquet"
@@ -191,18 +194,21 @@ def outcomes_digest(con: duckdb.DuckDBPyConnection, source: str) -> tuple[int, s
     return len(rows), seals.write_digest([seals.row_digest(r) for r in rows])
 
 
+def pending(root: Path, name: str) -> Path:
+    """Where shard ``name`` is written before the log has sealed it (hidden from readers)."""
+    return root / f".pending-{name}"
+
+
 def write(con: duckdb.DuckDBPyConnection, root: Path, name: str, lo: int, hi: int, prev: str,
           with_outcomes: bool = False) -> Shard:
     """Copy the decisions ``lo`` … ``hi`` (by seq) of the log ``con`` reads, with their
-    candidate and chain rows (and, ``with_outcomes``, their outcomes), into the shard
-    ``root/name`` as Parquet.  The files are written into a hidden directory, flushed and
-    renamed into place, so a shard is either all there or not at all.  Returns its entry
-    (without its manifest link)."""
-    final = root / name
-    if final.exists():
-        raise LogError(f"A shard {final} exists already.", "Run `klartext verify` on the log: the manifest does "
-                                                            "not list a shard that is on disk.")
-    tmp = root / f".{name}.tmp"
+    candidate and chain rows (and, ``with_outcomes``, their outcomes), as Parquet into
+    :func:`pending` ``(root, name)``, flushed to disk: :func:`commit` seals it and moves it
+    into place.  Returns its entry (without its manifest link)."""
+    if (root / name).exists():
+        raise LogError(f"A shard {root / name} exists already.", "Run `klartext verify` on the log: the manifest "
+                                                                  "does not list a shard that is on disk.")
+    tmp = pending(root, name)
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
@@ -224,8 +230,7 @@ def write(con: duckdb.DuckDBPyConnection, root: Path, name: str, lo: int, hi: in
     for f in tmp.iterdir():
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
-    os.replace(tmp, final)
-    _fsync_dir(root)
+    _fsync_dir(tmp)
     return shard
 
 
@@ -403,23 +408,64 @@ def verify(manifest: Manifest, head_con: duckdb.DuckDBPyConnection,
     return None
 
 
-def recover(con: duckdb.DuckDBPyConnection, manifest: Manifest) -> None:
-    """Undo an archive that was killed before it committed (a writable open calls this): the
-    manifest's last shards that the log never sealed and whose decisions are all still in
-    the file are dropped again.  Anything else that is not sealed is left for ``verify``."""
+def seal_links(con: duckdb.DuckDBPyConnection, manifest: Manifest, new: list[Shard]) -> list[Shard]:
+    """Link ``new`` (written by :func:`write`, still pending) after the manifest's shards and
+    insert their links, sealed, into the head's ``meta`` — inside the caller's transaction.
+    Returns the linked entries; :func:`publish` then moves them into place."""
+    linked, prev_link = [], manifest.head_link
+    for s in new:
+        s = replace(s, link=link(prev_link, s))
+        with seals.sealed_write(con, "meta", in_transaction=True) as seq:
+            con.execute("INSERT INTO meta (key, value, seal_seq) VALUES (?, ?, ?)", [META_PREFIX + s.name, s.link, seq])
+        linked.append(s)
+        prev_link = s.link
+    return linked
+
+
+def publish(manifest: Manifest, linked: list[Shard]) -> None:
+    """After the links are committed: rename the pending shards into place and save the
+    manifest.  Killed in between, :func:`recover` finishes it."""
+    for s in linked:
+        if pending(manifest.root, s.name).exists():
+            os.replace(pending(manifest.root, s.name), manifest.root / s.name)
+    _fsync_dir(manifest.root)
+    manifest.shards.extend(linked)
+    manifest.save()
+
+
+def recover(con: duckdb.DuckDBPyConnection, manifest: Manifest) -> list[str]:
+    """Finish or undo what a killed archive or run left (a writable open calls this).
+
+    A shard the log sealed but the manifest does not list yet is put back in when its files
+    give exactly the sealed link (a forged one cannot); a pending shard the log never sealed
+    was never part of the log and is removed.  Returns what was done, in words."""
+    done = []
+    if not manifest.root.exists():
+        return done
     sealed = sealed_links(con)
-    changed = False
-    while manifest.shards and manifest.shards[-1].name not in sealed:
-        s = manifest.shards[-1]
-        left = con.execute("SELECT count(*) FROM decisions WHERE seq BETWEEN ? AND ?",
-                           [s.first_seq, s.last_seq]).fetchall()[0][0]
-        if left != s.decisions:
+    listed = {s.name for s in manifest.shards}
+    for name in sorted(set(sealed) - listed):
+        where = manifest.root / name if (manifest.root / name).is_dir() else pending(manifest.root, name)
+        if not where.is_dir():
             break
-        manifest.shards.pop()
-        changed = True
-        if (manifest.root / s.name).exists():
-            gone = manifest.root / f".{s.name}.undone"
-            os.replace(manifest.root / s.name, gone)
-            shutil.rmtree(gone, ignore_errors=True)
-    if changed:
-        manifest.save()
+        prev_head = manifest.tail[1]
+        found = None
+        for prev in dict.fromkeys((prev_head, integrity.GENESIS)):
+            try:
+                s = describe(where, name, prev)
+            except (LogError, duckdb.Error):
+                break
+            s = replace(s, link=link(manifest.head_link, s))
+            if s.link == sealed[name]:
+                found = s
+                break
+        if found is None:
+            break
+        publish(manifest, [found])
+        listed.add(name)
+        done.append(f"shard {name} was sealed but not yet in the manifest: put back in")
+    for p in sorted(manifest.root.glob(".pending-*")):
+        if p.name[len(".pending-"):] not in sealed:
+            shutil.rmtree(p, ignore_errors=True)
+            done.append(f"the unfinished shard {p.name} (never sealed) was removed")
+    return done

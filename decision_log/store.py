@@ -147,7 +147,7 @@ class DecisionLog:
         except duckdb.Error as exc:
             raise LogError(f"Cannot open decision log {path!r}: {exc}",
                            "Check that the path is a DuckDB file written by Klartext.") from exc
-        if not read_only and manifest is not None and manifest.shards:
+        if not read_only and manifest is not None and manifest.root.exists() and has_table(con, "meta"):
             shards.recover(con, manifest)
         if not read_only:
             # The log only appends.  A checkpoint's vacuum would merge the partly filled row
@@ -815,9 +815,10 @@ class DecisionLog:
         first decision and the file's decisions from the shard's last.  Returns the shard
         (None: nothing is older than ``before``).
 
-        The shard is written and renamed into place first, then the manifest; its sealed link
-        and the removal commit in one transaction.  Killed in between, the next writable
-        open finds the shard unsealed with its decisions still in the file and drops it."""
+        The shard is written (hidden) first; its sealed link and the removal of its decisions
+        from the file commit in one transaction; then it is moved into place and listed in the
+        manifest.  Killed before the commit, the next writable open removes the unfinished
+        shard (the decisions are still in the file); killed after it, it finishes the move."""
         if self.read_only:
             raise LogError(f"The log {self.path!r} is open read-only.", "Open it without read_only to archive.")
         if self.path == ":memory:":
@@ -836,15 +837,10 @@ class DecisionLog:
         root = self.manifest.root
         root.mkdir(exist_ok=True)
         shard = shards.write(self.con, root, self.manifest.next_name(), int(lo), int(hi), tail_hash)
-        shard = replace(shard, link=shards.link(self.manifest.head_link, shard))
-        self.manifest.shards.append(shard)
-        self.manifest.save()
         ids = f"SELECT decision_id FROM decisions WHERE seq BETWEEN {int(lo)} AND {int(hi)}"
         self.con.execute("BEGIN TRANSACTION")
         try:
-            with seals.sealed_write(self.con, "meta", in_transaction=True) as seq:
-                self.con.execute("INSERT INTO meta (key, value, seal_seq) VALUES (?, ?, ?)",
-                                 [shards.META_PREFIX + shard.name, shard.link, seq])
+            (shard,) = shards.seal_links(self.con, self.manifest, [shard])
             self.con.execute(f"DELETE FROM candidates WHERE decision_id IN ({ids})")
             self.con.execute(f"DELETE FROM chain WHERE seq BETWEEN {int(lo)} AND {int(hi)}")
             self.con.execute(f"DELETE FROM decisions WHERE seq BETWEEN {int(lo)} AND {int(hi)}")
@@ -856,6 +852,7 @@ class DecisionLog:
                 pass
             shards.recover(self.con, self.manifest)
             raise
+        shards.publish(self.manifest, [shard])
         self.con.execute("CHECKPOINT")
         return shard
 

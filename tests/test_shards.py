@@ -193,20 +193,35 @@ def test_verify_names_a_changed_shard(archived_copy, case):
 
 def test_an_archive_killed_before_it_committed_is_undone(demo_copy):
     before = whole(demo_copy)
-    with DecisionLog.open(demo_copy) as log:  # the shard and the manifest are written, the removal never commits
+    with DecisionLog.open(demo_copy) as log:  # the shard is written, the removal never commits
         root = log.manifest.root
         root.mkdir()
-        s = shards.write(log.con, root, "000001", 1, 500, shards.integrity.GENESIS)
-        from dataclasses import replace
-
-        log.manifest.shards.append(replace(s, link=shards.link(log.manifest.head_link, s)))
-        log.manifest.save()
-    assert not DecisionLog.open(demo_copy, read_only=True).verify().ok  # until a writer opens it
+        shards.write(log.con, root, "000001", 1, 500, shards.integrity.GENESIS)
+    assert DecisionLog.open(demo_copy, read_only=True).verify().ok  # a pending shard is not part of the log
     with DecisionLog.open(demo_copy) as log:
         assert log.manifest.shards == []
-    assert not (root / "000001").exists()
+    assert not shards.pending(root, "000001").exists()
     assert whole(demo_copy)["head"] == before["head"]
     assert archived(demo_copy, (middle_day(demo_copy),))[0].first_seq == 1
+
+
+def test_an_archive_killed_after_it_committed_is_finished(demo_copy, monkeypatch):
+    before = whole(demo_copy)
+
+    def killed(*_):
+        raise KeyboardInterrupt
+
+    day = middle_day(demo_copy)
+    monkeypatch.setattr(shards, "publish", killed)
+    with pytest.raises(KeyboardInterrupt), DecisionLog.open(demo_copy) as log:
+        log.archive(day)
+    monkeypatch.undo()
+    root = shards.root_of(str(demo_copy))
+    assert shards.pending(root, "000001").is_dir() and not (root / "manifest.json").exists()
+    with DecisionLog.open(demo_copy) as log:  # the next writer puts the sealed shard in place
+        assert [s.name for s in log.manifest.shards] == ["000001"]
+    after = whole(demo_copy)
+    assert after["ok"] and after["head"] == before["head"] and after["n"] == before["n"]
 
 
 def test_archive_command(demo_copy):
