@@ -509,7 +509,7 @@ def links(con: duckdb.DuckDBPyConnection, genesis: str = GENESIS) -> VerifyResul
             problem = (f"the decision at seq {seq} of the log is {logged!r} but the chain expects {chained!r} "
                        "(a decision was deleted, inserted or reordered)")
         return VerifyResult(False, n_rec, head, int(seq), str(chained if chained is not None else logged), problem)
-    row = con.execute(f"""
+    row = con.execute("""
         SELECT seq, decision_id FROM (
             SELECT seq, decision_id, chain_hash,
                    sha256(coalesce(lag(chain_hash) OVER (ORDER BY seq), $genesis) || record_hash) AS expect
