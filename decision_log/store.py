@@ -224,6 +224,27 @@ class DecisionLog:
         return key
 
     @classmethod
+    def shard_writer(cls, path: str, key: bytes, keys_path: str | None, seq_base: int,
+                     standing: dict[str, frozenset[str] | None]) -> DecisionLog:
+        """A throw-away log file that one Spark partition (or service worker) writes its
+        decisions into, numbered from ``seq_base + 1`` on a chain of its own, before they are
+        sealed into a shard of the log (:mod:`decision_log.shards`).  It pseudonymises with
+        the log's ``key``, seals inputs under the customers' keys in the log's ``keys_path``
+        (None: in clear) and honours the ``standing`` objections its caller read."""
+        con = duckdb.connect(path)
+        con.execute("SET max_vacuum_tasks = 0")
+        for stmt in DDL + seals.DDL:
+            con.execute(stmt)
+        log = cls(con, path, key, read_only=False)
+        log.manifest = None
+        log._head = (int(seq_base), integrity.GENESIS)
+        if keys_path is not None:
+            log.seals_inputs = True
+            log.subject_keys = subjects.SubjectKeys(Path(keys_path), key)
+        log._standing = standing
+        return log
+
+    @classmethod
     def open_live(cls, path: str | Path, newer_than: int = -1) -> DecisionLog | None:
         """The freshest live replica of a log that ``klartext serve`` holds, read-only (see
         :mod:`decision_log.live`); None when no service keeps one newer than ``newer_than``."""
@@ -329,26 +350,30 @@ class DecisionLog:
         may lack it), else ``NULL``."""
         return name if has_column(self.con.cursor(), "models", name) else "NULL"
 
+    #: The columns of ``models`` a model is rebuilt from (:meth:`model_rows`, :func:`model_from_row`).
+    MODEL_COLUMNS = ("artifact", "features", "training_fingerprint", "metrics", "algorithm", "input", "artifact_sha256")
+
+    def model_rows(self, versions: dict[str, str]) -> dict[str, tuple]:
+        """The stored rows (:data:`MODEL_COLUMNS`) of these models, by action: what a Spark
+        executor rebuilds them from, through the same checks (:func:`model_from_row`)."""
+        out = {}
+        cols = ", ".join(self._model_column(c) if c in ("input", "artifact_sha256") else c for c in self.MODEL_COLUMNS)
+        for action_id, version in versions.items():
+            row = _first(self.con.cursor().execute(f"SELECT {cols} FROM models WHERE version = ? AND action_id = ?",
+                                                   [version, action_id]))
+            if row is None:
+                raise LogError(f"Model version {version!r} of action {action_id!r} is not in the log {self.path!r}.",
+                               "Register the model before logging decisions made with it.")
+            out[action_id] = (version, *row)
+        return out
+
     def load_models(self, versions: dict[str, str]) -> ModelSet:
         out = {}
         for action_id, version in versions.items():
             key = (version, action_id)
             if key not in self._model_cache:
-                row = _first(self.con.cursor().execute(
-                    f"SELECT artifact, features, training_fingerprint, metrics, algorithm, "
-                    f"{self._model_column('input')}, {self._model_column('artifact_sha256')} "
-                    "FROM models WHERE version = ? AND action_id = ?", [version, action_id]))
-                if row is None:
-                    raise LogError(f"Model version {version!r} of action {action_id!r} is not in the log {self.path!r}.",
-                                   "Register the model before logging decisions made with it.")
-                if row[6] is not None and hashlib.sha256(row[0]).hexdigest() != row[6]:
-                    raise LogError(f"The stored artifact of model {version!r} (action {action_id!r}) does not match "
-                                   f"its registered SHA-256 {row[6][:16]}…; it was not loaded.",
-                                   "The models table was changed after registration: run `klartext verify` and "
-                                   "restore the log from a trusted copy.")
-                self._model_cache.setdefault(key, PropensityModel.from_bytes(
-                    row[0], action_id, tuple(row[1]), row[2], json.loads(row[3]), row[4], version=version,
-                    input=json.loads(row[5]) if row[5] else None))  # (one object if two threads load it)
+                row = self.model_rows({action_id: version})[action_id]
+                self._model_cache.setdefault(key, model_from_row(action_id, row, self.path))
             out[action_id] = self._model_cache[key]
         return ModelSet(out)
 
@@ -516,7 +541,8 @@ class DecisionLog:
 
     def standing_objections(self) -> dict[str, frozenset[str] | None]:
         """customer pseudonym → the channels they objected to direct marketing on (None: all)."""
-        return self._register_state()[0]
+        standing = getattr(self, "_standing", None)  # a shard writer's, read by its caller
+        return standing if standing is not None else self._register_state()[0]
 
     def erasures(self) -> dict[str, datetime]:
         """customer pseudonym → when they were erased at their request."""
@@ -872,6 +898,19 @@ class DecisionLog:
             except KlartextError:  # the register is busy or read-only here: the result stands unrecorded
                 pass
         return res
+
+
+def model_from_row(action_id: str, row: tuple, where: str) -> PropensityModel:
+    """A model from its stored row (version, then :data:`DecisionLog.MODEL_COLUMNS`): the
+    artifact is checked against its registered SHA-256 before it is deserialised."""
+    version, artifact, features, fingerprint, metrics, algorithm, input_, sha = row
+    if sha is not None and hashlib.sha256(artifact).hexdigest() != sha:
+        raise LogError(f"The stored artifact of model {version!r} (action {action_id!r}) does not match "
+                       f"its registered SHA-256 {sha[:16]}…; it was not loaded.",
+                       f"The models table of {where} was changed after registration: run `klartext verify` and "
+                       "restore the log from a trusted copy.")
+    return PropensityModel.from_bytes(artifact, action_id, tuple(features), fingerprint, json.loads(metrics), algorithm,
+                                      version=version, input=json.loads(input_) if input_ else None)
 
 
 def _number_candidates(con: duckdb.DuckDBPyConnection) -> None:

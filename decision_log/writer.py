@@ -208,6 +208,7 @@ def decide_and_log(
     spans: list[tuple[int, int]] | None = None,
     before: Callable[[np.ndarray, Requests], None] | None = None,
     after: Callable[[np.ndarray, Requests, DecisionBatch], None] | None = None,
+    decision_ids: np.ndarray | None = None,
 ) -> list[DecisionBatch]:
     """Decide ``requests`` in chunks and log every decision; returns the batches.
 
@@ -216,6 +217,7 @@ def decide_and_log(
     ``after(rows, requests, batch)`` sees each decided chunk; both run on the deciding thread,
     one chunk after the other, so a later chunk's requests can carry what the earlier ones
     decided (the demo's returning customers see their earlier contacts and purchases).
+    ``decision_ids``: the requests' ids (a batch run's, :func:`decisioning.ids.run_ids`).
 
     Three stages overlap, each on its own thread: one decides chunk *k + 2* while the
     writer's preparing thread makes chunk *k + 1* into rows and its writing thread puts
@@ -235,7 +237,8 @@ def decide_and_log(
             if before is not None:
                 before(rows, req)
             log.apply_objections(req, engine.strategy)
-            batch = engine.decide(req, ts_us=ts_us[rows])
+            batch = engine.decide(req, ts_us=ts_us[rows],
+                                  decision_ids=None if decision_ids is None else decision_ids[rows])
             if after is not None:
                 after(rows, req, batch)
             future = writer.append(batch, engine.strategy)

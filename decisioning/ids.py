@@ -27,8 +27,18 @@ def new_ids(ts_ms: np.ndarray) -> np.ndarray:
     with _lock:
         start = _state["counter"]
         _state["counter"] += n
-    counter = np.arange(start, start + n, dtype=np.uint64)
-    hi = (ts_ms << np.uint64(16)) | np.uint64(_state["prefix"])  # 48 + 16 bits
+    return run_ids(ts_ms, _state["prefix"], np.arange(start, start + n, dtype=np.uint64))
+
+
+def run_ids(ts_ms: np.ndarray, prefix: int, counter: np.ndarray) -> np.ndarray:
+    """Ids made from a 16-bit ``prefix`` and a 64-bit ``counter`` per row, not from this
+    process's state: a batch run gives every row of its table the id ``(run prefix, start +
+    row)``, so the decision — and the exploration keyed by its id — is the same whichever
+    process or Spark partition decides it."""
+    ts_ms = np.asarray(ts_ms, dtype=np.uint64)
+    counter = np.asarray(counter, dtype=np.uint64)
+    n = len(ts_ms)
+    hi = (ts_ms << np.uint64(16)) | np.uint64(prefix & 0xFFFF)  # 48 + 16 bits
     lo = counter  # 64 bits
     # 128 bits -> 26 base32 digits (the first carries 3 bits)
     digits = np.empty((n, 26), dtype=np.uint8)

@@ -1180,77 +1180,56 @@ def _holdout_metrics(strategy, model, path: str, label: str | None) -> dict:
 
 
 @main.command()
-@click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log to write (DuckDB file).")
+@click.option("--db", default=DEFAULT_DB, show_default=True,
+              help="Decision log to write (DuckDB file, or a log directory: LOGDIR/log.duckdb and its shards).")
 @click.option("--strategy", "strategy_path", default=None, type=click.Path(dir_okay=False, exists=True),
               help="Your strategy file (YAML). Default: the version deciding now (`klartext strategy status`), "
                    "with its canary if one runs.")
 @click.option("--customers", "customers_path", required=True, type=click.Path(dir_okay=False, exists=True),
-              help="Customer table (CSV or Parquet): customer_id, channel and every strategy feature.")
+              help="Customer table (CSV or Parquet; Parquet for --engine spark): customer_id, channel and every "
+                   "strategy feature.")
 @click.option("--channel", default=None, help="Channel for every row when the table has no channel column.")
 @click.option("--id-column", default="customer_id", show_default=True, help="The table's customer id column.")
 @click.option("--channel-column", default="channel", show_default=True, help="The table's channel column.")
-def run(db, strategy_path, customers_path, channel, id_column, channel_column) -> None:
+@click.option("--engine", type=click.Choice(["local", "spark"]), default="local", show_default=True,
+              help="local: this process; spark: Apache Spark, one shard of the log per partition.")
+@click.option("--master", default="local[2]", show_default=True,
+              help="With --engine spark: the Spark master (local[N] on this machine, spark://host:7077, …).")
+@click.option("--partition-mb", default=None, type=click.FloatRange(min=0.01),
+              help="With --engine spark: the largest slice of the input one partition reads, in MB "
+                   "(spark.sql.files.maxPartitionBytes; Spark's default is 128).")
+def run(db, strategy_path, customers_path, channel, id_column, channel_column, engine, master, partition_mb) -> None:
     """Decide for every customer of a table with your strategy and the registered models, and log it.
 
     Where the log's strategy is managed (`klartext strategy`), the active version decides, and
-    a canary's customers get the canary's version."""
-    import pandas as pd
-
-    from decision_log import lifecycle
-    from decision_log.store import DecisionLog
-    from decision_log.writer import decide_and_log
-    from decisioning.errors import InputError
-    from decisioning.inputs import Requests
+    a canary's customers get the canary's version.  With --engine spark, Spark decides the
+    table's partitions side by side and each writes one Parquet shard of the log; the
+    decisions are the same as this process would make (`docs/scale.md`)."""
     from decisioning.strategy import load_strategy
+    from klartext import batch
 
     strategy = load_strategy(strategy_path) if strategy_path else None
-    suffix = Path(customers_path).suffix.lower()
-    if suffix not in (".csv", ".parquet"):
-        raise InputError(f"{customers_path}: unknown file type {suffix!r}.", "Use a .csv or .parquet file.")
-    try:
-        frame = pd.read_parquet(customers_path) if suffix == ".parquet" else pd.read_csv(customers_path)
-    except Exception as exc:  # pyarrow and pandas raise many kinds for a damaged file: all mean the same
-        kind = "Parquet" if suffix == ".parquet" else "CSV"
-        raise InputError(f"{customers_path} cannot be read as {kind}: {type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''}",
-                         f"Check that it is a complete {kind} file (re-export it); nothing was decided.") from None
-    if channel:
-        frame[channel_column] = channel
-    def requests(s, rows):
-        return Requests.from_frame(s, rows, customer_col=id_column, channel_col=channel_column)
+    plan = batch.Plan.now(id_column=id_column, channel_column=channel_column, channel=channel)
+    if engine == "spark":
+        from klartext import spark
 
-    # checked before the log is opened: a bad table writes nothing
-    checked = requests(strategy, frame) if strategy is not None else None
-    if strategy is None and not Path(db).exists():
-        raise InputError(f"No decision log at {db!r}, so there is no strategy deciding yet.",
-                         "Pass --strategy FILE for a new log.")
-    with DecisionLog.open(db, wait_s=WAIT_S) as log:
-        d = lifecycle.arrangement(log, strategy, ready=False)  # (a --strategy it runs is the champion)
-        if d.canary is None:
-            parts = [(d.champion, checked if checked is not None else requests(d.champion.strategy, frame))]
-        else:
-            if id_column not in frame.columns:  # the refusal that names the missing column
-                requests(d.champion.strategy, frame)
-            arm = d.route(log.pseudonymise(frame[id_column].astype(str).to_numpy(dtype=object)))
-            parts = [(e, requests(e.strategy, frame[arm == k]))  # every part checked before any is decided
-                     for k, e in enumerate(d.engines) if (arm == k).any()]
-        ts_now = int(__import__("time").time() * 1e6)
-        chosen = []
+        res = spark.run_spark(db, customers_path, strategy, plan, master, partition_mb=partition_mb, wait_s=WAIT_S,
+                              progress=lambda msg: click.echo(msg + " …", err=True))
+    else:
+        frame = batch.read_table(customers_path)
         with tqdm(total=len(frame), desc="Deciding and logging", unit=" decisions", file=sys.stderr,
                   bar_format=_BAR) as bar:
-            for e, req in parts:
-                ts = np.full(len(req), ts_now, dtype=np.int64)
-                for b in decide_and_log(log, e, req, ts, on_logged=bar.update):
-                    chosen += [e.strategy.action_ids[c[0]] if c else "(no action)" for c in b.chosen]
-    top = pd.Series(chosen).value_counts().head(8)
-    if len(parts) == 1:
-        click.echo(f"Logged {len(chosen):,} decisions of {parts[0][0].strategy.name} ({parts[0][0].strategy.version}) "
-                   f"to {db}. Most chosen:")
+            res = batch.run_local(db, frame, strategy, plan, on_logged=bar.update, wait_s=WAIT_S)
+    if len(res.versions) == 1:
+        name, version, _ = res.versions[0]
+        click.echo(f"Logged {res.decisions:,} decisions of {name} ({version}) to {db}"
+                   + (f" in {len(res.shards)} shard(s) ({res.decisions / res.seconds:,.0f} decisions/s)"
+                      if res.shards else "") + ". Most chosen:")
     else:
-        versions = ", ".join(f"{e.strategy.name} ({e.strategy.version}): {len(r):,}" for e, r in parts)
-        click.echo(f"Logged {len(chosen):,} decisions to {db} — {versions}. Most chosen:")
-    for a, k in top.items():
-        click.echo(f"  {a:<30} {k:>8,}  ({k / len(chosen):.1%})")
+        versions = ", ".join(f"{n} ({v}): {k:,}" for n, v, k in res.versions)
+        click.echo(f"Logged {res.decisions:,} decisions to {db} — {versions}. Most chosen:")
+    for a, k in res.chosen.head(8).items():
+        click.echo(f"  {a:<30} {k:>8,}  ({k / res.decisions:.1%})")
 
 
 @main.command()
