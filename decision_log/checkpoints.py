@@ -27,7 +27,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from decision_log import integrity
+from decision_log import integrity, shards
 from decision_log.schema import candidate_order
 from decisioning.errors import LogError
 
@@ -86,9 +86,12 @@ def load_public(path: str | Path) -> Ed25519PublicKey:
     return _load_pem(path, private=False)
 
 
-def make(con: duckdb.DuckDBPyConnection, key: Ed25519PrivateKey, log_name: str) -> dict[str, Any]:
-    """Verify the log, then sign its heads.  A log that does not verify is not signed."""
-    res = integrity.verify(con)
+def make(con: duckdb.DuckDBPyConnection, key: Ed25519PrivateKey, log_name: str,
+         verified: integrity.VerifyResult | None = None) -> dict[str, Any]:
+    """Verify the log (``verified``: the caller's full verification of it, e.g.
+    :meth:`DecisionLog.verify`, which also checks its shards), then sign its heads.  A log that
+    does not verify is not signed."""
+    res = verified if verified is not None else integrity.verify(con)
     if not res.ok:
         raise LogError(f"The log does not verify, so it is not signed: {res.problem}.",
                        "Run `klartext verify` and restore the log before taking a checkpoint.")
@@ -163,8 +166,7 @@ def _record_rows(con: duckdb.DuckDBPyConnection, seq: int, decision_id: str) -> 
     dec = con.sql(integrity.DECISION_SELECT + " WHERE seq = ?", params=[seq]).to_arrow_table()
     cand = con.sql(integrity.CANDIDATE_SELECT + f" WHERE decision_id = ? ORDER BY {candidate_order(con)}",
                    params=[decision_id]).to_arrow_table()
-    prev = con.execute("SELECT chain_hash FROM chain WHERE seq = ?", [seq - 1]).fetchall()
-    return dec, cand, prev[0][0] if prev else integrity.GENESIS
+    return dec, cand, shards.previous_hash(con, seq)
 
 
 def _recompute(dec: pa.Table, cand: pa.Table, previous_chain_hash: str) -> tuple[str, str]:
@@ -185,6 +187,14 @@ def prove(con: duckdb.DuckDBPyConnection, decision_id: str, checkpoint: dict[str
         raise LogError(f"Decision {decision_id!r} (position {seq}) was logged after the checkpoint "
                        f"(which ends at position {checkpoint.get('head_seq')}).",
                        "Take a new checkpoint with `klartext checkpoint`, then prove it against that one.")
+    side = shards.fresh_chains(con, seq, checkpoint["head_seq"])
+    if side:
+        raise LogError(f"Decision {decision_id!r} (position {seq}) is in a shard followed by shard {side[0]}, which "
+                       "Spark wrote side by side with a chain of its own: a proof cannot pass from one chain to the "
+                       "next yet.",
+                       "`klartext evidence` shows the decision's place in its shard's chain, and `klartext verify` "
+                       "checks every shard and the manifest that links them; a proof works for decisions after the "
+                       "last such shard.")
     dec, cand, prev_hash = _record_rows(con, seq, decision_id)
     after = [r[0] for r in con.execute("SELECT record_hash FROM chain WHERE seq > ? AND seq <= ? ORDER BY seq",
                                        [seq, checkpoint["head_seq"]]).fetchall()]

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import duckdb
 
-from decision_log import integrity, seals
+from decision_log import integrity, schema, seals
 from decisioning.errors import LogError
 
 FORMAT = "klartext-shards/1"
@@ -283,6 +283,11 @@ def reader(head: str, manifest: Manifest, wait_s: float = 0.0, damaged_ok: bool 
             time.sleep(0.05)
     tables = [r[0] for r in con.execute(
         "SELECT table_name FROM duckdb_tables() WHERE database_name = 'h' AND schema_name = 'main'").fetchall()]
+    # where a stretch of the chain starts, and the hash its first decision links to
+    con.execute("CREATE TABLE shard_starts (seq BIGINT, prev VARCHAR, shard VARCHAR)")
+    con.executemany("INSERT INTO shard_starts VALUES (?, ?, ?)",
+                    [(s.first_seq, s.prev, s.name) for s in manifest.shards] + [(manifest.tail[0] + 1, manifest.tail[1],
+                                                                                   None)])
     for t in tables:
         files = [f for f in manifest.files(t) if f not in gone]
         if t in TABLES and files:
@@ -291,6 +296,28 @@ def reader(head: str, manifest: Manifest, wait_s: float = 0.0, damaged_ok: bool 
         else:
             con.execute(f"CREATE VIEW {t} AS SELECT * FROM h.main.{t}")
     return con
+
+
+def previous_hash(con: duckdb.DuckDBPyConnection, seq: int) -> str:
+    """The chain hash decision ``seq`` links to: the one before it, or — where a shard starts
+    a chain of its own (written side by side by Spark) — the shard's starting hash."""
+    if schema.has_table(con, "shard_starts"):
+        row = con.execute("SELECT prev FROM shard_starts WHERE seq = ?", [seq]).fetchall()
+        if row:
+            return row[0][0]
+    row = con.execute("SELECT chain_hash FROM chain WHERE seq = ?", [seq - 1]).fetchall()
+    return row[0][0] if row else integrity.GENESIS
+
+
+def fresh_chains(con: duckdb.DuckDBPyConnection, after: int, upto: int) -> list[str]:
+    """The shards that start a chain of their own between positions ``after`` (excluded) and
+    ``upto``: a chain path from one to the other has to pass through the manifest there."""
+    if not schema.has_table(con, "shard_starts"):
+        return []
+    return [r[0] for r in con.execute(
+        "SELECT s.shard FROM shard_starts s LEFT JOIN chain c ON c.seq = s.seq - 1 WHERE s.seq > ? AND s.seq <= ? "
+        "AND s.shard IS NOT NULL AND s.prev IS DISTINCT FROM coalesce(c.chain_hash, ?) ORDER BY s.seq",
+        [after, upto, integrity.GENESIS]).fetchall()]
 
 
 def head_cursor(con: duckdb.DuckDBPyConnection, sharded: bool) -> duckdb.DuckDBPyConnection:

@@ -428,7 +428,7 @@ def checkpoint(db: str, key_path: str, out: str) -> None:
 
     key = checkpoints.load_private(key_path)
     with _read(db) as log:
-        ckpt = checkpoints.make(log.con.cursor(), key, Path(db).name)
+        ckpt = checkpoints.make(log.con.cursor(), key, Path(db).name, log.verify())
     Path(out).write_text(json.dumps(ckpt, indent=2) + "\n")
     click.echo(f"Signed checkpoint of {ckpt['decisions']:,} decisions (head {ckpt['head_hash'][:16]}…) "
                f"written to {out}.")
@@ -1488,8 +1488,25 @@ def access_log(db: str, customer: str | None, user: str | None, limit: int, as_j
                    f"{'  why: ' + r.why if isinstance(r.why, str) else ''}")
 
 
+def _day_or_days_ago(text: str, opt: str):
+    """A day given as YYYY-MM-DD, or as ``Nd`` (N days before today, UTC)."""
+    import re
+    from datetime import UTC, date, datetime, timedelta
+
+    m = re.fullmatch(r"\s*(\d{1,5})\s*d\s*", text)
+    if m:
+        return datetime.now(UTC).date() - timedelta(days=int(m.group(1)))
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise KlartextError(f"{opt} {text!r} is not a date.",
+                            "Write it as YYYY-MM-DD (e.g. 2026-06-01) or as days ago (e.g. 180d).") from None
+
+
 @main.command()
-@click.option("--before", required=True, help="Archive the decisions made before this day (YYYY-MM-DD, UTC).")
+@click.option("--before", required=True,
+              help="Archive the decisions made before this day: YYYY-MM-DD (UTC), or N days ago as Nd (180d: "
+                   "keep six months in the file).")
 @click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file, or a log directory).")
 @lang_option
 def archive(before: str, db: str, lang: str | None) -> None:
@@ -1500,14 +1517,11 @@ def archive(before: str, db: str, lang: str | None) -> None:
     hash chain, and the log seals its place in the shard manifest: `klartext verify` checks
     the file and every shard as one log, and every command reads them as one.
     """
-    from datetime import UTC, date, datetime
+    from datetime import UTC, datetime
 
     from decision_log.store import DecisionLog
 
-    try:
-        day = date.fromisoformat(before)
-    except ValueError:
-        raise KlartextError(f"--before {before!r} is not a date.", "Write it as YYYY-MM-DD, e.g. 2026-06-01.") from None
+    day = _day_or_days_ago(before, "--before")
     cut = datetime(day.year, day.month, day.day, tzinfo=UTC)
     with DecisionLog.open(db, create=False, wait_s=WAIT_S) as log:
         shard = log.archive(cut)

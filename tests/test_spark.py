@@ -137,3 +137,26 @@ def test_run_command_with_spark(demo_log, customers, tmp_path):
     out = subprocess.run([sys.executable, "-m", "klartext.cli", "run", "--engine", "spark", "--customers", str(csv),
                           "--db", str(logdir)], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 2 and "--engine spark reads Parquet tables" in out.stderr
+
+
+def test_checkpoint_evidence_and_proofs_on_a_spark_log(spark_log, tmp_path):
+    from decision_log import checkpoints
+
+    logdir, res = spark_log
+    priv, pub = checkpoints.keygen(tmp_path / "signing.key")
+    with DecisionLog.open(logdir, read_only=True) as log:
+        ckpt = checkpoints.make(log.con.cursor(), checkpoints.load_private(priv), "logdir", log.verify())
+        assert ckpt["decisions"] == 8000 and ckpt["head_seq"] == 8000
+        assert checkpoints.check(log.con.cursor(), ckpt, checkpoints.load_public(pub)) is None
+        manifest = log.manifest
+        first, last = manifest.shards[1], manifest.shards[-1]
+        # a decision that starts a Spark shard links to the shard's own start, not to the decision before it
+        did = log.con.execute("SELECT decision_id FROM decisions WHERE seq = ?", [first.first_seq]).fetchall()[0][0]
+        status = checkpoints.record_status(log.con.cursor(), did)
+        assert status["record_intact"] and status["link_intact"] and status["previous_chain_hash"] == first.prev
+        with pytest.raises(Exception, match=f"followed by shard {manifest.shards[2].name}"):
+            checkpoints.prove(log.con.cursor(), did, ckpt)
+        newest = log.con.execute("SELECT decision_id FROM decisions WHERE seq = ?", [last.first_seq + 3]
+                                 ).fetchall()[0][0]
+        proof = checkpoints.prove(log.con.cursor(), newest, ckpt)
+    assert checkpoints.check_proof(proof, checkpoints.load_public(pub))["decision_id"] == newest
