@@ -78,6 +78,8 @@ class Shard:
     outcomes_digest: str  #: :func:`decision_log.seals.write_digest` of its outcome rows
     created: str
     link: str = ""
+    #: The sealed purge record (``purge:<n>`` in the log's meta) that deleted its files, if one did.
+    purged: str | None = None
 
     def body(self) -> list:
         """What the link commits to: everything that can be read back from the files (not
@@ -122,13 +124,13 @@ class Manifest:
         shards = []
         for i, e in enumerate(data["shards"]):
             try:
-                s = Shard(**{k: e[k] for k in Shard.__dataclass_fields__})
+                s = Shard(**{k: e[k] for k in Shard.__dataclass_fields__ if k != "purged"}, purged=e.get("purged"))
             except (TypeError, KeyError) as exc:
                 raise LogError(f"{where}: entry {i + 1} is incomplete ({exc}).", fix) from exc
             ints = (s.first_seq, s.last_seq, s.decisions, s.candidates, s.outcomes)
             texts = (s.name, s.prev, s.head, s.outcomes_digest, s.created, s.link)
             if not all(type(v) is int and v >= 0 for v in ints) or not all(isinstance(v, str) for v in texts) \
-                    or not _NAME.match(s.name):
+                    or not _NAME.match(s.name) or not (s.purged is None or isinstance(s.purged, str)):
                 raise LogError(f"{where}: entry {i + 1} has a value of the wrong kind ({json.dumps(e)[:200]}).", fix)
             shards.append(s)
         return cls(root, shards)
@@ -156,11 +158,17 @@ class Manifest:
     def next_name(self) -> str:
         return f"{max((int(s.name) for s in self.shards), default=0) + 1:06d}"
 
+    @property
+    def live(self) -> list[Shard]:
+        """The shards whose decisions are kept (not purged)."""
+        return [s for s in self.shards if s.purged is None]
+
     def files(self, table: str) -> list[str]:
-        return [str(s.file(self.root, table)) for s in self.shards]
+        return [str(s.file(self.root, table)) for s in self.live]
 
     def total(self) -> int:
-        return sum(s.decisions for s in self.shards)
+        """How many decisions the kept shards hold."""
+        return sum(s.decisions for s in self.live)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -253,6 +261,60 @@ def describe(directory: Path, name: str, prev: str) -> Shard:
 
 # -- reading -------------------------------------------------------------------------------
 
+# -- purging -------------------------------------------------------------------------------
+
+PURGE_FORMAT = "klartext-purge/1"
+PURGE_PREFIX = "purge:"
+
+
+def purge_records(head_con: duckdb.DuckDBPyConnection) -> dict[str, dict]:
+    """The purge records the log sealed into its ``meta``, by key (``purge:1``, …)."""
+    out = {}
+    for k, v in head_con.execute("SELECT key, value FROM meta WHERE starts_with(key, ?)", [PURGE_PREFIX]).fetchall():
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = {"format": "unreadable"}
+    return out
+
+
+def _canonical(payload: dict) -> bytes:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def sign_purge(payload: dict, key) -> dict:
+    """The purge record ``payload`` signed with the Ed25519 ``key`` (a checkpoint key from
+    ``klartext keygen``): whoever holds the public key can tell it from a forged one."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    payload = {**payload, "format": PURGE_FORMAT, "public_key": base64.b64encode(raw).decode()}
+    return {**payload, "signature": base64.b64encode(key.sign(_canonical(payload))).decode()}
+
+
+def purge_signature_problem(record: dict, public=None) -> str | None:
+    """What is wrong with a purge record's signature (None: it is valid under the key it names,
+    and under ``public`` where given)."""
+    import base64
+
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    if not isinstance(record, dict) or record.get("format") != PURGE_FORMAT or "signature" not in record:
+        return "it is not a Klartext purge record"
+    payload = {k: v for k, v in record.items() if k != "signature"}
+    try:
+        key = Ed25519PublicKey.from_public_bytes(base64.b64decode(record["public_key"]))
+        key.verify(base64.b64decode(record["signature"]), _canonical(payload))
+        if public is not None:
+            public.verify(base64.b64decode(record["signature"]), _canonical(payload))
+    except (InvalidSignature, ValueError, TypeError, KeyError):
+        return "its signature does not verify (the record was changed)"
+    return None
+
+
 def missing(manifest: Manifest) -> list[str]:
     """The files of listed shards that are not on disk."""
     return [f for t in TABLES for f in manifest.files(t) if not Path(f).is_file()]
@@ -344,13 +406,17 @@ def sealed_links(head_con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     return {k[len(META_PREFIX):]: v for k, v in rows}
 
 
-def check_manifest(manifest: Manifest, sealed: dict[str, str]) -> str | None:
+def check_manifest(manifest: Manifest, sealed: dict[str, str], purges: dict[str, dict] | None = None
+                   ) -> str | None:
     """What is wrong with the list of shards (None: it is the one the log sealed, in its
-    order, and every shard's files are there and no others)."""
+    order, every kept shard's files are there and no others, and every purged shard is named
+    by a purge record the log sealed)."""
+    purges = purges or {}
     root = manifest.root
     listed = {s.name for s in manifest.shards}
     on_disk = {p.name for p in root.iterdir() if not p.name.startswith(".") and p.name != MANIFEST} \
         if root.exists() else set()
+    purged_names = {s.name for s in manifest.shards if s.purged is not None}
     for name in sorted(on_disk - listed):
         if name in sealed:
             return (f"shard {name} is on disk and was sealed by the log, but the manifest no longer lists it (its "
@@ -368,6 +434,13 @@ def check_manifest(manifest: Manifest, sealed: dict[str, str]) -> str | None:
         if want != s.link or sealed[s.name] != s.link:
             return (f"shard {s.name} (position {i + 1} in the manifest): its entry does not match the link the log "
                     "sealed for it (the manifest was edited, or its shards reordered)")
+        if s.purged is not None:
+            record = purges.get(s.purged)
+            if record is None or s.link not in {e.get("link") for e in record.get("shards", [])}:
+                return (f"shard {s.name} is marked purged ({s.purged}), but the log holds no purge record that names "
+                        "it (its decisions were deleted outside Klartext)")
+            prev_link, expect_seq = s.link, s.last_seq + 1
+            continue
         if not (root / s.name).is_dir():
             return f"shard {s.name} is listed in the manifest but its directory is missing (it was deleted)"
         for t in TABLES:
@@ -376,6 +449,14 @@ def check_manifest(manifest: Manifest, sealed: dict[str, str]) -> str | None:
         prev_link, expect_seq = s.link, s.last_seq + 1
     for name in sorted(set(sealed) - listed):
         return f"shard {name} was sealed by the log but is missing from the manifest and the disk (it was deleted)"
+    for name, record in purges.items():
+        named = {e.get("name") for e in record.get("shards", [])}
+        if not named <= purged_names:
+            return (f"the purge record {name} of {record.get('at')} names shard {sorted(named - purged_names)[0]}, "
+                    "which the manifest does not mark purged (the manifest was edited)")
+        problem = purge_signature_problem(record)
+        if problem:
+            return f"the purge record {name}: {problem}"
     return None
 
 
@@ -420,11 +501,11 @@ def verify(manifest: Manifest, head_con: duckdb.DuckDBPyConnection,
            progress: Callable[[int, int], None] | None = None) -> integrity.VerifyResult | None:
     """The manifest and every shard (None: all intact).  A problem names the shard and, where
     it is in the chain, the decision."""
-    problem = check_manifest(manifest, sealed_links(head_con))
+    problem = check_manifest(manifest, sealed_links(head_con), purge_records(head_con))
     if problem:
         return integrity.VerifyResult(False, manifest.total(), manifest.head_link, problem=problem, table="shards")
     total, done = manifest.total(), 0
-    for s in manifest.shards:
+    for s in manifest.live:
         res = verify_shard(manifest.root, s, None if progress is None else
                            (lambda d, _n, base=done: progress(base + d, total)))
         if not res.ok:
@@ -433,6 +514,29 @@ def verify(manifest: Manifest, head_con: duckdb.DuckDBPyConnection,
             return res
         done += s.decisions
     return None
+
+
+def finish_purges(con: duckdb.DuckDBPyConnection, manifest: Manifest, done: list[str] | None = None) -> None:
+    """Mark the shards a sealed purge record names as purged in the manifest and delete their
+    files (what a purge killed after its record committed had left)."""
+    changed = False
+    for key, record in purge_records(con).items():
+        links = {e.get("link") for e in record.get("shards", []) if isinstance(e, dict)}
+        for i, s in enumerate(manifest.shards):
+            if s.link in links and s.purged is None:
+                manifest.shards[i] = replace(s, purged=key)
+                changed = True
+    if changed:
+        manifest.save()
+        if done is not None:
+            done.append("a purge that was killed after its record was sealed: finished")
+    for s in manifest.shards:
+        if s.purged is not None and (manifest.root / s.name).exists():
+            gone = manifest.root / f".purged-{s.name}"
+            os.replace(manifest.root / s.name, gone)
+            shutil.rmtree(gone, ignore_errors=True)
+    for p in manifest.root.glob(".purged-*"):
+        shutil.rmtree(p, ignore_errors=True)
 
 
 def seal_links(con: duckdb.DuckDBPyConnection, manifest: Manifest, new: list[Shard]) -> list[Shard]:
@@ -491,6 +595,7 @@ def recover(con: duckdb.DuckDBPyConnection, manifest: Manifest) -> list[str]:
         publish(manifest, [found])
         listed.add(name)
         done.append(f"shard {name} was sealed but not yet in the manifest: put back in")
+    finish_purges(con, manifest, done)
     for p in sorted(manifest.root.glob(".pending-*")):
         if p.name[len(".pending-"):] not in sealed:
             shutil.rmtree(p, ignore_errors=True)

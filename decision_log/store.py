@@ -799,8 +799,17 @@ class DecisionLog:
                                          f"at {tail_seq} (decisions were deleted or archived twice)")
         res.n_decisions = total
         if res.ok:
-            res.notes.insert(0, f"{len(self.manifest.shards)} shard(s) intact: decisions 1 to {tail_seq:,} in "
-                                f"{self.manifest.root} (manifest head {self.manifest.head_link[:16]}…)")
+            live, purged = self.manifest.live, [s for s in self.manifest.shards if s.purged is not None]
+            if live:
+                res.notes.insert(0, f"{len(live)} shard(s) intact: decisions {live[0].first_seq:,} to {tail_seq:,} in "
+                                    f"{self.manifest.root} (manifest head {self.manifest.head_link[:16]}…)")
+            for key, record in shards.purge_records(cur).items():
+                res.notes.append(f"{record['decisions']:,} decisions (positions {record['shards'][0]['first_seq']:,} "
+                                 f"to {record['shards'][-1]['last_seq']:,}) were purged on {record['at'][:10]} by "
+                                 f"{record['by']} ({key}: {record['reason']}; signed by key "
+                                 f"{record['public_key'][:16]}…)")
+            if purged and not live and not in_head:
+                res.notes.append("every decision of the log was purged")
         return res
 
     def links(self) -> integrity.VerifyResult:
@@ -808,11 +817,11 @@ class DecisionLog:
         if not self.sharded:
             return integrity.links(self.con.cursor())
         cur = self._head_cursor()
-        problem = shards.check_manifest(self.manifest, shards.sealed_links(cur))
+        problem = shards.check_manifest(self.manifest, shards.sealed_links(cur), shards.purge_records(cur))
         total = self.manifest.total() + int(cur.execute("SELECT count(*) FROM decisions").fetchall()[0][0])
         if problem:
             return integrity.VerifyResult(False, total, self.manifest.head_link, problem=problem, table="shards")
-        for s in self.manifest.shards:
+        for s in self.manifest.live:
             con = shards.shard_connection(self.manifest.root, s)
             try:
                 res = integrity.links(con, s.prev)
@@ -880,6 +889,66 @@ class DecisionLog:
         shards.publish(self.manifest, [shard])
         self.con.execute("CHECKPOINT")
         return shard
+
+    #: AI Act Art. 19: deployers keep the logs of a high-risk system at least six months.
+    MIN_RETENTION_DAYS = 183
+
+    def purge(self, before: datetime, key, by: str, reason: str, allow_under_six_months: bool = False
+              ) -> dict | None:
+        """Delete the oldest decisions — whole shards, every decision in them made before
+        ``before`` — past the retention period, and seal a purge record signed with ``key``
+        (an Ed25519 key from ``klartext keygen``) that names each deleted shard, its positions,
+        counts and chain link: ``verify`` then tells the purge from a deletion.  The file's own
+        decisions before ``before`` are archived into a shard first.  Returns the record (None:
+        nothing to purge).  Cached explanations of the purged decisions are deleted with them.
+
+        Decisions younger than six months (AI Act Art. 19) are refused unless
+        ``allow_under_six_months``."""
+        if self.read_only:
+            raise LogError(f"The log {self.path!r} is open read-only.", "Open it without read_only to purge.")
+        youngest_allowed = datetime.now(UTC) - pd.Timedelta(days=self.MIN_RETENTION_DAYS).to_pytimedelta()
+        if before > youngest_allowed and not allow_under_six_months:
+            raise InputError(f"Purging before {before:%Y-%m-%d} would delete decisions younger than six months "
+                             f"(before {youngest_allowed:%Y-%m-%d} is the latest allowed).",
+                             "The AI Act (Art. 19) asks deployers to keep the logs at least six months: purge before "
+                             "an earlier day (e.g. --before 365d), or pass --allow-under-six-months where another "
+                             "law requires it (and say which in --reason).")
+        self.archive(before)
+        cur = self.con
+        victims = []
+        for s in self.manifest.live:
+            last_ts = duckdb.connect().execute(
+                f"SELECT max(ts) FROM read_parquet({shards._sql_text(str(s.file(self.manifest.root, 'decisions')))})"
+            ).fetchall()[0][0]
+            if last_ts is None or last_ts >= before:
+                break
+            victims.append((s, last_ts))
+        if not victims:
+            return None
+        n = 1 + len(shards.purge_records(cur))
+        record = shards.sign_purge({
+            "log": Path(self.path).name, "before": before.isoformat(), "at": datetime.now(UTC).isoformat(
+                timespec="seconds"), "by": by, "reason": reason,
+            "decisions": sum(s.decisions for s, _ in victims),
+            "shards": [{"name": s.name, "first_seq": s.first_seq, "last_seq": s.last_seq, "decisions": s.decisions,
+                        "head": s.head, "link": s.link, "newest": ts.isoformat()} for s, ts in victims],
+        }, key)
+        ids = shards._parquet([str(s.file(self.manifest.root, "decisions")) for s, _ in victims])
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            with seals.sealed_write(cur, "meta", in_transaction=True) as seq:
+                cur.execute("INSERT INTO meta (key, value, seal_seq) VALUES (?, ?, ?)",
+                            [f"{shards.PURGE_PREFIX}{n}", json.dumps(record), seq])
+            cur.execute(f"DELETE FROM explanations WHERE decision_id IN (SELECT decision_id FROM {ids})")
+            cur.execute("COMMIT")
+        except BaseException:
+            try:
+                cur.execute("ROLLBACK")
+            except duckdb.Error:
+                pass
+            raise
+        shards.finish_purges(cur, self.manifest)
+        return record
 
     def verify_and_record(self, actor: str, via: str) -> integrity.VerifyResult:
         """A full :meth:`verify`, recorded in the compliance register (when there is one or it

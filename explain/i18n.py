@@ -796,6 +796,12 @@ TEXT: dict[str, tuple[str, str]] = {
                          "{n} Entscheidungen (Positionen {lo} bis {hi}) nach {path} archiviert ({mb} MB Parquet). Die "
                          "Log-Datei behält {left} Entscheidungen (ab {since}); `klartext verify` prüft Datei und alle "
                          "Shards als ein Log."),
+    "cli.purge_nothing": ("Nothing to purge: no shard of {db} holds only decisions made before {day}.",
+                          "Nichts zu löschen: kein Shard von {db} enthält nur Entscheidungen vor dem {day}."),
+    "cli.purge_done": ("Purged {n} decisions ({k} shard(s), positions {lo} to {hi}). The purge record, signed with key "
+                       "{key}…, is sealed in the log: `klartext verify` names it.",
+                       "{n} Entscheidungen gelöscht ({k} Shard(s), Positionen {lo} bis {hi}). Das Löschprotokoll, "
+                       "signiert mit Schlüssel {key}…, ist im Log versiegelt: `klartext verify` nennt es."),
     "cli.verify_table_failed": ("FAILED in table {table}: {problem}.", "FEHLGESCHLAGEN in Tabelle {table}: {problem}."),
     "cli.verify_failed": ("FAILED at decision {id} (position {seq}): {problem}.",
                           "FEHLGESCHLAGEN bei Entscheidung {id} (Position {seq}): {problem}."),

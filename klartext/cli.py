@@ -1537,6 +1537,47 @@ def archive(before: str, db: str, lang: str | None) -> None:
                   since=str(first) if first else "—"))
 
 
+@main.command()
+@click.option("--before", required=True,
+              help="Purge the decisions made before this day: YYYY-MM-DD (UTC), or N days ago as Nd (e.g. 365d).")
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file, or a log directory).")
+@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False, exists=True),
+              help="The signing key from `klartext keygen`: the purge record is signed with it.")
+@click.option("--by", "by", default=None, help="Who purges (default: $KLARTEXT_USER, else your login name).")
+@click.option("--reason", required=True, help="Why, e.g. the retention rule that applies.")
+@click.option("--allow-under-six-months", is_flag=True,
+              help="Also purge decisions younger than six months (the AI Act's Art. 19 minimum): say why in --reason.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@lang_option
+def purge(before: str, db: str, key_path: str, by: str | None, reason: str, allow_under_six_months: bool,
+          yes: bool, lang: str | None) -> None:
+    """Delete decisions past their retention period, leaving a signed record of what was purged.
+
+    Whole shards go (the file's own older decisions are archived into one first); the purge
+    record — who, when, why, and each shard's positions, counts and chain link, signed with
+    your key — is sealed into the log, so `klartext verify` tells the purge from a deletion.
+    """
+    from datetime import UTC, datetime
+
+    from decision_log import checkpoints
+    from decision_log.store import DecisionLog
+
+    day = _day_or_days_ago(before, "--before")
+    cut = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    key = checkpoints.load_private(key_path)
+    if not yes:
+        click.confirm(f"Delete every decision of {db} made before {day} for good (whole shards)?", abort=True,
+                      err=True)
+    with DecisionLog.open(db, create=False, wait_s=WAIT_S) as log:
+        record = log.purge(cut, key, _actor(by), reason, allow_under_six_months)
+    if record is None:
+        click.echo(_t("cli.purge_nothing", lang, db=db, day=day.isoformat()))
+        return
+    click.echo(_t("cli.purge_done", lang, n=_n(record["decisions"], lang), k=len(record["shards"]),
+                  lo=_n(record["shards"][0]["first_seq"], lang), hi=_n(record["shards"][-1]["last_seq"], lang),
+                  key=record["public_key"][:16]))
+
+
 def _add_lifecycle() -> None:
     from klartext.strategy_cli import strategy
 

@@ -258,3 +258,94 @@ def test_a_hostile_manifest_is_refused_with_its_problem(archived_copy):
     with pytest.raises(Exception) as info:
         DecisionLog.open(db, read_only=True)
     assert "wrong kind" in str(info.value)
+
+
+# -- purge ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def signing(tmp_path):
+    from decision_log import checkpoints
+
+    priv, pub = checkpoints.keygen(tmp_path / "signing.key")
+    return priv, pub
+
+
+def _cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "klartext.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_purge_leaves_a_signed_record_that_verify_tells_from_a_deletion(archived_copy, signing):
+    from decision_log import checkpoints
+
+    db, before, (first, second) = archived_copy
+    with DecisionLog.open(db, read_only=True) as log:
+        cut = log.con.execute("SELECT max(ts) FROM decisions WHERE seq = ?", [first.last_seq]).fetchall()[0][0]
+        kept_ids = [r[0] for r in log.con.execute("SELECT decision_id FROM decisions WHERE seq > ? ORDER BY seq",
+                                                  [first.last_seq]).fetchall()]
+    day = (cut + pd.Timedelta(days=1)).date().isoformat()
+    out = _cli("purge", "--db", str(db), "--before", day, "--key", str(signing[0]), "--by", "dpo", "--reason",
+               "retention rule R-7", "--yes")
+    assert out.returncode == 2 and "younger than six months" in out.stderr and "Art. 19" in out.stderr
+    with DecisionLog.open(db) as log:  # nothing was purged by the refusal
+        assert log.manifest.live == log.manifest.shards
+    with DecisionLog.open(db) as log:
+        record = log.purge(datetime.fromisoformat(day).replace(tzinfo=UTC), checkpoints.load_private(signing[0]),
+                           "dpo", "retention rule R-7", allow_under_six_months=True)
+    assert [s["name"] for s in record["shards"]] == ["000001"] and record["decisions"] == first.decisions
+    assert not (shards.root_of(str(db)) / "000001").exists()
+    out = _cli("verify", "--db", str(db))
+    assert out.returncode == 0, out.stdout
+    assert f"{first.decisions:,} decisions (positions 1 to {first.last_seq:,}) were purged" in out.stdout
+    assert "by dpo" in out.stdout and "retention rule R-7" in out.stdout
+    with DecisionLog.open(db, read_only=True) as log:  # every reader sees the rest
+        assert [r[0] for r in log.con.execute("SELECT decision_id FROM decisions ORDER BY seq").fetchall()] == kept_ids
+        assert replay(log, kept_ids[:3])[0].reproduced
+        assert shards.purge_signature_problem(record, checkpoints.load_public(signing[1])) is None
+    # an attacker who deletes the next shard and marks it "purged" in the manifest is named
+    root = shards.root_of(str(db))
+    m = json.loads((root / "manifest.json").read_text())
+    m["shards"][1]["purged"] = "purge:1"
+    (root / "manifest.json").write_text(json.dumps(m))
+    shutil.rmtree(root / "000002")
+    out = _cli("verify", "--db", str(db))
+    assert out.returncode == 1 and "shard 000002 is marked purged" in out.stdout, out.stdout
+
+
+def test_a_forged_purge_record_is_named(archived_copy, signing):
+    from decision_log import checkpoints
+
+    db, _, (first, _) = archived_copy
+    with DecisionLog.open(db) as log:
+        log.purge(datetime(2100, 1, 1, tzinfo=UTC), checkpoints.load_private(signing[0]), "dpo", "test",
+                  allow_under_six_months=True)
+    con = duckdb.connect(str(db))
+    value = json.loads(con.execute("SELECT value FROM meta WHERE key = 'purge:1'").fetchall()[0][0])
+    value["by"] = "someone else"
+    con.execute("UPDATE meta SET value = ? WHERE key = 'purge:1'", [json.dumps(value)])
+    con.close()
+    out = _cli("verify", "--db", str(db))
+    assert out.returncode == 1 and ("signature does not verify" in out.stdout or "meta" in out.stdout), out.stdout
+
+
+def test_a_purge_killed_after_its_record_was_sealed_is_finished(archived_copy, signing, monkeypatch):
+    from decision_log import checkpoints
+
+    db, _, (first, _) = archived_copy
+    real = shards.finish_purges
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    with DecisionLog.open(db, read_only=True) as log:
+        day = log.con.execute("SELECT max(ts) FROM decisions WHERE seq = ?", [first.last_seq]).fetchall()[0][0]
+    with pytest.raises(KeyboardInterrupt), DecisionLog.open(db) as log:
+        monkeypatch.setattr(shards, "finish_purges", killed)  # killed right after the record committed
+        log.purge(day + pd.Timedelta(seconds=1), checkpoints.load_private(signing[0]), "dpo", "t",
+                  allow_under_six_months=True)
+    monkeypatch.setattr(shards, "finish_purges", real)
+    assert (shards.root_of(str(db)) / "000001").exists()  # the record is sealed, the files are still there
+    with DecisionLog.open(db) as log:  # the next writer finishes it
+        assert log.manifest.shards[0].purged == "purge:1"
+    assert not (shards.root_of(str(db)) / "000001").exists()
+    assert DecisionLog.open(db, read_only=True).verify().ok
