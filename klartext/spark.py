@@ -72,8 +72,11 @@ def session(master: str, partition_mb: float | None = None):
          .config("spark.sql.execution.arrow.maxRecordsPerBatch", "20000")
          .config("spark.sql.session.timeZone", "UTC"))
     spark = b.getOrCreate()
-    # a runtime setting, so that it also holds for a session this process started before
+    # runtime settings, so that they also hold for a session this process started before: a
+    # small cost per file, so that a table of one file is split across every core (Spark's
+    # default of 4 MB keeps a table of up to 4 MB × cores in one partition)
     spark.conf.set("spark.sql.files.maxPartitionBytes", str(int((partition_mb or 128) * 2**20)))
+    spark.conf.set("spark.sql.files.openCostInBytes", str(256 * 1024))
     spark.sparkContext.setLogLevel("ERROR")
     return spark
 
@@ -150,7 +153,7 @@ def run_spark(db: str, customers: str, strategy, plan: Plan, master: str = "loca
             raise LogError(f"Partition {wrong[0]} decided {done.get(wrong[0], {}).get('decisions', 0):,} rows, "
                            f"{plan_p[wrong[0]]['rows']:,} were counted: the input changed during the run. Nothing was "
                            "logged.", "Run it again on a table that is not being written.")
-        new = [shards.Shard(**{k: done[p][k] for k in shards.Shard.__dataclass_fields__ if k != "link"})
+        new = [shards.Shard(**{k: done[p][k] for k in shards.Shard.__dataclass_fields__ if k not in ("link", "purged")})
                for p in sorted(done)]
         log.con.execute("BEGIN TRANSACTION")
         try:
