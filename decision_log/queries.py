@@ -115,20 +115,23 @@ def decision_record(con: duckdb.DuckDBPyConnection, decision_id: str) -> dict | 
 
 
 def contact_history(
-    con: duckdb.DuckDBPyConnection, customer: str, strategy: Strategy, now: datetime | None = None
+    con: duckdb.DuckDBPyConnection, customer: str, strategy: Strategy, now: datetime | None = None,
+    decisions: str = "decisions",
 ) -> tuple[dict[str, int], dict[str, dict]]:
     """Contact counts per limited channel and recent rejections per action for one customer.
 
     A contact is a logged decision on that channel that selected an action, within the
     channel's ``period_days``; rejections are ``rejected`` outcomes within the suppression
     window.  Returns the ``contacts`` and ``rejections`` parts of a decision request.
+    ``decisions``: where the decisions are (a writer of a sharded log passes
+    :meth:`DecisionLog.history_source`, its file's and its recent shards').
     """
     now = now or datetime.now(UTC)
     contacts: dict[str, int] = {}
     for lim in strategy.contact_limits:
         since = now - timedelta(days=lim.period_days)
         n = con.execute(
-            "SELECT count(*) FROM decisions WHERE customer = ? AND channel = ? AND ts >= ? "
+            f"SELECT count(*) FROM {decisions} WHERE customer = ? AND channel = ? AND ts >= ? "
             "AND chosen_action IS NOT NULL", [customer, lim.channel, since]).fetchall()[0][0]
         if n:
             contacts[lim.channel] = int(n)
@@ -136,9 +139,9 @@ def contact_history(
     if strategy.suppression is not None:
         since = now - timedelta(days=strategy.suppression.within_days)
         rows = con.execute(
-            """
+            f"""
             SELECT o.action_id, count(*) AS n, max(o.ts) AS last
-            FROM outcomes o JOIN decisions d USING (decision_id)
+            FROM outcomes o JOIN {decisions} d USING (decision_id)
             WHERE d.customer = ? AND o.outcome = 'rejected' AND o.ts >= ? AND o.action_id IS NOT NULL
             GROUP BY o.action_id
             """, [customer, since]).fetchall()

@@ -76,6 +76,8 @@ class Shard:
     prev: str  #: the chain hash its first decision links to
     head: str  #: the chain hash of its last decision
     outcomes_digest: str  #: :func:`decision_log.seals.write_digest` of its outcome rows
+    first_ts: str  #: when its oldest decision was made (ISO 8601, UTC)
+    last_ts: str  #: when its newest decision was made
     created: str
     link: str = ""
     #: The sealed purge record (``purge:<n>`` in the log's meta) that deleted its files, if one did.
@@ -86,7 +88,7 @@ class Shard:
         ``created``), so that a shard sealed by a run that was killed before it saved the
         manifest can be put back in (:func:`recover`)."""
         return [self.name, self.first_seq, self.last_seq, self.decisions, self.candidates, self.outcomes,
-                self.prev, self.head, self.outcomes_digest]
+                self.prev, self.head, self.outcomes_digest, self.first_ts, self.last_ts]
 
     def file(self, root: Path, table: str) -> Path:
         return root / self.name / f"{table}.parquet"
@@ -128,10 +130,15 @@ class Manifest:
             except (TypeError, KeyError) as exc:
                 raise LogError(f"{where}: entry {i + 1} is incomplete ({exc}).", fix) from exc
             ints = (s.first_seq, s.last_seq, s.decisions, s.candidates, s.outcomes)
-            texts = (s.name, s.prev, s.head, s.outcomes_digest, s.created, s.link)
+            texts = (s.name, s.prev, s.head, s.outcomes_digest, s.first_ts, s.last_ts, s.created, s.link)
             if not all(type(v) is int and v >= 0 for v in ints) or not all(isinstance(v, str) for v in texts) \
                     or not _NAME.match(s.name) or not (s.purged is None or isinstance(s.purged, str)):
                 raise LogError(f"{where}: entry {i + 1} has a value of the wrong kind ({json.dumps(e)[:200]}).", fix)
+            try:
+                datetime.fromisoformat(s.first_ts), datetime.fromisoformat(s.last_ts)
+            except ValueError:
+                raise LogError(f"{where}: entry {i + 1} has a value of the wrong kind (its times are not ISO 8601: "
+                               f"{s.first_ts[:40]!r}, {s.last_ts[:40]!r}).", fix) from None
             shards.append(s)
         return cls(root, shards)
 
@@ -163,8 +170,11 @@ class Manifest:
         """The shards whose decisions are kept (not purged)."""
         return [s for s in self.shards if s.purged is None]
 
-    def files(self, table: str) -> list[str]:
-        return [str(s.file(self.root, table)) for s in self.live]
+    def files(self, table: str, since: datetime | None = None) -> list[str]:
+        """The Parquet files of ``table`` of the kept shards (``since``: of those with a
+        decision made at or after it)."""
+        return [str(s.file(self.root, table)) for s in self.live
+                if since is None or datetime.fromisoformat(s.last_ts) >= since]
 
     def total(self) -> int:
         """How many decisions the kept shards hold."""
@@ -186,6 +196,17 @@ def _fsync_dir(path: Path) -> None:
 
 def _sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def history_source(manifest: Manifest | None, since: datetime) -> str:
+    """``decisions`` as the contact history of a writer reads it: its file's decisions and those
+    of every shard with a decision since ``since`` (a Spark batch run's, archived ones are older
+    than any contact window).  Columns: decision_id, ts, customer, channel, chosen_action."""
+    cols = "decision_id, ts, customer, channel, chosen_action"
+    files = manifest.files("decisions", since) if manifest is not None else []
+    if not files:
+        return "decisions"
+    return f"(SELECT {cols} FROM decisions UNION ALL SELECT {cols} FROM {_parquet(files)})"
 
 
 def _parquet(files: list[str]) -> str:
@@ -247,7 +268,8 @@ def describe(directory: Path, name: str, prev: str) -> Shard:
     c = duckdb.connect()
     try:
         f = {t: _parquet([str(directory / f"{t}.parquet")]) for t in TABLES}
-        lo, hi, n = c.execute(f"SELECT min(seq), max(seq), count(*) FROM {f['decisions']}").fetchall()[0]
+        lo, hi, n, t0, t1 = c.execute(f"SELECT min(seq), max(seq), count(*), min(ts), max(ts) FROM {f['decisions']}"
+                                      ).fetchall()[0]
         head = c.execute(f"SELECT chain_hash FROM {f['chain']} ORDER BY seq DESC LIMIT 1").fetchall()
         n_cand = c.execute(f"SELECT count(*) FROM {f['candidates']}").fetchall()[0][0]
         n_out, digest = outcomes_digest(c, f["outcomes"])
@@ -256,7 +278,11 @@ def describe(directory: Path, name: str, prev: str) -> Shard:
     if not n:
         raise LogError(f"The shard {directory} holds no decision.", "A shard is written for one decision at least.")
     return Shard(name, int(lo), int(hi), int(n), int(n_cand), n_out, prev, head[0][0] if head else prev, digest,
-                 datetime.now(UTC).isoformat(timespec="seconds"))
+                 _iso(t0), _iso(t1), datetime.now(UTC).isoformat(timespec="seconds"))
+
+
+def _iso(ts) -> str:
+    return ts.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 # -- reading -------------------------------------------------------------------------------

@@ -34,6 +34,9 @@ from decisioning.errors import ConflictError, InputError, KlartextError, LogErro
 from decisioning.models import ModelSet, PropensityModel
 from decisioning.strategy import Strategy, parse_strategy
 
+#: DuckDB's buffer pool in each throw-away file a Spark partition writes (:meth:`DecisionLog.shard_writer`).
+SHARD_WRITER_MEMORY = "512MB"
+
 #: Largest revenue or margin of one outcome (in the strategy's currency).
 MAX_AMOUNT = 1e9
 
@@ -233,6 +236,10 @@ class DecisionLog:
         (None: in clear) and honours the ``standing`` objections its caller read."""
         con = duckdb.connect(path)
         con.execute("SET max_vacuum_tasks = 0")
+        # several partitions write side by side: each keeps a small buffer pool and spills to disk
+        # beside its file, so memory stays bounded whatever the partition's size
+        con.execute(f"SET memory_limit = '{SHARD_WRITER_MEMORY}'")
+        con.execute(f"SET temp_directory = '{Path(path).parent / 'spill'}'")
         for stmt in DDL + seals.DDL:
             con.execute(stmt)
         log = cls(con, path, key, read_only=False)
@@ -429,6 +436,17 @@ class DecisionLog:
     def sharded(self) -> bool:
         """Whether some of the log's decisions are in shards (:mod:`decision_log.shards`)."""
         return self.manifest is not None and bool(self.manifest.shards)
+
+    def history_source(self, strategy: Strategy, now: datetime | None = None) -> str:
+        """Where a writer's contact history reads decisions (see
+        :func:`decision_log.queries.contact_history`): a read-only log reads every shard
+        anyway; a writer reads its file and the shards within the strategy's longest window."""
+        if self.read_only or not self.sharded:
+            return "decisions"
+        days = max([lim.period_days for lim in strategy.contact_limits] +
+                   ([strategy.suppression.within_days] if strategy.suppression is not None else []), default=0)
+        since = (now or datetime.now(UTC)) - pd.Timedelta(days=days).to_pytimedelta()
+        return shards.history_source(self.manifest, since)
 
     def _head_cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor on the head file's own tables (a read-only sharded log reads views)."""

@@ -216,7 +216,8 @@ def decide_one(
         req = Requests.from_dicts(engine.strategy, [item])
     strategy = engine.strategy
     if "contacts" not in item or "rejections" not in item:
-        contacts, rejections = queries.contact_history(log.con.cursor(), pseudo[0], strategy)
+        contacts, rejections = queries.contact_history(log.con.cursor(), pseudo[0], strategy,
+                                                       decisions=log.history_source(strategy))
         item.setdefault("contacts", contacts)
         item.setdefault("rejections", rejections)
         req = Requests.from_dicts(strategy, [item])

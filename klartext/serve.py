@@ -272,7 +272,9 @@ class Service:
                     if version != s.version:  # checked on arrival against another version: check again
                         req = Requests.from_dicts(s, [{k: v for k, v in item.items() if v is not None}])
                     if item.get("contacts") is None or item.get("rejections") is None:  # fill from the log
-                        contacts, rejections = queries.contact_history(reader, self.log.pseudonymise([item["customer_id"]])[0], s)
+                        contacts, rejections = queries.contact_history(
+                            reader, self.log.pseudonymise([item["customer_id"]])[0], s,
+                            decisions=self.log.history_source(s))
                         item = {**item, "contacts": contacts if item.get("contacts") is None else item["contacts"],
                                 "rejections": rejections if item.get("rejections") is None else item["rejections"]}
                         req = Requests.from_dicts(s, [{k: v for k, v in item.items() if v is not None}])

@@ -42,7 +42,7 @@ from klartext.batch import Plan, RunResult, chosen_counts, parts, summary
 #: What each partition reports back to the driver.
 _RESULT_FIELDS = {"partition": "long", "rows": "long", "name": "string", "first_seq": "long", "last_seq": "long",
                   "decisions": "long", "candidates": "long", "outcomes": "long", "prev": "string", "head": "string",
-                  "outcomes_digest": "string", "created": "string", "error": "string", "hint": "string",
+                  "outcomes_digest": "string", "first_ts": "string", "last_ts": "string", "created": "string", "error": "string", "hint": "string",
                   "chosen": "string", "versions": "string", "seconds": "string"}
 
 
@@ -50,6 +50,11 @@ def _arrow_schema():
     import pyarrow as pa
 
     return pa.schema([(k, pa.int64() if v == "long" else pa.string()) for k, v in _RESULT_FIELDS.items()])
+
+
+#: The largest slice of the input one partition reads (``--partition-mb``): about 250,000 demo
+#: customers, so that a partition's memory is bounded whatever the table's size.
+PARTITION_MB = 8
 
 
 def session(master: str, partition_mb: float | None = None):
@@ -69,13 +74,13 @@ def session(master: str, partition_mb: float | None = None):
          .config("spark.ui.enabled", "false")
          .config("spark.ui.showConsoleProgress", "false")
          .config("spark.speculation", "false")
-         .config("spark.sql.execution.arrow.maxRecordsPerBatch", "20000")
+         .config("spark.sql.execution.arrow.maxRecordsPerBatch", "10000")
          .config("spark.sql.session.timeZone", "UTC"))
     spark = b.getOrCreate()
     # runtime settings, so that they also hold for a session this process started before: a
     # small cost per file, so that a table of one file is split across every core (Spark's
     # default of 4 MB keeps a table of up to 4 MB × cores in one partition)
-    spark.conf.set("spark.sql.files.maxPartitionBytes", str(int((partition_mb or 128) * 2**20)))
+    spark.conf.set("spark.sql.files.maxPartitionBytes", str(int((partition_mb or PARTITION_MB) * 2**20)))
     spark.conf.set("spark.sql.files.openCostInBytes", str(256 * 1024))
     spark.sparkContext.setLogLevel("ERROR")
     return spark

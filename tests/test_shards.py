@@ -4,8 +4,7 @@ the file and its shards as one log; `verify` names a deleted, added, reordered o
 import json
 import os
 import shutil
-import subprocess
-import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,6 +18,25 @@ from decision_log.replay import replay
 from decision_log.store import DecisionLog
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _cli(*args) -> Ran:
+    """A klartext command, run in this process (as the console script runs it)."""
+    from click.testing import CliRunner
+
+    from klartext.cli import main
+
+    res = CliRunner().invoke(main, [str(a) for a in args])
+    if res.exception is not None and not isinstance(res.exception, SystemExit):
+        raise res.exception
+    return Ran(res.exit_code, res.stdout, res.stderr)
 
 
 def middle_day(db: Path) -> datetime:
@@ -178,8 +196,7 @@ def test_verify_names_a_changed_shard(archived_copy, case):
     with DecisionLog.open(db, read_only=True) as log:
         row40 = log.con.execute("SELECT decision_id FROM decisions WHERE seq = 41").fetchall()[0][0]
     change(shards.root_of(str(db)))
-    out = subprocess.run([sys.executable, "-m", "klartext.cli", "verify", "--db", str(db)], capture_output=True,
-                         text=True, cwd=ROOT)
+    out = _cli("verify", "--db", db)
     assert out.returncode == 1, out.stdout + out.stderr
     assert where in out.stdout and what in out.stdout, out.stdout
     if case == "changed decision row":
@@ -225,20 +242,16 @@ def test_an_archive_killed_after_it_committed_is_finished(demo_copy, monkeypatch
 
 
 def test_archive_command(demo_copy):
-    cli = [sys.executable, "-m", "klartext.cli"]
-    out = subprocess.run(cli + ["archive", "--db", str(demo_copy), "--before", "2000-01-01"], capture_output=True,
-                         text=True, cwd=ROOT)
+    out = _cli("archive", "--db", str(demo_copy), "--before", "2000-01-01")
     assert out.returncode == 0 and "Nothing to archive" in out.stdout
-    out = subprocess.run(cli + ["archive", "--db", str(demo_copy), "--before", "1 June"], capture_output=True,
-                         text=True, cwd=ROOT)
+    out = _cli("archive", "--db", str(demo_copy), "--before", "1 June")
     assert out.returncode != 0 and "'1 June' is not a date" in out.stderr and "180d" in out.stderr
     day = middle_day(demo_copy).date().isoformat()
-    out = subprocess.run(cli + ["archive", "--db", str(demo_copy), "--before", day, "--lang", "de"],
-                         capture_output=True, text=True, cwd=ROOT)
+    out = _cli("archive", "--db", str(demo_copy), "--before", day, "--lang", "de")
     assert out.returncode == 0 and "archiviert" in out.stdout and "000001" in out.stdout, out.stderr
-    out = subprocess.run(cli + ["verify", "--db", str(demo_copy)], capture_output=True, text=True, cwd=ROOT)
+    out = _cli("verify", "--db", str(demo_copy))
     assert out.returncode == 0 and "1 shard(s) intact" in out.stdout
-    out = subprocess.run(cli + ["funnel", "--db", str(demo_copy)], capture_output=True, text=True, cwd=ROOT)
+    out = _cli("funnel", "--db", str(demo_copy))
     assert out.returncode == 0 and "2,000 interactions" in out.stdout, out.stdout + out.stderr
 
 
@@ -258,6 +271,11 @@ def test_a_hostile_manifest_is_refused_with_its_problem(archived_copy):
     with pytest.raises(Exception) as info:
         DecisionLog.open(db, read_only=True)
     assert "wrong kind" in str(info.value)
+    m["shards"][0]["name"] = "000001"
+    path.write_text(json.dumps(m))
+    with pytest.raises(Exception) as info:
+        DecisionLog.open(db, read_only=True)
+    assert "wrong kind" in str(info.value)  # times that are not times
 
 
 # -- purge ------------------------------------------------------------------------------------------
@@ -271,8 +289,6 @@ def signing(tmp_path):
     return priv, pub
 
 
-def _cli(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "klartext.cli", *args], capture_output=True, text=True, cwd=cwd)
 
 
 def test_purge_leaves_a_signed_record_that_verify_tells_from_a_deletion(archived_copy, signing):

@@ -1,6 +1,7 @@
 """Batch decisioning on Apache Spark (local mode): one shard per partition, the same decisions
 as an in-process run, replayed bit for bit, and a bad row that logs nothing."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -160,3 +161,34 @@ def test_checkpoint_evidence_and_proofs_on_a_spark_log(spark_log, tmp_path):
                                  ).fetchall()[0][0]
         proof = checkpoints.prove(log.con.cursor(), newest, ckpt)
     assert checkpoints.check_proof(proof, checkpoints.load_public(pub))["decision_id"] == newest
+
+
+def test_a_writer_counts_the_contacts_of_a_recent_spark_run(demo_log, customers, tmp_path):
+    """Contact caps hold across engines: tomorrow's real-time decision sees tonight's batch."""
+    from klartext.jobs import decide_one
+
+    frame = pd.read_parquet(customers).head(400).assign(channel="email", email_consent=True)
+    table = tmp_path / "email.parquet"
+    frame.to_parquet(table)
+    db = tmp_path / "log.duckdb"
+    copy_log(demo_log, db)
+    spark.run_spark(str(db), str(table), None, batch.Plan.now(), "local[2]")
+    with DecisionLog.open(db, read_only=True) as log:
+        contacted = log.con.execute(
+            "SELECT customer FROM decisions WHERE channel = 'email' AND chosen_action IS NOT NULL "
+            "AND ts > now() - INTERVAL 1 HOUR").fetchall()
+        pseudo = dict(zip(log.pseudonymise(frame["customer_id"].tolist()), frame["customer_id"]))
+    raw = pseudo[contacted[0][0]]
+    row = frame[frame["customer_id"] == raw].iloc[0].to_dict()
+    item = {"customer_id": raw, "channel": "email",
+            "features": {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()
+                         if k not in ("customer_id", "channel")}}
+    with DecisionLog.open(db) as log:  # a writer: its file holds none of the run's decisions
+        assert log.con.execute("SELECT count(*) FROM decisions").fetchall()[0][0] == 0
+        batch_, _ = decide_one(log, item)
+        did = str(batch_.decision_id[0])
+    with DecisionLog.open(db, read_only=True) as log:
+        stored = log.con.execute("SELECT decision_id, customer, inputs FROM decisions WHERE decision_id = ?",
+                                 [did]).fetchall()[0]
+        inputs = json.loads(log.open_inputs([stored[0]], [stored[1]], [stored[2]])[0])
+    assert inputs["contacts"].get("email") == 1
