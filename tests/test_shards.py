@@ -266,7 +266,8 @@ def test_a_hostile_manifest_is_refused_with_its_problem(archived_copy):
         assert problem in str(info.value)
     m = json.loads(json.dumps({"format": shards.FORMAT, "shards": [
         {**{k: 1 for k in ("first_seq", "last_seq", "decisions", "candidates", "outcomes")},
-         **{k: "x" for k in ("prev", "head", "outcomes_digest", "created", "link")}, "name": "../x"}]}))
+         **{k: "x" for k in ("prev", "head", "outcomes_digest", "created", "link", "first_ts", "last_ts")},
+         "name": "../x"}]}))
     path.write_text(json.dumps(m))
     with pytest.raises(Exception) as info:
         DecisionLog.open(db, read_only=True)
