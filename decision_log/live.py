@@ -117,19 +117,21 @@ def _note_reader(path: str | Path) -> None:
         pass
 
 
-def open_replica(path: str | Path, newer_than: int = -1,
-                 wait_s: float = 2.0) -> tuple[duckdb.DuckDBPyConnection, ReplicaInfo] | None:
+def open_replica(path: str | Path, newer_than: int = -1, wait_s: float = 2.0,
+                 connect=None) -> tuple[duckdb.DuckDBPyConnection, ReplicaInfo] | None:
     """Open the freshest replica of ``path``, read-only; None when no service keeps one newer
     than ``newer_than``.  While the service refreshes the freshest (it is locked for a
     fraction of a second) the reader waits for it, up to ``wait_s``, and only then takes
-    the other one: that may be much older when a reader has held it for long."""
+    the other one: that may be much older when a reader has held it for long.  ``connect``
+    opens a replica file (default: read-only; a sharded log's reader unions its shards)."""
+    connect = connect or (lambda p: duckdb.connect(p, read_only=True))
     deadline = time.monotonic() + wait_s
     while True:
         found = replicas(path)
         if not found or found[0].generation <= newer_than:
             return None
         try:
-            return duckdb.connect(found[0].path, read_only=True), found[0]
+            return connect(found[0].path), found[0]
         except duckdb.Error:  # being refreshed right now
             if time.monotonic() >= deadline:
                 break
@@ -138,7 +140,7 @@ def open_replica(path: str | Path, newer_than: int = -1,
         if info.generation <= newer_than:
             return None
         try:
-            return duckdb.connect(info.path, read_only=True), info
+            return connect(info.path), info
         except duckdb.Error:
             continue
     return None

@@ -255,10 +255,14 @@ class DecisionLog:
     def open_live(cls, path: str | Path, newer_than: int = -1) -> DecisionLog | None:
         """The freshest live replica of a log that ``klartext serve`` holds, read-only (see
         :mod:`decision_log.live`); None when no service keeps one newer than ``newer_than``."""
-        found = live.open_replica(path, newer_than)
+        path = shards.head_path(str(path))
+        manifest = shards.Manifest.load(shards.root_of(path))
+        found = live.open_replica(path, newer_than, connect=(lambda p: shards.reader(p, manifest))
+                                  if manifest.shards else None)
         if found is None:
             return None
         log = cls(found[0], str(path), pseudonyms.load_key(str(path), create=False), read_only=True)
+        log.manifest = manifest
         log.replica = found[1]
         log._open_subject_keys(False)
         return log

@@ -366,3 +366,22 @@ def test_a_purge_killed_after_its_record_was_sealed_is_finished(archived_copy, s
         assert log.manifest.shards[0].purged == "purge:1"
     assert not (shards.root_of(str(db)) / "000001").exists()
     assert DecisionLog.open(db, read_only=True).verify().ok
+
+
+def test_a_reader_beside_a_service_sees_the_shards_too(archived_copy):
+    """While `klartext serve` holds the file, readers read its live replica — and the shards."""
+    from decision_log import live
+
+    db, before, _ = archived_copy
+    log = DecisionLog.open(db)
+    rep = live.Replicator(log, interval_s=3600)
+    try:
+        live.wait_for_replica(db, 60)
+        with DecisionLog.open_live(db) as reader:  # what a reader in another process opens (the file is held)
+            assert reader.replica is not None
+            assert reader.con.execute("SELECT count(*) FROM decisions").fetchall()[0][0] == before["decisions"][0]
+            res = reader.verify()
+            assert res.ok and res.head_hash == before["head"], res.problem
+    finally:
+        rep.close()
+        log.close()
