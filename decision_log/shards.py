@@ -40,6 +40,7 @@ from pathlib import Path
 import duckdb
 
 from decision_log import integrity, schema, seals
+from decision_log.subjects import fsync_dir as _fsync_dir
 from decisioning.errors import LogError
 
 FORMAT = "klartext-shards/1"
@@ -179,19 +180,6 @@ class Manifest:
     def total(self) -> int:
         """How many decisions the kept shards hold."""
         return sum(s.decisions for s in self.live)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _sql_text(value: str) -> str:

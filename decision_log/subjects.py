@@ -234,7 +234,7 @@ class SubjectKeys:
         finally:
             os.close(fd)
         if fresh:
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
         self._read = st.st_size
         self._stat = (st.st_ino, st.st_size)
 
@@ -279,7 +279,7 @@ class SubjectKeys:
                 finally:
                     os.close(fd)
                 os.replace(tmp, self.path)
-                _fsync_dir(self.path.parent)
+                fsync_dir(self.path.parent)
                 self._reset()
                 self.refresh()
             return key_id(w)
@@ -355,7 +355,8 @@ def open_with(key: tuple[bytes, str], decision_id: str, stored: str) -> str | No
                        "Run `klartext verify`: it names the decision whose stored bytes changed.") from exc
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Flush a directory's entries (a new or renamed file in it) to disk, where the OS allows."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:

@@ -1214,8 +1214,22 @@ def run(db, strategy_path, customers_path, channel, id_column, channel_column, e
     if engine == "spark":
         from klartext import spark
 
-        res = spark.run_spark(db, customers_path, strategy, plan, master, partition_mb=partition_mb, wait_s=WAIT_S,
-                              progress=lambda msg: click.echo(msg + " …", err=True))
+        bar = None
+
+        def partitions(done: int, total: int) -> None:
+            nonlocal bar
+            if bar is None:
+                bar = tqdm(total=total, desc="Deciding and logging", unit=" partitions", file=sys.stderr,
+                           bar_format=_BAR)
+            bar.update(done - bar.n)
+
+        try:
+            res = spark.run_spark(db, customers_path, strategy, plan, master, partition_mb=partition_mb,
+                                  wait_s=WAIT_S, progress=lambda msg: click.echo(msg + " …", err=True),
+                                  partitions_done=partitions)
+        finally:
+            if bar is not None:
+                bar.close()
     else:
         frame = batch.read_table(customers_path)
         with tqdm(total=len(frame), desc="Deciding and logging", unit=" decisions", file=sys.stderr,

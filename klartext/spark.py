@@ -26,6 +26,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -88,9 +89,11 @@ def session(master: str, partition_mb: float | None = None):
 
 def run_spark(db: str, customers: str, strategy, plan: Plan, master: str = "local[2]", *,
               partition_mb: float | None = None, wait_s: float = 15.0,
-              progress: Callable[[str], None] | None = None) -> RunResult:
+              progress: Callable[[str], None] | None = None,
+              partitions_done: Callable[[int, int], None] | None = None) -> RunResult:
     """Decide every row of the Parquet table ``customers`` on Spark and log the decisions as
-    one shard per partition of the log ``db`` (a file or a log directory)."""
+    one shard per partition of the log ``db`` (a file or a log directory).  ``progress`` hears
+    each step in words; ``partitions_done(done, total)`` each partition that has finished."""
     from decision_log import lifecycle, shards
     from decision_log.store import DecisionLog
 
@@ -139,13 +142,23 @@ def run_spark(db: str, customers: str, strategy, plan: Plan, master: str = "loca
         bc = spark.sparkContext.broadcast(payload)
         say(f"Deciding {row_base:,} customers in {len(plan_p)} partition(s) on {master}")
         schema = ", ".join(f"{k} {v}" for k, v in _RESULT_FIELDS.items())
+        group = f"klartext-run-{payload['run']}"
+        spark.sparkContext.setJobGroup(group, "klartext run: deciding")
+        stop = threading.Event()
+        watcher = threading.Thread(target=_watch, args=(spark.sparkContext, group, partitions_done, stop), daemon=True)
+        if partitions_done is not None:
+            watcher.start()
         try:
             rows = df.mapInArrow(lambda it: _partition(it, bc), schema).collect()
         except Exception:
             shards.recover(log.con, log.manifest)  # what the partitions that finished left pending
             raise
         finally:
+            stop.set()
             bc.unpersist()
+        if partitions_done is not None:
+            watcher.join()
+            partitions_done(len(rows), len(rows))
         results = sorted((r.asDict() for r in rows), key=lambda r: r["partition"])
         failed = [r for r in results if r["error"]]
         if failed:
@@ -179,6 +192,21 @@ def run_spark(db: str, customers: str, strategy, plan: Plan, master: str = "loca
     res.partitions = [{"partition": r["partition"], "rows": r["rows"], **json.loads(r["seconds"] or "{}")}
                       for r in results]
     return res
+
+
+def _watch(sc, group: str, report: Callable[[int, int], None], stop: threading.Event) -> None:
+    """Report the finished tasks of the job group every half second (Spark's status tracker)."""
+    tracker = sc.statusTracker()
+    while not stop.wait(0.5):
+        done = total = 0
+        for job in tracker.getJobIdsForGroup(group):
+            info = tracker.getJobInfo(job)
+            for stage in info.stageIds if info is not None else []:
+                si = tracker.getStageInfo(stage)
+                if si is not None:
+                    done, total = done + si.numCompletedTasks, total + si.numTasks
+        if total:
+            report(done, total)
 
 
 def _versions(r: dict) -> dict[tuple[str, str], int]:

@@ -2,8 +2,6 @@
 as an in-process run, replayed bit for bit, and a bad row that logs nothing."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
@@ -17,7 +15,6 @@ from decisioning.scenarios import retail
 from klartext import batch, spark
 from tests.conftest import copy_log
 
-ROOT = Path(__file__).resolve().parent.parent
 PLAN = batch.Plan(ts_us=1_790_000_000_000_000, prefix=0x2A7)
 
 
@@ -121,23 +118,27 @@ def test_a_bad_row_stops_the_spark_run_and_logs_nothing(demo_log, customers, tmp
 
 
 def test_run_command_with_spark(demo_log, customers, tmp_path):
+    from click.testing import CliRunner
+
+    from klartext.cli import main
+
+    def cli(*args):
+        return CliRunner().invoke(main, [str(a) for a in args])
+
     logdir = tmp_path / "logdir"
     logdir.mkdir()
     copy_log(demo_log, logdir / "log.duckdb")
-    out = subprocess.run([sys.executable, "-m", "klartext.cli", "run", "--engine", "spark", "--master", "local[2]",
-                          "--customers", str(customers), "--db", str(logdir), "--partition-mb", "0.2"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
+    out = cli("run", "--engine", "spark", "--master", "local[2]", "--customers", customers, "--db", logdir,
+              "--partition-mb", "0.2")
+    assert out.exit_code == 0, out.stderr[-3000:]
     assert "Logged 6,000 decisions of" in out.stdout and "shard(s)" in out.stdout
-    assert "Deciding 6,000 customers in" in out.stderr
-    out = subprocess.run([sys.executable, "-m", "klartext.cli", "verify", "--db", str(logdir)], capture_output=True,
-                         text=True, cwd=ROOT)
-    assert out.returncode == 0 and "8,000 decisions verified" in out.stdout, out.stdout
+    assert "Deciding 6,000 customers in" in out.stderr and " partitions" in out.stderr
+    out = cli("verify", "--db", logdir)
+    assert out.exit_code == 0 and "8,000 decisions verified" in out.stdout, out.stdout
     csv = tmp_path / "c.csv"
     pd.read_parquet(customers).head(5).to_csv(csv, index=False)
-    out = subprocess.run([sys.executable, "-m", "klartext.cli", "run", "--engine", "spark", "--customers", str(csv),
-                          "--db", str(logdir)], capture_output=True, text=True, cwd=ROOT)
-    assert out.returncode == 2 and "--engine spark reads Parquet tables" in out.stderr
+    out = cli("run", "--engine", "spark", "--customers", csv, "--db", logdir)
+    assert out.exit_code == 2 and "--engine spark reads Parquet tables" in out.stderr
 
 
 def test_checkpoint_evidence_and_proofs_on_a_spark_log(spark_log, tmp_path):
