@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from decision_log import live, queries
+from decision_log import live, queries, shards
 from decision_log.store import DecisionLog
 from decisioning.errors import KlartextError
 from explain import i18n
@@ -327,7 +327,7 @@ def live_run():
     log, else the log file itself, and gives it back at the end of the run (so that the
     dashboard holds the file only while a page runs)."""
     path = st.session_state.get("db_path") or _cli_db() or os.environ.get("KLARTEXT_DB") or DEFAULT_DB
-    resolved = str(Path(path).resolve())
+    resolved = str(Path(shards.head_path(path)).resolve())  # a log directory: its file
     gen = _follower(resolved).acquire() if live.replicas(resolved) else None
     st.session_state["_live"] = (resolved, gen) if gen is not None else None
     lease = None
@@ -363,7 +363,7 @@ def _explainer(path: str, version: float | str) -> Explainer:
 
 
 def _key() -> tuple[str, float | str] | None:
-    path = db_path()
+    path = shards.head_path(db_path())  # a log directory: its file
     p = Path(path)
     if not p.exists():
         st.info(tr("common.no_log", path=path))

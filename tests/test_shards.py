@@ -385,3 +385,18 @@ def test_a_reader_beside_a_service_sees_the_shards_too(archived_copy):
     finally:
         rep.close()
         log.close()
+
+
+def test_the_dashboard_reads_a_log_directory_with_shards(archived_copy, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    db, before, _ = archived_copy
+    logdir = tmp_path / "logdir"
+    logdir.mkdir()
+    for suffix in ("", ".key", ".subject-keys", ".shards"):
+        os.replace(str(db) + suffix, str(logdir / "log.duckdb") + suffix)
+    monkeypatch.setenv("KLARTEXT_DB", str(logdir))
+    at = AppTest.from_file(str(ROOT / "pages" / "overview.py"), default_timeout=90)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.metric[0].value == f"{before['decisions'][0]:,}"
