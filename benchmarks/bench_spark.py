@@ -116,9 +116,24 @@ def fresh_log(base: Path, work: Path, name: str) -> Path:
     return d
 
 
+def compare(n: int, work: Path, base: Path, klartext: str, master: str) -> dict:
+    """The same table decided in-process (the baseline) and on Spark."""
+    table = customers(work / f"customers_{n}.parquet", n)
+    local = timed([klartext, "run", "--customers", str(table), "--db", str(fresh_log(base, work, "local"))], work)
+    spark = timed([klartext, "run", "--engine", "spark", "--master", master, "--customers", str(table),
+                   "--db", str(fresh_log(base, work, "spark"))], work)
+    for r in (local, spark):
+        r["decisions_per_s"] = round(n / r["seconds"])
+        r.pop("stdout")
+    for name in ("local", "spark"):
+        shutil.rmtree(work / name)
+    return {"decisions": n, "in_process": local, "spark": spark, "master": master,
+            "spark_over_local": round(spark["decisions_per_s"] / local["decisions_per_s"], 2)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--compare", type=int, default=1_000_000)
+    ap.add_argument("--compare", type=int, default=1_000_000, help="Rows of the comparison (0: skip it).")
     ap.add_argument("--sizes", default="100000,1000000")
     ap.add_argument("--master", default="local[2]")
     ap.add_argument("--work", default=None, help="Folder for the tables and logs (default: a temporary one).")
@@ -134,15 +149,8 @@ def main() -> None:
                                                                       os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
                              "python": platform.python_version()}}
     n = args.compare
-    table = customers(work / f"customers_{n}.parquet", n)
-    local = timed([klartext, "run", "--customers", str(table), "--db", str(fresh_log(base, work, "local"))], work)
-    spark = timed([klartext, "run", "--engine", "spark", "--master", args.master, "--customers", str(table),
-                   "--db", str(fresh_log(base, work, "spark"))], work)
-    for r in (local, spark):
-        r["decisions_per_s"] = round(n / r["seconds"])
-        r.pop("stdout")
-    out["compare"] = {"decisions": n, "in_process": local, "spark": spark, "master": args.master,
-                      "spark_over_local": round(spark["decisions_per_s"] / local["decisions_per_s"], 2)}
+    if n:
+        out["compare"] = compare(n, work, base, klartext, args.master)
     out["scaling"] = []
     for size in [int(x) for x in args.sizes.split(",") if x]:
         table = customers(work / f"customers_{size}.parquet", size)
