@@ -122,6 +122,8 @@ def run_spark(db: str, customers: str, strategy, plan: Plan, master: str = "loca
             log.archive(datetime(9999, 1, 1, tzinfo=UTC))
         say("Counting the rows of each partition")
         counts = dict(df.groupBy(F.spark_partition_id().alias("p")).count().collect())
+        if not counts:
+            raise InputError(f"{customers} holds no customer.", "Nothing was decided: pass a table with rows.")
         tail_seq, _ = log.manifest.tail
         first_name = int(log.manifest.next_name())
         plan_p, row_base, name_i = {}, 0, 0
