@@ -125,6 +125,19 @@ def sealed_write(con: duckdb.DuckDBPyConnection, tbl: str, in_transaction: bool 
         raise
 
 
+def insert_meta(con: duckdb.DuckDBPyConnection, key: str, value: str, in_transaction: bool = False) -> None:
+    """A new ``meta`` entry, sealed (in the caller's transaction, with ``in_transaction``); a key
+    that exists already is refused by the table's primary key."""
+    with sealed_write(con, "meta", in_transaction) as seq:
+        con.execute("INSERT INTO meta (key, value, seal_seq) VALUES (?, ?, ?)", [key, value, seq])
+
+
+def put_meta(con: duckdb.DuckDBPyConnection, key: str, value: str) -> None:
+    """A ``meta`` entry, written once (kept as it is when the key exists) and sealed."""
+    if not con.execute("SELECT count(*) FROM meta WHERE key = ?", [key]).fetchall()[0][0]:
+        insert_meta(con, key, value)
+
+
 def seal_unstamped(con: duckdb.DuckDBPyConnection) -> None:
     """Seal the rows a log of an earlier release holds (no ``seal_seq`` yet), once, when the
     seals table is first made: from then on only Klartext's own writes are sealed."""

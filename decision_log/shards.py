@@ -560,8 +560,7 @@ def seal_links(con: duckdb.DuckDBPyConnection, manifest: Manifest, new: list[Sha
     linked, prev_link = [], manifest.head_link
     for s in new:
         s = replace(s, link=link(prev_link, s))
-        with seals.sealed_write(con, "meta", in_transaction=True) as seq:
-            con.execute("INSERT INTO meta (key, value, seal_seq) VALUES (?, ?, ?)", [META_PREFIX + s.name, s.link, seq])
+        seals.insert_meta(con, META_PREFIX + s.name, s.link, in_transaction=True)
         linked.append(s)
         prev_link = s.link
     return linked

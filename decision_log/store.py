@@ -894,18 +894,13 @@ class DecisionLog:
         root.mkdir(exist_ok=True)
         shard = shards.write(self.con, root, self.manifest.next_name(), int(lo), int(hi), tail_hash)
         ids = f"SELECT decision_id FROM decisions WHERE seq BETWEEN {int(lo)} AND {int(hi)}"
-        self.con.execute("BEGIN TRANSACTION")
         try:
-            (shard,) = shards.seal_links(self.con, self.manifest, [shard])
-            self.con.execute(f"DELETE FROM candidates WHERE decision_id IN ({ids})")
-            self.con.execute(f"DELETE FROM chain WHERE seq BETWEEN {int(lo)} AND {int(hi)}")
-            self.con.execute(f"DELETE FROM decisions WHERE seq BETWEEN {int(lo)} AND {int(hi)}")
-            self.con.execute("COMMIT")
+            with self.atomic():
+                (shard,) = shards.seal_links(self.con, self.manifest, [shard])
+                self.con.execute(f"DELETE FROM candidates WHERE decision_id IN ({ids})")
+                self.con.execute(f"DELETE FROM chain WHERE seq BETWEEN {int(lo)} AND {int(hi)}")
+                self.con.execute(f"DELETE FROM decisions WHERE seq BETWEEN {int(lo)} AND {int(hi)}")
         except BaseException:
-            try:
-                self.con.execute("ROLLBACK")
-            except duckdb.Error:
-                pass
             shards.recover(self.con, self.manifest)
             raise
         shards.publish(self.manifest, [shard])
@@ -938,11 +933,9 @@ class DecisionLog:
         self.archive(before)
         cur = self.con
         victims = []
-        for s in self.manifest.live:
-            last_ts = duckdb.connect().execute(
-                f"SELECT max(ts) FROM read_parquet({shards._sql_text(str(s.file(self.manifest.root, 'decisions')))})"
-            ).fetchall()[0][0]
-            if last_ts is None or last_ts >= before:
+        for s in self.manifest.live:  # (the manifest's times are sealed with its links)
+            last_ts = datetime.fromisoformat(s.last_ts)
+            if last_ts >= before:
                 break
             victims.append((s, last_ts))
         if not victims:
@@ -956,19 +949,9 @@ class DecisionLog:
                         "head": s.head, "link": s.link, "newest": ts.isoformat()} for s, ts in victims],
         }, key)
         ids = shards._parquet([str(s.file(self.manifest.root, "decisions")) for s, _ in victims])
-        cur.execute("BEGIN TRANSACTION")
-        try:
-            with seals.sealed_write(cur, "meta", in_transaction=True) as seq:
-                cur.execute("INSERT INTO meta (key, value, seal_seq) VALUES (?, ?, ?)",
-                            [f"{shards.PURGE_PREFIX}{n}", json.dumps(record), seq])
+        with self.atomic():
+            seals.insert_meta(cur, f"{shards.PURGE_PREFIX}{n}", json.dumps(record), in_transaction=True)
             cur.execute(f"DELETE FROM explanations WHERE decision_id IN (SELECT decision_id FROM {ids})")
-            cur.execute("COMMIT")
-        except BaseException:
-            try:
-                cur.execute("ROLLBACK")
-            except duckdb.Error:
-                pass
-            raise
         shards.finish_purges(cur, self.manifest)
         return record
 
@@ -1018,6 +1001,4 @@ def _number_candidates(con: duckdb.DuckDBPyConnection) -> None:
 
 def _put_meta(con: duckdb.DuckDBPyConnection, key: str, value: str) -> None:
     """A meta entry, written once and sealed."""
-    if not con.execute("SELECT count(*) FROM meta WHERE key = ?", [key]).fetchall()[0][0]:
-        with seals.sealed_write(con, "meta") as seq:
-            con.execute("INSERT INTO meta (key, value, seal_seq) VALUES (?, ?, ?)", [key, value, seq])
+    seals.put_meta(con, key, value)

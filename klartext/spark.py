@@ -175,12 +175,10 @@ def run_spark(db: str, customers: str, strategy, plan: Plan, master: str = "loca
                            "logged.", "Run it again on a table that is not being written.")
         new = [shards.Shard(**{k: done[p][k] for k in shards.Shard.__dataclass_fields__ if k not in ("link", "purged")})
                for p in sorted(done)]
-        log.con.execute("BEGIN TRANSACTION")
         try:
-            linked = shards.seal_links(log.con, log.manifest, new)
-            log.con.execute("COMMIT")
+            with log.atomic():
+                linked = shards.seal_links(log.con, log.manifest, new)
         except BaseException:
-            log.con.execute("ROLLBACK")
             shards.recover(log.con, log.manifest)
             raise
         shards.publish(log.manifest, linked)
