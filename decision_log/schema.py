@@ -27,6 +27,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import duckdb
@@ -131,6 +132,19 @@ DDL = [
 #: Columns of ``decisions`` / ``candidates`` in the order the record hash reads them.
 DECISION_HASH_COLUMNS = record.hash_columns("decisions")
 CANDIDATE_HASH_COLUMNS = record.hash_columns("candidates")
+
+
+def while_locked(open_file, wait_s: float):
+    """``open_file()``, tried again every 50 ms for up to ``wait_s`` while another process
+    holds the file (DuckDB's lock)."""
+    end = time.monotonic() + wait_s
+    while True:
+        try:
+            return open_file()
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() >= end:
+                raise
+            time.sleep(0.05)
 
 
 def candidate_order(con: duckdb.DuckDBPyConnection) -> str:

@@ -31,7 +31,6 @@ import json
 import os
 import re
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -347,16 +346,11 @@ def reader(head: str, manifest: Manifest, wait_s: float = 0.0, damaged_ok: bool 
                        f"Restore {Path(gone[0]).parent} from your backup; `klartext verify --db {head}` says what "
                        "else changed.")
     con = duckdb.connect()
-    end = time.monotonic() + wait_s
-    while True:
-        try:
-            con.execute(f"ATTACH {_sql_text(head)} AS h (READ_ONLY)")
-            break
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower() or time.monotonic() >= end:
-                con.close()
-                raise
-            time.sleep(0.05)
+    try:
+        schema.while_locked(lambda: con.execute(f"ATTACH {_sql_text(head)} AS h (READ_ONLY)"), wait_s)
+    except duckdb.Error:
+        con.close()
+        raise
     tables = [r[0] for r in con.execute(
         "SELECT table_name FROM duckdb_tables() WHERE database_name = 'h' AND schema_name = 'main'").fetchall()]
     # where a stretch of the chain starts, and the hash its first decision links to

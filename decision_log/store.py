@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -28,7 +27,7 @@ import pyarrow as pa
 
 from decision_log import integrity, live, pseudonyms, register, rows, seals, shards, subjects
 from decision_log.rows import PreparedBatch, prepare
-from decision_log.schema import DDL, SCHEMA_VERSION, execute_over, has_column, has_table
+from decision_log.schema import DDL, SCHEMA_VERSION, execute_over, has_column, has_table, while_locked
 from decisioning.engine import DecisionBatch, logged_reason
 from decisioning.errors import ConflictError, InputError, KlartextError, LogError, LogInUse
 from decisioning.models import ModelSet, PropensityModel
@@ -47,14 +46,7 @@ def _connect(path: str, read_only: bool, wait_s: float,
     A read-only log with shards is read through :func:`decision_log.shards.reader`."""
     if read_only and manifest is not None and manifest.shards:
         return shards.reader(path, manifest, wait_s, damaged_ok)
-    end = time.monotonic() + wait_s
-    while True:
-        try:
-            return duckdb.connect(path, read_only=read_only)
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower() or time.monotonic() >= end:
-                raise
-            time.sleep(0.05)
+    return while_locked(lambda: duckdb.connect(path, read_only=read_only), wait_s)
 
 
 def _first(result: duckdb.DuckDBPyConnection) -> tuple | None:
