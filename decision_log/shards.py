@@ -38,7 +38,7 @@ from pathlib import Path
 
 import duckdb
 
-from decision_log import integrity, schema, seals
+from decision_log import integrity, live, schema, seals
 from decision_log.subjects import fsync_dir as _fsync_dir
 from decisioning.errors import LogError
 
@@ -49,12 +49,48 @@ TABLES = ("decisions", "candidates", "chain", "outcomes")
 #: The head's ``meta`` key that seals a shard's manifest link.
 META_PREFIX = "shard:"
 _NAME = re.compile(r"^[0-9]{6}$")
+#: Service workers' open files (``klartext serve --workers N``): ``<log>.shards/.workers/worker-K.duckdb``.
+WORKERS = ".workers"
+_WORKER = re.compile(r"^worker-([0-9]{1,4})\.duckdb$")
+#: The head's ``meta`` key that says a worker file (by the id in its own ``meta``) is sealed into shards.
+WORKER_META = "worker-file:"
 _MAX_MANIFEST = 64 << 20  #: a manifest larger than this is refused unread (hostile input)
 
 
 def root_of(head: str) -> Path:
     """Where the shards of the log whose DuckDB file is ``head`` live."""
     return Path(head + ".shards")
+
+
+def worker_path(root: Path, k: int) -> Path:
+    """The open file of service worker ``k`` (its decisions until they are sealed into a shard)."""
+    return root / WORKERS / f"worker-{int(k)}.duckdb"
+
+
+def worker_files(root: Path) -> list[Path]:
+    """The workers' files beside the shards, by worker number."""
+    d = root / WORKERS
+    if not d.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in d.iterdir() if (m := _WORKER.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def remove_worker_file(f: Path) -> None:
+    """A worker's file, its WAL and its live replicas (once sealed, or empty)."""
+    for p in (f, Path(str(f) + ".wal")):
+        p.unlink(missing_ok=True)
+    shutil.rmtree(live.live_dir(f), ignore_errors=True)
+
+
+def live_workers(root: Path) -> list[tuple[str, list[live.ReplicaInfo]]]:
+    """The workers of a running service that keep live replicas, with them (freshest first)."""
+    out = []
+    for p in worker_files(root):
+        found = live.replicas(p)
+        if found:
+            out.append((p.stem, found))
+    return out
 
 
 def head_path(path: str) -> str:
@@ -216,9 +252,10 @@ def pending(root: Path, name: str) -> Path:
 
 
 def write(con: duckdb.DuckDBPyConnection, root: Path, name: str, lo: int, hi: int, prev: str,
-          with_outcomes: bool = False) -> Shard:
+          with_outcomes: bool | str = False) -> Shard:
     """Copy the decisions ``lo`` … ``hi`` (by seq) of the log ``con`` reads, with their
-    candidate and chain rows (and, ``with_outcomes``, their outcomes), as Parquet into
+    candidate and chain rows (and, ``with_outcomes``, their outcomes; ``"all"``: every outcome
+    the file holds, as a service worker's, whose outcomes may be of other workers' decisions), as Parquet into
     :func:`pending` ``(root, name)``, flushed to disk: :func:`commit` seals it and moves it
     into place.  Returns its entry (without its manifest link)."""
     if (root / name).exists():
@@ -235,7 +272,8 @@ def write(con: duckdb.DuckDBPyConnection, root: Path, name: str, lo: int, hi: in
                       f"WHERE d.seq BETWEEN {int(lo)} AND {int(hi)} ORDER BY d.seq, c.ordinal",
         "chain": f"SELECT * FROM chain WHERE seq BETWEEN {int(lo)} AND {int(hi)} ORDER BY seq",
         "outcomes": (f"SELECT {', '.join(OUTCOME_COLUMNS).replace('epoch_us(ts)', 'ts')} FROM outcomes "
-                     f"WHERE decision_id IN ({ids}) ORDER BY decision_id, action_id"
+                     + ("" if with_outcomes == "all" else f"WHERE decision_id IN ({ids}) ")
+                     + "ORDER BY decision_id, action_id"
                      if with_outcomes else
                      f"SELECT {', '.join(OUTCOME_COLUMNS).replace('epoch_us(ts)', 'ts')} FROM outcomes LIMIT 0"),
     }
@@ -358,14 +396,47 @@ def reader(head: str, manifest: Manifest, wait_s: float = 0.0, damaged_ok: bool 
     con.executemany("INSERT INTO shard_starts VALUES (?, ?, ?)",
                     [(s.first_seq, s.prev, s.name) for s in manifest.shards] + [(manifest.tail[0] + 1, manifest.tail[1],
                                                                                    None)])
+    workers = _attach_workers(con, manifest)
     for t in tables:
         files = [f for f in manifest.files(t) if f not in gone]
-        if t in TABLES and files:
-            con.execute(f"CREATE VIEW {t} AS SELECT * FROM h.main.{t} UNION ALL BY NAME "
-                        f"SELECT * FROM {_parquet(files)}")
-        else:
-            con.execute(f"CREATE VIEW {t} AS SELECT * FROM h.main.{t}")
+        parts = [f"SELECT * FROM h.main.{t}"] + ([f"SELECT * FROM {_parquet(files)}"] if t in TABLES and files else [])
+        if t in ("decisions", "chain"):
+            parts += [f"SELECT * REPLACE (seq + {off} AS seq) FROM {alias}.main.{t}" for alias, off in workers]
+        elif t in ("candidates", "outcomes"):
+            parts += [f"SELECT * FROM {alias}.main.{t}" for alias, _ in workers]
+        elif t == "strategies" and workers:  # a version a worker followed from a proposal: once
+            every = " UNION ALL BY NAME ".join(parts + [f"SELECT * FROM {a}.main.{t}" for a, _ in workers])
+            parts = [f"SELECT * EXCLUDE (k_n) FROM (SELECT *, row_number() OVER (PARTITION BY version ORDER BY "
+                     f"first_used) AS k_n FROM ({every})) WHERE k_n = 1"]
+        con.execute(f"CREATE VIEW {t} AS " + " UNION ALL BY NAME ".join(parts))
     return con
+
+
+def _attach_workers(con: duckdb.DuckDBPyConnection, manifest: Manifest) -> list[tuple[str, int]]:
+    """Attach the freshest live replica of each running service worker (read-only), and say
+    where its decisions go in the log: after the shards and the head's own decisions, worker
+    by worker (where sealing them will put them; until then a live decision's position may
+    move, its id does not).  Each worker's file starts a chain of its own."""
+    if manifest.root is None or not (manifest.root / WORKERS).is_dir():
+        return []
+    base = max(manifest.tail[0], con.execute("SELECT coalesce(max(seq), 0) FROM h.main.decisions").fetchall()[0][0])
+    out = []
+    for i, (name, found) in enumerate(live_workers(manifest.root)):
+        alias = f"w{i}"
+        for info in found:  # a replica being refreshed is locked for a moment: take the other
+            try:
+                con.execute(f"ATTACH {_sql_text(info.path)} AS {alias} (READ_ONLY)")
+                break
+            except duckdb.Error:
+                continue
+        else:
+            continue
+        n, lo = con.execute(f"SELECT count(*), coalesce(min(seq), 1) FROM {alias}.main.decisions").fetchall()[0]
+        if n:
+            con.execute("INSERT INTO shard_starts VALUES (?, ?, ?)", [base + 1, integrity.GENESIS, name])
+        out.append((alias, int(base - (lo - 1))))
+        base += n
+    return out
 
 
 def previous_hash(con: duckdb.DuckDBPyConnection, seq: int) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -44,7 +45,7 @@ def _connect(path: str, read_only: bool, wait_s: float,
              manifest: shards.Manifest | None = None, damaged_ok: bool = False) -> duckdb.DuckDBPyConnection:
     """``duckdb.connect``, trying again every 50 ms for up to ``wait_s`` while the file is locked.
     A read-only log with shards is read through :func:`decision_log.shards.reader`."""
-    if read_only and manifest is not None and manifest.shards:
+    if read_only and manifest is not None and (manifest.shards or shards.live_workers(manifest.root)):
         return shards.reader(path, manifest, wait_s, damaged_ok)
     return while_locked(lambda: duckdb.connect(path, read_only=read_only), wait_s)
 
@@ -71,6 +72,9 @@ class DecisionLog:
     def __init__(self, con: duckdb.DuckDBPyConnection, path: str, key: bytes | None, read_only: bool) -> None:
         self.con = con
         self.path = path
+        #: The log this file belongs to: itself, or — for a service worker's file — the head,
+        #: whose compliance register (lifecycle, objections) the worker follows.
+        self.home = path
         self._key = key
         self.read_only = read_only
         self._model_cache: dict[tuple[str, str], PropensityModel] = {}
@@ -92,6 +96,8 @@ class DecisionLog:
         self.file_version: float | None = None  #: the file's mtime a reader (the dashboard) keys its caches by
         #: The log's shards (:mod:`decision_log.shards`); a read-only log reads them through ``con``.
         self.manifest = shards.Manifest(shards.root_of(path)) if path != ":memory:" else None
+        #: A service worker's file: the log's shards, which its contact history reads too.
+        self.history_shards: shards.Manifest | None = None
 
     # -- opening ----------------------------------------------------------------------------
 
@@ -241,6 +247,37 @@ class DecisionLog:
             log.seals_inputs = True
             log.subject_keys = subjects.SubjectKeys(Path(keys_path), key)
         log._standing = standing
+        return log
+
+    @classmethod
+    def worker(cls, head: str, k: int, key: bytes, keys_path: str | None) -> DecisionLog:
+        """The open file of service worker ``k`` of the log whose file is ``head``
+        (``klartext serve --workers N``): the worker's decisions, numbered from 1 on a chain of
+        their own, until :meth:`seal_workers` moves them into a shard.  Nobody else writes it,
+        so workers never wait for each other's lock.  Its strategies and models come from the
+        head; it follows the head's compliance register (lifecycle, objections); it
+        pseudonymises with the log's ``key`` and seals inputs under the customers' keys in
+        ``keys_path`` (None: in clear).  Reopened after a crash, DuckDB replays its WAL: every
+        acknowledged decision is there."""
+        path = shards.worker_path(shards.root_of(head), k)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        con = while_locked(lambda: duckdb.connect(str(path)), 30.0)
+        try:
+            con.execute("SET max_vacuum_tasks = 0")
+            for stmt in DDL + seals.DDL:
+                con.execute(stmt)
+            if _first(con.execute("SELECT value FROM meta WHERE key = 'worker_file_id'")) is None:
+                _put_meta(con, "worker_file_id", os.urandom(16).hex())
+                _put_meta(con, "key_id", pseudonyms.key_id(key))
+        except BaseException:
+            con.close()
+            raise
+        log = cls(con, str(path), key, read_only=False)
+        log.home, log.manifest = head, None
+        log.history_shards = shards.Manifest.load(shards.root_of(head))
+        if keys_path is not None:
+            log.seals_inputs = True
+            log.subject_keys = subjects.SubjectKeys(Path(keys_path), key)
         return log
 
     @classmethod
@@ -437,16 +474,17 @@ class DecisionLog:
         """Where a writer's contact history reads decisions (see
         :func:`decision_log.queries.contact_history`): a read-only log reads every shard
         anyway; a writer reads its file and the shards within the strategy's longest window."""
-        if self.read_only or not self.sharded:
+        manifest = self.manifest if self.sharded else self.history_shards
+        if self.read_only or manifest is None or not manifest.shards:
             return "decisions"
         days = max([lim.period_days for lim in strategy.contact_limits] +
                    ([strategy.suppression.within_days] if strategy.suppression is not None else []), default=0)
         since = (now or datetime.now(UTC)) - pd.Timedelta(days=days).to_pytimedelta()
-        return shards.history_source(self.manifest, since)
+        return shards.history_source(manifest, since)
 
     def _head_cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor on the head file's own tables (a read-only sharded log reads views)."""
-        return shards.head_cursor(self.con, self.sharded and self.read_only)
+        return shards.head_cursor(self.con, self.read_only and has_table(self.con, "shard_starts"))
 
     def _next_seq(self) -> tuple[int, str]:
         if self._head is None:
@@ -530,14 +568,14 @@ class DecisionLog:
     def register(self, read_only: bool = False, wait_s: float = 15.0):
         """The compliance register beside this log (:mod:`decision_log.register`), open for a
         ``with`` block (read-only: None where nothing was ever recorded)."""
-        return register.opened(self.path, read_only=read_only, wait_s=wait_s, memory_key=id(self))
+        return register.opened(self.home, read_only=read_only, wait_s=wait_s, memory_key=id(self))
 
     def _register_state(self) -> tuple[dict[str, frozenset[str] | None], dict[str, datetime]]:
         """(standing objections, erasures) from the register, re-read whenever another
         process has recorded in it."""
         stamp: tuple = ()
         if self.path != ":memory:":
-            reg = register.path_of(self.path)
+            reg = register.path_of(self.home)
             for f in (reg, Path(str(reg) + ".wal")):
                 try:
                     st = f.stat()
@@ -680,9 +718,13 @@ class DecisionLog:
             con.unregister("_k_out")
         return len(tbl)
 
-    def _checked_outcomes(self, outcomes: pd.DataFrame) -> pd.DataFrame:
+    def _checked_outcomes(self, outcomes: pd.DataFrame, con: duckdb.DuckDBPyConnection | None = None
+                          ) -> pd.DataFrame:
+        """The rows of ``outcomes`` to log (a retry's are left out), each checked against the
+        decisions of the log ``con`` reads (default: this file; a service worker checks one it
+        did not make against the whole log)."""
         keep = []
-        con = self.con.cursor()
+        con = con or self.con.cursor()
         for r in outcomes.itertuples(index=False):
             did, aid = r.decision_id, (None if pd.isna(r.action_id) else r.action_id)
             for name in ("revenue", "margin"):
@@ -898,6 +940,67 @@ class DecisionLog:
         shards.publish(self.manifest, [shard])
         self.con.execute("CHECKPOINT")
         return shard
+
+    def seal_workers(self, say: Callable[[str], None] | None = None) -> list[shards.Shard]:
+        """Seal the files the service's workers left (:meth:`worker`) into shards, in worker
+        order, after the file's own decisions: each worker file's chain is checked, its
+        decisions are moved to the positions after the last shard and chained again from the
+        genesis (:func:`decision_log.integrity.renumber`), and written as a Parquet shard with
+        every outcome the worker recorded; the shards' links and the files' ids are sealed in
+        one transaction, then the files are removed.  A file whose id the log sealed already
+        (killed after the commit) is only removed.  Run by ``klartext serve --workers`` before
+        its workers start and after they stop; returns the new shards."""
+        say = say or (lambda _m: None)
+        root = self.manifest.root
+        files = shards.worker_files(root)
+        if not files:
+            return []
+        done = {k[len(shards.WORKER_META):] for (k,) in self._head_cursor().execute(
+            "SELECT key FROM meta WHERE key LIKE ?", [shards.WORKER_META + "%"]).fetchall()}
+        todo, gone = [], []
+        try:
+            for f in files:
+                con = while_locked(lambda f=f: duckdb.connect(str(f)), 10.0)  # (its WAL is replayed here)
+                fid = _first(con.execute("SELECT value FROM meta WHERE key = 'worker_file_id'"))
+                n = con.execute("SELECT count(*) FROM decisions").fetchall()[0][0]
+                if fid is None or fid[0] in done or not n:
+                    con.close()
+                    gone.append(f)
+                else:
+                    todo.append((f, con, fid[0], int(n)))
+            new: list[shards.Shard] = []
+            if todo:
+                if self.con.execute("SELECT count(*) FROM decisions").fetchall()[0][0]:
+                    self.archive(datetime(9999, 1, 1, tzinfo=UTC))  # the file's own decisions come first
+                base, name = self.manifest.tail[0], int(self.manifest.next_name())
+                root.mkdir(exist_ok=True)
+                for f, con, _fid, n in todo:
+                    say(f"Sealing {n:,} decisions of {f.stem} into shard {name:06d}")
+                    integrity.renumber(con, base + 1, str(f))
+                    for version, text in con.execute("SELECT version, text FROM strategies").fetchall():
+                        if version not in self._registered and not self.con.execute(
+                                "SELECT count(*) FROM strategies WHERE version = ?", [version]).fetchall()[0][0]:
+                            self.register_strategy(parse_strategy(text, source=f"{f.stem}'s strategy {version}"))
+                    new.append(shards.write(con, root, f"{name:06d}", base + 1, base + n, integrity.GENESIS,
+                                            with_outcomes="all"))
+                    base, name = base + n, name + 1
+                try:
+                    with self.atomic():
+                        linked = shards.seal_links(self.con, self.manifest, new)
+                        for _f, _con, fid, _n in todo:
+                            seals.insert_meta(self.con, shards.WORKER_META + fid, "sealed", in_transaction=True)
+                except BaseException:
+                    shards.recover(self.con, self.manifest)
+                    raise
+                shards.publish(self.manifest, linked)
+                self._head = None
+                new = linked
+        finally:
+            for _f, con, _fid, _n in todo:
+                con.close()
+        for f in [*gone, *(t[0] for t in todo)]:
+            shards.remove_worker_file(f)
+        return new
 
     #: AI Act Art. 19: deployers keep the logs of a high-risk system at least six months.
     MIN_RETENTION_DAYS = 183

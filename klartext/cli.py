@@ -1263,7 +1263,10 @@ def run(db, strategy_path, customers_path, channel, id_column, channel_column, e
 @click.option("--auth-header", default=None, metavar="NAME",
               help="A header your reverse proxy sets to the signed-in user's name (trusted: the proxy must "
                    "strip it from clients' requests).")
-def serve(db, strategy_path, host, port, max_queue, users, auth_header) -> None:
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Service processes sharing the port, each logging into a file of its own (sealed into shards "
+                   "when the service stops; see docs/scale.md). 1: one process holds the log file.")
+def serve(db, strategy_path, host, port, max_queue, users, auth_header, workers) -> None:
     """The real-time decision API: POST /decide, POST /outcome, GET /decisions/{id}, GET /health
     (OpenAPI at /docs). A response is sent only after its decision is durable in the log; each
     answer names the strategy version that decided it, and the service follows the lifecycle's
@@ -1277,6 +1280,15 @@ def serve(db, strategy_path, host, port, max_queue, users, auth_header) -> None:
         _fail(KlartextError(f"No decision log at {db!r}.",
                             f"Create one with `klartext demo --db {db}` (it trains and registers the models)."))
     require_auth_beyond_loopback(host, users, auth_header, "The service")
+    if workers > 1:
+        from klartext.workers import Supervisor
+
+        try:
+            Supervisor(db, strategy_path, host, port, workers, say=click.echo, max_queue=max_queue, users=users,
+                       auth_header=auth_header).run()
+        except KlartextError as exc:
+            _fail(exc)
+        return
     app = create_app(db, strategy_path, max_queue=max_queue, users=users, auth_header=auth_header, freeze_gc=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 

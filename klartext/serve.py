@@ -29,13 +29,14 @@ import gc
 import hashlib
 import json
 import math
+import os
 import queue
 import threading
 import time
 import weakref
 from collections import OrderedDict
-from concurrent.futures import Future
-from contextlib import asynccontextmanager
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -60,6 +61,19 @@ from explain.api import Explainer
 from klartext import access
 
 MAX_BODY = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Worker:
+    """Service worker ``k`` of ``klartext serve --workers N`` (see :mod:`klartext.workers`): the
+    log's pseudonym key and customers' key file, which the head's owner read for it."""
+
+    k: int
+    key: bytes
+    keys_path: str | None
+
+    def __iter__(self):
+        return iter((self.k, self.key, self.keys_path))
 
 
 class DecideIn(BaseModel):
@@ -118,10 +132,14 @@ class Service:
 
     def __init__(self, db: str, strategy: Strategy | None = None, *, max_queue: int = 2000, max_batch: int = 256,
                  max_wait_ms: float = 2.0, replicate: bool = True, replica_interval_s: float = 1.0,
-                 freeze_gc: bool = False, follow_s: float = 1.0) -> None:
-        self.log = DecisionLog.open(db)
+                 freeze_gc: bool = False, follow_s: float = 1.0, worker: Worker | None = None) -> None:
+        #: ``klartext serve --workers N``: this process is one worker, logging into a file of its own
+        self.worker = worker
+        self.log = DecisionLog.worker(db, *worker) if worker is not None else DecisionLog.open(db)
+        self.home = self.log.home
         try:
-            self.deciders = lifecycle.arrangement(self.log, strategy)
+            with self.source() as src:
+                self.deciders = lifecycle.arrangement(src, strategy)
         except BaseException:
             self.log.close()
             raise
@@ -136,6 +154,7 @@ class Service:
             gc.collect()
             gc.freeze()
         self.queue: queue.Queue[_Job] = queue.Queue(maxsize=max_queue)
+        self._elsewhere = ThreadPoolExecutor(2, thread_name_prefix="klartext-elsewhere")
         self.writer = Writer(self.log)
         self.max_batch, self.max_wait = max_batch, max_wait_ms / 1000
         self.logged = 0
@@ -150,6 +169,16 @@ class Service:
             self._follower.start()
         self.replicator = Replicator(self.log, interval_s=replica_interval_s) if replicate and db != ":memory:" else None
         _OPEN.add(self)
+
+    @contextmanager
+    def source(self):
+        """Where strategies and models are read: the log this service writes, or — for a
+        worker — the whole log, read-only, for as long as the ``with`` block lasts."""
+        if self.worker is None:
+            yield self.log
+            return
+        with DecisionLog.open(self.home, read_only=True, wait_s=30) as whole:
+            yield whole
 
     @property
     def strategy(self) -> Strategy:
@@ -176,7 +205,7 @@ class Service:
 
     def check_lifecycle(self) -> bool:
         """Switch to the recorded arrangement if it changed; whether it switched."""
-        if self.log.path != ":memory:" and not register.path_of(self.log.path).exists():
+        if self.home != ":memory:" and not register.path_of(self.home).exists():
             return False  # nothing was ever recorded beside this log
         with self.log.register(read_only=True) as reg:  # (reading changes nothing the decide thread watches)
             seen = lifecycle.stamp(reg)
@@ -193,7 +222,8 @@ class Service:
                                                   self.deciders.state.share) or not st.managed:
             self.deciders = lifecycle.Deciders(st, self.deciders.champion, self.deciders.canary)
             return False
-        new = lifecycle.deciders(self.log, st)
+        with self.source() as src:
+            new = lifecycle.deciders(src, st)
 
         def known(log: DecisionLog) -> None:
             for e in new.engines:
@@ -364,12 +394,27 @@ class Service:
             "ts_us": int(time.time() * 1e6)}])
 
         def answered(f: Future) -> None:
-            if f.exception() is not None:
+            if isinstance(f.exception(), LookupError) and self.worker is not None:
+                self._elsewhere.submit(self._outcome_elsewhere, job, row)  # another worker's decision?
+            elif f.exception() is not None:
                 self._resolve(job, error=f.exception())
             else:
                 self._resolve(job, {"logged": f.result(), "duplicate": f.result() == 0})
 
         self.writer.call(lambda log: log.append_outcomes(row, checked=True)).add_done_callback(answered)
+
+    def _outcome_elsewhere(self, job: _Job, row) -> None:
+        """A worker's outcome for a decision it did not make: checked against the whole log
+        (the shards and the other workers' live replicas, about a second old), then logged
+        in this worker's file."""
+        try:
+            with self.source() as whole:
+                kept = self.log._checked_outcomes(row, whole.con.cursor())
+            n = self.writer.call(lambda log: log.append_outcomes(kept)).result(timeout=60) if len(kept) else 0
+        except BaseException as exc:  # noqa: BLE001 - told to the client
+            self._resolve(job, error=exc)
+            return
+        self._resolve(job, {"logged": n, "duplicate": n == 0})
 
     def close(self) -> None:
         if self._stop.is_set():
@@ -378,6 +423,7 @@ class Service:
         self._decider.join(timeout=5)
         if self._follower is not None:
             self._follower.join(timeout=5)
+        self._elsewhere.shutdown(wait=True)
         self.writer.close()
         if self.replicator is not None:
             self.replicator.close()
@@ -635,13 +681,20 @@ def create_app(db: str, strategy_path: str | None = None, *, users: str | None =
         svc = state["svc"]
         try:
             e = Explainer(svc.log, writer=svc.writer).explain(decision_id)
+            out = e.to_dict()
         except LogError as exc:
-            return _error(404, exc.message, exc.hint)
+            if svc.worker is None:
+                return _error(404, exc.message, exc.hint)
+            try:  # made by another worker, or before the service started: read from the whole log
+                with svc.source() as whole:
+                    e = Explainer(whole).explain(decision_id)
+                    out = e.to_dict()
+            except LogError as exc2:
+                return _error(404, exc2.message, exc2.hint)
         with svc.log.register() as reg:  # recorded before it is answered: no view without its record
             reg.record_access(user.name if user else "local", "api", "decision", decision_id,
                               customer=e.decision.get("customer"))
             reviews = reg.reviews(decision_id).drop(columns=["customer"])
-        out = e.to_dict()
         out["reviews"] = reviews.to_dict("records")  # the review trail (GDPR Art. 22(3)), oldest first
         return json.loads(json.dumps(out, default=str))
 
@@ -666,6 +719,7 @@ def create_app(db: str, strategy_path: str | None = None, *, users: str | None =
         svc = state["svc"]
         d = svc.deciders
         return {"status": "ok", "strategy_version": svc.strategy.version,
+                "worker": None if svc.worker is None else {"k": svc.worker.k, "pid": os.getpid()},
                 "lifecycle": {**lifecycle.describe(d.state), "deciding": [e.strategy.version for e in d.engines],
                               "follow": {k: v for k, v in svc.follow.items() if k != "stamp"}},
                 "logged_since_start": svc.logged,

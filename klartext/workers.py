@@ -1,0 +1,136 @@
+"""``klartext serve --workers N``: several service processes on one port, each with a log
+file of its own.
+
+One DuckDB file has one writer, and one Python process decides on one core at a time, so a
+single service tops out at what one core does.  With ``--workers N`` a supervisor:
+
+1. opens the log (its head file) once, finishes what an earlier run left — worker files of a
+   run that was stopped or killed are sealed into shards (:meth:`DecisionLog.seal_workers`)
+   — and registers the strategy and models that decide, then lets go of the file;
+2. binds the port and starts N worker processes (``spawn``: nothing of DuckDB is forked)
+   that share the listening socket; the kernel hands each new connection to one of them;
+3. each worker is a complete service (:class:`klartext.serve.Service`) that logs into its
+   own file ``<log>.shards/.workers/worker-K.duckdb`` with a chain of its own — no worker
+   waits for another's lock — answers a request only after its decision is committed there,
+   keeps live replicas of its file, and follows the head's lifecycle and objections;
+4. restarts a worker that dies (after ``kill -9`` DuckDB replays the worker's WAL when the
+   new process opens the file: every acknowledged decision is there);
+5. on SIGTERM or Ctrl-C stops the workers (each finishes what it acknowledged) and seals
+   their files into shards.
+
+Readers see the whole log while it runs: a read-only open of a log with workers attaches each
+worker's freshest replica (:func:`decision_log.shards.reader`).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from decision_log import lifecycle, shards
+from decision_log.store import DecisionLog
+from decisioning.strategy import load_strategy
+
+RESTART_PAUSE_S = 0.5  #: a worker that died is started again after this long
+
+
+def prepare(db: str, strategy_path: str | None, say: Callable[[str], None]) -> tuple[str, bytes, str | None]:
+    """Step 1 of the module docstring; returns (head file, pseudonym key, customers' key file)."""
+    head = shards.head_path(db)
+    strategy = load_strategy(strategy_path) if strategy_path else None
+    with DecisionLog.open(head, create=False, wait_s=10) as log:
+        for s in log.seal_workers(say):
+            say(f"Shard {s.name}: {s.decisions:,} decisions of an earlier run's worker sealed")
+        d = lifecycle.arrangement(log, strategy, ready=False)
+        for e in d.engines:
+            log.register_strategy(e.strategy)
+            log.register_models(e.models)
+        keys = str(log.subject_keys.path) if log.seals_inputs and log.subject_keys is not None else None
+        return head, log._key, keys
+
+
+def _worker(head: str, k: int, key: bytes, keys: str | None, strategy_path: str | None, sock: socket.socket,
+            parent: int, opts: dict) -> None:
+    """One worker process: a service on the shared socket, logging into its own file."""
+    import uvicorn
+
+    from klartext.serve import Worker, create_app
+
+    def orphaned() -> None:  # the supervisor is gone (killed): stop, so the files can be sealed
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=orphaned, daemon=True).start()
+    app = create_app(head, strategy_path, worker=Worker(k, key, keys), freeze_gc=True, **opts)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server.run(sockets=[sock])
+
+
+class Supervisor:
+    """Runs N workers on one socket (steps 2–5 of the module docstring)."""
+
+    def __init__(self, db: str, strategy_path: str | None, host: str, port: int, workers: int,
+                 say: Callable[[str], None] = print, **opts) -> None:
+        self.say = say
+        self.head, self.key, self.keys = prepare(db, strategy_path, say)
+        self.strategy_path, self.opts, self.n = strategy_path, opts, workers
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(2048)
+        self.sock.set_inheritable(True)
+        self.port = self.sock.getsockname()[1]
+        self.ctx = mp.get_context("spawn")
+        self.procs: dict[int, mp.process.BaseProcess] = {}
+        self.restarts = 0
+        self._stop = threading.Event()
+
+    def _start(self, k: int) -> None:
+        p = self.ctx.Process(target=_worker, name=f"klartext-worker-{k}", daemon=False,
+                             args=(self.head, k, self.key, self.keys, self.strategy_path, self.sock, os.getpid(),
+                                   self.opts))
+        p.start()
+        self.procs[k] = p
+
+    def run(self) -> None:
+        """Start the workers, keep them running until SIGTERM/SIGINT, then stop and seal."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self._stop.set())
+        for k in range(1, self.n + 1):
+            self._start(k)
+        self.say(f"{self.n} workers on port {self.port}; each logs into {shards.root_of(self.head) / shards.WORKERS}"
+                 "/worker-K.duckdb until it stops (Ctrl-C stops them and seals their decisions into shards).")
+        while not self._stop.wait(0.2):
+            for k, p in list(self.procs.items()):
+                if not p.is_alive():
+                    self.say(f"Worker {k} ended (exit code {p.exitcode}); starting it again.")
+                    self.restarts += 1
+                    time.sleep(RESTART_PAUSE_S)
+                    self._start(k)
+        self.stop()
+
+    def stop(self) -> list[shards.Shard]:
+        """Stop every worker (each finishes and logs what it took on), then seal their files."""
+        for p in self.procs.values():
+            if p.is_alive():
+                os.kill(p.pid, signal.SIGTERM)
+        for p in self.procs.values():
+            p.join(timeout=60)
+            if p.is_alive():
+                p.kill()
+                p.join()
+        self.sock.close()
+        with DecisionLog.open(self.head, create=False, wait_s=30) as log:
+            sealed = log.seal_workers(self.say)
+        if sealed:
+            n = sum(s.decisions for s in sealed)
+            self.say(f"Sealed {n:,} decisions of {len(sealed)} worker file(s) into shards "
+                     f"{sealed[0].name}–{sealed[-1].name} of {Path(self.head).name}.")
+        return sealed

@@ -1,0 +1,164 @@
+"""``klartext serve --workers N``: several processes on one port, a log file each, sealed into
+shards when they stop; kill -9 of one worker loses no acknowledged decision."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from decision_log import shards
+from decision_log.store import DecisionLog
+from decisioning.errors import LogError
+from tests.test_serve import _free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+CUSTOMER = json.loads((ROOT / "examples" / "customer.json").read_text())
+
+
+def _get(port: int, path: str) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+        return json.loads(r.read())
+
+
+def _post(port: int, path: str, body: dict) -> dict:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(),
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def _start(db: Path, port: int, workers: int) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "klartext.cli", "serve", "--db", str(db), "--port", str(port),
+                             "--workers", str(workers)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    for _ in range(300):
+        try:
+            _get(port, "/health")
+            return proc
+        except OSError:
+            time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise AssertionError(proc.stdout.read().decode(errors="replace")[-3000:])
+
+
+def _worker_pids(port: int, n: int) -> dict[int, int]:
+    """{worker number: pid}, asking /health on new connections until every worker answered."""
+    seen: dict[int, int] = {}
+    for _ in range(400):
+        w = _get(port, "/health")["worker"]
+        seen[w["k"]] = w["pid"]
+        if len(seen) == n:
+            return seen
+    raise AssertionError(f"only workers {sorted(seen)} answered")
+
+
+def _stop(proc: subprocess.Popen) -> str:
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    return out.decode(errors="replace")
+
+
+def test_kill_9_of_one_worker_loses_no_acknowledged_decision_and_the_others_go_on(demo_copy):
+    db = demo_copy
+    with DecisionLog.open(db, read_only=True) as log:
+        before = log.con.execute("SELECT count(*) FROM decisions").fetchall()[0][0]
+    port = _free_port()
+    proc = _start(db, port, 2)
+    try:
+        pids = _worker_pids(port, 2)
+        acked: list[tuple[str, float]] = []
+        refused: list[int] = []
+        stop = threading.Event()
+
+        def client(k: int) -> None:
+            i = 0
+            while not stop.is_set():
+                i += 1
+                try:
+                    a = _post(port, "/decide", {**CUSTOMER, "customer_id": f"W{k}-{i}"})
+                    acked.append((a["decision_id"], time.time()))
+                except urllib.error.HTTPError as exc:
+                    refused.append(exc.code)
+                except OSError:  # the connection's worker was killed: not acknowledged, try again
+                    time.sleep(0.05)
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        time.sleep(2.0)
+        killed_at = time.time()
+        os.kill(pids[1], signal.SIGKILL)
+        time.sleep(3.0)
+        # the live view reads every worker's replica: decisions of both workers, while they run
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            with DecisionLog.open(db, read_only=True) as live:
+                seen = live.con.execute("SELECT count(*) FROM decisions").fetchall()[0][0]
+                if seen > before + 50:
+                    break
+            time.sleep(0.5)
+        assert seen > before + 50, seen
+        # another worker's decision: explained and its outcome taken by whichever worker answers
+        did = acked[5][0]
+        time.sleep(1.5)  # (in the other workers' replicas)
+        for _ in range(4):
+            assert _get(port, f"/decisions/{did}")["decision"]["decision_id"] == did
+        assert _post(port, "/outcome", {"decision_id": did, "outcome": "ignored"})["logged"] in (0, 1)
+        stop.set()
+        for t in threads:
+            t.join()
+        pids_after = _worker_pids(port, 2)
+    finally:
+        out = _stop(proc)
+    assert pids_after[1] != pids[1] and pids_after[2] == pids[2], (pids, pids_after)  # restarted; the other kept on
+    assert [t for _, t in acked if t > killed_at + 0.5], "no decision was acknowledged after the kill"
+    assert not [c for c in refused if c >= 500], refused
+    assert "Worker 1 ended" in out and "Sealed" in out, out
+    root = shards.root_of(str(db))
+    assert shards.worker_files(root) == [], "worker files are sealed into shards and removed"
+    with DecisionLog.open(db, read_only=True) as log:
+        log.con.register("acked", pd.DataFrame({"decision_id": [d for d, _ in acked]}))
+        found = log.con.execute("SELECT count(*) FROM acked JOIN decisions USING (decision_id)").fetchall()[0][0]
+        total = log.con.execute("SELECT count(*), count(DISTINCT seq), min(seq), max(seq) FROM decisions").fetchall()[0]
+        outcome = log.con.execute("SELECT count(*) FROM outcomes WHERE decision_id = ?", [did]).fetchall()[0][0]
+        res = log.verify()
+    assert found == len(acked) > 100
+    assert total[0] == total[1] == total[3] - total[2] + 1  # positions 1 … n, none twice, none missing
+    assert outcome >= 1
+    assert res.ok, res.problem
+
+
+def test_a_worker_file_changed_before_it_is_sealed_is_refused_by_name(demo_copy):
+    db = str(demo_copy)
+    port = _free_port()
+    proc = _start(Path(db), port, 2)
+    try:
+        for i in range(30):
+            _post(port, "/decide", {**CUSTOMER, "customer_id": f"T{i}"})
+        os.killpg(proc.pid, signal.SIGKILL)  # supervisor and workers: the files stay unsealed
+        proc.wait()
+        time.sleep(1)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    files = shards.worker_files(shards.root_of(db))
+    assert files
+    target = next(f for f in files if duckdb.connect(str(f)).execute("SELECT count(*) FROM decisions").fetchall()[0][0])
+    con = duckdb.connect(str(target))
+    con.execute("UPDATE decisions SET channel = 'sms' WHERE seq = 2")
+    con.close()
+    with DecisionLog.open(db) as log, pytest.raises(LogError, match=f"position 2.*{target.name}"):
+        log.seal_workers()
+    assert target.exists()  # kept for investigation, nothing of it sealed
