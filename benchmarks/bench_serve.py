@@ -18,7 +18,13 @@ one JSON object.
 Targets on a 2-core machine: p99 ≤ 50 ms at 8 concurrent clients, ≥ 500 decisions/s, zero
 acknowledged decisions lost.
 
-Usage: ``python benchmarks/bench_serve.py [--customers 20000] [--requests 300]``
+With ``--workers 1,2`` it instead compares service processes (``klartext serve --workers N``;
+1 is the single-process service, the baseline of that run): decisions/s and p50/p99 at 8 and
+32 clients for each, and after each service stops (its workers' files sealed into shards)
+every acknowledged decision is looked up in the log.  Goal of issue #21: ≥ 1,000
+decisions/s with p99 ≤ 25 ms at 8 clients.
+
+Usage: ``python benchmarks/bench_serve.py [--customers 20000] [--requests 300] [--workers 1,2]``
 """
 
 from __future__ import annotations
@@ -179,6 +185,77 @@ def _health(port: int) -> dict:
     return json.loads(c.getresponse().read())
 
 
+def _items(n: int = 2000) -> list[dict]:
+    strategy = retail.load_demo_strategy()
+    frame, contacts, rej, days = retail.generate_interactions(retail.generate_customers(n, seed=99), strategy, seed=99)
+    req = Requests.from_frame(strategy, frame, contacts=contacts, rejections=rej, days_since_rejection=days)
+    return [req.to_dict(strategy, i) for i in range(len(req))]
+
+
+def _wait_ready(port: int, proc: subprocess.Popen) -> None:
+    for _ in range(600):
+        if proc.poll() is not None:
+            raise RuntimeError(proc.stdout.read().decode(errors="replace")[-2000:])
+        try:
+            if _health(port).get("status") == "ok":
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("the service did not start")
+
+
+def _compare_workers(workers: list[int], args) -> None:
+    """One demo log per worker count (a copy of one build), 8 and 32 clients against each."""
+    import shutil
+    import signal
+
+    import pandas as pd
+
+    items = _items()
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        built = str(Path(tmp) / "built.duckdb")
+        run_demo(built, args.customers, seal_inputs=args.inputs == "sealed")
+        for w in workers:
+            d = Path(tmp) / f"w{w}"
+            d.mkdir()
+            for f in Path(tmp).glob("built.duckdb*"):
+                if f.is_file() and not f.name.endswith(".lock"):
+                    shutil.copy(f, d / f.name.replace("built", "serve"))
+            db = str(d / "serve.duckdb")
+            port = _port()
+            proc = subprocess.Popen([sys.executable, "-m", "klartext.cli", "serve", "--db", db, "--port", str(port),
+                                     "--workers", str(w)], cwd=ROOT, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT)
+            try:
+                _wait_ready(port, proc)
+                time.sleep(3)  # every worker up and its replicas made
+                _load(port, 8, 25, items)  # warm-up (each worker's first groups)
+                runs = [_load(port, k, args.requests, items) for k in (8, 32)]
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=300)
+            acked = [i for r in runs for i in r.pop("ids")]
+            with DecisionLog.open(db, read_only=True) as log:
+                log.con.register("acked", pd.DataFrame({"decision_id": acked}))
+                found = log.con.execute("SELECT count(*) FROM decisions SEMI JOIN acked USING (decision_id)"
+                                        ).fetchall()[0][0]
+                ok = log.verify().ok
+            out.append({"workers": w, "runs": runs, "acknowledged": len(acked), "acknowledged_in_log": int(found),
+                        "verify_ok": ok})
+    base = out[0]["runs"][0]["decisions_per_s"]
+    for o in out:
+        o["speedup_at_8_vs_first"] = round(o["runs"][0]["decisions_per_s"] / base, 2)
+    best = max(out, key=lambda o: o["runs"][0]["decisions_per_s"])["runs"][0]
+    print(json.dumps({
+        "benchmark": "bench_serve --workers",
+        "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+        "inputs": args.inputs, "requests_per_client": args.requests, "services": out,
+        "targets": {">=1000_decisions_per_s_at_8": best["decisions_per_s"] >= 1000, "p99<=25ms_at_8": best["p99_ms"] <= 25,
+                    "zero_acknowledged_lost": all(o["acknowledged"] == o["acknowledged_in_log"] for o in out)},
+    }, indent=2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--customers", type=int, default=20_000)
@@ -186,7 +263,11 @@ def main() -> None:
     ap.add_argument("--inputs", choices=["sealed", "clear"], default="sealed",
                     help="A log that seals each decision's inputs under its customer's key (the default) or one "
                          "that stores them in clear (to compare).")
+    ap.add_argument("--workers", default=None, help="Compare service processes, e.g. 1,2 (see the docstring).")
     args = ap.parse_args()
+    if args.workers:
+        _compare_workers([int(w) for w in args.workers.split(",")], args)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         db = str(Path(tmp) / "serve.duckdb")
         run_demo(db, args.customers, seal_inputs=args.inputs == "sealed")
