@@ -447,8 +447,8 @@ def renumber(con: duckdb.DuckDBPyConnection, first_seq: int, name: str) -> int:
         for start in range(0, len(seqs), _CHUNK):
             lo, hi = int(seqs[start]), int(seqs[min(len(seqs), start + _CHUNK) - 1])
             records, chained = _hashes(con, lo, hi, order, link)
-            rows = con.execute("SELECT seq, decision_id FROM decisions WHERE seq BETWEEN ? AND ? ORDER BY seq",
-                               [lo, hi]).to_arrow_table()
+            rows = con.sql("SELECT seq, decision_id FROM decisions WHERE seq BETWEEN ? AND ? ORDER BY seq",
+                           params=[lo, hi]).to_arrow_table()
             con.register("_k_chain", rows.append_column("record_hash", pa.array(records, pa.string()))
                          .append_column("chain_hash", pa.array(chained, pa.string())))
             try:

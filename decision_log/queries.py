@@ -116,7 +116,7 @@ def decision_record(con: duckdb.DuckDBPyConnection, decision_id: str) -> dict | 
 
 def contact_history(
     con: duckdb.DuckDBPyConnection, customer: str, strategy: Strategy, now: datetime | None = None,
-    decisions: str = "decisions",
+    decisions: str = "decisions", outcomes: str = "outcomes",
 ) -> tuple[dict[str, int], dict[str, dict]]:
     """Contact counts per limited channel and recent rejections per action for one customer.
 
@@ -124,7 +124,8 @@ def contact_history(
     channel's ``period_days``; rejections are ``rejected`` outcomes within the suppression
     window.  Returns the ``contacts`` and ``rejections`` parts of a decision request.
     ``decisions``: where the decisions are (a writer of a sharded log passes
-    :meth:`DecisionLog.history_source`, its file's and its recent shards').
+    :meth:`DecisionLog.history_source`, its file's and its recent shards'); ``outcomes``:
+    where the outcomes are (a service worker adds the other workers', :mod:`decision_log.peers`).
     """
     now = now or datetime.now(UTC)
     contacts: dict[str, int] = {}
@@ -141,7 +142,7 @@ def contact_history(
         rows = con.execute(
             f"""
             SELECT o.action_id, count(*) AS n, max(o.ts) AS last
-            FROM outcomes o JOIN {decisions} d USING (decision_id)
+            FROM {outcomes} o JOIN {decisions} d USING (decision_id)
             WHERE d.customer = ? AND o.outcome = 'rejected' AND o.ts >= ? AND o.action_id IS NOT NULL
             GROUP BY o.action_id
             """, [customer, since]).fetchall()

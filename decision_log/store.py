@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from decision_log import integrity, live, pseudonyms, register, rows, seals, shards, subjects
+from decision_log import integrity, live, peers, pseudonyms, register, rows, seals, shards, subjects
 from decision_log.rows import PreparedBatch, prepare
 from decision_log.schema import DDL, SCHEMA_VERSION, execute_over, has_column, has_table, while_locked
 from decisioning.engine import DecisionBatch, logged_reason
@@ -98,6 +98,8 @@ class DecisionLog:
         self.manifest = shards.Manifest(shards.root_of(path)) if path != ":memory:" else None
         #: A service worker's file: the log's shards, which its contact history reads too.
         self.history_shards: shards.Manifest | None = None
+        #: A service worker's copy of the other workers' recent contacts (:mod:`decision_log.peers`).
+        self.peers: peers.Peers | None = None
 
     # -- opening ----------------------------------------------------------------------------
 
@@ -467,8 +469,10 @@ class DecisionLog:
 
     @property
     def sharded(self) -> bool:
-        """Whether some of the log's decisions are in shards (:mod:`decision_log.shards`)."""
-        return self.manifest is not None and bool(self.manifest.shards)
+        """Whether some of the log's decisions are in shards (:mod:`decision_log.shards`), or —
+        read-only, while ``klartext serve --workers`` runs — in the workers' live replicas."""
+        return self.manifest is not None and (bool(self.manifest.shards) or (
+            self.read_only and has_table(self.con, "shard_starts")))
 
     def history_source(self, strategy: Strategy, now: datetime | None = None) -> str:
         """Where a writer's contact history reads decisions (see
@@ -476,11 +480,18 @@ class DecisionLog:
         anyway; a writer reads its file and the shards within the strategy's longest window."""
         manifest = self.manifest if self.sharded else self.history_shards
         if self.read_only or manifest is None or not manifest.shards:
-            return "decisions"
-        days = max([lim.period_days for lim in strategy.contact_limits] +
-                   ([strategy.suppression.within_days] if strategy.suppression is not None else []), default=0)
-        since = (now or datetime.now(UTC)) - pd.Timedelta(days=days).to_pytimedelta()
-        return shards.history_source(manifest, since)
+            source = "decisions"
+        else:
+            since = (now or datetime.now(UTC)) - pd.Timedelta(days=history_days(strategy)).to_pytimedelta()
+            source = shards.history_source(manifest, since)
+        if self.peers is not None:  # a service worker: the other workers' too
+            source = f"(SELECT {peers.COLUMNS} FROM {source} UNION ALL SELECT {peers.COLUMNS} FROM peers.decisions)"
+        return source
+
+    def history_outcomes(self) -> str:
+        """Where a writer's contact history reads rejections (a worker: the other workers' too)."""
+        return "outcomes" if self.peers is None else \
+            "(SELECT * FROM outcomes UNION ALL BY NAME SELECT * FROM peers.outcomes)"
 
     def _head_cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor on the head file's own tables (a read-only sharded log reads views)."""
@@ -854,7 +865,21 @@ class DecisionLog:
                                          f"the log's own decisions start at position {first}, but its last shard ends "
                                          f"at {tail_seq} (decisions were deleted or archived twice)")
         res.n_decisions = total
-        if res.ok:
+        if res.ok:  # a running service's workers: each live replica's own chain (sealed into a shard on stop)
+            workers = [r[0] for r in cur.execute("SELECT database_name FROM duckdb_databases() WHERE "
+                                                 "regexp_matches(database_name, '^w[0-9]+$') ORDER BY 1").fetchall()]
+            n_live = 0
+            for alias in workers:
+                wc = self.con.cursor()
+                wc.execute(f"USE {alias}")
+                w = integrity.verify(wc, rest=False)
+                if not w.ok:
+                    return integrity.VerifyResult(False, total, res.head_hash, None, w.first_bad_decision,
+                                                  f"in the live replica of a running service worker: {w.problem}")
+                n_live += w.n_decisions
+            if workers:
+                res.notes.append(f"{n_live:,} decisions of {len(workers)} running service worker(s) checked in their "
+                                 "live replicas (each worker's file is verified again when it is sealed into a shard)")
             live, purged = self.manifest.live, [s for s in self.manifest.shards if s.purged is not None]
             if live:
                 res.notes.insert(0, f"{len(live)} shard(s) intact: decisions {live[0].first_seq:,} to {tail_seq:,} in "
@@ -1092,6 +1117,12 @@ def _number_candidates(con: duckdb.DuckDBPyConnection) -> None:
             SELECT rowid AS r, CAST(row_number() OVER (PARTITION BY decision_id ORDER BY action_id) - 1 AS INTEGER) AS o
             FROM candidates) n
         WHERE candidates.rowid = n.r AND candidates.ordinal IS NULL""")
+
+
+def history_days(strategy: Strategy) -> float:
+    """The longest window the strategy's contact limits and suppression look back."""
+    return max([lim.period_days for lim in strategy.contact_limits] +
+               ([strategy.suppression.within_days] if strategy.suppression is not None else []), default=0)
 
 
 def _put_meta(con: duckdb.DuckDBPyConnection, key: str, value: str) -> None:

@@ -38,6 +38,7 @@ from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
@@ -50,7 +51,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from decision_log import lifecycle, queries, register
 from decision_log.integrity import compile_assembly
 from decision_log.live import Replicator
-from decision_log.store import DecisionLog
+from decision_log.peers import Peers
+from decision_log.store import DecisionLog, history_days
 from decision_log.writer import Writer
 from decisioning.engine import DecisionBatch, Engine
 from decisioning.errors import ConflictError, InputError, KlartextError, LogError
@@ -146,6 +148,9 @@ class Service:
         for e in self.deciders.engines:
             self.log.register_strategy(e.strategy)
             self.log.register_models(e.models)
+        if worker is not None:  # the other workers' contacts count towards this one's limits
+            self.log.peers = Peers(self.log.con, Path(self.log.path),
+                                   max(history_days(e.strategy) for e in self.deciders.engines))
         compile_walk()  # the models' compiled walk and the hash chain's byte assembly are ready
         compile_assembly()  # before the first request
         self.follow = {"every_s": follow_s, "checked": None, "switched": None, "error": None, "refused": None,
@@ -304,7 +309,7 @@ class Service:
                     if item.get("contacts") is None or item.get("rejections") is None:  # fill from the log
                         contacts, rejections = queries.contact_history(
                             reader, self.log.pseudonymise([item["customer_id"]])[0], s,
-                            decisions=self.log.history_source(s))
+                            decisions=self.log.history_source(s), outcomes=self.log.history_outcomes())
                         item = {**item, "contacts": contacts if item.get("contacts") is None else item["contacts"],
                                 "rejections": rejections if item.get("rejections") is None else item["rejections"]}
                         req = Requests.from_dicts(s, [{k: v for k, v in item.items() if v is not None}])
@@ -425,6 +430,8 @@ class Service:
             self._follower.join(timeout=5)
         self._elsewhere.shutdown(wait=True)
         self.writer.close()
+        if self.log.peers is not None:
+            self.log.peers.close()
         if self.replicator is not None:
             self.replicator.close()
         self.log.close()
@@ -726,6 +733,7 @@ def create_app(db: str, strategy_path: str | None = None, *, users: str | None =
                 "queue": svc.queue.qsize(), "groups_committed": svc.groups,
                 "mean_group_size": round(svc.logged / svc.groups, 2) if svc.groups else None,
                 "writer_seconds": {k: round(v, 3) for k, v in {**svc.seconds, **svc.writer.seconds}.items()},
-                "live_replicas": svc.replicator.status() if svc.replicator is not None else None}
+                "live_replicas": svc.replicator.status() if svc.replicator is not None else None,
+                "other_workers": svc.log.peers.status() if svc.log.peers is not None else None}
 
     return app

@@ -1,0 +1,105 @@
+"""What the other service workers logged, for a worker's contact limits.
+
+With ``klartext serve --workers N`` each worker logs into a file of its own, and the kernel
+hands a customer's next request to any worker.  A contact limit ("at most 2 e-mails a
+week") counts the customer's contacts in the whole log, so each worker keeps a copy of the
+other workers' decisions (the columns contact history reads) and rejected outcomes, in an
+in-memory database attached to its own connection as ``peers``.  A thread brings it up to
+date about once a second from each other worker's freshest live replica, incrementally (by
+position: the files only grow); a worker's decisions reach the others within about two
+seconds (its replica's interval plus this one's).  Rows older than the strategy's longest
+window are dropped as they age.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+
+from decision_log import live, shards
+
+COLUMNS = "decision_id, ts, customer, channel, chosen_action"
+
+
+class Peers:
+    """The other workers' recent contacts beside worker file ``own`` (see the module docstring)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, own: Path, window_days: float, interval_s: float = 1.0) -> None:
+        self.con, self.own, self.window = con, Path(own).resolve(), timedelta(days=window_days)
+        con.execute("ATTACH ':memory:' AS peers")
+        con.execute(f"CREATE TABLE peers.decisions AS SELECT {COLUMNS} FROM decisions LIMIT 0")
+        con.execute("CREATE TABLE peers.outcomes AS SELECT * FROM outcomes LIMIT 0")
+        self.seen: dict[str, tuple[str, int, int]] = {}  #: peer file -> (its id, last seq copied, outcomes copied)
+        self.refreshed: float | None = None
+        self.error: str | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval_s,), name="klartext-peers", daemon=True)
+        self._thread.start()
+
+    def _run(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            try:
+                self.refresh()
+                self.error = None
+            except Exception as exc:  # noqa: BLE001 - keep the last copy; /health says why
+                self.error = f"{type(exc).__name__}: {exc}"
+
+    def refresh(self) -> int:
+        """Copy what the other workers logged since the last refresh; returns the new decisions."""
+        with self._lock:
+            new = 0
+            cur = self.con.cursor()
+            cutoff = datetime.now(UTC) - self.window
+            for f in shards.worker_files(self.own.parent.parent):
+                if f.resolve() == self.own:
+                    continue
+                for info in live.replicas(f):
+                    try:
+                        src = duckdb.connect(info.path, read_only=True)
+                    except duckdb.Error:  # being refreshed: take the other one
+                        continue
+                    try:
+                        new += self._copy(cur, str(f), src, cutoff)
+                    finally:
+                        src.close()
+                    break
+            cur.execute("DELETE FROM peers.decisions WHERE ts < ?", [cutoff])
+            cur.execute("DELETE FROM peers.outcomes WHERE ts < ?", [cutoff])
+            self.refreshed = datetime.now(UTC).timestamp()
+            return new
+
+    def _copy(self, cur: duckdb.DuckDBPyConnection, name: str, src: duckdb.DuckDBPyConnection, cutoff: datetime) -> int:
+        fid = src.execute("SELECT value FROM meta WHERE key = 'worker_file_id'").fetchall()
+        fid = fid[0][0] if fid else ""
+        known_id, last_seq, n_out = self.seen.get(name, (fid, 0, 0))
+        if known_id != fid:  # a new file at that place (the old one was sealed): it starts again
+            last_seq, n_out = 0, 0
+        dec = src.sql(f"SELECT {COLUMNS}, seq FROM decisions WHERE seq > ? AND ts >= ? ORDER BY seq",
+                      params=[last_seq, cutoff]).to_arrow_table()
+        top = src.execute("SELECT coalesce(max(seq), 0) FROM decisions").fetchall()[0][0]
+        out = src.sql("SELECT * FROM outcomes ORDER BY rowid OFFSET ?", params=[n_out]).to_arrow_table()
+        cur.execute("BEGIN")
+        try:
+            cur.register("_k_new", dec.drop_columns(["seq"]))
+            cur.execute("INSERT INTO peers.decisions SELECT * FROM _k_new")
+            cur.unregister("_k_new")
+            cur.register("_k_out", out)
+            cur.execute("INSERT INTO peers.outcomes SELECT * FROM _k_out WHERE outcome = 'rejected'")
+            cur.unregister("_k_out")
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        self.seen[name] = (fid, max(int(top), last_seq), n_out + out.num_rows)
+        return dec.num_rows
+
+    def status(self) -> dict:
+        return {"peers": len(self.seen), "refreshed": self.refreshed, "error": self.error}
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
