@@ -824,6 +824,11 @@ class DecisionLog:
             res = integrity.verify(self.con.cursor(), since=since, progress=progress)
         if not res.ok:
             return res
+        waiting = self.manifest is not None and len(shards.worker_files(self.manifest.root)) - len(
+            shards.live_workers(self.manifest.root))
+        if waiting:
+            res.notes.append(f"{waiting} worker file(s) of a service that stopped without sealing them hold decisions "
+                             "not yet in this check: `klartext serve --workers N` or `klartext archive` seals them")
         with self.register(read_only=True) as reg:
             if reg is None:
                 return res
@@ -985,7 +990,12 @@ class DecisionLog:
         todo, gone = [], []
         try:
             for f in files:
-                con = while_locked(lambda f=f: duckdb.connect(str(f)), 10.0)  # (its WAL is replayed here)
+                try:
+                    con = while_locked(lambda f=f: duckdb.connect(str(f)), 10.0)  # (its WAL is replayed here)
+                except duckdb.IOException as exc:
+                    raise LogInUse(f"{f.name} of the log {self.path!r} is held by a running service worker.",
+                                   "Its decisions are sealed when that service stops (Ctrl-C or SIGTERM to "
+                                   "`klartext serve --workers`); run this again then.") from exc
                 fid = _first(con.execute("SELECT value FROM meta WHERE key = 'worker_file_id'"))
                 n = con.execute("SELECT count(*) FROM decisions").fetchall()[0][0]
                 if fid is None or fid[0] in done or not n:

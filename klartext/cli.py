@@ -1551,6 +1551,8 @@ def archive(before: str, db: str, lang: str | None) -> None:
     day = _day_or_days_ago(before, "--before")
     cut = datetime(day.year, day.month, day.day, tzinfo=UTC)
     with DecisionLog.open(db, create=False, wait_s=WAIT_S) as log:
+        for s in log.seal_workers():  # what a stopped service's workers left comes first
+            click.echo(f"Shard {s.name}: {s.decisions:,} decisions of a stopped service's worker sealed")
         shard = log.archive(cut)
         if shard is None:
             click.echo(_t("cli.archive_nothing", lang, db=db, day=day.isoformat()))

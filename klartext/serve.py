@@ -140,6 +140,8 @@ class Service:
         self.log = DecisionLog.worker(db, *worker) if worker is not None else DecisionLog.open(db)
         self.home = self.log.home
         try:
+            if worker is None and self.log.manifest is not None:
+                self.log.seal_workers()  # what a stopped `serve --workers` left: in the log before this one writes
             with self.source() as src:
                 self.deciders = lifecycle.arrangement(src, strategy)
         except BaseException:

@@ -202,3 +202,29 @@ def test_contact_limits_count_what_the_other_workers_logged(demo_copy):
         assert got["contacts"].get("email", 0) == before, (before, got["contacts"])
         before += bool(pd.notna(r.chosen_action))
     assert before >= 2
+
+
+def test_what_a_killed_service_left_is_named_by_verify_and_sealed_by_archive(demo_copy):
+    from click.testing import CliRunner
+
+    from klartext.cli import main
+
+    db = str(demo_copy)
+    port = _free_port()
+    proc = _start(Path(db), port, 2)
+    try:
+        acked = [_post(port, "/decide", {**CUSTOMER, "customer_id": f"K{i}"})["decision_id"] for i in range(12)]
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # supervisor and workers at once: nothing sealed
+        proc.wait()
+    time.sleep(1)
+    with DecisionLog.open(db, read_only=True) as log:
+        res = log.verify()
+    assert res.ok and any("worker file(s) of a service that stopped" in n for n in res.notes), res.notes
+    out = CliRunner().invoke(main, ["archive", "--db", db, "--before", "2000-01-01"], catch_exceptions=False)
+    assert out.exit_code == 0 and "decisions of a stopped service's worker sealed" in out.output, out.output
+    assert shards.worker_files(shards.root_of(db)) == []
+    with DecisionLog.open(db, read_only=True) as log:
+        log.con.register("acked", pd.DataFrame({"decision_id": acked}))
+        assert log.con.execute("SELECT count(*) FROM acked JOIN decisions USING (decision_id)").fetchall()[0][0] == 12
+        assert log.verify().ok
