@@ -332,7 +332,7 @@ def live_run():
     st.session_state["_live"] = (resolved, gen) if gen is not None else None
     lease = None
     if gen is None and Path(resolved).is_file():
-        lease = _lease(resolved, Path(resolved).stat().st_mtime)
+        lease = _lease(resolved, _file_version(resolved))
         try:
             lease.acquire()
         except KlartextError:
@@ -381,7 +381,18 @@ def _key() -> tuple[str, float | str] | None:
         if gen is not None:
             f.release(gen)
             return resolved, f"live:{gen}"
-    return resolved, p.stat().st_mtime
+    return resolved, _file_version(resolved)
+
+
+def _file_version(resolved: str) -> float | str:
+    """The version of a log file that keys the dashboard's caches: its mtime and — while
+    ``klartext serve --workers`` runs, whose decisions are in the workers' files — each
+    worker's replica generation, so new decisions show up."""
+    mtime = Path(resolved).stat().st_mtime
+    workers = shards.live_workers(shards.root_of(resolved))
+    if not workers:
+        return mtime
+    return f"{mtime}|" + ",".join(f"{name}:{found[0].generation}" for name, found in workers)
 
 
 def log() -> DecisionLog | None:

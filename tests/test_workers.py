@@ -228,3 +228,31 @@ def test_what_a_killed_service_left_is_named_by_verify_and_sealed_by_archive(dem
         log.con.register("acked", pd.DataFrame({"decision_id": acked}))
         assert log.con.execute("SELECT count(*) FROM acked JOIN decisions USING (decision_id)").fetchall()[0][0] == 12
         assert log.verify().ok
+
+
+def test_the_dashboard_follows_the_decisions_of_running_workers(demo_copy, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    db = demo_copy
+    port = _free_port()
+    proc = _start(db, port, 2)
+    monkeypatch.setenv("KLARTEXT_DB", str(db))
+
+    def shown() -> int:
+        at = AppTest.from_file(str(ROOT / "pages" / "overview.py"), default_timeout=120)
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        return int(at.metric[0].value.replace(",", "").replace(".", ""))
+
+    try:
+        _worker_pids(port, 2)
+        first = shown()
+        for i in range(30):
+            _post(port, "/decide", {**CUSTOMER, "customer_id": f"D{i}"})
+        deadline, now = time.time() + 30, first
+        while now != first + 30 and time.time() < deadline:
+            time.sleep(1)
+            now = shown()
+    finally:
+        _stop(proc)
+    assert now == first + 30, (first, now)
