@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -177,13 +178,13 @@ def coded(strategy: Strategy, cols: dict[str, np.ndarray], name: str) -> np.ndar
 # -- statistics -----------------------------------------------------------------------------------
 
 
-def auc_interval(y: np.ndarray, p: np.ndarray) -> tuple[float, float, float]:
-    """AUC with a 95% interval (Hanley & McNeil's standard error)."""
+def auc_interval(y: np.ndarray, p: np.ndarray, z: float = 1.96) -> tuple[float, float, float]:
+    """AUC with an interval of ``z`` standard errors (Hanley & McNeil's; 1.96: 95%)."""
     auc = float(roc_auc_score(y, p))
     n1, n0 = int(y.sum()), int(len(y) - y.sum())
     q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
     se = np.sqrt(max(auc * (1 - auc) + (n1 - 1) * (q1 - auc * auc) + (n0 - 1) * (q2 - auc * auc), 0.0) / (n1 * n0))
-    return auc, max(0.0, auc - 1.96 * se), min(1.0, auc + 1.96 * se)
+    return auc, max(0.0, auc - z * se), min(1.0, auc + z * se)
 
 
 def mean_interval(x: np.ndarray) -> tuple[float, float]:
@@ -252,6 +253,8 @@ def _models(log: DecisionLog, con, period: Period, previous: Period | None, stra
     prev_sc = _by_action(monitoring.scores(con, *previous.bounds, ids), len(ids)) if previous is not None else None
     used = monitoring.score_versions(con, *period.bounds)
     names = {a.id: a.name for a in strategy.actions}
+    # a returning customer's scores are alike: the noise test counts customers, not decisions
+    per_customer = {k: _decisions_per_customer(con, p) for k, p in (("cur", period), ("prev", previous)) if p}
     scored = None
     if sample is not None and len(sample):
         sp = monitoring.scored_pairs(con, sample["decision_id"].tolist())
@@ -261,6 +264,9 @@ def _models(log: DecisionLog, con, period: Period, previous: Period | None, stra
     out = []
     pa = np.asarray(pairs["action_id"], dtype=object)
     pair_at = pd.Series(np.arange(len(pa))).groupby(pa).indices if len(pa) else {}
+    # every model is judged against the band: the intervals hold jointly at 95% (Bonferroni), so
+    # a calm log does not raise an alarm by chance because a dozen models were tested
+    z_joint = NormalDist().inv_cdf(1 - 0.05 / (2 * max(1, used["action_id"].nunique())))
     for action_id, grp in used.groupby("action_id", sort=True):
         version = str(grp.sort_values("n", ascending=False)["model_version"].iloc[0])  # scored most in the period
         row = reg_by.get((action_id, version))
@@ -281,7 +287,7 @@ def _models(log: DecisionLog, con, period: Period, previous: Period | None, stra
                   "observed_rate": float(y.mean()) if len(y) else None})
         m["days_with_positives"] = int(len(np.unique(days[y]))) if len(y) else 0
         if y.sum() >= MIN_CLASS and len(y) - y.sum() >= MIN_CLASS:
-            auc, lo, hi = auc_interval(y, p)
+            auc, lo, hi = auc_interval(y, p, z_joint)
             m.update({"auc": auc, "auc_low": lo, "auc_high": hi})
             m["ece"] = expected_calibration_error(y, p)
         else:
@@ -296,7 +302,8 @@ def _models(log: DecisionLog, con, period: Period, previous: Period | None, stra
                 pspec = spec or stability.bins(prev_p, False)
                 value = stability.psi(stability.shares(prev_p, pspec), stability.shares(cur_p, pspec))
                 m["psi_score_previous"] = value
-                m["psi_score_noise_p"] = stability.noise_p(value, len(prev_p), len(cur_p), len(pspec["share"]))
+                m["psi_score_noise_p"] = stability.noise_p(value, len(prev_p) / per_customer["prev"],
+                                                           len(cur_p) / per_customer["cur"], len(pspec["share"]))
             else:
                 m["psi_score_previous"] = None
         else:
@@ -319,6 +326,14 @@ def _models(log: DecisionLog, con, period: Period, previous: Period | None, stra
         out.append(m)
     out.sort(key=lambda m: (-len(m["flags"]), m["action_id"]))
     return out
+
+
+def _decisions_per_customer(con, period: Period) -> float:
+    """Decisions per distinct customer in the period (at least 1): the factor by which
+    repeated decisions for one customer shrink a sample's worth for a noise test."""
+    n, c = con.execute("SELECT count(*), count(DISTINCT customer) FROM decisions WHERE ts >= ? AND ts < ?",
+                       list(period.bounds)).fetchall()[0]
+    return max(1.0, n / c) if c else 1.0
 
 
 def _by_action(sc: dict[str, np.ndarray], n_actions: int) -> dict[int, np.ndarray]:

@@ -687,14 +687,16 @@ class DecisionLog:
             raise
         return n
 
-    def append_outcomes(self, outcomes: pd.DataFrame, *, checked: bool = False) -> int:
+    def append_outcomes(self, outcomes: pd.DataFrame, *, checked: bool = False, elsewhere: bool = False) -> int:
         """Log outcomes (columns: decision_id, action_id, outcome, revenue, margin, churned, ts_us).
 
         With ``checked`` (outcomes reported from outside, e.g. ``POST /outcome``) each row must
         name a logged decision and, if any, one of its actions; revenue and margin must be
         finite; there is one outcome per decision and action: the same one again is not logged
         a second time (returns 0), a different one is a :class:`ConflictError`, and so is a
-        churn flag that contradicts one logged for the decision.
+        churn flag that contradicts one logged for the decision.  ``elsewhere``: the rows were
+        checked against the whole log already (a service worker's outcome for a decision
+        another worker made), so their decisions need not be in this file.
         """
         if checked:
             outcomes = self._checked_outcomes(outcomes)
@@ -709,16 +711,17 @@ class DecisionLog:
             "churned": pa.array(outcomes["churned"].astype(object).where(outcomes["churned"].notna(), None), pa.bool_()),
             "ts": pa.array(outcomes["ts_us"].to_numpy(dtype=np.int64), pa.timestamp("us", tz="UTC")),
         })
-        return self.append_outcome_table(tbl)
+        return self.append_outcome_table(tbl, in_file=not elsewhere)
 
-    def append_outcome_table(self, tbl: pa.Table) -> int:
+    def append_outcome_table(self, tbl: pa.Table, in_file: bool = True) -> int:
         """Log outcomes given as an Arrow table with the ``outcomes`` columns (less
         ``seal_seq``; a missing revenue or margin stays NULL: not known, not 0), in one sealed
-        write.  Every row must name a logged decision."""
+        write.  Every row must name a logged decision (``in_file``: of this file; a service
+        worker's outcome for another worker's decision was checked against the whole log)."""
         con = self.con
         con.register("_k_out", tbl)
         try:
-            unknown = _first(con.execute(
+            unknown = None if not in_file else _first(con.execute(
                 "SELECT o.decision_id FROM _k_out o ANTI JOIN decisions d USING (decision_id) LIMIT 1"))
             if unknown:
                 raise LogError(f"Outcome for unknown decision {unknown[0]!r}.",

@@ -210,11 +210,11 @@ TEXT: dict[str, tuple[str, str]] = {
                   "werden nicht getrennt."),
     "m.auc.term": ("AUC (area under the ROC curve)", "AUC (Fläche unter der ROC-Kurve)"),
     "m.auc": ("Area under the ROC curve of the logged score against acceptance, over the shown actions with an "
-              "outcome; 95% interval by Hanley & McNeil; judged only with 30 accepted and 30 other outcomes. "
+              "outcome; interval by Hanley & McNeil, held jointly at 95% over all models of the report (Bonferroni: each at 1 − 5%/K for K models, so a dozen models do not raise an alarm by chance); judged only with 30 accepted and 30 other outcomes. "
               "Flagged when the whole interval lies outside the strategy's band (Pega's 0.52–0.90 by default: "
               "below, the model ranks no better than chance; above, it is suspiciously good).",
               "Fläche unter der ROC-Kurve des protokollierten Scores gegen die Annahme, über die gezeigten Aktionen "
-              "mit Ergebnis; 95-%-Intervall nach Hanley & McNeil; beurteilt erst ab 30 angenommenen und 30 anderen "
+              "mit Ergebnis; Intervall nach Hanley & McNeil, gemeinsam zu 95 % über alle Modelle des Berichts (Bonferroni: jedes zu 1 − 5 %/K bei K Modellen, damit ein Dutzend Modelle nicht zufällig Alarm auslöst); beurteilt erst ab 30 angenommenen und 30 anderen "
               "Ergebnissen. Markiert, wenn das ganze Intervall außerhalb des Bands der Strategie liegt (Pegas "
               "0,52–0,90 als Vorgabe: darunter ordnet das Modell nicht besser als Zufall, darüber verdächtig gut)."),
     "m.calibration.term": ("Predicted / observed", "Vorhergesagt / beobachtet"),
@@ -237,12 +237,14 @@ TEXT: dict[str, tuple[str, str]] = {
               "for categories and yes/no; missing values one bin; empty bins 0.0001). Below 0.10 stable, 0.10–0.25 "
               "moderate, from 0.25 shifted: a shifted input or score needs attention. Small samples give large indices by "
               "chance, so a band counts only where PSI × n₁n₂ / (n₁ + n₂) exceeds the 99.9% point of χ² with bins − 1 "
-              "degrees of freedom.",
+              "degrees of freedom, where n counts customers (a score between periods: each period's scores divided by "
+              "its decisions per customer, since a returning customer's scores are alike).",
               "Σ (a − e) · ln(a / e) über zehn Klassen an den Dezilen der Vergleichspopulation (bei Kategorien und "
               "Ja/Nein jeder Wert eine Klasse; fehlende Werte eine Klasse; leere Klassen 0,0001). Unter 0,10 stabil, "
               "0,10–0,25 mäßig, ab 0,25 verschoben: eine verschobene Eingabe oder ein verschobener Score braucht "
               "Aufmerksamkeit. Kleine Stichproben ergeben zufällig große Indizes, daher zählt ein Band nur, wo "
-              "PSI × n₁n₂ / (n₁ + n₂) den 99,9-%-Punkt von χ² mit Klassen − 1 Freiheitsgraden übersteigt."),
+              "PSI × n₁n₂ / (n₁ + n₂) den 99,9-%-Punkt von χ² mit Klassen − 1 Freiheitsgraden übersteigt; n zählt dabei Kundinnen und Kunden (ein Score zwischen Zeiträumen: die Scores jedes Zeitraums "
+              "geteilt durch seine Entscheidungen je Kunde, da sich die Scores wiederkehrender Kunden gleichen)."),
     "m.psi_train.term": ("Score PSI against training", "Score-PSI gegenüber Training"),
     "m.psi_train": ("The same index against the distribution recorded when the model was trained. It is large where "
                     "rules narrow whom a model scores (e.g. only customers with an open order) and is shown for "

@@ -417,7 +417,7 @@ class Service:
         try:
             with self.source() as whole:
                 kept = self.log._checked_outcomes(row, whole.con.cursor())
-            n = self.writer.call(lambda log: log.append_outcomes(kept)).result(timeout=60) if len(kept) else 0
+            n = self.writer.call(lambda log: log.append_outcomes(kept, elsewhere=True)).result(timeout=60) if len(kept) else 0
         except BaseException as exc:  # noqa: BLE001 - told to the client
             self._resolve(job, error=exc)
             return

@@ -38,8 +38,13 @@ def _get(port: int, path: str) -> dict:
 def _post(port: int, path: str, body: dict) -> dict:
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(),
                                  headers={"content-type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.loads(r.read())
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code < 500:
+            raise
+        raise AssertionError(f"POST {path}: {exc.code} {exc.read()[:500]!r}") from None
 
 
 def _start(db: Path, port: int, workers: int) -> subprocess.Popen:
@@ -81,11 +86,11 @@ def test_kill_9_of_one_worker_loses_no_acknowledged_decision_and_the_others_go_o
         before = log.con.execute("SELECT count(*) FROM decisions").fetchall()[0][0]
     port = _free_port()
     proc = _start(db, port, 2)
+    stop = threading.Event()
     try:
         pids = _worker_pids(port, 2)
         acked: list[tuple[str, float]] = []
         refused: list[int] = []
-        stop = threading.Event()
 
         def client(k: int) -> None:
             i = 0
@@ -96,10 +101,12 @@ def test_kill_9_of_one_worker_loses_no_acknowledged_decision_and_the_others_go_o
                     acked.append((a["decision_id"], time.time()))
                 except urllib.error.HTTPError as exc:
                     refused.append(exc.code)
+                except AssertionError as exc:  # a 5xx, with its body
+                    refused.append(str(exc))
                 except OSError:  # the connection's worker was killed: not acknowledged, try again
                     time.sleep(0.05)
 
-        threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+        threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(8)]
         for t in threads:
             t.start()
         time.sleep(2.0)
@@ -129,16 +136,21 @@ def test_kill_9_of_one_worker_loses_no_acknowledged_decision_and_the_others_go_o
             except AssertionError as exc:
                 assert "404" in str(exc) and time.time() < deadline, exc
                 time.sleep(0.5)
-        assert _post(port, "/outcome", {"decision_id": did, "outcome": "ignored"})["logged"] in (0, 1)
+        logged = []
+        for _ in range(3):  # whichever worker takes it; a repeat (its replica caught up) is not logged twice
+            logged.append(_post(port, "/outcome", {"decision_id": did, "outcome": "ignored"})["logged"])
+            time.sleep(2.5)
+        assert sorted(logged) == [0, 0, 1], logged
         stop.set()
         for t in threads:
             t.join()
         pids_after = _worker_pids(port, 2)
     finally:
+        stop.set()  # (also when an assertion above failed: no client thread outlives the test)
         out = _stop(proc)
     assert pids_after[1] != pids[1] and pids_after[2] == pids[2], (pids, pids_after)  # restarted; the other kept on
     assert [t for _, t in acked if t > killed_at + 0.5], "no decision was acknowledged after the kill"
-    assert not [c for c in refused if c >= 500], refused
+    assert not [c for c in refused if not isinstance(c, int)], refused
     assert "Worker 1 ended" in out and "Sealed" in out, out
     root = shards.root_of(str(db))
     assert shards.worker_files(root) == [], "worker files are sealed into shards and removed"
@@ -150,7 +162,7 @@ def test_kill_9_of_one_worker_loses_no_acknowledged_decision_and_the_others_go_o
         res = log.verify()
     assert found == len(acked) > 100
     assert total[0] == total[1] == total[3] - total[2] + 1  # positions 1 … n, none twice, none missing
-    assert outcome >= 1
+    assert outcome == 1
     assert res.ok, res.problem
 
 
