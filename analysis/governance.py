@@ -242,8 +242,9 @@ def _breakdown(con, period: Period, previous: Period | None, actions: pd.DataFra
 
 
 def _models(log: DecisionLog, con, period: Period, previous: Period | None, strategy: Strategy,
-            sample_cols: dict[str, np.ndarray] | None, sample: pd.DataFrame | None) -> list[dict]:
-    """Per action model deciding in the period: AUC, calibration, positives, score and input PSI."""
+            sample_cols: dict[str, np.ndarray] | None, sample: pd.DataFrame | None, kpis: dict) -> list[dict]:
+    """Per action model deciding in the period: AUC, calibration, positives, score and input PSI
+    (``kpis``: the report's figures of the period and the one before)."""
     g = strategy.governance
     reg = queries.models_registry(con)
     reg_by = {(r.action_id, r.version): r for r in reg.itertuples()}
@@ -254,7 +255,7 @@ def _models(log: DecisionLog, con, period: Period, previous: Period | None, stra
     used = monitoring.score_versions(con, *period.bounds)
     names = {a.id: a.name for a in strategy.actions}
     # a returning customer's scores are alike: the noise test counts customers, not decisions
-    per_customer = {k: _decisions_per_customer(con, p) for k, p in (("cur", period), ("prev", previous)) if p}
+    per_customer = {k: _decisions_per_customer(kpis[v]) for k, v in (("cur", "current"), ("prev", "previous"))}
     scored = None
     if sample is not None and len(sample):
         sp = monitoring.scored_pairs(con, sample["decision_id"].tolist())
@@ -328,12 +329,11 @@ def _models(log: DecisionLog, con, period: Period, previous: Period | None, stra
     return out
 
 
-def _decisions_per_customer(con, period: Period) -> float:
-    """Decisions per distinct customer in the period (at least 1): the factor by which
+def _decisions_per_customer(kpis: dict | None) -> float:
+    """Decisions per distinct customer in a period's figures (at least 1): the factor by which
     repeated decisions for one customer shrink a sample's worth for a noise test."""
-    n, c = con.execute("SELECT count(*), count(DISTINCT customer) FROM decisions WHERE ts >= ? AND ts < ?",
-                       list(period.bounds)).fetchall()[0]
-    return max(1.0, n / c) if c else 1.0
+    n, c = (kpis or {}).get("decisions"), (kpis or {}).get("customers")
+    return max(1.0, n / c) if n and c else 1.0
 
 
 def _by_action(sc: dict[str, np.ndarray], n_actions: int) -> dict[int, np.ndarray]:
@@ -764,7 +764,7 @@ def build(log: DecisionLog, period: Period, compare: Period | None | str = "prev
     cur_cols = {k: v[ok] for k, v in cols.items()}
     rep["inputs"] = _inputs(strategy, cur_cols, prev_cols)
     step("models")
-    rep["models"] = _models(log, con, period, previous, strategy, cols, smp)
+    rep["models"] = _models(log, con, period, previous, strategy, cols, smp, rep["kpis"])
     step("fairness")
     per = monitoring.decision_outcomes(con, smp["decision_id"].tolist(), actions)
     per = per.set_index("decision_id").loc[smp["decision_id"]].reset_index()

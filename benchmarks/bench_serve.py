@@ -272,10 +272,7 @@ def main() -> None:
         db = str(Path(tmp) / "serve.duckdb")
         run_demo(db, args.customers, seal_inputs=args.inputs == "sealed")
         strategy = retail.load_demo_strategy()
-        people = retail.generate_customers(2000, seed=99)
-        frame, contacts, rej, days = retail.generate_interactions(people, strategy, seed=99)
-        req = Requests.from_frame(strategy, frame, contacts=contacts, rejections=rej, days_since_rejection=days)
-        items = [req.to_dict(strategy, i) for i in range(len(req))]
+        items = _items()
 
         # baseline: the same engine in-process, one decision validated, decided and committed at a time
         with DecisionLog.open(db) as log:
@@ -293,14 +290,7 @@ def main() -> None:
         proc = subprocess.Popen([sys.executable, "-m", "klartext.cli", "serve", "--db", db, "--port", str(port)],
                                 cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
-            for _ in range(300):
-                try:
-                    c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-                    c.request("GET", "/health")
-                    if c.getresponse().status == 200:
-                        break
-                except OSError:
-                    time.sleep(0.2)
+            _wait_ready(port, proc)
             for _ in range(600):  # steady state: the service has made its two live replicas
                 if (_health(port).get("live_replicas") or {}).get("replicas", 0) >= 2:
                     break

@@ -376,7 +376,7 @@ def verify(con: duckdb.DuckDBPyConnection, progress: Callable[[int, int], None] 
                                 "2, … as logged)", table="candidates")
     for start in range(first, n, _CHUNK):
         stop = min(n, start + _CHUNK)
-        records, chained = _hashes(con, int(stored["seq"][start]), int(stored["seq"][stop - 1]), order, prev)
+        records, chained, _ = _hashes(con, int(stored["seq"][start]), int(stored["seq"][stop - 1]), order, prev)
         bad_record = np.asarray(records, dtype=object) != stored["record_hash"][start:stop]
         bad_link = np.asarray(chained, dtype=object) != stored["chain_hash"][start:stop]
         bad = np.flatnonzero(bad_record | bad_link)
@@ -400,9 +400,10 @@ def verify(con: duckdb.DuckDBPyConnection, progress: Callable[[int, int], None] 
     return _verify_rest(con, n_rec, n_st, head, all_seq, stored, since, rest)
 
 
-def _hashes(con: duckdb.DuckDBPyConnection, lo: int, hi: int, order: str, prev: str) -> tuple[list[str], list[str]]:
+def _hashes(con: duckdb.DuckDBPyConnection, lo: int, hi: int, order: str, prev: str
+            ) -> tuple[list[str], list[str], pa.ChunkedArray]:
     """The record hashes of the decisions ``lo`` … ``hi`` (by seq) recomputed from their rows,
-    and the chain over them following ``prev`` (hex)."""
+    the chain over them following ``prev`` (hex), and their ids."""
     dec = con.sql(DECISION_SELECT + " WHERE seq BETWEEN ? AND ? ORDER BY seq", params=[lo, hi]).to_arrow_table()
     ids = dec.column("decision_id")
     con.register("_k_ids", pa.table({"decision_id": ids}))
@@ -420,23 +421,24 @@ def _hashes(con: duckdb.DuckDBPyConnection, lo: int, hi: int, order: str, prev: 
     # recomputed record hashes, and the chain over them from the last verified link: up to
     # the first mismatch this is the stored chain, as a link-by-link check would see it
     records, chained = record_and_chain(decision_digests(dec), candidate_digests(cand, starts, ends), prev)
-    return hex_list(records), hex_list(chained)
+    return hex_list(records), hex_list(chained), ids
 
 
 def renumber(con: duckdb.DuckDBPyConnection, first_seq: int, name: str) -> int:
     """Move the decisions of a log file that was written with positions of its own (a service
     worker's, see :mod:`decision_log.shards`) to ``first_seq``, ``first_seq + 1``, … and
     rebuild their chain (a chain of its own, from :data:`GENESIS`), in one transaction — after checking the chain as it
-    is, so a changed row is refused rather than sealed into a new chain.  Returns how far
-    the positions moved.  Run again on a file it already moved, it moves nothing."""
-    row = con.execute("SELECT min(seq) FROM decisions").fetchall()[0][0]
-    if row is None or int(row) == first_seq:
-        return 0
-    delta = first_seq - int(row)
+    is, so a changed row is refused rather than sealed into a new chain (also where nothing
+    needs to move).  Returns how far the positions moved.  Run again on a file it already
+    moved, it moves nothing."""
     found = verify(con, rest=False)
     if not found.ok:
         raise LogError(f"Decision {found.first_bad_decision} (position {found.first_bad_seq}) of {name}: "
                        f"{found.problem}.", "Keep the file for investigation; nothing of it was sealed.")
+    row = con.execute("SELECT min(seq) FROM decisions").fetchall()[0][0]
+    if row is None or int(row) == first_seq:
+        return 0
+    delta = first_seq - int(row)
     order = candidate_order(con)
     con.execute("BEGIN")
     try:
@@ -445,12 +447,11 @@ def renumber(con: duckdb.DuckDBPyConnection, first_seq: int, name: str) -> int:
         con.execute("DELETE FROM chain")
         link = GENESIS
         for start in range(0, len(seqs), _CHUNK):
-            lo, hi = int(seqs[start]), int(seqs[min(len(seqs), start + _CHUNK) - 1])
-            records, chained = _hashes(con, lo, hi, order, link)
-            rows = con.sql("SELECT seq, decision_id FROM decisions WHERE seq BETWEEN ? AND ? ORDER BY seq",
-                           params=[lo, hi]).to_arrow_table()
-            con.register("_k_chain", rows.append_column("record_hash", pa.array(records, pa.string()))
-                         .append_column("chain_hash", pa.array(chained, pa.string())))
+            part = seqs[start:start + _CHUNK]
+            records, chained, ids = _hashes(con, int(part[0]), int(part[-1]), order, link)
+            con.register("_k_chain", pa.table({"seq": pa.array(part, pa.int64()), "decision_id": ids,
+                                               "record_hash": pa.array(records, pa.string()),
+                                               "chain_hash": pa.array(chained, pa.string())}))
             try:
                 con.execute("INSERT INTO chain SELECT seq, decision_id, record_hash, chain_hash FROM _k_chain")
             finally:

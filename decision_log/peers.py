@@ -57,16 +57,13 @@ class Peers:
             for f in shards.worker_files(self.own.parent.parent):
                 if f.resolve() == self.own:
                     continue
-                for info in live.replicas(f):
-                    try:
-                        src = duckdb.connect(info.path, read_only=True)
-                    except duckdb.Error:  # being refreshed: take the other one
-                        continue
-                    try:
-                        new += self._copy(cur, str(f), src, cutoff)
-                    finally:
-                        src.close()
-                    break
+                found = live.open_replica(f, wait_s=0.0)  # (the freshest, else the other one)
+                if found is None:
+                    continue
+                try:
+                    new += self._copy(cur, str(f), found[0], cutoff)
+                finally:
+                    found[0].close()
             cur.execute("DELETE FROM peers.decisions WHERE ts < ?", [cutoff])
             cur.execute("DELETE FROM peers.outcomes WHERE ts < ?", [cutoff])
             self.refreshed = datetime.now(UTC).timestamp()

@@ -54,6 +54,7 @@ WORKERS = ".workers"
 _WORKER = re.compile(r"^worker-([0-9]{1,4})\.duckdb$")
 #: The head's ``meta`` key that says a worker file (by the id in its own ``meta``) is sealed into shards.
 WORKER_META = "worker-file:"
+_WORKER_ALIAS = "klartext_worker_"  #: how :func:`reader` names an attached worker replica
 _MAX_MANIFEST = 64 << 20  #: a manifest larger than this is refused unread (hostile input)
 
 
@@ -421,22 +422,33 @@ def _attach_workers(con: duckdb.DuckDBPyConnection, manifest: Manifest) -> list[
         return []
     base = max(manifest.tail[0], con.execute("SELECT coalesce(max(seq), 0) FROM h.main.decisions").fetchall()[0][0])
     out = []
-    for i, (name, found) in enumerate(live_workers(manifest.root)):
-        alias = f"w{i}"
-        for info in found:  # a replica being refreshed is locked for a moment: take the other
-            try:
-                con.execute(f"ATTACH {_sql_text(info.path)} AS {alias} (READ_ONLY)")
-                break
-            except duckdb.Error:
-                continue
-        else:
+    for f in worker_files(manifest.root):
+        alias = f"{_WORKER_ALIAS}{len(out)}"
+        # the freshest replica; one being refreshed is locked for a moment: the other then
+        if live.open_replica(f, wait_s=0.0, connect=lambda p, a=alias: con.execute(
+                f"ATTACH {_sql_text(p)} AS {a} (READ_ONLY)")) is None:
             continue
+        name = f.stem
         n, lo = con.execute(f"SELECT count(*), coalesce(min(seq), 1) FROM {alias}.main.decisions").fetchall()[0]
         if n:
             con.execute("INSERT INTO shard_starts VALUES (?, ?, ?)", [base + 1, integrity.GENESIS, name])
         out.append((alias, int(base - (lo - 1))))
         base += n
     return out
+
+
+def attached_workers(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The aliases under which :func:`reader` attached running workers' replicas."""
+    return [r[0] for r in con.execute(
+        "SELECT database_name FROM duckdb_databases() WHERE starts_with(database_name, ?) ORDER BY 1",
+        [_WORKER_ALIAS]).fetchall()]
+
+
+def worker_cursor(con: duckdb.DuckDBPyConnection, alias: str) -> duckdb.DuckDBPyConnection:
+    """A cursor whose tables are an attached worker replica's own."""
+    cur = con.cursor()
+    cur.execute(f"USE {alias}")
+    return cur
 
 
 def previous_hash(con: duckdb.DuckDBPyConnection, seq: int) -> str:

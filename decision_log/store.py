@@ -235,20 +235,32 @@ class DecisionLog:
         the log's ``key``, seals inputs under the customers' keys in the log's ``keys_path``
         (None: in clear) and honours the ``standing`` objections its caller read."""
         con = duckdb.connect(path)
-        con.execute("SET max_vacuum_tasks = 0")
         # several partitions write side by side: each keeps a small buffer pool and spills to disk
         # beside its file, so memory stays bounded whatever the partition's size
         con.execute(f"SET memory_limit = '{SHARD_WRITER_MEMORY}'")
         con.execute(f"SET temp_directory = '{Path(path).parent / 'spill'}'")
-        for stmt in DDL + seals.DDL:
-            con.execute(stmt)
+        log = cls._side_file(con, path, key, keys_path)
+        log._head = (int(seq_base), integrity.GENESIS)
+        log._standing = standing
+        return log
+
+    @classmethod
+    def _side_file(cls, con: duckdb.DuckDBPyConnection, path: str, key: bytes, keys_path: str | None
+                   ) -> DecisionLog:
+        """A log file written beside the log, on a chain of its own (a Spark partition's, a
+        service worker's): the log's tables, its pseudonym key, its customers' keys file."""
+        try:
+            con.execute("SET max_vacuum_tasks = 0")
+            for stmt in DDL + seals.DDL:
+                con.execute(stmt)
+        except BaseException:
+            con.close()
+            raise
         log = cls(con, path, key, read_only=False)
         log.manifest = None
-        log._head = (int(seq_base), integrity.GENESIS)
         if keys_path is not None:
             log.seals_inputs = True
             log.subject_keys = subjects.SubjectKeys(Path(keys_path), key)
-        log._standing = standing
         return log
 
     @classmethod
@@ -263,23 +275,15 @@ class DecisionLog:
         acknowledged decision is there."""
         path = shards.worker_path(shards.root_of(head), k)
         path.parent.mkdir(parents=True, exist_ok=True)
-        con = while_locked(lambda: duckdb.connect(str(path)), 30.0)
+        log = cls._side_file(while_locked(lambda: duckdb.connect(str(path)), 30.0), str(path), key, keys_path)
         try:
-            con.execute("SET max_vacuum_tasks = 0")
-            for stmt in DDL + seals.DDL:
-                con.execute(stmt)
-            if _first(con.execute("SELECT value FROM meta WHERE key = 'worker_file_id'")) is None:
-                _put_meta(con, "worker_file_id", os.urandom(16).hex())
-                _put_meta(con, "key_id", pseudonyms.key_id(key))
+            _put_meta(log.con, "worker_file_id", os.urandom(16).hex())  # (kept when the file exists)
+            _put_meta(log.con, "key_id", pseudonyms.key_id(key))
         except BaseException:
-            con.close()
+            log.close()
             raise
-        log = cls(con, str(path), key, read_only=False)
-        log.home, log.manifest = head, None
+        log.home = head
         log.history_shards = shards.Manifest.load(shards.root_of(head))
-        if keys_path is not None:
-            log.seals_inputs = True
-            log.subject_keys = subjects.SubjectKeys(Path(keys_path), key)
         return log
 
     @classmethod
@@ -874,13 +878,10 @@ class DecisionLog:
                                          f"at {tail_seq} (decisions were deleted or archived twice)")
         res.n_decisions = total
         if res.ok:  # a running service's workers: each live replica's own chain (sealed into a shard on stop)
-            workers = [r[0] for r in cur.execute("SELECT database_name FROM duckdb_databases() WHERE "
-                                                 "regexp_matches(database_name, '^w[0-9]+$') ORDER BY 1").fetchall()]
+            workers = shards.attached_workers(self.con)
             n_live = 0
             for alias in workers:
-                wc = self.con.cursor()
-                wc.execute(f"USE {alias}")
-                w = integrity.verify(wc, rest=False)
+                w = integrity.verify(shards.worker_cursor(self.con, alias), rest=False)
                 if not w.ok:
                     return integrity.VerifyResult(False, total, res.head_hash, None, w.first_bad_decision,
                                                   f"in the live replica of a running service worker: {w.problem}")

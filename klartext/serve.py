@@ -74,9 +74,6 @@ class Worker:
     key: bytes
     keys_path: str | None
 
-    def __iter__(self):
-        return iter((self.k, self.key, self.keys_path))
-
 
 class DecideIn(BaseModel):
     """A decision request (see docs/strategy.md for the feature values a strategy expects)."""
@@ -137,7 +134,8 @@ class Service:
                  freeze_gc: bool = False, follow_s: float = 1.0, worker: Worker | None = None) -> None:
         #: ``klartext serve --workers N``: this process is one worker, logging into a file of its own
         self.worker = worker
-        self.log = DecisionLog.worker(db, *worker) if worker is not None else DecisionLog.open(db)
+        self.log = DecisionLog.worker(db, worker.k, worker.key, worker.keys_path) if worker is not None \
+            else DecisionLog.open(db)
         self.home = self.log.home
         try:
             if worker is None and self.log.manifest is not None:

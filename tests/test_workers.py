@@ -268,3 +268,29 @@ def test_the_dashboard_follows_the_decisions_of_running_workers(demo_copy, monke
     finally:
         _stop(proc)
     assert now == first + 30, (first, now)
+
+
+def test_a_changed_worker_file_is_refused_also_where_its_positions_need_not_move(demo_log, tmp_path):
+    """A new log (no shards, nothing in its file): worker 1's decisions keep positions 1, 2, …
+    when sealed, and its chain is still checked first."""
+    from decisioning.engine import Engine
+    from decisioning.inputs import Requests
+
+    with DecisionLog.open(demo_log, read_only=True) as src:
+        strategy = src.load_strategy(src.latest_strategy_version())
+        models = src.latest_models_for(strategy)
+    head = str(tmp_path / "new.duckdb")
+    with DecisionLog.open(head) as log:
+        log.register_strategy(strategy)
+        log.register_models(models)
+        key = log._key
+    w = DecisionLog.worker(head, 1, key, None)
+    w.append(Engine(strategy, models).decide(Requests.from_dicts(strategy, [CUSTOMER] * 3)), strategy)
+    w.close()
+    f = shards.worker_path(shards.root_of(head), 1)
+    con = duckdb.connect(str(f))
+    con.execute("UPDATE decisions SET channel = 'sms' WHERE seq = 2")
+    con.close()
+    with DecisionLog.open(head) as log, pytest.raises(LogError, match="position 2.*worker-1.duckdb"):
+        log.seal_workers()
+    assert f.exists()
