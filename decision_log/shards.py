@@ -54,6 +54,9 @@ WORKERS = ".workers"
 _WORKER = re.compile(r"^worker-([0-9]{1,4})\.duckdb$")
 #: The head's ``meta`` key that says a worker file (by the id in its own ``meta``) is sealed into shards.
 WORKER_META = "worker-file:"
+#: The head's ``meta`` key by which the supervisor issues a worker file's id before the worker
+#: starts: a file whose id was never issued is not a worker's, and is not sealed.
+ISSUED_META = "worker-issued:"
 _WORKER_ALIAS = "klartext_worker_"  #: how :func:`reader` names an attached worker replica
 _MAX_MANIFEST = 64 << 20  #: a manifest larger than this is refused unread (hostile input)
 

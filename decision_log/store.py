@@ -264,7 +264,7 @@ class DecisionLog:
         return log
 
     @classmethod
-    def worker(cls, head: str, k: int, key: bytes, keys_path: str | None) -> DecisionLog:
+    def worker(cls, head: str, k: int, key: bytes, keys_path: str | None, file_id: str) -> DecisionLog:
         """The open file of service worker ``k`` of the log whose file is ``head``
         (``klartext serve --workers N``): the worker's decisions, numbered from 1 on a chain of
         their own, until :meth:`seal_workers` moves them into a shard.  Nobody else writes it,
@@ -272,19 +272,34 @@ class DecisionLog:
         head; it follows the head's compliance register (lifecycle, objections); it
         pseudonymises with the log's ``key`` and seals inputs under the customers' keys in
         ``keys_path`` (None: in clear).  Reopened after a crash, DuckDB replays its WAL: every
-        acknowledged decision is there."""
+        acknowledged decision is there.  ``file_id``: the id the supervisor issued for this
+        file in the head (:meth:`issue_worker_file`); a file found there under another id is
+        refused."""
         path = shards.worker_path(shards.root_of(head), k)
         path.parent.mkdir(parents=True, exist_ok=True)
         log = cls._side_file(while_locked(lambda: duckdb.connect(str(path)), 30.0), str(path), key, keys_path)
         try:
-            _put_meta(log.con, "worker_file_id", os.urandom(16).hex())  # (kept when the file exists)
+            _put_meta(log.con, "worker_file_id", file_id)  # (kept when the file exists)
             _put_meta(log.con, "key_id", pseudonyms.key_id(key))
+            found = _first(log.con.execute("SELECT value FROM meta WHERE key = 'worker_file_id'"))[0]
+            if found != file_id:
+                raise LogError(f"{path} is not the file this service started worker {k} with (its id {found[:12]}… "
+                               "was not issued for this run).",
+                               "Stop the service, move the file out of the log's folder and start it again: "
+                               "`klartext serve` seals only the worker files it started itself.")
         except BaseException:
             log.close()
             raise
         log.home = head
         log.history_shards = shards.Manifest.load(shards.root_of(head))
         return log
+
+    def issue_worker_file(self, k: int) -> str:
+        """A new id for the file of service worker ``k``, sealed in this (head) file before the
+        worker starts: :meth:`seal_workers` seals a worker file only under an id issued here."""
+        file_id = os.urandom(16).hex()
+        seals.insert_meta(self.con, shards.ISSUED_META + file_id, str(int(k)))
+        return file_id
 
     @classmethod
     def open_live(cls, path: str | Path, newer_than: int = -1) -> DecisionLog | None:
@@ -991,6 +1006,9 @@ class DecisionLog:
             return []
         done = {k[len(shards.WORKER_META):] for (k,) in self._head_cursor().execute(
             "SELECT key FROM meta WHERE key LIKE ?", [shards.WORKER_META + "%"]).fetchall()}
+        issued = {k[len(shards.ISSUED_META):] for (k,) in self._head_cursor().execute(
+            "SELECT key FROM meta WHERE key LIKE ?", [shards.ISSUED_META + "%"]).fetchall()}
+        kid = _first(self._head_cursor().execute("SELECT value FROM meta WHERE key = 'key_id'"))
         todo, gone = [], []
         try:
             for f in files:
@@ -1002,11 +1020,22 @@ class DecisionLog:
                                    "`klartext serve --workers`); run this again then.") from exc
                 fid = _first(con.execute("SELECT value FROM meta WHERE key = 'worker_file_id'"))
                 n = con.execute("SELECT count(*) FROM decisions").fetchall()[0][0]
-                if fid is None or fid[0] in done or not n:
+                if fid is not None and fid[0] in done or not n:
                     con.close()
                     gone.append(f)
-                else:
-                    todo.append((f, con, fid[0], int(n)))
+                    continue
+                todo.append((f, con, None if fid is None else fid[0], int(n)))
+                wkid = _first(con.execute("SELECT value FROM meta WHERE key = 'key_id'"))
+                if fid is None or fid[0] not in issued:
+                    raise LogError(f"{f} holds {n:,} decisions, but no service of this log started it (its file id "
+                                   "was never issued in the log): it was placed there, not written by a worker.",
+                                   "Nothing was sealed. Move the file out of the log's folder to examine it, then "
+                                   "run this again.")
+                if kid is not None and (wkid is None or wkid[0] != kid[0]):
+                    raise LogError(f"{f} was written with another pseudonym key (key id "
+                                   f"{wkid[0] if wkid else 'none'}) than the log's ({kid[0]}).",
+                                   "Nothing was sealed. Move the file out of the log's folder to examine it, then "
+                                   "run this again.")
             new: list[shards.Shard] = []
             if todo:
                 if self.con.execute("SELECT count(*) FROM decisions").fetchall()[0][0]:

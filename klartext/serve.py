@@ -73,6 +73,7 @@ class Worker:
     k: int
     key: bytes
     keys_path: str | None
+    file_id: str  #: issued for this worker's file by the supervisor (:meth:`DecisionLog.issue_worker_file`)
 
 
 class DecideIn(BaseModel):
@@ -134,7 +135,7 @@ class Service:
                  freeze_gc: bool = False, follow_s: float = 1.0, worker: Worker | None = None) -> None:
         #: ``klartext serve --workers N``: this process is one worker, logging into a file of its own
         self.worker = worker
-        self.log = DecisionLog.worker(db, worker.k, worker.key, worker.keys_path) if worker is not None \
+        self.log = DecisionLog.worker(db, worker.k, worker.key, worker.keys_path, worker.file_id) if worker is not None \
             else DecisionLog.open(db)
         self.home = self.log.home
         try:

@@ -40,8 +40,10 @@ from decisioning.strategy import load_strategy
 RESTART_PAUSE_S = 0.5  #: a worker that died is started again after this long
 
 
-def prepare(db: str, strategy_path: str | None, say: Callable[[str], None]) -> tuple[str, bytes, str | None]:
-    """Step 1 of the module docstring; returns (head file, pseudonym key, customers' key file)."""
+def prepare(db: str, strategy_path: str | None, say: Callable[[str], None], workers: int
+            ) -> tuple[str, bytes, str | None, dict[int, str]]:
+    """Step 1 of the module docstring; returns (head file, pseudonym key, customers' key file,
+    the id issued for each worker's file)."""
     head = shards.head_path(db)
     strategy = load_strategy(strategy_path) if strategy_path else None
     with DecisionLog.open(head, create=False, wait_s=10) as log:
@@ -52,11 +54,12 @@ def prepare(db: str, strategy_path: str | None, say: Callable[[str], None]) -> t
             log.register_strategy(e.strategy)
             log.register_models(e.models)
         keys = str(log.subject_keys.path) if log.seals_inputs and log.subject_keys is not None else None
-        return head, log._key, keys
+        ids = {k: log.issue_worker_file(k) for k in range(1, workers + 1)}
+        return head, log._key, keys, ids
 
 
-def _worker(head: str, k: int, key: bytes, keys: str | None, strategy_path: str | None, sock: socket.socket,
-            parent: int, opts: dict) -> None:
+def _worker(head: str, k: int, key: bytes, keys: str | None, file_id: str, strategy_path: str | None,
+            sock: socket.socket, parent: int, opts: dict) -> None:
     """One worker process: a service on the shared socket, logging into its own file."""
     import uvicorn
 
@@ -68,7 +71,7 @@ def _worker(head: str, k: int, key: bytes, keys: str | None, strategy_path: str 
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=orphaned, daemon=True).start()
-    app = create_app(head, strategy_path, worker=Worker(k, key, keys), freeze_gc=True, **opts)
+    app = create_app(head, strategy_path, worker=Worker(k, key, keys, file_id), freeze_gc=True, **opts)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     server.run(sockets=[sock])
 
@@ -79,7 +82,7 @@ class Supervisor:
     def __init__(self, db: str, strategy_path: str | None, host: str, port: int, workers: int,
                  say: Callable[[str], None] = print, **opts) -> None:
         self.say = say
-        self.head, self.key, self.keys = prepare(db, strategy_path, say)
+        self.head, self.key, self.keys, self.file_ids = prepare(db, strategy_path, say, workers)
         self.strategy_path, self.opts, self.n = strategy_path, opts, workers
         self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -94,7 +97,7 @@ class Supervisor:
 
     def _start(self, k: int) -> None:
         p = self.ctx.Process(target=_worker, name=f"klartext-worker-{k}", daemon=False,
-                             args=(self.head, k, self.key, self.keys, self.strategy_path, self.sock, os.getpid(),
+                             args=(self.head, k, self.key, self.keys, self.file_ids[k], self.strategy_path, self.sock, os.getpid(),
                                    self.opts))
         p.start()
         self.procs[k] = p

@@ -284,7 +284,8 @@ def test_a_changed_worker_file_is_refused_also_where_its_positions_need_not_move
         log.register_strategy(strategy)
         log.register_models(models)
         key = log._key
-    w = DecisionLog.worker(head, 1, key, None)
+        fid = log.issue_worker_file(1)
+    w = DecisionLog.worker(head, 1, key, None, fid)
     w.append(Engine(strategy, models).decide(Requests.from_dicts(strategy, [CUSTOMER] * 3)), strategy)
     w.close()
     f = shards.worker_path(shards.root_of(head), 1)
@@ -294,3 +295,56 @@ def test_a_changed_worker_file_is_refused_also_where_its_positions_need_not_move
     with DecisionLog.open(head) as log, pytest.raises(LogError, match="position 2.*worker-1.duckdb"):
         log.seal_workers()
     assert f.exists()
+
+
+def _new_log_with_worker_file(demo_log, tmp_path, *, issued: bool, other_key: bool = False):
+    """A new log and a worker file with three decisions in it: its id issued by the log (as the
+    supervisor does) or made up, written with the log's pseudonym key or another."""
+    from decisioning.engine import Engine
+    from decisioning.inputs import Requests
+
+    with DecisionLog.open(demo_log, read_only=True) as src:
+        strategy = src.load_strategy(src.latest_strategy_version())
+        models = src.latest_models_for(strategy)
+    head = str(tmp_path / "new.duckdb")
+    with DecisionLog.open(head) as log:
+        log.register_strategy(strategy)
+        log.register_models(models)
+        key = os.urandom(32) if other_key else log._key
+        fid = log.issue_worker_file(1) if issued else os.urandom(16).hex()
+    w = DecisionLog.worker(head, 1, key, None, fid)
+    w.append(Engine(strategy, models).decide(Requests.from_dicts(strategy, [CUSTOMER] * 3)), strategy)
+    w.close()
+    return head, shards.worker_path(shards.root_of(head), 1), fid
+
+
+def test_a_worker_file_no_service_of_the_log_started_is_not_sealed(demo_log, tmp_path):
+    """A crafted worker-1.duckdb placed in the log's folder: its chain verifies against itself,
+    but its id was never issued by the log, so its decisions are not sealed into the log."""
+    head, f, _ = _new_log_with_worker_file(demo_log, tmp_path, issued=False)
+    with DecisionLog.open(head) as log:
+        with pytest.raises(LogError, match="no service of this log started it"):
+            log.seal_workers()
+        assert log.manifest.tail[0] == 0 and not log.manifest.shards
+    assert f.exists()  # kept for examination
+    with DecisionLog.open(head, read_only=True) as log:
+        assert log.con.execute("SELECT count(*) FROM decisions").fetchall()[0][0] == 0
+
+
+def test_a_worker_file_under_another_pseudonym_key_is_not_sealed(demo_log, tmp_path):
+    head, f, _ = _new_log_with_worker_file(demo_log, tmp_path, issued=True, other_key=True)
+    with DecisionLog.open(head) as log, pytest.raises(LogError, match="another pseudonym key"):
+        log.seal_workers()
+    assert f.exists()
+
+
+def test_a_worker_does_not_take_over_a_file_with_another_id(demo_log, tmp_path):
+    head, f, _ = _new_log_with_worker_file(demo_log, tmp_path, issued=True)
+    with DecisionLog.open(head) as log:
+        other, key = log.issue_worker_file(1), log._key
+    with pytest.raises(LogError, match="not the file this service started worker 1 with"):
+        DecisionLog.worker(head, 1, key, None, other)
+    with DecisionLog.open(head) as log:  # the issued file is sealed as it is
+        (shard,) = log.seal_workers()
+        assert shard.decisions == 3
+    assert not f.exists()
