@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from decision_log import _native, explanations, record, seals
+from decision_log import _native, explanations, record, seals, summaries
 from decision_log.schema import CANDIDATE_HASH_COLUMNS, DECISION_HASH_COLUMNS, candidate_order, has_column, has_table
 from decisioning.errors import LogError
 from decisioning.strategy import strategy_version
@@ -505,9 +505,13 @@ def _verify_rest(con: duckdb.DuckDBPyConnection, n_rec: int, n_st: int, head: st
                                         "not match its registered SHA-256")
     notes = []
     if has_table(con, "seals"):
-        bad = seals.verify(con, since=None if since is None else (since.seal_seq, since.seal_hash))
+        tables = {**seals.TABLES, **{t: c for t, c in summaries.SEALED.items() if has_table(con, t)}}
+        bad = seals.verify(con, tables, since=None if since is None else (since.seal_seq, since.seal_hash))
         if bad is not None:
             return VerifyResult(False, n_rec, head, table=bad.table, problem=bad.problem)
+        wrong = summaries.check(con)
+        if wrong is not None:
+            return VerifyResult(False, n_rec, head, table=wrong[0], problem=wrong[1])
     else:
         notes.append("outcomes, strategies, models and meta of this log are not sealed (it was written by a release "
                      "before seals): open it writable once, e.g. `klartext decisions --db PATH`, to seal them")

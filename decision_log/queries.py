@@ -17,7 +17,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from decision_log import stages, subjects
+from decision_log import stages, subjects, summaries
 from decision_log.schema import has_column
 from decision_log.subjects import SubjectKeys
 from decisioning.strategy import Strategy
@@ -175,6 +175,18 @@ class Filters:
         }
 
 
+#: A summary row's filter (:mod:`decision_log.summaries`): channels and, where it has them, issues.
+_S_CH = "($channels IS NULL OR list_contains($channels, channel))"
+_S_WHERE = _S_CH + " AND ($issues IS NULL OR list_contains($issues, issue))"
+
+
+def _summed(con: duckdb.DuckDBPyConnection, kinds, sql: str, f: Filters, fetch: str = "df", **extra):
+    """``sql`` over the summaries of ``kinds`` within ``f`` (None: compute from the rows)."""
+    p = f.params()
+    return summaries.query(con, kinds, sql, {"channels": p["channels"], "issues": p["issues"], **extra},
+                           start=f.start, end=f.end, fetch=fetch)
+
+
 _D_WHERE = """($start IS NULL OR d.ts >= $start) AND ($stop IS NULL OR d.ts < $stop)
     AND ($channels IS NULL OR list_contains($channels, d.channel))"""
 _C_WHERE = """($start IS NULL OR c.ts >= $start) AND ($stop IS NULL OR c.ts < $stop)
@@ -182,10 +194,24 @@ _C_WHERE = """($start IS NULL OR c.ts >= $start) AND ($stop IS NULL OR c.ts < $s
     AND ($issues IS NULL OR list_contains($issues, c.issue))"""
 
 
+#: A contact: a selected action of a decision, once (an action that an imported Pega v2 log
+#: presents through several components is one contact), within the filters.
+_CONTACTS = f"""(SELECT DISTINCT c.decision_id, c.ts, c.channel, c.issue, c."group", c.action_id
+                FROM candidates c WHERE c.selected AND {_C_WHERE})"""
+_C_DAY = summaries.DAY.format(t="c")
+_D_DAY = summaries.DAY.format(t="d")
+
+
 def choices(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """What the filters can offer: channels, issues, actions, first and last day."""
-    ch = [r[0] for r in con.execute("SELECT DISTINCT channel FROM decisions ORDER BY 1").fetchall()]
-    first, last = con.execute("SELECT min(ts)::DATE, max(ts)::DATE FROM decisions").fetchall()[0]
+    res = summaries.query(con, "decisions", "SELECT list(DISTINCT channel ORDER BY channel), min(day), max(day) "
+                                            "FROM s", {}, fetch="all")
+    if res is not None:
+        ch, first, last = res[0]
+        ch = ch or []
+    else:
+        ch = [r[0] for r in con.execute("SELECT DISTINCT channel FROM decisions ORDER BY 1").fetchall()]
+        first, last = con.execute(f"SELECT min({_D_DAY}), max({_D_DAY}) FROM decisions d").fetchall()[0]
     acts = con.execute("SELECT DISTINCT action_id, issue FROM candidates WHERE decision_id = "
                        "(SELECT decision_id FROM decisions ORDER BY seq DESC LIMIT 1) ORDER BY 1").fetchall()
     issues = sorted({r[1] for r in acts if r[1] is not None})
@@ -199,6 +225,34 @@ def kpis(con: duckdb.DuckDBPyConnection, f: Filters) -> dict[str, Any]:
 
     With an issue filter, contacts/acceptance/revenue/margin count only actions of those issues.
     """
+    res = _summed(con, ("decisions", "contacts"), f"""
+        SELECT 'd', coalesce(sum(decisions), 0), coalesce(sum(decisions) FILTER (WHERE reached), 0), NULL, NULL, NULL
+        FROM s_decisions WHERE {_S_CH}
+        UNION ALL
+        SELECT 'c', coalesce(sum(contacts), 0), coalesce(sum(with_outcome), 0), coalesce(sum(accepted), 0),
+               sum(revenue), sum(margin)
+        FROM s_contacts WHERE {_S_WHERE}
+        UNION ALL
+        SELECT 'r', reached, sum(churned) / nullif(sum(churn_known), 0), sum(with_outcome), NULL, NULL
+        FROM s_decisions WHERE {_S_CH} GROUP BY reached HAVING sum(with_outcome) > 0""", f, fetch="all")
+    if res is not None:
+        parts = {r[0]: r[1:] for r in res if r[0] != "r"}
+        d, sel = parts["d"][:2], parts["c"]
+        churn = [(r[1], r[2], r[3]) for r in res if r[0] == "r"]
+    else:
+        d, sel, churn = _kpis_from_rows(con, f)
+    ch = {bool(r[0]): (r[1], int(r[2])) for r in churn}
+    return {
+        "decisions": int(d[0]), "with_action": int(d[1]), "contacts": int(sel[0]), "with_outcome": int(sel[1]),
+        "accepted": int(sel[2]),
+        # no outcome logged is not "nobody accepted": then there is no rate, revenue or margin
+        "acceptance_rate": sel[2] / sel[1] if sel[1] else None, "revenue": sel[3], "margin": sel[4],
+        "churn_reached": ch.get(True, (None, 0))[0], "churn_not_reached": ch.get(False, (None, 0))[0],
+        "n_reached": ch.get(True, (None, 0))[1], "n_not_reached": ch.get(False, (None, 0))[1],
+    }
+
+
+def _kpis_from_rows(con: duckdb.DuckDBPyConnection, f: Filters) -> tuple:
     p = f.params()
     d = con.execute(f"""
         SELECT count(*) AS decisions, count(chosen_action) AS with_action
@@ -216,14 +270,7 @@ def kpis(con: duckdb.DuckDBPyConnection, f: Filters) -> dict[str, Any]:
             SELECT d.decision_id, d.chosen_action IS NOT NULL AS reached, any_value(o.churned) AS churned
             FROM decisions d JOIN outcomes o USING (decision_id) WHERE {_D_WHERE} GROUP BY ALL)
         GROUP BY reached""", {k: p[k] for k in ("start", "stop", "channels")}).fetchall()
-    ch = {bool(r[0]): (r[1], r[2]) for r in churn}
-    return {
-        "decisions": d[0], "with_action": d[1], "contacts": sel[0], "with_outcome": sel[1], "accepted": sel[2],
-        # no outcome logged is not "nobody accepted": then there is no rate, revenue or margin
-        "acceptance_rate": sel[2] / sel[1] if sel[1] else None, "revenue": sel[3], "margin": sel[4],
-        "churn_reached": ch.get(True, (None, 0))[0], "churn_not_reached": ch.get(False, (None, 0))[0],
-        "n_reached": ch.get(True, (None, 0))[1], "n_not_reached": ch.get(False, (None, 0))[1],
-    }
+    return d, sel, churn
 
 
 def daily(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
@@ -231,11 +278,16 @@ def daily(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
 
     Columns: day, issue, contacts, accepted, margin.
     """
+    res = _summed(con, "contacts", f"""
+        SELECT day, issue, sum(contacts)::BIGINT AS contacts, sum(accepted)::BIGINT AS accepted,
+               coalesce(sum(margin), 0) AS margin
+        FROM s WHERE {_S_WHERE} GROUP BY ALL ORDER BY day, issue""", f)
+    if res is not None:
+        return res
     return con.execute(f"""
-        SELECT c.ts::DATE AS day, c.issue, count(*) AS contacts,
+        SELECT {_C_DAY} AS day, c.issue, count(*) AS contacts,
                count(*) FILTER (WHERE o.outcome = 'accepted') AS accepted, coalesce(sum(o.margin), 0) AS margin
-        FROM candidates c LEFT JOIN outcomes o ON o.decision_id = c.decision_id AND o.action_id = c.action_id
-        WHERE c.selected AND {_C_WHERE}
+        FROM {_CONTACTS} c LEFT JOIN outcomes o ON o.decision_id = c.decision_id AND o.action_id = c.action_id
         GROUP BY ALL ORDER BY day, c.issue""", f.params()).df()
 
 
@@ -253,14 +305,20 @@ def action_mix(con: duckdb.DuckDBPyConnection, f: Filters, by: str = "issue") ->
 
     Columns: key, contacts, accepted, acceptance_rate, revenue, margin.
     """
-    col = {"issue": "c.issue", "group": 'c."group"', "channel": "c.channel", "action_id": "c.action_id"}[by]
+    col = {"issue": "issue", "group": '"group"', "channel": "channel", "action_id": "action_id"}[by]
+    res = _summed(con, "contacts", f"""
+        SELECT {col} AS key, sum(contacts)::BIGINT AS contacts, sum(accepted)::BIGINT AS accepted,
+               sum(accepted) / sum(contacts) AS acceptance_rate,
+               coalesce(sum(revenue), 0) AS revenue, coalesce(sum(margin), 0) AS margin
+        FROM s WHERE {_S_WHERE} GROUP BY ALL ORDER BY contacts DESC, key""", f)
+    if res is not None:
+        return res
     return con.execute(f"""
-        SELECT {col} AS key, count(*) AS contacts, count(*) FILTER (WHERE o.outcome = 'accepted') AS accepted,
+        SELECT c.{col} AS key, count(*) AS contacts, count(*) FILTER (WHERE o.outcome = 'accepted') AS accepted,
                count(*) FILTER (WHERE o.outcome = 'accepted') / count(*) AS acceptance_rate,
                coalesce(sum(o.revenue), 0) AS revenue, coalesce(sum(o.margin), 0) AS margin
-        FROM candidates c LEFT JOIN outcomes o ON o.decision_id = c.decision_id AND o.action_id = c.action_id
-        WHERE c.selected AND {_C_WHERE}
-        GROUP BY ALL ORDER BY contacts DESC""", f.params()).df()
+        FROM {_CONTACTS} c LEFT JOIN outcomes o ON o.decision_id = c.decision_id AND o.action_id = c.action_id
+        GROUP BY ALL ORDER BY contacts DESC, key""", f.params()).df()
 
 
 def strategy_changes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
@@ -269,12 +327,18 @@ def strategy_changes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     Columns: version, name, first_used (UTC: its first decision; the registration time for a
     version that has made none yet), registered (UTC), decisions.
     """
+    tail = """
+        SELECT st.version, st.name, coalesce(d.first_decision, st.first_used) AS first_used,
+               st.first_used AS registered, coalesce(d.decisions, 0) AS decisions
+        FROM strategies st LEFT JOIN d USING (version) ORDER BY 3, 1"""
+    res = summaries.query(con, "decisions", """
+        , d AS (SELECT strategy_version AS version, min(first_ts) AS first_decision, sum(decisions)::BIGINT AS decisions
+                FROM s WHERE strategy_version IS NOT NULL GROUP BY ALL)""" + tail, {})
+    if res is not None:
+        return res
     return con.execute("""
         WITH d AS (SELECT strategy_version AS version, min(ts) AS first_decision, count(*) AS decisions
-                   FROM decisions WHERE strategy_version IS NOT NULL GROUP BY ALL)
-        SELECT s.version, s.name, coalesce(d.first_decision, s.first_used) AS first_used, s.first_used AS registered,
-               coalesce(d.decisions, 0) AS decisions
-        FROM strategies s LEFT JOIN d USING (version) ORDER BY 3, 1""").df()
+                   FROM decisions WHERE strategy_version IS NOT NULL GROUP BY ALL)""" + tail).df()
 
 
 def trends(con: duckdb.DuckDBPyConnection, f: Filters, grain: str = "day") -> pd.DataFrame:
@@ -289,6 +353,27 @@ def trends(con: duckdb.DuckDBPyConnection, f: Filters, grain: str = "day") -> pd
     """
     if grain not in ("day", "week", "month"):
         raise ValueError(f"Unknown grain {grain!r}: use day, week or month.")
+    res = _summed(con, ("decisions", "contacts"), f"""
+        WITH dd AS (
+            SELECT date_trunc('{grain}', day)::DATE AS period, sum(decisions)::BIGINT AS decisions,
+                   sum(churned) FILTER (WHERE reached) / nullif(sum(churn_known) FILTER (WHERE reached), 0)
+                       AS churn_reached,
+                   sum(churned) FILTER (WHERE NOT reached) / nullif(sum(churn_known) FILTER (WHERE NOT reached), 0)
+                       AS churn_not_reached,
+                   coalesce(sum(with_outcome) FILTER (WHERE reached), 0)::BIGINT AS n_reached,
+                   coalesce(sum(with_outcome) FILTER (WHERE NOT reached), 0)::BIGINT AS n_not_reached
+            FROM s_decisions WHERE {_S_CH} GROUP BY ALL),
+        aa AS (
+            SELECT date_trunc('{grain}', day)::DATE AS period, sum(contacts)::BIGINT AS contacts,
+                   sum(with_outcome)::BIGINT AS with_outcome,
+                   sum(accepted) / nullif(sum(with_outcome), 0) AS acceptance_rate, coalesce(sum(margin), 0) AS margin
+            FROM s_contacts WHERE {_S_WHERE} GROUP BY ALL)
+        SELECT period, decisions, coalesce(contacts, 0) AS contacts, coalesce(with_outcome, 0) AS with_outcome,
+               acceptance_rate, coalesce(margin, 0) AS margin, churn_reached, churn_not_reached, n_reached,
+               n_not_reached
+        FROM dd LEFT JOIN aa USING (period) ORDER BY period""", f)
+    if res is not None:
+        return res
     p = f.params()
     return con.execute(f"""
         WITH d AS (
@@ -332,6 +417,9 @@ def funnel(con: duckdb.DuckDBPyConnection, f: Filters | None = None, by: str = "
     if by not in ("stage", "group"):
         raise ValueError(f"by must be 'stage' or 'group', not {by!r}")
     f = f or Filters()
+    res = _funnel_summed(con, f, by)
+    if res is not None:
+        return res
     values = stages.order_values(stages.known(con))
     key = "coalesce(o.stage_group, c.stage)" if by == "group" else "c.stage"
     label = "coalesce(o.stage_group, c.stage)" if by == "group" else "coalesce(o.label, c.stage)"
@@ -346,6 +434,35 @@ def funnel(con: duckdb.DuckDBPyConnection, f: Filters | None = None, by: str = "
         SELECT 'stage' AS kind, k, stage_group, stage_order, label, n_rows, n_int FROM per
         UNION ALL
         SELECT 'depth', NULL, NULL, d, NULL, count(*), NULL FROM deep GROUP BY d""", f.params()).fetchall()
+    return _funnel_frame(res)
+
+
+def _funnel_summed(con: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame | None:
+    """:func:`funnel` from the summaries (None: several issues, or no summaries: from the rows).
+    A decision counts once per stage however many of its rows stopped there, so the counts of
+    decisions are kept over all issues and per issue, not for every set of issues."""
+    if len(f.issues) > 1:
+        return None
+    known = stages.known(con)
+    values = stages.order_values(known)
+    scope = "($issues IS NULL AND scope = 'all' OR scope = 'issue' AND list_contains($issues, issue))"
+    key = "coalesce(o.stage_group, t.stage)" if by == "group" else "t.stage"
+    label = "coalesce(o.stage_group, t.stage)" if by == "group" else "coalesce(o.label, t.stage)"
+    res = _summed(con, ("stages", "reach", "depth"), f"""
+        , o(stage, stage_group, stage_order, label) AS (VALUES {values}),
+        per AS (SELECT {key} AS k, any_value({label}) AS label, any_value(o.stage_group) AS stage_group,
+                       min(o.stage_order) AS stage_order, sum(t."rows")::BIGINT AS n_rows
+                FROM s_stages t LEFT JOIN o USING (stage) WHERE {_S_WHERE} GROUP BY ALL),
+        r AS (SELECT key AS k, sum(decisions)::BIGINT AS n_int FROM s_reach
+              WHERE {_S_CH} AND {scope} AND level = '{by}' GROUP BY ALL)
+        SELECT 'stage' AS kind, k, stage_group, stage_order, label, n_rows, n_int FROM per LEFT JOIN r USING (k)
+        UNION ALL
+        SELECT 'depth', NULL, NULL, depth, NULL, sum(decisions)::BIGINT, NULL FROM s_depth
+        WHERE {_S_CH} AND {scope} GROUP BY depth""", f, fetch="all")
+    return None if res is None else _funnel_frame(res)
+
+
+def _funnel_frame(res: list[tuple]) -> pd.DataFrame:
     depth = {r[3]: int(r[5]) for r in res if r[0] == "depth"}
     total = sum(depth.values())
     rows = []
@@ -366,11 +483,18 @@ def funnel(con: duckdb.DuckDBPyConnection, f: Filters | None = None, by: str = "
 def rule_counts(con: duckdb.DuckDBPyConnection, f: Filters, limit: int = 30) -> pd.DataFrame:
     """The rules that removed the most candidates (columns: stage, rule, candidates, share of
     all candidate rows in the filter)."""
+    res = _summed(con, "stages", f"""
+        SELECT stage, rule, sum("rows")::BIGINT AS candidates,
+               sum("rows") / (SELECT sum("rows") FROM s WHERE {_S_WHERE}) AS share
+        FROM s WHERE rule IS NOT NULL AND {_S_WHERE}
+        GROUP BY ALL ORDER BY candidates DESC, stage, rule LIMIT $limit""", f, limit=int(limit))
+    if res is not None:
+        return res
     return con.execute(f"""
         SELECT c.stage, c.rule, count(*) AS candidates,
                count(*) / (SELECT count(*) FROM candidates c WHERE {_C_WHERE}) AS share
         FROM candidates c WHERE c.rule IS NOT NULL AND {_C_WHERE}
-        GROUP BY ALL ORDER BY candidates DESC LIMIT $limit""", {**f.params(), "limit": int(limit)}).df()
+        GROUP BY ALL ORDER BY candidates DESC, stage, rule LIMIT $limit""", {**f.params(), "limit": int(limit)}).df()
 
 
 def rule_examples(con: duckdb.DuckDBPyConnection, rule: str, f: Filters, limit: int = 50) -> pd.DataFrame:
@@ -386,6 +510,18 @@ def value_finder(con: duckdb.DuckDBPyConnection, f: Filters, low: float = 0.05) 
 
     Columns: channel, decisions, no_action, only_low, no_action_share, only_low_share.
     """
+    k = round(float(low) * 100)
+    if k / 100 == float(low):  # the summaries keep the best propensity in hundredths
+        res = summaries.query(con, "best", f"""
+            SELECT channel, sum(decisions)::BIGINT AS decisions,
+                   coalesce(sum(decisions) FILTER (WHERE bucket IS NULL), 0)::BIGINT AS no_action,
+                   coalesce(sum(decisions) FILTER (WHERE bucket < $k), 0)::BIGINT AS only_low,
+                   coalesce(sum(decisions) FILTER (WHERE bucket IS NULL), 0) / sum(decisions) AS no_action_share,
+                   coalesce(sum(decisions) FILTER (WHERE bucket < $k), 0) / sum(decisions) AS only_low_share
+            FROM s WHERE {_S_CH} GROUP BY ALL ORDER BY channel""",
+                              {"channels": f.params()["channels"], "k": k}, start=f.start, end=f.end)
+        if res is not None:
+            return res
     p = f.params()
     return con.execute("""
         WITH best AS (

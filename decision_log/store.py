@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from decision_log import integrity, live, peers, pseudonyms, register, rows, seals, shards, subjects
+from decision_log import integrity, live, peers, pseudonyms, register, rows, seals, shards, subjects, summaries
 from decision_log.rows import PreparedBatch, prepare
 from decision_log.schema import DDL, SCHEMA_VERSION, execute_over, has_column, has_table, while_locked
 from decisioning.engine import DecisionBatch, logged_reason
@@ -157,7 +157,7 @@ class DecisionLog:
             # DuckDB work when logging a large batch, for a slightly smaller file.
             con.execute("SET max_vacuum_tasks = 0")
             had_seals = has_table(con, "seals")
-            for stmt in DDL + seals.DDL:
+            for stmt in DDL + seals.DDL + summaries.DDL:
                 con.execute(stmt)
             if not had_seals:  # a log of an earlier release: seal what it holds, once
                 seals.seal_unstamped(con)
@@ -318,7 +318,23 @@ class DecisionLog:
         return log
 
     def close(self) -> None:
-        self.con.close()
+        """Close the file; a writer first brings the dashboard's summaries up to date
+        (:mod:`decision_log.summaries`)."""
+        try:
+            if not self.read_only and self.manifest is not None and not self._atomic:
+                self.refresh_summaries()
+        except duckdb.Error:
+            pass  # readers compute what the summaries lack from the rows
+        finally:
+            self.con.close()
+
+    def refresh_summaries(self) -> int:
+        """Count the decisions and outcomes logged since the last refresh into the summaries
+        the dashboard reads (:func:`decision_log.summaries.refresh`); returns the days
+        refreshed.  Nothing for a log whose decisions were moved into shards."""
+        if self.read_only or not summaries.usable(self.con):
+            return 0
+        return summaries.refresh(self.con)
 
     def suspend(self) -> None:
         """Let go of the file (a read-only log between uses), so that another process may

@@ -1,0 +1,407 @@
+"""Summaries of the log kept at write time, so the dashboard's figures do not grow with it.
+
+The Overview's and the Funnel's figures are sums over days.  A writer keeps, per day (UTC),
+the sums those pages need — decisions per channel, strategy version and whether an action was
+chosen (with the churn of those with an outcome); contacts and their outcomes per channel,
+issue, group and action; candidate rows per stage and rule; how far each decision got; the
+best selected propensity — in the ``summary_*`` tables, which are sealed like every other
+table (:mod:`decision_log.seals`).  Each refresh (:func:`refresh`, run by a writer when it
+closes the log, by batch jobs after their last write, and by the service every few minutes)
+records up to which decision position and which outcome write it counted; only the days
+with decisions or outcomes after that are recomputed.
+
+A reader (:func:`rows`) never trusts a summary further than it reaches: the days touched by
+decisions or outcomes the last refresh did not count are computed from the rows, in the same
+statement, by the same SQL that fills the tables — so a figure from summaries equals the
+figure computed from the rows, at any moment (tested against the raw queries).  ``verify``
+recomputes every day's summary from the rows it counted and names a day whose stored sums
+differ (:func:`check`).
+
+Where summaries cannot stand in for the rows, readers compute from the rows: a log whose
+decisions are a view over shards (:mod:`decision_log.shards`), a log that was never refreshed
+(an earlier release's, opened read-only), and the funnel for several issues at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+import duckdb
+
+from decision_log import seals, stages
+from decision_log.schema import has_table
+
+#: The day of a row: its time's date in UTC (as the dashboard's period filters).
+DAY = "timezone('UTC', {t}.ts)::DATE"
+
+#: kind → (table, key columns, sum columns with how two rows combine)
+KINDS: dict[str, tuple[list[str], list[tuple[str, str]]]] = {
+    # decisions per channel, strategy version and reach, with the churn of those with an outcome
+    "decisions": (["channel", "strategy_version", "reached"],
+                  [("decisions", "sum"), ("first_ts", "min"), ("last_ts", "max"), ("with_outcome", "sum"),
+                   ("churn_known", "sum"), ("churned", "sum")]),
+    # contacts (a selected action of a decision, once) and their outcomes
+    "contacts": (["channel", "issue", "group", "action_id"],
+                 [("contacts", "sum"), ("with_outcome", "sum"), ("accepted", "sum"), ("revenue", "sum"),
+                  ("margin", "sum")]),
+    # candidate rows per stage and rule
+    "stages": (["channel", "issue", "stage", "rule"], [("rows", "sum")]),
+    # decisions with at least one row at a stage (level 'stage') or stage group ('group'), per
+    # issue and over all issues (issue NULL, scope 'all')
+    "reach": (["channel", "scope", "issue", "level", "key"], [("decisions", "sum")]),
+    # decisions by the order of the deepest stage any of their rows reached (per issue / all)
+    "depth": (["channel", "scope", "issue", "depth"], [("decisions", "sum")]),
+    # decisions by their best selected propensity, in hundredths (NULL: nothing selected)
+    "best": (["channel", "bucket"], [("decisions", "sum")]),
+}
+
+_TYPES = {"channel": "VARCHAR", "strategy_version": "VARCHAR", "reached": "BOOLEAN", "issue": "VARCHAR",
+          "group": "VARCHAR", "action_id": "VARCHAR", "stage": "VARCHAR", "rule": "VARCHAR", "scope": "VARCHAR",
+          "level": "VARCHAR", "key": "VARCHAR", "depth": "INTEGER", "bucket": "INTEGER", "first_ts": "TIMESTAMPTZ",
+          "last_ts": "TIMESTAMPTZ", "revenue": "DOUBLE", "margin": "DOUBLE"}
+
+
+def _q(name: str) -> str:
+    return f'"{name}"'
+
+
+def table(kind: str) -> str:
+    return f"summary_{kind}"
+
+
+DDL = [
+    """
+    CREATE TABLE IF NOT EXISTS summary_refreshes (
+        refresh BIGINT NOT NULL,
+        upto_seq BIGINT NOT NULL,
+        upto_outcome BIGINT NOT NULL,
+        stage_key VARCHAR NOT NULL,
+        days INTEGER NOT NULL,
+        ts TIMESTAMPTZ NOT NULL,
+        seal_seq BIGINT
+    )
+    """,
+    "CREATE TABLE IF NOT EXISTS summary_days (refresh BIGINT NOT NULL, day DATE NOT NULL, seal_seq BIGINT)",
+    *[f"CREATE TABLE IF NOT EXISTS {table(k)} (refresh BIGINT NOT NULL, day DATE NOT NULL, "
+      + ", ".join(f"{_q(c)} {_TYPES.get(c, 'BIGINT')}" for c in keys + [s for s, _ in sums]) + ", seal_seq BIGINT)"
+      for k, (keys, sums) in KINDS.items()],
+]
+
+#: The summary tables and the columns a row's seal digest reads (see :mod:`decision_log.seals`).
+SEALED: dict[str, list[str]] = {
+    "summary_refreshes": ["refresh", "upto_seq", "upto_outcome", "stage_key", "days", "epoch_us(ts)"],
+    "summary_days": ["refresh", "day::VARCHAR"],
+    **{table(k): ["refresh", "day::VARCHAR"] + [
+        f"epoch_us({_q(c)})" if c.endswith("_ts") else _q(c) for c in keys + [s for s, _ in sums]]
+       for k, (keys, sums) in KINDS.items()},
+}
+
+
+def stage_key(con: duckdb.DuckDBPyConnection) -> str:
+    """A fingerprint of the stage order the depth and group sums were counted with."""
+    return hashlib.sha256(stages.order_values(stages.known(con)).encode()).hexdigest()[:16]
+
+
+# -- what one set of days sums to, from the rows ----------------------------------------------------
+
+
+def _compute(kind: str, stage_values: str) -> str:
+    """SQL for ``kind``'s rows (columns: day, keys, sums) of the days in ``_days(day)``,
+    counting decisions with ``seq <= $upto_seq`` and outcomes with ``seal_seq <= $upto_out``
+    (NULL bounds: everything).  Needs the CTEs of :func:`_scope`."""
+    if kind == "decisions":
+        return """
+            SELECT d.day, d.channel, d.strategy_version, d.reached, count(*) AS decisions, min(d.ts) AS first_ts,
+                   max(d.ts) AS last_ts, count(o.decision_id) AS with_outcome, count(o.churned) AS churn_known,
+                   count(*) FILTER (WHERE o.churned) AS churned
+            FROM _d d LEFT JOIN (SELECT decision_id, any_value(churned) AS churned FROM _o GROUP BY decision_id) o
+                 USING (decision_id)
+            GROUP BY ALL"""
+    if kind == "contacts":
+        return """
+            SELECT s.day, s.channel, s.issue, s."group", s.action_id, count(*) AS contacts,
+                   count(o.outcome) AS with_outcome, count(*) FILTER (WHERE o.outcome = 'accepted') AS accepted,
+                   sum(o.revenue) AS revenue, sum(o.margin) AS margin
+            FROM (SELECT DISTINCT decision_id, day, channel, issue, "group", action_id FROM _c WHERE selected) s
+                 LEFT JOIN _o o ON o.decision_id = s.decision_id AND o.action_id = s.action_id
+            GROUP BY ALL"""
+    if kind == "stages":
+        return "SELECT day, channel, issue, stage, rule, count(*) AS rows FROM _c GROUP BY ALL"
+    if kind == "reach":
+        return f"""
+            WITH m(stage, stage_group) AS (SELECT stage, stage_group FROM (VALUES {stage_values}) v(stage, stage_group,
+                                                                                                 o, l)),
+            p AS (SELECT DISTINCT c.decision_id, c.day, c.channel, c.issue, c.stage, coalesce(m.stage_group, c.stage) AS g
+                  FROM _c c LEFT JOIN m USING (stage))
+            SELECT day, channel, 'issue' AS scope, issue, 'stage' AS level, stage AS key,
+                   count(DISTINCT decision_id) AS decisions FROM p GROUP BY ALL
+            UNION ALL SELECT day, channel, 'issue', issue, 'group', g, count(DISTINCT decision_id) FROM p GROUP BY ALL
+            UNION ALL SELECT day, channel, 'all', NULL, 'stage', stage, count(DISTINCT decision_id) FROM p GROUP BY ALL
+            UNION ALL SELECT day, channel, 'all', NULL, 'group', g, count(DISTINCT decision_id) FROM p GROUP BY ALL"""
+    if kind == "depth":
+        return f"""
+            WITH m(stage, stage_order) AS (SELECT stage, o FROM (VALUES {stage_values}) v(stage, g, o, l)),
+            p AS (SELECT c.decision_id, c.day, c.channel, c.issue, max(m.stage_order) AS depth
+                  FROM _c c LEFT JOIN m USING (stage) GROUP BY ALL)
+            SELECT day, channel, 'issue' AS scope, issue, depth, count(*) AS decisions FROM p GROUP BY ALL
+            UNION ALL
+            SELECT day, channel, 'all', NULL, depth, count(*)
+            FROM (SELECT day, channel, max(depth) AS depth FROM p GROUP BY decision_id, day, channel) GROUP BY ALL"""
+    if kind == "best":
+        # the bucket b holds b/100 <= best < (b+1)/100, exactly as the comparison `best < low`
+        # decides it for every low of k/100 (floor alone can round a value just below k/100 up)
+        return """
+            WITH b AS (SELECT decision_id, day, channel, max(propensity) FILTER (WHERE selected) AS best
+                       FROM _c GROUP BY ALL),
+            f AS (SELECT day, channel, best, least(greatest(floor(best * 100), -1), 101)::INTEGER AS b0 FROM b)
+            SELECT day, channel, b0 - (best < b0 / 100)::INTEGER + (best >= (b0 + 1) / 100)::INTEGER AS bucket,
+                   count(*) AS decisions
+            FROM f GROUP BY ALL"""
+    raise ValueError(kind)
+
+
+def _scope(days: str) -> str:
+    """CTEs ``_d`` (decisions), ``_c`` (candidates), ``_o`` (outcomes) of the days that
+    ``days`` (a SQL condition on ``day``) admits between ``$lo`` and ``$hi``, within the
+    bounds ``$upto_seq`` and ``$upto_out``, each with its ``day``."""
+    return f"""
+        _d AS (SELECT * FROM (
+                   SELECT d.decision_id, {DAY.format(t='d')} AS day, d.ts, d.channel, d.strategy_version,
+                          d.chosen_action IS NOT NULL AS reached
+                   FROM decisions d
+                   WHERE d.ts >= $lo AND d.ts < $hi AND ($upto_seq IS NULL OR d.seq <= $upto_seq))
+               WHERE {days}),
+        _c AS (SELECT * FROM (SELECT c.*, {DAY.format(t='c')} AS day FROM candidates c
+                              WHERE c.ts >= $lo AND c.ts < $hi)
+               WHERE {days} AND ($upto_seq IS NULL OR decision_id IN (SELECT decision_id FROM _d))),
+        _o AS (SELECT o.* FROM outcomes o SEMI JOIN _d USING (decision_id)
+               WHERE ($upto_out IS NULL OR o.seal_seq <= $upto_out))"""
+
+
+def _computed(kind: str, stage_values: str, days: str) -> str:
+    return f"WITH {_scope(days)} SELECT * FROM ({_compute(kind, stage_values)})"
+
+
+def _bounds(day_list: list[date]) -> dict:
+    lo = datetime.combine(min(day_list), datetime.min.time(), UTC)
+    hi = datetime.combine(max(day_list), datetime.min.time(), UTC) + (datetime(2000, 1, 2) - datetime(2000, 1, 1))
+    return {"lo": lo, "hi": hi}
+
+
+# -- the state of the summaries --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class State:
+    upto_seq: int
+    upto_outcome: int
+    stage_key: str
+    refreshes: int
+
+
+def usable(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether this connection's log keeps summaries that stand for its rows: it has the
+    tables and its decisions are a table of this file (not a view over shards)."""
+    if not has_table(con, "summary_refreshes"):
+        return False
+    # a view: a reader of a sharded log or of a service's workers; a shard's meta entry: a head
+    # file whose earlier decisions were moved into shards (its sums counted them too)
+    return not con.execute(
+        "SELECT (SELECT count(*) FROM duckdb_views() WHERE view_name = 'decisions' AND NOT internal) "
+        "+ (SELECT count(*) FROM meta WHERE starts_with(key, 'shard:'))").fetchall()[0][0]
+
+
+def state(con: duckdb.DuckDBPyConnection) -> State:
+    row = con.execute("SELECT coalesce(max(upto_seq), 0), coalesce(max(upto_outcome), 0), arg_max(stage_key, refresh), "
+                      "count(*) FROM summary_refreshes").fetchall()[0]
+    return State(int(row[0]), int(row[1]), row[2] or "", int(row[3]))
+
+
+def stale_days(con: duckdb.DuckDBPyConnection, st: State, key: str | None = None) -> list[date] | None:
+    """The days whose stored sums do not count every decision and outcome (None: all days —
+    never refreshed, or the stage order changed since)."""
+    if not st.refreshes or (key or stage_key(con)) != st.stage_key:
+        return None
+    rows = con.execute(f"""
+        SELECT DISTINCT {DAY.format(t='d')} FROM decisions d WHERE d.seq > $s
+        UNION
+        SELECT DISTINCT {DAY.format(t='d')} FROM decisions d
+        SEMI JOIN (SELECT decision_id FROM outcomes WHERE seal_seq IS NULL OR seal_seq > $o) USING (decision_id)
+        ORDER BY 1""", {"s": st.upto_seq, "o": st.upto_outcome}).fetchall()
+    return [r[0] for r in rows]
+
+
+# -- keeping them ----------------------------------------------------------------------------------
+
+
+def refresh(con: duckdb.DuckDBPyConnection, in_transaction: bool = False) -> int:
+    """Recompute the summaries of every day with decisions or outcomes the last refresh did not
+    count, as one sealed write per table, in one transaction (the caller's with
+    ``in_transaction``).  Returns how many days were refreshed (0: nothing new)."""
+    if not in_transaction:
+        con.execute("BEGIN TRANSACTION")
+    try:
+        n = _refresh(con)
+        if not in_transaction:
+            con.execute("COMMIT")
+        return n
+    except BaseException:
+        if not in_transaction:
+            try:
+                con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass
+        raise
+
+
+def _refresh(con: duckdb.DuckDBPyConnection) -> int:
+    st = state(con)
+    key = stage_key(con)
+    top_seq = con.execute("SELECT coalesce(max(seq), 0) FROM decisions").fetchall()[0][0]
+    top_out = con.execute("SELECT coalesce(max(seal_seq), 0) FROM outcomes").fetchall()[0][0]
+    days = stale_days(con, st, key)
+    if days is None:
+        days = [r[0] for r in con.execute(f"SELECT DISTINCT {DAY.format(t='d')} FROM decisions d ORDER BY 1").fetchall()]
+    if not days and st.refreshes:
+        return 0
+    rid = con.execute("SELECT coalesce(max(refresh), 0) + 1 FROM summary_refreshes").fetchall()[0][0]
+    values = stages.order_values(stages.known(con))
+    with seals.sealed_write(con, "summary_refreshes", in_transaction=True, tables=_SEAL_TABLES) as seq:
+        con.execute("INSERT INTO summary_refreshes VALUES (?, ?, ?, ?, ?, now(), ?)",
+                    [rid, top_seq, top_out, key, len(days), seq])
+    if not days:
+        return 0
+    con.execute("CREATE OR REPLACE TEMP TABLE _k_days AS SELECT unnest(?::DATE[]) AS day", [days])
+    try:
+        params = {**_bounds(days), "upto_seq": None, "upto_out": None}
+        with seals.sealed_write(con, "summary_days", in_transaction=True, tables=_SEAL_TABLES) as seq:
+            con.execute("INSERT INTO summary_days SELECT ?, day, ? FROM _k_days", [rid, seq])
+        for kind in KINDS:
+            with seals.sealed_write(con, table(kind), in_transaction=True, tables=_SEAL_TABLES) as seq:
+                con.execute(f"INSERT INTO {table(kind)} SELECT {rid}, *, {seq} FROM ("
+                            f"{_computed(kind, values, 'day IN (SELECT day FROM _k_days)')})", params)
+    finally:
+        con.execute("DROP TABLE IF EXISTS _k_days")
+    return len(days)
+
+
+_SEAL_TABLES = {**seals.TABLES, **SEALED}
+
+
+# -- reading them ----------------------------------------------------------------------------------
+
+
+@contextmanager
+def _snapshot(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """One read transaction around a reader's statements (a writer's refresh between them
+    would count a day twice or not at all)."""
+    try:
+        con.execute("BEGIN TRANSACTION")
+    except duckdb.TransactionException:  # the caller's transaction
+        yield
+        return
+    try:
+        yield
+    finally:
+        con.execute("COMMIT")
+
+
+def query(con: duckdb.DuckDBPyConnection, kinds: str | tuple[str, ...], sql: str, params: dict,
+          start: date | None = None, end: date | None = None, fetch: str = "df"):
+    """Run ``sql`` over ``s_<kind>`` for each of ``kinds`` (one kind: also ``s``): that kind's
+    sums per day (columns: day, keys, sums) from ``start`` to ``end`` (inclusive; None: open),
+    exact for the log's rows at this moment — stored sums for the days the last refresh
+    counted completely, computed from the rows for the others, in one read transaction.
+    Returns the result (``fetch``: ``"df"`` a DataFrame, ``"all"`` a list of tuples), or None
+    where the log keeps no summaries that stand for its rows (:func:`usable`): the caller
+    computes from the rows."""
+    if not usable(con):
+        return None
+    kinds = (kinds,) if isinstance(kinds, str) else kinds
+    rng = "($start IS NULL OR day >= $start) AND ($end IS NULL OR day <= $end)"
+    p = {**params, "start": start, "end": end, "upto_seq": None, "upto_out": None}
+    with _snapshot(con):
+        st = state(con)
+        stale = stale_days(con, st)
+        ctes = []
+        for kind in kinds:
+            keys, sums = KINDS[kind]
+            cols = ", ".join(_q(c) for c in ["day", *keys, *[s for s, _ in sums]])
+            if stale is None:  # nothing stored stands: every day from the rows
+                first, last = con.execute(f"SELECT min({DAY.format(t='d')}), max({DAY.format(t='d')}) "
+                                          "FROM decisions d").fetchall()[0]
+                lo = max(filter(None, [start, first]), default=None)
+                hi = min(filter(None, [end, last]), default=None)
+                parts = [] if lo is None or hi is None or lo > hi else [
+                    f"SELECT {cols} FROM ({_computed(kind, _values(con), rng)})"]
+                p |= _bounds([lo, hi]) if parts else {}
+            else:
+                days = [d for d in stale if (start is None or d >= start) and (end is None or d <= end)]
+                parts = [f"""
+                    SELECT {cols} FROM {table(kind)}
+                    JOIN (SELECT day, max(refresh) AS refresh FROM summary_days GROUP BY day) cur USING (day, refresh)
+                    WHERE {rng} AND NOT list_contains($stale, day)"""]
+                if days:
+                    parts.append(f"SELECT {cols} FROM ({_computed(kind, _values(con), 'list_contains($stale, day)')})")
+                    p |= _bounds(days)
+                p["stale"] = days
+            if not parts:
+                parts = [f"SELECT {cols} FROM {table(kind)} WHERE FALSE"]
+            ctes.append(f"s_{kind} AS ({' UNION ALL '.join(parts)})")
+        if len(kinds) == 1:
+            ctes.append(f"s AS (SELECT * FROM s_{kinds[0]})")
+        body = sql.lstrip()
+        if body[:5].upper() == "WITH ":  # the caller's CTEs follow the sums'
+            body = ", " + body[5:]
+        text = f"WITH {', '.join(ctes)} {body}"
+        cur = con.execute(text, {k: v for k, v in p.items() if re.search(rf"\${k}\b", text)})
+        return cur.fetchall() if fetch == "all" else cur.df()
+
+
+def _values(con: duckdb.DuckDBPyConnection) -> str:
+    return stages.order_values(stages.known(con))
+
+
+def check(con: duckdb.DuckDBPyConnection) -> tuple[str, str] | None:
+    """Recompute each day's current sums from the rows they counted and compare; the first
+    difference (table, in words), or None."""
+    if not usable(con) or not state(con).refreshes:
+        return None
+    values = stages.order_values(stages.known(con))
+    refreshes = con.execute("""
+        SELECT r.refresh, r.upto_seq, r.upto_outcome, list(c.day ORDER BY c.day), r.stage_key
+        FROM summary_refreshes r JOIN (SELECT day, max(refresh) AS refresh FROM summary_days GROUP BY day) c
+             USING (refresh) GROUP BY ALL ORDER BY 1""").fetchall()
+    for rid, upto_seq, upto_out, days, key in refreshes:
+        if key != stage_key(con):
+            continue  # counted under another stage order; readers recompute those days
+        for kind, (keys, sums) in KINDS.items():
+            cols = ["day", *keys, *[s for s, _ in sums]]
+            sel = ", ".join(_q(c) for c in cols)
+            p = {**_bounds(days), "upto_seq": upto_seq, "upto_out": upto_out, "days": days}
+            stored = con.execute(f"SELECT {sel} FROM {table(kind)} WHERE refresh = {int(rid)} AND "
+                                 "list_contains(?, day) ORDER BY ALL", [days]).fetchall()
+            fresh = con.execute(f"SELECT {sel} FROM ({_computed(kind, values, 'list_contains($days, day)')}) "
+                                "ORDER BY ALL", p).fetchall()
+            diff = _first_difference(stored, fresh, cols)
+            if diff:
+                return table(kind), (f"the dashboard's summary {table(kind)} (refresh {rid}) does not add up to the "
+                                     f"decisions and outcomes it counts: {diff}")
+    return None
+
+
+def _first_difference(stored: list[tuple], fresh: list[tuple], cols: list[str]) -> str | None:
+    if len(stored) != len(fresh):
+        return f"{len(stored)} row(s) stored, {len(fresh)} computed from the log"
+    for a, b in zip(stored, fresh):
+        for c, x, y in zip(cols, a, b):
+            same = x == y or (isinstance(x, float) and isinstance(y, float)
+                              and abs(x - y) <= 1e-9 * max(1.0, abs(x), abs(y)))
+            if not same:
+                return f"day {a[0]}: {c} is {x!r} there, {y!r} from the rows"
+    return None
