@@ -505,11 +505,16 @@ def _verify_rest(con: duckdb.DuckDBPyConnection, n_rec: int, n_st: int, head: st
                                         "not match its registered SHA-256")
     notes = []
     if has_table(con, "seals"):
+        gone = [t for (t,) in con.execute("SELECT DISTINCT tbl FROM seals ORDER BY 1").fetchall()
+                if t in summaries.SEALED and not has_table(con, t)]
+        if gone:
+            return VerifyResult(False, n_rec, head, table=gone[0],
+                                problem=f"the table {gone[0]} is gone, though the seal chain holds writes to it")
         tables = {**seals.TABLES, **{t: c for t, c in summaries.SEALED.items() if has_table(con, t)}}
         bad = seals.verify(con, tables, since=None if since is None else (since.seal_seq, since.seal_hash))
         if bad is not None:
             return VerifyResult(False, n_rec, head, table=bad.table, problem=bad.problem)
-        wrong = summaries.check(con)
+        wrong = summaries.check(con, after_seal=0 if since is None else since.seal_seq)
         if wrong is not None:
             return VerifyResult(False, n_rec, head, table=wrong[0], problem=wrong[1])
     else:

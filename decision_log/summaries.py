@@ -367,16 +367,17 @@ def _values(con: duckdb.DuckDBPyConnection) -> str:
     return stages.order_values(stages.known(con))
 
 
-def check(con: duckdb.DuckDBPyConnection) -> tuple[str, str] | None:
+def check(con: duckdb.DuckDBPyConnection, after_seal: int = 0) -> tuple[str, str] | None:
     """Recompute each day's current sums from the rows they counted and compare; the first
-    difference (table, in words), or None."""
+    difference (table, in words), or None.  ``after_seal``: only the refreshes sealed after
+    that seal entry (an anchored verification re-reads only what came after its anchor)."""
     if not usable(con) or not state(con).refreshes:
         return None
     values = stages.order_values(stages.known(con))
     refreshes = con.execute("""
         SELECT r.refresh, r.upto_seq, r.upto_outcome, list(c.day ORDER BY c.day), r.stage_key
         FROM summary_refreshes r JOIN (SELECT day, max(refresh) AS refresh FROM summary_days GROUP BY day) c
-             USING (refresh) GROUP BY ALL ORDER BY 1""").fetchall()
+             USING (refresh) WHERE r.seal_seq > ? GROUP BY ALL ORDER BY 1""", [int(after_seal)]).fetchall()
     for rid, upto_seq, upto_out, days, key in refreshes:
         if key != stage_key(con):
             continue  # counted under another stage order; readers recompute those days

@@ -113,6 +113,13 @@ def _result(log: DecisionLog, batches: list[DecisionBatch], strategy: Strategy, 
                       explained)
 
 
+#: The demo simulates at most this many customers at a time (a cohort): each cohort's customers
+#: come back over their own ``days`` days, the cohorts one after the other, so memory stays
+#: bounded however many customers the demo has (about 2 GB at this size).
+COHORT = 250_000
+STREAMED_DUCKDB_MEMORY = "1GB"  #: DuckDB's buffer pool while a demo of several cohorts is written
+
+
 def run_demo(
     db: str,
     customers: int = 10_000,
@@ -124,6 +131,7 @@ def run_demo(
     progress: Progress | None = None,
     seal_inputs: bool = True,
     plant: tuple[str, ...] = (),
+    cohort: int = COHORT,
 ) -> DemoResult:
     """Generate the retail scenario, train models, decide for every customer, simulate outcomes,
     and explain (and check) ``explain_sample`` random decisions for the dashboard's global views.
@@ -131,11 +139,20 @@ def run_demo(
     ``plant`` adds known faults from the period's middle day on, for the governance report to
     find (:data:`decisioning.scenarios.retail.PLANTS`): ``drift`` (the CRM's average order value
     arrives 1.5 times as high) and ``disparity`` (a new strategy version weights incentives up threefold
-    for women)."""
+    for women).
+
+    More than ``cohort`` customers are simulated in cohorts of that size, streamed: each
+    cohort's customers come back over ``days`` days of their own, the cohorts one after the
+    other up to today (the log stays in time order), each decided, logged, given its outcomes
+    and summarised before the next is drawn."""
     unknown = set(plant) - set(retail.PLANTS)
     if unknown:
         raise InputError(f"Unknown fault to plant: {', '.join(sorted(unknown))}.",
                          f"Plant one or more of: {', '.join(retail.PLANTS)}.")
+    k_cohorts = -(-customers // cohort)
+    if plant and k_cohorts > 1:
+        raise InputError(f"Faults are planted in a demo of one cohort (at most {cohort:,} customers), not "
+                         f"{customers:,}.", f"Use --customers {cohort} or fewer with --plant.")
     seconds: dict[str, float] = {}
     strategy = retail.load_demo_strategy()
     t = time.perf_counter()
@@ -148,46 +165,69 @@ def run_demo(
         count()
 
     models = train_models(strategy, history, seed=seed, progress=trained)
+    del history
     seconds["train"] = time.perf_counter() - t
+    engine = Engine(strategy, models)
+    _compile(progress, seconds)
+    now_us = int(datetime.now(UTC).timestamp() * 1e6)
+    first_day_us = (now_us // 86_400_000_000 - days * k_cohorts) * 86_400_000_000  # midnight UTC
+    log = DecisionLog.open(db, seal_inputs=seal_inputs)
+    try:
+        if k_cohorts > 1:  # DuckDB's cache of written blocks would otherwise grow towards 80% of memory
+            log.con.execute(f"SET memory_limit = '{STREAMED_DUCKDB_MEMORY}'")
+        on_logged = _counter(progress, "Deciding and logging", customers)
+        batches: list[DecisionBatch] = []
+        for k in range(k_cohorts):
+            n = min(cohort, customers - k * cohort)
+            kept = _demo_cohort(log, engine, strategy, models, n, k * cohort + 1, k, seed, days,
+                                first_day_us + k * days * 86_400_000_000, plant, on_logged, seconds)
+            # (the batches count a sample's candidates for the progress bar; a streamed demo keeps none)
+            batches = kept if k_cohorts == 1 else []
+            del kept
+            if k_cohorts > 1:  # each cohort's days summarised while they are at hand
+                log.refresh_summaries()
+        return _result(log, batches, strategy, explain_sample, seed, seconds, progress)
+    finally:
+        log.close()
+
+
+def _demo_cohort(log: DecisionLog, engine: Engine, strategy: Strategy, models: ModelSet, customers: int, first: int,
+                 k: int, seed: int, days: int, start_us: int, plant: tuple[str, ...], on_logged,
+                 seconds: dict[str, float]) -> list[DecisionBatch]:
+    """Cohort ``k`` of :func:`run_demo`: ``customers`` new customers (numbered from ``first``)
+    over ``days`` days from ``start_us``; returns its batches."""
     t = time.perf_counter()
-    people = retail.generate_customers(customers, seed=seed + 1)
-    who, when = retail.visits(people, customers, days, seed=seed + 1)
+    cseed = seed + 1 + 1000 * k  # (the first cohort is the demo of one cohort, unchanged)
+    people = retail.generate_customers(customers, seed=cseed, first=first)
+    who, when = retail.visits(people, customers, days, seed=cseed)
     frame, contacts, rej, days_since = retail.generate_interactions(people.iloc[who].reset_index(drop=True), strategy,
-                                                                    seed=seed + 1)
+                                                                    seed=cseed)
+    del people
     # the interaction's hour is the hour of its timestamp
     frame["hour"] = np.floor((when % 1) * 24).astype(np.int64)
     middle = int(np.searchsorted(when, days // 2))  # the first interaction of the period's middle day
     if "drift" in plant:
         frame = retail.plant_drift(frame, middle)
     req = Requests.from_frame(strategy, frame, contacts=contacts, rejections=rej, days_since_rejection=days_since)
-    seconds["customers"] = time.perf_counter() - t
-    now_us = int(datetime.now(UTC).timestamp() * 1e6)
-    start_us = (now_us // 86_400_000_000 - days) * 86_400_000_000  # midnight UTC, `days` days ago
+    seconds["customers"] = seconds.get("customers", 0.0) + time.perf_counter() - t
     ts_us = start_us + (when * 86400e6).astype(np.int64)
-    journeys = retail.Journeys(strategy, frame, who, when, ts_us, contacts, rej, days_since, seed=seed)
-    engine = Engine(strategy, models)
-    _compile(progress, seconds)
-    log = DecisionLog.open(db, seal_inputs=seal_inputs)
-    try:
-        t = time.perf_counter()
-        on_logged = _counter(progress, "Deciding and logging", customers)
-        # one chunk per day: a returning customer's decision sees their earlier ones
-        spans = journeys.spans()
-        engines = [(engine, spans)]
-        if "disparity" in plant:  # the second half is decided by a new version of the strategy
-            engines = [(engine, [s for s in spans if s[0] < middle]),
-                       (Engine(retail.plant_disparity(strategy), models), [s for s in spans if s[0] >= middle])]
-        batches = []
-        for eng, part in engines:
-            batches += decide_and_log(log, eng, req, ts_us, on_logged=on_logged, spans=part,
-                                      before=journeys.before, after=journeys.after)
-        seconds["decide_and_log"] = time.perf_counter() - t
-        t = time.perf_counter()
-        log.append_outcomes(journeys.outcomes())
-        seconds["outcomes"] = time.perf_counter() - t
-        return _result(log, batches, strategy, explain_sample, seed, seconds, progress)
-    finally:
-        log.close()
+    journeys = retail.Journeys(strategy, frame, who, when, ts_us, contacts, rej, days_since, seed=seed + 1000 * k)
+    t = time.perf_counter()
+    # one chunk per day: a returning customer's decision sees their earlier ones
+    spans = journeys.spans()
+    engines = [(engine, spans)]
+    if "disparity" in plant:  # the second half is decided by a new version of the strategy
+        engines = [(engine, [s for s in spans if s[0] < middle]),
+                   (Engine(retail.plant_disparity(strategy), models), [s for s in spans if s[0] >= middle])]
+    batches = []
+    for eng, part in engines:
+        batches += decide_and_log(log, eng, req, ts_us, on_logged=on_logged, spans=part,
+                                  before=journeys.before, after=journeys.after)
+    seconds["decide_and_log"] = seconds.get("decide_and_log", 0.0) + time.perf_counter() - t
+    t = time.perf_counter()
+    log.append_outcomes(journeys.outcomes())
+    seconds["outcomes"] = seconds.get("outcomes", 0.0) + time.perf_counter() - t
+    return batches
 
 
 def decide_one(

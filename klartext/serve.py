@@ -65,6 +65,10 @@ from klartext import access
 MAX_BODY = 64 * 1024
 
 
+#: How often the service brings the dashboard's summaries up to date (decision_log.summaries).
+SUMMARY_EVERY_S = 300.0
+
+
 @dataclass(frozen=True)
 class Worker:
     """Service worker ``k`` of ``klartext serve --workers N`` (see :mod:`klartext.workers`): the
@@ -202,12 +206,18 @@ class Service:
         arrangement completely (strategies, models, prepared engines), register it in the log
         on the writer's thread, and only then switch — a request meets the old engines or the
         new ones, never a half-loaded strategy."""
+        summarised = time.monotonic()
         while not self._stop.wait(self.follow["every_s"]):
             try:
                 self.check_lifecycle()
                 self.follow["error"] = None
             except Exception as exc:  # noqa: BLE001 - the service keeps deciding with what it has
                 self.follow["error"] = f"{type(exc).__name__}: {exc}"
+            if self.worker is None and time.monotonic() - summarised >= SUMMARY_EVERY_S:
+                # the dashboard's summaries count what was logged (until then its readers compute
+                # the new days from the rows); on the writer's thread, between two groups
+                summarised = time.monotonic()
+                self.writer.call(lambda log: log.refresh_summaries())
 
     def check_lifecycle(self) -> bool:
         """Switch to the recorded arrangement if it changed; whether it switched."""

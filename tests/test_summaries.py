@@ -161,8 +161,40 @@ def test_an_edited_summary_is_named_by_verify(demo_copy):
     assert not res.ok and res.table == "summary_contacts", res
 
 
+def test_a_dropped_summary_table_is_named_by_verify(demo_copy):
+    con = duckdb.connect(str(demo_copy))
+    con.execute("DROP TABLE summary_stages")
+    con.close()
+    with DecisionLog.open(demo_copy, read_only=True) as log:
+        res = log.verify()
+    assert not res.ok and res.table == "summary_stages" and "is gone" in res.problem, res
+
+
 @pytest.mark.parametrize("low", [0.049999999999999996, 0.05, 0.0500000001])
 def test_the_weak_offer_threshold_is_exact_at_and_between_hundredths(demo_copy, low):
     raw = _without_summaries(demo_copy)
     a, b = duckdb.connect(str(demo_copy), read_only=True), duckdb.connect(str(raw), read_only=True)
     _same(Q.value_finder(a, Q.Filters(), low), Q.value_finder(b, Q.Filters(), low), "value_finder")
+
+
+def test_a_demo_in_cohorts_is_in_time_order_summarised_and_verifies(tmp_path):
+    """More customers than one cohort: the cohorts follow each other in time (the log stays in
+    time order), their customers are new ones, and each cohort's days are summarised as the
+    demo goes (the benchmark's 10-million-decision log is built this way, streamed)."""
+    from klartext.jobs import run_demo
+
+    db = str(tmp_path / "cohorts.duckdb")
+    res = run_demo(db, 2500, cohort=1000, history_per_action=1500)
+    assert res.decisions == 2500
+    with DecisionLog.open(db, read_only=True) as log:
+        con = log.con
+        assert con.execute("SELECT count(*) FROM (SELECT ts < lag(ts) OVER (ORDER BY seq) AS back FROM decisions) "
+                           "WHERE back").fetchall()[0][0] == 0
+        days = con.execute(f"SELECT count(DISTINCT {summaries.DAY.format(t='d')}) FROM decisions d").fetchall()[0][0]
+        assert 3 * 28 - 3 <= days <= 3 * 28  # three cohorts of 28 days each
+        last = con.execute("SELECT max(ts) FROM decisions").fetchall()[0][0]
+        assert last.date() <= datetime.now(UTC).date()
+        assert summaries.stale_days(con, summaries.state(con)) == []
+        assert con.execute("SELECT count(*) FROM summary_refreshes").fetchall()[0][0] >= 3
+        assert log.verify().ok
+    _compare(Path(db))

@@ -108,8 +108,9 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 # customers and interactions
 
 
-def generate_customers(n: int, seed: int = 0) -> pd.DataFrame:
-    """``n`` customers with CRM features (see the module docstring for the model)."""
+def generate_customers(n: int, seed: int = 0, first: int = 1) -> pd.DataFrame:
+    """``n`` customers with CRM features (see the module docstring for the model), numbered
+    from ``first`` on (``C00000001``, …)."""
     rng = np.random.default_rng([seed, 1])
     z = rng.normal(size=n)
     age = np.clip(rng.normal(40, 13, n), 16, 90).astype(np.int64)
@@ -144,7 +145,7 @@ def generate_customers(n: int, seed: int = 0) -> pd.DataFrame:
     pref = np.asarray(CATEGORIES, dtype=object)[rng.choice(6, n, p=[0.3, 0.2, 0.18, 0.12, 0.12, 0.08])]
     bday = rng.integers(0, 366, n).astype(np.int64)
     frame = pd.DataFrame({
-        "customer_id": np.char.add("C", np.char.zfill(np.arange(1, n + 1).astype(str), 8)).astype(object),
+        "customer_id": np.char.add("C", np.char.zfill(np.arange(first, first + n).astype(str), 8)).astype(object),
         "age": age, "tenure_days": tenure, "recency_days": recency, "orders_12m": orders,
         "spend_12m": spend, "avg_order_value": aov, "return_rate": return_rate,
         "loyalty_member": loyalty, "loyalty_points": points.astype(np.int64), "points_expiring": expiring,
