@@ -196,8 +196,9 @@ _C_WHERE = """($start IS NULL OR c.ts >= $start) AND ($stop IS NULL OR c.ts < $s
 
 #: A contact: a selected action of a decision, once (an action that an imported Pega v2 log
 #: presents through several components is one contact), within the filters.
-_CONTACTS = f"""(SELECT DISTINCT c.decision_id, c.ts, c.channel, c.issue, c."group", c.action_id
-                FROM candidates c WHERE c.selected AND {_C_WHERE})"""
+_CONTACTS = f"""(SELECT c.decision_id, c.ts, c.channel, c.issue, c."group", c.action_id,
+                       max(c.propensity) AS propensity
+                FROM candidates c WHERE c.selected AND {_C_WHERE} GROUP BY ALL)"""
 _C_DAY = summaries.DAY.format(t="c")
 _D_DAY = summaries.DAY.format(t="d")
 
@@ -584,27 +585,43 @@ def kpi_tradeoff(con: duckdb.DuckDBPyConnection, f: Filters, by: str = "issue",
     Columns: key, contacts, accepted, margin, margin_per_contact, churn_reached, expected_margin,
     expected_retention.
     """
-    col = {"issue": "c.issue", "channel": "c.channel"}[by]
+    col = {"issue": "issue", "channel": "channel"}[by]
     acts = actions if actions is not None else pd.DataFrame(
         {"action_id": pd.Series(dtype=str), "net_margin": pd.Series(dtype=float),
          "retention_effect": pd.Series(dtype=float)})
-    con.register("_k_acts", acts)
-    try:
-        return con.execute(f"""
-            SELECT {col} AS key, count(*) AS contacts,
-                   count(*) FILTER (WHERE o.outcome = 'accepted') AS accepted,
-                   coalesce(sum(o.margin), 0) AS margin,
-                   coalesce(sum(o.margin), 0) / count(*) AS margin_per_contact,
-                   avg(o.churned::DOUBLE) AS churn_reached,
-                   sum(c.propensity * a.net_margin) AS expected_margin,
-                   sum(c.propensity * a.retention_effect) AS expected_retention
-            FROM candidates c
-            LEFT JOIN outcomes o ON o.decision_id = c.decision_id AND o.action_id = c.action_id
-            LEFT JOIN _k_acts a ON a.action_id = c.action_id
-            WHERE c.selected AND {_C_WHERE}
-            GROUP BY ALL ORDER BY contacts DESC""", f.params()).df()
-    finally:
-        con.unregister("_k_acts")
+    # the strategy's figures as literal values: the query runs in the summaries' read transaction
+    values = ", ".join(f"({_lit(a)}, {float(m)!r}, {float(r)!r})" for a, m, r in zip(
+        acts["action_id"], acts["net_margin"], acts["retention_effect"])) or "(NULL, NULL, NULL)"
+    a_cte = f"_k_acts(action_id, net_margin, retention_effect) AS (VALUES {values})"
+    res = _summed(con, "contacts", f"""
+        WITH {a_cte}
+        SELECT {col} AS key, sum(contacts)::BIGINT AS contacts, sum(accepted)::BIGINT AS accepted,
+               coalesce(sum(margin), 0) AS margin, coalesce(sum(margin), 0) / sum(contacts) AS margin_per_contact,
+               sum(churned) / nullif(sum(churn_known), 0) AS churn_reached,
+               sum(propensity * a.net_margin) AS expected_margin,
+               sum(propensity * a.retention_effect) AS expected_retention
+        FROM s LEFT JOIN _k_acts a USING (action_id) WHERE {_S_WHERE}
+        GROUP BY ALL ORDER BY contacts DESC, key""", f)
+    if res is not None:
+        return res
+    return con.execute(f"""
+        WITH {a_cte}
+        SELECT c.{col} AS key, count(*) AS contacts,
+               count(*) FILTER (WHERE o.outcome = 'accepted') AS accepted,
+               coalesce(sum(o.margin), 0) AS margin,
+               coalesce(sum(o.margin), 0) / count(*) AS margin_per_contact,
+               avg(o.churned::DOUBLE) AS churn_reached,
+               sum(c.propensity * a.net_margin) AS expected_margin,
+               sum(c.propensity * a.retention_effect) AS expected_retention
+        FROM {_CONTACTS} c
+        LEFT JOIN outcomes o ON o.decision_id = c.decision_id AND o.action_id = c.action_id
+        LEFT JOIN _k_acts a ON a.action_id = c.action_id
+        GROUP BY ALL ORDER BY contacts DESC, key""", f.params()).df()
+
+
+def _lit(v: Any) -> str:
+    """A SQL string literal (or NULL)."""
+    return "NULL" if v is None else "'" + str(v).replace("'", "''") + "'"
 
 
 def models_registry(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:

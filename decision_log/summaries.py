@@ -48,7 +48,7 @@ KINDS: dict[str, tuple[list[str], list[tuple[str, str]]]] = {
     # contacts (a selected action of a decision, once) and their outcomes
     "contacts": (["channel", "issue", "group", "action_id"],
                  [("contacts", "sum"), ("with_outcome", "sum"), ("accepted", "sum"), ("revenue", "sum"),
-                  ("margin", "sum")]),
+                  ("margin", "sum"), ("propensity", "sum"), ("churn_known", "sum"), ("churned", "sum")]),
     # candidate rows per stage and rule
     "stages": (["channel", "issue", "stage", "rule"], [("rows", "sum")]),
     # decisions with at least one row at a stage (level 'stage') or stage group ('group'), per
@@ -63,7 +63,13 @@ KINDS: dict[str, tuple[list[str], list[tuple[str, str]]]] = {
 _TYPES = {"channel": "VARCHAR", "strategy_version": "VARCHAR", "reached": "BOOLEAN", "issue": "VARCHAR",
           "group": "VARCHAR", "action_id": "VARCHAR", "stage": "VARCHAR", "rule": "VARCHAR", "scope": "VARCHAR",
           "level": "VARCHAR", "key": "VARCHAR", "depth": "INTEGER", "bucket": "INTEGER", "first_ts": "TIMESTAMPTZ",
-          "last_ts": "TIMESTAMPTZ", "revenue": "DOUBLE", "margin": "DOUBLE"}
+          "last_ts": "TIMESTAMPTZ", "revenue": "DOUBLE", "margin": "DOUBLE", "propensity": "DOUBLE"}
+
+#: What the summaries hold (their tables' columns and how they are counted).  A later release
+#: that changes them raises it and keeps its own tables (``summary_<kind>_<FORMAT>``): the days
+#: of a log summarised under another format are then computed from the rows until a writer
+#: refreshes them.
+FORMAT = 1
 
 
 def _q(name: str) -> str:
@@ -103,8 +109,9 @@ SEALED: dict[str, list[str]] = {
 
 
 def stage_key(con: duckdb.DuckDBPyConnection) -> str:
-    """A fingerprint of the stage order the depth and group sums were counted with."""
-    return hashlib.sha256(stages.order_values(stages.known(con)).encode()).hexdigest()[:16]
+    """A fingerprint of what the sums were counted under: this release's :data:`FORMAT` and
+    the stage order (the depth and group sums depend on it)."""
+    return hashlib.sha256(f"{FORMAT}|{stages.order_values(stages.known(con))}".encode()).hexdigest()[:16]
 
 
 # -- what one set of days sums to, from the rows ----------------------------------------------------
@@ -126,8 +133,10 @@ def _compute(kind: str, stage_values: str) -> str:
         return """
             SELECT s.day, s.channel, s.issue, s."group", s.action_id, count(*) AS contacts,
                    count(o.outcome) AS with_outcome, count(*) FILTER (WHERE o.outcome = 'accepted') AS accepted,
-                   sum(o.revenue) AS revenue, sum(o.margin) AS margin
-            FROM (SELECT DISTINCT decision_id, day, channel, issue, "group", action_id FROM _c WHERE selected) s
+                   sum(o.revenue) AS revenue, sum(o.margin) AS margin, sum(s.propensity) AS propensity,
+                   count(o.churned) AS churn_known, count(*) FILTER (WHERE o.churned) AS churned
+            FROM (SELECT decision_id, day, channel, issue, "group", action_id, max(propensity) AS propensity
+                  FROM _c WHERE selected GROUP BY ALL) s
                  LEFT JOIN _o o ON o.decision_id = s.decision_id AND o.action_id = s.action_id
             GROUP BY ALL"""
     if kind == "stages":
@@ -283,7 +292,7 @@ def _refresh(con: duckdb.DuckDBPyConnection) -> int:
             con.execute("INSERT INTO summary_days SELECT ?, day, ? FROM _k_days", [rid, seq])
         for kind in KINDS:
             with seals.sealed_write(con, table(kind), in_transaction=True, tables=_SEAL_TABLES) as seq:
-                con.execute(f"INSERT INTO {table(kind)} SELECT {rid}, *, {seq} FROM ("
+                con.execute(f"INSERT INTO {table(kind)} BY NAME SELECT {rid} AS refresh, *, {seq} AS seal_seq FROM ("
                             f"{_computed(kind, values, 'day IN (SELECT day FROM _k_days)')})", params)
     finally:
         con.execute("DROP TABLE IF EXISTS _k_days")

@@ -57,6 +57,11 @@ def _compare(db: Path) -> int:
         ch = Q.choices(b)
         assert Q.choices(a) == ch
         first, last, issues = ch["first"], ch["last"], ch["issues"]
+        with DecisionLog.open(db, read_only=True) as log:
+            strategy = log.load_strategy(log.latest_strategy_version())
+        actions = pd.DataFrame({"action_id": [x.id for x in strategy.actions],
+                                "net_margin": [x.margin - x.incentive_cost for x in strategy.actions],
+                                "retention_effect": [x.retention_effect for x in strategy.actions]})
         filters = [Q.Filters(), Q.Filters(first, last), Q.Filters(channels=("email",)),
                    Q.Filters(issues=(issues[0],)), Q.Filters(last, last),
                    Q.Filters(first + timedelta(days=3), last - timedelta(days=5), ("email", "web"), tuple(issues[:2]))]
@@ -71,6 +76,8 @@ def _compare(db: Path) -> int:
             for by in ("stage", "group"):
                 _same(Q.funnel(a, f, by), Q.funnel(b, f, by), f"funnel {by} {f}")
             _same(Q.rule_counts(a, f), Q.rule_counts(b, f), f"rule_counts {f}")
+            for by in ("issue", "channel"):
+                _same(Q.kpi_tradeoff(a, f, by, actions), Q.kpi_tradeoff(b, f, by, actions), f"kpi_tradeoff {by} {f}")
             for low in (0.01, 0.05, 0.07, 0.5):
                 _same(Q.value_finder(a, f, low), Q.value_finder(b, f, low), f"value_finder {low} {f}")
             n += 1
