@@ -500,10 +500,21 @@ def rule_counts(con: duckdb.DuckDBPyConnection, f: Filters, limit: int = 30) -> 
 
 def rule_examples(con: duckdb.DuckDBPyConnection, rule: str, f: Filters, limit: int = 50) -> pd.DataFrame:
     """Example candidates removed by ``rule`` (columns: decision_id, ts, channel, action_id, reason)."""
-    return con.execute(f"""
-        SELECT c.decision_id, c.ts, c.channel, c.action_id, c.reason FROM candidates c
-        WHERE c.rule = $rule AND {_C_WHERE} ORDER BY c.ts DESC LIMIT $limit""",
-        {**f.params(), "rule": rule, "limit": int(limit)}).df()
+    p = {**f.params(), "rule": rule, "limit": int(limit)}
+    last = con.execute(f"SELECT max(ts) FROM decisions d WHERE {_D_WHERE}",
+                       {k: p[k] for k in ("start", "stop", "channels")}).fetchall()[0][0]
+    out = None
+    # the newest examples first: a day, a week, a month, then everything (a rule that fires
+    # daily is found in the newest day's rows, not by sorting every candidate row of the log)
+    for days in (1, 7, 31, None):
+        since = None if last is None or days is None else last - timedelta(days=days)
+        out = con.execute(f"""
+            SELECT c.decision_id, c.ts, c.channel, c.action_id, c.reason FROM candidates c
+            WHERE c.rule = $rule AND {_C_WHERE} AND ($since IS NULL OR c.ts >= $since)
+            ORDER BY c.ts DESC, c.decision_id, c.action_id LIMIT $limit""", {**p, "since": since}).df()
+        if len(out) >= limit or since is None:
+            break
+    return out
 
 
 def value_finder(con: duckdb.DuckDBPyConnection, f: Filters, low: float = 0.05) -> pd.DataFrame:
