@@ -76,12 +76,26 @@ class Factors:
     explored: np.ndarray  #: (n,) the logged choice came from exploration
     issue_index: np.ndarray  #: (A,) issue of each action (index into ``issues``)
     issues: list[str]
+    #: How many decisions these stand for: None — themselves; else they are a uniform random
+    #: sample of that many (a large log, :data:`MAX_DECISIONS`), and every total is scaled up
+    #: by :attr:`weight`.
+    population: int | None = None
     #: Results derived from these factors and nothing else (the strategy's own selection and
     #: evaluation, the first actions' outcomes in this log), computed once on first use.
     derived: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.seq)
+
+    @property
+    def decisions(self) -> int:
+        """The decisions these factors stand for (the whole version's, also when sampled)."""
+        return len(self) if self.population is None else self.population
+
+    @property
+    def weight(self) -> float:
+        """Decisions each loaded one stands for (1.0 unless a sample)."""
+        return 1.0 if self.population is None or not len(self) else self.population / len(self)
 
     # -- dense views (built once, on first use) ---------------------------------------------
 
@@ -128,7 +142,9 @@ class Factors:
         e = self.cells(np.arange(len(self)), cols)
         return np.where(e >= 0, self.cell_propensity[np.maximum(e, 0)], np.nan)
 
-    def subset(self, rows: np.ndarray) -> Factors:
+    def subset(self, rows: np.ndarray, population: int | None = None) -> Factors:
+        """The factors of ``rows``; ``population``: how many decisions they stand for when
+        these factors are a sample (the selection's count in the whole log)."""
         rows = np.asarray(rows, dtype=np.int64)
         start, length = self.cell_ptr[rows], np.diff(self.cell_ptr)[rows]
         ptr = np.zeros(len(rows) + 1, dtype=np.int64)
@@ -137,7 +153,8 @@ class Factors:
         return replace(self, seq=self.seq[rows], channel=self.channel[rows], clv=self.clv[rows],
                        cell_ptr=ptr, cell_col=self.cell_col[take], cell_propensity=self.cell_propensity[take],
                        cell_context_weight=self.cell_context_weight[take], cell_lever=self.cell_lever[take],
-                       logged_first=self.logged_first[rows], explored=self.explored[rows])
+                       logged_first=self.logged_first[rows], explored=self.explored[rows],
+                       population=None if self.population is None else population)
 
     # -- arbitration ------------------------------------------------------------------------
 
@@ -220,7 +237,8 @@ class Factors:
 
     def kpis(self, selected: np.ndarray) -> dict[str, float]:
         """The expected KPIs (:mod:`analysis.kpis`) of a selection."""
-        return kpi_defs.dense(self.strategy, self.tables, selected, self.propensity, self.clv)
+        out = kpi_defs.dense(self.strategy, self.tables, selected, self.propensity, self.clv)
+        return out if self.population is None else {k: v * self.weight for k, v in out.items()}
 
     def check(self) -> int:
         """Decisions (not explored) whose logged first choice re-arbitration does not reproduce."""
@@ -249,13 +267,32 @@ def from_batch(strategy: Strategy, batch) -> Factors:
                    issue_index=np.array([issues.index(a.issue) for a in strategy.actions]), issues=issues)
 
 
+#: A strategy version with more decisions than this is re-arbitrated on a uniform random sample
+#: of this many (seeded by the version: the same sample every time), its totals scaled up: a
+#: million decisions' factors take about 2 GB; ten million would not fit a dashboard's memory.
+MAX_DECISIONS = 1_000_000
+
+
 def load_factors(log: DecisionLog, strategy_version: str | None = None,
-                 progress: Callable[[str], None] | None = None, seqs: np.ndarray | None = None) -> Factors:
+                 progress: Callable[[str], None] | None = None, seqs: np.ndarray | None = None,
+                 max_decisions: int | None = MAX_DECISIONS) -> Factors:
     """Load the factors of every decision of one strategy version (default: the newest), or
-    of those of its decisions whose ``seqs`` are given."""
+    of those of its decisions whose ``seqs`` are given.  A version with more than
+    ``max_decisions`` decisions (None: no limit) is loaded as a uniform random sample of that
+    many (:attr:`Factors.population`)."""
     con = log.con.cursor()
     sv = strategy_version or log.latest_strategy_version()
     s = log.load_strategy(sv)
+    population = None
+    if seqs is None and max_decisions is not None:
+        total = con.execute("SELECT count(*) FROM decisions WHERE strategy_version = ?", [sv]).fetchall()[0][0]
+        if total > max_decisions:
+            every = con.execute("SELECT seq FROM decisions WHERE strategy_version = ? ORDER BY seq",
+                                [sv]).fetchnumpy()["seq"]
+            rng = np.random.default_rng(int(sv[:16], 16) if all(c in "0123456789abcdef" for c in sv[:16]) else 0)
+            seqs = np.sort(rng.choice(every, max_decisions, replace=False))
+            population = int(total)
+            del every
     dec, cand = queries.decision_factors(con, sv, s.clv_feature, list(s.action_ids), list(s.channel_ids),
                                          keys=log.subject_keys, feature_names=[f.name for f in s.features],
                                          seqs=seqs)
@@ -289,7 +326,7 @@ def load_factors(log: DecisionLog, strategy_version: str | None = None,
         s, tables(s), seq, dec["channel"].astype(np.int64), dec["clv"].astype(np.float64),
         cell_ptr=ptr, cell_col=col, cell_propensity=p, cell_context_weight=cw, cell_lever=lv,
         logged_first=dec["first"].astype(np.int64), explored=dec["explored"].astype(bool),
-        issue_index=np.array([issues.index(a.issue) for a in s.actions]), issues=issues)
+        issue_index=np.array([issues.index(a.issue) for a in s.actions]), issues=issues, population=population)
 
 
 # -- analyses ---------------------------------------------------------------------------------
@@ -366,7 +403,8 @@ def evaluate(f: Factors, settings: list[Setting], chunk: int = 4096) -> Evaluati
                 fam, fam_order, np.asarray(t.net_margin, dtype=np.float64), np.asarray(t.retention, dtype=np.float64),
                 np.asarray(t.contact_cost, dtype=np.float64), len(t.families), terms.coef, terms.times_p,
                 terms.times_clv, terms.kpi, terms.breakdown, chunk, firsts, sums, by_a, by_c)
-    return Evaluation(sums.sum(axis=0), by_a.sum(axis=0), by_c.sum(axis=0), firsts)
+    w = f.weight  # a sample's totals stand for the whole version's
+    return Evaluation(sums.sum(axis=0) * w, by_a.sum(axis=0) * w, by_c.sum(axis=0) * w, firsts)
 
 
 def first_actions(f: Factors, setting: Setting = Setting()) -> np.ndarray:
@@ -413,7 +451,8 @@ def what_if(f: Factors, setting: Setting) -> dict[str, Any]:
     base, alt = _base(f), evaluate(f, [setting])
     return {
         "base": base.kpi_dict(0), "what_if": alt.kpi_dict(0),
-        "changed": float((base.firsts[0] != alt.firsts[0]).mean()), "decisions": len(f),
+        "changed": float((base.firsts[0] != alt.firsts[0]).mean()), "decisions": f.decisions,
+        "sampled": None if f.population is None else len(f),
         "by_issue": _by_eval(f, base, alt, "issue"), "by_channel": _by_eval(f, base, alt, "channel"),
     }
 

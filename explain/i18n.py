@@ -591,6 +591,12 @@ TEXT: dict[str, tuple[str, str]] = {
     "tradeoffs.none_selected": ("No decision of the strategy in this period and these channels. Widen the filters.",
                                 "Keine Entscheidung der Strategie in diesem Zeitraum und diesen Kanälen. Erweitern Sie "
                                 "die Filter."),
+    "tradeoffs.sampled": ("The log is large: they re-decide a uniform random sample of {n} of these {total} decisions "
+                          "(the same sample every time) and scale its totals up to all of them; shares and rates are "
+                          "the sample's.",
+                          "Das Protokoll ist groß: Neu entschieden wird eine gleichmäßige Zufallsstichprobe von {n} "
+                          "dieser {total} Entscheidungen (jedes Mal dieselbe), ihre Summen sind auf alle hochgerechnet; "
+                          "Anteile und Quoten sind die der Stichprobe."),
     "tradeoffs.frontier_intro": ("What the **{n}** decisions would have earned in margin and retention had margin and "
                                  "retention been weighted differently: each point re-decides all of them with one "
                                  "balance of the two weights. The middle point is the strategy as it decided.",

@@ -518,7 +518,8 @@ def _factors_in(path: str, mtime: float | str, fspec: str):
     spec = json.loads(fspec)
     f = queries.Filters(date.fromisoformat(spec["start"]), date.fromisoformat(spec["end"]), tuple(spec["channels"]))
     seqs = queries.decision_seqs(_open(path, mtime).con.cursor(), fx.strategy.version, f)
-    return fx.subset(np.flatnonzero(np.isin(fx.seq, seqs)))
+    # (a sample's part in the selection stands for every decision of the selection)
+    return fx.subset(np.flatnonzero(np.isin(fx.seq, seqs)), population=len(seqs))
 
 
 def factors_in(lg: DecisionLog, fspec: str):

@@ -118,14 +118,17 @@ except KlartextError as exc:
     st.stop()
 s = fx.strategy
 fspec = filter_spec(con, f)
-n_all = len(fx)
+n_all = fx.decisions
 fx = factors_in(lg, fspec)
 
 
 def selection_note() -> None:
-    """What the re-arbitrating tabs take from the sidebar (the period and channels), and what not."""
-    st.caption(tr("tradeoffs.selection", n=number(len(fx)), total=number(n_all))
-               + (" " + tr("tradeoffs.issues_not_applied") if f.issues else ""))
+    """What the re-arbitrating tabs take from the sidebar (the period and channels), and what not,
+    and — on a large log — that they re-decide a random sample."""
+    st.caption(tr("tradeoffs.selection", n=number(fx.decisions), total=number(n_all))
+               + (" " + tr("tradeoffs.issues_not_applied") if f.issues else "")
+               + (" " + tr("tradeoffs.sampled", n=number(len(fx)), total=number(fx.decisions))
+                  if fx.population is not None else ""))
 
 
 if len(fx) == 0:
@@ -136,7 +139,7 @@ if len(fx) == 0:
 
 with tab_frontier:
     selection_note()
-    st.markdown(tr("tradeoffs.frontier_intro", n=number(len(fx))))
+    st.markdown(tr("tradeoffs.frontier_intro", n=number(fx.decisions)))
     with st.expander(tr("replay.technical")):
         st.caption(tr("tradeoffs.frontier_detail", version=s.version, mw=f"{s.margin_weight:g}",
                       rw=f"{s.retention_weight:g}"))

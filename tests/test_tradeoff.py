@@ -221,3 +221,23 @@ def test_margin_kpi_pays_for_every_contact(factors):
     assert T.evaluate(factors, [T.Setting()]).kpi_dict(0)["margin"] == pytest.approx(expected, rel=1e-9)
     swept = T.sweep(factors, steps=3)
     assert swept.loc[swept["current"], "margin"].iloc[0] == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_large_version_is_re_decided_on_a_fixed_random_sample_scaled_to_all(demo_log, factors):
+    """Past ``max_decisions`` (a million in the dashboard) the factors are a uniform random
+    sample, the same every time, whose totals stand for every decision of the version."""
+    with DecisionLog.open(demo_log, read_only=True) as log:
+        a = T.load_factors(log, max_decisions=800)
+        b = T.load_factors(log, max_decisions=800)
+    n = len(factors)
+    assert len(a) == 800 and a.population == n == a.decisions and a.weight == n / 800
+    assert np.array_equal(a.seq, b.seq) and len(np.unique(a.seq)) == 800
+    assert np.isin(a.seq, factors.seq).all()
+    full, est = T.what_if(factors, T.Setting()), T.what_if(a, T.Setting(retention_weight=2.0))
+    assert est["decisions"] == n and est["sampled"] == 800 and full["sampled"] is None
+    for k, v in full["base"].items():  # an unbiased estimate of every total (800 of 2,000: within 15%)
+        if abs(v) > 50:
+            assert abs(est["base"][k] - v) <= 0.15 * abs(v), (k, est["base"][k], v)
+    part = a.subset(np.flatnonzero(a.channel == a.channel[0]), population=500)
+    assert part.decisions == 500 and part.weight == 500 / len(part)
+    assert factors.subset(np.arange(10)).population is None  # a whole version's subset stays itself
