@@ -213,10 +213,14 @@ class State:
     refreshes: int
 
 
+#: Readers use the summaries (a benchmark turns this off to time the same pages from the rows).
+ENABLED = True
+
+
 def usable(con: duckdb.DuckDBPyConnection) -> bool:
     """Whether this connection's log keeps summaries that stand for its rows: it has the
     tables and its decisions are a table of this file (not a view over shards)."""
-    if not has_table(con, "summary_refreshes"):
+    if not ENABLED or not has_table(con, "summary_refreshes"):
         return False
     # a view: a reader of a sharded log or of a service's workers; a shard's meta entry: a head
     # file whose earlier decisions were moved into shards (its sums counted them too)
