@@ -186,14 +186,18 @@ def missing_keys(con: duckdb.DuckDBPyConnection, decision_ids: list[str]) -> lis
     return [r[0] for r in rows]
 
 
+# A segment is read from the explained decision's row (ten million decisions are a small join;
+# their 290 million candidate rows are not), the issue from the explained candidate's.
 _SEGMENTS = {
     None: "'all'",
-    "channel": "c.channel",
+    "channel": "d.channel",
     "issue": "c.issue",
-    "day": "strftime(date_trunc('day', c.ts), '%Y-%m-%d')",
-    "week": "strftime(date_trunc('week', c.ts), '%G-W%V')",
-    "month": "strftime(date_trunc('month', c.ts), '%Y-%m')",
+    "day": "strftime(date_trunc('day', d.ts), '%Y-%m-%d')",
+    "week": "strftime(date_trunc('week', d.ts), '%G-W%V')",
+    "month": "strftime(date_trunc('month', d.ts), '%Y-%m')",
 }
+#: whether the explained candidate's action was shown (one of its decision's chosen actions)
+_SELECTED = "list_contains(d.chosen_actions, e.action_id)"
 
 
 def importance(con: duckdb.DuckDBPyConnection, action_id: str | None = None, by: str | None = None,
@@ -208,14 +212,17 @@ def importance(con: duckdb.DuckDBPyConnection, action_id: str | None = None, by:
     if not has_table(con):
         return pd.DataFrame(columns=["action_id", "segment", "feature", "mean_abs", "mean", "n"])
     seg = _SEGMENTS[by]
+    # (an action an imported decision lists through several components counts once)
+    issue = ("JOIN (SELECT DISTINCT ON (decision_id, action_id) decision_id, action_id, issue FROM candidates "
+             "SEMI JOIN explanations USING (decision_id, action_id)) c USING (decision_id, action_id)"
+             if by == "issue" else "")
     return con.execute(
         f"""
         WITH e AS (
             SELECT e.action_id, {seg} AS segment, unnest(e.features) AS feature,
                    unnest(e.attributions) AS phi
-            FROM explanations e
-            JOIN candidates c ON c.decision_id = e.decision_id AND c.action_id = e.action_id
-            WHERE ($action IS NULL OR e.action_id = $action) AND (NOT $sel OR c.selected)
+            FROM explanations e JOIN decisions d USING (decision_id) {issue}
+            WHERE ($action IS NULL OR e.action_id = $action) AND (NOT $sel OR {_SELECTED})
         )
         SELECT action_id, segment, feature, avg(abs(phi)) AS mean_abs, avg(phi) AS mean, count(*) AS n
         FROM e GROUP BY ALL ORDER BY action_id, segment, mean_abs DESC
@@ -235,10 +242,9 @@ def dependence(con: duckdb.DuckDBPyConnection, action_id: str, feature: str, lim
     df = con.execute(
         f"""
         SELECT e.x[list_position(e.features, $f)] AS x,
-               e.attributions[list_position(e.features, $f)] AS phi, c.channel, c.selected,
+               e.attributions[list_position(e.features, $f)] AS phi, d.channel, {_SELECTED} AS selected,
                e.decision_id, list_position(e.features, $f) AS pos, {"e.x_sealed" if sealed else "NULL"} AS x_sealed
-        FROM explanations e
-        JOIN candidates c ON c.decision_id = e.decision_id AND c.action_id = e.action_id
+        FROM explanations e JOIN decisions d USING (decision_id)
         WHERE e.action_id = $action AND list_contains(e.features, $f)
         ORDER BY e.decision_id
         LIMIT $limit

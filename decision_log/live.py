@@ -42,13 +42,15 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
+from decision_log import summaries
 from decisioning.errors import LogError
 
 if TYPE_CHECKING:
     from decision_log.store import DecisionLog
 
 #: The tables a replica copies (all of the log's tables are append-only).
-TABLES = ("meta", "strategies", "models", "decisions", "candidates", "chain", "outcomes", "explanations", "seals", "stages")
+TABLES = ("meta", "strategies", "models", "decisions", "candidates", "chain", "outcomes", "explanations", "seals", "stages",
+          *summaries.SEALED)  # (the dashboard's summaries only grow too: a refresh appends)
 NAMES = ("a", "b")
 REPLICA_ROW_GROUP = 16_384
 READERS = "readers"  #: touched by every reader that asks for the replicas

@@ -649,10 +649,15 @@ def models_registry(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 def model_usage(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """How many candidates each model version scored, and when. Columns: action_id,
     model_version, scored, first, last."""
+    res = summaries.query(con, "models", """
+        SELECT action_id, model_version, sum(scored)::BIGINT AS scored, min(first_ts) AS first, max(last_ts) AS last
+        FROM s GROUP BY ALL ORDER BY action_id, first, model_version""", {})
+    if res is not None:
+        return res
     return con.execute("""
         SELECT action_id, model_version, count(*) AS scored, min(ts) AS first, max(ts) AS last
         FROM candidates WHERE model_version IS NOT NULL AND propensity IS NOT NULL
-        GROUP BY ALL ORDER BY action_id, first""").df()
+        GROUP BY ALL ORDER BY action_id, first, model_version""").df()
 
 
 def decision_factors(con: duckdb.DuckDBPyConnection, strategy_version: str, clv_feature: str,

@@ -104,25 +104,33 @@ def seal(con: duckdb.DuckDBPyConnection, tbl: str, seq: int, tables: dict[str, l
 
 
 @contextmanager
+def transaction(con: duckdb.DuckDBPyConnection, in_transaction: bool = False) -> Iterator[None]:
+    """One transaction around the ``with`` block, committed at its end and rolled back when it
+    raises; with ``in_transaction`` the block is part of the caller's, which does both."""
+    if in_transaction:
+        yield
+        return
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        try:
+            con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass
+        raise
+
+
+@contextmanager
 def sealed_write(con: duckdb.DuckDBPyConnection, tbl: str, in_transaction: bool = False,
                  tables: dict[str, list[str]] | None = None) -> Iterator[int]:
     """One sealed write to ``tbl``: yields the seal number to stamp the new rows with, then
     appends its seal entry, all in one transaction (the caller's, with ``in_transaction``)."""
-    if not in_transaction:
-        con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con, in_transaction):
         seq = head(con)[0] + 1
         yield seq
         seal(con, tbl, seq, tables)
-        if not in_transaction:
-            con.execute("COMMIT")
-    except BaseException:
-        if not in_transaction:
-            try:
-                con.execute("ROLLBACK")
-            except duckdb.Error:
-                pass
-        raise
 
 
 def insert_meta(con: duckdb.DuckDBPyConnection, key: str, value: str, in_transaction: bool = False) -> None:

@@ -58,18 +58,20 @@ KINDS: dict[str, tuple[list[str], list[tuple[str, str]]]] = {
     "depth": (["channel", "scope", "issue", "depth"], [("decisions", "sum")]),
     # decisions by their best selected propensity, in hundredths (NULL: nothing selected)
     "best": (["channel", "bucket"], [("decisions", "sum")]),
+    # candidates each model version scored, and when (the Models page)
+    "models": (["action_id", "model_version"], [("scored", "sum"), ("first_ts", "min"), ("last_ts", "max")]),
 }
 
 _TYPES = {"channel": "VARCHAR", "strategy_version": "VARCHAR", "reached": "BOOLEAN", "issue": "VARCHAR",
           "group": "VARCHAR", "action_id": "VARCHAR", "stage": "VARCHAR", "rule": "VARCHAR", "scope": "VARCHAR",
-          "level": "VARCHAR", "key": "VARCHAR", "depth": "INTEGER", "bucket": "INTEGER", "first_ts": "TIMESTAMPTZ",
+          "level": "VARCHAR", "key": "VARCHAR", "depth": "INTEGER", "model_version": "VARCHAR", "bucket": "INTEGER", "first_ts": "TIMESTAMPTZ",
           "last_ts": "TIMESTAMPTZ", "revenue": "DOUBLE", "margin": "DOUBLE", "propensity": "DOUBLE"}
 
 #: What the summaries hold (their tables' columns and how they are counted).  A later release
 #: that changes them raises it and keeps its own tables (``summary_<kind>_<FORMAT>``): the days
 #: of a log summarised under another format are then computed from the rows until a writer
 #: refreshes them.
-FORMAT = 1
+FORMAT = 2
 
 
 def _q(name: str) -> str:
@@ -171,6 +173,10 @@ def _compute(kind: str, stage_values: str) -> str:
             SELECT day, channel, b0 - (best < b0 / 100)::INTEGER + (best >= (b0 + 1) / 100)::INTEGER AS bucket,
                    count(*) AS decisions
             FROM f GROUP BY ALL"""
+    if kind == "models":
+        return """
+            SELECT day, action_id, model_version, count(*) AS scored, min(ts) AS first_ts, max(ts) AS last_ts
+            FROM _c WHERE model_version IS NOT NULL AND propensity IS NOT NULL GROUP BY ALL"""
     raise ValueError(kind)
 
 
@@ -256,20 +262,8 @@ def refresh(con: duckdb.DuckDBPyConnection, in_transaction: bool = False) -> int
     """Recompute the summaries of every day with decisions or outcomes the last refresh did not
     count, as one sealed write per table, in one transaction (the caller's with
     ``in_transaction``).  Returns how many days were refreshed (0: nothing new)."""
-    if not in_transaction:
-        con.execute("BEGIN TRANSACTION")
-    try:
-        n = _refresh(con)
-        if not in_transaction:
-            con.execute("COMMIT")
-        return n
-    except BaseException:
-        if not in_transaction:
-            try:
-                con.execute("ROLLBACK")
-            except duckdb.Error:
-                pass
-        raise
+    with seals.transaction(con, in_transaction):
+        return _refresh(con)
 
 
 def _refresh(con: duckdb.DuckDBPyConnection) -> int:
@@ -333,9 +327,9 @@ def query(con: duckdb.DuckDBPyConnection, kinds: str | tuple[str, ...], sql: str
     Returns the result (``fetch``: ``"df"`` a DataFrame, ``"all"`` a list of tuples), or None
     where the log keeps no summaries that stand for its rows (:func:`usable`): the caller
     computes from the rows."""
-    if not usable(con):
-        return None
     kinds = (kinds,) if isinstance(kinds, str) else kinds
+    if not usable(con) or not all(has_table(con, table(k)) for k in kinds):
+        return None
     rng = "($start IS NULL OR day >= $start) AND ($end IS NULL OR day <= $end)"
     p = {**params, "start": start, "end": end, "upto_seq": None, "upto_out": None}
     with _snapshot(con):

@@ -82,6 +82,7 @@ def _compare(db: Path) -> int:
                 _same(Q.value_finder(a, f, low), Q.value_finder(b, f, low), f"value_finder {low} {f}")
             n += 1
         _same(Q.strategy_changes(a), Q.strategy_changes(b), "strategy_changes")
+        _same(Q.model_usage(a), Q.model_usage(b), "model_usage")
         for rule in Q.rule_counts(b, Q.Filters())["rule"].head(4):  # newest examples, found day by day
             for limit in (5, 50, 10**6):
                 want = b.execute("SELECT c.decision_id, c.ts, c.channel, c.action_id, c.reason FROM candidates c "

@@ -279,22 +279,7 @@ def test_the_dashboard_follows_the_decisions_of_running_workers(demo_copy, monke
 def test_a_changed_worker_file_is_refused_also_where_its_positions_need_not_move(demo_log, tmp_path):
     """A new log (no shards, nothing in its file): worker 1's decisions keep positions 1, 2, …
     when sealed, and its chain is still checked first."""
-    from decisioning.engine import Engine
-    from decisioning.inputs import Requests
-
-    with DecisionLog.open(demo_log, read_only=True) as src:
-        strategy = src.load_strategy(src.latest_strategy_version())
-        models = src.latest_models_for(strategy)
-    head = str(tmp_path / "new.duckdb")
-    with DecisionLog.open(head) as log:
-        log.register_strategy(strategy)
-        log.register_models(models)
-        key = log._key
-        fid = log.issue_worker_file(1)
-    w = DecisionLog.worker(head, 1, key, None, fid)
-    w.append(Engine(strategy, models).decide(Requests.from_dicts(strategy, [CUSTOMER] * 3)), strategy)
-    w.close()
-    f = shards.worker_path(shards.root_of(head), 1)
+    head, f, _ = _new_log_with_worker_file(demo_log, tmp_path, issued=True)
     con = duckdb.connect(str(f))
     con.execute("UPDATE decisions SET channel = 'sms' WHERE seq = 2")
     con.close()
