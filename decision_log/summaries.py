@@ -283,18 +283,21 @@ def _refresh(con: duckdb.DuckDBPyConnection) -> int:
                     [rid, top_seq, top_out, key, len(days), seq])
     if not days:
         return 0
-    con.execute("CREATE OR REPLACE TEMP TABLE _k_days AS SELECT unnest(?::DATE[]) AS day", [days])
-    try:
-        params = {**_bounds(days), "upto_seq": None, "upto_out": None}
-        with seals.sealed_write(con, "summary_days", in_transaction=True, tables=_SEAL_TABLES) as seq:
-            con.execute("INSERT INTO summary_days SELECT ?, day, ? FROM _k_days", [rid, seq])
+    with seals.sealed_write(con, "summary_days", in_transaction=True, tables=_SEAL_TABLES) as seq:
+        con.execute("INSERT INTO summary_days SELECT ?, unnest(?::DATE[]), ?", [rid, days, seq])
+    # a week at a time: a first refresh of a large log (or one after a format change) would
+    # otherwise hold every day's groups in memory at once (10M decisions: over 4 GB)
+    for i in range(0, len(days), CHUNK_DAYS):
+        chunk = days[i:i + CHUNK_DAYS]
+        params = {**_bounds(chunk), "upto_seq": None, "upto_out": None, "chunk": chunk}
         for kind in KINDS:
             with seals.sealed_write(con, table(kind), in_transaction=True, tables=_SEAL_TABLES) as seq:
                 con.execute(f"INSERT INTO {table(kind)} BY NAME SELECT {rid} AS refresh, *, {seq} AS seal_seq FROM ("
-                            f"{_computed(kind, values, 'day IN (SELECT day FROM _k_days)')})", params)
-    finally:
-        con.execute("DROP TABLE IF EXISTS _k_days")
+                            f"{_computed(kind, values, 'list_contains($chunk, day)')})", params)
     return len(days)
+
+
+CHUNK_DAYS = 7  #: days summarised by one statement
 
 
 _SEAL_TABLES = {**seals.TABLES, **SEALED}
