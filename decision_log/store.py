@@ -251,7 +251,7 @@ class DecisionLog:
         service worker's): the log's tables, its pseudonym key, its customers' keys file."""
         try:
             con.execute("SET max_vacuum_tasks = 0")
-            for stmt in DDL + seals.DDL:
+            for stmt in DDL + seals.DDL + summaries.DDL:  # (the summary tables stay empty: live replicas copy them)
                 con.execute(stmt)
         except BaseException:
             con.close()
