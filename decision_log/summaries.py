@@ -29,7 +29,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import duckdb
 
@@ -110,10 +110,15 @@ SEALED: dict[str, list[str]] = {
 }
 
 
+def _values(con: duckdb.DuckDBPyConnection) -> str:
+    """The stage order as a SQL ``VALUES`` list (what the depth and group sums join)."""
+    return stages.order_values(stages.known(con))
+
+
 def stage_key(con: duckdb.DuckDBPyConnection) -> str:
     """A fingerprint of what the sums were counted under: this release's :data:`FORMAT` and
     the stage order (the depth and group sums depend on it)."""
-    return hashlib.sha256(f"{FORMAT}|{stages.order_values(stages.known(con))}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{FORMAT}|{_values(con)}".encode()).hexdigest()[:16]
 
 
 # -- what one set of days sums to, from the rows ----------------------------------------------------
@@ -204,7 +209,7 @@ def _computed(kind: str, stage_values: str, days: str) -> str:
 
 def _bounds(day_list: list[date]) -> dict:
     lo = datetime.combine(min(day_list), datetime.min.time(), UTC)
-    hi = datetime.combine(max(day_list), datetime.min.time(), UTC) + (datetime(2000, 1, 2) - datetime(2000, 1, 1))
+    hi = datetime.combine(max(day_list), datetime.min.time(), UTC) + timedelta(days=1)
     return {"lo": lo, "hi": hi}
 
 
@@ -277,7 +282,7 @@ def _refresh(con: duckdb.DuckDBPyConnection) -> int:
     if not days and st.refreshes:
         return 0
     rid = con.execute("SELECT coalesce(max(refresh), 0) + 1 FROM summary_refreshes").fetchall()[0][0]
-    values = stages.order_values(stages.known(con))
+    values = _values(con)
     with seals.sealed_write(con, "summary_refreshes", in_transaction=True, tables=_SEAL_TABLES) as seq:
         con.execute("INSERT INTO summary_refreshes VALUES (?, ?, ?, ?, ?, now(), ?)",
                     [rid, top_seq, top_out, key, len(days), seq])
@@ -336,30 +341,33 @@ def query(con: duckdb.DuckDBPyConnection, kinds: str | tuple[str, ...], sql: str
     rng = "($start IS NULL OR day >= $start) AND ($end IS NULL OR day <= $end)"
     p = {**params, "start": start, "end": end, "upto_seq": None, "upto_out": None}
     with _snapshot(con):
-        st = state(con)
-        stale = stale_days(con, st)
+        values = _values(con)
+        stale = stale_days(con, state(con))
+        if stale is None:  # nothing stored stands: every day from the rows
+            first, last = con.execute(f"SELECT min({DAY.format(t='d')}), max({DAY.format(t='d')}) "
+                                      "FROM decisions d").fetchall()[0]
+            lo = max(filter(None, [start, first]), default=None)
+            hi = min(filter(None, [end, last]), default=None)
+            if lo is not None and hi is not None and lo <= hi:
+                p |= _bounds([lo, hi])
+        else:
+            days = [d for d in stale if (start is None or d >= start) and (end is None or d <= end)]
+            p["stale"] = days
+            if days:
+                p |= _bounds(days)
         ctes = []
         for kind in kinds:
             keys, sums = KINDS[kind]
             cols = ", ".join(_q(c) for c in ["day", *keys, *[s for s, _ in sums]])
-            if stale is None:  # nothing stored stands: every day from the rows
-                first, last = con.execute(f"SELECT min({DAY.format(t='d')}), max({DAY.format(t='d')}) "
-                                          "FROM decisions d").fetchall()[0]
-                lo = max(filter(None, [start, first]), default=None)
-                hi = min(filter(None, [end, last]), default=None)
-                parts = [] if lo is None or hi is None or lo > hi else [
-                    f"SELECT {cols} FROM ({_computed(kind, _values(con), rng)})"]
-                p |= _bounds([lo, hi]) if parts else {}
+            if stale is None:
+                parts = [f"SELECT {cols} FROM ({_computed(kind, values, rng)})"] if "lo" in p else []
             else:
-                days = [d for d in stale if (start is None or d >= start) and (end is None or d <= end)]
                 parts = [f"""
                     SELECT {cols} FROM {table(kind)}
                     JOIN (SELECT day, max(refresh) AS refresh FROM summary_days GROUP BY day) cur USING (day, refresh)
                     WHERE {rng} AND NOT list_contains($stale, day)"""]
                 if days:
-                    parts.append(f"SELECT {cols} FROM ({_computed(kind, _values(con), 'list_contains($stale, day)')})")
-                    p |= _bounds(days)
-                p["stale"] = days
+                    parts.append(f"SELECT {cols} FROM ({_computed(kind, values, 'list_contains($stale, day)')})")
             if not parts:
                 parts = [f"SELECT {cols} FROM {table(kind)} WHERE FALSE"]
             ctes.append(f"s_{kind} AS ({' UNION ALL '.join(parts)})")
@@ -373,23 +381,20 @@ def query(con: duckdb.DuckDBPyConnection, kinds: str | tuple[str, ...], sql: str
         return cur.fetchall() if fetch == "all" else cur.df()
 
 
-def _values(con: duckdb.DuckDBPyConnection) -> str:
-    return stages.order_values(stages.known(con))
-
-
 def check(con: duckdb.DuckDBPyConnection, after_seal: int = 0) -> tuple[str, str] | None:
     """Recompute each day's current sums from the rows they counted and compare; the first
     difference (table, in words), or None.  ``after_seal``: only the refreshes sealed after
     that seal entry (an anchored verification re-reads only what came after its anchor)."""
     if not usable(con) or not state(con).refreshes:
         return None
-    values = stages.order_values(stages.known(con))
+    values = _values(con)
     refreshes = con.execute("""
         SELECT r.refresh, r.upto_seq, r.upto_outcome, list(c.day ORDER BY c.day), r.stage_key
         FROM summary_refreshes r JOIN (SELECT day, max(refresh) AS refresh FROM summary_days GROUP BY day) c
              USING (refresh) WHERE r.seal_seq > ? GROUP BY ALL ORDER BY 1""", [int(after_seal)]).fetchall()
+    current = stage_key(con)
     for rid, upto_seq, upto_out, days, key in refreshes:
-        if key != stage_key(con):
+        if key != current:
             continue  # counted under another stage order; readers recompute those days
         for kind, (keys, sums) in KINDS.items():
             cols = ["day", *keys, *[s for s, _ in sums]]
