@@ -933,19 +933,26 @@ class DecisionLog:
                 res.notes.append("every decision of the log was purged")
         return res
 
-    def links(self) -> integrity.VerifyResult:
-        """The quick check of :func:`decision_log.integrity.links`, over every shard and the head."""
+    def links(self, progress: Callable[[int, int], None] | None = None) -> integrity.VerifyResult:
+        """The quick check of :func:`decision_log.integrity.links`, over every shard and the head;
+        ``progress(done, total)`` in decisions, as it goes."""
         if not self.sharded:
-            return integrity.links(self.con.cursor())
+            return integrity.links(self.con.cursor(), progress=progress)
         cur = self._head_cursor()
         problem = shards.check_manifest(self.manifest, shards.sealed_links(cur), shards.purge_records(cur))
         total = self.manifest.total() + int(cur.execute("SELECT count(*) FROM decisions").fetchall()[0][0])
         if problem:
             return integrity.VerifyResult(False, total, self.manifest.head_link, problem=problem, table="shards")
+        before = 0
+
+        def step(done: int, _n: int) -> None:
+            if progress is not None:
+                progress(before + done, total)
+
         for s in self.manifest.live:
             con = shards.shard_connection(self.manifest.root, s)
             try:
-                res = integrity.links(con, s.prev)
+                res = integrity.links(con, s.prev, progress=step)
             finally:
                 con.close()
             if res.ok and res.head_hash != s.head:
@@ -954,7 +961,8 @@ class DecisionLog:
             if not res.ok:
                 res.problem, res.n_decisions = f"in shard {s.name}: {res.problem}", total
                 return res
-        res = integrity.links(cur, self.manifest.tail[1])
+            before += res.n_decisions
+        res = integrity.links(cur, self.manifest.tail[1], progress=step)
         res.n_decisions = total
         return res
 

@@ -54,6 +54,7 @@ WRAPPED_BYTES = 40  #: a 32-byte key wrapped by RFC 3394
 RECORD = ID_BYTES + WRAPPED_BYTES
 _WRAP_INFO = b"klartext subject key wrapping/1"
 _MERGE_AT = 50_000  #: fold newly added keys into the sorted arrays beyond this many
+UNWRAPPED_MAX = 200_000  #: unwrapped keys kept in memory for reuse (the rest are unwrapped when needed)
 
 
 def keys_path(path: str) -> Path:
@@ -143,11 +144,17 @@ class SubjectKeys:
             self._merge(force=False)
             return
         self._merge(force=True)
-        ids = np.ascontiguousarray(records[:, :ID_BYTES]).view(f"S{ID_BYTES}").ravel()
-        self._ids = np.concatenate([self._ids, ids])
-        self._wrapped = np.concatenate([self._wrapped, records[:, ID_BYTES:]])
-        order = np.argsort(self._ids, kind="stable")
-        self._ids, self._wrapped = self._ids[order], self._wrapped[order]
+        self._insert(np.ascontiguousarray(records[:, :ID_BYTES]).view(f"S{ID_BYTES}").ravel(), records[:, ID_BYTES:])
+
+    def _insert(self, ids: np.ndarray, wrapped: np.ndarray) -> None:
+        """Merge keys into the sorted arrays, each after any equal id already there.  One new
+        array each, no sort of the whole (with millions of customers a concatenate-and-argsort
+        held three copies of the arrays at once)."""
+        order = np.argsort(ids, kind="stable")
+        ids, wrapped = ids[order], wrapped[order]
+        at = np.searchsorted(self._ids, ids, side="right")
+        self._ids = np.insert(self._ids, at, ids)
+        self._wrapped = np.insert(self._wrapped, at, wrapped, axis=0)
 
     def _merge(self, force: bool) -> None:
         if not self._new or (not force and len(self._new) < _MERGE_AT):
@@ -155,10 +162,7 @@ class SubjectKeys:
         ids = np.array(list(self._new), dtype=f"S{ID_BYTES}")
         wrapped = np.frombuffer(b"".join(self._new.values()), dtype=np.uint8).reshape(-1, WRAPPED_BYTES)
         self._new = {}
-        self._ids = np.concatenate([self._ids, ids])
-        self._wrapped = np.concatenate([self._wrapped, wrapped])
-        order = np.argsort(self._ids, kind="stable")
-        self._ids, self._wrapped = self._ids[order], self._wrapped[order]
+        self._insert(ids, wrapped)
 
     def __len__(self) -> int:
         return len(self._ids) + len(self._new)
@@ -187,10 +191,15 @@ class SubjectKeys:
                 raise LogError(f"The key file {self.path} does not belong to this log's pseudonym key "
                                f"(customer {pid.decode()}'s key does not unwrap).",
                                "Use the log's own .key (or $KLARTEXT_PSEUDONYM_KEY) and its .subject-keys.") from exc
-            if len(self._unwrapped) > 200_000:
-                self._unwrapped.clear()
-            self._unwrapped[pid] = key
+            self._remember(pid, key)
         return key
+
+    def _remember(self, pid: bytes, key: tuple[bytes, str]) -> None:
+        """Keep an unwrapped key for the next use; at most :data:`UNWRAPPED_MAX` of them (a 10M
+        customer log would otherwise hold every key in the clear: a gigabyte, and needlessly)."""
+        if len(self._unwrapped) >= UNWRAPPED_MAX:
+            self._unwrapped.clear()
+        self._unwrapped[pid] = key
 
     def keys(self, pseudonyms: Sequence[str], create: bool = False) -> list[tuple[bytes, str] | None]:
         """Each customer's key and its id (None where there is none: erased, or never had one); with
@@ -216,7 +225,7 @@ class SubjectKeys:
             for k, pid in enumerate(missing):
                 key = fresh[32 * k: 32 * k + 32]
                 new[pid] = aes_key_wrap(self._kek, key)
-                self._unwrapped[pid] = (key, key_id(new[pid]))
+                self._remember(pid, (key, key_id(new[pid])))
             if self.path is not None:
                 self._append(b"".join(pid + w for pid, w in new.items()))
             self._new.update(new)

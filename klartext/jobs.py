@@ -179,11 +179,10 @@ def run_demo(
         batches: list[DecisionBatch] = []
         for k in range(k_cohorts):
             n = min(cohort, customers - k * cohort)
-            kept = _demo_cohort(log, engine, strategy, models, n, k * cohort + 1, k, seed, days,
-                                first_day_us + k * days * 86_400_000_000, plant, on_logged, seconds)
             # (the batches count a sample's candidates for the progress bar; a streamed demo keeps none)
-            batches = kept if k_cohorts == 1 else []
-            del kept
+            batches = _demo_cohort(log, engine, strategy, models, n, k * cohort + 1, k, seed, days,
+                                   first_day_us + k * days * 86_400_000_000, plant, on_logged, seconds,
+                                   keep=k_cohorts == 1)
             if k_cohorts > 1:  # each cohort's days summarised while they are at hand
                 log.refresh_summaries()
         return _result(log, batches, strategy, explain_sample, seed, seconds, progress)
@@ -193,9 +192,9 @@ def run_demo(
 
 def _demo_cohort(log: DecisionLog, engine: Engine, strategy: Strategy, models: ModelSet, customers: int, first: int,
                  k: int, seed: int, days: int, start_us: int, plant: tuple[str, ...], on_logged,
-                 seconds: dict[str, float]) -> list[DecisionBatch]:
+                 seconds: dict[str, float], keep: bool = True) -> list[DecisionBatch]:
     """Cohort ``k`` of :func:`run_demo`: ``customers`` new customers (numbered from ``first``)
-    over ``days`` days from ``start_us``; returns its batches."""
+    over ``days`` days from ``start_us``; returns its batches (with ``keep``)."""
     t = time.perf_counter()
     cseed = seed + 1 + 1000 * k  # (the first cohort is the demo of one cohort, unchanged)
     people = retail.generate_customers(customers, seed=cseed, first=first)
@@ -222,7 +221,7 @@ def _demo_cohort(log: DecisionLog, engine: Engine, strategy: Strategy, models: M
     batches = []
     for eng, part in engines:
         batches += decide_and_log(log, eng, req, ts_us, on_logged=on_logged, spans=part,
-                                  before=journeys.before, after=journeys.after)
+                                  before=journeys.before, after=journeys.after, keep=keep)
     seconds["decide_and_log"] = seconds.get("decide_and_log", 0.0) + time.perf_counter() - t
     t = time.perf_counter()
     log.append_outcomes(journeys.outcomes())

@@ -13,7 +13,10 @@ num, _ = fmt()
 st.markdown(tr("integrity.holds", n=num(n)))
 c1, c2 = st.columns(2)
 if c2.button(tr("integrity.links_button"), key="links"):
-    res = lg.links()
+    link_bar = st.progress(0.0, text=tr("integrity.linking"))
+    res = lg.links(progress=lambda done, total: link_bar.progress(
+        done / max(total, 1), text=tr("integrity.links_progress", done=num(done), total=num(total))))
+    link_bar.empty()
     if res.ok:
         st.success(tr("integrity.links_ok", n=num(res.n_decisions)))
     else:

@@ -241,3 +241,34 @@ def test_compiled_hashing_gives_the_reference_digests_and_chain(monkeypatch):
     assert [d.tobytes() for d in integrity.group_digests(cols, n, starts, ends)] == reference
     slow_records, slow_chained = integrity.record_and_chain(row, cand, integrity.GENESIS)
     assert np.array_equal(slow_records, records) and np.array_equal(slow_chained, chained)
+
+
+@pytest.mark.parametrize("case", ["link at a chunk's end", "link at a chunk's start", "deleted at a chunk's start",
+                                  "untouched"])
+def test_the_quick_check_in_chunks_finds_what_one_pass_finds_and_reports_progress(demo_copy, case):
+    """The dashboard's quick check runs a million decisions per statement with a progress bar;
+    a change at a chunk's edge is named as in one pass over the whole chain."""
+    if case == "link at a chunk's end":
+        tamper(demo_copy, "UPDATE chain SET chain_hash = repeat('0', 64) WHERE seq = 100")
+    elif case == "link at a chunk's start":
+        tamper(demo_copy, "UPDATE chain SET chain_hash = repeat('0', 64) WHERE seq = 101")
+    elif case == "deleted at a chunk's start":  # the decision with its chain entry: the next link breaks
+        did, = pick(demo_copy, "SELECT decision_id FROM decisions WHERE seq = 101")
+        tamper(demo_copy, "DELETE FROM candidates WHERE decision_id = ?", [did])
+        tamper(demo_copy, "DELETE FROM decisions WHERE seq = 101")
+        tamper(demo_copy, "DELETE FROM chain WHERE seq = 101")
+    whole = quick(demo_copy)
+    steps = []
+    with DecisionLog.open(demo_copy, read_only=True) as log:
+        chunked = links(log.con.cursor(), progress=lambda done, total: steps.append((done, total)), chunk=100)
+    assert (chunked.ok, chunked.first_bad_seq, chunked.first_bad_decision, chunked.problem, chunked.head_hash) == \
+        (whole.ok, whole.first_bad_seq, whole.first_bad_decision, whole.problem, whole.head_hash)
+    expect = {"untouched": (True, None), "link at a chunk's end": (False, 100),
+              "link at a chunk's start": (False, 101), "deleted at a chunk's start": (False, 102)}[case]
+    assert (chunked.ok, chunked.first_bad_seq) == expect
+    dones = [d for d, _ in steps]
+    assert dones == sorted(dones) and all(t == whole.n_decisions for _, t in steps)
+    if case == "untouched":
+        assert len(steps) == 20 and dones[-1] == 2000
+    else:  # it stops in the chunk of the change: only the chunks before it were reported done
+        assert len(steps) == (0 if expect[1] == 100 else 1)
