@@ -641,7 +641,7 @@ def _frontier(log: DecisionLog, version: str, seqs: np.ndarray) -> dict | None:
 
     if not len(seqs):
         return None
-    f = load_factors(log, version, seqs=seqs)
+    f = load_factors(log, version, seqs=seqs, max_decisions=None)  # already its sample
     df = sweep(f, steps=11)
     n = len(f)
     points = [{"lambda": float(r["lambda"]), "margin": float(r["margin"]) / n, "retention": float(r["retention"]) / n,

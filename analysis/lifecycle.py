@@ -45,7 +45,7 @@ def simulate(log: DecisionLog, champion: str, proposal: Strategy, decisions: int
     if len(seqs) == 0:
         raise LogError(f"The log holds no decisions of the version deciding now ({champion}), so there is "
                        "nothing to simulate the proposal on.", "Make decisions with it first (`klartext run`).")
-    f = T.load_factors(log, champion, seqs=seqs)
+    f = T.load_factors(log, champion, seqs=seqs, max_decisions=None)
     g = T.rerun(log, proposal, f, progress=progress)
     cmp = T.compare(f, g)
     out: dict[str, Any] = {

@@ -463,11 +463,6 @@ def _factors(path: str, mtime: float | str):
     return load_factors(_open(path, mtime))
 
 
-def factors(lg: DecisionLog):
-    """The logged factors of the newest strategy version, loaded once per log file."""
-    return _factors(*log_key(lg))
-
-
 @st.cache_resource(show_spinner="Reading the imported decisions' factors …", max_entries=2)
 def _imported(path: str, mtime: float | str):
     from analysis.imported import load
@@ -510,20 +505,27 @@ def filter_spec(con: duckdb.DuckDBPyConnection, f: queries.Filters) -> str:
     return json.dumps({"start": str(f.start), "end": str(f.end), "channels": list(f.channels)})
 
 
-@st.cache_resource(show_spinner="Selecting the decisions of the period and channels …", max_entries=8)
+@st.cache_resource(show_spinner="Loading the logged factors of the period and channels …", max_entries=8)
 def _factors_in(path: str, mtime: float | str, fspec: str):
-    fx = _factors(path, mtime)
+    from analysis.tradeoff import load_factors
+
     if not fspec:
-        return fx
+        return _factors(path, mtime)
+    lg = _open(path, mtime)
     spec = json.loads(fspec)
     f = queries.Filters(date.fromisoformat(spec["start"]), date.fromisoformat(spec["end"]), tuple(spec["channels"]))
-    seqs = queries.decision_seqs(_open(path, mtime).con.cursor(), fx.strategy.version, f)
-    # (a sample's part in the selection stands for every decision of the selection)
-    return fx.subset(np.flatnonzero(np.isin(fx.seq, seqs)), population=len(seqs))
+    sv = lg.latest_strategy_version()
+    seqs = queries.decision_seqs(lg.con.cursor(), sv, f)
+    if not len(seqs):
+        return _factors(path, mtime).subset(np.zeros(0, dtype=np.int64), population=0)
+    # the selection's own decisions: every one, or a uniform sample where there are too many
+    return load_factors(lg, sv, seqs=seqs)
 
 
 def factors_in(lg: DecisionLog, fspec: str):
-    """The logged factors of the decisions :func:`filter_spec` selects."""
+    """The logged factors of the newest strategy version's decisions that :func:`filter_spec`
+    selects (a uniform sample of them past :data:`analysis.tradeoff.MAX_DECISIONS`), read once
+    per log file and selection."""
     return _factors_in(*log_key(lg), fspec)
 
 

@@ -9,7 +9,6 @@ from decisioning.errors import KlartextError
 from explain import figures
 from pages.common import (
     catalog,
-    factors,
     factors_in,
     filter_spec,
     filters,
@@ -110,16 +109,15 @@ if only_imported(lg):  # no strategy to re-run: re-arbitrate the four factors th
         table(sens, "imported_sensitivity")
     st.stop()
 
+fspec = filter_spec(con, f)
 try:
-    fx = factors(lg)
+    fx = factors_in(lg, fspec)
 except KlartextError as exc:
     with tab_frontier:
         show_error(exc)
     st.stop()
 s = fx.strategy
-fspec = filter_spec(con, f)
-n_all = fx.decisions
-fx = factors_in(lg, fspec)
+n_all = queries.decision_count(con, s.version)
 
 
 def selection_note() -> None:

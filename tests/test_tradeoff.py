@@ -224,7 +224,7 @@ def test_margin_kpi_pays_for_every_contact(factors):
 
 
 def test_a_large_version_is_re_decided_on_a_fixed_random_sample_scaled_to_all(demo_log, factors):
-    """Past ``max_decisions`` (a million in the dashboard) the factors are a uniform random
+    """Past ``max_decisions`` (a quarter of a million in the dashboard) the factors are a uniform random
     sample, the same every time, whose totals stand for every decision of the version."""
     with DecisionLog.open(demo_log, read_only=True) as log:
         a = T.load_factors(log, max_decisions=800)
@@ -241,3 +241,21 @@ def test_a_large_version_is_re_decided_on_a_fixed_random_sample_scaled_to_all(de
     part = a.subset(np.flatnonzero(a.channel == a.channel[0]), population=500)
     assert part.decisions == 500 and part.weight == 500 / len(part)
     assert factors.subset(np.arange(10)).population is None  # a whole version's subset stays itself
+
+
+def test_a_selection_is_read_whole_or_sampled_within_itself(demo_log, factors):
+    """The dashboard's period and channel filter reads the selection's own decisions: all of
+    them when they are few enough (exactly the whole version's factors of those decisions),
+    else a sample drawn from them that stands for the selection, not for the version."""
+    with DecisionLog.open(demo_log, read_only=True) as log:
+        sv = factors.strategy.version
+        seqs = factors.seq[factors.channel == 0]
+        whole = T.load_factors(log, sv, seqs=seqs, max_decisions=len(seqs))
+        few = T.load_factors(log, sv, seqs=seqs, max_decisions=300)
+    mine = factors.subset(np.flatnonzero(factors.channel == 0))
+    assert whole.population is None and np.array_equal(whole.seq, mine.seq)
+    for k in ("clv", "cell_ptr", "cell_col", "cell_propensity", "cell_context_weight", "cell_lever", "logged_first"):
+        assert np.array_equal(getattr(whole, k), getattr(mine, k)), k
+    assert len(few) == 300 and few.population == len(seqs) and np.isin(few.seq, seqs).all()
+    rows = np.searchsorted(factors.seq, few.seq)
+    assert np.array_equal(few.clv, factors.clv[rows]) and few.check() == 0
