@@ -56,6 +56,30 @@ def _separators(lang: str) -> str:
     return ",." if lang == "de" else ".,"
 
 
+_HOUR, _DAY = 3_600_000, 86_400_000  # plotly's tick spacing of a date axis, in milliseconds
+#: German date ticks in numbers (plotly's own name the months in English): 08.11. / 11.2026 / 2026
+_DE_DATE_TICKS = [
+    {"dtickrange": [None, _HOUR], "value": "%H:%M:%S"},
+    {"dtickrange": [_HOUR, _DAY], "value": "%d.%m. %H:%M"},
+    {"dtickrange": [_DAY, "M1"], "value": "%d.%m."},
+    {"dtickrange": ["M1", "M12"], "value": "%m.%Y"},
+    {"dtickrange": ["M12", None], "value": "%Y"},
+]
+
+
+def date_axis(fig: go.Figure, lang: str) -> go.Figure:
+    """Date ticks of every x axis in ``lang``: in German as numbers (``08.11.``), in English
+    plotly's own (``Nov 8``)."""
+    if lang == "de":
+        fig.update_xaxes(tickformatstops=_DE_DATE_TICKS)
+    return fig
+
+
+def day_hover(lang: str) -> str:
+    """A hover label's day in ``lang`` (plotly's d3 format of the x value)."""
+    return "%{x|%d.%m.%Y}" if lang == "de" else "%{x|%Y-%m-%d}"
+
+
 def _logistic(z: float) -> float:
     return 1.0 / (1.0 + math.exp(-z))
 
@@ -229,8 +253,9 @@ def timeline(daily: pd.DataFrame, changes: pd.DataFrame | None = None, value: st
     for i, (issue, g) in enumerate(daily.groupby("issue", sort=True)):
         fig.add_trace(go.Bar(x=g["day"], y=g[value], name=str(issue),
                              marker_color=_ISSUE_COLORS[i % len(_ISSUE_COLORS)],
-                             hovertemplate="%{x|%Y-%m-%d}: %{y:,.0f}<extra>" + str(issue) + "</extra>"))
+                             hovertemplate=day_hover(lang) + ": %{y:,.0f}<extra>" + str(issue) + "</extra>"))
     _mark_changes(fig, changes, lang)
+    date_axis(fig, lang)
     fig.update_layout(barmode="stack", title=title, height=340, yaxis_title=y_title or value.replace("_", " "),
                       margin={"l": 10, "r": 10, "t": 50 if title else 30, "b": 30},
                       legend_title_text=i18n.t("by.issue", lang), separators=_separators(lang))
@@ -261,20 +286,21 @@ def trends(df: pd.DataFrame, changes: pd.DataFrame | None = None, currency: str 
     pct = "%{y:.1%}"
     fig.add_trace(go.Scatter(x=df["period"], y=df["acceptance_rate"], mode="lines+markers", line={"color": "#1565c0"},
                              name=i18n.t("fig.acceptance_rate", lang), customdata=df["with_outcome"],
-                             hovertemplate="%{x|%Y-%m-%d}: " + pct + " (n = %{customdata:,})<extra></extra>"),
+                             hovertemplate=day_hover(lang) + ": " + pct + " (n = %{customdata:,})<extra></extra>"),
                   row=1, col=1)
     fig.add_trace(go.Bar(x=df["period"], y=df["margin"], marker_color=_UP, name=i18n.t("fig.margin", lang),
-                         hovertemplate="%{x|%Y-%m-%d}: %{y:,.2f} " + currency + "<extra></extra>"), row=2, col=1)
+                         hovertemplate=day_hover(lang) + ": %{y:,.2f} " + currency + "<extra></extra>"), row=2, col=1)
     for col, n_col, key, color in (("churn_reached", "n_reached", "fig.churn_reached", "#c62828"),
                                    ("churn_not_reached", "n_not_reached", "fig.churn_not_reached", "#90a4ae")):
         fig.add_trace(go.Scatter(x=df["period"], y=df[col], mode="lines+markers", line={"color": color},
                                  name=i18n.t(key, lang), customdata=df[n_col],
-                                 hovertemplate="%{x|%Y-%m-%d}: " + pct + " (n = %{customdata:,})<extra>"
+                                 hovertemplate=day_hover(lang) + ": " + pct + " (n = %{customdata:,})<extra>"
                                  + i18n.t(key, lang) + "</extra>"), row=3, col=1)
     fig.update_yaxes(tickformat=".0%", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(tickformat=",.0f", row=2, col=1)
     fig.update_yaxes(tickformat=".0%", rangemode="tozero", row=3, col=1)
     _mark_changes(fig, changes, lang)
+    date_axis(fig, lang)
     fig.update_layout(height=620, margin={"l": 10, "r": 10, "t": 40, "b": 30}, separators=_separators(lang),
                       legend={"orientation": "h", "yanchor": "top", "y": -0.05, "x": 0})
     return fig

@@ -21,6 +21,7 @@ import plotly.graph_objects as go
 
 from decisioning.errors import KlartextError
 from explain import i18n
+from explain.figures import date_axis
 
 _CSS = """
 @page { size: A4; margin: 15mm 13mm; @bottom-right { content: counter(page) " / " counter(pages); font-size: 8pt; } }
@@ -117,6 +118,7 @@ def figures(rep: dict, lang: str) -> dict[str, go.Figure]:
         fig.update_layout(yaxis=dict(title=t("fig.decisions", lang)),
                           yaxis2=dict(title=t("fig.acceptance", lang), overlaying="y", side="right",
                                       tickformat=".0%", rangemode="tozero"))
+        date_axis(fig, lang)
         out["daily"] = _layout(fig, t("fig.daily", lang), lang)
     fr = rep.get("frontier")
     if fr:
@@ -192,7 +194,7 @@ def model_figures(detail: dict, lang: str) -> dict[str, go.Figure]:
     per = detail["per_day"]
     if len(per):
         fig = go.Figure(go.Bar(x=per["day"], y=per["accepted"], marker_color="#2e7d32", name=t("fig.accepted", lang)))
-        out["per_day"] = _layout(fig, t("fig.per_day", lang), lang, height=260)
+        out["per_day"] = _layout(date_axis(fig, lang), t("fig.per_day", lang), lang, height=260)
     sc = detail["scores"]
     edges = sc["edges"]
     labels = [f"≤ {edges[0]:.2f}"] + [f"{a:.2f}–{b:.2f}" for a, b in zip(edges, edges[1:])] + [f"> {edges[-1]:.2f}"] \

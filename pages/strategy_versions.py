@@ -9,7 +9,7 @@ import streamlit as st
 from analysis import lifecycle as L
 from decision_log import lifecycle
 from decisioning.errors import KlartextError
-from explain import i18n
+from explain import figures, i18n
 from pages.common import fmt, lang, log, md, tr
 
 st.title(tr("lifecycle.page.title"))
@@ -89,6 +89,7 @@ if len(by_time):
         for s in mine:
             if step in ("activated", "rolled_back"):
                 fig.add_vline(x=pd.Timestamp(s.ts).value / 1e6, line_dash="dot", line_color=colours[step])
+    figures.date_axis(fig, lg_lang)
     fig.update_layout(barmode="stack", height=360, margin={"t": 20, "b": 10},
                       yaxis_title=t("page.timeline_y", width=t("bucket." + width)),
                       legend={"orientation": "h", "y": -0.25})

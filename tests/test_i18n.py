@@ -221,3 +221,24 @@ def test_every_kpi_has_its_names_in_both_languages():
 
     assert [TEXT[f"kpi.{k.name}"][0] for k in KPI_TABLE] == [k.label for k in KPI_TABLE]
     assert [TEXT[f"kpi_meaning.{k.name}"][0] for k in KPI_TABLE] == [k.meaning for k in KPI_TABLE]
+
+
+def test_german_date_axes_name_no_english_month():
+    """Plotly names months in English ("Nov 8"); a German page's date ticks and hover labels are
+    numbers (08.11. / 11.2026), an English page keeps plotly's own."""
+    import pandas as pd
+
+    from explain import figures
+
+    daily = pd.DataFrame({"day": pd.date_range("2026-11-01", periods=20, freq="D").repeat(2),
+                          "issue": ["retention", "growth"] * 20, "contacts": range(40)})
+    trend = pd.DataFrame({"period": pd.date_range("2026-11-01", periods=5, freq="W"), "acceptance_rate": 0.1,
+                          "with_outcome": 10, "margin": 5.0, "churn_reached": 0.1, "churn_not_reached": 0.2,
+                          "n_reached": 3, "n_not_reached": 4})
+    for fig in (figures.timeline(daily, lang="de"), figures.trends(trend, lang="de")):
+        stops = [s.value for ax in fig.select_xaxes() for s in ax.tickformatstops]
+        assert stops and "%d.%m." in stops and not any("%b" in v or "%B" in v for v in stops)
+        assert all("%{x|%d.%m.%Y}" in tr.hovertemplate for tr in fig.data)
+    for fig in (figures.timeline(daily, lang="en"), figures.trends(trend, lang="en")):
+        assert not any(ax.tickformatstops for ax in fig.select_xaxes())
+        assert all("%{x|%Y-%m-%d}" in tr.hovertemplate for tr in fig.data)
