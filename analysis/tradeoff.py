@@ -639,7 +639,8 @@ def off_policy(log: DecisionLog, f: Factors, target_first: np.ndarray, target: F
     if reward not in REWARDS:
         raise ValueError(f"Unknown reward {reward!r}; use one of: {', '.join(REWARDS)}.")
     if "first_outcomes" not in f.derived:  # the factors belong to one version of one log: so do its outcomes
-        f.derived["first_outcomes"] = queries.first_action_outcomes(log.con.cursor(), f.strategy.version)
+        # (only the factors' decisions: a sample of a 10M log reads a fortieth of them)
+        f.derived["first_outcomes"] = queries.first_action_outcomes(log.con.cursor(), f.strategy.version, f.seq)
     o = f.derived["first_outcomes"]
     n = len(f)
     if len(o["seq"]) != n:  # a subset of the version's decisions (a period or channels): theirs only
@@ -864,7 +865,7 @@ def policy_report(log: DecisionLog, f: Factors, rewards: tuple[str, ...] = ("vis
 def lift(log: DecisionLog, f: Factors, target: np.ndarray, baseline: np.ndarray, reward: str,
          n_boot: int = 300, seed: int = 0) -> dict[str, float]:
     """IPS estimate of ``target − baseline`` with a paired bootstrap interval (same resamples)."""
-    o = queries.first_action_outcomes(log.con.cursor(), f.strategy.version)
+    o = queries.first_action_outcomes(log.con.cursor(), f.strategy.version, f.seq)  # f's decisions, in its order
     r = {"conversion": o["accepted"], "visit": o["visited"], "revenue": o["revenue"], "margin": o["margin"],
          "retention": 1.0 - o["churned"].astype(float)}[reward].astype(float)
     p = o["selection_probability"].astype(float)

@@ -767,25 +767,38 @@ def _clv_of(con: duckdb.DuckDBPyConnection, plain: list[str | None], clv_feature
     return np.asarray(np.ma.filled(out, np.nan) if np.ma.isMaskedArray(out) else out, dtype=np.float64)
 
 
-def first_action_outcomes(con: duckdb.DuckDBPyConnection, strategy_version: str) -> dict:
-    """Per decision of a strategy version (log order): ``selection_probability`` of the first
-    chosen action, whether that action was ``accepted`` (or ``visited``: accepted or a visit
-    without purchase), the ``revenue`` and realised ``margin`` of its outcome (0 without an
-    action) and ``churned`` (False where no outcome was logged)."""
-    return con.execute("""
-        WITH j AS (
-            SELECT d.seq, d.selection_probability, d.chosen_action, o.decision_id AS o_id, o.action_id, o.outcome,
-                   o.margin, o.revenue, o.churned
-            FROM decisions d LEFT JOIN outcomes o ON o.decision_id = d.decision_id
-            WHERE d.strategy_version = ? AND d.source = 'klartext')
-        SELECT seq, any_value(selection_probability) AS selection_probability,
-               coalesce(any_value(outcome) FILTER (WHERE action_id = chosen_action) = 'accepted', false) AS accepted,
-               coalesce(any_value(outcome) FILTER (WHERE action_id = chosen_action) IN ('accepted', 'visited'), false)
-                   AS visited,
-               coalesce(sum(revenue) FILTER (WHERE action_id = chosen_action), 0.0) AS revenue,
-               coalesce(sum(margin) FILTER (WHERE action_id = chosen_action), 0.0) AS margin,
-               coalesce(bool_or(churned), false) AS churned, count(o_id) > 0 AS has_outcome
-        FROM j GROUP BY seq ORDER BY seq""", [strategy_version]).fetchnumpy()
+def first_action_outcomes(con: duckdb.DuckDBPyConnection, strategy_version: str,
+                          seqs: np.ndarray | None = None) -> dict:
+    """Per decision of a strategy version (log order; only those whose ``seqs`` are given):
+    ``selection_probability`` of the first chosen action, whether that action was ``accepted``
+    (or ``visited``: accepted or a visit without purchase), the ``revenue`` and realised
+    ``margin`` of its outcome (0 without an action) and ``churned`` (False where no outcome
+    was logged)."""
+    cur = con.cursor()
+    only = ""
+    if seqs is not None:
+        cur.register("_k_seqs", pd.DataFrame({"seq": np.asarray(seqs, dtype=np.int64)}))
+        only = "AND seq IN (SELECT seq FROM _k_seqs)"
+    try:
+        return cur.execute(f"""
+            WITH d AS MATERIALIZED (
+                SELECT seq, decision_id, selection_probability, chosen_action FROM decisions
+                WHERE strategy_version = ? AND source = 'klartext' {only}),
+            j AS (
+                SELECT d.seq, d.selection_probability, d.chosen_action, o.decision_id AS o_id, o.action_id,
+                       o.outcome, o.margin, o.revenue, o.churned
+                FROM d LEFT JOIN outcomes o ON o.decision_id = d.decision_id)
+            SELECT seq, any_value(selection_probability) AS selection_probability,
+                   coalesce(any_value(outcome) FILTER (WHERE action_id = chosen_action) = 'accepted', false)
+                       AS accepted,
+                   coalesce(any_value(outcome) FILTER (WHERE action_id = chosen_action) IN ('accepted', 'visited'),
+                            false) AS visited,
+                   coalesce(sum(revenue) FILTER (WHERE action_id = chosen_action), 0.0) AS revenue,
+                   coalesce(sum(margin) FILTER (WHERE action_id = chosen_action), 0.0) AS margin,
+                   coalesce(bool_or(churned), false) AS churned, count(o_id) > 0 AS has_outcome
+            FROM j GROUP BY seq ORDER BY seq""", [strategy_version]).fetchnumpy()
+    finally:
+        cur.close()
 
 
 def decision_seqs(con: duckdb.DuckDBPyConnection, strategy_version: str, f: Filters):
