@@ -179,8 +179,9 @@ def interactions(browser, url: str, with_action: str) -> dict[str, float]:
     page.close()
 
     page = _opened(browser, url + "/tradeoffs", "Realised figures come from the logged outcomes")
-    page.get_by_role("tab", name="What-if").click()
-    _settled(page)
+    # the re-deciding tabs run when chosen: the first reads the logged factors (once per log version)
+    out["trade-offs: open the What-if tab (reads the logged factors)"] = _timed(
+        page, lambda: page.get_by_role("tab", name="What-if").click(), "Decisions whose first action changes")
     field = page.locator("[data-testid='stNumberInput']").filter(has_text="Retention weight").locator("input")
 
     def lever() -> None:

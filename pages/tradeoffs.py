@@ -38,40 +38,47 @@ con = lg.con.cursor()
 f = filters(con)
 number, percent = fmt()
 currency = catalog(lg)[1]
+# the tabs run only when chosen: the re-deciding ones read the logged factors (a few seconds on
+# a 10M log), which the measured figures do not need
 tab_measured, tab_frontier, tab_whatif, tab_ope = st.tabs(
-    [tr("tradeoffs.tab_measured"), tr("tradeoffs.tab_frontier"), tr("tradeoffs.tab_whatif"), tr("tradeoffs.tab_ope")])
+    [tr("tradeoffs.tab_measured"), tr("tradeoffs.tab_frontier"), tr("tradeoffs.tab_whatif"), tr("tradeoffs.tab_ope")],
+    key="to_tab", on_change="rerun")
+redeciding = bool(tab_frontier.open or tab_whatif.open or tab_ope.open)
 
-with tab_measured:
-    by = st.radio(tr("overview.by"), ["issue", "channel"], horizontal=True, key="to_by", format_func=lambda b: tr(f"by.{b}"))
-    sv = queries.newest_strategy_version(con)
-    actions = None
-    if sv:
-        s = lg.load_strategy(sv)
-        actions = pd.DataFrame({"action_id": [a.id for a in s.actions],
-                                "net_margin": [a.margin - a.incentive_cost for a in s.actions],
-                                "retention_effect": [a.retention_effect for a in s.actions]})
-    df = queries.kpi_tradeoff(con, f, by, actions)
-    if df.empty:
-        st.warning(tr("tradeoffs.none_shown"))
-    else:
-        k = queries.kpis(con, f)
-        st.plotly_chart(figures.tradeoff_scatter(df, k["churn_not_reached"], by, lang=lang(), currency=currency),
-                        width="stretch", key="scatter")
-        money_col = {"format": "%.2f"}
-        table(df, f"tradeoff_by_{by}", column_config={
-            "key": tr(f"by.{by}").capitalize(), "contacts": tr("tradeoffs.col_contacts"),
-            "accepted": tr("customer.accepted_col"),
-            "margin": st.column_config.NumberColumn(tr("customer.margin_col", currency=currency), **money_col),
-            "margin_per_contact": st.column_config.NumberColumn(tr("tradeoffs.col_margin_per_contact",
-                                                                   currency=currency), **money_col),
-            "churn_reached": st.column_config.NumberColumn(tr("fig.churn_of_reached"), format="percent"),
-            "expected_margin": st.column_config.NumberColumn(tr("tradeoffs.col_expected_margin", currency=currency),
-                                                             **money_col),
-            "expected_retention": st.column_config.NumberColumn(tr("tradeoffs.col_expected_retention"),
-                                                                format="%.2f")})
-        st.caption(tr("tradeoffs.measured_caption"))
+if tab_measured.open:
+    with tab_measured:
+        by = st.radio(tr("overview.by"), ["issue", "channel"], horizontal=True, key="to_by", format_func=lambda b: tr(f"by.{b}"))
+        sv = queries.newest_strategy_version(con)
+        actions = None
+        if sv:
+            s = lg.load_strategy(sv)
+            actions = pd.DataFrame({"action_id": [a.id for a in s.actions],
+                                    "net_margin": [a.margin - a.incentive_cost for a in s.actions],
+                                    "retention_effect": [a.retention_effect for a in s.actions]})
+        df = queries.kpi_tradeoff(con, f, by, actions)
+        if df.empty:
+            st.warning(tr("tradeoffs.none_shown"))
+        else:
+            k = queries.kpis(con, f)
+            st.plotly_chart(figures.tradeoff_scatter(df, k["churn_not_reached"], by, lang=lang(), currency=currency),
+                            width="stretch", key="scatter")
+            money_col = {"format": "%.2f"}
+            table(df, f"tradeoff_by_{by}", column_config={
+                "key": tr(f"by.{by}").capitalize(), "contacts": tr("tradeoffs.col_contacts"),
+                "accepted": tr("customer.accepted_col"),
+                "margin": st.column_config.NumberColumn(tr("customer.margin_col", currency=currency), **money_col),
+                "margin_per_contact": st.column_config.NumberColumn(tr("tradeoffs.col_margin_per_contact",
+                                                                       currency=currency), **money_col),
+                "churn_reached": st.column_config.NumberColumn(tr("fig.churn_of_reached"), format="percent"),
+                "expected_margin": st.column_config.NumberColumn(tr("tradeoffs.col_expected_margin", currency=currency),
+                                                                 **money_col),
+                "expected_retention": st.column_config.NumberColumn(tr("tradeoffs.col_expected_retention"),
+                                                                    format="%.2f")})
+            st.caption(tr("tradeoffs.measured_caption"))
 
 if only_imported(lg):  # no strategy to re-run: re-arbitrate the four factors the source logged
+    if not redeciding:
+        st.stop()
     try:
         lf = imported_factors(lg)
     except KlartextError as exc:
@@ -109,6 +116,29 @@ if only_imported(lg):  # no strategy to re-run: re-arbitrate the four factors th
         table(sens, "imported_sensitivity")
     st.stop()
 
+try:
+    s = lg.load_strategy(lg.latest_strategy_version())
+except KlartextError as exc:
+    with tab_frontier:
+        show_error(exc)
+    st.stop()
+with tab_whatif:  # its inputs keep their values while another tab is open (they are cheap to show)
+    whatif_note = st.container()
+    c1, c2 = st.columns(2)
+    mw = c1.number_input(tr("tradeoffs.margin_weight"), 0.0, 100.0, float(s.margin_weight), 0.1, key="wi_mw")
+    rw = c2.number_input(tr("tradeoffs.retention_weight"), 0.0, 100.0, float(s.retention_weight), 0.1, key="wi_rw")
+    st.markdown(tr("tradeoffs.levers"))
+    issues = sorted({a.issue for a in s.actions})
+    cols = st.columns(len(issues))
+    levers = {}
+    for col, issue in zip(cols, issues):
+        current = float(s.levers[[a.issue == issue for a in s.actions]].max())
+        v = col.number_input(issue, 0.0, 100.0, current, 0.1, key=f"wi_lever_{issue}")
+        if v != current:
+            levers[issue] = v
+    spec = json.dumps({"margin_weight": mw, "retention_weight": rw, "levers": levers}, sort_keys=True)
+if not redeciding:
+    st.stop()
 fspec = filter_spec(con, f)
 try:
     fx = factors_in(lg, fspec)
@@ -116,7 +146,6 @@ except KlartextError as exc:
     with tab_frontier:
         show_error(exc)
     st.stop()
-s = fx.strategy
 n_all = queries.decision_count(con, s.version)
 
 
@@ -135,72 +164,64 @@ if len(fx) == 0:
             st.warning(tr("tradeoffs.none_selected"))
     st.stop()
 
-with tab_frontier:
-    selection_note()
-    st.markdown(tr("tradeoffs.frontier_intro", n=number(fx.decisions)))
-    with st.expander(tr("replay.technical")):
-        st.caption(tr("tradeoffs.frontier_detail", version=s.version, mw=f"{s.margin_weight:g}",
-                      rw=f"{s.retention_weight:g}"))
-    steps = st.select_slider(tr("tradeoffs.steps"), [11, 21, 41, 81], value=21, key="steps")
-    sw = sweep(*log_key(lg), steps, fspec)
-    st.plotly_chart(figures.frontier(sw), width="stretch", key="frontier")
-    table(sw, "frontier")
+if tab_frontier.open:
+    with tab_frontier:
+        selection_note()
+        st.markdown(tr("tradeoffs.frontier_intro", n=number(fx.decisions)))
+        with st.expander(tr("replay.technical")):
+            st.caption(tr("tradeoffs.frontier_detail", version=s.version, mw=f"{s.margin_weight:g}",
+                          rw=f"{s.retention_weight:g}"))
+        steps = st.select_slider(tr("tradeoffs.steps"), [11, 21, 41, 81], value=21, key="steps")
+        sw = sweep(*log_key(lg), steps, fspec)
+        st.plotly_chart(figures.frontier(sw), width="stretch", key="frontier")
+        table(sw, "frontier")
 
-with tab_whatif:
-    selection_note()
-    c1, c2 = st.columns(2)
-    mw = c1.number_input(tr("tradeoffs.margin_weight"), 0.0, 100.0, float(s.margin_weight), 0.1, key="wi_mw")
-    rw = c2.number_input(tr("tradeoffs.retention_weight"), 0.0, 100.0, float(s.retention_weight), 0.1, key="wi_rw")
-    st.markdown(tr("tradeoffs.levers"))
-    cols = st.columns(len(fx.issues))
-    levers = {}
-    for col, issue in zip(cols, fx.issues):
-        current = float(s.levers[[a.issue == issue for a in s.actions]].max())
-        v = col.number_input(issue, 0.0, 100.0, current, 0.1, key=f"wi_lever_{issue}")
-        if v != current:
-            levers[issue] = v
-    spec = json.dumps({"margin_weight": mw, "retention_weight": rw, "levers": levers}, sort_keys=True)
-    res = what_if(*log_key(lg), spec, fspec)
-    st.metric(tr("tradeoffs.changed"), percent(res["changed"], 2))
-    m = st.columns(len(T.KPI_TABLE))
-    for col, k in zip(m, T.KPI_TABLE):
-        b, w = res["base"][k.name], res["what_if"][k.name]
-        unit = f" {currency}" if k.unit == "currency" else ""
-        col.metric(tr(f"kpi.{k.name}"), number(w) + unit, number(w - b, sign=True) + unit,
-                   help=tr(f"kpi_meaning.{k.name}"), delta_color="inverse" if k.name == "incentive_spend" else "normal")
-    table(res["by_issue"], "what_if_by_issue")
-    table(res["by_channel"], "what_if_by_channel")
-    st.markdown(tr("tradeoffs.sensitivity"))
-    if st.toggle(tr("tradeoffs.sensitivity_on"), key="sens_on"):
-        sens = sensitivity(*log_key(lg), fspec)
-        st.plotly_chart(figures.bars(sens, "changed", "change", fmt=".1%", color="#6a1b9a",
-                                     x_title=tr("tradeoffs.changed_axis")), width="stretch", key="sens")
-        table(sens, "sensitivity")
+if tab_whatif.open:
+    with whatif_note:
+        selection_note()
+    with tab_whatif:
+        res = what_if(*log_key(lg), spec, fspec)
+        st.metric(tr("tradeoffs.changed"), percent(res["changed"], 2))
+        m = st.columns(len(T.KPI_TABLE))
+        for col, k in zip(m, T.KPI_TABLE):
+            b, w = res["base"][k.name], res["what_if"][k.name]
+            unit = f" {currency}" if k.unit == "currency" else ""
+            col.metric(tr(f"kpi.{k.name}"), number(w) + unit, number(w - b, sign=True) + unit,
+                       help=tr(f"kpi_meaning.{k.name}"), delta_color="inverse" if k.name == "incentive_spend" else "normal")
+        table(res["by_issue"], "what_if_by_issue")
+        table(res["by_channel"], "what_if_by_channel")
+        st.markdown(tr("tradeoffs.sensitivity"))
+        if st.toggle(tr("tradeoffs.sensitivity_on"), key="sens_on"):
+            sens = sensitivity(*log_key(lg), fspec)
+            st.plotly_chart(figures.bars(sens, "changed", "change", fmt=".1%", color="#6a1b9a",
+                                         x_title=tr("tradeoffs.changed_axis")), width="stretch", key="sens")
+            table(sens, "sensitivity")
 
-with tab_ope:
-    selection_note()
-    st.markdown(tr("tradeoffs.ope_intro"))
-    reward = st.selectbox(tr("tradeoffs.reward"), list(T.REWARDS), key="ope_reward",
-                          format_func=lambda r: tr(f"reward.{r}"))
-    if not st.toggle(tr("tradeoffs.ope_on"), key="ope_on"):
-        st.stop()
-    try:
-        o = off_policy(*log_key(lg), spec, reward, fspec)
-    except T.UnsupportedTarget as exc:
-        st.error(f"{exc.message} {exc.hint}", icon=":material/block:")
-        st.stop()
-    except ValueError as exc:
-        st.warning(f"{exc} Log decisions with exploration (strategy: exploration.epsilon > 0).")
-        st.stop()
-    if "warning" in o:
-        st.error(o["warning"], icon=":material/warning:")
-    est = pd.DataFrame(o["estimates"].values())
-    st.plotly_chart(figures.intervals(est, "value", "ci_low", "ci_high", "estimator",
-                                      reference=o["logging_policy_value"],
-                                      title=f"Estimated {reward} per decision (dashed: the logged policy's observed value)"),
-                    width="stretch", key="ope")
-    st.caption(f"{o['decisions_with_outcomes']:,} decisions with outcomes, {o['explored_share']:.1%} explored; the "
-               f"target differs on {o['target_differs']:.1%}; {o['supported']:.1%} of its choices had a positive "
-               "logging probability" + (f" (estimates over those {o['decisions']:,} only)." if o["scope"] != "all"
-                                        else "."))
-    table(est, f"ope_{reward}")
+if tab_ope.open:
+    with tab_ope:
+        selection_note()
+        st.markdown(tr("tradeoffs.ope_intro"))
+        reward = st.selectbox(tr("tradeoffs.reward"), list(T.REWARDS), key="ope_reward",
+                              format_func=lambda r: tr(f"reward.{r}"))
+        if not st.toggle(tr("tradeoffs.ope_on"), key="ope_on"):
+            st.stop()
+        try:
+            o = off_policy(*log_key(lg), spec, reward, fspec)
+        except T.UnsupportedTarget as exc:
+            st.error(f"{exc.message} {exc.hint}", icon=":material/block:")
+            st.stop()
+        except ValueError as exc:
+            st.warning(f"{exc} Log decisions with exploration (strategy: exploration.epsilon > 0).")
+            st.stop()
+        if "warning" in o:
+            st.error(o["warning"], icon=":material/warning:")
+        est = pd.DataFrame(o["estimates"].values())
+        st.plotly_chart(figures.intervals(est, "value", "ci_low", "ci_high", "estimator",
+                                          reference=o["logging_policy_value"],
+                                          title=f"Estimated {reward} per decision (dashed: the logged policy's observed value)"),
+                        width="stretch", key="ope")
+        st.caption(f"{o['decisions_with_outcomes']:,} decisions with outcomes, {o['explored_share']:.1%} explored; the "
+                   f"target differs on {o['target_differs']:.1%}; {o['supported']:.1%} of its choices had a positive "
+                   "logging probability" + (f" (estimates over those {o['decisions']:,} only)." if o["scope"] != "all"
+                                            else "."))
+        table(est, f"ope_{reward}")

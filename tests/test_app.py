@@ -267,18 +267,42 @@ def test_tradeoff_scatter_and_calibration():
     assert list(cal.data[1].x) == [0.05] and list(cal.data[1].y) == [0.04]
 
 
+def tab(at, label):
+    """Open a tab of the trade-offs page (its tabs run only when chosen)."""
+    at.session_state["to_tab"] = label
+    return ok(at.run())
+
+
 def test_tradeoffs_what_if_changes_the_winners(demo_log, monkeypatch):
-    at = page("pages/tradeoffs.py", demo_log, monkeypatch)
+    at = tab(page("pages/tradeoffs.py", demo_log, monkeypatch), "What-if")
     changed = [m for m in at.metric if m.label == "Decisions whose first action changes"][0]
     assert changed.value == "0.00%"
     ok(at.number_input(key="wi_rw").set_value(3.0).run())
     changed = [m for m in at.metric if m.label == "Decisions whose first action changes"][0]
     assert float(changed.value.rstrip("%")) > 0
     ok(at.toggle(key="sens_on").set_value(True).run())
+    tab(at, "Off-policy estimate")
     ok(at.toggle(key="ope_on").set_value(True).run())
     est = at.dataframe[-1].value
     assert list(est["estimator"]) == ["ips", "snips", "dr"]
     assert (est["ci_low"] <= est["value"]).all() and (est["value"] <= est["ci_high"]).all()
+
+
+def test_the_measured_tab_shows_without_reading_the_logged_factors(demo_log, monkeypatch):
+    """The re-deciding tabs read every selected decision's factors (seconds on a 10M log): the
+    page opens on the measured figures without them, and reads them once such a tab is chosen."""
+    from analysis import tradeoff as T
+
+    import streamlit as st
+
+    st.cache_resource.clear()  # another test may have read them already
+    calls = []
+    real = T.load_factors
+    monkeypatch.setattr(T, "load_factors", lambda *a, **k: calls.append(1) or real(*a, **k))
+    at = page("pages/tradeoffs.py", demo_log, monkeypatch)
+    assert at.dataframe and not calls and not [m for m in at.metric if m.label.startswith("Decisions whose")]
+    tab(at, "Frontier")
+    assert calls and at.get("plotly_chart")
 
 
 def test_frontier_and_interval_figures():
@@ -298,7 +322,7 @@ def test_the_re_deciding_tabs_honour_the_channel_filter(demo_log, monkeypatch):
     # with Channels = email, Frontier, What-if and Off-policy once re-decided every decision
     from analysis import tradeoff as T
 
-    at = page("pages/tradeoffs.py", demo_log, monkeypatch)
+    at = tab(page("pages/tradeoffs.py", demo_log, monkeypatch), "What-if")
     ok(at.multiselect(key="f_channels").set_value(["email"]).run())
     ok(at.number_input(key="wi_rw").set_value(3.0).run())
     with DecisionLog.open(demo_log, read_only=True) as log:
@@ -311,6 +335,8 @@ def test_the_re_deciding_tabs_honour_the_channel_filter(demo_log, monkeypatch):
     assert notes and all(f"the {len(email):,} of {len(fx):,} logged decisions" in n for n in notes), notes
     changed = [m for m in at.metric if m.label == "Decisions whose first action changes"][0]
     assert changed.value == f"{expected:.2%}"
+    tab(at, "Off-policy estimate")
+    assert at.number_input(key="wi_rw").value == 3.0  # the what-if's setting is the target still
     ok(at.toggle(key="ope_on").set_value(True).run())
     assert list(at.dataframe[-1].value["estimator"]) == ["ips", "snips", "dr"]
 
