@@ -292,6 +292,27 @@ def daily(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
         GROUP BY ALL ORDER BY day, c.issue""", f.params()).df()
 
 
+def bar_grain(daily: pd.DataFrame) -> str:
+    """The bars a period of per-day rows reads best in: a day each up to three months, a week
+    each up to two years, else a month each (three years of days are a thousand bars that
+    neither eye nor browser take in)."""
+    if daily.empty:
+        return "day"
+    span = (pd.Timestamp(daily["day"].max()) - pd.Timestamp(daily["day"].min())).days + 1
+    return "day" if span <= 92 else "week" if span <= 731 else "month"
+
+
+def per_period(daily: pd.DataFrame, grain: str) -> pd.DataFrame:
+    """:func:`daily`'s rows summed per week (from Monday, as DuckDB's ``date_trunc``) or month
+    (from its first), ``day`` the period's first day; ``"day"`` returns them unchanged."""
+    if grain == "day" or daily.empty:
+        return daily
+    day = pd.to_datetime(daily["day"])
+    start = (day - pd.to_timedelta(day.dt.weekday, unit="D")) if grain == "week" else day.dt.to_period("M").dt.start_time
+    return (daily.assign(day=start.dt.date).groupby(["day", "issue"], as_index=False, sort=True)
+            [["contacts", "accepted", "margin"]].sum())
+
+
 def decisions_per_day(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
     """Columns: day, channel, decisions, with_action."""
     p = f.params()

@@ -42,11 +42,13 @@ grain = st.radio(tr("overview.per"), ["day", "week", "month"], index=1, horizont
 st.plotly_chart(figures.trends(queries.trends(con, f, grain), changes, currency, lg_lang), width="stretch",
                 key="trends")
 st.caption(tr("overview.trends_caption"))
-st.subheader(tr("overview.shown_per_day"))
 daily = queries.daily(con, f)
+bars = queries.bar_grain(daily)  # a long period in weeks or months: a bar per day would be a thousand
+daily = queries.per_period(daily, bars)
+st.subheader(tr(f"overview.shown_per_{bars}"))
 st.plotly_chart(figures.timeline(daily, changes, lang=lg_lang, y_title=tr("overview.actions_shown")), width="stretch",
                 key="timeline")
-st.subheader(tr("overview.margin_per_day"))
+st.subheader(tr(f"overview.margin_per_{bars}"))
 st.plotly_chart(figures.timeline(daily, changes, value="margin", lang=lg_lang,
                                  y_title=tr("fig.margin_currency", currency=currency)), width="stretch",
                 key="timeline_m")

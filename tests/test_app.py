@@ -366,3 +366,27 @@ def test_the_board_sees_trends_with_strategy_changes_at_their_first_decision(dem
     assert [t["name"] for t in spec["data"]] == ["Acceptance rate", "Margin", "churn, reached", "churn, not reached"]
     assert pd.Timestamp(spec["layout"]["shapes"][0]["x0"]) == pd.Timestamp(first).tz_localize(None) or \
         pd.Timestamp(spec["layout"]["shapes"][0]["x0"]) == pd.Timestamp(first)
+
+
+def test_a_long_period_is_shown_per_week_or_month_with_the_same_totals():
+    """Three years of days are a thousand bars per issue: the Overview shows a period of more
+    than three months per week and one of more than two years per month, summing exactly."""
+    from decision_log import queries
+
+    def days(n):
+        d = pd.date_range("2024-01-01", periods=n, freq="D").date
+        return pd.DataFrame({"day": np.repeat(d, 2), "issue": ["growth", "retention"] * n,
+                             "contacts": np.arange(2 * n), "accepted": np.arange(2 * n) % 3,
+                             "margin": np.arange(2 * n) * 0.5})
+
+    assert [queries.bar_grain(days(n)) for n in (28, 92, 93, 731, 732, 1120)] == \
+        ["day", "day", "week", "week", "month", "month"]
+    long = days(1120)
+    for grain in ("week", "month"):
+        out = queries.per_period(long, grain)
+        for c in ("contacts", "accepted", "margin"):
+            assert out[c].sum() == pytest.approx(long[c].sum())
+        starts = pd.to_datetime(out["day"])
+        assert (starts.dt.weekday == 0).all() if grain == "week" else (starts.dt.day == 1).all()
+        assert len(out) == 2 * (160 if grain == "week" else 37) and not out.duplicated(["day", "issue"]).any()
+    assert queries.per_period(days(28), "day") is not None and len(queries.per_period(days(28), "day")) == 56
