@@ -767,11 +767,12 @@ class DecisionLog:
             con.unregister("_k_out")
         return len(tbl)
 
-    def _checked_outcomes(self, outcomes: pd.DataFrame, con: duckdb.DuckDBPyConnection | None = None
-                          ) -> pd.DataFrame:
+    def _checked_outcomes(self, outcomes: pd.DataFrame, con: duckdb.DuckDBPyConnection | None = None,
+                          decisions: bool = True) -> pd.DataFrame:
         """The rows of ``outcomes`` to log (a retry's are left out), each checked against the
         decisions of the log ``con`` reads (default: this file; a service worker checks one it
-        did not make against the whole log)."""
+        did not make against the whole log).  Without ``decisions`` only against the outcomes
+        logged there (a worker's own decision: another worker may have taken its outcome)."""
         keep = []
         con = con or self.con.cursor()
         for r in outcomes.itertuples(index=False):
@@ -781,9 +782,10 @@ class DecisionLog:
                 if not (isinstance(v, (int, float)) and math.isfinite(v) and abs(v) <= MAX_AMOUNT):
                     raise InputError(f"{name} must be a finite amount of at most {MAX_AMOUNT:,.0f}, got {v!r}.",
                                      f"Send the {name} in the strategy's currency.")
-            if not con.execute("SELECT count(*) FROM decisions WHERE decision_id = ?", [did]).fetchall()[0][0]:
+            if decisions and not con.execute("SELECT count(*) FROM decisions WHERE decision_id = ?",
+                                             [did]).fetchall()[0][0]:
                 raise LookupError(did)
-            if aid is not None and not con.execute("SELECT count(*) FROM candidates WHERE decision_id = ? AND "
+            if decisions and aid is not None and not con.execute("SELECT count(*) FROM candidates WHERE decision_id = ? AND "
                                                    "action_id = ?", [did, aid]).fetchall()[0][0]:
                 raise InputError(f"Action {aid!r} is not an action of decision {did!r}.",
                                  "Name an action of the decision's catalog (see GET /decisions/{id}), or none.")

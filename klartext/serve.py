@@ -35,6 +35,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -417,6 +418,24 @@ class Service:
             else:
                 self._resolve(job, {"logged": f.result(), "duplicate": f.result() == 0})
 
+        if self.worker is not None:  # a repeat another worker took is in the whole log, not in this file
+            self._elsewhere.submit(self._outcome_of_a_worker, job, row, answered)
+            return
+        self.writer.call(lambda log: log.append_outcomes(row, checked=True)).add_done_callback(answered)
+
+    def _outcome_of_a_worker(self, job: _Job, row, answered: Callable[[Future], None]) -> None:
+        """A worker's outcome: left out where another worker logged the same one already (the
+        whole log: its replicas, about a second old), refused where it logged another; then
+        logged on the writer's thread as any (a decision of another worker: :meth:`_outcome_elsewhere`)."""
+        try:
+            with self.source() as whole:
+                row = self.log._checked_outcomes(row, whole.con.cursor(), decisions=False)
+        except BaseException as exc:  # noqa: BLE001 - told to the client
+            self._resolve(job, error=exc)
+            return
+        if row.empty:
+            self._resolve(job, {"logged": 0, "duplicate": True})
+            return
         self.writer.call(lambda log: log.append_outcomes(row, checked=True)).add_done_callback(answered)
 
     def _outcome_elsewhere(self, job: _Job, row) -> None:

@@ -291,9 +291,9 @@ def test_tradeoffs_what_if_changes_the_winners(demo_log, monkeypatch):
 def test_the_measured_tab_shows_without_reading_the_logged_factors(demo_log, monkeypatch):
     """The re-deciding tabs read every selected decision's factors (seconds on a 10M log): the
     page opens on the measured figures without them, and reads them once such a tab is chosen."""
-    from analysis import tradeoff as T
-
     import streamlit as st
+
+    from analysis import tradeoff as T
 
     st.cache_resource.clear()  # another test may have read them already
     calls = []

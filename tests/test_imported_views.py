@@ -77,6 +77,10 @@ def test_the_trade_offs_page_re_arbitrates_an_imported_log(v1_log, monkeypatch):
     at = AppTest.from_file(str(ROOT / "pages" / "tradeoffs.py"), default_timeout=60)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
+    assert not at.metric  # the tabs that re-arbitrate run when chosen
+    at.session_state["to_tab"] = "What-if"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     assert at.metric[0].value == "0.00%"
     assert any("no margin/retention frontier" in i.value for i in at.info)
