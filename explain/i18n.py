@@ -882,6 +882,16 @@ def number(x: float, lang: str, decimals: int = 0) -> str:
     return text.replace(",", "\x00").replace(".", ",").replace("\x00", ".") if lang == "de" else text
 
 
+def compact(x: float, lang: str) -> str:
+    """A large figure short enough for a narrow column: 13,44 Mio. / 13.44 M, 1,2 Mrd. / 1.2 bn;
+    below a million as :func:`number`."""
+    a = abs(x)
+    if a < 1e6:
+        return number(x, lang)
+    value, unit = (x / 1e9, ("Mrd.", "bn")) if a >= 1e9 else (x / 1e6, ("Mio.", "M"))
+    return f"{number(value, lang, 2 if abs(value) < 100 else 1)} {unit[0] if lang == 'de' else unit[1]}"
+
+
 def significant(x: float, lang: str, digits: int = 4) -> str:
     """``x`` to ``digits`` significant digits with the decimal sign of ``lang`` (0.1234 / 0,1234)."""
     text = format(float(x), f".{digits}g")

@@ -59,6 +59,11 @@ def fmt():
     return number, percent
 
 
+def date_format() -> str:
+    """A date input's format in the chosen language: 05.12.2026 / 2026-12-05."""
+    return "DD.MM.YYYY" if lang() == "de" else "YYYY-MM-DD"
+
+
 def money(x: float | None, currency: str, decimals: int = 2) -> str:
     """An amount with the strategy's currency, in the chosen language: 1,234.50 EUR / 1.234,50 EUR."""
     if x is None or x != x:
@@ -432,7 +437,8 @@ def filters(con: duckdb.DuckDBPyConnection, issues: bool = True) -> queries.Filt
     ch = queries.choices(con)
     st.sidebar.markdown(f"**{tr('common.filters')}**")
     first, last = ch["first"], ch["last"]
-    period = st.sidebar.date_input(tr("common.period"), value=(first, last), min_value=first, max_value=last, key="f_period")
+    period = st.sidebar.date_input(tr("common.period"), value=(first, last), min_value=first, max_value=last, key="f_period",
+                                   format=date_format())
     start, end = (period if isinstance(period, (tuple, list)) and len(period) == 2
                   else (period[0], period[0]) if isinstance(period, (tuple, list)) and period else (first, last))
     if isinstance(start, date) and isinstance(end, date) and start > end:
@@ -596,7 +602,7 @@ def report_period(con: duckdb.DuckDBPyConnection):
     dp = default_period(first, last)
     default = (dp.start, dp.end)
     chosen = st.sidebar.date_input(tr("common.period"), value=default, min_value=first, max_value=last,
-                                   key="gov_period")
+                                   key="gov_period", format=date_format())
     start, end = (chosen if isinstance(chosen, (tuple, list)) and len(chosen) == 2
                   else (chosen[0], chosen[0]) if isinstance(chosen, (tuple, list)) and chosen else default)
     if start > end:

@@ -7,6 +7,7 @@ from analysis import tradeoff as T
 from decision_log import queries
 from decisioning.errors import KlartextError
 from explain import figures
+from explain.i18n import compact
 from pages.common import (
     catalog,
     factors_in,
@@ -186,8 +187,10 @@ if tab_whatif.open:
         for col, k in zip(m, T.KPI_TABLE):
             b, w = res["base"][k.name], res["what_if"][k.name]
             unit = f" {currency}" if k.unit == "currency" else ""
-            col.metric(tr(f"kpi.{k.name}"), number(w) + unit, number(w - b, sign=True) + unit,
-                       help=tr(f"kpi_meaning.{k.name}"), delta_color="inverse" if k.name == "incentive_spend" else "normal")
+            # six figures side by side: millions in short (13,44 Mio.), the exact figure in the help
+            col.metric(tr(f"kpi.{k.name}"), compact(w, lang()) + unit, number(w - b, sign=True) + unit,
+                       help=tr(f"kpi_meaning.{k.name}") + f" ({number(w)}{unit})",
+                       delta_color="inverse" if k.name == "incentive_spend" else "normal")
         table(res["by_issue"], "what_if_by_issue")
         table(res["by_channel"], "what_if_by_channel")
         st.markdown(tr("tradeoffs.sensitivity"))

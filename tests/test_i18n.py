@@ -242,3 +242,21 @@ def test_german_date_axes_name_no_english_month():
     for fig in (figures.timeline(daily, lang="en"), figures.trends(trend, lang="en")):
         assert not any(ax.tickformatstops for ax in fig.select_xaxes())
         assert all("%{x|%Y-%m-%d}" in tr.hovertemplate for tr in fig.data)
+
+
+def test_large_figures_fit_a_narrow_metric_and_dates_read_in_german(demo_log, monkeypatch):
+    """A 10M log's what-if totals ran past their columns (13.436.…); they are shown short in
+    each language, the exact figure in the help; the sidebar's dates read 05.12.2026 in German."""
+    from streamlit.testing.v1 import AppTest
+
+    from explain.i18n import compact
+
+    assert [compact(x, "de") for x in (13_436_123, 109_640_000, 2.5e9, 219_942, -2.5e6)] == \
+        ["13,44 Mio.", "109,6 Mio.", "2,50 Mrd.", "219.942", "-2,50 Mio."]
+    assert [compact(x, "en") for x in (13_436_123, 2.5e9, 219_942)] == ["13.44 M", "2.50 bn", "219,942"]
+    monkeypatch.setenv("KLARTEXT_DB", str(demo_log))
+    for lang, fmt in (("de", "DD.MM.YYYY"), ("en", "YYYY-MM-DD")):
+        monkeypatch.setenv("KLARTEXT_LANG", lang)
+        at = AppTest.from_file(str(ROOT / "pages" / "overview.py"), default_timeout=90)
+        at.run()
+        assert not at.exception and at.date_input(key="f_period").proto.format == fmt
