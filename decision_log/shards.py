@@ -38,7 +38,7 @@ from pathlib import Path
 
 import duckdb
 
-from decision_log import integrity, live, schema, seals
+from decision_log import integrity, live, schema, seals, summaries
 from decision_log.subjects import fsync_dir as _fsync_dir
 from decisioning.errors import LogError
 
@@ -413,7 +413,34 @@ def reader(head: str, manifest: Manifest, wait_s: float = 0.0, damaged_ok: bool 
             parts = [f"SELECT * EXCLUDE (k_n) FROM (SELECT *, row_number() OVER (PARTITION BY version ORDER BY "
                      f"first_used) AS k_n FROM ({every})) WHERE k_n = 1"]
         con.execute(f"CREATE VIEW {t} AS " + " UNION ALL BY NAME ".join(parts))
+    if "outcomes" in tables:  # what the dashboard's summaries count, with where each outcome is kept
+        parts = ["SELECT *, NULL::BIGINT AS k_upto FROM h.main.outcomes",
+                 *_shard_outcomes(manifest, gone),
+                 *[f"SELECT *, {summaries.NOT_YET}::BIGINT AS k_upto FROM {alias}.main.outcomes" for alias, _ in workers]]
+        con.execute(f"CREATE VIEW {summaries.READER_OUTCOMES} AS " + " UNION ALL BY NAME ".join(parts))
     return con
+
+
+def _shard_outcomes(manifest: Manifest, gone: list[str] | tuple = ()) -> list[str]:
+    """SELECTs of the outcome rows the kept shards hold, each with its shard's last position
+    as ``k_upto`` (see :class:`decision_log.summaries.Rows`)."""
+    out = []
+    for s in manifest.live:
+        f = str(s.file(manifest.root, "outcomes"))
+        if s.outcomes and f not in gone:
+            out.append(f"SELECT *, {int(s.last_seq)}::BIGINT AS k_upto FROM {_parquet([f])}")
+    return out
+
+
+def summary_rows(manifest: Manifest | None) -> summaries.Rows:
+    """The rows of the whole log as its head's writer reads them for the summaries: the
+    file's own tables and every kept shard's Parquet files."""
+    if manifest is None or not manifest.live:
+        return summaries.Rows()
+    union = {t: f"(SELECT * FROM {t} UNION ALL BY NAME SELECT * FROM {_parquet(manifest.files(t))})"
+             for t in ("decisions", "candidates")}
+    outcomes = " UNION ALL BY NAME ".join(["SELECT *, NULL::BIGINT AS k_upto FROM outcomes", *_shard_outcomes(manifest)])
+    return summaries.Rows(union["decisions"], union["candidates"], f"({outcomes})")
 
 
 def _attach_workers(con: duckdb.DuckDBPyConnection, manifest: Manifest) -> list[tuple[str, int]]:

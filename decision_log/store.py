@@ -17,7 +17,7 @@ import math
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -331,10 +331,17 @@ class DecisionLog:
     def refresh_summaries(self) -> int:
         """Count the decisions and outcomes logged since the last refresh into the summaries
         the dashboard reads (:func:`decision_log.summaries.refresh`); returns the days
-        refreshed.  Nothing for a log whose decisions were moved into shards."""
-        if self.read_only or not summaries.usable(self.con):
+        refreshed.  A log with shards is counted whole: its file's rows and its shards'."""
+        if self.read_only or not summaries.kept(self.con):
             return 0
-        return summaries.refresh(self.con)
+        return summaries.refresh(self.con, rows=self.summary_rows())
+
+    def summary_rows(self) -> summaries.Rows:
+        """The rows the summaries count, as this connection reads them: a reader's, or a
+        writer's file and its shards (:func:`decision_log.shards.summary_rows`)."""
+        if self.read_only:
+            return summaries.rows_of(self.con)
+        return shards.summary_rows(self.manifest)
 
     def suspend(self) -> None:
         """Let go of the file (a read-only log between uses), so that another process may
@@ -933,6 +940,12 @@ class DecisionLog:
                                  f"{record['public_key'][:16]}…)")
             if purged and not live and not in_head:
                 res.notes.append("every decision of the log was purged")
+            # the dashboard's summaries, counted over the whole log (the head's check above
+            # could not: it reads the head's rows only)
+            wrong = summaries.check(self.con, after_seal=0 if since is None else since.seal_seq,
+                                    rows=self.summary_rows())
+            if wrong is not None:
+                return integrity.VerifyResult(False, total, res.head_hash, table=wrong[0], problem=wrong[1])
         return res
 
     def links(self, progress: Callable[[int, int], None] | None = None) -> integrity.VerifyResult:
@@ -1138,9 +1151,16 @@ class DecisionLog:
                         "head": s.head, "link": s.link, "newest": ts.isoformat()} for s, ts in victims],
         }, key)
         ids = shards._parquet([str(s.file(self.manifest.root, "decisions")) for s, _ in victims])
+        gone = {s.name for s, _ in victims}
+        kept = shards.Manifest(self.manifest.root, [s for s in self.manifest.shards if s.name not in gone])
+        first = min(datetime.fromisoformat(s.first_ts) for s, _ in victims).astimezone(UTC).date()
+        days = [first + timedelta(days=i) for i in range((max(ts for _, ts in victims).astimezone(UTC).date()
+                                                          - first).days + 1)]
         with self.atomic():
             seals.insert_meta(cur, f"{shards.PURGE_PREFIX}{n}", json.dumps(record), in_transaction=True)
             cur.execute(f"DELETE FROM explanations WHERE decision_id IN (SELECT decision_id FROM {ids})")
+            if summaries.kept(cur):  # the purged days' sums without the purged decisions, in the same commit
+                summaries.refresh(cur, in_transaction=True, rows=shards.summary_rows(kept), also=days)
         shards.finish_purges(cur, self.manifest)
         return record
 

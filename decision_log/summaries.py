@@ -17,9 +17,19 @@ figure computed from the rows, at any moment (tested against the raw queries).  
 recomputes every day's summary from the rows it counted and names a day whose stored sums
 differ (:func:`check`).
 
-Where summaries cannot stand in for the rows, readers compute from the rows: a log whose
-decisions are a view over shards (:mod:`decision_log.shards`), a log that was never refreshed
-(an earlier release's, opened read-only), and the funnel for several issues at once.
+**Shards.**  A log whose older decisions are in shards (:mod:`decision_log.shards`: archived,
+or sealed from service workers) keeps one set of summaries in its head file, counted over the
+whole log — the head's rows and every kept shard's (:class:`Rows`).  Positions (``seq``) are the
+log's, so a decision counted before it was archived stays counted; an outcome in a shard (a
+worker's) counts as logged with its shard's last decision.  A reader of the whole log (the
+view :func:`decision_log.shards.reader` lays over head, shards and running workers) reads the
+stored sums and computes the rest from the rows as above; a writable head, which sees only
+its own file's rows, computes from those.  A purge recomputes the days of the shards it
+deletes in the transaction that seals its record.
+
+Where summaries cannot stand in for the rows, readers compute from the rows: a writable head
+with shards, a log that was never refreshed (an earlier release's, opened read-only), and the
+funnel for several issues at once.
 """
 
 from __future__ import annotations
@@ -185,7 +195,7 @@ def _compute(kind: str, stage_values: str) -> str:
     raise ValueError(kind)
 
 
-def _scope(days: str) -> str:
+def _scope(days: str, rows: Rows) -> str:
     """CTEs ``_d`` (decisions), ``_c`` (candidates), ``_o`` (outcomes) of the days that
     ``days`` (a SQL condition on ``day``) admits between ``$lo`` and ``$hi``, within the
     bounds ``$upto_seq`` and ``$upto_out``, each with its ``day``."""
@@ -193,18 +203,19 @@ def _scope(days: str) -> str:
         _d AS (SELECT * FROM (
                    SELECT d.decision_id, {DAY.format(t='d')} AS day, d.ts, d.channel, d.strategy_version,
                           d.chosen_action IS NOT NULL AS reached
-                   FROM decisions d
+                   FROM {rows.decisions} d
                    WHERE d.ts >= $lo AND d.ts < $hi AND ($upto_seq IS NULL OR d.seq <= $upto_seq))
                WHERE {days}),
-        _c AS (SELECT * FROM (SELECT c.*, {DAY.format(t='c')} AS day FROM candidates c
+        _c AS (SELECT * FROM (SELECT c.*, {DAY.format(t='c')} AS day FROM {rows.candidates} c
                               WHERE c.ts >= $lo AND c.ts < $hi)
                WHERE {days} AND ($upto_seq IS NULL OR decision_id IN (SELECT decision_id FROM _d))),
-        _o AS (SELECT o.* FROM outcomes o SEMI JOIN _d USING (decision_id)
-               WHERE ($upto_out IS NULL OR o.seal_seq <= $upto_out))"""
+        _o AS (SELECT o.* FROM {rows.outcomes} o SEMI JOIN _d USING (decision_id)
+               WHERE ($upto_out IS NULL OR CASE WHEN o.k_upto IS NULL THEN o.seal_seq <= $upto_out
+                                                ELSE o.k_upto <= $upto_seq END))"""
 
 
-def _computed(kind: str, stage_values: str, days: str) -> str:
-    return f"WITH {_scope(days)} SELECT * FROM ({_compute(kind, stage_values)})"
+def _computed(kind: str, stage_values: str, days: str, rows: Rows) -> str:
+    return f"WITH {_scope(days, rows)} SELECT * FROM ({_compute(kind, stage_values)})"
 
 
 def _bounds(day_list: list[date]) -> dict:
@@ -227,14 +238,51 @@ class State:
 #: Readers use the summaries (a benchmark turns this off to time the same pages from the rows).
 ENABLED = True
 
+#: The view of every outcome of a sharded log with where it is kept (``k_upto``, see :class:`Rows`),
+#: which :func:`decision_log.shards.reader` lays beside its ``outcomes``.
+READER_OUTCOMES = "k_summary_outcomes"
+#: ``k_upto`` of an outcome that no refresh has counted yet (a running worker's).
+NOT_YET = 9223372036854775807
+
+
+@dataclass(frozen=True)
+class Rows:
+    """The rows the summaries count, as SQL relations: ``decisions`` and ``candidates`` (the
+    whole log's), and ``outcomes`` with a column ``k_upto``: NULL for an outcome in the head
+    file (counted by a refresh that reached its seal position), else the position of the last
+    decision of the shard that holds it (counted by a refresh that reached that decision:
+    a shard is sealed whole, after every decision before it)."""
+
+    decisions: str = "decisions"
+    candidates: str = "candidates"
+    outcomes: str = "(SELECT *, NULL::BIGINT AS k_upto FROM outcomes)"
+
+
+def _reader_of_shards(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether ``con`` is a reader of a whole sharded log (not a cursor on its head file)."""
+    return bool(con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = ? AND database_name = "
+                            "current_database()", [READER_OUTCOMES]).fetchall()[0][0])
+
+
+def rows_of(con: duckdb.DuckDBPyConnection) -> Rows:
+    """The rows a reader's connection counts: a file's own tables, or a sharded log's views."""
+    return Rows(outcomes=READER_OUTCOMES) if _reader_of_shards(con) else Rows()
+
+
+def kept(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the log has the summary tables (a log of an earlier release may lack them)."""
+    return has_table(con, "summary_refreshes")
+
 
 def usable(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether this connection's log keeps summaries that stand for its rows: it has the
-    tables and its decisions are a table of this file (not a view over shards)."""
-    if not ENABLED or not has_table(con, "summary_refreshes"):
+    """Whether this connection's log keeps summaries that stand for the rows it reads: it has
+    the tables, and reads either one file of its own or a whole sharded log."""
+    if not ENABLED or not kept(con):
         return False
-    # a view: a reader of a sharded log or of a service's workers; a shard's meta entry: a head
-    # file whose earlier decisions were moved into shards (its sums counted them too)
+    if _reader_of_shards(con):
+        return True
+    # a head file (writable, or a cursor on it) whose older decisions are in shards: its sums
+    # count those too, its rows do not; a view of decisions that is not a reader's: not ours
     return not con.execute(
         "SELECT (SELECT count(*) FROM duckdb_views() WHERE view_name = 'decisions' AND NOT internal) "
         "+ (SELECT count(*) FROM meta WHERE starts_with(key, 'shard:'))").fetchall()[0][0]
@@ -246,39 +294,50 @@ def state(con: duckdb.DuckDBPyConnection) -> State:
     return State(int(row[0]), int(row[1]), row[2] or "", int(row[3]))
 
 
-def stale_days(con: duckdb.DuckDBPyConnection, st: State, key: str | None = None) -> list[date] | None:
+#: An outcome that the refresh up to decision ``$s`` and outcome write ``$o`` did not count.
+_NOT_COUNTED = "CASE WHEN k_upto IS NULL THEN seal_seq IS NULL OR seal_seq > $o ELSE k_upto > $s END"
+
+
+def stale_days(con: duckdb.DuckDBPyConnection, st: State, key: str | None = None,
+               rows: Rows | None = None) -> list[date] | None:
     """The days whose stored sums do not count every decision and outcome (None: all days —
     never refreshed, or the stage order changed since)."""
     if not st.refreshes or (key or stage_key(con)) != st.stage_key:
         return None
-    rows = con.execute(f"""
-        SELECT DISTINCT {DAY.format(t='d')} FROM decisions d WHERE d.seq > $s
+    r = rows or rows_of(con)
+    found = con.execute(f"""
+        SELECT DISTINCT {DAY.format(t='d')} FROM {r.decisions} d WHERE d.seq > $s
         UNION
-        SELECT DISTINCT {DAY.format(t='d')} FROM decisions d
-        SEMI JOIN (SELECT decision_id FROM outcomes WHERE seal_seq IS NULL OR seal_seq > $o) USING (decision_id)
+        SELECT DISTINCT {DAY.format(t='d')} FROM {r.decisions} d
+        SEMI JOIN (SELECT decision_id FROM {r.outcomes} WHERE {_NOT_COUNTED}) USING (decision_id)
         ORDER BY 1""", {"s": st.upto_seq, "o": st.upto_outcome}).fetchall()
-    return [r[0] for r in rows]
+    return [x[0] for x in found]
 
 
 # -- keeping them ----------------------------------------------------------------------------------
 
 
-def refresh(con: duckdb.DuckDBPyConnection, in_transaction: bool = False) -> int:
+def refresh(con: duckdb.DuckDBPyConnection, in_transaction: bool = False, rows: Rows | None = None,
+            also: list[date] | None = None) -> int:
     """Recompute the summaries of every day with decisions or outcomes the last refresh did not
-    count, as one sealed write per table, in one transaction (the caller's with
+    count (and the days ``also``: a purge's), counting ``rows`` (default: the connection's
+    own tables), as one sealed write per table, in one transaction (the caller's with
     ``in_transaction``).  Returns how many days were refreshed (0: nothing new)."""
     with seals.transaction(con, in_transaction):
-        return _refresh(con)
+        return _refresh(con, rows or Rows(), also or [])
 
 
-def _refresh(con: duckdb.DuckDBPyConnection) -> int:
+def _refresh(con: duckdb.DuckDBPyConnection, rows: Rows, also: list[date]) -> int:
     st = state(con)
     key = stage_key(con)
-    top_seq = con.execute("SELECT coalesce(max(seq), 0) FROM decisions").fetchall()[0][0]
+    top_seq = con.execute(f"SELECT coalesce(max(seq), 0) FROM {rows.decisions}").fetchall()[0][0]
     top_out = con.execute("SELECT coalesce(max(seal_seq), 0) FROM outcomes").fetchall()[0][0]
-    days = stale_days(con, st, key)
+    days = stale_days(con, st, key, rows)
     if days is None:
-        days = [r[0] for r in con.execute(f"SELECT DISTINCT {DAY.format(t='d')} FROM decisions d ORDER BY 1").fetchall()]
+        days = [r[0] for r in con.execute(f"SELECT DISTINCT {DAY.format(t='d')} FROM {rows.decisions} d "
+                                          "ORDER BY 1").fetchall()]
+    elif also:
+        days = sorted(set(days) | set(also))
     if not days and st.refreshes:
         return 0
     rid = con.execute("SELECT coalesce(max(refresh), 0) + 1 FROM summary_refreshes").fetchall()[0][0]
@@ -298,7 +357,7 @@ def _refresh(con: duckdb.DuckDBPyConnection) -> int:
         for kind in KINDS:
             with seals.sealed_write(con, table(kind), in_transaction=True, tables=_SEAL_TABLES) as seq:
                 con.execute(f"INSERT INTO {table(kind)} BY NAME SELECT {rid} AS refresh, *, {seq} AS seal_seq FROM ("
-                            f"{_computed(kind, values, 'list_contains($chunk, day)')})", params)
+                            f"{_computed(kind, values, 'list_contains($chunk, day)', rows)})", params)
     return len(days)
 
 
@@ -342,10 +401,11 @@ def query(con: duckdb.DuckDBPyConnection, kinds: str | tuple[str, ...], sql: str
     p = {**params, "start": start, "end": end, "upto_seq": None, "upto_out": None}
     with _snapshot(con):
         values = _values(con)
-        stale = stale_days(con, state(con))
+        rows = rows_of(con)
+        stale = stale_days(con, state(con), rows=rows)
         if stale is None:  # nothing stored stands: every day from the rows
             first, last = con.execute(f"SELECT min({DAY.format(t='d')}), max({DAY.format(t='d')}) "
-                                      "FROM decisions d").fetchall()[0]
+                                      f"FROM {rows.decisions} d").fetchall()[0]
             lo = max(filter(None, [start, first]), default=None)
             hi = min(filter(None, [end, last]), default=None)
             if lo is not None and hi is not None and lo <= hi:
@@ -360,14 +420,14 @@ def query(con: duckdb.DuckDBPyConnection, kinds: str | tuple[str, ...], sql: str
             keys, sums = KINDS[kind]
             cols = ", ".join(_q(c) for c in ["day", *keys, *[s for s, _ in sums]])
             if stale is None:
-                parts = [f"SELECT {cols} FROM ({_computed(kind, values, rng)})"] if "lo" in p else []
+                parts = [f"SELECT {cols} FROM ({_computed(kind, values, rng, rows)})"] if "lo" in p else []
             else:
                 parts = [f"""
                     SELECT {cols} FROM {table(kind)}
                     JOIN (SELECT day, max(refresh) AS refresh FROM summary_days GROUP BY day) cur USING (day, refresh)
                     WHERE {rng} AND NOT list_contains($stale, day)"""]
                 if days:
-                    parts.append(f"SELECT {cols} FROM ({_computed(kind, values, 'list_contains($stale, day)')})")
+                    parts.append(f"SELECT {cols} FROM ({_computed(kind, values, 'list_contains($stale, day)', rows)})")
             if not parts:
                 parts = [f"SELECT {cols} FROM {table(kind)} WHERE FALSE"]
             ctes.append(f"s_{kind} AS ({' UNION ALL '.join(parts)})")
@@ -381,11 +441,17 @@ def query(con: duckdb.DuckDBPyConnection, kinds: str | tuple[str, ...], sql: str
         return cur.fetchall() if fetch == "all" else cur.df()
 
 
-def check(con: duckdb.DuckDBPyConnection, after_seal: int = 0) -> tuple[str, str] | None:
+def check(con: duckdb.DuckDBPyConnection, after_seal: int = 0, rows: Rows | None = None) -> tuple[str, str] | None:
     """Recompute each day's current sums from the rows they counted and compare; the first
     difference (table, in words), or None.  ``after_seal``: only the refreshes sealed after
-    that seal entry (an anchored verification re-reads only what came after its anchor)."""
-    if not usable(con) or not state(con).refreshes:
+    that seal entry (an anchored verification re-reads only what came after its anchor).
+    ``rows``: what the sums count (default: what the connection reads, where it reads what
+    they count — see :func:`usable`)."""
+    if rows is None:
+        if not usable(con):
+            return None
+        rows = rows_of(con)
+    if not kept(con) or not state(con).refreshes:
         return None
     values = _values(con)
     refreshes = con.execute("""
@@ -402,7 +468,7 @@ def check(con: duckdb.DuckDBPyConnection, after_seal: int = 0) -> tuple[str, str
             p = {**_bounds(days), "upto_seq": upto_seq, "upto_out": upto_out, "days": days}
             stored = con.execute(f"SELECT {sel} FROM {table(kind)} WHERE refresh = {int(rid)} AND "
                                  "list_contains(?, day) ORDER BY ALL", [days]).fetchall()
-            fresh = con.execute(f"SELECT {sel} FROM ({_computed(kind, values, 'list_contains($days, day)')}) "
+            fresh = con.execute(f"SELECT {sel} FROM ({_computed(kind, values, 'list_contains($days, day)', rows)}) "
                                 "ORDER BY ALL", p).fetchall()
             diff = _first_difference(stored, fresh, cols)
             if diff:
