@@ -198,17 +198,20 @@ def _compute(kind: str, stage_values: str) -> str:
 def _scope(days: str, rows: Rows) -> str:
     """CTEs ``_d`` (decisions), ``_c`` (candidates), ``_o`` (outcomes) of the days that
     ``days`` (a SQL condition on ``day``) admits between ``$lo`` and ``$hi``, within the
-    bounds ``$upto_seq`` and ``$upto_out``, each with its ``day``."""
+    bounds ``$upto_seq`` and ``$upto_out`` (and, where not NULL, the positions ``$from_seq``
+    to ``$to_seq``: a part of a large day, see :func:`_sums`), each with its ``day``."""
     return f"""
         _d AS (SELECT * FROM (
                    SELECT d.decision_id, {DAY.format(t='d')} AS day, d.ts, d.channel, d.strategy_version,
                           d.chosen_action IS NOT NULL AS reached
                    FROM {rows.decisions} d
-                   WHERE d.ts >= $lo AND d.ts < $hi AND ($upto_seq IS NULL OR d.seq <= $upto_seq))
+                   WHERE d.ts >= $lo AND d.ts < $hi AND ($upto_seq IS NULL OR d.seq <= $upto_seq)
+                         AND ($from_seq IS NULL OR d.seq BETWEEN $from_seq AND $to_seq))
                WHERE {days}),
         _c AS (SELECT * FROM (SELECT c.*, {DAY.format(t='c')} AS day FROM {rows.candidates} c
                               WHERE c.ts >= $lo AND c.ts < $hi)
-               WHERE {days} AND ($upto_seq IS NULL OR decision_id IN (SELECT decision_id FROM _d))),
+               WHERE {days} AND ($upto_seq IS NULL AND $from_seq IS NULL
+                                 OR decision_id IN (SELECT decision_id FROM _d))),
         _o AS (SELECT o.* FROM {rows.outcomes} o SEMI JOIN _d USING (decision_id)
                WHERE ($upto_out IS NULL OR CASE WHEN o.k_upto IS NULL THEN o.seal_seq <= $upto_out
                                                 ELSE o.k_upto <= $upto_seq END))"""
@@ -216,6 +219,56 @@ def _scope(days: str, rows: Rows) -> str:
 
 def _computed(kind: str, stage_values: str, days: str, rows: Rows) -> str:
     return f"WITH {_scope(days, rows)} SELECT * FROM ({_compute(kind, stage_values)})"
+
+
+#: Decisions counted by one statement: a larger set of days (a nightly batch of millions on
+#: one day) is counted in parts of consecutive positions, and the parts' sums combined.
+PART = 250_000
+
+
+def _parts(con: duckdb.DuckDBPyConnection, rows: Rows, params: dict) -> list[dict]:
+    """The parts in which the days of ``params`` (``$lo`` … ``$hi``, ``$chunk``) are counted:
+    one (no bounds) where they hold at most :data:`PART` decisions, else runs of consecutive
+    positions, each with the time span of its decisions (so that each part reads only its
+    stretch of candidate rows)."""
+    n, first = con.execute(f"SELECT count(*), min(seq) FROM {rows.decisions} d WHERE d.ts >= $lo AND d.ts < $hi "
+                           f"AND list_contains($chunk, {DAY.format(t='d')})",
+                           {k: params[k] for k in ("lo", "hi", "chunk")}).fetchall()[0]
+    if n <= PART:
+        return [{}]
+    spans = con.execute(f"""
+        SELECT min(seq), max(seq), min(ts), max(ts) FROM {rows.decisions} d
+        WHERE d.ts >= $lo AND d.ts < $hi AND list_contains($chunk, {DAY.format(t='d')})
+        GROUP BY (seq - $first) // $part ORDER BY 1""",
+                        {**{k: params[k] for k in ("lo", "hi", "chunk")}, "first": first, "part": PART}).fetchall()
+    return [{"from_seq": a, "to_seq": b, "lo": max(t0, params["lo"]), "hi": min(t1 + timedelta(microseconds=1),
+                                                                                    params["hi"])}
+            for a, b, t0, t1 in spans]
+
+
+@contextmanager
+def _sums(con: duckdb.DuckDBPyConnection, kind: str, stage_values: str, days: str, rows: Rows, params: dict,
+          parts: list[dict]) -> Iterator[tuple[str, dict]]:
+    """(SQL, its parameters) for ``kind``'s sums (columns: day, keys, sums) of ``days``:
+    :func:`_computed` where one part counts them; else each part counted into a temporary
+    table and the parts' rows combined as :data:`KINDS` says (sum, min, max) — a day's sums
+    are the same whichever way its decisions are split, since each decision is in one part."""
+    sql = _computed(kind, stage_values, days, rows)
+    base = {"from_seq": None, "to_seq": None, **params}
+    if len(parts) == 1:
+        yield sql, {**base, **parts[0]}
+        return
+    keys, sums = KINDS[kind]
+    part = f"k_part_{kind}"
+    for i, bounds in enumerate(parts):
+        p = {**base, **bounds}
+        con.execute((f"CREATE OR REPLACE TEMP TABLE {part} AS " if i == 0 else f"INSERT INTO {part} ") + sql,
+                    {k: v for k, v in p.items() if re.search(rf"\${k}\b", sql)})
+    try:
+        cols = ", ".join(["day", *map(_q, keys), *[f"{how}({_q(c)}) AS {_q(c)}" for c, how in sums]])
+        yield f"SELECT {cols} FROM {part} GROUP BY ALL", {}
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {part}")
 
 
 def _bounds(day_list: list[date]) -> dict:
@@ -354,10 +407,12 @@ def _refresh(con: duckdb.DuckDBPyConnection, rows: Rows, also: list[date]) -> in
     for i in range(0, len(days), CHUNK_DAYS):
         chunk = days[i:i + CHUNK_DAYS]
         params = {**_bounds(chunk), "upto_seq": None, "upto_out": None, "chunk": chunk}
+        parts = _parts(con, rows, params)
         for kind in KINDS:
-            with seals.sealed_write(con, table(kind), in_transaction=True, tables=_SEAL_TABLES) as seq:
-                con.execute(f"INSERT INTO {table(kind)} BY NAME SELECT {rid} AS refresh, *, {seq} AS seal_seq FROM ("
-                            f"{_computed(kind, values, 'list_contains($chunk, day)', rows)})", params)
+            with _sums(con, kind, values, "list_contains($chunk, day)", rows, params, parts) as (sql, p), \
+                    seals.sealed_write(con, table(kind), in_transaction=True, tables=_SEAL_TABLES) as seq:
+                text = f"INSERT INTO {table(kind)} BY NAME SELECT {rid} AS refresh, *, {seq} AS seal_seq FROM ({sql})"
+                con.execute(text, {k: v for k, v in p.items() if re.search(rf"\${k}\b", text)})
     return len(days)
 
 
@@ -398,7 +453,7 @@ def query(con: duckdb.DuckDBPyConnection, kinds: str | tuple[str, ...], sql: str
     if not usable(con) or not all(has_table(con, table(k)) for k in kinds):
         return None
     rng = "($start IS NULL OR day >= $start) AND ($end IS NULL OR day <= $end)"
-    p = {**params, "start": start, "end": end, "upto_seq": None, "upto_out": None}
+    p = {**params, "start": start, "end": end, "upto_seq": None, "upto_out": None, "from_seq": None, "to_seq": None}
     with _snapshot(con):
         values = _values(con)
         rows = rows_of(con)
@@ -462,14 +517,18 @@ def check(con: duckdb.DuckDBPyConnection, after_seal: int = 0, rows: Rows | None
     for rid, upto_seq, upto_out, days, key in refreshes:
         if key != current:
             continue  # counted under another stage order; readers recompute those days
+        parts = None
         for kind, (keys, sums) in KINDS.items():
             cols = ["day", *keys, *[s for s, _ in sums]]
             sel = ", ".join(_q(c) for c in cols)
-            p = {**_bounds(days), "upto_seq": upto_seq, "upto_out": upto_out, "days": days}
+            p = {**_bounds(days), "upto_seq": upto_seq, "upto_out": upto_out, "chunk": days}
             stored = con.execute(f"SELECT {sel} FROM {table(kind)} WHERE refresh = {int(rid)} AND "
                                  "list_contains(?, day) ORDER BY ALL", [days]).fetchall()
-            fresh = con.execute(f"SELECT {sel} FROM ({_computed(kind, values, 'list_contains($days, day)', rows)}) "
-                                "ORDER BY ALL", p).fetchall()
+            if parts is None:
+                parts = _parts(con, rows, p)
+            with _sums(con, kind, values, "list_contains($chunk, day)", rows, p, parts) as (sql, q):
+                text = f"SELECT {sel} FROM ({sql}) ORDER BY ALL"
+                fresh = con.execute(text, {k: v for k, v in q.items() if re.search(rf"\${k}\b", text)}).fetchall()
             diff = _first_difference(stored, fresh, cols)
             if diff:
                 return table(kind), (f"the dashboard's summary {table(kind)} (refresh {rid}) does not add up to the "
