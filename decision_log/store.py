@@ -758,13 +758,14 @@ class DecisionLog:
     def append_outcome_table(self, tbl: pa.Table, in_file: bool = True) -> int:
         """Log outcomes given as an Arrow table with the ``outcomes`` columns (less
         ``seal_seq``; a missing revenue or margin stays NULL: not known, not 0), in one sealed
-        write.  Every row must name a logged decision (``in_file``: of this file; a service
+        write.  Every row must name a logged decision (``in_file``: of this file or its shards; a service
         worker's outcome for another worker's decision was checked against the whole log)."""
         con = self.con
         con.register("_k_out", tbl)
         try:
             unknown = None if not in_file else _first(con.execute(
-                "SELECT o.decision_id FROM _k_out o ANTI JOIN decisions d USING (decision_id) LIMIT 1"))
+                f"SELECT o.decision_id FROM _k_out o ANTI JOIN {self.summary_rows().decisions} d USING (decision_id) "
+                "LIMIT 1"))
             if unknown:
                 raise LogError(f"Outcome for unknown decision {unknown[0]!r}.",
                                "Log outcomes only for decisions in this log.")
@@ -777,10 +778,12 @@ class DecisionLog:
     def _checked_outcomes(self, outcomes: pd.DataFrame, con: duckdb.DuckDBPyConnection | None = None,
                           decisions: bool = True) -> pd.DataFrame:
         """The rows of ``outcomes`` to log (a retry's are left out), each checked against the
-        decisions of the log ``con`` reads (default: this file; a service worker checks one it
+        decisions of the log ``con`` reads (default: this file and its shards; a service worker checks one it
         did not make against the whole log).  Without ``decisions`` only against the outcomes
         logged there (a worker's own decision: another worker may have taken its outcome)."""
         keep = []
+        # this file's: with its shards (an outcome may come after its decision was archived)
+        src = self.summary_rows() if con is None and not self.read_only else summaries.Rows()
         con = con or self.con.cursor()
         for r in outcomes.itertuples(index=False):
             did, aid = r.decision_id, (None if pd.isna(r.action_id) else r.action_id)
@@ -789,14 +792,15 @@ class DecisionLog:
                 if not (isinstance(v, (int, float)) and math.isfinite(v) and abs(v) <= MAX_AMOUNT):
                     raise InputError(f"{name} must be a finite amount of at most {MAX_AMOUNT:,.0f}, got {v!r}.",
                                      f"Send the {name} in the strategy's currency.")
-            if decisions and not con.execute("SELECT count(*) FROM decisions WHERE decision_id = ?",
+            if decisions and not con.execute(f"SELECT count(*) FROM {src.decisions} WHERE decision_id = ?",
                                              [did]).fetchall()[0][0]:
                 raise LookupError(did)
-            if decisions and aid is not None and not con.execute("SELECT count(*) FROM candidates WHERE decision_id = ? AND "
-                                                   "action_id = ?", [did, aid]).fetchall()[0][0]:
+            if decisions and aid is not None and not con.execute(
+                    f"SELECT count(*) FROM {src.candidates} WHERE decision_id = ? AND action_id = ?",
+                    [did, aid]).fetchall()[0][0]:
                 raise InputError(f"Action {aid!r} is not an action of decision {did!r}.",
                                  "Name an action of the decision's catalog (see GET /decisions/{id}), or none.")
-            same = con.execute("SELECT outcome, revenue, margin, churned FROM outcomes WHERE decision_id = ? "
+            same = con.execute(f"SELECT outcome, revenue, margin, churned FROM {src.outcomes} WHERE decision_id = ? "
                                "AND action_id IS NOT DISTINCT FROM ?", [did, aid]).fetchall()
             new = (r.outcome, float(r.revenue), float(r.margin), None if pd.isna(r.churned) else bool(r.churned))
             if same:
@@ -808,7 +812,7 @@ class DecisionLog:
                                     "Outcomes are facts: report each once. Correct a mistaken one in your source "
                                     "system and keep the log as the record of what was reported.")
             if new[3] is not None:
-                other = con.execute("SELECT churned FROM outcomes WHERE decision_id = ? AND churned IS NOT NULL "
+                other = con.execute(f"SELECT churned FROM {src.outcomes} WHERE decision_id = ? AND churned IS NOT NULL "
                                     "AND churned <> ? LIMIT 1", [did, new[3]]).fetchall()
                 if other:
                     raise ConflictError(f"Decision {did!r} is logged with churned={str(other[0][0]).lower()}; "

@@ -400,3 +400,36 @@ def test_the_dashboard_reads_a_log_directory_with_shards(archived_copy, tmp_path
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.metric[0].value == f"{before['decisions'][0]:,}"
+
+
+def test_an_outcome_of_an_archived_decision_is_logged_once(archived_copy):
+    """A late outcome (a purchase weeks after the offer) may come after its decision was
+    archived: the service and the writer find the decision in the shards, log the outcome in
+    the head, and take a retry once; the dashboard counts it.  Before, it got a 404."""
+    from fastapi.testclient import TestClient
+
+    from klartext.serve import create_app
+
+    db, before, (first, _second) = archived_copy
+    with DecisionLog.open(db, read_only=True) as log:
+        # (every demo contact has its outcome: an action of the decision that has none yet)
+        did, aid = log.con.execute(
+            "SELECT c.decision_id, c.action_id FROM candidates c JOIN decisions d USING (decision_id) "
+            "WHERE d.seq <= ? AND NOT EXISTS (SELECT 1 FROM outcomes o WHERE o.decision_id = c.decision_id "
+            "AND o.action_id = c.action_id) ORDER BY ALL LIMIT 1", [first.last_seq]).fetchall()[0]
+        n_before = log.con.execute("SELECT count(*) FROM outcomes").fetchall()[0][0]
+    body = {"decision_id": did, "action_id": aid, "outcome": "accepted", "revenue": 80.0, "margin": 21.5}
+    with TestClient(create_app(str(db))) as c:
+        first_try = c.post("/outcome", json=body)
+        retry = c.post("/outcome", json=body)
+        other = c.post("/outcome", json={**body, "margin": 1.0})
+        unknown = c.post("/outcome", json={**body, "decision_id": "01NOTADECISION0000000000000"})
+    assert first_try.status_code == 200 and first_try.json()["logged"] == 1, first_try.text
+    assert retry.status_code == 200 and retry.json()["duplicate"], retry.text
+    assert other.status_code == 409 and unknown.status_code == 404
+    with DecisionLog.open(db, read_only=True) as log:
+        assert log.con.execute("SELECT count(*) FROM outcomes").fetchall()[0][0] == n_before + 1
+        assert log.con.execute("SELECT margin FROM outcomes WHERE decision_id = ? AND action_id = ?",
+                               [did, aid]).fetchall() == [(21.5,)]
+        res = log.verify()
+    assert res.ok, res.problem
