@@ -37,8 +37,27 @@ from decisioning.strategy import Strategy, parse_strategy
 #: DuckDB's buffer pool in each throw-away file a Spark partition writes (:meth:`DecisionLog.shard_writer`).
 SHARD_WRITER_MEMORY = "512MB"
 
+#: DuckDB's buffer pool while decisions are copied into a shard and removed from a file
+#: (``archive``, ``purge``, sealing workers' files).  DuckDB otherwise takes up to 80% of the
+#: machine's memory for the sorts and joins of a large stretch (1.75M decisions: 20.5 GB;
+#: with this limit 1.6 GB, and no slower: it spills beside the file).
+ARCHIVE_MEMORY = "1GB"
+
 #: Largest revenue or margin of one outcome (in the strategy's currency).
 MAX_AMOUNT = 1e9
+
+
+@contextmanager
+def memory_limit(con: duckdb.DuckDBPyConnection, limit: str) -> Iterator[None]:
+    """DuckDB's ``memory_limit`` on ``con``'s database set to ``limit`` inside the block."""
+    old = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    con.execute("RESET memory_limit")
+    default = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0] == old
+    con.execute(f"SET memory_limit = '{limit}'")
+    try:
+        yield
+    finally:  # (the setting reads rounded: the default is given back exactly)
+        con.execute("RESET memory_limit" if default else f"SET memory_limit = '{old}'")
 
 
 def _connect(path: str, read_only: bool, wait_s: float,
@@ -1018,19 +1037,20 @@ class DecisionLog:
                            "Run `klartext verify` on it: decisions were deleted or archived twice.")
         root = self.manifest.root
         root.mkdir(exist_ok=True)
-        shard = shards.write(self.con, root, self.manifest.next_name(), int(lo), int(hi), tail_hash)
-        ids = f"SELECT decision_id FROM decisions WHERE seq BETWEEN {int(lo)} AND {int(hi)}"
-        try:
-            with self.atomic():
-                (shard,) = shards.seal_links(self.con, self.manifest, [shard])
-                self.con.execute(f"DELETE FROM candidates WHERE decision_id IN ({ids})")
-                self.con.execute(f"DELETE FROM chain WHERE seq BETWEEN {int(lo)} AND {int(hi)}")
-                self.con.execute(f"DELETE FROM decisions WHERE seq BETWEEN {int(lo)} AND {int(hi)}")
-        except BaseException:
-            shards.recover(self.con, self.manifest)
-            raise
-        shards.publish(self.manifest, [shard])
-        self.con.execute("CHECKPOINT")
+        with memory_limit(self.con, ARCHIVE_MEMORY):
+            shard = shards.write(self.con, root, self.manifest.next_name(), int(lo), int(hi), tail_hash)
+            ids = f"SELECT decision_id FROM decisions WHERE seq BETWEEN {int(lo)} AND {int(hi)}"
+            try:
+                with self.atomic():
+                    (shard,) = shards.seal_links(self.con, self.manifest, [shard])
+                    self.con.execute(f"DELETE FROM candidates WHERE decision_id IN ({ids})")
+                    self.con.execute(f"DELETE FROM chain WHERE seq BETWEEN {int(lo)} AND {int(hi)}")
+                    self.con.execute(f"DELETE FROM decisions WHERE seq BETWEEN {int(lo)} AND {int(hi)}")
+            except BaseException:
+                shards.recover(self.con, self.manifest)
+                raise
+            shards.publish(self.manifest, [shard])
+            self.con.execute("CHECKPOINT")
         return shard
 
     def seal_workers(self, say: Callable[[str], None] | None = None) -> list[shards.Shard]:
@@ -1087,6 +1107,7 @@ class DecisionLog:
                 root.mkdir(exist_ok=True)
                 for f, con, _fid, n in todo:
                     say(f"Sealing {n:,} decisions of {f.stem} into shard {name:06d}")
+                    con.execute(f"SET memory_limit = '{ARCHIVE_MEMORY}'")
                     integrity.renumber(con, base + 1, str(f))
                     for version, text in con.execute("SELECT version, text FROM strategies").fetchall():
                         if version not in self._registered and not self.con.execute(
