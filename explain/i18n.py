@@ -624,6 +624,52 @@ TEXT: dict[str, tuple[str, str]] = {
     "tradeoffs.col_expected_retention": ("Expected retention effect (customers kept)",
                                          "Erwarteter Bindungseffekt (gehaltene Kunden)"),
     "tradeoffs.steps": ("Weight settings", "Gewichtungen"),
+    "tradeoffs.col_strategy": ("strategy", "Strategie"),
+    "tradeoffs.col_whatif": ("what-if", "Was-wäre-wenn"),
+    "tradeoffs.col_lambda": ("Balance λ (0: margin only … 1: retention only)",
+                             "Balance λ (0: nur Marge … 1: nur Bindung)"),
+    "tradeoffs.col_current": ("As the strategy decided", "Wie die Strategie entschied"),
+    "tradeoffs.col_efficient": ("On the frontier (nothing better in both)",
+                                "Auf der Grenzkurve (nichts besser in beidem)"),
+    "tradeoffs.col_change": ("Change", "Änderung"),
+    "tradeoffs.case_drop": ("without {factor}", "ohne {factor}"),
+    "tradeoffs.case_lever": ("lever of {issue} ×{step}", "Hebel von {issue} ×{step}"),
+    "factor.propensity": ("the acceptance chance", "die Annahmechance"),
+    "factor.value": ("the value", "den Wert"),
+    "factor.context_weight": ("the channel weight", "das Kanalgewicht"),
+    "factor.lever": ("the business lever", "den Geschäftshebel"),
+    "tradeoffs.col_estimator": ("Estimator", "Schätzer"),
+    "tradeoffs.col_estimate": ("Estimate per decision", "Schätzung je Entscheidung"),
+    "tradeoffs.col_ci_low": ("95% interval from", "95-%-Intervall von"),
+    "tradeoffs.col_ci_high": ("95% interval to", "95-%-Intervall bis"),
+    "tradeoffs.col_n": ("Decisions", "Entscheidungen"),
+    "tradeoffs.col_matched": ("Target chose the logged action", "Ziel wählte die protokollierte Aktion"),
+    "tradeoffs.col_ess": ("Effective sample size", "Effektive Stichprobengröße"),
+    "tradeoffs.ope_title": ("Estimated {reward} per decision (dashed: the logged policy's observed value)",
+                            "Geschätzt: {reward} je Entscheidung (gestrichelt: der beobachtete Wert der "
+                            "protokollierten Politik)"),
+    "tradeoffs.ope_caption": ("{n} decisions with outcomes, {explored} explored; the target differs on {differs}; "
+                              "{supported} of its choices had a positive logging probability.",
+                              "{n} Entscheidungen mit Ergebnis, {explored} erkundet; das Ziel weicht bei {differs} "
+                              "ab; {supported} seiner Wahlen hatten eine positive Protokollwahrscheinlichkeit."),
+    "tradeoffs.ope_only_supported": ("The estimates cover those {n} decisions only.",
+                                     "Die Schätzungen gelten nur für diese {n} Entscheidungen."),
+    "tradeoffs.ope_positivity": ("Positivity is violated: in {unsupported} of the decisions the logged policy could "
+                                 "not have served the target's choice (probability 0), so nothing in the log says "
+                                 "what it would have earned there. The estimates cover only the {supported} "
+                                 "({n} decisions) where it could; they are not the target's value on the whole "
+                                 "population.",
+                                 "Positivität verletzt: bei {unsupported} der Entscheidungen hätte die protokollierte "
+                                 "Politik die Wahl des Ziels nicht ausspielen können (Wahrscheinlichkeit 0), das "
+                                 "Protokoll sagt also nichts darüber, was sie dort erbracht hätte. Die Schätzungen "
+                                 "gelten nur für die {supported} ({n} Entscheidungen), bei denen es möglich war; sie "
+                                 "sind nicht der Wert des Ziels für alle."),
+    "tradeoffs.ope_too_little": ("Too little of the log supports the target for a reliable estimate.",
+                                 "Zu wenig des Protokolls stützt das Ziel für eine verlässliche Schätzung."),
+    "tradeoffs.ope_impossible": ("No estimate: {why} Log decisions with exploration (a strategy with "
+                                 "exploration.epsilon > 0), then estimate again.",
+                                 "Keine Schätzung: {why} Protokollieren Sie Entscheidungen mit Erkundung (eine "
+                                 "Strategie mit exploration.epsilon > 0) und schätzen Sie dann erneut."),
     "tradeoffs.margin_weight": ("Margin weight", "Margengewicht"),
     "tradeoffs.retention_weight": ("Retention weight", "Bindungsgewicht"),
     "tradeoffs.levers": ("**Levers by issue** (replace the strategy's)", "**Hebel je Thema** (ersetzen die der "

@@ -159,6 +159,67 @@ def selection_note() -> None:
                   if fx.population is not None else ""))
 
 
+_UNITS = {k.name: k.unit for k in T.KPI_TABLE}
+
+
+def kpi_column(name: str, suffix: str = "", delta: bool = False):
+    """A KPI's column: its name (with the unit) in the page's language, its numbers formatted."""
+    unit = _UNITS.get(name)
+    label = ("Δ " if delta else "") + tr(f"kpi.{name}") + (f", {suffix}" if suffix else "") \
+        + (f" ({currency})" if unit == "currency" else "")
+    return st.column_config.NumberColumn(label, format="%.2f" if unit == "currency" else
+                                         "%d" if name == "contacts" else "%.1f")
+
+
+def kpi_columns(df: pd.DataFrame, by: str | None = None) -> dict:
+    """Column labels and formats of the re-deciding tabs' tables (the frames of analysis.tradeoff)."""
+    cfg: dict = {}
+    for c in df.columns:
+        base, _, part = c.rpartition("_")
+        if c == "key" and by:
+            cfg[c] = tr(f"by.{by}").capitalize()
+        elif c in _UNITS:
+            cfg[c] = kpi_column(c)
+        elif c.endswith("_what_if") and c[:-8] in _UNITS:
+            cfg[c] = kpi_column(c[:-8], tr("tradeoffs.col_whatif"))
+        elif part == "base" and base in _UNITS:
+            cfg[c] = kpi_column(base, tr("tradeoffs.col_strategy"))
+        elif part == "delta" and base in _UNITS:
+            cfg[c] = kpi_column(base, delta=True)
+    named = {"lambda": st.column_config.NumberColumn(tr("tradeoffs.col_lambda"), format="%.2f"),
+             "margin_weight": st.column_config.NumberColumn(tr("tradeoffs.margin_weight"), format="%.2f"),
+             "retention_weight": st.column_config.NumberColumn(tr("tradeoffs.retention_weight"), format="%.2f"),
+             "changed": st.column_config.NumberColumn(tr("tradeoffs.changed"), format="percent"),
+             "current": st.column_config.CheckboxColumn(tr("tradeoffs.col_current")),
+             "efficient": st.column_config.CheckboxColumn(tr("tradeoffs.col_efficient")),
+             "change": tr("tradeoffs.col_change")}
+    return cfg | {k: v for k, v in named.items() if k in df.columns}
+
+
+def sensitivity_cases(sens: pd.DataFrame) -> pd.DataFrame:
+    """The sensitivity table with its cases in words ("drop value", "lever growth ×1.1")."""
+    import re
+
+    def words(case: str) -> str:
+        if m := re.fullmatch(r"drop (\w+)", case):
+            return tr("tradeoffs.case_drop", factor=tr(f"factor.{m.group(1)}"))
+        if m := re.fullmatch(r"lever (.+) ×(.+)", case):
+            return tr("tradeoffs.case_lever", issue=m.group(1), step=m.group(2).replace(".", "," if lang() == "de"
+                                                                                          else "."))
+        return case
+    return sens.assign(change=[words(c) for c in sens["change"]])
+
+
+def estimate_columns() -> dict:
+    return {"estimator": tr("tradeoffs.col_estimator"),
+            "value": st.column_config.NumberColumn(tr("tradeoffs.col_estimate"), format="%.4f"),
+            "ci_low": st.column_config.NumberColumn(tr("tradeoffs.col_ci_low"), format="%.4f"),
+            "ci_high": st.column_config.NumberColumn(tr("tradeoffs.col_ci_high"), format="%.4f"),
+            "n": st.column_config.NumberColumn(tr("tradeoffs.col_n"), format="%d"),
+            "matched": st.column_config.NumberColumn(tr("tradeoffs.col_matched"), format="%d"),
+            "ess": st.column_config.NumberColumn(tr("tradeoffs.col_ess"), format="%.0f")}
+
+
 if len(fx) == 0:
     for tab in (tab_frontier, tab_whatif, tab_ope):
         with tab:
@@ -175,7 +236,7 @@ if tab_frontier.open:
         steps = st.select_slider(tr("tradeoffs.steps"), [11, 21, 41, 81], value=21, key="steps")
         sw = sweep(*log_key(lg), steps, fspec)
         st.plotly_chart(figures.frontier(sw), width="stretch", key="frontier")
-        table(sw, "frontier")
+        table(sw, "frontier", column_config=kpi_columns(sw))
 
 if tab_whatif.open:
     with whatif_note:
@@ -191,14 +252,15 @@ if tab_whatif.open:
             col.metric(tr(f"kpi.{k.name}"), compact(w, lang()) + unit, number(w - b, sign=True) + unit,
                        help=tr(f"kpi_meaning.{k.name}") + f" ({number(w)}{unit})",
                        delta_color="inverse" if k.name == "incentive_spend" else "normal")
-        table(res["by_issue"], "what_if_by_issue")
-        table(res["by_channel"], "what_if_by_channel")
+        table(res["by_issue"], "what_if_by_issue", column_config=kpi_columns(res["by_issue"], "issue"))
+        table(res["by_channel"], "what_if_by_channel", column_config=kpi_columns(res["by_channel"], "channel"))
         st.markdown(tr("tradeoffs.sensitivity"))
         if st.toggle(tr("tradeoffs.sensitivity_on"), key="sens_on"):
             sens = sensitivity(*log_key(lg), fspec)
+            sens = sensitivity_cases(sens)
             st.plotly_chart(figures.bars(sens, "changed", "change", fmt=".1%", color="#6a1b9a",
                                          x_title=tr("tradeoffs.changed_axis")), width="stretch", key="sens")
-            table(sens, "sensitivity")
+            table(sens, "sensitivity", column_config=kpi_columns(sens))
 
 if tab_ope.open:
     with tab_ope:
@@ -214,17 +276,21 @@ if tab_ope.open:
             st.error(f"{exc.message} {exc.hint}", icon=":material/block:")
             st.stop()
         except ValueError as exc:
-            st.warning(f"{exc} Log decisions with exploration (strategy: exploration.epsilon > 0).")
+            st.warning(tr("tradeoffs.ope_impossible", why=str(exc)))
             st.stop()
-        if "warning" in o:
-            st.error(o["warning"], icon=":material/warning:")
+        if "warning" in o:  # (the numbers of analysis.tradeoff's warning, in the page's language)
+            st.error(tr("tradeoffs.ope_positivity", unsupported=percent(1 - o["supported"], 1),
+                        supported=percent(o["supported"], 1), n=number(o["decisions"]))
+                     + (" " + tr("tradeoffs.ope_too_little") if o["supported"] < T.SUPPORT_WARN else ""),
+                     icon=":material/warning:")
         est = pd.DataFrame(o["estimates"].values())
+        est["estimator"] = est["estimator"].str.upper()
         st.plotly_chart(figures.intervals(est, "value", "ci_low", "ci_high", "estimator",
                                           reference=o["logging_policy_value"],
-                                          title=f"Estimated {reward} per decision (dashed: the logged policy's observed value)"),
+                                          title=tr("tradeoffs.ope_title", reward=tr(f"reward.{reward}"))),
                         width="stretch", key="ope")
-        st.caption(f"{o['decisions_with_outcomes']:,} decisions with outcomes, {o['explored_share']:.1%} explored; the "
-                   f"target differs on {o['target_differs']:.1%}; {o['supported']:.1%} of its choices had a positive "
-                   "logging probability" + (f" (estimates over those {o['decisions']:,} only)." if o["scope"] != "all"
-                                            else "."))
-        table(est, f"ope_{reward}")
+        st.caption(tr("tradeoffs.ope_caption", n=number(o["decisions_with_outcomes"]),
+                      explored=percent(o["explored_share"], 1), differs=percent(o["target_differs"], 1),
+                      supported=percent(o["supported"], 1))
+                   + (" " + tr("tradeoffs.ope_only_supported", n=number(o["decisions"])) if o["scope"] != "all" else ""))
+        table(est, f"ope_{reward}", column_config=estimate_columns())

@@ -284,7 +284,7 @@ def test_tradeoffs_what_if_changes_the_winners(demo_log, monkeypatch):
     tab(at, "Off-policy estimate")
     ok(at.toggle(key="ope_on").set_value(True).run())
     est = at.dataframe[-1].value
-    assert list(est["estimator"]) == ["ips", "snips", "dr"]
+    assert list(est["estimator"]) == ["IPS", "SNIPS", "DR"]
     assert (est["ci_low"] <= est["value"]).all() and (est["value"] <= est["ci_high"]).all()
 
 
@@ -338,7 +338,7 @@ def test_the_re_deciding_tabs_honour_the_channel_filter(demo_log, monkeypatch):
     tab(at, "Off-policy estimate")
     assert at.number_input(key="wi_rw").value == 3.0  # the what-if's setting is the target still
     ok(at.toggle(key="ope_on").set_value(True).run())
-    assert list(at.dataframe[-1].value["estimator"]) == ["ips", "snips", "dr"]
+    assert list(at.dataframe[-1].value["estimator"]) == ["IPS", "SNIPS", "DR"]
 
 
 def test_the_board_sees_trends_with_strategy_changes_at_their_first_decision(demo_log, monkeypatch):

@@ -260,3 +260,44 @@ def test_large_figures_fit_a_narrow_metric_and_dates_read_in_german(demo_log, mo
         at = AppTest.from_file(str(ROOT / "pages" / "overview.py"), default_timeout=90)
         at.run()
         assert not at.exception and at.date_input(key="f_period").proto.format == fmt
+
+
+def test_the_re_deciding_tabs_read_in_german_down_to_their_tables(demo_log, monkeypatch):
+    """The frontier, what-if, sensitivity and off-policy tables showed the code's column names
+    (contacts_base, margin_what_if, ci_low …), the sensitivity's cases and the off-policy
+    chart, caption and warnings were English on the German page."""
+    import json
+
+    at = _german("tradeoffs", demo_log, monkeypatch)
+
+    def labels(frame) -> list[str]:
+        return [c["label"] for k, c in json.loads(frame.proto.columns).items() if "label" in c]
+
+    at.session_state["to_tab"] = "Grenzkurve"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    frontier = labels(at.dataframe[-1])
+    assert "Erwartete Marge (EUR)" in frontier and "Auf der Grenzkurve (nichts besser in beidem)" in frontier, frontier
+    at.session_state["to_tab"] = "Was-wäre-wenn"
+    at.run()
+    at.toggle(key="sens_on").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    by_issue, by_channel, sens = (labels(d) for d in at.dataframe[-3:])
+    assert by_issue[0] == "Thema" and by_channel[0] == "Kanal"
+    assert "Erwartete Marge, Strategie (EUR)" in by_issue and "Δ Erwartete Marge (EUR)" in by_issue, by_issue
+    assert "Kontakte, Was-wäre-wenn" in by_channel
+    assert "Änderung" in sens
+    cases = list(at.dataframe[-1].value["change"])
+    assert "ohne die Annahmechance" in cases and any(c.startswith("Hebel von ") for c in cases), cases
+    assert not any(c.startswith(("drop ", "lever ")) for c in cases), cases
+    for names in (frontier, by_issue, by_channel, sens):  # no code names left
+        assert not any("_" in n for n in names), names
+    at.session_state["to_tab"] = "Schätzung aus dem Protokoll"
+    at.run()
+    at.toggle(key="ope_on").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert labels(at.dataframe[-1])[:4] == ["Schätzer", "Schätzung je Entscheidung", "95-%-Intervall von",
+                                             "95-%-Intervall bis"]
+    assert any(" Entscheidungen mit Ergebnis, " in c.value and " erkundet" in c.value for c in at.caption)
+    chart = [c for c in at.get("plotly_chart") if "je Entscheidung" in c.proto.spec]
+    assert chart and "per decision" not in chart[0].proto.spec
