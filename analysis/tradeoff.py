@@ -620,7 +620,14 @@ SUPPORT_WARN = 0.95
 
 
 class UnsupportedTarget(InputError):
-    """The log gives the target policy's choices no positive probability anywhere."""
+    """The log gives the target policy's choices no positive probability anywhere: in
+    ``decisions`` decisions with outcomes, served with probability 1 throughout where
+    ``no_exploration`` (else randomised only among actions the target does not choose)."""
+
+    def __init__(self, message: str, hint: str | None = None, *, decisions: int = 0,
+                 no_exploration: bool = False) -> None:
+        super().__init__(message, hint)
+        self.decisions, self.no_exploration = decisions, no_exploration
 
 
 def off_policy(log: DecisionLog, f: Factors, target_first: np.ndarray, target: Factors | None = None,
@@ -681,7 +688,8 @@ def off_policy(log: DecisionLog, f: Factors, target_first: np.ndarray, target: F
             "did the logging policy give the target's choice a positive probability (it served other actions, "
             f"{'always with probability 1: there was no exploration and no experiment' if (prob[has] >= 1).all() else 'and randomised only among actions the target does not choose'}).",
             "Log decisions with exploration (a strategy with exploration.epsilon > 0) or run an experiment whose "
-            "assignment probabilities are logged (imports: a logging-probability column), then estimate again.")
+            "assignment probabilities are logged (imports: a logging-probability column), then estimate again.",
+            decisions=n_out, no_exploration=bool((prob[has] >= 1).all()))
     rows = has & supported
     est = evaluate(f.logged_first[rows], prob[rows], r_all[rows], target_first[rows],
                    q(target or f, target_first)[rows], q(f, f.logged_first)[rows], n_boot=n_boot, seed=seed)
@@ -822,7 +830,8 @@ def off_policy_probabilities(log: DecisionLog, target: pd.DataFrame, reward: str
             + (" (every logged selection probability is 1: there was no exploration and no experiment)."
                if (p0 >= 1).all() else "."),
             "Log decisions with exploration (a strategy with exploration.epsilon > 0) or run an experiment whose "
-            "assignment probabilities are logged, then estimate again.")
+            "assignment probabilities are logged, then estimate again.",
+            decisions=len(o), no_exploration=bool((p0 >= 1).all()))
     q_logged = np.array([float(dm.get(a, base)) for a in served])
     est = evaluate_stochastic(p0, pi_logged, r, q_target, q_logged, n_boot=n_boot, seed=seed)
     out = {"reward": reward, "decisions": len(o), "decisions_with_outcomes": len(o),

@@ -664,6 +664,25 @@ TEXT: dict[str, tuple[str, str]] = {
                                  "Protokoll sagt also nichts darüber, was sie dort erbracht hätte. Die Schätzungen "
                                  "gelten nur für die {supported} ({n} Entscheidungen), bei denen es möglich war; sie "
                                  "sind nicht der Wert des Ziels für alle."),
+    "tradeoffs.ope_unsupported": ("The what-if setting cannot be evaluated on this log: in none of its {n} decisions "
+                                  "with outcomes did the logged policy give the setting's choice a positive "
+                                  "probability.",
+                                  "Die Was-wäre-wenn-Einstellung lässt sich auf diesem Protokoll nicht bewerten: in "
+                                  "keiner seiner {n} Entscheidungen mit Ergebnis gab die protokollierte Politik der "
+                                  "Wahl der Einstellung eine positive Wahrscheinlichkeit."),
+    "tradeoffs.ope_no_exploration": ("Every logged action was served with probability 1: there was no exploration and "
+                                     "no experiment.",
+                                     "Jede protokollierte Aktion wurde mit Wahrscheinlichkeit 1 ausgespielt: es gab "
+                                     "weder Erkundung noch Experiment."),
+    "tradeoffs.ope_other_actions": ("The log randomised only among actions the setting does not choose.",
+                                    "Das Protokoll hat nur unter Aktionen zufällig gewählt, die die Einstellung nicht "
+                                    "wählt."),
+    "tradeoffs.ope_unsupported_hint": ("Log decisions with exploration (a strategy with exploration.epsilon > 0) or run "
+                                       "an experiment whose assignment probabilities are logged, then estimate again.",
+                                       "Protokollieren Sie Entscheidungen mit Erkundung (eine Strategie mit "
+                                       "exploration.epsilon > 0) oder führen Sie ein Experiment durch, dessen "
+                                       "Zuteilungswahrscheinlichkeiten protokolliert werden, und schätzen Sie dann "
+                                       "erneut."),
     "tradeoffs.ope_too_little": ("Too little of the log supports the target for a reliable estimate.",
                                  "Zu wenig des Protokolls stützt das Ziel für eine verlässliche Schätzung."),
     "tradeoffs.ope_impossible": ("No estimate: {why} Log decisions with exploration (a strategy with "

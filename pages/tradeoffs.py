@@ -273,7 +273,9 @@ if tab_ope.open:
         try:
             o = off_policy(*log_key(lg), spec, reward, fspec)
         except T.UnsupportedTarget as exc:
-            st.error(f"{exc.message} {exc.hint}", icon=":material/block:")
+            st.error(tr("tradeoffs.ope_unsupported", n=number(exc.decisions)) + " "
+                     + tr("tradeoffs.ope_no_exploration" if exc.no_exploration else "tradeoffs.ope_other_actions")
+                     + " " + tr("tradeoffs.ope_unsupported_hint"), icon=":material/block:")
             st.stop()
         except ValueError as exc:
             st.warning(tr("tradeoffs.ope_impossible", why=str(exc)))

@@ -158,6 +158,8 @@ def test_a_log_without_exploration_supports_only_what_was_served(greedy_log):
     assert greedy["supported"] == 1.0 and greedy["scope"] == "all" and "warning" not in greedy
     assert "no exploration and no experiment" in err.value.message
     assert "exploration.epsilon > 0" in err.value.hint
+    # what the page words in German and English (the message itself is the CLI's)
+    assert err.value.no_exploration and err.value.decisions == res["decisions_with_outcomes"] > 0
 
 
 def test_cli_ope_warns_loudly_and_refuses_without_support(greedy_log):
