@@ -94,6 +94,17 @@ class Peers:
         self.seen[name] = (fid, max(int(top), last_seq), n_out + out.num_rows)
         return dec.num_rows
 
+    def add_outcomes(self, rows) -> None:
+        """Rejections logged outside the workers' files (the head file's, made before this
+        service started), read once when the worker starts: an Arrow table of outcome rows."""
+        with self._lock:
+            cur = self.con.cursor()
+            cur.register("_k_head", rows)
+            try:
+                cur.execute("INSERT INTO peers.outcomes BY NAME SELECT * FROM _k_head WHERE outcome = 'rejected'")
+            finally:
+                cur.unregister("_k_head")
+
     def status(self) -> dict:
         return {"peers": len(self.seen), "refreshed": self.refreshed, "error": self.error}
 

@@ -550,9 +550,18 @@ class DecisionLog:
         return source
 
     def history_outcomes(self) -> str:
-        """Where a writer's contact history reads rejections (a worker: the other workers' too)."""
-        return "outcomes" if self.peers is None else \
-            "(SELECT * FROM outcomes UNION ALL BY NAME SELECT * FROM peers.outcomes)"
+        """Where a writer's contact history reads rejections: its file's, the shards' (a
+        service worker's sealed file keeps the outcomes it took) and — for a worker — the
+        other workers' and the head file's (:mod:`decision_log.peers`)."""
+        manifest = self.manifest if self.sharded else self.history_shards
+        parts = ["SELECT * FROM outcomes"]
+        if not self.read_only and manifest is not None:
+            files = [str(s.file(manifest.root, "outcomes")) for s in manifest.live if s.outcomes]
+            if files:
+                parts.append(f"SELECT * FROM {shards._parquet(files)}")
+        if self.peers is not None:
+            parts.append("SELECT * FROM peers.outcomes")
+        return "outcomes" if len(parts) == 1 else f"({' UNION ALL BY NAME '.join(parts)})"
 
     def _head_cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor on the head file's own tables (a read-only sharded log reads views)."""
@@ -1083,7 +1092,10 @@ class DecisionLog:
                                    "`klartext serve --workers`); run this again then.") from exc
                 fid = _first(con.execute("SELECT value FROM meta WHERE key = 'worker_file_id'"))
                 n = con.execute("SELECT count(*) FROM decisions").fetchall()[0][0]
-                if fid is not None and fid[0] in done or not n:
+                # (a worker that only took outcomes — of other workers' decisions — made no decision:
+                # its outcomes go into this file, below)
+                if fid is not None and fid[0] in done or not n and not con.execute(
+                        "SELECT count(*) FROM outcomes").fetchall()[0][0]:
                     con.close()
                     gone.append(f)
                     continue
@@ -1106,6 +1118,8 @@ class DecisionLog:
                 base, name = self.manifest.tail[0], int(self.manifest.next_name())
                 root.mkdir(exist_ok=True)
                 for f, con, _fid, n in todo:
+                    if not n:
+                        continue
                     say(f"Sealing {n:,} decisions of {f.stem} into shard {name:06d}")
                     con.execute(f"SET memory_limit = '{ARCHIVE_MEMORY}'")
                     integrity.renumber(con, base + 1, str(f))
@@ -1119,7 +1133,11 @@ class DecisionLog:
                 try:
                     with self.atomic():
                         linked = shards.seal_links(self.con, self.manifest, new)
-                        for _f, _con, fid, _n in todo:
+                        for f, con, fid, n in todo:
+                            if not n:  # only outcomes (their decisions were checked by the worker): into this file
+                                kept = con.sql("SELECT * EXCLUDE (seal_seq) FROM outcomes ORDER BY rowid").to_arrow_table()
+                                say(f"{kept.num_rows:,} outcome(s) that {f.stem} took into the log's file")
+                                self.append_outcome_table(kept, in_file=False)
                             seals.insert_meta(self.con, shards.WORKER_META + fid, "sealed", in_transaction=True)
                 except BaseException:
                     shards.recover(self.con, self.manifest)

@@ -31,6 +31,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from decision_log import lifecycle, shards
@@ -49,6 +50,12 @@ def prepare(db: str, strategy_path: str | None, say: Callable[[str], None], work
     with DecisionLog.open(head, create=False, wait_s=10) as log:
         for s in log.seal_workers(say):
             say(f"Shard {s.name}: {s.decisions:,} decisions of an earlier run's worker sealed")
+        # the file's own decisions (a single-process service's, a batch run's) into a shard: the
+        # workers read the shards for each customer's contacts, never the head file
+        if log.con.execute("SELECT count(*) FROM decisions").fetchall()[0][0]:
+            s = log.archive(datetime(9999, 1, 1, tzinfo=UTC))
+            say(f"Shard {s.name}: the log's {s.decisions:,} decisions sealed, so that every worker counts their "
+                "contacts")
         d = lifecycle.arrangement(log, strategy, ready=False)
         for e in d.engines:
             log.register_strategy(e.strategy)

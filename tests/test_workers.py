@@ -339,3 +339,75 @@ def test_a_worker_does_not_take_over_a_file_with_another_id(demo_log, tmp_path):
         (shard,) = log.seal_workers()
         assert shard.decisions == 3
     assert not f.exists()
+
+
+def test_a_worker_counts_the_contacts_and_rejections_logged_before_it_started(demo_copy):
+    """A worker reads a customer's history from its own file, its peers' copies and the
+    shards.  The decisions and rejections in the head file (the demo's, a single-process
+    service's) were not among them, nor the rejections sealed in an earlier run's worker
+    shards: a contact limit or a suppression rule could be broken by the first requests after
+    `serve --workers` started.  The supervisor now seals the head's decisions into a shard
+    before the workers start, each worker copies the head's rejections when it starts, and
+    every writer reads the shards' rejections."""
+    from datetime import UTC, datetime
+
+    from decision_log import queries
+    from decisioning.inputs import Requests
+    from klartext import workers
+    from klartext.serve import Service, Worker
+
+    db = str(demo_copy)
+    now = datetime.now(UTC)
+    with DecisionLog.open(db, read_only=True) as log:
+        strategy = log.load_strategy(log.latest_strategy_version())
+        limited = [lim.channel for lim in strategy.contact_limits]
+        cust = log.con.execute(
+            "SELECT d.customer FROM decisions d JOIN outcomes o USING (decision_id) WHERE o.outcome = 'rejected' "
+            "AND o.ts >= now() - INTERVAL 20 DAY AND d.ts >= now() - INTERVAL 5 DAY AND d.chosen_action IS NOT NULL "
+            "AND list_contains(?, d.channel) GROUP BY d.customer ORDER BY count(*) DESC, d.customer LIMIT 1",
+            [limited]).fetchall()[0][0]
+        want = queries.contact_history(log.con.cursor(), cust, strategy, now=now)
+        did, aid = log.con.execute("SELECT decision_id, chosen_action FROM decisions WHERE customer = ? AND "
+                                   "chosen_action IS NOT NULL ORDER BY ts DESC LIMIT 1", [cust]).fetchall()[0]
+    assert want[0] and want[1], want  # contacts and rejections in the head file
+
+    def seen_by(log: DecisionLog) -> tuple:
+        return queries.contact_history(log.con.cursor(), cust, strategy, now=now,
+                                       decisions=log.history_source(strategy, now), outcomes=log.history_outcomes())
+
+    head, key, keys, ids = workers.prepare(db, None, lambda _m: None, 1)
+    svc = Service(head, worker=Worker(1, key, keys, ids[1]), replicate=False, follow_s=0)
+    try:
+        assert seen_by(svc.log) == want
+        # a rejection this worker takes, of the customer's newest decision
+        svc.log.append_outcomes(pd.DataFrame({"decision_id": [did], "action_id": [aid], "outcome": ["rejected"],
+                                              "revenue": [0.0], "margin": [0.0], "churned": [None],
+                                              "ts_us": [int(now.timestamp() * 1e6)]}), elsewhere=True)
+    finally:
+        svc.close()
+    # the worker made no decision: its file used to be dropped with the outcome it had acknowledged
+    with DecisionLog.open(db) as log:
+        assert log.seal_workers() == []
+        assert log.con.execute("SELECT count(*) FROM outcomes WHERE decision_id = ? AND action_id = ? AND outcome = "
+                               "'rejected' AND ts = ?", [did, aid, now]).fetchall()[0][0] == 1
+        contacts, rejections = seen_by(log)  # a single-process service on the log afterwards
+    assert not shards.worker_files(shards.root_of(db))
+    assert contacts == want[0]
+    assert rejections[aid]["count"] == want[1].get(aid, {}).get("count", 0) + 1, (rejections, want[1])
+    # a worker that decides and takes another rejection: sealed into a shard with it; every writer
+    # reads the shards' rejections
+    head, key, keys, ids = workers.prepare(db, None, lambda _m: None, 1)
+    svc = Service(head, worker=Worker(1, key, keys, ids[1]), replicate=False, follow_s=0)
+    try:
+        svc.log.append(svc.engine.decide(Requests.from_dicts(strategy, [CUSTOMER])), strategy)
+        svc.log.append_outcomes(pd.DataFrame({"decision_id": [did], "action_id": [aid], "outcome": ["rejected"],
+                                              "revenue": [0.0], "margin": [0.0], "churned": [None],
+                                              "ts_us": [int(now.timestamp() * 1e6) + 1]}), elsewhere=True)
+    finally:
+        svc.close()
+    with DecisionLog.open(db) as log:
+        (shard,) = log.seal_workers()
+        assert shard.decisions == 1 and shard.outcomes == 1
+        _, rejections = seen_by(log)
+    assert rejections[aid]["count"] == want[1].get(aid, {}).get("count", 0) + 2, (rejections, want[1])
+    assert DecisionLog.open(db, read_only=True).verify().ok
