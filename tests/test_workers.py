@@ -204,9 +204,21 @@ def test_contact_limits_count_what_the_other_workers_logged(demo_copy):
     ids = []
     try:
         _worker_pids(port, 2)
-        for _ in range(8):
+        # the kernel hands each connection to either worker, but may favour one for a while:
+        # go on until both have decided for the customer (seen in their live replicas)
+        workers_seen: set[str] = set()
+        while len(ids) < 8 or len(workers_seen) < 2:
+            assert len(ids) < 40, "one worker took every request"
             ids.append(_post(port, "/decide", {**CUSTOMER, "channel": "email"})["decision_id"])
             time.sleep(2.5)  # the worker's replica, then the other worker's copy of it
+            with DecisionLog.open(db, read_only=True) as live:
+                for alias in shards.attached_workers(live.con):
+                    if shards.worker_cursor(live.con, alias).execute(
+                            "SELECT count(*) FROM decisions WHERE list_contains(?, decision_id)", [ids]
+                    ).fetchall()[0][0]:
+                        workers_seen.add(Path(live.con.execute(  # (…/worker-K.duckdb.live/a.duckdb)
+                            "SELECT path FROM duckdb_databases() WHERE database_name = ?", [alias]
+                        ).fetchall()[0][0]).parent.name)
     finally:
         _stop(proc)
     with DecisionLog.open(db, read_only=True) as log:
