@@ -59,6 +59,8 @@ WORKER_META = "worker-file:"
 ISSUED_META = "worker-issued:"
 _WORKER_ALIAS = "klartext_worker_"  #: how :func:`reader` names an attached worker replica
 _MAX_MANIFEST = 64 << 20  #: a manifest larger than this is refused unread (hostile input)
+#: How long a reader waits for a worker's freshest replica while the worker refreshes it.
+WORKER_REPLICA_WAIT_S = 0.5
 
 
 def root_of(head: str) -> Path:
@@ -454,8 +456,9 @@ def _attach_workers(con: duckdb.DuckDBPyConnection, manifest: Manifest) -> list[
     out = []
     for f in worker_files(manifest.root):
         alias = f"{_WORKER_ALIAS}{len(out)}"
-        # the freshest replica; one being refreshed is locked for a moment: the other then
-        if live.open_replica(f, wait_s=0.0, connect=lambda p, a=alias: con.execute(
+        # the freshest replica; one being refreshed is locked for a moment: wait for it (the
+        # other may be older than what the dashboard keyed its caches by), then the other
+        if live.open_replica(f, wait_s=WORKER_REPLICA_WAIT_S, connect=lambda p, a=alias: con.execute(
                 f"ATTACH {_sql_text(p)} AS {a} (READ_ONLY)")) is None:
             continue
         name = f.stem

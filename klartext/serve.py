@@ -158,9 +158,9 @@ class Service:
             days = max(history_days(e.strategy) for e in self.deciders.engines)
             self.log.peers = Peers(self.log.con, Path(self.log.path), days)
             with self.source() as whole:  # and the rejections the head file holds (the shards' are read there)
-                self.log.peers.add_outcomes(whole._head_cursor().execute(
+                self.log.peers.add_outcomes(whole._head_cursor().sql(
                     "SELECT * FROM outcomes WHERE outcome = 'rejected' AND ts >= now() - to_days(?)",
-                    [math.ceil(days)]).to_arrow_table())
+                    params=[math.ceil(days)]).to_arrow_table())
         compile_walk()  # the models' compiled walk and the hash chain's byte assembly are ready
         compile_assembly()  # before the first request
         self.follow = {"every_s": follow_s, "checked": None, "switched": None, "error": None, "refused": None,
