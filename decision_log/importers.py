@@ -54,6 +54,7 @@ from decision_log import seals, stages
 from decision_log.rows import prepare_imported
 from decision_log.schema import arrow_of, execute_over
 from decision_log.store import MAX_AMOUNT, DecisionLog
+from decision_log.store import memory_limit as limited
 from decisioning.errors import InputError
 
 FORMATS = ("generic", "pega-v1", "pega-v2")
@@ -233,55 +234,53 @@ def import_file(log: DecisionLog, fmt: str, path: str, mapping: dict[str, str] |
     con.execute("SET TimeZone = 'UTC'")  # times without a zone are read as UTC
     con.execute("SET enable_progress_bar = false")  # the caller shows progress in its own units
     # bounded memory: DuckDB spills the staging tables and sorts to disk beyond this
-    old_limit = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
-    con.execute(f"SET memory_limit = '{memory_limit}'")
-    log.pseudonymise([])  # a log without its key refuses here, before anything is read
-    con.create_function(_PSEUDONYM_UDF, lambda ids: _pseudonyms(log, ids), [duckdb.sqltype("VARCHAR")],
-                        duckdb.sqltype("VARCHAR"), type="arrow", side_effects=False)
-    try:
-        # staging in the temporary catalog (memory, spilled outside the log file): nothing of
-        # it is written into the log, and a killed import leaves no table behind
-        bad = " OR ".join(f"({c})" for _, c, _ in checks) or "false"
+    with limited(con, memory_limit):
+        log.pseudonymise([])  # a log without its key refuses here, before anything is read
+        con.create_function(_PSEUDONYM_UDF, lambda ids: _pseudonyms(log, ids), [duckdb.sqltype("VARCHAR")],
+                            duckdb.sqltype("VARCHAR"), type="arrow", side_effects=False)
         try:
-            # in log order (oldest interaction first, rows in file order): each chunk below reads
-            # only its own row groups; DuckDB sorts on disk beyond its memory limit
-            con.execute(f"""CREATE OR REPLACE TEMP TABLE _k_import AS
-                SELECT *, min(ts) OVER (PARTITION BY interaction) AS first_ts
-                FROM (SELECT {', '.join(select)}, ({bad}) AS bad FROM {reader} s)
-                ORDER BY first_ts, interaction, row_no""", {"file": path})
-        except (duckdb.IOException, duckdb.InvalidInputException, duckdb.ConversionException) as exc:
-            raise _unreadable(path, exc) from None
-        rep.rows, rep.bad_rows = con.execute("SELECT count(*), count(*) FILTER (WHERE bad) FROM _k_import"
-                                             ).fetchall()[0]
-        rep.phases["read"] = time.perf_counter() - t0
-        if rep.bad_rows:  # 1. bad rows: named with file, row, column and value (read again from the file)
-            _bad_examples(con, rep, reader, row_no, path, spec, raws, checks, max_examples)
-        # 2. interactions, oldest first; skip those already logged (same source, same id)
-        con.execute("""CREATE OR REPLACE TEMP TABLE _k_import_ids AS
-            SELECT interaction, $prefix || interaction AS decision_id, count(*) AS n_rows, min(first_ts) AS first_ts
-            FROM _k_import GROUP BY interaction
-            HAVING NOT bool_or(bad) AND interaction IS NOT NULL""", {"prefix": fmt + ":"})
-        rep.decisions_left_out = con.execute(
-            "SELECT count(DISTINCT interaction) FROM _k_import WHERE bad AND interaction IS NOT NULL").fetchall()[0][0]
-        rep.decisions_already_logged = con.execute(
-            "SELECT count(*) FROM _k_import_ids i SEMI JOIN decisions d USING (decision_id)").fetchall()[0][0]
-        # chunks of about CHUNK_ROWS rows (an interaction is never split): memory is bounded by
-        # rows, whether an interaction holds one row or two hundred
-        con.execute("""CREATE OR REPLACE TEMP TABLE _k_import_ids AS
-            SELECT interaction, decision_id, first_ts,
-                   (sum(n_rows) OVER (ORDER BY first_ts, interaction) - n_rows) // $rows AS part
-            FROM _k_import_ids ANTI JOIN decisions USING (decision_id)""", {"rows": int(chunk_rows)})
-        total = con.execute("SELECT count(*) FROM _k_import_ids").fetchall()[0][0]
-        rep.phases["check"] = time.perf_counter() - t0 - rep.phases["read"]
-        if fmt == "pega-v1":
-            _check_v1(con, rep, name, max_examples)
-        with log.atomic():  # every decision of the file, its stages and outcomes, or none
-            _write(log, fmt, name, rep, total, progress)
-    finally:
-        for t in ("_k_import", "_k_import_ids", "_k_rows"):
-            con.execute(f"DROP TABLE IF EXISTS temp.{t}")
-        con.remove_function(_PSEUDONYM_UDF)
-        con.execute(f"SET memory_limit = '{old_limit}'")
+            # staging in the temporary catalog (memory, spilled outside the log file): nothing of
+            # it is written into the log, and a killed import leaves no table behind
+            bad = " OR ".join(f"({c})" for _, c, _ in checks) or "false"
+            try:
+                # in log order (oldest interaction first, rows in file order): each chunk below reads
+                # only its own row groups; DuckDB sorts on disk beyond its memory limit
+                con.execute(f"""CREATE OR REPLACE TEMP TABLE _k_import AS
+                    SELECT *, min(ts) OVER (PARTITION BY interaction) AS first_ts
+                    FROM (SELECT {', '.join(select)}, ({bad}) AS bad FROM {reader} s)
+                    ORDER BY first_ts, interaction, row_no""", {"file": path})
+            except (duckdb.IOException, duckdb.InvalidInputException, duckdb.ConversionException) as exc:
+                raise _unreadable(path, exc) from None
+            rep.rows, rep.bad_rows = con.execute("SELECT count(*), count(*) FILTER (WHERE bad) FROM _k_import"
+                                                 ).fetchall()[0]
+            rep.phases["read"] = time.perf_counter() - t0
+            if rep.bad_rows:  # 1. bad rows: named with file, row, column and value (read again from the file)
+                _bad_examples(con, rep, reader, row_no, path, spec, raws, checks, max_examples)
+            # 2. interactions, oldest first; skip those already logged (same source, same id)
+            con.execute("""CREATE OR REPLACE TEMP TABLE _k_import_ids AS
+                SELECT interaction, $prefix || interaction AS decision_id, count(*) AS n_rows, min(first_ts) AS first_ts
+                FROM _k_import GROUP BY interaction
+                HAVING NOT bool_or(bad) AND interaction IS NOT NULL""", {"prefix": fmt + ":"})
+            rep.decisions_left_out = con.execute(
+                "SELECT count(DISTINCT interaction) FROM _k_import WHERE bad AND interaction IS NOT NULL").fetchall()[0][0]
+            rep.decisions_already_logged = con.execute(
+                "SELECT count(*) FROM _k_import_ids i SEMI JOIN decisions d USING (decision_id)").fetchall()[0][0]
+            # chunks of about CHUNK_ROWS rows (an interaction is never split): memory is bounded by
+            # rows, whether an interaction holds one row or two hundred
+            con.execute("""CREATE OR REPLACE TEMP TABLE _k_import_ids AS
+                SELECT interaction, decision_id, first_ts,
+                       (sum(n_rows) OVER (ORDER BY first_ts, interaction) - n_rows) // $rows AS part
+                FROM _k_import_ids ANTI JOIN decisions USING (decision_id)""", {"rows": int(chunk_rows)})
+            total = con.execute("SELECT count(*) FROM _k_import_ids").fetchall()[0][0]
+            rep.phases["check"] = time.perf_counter() - t0 - rep.phases["read"]
+            if fmt == "pega-v1":
+                _check_v1(con, rep, name, max_examples)
+            with log.atomic():  # every decision of the file, its stages and outcomes, or none
+                _write(log, fmt, name, rep, total, progress)
+        finally:
+            for t in ("_k_import", "_k_import_ids", "_k_rows"):
+                con.execute(f"DROP TABLE IF EXISTS temp.{t}")
+            con.remove_function(_PSEUDONYM_UDF)
     rep.seconds = time.perf_counter() - t0
     return rep
 

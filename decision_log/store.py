@@ -813,6 +813,13 @@ class DecisionLog:
         # this file's: with its shards (an outcome may come after its decision was archived)
         src = self.summary_rows() if con is None and not self.read_only else summaries.Rows()
         con = con or self.con.cursor()
+
+        def logged(table: str, where: str, args: list) -> bool:
+            """Rows in the file first, then — only where none is there — in the file and its
+            shards (the Parquet files are read for an archived decision, not for every outcome)."""
+            return any(con.execute(f"SELECT count(*) FROM {rel} WHERE {where}", args).fetchall()[0][0]
+                       for rel in dict.fromkeys((table, getattr(src, table))))
+
         for r in outcomes.itertuples(index=False):
             did, aid = r.decision_id, (None if pd.isna(r.action_id) else r.action_id)
             for name in ("revenue", "margin"):
@@ -820,12 +827,10 @@ class DecisionLog:
                 if not (isinstance(v, (int, float)) and math.isfinite(v) and abs(v) <= MAX_AMOUNT):
                     raise InputError(f"{name} must be a finite amount of at most {MAX_AMOUNT:,.0f}, got {v!r}.",
                                      f"Send the {name} in the strategy's currency.")
-            if decisions and not con.execute(f"SELECT count(*) FROM {src.decisions} WHERE decision_id = ?",
-                                             [did]).fetchall()[0][0]:
+            if decisions and not logged("decisions", "decision_id = ?", [did]):
                 raise LookupError(did)
-            if decisions and aid is not None and not con.execute(
-                    f"SELECT count(*) FROM {src.candidates} WHERE decision_id = ? AND action_id = ?",
-                    [did, aid]).fetchall()[0][0]:
+            if decisions and aid is not None and not logged("candidates", "decision_id = ? AND action_id = ?",
+                                                            [did, aid]):
                 raise InputError(f"Action {aid!r} is not an action of decision {did!r}.",
                                  "Name an action of the decision's catalog (see GET /decisions/{id}), or none.")
             same = con.execute(f"SELECT outcome, revenue, margin, churned FROM {src.outcomes} WHERE decision_id = ? "

@@ -148,19 +148,20 @@ class Service:
                 self.log.seal_workers()  # what a stopped `serve --workers` left: in the log before this one writes
             with self.source() as src:
                 self.deciders = lifecycle.arrangement(src, strategy)
+                days = max(history_days(e.strategy) for e in self.deciders.engines)
+                if worker is not None:  # the rejections the head file holds (the shards' are read in place)
+                    head_rejections = src._head_cursor().sql(
+                        "SELECT * FROM outcomes WHERE outcome = 'rejected' AND ts >= now() - to_days(?)",
+                        params=[math.ceil(days)]).to_arrow_table()
         except BaseException:
             self.log.close()
             raise
         for e in self.deciders.engines:
             self.log.register_strategy(e.strategy)
             self.log.register_models(e.models)
-        if worker is not None:  # the other workers' contacts count towards this one's limits
-            days = max(history_days(e.strategy) for e in self.deciders.engines)
+        if worker is not None:  # the other workers' contacts and the head's rejections count towards its limits
             self.log.peers = Peers(self.log.con, Path(self.log.path), days)
-            with self.source() as whole:  # and the rejections the head file holds (the shards' are read there)
-                self.log.peers.add_outcomes(whole._head_cursor().sql(
-                    "SELECT * FROM outcomes WHERE outcome = 'rejected' AND ts >= now() - to_days(?)",
-                    params=[math.ceil(days)]).to_arrow_table())
+            self.log.peers.add_outcomes(head_rejections)
         compile_walk()  # the models' compiled walk and the hash chain's byte assembly are ready
         compile_assembly()  # before the first request
         self.follow = {"every_s": follow_s, "checked": None, "switched": None, "error": None, "refused": None,

@@ -174,18 +174,16 @@ def kpi_column(name: str, suffix: str = "", delta: bool = False):
 def kpi_columns(df: pd.DataFrame, by: str | None = None) -> dict:
     """Column labels and formats of the re-deciding tabs' tables (the frames of analysis.tradeoff)."""
     cfg: dict = {}
+    variants = {"_base": {"suffix": tr("tradeoffs.col_strategy")}, "_what_if": {"suffix": tr("tradeoffs.col_whatif")},
+                "_delta": {"delta": True}}  # a KPI's column of analysis.tradeoff's by-issue, by-channel tables
     for c in df.columns:
-        base, _, part = c.rpartition("_")
         if c == "key" and by:
             cfg[c] = tr(f"by.{by}").capitalize()
         elif c in _UNITS:
             cfg[c] = kpi_column(c)
-        elif c.endswith("_what_if") and c[:-8] in _UNITS:
-            cfg[c] = kpi_column(c[:-8], tr("tradeoffs.col_whatif"))
-        elif part == "base" and base in _UNITS:
-            cfg[c] = kpi_column(base, tr("tradeoffs.col_strategy"))
-        elif part == "delta" and base in _UNITS:
-            cfg[c] = kpi_column(base, delta=True)
+        for end, how in variants.items():
+            if c.endswith(end) and c[:-len(end)] in _UNITS:
+                cfg[c] = kpi_column(c[:-len(end)], **how)
     named = {"lambda": st.column_config.NumberColumn(tr("tradeoffs.col_lambda"), format="%.2f"),
              "margin_weight": st.column_config.NumberColumn(tr("tradeoffs.margin_weight"), format="%.2f"),
              "retention_weight": st.column_config.NumberColumn(tr("tradeoffs.retention_weight"), format="%.2f"),
@@ -256,8 +254,7 @@ if tab_whatif.open:
         table(res["by_channel"], "what_if_by_channel", column_config=kpi_columns(res["by_channel"], "channel"))
         st.markdown(tr("tradeoffs.sensitivity"))
         if st.toggle(tr("tradeoffs.sensitivity_on"), key="sens_on"):
-            sens = sensitivity(*log_key(lg), fspec)
-            sens = sensitivity_cases(sens)
+            sens = sensitivity_cases(sensitivity(*log_key(lg), fspec))
             st.plotly_chart(figures.bars(sens, "changed", "change", fmt=".1%", color="#6a1b9a",
                                          x_title=tr("tradeoffs.changed_axis")), width="stretch", key="sens")
             table(sens, "sensitivity", column_config=kpi_columns(sens))
