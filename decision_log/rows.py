@@ -44,6 +44,18 @@ class PreparedBatch:
         return self.decisions.num_rows
 
 
+
+@dataclass(frozen=True)
+class Chained:
+    """A prepared batch numbered and chained: the three tables as inserted (``_k_dec``,
+    ``_k_cand``, ``_k_chain``), the chain's head before and after it."""
+
+    tables: dict[str, pa.Table]
+    n: int
+    prev: tuple[int, str]  #: (seq, chain hash) of the decision before the first
+    head: tuple[int, str]  #: (seq, chain hash) of the last
+    strategy: Strategy | None
+
 def prepare(batch: DecisionBatch, strategy: Strategy, pseudonyms: np.ndarray, source: str = "klartext",
             keys: SubjectKeys | None = None) -> PreparedBatch:
     """The engine's ``batch`` (decided with ``strategy``) as the log's rows; ``pseudonyms``

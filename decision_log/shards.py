@@ -83,8 +83,8 @@ def worker_files(root: Path) -> list[Path]:
 
 
 def remove_worker_file(f: Path) -> None:
-    """A worker's file, its WAL and its live replicas (once sealed, or empty)."""
-    for p in (f, Path(str(f) + ".wal")):
+    """A worker's file, its WAL, its journal and its live replicas (once sealed, or empty)."""
+    for p in (f, Path(str(f) + ".wal"), Path(str(f) + ".journal")):
         p.unlink(missing_ok=True)
     shutil.rmtree(live.live_dir(f), ignore_errors=True)
 

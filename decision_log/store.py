@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from decision_log import integrity, live, peers, pseudonyms, register, rows, seals, shards, subjects, summaries
-from decision_log.rows import PreparedBatch, prepare
+from decision_log import integrity, journal, live, peers, pseudonyms, register, rows, seals, shards, subjects, summaries
+from decision_log.rows import Chained, PreparedBatch, prepare
 from decision_log.schema import DDL, SCHEMA_VERSION, execute_over, has_column, has_table, while_locked
 from decisioning.engine import DecisionBatch, logged_reason
 from decisioning.errors import ConflictError, InputError, KlartextError, LogError, LogInUse
@@ -182,6 +182,8 @@ class DecisionLog:
                 seals.seal_unstamped(con)
             _number_candidates(con)
             _put_meta(con, "schema_version", str(SCHEMA_VERSION))
+            if path != ":memory:":  # what a service acknowledged and had not loaded when it stopped
+                journal.recover(con, path)
         else:
             tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
             if "decisions" not in tables:
@@ -306,6 +308,7 @@ class DecisionLog:
                                "was not issued for this run).",
                                "Stop the service, move the file out of the log's folder and start it again: "
                                "`klartext serve` seals only the worker files it started itself.")
+            journal.recover(log.con, path)  # what the worker acknowledged and had not loaded when it stopped
         except BaseException:
             log.close()
             raise
@@ -712,45 +715,62 @@ class DecisionLog:
         (or ``prepare_imported``), in one transaction (the caller's inside :meth:`atomic`)."""
         if self.read_only:
             raise LogError(f"The log {self.path!r} is open read-only.", "Open it without read_only to write.")
-        n, strategy = prepared.n, prepared.strategy
-        if n == 0:
+        if prepared.n == 0:
             return 0
+        return self.insert_chained([self.chain_prepared(prepared)])
+
+    def chain_prepared(self, prepared: PreparedBatch, after: tuple[int, str] | None = None) -> Chained:
+        """The rows of ``prepared`` numbered and chained after ``after`` (the log's head by
+        default); nothing is written and the head does not move."""
+        last_seq, prev = after if after is not None else self._next_seq()
+        seq = np.arange(last_seq + 1, last_seq + 1 + prepared.n, dtype=np.int64)
+        records, chained = integrity.record_and_chain(integrity.digests_with_seq(seq, prepared.tails),
+                                                      prepared.candidate_digests, prev)
+        tables = {
+            "_k_dec": prepared.decisions.add_column(0, "seq", pa.array(seq)),
+            "_k_cand": prepared.candidates,
+            "_k_chain": pa.table({"seq": seq, "decision_id": prepared.decisions.column("decision_id"),
+                                  "record_hash": integrity.hex_strings(records),
+                                  "chain_hash": integrity.hex_strings(chained)})}
+        return Chained(tables, prepared.n, (last_seq, prev), (int(seq[-1]), chained[-1].tobytes().decode()),
+                       prepared.strategy)
+
+    def insert_chained(self, batches: list[Chained]) -> int:
+        """Insert chained batches (consecutive, the first following the log's head) in one
+        transaction (the caller's inside :meth:`atomic`); the head moves to the last one's."""
+        if not batches:
+            return 0
+        n = sum(b.n for b in batches)
         con = self.con
-        register = strategy is not None and strategy.version not in self._registered
+        new = [s for s in dict.fromkeys(b.strategy.version for b in batches if b.strategy is not None)
+               if s not in self._registered]
+        strategies = {b.strategy.version: b.strategy for b in batches if b.strategy is not None}
+        tables = batches[0].tables if len(batches) == 1 else {
+            k: pa.concat_tables([b.tables[k] for b in batches]) for k in batches[0].tables}
         begun = False
         try:
-            last_seq, prev = self._next_seq()
-            seq = np.arange(last_seq + 1, last_seq + 1 + n, dtype=np.int64)
-            records, chained = integrity.record_and_chain(integrity.digests_with_seq(seq, prepared.tails),
-                                                          prepared.candidate_digests, prev)
-            tables = {
-                "_k_dec": prepared.decisions.add_column(0, "seq", pa.array(seq)),
-                "_k_cand": prepared.candidates,
-                "_k_chain": pa.table({"seq": seq, "decision_id": prepared.decisions.column("decision_id"),
-                                      "record_hash": integrity.hex_strings(records),
-                                      "chain_hash": integrity.hex_strings(chained)})}
             # one call for the whole transaction (a live group's statements cost more to plan and
             # to hand over than to run); candidates by name: their Arrow types are the table's
             inserts = ("INSERT INTO decisions SELECT * FROM _k_dec; INSERT INTO candidates BY NAME SELECT * FROM "
                        "_k_cand; INSERT INTO chain BY NAME SELECT * FROM _k_chain")
             begun = not self._atomic  # else part of the caller's transaction (see atomic())
-            if begun and not register:
+            if begun and not new:
                 inserts = f"BEGIN TRANSACTION; {inserts}; COMMIT"
             elif begun:
                 con.execute("BEGIN TRANSACTION")
                 inserts += "; COMMIT"
-            if register:  # the first batch of a strategy registers it in the same transaction
-                self.register_strategy(strategy, in_transaction=True)
+            for version in new:  # the first batch of a strategy registers it in the same transaction
+                self.register_strategy(strategies[version], in_transaction=True)
             execute_over(con, inserts, **tables)
-            self._head = (int(seq[-1]), chained[-1].tobytes().decode())
+            self._head = batches[-1].head
         except Exception as exc:
             if begun:
                 try:
                     con.execute("ROLLBACK")
                 except duckdb.Error:  # the statement that failed ended it already
                     pass
-            if register:
-                self._registered.discard(strategy.version)
+            for version in new:
+                self._registered.discard(version)
             if isinstance(exc, duckdb.Error):
                 raise LogError(f"Writing {n} decisions to {self.path!r} failed: {exc}",
                                "Nothing was written; check free disk space and that no other process holds the file.") from exc
@@ -1096,6 +1116,11 @@ class DecisionLog:
                                    "Its decisions are sealed when that service stops (Ctrl-C or SIGTERM to "
                                    "`klartext serve --workers`); run this again then.") from exc
                 fid = _first(con.execute("SELECT value FROM meta WHERE key = 'worker_file_id'"))
+                try:
+                    journal.recover(con, f)  # what the worker acknowledged and had not loaded when it was stopped
+                except BaseException:
+                    con.close()
+                    raise
                 n = con.execute("SELECT count(*) FROM decisions").fetchall()[0][0]
                 # (a worker that only took outcomes — of other workers' decisions — made no decision:
                 # its outcomes go into this file, below)

@@ -13,6 +13,11 @@ A batch job (:func:`decide_and_log`) stops at the first failure: later submissio
 with the same error and are not written, so the log keeps whole chunks only.  The service
 (``stop_on_error=False``) fails only the submission that failed.
 
+With a ``journal`` (the service's writer) a batch is acknowledged once it is numbered,
+chained and durable in the log's journal (:mod:`decision_log.journal`), and the writing
+thread loads what was journaled into DuckDB behind the answers, several batches per
+transaction; the calls submitted after a batch run after it is loaded.
+
 While a writer runs it is the only user of the log's connection for writing.
 """
 
@@ -29,13 +34,20 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from decision_log.rows import prepare
+from decision_log import journal as journals
+from decision_log.rows import Chained, prepare
 from decision_log.store import DecisionLog
 from decisioning.engine import DecisionBatch, Engine
+from decisioning.errors import LogError
 from decisioning.inputs import Requests
 from decisioning.strategy import Strategy
 
 T = TypeVar("T")
+
+#: With a journal, the writing thread gathers what was journaled for up to this long into one
+#: transaction (DuckDB's cost per transaction hardly depends on its rows), unless a reader of
+#: the file waits for it (:meth:`Writer.wait_loaded`).
+LOAD_EVERY_S = 0.02
 
 #: How much lower the OS priority of a job's deciding and preparing threads is than its
 #: writer's: the DuckDB write is the longest stage, so it gets a core whenever it can run
@@ -105,17 +117,28 @@ class Writer:
         Stop at the first failure (a batch job) instead of failing only that submission.
     prepare_nice : int
         How many nice steps below the writing thread the preparing thread runs.
+    journal : bool
+        Acknowledge a batch once it is durable in the log's journal and load it behind the
+        answer (the service; see the module docstring).
     """
 
-    def __init__(self, log: DecisionLog, *, stop_on_error: bool = False, prepare_nice: int = 0) -> None:
+    def __init__(self, log: DecisionLog, *, stop_on_error: bool = False, prepare_nice: int = 0,
+                 journal: bool = False) -> None:
         self.log = log
         self.stop_on_error = stop_on_error
         self.failed: BaseException | None = None  #: the failure that stopped a stop_on_error writer
-        self.seconds = {"prepare": 0.0, "log": 0.0}  #: time spent preparing and writing (committing)
+        #: time spent preparing, journaling and writing (committing)
+        self.seconds = {"prepare": 0.0, "log": 0.0} | ({"journal": 0.0} if journal else {})
         self._write_failed: BaseException | None = None
         self._room = threading.Condition()
-        self._waiting = 0  #: submitted and not yet taken by the writing thread
-        self._writing = _Stage("klartext-log-writer", self._write)
+        self._waiting = 0  #: submitted and not yet taken by the writing thread (journaled, with a journal)
+        self.journal = journals.Journal(log.path) if journal else None
+        self._journaled: tuple[int, str] | None = None  #: the chain's head as journaled
+        self._loaded = -1  #: the last decision's seq loaded into the file (with a journal)
+        self._load_failed: BaseException | None = None
+        self._hurry = threading.Event()  #: someone waits for the load: load now, do not gather
+        self._waiters = 0
+        self._writing = _Stage("klartext-log-writer", self._write, maxsize=64 if journal else 2)
         self._preparing = _Stage("klartext-log-prepare", self._prepare, nice=prepare_nice)
 
     def append(self, batch: DecisionBatch, strategy: Strategy) -> Future[int]:
@@ -134,6 +157,34 @@ class Writer:
             self._waiting += 1
         self._preparing.put((*item, future))
         return future
+
+    def wait_loaded(self, timeout: float = 60.0) -> None:
+        """Wait until every batch acknowledged so far is in the log's file (with a journal;
+        without one an acknowledged batch is there already): what the service reads from its
+        own log — contact history, a decision's record — then includes it."""
+        if self.journal is None:
+            return
+        with self._room:
+            target = -1 if self._journaled is None else self._journaled[0]
+            if self._loaded >= target and self._load_failed is None:
+                return
+            self._waiters += 1
+            self._hurry.set()
+            try:
+                loaded = self._room.wait_for(lambda: self._loaded >= target or self._load_failed is not None, timeout)
+            finally:
+                self._waiters -= 1
+            if not loaded:
+                raise LogError(f"The log's file took more than {timeout:.0f} s to load the journaled decisions.",
+                               "Retry; if it persists, check the disk and restart the service.")
+            if self._load_failed is not None:
+                raise self._unloaded()
+
+    def _unloaded(self) -> LogError:
+        return LogError(f"The log's file {self.log.path!r} could not take the journaled decisions: "
+                        f"{self._load_failed}",
+                        "They are safe in the journal and are loaded when the log is next opened for writing: "
+                        "check free disk space, then restart the service.")
 
     def wait_for_room(self, timeout: float) -> None:
         """Wait (up to ``timeout`` seconds) until the writing thread has taken everything
@@ -157,23 +208,57 @@ class Writer:
         try:
             if self.failed is not None:
                 raise self.failed
+            if self._load_failed is not None:
+                raise self._unloaded()
             if kind == "batch":
                 t = time.perf_counter()
                 batch, strategy = payload
                 payload = prepare(batch, strategy, self.log.pseudonymise(batch.requests.customer_id),
                                   keys=self.log.sealing_keys())
                 self.seconds["prepare"] += time.perf_counter() - t
+                if self.journal is not None and payload.n:
+                    self._journal(payload, future)
+                    return
         except Exception as exc:  # noqa: BLE001 - the submitter is told, through its future
             self._taken()
             self._fail(future, exc)
             return
         self._writing.put((kind, payload, future))
 
+    def _journal(self, prepared, future: Future) -> None:
+        """Number, chain and journal a batch, acknowledge it, and hand it to the writing thread
+        to load (on the preparing thread, in submission order)."""
+        strategy = prepared.strategy
+        if strategy is not None and strategy.version not in self.log._registered:
+            # a new strategy is registered in the file before its first decision is journaled
+            register = Future()
+            self._writing.put(("register", lambda log: log.register_strategy(strategy), register))
+            register.result()
+        t = time.perf_counter()
+        if self._journaled is None:
+            self.wait_loaded()  # (nothing journaled yet: the file's head is the chain's)
+            self._journaled = self.log._next_seq()
+        chained = self.log.chain_prepared(prepared, after=self._journaled)
+        self.journal.append(chained)  # raises: nothing acknowledged, the head stays
+        with self._room:
+            self._journaled = chained.head
+        self.seconds["journal"] += time.perf_counter() - t
+        self._taken()
+        future.set_result(chained.n)  # acknowledged: durable in the journal
+        self._writing.put(("chained", chained, None))
+
     def _write(self, item: tuple[str, Any, Future]) -> None:
         kind, payload, future = item
-        self._taken()
+        if kind == "chained":
+            self._load_from(payload)
+            return
+        if kind != "register":  # (the journal's own call was not submitted)
+            self._taken()
         if self._write_failed is not None:  # (a failed preparation only stops what comes after it)
             future.set_exception(self._write_failed)
+            return
+        if self._load_failed is not None:
+            future.set_exception(self._unloaded())
             return
         t = time.perf_counter()
         try:
@@ -186,13 +271,56 @@ class Writer:
             return
         future.set_result(result)
 
+    def _load_from(self, first: Chained) -> None:
+        """Load ``first`` and every journaled batch queued right behind it in one transaction,
+        then run the item that ended the run (a call, in its order)."""
+        batches, after, end = [first], None, False
+        until = time.monotonic() + LOAD_EVERY_S
+        while True:
+            try:  # gather for up to LOAD_EVERY_S unless someone waits for the load
+                left = 0 if self._hurry.is_set() else until - time.monotonic()
+                nxt = self._writing.q.get(timeout=min(left, 0.002)) if left > 0 else self._writing.q.get_nowait()
+            except queue.Empty:
+                if left > 0:
+                    continue
+                break
+            if nxt is None:  # close()'s end mark: put back below for the stage to see
+                end = True
+                break
+            if nxt[0] == "chained":
+                batches.append(nxt[1])
+                continue
+            after = nxt
+            break
+        t = time.perf_counter()
+        if self._load_failed is None:
+            try:
+                self.log.insert_chained(batches)
+            except Exception as exc:  # noqa: BLE001 - acknowledged and journaled: told to what comes next
+                self._load_failed = exc
+        self.seconds["log"] += time.perf_counter() - t
+        with self._room:
+            if self._load_failed is None:
+                self._loaded = batches[-1].head[0]
+            self._room.notify_all()
+            if not self._waiters:
+                self._hurry.clear()
+        if self._load_failed is None:
+            self.journal.loaded(batches[-1].head[0])
+        if end:
+            self._writing.q.put(None)  # (nothing is put after it: there is room)
+        elif after is not None:
+            self._write(after)
+
     def close(self) -> None:
         """Write everything submitted, then stop; raises what stopped a ``stop_on_error``
-        writer."""
+        writer.  A journal everything of which was loaded is removed."""
         try:
             self._preparing.close()
         finally:
             self._writing.close()
+            if self.journal is not None:
+                self.journal.close(remove=self._load_failed is None)
         if self.failed is not None:
             raise self.failed
 

@@ -1,21 +1,27 @@
 """The real-time decision service: ``klartext serve`` (FastAPI + uvicorn).
 
 The audit guarantee — a response is sent only after its decision record, with every
-candidate row and its chain link, is committed:
+candidate row and its chain link, is durable:
 
 * each request is validated on arrival (a bad one gets a 4xx naming the field and nothing
   is logged) into a one-row :class:`~decisioning.inputs.Requests`, then queued with a future;
 * a **decide thread** takes what is queued (up to ``max_batch`` requests, or what arrives
-  within ``max_wait_ms``), decides the group in one vectorised engine call and turns it into
-  the Arrow tables of the log (:func:`~decision_log.store.prepare`, hashes included);
-* a **log thread** appends each prepared group in **one transaction** (group commit) and
-  only then resolves its futures.  The two threads form a pipeline: the next group is being
-  decided while the previous one is committed (DuckDB releases the GIL while it writes);
+  within ``max_wait_ms`` — but no longer than it takes as many requests as the last groups
+  had: clients in lock step do not wait for a request that is not coming), decides the group
+  in one vectorised engine call;
+* the writer's **preparing thread** turns it into the log's rows (:func:`~decision_log.rows.prepare`,
+  hashes included), numbers and chains them, appends them to the log's **journal** and
+  ``fdatasync``-s it (:mod:`decision_log.journal`), and only then resolves the futures;
+* its **log thread** loads what was journaled into the DuckDB file behind the answers, the
+  groups of up to 20 ms in **one transaction** (DuckDB's cost per transaction hardly depends
+  on its rows).  What the service reads from its own file — contact history, a decision's
+  record — and every later write (outcomes, explanations) waits for that load;
 * the queue is bounded: when it is full the request is refused at once with **503** and
   ``Retry-After`` — nothing is ever dropped silently; a request whose group could not be
   written gets a 503 that says it was not logged;
-* after ``kill -9`` every acknowledged decision is in the log (DuckDB replays its WAL on the
-  next open), and nothing half-written is: a group is one transaction;
+* after ``kill -9`` every acknowledged decision is in the log: the next open for writing (a
+  restart, the sealing of a worker's file) loads from the journal what the file lacks, and a
+  group is one frame — all or nothing (a frame cut short was never acknowledged);
 * a **replicator** (:mod:`decision_log.live`) copies what is new to one of two replica files
   about once a second, so the dashboard can read the log while the service holds it.
 """
@@ -34,7 +40,7 @@ import queue
 import threading
 import time
 import weakref
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
@@ -171,8 +177,9 @@ class Service:
             gc.freeze()
         self.queue: queue.Queue[_Job] = queue.Queue(maxsize=max_queue)
         self._elsewhere = ThreadPoolExecutor(2, thread_name_prefix="klartext-elsewhere")
-        self.writer = Writer(self.log)
+        self.writer = Writer(self.log, journal=db != ":memory:")  # acknowledged once journaled
         self.max_batch, self.max_wait = max_batch, max_wait_ms / 1000
+        self._sizes: deque[int] = deque(maxlen=8)  #: the sizes of the last groups taken
         self.logged = 0
         self.groups = 0
         self.seconds = {"decide": 0.0}
@@ -266,11 +273,15 @@ class Service:
         jobs = [first]
         deadline = time.perf_counter() + self.max_wait
         while len(jobs) < self.max_batch:
-            left = deadline - time.perf_counter()
+            if len(jobs) >= max(self._sizes, default=self.max_batch):
+                left = 0  # as many as the recent groups had: take what is queued and go
+            else:
+                left = deadline - time.perf_counter()
             try:
                 jobs.append(self.queue.get(timeout=left) if left > 0 else self.queue.get_nowait())
             except queue.Empty:
                 break
+        self._sizes.append(len(jobs))
         return jobs
 
     def _decide_loop(self) -> None:
@@ -324,6 +335,7 @@ class Service:
                     if version != s.version:  # checked on arrival against another version: check again
                         req = Requests.from_dicts(s, [{k: v for k, v in item.items() if v is not None}])
                     if item.get("contacts") is None or item.get("rejections") is None:  # fill from the log
+                        self.writer.wait_loaded()  # (every decision answered so far counts)
                         contacts, rejections = queries.contact_history(
                             reader, self.log.pseudonymise([item["customer_id"]])[0], s,
                             decisions=self.log.history_source(s), outcomes=self.log.history_outcomes())
@@ -722,6 +734,7 @@ def create_app(db: str, strategy_path: str | None = None, *, users: str | None =
         """The logged record of a decision with its explanation (the access is recorded)."""
         svc = state["svc"]
         try:
+            svc.writer.wait_loaded()  # a decision answered a moment ago is in the file
             e = Explainer(svc.log, writer=svc.writer).explain(decision_id)
             out = e.to_dict()
         except LogError as exc:

@@ -80,6 +80,7 @@ def test_an_idempotency_key_makes_a_retry_log_nothing(demo_copy):
         other = {**CUSTOMER, "channel": "email"}
         r = c.post("/decide", json=other, headers={"Idempotency-Key": "order-4711"})
         assert r.status_code == 422 and r.json()["error"] == "Idempotency-Key 'order-4711' was used for another request."
+        svc.writer.wait_loaded()  # (answered once journaled: the count reads the file)
         n1 = svc.log.con.cursor().execute("SELECT count(*) FROM decisions").fetchall()[0][0]
     assert n1 == n0 + 1
 

@@ -237,6 +237,7 @@ def test_the_service_follows_activation_and_rollback_without_a_restart(demo_copy
         by = pd.Series([a["strategy_version"] for a in answers])
         assert set(by) == {champion, new} and 0.35 < (by == new).mean() < 0.65
         # the answer names the version, and the log agrees
+        svc.writer.wait_loaded()  # (answered once journaled: read from the file)
         logged = dict(svc.log.con.cursor().execute(
             "SELECT decision_id, strategy_version FROM decisions WHERE decision_id IN (SELECT unnest(?))",
             [[a["decision_id"] for a in answers]]).fetchall())

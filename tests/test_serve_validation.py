@@ -23,7 +23,9 @@ CUSTOMER = json.loads((ROOT / "examples" / "customer.json").read_text())
 def service(demo_copy):
     with TestClient(create_app(str(demo_copy)), raise_server_exceptions=False) as c:
         did = c.post("/decide", json=CUSTOMER).json()["decision_id"]
-        yield c, c.app.state.service().log, did
+        svc = c.app.state.service()
+        svc.writer.wait_loaded()  # (answered once journaled: the counts below read the file)
+        yield c, svc.log, did
 
 
 def _rows(log, sql, params=()):
