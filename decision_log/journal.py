@@ -34,6 +34,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from decision_log import integrity
 from decision_log.rows import Chained
 from decisioning.errors import LogError
 
@@ -147,23 +148,38 @@ def _parse(body: bytes, where: str) -> tuple[dict, dict[str, pa.Table]]:
     return header, tables
 
 
-def recover(con: duckdb.DuckDBPyConnection, log_file: str | Path) -> int:
-    """Load into the log's file (open for writing on ``con``) every journaled group it lacks,
-    in one transaction, then remove the journal; returns the number of decisions loaded."""
-    path = path_of(log_file)
-    if not path.exists():
-        return 0
+def _unloaded(con: duckdb.DuckDBPyConnection, path: Path, base: tuple[int, str]) -> list[tuple[dict, dict[str, pa.Table]]]:
+    """The journal's frames that the log's file (on ``con``) lacks, checked to continue it
+    (``base``: the chain's head where the file holds no decision: the last shard's, or the genesis)."""
     frames, _torn = read(path)
     row = con.execute("SELECT seq, chain_hash FROM chain ORDER BY seq DESC LIMIT 1").fetchall()
-    head = (int(row[0][0]), row[0][1]) if row else None
-    todo = [(h, t) for h, t in frames if head is None or h["head"][0] > head[0]]
+    head = (int(row[0][0]), row[0][1]) if row else base
+    todo = [(h, t) for h, t in frames if h["head"][0] > head[0]]
     for h, _t in todo:
-        if head is not None and tuple(h["prev"]) != head:
+        if tuple(h["prev"]) != head:
             raise LogError(f"The journal {path} does not continue the log's file: a frame follows decision "
                            f"{h['prev'][0]} (chain {str(h['prev'][1])[:12]}…), the file ends at decision {head[0]} "
                            f"(chain {head[1][:12]}…).",
                            "Move the journal aside to examine it; the log's file itself is intact.")
         head = tuple(h["head"])
+    return todo
+
+
+def pending(con: duckdb.DuckDBPyConnection, log_file: str | Path, base: tuple[int, str] = (0, integrity.GENESIS)) -> int:
+    """How many journaled decisions the log's file (read on ``con``) lacks: a service that
+    stopped before loading them; :func:`recover` loads them."""
+    path = path_of(log_file)
+    return sum(h["n"] for h, _t in _unloaded(con, path, base)) if path.exists() else 0
+
+
+def recover(con: duckdb.DuckDBPyConnection, log_file: str | Path, base: tuple[int, str] = (0, integrity.GENESIS)) -> int:
+    """Load into the log's file (open for writing on ``con``) every journaled group it lacks,
+    in one transaction, then remove the journal; returns the number of decisions loaded
+    (``base``: see :func:`_unloaded`)."""
+    path = path_of(log_file)
+    if not path.exists():
+        return 0
+    todo = _unloaded(con, path, base)
     if todo:
         tables = {k: pa.concat_tables([t[k] for _h, t in todo]) for k in TABLES}
         _k_dec, _k_cand, _k_chain = (tables[k] for k in TABLES)

@@ -183,7 +183,7 @@ class DecisionLog:
             _number_candidates(con)
             _put_meta(con, "schema_version", str(SCHEMA_VERSION))
             if path != ":memory:":  # what a service acknowledged and had not loaded when it stopped
-                journal.recover(con, path)
+                journal.recover(con, path, manifest.tail if manifest is not None else (0, integrity.GENESIS))
         else:
             tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
             if "decisions" not in tables:
@@ -933,6 +933,17 @@ class DecisionLog:
         if waiting:
             res.notes.append(f"{waiting} worker file(s) of a service that stopped without sealing them hold decisions "
                              "not yet in this check: `klartext serve --workers N` or `klartext archive` seals them")
+        if self.replica is None and self.path != ":memory:":
+            try:
+                unloaded = journal.pending(self._head_cursor(), self.path, self.manifest.tail if self.manifest is not None
+                                           else (0, integrity.GENESIS))
+            except LogError as exc:
+                res.ok, res.table, res.problem = False, "journal", f"{exc.message} {exc.hint}"
+                return res
+            if unloaded:
+                res.notes.append(f"{unloaded:,} acknowledged decision(s) of a service that stopped before loading them "
+                                 f"wait in {journal.path_of(self.path).name}, not yet in this check: the next open for "
+                                 "writing (`klartext serve` again) loads them")
         with self.register(read_only=True) as reg:
             if reg is None:
                 return res

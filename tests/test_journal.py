@@ -78,6 +78,10 @@ def test_acknowledged_decisions_not_yet_loaded_are_in_the_log_after_a_crash(demo
     crashed, ids = _crash_image(demo_copy)
     every = sum(ids, [])
     assert _count(crashed, every) == (0, 0)  # the file alone lacks them: they were only journaled
+    with DecisionLog.open(crashed, read_only=True) as log:  # a reader is told they wait
+        res = log.verify()
+    assert res.ok and any(n.startswith("12 acknowledged decision(s) of a service that stopped before loading them "
+                                       "wait in copy.duckdb.journal") for n in res.notes), res.notes
     with DecisionLog.open(crashed) as log:  # the next open for writing loads them
         assert log.verify().ok
     assert _count(crashed, every) == (len(every), 29 * len(every))
@@ -106,6 +110,9 @@ def test_a_changed_frame_stops_the_open_and_loads_nothing(demo_copy):
     j.write_bytes(bytes(data))
     with pytest.raises(LogError, match=r"journal .*at byte 0 holds a frame that does not match its checksum"):
         DecisionLog.open(crashed)
+    with DecisionLog.open(crashed, read_only=True) as log:
+        res = log.verify()
+    assert not res.ok and res.table == "journal" and "does not match its checksum" in res.problem
     assert _count(crashed, sum(ids, [])) == (0, 0)
     assert j.exists()  # kept to be examined
 
