@@ -4,8 +4,8 @@ Builds a demo log (``--customers``, 20,000 by default), starts ``klartext serve`
 child process, and drives it over loopback with 1, 8 and 32 concurrent keep-alive clients,
 each sending ``--requests`` decision requests (real customers of the demo scenario, with
 their contact history in the request).  Reports throughput and p50/p95/p99 latency as the
-client sees it — including the group commit that makes each decision durable before the
-answer — and checks afterwards that every acknowledged decision is in the log with all its
+client sees it — including the journal write that makes each decision durable before the
+answer (the DuckDB file takes it behind the answer) — and checks afterwards that every acknowledged decision is in the log with all its
 candidates.  The in-run baseline is the same engine called in-process, one decision
 validated, decided and committed at a time.  A fourth run repeats 8 clients while a reader
 (what the live dashboard does) opens the freshest replica every second; it reports how old
