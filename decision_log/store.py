@@ -38,7 +38,7 @@ from decisioning.strategy import Strategy, parse_strategy
 SHARD_WRITER_MEMORY = "512MB"
 
 #: DuckDB's buffer pool while decisions are copied into a shard and removed from a file
-#: (``archive``, ``purge``, sealing workers' files).  DuckDB otherwise takes up to 80% of the
+#: (``archive``, ``purge``, sealing workers' files) and while the summaries are refreshed.  DuckDB otherwise takes up to 80% of the
 #: machine's memory for the sorts and joins of a large stretch (1.75M decisions: 20.5 GB;
 #: with this limit 1.6 GB, and no slower: it spills beside the file).
 ARCHIVE_MEMORY = "1GB"
@@ -356,7 +356,10 @@ class DecisionLog:
         refreshed.  A log with shards is counted whole: its file's rows and its shards'."""
         if self.read_only or not summaries.kept(self.con):
             return 0
-        return summaries.refresh(self.con, rows=self.summary_rows())
+        # bounded as archive is: a batch of a million decisions peaked at 4.0 GB here with
+        # DuckDB's default (80% of the machine for its hash aggregates), 2.7 GB with this
+        with memory_limit(self.con, ARCHIVE_MEMORY):
+            return summaries.refresh(self.con, rows=self.summary_rows())
 
     def summary_rows(self) -> summaries.Rows:
         """The rows the summaries count, as this connection reads them: a reader's, or a
