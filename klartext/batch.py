@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,18 +64,54 @@ class RunResult:
     partitions: list[dict] = field(default_factory=list)  #: a Spark run's partitions: rows and seconds per step
 
 
-def read_table(path: str) -> pd.DataFrame:
-    """A customer table (CSV or Parquet), or an error that names the file and what to do."""
-    suffix = Path(path).suffix.lower()
-    if suffix not in (".csv", ".parquet"):
-        raise InputError(f"{path}: unknown file type {suffix!r}.", "Use a .csv or .parquet file.")
-    try:
-        return pd.read_parquet(path) if suffix == ".parquet" else pd.read_csv(path)
-    except Exception as exc:  # pyarrow and pandas raise many kinds for a damaged file: all mean the same
-        kind = "Parquet" if suffix == ".parquet" else "CSV"
-        raise InputError(f"{path} cannot be read as {kind}: {type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''}",
-                         f"Check that it is a complete {kind} file (re-export it); nothing was decided.") from None
+#: Rows of the customer table read, checked and decided at a time by ``klartext run`` in
+#: this process: its memory stays that of one slice whatever the table's size (a whole table
+#: of 1M customers, read at once, peaked at 3.4 GB).
+SLICE = 250_000
+
+
+class Table:
+    """A customer table (CSV or Parquet) read in slices of :data:`SLICE` rows, in file order,
+    as often as asked; an unreadable file is an error that names it and what to do."""
+
+    def __init__(self, path: str, slice_rows: int = SLICE) -> None:
+        suffix = Path(path).suffix.lower()
+        if suffix not in (".csv", ".parquet"):
+            raise InputError(f"{path}: unknown file type {suffix!r}.", "Use a .csv or .parquet file.")
+        self.path, self.kind, self.slice_rows = path, "Parquet" if suffix == ".parquet" else "CSV", slice_rows
+        self.rows: int | None = None  #: known once the file was read through (at once for Parquet)
+        if self.kind == "Parquet":
+            with self._reading():
+                import pyarrow.parquet as pq
+
+                self.rows = pq.ParquetFile(path).metadata.num_rows
+
+    @contextmanager
+    def _reading(self):
+        try:
+            yield
+        except InputError:
+            raise
+        except Exception as exc:  # pyarrow and pandas raise many kinds for a damaged file: all mean the same
+            raise InputError(f"{self.path} cannot be read as {self.kind}: {type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''}",
+                             f"Check that it is a complete {self.kind} file (re-export it); nothing was "
+                             "decided.") from None
+
+    def slices(self):
+        """(offset, frame) of each slice, the offset being its first row's number in the table."""
+        offset = 0
+        with self._reading():
+            if self.kind == "Parquet":
+                import pyarrow.parquet as pq
+
+                it = (b.to_pandas() for b in pq.ParquetFile(self.path).iter_batches(batch_size=self.slice_rows))
+            else:
+                it = pd.read_csv(self.path, chunksize=self.slice_rows)
+            for frame in it:
+                yield offset, frame.reset_index(drop=True)
+                offset += len(frame)
+        self.rows = offset
 
 
 def parts(deciders, pseudonymise: Callable[[np.ndarray], np.ndarray], frame: pd.DataFrame, plan: Plan
@@ -103,16 +140,21 @@ def chosen_counts(strategy: Strategy, chosen: list) -> pd.Series:
     return pd.Series([strategy.action_ids[c[0]] if len(c) else "(no action)" for c in chosen]).value_counts()
 
 
-def run_local(db: str, frame: pd.DataFrame, strategy: Strategy | None, plan: Plan,
+def run_local(db: str, table: pd.DataFrame | Table, strategy: Strategy | None, plan: Plan,
               on_logged: Callable[[int], None] | None = None, wait_s: float = 15.0) -> RunResult:
-    """Decide every row of ``frame`` in this process and log it to ``db``."""
+    """Decide every row of ``table`` (a frame, or a :class:`Table` read slice by slice) in
+    this process and log it to ``db``.  Every slice is checked before the first is decided:
+    a table with a bad row anywhere logs nothing."""
     from decision_log import lifecycle
     from decision_log.store import DecisionLog
     from decision_log.writer import decide_and_log
 
-    frame = plan.frame(frame)
-    if strategy is not None:
-        plan.requests(strategy, frame)  # checked before the log is opened: a bad table writes nothing
+    def slices():
+        return [(0, table)] if isinstance(table, pd.DataFrame) else table.slices()
+
+    if strategy is not None:  # checked before the log is opened: a bad table writes nothing
+        for _offset, frame in slices():
+            plan.requests(strategy, plan.frame(frame))
     elif not DecisionLog.has_shards(db) and not Path(db).exists():
         raise InputError(f"No decision log at {db!r}, so there is no strategy deciding yet.",
                          "Pass --strategy FILE for a new log.")
@@ -120,12 +162,17 @@ def run_local(db: str, frame: pd.DataFrame, strategy: Strategy | None, plan: Pla
     chosen, versions = [], {}
     with DecisionLog.open(db, wait_s=wait_s) as log:
         d = lifecycle.arrangement(log, strategy, ready=False)  # (a --strategy it runs is the champion)
-        for engine, rows, req in parts(d, log.pseudonymise, frame, plan):
-            ts = np.full(len(req), plan.ts_us, dtype=np.int64)
-            # each chunk's counts as it is decided, not the decided batches (a quarter of a
-            # million decisions' batches take about a gigabyte: 1M rows peaked at 6.7 GB)
-            decide_and_log(log, engine, req, ts, on_logged=on_logged, decision_ids=plan.ids(rows), keep=False,
-                           after=lambda _rows, _req, b, s=engine.strategy: chosen.append(chosen_counts(s, b.chosen)))
-            key = (engine.strategy.name, engine.strategy.version)
-            versions[key] = versions.get(key, 0) + len(rows)
+        if strategy is None or d.canary is not None:  # the deciding versions check their customers first
+            for _offset, frame in slices():
+                parts(d, log.pseudonymise, plan.frame(frame), plan)
+        for offset, frame in slices():
+            for engine, rows, req in parts(d, log.pseudonymise, plan.frame(frame), plan):
+                ts = np.full(len(req), plan.ts_us, dtype=np.int64)
+                # each chunk's counts as it is decided, not the decided batches (a quarter of a
+                # million decisions' batches take about a gigabyte)
+                decide_and_log(log, engine, req, ts, on_logged=on_logged, decision_ids=plan.ids(rows + offset),
+                               keep=False, after=lambda _r, _q, b, s=engine.strategy: chosen.append(
+                                   chosen_counts(s, b.chosen)))
+                key = (engine.strategy.name, engine.strategy.version)
+                versions[key] = versions.get(key, 0) + len(rows)
     return summary(chosen, versions, time.perf_counter() - t)

@@ -1232,10 +1232,15 @@ def run(db, strategy_path, customers_path, channel, id_column, channel_column, e
             if bar is not None:
                 bar.close()
     else:
-        frame = batch.read_table(customers_path)
-        with tqdm(total=len(frame), desc="Deciding and logging", unit=" decisions", file=sys.stderr,
+        table = batch.Table(customers_path)  # read, checked and decided in slices: memory stays bounded
+        with tqdm(total=table.rows, desc="Deciding and logging", unit=" decisions", file=sys.stderr,
                   bar_format=_BAR) as bar:
-            res = batch.run_local(db, frame, strategy, plan, on_logged=bar.update, wait_s=WAIT_S)
+            def logged(n: int) -> None:
+                if bar.total is None:  # a CSV's length is known once it was checked (read through)
+                    bar.total = table.rows
+                bar.update(n)
+
+            res = batch.run_local(db, table, strategy, plan, on_logged=logged, wait_s=WAIT_S)
     if len(res.versions) == 1:
         name, version, _ = res.versions[0]
         click.echo(f"Logged {res.decisions:,} decisions of {name} ({version}) to {db}"

@@ -89,7 +89,9 @@ def test_spark_decides_exactly_as_this_process(spark_log, demo_log, customers, t
     logdir, _ = spark_log
     local = tmp_path / "local.duckdb"
     copy_log(demo_log, local)
-    batch.run_local(str(local), pd.read_parquet(customers), None, PLAN)
+    # read in slices of 700 rows (the Spark partitions cut elsewhere): the same numbers, the same decisions
+    res = batch.run_local(str(local), batch.Table(str(customers), slice_rows=700), None, PLAN)
+    assert res.decisions == 6000
     dec_s, cand_s, in_s = _rows(logdir)
     dec_l, cand_l, in_l = _rows(local)
     assert len(dec_s) == 6000
@@ -193,3 +195,24 @@ def test_a_writer_counts_the_contacts_of_a_recent_spark_run(demo_log, customers,
                                  [did]).fetchall()[0]
         inputs = json.loads(log.open_inputs([stored[0]], [stored[1]], [stored[2]])[0])
     assert inputs["contacts"].get("email") == 1
+
+
+def test_a_table_read_in_slices_logs_nothing_when_a_row_of_its_last_slice_is_bad(demo_log, customers, tmp_path):
+    """Every slice is checked before the first is decided: a bad row anywhere logs nothing."""
+    from decisioning.errors import InputError
+
+    local = tmp_path / "local.duckdb"
+    copy_log(demo_log, local)
+    frame = pd.read_parquet(customers).head(1000).astype({"age": object})
+    frame.loc[990, "age"] = "old"
+    frame.to_csv(tmp_path / "customers.csv", index=False)
+    table = batch.Table(str(tmp_path / "customers.csv"), slice_rows=300)
+    with pytest.raises(InputError, match="age"):
+        batch.run_local(str(local), table, None, PLAN)
+    with DecisionLog.open(local, read_only=True) as log:
+        assert log.con.execute("SELECT count(*) FROM decisions").fetchall()[0][0] == 2000
+    strategy = retail.load_demo_strategy()
+    new = tmp_path / "new.duckdb"
+    with pytest.raises(InputError, match="age"):
+        batch.run_local(str(new), table, strategy, PLAN)
+    assert not new.exists()  # checked before the log is made
