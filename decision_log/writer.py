@@ -246,7 +246,10 @@ class Writer:
         self.seconds["journal"] += time.perf_counter() - t
         self._taken()
         future.set_result(chained.n)  # acknowledged: durable in the journal
-        self._writing.put(("chained", chained, None))
+        try:
+            self._writing.put(("chained", chained, None))
+        except BaseException as exc:  # (the writing thread stopped): journaled, loaded at the next open
+            self._load_failed = exc
 
     def _write(self, item: tuple[str, Any, Future]) -> None:
         kind, payload, future = item
@@ -300,14 +303,14 @@ class Writer:
             except Exception as exc:  # noqa: BLE001 - acknowledged and journaled: told to what comes next
                 self._load_failed = exc
         self.seconds["log"] += time.perf_counter() - t
+        if self._load_failed is None:
+            self.journal.loaded(batches[-1].head[0])
         with self._room:
             if self._load_failed is None:
                 self._loaded = batches[-1].head[0]
             self._room.notify_all()
             if not self._waiters:
                 self._hurry.clear()
-        if self._load_failed is None:
-            self.journal.loaded(batches[-1].head[0])
         if end:
             self._writing.q.put(None)  # (nothing is put after it: there is room)
         elif after is not None:
@@ -320,8 +323,9 @@ class Writer:
             self._preparing.close()
         finally:
             self._writing.close()
-            if self.journal is not None:
-                self.journal.close(remove=self._load_failed is None)
+            if self.journal is not None:  # removed only when everything journaled is in the file
+                self.journal.close(remove=self._load_failed is None and (
+                    self._journaled is None or self._loaded >= self._journaled[0]))
         if self.failed is not None:
             raise self.failed
 

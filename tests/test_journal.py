@@ -159,3 +159,47 @@ def test_a_single_client_does_not_wait_for_a_group_that_is_not_coming(demo_copy)
             assert c.post("/decide", json={**CUSTOMER, "customer_id": f"G{k}"}).status_code == 200
         took = time.perf_counter() - t
     assert took < 1.0, f"5 requests one after the other took {took:.2f} s (each waited the 0.4 s window)"
+
+
+def _decided(log, strategy, tag: str, n: int = 3):
+    engine = Engine(strategy, log.latest_models_for(strategy))
+    return engine.decide(Requests.from_dicts(strategy, [{**CUSTOMER, "customer_id": f"{tag}{k}"} for k in range(n)]))
+
+
+def test_a_load_that_fails_stops_the_answers_and_keeps_the_journal(demo_copy):
+    """A disk that refuses the DuckDB insert: what was answered stays in the journal, every
+    later request is refused with the reason, and the next open loads it."""
+    strategy = retail.load_demo_strategy()
+    log = DecisionLog.open(demo_copy)
+
+    def full(_batches):
+        raise LogError("Writing to the log failed: No space left on device", "Free some space.")
+
+    log.insert_chained = full
+    w = Writer(log, journal=True)
+    first = _decided(log, strategy, "F")
+    assert w.append(first, strategy).result(timeout=30) == 3  # journaled: answered
+    with pytest.raises(LogError, match="safe in the journal"):
+        w.wait_loaded()
+    with pytest.raises(LogError, match="No space left on device"):
+        w.append(_decided(log, strategy, "G"), strategy).result(timeout=30)
+    w.close()
+    log.close()
+    assert journal.path_of(demo_copy).exists()
+    with DecisionLog.open(demo_copy) as again:
+        assert again.verify().ok
+    assert _count(demo_copy, [str(d) for d in first.decision_id]) == (3, 87)
+
+
+def test_the_journal_is_emptied_once_everything_in_it_is_loaded(demo_copy, monkeypatch):
+    monkeypatch.setattr(journal, "TRUNCATE_AT", 1)
+    strategy = retail.load_demo_strategy()
+    with DecisionLog.open(demo_copy) as log:
+        w = Writer(log, journal=True)
+        for g in range(3):
+            w.append(_decided(log, strategy, f"T{g}"), strategy).result(timeout=30)
+            w.wait_loaded()
+            assert journal.path_of(demo_copy).stat().st_size == 0  # loaded: emptied
+        w.close()
+        assert log.verify().ok
+    assert not journal.path_of(demo_copy).exists()
