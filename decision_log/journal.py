@@ -36,6 +36,7 @@ import pyarrow as pa
 
 from decision_log import integrity
 from decision_log.rows import Chained
+from decision_log.schema import INSERT_CHAINED, execute_over
 from decisioning.errors import LogError
 
 MAGIC = b"KLJ1"
@@ -185,15 +186,13 @@ def recover(con: duckdb.DuckDBPyConnection, log_file: str | Path, base: tuple[in
     todo = _unloaded(con, path, base)
     if todo:
         tables = {k: pa.concat_tables([t[k] for _h, t in todo]) for k in TABLES}
-        _k_dec, _k_cand, _k_chain = (tables[k] for k in TABLES)
-        con.execute("BEGIN TRANSACTION")
         try:
-            con.execute("INSERT INTO decisions SELECT * FROM _k_dec")
-            con.execute("INSERT INTO candidates BY NAME SELECT * FROM _k_cand")
-            con.execute("INSERT INTO chain BY NAME SELECT * FROM _k_chain")
-            con.execute("COMMIT")
+            execute_over(con, f"BEGIN TRANSACTION; {INSERT_CHAINED}; COMMIT", **tables)
         except BaseException:
-            con.execute("ROLLBACK")
+            try:
+                con.execute("ROLLBACK")
+            except duckdb.Error:  # the statement that failed ended it already
+                pass
             raise
     path.unlink()
     return sum(h["n"] for h, _t in todo)

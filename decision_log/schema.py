@@ -174,6 +174,12 @@ def arrow_of(result: duckdb.DuckDBPyConnection) -> pa.Table:
         return result.to_arrow_table()
 
 
+#: The statements that insert a chained batch (:class:`decision_log.rows.Chained`): its tables
+#: by the names :func:`execute_over` gives them; candidates by name, their Arrow types are the table's.
+INSERT_CHAINED = ("INSERT INTO decisions SELECT * FROM _k_dec; INSERT INTO candidates BY NAME SELECT * FROM _k_cand; "
+                  "INSERT INTO chain BY NAME SELECT * FROM _k_chain")
+
+
 def execute_over(con: duckdb.DuckDBPyConnection, sql: str, *, _k_dec: pa.Table | None = None,
                  _k_cand: pa.Table | None = None, _k_chain: pa.Table | None = None,
                  _k_part: pa.Table | None = None) -> duckdb.DuckDBPyConnection:

@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from decision_log import integrity, journal, live, peers, pseudonyms, register, rows, seals, shards, subjects, summaries
 from decision_log.rows import Chained, PreparedBatch, prepare
-from decision_log.schema import DDL, SCHEMA_VERSION, execute_over, has_column, has_table, while_locked
+from decision_log.schema import DDL, INSERT_CHAINED, SCHEMA_VERSION, execute_over, has_column, has_table, while_locked
 from decisioning.engine import DecisionBatch, logged_reason
 from decisioning.errors import ConflictError, InputError, KlartextError, LogError, LogInUse
 from decisioning.models import ModelSet, PropensityModel
@@ -753,9 +753,8 @@ class DecisionLog:
         begun = False
         try:
             # one call for the whole transaction (a live group's statements cost more to plan and
-            # to hand over than to run); candidates by name: their Arrow types are the table's
-            inserts = ("INSERT INTO decisions SELECT * FROM _k_dec; INSERT INTO candidates BY NAME SELECT * FROM "
-                       "_k_cand; INSERT INTO chain BY NAME SELECT * FROM _k_chain")
+            # to hand over than to run)
+            inserts = INSERT_CHAINED
             begun = not self._atomic  # else part of the caller's transaction (see atomic())
             if begun and not new:
                 inserts = f"BEGIN TRANSACTION; {inserts}; COMMIT"
