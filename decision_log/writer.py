@@ -181,6 +181,21 @@ class Writer:
             if self._load_failed is not None:
                 raise self._unloaded()
 
+    def journal_state(self) -> dict | None:
+        """What /health shows of the journal: the last decision journaled and loaded (their
+        positions), how many wait between them, and why loading stopped (None: it goes on)."""
+        if self.journal is None:
+            return None
+        with self._room:
+            journaled = None if self._journaled is None else self._journaled[0]
+            return {"journaled": journaled, "loaded": None if self._loaded < 0 else self._loaded,
+                    "waiting": 0 if journaled is None else max(0, journaled - max(self._loaded, 0)),
+                    "failed": None if self._load_failed is None else self._unloaded().message}
+
+    def load_error(self) -> LogError | None:
+        """Why the journal is not being loaded any more (None: it is)."""
+        return None if self._load_failed is None else self._unloaded()
+
     def _unloaded(self) -> LogError:
         return LogError(f"The log's file {self.log.path!r} could not take the journaled decisions: "
                         f"{self._load_failed}",

@@ -774,6 +774,10 @@ def create_app(db: str, strategy_path: str | None = None, *, users: str | None =
     def health(_user: access.User | None = Depends(need("aggregates"))) -> dict:  # noqa: B008
         svc = state["svc"]
         d = svc.deciders
+        failed = svc.writer.load_error()
+        if failed is not None:  # answered decisions wait in the journal: no new ones are taken
+            return _error(503, failed.message, failed.hint)
+        journal = svc.writer.journal_state()
         return {"status": "ok", "strategy_version": svc.strategy.version,
                 "worker": None if svc.worker is None else {"k": svc.worker.k, "pid": os.getpid()},
                 "lifecycle": {**lifecycle.describe(d.state), "deciding": [e.strategy.version for e in d.engines],
@@ -782,6 +786,7 @@ def create_app(db: str, strategy_path: str | None = None, *, users: str | None =
                 "queue": svc.queue.qsize(), "groups_committed": svc.groups,
                 "mean_group_size": round(svc.logged / svc.groups, 2) if svc.groups else None,
                 "writer_seconds": {k: round(v, 3) for k, v in {**svc.seconds, **svc.writer.seconds}.items()},
+                "journal": journal,
                 "live_replicas": svc.replicator.status() if svc.replicator is not None else None,
                 "other_workers": svc.log.peers.status() if svc.log.peers is not None else None}
 

@@ -203,3 +203,26 @@ def test_the_journal_is_emptied_once_everything_in_it_is_loaded(demo_copy, monke
         w.close()
         assert log.verify().ok
     assert not journal.path_of(demo_copy).exists()
+
+
+def test_a_service_whose_load_fails_says_so_in_health_and_refuses_new_decisions(demo_copy):
+    with TestClient(create_app(str(demo_copy))) as c:
+        assert c.get("/health").json()["journal"]["waiting"] == 0
+        svc = c.app.state.service()
+
+        def full(_batches):
+            raise LogError("Writing to the log failed: No space left on device", "Free some space.")
+
+        svc.log.insert_chained = full
+        first = c.post("/decide", json=CUSTOMER)
+        assert first.status_code == 200  # journaled before the load failed: answered
+        time.sleep(0.2)  # (the load is tried within 50 ms)
+        h = c.get("/health")
+        assert h.status_code == 503 and "No space left on device" in h.json()["error"]
+        assert "safe in the journal" in h.json()["hint"]
+        r = c.post("/decide", json=CUSTOMER)
+        assert r.status_code == 503 and "safe in the journal" in r.json()["hint"]
+    with DecisionLog.open(demo_copy) as log:  # the next open loads the answered decision
+        assert log.con.execute("SELECT count(*) FROM decisions WHERE decision_id = ?",
+                               [first.json()["decision_id"]]).fetchall()[0][0] == 1
+        assert log.verify().ok
