@@ -251,9 +251,10 @@ class Writer:
             self._writing.put(("register", lambda log: log.register_strategy(strategy), register))
             register.result()
         t = time.perf_counter()
-        if self._journaled is None:
-            self.wait_loaded()  # (nothing journaled yet: the file's head is the chain's)
-            self._journaled = self.log._next_seq()
+        if self._journaled is None:  # nothing journaled yet: the file's head is the chain's, loaded
+            head = self.log._next_seq()
+            with self._room:
+                self._journaled, self._loaded = head, head[0]
         chained = self.log.chain_prepared(prepared, after=self._journaled)
         self.journal.append(chained)  # raises: nothing acknowledged, the head stays
         with self._room:

@@ -226,3 +226,29 @@ def test_a_service_whose_load_fails_says_so_in_health_and_refuses_new_decisions(
         assert log.con.execute("SELECT count(*) FROM decisions WHERE decision_id = ?",
                                [first.json()["decision_id"]]).fetchall()[0][0] == 1
         assert log.verify().ok
+
+
+def test_a_group_the_journal_could_not_take_is_refused_and_the_next_one_goes_on(demo_copy):
+    strategy = retail.load_demo_strategy()
+    with DecisionLog.open(demo_copy) as log:
+        w = Writer(log, journal=True)
+        append, calls = w.journal.append, []
+
+        def once_full(c):
+            calls.append(c.n)
+            if len(calls) == 1:
+                raise OSError(28, "No space left on device")
+            append(c)
+
+        w.journal.append = once_full
+        lost, kept = _decided(log, strategy, "L"), _decided(log, strategy, "K")
+        with pytest.raises(OSError, match="No space left"):
+            w.append(lost, strategy).result(timeout=30)  # not acknowledged
+        t = time.perf_counter()
+        w.wait_loaded(timeout=10)  # nothing acknowledged waits: a reader goes on at once
+        assert time.perf_counter() - t < 5
+        assert w.append(kept, strategy).result(timeout=30) == 3
+        w.close()
+        assert log.verify().ok
+    assert _count(demo_copy, [str(d) for d in lost.decision_id]) == (0, 0)
+    assert _count(demo_copy, [str(d) for d in kept.decision_id]) == (3, 87)
