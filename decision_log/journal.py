@@ -108,32 +108,32 @@ class Journal:
             self.path.unlink(missing_ok=True)
 
 
-def read(path: Path) -> tuple[list[tuple[dict, dict[str, pa.Table]]], str | None]:
-    """The journal's whole frames in order, and why reading stopped early (a torn last frame)
-    or None."""
+def read(path: Path) -> list[tuple[dict, dict[str, pa.Table]]]:
+    """The journal's whole frames in order; a last frame cut short or torn mid-write (never
+    acknowledged) is left out."""
     data = path.read_bytes()
     frames, pos = [], 0
     while pos < len(data):
         where = f"{path} at byte {pos:,}"
-        if len(data) - pos < _HEAD.size:
-            return frames, f"{where}: a frame's header cut short"
+        if len(data) - pos < _HEAD.size:  # a frame's header cut short
+            break
         magic, length, digest = _HEAD.unpack_from(data, pos)
         if magic != MAGIC:
             raise LogError(f"The journal {where} holds no frame (it was overwritten or is not a Klartext journal).",
                            "Move the journal aside to examine it; the log's file itself is intact, but the "
                            "decisions in the journal are not in it.")
         body = data[pos + _HEAD.size: pos + _HEAD.size + length]
-        if len(body) < length:
-            return frames, f"{where}: a frame cut short ({len(body):,} of {length:,} bytes)"
+        if len(body) < length:  # a frame cut short
+            break
         if hashlib.sha256(body).digest() != digest:
-            if pos + _HEAD.size + length == len(data):  # the last frame, torn mid-write: never acknowledged
-                return frames, f"{where}: the last frame does not match its checksum"
+            if pos + _HEAD.size + length == len(data):  # the last frame, torn mid-write
+                break
             raise LogError(f"The journal {where} holds a frame that does not match its checksum, followed by others.",
                            "It was changed after it was written. Move the journal aside to examine it; "
                            "the log's file itself is intact.")
         frames.append(_parse(body, where))
         pos += _HEAD.size + length
-    return frames, None
+    return frames
 
 
 def _parse(body: bytes, where: str) -> tuple[dict, dict[str, pa.Table]]:
@@ -155,7 +155,7 @@ def _parse(body: bytes, where: str) -> tuple[dict, dict[str, pa.Table]]:
 def _unloaded(con: duckdb.DuckDBPyConnection, path: Path, base: tuple[int, str]) -> list[tuple[dict, dict[str, pa.Table]]]:
     """The journal's frames that the log's file (on ``con``) lacks, checked to continue it
     (``base``: the chain's head where the file holds no decision: the last shard's, or the genesis)."""
-    frames, _torn = read(path)
+    frames = read(path)
     row = con.execute("SELECT seq, chain_hash FROM chain ORDER BY seq DESC LIMIT 1").fetchall()
     head = (int(row[0][0]), row[0][1]) if row else base
     todo = [(h, t) for h, t in frames if h["head"][0] > head[0]]

@@ -44,7 +44,6 @@ class PreparedBatch:
         return self.decisions.num_rows
 
 
-
 @dataclass(frozen=True)
 class Chained:
     """A prepared batch numbered and chained: the three tables as inserted (``_k_dec``,
@@ -55,6 +54,7 @@ class Chained:
     prev: tuple[int, str]  #: (seq, chain hash) of the decision before the first
     head: tuple[int, str]  #: (seq, chain hash) of the last
     strategy: Strategy | None
+
 
 def prepare(batch: DecisionBatch, strategy: Strategy, pseudonyms: np.ndarray, source: str = "klartext",
             keys: SubjectKeys | None = None) -> PreparedBatch:

@@ -38,9 +38,10 @@ from decisioning.strategy import Strategy, parse_strategy
 SHARD_WRITER_MEMORY = "512MB"
 
 #: DuckDB's buffer pool while decisions are copied into a shard and removed from a file
-#: (``archive``, ``purge``, sealing workers' files) and while the summaries are refreshed.  DuckDB otherwise takes up to 80% of the
-#: machine's memory for the sorts and joins of a large stretch (1.75M decisions: 20.5 GB;
-#: with this limit 1.6 GB, and no slower: it spills beside the file).
+#: (``archive``, ``purge``, sealing workers' files) and while the summaries are refreshed.
+#: DuckDB otherwise takes up to 80% of the machine's memory for the sorts and joins of a large
+#: stretch (1.75M decisions: 20.5 GB; with this limit 1.6 GB, and no slower: it spills beside
+#: the file).
 ARCHIVE_MEMORY = "1GB"
 
 #: Largest revenue or margin of one outcome (in the strategy's currency).
@@ -183,7 +184,7 @@ class DecisionLog:
             _number_candidates(con)
             _put_meta(con, "schema_version", str(SCHEMA_VERSION))
             if path != ":memory:":  # what a service acknowledged and had not loaded when it stopped
-                journal.recover(con, path, manifest.tail if manifest is not None else (0, integrity.GENESIS))
+                journal.recover(con, path, manifest.tail)
         else:
             tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
             if "decisions" not in tables:
@@ -745,9 +746,8 @@ class DecisionLog:
             return 0
         n = sum(b.n for b in batches)
         con = self.con
-        new = [s for s in dict.fromkeys(b.strategy.version for b in batches if b.strategy is not None)
-               if s not in self._registered]
         strategies = {b.strategy.version: b.strategy for b in batches if b.strategy is not None}
+        new = [version for version in strategies if version not in self._registered]
         tables = batches[0].tables if len(batches) == 1 else {
             k: pa.concat_tables([b.tables[k] for b in batches]) for k in batches[0].tables}
         begun = False
@@ -937,8 +937,7 @@ class DecisionLog:
                              "not yet in this check: `klartext serve --workers N` or `klartext archive` seals them")
         if self.replica is None and self.path != ":memory:":
             try:
-                unloaded = journal.pending(self._head_cursor(), self.path, self.manifest.tail if self.manifest is not None
-                                           else (0, integrity.GENESIS))
+                unloaded = journal.pending(self._head_cursor(), self.path, self.manifest.tail)
             except LogError as exc:
                 res.ok, res.table, res.problem = False, "journal", f"{exc.message} {exc.hint}"
                 return res

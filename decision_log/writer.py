@@ -182,15 +182,15 @@ class Writer:
                 raise self._unloaded()
 
     def journal_state(self) -> dict | None:
-        """What /health shows of the journal: the last decision journaled and loaded (their
-        positions), how many wait between them, and why loading stopped (None: it goes on)."""
+        """What /health shows of the journal: the positions of the last decision journaled and
+        loaded (None before the first), and how many wait between them."""
         if self.journal is None:
             return None
         with self._room:
-            journaled = None if self._journaled is None else self._journaled[0]
-            return {"journaled": journaled, "loaded": None if self._loaded < 0 else self._loaded,
-                    "waiting": 0 if journaled is None else max(0, journaled - max(self._loaded, 0)),
-                    "failed": None if self._load_failed is None else self._unloaded().message}
+            if self._journaled is None:
+                return {"journaled": None, "loaded": None, "waiting": 0}
+            return {"journaled": self._journaled[0], "loaded": self._loaded,
+                    "waiting": self._journaled[0] - self._loaded}
 
     def load_error(self) -> LogError | None:
         """Why the journal is not being loaded any more (None: it is)."""
