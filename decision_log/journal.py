@@ -146,6 +146,11 @@ def _parse(body: bytes, where: str) -> tuple[dict, dict[str, pa.Table]]:
             tables[name] = pa.ipc.open_stream(body[pos + 8: pos + 8 + k]).read_all()
             pos += 8 + k
         header["prev"], header["head"] = tuple(header["prev"]), tuple(header["head"])
+        for at in (header["prev"], header["head"]):
+            if len(at) != 2 or type(at[0]) is not int or not isinstance(at[1], str):
+                raise ValueError(f"a chain position {list(at)!r} is not (seq, hash)")
+        if type(header["n"]) is not int or header["n"] != header["head"][0] - header["prev"][0]:
+            raise ValueError(f"n = {header['n']!r} does not match its positions")
     except (ValueError, KeyError, TypeError, struct.error, pa.ArrowException) as exc:
         raise LogError(f"The journal {where} holds a frame that cannot be read ({exc}).",
                        "Move the journal aside to examine it; the log's file itself is intact.") from exc

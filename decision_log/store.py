@@ -184,7 +184,11 @@ class DecisionLog:
             _number_candidates(con)
             _put_meta(con, "schema_version", str(SCHEMA_VERSION))
             if path != ":memory:":  # what a service acknowledged and had not loaded when it stopped
-                journal.recover(con, path, manifest.tail)
+                try:
+                    journal.recover(con, path, manifest.tail)
+                except BaseException:
+                    con.close()  # (else the file stays open in this process, refusing other opens)
+                    raise
         else:
             tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
             if "decisions" not in tables:

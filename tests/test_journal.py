@@ -252,3 +252,28 @@ def test_a_group_the_journal_could_not_take_is_refused_and_the_next_one_goes_on(
         assert log.verify().ok
     assert _count(demo_copy, [str(d) for d in lost.decision_id]) == (0, 0)
     assert _count(demo_copy, [str(d) for d in kept.decision_id]) == (3, 87)
+
+
+def test_a_crafted_frame_with_a_valid_checksum_is_refused_by_name(demo_copy):
+    """A frame rewritten with its checksum recomputed, whose header names no chain position:
+    a refusal that names the journal and the byte, not a TypeError."""
+    import hashlib
+
+    crashed, ids = _crash_image(demo_copy)
+    j = journal.path_of(crashed)
+    data = j.read_bytes()
+    _magic, length, _digest = journal._HEAD.unpack_from(data, 0)
+    body = data[journal._HEAD.size: journal._HEAD.size + length]
+    (n,) = journal._LEN.unpack_from(body, 0)
+    header = json.loads(body[8:8 + n])
+    header["head"] = ["x", header["head"][1]]
+    new_header = json.dumps(header).encode()
+    new_body = journal._LEN.pack(len(new_header)) + new_header + body[8 + n:]
+    j.write_bytes(journal._HEAD.pack(journal.MAGIC, len(new_body), hashlib.sha256(new_body).digest()) + new_body
+                  + data[journal._HEAD.size + length:])
+    with pytest.raises(LogError) as err:
+        DecisionLog.open(crashed)
+    assert err.value.message == (f"The journal {j} at byte 0 holds a frame that cannot be read "
+                                 "(a chain position ['x', " + repr(header["head"][1]).replace('"', "'") + "] is not (seq, hash)).")
+    assert err.value.hint == "Move the journal aside to examine it; the log's file itself is intact."
+    assert _count(crashed, sum(ids, [])) == (0, 0)
