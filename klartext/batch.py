@@ -11,6 +11,7 @@ for one input file; with several files, in the order Spark reads them).
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -140,6 +141,18 @@ def chosen_counts(strategy: Strategy, chosen: list) -> pd.Series:
     return pd.Series([strategy.action_ids[c[0]] if len(c) else "(no action)" for c in chosen]).value_counts()
 
 
+@contextmanager
+def _rows_of_table(offset: int):
+    """A refusal of a slice's "row N" names the row's number in the table (N + ``offset``)."""
+    try:
+        yield
+    except InputError as exc:
+        m = re.match(r"row (\d+): ", exc.message)
+        if not offset or m is None:
+            raise
+        raise InputError(f"row {int(m.group(1)) + offset}: {exc.message[m.end():]}", exc.hint) from None
+
+
 def run_local(db: str, table: pd.DataFrame | Table, strategy: Strategy | None, plan: Plan,
               on_logged: Callable[[int], None] | None = None, wait_s: float = 15.0) -> RunResult:
     """Decide every row of ``table`` (a frame, or a :class:`Table` read slice by slice) in
@@ -153,8 +166,9 @@ def run_local(db: str, table: pd.DataFrame | Table, strategy: Strategy | None, p
         return [(0, table)] if isinstance(table, pd.DataFrame) else table.slices()
 
     if strategy is not None:  # checked before the log is opened: a bad table writes nothing
-        for _offset, frame in slices():
-            plan.requests(strategy, plan.frame(frame))
+        for offset, frame in slices():
+            with _rows_of_table(offset):
+                plan.requests(strategy, plan.frame(frame))
     elif not DecisionLog.has_shards(db) and not Path(db).exists():
         raise InputError(f"No decision log at {db!r}, so there is no strategy deciding yet.",
                          "Pass --strategy FILE for a new log.")
@@ -163,8 +177,9 @@ def run_local(db: str, table: pd.DataFrame | Table, strategy: Strategy | None, p
     with DecisionLog.open(db, wait_s=wait_s) as log:
         d = lifecycle.arrangement(log, strategy, ready=False)  # (a --strategy it runs is the champion)
         if strategy is None or d.canary is not None:  # the deciding versions check their customers first
-            for _offset, frame in slices():
-                parts(d, log.pseudonymise, plan.frame(frame), plan)
+            for offset, frame in slices():
+                with _rows_of_table(offset):
+                    parts(d, log.pseudonymise, plan.frame(frame), plan)
         for offset, frame in slices():
             for engine, rows, req in parts(d, log.pseudonymise, plan.frame(frame), plan):
                 ts = np.full(len(req), plan.ts_us, dtype=np.int64)

@@ -207,12 +207,13 @@ def test_a_table_read_in_slices_logs_nothing_when_a_row_of_its_last_slice_is_bad
     frame.loc[990, "age"] = "old"
     frame.to_csv(tmp_path / "customers.csv", index=False)
     table = batch.Table(str(tmp_path / "customers.csv"), slice_rows=300)
-    with pytest.raises(InputError, match="age"):
+    with pytest.raises(InputError) as err:
         batch.run_local(str(local), table, None, PLAN)
+    assert err.value.message == "row 991: feature 'age' must be a number, got 'old'."  # its row in the file
     with DecisionLog.open(local, read_only=True) as log:
         assert log.con.execute("SELECT count(*) FROM decisions").fetchall()[0][0] == 2000
     strategy = retail.load_demo_strategy()
     new = tmp_path / "new.duckdb"
-    with pytest.raises(InputError, match="age"):
+    with pytest.raises(InputError, match="^row 991: feature 'age'"):
         batch.run_local(str(new), table, strategy, PLAN)
     assert not new.exists()  # checked before the log is made
