@@ -15,6 +15,7 @@ import hashlib
 import json
 import math
 import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -120,6 +121,9 @@ class DecisionLog:
         self.history_shards: shards.Manifest | None = None
         #: A service worker's copy of the other workers' recent contacts (:mod:`decision_log.peers`).
         self.peers: peers.Peers | None = None
+        #: Held while a worker reads a customer's contact history, and while the other workers'
+        #: copies are swapped for the shard a rotation sealed them into (:mod:`decision_log.peers`).
+        self.history_lock = threading.Lock()
 
     # -- opening ----------------------------------------------------------------------------
 
@@ -571,7 +575,7 @@ class DecisionLog:
             if files:
                 parts.append(f"SELECT * FROM {shards._parquet(files)}")
         if self.peers is not None:
-            parts.append("SELECT * FROM peers.outcomes")
+            parts.append(f"SELECT * EXCLUDE ({peers.FILE}) FROM peers.outcomes")
         return "outcomes" if len(parts) == 1 else f"({' UNION ALL BY NAME '.join(parts)})"
 
     def _head_cursor(self) -> duckdb.DuckDBPyConnection:
@@ -1103,7 +1107,8 @@ class DecisionLog:
             self.con.execute("CHECKPOINT")
         return shard
 
-    def seal_workers(self, say: Callable[[str], None] | None = None) -> list[shards.Shard]:
+    def seal_workers(self, say: Callable[[str], None] | None = None,
+                     only: list[Path] | None = None) -> list[shards.Shard]:
         """Seal the files the service's workers left (:meth:`worker`) into shards, in worker
         order, after the file's own decisions: each worker file's chain is checked, its
         decisions are moved to the positions after the last shard and chained again from the
@@ -1111,10 +1116,14 @@ class DecisionLog:
         every outcome the worker recorded; the shards' links and the files' ids are sealed in
         one transaction, then the files are removed.  A file whose id the log sealed already
         (killed after the commit) is only removed.  Run by ``klartext serve --workers`` before
-        its workers start and after they stop; returns the new shards."""
+        its workers start and after they stop, and for one stopped worker while the others run
+        (``only``: those files; see :meth:`klartext.workers.Supervisor.rotate`); returns the
+        new shards."""
         say = say or (lambda _m: None)
         root = self.manifest.root
         files = shards.worker_files(root)
+        if only is not None:
+            files = [f for f in files if f.resolve() in {Path(o).resolve() for o in only}]
         if not files:
             return []
         done = {k[len(shards.WORKER_META):] for (k,) in self._head_cursor().execute(

@@ -1272,7 +1272,12 @@ def run(db, strategy_path, customers_path, channel, id_column, channel_column, e
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Service processes sharing the port, each logging into a file of its own (sealed into shards "
                    "when the service stops; see docs/scale.md). 1: one process holds the log file.")
-def serve(db, strategy_path, host, port, max_queue, users, auth_header, workers) -> None:
+@click.option("--rotate-after", default=1_000_000, show_default=True, type=click.IntRange(0), metavar="DECISIONS",
+              help="With --workers: seal a worker's file into a shard once it holds this many decisions, one "
+                   "worker at a time while the others answer (0: only when the service stops).")
+@click.option("--rotate-every", default=24.0, show_default=True, type=click.FloatRange(0), metavar="HOURS",
+              help="With --workers: seal a worker's file into a shard once it is this old (0: never by age).")
+def serve(db, strategy_path, host, port, max_queue, users, auth_header, workers, rotate_after, rotate_every) -> None:
     """The real-time decision API: POST /decide, POST /outcome, GET /decisions/{id}, GET /health
     (OpenAPI at /docs). A response is sent only after its decision is durable in the log; each
     answer names the strategy version that decided it, and the service follows the lifecycle's
@@ -1291,7 +1296,8 @@ def serve(db, strategy_path, host, port, max_queue, users, auth_header, workers)
 
         try:
             Supervisor(db, strategy_path, host, port, workers, say=click.echo, max_queue=max_queue, users=users,
-                       auth_header=auth_header).run()
+                       auth_header=auth_header, rotate_after=rotate_after or None,
+                       rotate_every_s=rotate_every * 3600 if rotate_every else None).run()
         except KlartextError as exc:
             _fail(exc)
         return

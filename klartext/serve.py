@@ -167,7 +167,7 @@ class Service:
             self.log.register_strategy(e.strategy)
             self.log.register_models(e.models)
         if worker is not None:  # the other workers' contacts and the head's rejections count towards its limits
-            self.log.peers = Peers(self.log.con, Path(self.log.path), days)
+            self.log.peers = Peers(self.log.con, Path(self.log.path), days, log=self.log)
             self.log.peers.add_outcomes(head_rejections)
         compile_walk()  # the models' compiled walk and the hash chain's byte assembly are ready
         compile_assembly()  # before the first request
@@ -337,9 +337,10 @@ class Service:
                         req = Requests.from_dicts(s, [{k: v for k, v in item.items() if v is not None}])
                     if item.get("contacts") is None or item.get("rejections") is None:  # fill from the log
                         self.writer.wait_loaded()  # (every decision answered so far counts)
-                        contacts, rejections = queries.contact_history(
-                            reader, self.log.pseudonymise([item["customer_id"]])[0], s,
-                            decisions=self.log.history_source(s), outcomes=self.log.history_outcomes())
+                        with self.log.history_lock:  # (not while a rotated peer's copies are swapped)
+                            contacts, rejections = queries.contact_history(
+                                reader, self.log.pseudonymise([item["customer_id"]])[0], s,
+                                decisions=self.log.history_source(s), outcomes=self.log.history_outcomes())
                         item = {**item, "contacts": contacts if item.get("contacts") is None else item["contacts"],
                                 "rejections": rejections if item.get("rejections") is None else item["rejections"]}
                         req = Requests.from_dicts(s, [{k: v for k, v in item.items() if v is not None}])

@@ -47,10 +47,10 @@ def _post(port: int, path: str, body: dict) -> dict:
         raise AssertionError(f"POST {path}: {exc.code} {exc.read()[:500]!r}") from None
 
 
-def _start(db: Path, port: int, workers: int) -> subprocess.Popen:
+def _start(db: Path, port: int, workers: int, *extra: str) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "klartext.cli", "serve", "--db", str(db), "--port", str(port),
-                             "--workers", str(workers)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                             "--workers", str(workers), *extra], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
     for _ in range(300):
         try:
             _get(port, "/health")
@@ -426,3 +426,101 @@ def test_a_worker_counts_the_contacts_and_rejections_logged_before_it_started(de
         _, rejections = seen_by(log)
     assert rejections[aid]["count"] == want[1].get(aid, {}).get("count", 0) + 2, (rejections, want[1])
     assert DecisionLog.open(db, read_only=True).verify().ok
+
+
+def _acknowledged(db: Path, acked: list[str]) -> tuple[int, tuple, bool, str | None]:
+    """How many of ``acked`` the log holds; its positions (count, distinct, min, max); verify."""
+    with DecisionLog.open(db, read_only=True) as log:
+        log.con.register("acked", pd.DataFrame({"decision_id": acked}))
+        found = log.con.execute("SELECT count(*) FROM acked JOIN decisions USING (decision_id)").fetchall()[0][0]
+        total = log.con.execute("SELECT count(*), count(DISTINCT seq), min(seq), max(seq) FROM decisions").fetchall()[0]
+        res = log.verify()
+    return found, total, res.ok, res.problem
+
+
+def test_worker_files_are_rotated_into_shards_while_the_service_runs_and_lose_nothing(demo_copy):
+    """A long-running service seals each worker's file into a shard once it holds
+    ``--rotate-after`` decisions, one worker at a time, while the others answer; every
+    acknowledged decision is in the log, on one unbroken chain."""
+    db = demo_copy
+    root = shards.root_of(str(db))
+    port = _free_port()
+    proc = _start(db, port, 2, "--rotate-after", "40")
+    stop = threading.Event()
+    acked: list[str] = []
+    refused: list = []
+    try:
+        _worker_pids(port, 2)
+        before = len(shards.Manifest.load(root).shards)  # (with the one the service started with)
+
+        def client(k: int) -> None:
+            i = 0
+            while not stop.is_set():
+                i += 1
+                try:
+                    acked.append(_post(port, "/decide", {**CUSTOMER, "customer_id": f"R{k}-{i}"})["decision_id"])
+                except urllib.error.HTTPError as exc:
+                    refused.append(exc.code)
+                except AssertionError as exc:  # a 5xx, with its body
+                    refused.append(str(exc))
+                except OSError:  # the connection's worker stopped for its rotation: not acknowledged, again
+                    time.sleep(0.05)
+
+        threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(6)]
+        for t in threads:
+            t.start()
+        deadline = time.time() + 90
+        while len(shards.Manifest.load(root).shards) < before + 3 and time.time() < deadline:
+            time.sleep(0.5)
+        rotated_while_running = len(shards.Manifest.load(root).shards) - before
+        n_then = len(acked)
+        time.sleep(2.0)
+        assert len(acked) > n_then, "no decision was acknowledged after the rotations"
+        stop.set()
+        for t in threads:
+            t.join()
+        health = _get(port, "/health")
+    finally:
+        stop.set()
+        out = _stop(proc)
+    assert rotated_while_running >= 3, (rotated_while_running, out[-3000:])
+    assert out.count("it goes on with a new file") >= 3, out[-3000:]
+    assert not refused, refused[:5]
+    assert health["other_workers"]["sealed_files_swapped"] >= 1, health
+    found, total, ok, problem = _acknowledged(db, acked)
+    assert found == len(acked) > 100
+    assert total[0] == total[1] == total[3] - total[2] + 1  # positions 1 … n, none twice, none missing
+    assert ok, problem
+
+
+def test_a_rotation_neither_loses_nor_doubles_a_contact_the_other_worker_counts(demo_copy):
+    """A customer's contacts made on a worker whose file was since sealed count once on every
+    worker: from the other worker's copy before the rotation, from the shard after it."""
+    db = demo_copy
+    root = shards.root_of(str(db))
+    port = _free_port()
+    proc = _start(db, port, 2, "--rotate-after", "2")
+    ids = []
+    try:
+        _worker_pids(port, 2)
+        before = len(shards.Manifest.load(root).shards)
+        while len(ids) < 10:
+            ids.append(_post(port, "/decide", {**CUSTOMER, "channel": "email"})["decision_id"])
+            # the worker's replica, then the other worker's copy of it; where the worker's file was
+            # rotated right after the decision, its stop, the seal and the other's next look at the files
+            time.sleep(4.0)
+        rotated = len(shards.Manifest.load(root).shards) - before
+    finally:
+        out = _stop(proc)
+    assert rotated >= 2, (rotated, out[-3000:])
+    with DecisionLog.open(db, read_only=True) as log:
+        rows = log.con.execute("SELECT d.decision_id, d.customer, d.inputs, d.chosen_action, s.shard FROM decisions d "
+                               "ASOF JOIN shard_starts s ON d.seq >= s.seq WHERE list_contains(?, decision_id)", [ids]
+                               ).df().set_index("decision_id").loc[ids]
+        inputs = [json.loads(t) for t in log.open_inputs(list(rows.index), list(rows.customer), list(rows.inputs))]
+    assert rows["shard"].nunique() >= 3, "the decisions went into several shards"
+    before_contacts = 0
+    for (_, r), got in zip(rows.iterrows(), inputs):
+        assert got["contacts"].get("email", 0) == before_contacts, (before_contacts, got["contacts"])
+        before_contacts += bool(pd.notna(r.chosen_action))
+    assert before_contacts >= 2
