@@ -382,17 +382,26 @@ def reader(head: str, manifest: Manifest, wait_s: float = 0.0, damaged_ok: bool 
     read-only as ``h`` and a view per table, the shard tables over the head and every shard.
 
     A listed shard whose files are gone is refused by name (``damaged_ok``: read what is
-    there, for ``verify`` to say what is wrong)."""
-    gone = missing(manifest)
-    if gone and not damaged_ok:
-        name = Path(gone[0]).parent.name
-        raise LogError(f"Shard {name} of the log {head!r} is missing its file {gone[0]}.",
-                       f"Restore {Path(gone[0]).parent} from your backup; `klartext verify --db {head}` says what "
-                       "else changed.")
+    there, for ``verify`` to say what is wrong).
+
+    Once the head is attached no writer can seal shards, so the manifest is read again then:
+    where a writer published shards while the attach waited for the head (a rotation of a
+    running worker's file, whose file is gone now), ``manifest`` takes the new list — the
+    reader never misses the decisions that moved."""
     con = duckdb.connect()
     try:
         schema.while_locked(lambda: con.execute(f"ATTACH {_sql_text(head)} AS h (READ_ONLY)"), wait_s)
-    except duckdb.Error:
+        if manifest.root is not None:
+            fresh = Manifest.load(manifest.root)
+            if [x.link for x in fresh.shards] != [x.link for x in manifest.shards]:
+                manifest.shards = fresh.shards
+        gone = missing(manifest)
+        if gone and not damaged_ok:
+            name = Path(gone[0]).parent.name
+            raise LogError(f"Shard {name} of the log {head!r} is missing its file {gone[0]}.",
+                           f"Restore {Path(gone[0]).parent} from your backup; `klartext verify --db {head}` says "
+                           "what else changed.")
+    except BaseException:
         con.close()
         raise
     tables = [r[0] for r in con.execute(

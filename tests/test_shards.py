@@ -462,3 +462,20 @@ def test_archiving_keeps_duckdbs_memory_bounded(demo_copy, monkeypatch):
     assert seen and all(_setting_bytes(x) <= 2**30 for x in seen), seen
     assert _setting_bytes(default) > 2**30
     assert DecisionLog.open(demo_copy, read_only=True).verify().ok
+
+
+def test_a_reader_whose_open_waited_for_a_seal_reads_the_shards_it_published(archived_copy):
+    """A reader reads the manifest, then waits for the head while a writer seals decisions
+    into a new shard and deletes them from the file (a worker file's rotation, an archive):
+    once it has the head it reads the manifest again, so those decisions are not missed."""
+    db, before, _ = archived_copy
+    stale = shards.Manifest.load(shards.root_of(str(db)))  # what the reader read before it waited
+    with DecisionLog.open(db) as log:  # the writer it waited for
+        assert log.archive(datetime(2100, 1, 1, tzinfo=UTC)) is not None
+    con = shards.reader(str(db), stale)
+    try:
+        n, lo, hi = con.execute("SELECT count(*), min(seq), max(seq) FROM decisions").fetchall()[0]
+    finally:
+        con.close()
+    assert (n, lo, hi) == (before["decisions"][0], 1, before["decisions"][2])
+    assert len(stale.shards) == 3
