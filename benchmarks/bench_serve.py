@@ -22,7 +22,11 @@ With ``--workers 1,2`` it instead compares service processes (``klartext serve -
 1 is the single-process service, the baseline of that run): decisions/s and p50/p99 at 8 and
 32 clients for each, and after each service stops (its workers' files sealed into shards)
 every acknowledged decision is looked up in the log.  Goal of issue #21: ≥ 1,000
-decisions/s with p99 ≤ 25 ms at 8 clients.
+decisions/s with p99 ≤ 25 ms at 8 clients.  ``--rotate-after N`` also runs each worker
+count > 1 with its workers' files rotated into shards every N decisions while the load runs
+(the same count without rotation is that run's baseline); a client whose worker stopped for
+its rotation connects again and sends the unanswered request again (counted as reconnects;
+its latency includes the retry).
 
 Usage: ``python benchmarks/bench_serve.py [--customers 20000] [--requests 300] [--workers 1,2]``
 """
@@ -43,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+from decision_log.shards import Manifest, root_of
 from decision_log.store import DecisionLog
 from decisioning.engine import Engine
 from decisioning.inputs import Requests
@@ -63,7 +68,7 @@ def _load(port: int, clients: int, per_client: int, items: list[dict], records: 
     (start time, latency s, HTTP status, strategy version) per request."""
     lat: list[float] = []
     ids: list[str] = []
-    errors = [0]
+    errors, reconnects = [0], [0]
     lock = threading.Lock()
 
     def run(k: int) -> None:
@@ -72,9 +77,20 @@ def _load(port: int, clients: int, per_client: int, items: list[dict], records: 
         for i in range(per_client):
             body = json.dumps(items[(k * per_client + i) % len(items)])
             t = time.perf_counter()
-            conn.request("POST", "/decide", body, {"content-type": "application/json"})
-            r = conn.getresponse()
-            data = r.read()
+            for attempt in range(50):
+                try:
+                    conn.request("POST", "/decide", body, {"content-type": "application/json"})
+                    r = conn.getresponse()
+                    data = r.read()
+                    break
+                except (http.client.HTTPException, OSError):  # its worker stopped (a rotation): unanswered, again
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                    with lock:
+                        reconnects[0] += 1
+                    time.sleep(0.01 * attempt)
+            else:
+                raise RuntimeError("the service stopped answering")
             mine.append(time.perf_counter() - t)
             version = None
             if r.status == 200:
@@ -100,7 +116,8 @@ def _load(port: int, clients: int, per_client: int, items: list[dict], records: 
         t.join()
     wall = time.perf_counter() - t0
     ms = np.array(lat) * 1000
-    return {"clients": clients, "requests": len(lat), "errors": errors[0], "decisions_per_s": round(len(ids) / wall),
+    return {"clients": clients, "requests": len(lat), "errors": errors[0], "reconnects": reconnects[0],
+            "decisions_per_s": round(len(ids) / wall),
             "p50_ms": round(float(np.percentile(ms, 50)), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2),
             "p99_ms": round(float(np.percentile(ms, 99)), 2), "ids": ids}
 
@@ -216,8 +233,10 @@ def _compare_workers(workers: list[int], args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         built = str(Path(tmp) / "built.duckdb")
         run_demo(built, args.customers, seal_inputs=args.inputs == "sealed")
-        for w in workers:
-            d = Path(tmp) / f"w{w}"
+        runs_of = [(w, None) for w in workers] + ([(w, args.rotate_after) for w in workers if w > 1]
+                                                  if args.rotate_after else [])
+        for w, rotate in runs_of:
+            d = Path(tmp) / f"w{w}{'r' if rotate else ''}"
             d.mkdir()
             for f in Path(tmp).glob("built.duckdb*"):
                 if f.is_file() and not f.name.endswith(".lock"):
@@ -225,13 +244,15 @@ def _compare_workers(workers: list[int], args) -> None:
             db = str(d / "serve.duckdb")
             port = _port()
             proc = subprocess.Popen([sys.executable, "-m", "klartext.cli", "serve", "--db", db, "--port", str(port),
-                                     "--workers", str(w)], cwd=ROOT, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT)
+                                     "--workers", str(w), "--rotate-after", str(rotate or 0)], cwd=ROOT,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             try:
                 _wait_ready(port, proc)
                 time.sleep(3)  # every worker up and its replicas made
                 _load(port, 8, 25, items)  # warm-up (each worker's first groups)
+                shards_before = len(Manifest.load(root_of(db)).shards)
                 runs = [_load(port, k, args.requests, items) for k in (8, 32)]
+                rotations = len(Manifest.load(root_of(db)).shards) - shards_before
             finally:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(timeout=300)
@@ -241,8 +262,8 @@ def _compare_workers(workers: list[int], args) -> None:
                 found = log.con.execute("SELECT count(*) FROM decisions SEMI JOIN acked USING (decision_id)"
                                         ).fetchall()[0][0]
                 ok = log.verify().ok
-            out.append({"workers": w, "runs": runs, "acknowledged": len(acked), "acknowledged_in_log": int(found),
-                        "verify_ok": ok})
+            out.append({"workers": w, "rotate_after": rotate, "rotations_during_load": rotations, "runs": runs,
+                        "acknowledged": len(acked), "acknowledged_in_log": int(found), "verify_ok": ok})
     base = out[0]["runs"][0]["decisions_per_s"]
     for o in out:
         o["speedup_at_8_vs_first"] = round(o["runs"][0]["decisions_per_s"] / base, 2)
@@ -264,6 +285,9 @@ def main() -> None:
                     help="A log that seals each decision's inputs under its customer's key (the default) or one "
                          "that stores them in clear (to compare).")
     ap.add_argument("--workers", default=None, help="Compare service processes, e.g. 1,2 (see the docstring).")
+    ap.add_argument("--rotate-after", type=int, default=0, metavar="DECISIONS",
+                    help="With --workers: also run each worker count > 1 with `--rotate-after DECISIONS` (worker "
+                         "files sealed into shards while the load runs), beside the same count without.")
     args = ap.parse_args()
     if args.workers:
         _compare_workers([int(w) for w in args.workers.split(",")], args)
