@@ -592,6 +592,11 @@ TEXT: dict[str, tuple[str, str]] = {
                             "channels.",
                             "Diese Zahlen entscheiden die {n} von {total} protokollierten Entscheidungen im Zeitraum "
                             "und in den Kanälen der Seitenleiste neu."),
+    "tradeoffs.live_factors": ("A running service writes this log: they re-decide the decisions logged until {time} "
+                               "(read again at most every {minutes} minutes, not on every click).",
+                               "Ein laufender Dienst schreibt dieses Protokoll: neu entschieden werden die bis {time} "
+                               "protokollierten Entscheidungen (höchstens alle {minutes} Minuten neu gelesen, nicht bei "
+                               "jedem Klick)."),
     "tradeoffs.issues_not_applied": ("The Issues filter does not apply here: re-deciding chooses among the actions of "
                                      "every issue, as the engine did.",
                                      "Der Themenfilter gilt hier nicht: eine neue Entscheidung wählt wie die Engine "

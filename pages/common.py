@@ -10,8 +10,9 @@ import os
 import re
 import sys
 import threading
+import time
 from contextlib import contextmanager
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
@@ -463,10 +464,10 @@ def table(df: pd.DataFrame, name: str, **kw) -> None:
 
 
 @st.cache_resource(show_spinner="Loading the logged factors …", max_entries=2)
-def _factors(path: str, mtime: float | str):
+def _factors(path: str, mtime: float | str, _lg: DecisionLog | None = None):
     from analysis.tradeoff import load_factors
 
-    return load_factors(_open(path, mtime))
+    return load_factors(_lg if _lg is not None else _open(path, mtime))
 
 
 @st.cache_resource(show_spinner="Reading the imported decisions' factors …", max_entries=2)
@@ -512,18 +513,18 @@ def filter_spec(con: duckdb.DuckDBPyConnection, f: queries.Filters) -> str:
 
 
 @st.cache_resource(show_spinner="Loading the logged factors of the period and channels …", max_entries=8)
-def _factors_in(path: str, mtime: float | str, fspec: str):
+def _factors_in(path: str, mtime: float | str, fspec: str, _lg: DecisionLog | None = None):
     from analysis.tradeoff import load_factors
 
     if not fspec:
-        return _factors(path, mtime)
-    lg = _open(path, mtime)
+        return _factors(path, mtime, _lg)
+    lg = _lg if _lg is not None else _open(path, mtime)
     spec = json.loads(fspec)
     f = queries.Filters(date.fromisoformat(spec["start"]), date.fromisoformat(spec["end"]), tuple(spec["channels"]))
     sv = lg.latest_strategy_version()
     seqs = queries.decision_seqs(lg.con.cursor(), sv, f)
     if not len(seqs):
-        return _factors(path, mtime).subset(np.zeros(0, dtype=np.int64), population=0)
+        return _factors(path, mtime, lg).subset(np.zeros(0, dtype=np.int64), population=0)
     # the selection's own decisions: every one, or a uniform sample where there are too many
     return load_factors(lg, sv, seqs=seqs)
 
@@ -531,15 +532,47 @@ def _factors_in(path: str, mtime: float | str, fspec: str):
 def factors_in(lg: DecisionLog, fspec: str):
     """The logged factors of the newest strategy version's decisions that :func:`filter_spec`
     selects (a uniform sample of them past :data:`analysis.tradeoff.MAX_DECISIONS`), read once
-    per log file and selection."""
-    return _factors_in(*log_key(lg), fspec)
+    per log version (:func:`factor_key`) and selection."""
+    return _factors_in(*factor_key(lg), fspec, _lg=lg)
+
+
+#: A live log (a running service's replica) changes every second under load; the re-deciding
+#: views read its factors again at most this often, not on every page run (on 10 million
+#: decisions a read takes seconds).  The page says when they were read.
+FACTORS_MAX_AGE_S = 300.0
+_FACTOR_KEYS: dict[str, tuple[float | str, float, datetime]] = {}
+_FACTOR_LOCK = threading.Lock()
+
+
+def factor_key(lg: DecisionLog) -> tuple[str, float | str]:
+    """(path, version) keying the re-deciding views (what-if, frontier, sensitivity, off-policy):
+    :func:`log_key` for a file; for a live replica, the generation at which its factors were
+    last read, kept for :data:`FACTORS_MAX_AGE_S` (every dashboard session of this process
+    shares it).  Not where running workers' files are attached: their decisions' positions
+    move as the workers log (the off-policy view finds a sample's outcomes by position)."""
+    path, version = log_key(lg)
+    if not (isinstance(version, str) and version.startswith("live:")) or shards.attached_workers(lg.con):
+        return path, version
+    now = time.monotonic()
+    with _FACTOR_LOCK:
+        held = _FACTOR_KEYS.get(path)
+        if held is None or now - held[1] >= FACTORS_MAX_AGE_S:
+            held = _FACTOR_KEYS[path] = (version, now, datetime.now(UTC))
+    return path, held[0]
+
+
+def factors_read_at(lg: DecisionLog) -> datetime | None:
+    """When the re-deciding views of a live log read its factors (None: a file, read per version)."""
+    path, version = log_key(lg)
+    held = _FACTOR_KEYS.get(path)
+    return held[2] if held is not None and factor_key(lg) == (path, held[0]) and version != held[0] else None
 
 
 @st.cache_data(show_spinner="Sweeping the margin/retention balance …", max_entries=4)
-def sweep(path: str, mtime: float, steps: int, fspec: str = "") -> pd.DataFrame:
+def sweep(path: str, mtime: float, steps: int, fspec: str = "", _lg: DecisionLog | None = None) -> pd.DataFrame:
     from analysis.tradeoff import sweep as do_sweep
 
-    return do_sweep(_factors_in(path, mtime, fspec), steps)
+    return do_sweep(_factors_in(path, mtime, fspec, _lg), steps)
 
 
 def log_key(lg: DecisionLog) -> tuple[str, float | str]:
@@ -561,28 +594,31 @@ def _setting(spec: str):
 
 
 @st.cache_data(show_spinner="Re-arbitrating the logged decisions …", max_entries=16)
-def what_if(path: str, mtime: float, spec: str, fspec: str = "") -> dict:
-    """What-if results, cached per log file, setting (``spec``: JSON of weights and levers) and
-    selection of decisions (``fspec``, :func:`filter_spec`)."""
+def what_if(path: str, mtime: float, spec: str, fspec: str = "", _lg: DecisionLog | None = None) -> dict:
+    """What-if results, cached per log version (:func:`factor_key`), setting (``spec``: JSON of
+    weights and levers) and selection of decisions (``fspec``, :func:`filter_spec`).  ``_lg``:
+    the page run's log, read where the factors are not cached yet."""
     from analysis.tradeoff import what_if as do
 
-    return do(_factors_in(path, mtime, fspec), _setting(spec))
+    return do(_factors_in(path, mtime, fspec, _lg), _setting(spec))
 
 
 @st.cache_data(show_spinner="Dropping each factor and raising each lever in turn …", max_entries=4)
-def sensitivity(path: str, mtime: float, fspec: str = "") -> pd.DataFrame:
+def sensitivity(path: str, mtime: float, fspec: str = "", _lg: DecisionLog | None = None) -> pd.DataFrame:
     from analysis.tradeoff import sensitivity as do
 
-    return do(_factors_in(path, mtime, fspec))
+    return do(_factors_in(path, mtime, fspec, _lg))
 
 
 @st.cache_data(show_spinner="Estimating off-policy with bootstrap intervals …", max_entries=16)
-def off_policy(path: str, mtime: float, spec: str, reward: str, fspec: str = "") -> dict:
+def off_policy(path: str, mtime: float, spec: str, reward: str, fspec: str = "",
+               _lg: DecisionLog | None = None) -> dict:
     from analysis.tradeoff import first_actions
     from analysis.tradeoff import off_policy as do
 
-    f = _factors_in(path, mtime, fspec)
-    return do(_open(path, mtime), f, first_actions(f, _setting(spec)), reward=reward, n_boot=200)
+    f = _factors_in(path, mtime, fspec, _lg)
+    return do(_lg if _lg is not None else _open(path, mtime), f, first_actions(f, _setting(spec)), reward=reward,
+              n_boot=200)
 
 
 # -- the governance report (Governance report, Fairness, Model health) -------------------------------

@@ -9,8 +9,11 @@ from decisioning.errors import KlartextError
 from explain import figures
 from explain.i18n import compact
 from pages.common import (
+    FACTORS_MAX_AGE_S,
     catalog,
+    factor_key,
     factors_in,
+    factors_read_at,
     filter_spec,
     filters,
     fmt,
@@ -153,7 +156,11 @@ n_all = queries.decision_count(con, s.version)
 def selection_note() -> None:
     """What the re-arbitrating tabs take from the sidebar (the period and channels), and what not,
     and — on a large log — that they re-decide a random sample."""
+    read_at = factors_read_at(lg)
     st.caption(tr("tradeoffs.selection", n=number(fx.decisions), total=number(n_all))
+               + (" " + tr("tradeoffs.live_factors", time=f"{read_at:%H:%M:%S} UTC",
+                                     minutes=int(FACTORS_MAX_AGE_S // 60))
+                  if read_at is not None else "")
                + (" " + tr("tradeoffs.issues_not_applied") if f.issues else "")
                + (" " + tr("tradeoffs.sampled", n=number(len(fx)), total=number(fx.decisions))
                   if fx.population is not None else ""))
@@ -232,7 +239,7 @@ if tab_frontier.open:
             st.caption(tr("tradeoffs.frontier_detail", version=s.version, mw=f"{s.margin_weight:g}",
                           rw=f"{s.retention_weight:g}"))
         steps = st.select_slider(tr("tradeoffs.steps"), [11, 21, 41, 81], value=21, key="steps")
-        sw = sweep(*log_key(lg), steps, fspec)
+        sw = sweep(*factor_key(lg), steps, fspec, _lg=lg)
         st.plotly_chart(figures.frontier(sw), width="stretch", key="frontier")
         table(sw, "frontier", column_config=kpi_columns(sw))
 
@@ -240,7 +247,7 @@ if tab_whatif.open:
     with whatif_note:
         selection_note()
     with tab_whatif:
-        res = what_if(*log_key(lg), spec, fspec)
+        res = what_if(*factor_key(lg), spec, fspec, _lg=lg)
         st.metric(tr("tradeoffs.changed"), percent(res["changed"], 2))
         m = st.columns(len(T.KPI_TABLE))
         for col, k in zip(m, T.KPI_TABLE):
@@ -254,7 +261,7 @@ if tab_whatif.open:
         table(res["by_channel"], "what_if_by_channel", column_config=kpi_columns(res["by_channel"], "channel"))
         st.markdown(tr("tradeoffs.sensitivity"))
         if st.toggle(tr("tradeoffs.sensitivity_on"), key="sens_on"):
-            sens = sensitivity_cases(sensitivity(*log_key(lg), fspec))
+            sens = sensitivity_cases(sensitivity(*factor_key(lg), fspec, _lg=lg))
             st.plotly_chart(figures.bars(sens, "changed", "change", fmt=".1%", color="#6a1b9a",
                                          x_title=tr("tradeoffs.changed_axis")), width="stretch", key="sens")
             table(sens, "sensitivity", column_config=kpi_columns(sens))
@@ -268,7 +275,7 @@ if tab_ope.open:
         if not st.toggle(tr("tradeoffs.ope_on"), key="ope_on"):
             st.stop()
         try:
-            o = off_policy(*log_key(lg), spec, reward, fspec)
+            o = off_policy(*factor_key(lg), spec, reward, fspec, _lg=lg)
         except T.UnsupportedTarget as exc:
             st.error(tr("tradeoffs.ope_unsupported", n=number(exc.decisions)) + " "
                      + tr("tradeoffs.ope_no_exploration" if exc.no_exploration else "tradeoffs.ope_other_actions")

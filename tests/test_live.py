@@ -226,3 +226,68 @@ def test_replicas_are_refreshed_only_while_someone_reads(demo_copy):
     finally:
         rep.close()
         log.close()
+
+
+def test_the_what_if_beside_a_running_service_reads_the_factors_once_not_every_run(demo_copy, monkeypatch):
+    """A live log changes every second under load; the re-deciding tabs read its factors (seconds
+    on 10M decisions) once per :data:`pages.common.FACTORS_MAX_AGE_S`, not on every page run,
+    and say until when they re-decide."""
+    import streamlit as st
+
+    from analysis import tradeoff as T
+    from pages import common
+
+    db = demo_copy
+    port = _free_port()
+    proc = _start(db, port)
+    live.wait_for_replica(db, 60)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    common._FACTOR_KEYS.clear()
+    calls = []
+    real = T.load_factors
+    monkeypatch.setattr(T, "load_factors", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setenv("KLARTEXT_DB", str(db))
+
+    def decide(n: int) -> None:
+        for i in range(n):
+            body = json.dumps({**CUSTOMER, "customer_id": f"wi-{len(calls)}-{i}-{time.time()}"}).encode()
+            urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/decide", data=body, headers={
+                "content-type": "application/json"}), timeout=10).read()
+
+    def newer(than: int) -> int:
+        deadline = time.time() + 20
+        while live.replicas(db)[0].generation == than and time.time() < deadline:
+            time.sleep(0.2)
+        return live.replicas(db)[0].generation
+
+    try:
+        first = live.replicas(db)[0].generation
+        decide(3)  # (today's decisions in the replica: the sidebar's period, set on the first run, holds them)
+        newer(first)
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+        at.switch_page("pages/tradeoffs.py")
+        at.run()
+        at.session_state["to_tab"] = "What-if"
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        generations = set()
+        for weight in (2.0, 3.0):  # new decisions, a newer replica, another setting
+            before = live.replicas(db)[0].generation
+            decide(5)
+            generations.add(newer(before))
+            at.number_input(key="wi_rw").set_value(weight).run()
+            assert not at.exception, [e.value for e in at.exception]
+        assert len(generations) == 2
+        assert len(calls) == 1, calls  # (before: once per run on a newer replica)
+        assert any("A running service writes this log" in c.value for c in at.caption), [c.value for c in at.caption]
+        monkeypatch.setattr(common, "FACTORS_MAX_AGE_S", 0.0)  # past the age: read again
+        before = live.replicas(db)[0].generation
+        decide(3)
+        newer(before)
+        at.number_input(key="wi_rw").set_value(4.0).run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert len(calls) == 2, calls
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
