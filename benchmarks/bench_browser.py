@@ -9,9 +9,10 @@ existing one, starts the dashboard (``klartext app``), and times in Chromium
 * the main **interactions**: picking a decision, switching the "why not" action, the trend's
   grain, a channel filter, the funnel's grouping, another explained action, a what-if lever.
 
-The in-run baseline is a bare page of the same Streamlit (a title and one line of text), served
-and opened the same way, so the figures separate Klartext's own time from the browser's and
-Streamlit's.  The load average is printed with the figures.  Goal on a 2-core machine at low
+The in-run baselines are a bare page of the same Streamlit (a title and one line of text) and
+the same page with one small Plotly chart (``st.plotly_chart``: Streamlit loads and runs its
+4.7 MB Plotly bundle in every new tab), served and opened the same way, so the figures
+separate Klartext's own time from the browser's, Streamlit's and Plotly's.  The load average is printed with the figures.  Goal on a 2-core machine at low
 load: every first render ≤ 1.5 s, every interaction ≤ 1 s.  Prints one JSON object.
 
 Usage: ``python benchmarks/bench_browser.py [--customers 100000] [--db PATH] [--repeat 3]``
@@ -215,13 +216,16 @@ def main() -> None:
                                   "ORDER BY seq DESC LIMIT 1").fetchall()[0][0]
     bare = Path(tmp.name) / "bare.py"
     bare.write_text('import streamlit as st\n\nst.title("Bare page")\nst.write("Nothing else.")\n')
-    port, bare_port = _port(), _port()
+    chart = Path(tmp.name) / "chart.py"
+    chart.write_text('import plotly.graph_objects as go\nimport streamlit as st\n\nst.title("Chart page")\n'
+                     'st.plotly_chart(go.Figure(go.Bar(x=["a", "b", "c"], y=[1, 3, 2])))\nst.write("Nothing else.")\n')
+    port, bare_port, chart_port = _port(), _port(), _port()
     env = dict(os.environ, KLARTEXT_LANG="en")
     app = _serve([sys.executable, "-m", "klartext.cli", "app", "--db", db, "--port", str(port)], port, env)
-    base = _serve([sys.executable, "-m", "streamlit", "run", str(bare), "--server.port", str(bare_port),
-                   "--server.headless", "true", "--browser.gatherUsageStats", "false",
-                   "--server.fileWatcherType", "none"], bare_port)
-    url, bare_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{bare_port}"
+    base, base_chart = (_serve([sys.executable, "-m", "streamlit", "run", str(f), "--server.port", str(p),
+                                "--server.headless", "true", "--browser.gatherUsageStats", "false",
+                                "--server.fileWatcherType", "none"], p) for f, p in ((bare, bare_port), (chart, chart_port)))
+    url, bare_url, chart_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{bare_port}", f"http://127.0.0.1:{chart_port}"
     load_before = os.getloadavg()
     try:
         with sync_playwright() as pw:
@@ -232,7 +236,9 @@ def main() -> None:
             first_render(browser, url + "/", "Action mix")  # the server's first run: imports, caches
             for path, ready in PAGES:  # and each page's once (what a second visitor no longer pays)
                 first_render(browser, f"{url}/{path}", ready)
+            first_render(browser, chart_url, "Nothing else.")
             bare_s = [first_render(browser, bare_url, "Nothing else.") for _ in range(args.repeat)]
+            chart_s = [first_render(browser, chart_url, "Nothing else.") for _ in range(args.repeat)]
             pages = {(path or "overview"): statistics.median(first_render(browser, f"{url}/{path}", ready)
                                                              for _ in range(args.repeat))
                      for path, ready in PAGES}
@@ -240,10 +246,10 @@ def main() -> None:
             browser.close()
             chromium.close()
     finally:
-        app.terminate()
-        base.terminate()
-        app.wait(timeout=30)
-        base.wait(timeout=30)
+        for p in (app, base, base_chart):
+            p.terminate()
+        for p in (app, base, base_chart):
+            p.wait(timeout=30)
     inter = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     print(json.dumps({
         "benchmark": "bench_browser", "log": db if args.db else f"demo, {args.customers:,} customers",
@@ -252,6 +258,7 @@ def main() -> None:
                     "load_average_after": [round(x, 2) for x in os.getloadavg()]},
         "repeat": args.repeat,
         "baseline_bare_page_first_render_s": round(statistics.median(bare_s), 3),
+        "baseline_bare_page_with_one_plotly_chart_first_render_s": round(statistics.median(chart_s), 3),
         "first_render_s": {k: round(v, 3) for k, v in pages.items()},
         "interaction_s": {k: round(v, 3) for k, v in inter.items()},
         "goal": {"first_render_s": GOAL_RENDER_S, "interaction_s": GOAL_INTERACTION_S},

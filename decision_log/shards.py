@@ -257,17 +257,24 @@ def pending(root: Path, name: str) -> Path:
     return root / f".pending-{name}"
 
 
+def prepared(root: Path, name: str) -> Path:
+    """Where a rotation writes shard ``name`` before it holds the head (a writable open's
+    :func:`recover` removes pending shards, not these); :meth:`DecisionLog.seal_workers` moves
+    it to :func:`pending` under the hold."""
+    return root / f".prepared-{name}"
+
+
 def write(con: duckdb.DuckDBPyConnection, root: Path, name: str, lo: int, hi: int, prev: str,
-          with_outcomes: bool | str = False) -> Shard:
+          with_outcomes: bool | str = False, into: Path | None = None) -> Shard:
     """Copy the decisions ``lo`` … ``hi`` (by seq) of the log ``con`` reads, with their
     candidate and chain rows (and, ``with_outcomes``, their outcomes; ``"all"``: every outcome
     the file holds, as a service worker's, whose outcomes may be of other workers' decisions), as Parquet into
-    :func:`pending` ``(root, name)``, flushed to disk: :func:`commit` seals it and moves it
-    into place.  Returns its entry (without its manifest link)."""
+    :func:`pending` ``(root, name)`` (or ``into``), flushed to disk: :func:`commit` seals it
+    and moves it into place.  Returns its entry (without its manifest link)."""
     if (root / name).exists():
         raise LogError(f"A shard {root / name} exists already.", "Run `klartext verify` on the log: the manifest "
                                                                   "does not list a shard that is on disk.")
-    tmp = pending(root, name)
+    tmp = into or pending(root, name)
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)

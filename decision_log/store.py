@@ -15,6 +15,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -1107,8 +1108,40 @@ class DecisionLog:
             self.con.execute("CHECKPOINT")
         return shard
 
+    @staticmethod
+    def prepare_worker_seal(head: str, f: Path) -> shards.Shard | None:
+        """The slow part of sealing one stopped worker's file, done before the head is held
+        (:meth:`klartext.workers.Supervisor.rotate`): its journal loaded, its chain checked,
+        its decisions moved to the positions after the log's last shard and chained again,
+        and written as a pending Parquet shard under the next shard name.  Returns that
+        shard's entry, which :meth:`seal_workers` (``prepared``) only links and publishes —
+        where nothing moved meanwhile (else it seals the file itself).  None: nothing to
+        prepare (an empty file, decisions in the head file)."""
+        root = shards.root_of(head)
+        manifest = shards.Manifest.load(root)
+        con = while_locked(lambda: duckdb.connect(head, read_only=True), 30.0)
+        try:
+            if con.execute("SELECT count(*) FROM decisions").fetchall()[0][0]:
+                return None  # (they go first: seal_workers archives them, under the hold)
+        finally:
+            con.close()
+        con = while_locked(lambda: duckdb.connect(str(f)), 10.0)
+        try:
+            journal.recover(con, f)
+            n = con.execute("SELECT count(*) FROM decisions").fetchall()[0][0]
+            if not n:
+                return None
+            base = manifest.tail[0]
+            with memory_limit(con, ARCHIVE_MEMORY):
+                integrity.renumber(con, base + 1, str(f))
+                name = manifest.next_name()
+                return shards.write(con, root, name, base + 1, base + n, integrity.GENESIS, with_outcomes="all",
+                                    into=shards.prepared(root, name))
+        finally:
+            con.close()
+
     def seal_workers(self, say: Callable[[str], None] | None = None,
-                     only: list[Path] | None = None) -> list[shards.Shard]:
+                     only: list[Path] | None = None, prepared: shards.Shard | None = None) -> list[shards.Shard]:
         """Seal the files the service's workers left (:meth:`worker`) into shards, in worker
         order, after the file's own decisions: each worker file's chain is checked, its
         decisions are moved to the positions after the last shard and chained again from the
@@ -1117,8 +1150,8 @@ class DecisionLog:
         one transaction, then the files are removed.  A file whose id the log sealed already
         (killed after the commit) is only removed.  Run by ``klartext serve --workers`` before
         its workers start and after they stop, and for one stopped worker while the others run
-        (``only``: those files; see :meth:`klartext.workers.Supervisor.rotate`); returns the
-        new shards."""
+        (``only``: those files, ``prepared``: the shard :meth:`prepare_worker_seal` wrote of
+        the one; see :meth:`klartext.workers.Supervisor.rotate`); returns the new shards."""
         say = say or (lambda _m: None)
         root = self.manifest.root
         files = shards.worker_files(root)
@@ -1175,15 +1208,24 @@ class DecisionLog:
                 for f, con, _fid, n in todo:
                     if not n:
                         continue
-                    say(f"Sealing {n:,} decisions of {f.stem} into shard {name:06d}")
-                    con.execute(f"SET memory_limit = '{ARCHIVE_MEMORY}'")
-                    integrity.renumber(con, base + 1, str(f))
+                    ready = prepared is not None and prepared.name == f"{name:06d}" and prepared.decisions == n \
+                        and (prepared.first_seq, prepared.last_seq) == (base + 1, base + n) \
+                        and shards.prepared(root, prepared.name).is_dir() \
+                        and con.execute("SELECT min(seq) FROM decisions").fetchall()[0][0] == base + 1
                     for version, text in con.execute("SELECT version, text FROM strategies").fetchall():
                         if version not in self._registered and not self.con.execute(
                                 "SELECT count(*) FROM strategies WHERE version = ?", [version]).fetchall()[0][0]:
                             self.register_strategy(parse_strategy(text, source=f"{f.stem}'s strategy {version}"))
-                    new.append(shards.write(con, root, f"{name:06d}", base + 1, base + n, integrity.GENESIS,
-                                            with_outcomes="all"))
+                    if ready:  # checked, moved and written before the head was held: only linked here
+                        shutil.rmtree(shards.pending(root, prepared.name), ignore_errors=True)
+                        os.replace(shards.prepared(root, prepared.name), shards.pending(root, prepared.name))
+                        new.append(prepared)
+                    else:
+                        say(f"Sealing {n:,} decisions of {f.stem} into shard {name:06d}")
+                        con.execute(f"SET memory_limit = '{ARCHIVE_MEMORY}'")
+                        integrity.renumber(con, base + 1, str(f))
+                        new.append(shards.write(con, root, f"{name:06d}", base + 1, base + n, integrity.GENESIS,
+                                                with_outcomes="all"))
                     base, name = base + n, name + 1
                 try:
                     with self.atomic():
@@ -1205,6 +1247,8 @@ class DecisionLog:
                 con.close()
         for f in [*gone, *(t[0] for t in todo)]:
             shards.remove_worker_file(f)
+        for p in root.glob(".prepared-*"):  # (one a rotation prepared and could not use)
+            shutil.rmtree(p, ignore_errors=True)
         return new
 
     #: AI Act Art. 19: deployers keep the logs of a high-risk system at least six months.

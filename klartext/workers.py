@@ -184,9 +184,10 @@ class Supervisor:
 
     def rotate(self, k: int) -> list[shards.Shard]:
         """Seal worker ``k``'s file into a shard while the other workers go on: stop it (it
-        answers what it took on and loads its journal), seal its file under a hold of the head
-        file (readers wait for it, up to :data:`HEAD_WAIT_S`), and start it again on a new
-        file.  Where the head cannot be had, the worker starts again on its old file and the
+        answers what it took on and loads its journal), check, renumber and write its file as
+        a Parquet shard (:meth:`DecisionLog.prepare_worker_seal`), link that shard under a hold
+        of the head file (readers wait for it, up to :data:`HEAD_WAIT_S`), and start the worker
+        again on a new file.  Where the head cannot be had, the worker starts again on its old file and the
         rotation is tried at the next check.  Returns the new shard (empty: none)."""
         p = self.procs[k]
         if p.is_alive():
@@ -197,11 +198,16 @@ class Supervisor:
             p.join()
         f = shards.worker_path(shards.root_of(self.head), k)
         sealed: list[shards.Shard] = []
-        t, new_id = time.monotonic(), None
+        t, new_id, held = time.monotonic(), None, 0.0
         try:
+            # checked, renumbered and written as Parquet before the head is held: under the hold
+            # the shard is only linked, and the dashboard's summaries count it
+            ready = DecisionLog.prepare_worker_seal(self.head, f)
+            t_held = time.monotonic()
             with DecisionLog.open(self.head, create=False, wait_s=HEAD_WAIT_S) as log:
                 new_id = log.issue_worker_file(k)  # (first: a sealed file's id is never used again)
-                sealed = log.seal_workers(only=[f])
+                sealed = log.seal_workers(only=[f], prepared=ready)
+            held = time.monotonic() - t_held
         except Exception as exc:  # noqa: BLE001 - the service goes on; the next check tries again
             self.say(f"Worker {k}'s file was not sealed ({type(exc).__name__}: {exc}); it goes on with it.")
         finally:
@@ -212,7 +218,8 @@ class Supervisor:
         if sealed:
             self.rotations += 1
             self.say(f"Worker {k}: {sealed[0].decisions:,} decisions sealed into shard {sealed[0].name} in "
-                     f"{time.monotonic() - t:.1f} s; it goes on with a new file.")
+                     f"{time.monotonic() - t:.1f} s (the log's file held {held:.1f} s of it); it goes on with a "
+                     "new file.")
         return sealed
 
     def stop(self) -> list[shards.Shard]:

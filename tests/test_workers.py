@@ -524,3 +524,47 @@ def test_a_rotation_neither_loses_nor_doubles_a_contact_the_other_worker_counts(
         assert got["contacts"].get("email", 0) == before_contacts, (before_contacts, got["contacts"])
         before_contacts += bool(pd.notna(r.chosen_action))
     assert before_contacts >= 2
+
+
+def test_a_rotation_prepares_the_shard_before_it_holds_the_log_and_seals_the_same(demo_log, tmp_path):
+    """The slow part of a rotation (the chain checked, positions moved, Parquet written) runs
+    before the head is held; under the hold the prepared shard is only linked — the same shard,
+    link and head as sealing the file there.  Where the log moved meanwhile (a shard sealed in
+    between) the prepared one is not used: the file is sealed after the new tail."""
+    import shutil
+
+    head, f, _ = _new_log_with_worker_file(demo_log, tmp_path, issued=True)
+    twin = tmp_path / "twin"
+    shutil.copytree(tmp_path, twin, ignore=shutil.ignore_patterns("twin"))
+    with DecisionLog.open(str(twin / "new.duckdb")) as log:  # sealed the way a stop does
+        (plain,) = log.seal_workers()
+    prepared = DecisionLog.prepare_worker_seal(head, f)
+    assert prepared is not None and (shards.root_of(head) / f".prepared-{prepared.name}").is_dir()
+    calls = []
+    real = shards.write
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(shards, "write", lambda *a, **k: calls.append(1) or real(*a, **k))
+        with DecisionLog.open(head) as log:
+            (linked,) = log.seal_workers(only=[f], prepared=prepared)
+    assert not calls, "the prepared shard was written again under the hold"
+    assert (linked.name, linked.first_seq, linked.last_seq, linked.head, linked.link) == \
+        (plain.name, plain.first_seq, plain.last_seq, plain.head, plain.link)
+    assert not f.exists() and not list(shards.root_of(head).glob(".prepared-*"))
+    with DecisionLog.open(head, read_only=True) as log:
+        assert log.verify().ok
+
+    # a prepared shard the log moved past is not used
+    (tmp_path / "b").mkdir()
+    head2, f2, _ = _new_log_with_worker_file(demo_log, tmp_path / "b", issued=True)
+    stale = DecisionLog.prepare_worker_seal(head2, f2)
+    with DecisionLog.open(head2) as log:  # meanwhile: decisions in the log's own file, archived into a shard first
+        from decisioning.engine import Engine
+        from decisioning.inputs import Requests
+
+        s = log.load_strategy(log.latest_strategy_version())
+        log.append(Engine(s, log.latest_models_for(s)).decide(Requests.from_dicts(s, [CUSTOMER] * 2)), s)
+        new = log.seal_workers(only=[f2], prepared=stale)
+    assert [(x.first_seq, x.last_seq) for x in new] == [(3, 5)]  # after the 2 of the file's own shard
+    with DecisionLog.open(head2, read_only=True) as log:
+        res = log.verify()
+        assert res.ok and res.n_decisions == 5, res.problem
