@@ -148,4 +148,5 @@ def test_a_mutation_fuzzer_never_gets_a_500_and_rejects_log_nothing(service):
         assert set(r.json()) == ({"error", "hint"} if r.status_code >= 400 else set(r.json()))
         accepted += r.status_code == 200
     assert statuses.get(422, 0) > 500  # the fuzzer reached the validation
+    c.app.state.service().writer.wait_loaded()  # (the last answers were journaled; the count reads the file)
     assert _rows(db, "SELECT count(*) FROM decisions")[0][0] == n_before + accepted
