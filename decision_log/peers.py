@@ -38,11 +38,11 @@ FILE = "k_file"  #: the column of a copied row that names the id of the worker f
 
 
 class Peers:
-    """The other workers' recent contacts beside worker file ``own`` (see the module docstring)."""
+    """The other workers' recent contacts beside a worker's ``log`` (see the module docstring)."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, own: Path, window_days: float, interval_s: float = 1.0,
-                 log: DecisionLog | None = None) -> None:
-        self.con, self.own, self.window = con, Path(own).resolve(), timedelta(days=window_days)
+    def __init__(self, log: DecisionLog, window_days: float, interval_s: float = 1.0) -> None:
+        con = log.con
+        self.con, self.own, self.window = con, Path(log.path).resolve(), timedelta(days=window_days)
         self.log = log  #: the worker's log: its shard manifest is swapped when a peer's file was sealed
         con.execute("ATTACH ':memory:' AS peers")
         con.execute(f"CREATE TABLE peers.decisions AS SELECT {COLUMNS}, ''::VARCHAR AS {FILE} FROM decisions LIMIT 0")
@@ -75,8 +75,9 @@ class Peers:
             cur = self.con.cursor()
             cutoff = datetime.now(UTC) - self.window
             files = shards.worker_files(self.own.parent.parent)
-            gone = [name for name in self.seen if name not in {str(f) for f in files}]
-            retired = {self.seen.pop(name)[0] for name in gone}  # (sealed, or removed empty)
+            present = {str(f) for f in files}
+            # files gone since the last look (sealed, or removed empty): their ids are retired
+            retired = {self.seen.pop(name)[0] for name in list(self.seen) if name not in present}
             for f in files:
                 if f.resolve() == self.own:
                     continue
@@ -98,10 +99,8 @@ class Peers:
         """The files ``retired`` were sealed: read the manifest that holds their shards, then
         swap it in and drop their copies in one step (see the module docstring)."""
         manifest = shards.Manifest.load(self.own.parent.parent)
-        lock = self.log.history_lock if self.log is not None else threading.Lock()
-        with lock:
-            if self.log is not None:
-                self.log.history_shards = manifest
+        with self.log.history_lock:
+            self.log.history_shards = manifest
             gone = list(retired)
             cur.execute("BEGIN")
             try:

@@ -1109,34 +1109,34 @@ class DecisionLog:
         return shard
 
     @staticmethod
+    def _worker_shard(con: duckdb.DuckDBPyConnection, f: Path, root: Path, name: str, base: int, n: int,
+                      into: Path | None = None) -> shards.Shard:
+        """A worker file's ``n`` decisions (on ``con``) checked, moved to the positions after
+        ``base``, chained again from the genesis and written as shard ``name`` with every
+        outcome the worker recorded (pending, or ``into``), under the archive's memory limit."""
+        with memory_limit(con, ARCHIVE_MEMORY):
+            integrity.renumber(con, base + 1, str(f))
+            return shards.write(con, root, name, base + 1, base + n, integrity.GENESIS, with_outcomes="all",
+                                into=into)
+
+    @staticmethod
     def prepare_worker_seal(head: str, f: Path) -> shards.Shard | None:
         """The slow part of sealing one stopped worker's file, done before the head is held
-        (:meth:`klartext.workers.Supervisor.rotate`): its journal loaded, its chain checked,
-        its decisions moved to the positions after the log's last shard and chained again,
-        and written as a pending Parquet shard under the next shard name.  Returns that
-        shard's entry, which :meth:`seal_workers` (``prepared``) only links and publishes —
-        where nothing moved meanwhile (else it seals the file itself).  None: nothing to
-        prepare (an empty file, decisions in the head file)."""
+        (:meth:`klartext.workers.Supervisor.rotate`): its journal loaded and
+        :meth:`_worker_shard` after the log's last shard, under the next shard name, into
+        :func:`decision_log.shards.prepared`.  Returns that shard's entry, which
+        :meth:`seal_workers` (``prepared``) only links and publishes where the log has not
+        moved meanwhile (else it seals the file itself).  None: an empty file."""
         root = shards.root_of(head)
         manifest = shards.Manifest.load(root)
-        con = while_locked(lambda: duckdb.connect(head, read_only=True), 30.0)
-        try:
-            if con.execute("SELECT count(*) FROM decisions").fetchall()[0][0]:
-                return None  # (they go first: seal_workers archives them, under the hold)
-        finally:
-            con.close()
         con = while_locked(lambda: duckdb.connect(str(f)), 10.0)
         try:
             journal.recover(con, f)
             n = con.execute("SELECT count(*) FROM decisions").fetchall()[0][0]
             if not n:
                 return None
-            base = manifest.tail[0]
-            with memory_limit(con, ARCHIVE_MEMORY):
-                integrity.renumber(con, base + 1, str(f))
-                name = manifest.next_name()
-                return shards.write(con, root, name, base + 1, base + n, integrity.GENESIS, with_outcomes="all",
-                                    into=shards.prepared(root, name))
+            name = manifest.next_name()
+            return DecisionLog._worker_shard(con, f, root, name, manifest.tail[0], n, into=shards.prepared(root, name))
         finally:
             con.close()
 
@@ -1222,10 +1222,7 @@ class DecisionLog:
                         new.append(prepared)
                     else:
                         say(f"Sealing {n:,} decisions of {f.stem} into shard {name:06d}")
-                        con.execute(f"SET memory_limit = '{ARCHIVE_MEMORY}'")
-                        integrity.renumber(con, base + 1, str(f))
-                        new.append(shards.write(con, root, f"{name:06d}", base + 1, base + n, integrity.GENESIS,
-                                                with_outcomes="all"))
+                        new.append(self._worker_shard(con, f, root, f"{name:06d}", base, n))
                     base, name = base + n, name + 1
                 try:
                     with self.atomic():

@@ -46,7 +46,6 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
@@ -167,7 +166,7 @@ class Service:
             self.log.register_strategy(e.strategy)
             self.log.register_models(e.models)
         if worker is not None:  # the other workers' contacts and the head's rejections count towards its limits
-            self.log.peers = Peers(self.log.con, Path(self.log.path), days, log=self.log)
+            self.log.peers = Peers(self.log, days)
             self.log.peers.add_outcomes(head_rejections)
         compile_walk()  # the models' compiled walk and the hash chain's byte assembly are ready
         compile_assembly()  # before the first request

@@ -107,6 +107,19 @@ def _worker(head: str, k: int, key: bytes, keys: str | None, file_id: str, strat
     server.run(sockets=[sock])
 
 
+def _terminate(procs: list[mp.process.BaseProcess]) -> None:
+    """Stop worker processes: SIGTERM (each answers what it took on and loads its journal),
+    then a minute for them to end before they are killed."""
+    for p in procs:
+        if p.is_alive():
+            os.kill(p.pid, signal.SIGTERM)
+    for p in procs:
+        p.join(timeout=60)
+        if p.is_alive():
+            p.kill()
+            p.join()
+
+
 class Supervisor:
     """Runs N workers on one socket (steps 2–5 of the module docstring)."""
 
@@ -189,13 +202,7 @@ class Supervisor:
         of the head file (readers wait for it, up to :data:`HEAD_WAIT_S`), and start the worker
         again on a new file.  Where the head cannot be had, the worker starts again on its old file and the
         rotation is tried at the next check.  Returns the new shard (empty: none)."""
-        p = self.procs[k]
-        if p.is_alive():
-            os.kill(p.pid, signal.SIGTERM)
-        p.join(timeout=60)
-        if p.is_alive():
-            p.kill()
-            p.join()
+        _terminate([self.procs[k]])
         f = shards.worker_path(shards.root_of(self.head), k)
         sealed: list[shards.Shard] = []
         t, new_id, held = time.monotonic(), None, 0.0
@@ -224,14 +231,7 @@ class Supervisor:
 
     def stop(self) -> list[shards.Shard]:
         """Stop every worker (each finishes and logs what it took on), then seal their files."""
-        for p in self.procs.values():
-            if p.is_alive():
-                os.kill(p.pid, signal.SIGTERM)
-        for p in self.procs.values():
-            p.join(timeout=60)
-            if p.is_alive():
-                p.kill()
-                p.join()
+        _terminate(list(self.procs.values()))
         self.sock.close()
         with DecisionLog.open(self.head, create=False, wait_s=30) as log:
             sealed = log.seal_workers(self.say)
