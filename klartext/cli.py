@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -1253,6 +1254,11 @@ def run(db, strategy_path, customers_path, channel, id_column, channel_column, e
         click.echo(f"  {a:<30} {k:>8,}  ({k / res.decisions:.1%})")
 
 
+def _not_hours(value: float):
+    raise click.BadParameter(f"{value} is not a number of hours; give a finite one (24: daily), or 0 to rotate by "
+                             "size only.")
+
+
 @main.command()
 @click.option("--db", default=DEFAULT_DB, show_default=True, help="Decision log (DuckDB file).")
 @click.option("--strategy", "strategy_path", default=None, type=click.Path(dir_okay=False, exists=True),
@@ -1276,6 +1282,7 @@ def run(db, strategy_path, customers_path, channel, id_column, channel_column, e
               help="With --workers: seal a worker's file into a shard once it holds this many decisions, one "
                    "worker at a time while the others answer (0: only when the service stops).")
 @click.option("--rotate-every", default=24.0, show_default=True, type=click.FloatRange(0), metavar="HOURS",
+              callback=lambda _ctx, _param, v: v if math.isfinite(v) else _not_hours(v),
               help="With --workers: seal a worker's file into a shard once it is this old (0: never by age).")
 def serve(db, strategy_path, host, port, max_queue, users, auth_header, workers, rotate_after, rotate_every) -> None:
     """The real-time decision API: POST /decide, POST /outcome, GET /decisions/{id}, GET /health

@@ -113,3 +113,15 @@ def test_an_import_that_fails_leaves_no_new_log_and_no_key(tmp_path):
                                     str(tmp_path / "export.dat")])
     assert res.exit_code == 2 and "unknown file type '.dat'" in res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export.dat"]
+
+
+@pytest.mark.parametrize("hours", ["nan", "inf", "-1"])
+def test_serve_refuses_a_rotation_age_that_is_not_a_number_of_hours(hours, tmp_path):
+    """`--rotate-every nan` passed click's range (nan < 0 is false) and turned rotation by age off
+    without a word."""
+    r = CliRunner().invoke(main, ["serve", "--db", str(tmp_path / "x.duckdb"), "--workers", "2", "--rotate-every", hours])
+    assert r.exit_code == 2
+    want = (f"Invalid value for '--rotate-every': {hours} is not a number of hours; give a finite one (24: daily), "
+            "or 0 to rotate by size only." if hours != "-1" else
+            "Invalid value for '--rotate-every': -1.0 is not in the range x>=0.")
+    assert want in " ".join(r.output.split()), r.output
