@@ -725,45 +725,59 @@ def _decision_factors(con, other, strategy_version, clv_feature, action_ids, cha
     # filter in the same SELECT DuckDB casts every row's inputs and probes every candidate row
     # against the whole version (a 10M log: 6 s and 7 s for a sample of 250,000, not 0.4 and 3.5)
     chosen = f"""WITH d AS MATERIALIZED (
-        SELECT seq, decision_id, customer, channel, inputs, chosen_action, explored FROM decisions
+        SELECT seq, decision_id, ts, customer, channel, inputs, chosen_action, explored FROM decisions
         WHERE strategy_version = $sv AND source = 'klartext' {only})"""
+    # a sealed document holds no readable CLV: it is not searched (nor parsed as JSON, the
+    # fallback where the pattern finds nothing)
     dec_sql = f"""{chosen},
         t AS (SELECT *, inputs::VARCHAR AS text FROM d),
         s AS (SELECT *, starts_with(text, $sealed) AS is_sealed FROM t)
         SELECT seq, list_position($channels, channel) - 1 AS channel,
-               coalesce(TRY_CAST(regexp_extract(text, $clv_key, 1) AS DOUBLE),
-                        json_extract_string(inputs, $clv)::DOUBLE) AS clv,
+               CASE WHEN NOT is_sealed THEN coalesce(TRY_CAST(regexp_extract(text, $clv_key, 1) AS DOUBLE),
+                                                     json_extract_string(inputs, $clv)::DOUBLE) END AS clv,
                coalesce(list_position($actions, chosen_action) - 1, -1) AS "first", explored, is_sealed,
                CASE WHEN is_sealed THEN decision_id END AS decision_id,
                CASE WHEN is_sealed THEN customer END AS customer,
                CASE WHEN is_sealed THEN text END AS sealed
         FROM s ORDER BY seq"""
-    cand_sql = f"""{chosen}
+    # a candidate row carries its decision's time: the rows are first narrowed by it (a semi-join
+    # on a number: a 10M log's 290M rows in 0.2 s), then joined by decision id (all 290M probed
+    # by their text: 1.4 s)
+    cand_sql = f"""{chosen},
+        c AS MATERIALIZED (
+            SELECT decision_id, action_id, propensity, context_weight, lever FROM candidates
+            WHERE ts IN (SELECT ts FROM d) AND propensity IS NOT NULL)
         SELECT d.seq, (list_position($actions, c.action_id) - 1)::INTEGER AS col, c.propensity, c.context_weight,
                c.lever
-        FROM candidates c JOIN d USING (decision_id)
-        WHERE c.propensity IS NOT NULL"""
+        FROM c JOIN d USING (decision_id)"""
     with ThreadPoolExecutor(max_workers=1) as pool:
         cand = pool.submit(lambda: other.execute(cand_sql, {"sv": strategy_version, "actions": action_ids}).fetchnumpy())
         dec = con.execute(dec_sql, params | {"sealed": subjects.PREFIX}).fetchnumpy()
+        # the sealed inputs are opened (in Python) while DuckDB still reads the candidates
+        dec = _open_clv(con, dec, keys, clv_feature, feature_names)
         cand = cand.result()
-    is_sealed = np.asarray(dec.pop("is_sealed"), dtype=bool)
-    ids, customers, sealed = (np.asarray(dec.pop(k), dtype=object)[is_sealed] for k in ("decision_id", "customer",
-                                                                                          "sealed"))
-    if not is_sealed.any():
-        return dec, cand
-    if keys is None:
-        plain = [None] * len(sealed)
-    else:
-        plain = keys.open(customers.tolist(), ids.tolist(), sealed.tolist())
-    clv = dec["clv"] = np.asarray(dec["clv"], dtype=np.float64).copy()
-    clv[is_sealed] = _clv_of(con, plain, clv_feature, feature_names)
-    keep = ~(is_sealed & np.isnan(clv))
+    keep = ~np.isnan(dec["clv"]) | ~dec.pop("is_sealed")  # an erased customer's: nothing to re-arbitrate with
     if not keep.all():
         dec = {k: np.asarray(v)[keep] for k, v in dec.items()}
         kept = np.isin(np.asarray(cand["seq"]), dec["seq"])
         cand = {k: np.asarray(v)[kept] if not np.ma.isMaskedArray(v) else v[kept] for k, v in cand.items()}
     return dec, cand
+
+
+def _open_clv(con: duckdb.DuckDBPyConnection, dec: dict, keys: SubjectKeys | None, clv_feature: str,
+              feature_names: list[str] | None) -> dict:
+    """``dec`` with the CLV of its decisions with sealed inputs read from them opened (NaN where
+    they do not open: erased); ``is_sealed`` stays, as a bool array."""
+    is_sealed = dec["is_sealed"] = np.asarray(dec["is_sealed"], dtype=bool)
+    ids, customers, sealed = (np.asarray(dec.pop(k), dtype=object)[is_sealed] for k in ("decision_id", "customer",
+                                                                                          "sealed"))
+    if not is_sealed.any():
+        return dec
+    plain = [None] * len(sealed) if keys is None else keys.open(customers.tolist(), ids.tolist(), sealed.tolist())
+    clv = dec["clv"] = np.asarray(np.ma.filled(dec["clv"], np.nan) if np.ma.isMaskedArray(dec["clv"]) else dec["clv"],
+                                  dtype=np.float64).copy()
+    clv[is_sealed] = _clv_of(con, plain, clv_feature, feature_names)
+    return dec
 
 
 def _clv_key(clv_feature: str) -> str:

@@ -315,12 +315,16 @@ class SubjectKeys:
         its customer's key is gone (erased)."""
         idx = [i for i, s in enumerate(stored) if is_sealed(s)]
         out = list(stored)
-        if not idx:
-            return out
-        keys = self.keys([pseudonyms[i] for i in idx])
-        for i, key in zip(idx, keys):
-            out[i] = None if key is None else open_with(key, decision_ids[i], stored[i])
+        for at in range(0, len(idx), OPEN_CHUNK):  # the key file's lock is let go between chunks
+            part = idx[at:at + OPEN_CHUNK]
+            for i, key in zip(part, self.keys([pseudonyms[i] for i in part])):
+                out[i] = None if key is None else open_with(key, decision_ids[i], stored[i])
         return out
+
+
+#: Values opened per hold of the key file's lock: a read of 250,000 (the dashboard's factors,
+#: seconds) does not keep a page that opens one decision waiting until it is done.
+OPEN_CHUNK = 10_000
 
 
 def key_id(wrapped: bytes) -> str:

@@ -593,10 +593,14 @@ TEXT: dict[str, tuple[str, str]] = {
                             "Diese Zahlen entscheiden die {n} von {total} protokollierten Entscheidungen im Zeitraum "
                             "und in den Kanälen der Seitenleiste neu."),
     "tradeoffs.live_factors": ("A running service writes this log: they re-decide the decisions logged until {time} "
-                               "(read again at most every {minutes} minutes, not on every click).",
+                               "(read again in the background every {minutes} minutes, not on every click).",
                                "Ein laufender Dienst schreibt dieses Protokoll: neu entschieden werden die bis {time} "
-                               "protokollierten Entscheidungen (höchstens alle {minutes} Minuten neu gelesen, nicht bei "
-                               "jedem Klick)."),
+                               "protokollierten Entscheidungen (alle {minutes} Minuten im Hintergrund neu gelesen, "
+                               "nicht bei jedem Klick)."),
+    "tradeoffs.reading_factors": ("Reading the logged factors (a sample of up to 250,000 decisions; begun when the "
+                                  "log was first shown) …",
+                                  "Die protokollierten Faktoren werden gelesen (eine Stichprobe von bis zu 250.000 "
+                                  "Entscheidungen; begonnen, als das Protokoll zuerst gezeigt wurde) …"),
     "tradeoffs.issues_not_applied": ("The Issues filter does not apply here: re-deciding chooses among the actions of "
                                      "every issue, as the engine did.",
                                      "Der Themenfilter gilt hier nicht: eine neue Entscheidung wählt wie die Engine "

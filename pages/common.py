@@ -11,6 +11,7 @@ import re
 import sys
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -327,6 +328,9 @@ def _lease(path: str, mtime: float) -> _FileLease:
     return _FileLease(path, mtime)
 
 
+_SHOWN = threading.local()  # the log a page run showed (each session's runs have a thread of their own)
+
+
 @contextmanager
 def live_run():
     """Wraps one run of the app: leases the freshest live replica when a service holds the
@@ -344,13 +348,19 @@ def live_run():
         except KlartextError:
             lease = None  # the page says what holds it (log())
     st.session_state["_file"] = (resolved, lease.mtime) if lease is not None else None
+    _SHOWN.key = None
     try:
         yield
     finally:
-        if gen is not None:
-            _follower(resolved).release(gen)
-        if lease is not None:
-            lease.release()
+        try:
+            shown, _SHOWN.key = getattr(_SHOWN, "key", None), None
+            if shown is not None:  # the page showed a log: its factors are read meanwhile
+                prefetch(_open(*shown))
+        finally:
+            if gen is not None:
+                _follower(resolved).release(gen)
+            if lease is not None:
+                lease.release()
 
 
 def _open(path: str, version: float | str) -> DecisionLog:
@@ -418,7 +428,8 @@ def log() -> DecisionLog | None:
     if queries.decision_count(lg.con.cursor()) == 0:
         st.info(tr("common.empty_log", path=key[0]))
         return None
-    explainer(lg)  # created (and its models warming up) on the first page anyone opens
+    explainer(lg)
+    _SHOWN.key = key
     return lg
 
 
@@ -463,11 +474,84 @@ def table(df: pd.DataFrame, name: str, **kw) -> None:
                        key=f"dl_{name}")
 
 
-@st.cache_resource(show_spinner="Loading the logged factors …", max_entries=2)
-def _factors(path: str, mtime: float | str, _lg: DecisionLog | None = None):
+#: The factors of the newest strategy's decisions (:func:`analysis.tradeoff.load_factors`) are
+#: read on a thread of their own, as soon as a page has shown a log version (:func:`prefetch`),
+#: not when someone first opens the What-if: on 10 million decisions the read takes seconds
+#: (a sample of 250,000 decisions, their candidate rows, and their sealed inputs opened for the
+#: CLV).  Process-wide, shared by every session; the newest few versions are kept.
+_FACTOR_READS_MAX = 3
+_FACTOR_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="klartext-factors")
+
+
+@st.cache_resource(show_spinner=False)
+def _factor_reads() -> dict[tuple[str, float | str], Future]:
+    """(path, version) → the read of its factors (cleared with Streamlit's resource caches)."""
+    return {}
+
+
+def _factor_read(path: str, version: float | str, again: bool = True) -> Future:
+    """The (started or finished) read of the factors of one log version; one that failed is
+    started again when ``again`` (a page asks for them; a prefetch does not)."""
+    key, reads = (path, version), _factor_reads()
+    with _FACTOR_LOCK:
+        fut = reads.pop(key, None)
+        if fut is None or (again and fut.done() and fut.exception() is not None):
+            fut = _FACTOR_POOL.submit(_read_factors, path, version)
+        reads[key] = fut  # the newest last
+        held = {(p, h[0]) for p, h in _FACTOR_KEYS.items()}
+        for old in [k for k in reads if k not in held][:max(0, len(reads) - _FACTOR_READS_MAX)]:
+            del reads[old]
+        return fut
+
+
+def _read_factors(path: str, version: float | str):
     from analysis.tradeoff import load_factors
 
-    return load_factors(_lg if _lg is not None else _open(path, mtime))
+    with _held(path, version) as lg:
+        return load_factors(lg)
+
+
+@contextmanager
+def _held(path: str, version: float | str):
+    """The log of a key of :func:`log_key`, held (against a writer's suspension of the file, or
+    the replica's closing) until the block ends, from any thread."""
+    if isinstance(version, str) and version.startswith("live:"):
+        f, gen = _follower(path), int(version[5:])
+        with f.lock:
+            if gen not in f.logs:
+                raise KlartextError("The live view has moved on to newer decisions since this page started.",
+                                    "Reload the page.")
+            f.users[gen] = f.users.get(gen, 0) + 1
+        try:
+            yield f.logs[gen]
+        finally:
+            f.release(gen)
+        return
+    lease = _lease(path, version)
+    lg = lease.acquire()
+    try:
+        yield lg
+    finally:
+        lease.release()
+
+
+def _factors(path: str, version: float | str, _lg: DecisionLog | None = None):
+    fut = _factor_read(path, version)
+    if not fut.done():
+        with st.spinner(tr("tradeoffs.reading_factors")):
+            return fut.result()
+    return fut.result()
+
+
+def prefetch(lg: DecisionLog) -> None:
+    """Start reading the factors of the log a page has just shown (once per version; see
+    :func:`_factor_reads`), so that the re-deciding views find them read."""
+    try:
+        if lg.latest_strategy_version() is None:
+            return
+    except KlartextError:
+        return
+    _factor_read(*factor_key(lg), again=False)
 
 
 @st.cache_resource(show_spinner="Reading the imported decisions' factors …", max_entries=2)
@@ -537,27 +621,40 @@ def factors_in(lg: DecisionLog, fspec: str):
 
 
 #: A live log (a running service's replica) changes every second under load; the re-deciding
-#: views read its factors again at most this often, not on every page run (on 10 million
-#: decisions a read takes seconds).  The page says when they were read.
+#: views keep the factors they read for this long, then read the newest replica's on the
+#: background thread (:func:`_factor_reads`) and go on with the old ones until that read is
+#: done — nobody waits for a re-read.  The page says when they were read.
 FACTORS_MAX_AGE_S = 300.0
-_FACTOR_KEYS: dict[str, tuple[float | str, float, datetime]] = {}
+_FACTOR_KEYS: dict[str, tuple[float | str, float, datetime]] = {}  # path → (version, read at: monotonic, UTC)
+_FACTOR_NEXT: dict[str, tuple[float | str, float, datetime]] = {}  # path → the read under way
 _FACTOR_LOCK = threading.Lock()
 
 
 def factor_key(lg: DecisionLog) -> tuple[str, float | str]:
     """(path, version) keying the re-deciding views (what-if, frontier, sensitivity, off-policy):
-    :func:`log_key` for a file; for a live replica, the generation at which its factors were
-    last read, kept for :data:`FACTORS_MAX_AGE_S` (every dashboard session of this process
-    shares it).  Not where running workers' files are attached: their decisions' positions
-    move as the workers log (the off-policy view finds a sample's outcomes by position)."""
+    :func:`log_key` for a file; for a live replica, the generation whose factors were read last
+    (see :data:`FACTORS_MAX_AGE_S`; every dashboard session of this process shares it).  Not
+    where running workers' files are attached: their decisions' positions move as the workers
+    log (the off-policy view finds a sample's outcomes by position)."""
     path, version = log_key(lg)
     if not (isinstance(version, str) and version.startswith("live:")) or shards.attached_workers(lg.con):
         return path, version
     now = time.monotonic()
     with _FACTOR_LOCK:
-        held = _FACTOR_KEYS.get(path)
-        if held is None or now - held[1] >= FACTORS_MAX_AGE_S:
+        held, nxt = _FACTOR_KEYS.get(path), _FACTOR_NEXT.get(path)
+        if held is None:
             held = _FACTOR_KEYS[path] = (version, now, datetime.now(UTC))
+            return path, version
+        fut = _factor_reads().get((path, nxt[0])) if nxt is not None else None
+        if nxt is not None and fut is not None and fut.done():
+            del _FACTOR_NEXT[path]
+            if fut.exception() is None:
+                held = _FACTOR_KEYS[path] = nxt
+            nxt = None
+        if nxt is not None or now - held[1] < FACTORS_MAX_AGE_S or version == held[0]:
+            return path, held[0]
+        _FACTOR_NEXT[path] = (version, now, datetime.now(UTC))
+    _factor_read(path, version)  # read in the background; this run goes on with the held factors
     return path, held[0]
 
 

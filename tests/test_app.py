@@ -1,6 +1,7 @@
 """Dashboard: each page runs and shows its heading, interactions work, figures are tested on their data."""
 
 import re
+import threading
 from pathlib import Path
 
 import duckdb
@@ -192,6 +193,32 @@ def test_tradeoffs_models_and_integrity_pages(demo_log, monkeypatch):
     at = page("pages/integrity.py", demo_log, monkeypatch)
     ok(at.button(key="verify").click().run())
     assert at.success[0].value == "Verified: all 2,000 decisions and their candidates are unchanged."
+
+
+def test_the_logged_factors_are_read_in_the_background_once_a_page_has_shown_the_log(demo_copy, monkeypatch):
+    """On 10M decisions the factors take seconds to read: the dashboard starts reading them as
+    soon as a page has shown the log, on a thread of its own, and the What-if finds them read;
+    the file is let go once the read is done (a writer gets in)."""
+    from analysis import tradeoff as T
+    from pages import common
+
+    threads = []
+    real = T.load_factors
+    monkeypatch.setattr(T, "load_factors", lambda *a, **k: threads.append(threading.current_thread().name)
+                        or real(*a, **k))
+    at = page("app.py", demo_copy, monkeypatch)  # the Overview
+    reads = common._factor_reads()
+    assert len(reads) == 1, reads
+    [fut] = reads.values()
+    fut.result(timeout=60)
+    assert threads == ["klartext-factors_0"], threads
+    with DecisionLog.open(demo_copy):  # neither the page runs nor the read hold the file now
+        pass
+    at.switch_page("pages/tradeoffs.py")
+    ok(at.run())
+    tab(at, "What-if")
+    assert [m for m in at.metric if m.label == "Decisions whose first action changes"]
+    assert threads == ["klartext-factors_0"], threads  # read once, before anyone asked
 
 
 def test_integrity_page_names_a_changed_decision(demo_copy, monkeypatch):

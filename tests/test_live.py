@@ -244,6 +244,7 @@ def test_the_what_if_beside_a_running_service_reads_the_factors_once_not_every_r
     st.cache_resource.clear()
     st.cache_data.clear()
     common._FACTOR_KEYS.clear()
+    common._FACTOR_NEXT.clear()
     calls = []
     real = T.load_factors
     monkeypatch.setattr(T, "load_factors", lambda *a, **k: calls.append(1) or real(*a, **k))
@@ -281,13 +282,21 @@ def test_the_what_if_beside_a_running_service_reads_the_factors_once_not_every_r
         assert len(generations) == 2
         assert len(calls) == 1, calls  # (before: once per run on a newer replica)
         assert any("A running service writes this log" in c.value for c in at.caption), [c.value for c in at.caption]
-        monkeypatch.setattr(common, "FACTORS_MAX_AGE_S", 0.0)  # past the age: read again
+        read_at = common._FACTOR_KEYS[str(Path(db).resolve())]
+        monkeypatch.setattr(common, "FACTORS_MAX_AGE_S", 0.0)  # past the age: read again, in the background
         before = live.replicas(db)[0].generation
         decide(3)
         newer(before)
         at.number_input(key="wi_rw").set_value(4.0).run()
         assert not at.exception, [e.value for e in at.exception]
+        # this run went on with the factors it had; the newer replica's are read meanwhile
+        assert common._FACTOR_KEYS[str(Path(db).resolve())] == read_at
+        for fut in list(common._factor_reads().values()):
+            fut.result(timeout=60)
         assert len(calls) == 2, calls
+        at.number_input(key="wi_rw").set_value(5.0).run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert common._FACTOR_KEYS[str(Path(db).resolve())][2] > read_at[2]  # the next run takes them up
     finally:
         proc.terminate()
         proc.wait(timeout=30)
