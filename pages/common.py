@@ -641,14 +641,15 @@ def factor_key(lg: DecisionLog) -> tuple[str, float | str]:
         return path, version
     now = time.monotonic()
     with _FACTOR_LOCK:
-        held, nxt = _FACTOR_KEYS.get(path), _FACTOR_NEXT.get(path)
-        if held is None:
+        held, nxt, reads = _FACTOR_KEYS.get(path), _FACTOR_NEXT.get(path), _factor_reads()
+        if held is None or (held[0] != version and (path, held[0]) not in reads):  # (caches cleared: start anew)
             held = _FACTOR_KEYS[path] = (version, now, datetime.now(UTC))
+            _FACTOR_NEXT.pop(path, None)
             return path, version
-        fut = _factor_reads().get((path, nxt[0])) if nxt is not None else None
-        if nxt is not None and fut is not None and fut.done():
+        fut = reads.get((path, nxt[0])) if nxt is not None else None
+        if nxt is not None and (fut is None or fut.done()):
             del _FACTOR_NEXT[path]
-            if fut.exception() is None:
+            if fut is not None and fut.exception() is None:
                 held = _FACTOR_KEYS[path] = nxt
             nxt = None
         if nxt is not None or now - held[1] < FACTORS_MAX_AGE_S or version == held[0]:
