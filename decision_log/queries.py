@@ -754,30 +754,28 @@ def _decision_factors(con, other, strategy_version, clv_feature, action_ids, cha
         cand = pool.submit(lambda: other.execute(cand_sql, {"sv": strategy_version, "actions": action_ids}).fetchnumpy())
         dec = con.execute(dec_sql, params | {"sealed": subjects.PREFIX}).fetchnumpy()
         # the sealed inputs are opened (in Python) while DuckDB still reads the candidates
-        dec = _open_clv(con, dec, keys, clv_feature, feature_names)
+        erased = _open_clv(con, dec, keys, clv_feature, feature_names)
         cand = cand.result()
-    keep = ~np.isnan(dec["clv"]) | ~dec.pop("is_sealed")  # an erased customer's: nothing to re-arbitrate with
-    if not keep.all():
-        dec = {k: np.asarray(v)[keep] for k, v in dec.items()}
+    if erased.any():  # an erased customer's decisions: nothing to re-arbitrate them with
+        dec = {k: np.asarray(v)[~erased] for k, v in dec.items()}
         kept = np.isin(np.asarray(cand["seq"]), dec["seq"])
         cand = {k: np.asarray(v)[kept] if not np.ma.isMaskedArray(v) else v[kept] for k, v in cand.items()}
     return dec, cand
 
 
 def _open_clv(con: duckdb.DuckDBPyConnection, dec: dict, keys: SubjectKeys | None, clv_feature: str,
-              feature_names: list[str] | None) -> dict:
-    """``dec`` with the CLV of its decisions with sealed inputs read from them opened (NaN where
-    they do not open: erased); ``is_sealed`` stays, as a bool array."""
-    is_sealed = dec["is_sealed"] = np.asarray(dec["is_sealed"], dtype=bool)
+              feature_names: list[str] | None) -> np.ndarray:
+    """Puts into ``dec`` the CLV of its decisions with sealed inputs, read from them opened (in
+    place of the query's columns for that); returns which of them did not open (erased)."""
+    is_sealed = np.asarray(dec.pop("is_sealed"), dtype=bool)
     ids, customers, sealed = (np.asarray(dec.pop(k), dtype=object)[is_sealed] for k in ("decision_id", "customer",
                                                                                           "sealed"))
     if not is_sealed.any():
-        return dec
+        return is_sealed
     plain = [None] * len(sealed) if keys is None else keys.open(customers.tolist(), ids.tolist(), sealed.tolist())
-    clv = dec["clv"] = np.asarray(np.ma.filled(dec["clv"], np.nan) if np.ma.isMaskedArray(dec["clv"]) else dec["clv"],
-                                  dtype=np.float64).copy()
+    clv = dec["clv"] = np.asarray(dec["clv"], dtype=np.float64).copy()
     clv[is_sealed] = _clv_of(con, plain, clv_feature, feature_names)
-    return dec
+    return is_sealed & np.isnan(clv)
 
 
 def _clv_key(clv_feature: str) -> str:

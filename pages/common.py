@@ -272,9 +272,13 @@ class _Follower:
             self.logs.pop(gen).close()
             self.users.pop(gen, None)
 
-    def get(self, gen: int) -> DecisionLog:
+    def get(self, gen: int, hold: bool = False) -> DecisionLog:
+        """The open replica of generation ``gen``; with ``hold``, held until :meth:`release`
+        (as :meth:`acquire` holds the newest), from any thread."""
         with self.lock:
             if gen in self.logs:
+                if hold:
+                    self.users[gen] = self.users.get(gen, 0) + 1
                 return self.logs[gen]
         raise KlartextError("The live view has moved on to newer decisions since this page started.",
                             "Reload the page.")
@@ -348,14 +352,14 @@ def live_run():
         except KlartextError:
             lease = None  # the page says what holds it (log())
     st.session_state["_file"] = (resolved, lease.mtime) if lease is not None else None
-    _SHOWN.key = None
+    _SHOWN.log = None
     try:
         yield
     finally:
         try:
-            shown, _SHOWN.key = getattr(_SHOWN, "key", None), None
+            shown, _SHOWN.log = getattr(_SHOWN, "log", None), None
             if shown is not None:  # the page showed a log: its factors are read meanwhile
-                prefetch(_open(*shown))
+                prefetch(shown)
         finally:
             if gen is not None:
                 _follower(resolved).release(gen)
@@ -429,7 +433,7 @@ def log() -> DecisionLog | None:
         st.info(tr("common.empty_log", path=key[0]))
         return None
     explainer(lg)
-    _SHOWN.key = key
+    _SHOWN.log = lg
     return lg
 
 
@@ -517,13 +521,9 @@ def _held(path: str, version: float | str):
     the replica's closing) until the block ends, from any thread."""
     if isinstance(version, str) and version.startswith("live:"):
         f, gen = _follower(path), int(version[5:])
-        with f.lock:
-            if gen not in f.logs:
-                raise KlartextError("The live view has moved on to newer decisions since this page started.",
-                                    "Reload the page.")
-            f.users[gen] = f.users.get(gen, 0) + 1
+        lg = f.get(gen, hold=True)
         try:
-            yield f.logs[gen]
+            yield lg
         finally:
             f.release(gen)
         return
@@ -535,7 +535,7 @@ def _held(path: str, version: float | str):
         lease.release()
 
 
-def _factors(path: str, version: float | str, _lg: DecisionLog | None = None):
+def _factors(path: str, version: float | str):
     fut = _factor_read(path, version)
     if not fut.done():
         with st.spinner(tr("tradeoffs.reading_factors")):
@@ -545,12 +545,9 @@ def _factors(path: str, version: float | str, _lg: DecisionLog | None = None):
 
 def prefetch(lg: DecisionLog) -> None:
     """Start reading the factors of the log a page has just shown (once per version; see
-    :func:`_factor_reads`), so that the re-deciding views find them read."""
-    try:
-        if lg.latest_strategy_version() is None:
-            return
-    except KlartextError:
-        return
+    :func:`_factor_reads`), so that the re-deciding views find them read.  A log with nothing
+    to re-decide (only imported decisions) fails that read once, quietly; the page that asks
+    for the factors shows why."""
     _factor_read(*factor_key(lg), again=False)
 
 
@@ -601,14 +598,14 @@ def _factors_in(path: str, mtime: float | str, fspec: str, _lg: DecisionLog | No
     from analysis.tradeoff import load_factors
 
     if not fspec:
-        return _factors(path, mtime, _lg)
+        return _factors(path, mtime)
     lg = _lg if _lg is not None else _open(path, mtime)
     spec = json.loads(fspec)
     f = queries.Filters(date.fromisoformat(spec["start"]), date.fromisoformat(spec["end"]), tuple(spec["channels"]))
     sv = lg.latest_strategy_version()
     seqs = queries.decision_seqs(lg.con.cursor(), sv, f)
     if not len(seqs):
-        return _factors(path, mtime, lg).subset(np.zeros(0, dtype=np.int64), population=0)
+        return _factors(path, mtime).subset(np.zeros(0, dtype=np.int64), population=0)
     # the selection's own decisions: every one, or a uniform sample where there are too many
     return load_factors(lg, sv, seqs=seqs)
 
