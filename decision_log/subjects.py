@@ -92,7 +92,22 @@ class SubjectKeys:
         self._unwrapped: dict[bytes, bytes] = {}
         self._stat: tuple[int, int] | None = None  #: (inode, size) of the file as read
         self._read = 0  #: bytes of the file read
-        self.refresh()
+        self._check_header()  # the keys themselves are read when first needed (:meth:`refresh`)
+
+    def _check_header(self) -> None:
+        """Refuse a file that is not a key file at once; its records (millions of customers: seconds
+        to sort) are read by the first use of a key, so a process that opens no sealed value never
+        reads them."""
+        if self.path is None:
+            return
+        try:
+            with open(self.path, "rb") as fh:
+                head = fh.read(len(HEADER))
+        except FileNotFoundError:
+            return
+        if head != HEADER and not HEADER.startswith(head):  # (a prefix: another process is writing it)
+            raise LogError(f"{self.path} is not a Klartext key file of customers' keys.",
+                           "Restore it from your backup; without it no sealed input can be read.")
 
     # -- reading ------------------------------------------------------------------------
 
@@ -150,8 +165,11 @@ class SubjectKeys:
         """Merge keys into the sorted arrays, each after any equal id already there.  One new
         array each, no sort of the whole (with millions of customers a concatenate-and-argsort
         held three copies of the arrays at once)."""
-        order = np.argsort(ids, kind="stable")
+        order = sort_order(ids)
         ids, wrapped = ids[order], wrapped[order]
+        if not len(self._ids):  # the first read of the file
+            self._ids, self._wrapped = ids, wrapped
+            return
         at = np.searchsorted(self._ids, ids, side="right")
         self._ids = np.insert(self._ids, at, ids)
         self._wrapped = np.insert(self._wrapped, at, wrapped, axis=0)
@@ -165,7 +183,9 @@ class SubjectKeys:
         self._insert(ids, wrapped)
 
     def __len__(self) -> int:
-        return len(self._ids) + len(self._new)
+        with self._lock:
+            self.refresh()
+            return len(self._ids) + len(self._new)
 
     def _wrapped_of(self, ids: np.ndarray) -> list[bytes | None]:
         """The wrapped key of each pseudonym (``S32`` array), None where there is none."""
@@ -320,6 +340,26 @@ class SubjectKeys:
             for i, key in zip(part, self.keys([pseudonyms[i] for i in part])):
                 out[i] = None if key is None else open_with(key, decision_ids[i], stored[i])
         return out
+
+
+def sort_order(ids: np.ndarray) -> np.ndarray:
+    """The stable sorting order of pseudonyms (an ``S32`` array), as ``np.argsort(ids,
+    kind="stable")`` gives it, about four times faster on millions: by each id's first 8 bytes
+    read as one big-endian number (a sort of numbers, not of strings), then the runs of ids that
+    share those 8 bytes (hex digits: 32 bits, a few thousand pairs among millions) by the whole
+    id and, where ids are equal, by their position."""
+    n = len(ids)
+    if n < 10_000:
+        return np.argsort(ids, kind="stable")
+    head = np.ascontiguousarray(np.ascontiguousarray(ids).view(np.uint8).reshape(n, -1)[:, :8]).view(">u8").ravel()
+    order = np.argsort(head)
+    h = head[order]
+    tie = np.flatnonzero(h[1:] == h[:-1])
+    if len(tie):
+        at = np.union1d(tie, tie + 1)  # every position of a run (the runs lie in one piece, in order)
+        sub = order[at]
+        order[at] = sub[np.lexsort((sub, ids[sub], h[at]))]
+    return order
 
 
 #: Values opened per hold of the key file's lock: a read of 250,000 (the dashboard's factors,

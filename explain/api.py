@@ -24,6 +24,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -369,6 +370,24 @@ class Explainer:
                 bg = full[:, [cols.index(f) for f in m.features]]
             self._explainers[key] = ModelExplainer(m, bg, permutations=self.permutations, seed=self.seed)
         return self._explainers[key]
+
+    def warm(self, strategy_version: str, hold: Callable[[], AbstractContextManager] = nullcontext) -> int:
+        """Load the newest models of a strategy and build their explainers ahead of the first
+        decision that needs them (the dashboard does it on a thread of its own: a model is
+        deserialised and checked once per process, about 0.1 s each, which the first view of a
+        decision would otherwise wait for, model by model).  ``hold()`` is entered around each
+        read of the log (not around deserialising, which reads none), so that a caller can let
+        the file go meanwhile.  Returns the explainers built."""
+        with hold():
+            strategy = self.log.load_strategy(strategy_version)
+            models = self.log.latest_models_for(strategy)
+        for aid in strategy.action_ids:
+            models[aid].estimator  # noqa: B018 (deserialised and checked on first use)
+        with hold():
+            for aid in strategy.action_ids:
+                self._explainer(strategy, models, aid, models[aid].version)
+            self.tables(strategy_version)
+        return len(strategy.action_ids)
 
     def tables(self, strategy_version: str) -> Tables:
         if strategy_version not in self._tables:

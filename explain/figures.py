@@ -273,6 +273,11 @@ def _mark_changes(fig: go.Figure, changes: pd.DataFrame | None, lang: str) -> No
                            showarrow=False, xanchor="left", yanchor="bottom", font={"size": 10})
 
 
+#: Points of a line up to which each is marked: beyond, the markers crowd into a band and each is
+#: an SVG element the browser draws (a three-year daily trend had 3,360 of them: 0.3 s a redraw).
+MARKERS_MAX = 60
+
+
 def trends(df: pd.DataFrame, changes: pd.DataFrame | None = None, currency: str = "EUR",
            lang: str = "en") -> go.Figure:
     """Acceptance rate, realised margin, and churn of reached vs not reached customers over
@@ -284,7 +289,8 @@ def trends(df: pd.DataFrame, changes: pd.DataFrame | None = None, currency: str 
                                         i18n.t("fig.margin_currency", lang, currency=currency),
                                         i18n.t("fig.churn", lang)))
     pct = "%{y:.1%}"
-    fig.add_trace(go.Scatter(x=df["period"], y=df["acceptance_rate"], mode="lines+markers", line={"color": "#1565c0"},
+    mode = "lines+markers" if len(df) <= MARKERS_MAX else "lines"  # (three years per day: 3,000 markers)
+    fig.add_trace(go.Scatter(x=df["period"], y=df["acceptance_rate"], mode=mode, line={"color": "#1565c0"},
                              name=i18n.t("fig.acceptance_rate", lang), customdata=df["with_outcome"],
                              hovertemplate=day_hover(lang) + ": " + pct + " (n = %{customdata:,})<extra></extra>"),
                   row=1, col=1)
@@ -292,7 +298,7 @@ def trends(df: pd.DataFrame, changes: pd.DataFrame | None = None, currency: str 
                          hovertemplate=day_hover(lang) + ": %{y:,.2f} " + currency + "<extra></extra>"), row=2, col=1)
     for col, n_col, key, color in (("churn_reached", "n_reached", "fig.churn_reached", "#c62828"),
                                    ("churn_not_reached", "n_not_reached", "fig.churn_not_reached", "#90a4ae")):
-        fig.add_trace(go.Scatter(x=df["period"], y=df[col], mode="lines+markers", line={"color": color},
+        fig.add_trace(go.Scatter(x=df["period"], y=df[col], mode=mode, line={"color": color},
                                  name=i18n.t(key, lang), customdata=df[n_col],
                                  hovertemplate=day_hover(lang) + ": " + pct + " (n = %{customdata:,})<extra>"
                                  + i18n.t(key, lang) + "</extra>"), row=3, col=1)

@@ -11,6 +11,7 @@ import re
 import sys
 import threading
 import time
+import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -545,10 +546,31 @@ def _factors(path: str, version: float | str):
 
 def prefetch(lg: DecisionLog) -> None:
     """Start reading the factors of the log a page has just shown (once per version; see
-    :func:`_factor_reads`), so that the re-deciding views find them read.  A log with nothing
-    to re-decide (only imported decisions) fails that read once, quietly; the page that asks
-    for the factors shows why."""
+    :func:`_factor_reads`), so that the re-deciding views find them read; then loading the
+    newest strategy's models into the log's explainer (:meth:`Explainer.warm`: on the first
+    view of a decision each model not yet loaded cost about 0.1 s — 1.2 s for a decision of
+    nine actions).  A log with nothing to re-decide (only imported decisions) fails both once,
+    quietly; the page that asks for the factors shows why.  A live replica's models are not
+    loaded ahead: each generation is a log of its own, replaced within seconds."""
+    path, version = log_key(lg)
     _factor_read(*factor_key(lg), again=False)
+    if isinstance(version, str) and version.startswith("live:"):
+        return
+    ex = explainer(lg)
+    with _FACTOR_LOCK:
+        if ex in _WARMED:
+            return
+        _WARMED.add(ex)
+    _FACTOR_POOL.submit(_warm, path, version, ex)
+
+
+_WARMED: weakref.WeakSet[Explainer] = weakref.WeakSet()  # explainers whose models are loaded (or being loaded)
+
+
+def _warm(path: str, version: float | str, ex: Explainer) -> None:
+    with _held(path, version) as lg:
+        strategy = lg.latest_strategy_version()
+    ex.warm(strategy, hold=lambda: _held(path, version))  # the file is let go while models deserialise
 
 
 @st.cache_resource(show_spinner="Reading the imported decisions' factors …", max_entries=2)

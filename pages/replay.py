@@ -113,97 +113,104 @@ st.caption(tr("replay.facts", ts=f"{d['ts']:%Y-%m-%d %H:%M:%S %Z}", customer=d["
 for n in e.notes if not e.erased else []:
     st.warning(n)
 
+# only the chosen tab runs and is drawn (each tab has its charts and tables; drawing all four at
+# once made every decision picked wait for the browser to lay out the hidden ones too)
 tab_why, tab_grid, tab_inputs, tab_whynot = st.tabs(
-    [tr("replay.tab_why"), tr("replay.tab_all"), tr("replay.tab_inputs"), tr("replay.tab_why_not")])
-with tab_why:
-    if not e.chosen:
-        st.info(tr("replay.none_chosen"))
-    for aid in e.chosen:
-        row = e.candidates.set_index("action_id").loc[aid]
-        st.subheader(named(aid), help=tr("replay.action_id", id=aid))
-        if all(row[k] is not None and row[k] == row[k] for k in ("priority", "propensity", "value", "context_weight",
-                                                                    "lever")):
-            st.markdown(tr("replay.priority_line", priority=number(row["priority"], 2), propensity=percent(
-                row["propensity"]), value=f"{number(row['value'], 2)} {currency}", weight=number(row["context_weight"], 2),
-                lever=number(row["lever"], 2)))
+    [tr("replay.tab_why"), tr("replay.tab_all"), tr("replay.tab_inputs"), tr("replay.tab_why_not")],
+    key="rp_tab", on_change="rerun")
+if tab_why.open:
+    with tab_why:
+        if not e.chosen:
+            st.info(tr("replay.none_chosen"))
+        for aid in e.chosen:
+            row = e.candidates.set_index("action_id").loc[aid]
+            st.subheader(named(aid), help=tr("replay.action_id", id=aid))
+            if all(row[k] is not None and row[k] == row[k] for k in ("priority", "propensity", "value", "context_weight",
+                                                                        "lever")):
+                st.markdown(tr("replay.priority_line", priority=number(row["priority"], 2), propensity=percent(
+                    row["propensity"]), value=f"{number(row['value'], 2)} {currency}", weight=number(row["context_weight"], 2),
+                    lever=number(row["lever"], 2)))
+            else:
+                st.caption(tr("replay.no_factors"))
+            marked = e.strategy is not None and e.strategy.disclosure.declared  # mark what a customer is told
+            for r, told in zip(e.reason_texts(aid, lg_lang), e.disclosed(aid)):
+                mark = f" — *{tr('reason.customer_sees') if told else tr('reason.internal_only')}*" if marked else ""
+                st.markdown(f"- {md(r)}{mark}")
+            ca = e.attributions.get(aid)
+            if ca is None:
+                continue
+            if ca.verified:
+                predicts = e.strategy.actions[e.strategy.action_index(aid)].predicts
+                st.caption(tr("replay.attributions_checked"))
+                labels = e.feature_phrases(ca.features, lg_lang)
+                st.plotly_chart(figures.attribution_waterfall(list(ca.features), ca.phi, ca.base_value, ca.raw_output,
+                                                              labels, outcome=tr(f"predicts_short.{predicts}"),
+                                                              lang=lg_lang),
+                                width="stretch", key=f"wf_{aid}")
+                with st.expander(tr("replay.technical")):
+                    st.caption(tr("replay.attributions_detail", model=ca.model_version,
+                                  rescored=f"{ca.propensity_rescored:.6g}", logged=f"{ca.propensity_logged:.6g}",
+                                  residual=f"{ca.residual:.1e}", algorithm=ca.algorithm, library=ca.library))
+            else:
+                st.error(tr("replay.attributions_withheld", problems=md("; ".join(ca.problems))))
+if tab_grid.open:
+    with tab_grid:
+        st.plotly_chart(figures.decision_grid(e.candidates, None if e.strategy is not None else e.stages, names=names,
+                                              lang=lg_lang),
+                        width="stretch", key="grid")
+        if e.candidates["propensity"].notna().any():
+            st.plotly_chart(figures.priority_factors(e.candidates, names=names, lang=lg_lang), width="stretch",
+                            key="factors")
+        shown = e.candidates.copy()
+        shown.insert(0, "name", shown["action_id"].map(named))
+        table(shown, f"candidates_{did}", column_config={
+            "name": tr("col.action"), "action_id": tr("col.action_id"), "issue": tr("col.issue"), "group": tr("col.group"),
+            "stage": None, "stage_label": tr("col.stage"), "stage_order": None, "rule": tr("col.rule"),
+            "reason": tr("col.reason"),
+            "propensity": st.column_config.NumberColumn(tr("col.propensity"), format="percent"),
+            "value": st.column_config.NumberColumn(tr("col.value", currency=currency), format="%.2f"),
+            "context_weight": st.column_config.NumberColumn(tr("col.context_weight"), format="%.2f"),
+            "lever": st.column_config.NumberColumn(tr("col.lever"), format="%.2f"),
+            "priority": st.column_config.NumberColumn(tr("col.priority"), format="%.3f"),
+            "rank": tr("col.rank"), "selected": tr("col.selected"), "model_version": tr("col.model_version"),
+            "rows": tr("col.rows")})
+        if e.component_level:
+            st.subheader(tr("replay.component_rows", n=number(len(e.rows))))
+            st.caption(tr("replay.component_caption"))
+            table(e.rows, f"rows_{did}")
+if tab_inputs.open:
+    with tab_inputs:
+        if e.erased:
+            st.info(tr("erased.inputs"))
+        table(e.display_inputs(), f"inputs_{did}")
+        st.json({k: v for k, v in e.inputs.items() if k != "features"}, expanded=False)
+if tab_whynot.open:
+    with tab_whynot:
+        others = [a for a in e.candidates["action_id"] if a not in e.chosen[:1]]
+        if not e.chosen:
+            st.info(tr("replay.no_winner"))
         else:
-            st.caption(tr("replay.no_factors"))
-        marked = e.strategy is not None and e.strategy.disclosure.declared  # mark what a customer is told
-        for r, told in zip(e.reason_texts(aid, lg_lang), e.disclosed(aid)):
-            mark = f" — *{tr('reason.customer_sees') if told else tr('reason.internal_only')}*" if marked else ""
-            st.markdown(f"- {md(r)}{mark}")
-        ca = e.attributions.get(aid)
-        if ca is None:
-            continue
-        if ca.verified:
-            predicts = e.strategy.actions[e.strategy.action_index(aid)].predicts
-            st.caption(tr("replay.attributions_checked"))
-            labels = e.feature_phrases(ca.features, lg_lang)
-            st.plotly_chart(figures.attribution_waterfall(list(ca.features), ca.phi, ca.base_value, ca.raw_output,
-                                                          labels, outcome=tr(f"predicts_short.{predicts}"),
-                                                          lang=lg_lang),
-                            width="stretch", key=f"wf_{aid}")
-            with st.expander(tr("replay.technical")):
-                st.caption(tr("replay.attributions_detail", model=ca.model_version,
-                              rescored=f"{ca.propensity_rescored:.6g}", logged=f"{ca.propensity_logged:.6g}",
-                              residual=f"{ca.residual:.1e}", algorithm=ca.algorithm, library=ca.library))
-        else:
-            st.error(tr("replay.attributions_withheld", problems=md("; ".join(ca.problems))))
-with tab_grid:
-    st.plotly_chart(figures.decision_grid(e.candidates, None if e.strategy is not None else e.stages, names=names,
-                                          lang=lg_lang),
-                    width="stretch", key="grid")
-    if e.candidates["propensity"].notna().any():
-        st.plotly_chart(figures.priority_factors(e.candidates, names=names, lang=lg_lang), width="stretch",
-                        key="factors")
-    shown = e.candidates.copy()
-    shown.insert(0, "name", shown["action_id"].map(named))
-    table(shown, f"candidates_{did}", column_config={
-        "name": tr("col.action"), "action_id": tr("col.action_id"), "issue": tr("col.issue"), "group": tr("col.group"),
-        "stage": None, "stage_label": tr("col.stage"), "stage_order": None, "rule": tr("col.rule"),
-        "reason": tr("col.reason"),
-        "propensity": st.column_config.NumberColumn(tr("col.propensity"), format="percent"),
-        "value": st.column_config.NumberColumn(tr("col.value", currency=currency), format="%.2f"),
-        "context_weight": st.column_config.NumberColumn(tr("col.context_weight"), format="%.2f"),
-        "lever": st.column_config.NumberColumn(tr("col.lever"), format="%.2f"),
-        "priority": st.column_config.NumberColumn(tr("col.priority"), format="%.3f"),
-        "rank": tr("col.rank"), "selected": tr("col.selected"), "model_version": tr("col.model_version"),
-        "rows": tr("col.rows")})
-    if e.component_level:
-        st.subheader(tr("replay.component_rows", n=number(len(e.rows))))
-        st.caption(tr("replay.component_caption"))
-        table(e.rows, f"rows_{did}")
-with tab_inputs:
-    if e.erased:
-        st.info(tr("erased.inputs"))
-    table(e.display_inputs(), f"inputs_{did}")
-    st.json({k: v for k, v in e.inputs.items() if k != "features"}, expanded=False)
-with tab_whynot:
-    others = [a for a in e.candidates["action_id"] if a not in e.chosen[:1]]
-    if not e.chosen:
-        st.info(tr("replay.no_winner"))
-    else:
-        other = st.selectbox(tr("replay.why_not_pick", winner=named(e.chosen[0])), others, key="whynot",
-                             format_func=named)
-        c = ex.why_not(did, other)
-        answer, cf_notes = why_not_text(c, e, lg_lang, names)
-        st.markdown(f"**{md(answer)}**")
-        if c.tested:
-            st.markdown(tr("replay.tested") + ", ".join(f"{md(k)} = **{md(v)}**" for k, v in c.tested.items()))
-        if c.log_ratio is not None:
-            st.caption(tr("replay.contrast_caption", winner=named(c.winner), other=named(c.other),
-                          times=number(2.718281828459045 ** c.log_ratio, 2)))
-            st.plotly_chart(figures.contrast_bars([(tr(f"term.{t.name}"), t.log_ratio) for t in c.terms],
-                                                  named(c.winner), named(c.other), lang=lg_lang),
-                            width="stretch", key="contrast")
-        if c.propensity_terms:
-            st.caption(tr("replay.propensity_caption"))
-            st.plotly_chart(figures.contrast_bars([(t.name, t.log_ratio) for t in c.propensity_terms[:12]],
-                                                  named(c.winner), named(c.other), lang=lg_lang, propensity=True),
-                            width="stretch", key="contrast_p")
-        for cf, note in zip(c.counterfactuals, cf_notes):
-            (st.success if cf.needed is not None else st.info)(
-                f"**{tr(f'term.{cf.parameter}')}:** {note}" + (tr("replay.cf_verified") if cf.verified else ""))
+            other = st.selectbox(tr("replay.why_not_pick", winner=named(e.chosen[0])), others, key="whynot",
+                                 format_func=named)
+            c = ex.why_not(did, other)
+            answer, cf_notes = why_not_text(c, e, lg_lang, names)
+            st.markdown(f"**{md(answer)}**")
+            if c.tested:
+                st.markdown(tr("replay.tested") + ", ".join(f"{md(k)} = **{md(v)}**" for k, v in c.tested.items()))
+            if c.log_ratio is not None:
+                st.caption(tr("replay.contrast_caption", winner=named(c.winner), other=named(c.other),
+                              times=number(2.718281828459045 ** c.log_ratio, 2)))
+                st.plotly_chart(figures.contrast_bars([(tr(f"term.{t.name}"), t.log_ratio) for t in c.terms],
+                                                      named(c.winner), named(c.other), lang=lg_lang),
+                                width="stretch", key="contrast")
+            if c.propensity_terms:
+                st.caption(tr("replay.propensity_caption"))
+                st.plotly_chart(figures.contrast_bars([(t.name, t.log_ratio) for t in c.propensity_terms[:12]],
+                                                      named(c.winner), named(c.other), lang=lg_lang, propensity=True),
+                                width="stretch", key="contrast_p")
+            for cf, note in zip(c.counterfactuals, cf_notes):
+                (st.success if cf.needed is not None else st.info)(
+                    f"**{tr(f'term.{cf.parameter}')}:** {note}" + (tr("replay.cf_verified") if cf.verified else ""))
 
 st.divider()
 st.markdown(tr("replay.evidence"))

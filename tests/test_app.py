@@ -86,6 +86,9 @@ def test_replay_page_why_not_switches_and_finds_by_id(demo_log, monkeypatch):
     at = page("pages/replay.py", demo_log, monkeypatch)
     ok(at.text_input(key="q_id").set_value(did[:20]).run())
     assert at.header[0].value == f"Decision {did}"
+    assert not [b for b in at.selectbox if b.key == "whynot"]  # the why-not tab has not run
+    at.session_state["rp_tab"] = "Why not …?"  # only the chosen tab runs
+    ok(at.run())
     ok(at.selectbox(key="whynot").set_value(other).run())
     # data is escaped for Markdown (shown as text): read it back without the escapes
     summary = re.sub(r"\\(.)", r"\1", [m.value for m in at.markdown if m.value.startswith("**")
@@ -212,6 +215,7 @@ def test_the_logged_factors_are_read_in_the_background_once_a_page_has_shown_the
     [fut] = reads.values()
     fut.result(timeout=60)
     assert threads == ["klartext-factors_0"], threads
+    common._FACTOR_POOL.submit(lambda: None).result(timeout=60)  # the models are loaded behind the read
     with DecisionLog.open(demo_copy):  # neither the page runs nor the read hold the file now
         pass
     at.switch_page("pages/tradeoffs.py")
@@ -219,6 +223,30 @@ def test_the_logged_factors_are_read_in_the_background_once_a_page_has_shown_the
     tab(at, "What-if")
     assert [m for m in at.metric if m.label == "Decisions whose first action changes"]
     assert threads == ["klartext-factors_0"], threads  # read once, before anyone asked
+
+
+def test_the_models_are_loaded_in_the_background_once_a_page_has_shown_the_log(demo_copy, monkeypatch):
+    """The first view of a decision loaded each of its actions' models while its user waited
+    (on 10M decisions 1.2 s for nine models): the dashboard loads the newest ones behind the
+    factor read, on the same thread, and the Decision replay loads none of them again."""
+    from decisioning import models
+    from pages import common
+
+    loads = []
+    real = models.load_artifact
+    monkeypatch.setattr(models, "load_artifact", lambda blob, aid: loads.append((threading.current_thread().name, aid))
+                        or real(blob, aid))
+    at = page("app.py", demo_copy, monkeypatch)  # the Overview
+    common._FACTOR_POOL.submit(lambda: None).result(timeout=120)  # queued behind the factor read and the models
+    with DecisionLog.open(demo_copy, read_only=True) as lg:
+        actions = lg.load_strategy(lg.latest_strategy_version()).action_ids
+    assert sorted(a for _, a in loads) == sorted(actions) and {t for t, _ in loads} == {"klartext-factors_0"}, loads
+    at.switch_page("pages/replay.py")
+    ok(at.run())
+    did = at.dataframe[0].value["decision_id"].iloc[5]
+    ok(at.text_input(key="q_id").set_value(did).run())
+    assert at.header[0].value == f"Decision {did}" and at.success[0].value.startswith("Replay verified")
+    assert len(loads) == len(actions), loads  # re-scored and explained with the models loaded ahead
 
 
 def test_integrity_page_names_a_changed_decision(demo_copy, monkeypatch):
@@ -393,6 +421,14 @@ def test_the_board_sees_trends_with_strategy_changes_at_their_first_decision(dem
     assert [t["name"] for t in spec["data"]] == ["Acceptance rate", "Margin", "churn, reached", "churn, not reached"]
     assert pd.Timestamp(spec["layout"]["shapes"][0]["x0"]) == pd.Timestamp(first).tz_localize(None) or \
         pd.Timestamp(spec["layout"]["shapes"][0]["x0"]) == pd.Timestamp(first)
+    assert spec["data"][0]["mode"] == "lines+markers"  # a few weeks: each point marked
+    from explain import figures
+
+    three_years = pd.DataFrame({"period": pd.date_range("2024-01-01", periods=1100, freq="D")}).assign(
+        **{c: 0.1 for c in ("acceptance_rate", "margin", "churn_reached", "churn_not_reached")},
+        **{c: 100 for c in ("with_outcome", "n_reached", "n_not_reached")})
+    modes = [t.mode for t in figures.trends(three_years).data if t.type == "scatter"]
+    assert modes == ["lines"] * 3  # per day over three years: no 3,300 markers for the browser to draw
 
 
 def test_a_long_period_is_shown_per_week_or_month_with_the_same_totals():

@@ -151,6 +151,30 @@ def test_the_key_file_is_rewritten_without_the_erased_key(tmp_path):
         subjects.SubjectKeys(tmp_path / "k", b"x" * 32).open([ids[8]], [ids[8]], [sealed[8]])
 
 
+def test_the_customers_keys_are_read_when_a_sealed_value_is_first_opened_not_when_the_log_opens(demo_log):
+    # On 10 million decisions the key file holds millions of customers: reading and sorting them
+    # took 6 s of every `DecisionLog.open` (every CLI command, the dashboard's first page).
+    with DecisionLog.open(demo_log, read_only=True) as log:
+        assert log.seals_inputs and log.subject_keys._read == 0 and not len(log.subject_keys._ids)
+        did, customer, stored = log.con.execute("SELECT decision_id, customer, inputs FROM decisions LIMIT 1").fetchall()[0]
+        assert json.loads(log.open_inputs([did], [customer], [stored])[0])["features"]
+        assert log.subject_keys._read > len(subjects.HEADER) and len(log.subject_keys) > 100
+
+
+def test_the_sorting_of_the_customers_keys_is_the_stable_sort_of_their_ids():
+    rng = np.random.default_rng(7)
+    raw = rng.integers(0, 256, (60_000, 16), dtype=np.uint8)
+    raw[:300, :3] = 7  # ids that share their first 8 hex digits (a run sorted by the whole id)
+    raw[1000:1100] = raw[2000:2100]  # equal ids: in their order in the file
+    raw[5000:5003, :4] = 0  # and at the very start
+    digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+    text = np.empty((len(raw), 32), dtype=np.uint8)
+    text[:, 0::2], text[:, 1::2] = digits[raw >> 4], digits[raw & 15]
+    ids = text.view("S32").ravel()
+    assert (subjects.sort_order(ids) == np.argsort(ids, kind="stable")).all()
+    assert (subjects.sort_order(ids[:50]) == np.argsort(ids[:50], kind="stable")).all()
+
+
 def test_an_objection_stops_every_later_marketing_action_over_a_month(demo_copy):
     raw, _ = returning_customer(demo_copy)
     other, _ = returning_customer_other(demo_copy, raw)

@@ -135,6 +135,8 @@ def test_decision_replay_reads_in_german_with_the_actions_names(demo_log, monkey
         assert reasons and all(" erhöhte " in t or " senkte " in t or "gewichtet" in t or "Geschäftshebel" in t
                                for t in reasons), reasons
         assert not any("log-odds" in t or "raised" in t for t in reasons)
+        at.session_state["rp_tab"] = "Warum nicht …?"
+        at = at.run()
         why_not = at.selectbox(key="whynot")
         assert set(why_not.options) <= set(names.values())
         at = why_not.select_index(len(why_not.options) - 1).run()
