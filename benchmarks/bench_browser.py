@@ -90,20 +90,23 @@ new PerformanceObserver(list => { for (const e of list.getEntries())
     window.__klartextLong = Math.max(window.__klartextLong, e.startTime + e.duration); })
   .observe({type: "longtask", buffered: true});
 """
-QUIET_MS = 150
+QUIET_MS = 300
 
 
 def _drawn(page, t0: float, timeout_s: float = 30) -> float:
     """Seconds from ``t0`` until the browser had drawn what the run sent: the page is settled
-    (:func:`_settled`) and its main thread has had no long task for :data:`QUIET_MS`; the end
-    is the later of the settling and the last long task's end."""
+    (:func:`_settled`), then no long task ended on its main thread for :data:`QUIET_MS` (the
+    chart's drawing may begin just after Streamlit's run is over); the end is the later of the
+    settling and the last long task's end."""
     settled = time.perf_counter() - t0
     end = time.perf_counter() + timeout_s
+    since = page.evaluate("() => performance.now()")
     while time.perf_counter() < end:
-        idle = page.evaluate("() => performance.now() - window.__klartextLong")
-        if idle >= QUIET_MS:
-            return max(settled, time.perf_counter() - t0 - idle / 1000)
-        page.wait_for_timeout(QUIET_MS - idle + 5)
+        page.wait_for_timeout(QUIET_MS)
+        now, last = page.evaluate("() => [performance.now(), window.__klartextLong]")
+        if last < since:  # a quiet window
+            return max(settled, time.perf_counter() - t0 - (now - last) / 1000)
+        since = now
     raise TimeoutError("the browser did not come to rest")
 
 

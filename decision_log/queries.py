@@ -750,7 +750,9 @@ def _decision_factors(con, other, strategy_version, clv_feature, action_ids, cha
         SELECT d.seq, (list_position($actions, c.action_id) - 1)::INTEGER AS col, c.propensity, c.context_weight,
                c.lever
         FROM c JOIN d USING (decision_id)"""
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        if keys is not None:  # the customers' keys, where not read yet (seconds on millions), meanwhile
+            pool.submit(keys.refresh)
         cand = pool.submit(lambda: other.execute(cand_sql, {"sv": strategy_version, "actions": action_ids}).fetchnumpy())
         dec = con.execute(dec_sql, params | {"sealed": subjects.PREFIX}).fetchnumpy()
         # the sealed inputs are opened (in Python) while DuckDB still reads the candidates

@@ -17,6 +17,7 @@ import math
 import os
 import shutil
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -475,11 +476,15 @@ class DecisionLog:
     def model_rows(self, versions: dict[str, str]) -> dict[str, tuple]:
         """The stored rows (:data:`MODEL_COLUMNS`) of these models, by action: what a Spark
         executor rebuilds them from, through the same checks (:func:`model_from_row`)."""
-        out = {}
         cols = ", ".join(self._model_column(c) if c in ("input", "artifact_sha256") else c for c in self.MODEL_COLUMNS)
+        wanted = pa.table({"version": list(versions.values()), "action_id": list(versions)})  # noqa: F841 (read below)
+        cur = self.con.cursor()
+        found = {(r[0], r[1]): r[2:] for r in cur.execute(
+            f"SELECT m.version, m.action_id, {cols} FROM models m SEMI JOIN wanted w USING (version, action_id)"
+        ).fetchall()}
+        out = {}
         for action_id, version in versions.items():
-            row = _first(self.con.cursor().execute(f"SELECT {cols} FROM models WHERE version = ? AND action_id = ?",
-                                                   [version, action_id]))
+            row = found.get((version, action_id))
             if row is None:
                 raise LogError(f"Model version {version!r} of action {action_id!r} is not in the log {self.path!r}.",
                                "Register the model before logging decisions made with it.")
@@ -487,14 +492,11 @@ class DecisionLog:
         return out
 
     def load_models(self, versions: dict[str, str]) -> ModelSet:
-        out = {}
-        for action_id, version in versions.items():
-            key = (version, action_id)
-            if key not in self._model_cache:
-                row = self.model_rows({action_id: version})[action_id]
-                self._model_cache.setdefault(key, model_from_row(action_id, row, self.path))
-            out[action_id] = self._model_cache[key]
-        return ModelSet(out)
+        missing = {a: v for a, v in versions.items() if (v, a) not in self._model_cache}
+        if missing:  # their rows in one read
+            for action_id, row in self.model_rows(missing).items():
+                self._model_cache.setdefault((row[0], action_id), model_from_row(action_id, row, self.path))
+        return ModelSet({a: self._model_cache[(v, a)] for a, v in versions.items()})
 
     def latest_strategy_version(self) -> str:
         """The version deciding now: the lifecycle's champion where the strategy is managed
@@ -1324,15 +1326,38 @@ class DecisionLog:
 
 def model_from_row(action_id: str, row: tuple, where: str) -> PropensityModel:
     """A model from its stored row (version, then :data:`DecisionLog.MODEL_COLUMNS`): the
-    artifact is checked against its registered SHA-256 before it is deserialised."""
+    artifact is checked against its registered SHA-256 before it is deserialised.
+
+    The same row read again — by the next live replica of a log a service writes, or after a
+    writer changed the file the dashboard reads — gives the model already built from it in
+    this process (deserialising and checking a tree model takes about 0.1 s): the cache is
+    keyed by the artifact's own SHA-256 and every other column the model is built from, so a
+    model is reused only for a row that would build the very same one."""
     version, artifact, features, fingerprint, metrics, algorithm, input_, sha = row
-    if sha is not None and hashlib.sha256(artifact).hexdigest() != sha:
+    digest = hashlib.sha256(artifact).hexdigest()
+    if sha is not None and digest != sha:
         raise LogError(f"The stored artifact of model {version!r} (action {action_id!r}) does not match "
                        f"its registered SHA-256 {sha[:16]}…; it was not loaded.",
                        f"The models table of {where} was changed after registration: run `klartext verify` and "
                        "restore the log from a trusted copy.")
-    return PropensityModel.from_bytes(artifact, action_id, tuple(features), fingerprint, json.loads(metrics), algorithm,
-                                      version=version, input=json.loads(input_) if input_ else None)
+    key = (action_id, version, digest, tuple(features), fingerprint, metrics, algorithm, input_)
+    with _BUILT_LOCK:
+        if key in _BUILT:
+            _BUILT.move_to_end(key)
+            return _BUILT[key]
+    model = PropensityModel.from_bytes(artifact, action_id, tuple(features), fingerprint, json.loads(metrics),
+                                       algorithm, version=version, input=json.loads(input_) if input_ else None)
+    with _BUILT_LOCK:
+        model = _BUILT.setdefault(key, model)
+        while len(_BUILT) > BUILT_MAX:
+            _BUILT.popitem(last=False)
+    return model
+
+
+#: Models built from stored rows in this process, the most recently used last (:func:`model_from_row`).
+BUILT_MAX = 256
+_BUILT: OrderedDict[tuple, PropensityModel] = OrderedDict()
+_BUILT_LOCK = threading.Lock()
 
 
 def _number_candidates(con: duckdb.DuckDBPyConnection) -> None:

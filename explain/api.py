@@ -256,6 +256,29 @@ def flow_stages(con, source: str | None) -> list[tuple[str, str]]:
             if s.source == source and s.group.lower() != "output" and s.name not in ("ranked", "selected")]
 
 
+#: SHAP's explainers of tree models, by the model object (a log builds each model from its row once
+#: per process, :func:`decision_log.store.model_from_row`): a live replica of a log a service
+#: writes is a new log, and an explainer, every few seconds; each built its own (30 ms a model).
+_TREE_EXPLAINERS: OrderedDict[tuple[int, int, int], tuple[Any, ModelExplainer]] = OrderedDict()
+_TREE_LOCK = threading.Lock()
+TREE_EXPLAINERS_MAX = 256
+
+
+def _tree_explainer(model, permutations: int, seed: int) -> ModelExplainer:
+    key = (id(model), permutations, seed)
+    with _TREE_LOCK:
+        hit = _TREE_EXPLAINERS.get(key)
+        if hit is not None and hit[0] is model:
+            _TREE_EXPLAINERS.move_to_end(key)
+            return hit[1]
+    ex = ModelExplainer(model, None, permutations=permutations, seed=seed)
+    with _TREE_LOCK:
+        _TREE_EXPLAINERS[key] = (model, ex)  # (the model held with it: its id is not reused meanwhile)
+        while len(_TREE_EXPLAINERS) > TREE_EXPLAINERS_MAX:
+            _TREE_EXPLAINERS.popitem(last=False)
+    return ex
+
+
 class Explainer:
     """Explains decisions of one log (see the module docstring).
 
@@ -363,11 +386,12 @@ class Explainer:
             if key in self._explainers:
                 return self._explainers[key]
             m = models[action_id]
-            bg = None
-            if not m.log_odds_trees:
-                full = self._background(strategy)
-                cols = strategy.model_features + (CHANNEL_FEATURE,)
-                bg = full[:, [cols.index(f) for f in m.features]]
+            if m.log_odds_trees:  # exact, from the model alone: shared by the explainers of every log
+                self._explainers[key] = _tree_explainer(m, self.permutations, self.seed)
+                return self._explainers[key]
+            full = self._background(strategy)
+            cols = strategy.model_features + (CHANNEL_FEATURE,)
+            bg = full[:, [cols.index(f) for f in m.features]]
             self._explainers[key] = ModelExplainer(m, bg, permutations=self.permutations, seed=self.seed)
         return self._explainers[key]
 

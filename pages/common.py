@@ -333,7 +333,10 @@ def _lease(path: str, mtime: float) -> _FileLease:
     return _FileLease(path, mtime)
 
 
-_SHOWN = threading.local()  # the log a page run showed (each session's runs have a thread of their own)
+# whether this run of the app (each session's runs have a thread of their own) is still to start
+# the reads ahead (:func:`prefetch`) when its page first shows the log: at the start of the page's
+# run, not its end, so that on a fresh dashboard the read runs while the page is still being drawn
+_AHEAD = threading.local()
 
 
 @contextmanager
@@ -353,19 +356,15 @@ def live_run():
         except KlartextError:
             lease = None  # the page says what holds it (log())
     st.session_state["_file"] = (resolved, lease.mtime) if lease is not None else None
-    _SHOWN.log = None
+    _AHEAD.due = True
     try:
         yield
     finally:
-        try:
-            shown, _SHOWN.log = getattr(_SHOWN, "log", None), None
-            if shown is not None:  # the page showed a log: its factors are read meanwhile
-                prefetch(shown)
-        finally:
-            if gen is not None:
-                _follower(resolved).release(gen)
-            if lease is not None:
-                lease.release()
+        _AHEAD.due = False
+        if gen is not None:
+            _follower(resolved).release(gen)
+        if lease is not None:
+            lease.release()
 
 
 def _open(path: str, version: float | str) -> DecisionLog:
@@ -434,7 +433,9 @@ def log() -> DecisionLog | None:
         st.info(tr("common.empty_log", path=key[0]))
         return None
     explainer(lg)
-    _SHOWN.log = lg
+    if getattr(_AHEAD, "due", False):  # (a page run outside app.py, as in tests, reads nothing ahead)
+        _AHEAD.due = False
+        prefetch(lg)
     return lg
 
 
@@ -550,12 +551,11 @@ def prefetch(lg: DecisionLog) -> None:
     newest strategy's models into the log's explainer (:meth:`Explainer.warm`: on the first
     view of a decision each model not yet loaded cost about 0.1 s — 1.2 s for a decision of
     nine actions).  A log with nothing to re-decide (only imported decisions) fails both once,
-    quietly; the page that asks for the factors shows why.  A live replica's models are not
-    loaded ahead: each generation is a log of its own, replaced within seconds."""
+    quietly; the page that asks for the factors shows why.  Beside a running service each live
+    replica is a log of its own, replaced within seconds: its models and their explainers are
+    the ones built for the replica before (from the same rows), so that takes about 0.1 s."""
     path, version = log_key(lg)
     _factor_read(*factor_key(lg), again=False)
-    if isinstance(version, str) and version.startswith("live:"):
-        return
     ex = explainer(lg)
     with _FACTOR_LOCK:
         if ex in _WARMED:

@@ -238,3 +238,21 @@ def test_an_artifact_changed_after_registration_is_refused_before_it_is_read(dem
         replay(log, [did])
     assert err.value.message == (f"The stored artifact of model {version!r} (action {action!r}) does not match its "
                                  f"registered SHA-256 {sha[:16]}…; it was not loaded.")
+
+
+def test_a_model_built_from_a_row_is_reused_only_for_the_very_same_row(demo_copy):
+    # a live replica of a log a service writes is a new log every few seconds: each rebuilt (and
+    # deserialised, ~0.1 s a model) the models the replay had already loaded from the same rows
+    from decision_log import store
+
+    with DecisionLog.open(demo_copy, read_only=True) as a, DecisionLog.open(demo_copy, read_only=True) as b:
+        versions = dict(a.con.execute("SELECT action_id, arg_max(version, created) FROM models GROUP BY 1").fetchall())
+        first, again = a.load_models(versions), b.load_models(versions)
+        assert all(first[x] is again[x] for x in versions)
+        aid = sorted(versions)[0]
+        row = a.model_rows({aid: versions[aid]})[aid]
+        assert store.model_from_row(aid, row, "x") is first[aid]
+        other_features = (row[0], row[1], ["recency_days", *row[2][1:]], *row[3:])
+        assert store.model_from_row(aid, other_features, "x") is not first[aid]  # any column differs: built anew
+        other_artifact = (row[0], row[1] + b" ", *row[2:-1], None)
+        assert store.model_from_row(aid, other_artifact, "x") is not first[aid]
