@@ -1355,7 +1355,7 @@ def model_from_row(action_id: str, row: tuple, where: str) -> PropensityModel:
 
 
 #: Models built from stored rows in this process, the most recently used last (:func:`model_from_row`).
-BUILT_MAX = 256
+BUILT_MAX = 64  #: (an artifact of the demo is up to 0.8 MB: two generations of its 29 models, and some)
 _BUILT: OrderedDict[tuple, PropensityModel] = OrderedDict()
 _BUILT_LOCK = threading.Lock()
 

@@ -261,7 +261,7 @@ def flow_stages(con, source: str | None) -> list[tuple[str, str]]:
 #: writes is a new log, and an explainer, every few seconds; each built its own (30 ms a model).
 _TREE_EXPLAINERS: OrderedDict[tuple[int, int, int], tuple[Any, ModelExplainer]] = OrderedDict()
 _TREE_LOCK = threading.Lock()
-TREE_EXPLAINERS_MAX = 256
+TREE_EXPLAINERS_MAX = 64
 
 
 def _tree_explainer(model, permutations: int, seed: int) -> ModelExplainer:
