@@ -230,6 +230,8 @@ class DecisionLog:
         if self._key is not None:
             self.subject_keys = subjects.SubjectKeys(
                 None if self.path == ":memory:" else subjects.keys_path(self.path), self._key)
+            if not self.read_only:  # a writer seals every decision's inputs: read now, not in its first one
+                self.subject_keys.refresh()
 
     @classmethod
     def _checked_key(cls, con: duckdb.DuckDBPyConnection, path: str, read_only: bool) -> bytes | None:
@@ -293,6 +295,7 @@ class DecisionLog:
         if keys_path is not None:
             log.seals_inputs = True
             log.subject_keys = subjects.SubjectKeys(Path(keys_path), key)
+            log.subject_keys.refresh()  # (read before the first decision it seals, as by any writer)
         return log
 
     @classmethod
