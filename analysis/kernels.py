@@ -115,9 +115,10 @@ def rearbitrate(ptr, col, p, c, lv, clv, channel, mw, rw, lever, drop, thr, slot
 @njit(cache=True, nogil=True)
 def group_cells(row, col, p, c, lv, n, A):  # pragma: no cover - compiled
     """The sparse layout of scattered cells ``(row, col)`` with values ``p, c, lv``: ``ptr``
-    (n + 1,) and ``col, p, c, lv`` grouped by row (a counting sort; within a row the cells
-    keep their order, which the kernels do not depend on).  Raises on a cell outside
-    ``n × A``; a repeated cell is caught by :func:`repeated_cell`."""
+    (n + 1,) and ``col, p, c, lv`` grouped by row (a counting sort), within a row in catalogue
+    order (``col``): DuckDB's parallel join returns the rows in no fixed order, and two reads of
+    the same decisions give the same layout, so every sum over it adds in the same order.
+    Raises on a cell outside ``n × A``; a repeated cell is caught by :func:`repeated_cell`."""
     m = row.shape[0]
     ptr = np.zeros(n + 1, np.int64)
     for e in range(m):
@@ -135,6 +136,14 @@ def group_cells(row, col, p, c, lv, n, A):  # pragma: no cover - compiled
         a = fill[r]
         fill[r] += 1
         oc[a], op[a], oc2[a], olv[a] = col[e], p[e], c[e], lv[e]
+    for i in range(n):  # insertion sort of each row's few cells (at most the catalogue's size)
+        for e in range(ptr[i] + 1, ptr[i + 1]):
+            k, vp, vc, vl = oc[e], op[e], oc2[e], olv[e]
+            f = e - 1
+            while f >= ptr[i] and oc[f] > k:
+                oc[f + 1], op[f + 1], oc2[f + 1], olv[f + 1] = oc[f], op[f], oc2[f], olv[f]
+                f -= 1
+            oc[f + 1], op[f + 1], oc2[f + 1], olv[f + 1] = k, vp, vc, vl
     return ptr, oc, op, oc2, olv
 
 
