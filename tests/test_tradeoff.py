@@ -259,3 +259,22 @@ def test_a_selection_is_read_whole_or_sampled_within_itself(demo_log, factors):
     assert len(few) == 300 and few.population == len(seqs) and np.isin(few.seq, seqs).all()
     rows = np.searchsorted(factors.seq, few.seq)
     assert np.array_equal(few.clv, factors.clv[rows]) and few.check() == 0
+
+
+def test_the_cells_layout_does_not_depend_on_the_order_the_rows_came_in():
+    # DuckDB's parallel join hands the candidate rows over in no fixed order: two reads of the
+    # same decisions laid their cells out differently (and sums over them added in another order)
+    from analysis.kernels import group_cells
+
+    rng = np.random.default_rng(5)
+    n, A = 400, 29
+    rows = np.repeat(np.arange(n), 11)
+    cols = np.concatenate([rng.permutation(A)[:11] for _ in range(n)]).astype(np.int32)
+    vals = rng.random(len(rows))
+    layouts = []
+    for order in (rng.permutation(len(rows)), np.arange(len(rows))[::-1]):
+        r, c, v = rows[order], cols[order], vals[order]
+        layouts.append(group_cells(r, c, v, v * 2, v * 3, n, A))
+    assert all(np.array_equal(x, y) for x, y in zip(*layouts))
+    ptr, col, p = layouts[0][:3]
+    assert all((np.diff(col[ptr[i]:ptr[i + 1]]) > 0).all() for i in range(n))  # catalogue order in a decision
