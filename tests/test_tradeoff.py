@@ -82,18 +82,16 @@ def test_same_strategy_changes_nothing(demo_log, factors):
 
 
 def test_cell_order_does_not_change_any_selection(factors):
-    """The sparse cells come from the log in scan order; the kernels break every tie by
-    catalogue position, so any order within and across decisions selects the same."""
+    """The kernels break every tie by catalogue position, so any order of the cells within a
+    decision selects the same (the layout puts them in catalogue order; here they are reversed)."""
     from analysis.kernels import group_cells, repeated_cell
 
     f = factors
     n, A = len(f), len(f.strategy.actions)
     rows = np.repeat(np.arange(n), np.diff(f.cell_ptr))
-    perm = np.random.default_rng(7).permutation(len(rows))
-    ptr, col, p, c, lv = group_cells(rows[perm], f.cell_col[perm], f.cell_propensity[perm],
-                                     f.cell_context_weight[perm], f.cell_lever[perm], n, A)
-    shuffled = dataclasses.replace(f, cell_ptr=ptr, cell_col=col, cell_propensity=p, cell_context_weight=c,
-                                   cell_lever=lv)
+    rev = f.cell_ptr[rows] + f.cell_ptr[rows + 1] - 1 - np.arange(len(rows))  # each decision's cells backwards
+    shuffled = dataclasses.replace(f, cell_col=f.cell_col[rev], cell_propensity=f.cell_propensity[rev],
+                                   cell_context_weight=f.cell_context_weight[rev], cell_lever=f.cell_lever[rev])
     assert not np.array_equal(shuffled.cell_col, f.cell_col)
     settings = [T.Setting(), T.Setting(drop=("propensity",)), T.Setting(drop=("value", "lever")),
                 T.Setting(top_n={"web": 5})]  # dropping factors makes many exact ties
