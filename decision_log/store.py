@@ -17,7 +17,6 @@ import math
 import os
 import shutil
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -32,6 +31,7 @@ import pyarrow as pa
 from decision_log import integrity, journal, live, peers, pseudonyms, register, rows, seals, shards, subjects, summaries
 from decision_log.rows import Chained, PreparedBatch, prepare
 from decision_log.schema import DDL, INSERT_CHAINED, SCHEMA_VERSION, execute_over, has_column, has_table, while_locked
+from decisioning.cache import BoundedCache
 from decisioning.engine import DecisionBatch, logged_reason
 from decisioning.errors import ConflictError, InputError, KlartextError, LogError, LogInUse
 from decisioning.models import ModelSet, PropensityModel
@@ -229,9 +229,8 @@ class DecisionLog:
         self.seals_inputs = True
         if self._key is not None:
             self.subject_keys = subjects.SubjectKeys(
-                None if self.path == ":memory:" else subjects.keys_path(self.path), self._key)
-            if not self.read_only:  # a writer seals every decision's inputs: read now, not in its first one
-                self.subject_keys.refresh()
+                None if self.path == ":memory:" else subjects.keys_path(self.path), self._key,
+                read_now=not self.read_only)
 
     @classmethod
     def _checked_key(cls, con: duckdb.DuckDBPyConnection, path: str, read_only: bool) -> bytes | None:
@@ -294,8 +293,7 @@ class DecisionLog:
         log.manifest = None
         if keys_path is not None:
             log.seals_inputs = True
-            log.subject_keys = subjects.SubjectKeys(Path(keys_path), key)
-            log.subject_keys.refresh()  # (read before the first decision it seals, as by any writer)
+            log.subject_keys = subjects.SubjectKeys(Path(keys_path), key, read_now=True)
         return log
 
     @classmethod
@@ -1344,23 +1342,14 @@ def model_from_row(action_id: str, row: tuple, where: str) -> PropensityModel:
                        f"The models table of {where} was changed after registration: run `klartext verify` and "
                        "restore the log from a trusted copy.")
     key = (action_id, version, digest, tuple(features), fingerprint, metrics, algorithm, input_)
-    with _BUILT_LOCK:
-        if key in _BUILT:
-            _BUILT.move_to_end(key)
-            return _BUILT[key]
-    model = PropensityModel.from_bytes(artifact, action_id, tuple(features), fingerprint, json.loads(metrics),
-                                       algorithm, version=version, input=json.loads(input_) if input_ else None)
-    with _BUILT_LOCK:
-        model = _BUILT.setdefault(key, model)
-        while len(_BUILT) > BUILT_MAX:
-            _BUILT.popitem(last=False)
-    return model
+    return _BUILT.get_or_build(key, lambda: PropensityModel.from_bytes(
+        artifact, action_id, tuple(features), fingerprint, json.loads(metrics), algorithm, version=version,
+        input=json.loads(input_) if input_ else None))
 
 
-#: Models built from stored rows in this process, the most recently used last (:func:`model_from_row`).
-BUILT_MAX = 64  #: (an artifact of the demo is up to 0.8 MB: two generations of its 29 models, and some)
-_BUILT: OrderedDict[tuple, PropensityModel] = OrderedDict()
-_BUILT_LOCK = threading.Lock()
+#: Models built from stored rows in this process, the most recently used kept (:func:`model_from_row`).
+#: (an artifact of the demo is up to 0.8 MB: 64 is two generations of its 29 models, and some)
+_BUILT: BoundedCache[PropensityModel] = BoundedCache(64)
 
 
 def _number_candidates(con: duckdb.DuckDBPyConnection) -> None:

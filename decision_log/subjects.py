@@ -80,9 +80,12 @@ class SubjectKeys:
         The key file; None keeps the keys in memory only (a ``:memory:`` log).
     pseudonym_key : bytes
         The log's pseudonym key, from which the key-encryption key is derived.
+    read_now : bool
+        Read the keys at once: a writer seals every decision's inputs, and its first decision
+        should not wait seconds for them.  Otherwise they are read by the first use of a key.
     """
 
-    def __init__(self, path: Path | None, pseudonym_key: bytes) -> None:
+    def __init__(self, path: Path | None, pseudonym_key: bytes, *, read_now: bool = False) -> None:
         self.path = path
         self._kek = wrapping_key(pseudonym_key)
         self._lock = threading.RLock()
@@ -92,7 +95,9 @@ class SubjectKeys:
         self._unwrapped: dict[bytes, bytes] = {}
         self._stat: tuple[int, int] | None = None  #: (inode, size) of the file as read
         self._read = 0  #: bytes of the file read
-        self._check_header()  # the keys themselves are read when first needed (:meth:`refresh`)
+        self._check_header()
+        if read_now:
+            self.refresh()
 
     def _check_header(self) -> None:
         """Refuse a file that is not a key file at once; its records (millions of customers: seconds

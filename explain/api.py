@@ -22,7 +22,6 @@ import dataclasses
 import json
 import logging
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
@@ -40,6 +39,7 @@ from decision_log.store import DecisionLog
 from decision_log.writer import Writer
 from decisioning import stages as flow
 from decisioning.arbitration import Tables, tables
+from decisioning.cache import BoundedCache
 from decisioning.engine import FOREST_ROWS
 from decisioning.errors import LogError
 from decisioning.forest import Forest
@@ -259,24 +259,17 @@ def flow_stages(con, source: str | None) -> list[tuple[str, str]]:
 #: SHAP's explainers of tree models, by the model object (a log builds each model from its row once
 #: per process, :func:`decision_log.store.model_from_row`): a live replica of a log a service
 #: writes is a new log, and an explainer, every few seconds; each built its own (30 ms a model).
-_TREE_EXPLAINERS: OrderedDict[tuple[int, int, int], tuple[Any, ModelExplainer]] = OrderedDict()
-_TREE_LOCK = threading.Lock()
-TREE_EXPLAINERS_MAX = 64
+_TREE_EXPLAINERS: BoundedCache[tuple[Any, ModelExplainer]] = BoundedCache(64)
 
 
 def _tree_explainer(model, permutations: int, seed: int) -> ModelExplainer:
     key = (id(model), permutations, seed)
-    with _TREE_LOCK:
-        hit = _TREE_EXPLAINERS.get(key)
-        if hit is not None and hit[0] is model:
-            _TREE_EXPLAINERS.move_to_end(key)
-            return hit[1]
-    ex = ModelExplainer(model, None, permutations=permutations, seed=seed)
-    with _TREE_LOCK:
-        _TREE_EXPLAINERS[key] = (model, ex)  # (the model held with it: its id is not reused meanwhile)
-        while len(_TREE_EXPLAINERS) > TREE_EXPLAINERS_MAX:
-            _TREE_EXPLAINERS.popitem(last=False)
-    return ex
+    hit = _TREE_EXPLAINERS.get(key)
+    if hit is not None and hit[0] is model:
+        return hit[1]
+    # (the model is held with its explainer: its id is not reused while the entry is kept)
+    kept = _TREE_EXPLAINERS.put(key, (model, ModelExplainer(model, None, permutations=permutations, seed=seed)))
+    return kept[1]
 
 
 class Explainer:
@@ -308,7 +301,7 @@ class Explainer:
         self._explainers: dict[tuple[str, str], ModelExplainer] = {}
         self._build_lock = threading.RLock()
         self._memo: dict[tuple[str, str, str], CandidateAttribution] = {}
-        self._explained: OrderedDict[str, DecisionExplanation] = OrderedDict()  # read-only logs only
+        self._explained: BoundedCache[DecisionExplanation] = BoundedCache(EXPLANATION_MEMO)  # read-only logs
         self._backgrounds: dict[str, np.ndarray] = {}
         self._tables: dict[str, Tables] = {}
         self._writable: bool | None = None
@@ -549,15 +542,9 @@ class Explainer:
         fidelity checks ran on cannot have changed.  On a writable log every call re-reads
         the record and re-checks the attributions against it.
         """
-        if self.log.read_only and decision_id in self._explained:
-            self._explained.move_to_end(decision_id)
-            return self._explained[decision_id]
-        e = self._explain(decision_id)
-        if self.log.read_only:
-            self._explained[decision_id] = e
-            if len(self._explained) > EXPLANATION_MEMO:
-                self._explained.popitem(last=False)
-        return e
+        if not self.log.read_only:
+            return self._explain(decision_id)
+        return self._explained.get_or_build(decision_id, lambda: self._explain(decision_id))
 
     def _explain(self, decision_id: str) -> DecisionExplanation:
         dec = self._decision(decision_id)

@@ -229,13 +229,12 @@ def test_the_models_are_loaded_in_the_background_once_a_page_has_shown_the_log(d
     """The first view of a decision loaded each of its actions' models while its user waited
     (on 10M decisions 1.2 s for nine models): the dashboard loads the newest ones behind the
     factor read, on the same thread, and the Decision replay loads none of them again."""
-    from collections import OrderedDict
-
     from decision_log import store
     from decisioning import models
+    from decisioning.cache import BoundedCache
     from pages import common
 
-    monkeypatch.setattr(store, "_BUILT", OrderedDict())  # none built by an earlier test
+    monkeypatch.setattr(store, "_BUILT", BoundedCache(64))  # none built by an earlier test
     loads = []
     real = models.load_artifact
     monkeypatch.setattr(models, "load_artifact", lambda blob, aid: loads.append((threading.current_thread().name, aid))
