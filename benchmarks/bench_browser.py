@@ -68,11 +68,16 @@ def _serve(cmd: list[str], port: int, env: dict | None = None) -> subprocess.Pop
     raise SystemExit(f"{cmd[0]} did not start")
 
 
+#: Whether the page shows a text (as Playwright's ``get_by_text``: in any element, spaces collapsed).
+SHOWN = "t => !!document.body && document.body.textContent.replace(/\\s+/g, ' ').includes(t)"
+
+
 def _settled(page, ready: str | None = None, timeout_s: float = 120) -> None:
     """Until ``ready`` is shown (if given), no skeleton is left and Streamlit's run is over."""
     end = time.perf_counter() + timeout_s
-    if ready:
-        page.get_by_text(ready).first.wait_for(timeout=timeout_s * 1000)
+    if ready:  # polled in the page every 10 ms: Playwright's own wait for a text polls every 500 ms
+        # once it has waited a while, which added up to half a second to what was measured
+        page.wait_for_function(SHOWN, arg=ready, polling=10, timeout=timeout_s * 1000)
     while time.perf_counter() < end:
         running = page.locator("[data-testid='stStatusWidget']").count() or \
             page.locator("[data-testid='stSkeleton']").count()

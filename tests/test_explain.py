@@ -369,6 +369,10 @@ def test_contrast_and_importance_figures():
     dep = pd.DataFrame({"x": [0.0, 1.0, 2.0], "phi": [0.1, -0.1, 0.2], "channel": ["web"] * 3})
     fig = figures.dependence(dep, "Segment", categories=["new", "regular", "vip"])
     assert list(fig.layout.xaxis.ticktext) == ["new", "regular", "vip"]
+    # a few points are drawn as SVG (a WebGL context costs the browser more than it saves), thousands in WebGL
+    assert fig.data[0].type == "scatter"
+    many = pd.DataFrame({"x": np.arange(figures.SVG_POINTS_MAX + 1.0), "phi": 0.0, "channel": "web"})
+    assert figures.dependence(many, "Segment").data[0].type == "scattergl"
 
 
 def test_the_evidence_page_is_self_contained(tiny_log):
