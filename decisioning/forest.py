@@ -31,11 +31,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numba import njit
-from scipy.special import expit
-from sklearn.ensemble import HistGradientBoostingClassifier
 
 
 def supported(model) -> bool:
+    from sklearn.ensemble import HistGradientBoostingClassifier  # (imported already: the model was built)
+
     est = model.estimator
     if model.input is not None or not isinstance(est, HistGradientBoostingClassifier) or len(est.classes_) != 2:
         return False
@@ -108,6 +108,8 @@ class Forest:
 
     def predict(self, X: np.ndarray, pairs: list[tuple[int, np.ndarray]]) -> list[np.ndarray]:
         """Probabilities for each (action, rows) pair, rows indexing ``X`` (the model matrix)."""
+        from scipy.special import expit
+
         return [expit(r) for r in self.raw(X, pairs)]
 
     def _packed(self) -> tuple[np.ndarray, np.ndarray]:

@@ -22,15 +22,14 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import skops.io as sio
-from sklearn.base import clone
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.metrics import brier_score_loss, roc_auc_score
 from threadpoolctl import threadpool_limits
+
+if TYPE_CHECKING:
+    from sklearn.ensemble import HistGradientBoostingClassifier
 
 from decisioning import stability
 from decisioning.errors import KlartextError, NotFittedError
@@ -138,8 +137,22 @@ def logit(p: np.ndarray) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
+_IMPORT_LOCK = threading.Lock()
+
+
+def imported(module: str):
+    """``importlib.import_module(module)``, one thread at a time.  scikit-learn, skops and SHAP
+    are imported where first needed (a dashboard page or CLI command that loads no model does
+    without their 1.5 s), and two threads importing one package at once can each be handed the
+    other's half-initialised modules (CPython accepts that to break an import deadlock)."""
+    with _IMPORT_LOCK:
+        return importlib.import_module(module)
+
+
 def default_estimator(params: dict[str, Any] | None = None) -> HistGradientBoostingClassifier:
     """HistGradientBoosting with fixed seed and no early stopping, so training is repeatable."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
     kw: dict[str, Any] = {"random_state": 0, "early_stopping": False}
     kw.update(params or {})
     return HistGradientBoostingClassifier(**kw)
@@ -224,7 +237,7 @@ class PropensityModel:
     def log_odds_trees(self) -> bool:
         """Whether the estimator is a gradient-boosted tree ensemble whose raw output is the
         log-odds of acceptance (so TreeSHAP explains it exactly)."""
-        from sklearn.ensemble import GradientBoostingClassifier
+        from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier
 
         return isinstance(self.estimator, (HistGradientBoostingClassifier, GradientBoostingClassifier)) \
             and len(getattr(self.estimator, "classes_", ())) == 2
@@ -243,7 +256,7 @@ class PropensityModel:
     def pipeline_trees(self) -> bool:
         """A scikit-learn Pipeline ending in boosted trees (explained exactly on its encoded
         columns, summed back to the original features)."""
-        from sklearn.ensemble import GradientBoostingClassifier
+        from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier
         from sklearn.pipeline import Pipeline
 
         est = self.estimator
@@ -251,7 +264,7 @@ class PropensityModel:
             est[-1], (HistGradientBoostingClassifier, GradientBoostingClassifier)) and len(est[-1].classes_) == 2
 
     def to_bytes(self) -> bytes:
-        return sio.dumps(self.estimator)
+        return imported("skops.io").dumps(self.estimator)
 
     @classmethod
     def external(cls, strategy: Strategy, action_id: str, estimator: Any, features: tuple[str, ...] | None = None,
@@ -418,6 +431,7 @@ def load_artifact(blob: bytes, action_id: str) -> Any:
     One load at a time: numpy reads every array header with ``ast.literal_eval``, and
     CPython 3.11 builds AST objects with a per-interpreter recursion counter, so two threads
     parsing at once can fail with "AST constructor recursion depth mismatch" (gh-106905)."""
+    sio = imported("skops.io")
     names = artifact_types(blob, action_id)
     with _LOAD_LOCK:
         for attempt in range(3):
@@ -586,6 +600,8 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, cal: list[dict[str,
 
 
 def evaluate(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
+    from sklearn.metrics import brier_score_loss, roc_auc_score
+
     cal = calibration_table(y, p)
     n = len(y)
     ece = expected_calibration_error(y, p, cal)
@@ -642,6 +658,8 @@ def _train(strategy: Strategy, history: pd.DataFrame, test_share: float, seed: i
     # One OpenMP thread per fit: the models are small, and with the application's passive
     # OpenMP waiting (klartext/__init__.py) two threads took ten times as long (2.4 s instead
     # of 0.24 s for 6,400 rows on 2 cores).
+    from sklearn.base import clone
+
     features = strategy.model_features + (CHANNEL_FEATURE,)
     out: dict[str, PropensityModel] = {}
     rng = np.random.default_rng(seed)

@@ -47,7 +47,7 @@ from decisioning.forest import supported as forest_supported
 from decisioning.inputs import Requests
 from decisioning.models import CHANNEL_FEATURE, ModelSet, model_matrix
 from decisioning.strategy import Strategy
-from explain.attributions import ADDITIVITY_TOL, LIBRARY, RESCORE_TOL, ModelExplainer
+from explain.attributions import ADDITIVITY_TOL, RESCORE_TOL, ModelExplainer, library
 from explain.contrast import (
     Contrast,
     DecisionFactors,
@@ -493,7 +493,7 @@ class Explainer:
                 logged = g["propensity"].to_numpy(dtype=np.float64)
                 for j, did in enumerate(g["decision_id"].tolist()):
                     ca = CandidateAttribution(
-                        aid, version, att.algorithm, LIBRARY, att.background, att.features, att.x[j],
+                        aid, version, att.algorithm, library(), att.background, att.features, att.x[j],
                         att.phi[j], float(att.base_value[j]), float(att.raw_output[j]), float(resid[j]),
                         float(logged[j]), float(att.propensity[j]))
                     out[(did, aid, version)] = ca
@@ -835,7 +835,7 @@ def _to_arrow(groups: list[tuple[list[str], str, str, Any, np.ndarray]],
         x_sealed = sealer(ids, [json.dumps(np.asarray(x, dtype=np.float64).tolist()) for x in xs])
         xs = [()] * n
         x_values = pa.array([], pa.float64())
-    seals = [store.seal(ids[i], aids[i], versions[i], algos[i], "log_odds", LIBRARY, backgrounds[i], features[i],
+    seals = [store.seal(ids[i], aids[i], versions[i], algos[i], "log_odds", library(), backgrounds[i], features[i],
                         xs[i], phis[i], base[i], raw[i], resid[i], None if np.isnan(logged[i]) else logged[i],
                         rescored[i], x_sealed[i]) for i in range(n)]
     return pa.table({
@@ -844,7 +844,7 @@ def _to_arrow(groups: list[tuple[list[str], str, str, Any, np.ndarray]],
         "model_version": pa.array(versions, pa.string()),
         "algorithm": pa.array(algos, pa.string()),
         "output": pa.array(["log_odds"] * n, pa.string()),
-        "library": pa.array([LIBRARY] * n, pa.string()),
+        "library": pa.array([library()] * n, pa.string()),
         "background": pa.array(backgrounds, pa.string()),
         "features": pa.array(features, pa.list_(pa.string())),
         "x": (pa.ListArray.from_arrays(offsets, x_values) if sealer is None

@@ -30,25 +30,27 @@ Algorithms
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 
 import numpy as np
-import shap
-import sklearn
-from scipy.special import expit
 
 from decisioning.engine import FOREST_ROWS
 from decisioning.forest import Forest
 from decisioning.forest import supported as forest_supported
-from decisioning.models import PropensityModel, logit
+from decisioning.models import PropensityModel, imported, logit
 
 #: |base + Σ attributions − raw output| above this is a fidelity failure.
 ADDITIVITY_TOL = 1e-6
 #: |re-scored − logged propensity| above this is a fidelity failure (a replay is bit-exact).
 RESCORE_TOL = 1e-12
 
-LIBRARY = f"shap {shap.__version__}; scikit-learn {sklearn.__version__}"
+
+@functools.cache
+def library() -> str:
+    """The libraries that compute attributions, as an explanation records them."""
+    return f"shap {imported('shap').__version__}; scikit-learn {imported('sklearn').__version__}"
 
 
 @dataclass
@@ -93,6 +95,7 @@ class ModelExplainer:
 
     def __init__(self, model: PropensityModel, background: np.ndarray | None = None,
                  permutations: int = 10, seed: int = 0) -> None:
+        shap = imported("shap")  # (when a model is first explained: a page that explains nothing does without it)
         self.model = model
         self.seed = seed
         self._groups = None
@@ -124,6 +127,8 @@ class ModelExplainer:
         """Attributions of the rows of ``X`` (the model's features).  ``raw``: the model's
         log-odds for these rows when the caller has re-scored them already (with the same
         bit-identical flat forest, :meth:`decisioning.forest.Forest.raw`)."""
+        from scipy.special import expit
+
         X = np.ascontiguousarray(X, dtype=np.float64)
         n, F = X.shape
         if raw is not None:
@@ -179,5 +184,5 @@ def probability(raw: np.ndarray | float) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.asarray(raw, dtype=np.float64)))
 
 
-__all__ = ["ADDITIVITY_TOL", "RESCORE_TOL", "LIBRARY", "Attributions", "ModelExplainer",
+__all__ = ["ADDITIVITY_TOL", "RESCORE_TOL", "library", "Attributions", "ModelExplainer",
            "background_fingerprint", "probability", "logit"]

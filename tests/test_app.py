@@ -456,3 +456,17 @@ def test_a_long_period_is_shown_per_week_or_month_with_the_same_totals():
         assert (starts.dt.weekday == 0).all() if grain == "week" else (starts.dt.day == 1).all()
         assert len(out) == 2 * (160 if grain == "week" else 37) and not out.duplicated(["day", "issue"]).any()
     assert queries.per_period(days(28), "day") is not None and len(queries.per_period(days(28), "day")) == 56
+
+
+def test_the_dashboard_and_the_log_start_without_the_model_libraries():
+    """scikit-learn, skops and SHAP take 1.5 s to import: a fresh dashboard's first page (and
+    any command) that loads no model does without them; they are imported where a model is
+    first loaded or explained."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import pages.common, decision_log.store, explain.api, klartext.cli; "
+            "print(sorted(m for m in ('sklearn', 'skops', 'shap', 'scipy.special') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
