@@ -89,9 +89,13 @@ class SubjectKeys:
         self.path = path
         self._kek = wrapping_key(pseudonym_key)
         self._lock = threading.RLock()
-        self._ids = np.zeros(0, dtype=f"S{ID_BYTES}")  #: sorted pseudonyms
-        self._wrapped = np.zeros((0, WRAPPED_BYTES), dtype=np.uint8)  #: their wrapped keys, in that order
-        self._new: dict[bytes, bytes] = {}  #: added since the arrays were last sorted
+        # the records as read (pseudonym, wrapped key), not reordered (millions of them: gathering
+        # 400 MB into sorted order took longer than reading and sorting); an index sorted by the
+        # pseudonyms' first 8 bytes points into them
+        self._rec = np.zeros((0, RECORD), dtype=np.uint8)
+        self._head = np.zeros(0, dtype=np.uint64)  #: the first 8 bytes of each pseudonym (a number), sorted
+        self._order = np.zeros(0, dtype=np.int64)  #: the record of each, in that order
+        self._new: dict[bytes, bytes] = {}  #: added since the index was last merged
         self._unwrapped: dict[bytes, bytes] = {}
         self._stat: tuple[int, int] | None = None  #: (inode, size) of the file as read
         self._read = 0  #: bytes of the file read
@@ -149,8 +153,9 @@ class SubjectKeys:
             self._stat = (st.st_ino, self._read if whole != len(data) else st.st_size)
 
     def _reset(self) -> None:
-        self._ids = np.zeros(0, dtype=f"S{ID_BYTES}")
-        self._wrapped = np.zeros((0, WRAPPED_BYTES), dtype=np.uint8)
+        self._rec = np.zeros((0, RECORD), dtype=np.uint8)
+        self._head = np.zeros(0, dtype=np.uint64)
+        self._order = np.zeros(0, dtype=np.int64)
         self._new.clear()
         self._unwrapped.clear()
         self._stat, self._read = None, 0
@@ -164,42 +169,59 @@ class SubjectKeys:
             self._merge(force=False)
             return
         self._merge(force=True)
-        self._insert(np.ascontiguousarray(records[:, :ID_BYTES]).view(f"S{ID_BYTES}").ravel(), records[:, ID_BYTES:])
+        self._insert(records)
 
-    def _insert(self, ids: np.ndarray, wrapped: np.ndarray) -> None:
-        """Merge keys into the sorted arrays, each after any equal id already there.  One new
-        array each, no sort of the whole (with millions of customers a concatenate-and-argsort
-        held three copies of the arrays at once)."""
-        order = sort_order(ids)
-        ids, wrapped = ids[order], wrapped[order]
-        if not len(self._ids):  # the first read of the file
-            self._ids, self._wrapped = ids, wrapped
+    def _insert(self, records: np.ndarray) -> None:
+        """Add records (``(n, RECORD)`` bytes) to the index, each after any with the same
+        pseudonym's head already there (the first record of a pseudonym is the one found)."""
+        head, order = _index(records)
+        if not len(self._order):  # the first read of the file: the records stay where they were read
+            self._rec, self._head, self._order = records, head, order
             return
-        at = np.searchsorted(self._ids, ids, side="right")
-        self._ids = np.insert(self._ids, at, ids)
-        self._wrapped = np.insert(self._wrapped, at, wrapped, axis=0)
+        at = np.searchsorted(self._head, head, side="right")
+        self._head = np.insert(self._head, at, head)
+        self._order = np.insert(self._order, at, order + len(self._rec))
+        self._rec = np.concatenate([self._rec, records])
 
     def _merge(self, force: bool) -> None:
         if not self._new or (not force and len(self._new) < _MERGE_AT):
             return
-        ids = np.array(list(self._new), dtype=f"S{ID_BYTES}")
-        wrapped = np.frombuffer(b"".join(self._new.values()), dtype=np.uint8).reshape(-1, WRAPPED_BYTES)
+        records = np.frombuffer(b"".join(pid + w for pid, w in self._new.items()), dtype=np.uint8).reshape(-1, RECORD)
         self._new = {}
-        self._insert(ids, wrapped)
+        self._insert(records)
 
     def __len__(self) -> int:
         with self._lock:
             self.refresh()
-            return len(self._ids) + len(self._new)
+            return len(self._order) + len(self._new)
+
+    def _find(self, ids: np.ndarray) -> np.ndarray:
+        """The place in the index of each pseudonym (``S32`` array), -1 where it has none."""
+        out = np.full(len(ids), -1, dtype=np.int64)
+        m = len(self._order)
+        if not m or not len(ids):
+            return out
+        q = np.ascontiguousarray(ids, dtype=f"S{ID_BYTES}").view(np.uint8).reshape(len(ids), ID_BYTES)
+        qh = _heads(q)
+        pos = np.minimum(np.searchsorted(self._head, qh), m - 1)  # the first with that head
+        same = self._head[pos] == qh
+        hit = same & (self._rec[self._order[pos], :ID_BYTES] == q).all(axis=1)
+        out[hit] = pos[hit]
+        for i in np.flatnonzero(same & ~hit).tolist():  # another id with the same head came first (rare)
+            j, want = int(pos[i]) + 1, q[i].tobytes()
+            while j < m and self._head[j] == qh[i]:
+                if self._rec[self._order[j], :ID_BYTES].tobytes() == want:
+                    out[i] = j
+                    break
+                j += 1
+        return out
 
     def _wrapped_of(self, ids: np.ndarray) -> list[bytes | None]:
         """The wrapped key of each pseudonym (``S32`` array), None where there is none."""
         out: list[bytes | None] = [None] * len(ids)
-        if len(self._ids):
-            pos = np.minimum(np.searchsorted(self._ids, ids), len(self._ids) - 1)
-            hit = self._ids[pos] == ids
-            for i in np.flatnonzero(hit).tolist():
-                out[i] = self._wrapped[pos[i]].tobytes()
+        pos = self._find(ids)
+        for i in np.flatnonzero(pos >= 0).tolist():
+            out[i] = self._rec[self._order[pos[i]], ID_BYTES:].tobytes()
         if self._new:
             get = self._new.get
             for i, pid in enumerate(ids.tolist()):
@@ -304,7 +326,7 @@ class SubjectKeys:
                     return None
                 self._drop(pid)
                 self._merge(force=True)
-                body = np.concatenate([self._ids.view(np.uint8).reshape(-1, ID_BYTES), self._wrapped], axis=1)
+                body = self._rec[self._order]  # every record still indexed, by pseudonym
                 tmp = Path(str(self.path) + ".tmp")
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 try:
@@ -321,11 +343,10 @@ class SubjectKeys:
     def _drop(self, pid: bytes) -> None:
         self._new.pop(pid, None)
         self._unwrapped.pop(pid, None)
-        if len(self._ids):
-            pos = int(np.searchsorted(self._ids, np.array([pid], dtype=f"S{ID_BYTES}"))[0])
-            if pos < len(self._ids) and self._ids[pos] == pid:
-                self._ids = np.delete(self._ids, pos)
-                self._wrapped = np.delete(self._wrapped, pos, axis=0)
+        pos = int(self._find(np.array([pid], dtype=f"S{ID_BYTES}"))[0])
+        if pos >= 0:  # (the record stays in memory, out of the index, until the file is read again)
+            self._head = np.delete(self._head, pos)
+            self._order = np.delete(self._order, pos)
 
     # -- sealing ------------------------------------------------------------------------
 
@@ -347,24 +368,29 @@ class SubjectKeys:
         return out
 
 
-def sort_order(ids: np.ndarray) -> np.ndarray:
-    """The stable sorting order of pseudonyms (an ``S32`` array), as ``np.argsort(ids,
-    kind="stable")`` gives it, about four times faster on millions: by each id's first 8 bytes
-    read as one big-endian number (a sort of numbers, not of strings), then the runs of ids that
-    share those 8 bytes (hex digits: 32 bits, a few thousand pairs among millions) by the whole
-    id and, where ids are equal, by their position."""
-    n = len(ids)
-    if n < 10_000:
-        return np.argsort(ids, kind="stable")
-    head = np.ascontiguousarray(np.ascontiguousarray(ids).view(np.uint8).reshape(n, -1)[:, :8]).view(">u8").ravel()
+def _heads(rows: np.ndarray) -> np.ndarray:
+    """The first 8 bytes of each row as one (native) number: their order is the bytes' order."""
+    if not len(rows):
+        return np.zeros(0, dtype=np.uint64)
+    return np.ascontiguousarray(rows[:, :8]).view(">u8").ravel().astype(np.uint64)
+
+
+def _index(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted heads (:func:`_heads`) of ``rows`` (an id in the first :data:`ID_BYTES` bytes
+    of each) and the stable sorting order of the rows by id, as ``np.argsort(ids, kind="stable")``
+    gives it, about four times faster on millions: a sort of numbers, then the runs of ids that
+    share their first 8 bytes (hex digits: 32 bits, a few thousand pairs among millions) by the
+    whole id and, where ids are equal, by their position."""
+    head = _heads(rows)
     order = np.argsort(head)
     h = head[order]
     tie = np.flatnonzero(h[1:] == h[:-1])
     if len(tie):
         at = np.union1d(tie, tie + 1)  # every position of a run (the runs lie in one piece, in order)
         sub = order[at]
-        order[at] = sub[np.lexsort((sub, ids[sub], h[at]))]
-    return order
+        ids = np.ascontiguousarray(rows[sub, :ID_BYTES]).view(f"S{ID_BYTES}").ravel()
+        order[at] = sub[np.lexsort((sub, ids, h[at]))]
+    return h, order.astype(np.int64, copy=False)
 
 
 #: Values opened per hold of the key file's lock: a read of 250,000 (the dashboard's factors,

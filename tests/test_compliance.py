@@ -155,7 +155,7 @@ def test_the_customers_keys_are_read_when_a_sealed_value_is_first_opened_not_whe
     # On 10 million decisions the key file holds millions of customers: reading and sorting them
     # took 6 s of every `DecisionLog.open` (every CLI command, the dashboard's first page).
     with DecisionLog.open(demo_copy, read_only=True) as log:
-        assert log.seals_inputs and log.subject_keys._read == 0 and not len(log.subject_keys._ids)
+        assert log.seals_inputs and log.subject_keys._read == 0 and not len(log.subject_keys._order)
         did, customer, stored = log.con.execute("SELECT decision_id, customer, inputs FROM decisions LIMIT 1").fetchall()[0]
         assert json.loads(log.open_inputs([did], [customer], [stored])[0])["features"]
         assert log.subject_keys._read > len(subjects.HEADER) and len(log.subject_keys) > 100
@@ -173,8 +173,10 @@ def test_the_sorting_of_the_customers_keys_is_the_stable_sort_of_their_ids():
     text = np.empty((len(raw), 32), dtype=np.uint8)
     text[:, 0::2], text[:, 1::2] = digits[raw >> 4], digits[raw & 15]
     ids = text.view("S32").ravel()
-    assert (subjects.sort_order(ids) == np.argsort(ids, kind="stable")).all()
-    assert (subjects.sort_order(ids[:50]) == np.argsort(ids[:50], kind="stable")).all()
+    heads, order = subjects._index(text)
+    assert (order == np.argsort(ids, kind="stable")).all()
+    assert (heads[1:] >= heads[:-1]).all() and heads[0] == int.from_bytes(text[order[0], :8].tobytes(), "big")
+    assert (subjects._index(text[:50])[1] == np.argsort(ids[:50], kind="stable")).all()
 
 
 def test_an_objection_stops_every_later_marketing_action_over_a_month(demo_copy):
@@ -403,3 +405,32 @@ def test_the_compact_inputs_are_the_same_written_by_python_or_by_duckdb(tiny_eng
     assert [json.loads(x) for x in by_python] == [json.loads(x) for x in by_duckdb]
     clear = R._query(R._INPUTS_JSON, None, _k_dec=dec).column("inputs").to_pylist()
     assert [json.loads(R.expand(x, tiny_strategy)) for x in by_duckdb] == [json.loads(x) for x in clear]
+
+
+def test_the_key_index_finds_every_customer_through_merges_shared_heads_and_erasures(tmp_path, monkeypatch):
+    # The key file's records stay as read; an index sorted by each pseudonym's first 8 bytes points
+    # into them. Ids that share those bytes, keys added in small batches and merged, and erasures.
+    monkeypatch.setattr(subjects, "_MERGE_AT", 7)
+    rng = np.random.default_rng(3)
+    digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+    def ids(n, head=None):
+        raw = rng.integers(0, 16, (n, 32), dtype=np.uint8)
+        text = digits[raw]
+        if head is not None:
+            text[:, :8] = np.frombuffer(head, dtype=np.uint8)
+        return [t.tobytes().decode() for t in text]
+
+    keys = subjects.SubjectKeys(tmp_path / "log.duckdb.subject-keys", b"k" * 32)
+    made = {}
+    for batch in (ids(5), ids(30, b"abcdef01"), ids(3), ids(12, b"00000000"), ids(40), ids(9, b"abcdef01")):
+        for pid, k in zip(batch, keys.keys(batch, create=True)):
+            made[pid] = k
+    erased = list(made)[::9]
+    for pid in erased:
+        assert keys.erase(pid) == made[pid][1]
+    everyone = list(made) + ids(20) + ids(4, b"abcdef01")  # and some who never had a key
+    for reader in (keys, subjects.SubjectKeys(tmp_path / "log.duckdb.subject-keys", b"k" * 32)):  # this one reads the file
+        got = reader.keys(everyone)
+        assert got == [None if pid in erased else made.get(pid) for pid in everyone]
+        assert len(reader) == len(made) - len(erased)
