@@ -649,6 +649,9 @@ def train_models(
     test_share : float
         Share held out (seeded) for the AUC and calibration recorded in the registry.
     """
+    # scikit-learn first: the limit applies only to an OpenMP runtime already loaded (imported inside
+    # it, the fits ran on two threads, ten times as long under the application's passive waiting)
+    imported("sklearn.ensemble")
     with threadpool_limits(limits=1, user_api="openmp"):
         return _train(strategy, history, test_share, seed, progress)
 

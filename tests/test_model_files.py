@@ -256,3 +256,26 @@ def test_a_model_built_from_a_row_is_reused_only_for_the_very_same_row(demo_copy
         assert store.model_from_row(aid, other_features, "x") is not first[aid]  # any column differs: built anew
         other_artifact = (row[0], row[1] + b" ", *row[2:-1], None)
         assert store.model_from_row(aid, other_artifact, "x") is not first[aid]
+
+
+def test_training_runs_on_one_openmp_thread_in_a_fresh_process():
+    """The fits run under a limit of one OpenMP thread, which applies only to a runtime already
+    loaded: with scikit-learn imported where first needed, it was loaded inside the limit and
+    the demo's models trained on two threads, ten times as long under passive waiting."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = """
+from threadpoolctl import threadpool_info
+from decisioning import models
+def spy(*a, **k):
+    threads = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "openmp"]
+    print(threads)
+    raise SystemExit(0 if threads and set(threads) == {1} else 1)
+models._train = spy
+models.train_models(None, None)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 0, out.stdout + out.stderr
