@@ -263,13 +263,9 @@ _TREE_EXPLAINERS: BoundedCache[tuple[Any, ModelExplainer]] = BoundedCache(64)
 
 
 def _tree_explainer(model, permutations: int, seed: int) -> ModelExplainer:
-    key = (id(model), permutations, seed)
-    hit = _TREE_EXPLAINERS.get(key)
-    if hit is not None and hit[0] is model:
-        return hit[1]
-    # (the model is held with its explainer: its id is not reused while the entry is kept)
-    kept = _TREE_EXPLAINERS.put(key, (model, ModelExplainer(model, None, permutations=permutations, seed=seed)))
-    return kept[1]
+    # keyed by the model's id, with the model held in the entry: its id is not reused while kept
+    return _TREE_EXPLAINERS.get_or_build((id(model), permutations, seed), lambda: (
+        model, ModelExplainer(model, None, permutations=permutations, seed=seed)))[1]
 
 
 class Explainer:
